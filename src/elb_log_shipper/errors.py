@@ -1,0 +1,52 @@
+"""The few exceptions the shipper raises.
+
+Two families, as in h11: the input was bad (a log line, an object, a Lambda event), or the shipper
+was configured or used wrongly. Delivery failures are their own family because the caller's answer
+differs: retry later, not fix the input.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DeliveryError",
+    "InputError",
+    "LineSyntaxError",
+    "ObjectChangedError",
+    "ParseError",
+    "ShipperError",
+    "SourceError",
+]
+
+
+class ShipperError(Exception):
+    """Base class of every error the shipper raises on purpose."""
+
+
+class ConfigurationError(ShipperError):
+    """A setting is missing or invalid; the message names the setting and what to do."""
+
+
+class InputError(ShipperError):
+    """Something we were given to read is bad."""
+
+
+class ParseError(InputError):
+    """One log line could not be parsed. Never escapes the parser: it becomes an event."""
+
+
+class LineSyntaxError(ParseError):
+    """The line's quoting or field structure is broken."""
+
+
+class SourceError(InputError):
+    """An object or file cannot be read to the end (bad gzip, too large a line or inflation,
+    missing object). Lines read before the error have been delivered to the caller."""
+
+
+class ObjectChangedError(SourceError):
+    """The object changed (new ETag) between the first read and a resumed read."""
+
+
+class DeliveryError(ShipperError):
+    """Events could not be delivered to Logstash within the time allowed."""
