@@ -1,0 +1,92 @@
+"""LineReader on local files: the same framing path as S3 objects."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from elb_log_shipper.errors import SourceError
+from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.source import LineReader
+
+LINES = [b"line %d \xff" % i for i in range(500)]  # invalid UTF-8 stays bytes
+DATA = b"\r\n".join(LINES)  # no final newline
+OFFSETS = [sum(len(line) + 2 for line in LINES[:i]) for i in range(len(LINES))]
+EXPECTED = list(zip(OFFSETS, LINES, strict=True))
+
+
+def read_all(reader: LineReader) -> list[tuple[int, bytes]]:
+    return [line for batch in reader for line in batch]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    paths = {
+        "plain": tmp_path / "a.log",
+        "gzip": tmp_path / "b.log",  # gzip without .gz: told by its bytes
+        "members": tmp_path / "c.log.gz",
+    }
+    paths["plain"].write_bytes(DATA)
+    paths["gzip"].write_bytes(gzip.compress(DATA))
+    paths["members"].write_bytes(gzip.compress(DATA[:1000]) + gzip.compress(DATA[1000:]))
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("kind", "compressed"), [("plain", False), ("gzip", True), ("members", True)]
+)
+def test_reads_plain_and_gzip_files(files: dict[str, Path], kind: str, compressed: bool) -> None:
+    path = files[kind]
+    with LineReader(ObjectRef.local(str(path)), chunk_size=777) as reader:
+        assert (reader.compressed, reader.etag, reader.version_id) == (compressed, None, None)
+        assert reader.size == path.stat().st_size
+        assert read_all(reader) == EXPECTED
+        assert reader.bytes_read == path.stat().st_size
+        assert reader.bytes_decompressed == len(DATA)
+
+
+@pytest.mark.parametrize("kind", ["plain", "gzip", "members"])
+def test_resume_at_any_line(files: dict[str, Path], kind: str) -> None:
+    for index in [*range(0, len(LINES), 41), len(LINES) - 1]:
+        ref = ObjectRef("", str(files[kind]), start_offset=OFFSETS[index])
+        assert read_all(LineReader(ref, chunk_size=500)) == EXPECTED[index:]
+
+
+def test_plain_resume_seeks_instead_of_reading(files: dict[str, Path]) -> None:
+    ref = ObjectRef("", str(files["plain"]), start_offset=OFFSETS[400])
+    reader = LineReader(ref, chunk_size=100)
+    assert read_all(reader) == EXPECTED[400:]
+    assert reader.bytes_read == 100 + len(DATA) - OFFSETS[400] + 1
+
+
+def test_resume_inside_a_line_names_the_file(files: dict[str, Path]) -> None:
+    ref = ObjectRef("", str(files["gzip"]), start_offset=OFFSETS[4] + 1)
+    with pytest.raises(SourceError, match=f"{files['gzip']}: resume offset .* not at the start"):
+        read_all(LineReader(ref))
+
+
+@pytest.mark.parametrize("name", ["missing.log", "."])
+def test_unreadable_paths_are_source_errors(tmp_path: Path, name: str) -> None:
+    path = str(tmp_path / name)
+    with pytest.raises(SourceError, match=f"cannot read {path}"):
+        LineReader(ObjectRef.local(path)).open()
+
+
+def test_a_truncated_gzip_file_yields_its_complete_lines_then_fails(tmp_path: Path) -> None:
+    path = tmp_path / "cut.log.gz"
+    compressed = gzip.compress(DATA)
+    path.write_bytes(compressed[: len(compressed) // 2])
+    lines: list[tuple[int, bytes]] = []
+    with pytest.raises(SourceError, match=f"{path}: gzip data is truncated"):
+        for batch in LineReader(ObjectRef.local(str(path)), chunk_size=64):
+            lines.extend(batch)
+    assert lines and lines == EXPECTED[: len(lines)]
+
+
+def test_a_reader_iterates_once(files: dict[str, Path]) -> None:
+    reader = LineReader(ObjectRef.local(str(files["plain"])))
+    assert read_all(reader) == EXPECTED
+    with pytest.raises(RuntimeError):
+        read_all(reader)

@@ -1,0 +1,279 @@
+"""LineReader against a moto S3 server over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, ResponseStreamingError
+
+from elb_log_shipper.errors import ObjectChangedError, SourceError
+from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.source import MAX_READ_RETRIES, LineReader, read_lines
+from tests.support.s3server import MotoServer, moto_server
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+pytestmark = pytest.mark.timeout(60)
+
+KEY = "AWSLogs/123456789012/elasticloadbalancing/us-east-1/2024/03/01/x.log"
+LINES = [
+    b"h2 2024-03-01T00:00:%02d.000000Z app/web/50dc6c495c0c9188 192.0.2.%d:443 10.0.1.5:80 0.001 "
+    b'0.002 0.000 200 200 34 366 "GET https://example.com:443/p?q=%d HTTP/2.0" "curl/8.4.0"'
+    % (i % 60, i % 250, i)
+    for i in range(300)
+]
+DATA = b"\n".join(LINES) + b"\n"
+OFFSETS = [sum(len(line) + 1 for line in LINES[:i]) for i in range(len(LINES))]
+EXPECTED = list(zip(OFFSETS, LINES, strict=True))
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def s3(moto: MotoServer) -> S3Client:
+    return moto.client()
+
+
+@pytest.fixture(scope="module")
+def bucket(moto: MotoServer) -> str:
+    bucket = moto.new_bucket()
+    moto.put_object(bucket, "plain.log", DATA)
+    moto.put_object(bucket, "plain.log.gz", DATA)  # the name lies: it is plain
+    moto.put_object(bucket, "gzip.log", DATA, compress=True)
+    halves = gzip.compress(DATA[: OFFSETS[100]]) + gzip.compress(DATA[OFFSETS[100] :])
+    moto.put_object(bucket, "members.log.gz", halves)
+    moto.put_object(bucket, "empty.log", b"")
+    return bucket
+
+
+def read_all(reader: LineReader) -> list[tuple[int, bytes]]:
+    return [line for batch in reader for line in batch]
+
+
+@pytest.mark.parametrize(
+    ("key", "compressed"),
+    [("plain.log", False), ("plain.log.gz", False), ("gzip.log", True), ("members.log.gz", True)],
+)
+def test_reads_plain_and_gzip_objects_by_their_content(
+    s3: S3Client, bucket: str, key: str, compressed: bool
+) -> None:
+    reader = LineReader(ObjectRef(bucket, key), s3, chunk_size=1000).open()
+    head = s3.head_object(Bucket=bucket, Key=key)
+    # Known before the first line: the caller builds event ids from them.
+    assert reader.compressed is compressed
+    assert reader.etag == head["ETag"].strip('"')
+    assert reader.size == head["ContentLength"]
+    assert read_all(reader) == EXPECTED
+    assert reader.bytes_read == head["ContentLength"]
+    assert reader.bytes_decompressed == len(DATA)
+    assert reader.resume_offset == len(DATA)
+
+
+def test_batches_follow_the_chunks(s3: S3Client, bucket: str) -> None:
+    batches = list(read_lines(ObjectRef(bucket, "plain.log"), s3, chunk_size=4096))
+    assert len(batches) > 1
+    assert [line for batch in batches for line in batch] == EXPECTED
+
+
+def test_an_empty_object_has_no_lines(s3: S3Client, bucket: str) -> None:
+    reader = LineReader(ObjectRef(bucket, "empty.log"), s3)
+    assert read_all(reader) == []
+    assert reader.compressed is False
+
+
+@pytest.mark.parametrize("key", ["plain.log", "gzip.log", "members.log.gz"])
+def test_resume_at_any_line_yields_exactly_the_suffix(s3: S3Client, bucket: str, key: str) -> None:
+    for index in [*range(0, len(LINES), 37), len(LINES) - 1]:
+        ref = ObjectRef(bucket, key, start_offset=OFFSETS[index])
+        assert read_all(LineReader(ref, s3, chunk_size=3000)) == EXPECTED[index:]
+    assert read_all(LineReader(ObjectRef(bucket, key, start_offset=len(DATA)), s3)) == []
+
+
+class RecordingClient:
+    """Passes calls to a real client and remembers the GetObject arguments."""
+
+    def __init__(self, client: S3Client) -> None:
+        self.client = client
+        self.gets: list[dict[str, Any]] = []
+
+    def get_object(self, **kwargs: Any) -> Any:
+        self.gets.append(kwargs)
+        return self.client.get_object(**kwargs)
+
+
+def test_plain_resume_reads_a_range_pinned_by_the_etag(s3: S3Client, bucket: str) -> None:
+    recorder = RecordingClient(s3)
+    ref = ObjectRef(bucket, "plain.log", start_offset=OFFSETS[250])
+    reader = LineReader(ref, cast("S3Client", recorder), chunk_size=1000)
+    assert read_all(reader) == EXPECTED[250:]
+    first, ranged = recorder.gets
+    assert "Range" not in first
+    assert ranged["Range"] == f"bytes={OFFSETS[250] - 1}-"
+    assert ranged["IfMatch"] == f'"{reader.etag}"'
+    # Only the first chunk and the range were transferred, not the lines before the offset.
+    assert reader.bytes_read == 1000 + len(DATA) - OFFSETS[250] + 1
+
+
+def test_gzip_resume_inflates_from_the_start_in_one_get(s3: S3Client, bucket: str) -> None:
+    recorder = RecordingClient(s3)
+    ref = ObjectRef(bucket, "gzip.log", start_offset=OFFSETS[250])
+    assert read_all(LineReader(ref, cast("S3Client", recorder))) == EXPECTED[250:]
+    assert len(recorder.gets) == 1 and "Range" not in recorder.gets[0]
+
+
+@pytest.mark.parametrize("key", ["plain.log", "gzip.log"])
+def test_resume_inside_a_line_is_an_error(s3: S3Client, bucket: str, key: str) -> None:
+    ref = ObjectRef(bucket, key, start_offset=OFFSETS[5] + 3)
+    with pytest.raises(SourceError, match=f"s3://{bucket}/{key}: .*not at the start of a line"):
+        read_all(LineReader(ref, s3))
+
+
+@pytest.mark.parametrize("key", ["plain.log", "gzip.log"])
+def test_resume_beyond_the_end_is_an_error(s3: S3Client, bucket: str, key: str) -> None:
+    ref = ObjectRef(bucket, key, start_offset=len(DATA) + 10)
+    with pytest.raises(SourceError, match=f"resume offset {len(DATA) + 10} is beyond the end"):
+        read_all(LineReader(ref, s3))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_an_object_changed_before_resume_is_an_error(
+    moto: MotoServer, s3: S3Client, compress: bool
+) -> None:
+    bucket = moto.new_bucket()
+    first = moto.put_object(bucket, "x.log", DATA, compress=compress)
+    moto.put_object(bucket, "x.log", DATA + b"one more line\n", compress=compress)
+    ref = ObjectRef(bucket, "x.log", etag=first["ETag"], start_offset=OFFSETS[10])
+    with pytest.raises(ObjectChangedError, match=f"s3://{bucket}/x.log changed since") as caught:
+        LineReader(ref, s3).open()
+    assert isinstance(caught.value.__cause__, ClientError)
+
+
+def test_etag_from_an_event_pins_the_first_read(moto: MotoServer, s3: S3Client) -> None:
+    bucket = moto.new_bucket()
+    etag = moto.put_object(bucket, "x.log", DATA)["ETag"]
+    reader = LineReader(ObjectRef(bucket, "x.log", etag=etag), s3).open()
+    assert reader.etag == etag
+    assert read_all(reader) == EXPECTED
+
+
+def test_a_version_is_read_as_it_was(moto: MotoServer, s3: S3Client) -> None:
+    bucket = moto.new_bucket(versioned=True)
+    old = moto.put_object(bucket, "x.log", DATA, compress=True)
+    moto.put_object(bucket, "x.log", b"new\n", compress=True)
+    ref = ObjectRef(bucket, "x.log", version_id=old["VersionId"], start_offset=OFFSETS[3])
+    reader = LineReader(ref, s3).open()
+    assert (reader.version_id, reader.etag) == (old["VersionId"], old["ETag"])
+    assert read_all(reader) == EXPECTED[3:]
+    assert LineReader(ObjectRef(bucket, "x.log"), s3).open().version_id not in (
+        None,
+        old["VersionId"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("bucket_name", "message"),
+    [
+        ("own", r"s3://{bucket}/missing.log does not exist \(NoSuchKey\)"),
+        ("no-such-bucket-here", r"the bucket of s3://{bucket}/missing.log does not exist"),
+    ],
+)
+def test_a_missing_object_is_a_clear_source_error(
+    s3: S3Client, bucket: str, bucket_name: str, message: str
+) -> None:
+    name = bucket if bucket_name == "own" else bucket_name
+    with pytest.raises(SourceError, match=message.format(bucket=name)) as caught:
+        LineReader(ObjectRef(name, "missing.log"), s3).open()
+    assert isinstance(caught.value.__cause__, ClientError)
+
+
+def test_the_standard_endpoint_variable_works_with_a_default_client(
+    moto: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in moto.environ().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto.endpoint_url)
+    assert boto3.client("s3").meta.endpoint_url == moto.endpoint_url
+    assert read_all(LineReader(ObjectRef(bucket, "gzip.log"))) == EXPECTED
+
+
+class BreakingBody:
+    """A response body whose connection resets after ``limit`` bytes."""
+
+    def __init__(self, body: Any, limit: int) -> None:
+        self.body = body
+        self.limit = limit
+
+    def read(self, amt: int) -> bytes:
+        if self.limit <= 0:
+            raise ResponseStreamingError(error=ConnectionResetError("connection reset by peer"))
+        data: bytes = self.body.read(min(amt, self.limit))
+        self.limit -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.body.close()
+
+
+class FlakyClient(RecordingClient):
+    """The first ``failures`` responses break after ``limit`` bytes."""
+
+    def __init__(self, client: S3Client, failures: int, limit: int) -> None:
+        super().__init__(client)
+        self.failures = failures
+        self.limit = limit
+
+    def get_object(self, **kwargs: Any) -> Any:
+        response = super().get_object(**kwargs)
+        if self.failures:
+            self.failures -= 1
+            response["Body"] = BreakingBody(response["Body"], self.limit)
+        return response
+
+
+@pytest.mark.parametrize("key", ["plain.log", "gzip.log"])
+def test_a_connection_reset_mid_stream_resumes_with_a_range(
+    s3: S3Client, bucket: str, key: str
+) -> None:
+    flaky = FlakyClient(s3, failures=2, limit=700)
+    reader = LineReader(ObjectRef(bucket, key), cast("S3Client", flaky), chunk_size=1000)
+    assert read_all(reader) == EXPECTED
+    assert reader.retries == 2
+    assert [get.get("Range") for get in flaky.gets] == [None, "bytes=700-", "bytes=1400-"]
+    assert all(get["IfMatch"] == f'"{reader.etag}"' for get in flaky.gets[1:])
+
+
+def test_too_many_resets_are_a_source_error_after_the_lines_read(s3: S3Client, bucket: str) -> None:
+    flaky = FlakyClient(s3, failures=MAX_READ_RETRIES + 1, limit=3000)
+    reader = LineReader(ObjectRef(bucket, "plain.log"), cast("S3Client", flaky), chunk_size=1000)
+    lines: list[tuple[int, bytes]] = []
+    with pytest.raises(SourceError, match=f"after {MAX_READ_RETRIES} retries"):
+        for batch in reader:
+            lines.extend(batch)
+    assert lines == EXPECTED[: len(lines)]
+    assert lines[-1][0] + len(lines[-1][1]) < 3000 * (MAX_READ_RETRIES + 1)
+
+
+class DenyingClient:
+    def get_object(self, **kwargs: Any) -> Any:
+        response: Any = {
+            "Error": {"Code": "AccessDenied", "Message": "Access Denied"},
+            "ResponseMetadata": {"HTTPStatusCode": 403},
+        }
+        raise ClientError(response, "GetObject")
+
+
+def test_access_denied_is_a_clear_source_error() -> None:
+    ref = ObjectRef("logs", "x.log")
+    with pytest.raises(SourceError, match=r"access to s3://logs/x.log is denied") as caught:
+        LineReader(ref, cast("S3Client", DenyingClient())).open()
+    assert isinstance(caught.value.__cause__, ClientError)

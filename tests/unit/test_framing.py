@@ -1,0 +1,415 @@
+"""LineFramer, GzipInflater and LineDecoder: pure, so every case is bytes in, lines out."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import os
+import tracemalloc
+import zlib
+from collections.abc import Iterable, Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from elb_log_shipper.errors import SourceError
+from elb_log_shipper.framing import (
+    INFLATE_RATIO_FLOOR_BYTES,
+    INFLATE_STEP_BYTES,
+    MAX_INFLATE_RATIO,
+    MAX_LINE_BYTES,
+    Batch,
+    GzipInflater,
+    LineDecoder,
+    LineFramer,
+    OversizedLine,
+    is_gzip,
+)
+
+ALB_LINE = (
+    b"h2 2024-03-01T00:00:01.123456Z app/web/50dc6c495c0c9188 192.0.2.10:51234 10.0.1.5:80 "
+    b'0.001 0.002 0.000 200 200 34 366 "GET https://example.com:443/index.html HTTP/2.0" '
+    b'"curl/8.4.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 '
+    b"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/73e2d6bc24d8a067 "
+    b'"Root=1-58337262-36d228ad5d99923122bbe354" "example.com" "arn:aws:acm:us-east-1:1:x" '
+    b'0 2024-03-01T00:00:01.120000Z "forward" "-" "-" "10.0.1.5:80" "200" "-" "-" TID_1'
+)
+
+# Framing as a specification: split at \n, drop one trailing \r, skip empty lines, cut long ones.
+Expected = list[tuple[int, bytes, int | None]]  # offset, line, full_length of an oversized line
+
+
+def reference(data: bytes, max_line: int = MAX_LINE_BYTES, start: int = 0) -> Expected:
+    out: Expected = []
+    offset = 0
+    for raw in data.split(b"\n"):
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        if line and offset >= start:
+            if len(line) > max_line:
+                out.append((offset, line[:max_line], len(line)))
+            else:
+                out.append((offset, line, None))
+        offset += len(raw) + 1
+    return out
+
+
+def flatten(batches: Iterable[Batch]) -> Expected:
+    out: Expected = []
+    for batch in batches:
+        assert batch, "an empty batch is noise on the hot path"
+        for offset, line in batch:
+            if type(line) is bytes:
+                out.append((offset, line, None))
+            else:
+                assert isinstance(line, OversizedLine)
+                out.append((offset, bytes(line), line.full_length))
+    return out
+
+
+def frame(chunks: Iterable[bytes], framer: LineFramer | None = None) -> Expected:
+    framer = framer or LineFramer()
+    batches = [framer.feed(chunk) for chunk in chunks]
+    batches.append(framer.finish())
+    return flatten(b for b in batches if b)
+
+
+def decode(chunks: Iterable[bytes], decoder: LineDecoder | None = None) -> Expected:
+    decoder = decoder or LineDecoder()
+    batches: list[Batch] = []
+    for chunk in chunks:
+        batches.extend(decoder.feed(chunk))
+    batches.append(decoder.finish())
+    return flatten(b for b in batches if b)
+
+
+def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
+    points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    return [data[a:b] for a, b in itertools.pairwise(points)]
+
+
+def gzip_members(data: bytes, cuts: Iterable[int]) -> bytes:
+    return b"".join(gzip.compress(part, mtime=0) for part in split_at(data, cuts) or [b""])
+
+
+# Table-driven cases ------------------------------------------------------------------------------
+
+CASES = [
+    ("empty", b"", []),
+    ("one line", b"a\n", [(0, b"a")]),
+    ("no final newline", b"a\nbc", [(0, b"a"), (2, b"bc")]),
+    ("crlf", b"a\r\nb\r\n", [(0, b"a"), (3, b"b")]),
+    ("crlf without final newline", b"a\r\nb\r", [(0, b"a"), (3, b"b")]),
+    ("empty lines skipped", b"\n\na\n\n\nb\n\n", [(2, b"a"), (6, b"b")]),
+    ("only newlines", b"\n\r\n\n", []),
+    ("a lone carriage return is kept inside", b"a\rb\n", [(0, b"a\rb")]),
+    (
+        "invalid utf-8 passes through",
+        b"\xff\xfe\x80\n\x00\x01",
+        [(0, b"\xff\xfe\x80"), (4, b"\0\1")],
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_framing_examples(data: bytes, expected: list[tuple[int, bytes]]) -> None:
+    for chunk_size in (1, 2, 3, len(data) or 1):
+        chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
+        assert frame(chunks) == [(o, line, None) for o, line in expected]
+
+
+def test_batches_are_one_list_per_chunk_of_plain_bytes() -> None:
+    framer = LineFramer()
+    batch = framer.feed(ALB_LINE + b"\n" + ALB_LINE + b"\n" + ALB_LINE[:10])
+    assert batch == [(0, ALB_LINE), (len(ALB_LINE) + 1, ALB_LINE)]
+    assert all(type(line) is bytes for _, line in batch)
+    assert framer.resume_offset == 2 * (len(ALB_LINE) + 1)
+    assert framer.offset == 2 * (len(ALB_LINE) + 1) + 10
+
+
+def test_resume_offset_moves_past_empty_lines_and_to_the_end_at_finish() -> None:
+    framer = LineFramer()
+    assert framer.feed(b"a\n\n\nb") == [(0, b"a")]
+    assert framer.resume_offset == 4
+    assert framer.finish() == [(4, b"b")]
+    assert framer.resume_offset == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"abcdef\n", [(0, b"abcd", 6)]),
+        (b"abcde\r\nxy\n", [(0, b"abcd", 5), (7, b"xy", None)]),
+        (b"abcd\r\n", [(0, b"abcd", None)]),  # the \r does not count
+        (b"abcdX\r\n", [(0, b"abcd", 5)]),
+        (b"abcdefgh", [(0, b"abcd", 8)]),
+        (b"abcdefg\r", [(0, b"abcd", 7)]),
+    ],
+)
+def test_oversized_lines_keep_their_beginning(data: bytes, expected: Expected) -> None:
+    for chunk_size in (1, 2, 3, 5, len(data)):
+        chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
+        assert frame(chunks, LineFramer(max_line_bytes=4)) == expected
+
+
+def test_oversized_line_is_bytes_with_its_full_length() -> None:
+    line = OversizedLine(b"abc", 10)
+    assert line == b"abc" and line.full_length == 10
+    assert type(line) is not bytes
+    assert OversizedLine(b"", 0) == b""
+
+
+# Property: any chunking, any content -------------------------------------------------------------
+
+line_bytes = st.binary(max_size=12).map(lambda b: b.replace(b"\n", b""))
+documents = st.builds(
+    lambda lines, ends, final: (
+        b"".join(line + end for line, end in zip(lines, ends, strict=False)) + final
+    ),
+    st.lists(line_bytes, max_size=30),
+    st.lists(st.sampled_from([b"\n", b"\r\n", b"\n\n", b"\r\r\n"]), min_size=30, max_size=30),
+    st.sampled_from([b"", b"tail", b"tail\r", b"\r"]),
+)
+cut_points = st.lists(st.integers(min_value=0, max_value=10_000), max_size=20)
+
+
+@given(data=documents, cuts=cut_points, max_line=st.sampled_from([1, 5, 8, MAX_LINE_BYTES]))
+def test_any_chunking_gives_the_same_lines_and_offsets(
+    data: bytes, cuts: list[int], max_line: int
+) -> None:
+    lines = frame(split_at(data, cuts), LineFramer(max_line_bytes=max_line))
+    assert lines == reference(data, max_line)
+    for offset, line, full_length in lines:
+        assert data[offset : offset + len(line)] == line
+        if full_length is not None:
+            assert len(line) == max_line < full_length
+
+
+@given(data=documents, cuts=cut_points, members=cut_points)
+@settings(max_examples=60)
+def test_gzip_any_chunking_and_members_give_the_plain_lines(
+    data: bytes, cuts: list[int], members: list[int]
+) -> None:
+    compressed = gzip_members(data, members)
+    decoder = LineDecoder()
+    assert decode(split_at(compressed, cuts), decoder) == reference(data)
+    assert decoder.compressed is True
+    assert decoder.bytes_out == len(data)
+    assert decoder.bytes_in == len(compressed)
+
+
+@given(data=documents, cuts=cut_points, pick=st.integers(min_value=0))
+def test_resume_at_any_line_yields_exactly_the_suffix(
+    data: bytes, cuts: list[int], pick: int
+) -> None:
+    # Every offset at which a line starts, emitted or empty, and the end of the data.
+    starts = [0] + [i + 1 for i in range(len(data)) if data[i] == 0x0A]
+    start = starts[pick % len(starts)]
+    expected = reference(data, start=start)
+    # Fed from the start (gzip is inflated and skipped this way)...
+    assert frame(split_at(data, cuts), LineFramer(start_offset=start)) == expected
+    assert decode(split_at(gzip.compress(data), cuts), LineDecoder(start_offset=start)) == expected
+    # ...or from the \n before it (a ranged read of a plain object).
+    if start:
+        tail = data[start - 1 :]
+        framer = LineFramer(start_offset=start, stream_offset=start - 1)
+        assert frame(split_at(tail, cuts), framer) == expected
+
+
+def test_resume_offset_inside_a_line_is_an_error() -> None:
+    with pytest.raises(SourceError, match="resume offset 3 is not at the start of a line"):
+        frame([b"abc\n", b"def\n"], LineFramer(start_offset=3))
+    with pytest.raises(SourceError, match="not at the start of a line"):
+        LineFramer(start_offset=5, stream_offset=4).feed(b"xdef\n")
+
+
+def test_resume_offset_beyond_the_end_is_an_error() -> None:
+    framer = LineFramer(start_offset=10)
+    assert framer.feed(b"abc\n") == []
+    with pytest.raises(SourceError, match="resume offset 10 is beyond the end of the data"):
+        framer.finish()
+    assert frame([b"abc\n"], LineFramer(start_offset=4)) == []  # resuming at the very end
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_line_bytes": 0},
+        {"stream_offset": -1},
+        {"start_offset": 3, "stream_offset": 4},
+        {"start_offset": 3, "stream_offset": 3},
+    ],
+)
+def test_framer_rejects_impossible_settings(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        LineFramer(**kwargs)
+
+
+def test_decoder_only_starts_late_in_plain_data() -> None:
+    with pytest.raises(ValueError, match="only plain data"):
+        LineDecoder(start_offset=5, stream_offset=4)
+
+
+# Gzip, plain and garbage -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "compressed"),
+    [
+        (b"", False),
+        (b"\x1f", False),
+        (b"\x1f\x8c rest\n", False),
+        (os.urandom(4096).replace(b"\x1f\x8b", b"xx"), False),
+        (gzip.compress(b"a\n"), True),
+    ],
+    ids=["empty", "one byte", "almost magic", "binary", "gzip"],
+)
+def test_gzip_is_told_by_magic_bytes(data: bytes, compressed: bool) -> None:
+    decoder = LineDecoder()
+    lines = decode([data[i : i + 1] for i in range(len(data))], decoder)
+    assert decoder.compressed is compressed
+    assert is_gzip(data) is compressed
+    if not compressed:
+        assert lines == reference(data)  # garbage is the parser's business, not ours
+
+
+def test_zero_padding_between_and_after_members_is_ignored() -> None:
+    data = gzip.compress(b"a\n") + b"\0" * 10 + gzip.compress(b"b\n") + b"\0" * 3
+    inflater = GzipInflater()
+    assert b"".join(p for c in split_at(data, range(0, 100, 3)) for p in inflater.feed(c)) == (
+        b"a\nb\n"
+    )
+    inflater.finish()
+    assert inflater.members == 2
+
+
+def test_garbage_after_a_member_is_an_error_after_its_lines() -> None:
+    decoder = LineDecoder()
+    batches: list[Batch] = []
+    with pytest.raises(SourceError, match="gzip data is corrupt in member 2"):
+        for chunk in (gzip.compress(b"a\nb\n"), b"not gzip\n"):
+            batches.extend(decoder.feed(chunk))
+    assert flatten(batches) == [(0, b"a", None), (2, b"b", None)]
+
+
+def test_truncated_gzip_ends_with_an_error_after_the_complete_lines() -> None:
+    data = b"".join(b"line %d\n" % i for i in range(2000))
+    compressed = gzip.compress(data)
+    decoder = LineDecoder()
+    batches: list[Batch] = []
+    for chunk in split_at(compressed[: len(compressed) * 3 // 4], range(0, 10**6, 1000)):
+        batches.extend(decoder.feed(chunk))
+    with pytest.raises(SourceError, match="gzip data is truncated: it ends inside member 1"):
+        decoder.finish()
+    lines = flatten(batches)
+    assert lines, "the lines before the cut come out"
+    assert lines == reference(data)[: len(lines)]  # no partial last line
+
+
+def test_gzip_cut_inside_its_header_is_truncated() -> None:
+    with pytest.raises(SourceError, match="truncated"):
+        decode([gzip.compress(b"a\n")[:5]])
+
+
+def zeros_gzip(total: int, piece: int = 1024 * 1024) -> Iterator[bytes]:
+    """A gzip member of ``total`` zero bytes, compressed as it is consumed."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = bytes(piece)
+    for _ in range(total // piece):
+        out = compressor.compress(block)
+        if out:
+            yield out
+    yield compressor.flush()
+
+
+def test_gzip_bomb_ends_with_an_error_after_the_lines_before_it() -> None:
+    good = b"".join(ALB_LINE + b"\n" for _ in range(1000))
+    decoder = LineDecoder()
+    batches: list[Batch] = []
+    tracemalloc.start()
+    try:
+        with pytest.raises(SourceError, match="refusing it as a gzip bomb") as caught:
+            for chunk in itertools.chain([gzip.compress(good)], zeros_gzip(1024**3)):  # 1 GiB
+                batches.extend(decoder.feed(chunk))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert f"more than {MAX_INFLATE_RATIO}:1" in str(caught.value)
+    assert flatten(batches) == reference(good)
+    # It stopped soon after the ratio floor, not after inflating the whole gigabyte...
+    assert decoder.bytes_out < INFLATE_RATIO_FLOOR_BYTES + 2 * INFLATE_STEP_BYTES + len(good)
+    # ...and held a step of input and of output at a time (plus zlib's state and the good lines),
+    # not the 64 MiB it inflated.
+    assert peak < 8 * 1024 * 1024
+
+
+def test_output_limit_stops_inflation() -> None:
+    decoder = LineDecoder(inflater=GzipInflater(max_output=1000, step=100))
+    with pytest.raises(SourceError, match="inflates beyond 1000 bytes"):
+        decode([gzip.compress(b"a\n" * 1000)], decoder)
+
+
+def test_small_objects_may_compress_better_than_the_ratio() -> None:
+    data = b"\n" * (4 * 1024 * 1024) + b"x\n"  # about 1000:1, but far below the floor
+    assert decode([gzip.compress(data)]) == [(len(data) - 2, b"x", None)]
+
+
+def test_inflate_steps_are_bounded() -> None:
+    inflater = GzipInflater(step=1000)
+    pieces = list(inflater.feed(gzip.compress(bytes(100_000))))
+    assert max(map(len, pieces)) <= 1000
+    assert sum(map(len, pieces)) == 100_000 == inflater.bytes_out
+
+
+# Long lines in bounded memory --------------------------------------------------------------------
+
+
+def long_line_stream(line_size: int, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+    """'before', a line of ``line_size`` bytes, 'after', in chunks, never whole in memory."""
+    yield b"before\r\n"
+    block = b"x" * chunk_size
+    for _ in range(line_size // chunk_size):
+        yield block
+    yield b"x" * (line_size % chunk_size) + b"\nafter\n"
+
+
+@pytest.mark.parametrize("megabytes", [10, 50])
+def test_a_huge_line_is_cut_in_bounded_memory(megabytes: int) -> None:
+    size = megabytes * 1024 * 1024
+    framer = LineFramer()
+    tracemalloc.start()
+    try:
+        lines = frame(long_line_stream(size), framer)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert lines == [
+        (0, b"before", None),
+        (8, b"x" * MAX_LINE_BYTES, size),
+        (8 + size + 1, b"after", None),
+    ]
+    assert peak < 3 * MAX_LINE_BYTES + 256 * 1024  # the kept head, one chunk, bookkeeping
+
+
+def test_a_huge_line_in_gzip_is_cut_in_bounded_memory() -> None:
+    size = 50 * 1024 * 1024
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    compressed = [compressor.compress(chunk) for chunk in long_line_stream(size)]
+    compressed.append(compressor.flush())
+    tracemalloc.start()
+    try:
+        lines = decode(c for c in compressed if c)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [(o, len(line), n) for o, line, n in lines] == [
+        (0, 6, None),
+        (8, MAX_LINE_BYTES, size),
+        (8 + size + 1, 5, None),
+    ]
+    assert peak < 3 * INFLATE_STEP_BYTES + 2 * MAX_LINE_BYTES
+
+
+def test_a_huge_chunk_holding_a_long_line_is_cut() -> None:
+    data = b"a\n" + b"y" * (3 * MAX_LINE_BYTES) + b"\nb\n" + b"z" * (2 * MAX_LINE_BYTES)
+    assert frame([data]) == reference(data)
