@@ -1,0 +1,89 @@
+"""The Logstash sink: JSON lines over TCP or TLS to Logstash's ``tcp`` input, at least once.
+
+Wire format: one JSON object per ``\\n``-terminated UTF-8 line (``codec => json_lines``), many
+lines per write. A connection on which a write failed part-way is closed, never reused, so half a
+line is never followed by another event.
+
+What "delivered" means
+----------------------
+Logstash's tcp input sends nothing back, so the only acknowledgement TCP offers is the close.
+An event counts as delivered (``events_confirmed``) when the connection that carried it was
+closed gracefully: we half-close (TLS ``close_notify``, then FIN), read until Logstash closes its
+side, and find every byte we sent acknowledged by its kernel.
+
+Why that proves Logstash read the bytes:
+
+* logstash-plugins/logstash-input-tcp, ``src/main/java/org/logstash/tcp/InputLoop.java``: the
+  server is a Netty ``ServerBootstrap`` whose child options set only ``SO_KEEPALIVE``, never
+  ``ALLOW_HALF_CLOSURE``. Its ``DecoderAdapter.channelRead`` passes each chunk synchronously to
+  the decoder (``lib/logstash/inputs/tcp.rb`` ``decode_buffer``: the codec decodes the lines and
+  ``enqueue_decorated`` pushes each event with ``@output_queue << event``, which blocks while the
+  pipeline's queue is full). A ``FlushOnCloseListener`` flushes the codec when the channel closes,
+  so a last line without ``\\n`` would still become an event.
+* netty/netty, ``transport/src/main/java/io/netty/channel/socket/DefaultSocketChannelConfig.java``:
+  ``allowHalfClosure`` defaults to false. ``transport/src/main/java/io/netty/channel/nio/
+  AbstractNioByteChannel.java``: ``NioByteUnsafe.read()`` fires ``channelRead`` for every byte
+  read, and only when a read returns end-of-stream calls ``closeOnRead``, which, without half
+  closure, closes the channel.
+
+So Logstash closes its side only after its event loop has read every byte up to our FIN and
+handed every line to the codec and the pipeline's queue. Seeing that close (EOF, not a reset),
+with nothing of ours unacknowledged, means: every event was decoded and is in Logstash's queue.
+It does NOT mean filters or outputs ran: with the default in-memory queue a Logstash crash can
+still lose them; with ``queue.type: persisted`` they are in the queue's pages. A reset, an early
+close, a stall or the deadline mean nothing on that connection is confirmed: its batches are
+resent on another connection (so Logstash may receive duplicates, never fewer lines). When a
+decode error makes Logstash close the channel early, unread bytes make its kernel send a reset,
+which we treat as a failure.
+
+Each connection keeps the batches written since it opened; it is confirmed (closed and reopened)
+at the end of each object and after carrying ``ROTATE_BYTES``, which bounds both the resend
+buffer and the duplicates after a failure.
+
+Example::
+
+    pool = SocketPool(settings)              # one per process; survives warm invocations
+    sender = LogstashSender(pool, deadline=soft_deadline)
+    sender.send(b'{"message":"a"}\\n', events=1)
+    stats = sender.finish(deadline=hard_deadline)
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from elb_log_shipper.config import DEFAULT_LOGSTASH_PORT
+from elb_log_shipper.errors import ConfigurationError
+from elb_log_shipper.logstash.pool import ROTATE_BYTES, SocketPool
+from elb_log_shipper.logstash.sender import DeliveryStats, LogstashSender
+
+__all__ = ["ROTATE_BYTES", "DeliveryStats", "LogstashSender", "SocketPool", "parse_destination"]
+
+_SCHEMES = {"tcp": False, "tls": True}
+
+
+def parse_destination(url: str) -> tuple[str, int, bool]:
+    """Split ``tcp://host:port`` or ``tls://host:port`` into (host, port, tls).
+
+    The port defaults to 5044; IPv6 hosts go in brackets.
+
+    >>> parse_destination("tls://logstash.internal:5000")
+    ('logstash.internal', 5000, True)
+    >>> parse_destination("tcp://[::1]")
+    ('::1', 5044, False)
+    """
+    hint = "use tcp://host:port or tls://host:port"
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as error:
+        raise ConfigurationError(f"destination {url!r} is invalid ({error}): {hint}") from None
+    if parts.scheme not in _SCHEMES:
+        raise ConfigurationError(f"destination {url!r} has no tcp:// or tls:// scheme: {hint}")
+    if not parts.hostname:
+        raise ConfigurationError(f"destination {url!r} has no host: {hint}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ConfigurationError(f"destination {url!r} has more than a host and port: {hint}")
+    if port == 0:
+        raise ConfigurationError(f"destination {url!r} has port 0: {hint}")
+    return parts.hostname, DEFAULT_LOGSTASH_PORT if port is None else port, _SCHEMES[parts.scheme]

@@ -1,0 +1,392 @@
+"""Ship one object's batches over the pool: worker threads, resend on loss, confirm at the end."""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, replace
+
+from elb_log_shipper.errors import DeliveryError
+from elb_log_shipper.logstash.connection import (
+    WAIT_SLICE_SECONDS,
+    Batch,
+    ConnectionLostError,
+    LogstashConnection,
+)
+from elb_log_shipper.logstash.pool import SocketPool
+
+__all__ = ["DeliveryStats", "LogstashSender"]
+
+# Batches waiting per connection: one being written and one ready keeps each socket busy; more
+# only holds memory while the caller is blocked anyway.
+QUEUE_BATCHES_PER_CONNECTION = 2
+# Full-jitter exponential backoff between reconnects: first wait up to 50 ms, never above 2 s.
+BACKOFF_BASE_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 2.0
+# Give up when connections keep failing without confirming anything: at least this many
+# failures, spread over at least this many stall timeouts (a restart takes seconds; a Logstash
+# that refuses or never reads for longer is down, and the caller's time is better spent retrying
+# the object later).
+GIVE_UP_AFTER_FAILURES = 3
+GIVE_UP_AFTER_STALL_TIMEOUTS = 3.0
+# How long abort() waits for its workers; each wakes at least every WAIT_SLICE_SECONDS.
+ABORT_JOIN_SECONDS = 2.0
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """Counters of one sender, for metrics.
+
+    ``events_confirmed`` can exceed ``events_sent`` when this sender confirmed batches that an
+    earlier sender left unconfirmed on a pooled connection (``finish(confirm=False)``).
+    """
+
+    events_sent: int = 0
+    bytes_sent: int = 0
+    events_confirmed: int = 0
+    bytes_confirmed: int = 0
+    events_resent: int = 0
+    retries: int = 0
+    reconnects: int = 0
+    connections_opened: int = 0
+    rotations: int = 0
+
+
+class _StoppedError(Exception):
+    """A worker noticed abort(); it leaves quietly."""
+
+
+class LogstashSender:
+    """Deliver the batches of one object, at least once.
+
+    ``send()`` queues a batch for the worker threads (one per pooled connection in use, started
+    as the queue fills) and blocks while the queue is full. ``finish()`` waits for the queue to
+    drain and confirms every connection used; ``abort()`` stops without confirming.
+
+    >>> sender = LogstashSender(pool, deadline=time.monotonic() + 60)  # doctest: +SKIP
+    >>> sender.send(b'{"a":1}\\n{"a":2}\\n', events=2)  # doctest: +SKIP
+    >>> sender.finish(deadline=time.monotonic() + 90).events_confirmed  # doctest: +SKIP
+    2
+    """
+
+    def __init__(self, pool: SocketPool, deadline: float | None = None) -> None:
+        self._pool = pool
+        self.deadline = deadline
+        size = pool.settings.pool_size
+        self._queue: queue.Queue[Batch | None] = queue.Queue(
+            maxsize=QUEUE_BATCHES_PER_CONNECTION * size
+        )
+        self._workers: list[_Worker] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._stats = DeliveryStats()
+        self._failure: DeliveryError | None = None
+        self._finished = False
+        self.confirm_on_finish = True
+
+    def send(self, batch: bytes, events: int) -> None:
+        """Queue complete JSON lines for delivery; blocks while the queue is full.
+
+        Raises DeliveryError when delivery has already failed or the deadline passes while
+        waiting, ValueError when ``batch`` does not end with a newline.
+        """
+        if self._finished:
+            raise RuntimeError("send() after finish() or abort()")
+        self._raise_failure()
+        if not batch:
+            return
+        if not batch.endswith(b"\n"):
+            raise ValueError("a batch must be complete JSON lines, each ending with a newline")
+        item = Batch(batch, events)
+        if not self._workers or (
+            self._queue.qsize() > 0 and len(self._workers) < self._pool.settings.pool_size
+        ):
+            self._start_worker()
+        self._put(item)
+        with self._lock:
+            self._stats.events_sent += events
+            self._stats.bytes_sent += len(batch)
+
+    def finish(self, deadline: float | None = None, *, confirm: bool = True) -> DeliveryStats:
+        """Write everything queued, then confirm each connection used by closing it gracefully.
+
+        ``deadline`` (a ``time.monotonic()`` value) replaces the send deadline: flushing and
+        closing may use the time the caller kept in reserve. With ``confirm=False`` the
+        connections go back to the pool open, still holding their unconfirmed batches; a later
+        ``finish()`` (or ``LogstashSender(pool).finish(deadline)``) confirms them, and nothing
+        counts as delivered until then. A confirming finish also confirms such idle pooled
+        connections. Raises DeliveryError when delivery fails or the deadline passes.
+        """
+        if self._finished:
+            raise RuntimeError("finish() called twice, or after abort()")
+        self._finished = True
+        self.deadline = deadline
+        self.confirm_on_finish = confirm
+        try:
+            for _ in self._workers:
+                self._put(None)
+            for worker in self._workers:
+                worker.join(_join_timeout(deadline))
+                if worker.is_alive():
+                    raise DeliveryError("a Logstash writer did not finish by the deadline")
+            self._raise_failure()
+            if confirm:
+                self._confirm_idle_pooled()
+        except BaseException:
+            self.abort()
+            raise
+        with self._lock:
+            return replace(self._stats)
+
+    def abort(self) -> None:
+        """Stop the workers and close their connections; nothing they carry counts as delivered."""
+        self._finished = True
+        self._stop.set()
+        for worker in self._workers:
+            worker.interrupt()
+        end = time.monotonic() + ABORT_JOIN_SECONDS
+        for worker in self._workers:
+            worker.join(max(0.0, end - time.monotonic()))
+
+    @property
+    def stats(self) -> DeliveryStats:
+        """A snapshot of the counters so far."""
+        with self._lock:
+            return replace(self._stats)
+
+    # Called by workers.
+
+    def count(self, **increments: int) -> None:
+        with self._lock:
+            for name, value in increments.items():
+                setattr(self._stats, name, getattr(self._stats, name) + value)
+
+    def fail(self, error: DeliveryError) -> None:
+        with self._lock:
+            if self._failure is None:
+                self._failure = error
+        self._stop.set()
+
+    def next_batch(self) -> Batch | None:
+        """The next batch, or None when finish() says there are no more."""
+        while True:
+            if self._stop.is_set():
+                raise _StoppedError
+            try:
+                return self._queue.get(timeout=WAIT_SLICE_SECONDS)
+            except queue.Empty:
+                continue
+
+    @property
+    def pool(self) -> SocketPool:
+        return self._pool
+
+    @property
+    def stopped(self) -> threading.Event:
+        return self._stop
+
+    # Internals.
+
+    def _start_worker(self) -> None:
+        worker = _Worker(self, name=f"logstash-writer-{len(self._workers)}")
+        self._workers.append(worker)
+        worker.start()
+
+    def _put(self, item: Batch | None) -> None:
+        while True:
+            self._raise_failure()
+            if self._stop.is_set():
+                raise DeliveryError("delivery was aborted")
+            try:
+                self._queue.put(item, timeout=WAIT_SLICE_SECONDS)
+                return
+            except queue.Full:
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    raise DeliveryError(
+                        "Logstash did not take the batches before the deadline"
+                    ) from None
+
+    def _raise_failure(self) -> None:
+        with self._lock:
+            failure = self._failure
+        if failure is not None:
+            raise DeliveryError(str(failure)) from failure
+
+    def _confirm_idle_pooled(self) -> None:
+        """Confirm connections earlier senders left unconfirmed in the pool, in this thread."""
+        worker = _Worker(self, name="logstash-confirm")
+        while True:
+            conn = self._pool.take_unconfirmed_idle()
+            if conn is None:
+                return
+            worker.adopt(conn)
+            try:
+                worker.confirm_current()
+            except _StoppedError:
+                self._raise_failure()
+                raise DeliveryError("delivery was aborted") from None
+            finally:
+                worker.drop_connection()
+            self._raise_failure()
+
+
+class _Worker(threading.Thread):
+    """Writes batches on one pooled connection; on loss, resends what it had not confirmed."""
+
+    def __init__(self, sender: LogstashSender, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._sender = sender
+        self._pool = sender.pool
+        self._conn: LogstashConnection | None = None
+        self._failures = 0
+        self._first_failure = 0.0
+
+    def run(self) -> None:
+        try:
+            while True:
+                batch = self._sender.next_batch()
+                if batch is None:
+                    break
+                self._deliver(batch)
+            if self._sender.confirm_on_finish:
+                self.confirm_current()
+            elif self._conn is not None:
+                self._pool.release(self._conn)
+                self._conn = None
+        except DeliveryError as error:
+            self._sender.fail(error)
+        except _StoppedError:
+            pass
+        except Exception as error:  # a bug must still unblock the caller, with the cause
+            self._sender.fail(DeliveryError(f"Logstash writer crashed: {error!r}"))
+            raise
+        finally:
+            self.drop_connection()
+
+    def interrupt(self) -> None:
+        """Close the socket under a blocked write or read (from another thread) so it returns."""
+        conn = self._conn
+        if conn is not None:
+            conn.interrupt()
+
+    def adopt(self, conn: LogstashConnection) -> None:
+        self._conn = conn
+
+    def drop_connection(self) -> None:
+        """Close the current connection (if any): nothing on it counts as delivered."""
+        if self._conn is not None:
+            self._pool.discard(self._conn)
+            self._conn = None
+
+    def confirm_current(self) -> None:
+        """Confirm the current connection; on loss resend its batches elsewhere and repeat."""
+        while self._conn is not None:
+            conn = self._conn
+            try:
+                batches = conn.confirm(self._sender.deadline)
+            except ConnectionLostError as error:
+                self._resend(self._lose(error))
+                continue
+            self._pool.discard(conn)
+            self._conn = None
+            self._failures = 0
+            self._sender.count(
+                events_confirmed=sum(batch.events for batch in batches),
+                bytes_confirmed=sum(len(batch.data) for batch in batches),
+            )
+
+    def _deliver(self, batch: Batch) -> None:
+        conn = self._conn
+        if (
+            conn is not None
+            and conn.carried_bytes
+            and conn.carried_bytes + len(batch.data) > self._pool.rotate_bytes
+        ):
+            self._sender.count(rotations=1)
+            self.confirm_current()
+        self._resend([batch])
+
+    def _resend(self, batches: list[Batch]) -> None:
+        """Write ``batches`` in order, reconnecting (and resending) until all are written."""
+        pending = batches
+        while pending:
+            if self._conn is None:
+                self._connect(pending)
+                continue
+            conn = self._conn
+            written = 0
+            try:
+                for batch in pending:
+                    conn.write(batch, self._sender.deadline)
+                    written += 1
+            except ConnectionLostError as error:
+                # The batch that failed is already in conn.unconfirmed.
+                pending = self._lose(error) + pending[written + 1 :]
+                continue
+            pending = []
+
+    def _connect(self, pending: list[Batch]) -> None:
+        inherited: list[Batch] = []
+        try:
+            self._conn = self._pool.acquire(self._sender.deadline, inherited, self._sender.stopped)
+        except ConnectionLostError as error:
+            self._back_off(error)
+            return
+        finally:
+            # Batches a dead pooled connection still held go first, like any unconfirmed ones.
+            pending[:0] = inherited
+        if self._conn.times_lent == 1:
+            self._sender.count(connections_opened=1)
+
+    def _lose(self, error: ConnectionLostError) -> list[Batch]:
+        """Drop the broken connection; return the batches it had not confirmed."""
+        conn = self._conn
+        assert conn is not None
+        self._conn = None
+        batches = conn.take_unconfirmed()
+        self._pool.discard(conn)
+        self._sender.count(
+            reconnects=1,
+            retries=len(batches),
+            events_resent=sum(batch.events for batch in batches),
+        )
+        self._back_off(error)
+        return batches
+
+    def _back_off(self, error: ConnectionLostError) -> None:
+        """Wait before reconnecting (full jitter); DeliveryError once it is time to give up."""
+        now = time.monotonic()
+        if self._failures == 0:
+            self._first_failure = now
+        self._failures += 1
+        stall = self._pool.settings.stall_timeout
+        failing_for = now - self._first_failure
+        if (
+            self._failures >= GIVE_UP_AFTER_FAILURES
+            and failing_for >= GIVE_UP_AFTER_STALL_TIMEOUTS * stall
+        ):
+            raise DeliveryError(
+                f"Logstash at {self._pool.settings.host}:{self._pool.settings.port} failed "
+                f"{self._failures} times in {failing_for:.1f}s without reading our events "
+                f"(last: {error}); check that it is up and its pipeline is not blocked"
+            ) from error
+        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**self._failures)
+        delay = random.uniform(0, ceiling)
+        deadline = self._sender.deadline
+        if deadline is not None:
+            left = deadline - now
+            if left <= delay:
+                raise DeliveryError(
+                    f"Logstash is unreachable and the deadline is near (last: {error})"
+                ) from error
+        if self._sender.stopped.wait(delay):
+            raise _StoppedError
+
+
+def _join_timeout(deadline: float | None) -> float | None:
+    """Workers check the deadline themselves; waiting a little past it lets them report why."""
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic()) + 2 * WAIT_SLICE_SECONDS + 1.0

@@ -1,0 +1,423 @@
+"""The Logstash sink against real local servers: healthy, TLS, and each fault."""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from elb_log_shipper.config import Settings
+from elb_log_shipper.errors import DeliveryError
+from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
+from tests.support.certs import CertBundle, make_certs
+from tests.support.faults import (
+    ClosingServer,
+    NeverReadingServer,
+    RefusingServer,
+    ResettingServer,
+    SlowReadingServer,
+)
+from tests.support.receiver import JsonLinesReceiver, json_lines
+
+pytestmark = pytest.mark.timeout(60)
+
+# Short, so the fault tests finish in seconds; production uses 20 s.
+STALL_TIMEOUT = 1.0
+
+
+def batches(count: int, per_batch: int, *, prefix: str = "e", pad: int = 100) -> list[bytes]:
+    """``count`` events with unique ids, ``per_batch`` lines per batch."""
+    events = [{"id": f"{prefix}-{i}", "message": "x" * pad} for i in range(count)]
+    return [json_lines(events[i : i + per_batch]) for i in range(0, count, per_batch)]
+
+
+def all_ids(count: int, prefix: str = "e") -> set[str]:
+    return {f"{prefix}-{i}" for i in range(count)}
+
+
+def settings_for(server: JsonLinesReceiver, **changes: object) -> Settings:
+    values: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "pool_size": 2,
+        "connect_timeout": 1.0,
+        "stall_timeout": STALL_TIMEOUT,
+    }
+    values.update(changes)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def ship(
+    pool: SocketPool,
+    payload: list[bytes],
+    *,
+    seconds: float = 30.0,
+    confirm: bool = True,
+) -> DeliveryStats:
+    sender = LogstashSender(pool, deadline=time.monotonic() + seconds)
+    try:
+        for batch in payload:
+            sender.send(batch, batch.count(b"\n"))
+    except BaseException:
+        sender.abort()
+        raise
+    return sender.finish(time.monotonic() + seconds, confirm=confirm)
+
+
+def assert_in_order_per_connection(server: JsonLinesReceiver) -> None:
+    for record in server.records:
+        numbers = [int(event["id"].rsplit("-", 1)[1]) for event in record.events]
+        assert numbers == sorted(numbers), f"connection {record.index} reordered events"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
+    return make_certs(Path(tmp_path_factory.mktemp("certs")))
+
+
+@pytest.fixture
+def healthy() -> Iterator[JsonLinesReceiver]:
+    with JsonLinesReceiver() as server:
+        yield server
+
+
+# Healthy destinations: exactly once.
+
+
+@pytest.mark.parametrize("pool_size", [1, 3])
+def test_every_line_arrives_exactly_once(healthy: JsonLinesReceiver, pool_size: int) -> None:
+    pool = SocketPool(settings_for(healthy, pool_size=pool_size))
+    stats = ship(pool, batches(20_000, 500))
+
+    ids = healthy.event_ids()
+    assert len(ids) == 20_000
+    assert set(ids) == all_ids(20_000)
+    assert_in_order_per_connection(healthy)
+    assert stats.events_sent == stats.events_confirmed == 20_000
+    assert stats.bytes_sent == stats.bytes_confirmed
+    assert stats.retries == stats.reconnects == 0
+    assert healthy.max_active <= pool_size
+    assert pool.open_connections == 0
+
+
+def test_rotation_confirms_every_rotate_bytes(healthy: JsonLinesReceiver) -> None:
+    pool = SocketPool(settings_for(healthy, pool_size=1), rotate_bytes=64 * 1024)
+    payload = batches(3_000, 100)  # ~ 12 KB batches, ~ 360 KB in all
+    stats = ship(pool, payload)
+
+    assert sorted(healthy.event_ids()) == sorted(all_ids(3_000))
+    assert stats.rotations >= 4
+    assert healthy.connection_count == stats.rotations + 1
+    for record in healthy.records:
+        assert record.bytes_read <= 64 * 1024
+
+
+def test_tls_with_ca_file_and_hostname_check(certs: CertBundle) -> None:
+    with JsonLinesReceiver(certs.server_context()) as server:
+        pool = SocketPool(settings_for(server, tls=True, ca_file=certs.ca_file))
+        stats = ship(pool, batches(5_000, 250))
+
+    assert sorted(server.event_ids()) == sorted(all_ids(5_000))
+    assert_in_order_per_connection(server)
+    assert stats.events_confirmed == 5_000
+
+
+def test_tls_wrong_ca_fails_clearly(certs: CertBundle) -> None:
+    with JsonLinesReceiver(certs.server_context()) as server:
+        pool = SocketPool(settings_for(server, tls=True, ca_file=certs.other_ca_file))
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="failed verification"):
+            ship(pool, batches(10, 10))
+    assert time.monotonic() - started < 5
+    assert server.events == []
+
+
+def test_tls_hostname_must_match(certs: CertBundle) -> None:
+    # A certificate from the trusted CA, but for logstash.example, not 127.0.0.1.
+    with JsonLinesReceiver(certs.server_context(misnamed=True)) as server:
+        pool = SocketPool(settings_for(server, tls=True, ca_file=certs.ca_file))
+        with pytest.raises(DeliveryError, match="failed verification"):
+            ship(pool, batches(10, 10))
+
+
+def test_tls_client_certificate_required(certs: CertBundle) -> None:
+    context = certs.server_context(require_client_cert=True)
+    with JsonLinesReceiver(context) as server:
+        pool = SocketPool(
+            settings_for(
+                server,
+                tls=True,
+                ca_file=certs.ca_file,
+                client_cert_file=certs.client_cert_file,
+                client_key_file=certs.client_key_file,
+            )
+        )
+        ship(pool, batches(2_000, 200))
+    assert sorted(server.event_ids()) == sorted(all_ids(2_000))
+
+
+def test_tls_missing_client_certificate_is_not_confirmed(certs: CertBundle) -> None:
+    context = certs.server_context(require_client_cert=True)
+    with JsonLinesReceiver(context) as server:
+        pool = SocketPool(settings_for(server, tls=True, ca_file=certs.ca_file))
+        with pytest.raises(DeliveryError):
+            ship(pool, batches(100, 50), seconds=20)
+        assert server.events == []
+        assert server.handshake_errors
+
+
+# Faults: at least once, duplicates bounded by what was resent.
+
+
+def assert_at_least_once(server: JsonLinesReceiver, count: int, stats: DeliveryStats) -> None:
+    ids = server.event_ids()
+    assert set(ids) == all_ids(count), "lines were lost"
+    duplicates = len(ids) - count
+    # Only lines written again after a failure can arrive twice.
+    assert duplicates <= stats.events_resent
+    assert stats.events_confirmed >= count
+
+
+def test_reset_mid_stream_resends_unconfirmed() -> None:
+    with ResettingServer(after_bytes=150_000, resets=2) as server:
+        pool = SocketPool(settings_for(server, pool_size=1))
+        stats = ship(pool, batches(6_000, 200))
+    assert stats.reconnects >= 2
+    assert stats.events_resent > 0
+    assert_at_least_once(server, 6_000, stats)
+    assert len(server.event_ids()) > 6_000  # the reset connections' lines came twice
+
+
+def test_refused_then_open_delivers() -> None:
+    with RefusingServer(refuse_for=1.5) as server:
+        pool = SocketPool(settings_for(server, pool_size=1))
+        started = time.monotonic()
+        stats = ship(pool, batches(1_000, 100))
+        assert server.opened_at is not None
+        assert server.opened_at - started > 1.0
+    assert sorted(server.event_ids()) == sorted(all_ids(1_000))
+    assert stats.events_confirmed == 1_000
+
+
+def test_unavailable_destination_fails_before_deadline() -> None:
+    with RefusingServer(refuse_for=120) as server:
+        pool = SocketPool(settings_for(server, pool_size=1))
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="failed"):
+            ship(pool, batches(100, 50), seconds=30)
+        assert time.monotonic() - started < 10
+
+
+def test_never_reading_server_fails_cleanly_before_deadline() -> None:
+    with NeverReadingServer() as server:
+        pool = SocketPool(settings_for(server, pool_size=1))
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="without reading"):
+            ship(pool, batches(2_000, 200), seconds=30)
+        elapsed = time.monotonic() - started
+        assert elapsed < 15, f"took {elapsed:.1f}s with a 30 s deadline"
+        assert pool.open_connections == 0
+
+
+def test_never_reading_with_large_writes_is_judged_by_stall() -> None:
+    # More than the kernel buffers hold, so the write itself blocks and must be declared dead.
+    with NeverReadingServer() as server:
+        pool = SocketPool(settings_for(server, pool_size=1))
+        started = time.monotonic()
+        with pytest.raises(DeliveryError):
+            ship(pool, batches(100_000, 2_000, pad=200), seconds=30)
+        assert time.monotonic() - started < 15
+
+
+def test_server_closing_every_n_bytes_under_rotation_size() -> None:
+    # Rotation confirms a connection before it reaches the server's limit: nothing is lost and
+    # nothing repeated.
+    with ClosingServer(after_bytes=64 * 1024) as server:
+        pool = SocketPool(settings_for(server, pool_size=1), rotate_bytes=48 * 1024)
+        stats = ship(pool, batches(2_000, 100))
+    assert sorted(server.event_ids()) == sorted(all_ids(2_000))
+    assert stats.reconnects == 0
+
+
+def test_server_closing_every_n_bytes_over_rotation_size_fails_cleanly() -> None:
+    # Every retry would carry the same unconfirmed bytes into the same wall: give up in time.
+    with ClosingServer(after_bytes=64 * 1024) as server:
+        pool = SocketPool(settings_for(server, pool_size=1))
+        started = time.monotonic()
+        with pytest.raises(DeliveryError):
+            ship(pool, batches(2_000, 100), seconds=30)
+        assert time.monotonic() - started < 15
+    # What it did read came through whole.
+    assert set(server.event_ids()) <= all_ids(2_000)
+
+
+def test_slow_reader_is_alive_not_dead() -> None:
+    # 64 KB/s. On loopback the MSS is 64 KB, so the peer reopens its window about once a second:
+    # a stall timeout of 3 s tolerates that, while the transfer itself takes about 5 s.
+    with SlowReadingServer(bytes_per_second=64 * 1024) as server:
+        pool = SocketPool(settings_for(server, pool_size=1, stall_timeout=3.0))
+        started = time.monotonic()
+        stats = ship(pool, batches(2_400, 100))
+        elapsed = time.monotonic() - started
+    ids = server.event_ids()
+    assert sorted(ids) == sorted(all_ids(2_400)), "duplicates or loss from a slow reader"
+    assert stats.reconnects == 0
+    assert elapsed > 3  # it really was slow
+
+
+# The pool: bounded, reused, checked.
+
+
+def test_never_more_than_pool_size_sockets(healthy: JsonLinesReceiver) -> None:
+    pool = SocketPool(settings_for(healthy, pool_size=2))
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.append(pool.open_connections)
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    errors: list[BaseException] = []
+
+    def one(prefix: str) -> None:
+        try:
+            ship(pool, batches(5_000, 100, prefix=prefix))
+        except DeliveryError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=one, args=(f"t{i}",)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    watcher.join()
+
+    assert not errors
+    assert max(seen) <= 2
+    assert max(seen) >= 1
+    assert healthy.max_active <= 2
+    counts = collections.Counter(healthy.event_ids())
+    assert len(counts) == 15_000
+    assert set(counts.values()) == {1}
+
+
+def test_file_descriptors_do_not_grow(healthy: JsonLinesReceiver) -> None:
+    pool = SocketPool(settings_for(healthy, pool_size=2))
+    payload = batches(3, 3)
+
+    def fds() -> int:
+        healthy.wait_idle()
+        return len(os.listdir("/proc/self/fd"))
+
+    for _ in range(10):
+        ship(pool, payload)
+    after_10 = fds()
+    for _ in range(990):
+        ship(pool, payload)
+    after_1000 = fds()
+
+    assert after_1000 == after_10
+    assert healthy.connection_count == 1_000
+    assert len(healthy.events) == 3_000
+
+
+def test_connection_is_reused_across_senders_until_confirmed(healthy: JsonLinesReceiver) -> None:
+    pool = SocketPool(settings_for(healthy, pool_size=1))
+    first = ship(pool, batches(100, 50, prefix="a"), confirm=False)
+    second = ship(pool, batches(100, 50, prefix="b"), confirm=False)
+
+    assert first.events_confirmed == second.events_confirmed == 0
+    assert pool.open_connections == 1
+    assert healthy.connection_count == 1
+    assert pool.connections_opened == 1
+
+    # A sender with nothing of its own confirms what the pool holds.
+    confirmed = LogstashSender(pool).finish(time.monotonic() + 10)
+    assert confirmed.events_confirmed == 200
+    assert pool.open_connections == 0
+    ids = healthy.event_ids()
+    assert sorted(ids) == sorted(all_ids(100, "a") | all_ids(100, "b"))
+
+
+def test_dead_pooled_connection_is_replaced_without_blocking(
+    healthy: JsonLinesReceiver,
+) -> None:
+    pool = SocketPool(settings_for(healthy, pool_size=1, stall_timeout=10.0))
+    ship(pool, batches(100, 50, prefix="a"), confirm=False)
+    healthy.wait_for_connections(1)
+    healthy.close_client_connections()  # an idle timeout, or a Logstash restart
+    healthy.wait_idle()
+
+    started = time.monotonic()
+    stats = ship(pool, batches(100, 50, prefix="b"))
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 1.0, "the liveness check blocked"
+    assert pool.dead_connections_replaced == 1
+    assert healthy.connection_count == 2
+    ids = healthy.event_ids()
+    assert set(ids) == all_ids(100, "a") | all_ids(100, "b")
+    # The dead connection's batches were resent: "a" may arrive twice, "b" once.
+    counts = collections.Counter(ids)
+    assert all(counts[i] == 1 for i in all_ids(100, "b"))
+    assert all(counts[i] <= 2 for i in all_ids(100, "a"))
+    assert stats.events_confirmed == 200
+
+
+def test_liveness_check_does_not_wait_for_the_socket_timeout(
+    healthy: JsonLinesReceiver,
+) -> None:
+    from elb_log_shipper.logstash.connection import LogstashConnection
+
+    settings = settings_for(healthy, connect_timeout=5.0)
+    conn = LogstashConnection.open(settings, None, None)
+    try:
+        started = time.monotonic()
+        assert conn.is_alive()
+        assert time.monotonic() - started < 0.05
+        healthy.wait_for_connections(1)
+        healthy.close_client_connections()
+        healthy.wait_idle()
+        time.sleep(0.05)
+        started = time.monotonic()
+        assert not conn.is_alive()
+        assert time.monotonic() - started < 0.05
+    finally:
+        conn.close()
+
+
+# Deadlines and abort.
+
+
+def test_finish_uses_its_own_later_deadline() -> None:
+    with SlowReadingServer(bytes_per_second=256 * 1024) as server:
+        pool = SocketPool(settings_for(server, pool_size=1, stall_timeout=3.0))
+        sender = LogstashSender(pool, deadline=time.monotonic() + 0.5)
+        for batch in batches(500, 100):
+            sender.send(batch, 100)
+        time.sleep(0.6)  # the soft deadline has passed; the hard one has not
+        stats = sender.finish(time.monotonic() + 20)
+    assert stats.events_confirmed == 500
+
+
+def test_abort_stops_workers_and_confirms_nothing() -> None:
+    with NeverReadingServer() as server:
+        pool = SocketPool(settings_for(server, pool_size=2, stall_timeout=30.0))
+        sender = LogstashSender(pool, deadline=time.monotonic() + 30)
+        for batch in batches(200, 100):
+            sender.send(batch, 100)
+        started = time.monotonic()
+        sender.abort()
+        assert time.monotonic() - started < 3
+        assert sender.stats.events_confirmed == 0
+        assert pool.open_connections == 0
+        assert not [t for t in threading.enumerate() if t.name.startswith("logstash-writer")]

@@ -1,0 +1,124 @@
+"""Faulty json_lines servers with real sockets, one misbehaviour each.
+
+Each records, like the healthy receiver, only the complete lines it actually read, so a test can
+check that every line arrived at least once, and count the duplicates.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from typing import Any
+
+from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver
+
+__all__ = [
+    "ClosingServer",
+    "NeverReadingServer",
+    "RefusingServer",
+    "ResettingServer",
+    "SlowReadingServer",
+]
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0: the kernel sends RST and drops whatever was unread."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+class ResettingServer(JsonLinesReceiver):
+    """Resets the first ``resets`` connections after reading ``after_bytes`` from each."""
+
+    def __init__(self, *, after_bytes: int, resets: int = 1, **kwargs: Any) -> None:
+        self.after_bytes = after_bytes
+        self.resets = resets
+        super().__init__(**kwargs)
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        if record.index >= self.resets:
+            super().serve(sock, record)
+            return
+        while record.bytes_read < self.after_bytes:
+            data = sock.recv(min(RECV_BYTES, self.after_bytes - record.bytes_read))
+            if not data:
+                return
+            self.feed(record, data)
+        _reset(sock)
+
+
+class ClosingServer(JsonLinesReceiver):
+    """Closes every connection after reading ``after_bytes`` (a reset if more was waiting)."""
+
+    def __init__(self, *, after_bytes: int, **kwargs: Any) -> None:
+        self.after_bytes = after_bytes
+        super().__init__(**kwargs)
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        while record.bytes_read < self.after_bytes:
+            data = sock.recv(min(RECV_BYTES, self.after_bytes - record.bytes_read))
+            if not data:
+                return
+            self.feed(record, data)
+
+
+class SlowReadingServer(JsonLinesReceiver):
+    """Reads ``bytes_per_second`` in eight small reads a second, to EOF: slow, but alive."""
+
+    READS_PER_SECOND = 8
+
+    def __init__(self, *, bytes_per_second: int = 64 * 1024, **kwargs: Any) -> None:
+        self.chunk = max(1, bytes_per_second // self.READS_PER_SECOND)
+        kwargs.setdefault("rcvbuf", 64 * 1024)
+        super().__init__(**kwargs)
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        while True:
+            data = sock.recv(self.chunk)
+            if not data:
+                return
+            self.feed(record, data)
+            time.sleep(1 / self.READS_PER_SECOND)
+
+
+class NeverReadingServer(JsonLinesReceiver):
+    """Accepts and never reads (a Logstash whose pipeline is blocked), until stopped."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._release = threading.Event()
+        kwargs.setdefault("rcvbuf", 64 * 1024)
+        super().__init__(**kwargs)
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        while not self._release.wait(0.05):
+            if self._stopping.is_set():
+                return
+
+    def stop(self) -> None:
+        self._release.set()
+        super().stop()
+
+
+class RefusingServer(JsonLinesReceiver):
+    """Refuses connections (port closed) for ``refuse_for`` seconds, then serves normally."""
+
+    def __init__(self, *, refuse_for: float, **kwargs: Any) -> None:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # nothing listens there now: connects are refused
+        super().__init__(port=port, listen_now=False, **kwargs)
+        self.opened_at: float | None = None
+        self._timer = threading.Timer(refuse_for, self._open)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _open(self) -> None:
+        if not self._stopping.is_set():
+            self.listen()
+            self.opened_at = time.monotonic()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        super().stop()

@@ -1,0 +1,87 @@
+"""The Logstash sink's pure parts: destinations, settings checks, API misuse. No network."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from elb_log_shipper.config import Settings
+from elb_log_shipper.errors import ConfigurationError, DeliveryError
+from elb_log_shipper.logstash import LogstashSender, SocketPool, parse_destination
+from elb_log_shipper.logstash.connection import _wait_slice, build_ssl_context
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("tcp://logstash.internal:5000", ("logstash.internal", 5000, False)),
+        ("tls://logstash.internal:6514", ("logstash.internal", 6514, True)),
+        ("tcp://127.0.0.1", ("127.0.0.1", 5044, False)),
+        ("tls://[::1]:5000", ("::1", 5000, True)),
+        ("  tcp://host:1/ ", ("host", 1, False)),
+    ],
+)
+def test_parse_destination(url: str, expected: tuple[str, int, bool]) -> None:
+    assert parse_destination(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("logstash:5000", "scheme"),
+        ("http://logstash:5000", "scheme"),
+        ("tcp://:5000", "no host"),
+        ("tcp://host:notaport", "invalid"),
+        ("tcp://host:70000", "invalid"),
+        ("tcp://host:0", "port 0"),
+        ("tcp://host:5000/path", "more than"),
+        ("tcp://user@host:5000", "more than"),
+    ],
+)
+def test_parse_destination_rejects(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        parse_destination(url)
+
+
+def test_pool_needs_a_host() -> None:
+    with pytest.raises(ConfigurationError, match="LOGSTASH_HOST"):
+        SocketPool(Settings())
+
+
+def test_unreadable_tls_files_are_a_configuration_error(tmp_path: Path) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    settings = Settings(host="127.0.0.1", tls=True, ca_file=str(bad))
+    with pytest.raises(ConfigurationError, match="PEM"):
+        build_ssl_context(settings)
+
+
+def test_tls_context_verifies_hostnames() -> None:
+    context = build_ssl_context(Settings(host="127.0.0.1", tls=True))
+    assert context.check_hostname
+
+
+def test_batch_must_end_with_newline() -> None:
+    sender = LogstashSender(SocketPool(Settings(host="127.0.0.1", port=9)))
+    with pytest.raises(ValueError, match="newline"):
+        sender.send(b'{"a":1}', 1)
+    sender.abort()
+
+
+def test_send_after_finish_is_a_bug() -> None:
+    pool = SocketPool(Settings(host="127.0.0.1", port=9))
+    sender = LogstashSender(pool)
+    stats = sender.finish(time.monotonic() + 1)
+    assert stats.events_sent == 0
+    assert pool.open_connections == 0
+    with pytest.raises(RuntimeError):
+        sender.send(b"{}\n", 1)
+
+
+def test_wait_slice_raises_after_the_deadline() -> None:
+    assert _wait_slice(None, "x") > 0
+    assert 0 < _wait_slice(time.monotonic() + 10, "x") <= 10
+    with pytest.raises(DeliveryError, match="deadline"):
+        _wait_slice(time.monotonic() - 1, "writing")
