@@ -1,0 +1,434 @@
+"""Lambda events in, the objects to ship out. Pure: no AWS client, no socket, no clock.
+
+``parse_event`` recognises every way the function is invoked and returns a ``Trigger``: what
+invoked it and one ``WorkItem`` per object named. Each item carries its ``ObjectRef``, what the
+key says (``KeyInfo``), whether to skip it and why, and for SQS the ``messageId`` it came from, so
+the handler stays a loop: ship the items with ``ship`` set, log the skip reasons that are not
+``quiet``, report failed SQS messages as ``batchItemFailures``.
+
+Shapes understood:
+
+1. S3 event notification, ``Records[].eventSource == "aws:s3"``: every record. Keys arrive
+   URL-encoded (``+`` for a space, ``%3A`` for ``:``) and are decoded with ``unquote_plus``.
+2. SQS, ``Records[].eventSource == "aws:sqs"``: each body is an S3 notification (possibly
+   ``s3:TestEvent``), an SNS envelope around one, an EventBridge event, or a continuation.
+   ``items_from_sqs_record`` reads one record: the Powertools batch processor's record handler
+   can call it with the ``SQSRecord`` it is given.
+3. EventBridge, ``source == "aws.s3"``: ``detail.bucket.name`` and ``detail.object.key``, which
+   is taken as written. The S3 documentation says notification keys are URL-encoded; its
+   EventBridge page (ev-events) says no such thing and shows plain keys.
+4. Continuation: the message this function sends itself, through its queue, to carry on
+   reading an object from a byte offset (``make_continuation`` / ``parse_continuation``).
+5. Direct: the same continuation message as the whole event. ``elb-log-shipper ship
+   --via-lambda`` invokes the function once per object with ``make_continuation(ObjectRef(...))``:
+   our own shape, so the key needs no encoding and the ETag pin and offset come along.
+
+Anything else raises ``TriggerError``. ``s3:TestEvent`` gives no items, quietly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import unquote_plus
+
+from elb_log_shipper.errors import InputError
+from elb_log_shipper.objectkey import KeyInfo, KeyKind, parse_key
+from elb_log_shipper.refs import ObjectRef
+
+__all__ = [
+    "CONTINUATION_MARKER",
+    "CONTINUATION_VERSION",
+    "Decision",
+    "RejectedMessage",
+    "Trigger",
+    "TriggerError",
+    "TriggerKind",
+    "WorkItem",
+    "classify",
+    "items_from_sqs_record",
+    "make_continuation",
+    "parse_continuation",
+    "parse_event",
+]
+
+# The key that marks a continuation message, and the schema version it holds. A reader refuses
+# versions it does not know rather than guess at fields.
+CONTINUATION_MARKER = "elbLogShipperContinuation"
+CONTINUATION_VERSION = 1
+
+_S3_TEST_EVENT = "s3:TestEvent"
+_OBJECT_CREATED_PREFIX = "ObjectCreated:"
+_EVENTBRIDGE_OBJECT_CREATED = "Object Created"
+
+
+class TriggerError(InputError):
+    """A Lambda event, or an SQS message in one, is not a shape the shipper understands."""
+
+
+class TriggerKind(StrEnum):
+    """How the function was invoked."""
+
+    S3 = "s3"
+    SQS = "sqs"
+    EVENTBRIDGE = "eventbridge"
+    DIRECT = "direct"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether to ship an object, from what its key says.
+
+    ``skip_reason`` is ``None`` for an object to ship. ``quiet`` marks a skip that is expected
+    and not worth a log line (the ELB test file).
+    """
+
+    key_info: KeyInfo
+    skip_reason: str | None = None
+    quiet: bool = False
+
+    @property
+    def ship(self) -> bool:
+        return self.skip_reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One object named by a trigger, and what to do with it.
+
+    ``sqs_message_id`` is the SQS message that named it (``None`` outside SQS): if shipping
+    fails, that message is the one to report in ``batchItemFailures``.
+    """
+
+    ref: ObjectRef
+    key_info: KeyInfo
+    skip_reason: str | None = None
+    quiet: bool = False
+    sqs_message_id: str | None = None
+
+    @property
+    def ship(self) -> bool:
+        return self.skip_reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedMessage:
+    """An SQS message ``parse_event`` could not read; the rest of the batch still was."""
+
+    sqs_message_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """What invoked the function and the objects it named, in event order.
+
+    ``rejected`` lists SQS messages that could not be read: report them as
+    ``batchItemFailures`` so that SQS retries them and, in the end, dead-letters them.
+    """
+
+    kind: TriggerKind
+    items: tuple[WorkItem, ...] = ()
+    rejected: tuple[RejectedMessage, ...] = ()
+
+    @property
+    def to_ship(self) -> tuple[WorkItem, ...]:
+        """The items to ship, skipping the skipped."""
+        return tuple(item for item in self.items if item.ship)
+
+
+def classify(ref: ObjectRef) -> Decision:
+    """Decide from its key whether an object is shipped.
+
+    The ELB test file is skipped quietly; health-check logs are skipped with a reason (their
+    format is not one we parse); everything else is shipped, unknown keys included, whose lines
+    then count as parse failures downstream rather than vanish here.
+
+    >>> decision = classify(ObjectRef("logs", "AWSLogs/123456789012/ELBAccessLogTestFile"))
+    >>> decision.skip_reason, decision.quiet
+    ('ELB access log test file', True)
+    >>> classify(ObjectRef("logs", "some/other/file.log")).ship
+    True
+    """
+    info = parse_key(ref.key)
+    if info.kind is KeyKind.TEST_FILE:
+        return Decision(info, "ELB access log test file", quiet=True)
+    if info.kind is KeyKind.HEALTH_CHECK:
+        return Decision(info, "health check logs are not shipped: their format is not supported")
+    return Decision(info)
+
+
+def parse_event(event: Mapping[str, Any]) -> Trigger:
+    """Turn a Lambda event into the objects it names.
+
+    Raises ``TriggerError`` for an event of no known shape. In an SQS batch, a message that
+    cannot be read does not fail the others: it is listed in ``Trigger.rejected``.
+
+    >>> trigger = parse_event({"Records": [{"eventSource": "aws:s3",
+    ...     "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "logs"},
+    ...     "object": {"key": "my+prefix/x.log", "size": 10, "eTag": "abc"}}}]})
+    >>> trigger.kind.value, trigger.items[0].ref.key
+    ('s3', 'my prefix/x.log')
+    """
+    if not isinstance(event, Mapping):
+        raise TriggerError(f"the Lambda event is a {type(event).__name__}, not a JSON object")
+    if CONTINUATION_MARKER in event:
+        return Trigger(TriggerKind.DIRECT, (_item(parse_continuation(event)),))
+    if "Records" in event:
+        return _parse_records(event["Records"])
+    if event.get("Event") == _S3_TEST_EVENT:
+        return Trigger(TriggerKind.S3)
+    if "detail-type" in event and "source" in event:
+        return Trigger(TriggerKind.EVENTBRIDGE, tuple(_eventbridge_items(event, None)))
+    raise TriggerError(
+        f"unrecognised Lambda event with keys {_describe_keys(event)}: invoke the function from "
+        "S3 event notifications, an SQS queue of them, EventBridge 'Object Created' events from "
+        "S3, or with a message made by make_continuation()"
+    )
+
+
+def items_from_sqs_record(record: Mapping[str, Any]) -> list[WorkItem]:
+    """The objects one SQS message names, each tagged with the message's id.
+
+    Accepts the raw record dict or Powertools' ``SQSRecord`` (a mapping over the same dict).
+    Raises ``TriggerError`` when the body is not a message we understand; in a batch
+    processor's record handler, that marks this one message failed.
+
+    >>> body = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})
+    >>> items_from_sqs_record({"messageId": "m-1", "body": body})
+    []
+    """
+    message_id = _text(record.get("messageId"), "SQS record messageId")
+    body_text = record.get("body")
+    if not isinstance(body_text, str):
+        raise TriggerError(f"SQS message {message_id} has no text body")
+    try:
+        body = json.loads(body_text)
+    except (ValueError, RecursionError):
+        raise TriggerError(
+            f"SQS message {message_id}: the body is not JSON; send S3 event notifications, "
+            "EventBridge events or continuation messages to this queue"
+        ) from None
+    try:
+        return _message_items(body, message_id, sns_envelope_allowed=True)
+    except TriggerError as error:
+        raise TriggerError(f"SQS message {message_id}: {error}") from None
+
+
+def make_continuation(ref: ObjectRef) -> dict[str, Any]:
+    """The message that hands the rest of an S3 object to a later invocation.
+
+    Schema (every key always present; ``null`` where unknown)::
+
+        {"elbLogShipperContinuation": 1, "bucket": str, "key": str, "etag": str | null,
+         "versionId": str | null, "size": int | null, "offset": int, "hop": int}
+
+    ``offset`` is ``ref.start_offset``, a line start in the decompressed stream; ``hop`` is
+    ``ref.hop``. The caller sets both: ``dataclasses.replace(ref, start_offset=next_line,
+    hop=ref.hop + 1)``. The key is written as is, not URL-encoded. Send the message as
+    ``json.dumps(message)``: its default ASCII escaping keeps any key within the characters SQS
+    accepts. Raises ``ValueError`` for a local file, which another invocation cannot read.
+
+    >>> make_continuation(ObjectRef("logs", "a b.log", etag="e1", start_offset=4096, hop=1))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'elbLogShipperContinuation': 1, 'bucket': 'logs', 'key': 'a b.log', 'etag': 'e1',
+     'versionId': None, 'size': None, 'offset': 4096, 'hop': 1}
+    """
+    if ref.is_local:
+        raise ValueError(f"cannot hand off local file {ref.key!r}: only S3 objects continue")
+    return {
+        CONTINUATION_MARKER: CONTINUATION_VERSION,
+        "bucket": ref.bucket,
+        "key": ref.key,
+        "etag": ref.etag,
+        "versionId": ref.version_id,
+        "size": ref.size,
+        "offset": ref.start_offset,
+        "hop": ref.hop,
+    }
+
+
+def parse_continuation(message: Mapping[str, Any]) -> ObjectRef:
+    """Read a continuation message back into the ``ObjectRef`` it was made from.
+
+    ``offset`` and ``hop`` may be left out of a hand-written message (they default to 0).
+    Raises ``TriggerError`` for a message of another version or with invalid fields.
+
+    >>> ref = parse_continuation({"elbLogShipperContinuation": 1, "bucket": "logs",
+    ...                           "key": "x.log", "offset": 4096, "hop": 2})
+    >>> ref.uri, ref.start_offset, ref.hop
+    ('s3://logs/x.log', 4096, 2)
+    """
+    version = message.get(CONTINUATION_MARKER)
+    if type(version) is not int or version != CONTINUATION_VERSION:
+        raise TriggerError(
+            f"continuation message version {version!r} is not supported (this shipper reads "
+            f"version {CONTINUATION_VERSION}): let the version that wrote it drain the queue"
+        )
+    return ObjectRef(
+        bucket=_text(message.get("bucket"), "continuation bucket"),
+        key=_text(message.get("key"), "continuation key"),
+        version_id=_optional_text(message.get("versionId"), "continuation versionId"),
+        etag=_optional_text(message.get("etag"), "continuation etag"),
+        size=_optional_count(message.get("size"), "continuation size"),
+        start_offset=_count(message.get("offset", 0), "continuation offset"),
+        hop=_count(message.get("hop", 0), "continuation hop"),
+    )
+
+
+# --- shapes -------------------------------------------------------------------------------------
+
+
+def _parse_records(records: object) -> Trigger:
+    if not isinstance(records, Sequence) or isinstance(records, str) or not records:
+        raise TriggerError("the event's Records is not a non-empty list")
+    sources = {_record_source(record) for record in records}
+    if sources == {"aws:s3"}:
+        s3_items = (item for record in records for item in _s3_record_items(record, None))
+        return Trigger(TriggerKind.S3, tuple(s3_items))
+    if sources == {"aws:sqs"}:
+        items: list[WorkItem] = []
+        rejected: list[RejectedMessage] = []
+        for record in records:
+            message_id = _text(record.get("messageId"), "SQS record messageId")
+            try:
+                items.extend(items_from_sqs_record(record))
+            except TriggerError as error:
+                rejected.append(RejectedMessage(message_id, str(error)))
+        return Trigger(TriggerKind.SQS, tuple(items), tuple(rejected))
+    raise TriggerError(
+        f"event records come from {sorted(sources)}: this function reads records from "
+        "aws:s3 (S3 event notifications) or aws:sqs (a queue of them), one source per event"
+    )
+
+
+def _record_source(record: object) -> str:
+    if not isinstance(record, Mapping):
+        raise TriggerError("an event record is not a JSON object")
+    # S3 and SQS spell it eventSource; SNS spells it EventSource.
+    source = record.get("eventSource", record.get("EventSource"))
+    return source if isinstance(source, str) else repr(source)
+
+
+def _message_items(body: object, message_id: str, *, sns_envelope_allowed: bool) -> list[WorkItem]:
+    """The items in one SQS message body, already parsed from JSON."""
+    if not isinstance(body, Mapping):
+        raise TriggerError("the message is not a JSON object")
+    if CONTINUATION_MARKER in body:
+        return [_item(parse_continuation(body), message_id)]
+    if "Records" in body:
+        records = body["Records"]
+        if not isinstance(records, Sequence) or isinstance(records, str):
+            raise TriggerError("the S3 notification's Records is not a list")
+        return [item for record in records for item in _s3_record_items(record, message_id)]
+    if body.get("Event") == _S3_TEST_EVENT:
+        return []
+    if sns_envelope_allowed and body.get("Type") == "Notification" and "Message" in body:
+        inner = body["Message"]
+        if not isinstance(inner, str):
+            raise TriggerError("the SNS notification's Message is not text")
+        try:
+            parsed = json.loads(inner)
+        except (ValueError, RecursionError):
+            raise TriggerError("the SNS notification's Message is not JSON") from None
+        return _message_items(parsed, message_id, sns_envelope_allowed=False)
+    if "detail-type" in body and "source" in body:
+        return _eventbridge_items(body, message_id)
+    raise TriggerError(
+        f"unrecognised message with keys {_describe_keys(body)}: expected an S3 event "
+        "notification, an SNS notification of one, an EventBridge event or a continuation"
+    )
+
+
+def _s3_record_items(record: object, message_id: str | None) -> list[WorkItem]:
+    if not isinstance(record, Mapping):
+        raise TriggerError("an S3 notification record is not a JSON object")
+    s3 = _mapping(record.get("s3"), "s3")
+    bucket = _text(_mapping(s3.get("bucket"), "s3.bucket").get("name"), "s3.bucket.name")
+    obj = _mapping(s3.get("object"), "s3.object")
+    ref = ObjectRef(
+        bucket=bucket,
+        key=unquote_plus(_text(obj.get("key"), "s3.object.key")),
+        version_id=_optional_text(obj.get("versionId"), "s3.object.versionId"),
+        etag=_optional_text(obj.get("eTag"), "s3.object.eTag"),
+        size=_optional_count(obj.get("size"), "s3.object.size"),
+    )
+    event_name = record.get("eventName")
+    # A hand-written event may leave eventName out; S3 itself always sets it.
+    if isinstance(event_name, str) and not event_name.startswith(_OBJECT_CREATED_PREFIX):
+        return [_item(ref, message_id, f"S3 event {event_name} does not create an object")]
+    return [_item(ref, message_id)]
+
+
+def _eventbridge_items(event: Mapping[str, Any], message_id: str | None) -> list[WorkItem]:
+    source = event.get("source")
+    if source != "aws.s3":
+        raise TriggerError(
+            f"EventBridge event from {source!r}: route only S3 'Object Created' events "
+            "(source aws.s3) to this function"
+        )
+    detail = _mapping(event.get("detail"), "detail")
+    obj = _mapping(detail.get("object"), "detail.object")
+    # The key is used as written. Powertools' S3EventBridgeNotificationObject.key applies
+    # unquote_plus, which would turn a literal "+" into a space; AWS documents no encoding here.
+    ref = ObjectRef(
+        bucket=_text(_mapping(detail.get("bucket"), "detail.bucket").get("name"), "bucket name"),
+        key=_text(obj.get("key"), "detail.object.key"),
+        version_id=_optional_text(obj.get("version-id"), "detail.object.version-id"),
+        etag=_optional_text(obj.get("etag"), "detail.object.etag"),
+        size=_optional_count(obj.get("size"), "detail.object.size"),
+    )
+    detail_type = event.get("detail-type")
+    if detail_type != _EVENTBRIDGE_OBJECT_CREATED:
+        return [_item(ref, message_id, f"EventBridge event {detail_type!r} is not Object Created")]
+    return [_item(ref, message_id)]
+
+
+def _item(ref: ObjectRef, message_id: str | None = None, skip: str | None = None) -> WorkItem:
+    decision = classify(ref)
+    if skip is not None:
+        return WorkItem(ref, decision.key_info, skip, sqs_message_id=message_id)
+    return WorkItem(ref, decision.key_info, decision.skip_reason, decision.quiet, message_id)
+
+
+# --- field checks -------------------------------------------------------------------------------
+
+
+def _mapping(value: object, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TriggerError(f"{name} is missing or not a JSON object")
+    return value
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise TriggerError(f"{name} is missing or not a non-empty string")
+    return value
+
+
+def _optional_text(value: object, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TriggerError(f"{name} is not a string")
+    return value
+
+
+def _count(value: object, name: str) -> int:
+    # bool is an int to Python, never to JSON's writers.
+    if type(value) is not int or value < 0:
+        raise TriggerError(f"{name} is {value!r}, not a whole number of bytes or hops")
+    return value
+
+
+def _optional_count(value: object, name: str) -> int | None:
+    return None if value is None else _count(value, name)
+
+
+def _describe_keys(mapping: Mapping[Any, Any]) -> str:
+    # Enough to recognise a shape in a log line, never the whole (possibly large) event.
+    keys = sorted(str(key)[:40] for key in list(mapping)[:10])
+    return "[" + ", ".join(keys) + ("" if len(mapping) <= 10 else ", ...") + "]"

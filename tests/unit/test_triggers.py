@@ -1,0 +1,454 @@
+"""triggers: every way the function is invoked, turned into the objects to ship."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
+from hypothesis import given
+from hypothesis import strategies as st
+
+from elb_log_shipper.errors import InputError
+from elb_log_shipper.objectkey import KeyKind, LoadBalancerType
+from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.triggers import (
+    CONTINUATION_MARKER,
+    RejectedMessage,
+    Trigger,
+    TriggerError,
+    TriggerKind,
+    WorkItem,
+    classify,
+    items_from_sqs_record,
+    make_continuation,
+    parse_continuation,
+    parse_event,
+)
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+BUCKET = "elb-logs-example"
+DAY = "AWSLogs/123456789012/elasticloadbalancing/us-east-1/2026/11/28/"
+ALB_KEY = (
+    DAY + "123456789012_elasticloadbalancing_us-east-1_app.my-alb.50dc6c495c0c9188_"
+    "20261128T2340Z_2600:1f18:4c1:a800::7_2a3b4c5d.log.gz"
+)
+CLASSIC_KEY = (
+    DAY + "123456789012_elasticloadbalancing_us-east-1_my-classic-lb_20261128T2340Z_"
+    "10.0.2.8_5f6g7h8j.log"
+)
+TEST_FILE_KEY = "AWSLogs/123456789012/ELBAccessLogTestFile"
+ALB_VERSION = "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"
+ALB_ETAG = "b1946ac92492d2347c6235b4d2611184"
+ALB_REF = ObjectRef(BUCKET, ALB_KEY, version_id=ALB_VERSION, etag=ALB_ETAG, size=2048)
+CLASSIC_REF = ObjectRef(BUCKET, CLASSIC_KEY, etag="d8e8fca2dc0f896fd7cb4cb0031ba249", size=4096)
+
+
+def load(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+def s3_record(key: str, event_name: str = "ObjectCreated:Put", **obj: Any) -> dict[str, Any]:
+    return {
+        "eventSource": "aws:s3",
+        "eventName": event_name,
+        "s3": {"bucket": {"name": BUCKET}, "object": {"key": key, **obj}},
+    }
+
+
+def sqs_record(message_id: str, body: Any) -> dict[str, Any]:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return {"messageId": message_id, "body": text, "eventSource": "aws:sqs"}
+
+
+def refs(trigger: Trigger) -> list[ObjectRef]:
+    return [item.ref for item in trigger.items]
+
+
+# --- the sample events in events/ -------------------------------------------------------------
+
+
+def test_every_sample_event_is_covered_here() -> None:
+    assert {path.name for path in EVENTS.glob("*.json")} == {
+        "s3-put.json",
+        "s3-test-event.json",
+        "s3-test-file.json",
+        "sqs-s3.json",
+        "sqs-continuation.json",
+        "eventbridge-object-created.json",
+    }
+
+
+def test_sample_s3_put_names_both_objects_with_decoded_keys() -> None:
+    trigger = parse_event(load("s3-put.json"))
+    assert trigger.kind is TriggerKind.S3
+    assert refs(trigger) == [ALB_REF, CLASSIC_REF]
+    assert [item.key_info.lb_type for item in trigger.items] == [
+        LoadBalancerType.ALB,
+        LoadBalancerType.CLASSIC,
+    ]
+    assert all(item.ship and item.sqs_message_id is None for item in trigger.items)
+    assert trigger.to_ship == trigger.items
+
+
+def test_sample_s3_test_event_is_nothing_to_do() -> None:
+    assert parse_event(load("s3-test-event.json")) == Trigger(TriggerKind.S3)
+
+
+def test_sample_s3_test_file_is_skipped_quietly() -> None:
+    trigger = parse_event(load("s3-test-file.json"))
+    (item,) = trigger.items
+    assert item.ref.key == TEST_FILE_KEY
+    assert item.key_info.kind is KeyKind.TEST_FILE
+    assert (item.ship, item.quiet) == (False, True)
+    assert trigger.to_ship == ()
+
+
+def test_sample_sqs_s3_reads_plain_and_sns_wrapped_notifications_and_skips_test_events() -> None:
+    trigger = parse_event(load("sqs-s3.json"))
+    assert trigger.kind is TriggerKind.SQS
+    assert trigger.rejected == ()
+    assert [(item.ref, item.sqs_message_id) for item in trigger.items] == [
+        (ALB_REF, "059f36b4-87a3-44ab-83d2-661975830a7d"),
+        (CLASSIC_REF, "2e1424d4-f796-459a-8184-9c92662be6da"),
+    ]
+
+
+def test_sample_sqs_continuation_resumes_at_its_offset() -> None:
+    trigger = parse_event(load("sqs-continuation.json"))
+    (item,) = trigger.items
+    assert item.ref == ObjectRef(
+        BUCKET, ALB_KEY, ALB_VERSION, ALB_ETAG, size=2048, start_offset=1024, hop=1
+    )
+    assert item.sqs_message_id == "8e5b2f3c-1d4a-4e6b-9f70-2a1b3c4d5e6f"
+
+
+def test_sample_eventbridge_object_created() -> None:
+    trigger = parse_event(load("eventbridge-object-created.json"))
+    assert trigger.kind is TriggerKind.EVENTBRIDGE
+    assert refs(trigger) == [ALB_REF]
+
+
+# --- S3 notifications -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoded", "key"),
+    [
+        ("plain/key.log", "plain/key.log"),
+        ("with+space.log", "with space.log"),
+        ("colon%3Ain%3Akey.log", "colon:in:key.log"),
+        ("real%2Bplus.log", "real+plus.log"),
+        ("per%25cent.log", "per%cent.log"),
+        ("caf%C3%A9.log", "café.log"),
+        ("slash/stays/as/is.log", "slash/stays/as/is.log"),
+    ],
+)
+def test_s3_notification_keys_are_url_decoded(encoded: str, key: str) -> None:
+    trigger = parse_event({"Records": [s3_record(encoded)]})
+    assert refs(trigger) == [ObjectRef(BUCKET, key)]
+
+
+def test_s3_notification_every_record_in_order() -> None:
+    keys = [f"k{i}.log" for i in range(5)]
+    trigger = parse_event({"Records": [s3_record(key, size=i) for i, key in enumerate(keys)]})
+    assert refs(trigger) == [ObjectRef(BUCKET, key, size=i) for i, key in enumerate(keys)]
+
+
+def test_s3_notification_null_and_empty_version_mean_unversioned() -> None:
+    trigger = parse_event(
+        {"Records": [s3_record("a.log", versionId=None), s3_record("b.log", versionId="")]}
+    )
+    assert [ref.version_id for ref in refs(trigger)] == [None, None]
+
+
+@pytest.mark.parametrize("event_name", ["ObjectRemoved:Delete", "ObjectRestore:Completed"])
+def test_s3_events_that_create_nothing_are_skipped_with_a_reason(event_name: str) -> None:
+    (item,) = parse_event({"Records": [s3_record("a.log", event_name)]}).items
+    assert not item.ship
+    assert not item.quiet
+    assert item.skip_reason is not None and event_name in item.skip_reason
+
+
+def test_health_check_log_is_skipped_with_a_reason() -> None:
+    key = DAY + "health_check_log_" + ALB_KEY.rsplit("/", 1)[1]
+    (item,) = parse_event({"Records": [s3_record(key)]}).items
+    assert item.key_info.kind is KeyKind.HEALTH_CHECK
+    assert (item.ship, item.quiet) == (False, False)
+    assert item.skip_reason is not None and "health check" in item.skip_reason
+
+
+# --- classify -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "kind", "ship", "quiet"),
+    [
+        (ALB_KEY, KeyKind.ACCESS, True, False),
+        (CLASSIC_KEY, KeyKind.ACCESS, True, False),
+        (DAY + "conn_log_" + ALB_KEY.rsplit("/", 1)[1], KeyKind.CONNECTION, True, False),
+        (DAY + "health_check_log_" + ALB_KEY.rsplit("/", 1)[1], KeyKind.HEALTH_CHECK, False, False),
+        (TEST_FILE_KEY, KeyKind.TEST_FILE, False, True),
+        ("prefix/" + TEST_FILE_KEY, KeyKind.TEST_FILE, False, True),
+        ("some/other/file.log", KeyKind.UNKNOWN, True, False),
+    ],
+)
+def test_classify(key: str, kind: KeyKind, ship: bool, quiet: bool) -> None:
+    decision = classify(ObjectRef(BUCKET, key))
+    assert decision.key_info.kind is kind
+    assert (decision.ship, decision.quiet) == (ship, quiet)
+    assert (decision.skip_reason is None) == ship
+
+
+def test_classify_reads_local_paths_too() -> None:
+    assert classify(ObjectRef.local("/tmp/dl/" + TEST_FILE_KEY)).quiet
+
+
+# --- SQS ----------------------------------------------------------------------------------------
+
+
+def test_sqs_keeps_each_message_id_for_each_object() -> None:
+    event = {
+        "Records": [
+            sqs_record("m1", {"Records": [s3_record("a.log"), s3_record("b.log")]}),
+            sqs_record("m2", {"Records": [s3_record("c.log")]}),
+        ]
+    }
+    trigger = parse_event(event)
+    assert [(item.ref.key, item.sqs_message_id) for item in trigger.items] == [
+        ("a.log", "m1"),
+        ("b.log", "m1"),
+        ("c.log", "m2"),
+    ]
+
+
+def test_sqs_sns_envelope_and_eventbridge_and_test_event_bodies() -> None:
+    eventbridge = load("eventbridge-object-created.json")
+    sns = {"Type": "Notification", "Message": json.dumps({"Records": [s3_record("x+y.log")]})}
+    sns_test = {"Type": "Notification", "Message": json.dumps({"Event": "s3:TestEvent"})}
+    event = {
+        "Records": [
+            sqs_record("eb", eventbridge),
+            sqs_record("sns", sns),
+            sqs_record("sns-test", sns_test),
+            sqs_record("test", {"Service": "Amazon S3", "Event": "s3:TestEvent"}),
+        ]
+    }
+    trigger = parse_event(event)
+    assert [(item.ref.key, item.sqs_message_id) for item in trigger.items] == [
+        (ALB_KEY, "eb"),
+        ("x y.log", "sns"),
+    ]
+
+
+BAD_BODIES: list[tuple[str, Any]] = [
+    ("not json", "hello"),
+    ("json but a list", [1, 2]),
+    ("unknown object", {"hello": "world"}),
+    ("records not a list", {"Records": "nope"}),
+    ("record without key", {"Records": [{"s3": {"bucket": {"name": "b"}, "object": {}}}]}),
+    ("sns message not json", {"Type": "Notification", "Message": "plain text"}),
+    ("sns message not text", {"Type": "Notification", "Message": {"Records": []}}),
+    (
+        "sns inside sns",
+        {"Type": "Notification", "Message": json.dumps({"Type": "Notification", "Message": "{}"})},
+    ),
+    ("eventbridge from elsewhere", {"source": "aws.ec2", "detail-type": "x", "detail": {}}),
+    ("continuation of version 2", {CONTINUATION_MARKER: 2, "bucket": "b", "key": "k"}),
+    ("deeply nested", "[" * 100_000 + "]" * 100_000),
+]
+
+
+@pytest.mark.parametrize("body", [b for _, b in BAD_BODIES], ids=[i for i, _ in BAD_BODIES])
+def test_sqs_unreadable_message_is_rejected_alone(body: Any) -> None:
+    event = {
+        "Records": [
+            sqs_record("good-1", {"Records": [s3_record("a.log")]}),
+            sqs_record("bad", body),
+            sqs_record("good-2", {"Records": [s3_record("b.log")]}),
+        ]
+    }
+    trigger = parse_event(event)
+    assert [item.sqs_message_id for item in trigger.items] == ["good-1", "good-2"]
+    (rejected,) = trigger.rejected
+    assert rejected.sqs_message_id == "bad"
+    assert rejected.reason.startswith("SQS message bad")
+    with pytest.raises(TriggerError, match="SQS message bad"):
+        items_from_sqs_record(event["Records"][1])
+
+
+def test_items_from_sqs_record_takes_powertools_sqs_records() -> None:
+    # The batch processor hands its record handler an SQSRecord; it is a mapping over the dict.
+    for record in SQSEvent(load("sqs-s3.json")).records:
+        items = items_from_sqs_record(record)
+        assert all(item.sqs_message_id == record.message_id for item in items)
+    records = list(SQSEvent(load("sqs-s3.json")).records)
+    assert [len(items_from_sqs_record(record)) for record in records] == [1, 1, 0]
+
+
+def test_sqs_record_without_message_id_is_not_sqs() -> None:
+    with pytest.raises(TriggerError, match="messageId"):
+        parse_event({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]})
+
+
+def test_rejected_message_is_a_plain_value() -> None:
+    assert RejectedMessage("m", "why") == RejectedMessage("m", "why")
+
+
+# --- EventBridge --------------------------------------------------------------------------------
+
+
+def test_eventbridge_key_is_taken_as_written() -> None:
+    event = load("eventbridge-object-created.json")
+    event["detail"]["object"]["key"] = "a+b%3Ac d.log"
+    assert refs(parse_event(event))[0].key == "a+b%3Ac d.log"
+
+
+def test_eventbridge_without_version_or_size() -> None:
+    event = load("eventbridge-object-created.json")
+    del event["detail"]["object"]["version-id"]
+    del event["detail"]["object"]["size"]
+    assert refs(parse_event(event)) == [ObjectRef(BUCKET, ALB_KEY, etag=ALB_ETAG)]
+
+
+def test_eventbridge_other_s3_events_are_skipped_with_a_reason() -> None:
+    event = load("eventbridge-object-created.json")
+    event["detail-type"] = "Object Deleted"
+    (item,) = parse_event(event).items
+    assert not item.ship and not item.quiet
+    assert item.skip_reason is not None and "Object Deleted" in item.skip_reason
+
+
+# --- continuation and direct invocation -------------------------------------------------------
+
+
+def test_direct_invocation_is_a_bare_continuation_message() -> None:
+    ref = ObjectRef(BUCKET, CLASSIC_KEY, etag="e", size=10)
+    trigger = parse_event(make_continuation(ref))
+    assert trigger.kind is TriggerKind.DIRECT
+    assert trigger.items == (WorkItem(ref, classify(ref).key_info),)
+
+
+def test_continuation_schema() -> None:
+    ref = ObjectRef(BUCKET, "k", version_id="v", etag="e", size=9, start_offset=5, hop=2)
+    assert make_continuation(ref) == {
+        "elbLogShipperContinuation": 1,
+        "bucket": BUCKET,
+        "key": "k",
+        "etag": "e",
+        "versionId": "v",
+        "size": 9,
+        "offset": 5,
+        "hop": 2,
+    }
+
+
+def test_continuation_of_a_local_file_is_refused() -> None:
+    with pytest.raises(ValueError, match="local file"):
+        make_continuation(ObjectRef.local("/tmp/x.log"))
+
+
+def test_hand_written_continuation_defaults_offset_and_hop() -> None:
+    ref = parse_continuation({CONTINUATION_MARKER: 1, "bucket": "b", "key": "k"})
+    assert ref == ObjectRef("b", "k")
+
+
+_s3_refs = st.builds(
+    ObjectRef,
+    bucket=st.text(min_size=1, max_size=63),
+    key=st.text(min_size=1, max_size=1024),
+    version_id=st.none() | st.text(min_size=1, max_size=40),
+    etag=st.none() | st.text(min_size=1, max_size=40),
+    size=st.none() | st.integers(min_value=0, max_value=5 * 2**40),
+    start_offset=st.integers(min_value=0, max_value=2**53),
+    hop=st.integers(min_value=0, max_value=10_000),
+)
+
+
+@given(_s3_refs)
+def test_continuation_round_trips_through_json(ref: ObjectRef) -> None:
+    body = json.dumps(make_continuation(ref))
+    assert body.isascii()  # SQS refuses some characters; escaped JSON has none of them
+    assert parse_continuation(json.loads(body)) == ref
+    (item,) = items_from_sqs_record({"messageId": "m", "body": body})
+    assert (item.ref, item.sqs_message_id) == (ref, "m")
+
+
+BAD_CONTINUATIONS: list[tuple[str, dict[str, Any]]] = [
+    ("no version", {CONTINUATION_MARKER: None, "bucket": "b", "key": "k"}),
+    ("version as text", {CONTINUATION_MARKER: "1", "bucket": "b", "key": "k"}),
+    ("version as bool", {CONTINUATION_MARKER: True, "bucket": "b", "key": "k"}),
+    ("no bucket", {CONTINUATION_MARKER: 1, "key": "k"}),
+    ("empty key", {CONTINUATION_MARKER: 1, "bucket": "b", "key": ""}),
+    ("negative offset", {CONTINUATION_MARKER: 1, "bucket": "b", "key": "k", "offset": -1}),
+    ("float offset", {CONTINUATION_MARKER: 1, "bucket": "b", "key": "k", "offset": 1.5}),
+    ("bool hop", {CONTINUATION_MARKER: 1, "bucket": "b", "key": "k", "hop": True}),
+    ("text size", {CONTINUATION_MARKER: 1, "bucket": "b", "key": "k", "size": "10"}),
+    ("numeric etag", {CONTINUATION_MARKER: 1, "bucket": "b", "key": "k", "etag": 5}),
+]
+
+
+@pytest.mark.parametrize(
+    "message", [m for _, m in BAD_CONTINUATIONS], ids=[i for i, _ in BAD_CONTINUATIONS]
+)
+def test_bad_continuations_are_refused(message: dict[str, Any]) -> None:
+    with pytest.raises(TriggerError):
+        parse_continuation(message)
+    with pytest.raises(TriggerError):
+        parse_event(message)
+
+
+# --- shapes we do not understand --------------------------------------------------------------
+
+UNKNOWN_EVENTS: list[tuple[str, Any]] = [
+    ("empty", {}),
+    ("not an object", ["Records"]),
+    ("something else", {"hello": "world"}),
+    ("empty records", {"Records": []}),
+    ("records not a list", {"Records": {"eventSource": "aws:s3"}}),
+    ("record not an object", {"Records": ["aws:s3"]}),
+    ("sns to lambda", {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": "{}"}}]}),
+    ("kinesis", {"Records": [{"eventSource": "aws:kinesis"}]}),
+    (
+        "mixed sources",
+        {"Records": [s3_record("a.log"), sqs_record("m", {"Records": [s3_record("b.log")]})]},
+    ),
+    ("s3 record without s3", {"Records": [{"eventSource": "aws:s3"}]}),
+    ("s3 record without bucket", {"Records": [{"eventSource": "aws:s3", "s3": {"object": {}}}]}),
+    ("s3 key not text", {"Records": [s3_record(7)]}),  # type: ignore[arg-type]
+    ("s3 size negative", {"Records": [s3_record("a.log", size=-1)]}),
+    ("s3 size as text", {"Records": [s3_record("a.log", size="10")]}),
+    ("eventbridge from ec2", {"source": "aws.ec2", "detail-type": "EC2 Instance State"}),
+    ("eventbridge without detail", {"source": "aws.s3", "detail-type": "Object Created"}),
+    (
+        "eventbridge without key",
+        {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": "b"}}},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "event", [e for _, e in UNKNOWN_EVENTS], ids=[i for i, _ in UNKNOWN_EVENTS]
+)
+def test_unrecognised_events_raise_trigger_error(event: Any) -> None:
+    with pytest.raises(TriggerError) as caught:
+        parse_event(event)
+    assert isinstance(caught.value, InputError)
+    assert str(caught.value)
+
+
+def test_unrecognised_event_message_names_its_keys_and_what_to_do() -> None:
+    with pytest.raises(TriggerError, match=r"keys \[hello\].*invoke the function from"):
+        parse_event({"hello": "world"})
+
+
+def test_parse_event_does_not_modify_the_event() -> None:
+    event = load("sqs-s3.json")
+    before = copy.deepcopy(event)
+    parse_event(event)
+    assert event == before
