@@ -1,0 +1,433 @@
+"""The deployable: template.yaml lints and validates offline, ``sam build`` makes a small package
+without boto3, and that package, imported by python3.13 the way the Lambda runtime imports it,
+ships an S3 object (moto on 127.0.0.1) to a json_lines receiver.
+
+The SAM CLI lives in its own virtualenv (``make tools``). Without it these tests skip on a
+developer's machine and fail in CI (``CI=true``), where a skipped deployable would hide a broken
+one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from collections.abc import Iterator, Mapping
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import boto3
+import pytest
+from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
+
+from elb_log_shipper.config import ENV
+from elb_log_shipper.formats import PARSE_FAILURE_TAG
+from tests.support.receiver import JsonLinesReceiver, receiver
+from tests.support.s3server import MotoServer, moto_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+SAM = ROOT / ".venv-sam" / "bin" / "sam"
+CFN_LINT = Path(sys.executable).parent / "cfn-lint"
+# The pyenv versions that put python3.13 on PATH for `sam build` (as SAM_PYENV in the Makefile).
+SAM_PYENV = os.environ.get("SAM_PYENV", "3.11.7:3.13.0")
+FUNCTION = "ShipperFunction"
+# Powertools, orjson and our code unpack to about 5 MB; a tenth of Lambda's 250 MB limit leaves
+# room, and a jump past it means something heavy (boto3, a test tool) slipped into the package.
+MAX_PACKAGE_BYTES = 15 * 1024 * 1024
+# What the python3.13 Lambda runtime provides and the package must not carry.
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "dateutil", "urllib3", "six")
+
+# The metric names the function emits (Powertools EMF); alarms and dashboard may use only these.
+SHIPPER_METRICS = frozenset(
+    {
+        "ObjectsShipped",
+        "ObjectsFailed",
+        "LinesRead",
+        "EventsSent",
+        "ParseFailures",
+        "BytesRead",
+        "Retries",
+        "Reconnects",
+        "ShipSeconds",
+        "LagSeconds",
+        "Handoffs",
+        "DeliveryFailures",
+    }
+)
+# Environment variables the template may set besides the shipper's own (config.ENV).
+EXTRA_VARIABLES = frozenset(
+    {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "DEPLOYMENT_ENVIRONMENT"}
+)
+
+KEY = (
+    "AWSLogs/123456789012/elasticloadbalancing/us-east-1/2026/11/28/"
+    "123456789012_elasticloadbalancing_us-east-1_app.my-alb.50dc6c495c0c9188_"
+    "20261128T2340Z_10.0.0.1_2a3b4c5d.log.gz"
+)
+# Application Load Balancer entries in the documented format (HTTP, HTTPS, HTTP/2).
+ALB_LINES = [
+    b"http 2026-11-28T23:39:00.186641Z app/my-alb/50dc6c495c0c9188 192.168.131.39:2817 "
+    b'10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 "GET http://www.example.com:80/ HTTP/1.1" '
+    b'"curl/7.46.0" - - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/'
+    b'my-targets/73e2d6bc24d8a067 "Root=1-58337262-36d228ad5d99923122bbe354" "-" "-" 0 '
+    b'2026-11-28T23:38:48.364000Z "forward" "-" "-" "10.0.0.1:80" "200" "-" "-" TID_1',
+    b"https 2026-11-28T23:39:01.186641Z app/my-alb/50dc6c495c0c9188 192.168.131.40:2818 "
+    b'10.0.0.1:443 0.000 0.002 0.000 200 200 40 1024 "GET https://www.example.com:443/a?b=c '
+    b'HTTP/1.1" "Mozilla/5.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 '
+    b"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/my-targets/"
+    b'73e2d6bc24d8a067 "Root=1-58337262-36d228ad5d99923122bbe355" "www.example.com" '
+    b'"arn:aws:acm:us-east-1:123456789012:certificate/12345678-1234-1234-1234-123456789012" 1 '
+    b'2026-11-28T23:38:49.364000Z "forward" "-" "-" "10.0.0.1:443" "200" "-" "-" TID_2',
+    b"h2 2026-11-28T23:39:02.186641Z app/my-alb/50dc6c495c0c9188 10.0.1.252:48160 "
+    b'10.0.0.66:9000 0.000 0.002 0.000 404 404 5 257 "GET https://10.0.2.105:773/ HTTP/2.0" '
+    b'"curl/7.46.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 '
+    b"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/my-targets/"
+    b'73e2d6bc24d8a067 "Root=1-58337327-72bd00b0343d75b906739c42" "-" "-" 1 '
+    b'2026-11-28T23:38:50.364000Z "redirect" "https://example.com:80/" "-" "10.0.0.66:9000" '
+    b'"404" "-" "-" TID_3',
+]
+
+# Runs under python3.13 -I -S: nothing but the standard library, the built package (first, as
+# /var/task is) and the runtime's boto3 (last, as the runtime's own site-packages are).
+INVOKE = textwrap.dedent(
+    """
+    import json, sys, time
+
+    package, runtime, event_file = sys.argv[1:4]
+    sys.path.insert(0, package)
+    sys.path.append(runtime)
+
+
+    class Context:
+        function_name = "elb-log-shipper-test"
+        function_version = "$LATEST"
+        invoked_function_arn = (
+            "arn:aws:lambda:us-east-1:123456789012:function:elb-log-shipper-test"
+        )
+        memory_limit_in_mb = 512
+        aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+        log_group_name = "/aws/lambda/elb-log-shipper-test"
+        log_stream_name = "2026/11/28/[$LATEST]0123456789abcdef"
+
+        def __init__(self):
+            self.deadline = time.monotonic() + 300
+
+        def get_remaining_time_in_millis(self):
+            return int((self.deadline - time.monotonic()) * 1000)
+
+
+    import elb_log_shipper
+    from elb_log_shipper.handler import lambda_handler
+
+    assert elb_log_shipper.__file__.startswith(package), elb_log_shipper.__file__
+    with open(event_file) as f:
+        event = json.load(f)
+    result = lambda_handler(event, Context())
+    print("HANDLER-RESULT " + json.dumps(result, default=str))
+    """
+)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def require_tool(path: Path | str | None, what: str) -> str:
+    """The tool's path; a skip on a developer's machine, a failure in CI, when it is missing."""
+    if path is not None and Path(path).exists():
+        return str(path)
+    message = f"{what} is missing: run `make tools` (see docs/deploy.md)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def sam_environ() -> dict[str, str]:
+    """Environment for the SAM CLI: no telemetry, a region, python3.13 on PATH, no AWS account."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("AWS_") and name != "PYENV_VERSION"
+    }
+    env.update(
+        SAM_CLI_TELEMETRY="0",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        PYENV_VERSION=SAM_PYENV,
+    )
+    return env
+
+
+def run(command: list[str], env: Mapping[str, str] | None = None) -> str:
+    """Run a command from the project root; fail with its output when it fails."""
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(command)} exited {done.returncode}:\n{output}"
+    return output
+
+
+def lambda_architecture() -> str:
+    """The Lambda architecture whose native wheels run on this machine."""
+    return {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[
+        platform.machine().lower()
+    ]
+
+
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = cfn_yaml.load(str(TEMPLATE))
+    return loaded
+
+
+def metric_names(node: Any) -> Iterator[str]:
+    """Every ElbLogShipper metric name that alarms and dashboard widgets refer to."""
+    if isinstance(node, dict):
+        if node.get("Namespace") == "ElbLogShipper" and "MetricName" in node:
+            yield str(node["MetricName"])
+        for value in node.values():
+            yield from metric_names(value)
+    elif isinstance(node, list):
+        if node[:1] == ["ElbLogShipper"] and len(node) > 1:
+            yield str(node[1])
+        for value in node:
+            yield from metric_names(value)
+
+
+def directory_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def zipped_size(path: Path) -> int:
+    """Size of the deployment zip, deflated as `sam deploy` uploads it."""
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(path.rglob("*")):
+            if file.is_file():
+                archive.write(file, file.relative_to(path))
+    return len(buffer.getvalue())
+
+
+def runtime_boto3(directory: Path) -> Path:
+    """A directory with what the Lambda runtime adds to the path (boto3 and its dependencies,
+    all pure Python), linked from this interpreter's site-packages."""
+    directory.mkdir()
+    for name in RUNTIME_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None, f"{name} is not installed in the test environment"
+        if spec.submodule_search_locations:
+            source = Path(next(iter(spec.submodule_search_locations)))
+        else:
+            assert spec.origin is not None
+            source = Path(spec.origin)
+        (directory / source.name).symlink_to(source)
+    return directory
+
+
+# ------------------------------------------------------------------------------------ template
+
+
+def test_cfn_lint_is_clean() -> None:
+    run([str(CFN_LINT), str(TEMPLATE)])
+
+
+def test_sam_validate_lint_needs_no_credentials() -> None:
+    sam = require_tool(SAM, "the SAM CLI (.venv-sam)")
+    output = run([sam, "validate", "--lint", "--template-file", str(TEMPLATE)], sam_environ())
+    assert "is a valid SAM Template" in output
+
+
+def test_function_environment_is_what_settings_read() -> None:
+    loaded = template()
+    function = loaded["Resources"][FUNCTION]["Properties"]
+    variables = set(function["Environment"]["Variables"])
+    known = {value for name, value in vars(ENV).items() if name.isupper()}
+    assert variables - known <= EXTRA_VARIABLES, variables - known - EXTRA_VARIABLES
+    assert {ENV.LOGSTASH_HOST, ENV.CONTINUATION_QUEUE_URL} <= variables
+    assert function["Handler"] == "elb_log_shipper.handler.lambda_handler"
+    assert function["CodeUri"] == "src/"
+    assert loaded["Globals"]["Function"]["Runtime"] == "python3.13"
+
+
+def test_alarms_and_dashboard_use_only_emitted_metrics() -> None:
+    used = set(metric_names(template()["Resources"]))
+    assert used, "no ElbLogShipper metric found in alarms or dashboard"
+    assert used <= SHIPPER_METRICS, used - SHIPPER_METRICS
+
+
+# ------------------------------------------------------------------------------------ package
+
+
+def sam_build(build_dir: Path, architecture: str) -> Path:
+    """`sam build` for ``architecture`` into ``build_dir``; return the function's directory."""
+    sam = require_tool(SAM, "the SAM CLI (.venv-sam)")
+    env = sam_environ()
+    require_tool(shutil.which("python3.13", path=env.get("PATH")), "python3.13 (pyenv)")
+    run(
+        [
+            sam,
+            "build",
+            "--template-file",
+            str(TEMPLATE),
+            "--build-dir",
+            str(build_dir),
+            "--no-cached",
+            "--parameter-overrides",
+            f"Architecture={architecture}",
+        ],
+        env,
+    )
+    return build_dir / FUNCTION
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package built for this machine's architecture, so that this machine can run it."""
+    return sam_build(tmp_path_factory.mktemp("sam-build"), lambda_architecture())
+
+
+def test_package_holds_the_code_and_not_the_runtime(package: Path) -> None:
+    assert (package / "elb_log_shipper" / "handler.py").is_file()
+    assert (package / "aws_lambda_powertools").is_dir()
+    assert (package / "orjson").is_dir()
+    bundled = sorted(name for name in RUNTIME_PACKAGES[:3] if (package / name).exists())
+    assert not bundled, f"the runtime provides {bundled}; keep them out of src/requirements.txt"
+    assert not list(package.glob("*-stubs")), "type stubs are for mypy, not for the package"
+
+
+def test_package_builds_for_the_other_architecture(tmp_path: Path) -> None:
+    # The stacks deploy arm64; this machine runs x86_64 (or the reverse). The build must fetch
+    # the other architecture's wheels instead of copying this machine's native code.
+    other = {"x86_64": "arm64", "arm64": "x86_64"}[lambda_architecture()]
+    built = sam_build(tmp_path / "build", other)
+    machine = {"arm64": "aarch64", "x86_64": "x86_64"}[other]
+    native = [path.name for path in built.rglob("*.so")]
+    assert native, "orjson's native module is missing from the package"
+    assert all(machine in name for name in native), native
+
+
+def test_package_is_small(package: Path) -> None:
+    unpacked, zipped = directory_size(package), zipped_size(package)
+    print(f"\nfunction package: {unpacked / 1e6:.1f} MB unpacked, {zipped / 1e6:.1f} MB zipped")
+    assert unpacked < MAX_PACKAGE_BYTES
+
+
+# ------------------------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def logstash() -> Iterator[JsonLinesReceiver]:
+    with receiver() as server:
+        yield server
+
+
+def function_environ(parameters: Mapping[str, str]) -> dict[str, str]:
+    """The function's environment variables as the template sets them, with ``Ref``s resolved
+    from ``parameters`` (parameter or resource name -> value)."""
+    variables = template()["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    resolved = {}
+    for name, value in variables.items():
+        if isinstance(value, dict):
+            assert set(value) == {"Ref"}, f"{name}: the test resolves only Ref, not {value}"
+            resolved[str(name)] = parameters[value["Ref"]]
+        else:
+            resolved[str(name)] = str(value)
+    return resolved
+
+
+def test_built_package_ships_an_object_under_python313(
+    package: Path, moto: MotoServer, logstash: JsonLinesReceiver, tmp_path: Path
+) -> None:
+    bucket = moto.new_bucket("elb-logs")
+    moto.put_object(bucket, KEY, b"\n".join(ALB_LINES) + b"\n", compress=True)
+    queue_url = boto3.client("sqs", **moto.client_kwargs()).create_queue(
+        QueueName="elb-log-shipper-continuation"
+    )["QueueUrl"]
+
+    event = json.loads((ROOT / "events" / "s3-put.json").read_text())
+    record = event["Records"][0]
+    record["s3"]["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
+    head = moto.client().head_object(Bucket=bucket, Key=KEY)
+    record["s3"]["object"] = {
+        "key": quote_plus(KEY, safe="/"),
+        "size": head["ContentLength"],
+        "eTag": head["ETag"].strip('"'),
+        "sequencer": "0055AED6DCD90281E5",
+    }
+    event["Records"] = [record]
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event))
+
+    env = {
+        "PATH": sam_environ()["PATH"],
+        "PYENV_VERSION": SAM_PYENV,
+        **moto.environ(),
+        "AWS_ENDPOINT_URL_S3": moto.endpoint_url,
+        "AWS_LAMBDA_FUNCTION_NAME": "elb-log-shipper-test",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "LAMBDA_TASK_ROOT": str(package),
+        **function_environ(
+            {
+                "LogstashHost": "127.0.0.1",
+                "LogstashPort": str(logstash.port),
+                "LogstashTls": "false",
+                "LogstashCaFile": "",
+                "LogstashPoolSize": "2",
+                "DeadlineMarginSeconds": "30",
+                "KeepOriginal": "true",
+                "Environment": "green",
+                "ContinuationQueue": queue_url,
+            }
+        ),
+    }
+    python = require_tool(shutil.which("python3.13", path=env["PATH"]), "python3.13 (pyenv)")
+    runtime = runtime_boto3(tmp_path / "runtime")
+    done = subprocess.run(
+        [python, "-I", "-S", "-c", INVOKE, str(package), str(runtime), str(event_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "HANDLER-RESULT" in done.stdout, output
+
+    logstash.wait_idle()
+    events = logstash.events
+    assert len(events) == len(ALB_LINES), output
+    ids = [shipped["event"]["id"] for shipped in events]
+    assert len(set(ids)) == len(ALB_LINES)
+    assert not [shipped for shipped in events if PARSE_FAILURE_TAG in shipped.get("tags", ())]
+
+    # Powertools' EMF documents: namespace and the environment dimension the dashboards use.
+    emf = [
+        json.loads(line)
+        for line in done.stdout.splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+    assert emf, f"no EMF metrics printed:\n{output}"
+    directives = [d for doc in emf for d in doc["_aws"]["CloudWatchMetrics"]]
+    assert {d["Namespace"] for d in directives} == {"ElbLogShipper"}
+    shipped_doc = next(doc for doc in emf if "LinesRead" in doc)
+    assert shipped_doc["environment"] == "green"
+    assert shipped_doc["service"] == "elb-log-shipper"
+    assert shipped_doc["LinesRead"] in (len(ALB_LINES), [len(ALB_LINES)])
