@@ -26,10 +26,10 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-functional: $(STAMP)
+functional: $(STAMP) tools
 	$(BIN)/pytest tests/functional -q
 
-test: lint typecheck
+test: lint typecheck tools
 	$(BIN)/pytest tests -q
 
 bench: $(STAMP)
@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/parse_bench.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) .mypy_cache .pytest_cache .ruff_cache build .aws-sam
 
 # ---------------------------------------------------------------------------------------------------
 # The deployable (template.yaml, samconfig.toml). The SAM CLI lives in its own virtualenv: its pins

@@ -97,7 +97,9 @@ class Settings:
             "connect_timeout": _float(
                 env, ENV.LOGSTASH_CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, 0.1, 60
             ),
-            "stall_timeout": _float(env, ENV.LOGSTASH_STALL_TIMEOUT, DEFAULT_STALL_TIMEOUT, 0.1, 600),
+            "stall_timeout": _float(
+                env, ENV.LOGSTASH_STALL_TIMEOUT, DEFAULT_STALL_TIMEOUT, 0.1, 600
+            ),
             "batch_bytes": _int(
                 env, ENV.LOGSTASH_BATCH_BYTES, DEFAULT_BATCH_BYTES, 1024, 16 * 1024 * 1024
             ),

@@ -40,16 +40,49 @@ def tokenize(line: str) -> list[str]:
     return _split_slow(line)
 
 
+# The modern ALB layout seen through `line.split('"')`: which parts are single spaces between
+# quoted fields. Unrolling the general loop for it saves a third of the tokenising cost.
+_ALB_SPACES = [" "] * 6
+
+
 def _split_fast(parts: list[str]) -> list[str] | None:
     """Fields from ``line.split('"')``: even parts are unquoted text, odd parts quoted values.
 
     Returns None when a quote opens in the middle of a token (the ALPN list), which the slow path
     handles.
     """
-    fields: list[str] = []
     last = len(parts) - 1
-    for i in range(0, last, 2):
+    head = parts[0]
+    if (
+        last >= 24
+        and head[-1:] == " "
+        and parts[2] == " "
+        and parts[6] == " "
+        and parts[8] == " "
+        and parts[4][-1:] == " "
+        and parts[10][-1:] == " "
+        and parts[12:23:2] == _ALB_SPACES
+    ):
+        # Same result as the loop below, unrolled for the ALB layout (29+ fields).
+        fields = head.split()
+        fields.append(parts[1])
+        fields.append(parts[3])
+        fields += parts[4].split()
+        fields.append(parts[5])
+        fields.append(parts[7])
+        fields.append(parts[9])
+        fields += parts[10].split()
+        fields += parts[11:24:2]
+        start = 24
+    else:
+        fields = []
+        start = 0
+    for i in range(start, last, 2):
         text = parts[i]
+        if text == " ":
+            # The common case between two quoted fields: nothing to split.
+            fields.append(parts[i + 1])
+            continue
         # A quote may only open at the start of the line or after a space.
         if text:
             if text[-1] != " ":
@@ -73,7 +106,7 @@ def _split_slow(line: str) -> list[str]:
     i = 0
     while i < n:
         c = line[i]
-        if c == " " or c == "\t":
+        if c in " \t":
             i += 1
             continue
         if c == '"':
@@ -95,7 +128,7 @@ def _split_slow(line: str) -> list[str]:
             c = line[i]
             if c == '"':
                 quoted = not quoted
-            elif not quoted and (c == " " or c == "\t"):
+            elif not quoted and c in " \t":
                 break
             i += 1
         if quoted:

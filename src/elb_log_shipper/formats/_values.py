@@ -1,0 +1,244 @@
+"""Conversions of single ELB field values, shared by the format modules.
+
+Every function takes the raw field text and either returns the typed value, returns None for "no
+value" (``-``), or raises ParseError naming the field. Values repeat heavily within one object
+(timestamps to the second, TLS versions, target addresses), so the costlier conversions memoise in
+bounded dictionaries.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from elb_log_shipper.errors import ParseError
+
+__all__ = [
+    "MEMO_LIMIT",
+    "duration",
+    "host_port",
+    "integer",
+    "parse_request",
+    "seconds",
+    "split_list",
+    "timestamp",
+    "tls_version",
+    "valid_seconds",
+]
+
+# A bounded memo: cleared when full, so a long object with ever-new values cannot grow it forever.
+# Sized to hold one object's distinct values for seconds/targets comfortably.
+MEMO_LIMIT = 4096
+
+valid_seconds: dict[str, bool] = {}
+
+
+def timestamp(value: str, name: str) -> str:
+    """Return ``value`` as RFC 3339 UTC with microseconds and ``Z``.
+
+    ELB writes ``2018-07-02T22:23:00.186641Z`` (ALB, Classic, connection logs) or
+    ``2018-12-20T02:59:40`` without fraction or zone (NLB, which is UTC).
+
+    >>> timestamp("2018-12-20T02:59:40", "time")
+    '2018-12-20T02:59:40.000000Z'
+    """
+    if len(value) == 27 and value[26] == "Z" and value[19] == "." and value[20:26].isdigit():
+        head = value[:19]
+        ok = valid_seconds.get(head)
+        if ok is None:
+            ok = _check_seconds(head)
+        if ok:
+            return value
+    return _timestamp_slow(value, name)
+
+
+def _check_seconds(head: str) -> bool:
+    try:
+        valid = len(head) == 19 and head[10] == "T" and bool(datetime.fromisoformat(head))
+    except ValueError:
+        valid = False
+    if len(valid_seconds) >= MEMO_LIMIT:
+        valid_seconds.clear()
+    valid_seconds[head] = valid
+    return valid
+
+
+def _timestamp_slow(value: str, name: str) -> str:
+    text = value[:-1] if value.endswith("Z") else value
+    fraction = ""
+    if len(text) > 19 and text[19] == ".":
+        text, fraction = text[:19], text[20:]
+        if not fraction.isdigit() or len(fraction) > 9:
+            raise ParseError(f"{name}: {value!r} is not an ISO 8601 timestamp")
+    if len(text) != 19 or text[10] != "T" or not _check_seconds(text):
+        raise ParseError(f"{name}: {value!r} is not an ISO 8601 timestamp")
+    return f"{text}.{fraction[:6].ljust(6, '0')}Z"
+
+
+def integer(value: str, name: str) -> int | None:
+    if value == "-":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ParseError(f"{name}: {value!r} is not an integer") from None
+
+
+def duration(value: str, name: str) -> float | None:
+    """Seconds or milliseconds as a float; None for ``-1`` (not dispatched) and ``-``."""
+    if value in {"-1", "-"}:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ParseError(f"{name}: {value!r} is not a number") from None
+
+
+_seconds: dict[str, dict[str, float]] = {}
+
+
+def seconds(value: str, name: str) -> dict[str, float] | None:
+    """``{"sec": float}`` for a processing time; None for ``-1`` (not dispatched) and ``-``.
+
+    ALB writes milliseconds precision, so the values repeat and the objects are shared.
+    """
+    found = _seconds.get(value)
+    if found is None:
+        number = duration(value, name)
+        if number is None:
+            return None
+        if len(_seconds) >= MEMO_LIMIT:
+            _seconds.clear()
+        found = _seconds[value] = {"sec": number}
+    return found
+
+
+def host_port(value: str, name: str) -> tuple[str, int]:
+    """Split ``ip:port`` at the LAST colon (ELB does not bracket IPv6 addresses).
+
+    >>> host_port("2001:db8::1:443", "client:port")
+    ('2001:db8::1', 443)
+    """
+    ip, sep, port = value.rpartition(":")
+    if not sep or not ip or not port.isdigit() or not port.isascii():
+        raise ParseError(f"{name}: {value!r} is not an address:port")
+    return ip, int(port)
+
+
+def split_list(value: str, sep: str) -> list[str] | None:
+    if value == "-" or not value:
+        return None
+    return value.split(sep)
+
+
+_TLS_PROTOCOLS: dict[str, tuple[str, str] | None] = {}
+
+
+def tls_version(value: str) -> tuple[str, str] | None:
+    """``TLSv1.2`` / ``tlsv12`` / ``SSLv3`` → (version, protocol), e.g. ``("1.2", "tls")``."""
+    try:
+        return _TLS_PROTOCOLS[value]
+    except KeyError:
+        pass
+    result: tuple[str, str] | None = None
+    lower = value.lower()
+    for protocol in ("tls", "ssl"):
+        if lower.startswith(protocol + "v"):
+            number = lower[len(protocol) + 1 :]
+            if number.isdigit() and len(number) == 2:
+                number = f"{number[0]}.{number[1]}"
+            elif number.isdigit():
+                number = f"{number}.0"
+            if number.replace(".", "").isdigit():
+                result = (number, protocol)
+    if len(_TLS_PROTOCOLS) < MEMO_LIMIT:
+        _TLS_PROTOCOLS[value] = result
+    return result
+
+
+def parse_request(request: str, http: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Split ``METHOD URL VERSION`` (the URL may hold spaces) into ``http`` and ``event["url"]``.
+
+    Returns False when the request is empty (``"- - - "`` of TCP/SSL listeners).
+    """
+    method, _, rest = request.partition(" ")
+    url, _, version = rest.rstrip(" ").rpartition(" ")
+    if version[:5] != "HTTP/":
+        if version == "-":
+            version = ""
+        elif not version.upper().startswith("HTTP/"):
+            # No version: "METHOD URL" or a URL that ends in spaced words.
+            url = f"{url} {version}" if url else version
+            version = ""
+    if method == "-" and url in ("-", "", "- -") and version in ("-", ""):
+        return False
+    if method and method != "-":
+        http["request"]["method"] = method
+    if version:
+        http["version"] = version[5:]
+    if url and url != "-":
+        event["url"] = parse_url(url)
+    return True
+
+
+_authorities: dict[str, dict[str, Any]] = {}
+
+
+def parse_url(url: str) -> dict[str, Any]:
+    """ECS ``url.*`` fields of an absolute ``scheme://host:port/path?query`` or a bare path.
+
+    ``url.original`` always; the parts only where they are well formed.
+
+    >>> parse_url("https://example.com:443/a b?q=1")["path"]
+    '/a b'
+    """
+    start = url.find("://")
+    if start < 0:
+        fields: dict[str, Any] = {"original": url}
+        if url[:1] == "/":
+            path, _, query = url.partition("?")
+            fields["path"] = path
+            if query:
+                fields["query"] = query
+        return fields
+    end = len(url)
+    slash = url.find("/", start + 3)
+    if slash >= 0:
+        end = slash
+    mark = url.find("?", start + 3, end)
+    if mark >= 0:
+        end = mark
+    prefix = url[:end]
+    base = _authorities.get(prefix)
+    if base is None:
+        base = _authority(url[:start], url[start + 3 : end])
+        if len(_authorities) >= MEMO_LIMIT:
+            _authorities.clear()
+        _authorities[prefix] = base
+    fields = {"original": url, **base}
+    if end < len(url):
+        path, _, query = url[end:].partition("?")
+        if path:
+            fields["path"] = path
+        if query:
+            fields["query"] = query
+    return fields
+
+
+def _authority(scheme: str, authority: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if not scheme.isalpha():
+        return fields
+    fields["scheme"] = scheme.lower()
+    if authority.startswith("["):
+        host, _, port = authority[1:].partition("]")
+        port = port[1:] if port.startswith(":") else ""
+    elif ":" in authority:
+        host, _, port = authority.rpartition(":")
+    else:
+        host, port = authority, ""
+    if host:
+        fields["domain"] = host
+    if port.isdigit() and port.isascii():
+        fields["port"] = int(port)
+    return fields

@@ -1,0 +1,105 @@
+"""Classic Load Balancer access logs (reference §2): 15 fields, 12 in files before 2015.
+
+HTTP/HTTPS listeners log a request line; TCP/SSL listeners log ``"- - - "`` and no status codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elb_log_shipper.errors import ParseError
+from elb_log_shipper.formats._values import (
+    host_port,
+    integer,
+    parse_request,
+    seconds,
+    timestamp,
+    tls_version,
+)
+
+__all__ = ["KNOWN_FIELDS", "MIN_FIELDS", "parse"]
+
+# Through sent_bytes: fewer fields is a truncated line.
+MIN_FIELDS = 11
+KNOWN_FIELDS = 15
+
+
+def parse(f: list[str]) -> dict[str, Any]:
+    """Event fields of one Classic access-log line split into fields ``f``."""
+    n = len(f)
+    if n < MIN_FIELDS:
+        raise ParseError(f"Classic line has {n} fields, at least {MIN_FIELDS} expected")
+    ts = timestamp(f[0], "timestamp")
+    elb: dict[str, Any] = {"name": f[1]}
+    event: dict[str, Any] = {"kind": "event", "dataset": "aws.elb_logs", "end": ts}
+    out: dict[str, Any] = {"@timestamp": ts, "event": event, "aws": {"elb": elb}}
+    if (v := f[2]) != "-":
+        ip, port = host_port(v, "client:port")
+        out["source"] = {"ip": ip, "port": port}
+    backend: dict[str, Any] = {}
+    # No instance reached: `-` (and `-1` in some old files).
+    if (v := f[3]) != "-" and v != "-1":
+        backend["ip"], backend["port"] = host_port(v, "backend:port")
+    if (time := seconds(f[4], "request_processing_time")) is not None:
+        elb["request_processing_time"] = time
+    if (time := seconds(f[5], "backend_processing_time")) is not None:
+        elb["backend_processing_time"] = time
+    if (time := seconds(f[6], "response_processing_time")) is not None:
+        elb["response_processing_time"] = time
+    status = integer(f[7], "elb_status_code")
+    code = integer(f[8], "backend_status_code")
+    if code is not None:
+        backend["http"] = {"response": {"status_code": code}}
+    if backend:
+        elb["backend"] = backend
+    received = integer(f[9], "received_bytes")
+    sent = integer(f[10], "sent_bytes")
+
+    request: dict[str, Any] = {}
+    response: dict[str, Any] = {}
+    http: dict[str, Any] = {"request": request, "response": response}
+    is_http = n > 11 and parse_request(f[11], http, out)
+    if is_http or status is not None:
+        elb["protocol"] = "http"
+        event["category"] = ["web"]
+        if status is not None:
+            response["status_code"] = status
+        if received is not None:
+            request["body"] = {"bytes": received}
+        if sent is not None:
+            response["body"] = {"bytes": sent}
+    else:
+        # TCP/SSL listener: bytes of a connection, not of an HTTP body.
+        elb["protocol"] = "tcp"
+        event["category"] = ["network"]
+        if received is not None:
+            out["source"] = {**out.get("source", {}), "bytes": received}
+        if sent is not None:
+            out["destination"] = {"bytes": sent}
+    if request:
+        http["request"] = request
+    else:
+        del http["request"]
+    if not response:
+        del http["response"]
+    if http:
+        out["http"] = http
+    if status is None:
+        event["outcome"] = "success" if code is None or code < 400 else "failure"
+    else:
+        event["outcome"] = "success" if status < 400 else "failure"
+
+    if n > 12 and (v := f[12]) != "-" and v:
+        out["user_agent"] = {"original": v}
+    if n > 13 and (v := f[13]) != "-":
+        elb["ssl_cipher"] = v
+        out["tls"] = {"cipher": v}
+    if n > 14 and (v := f[14]) != "-":
+        elb["ssl_protocol"] = v
+        version = tls_version(v)
+        if version is not None:
+            tls = out.setdefault("tls", {})
+            tls["version"], tls["version_protocol"] = version
+    if n > KNOWN_FIELDS:
+        elb["extra_fields"] = f[KNOWN_FIELDS:]
+    return out

@@ -1,0 +1,186 @@
+"""From a raw line to the event we emit (reference §7): detection, parsing, the object context.
+
+The contract: one input line gives exactly one event and never an exception. A line that cannot
+be parsed becomes an event tagged ``_elbparsefailure`` that keeps the raw text and says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from elb_log_shipper.errors import ParseError
+from elb_log_shipper.formats import alb, classic, connection, nlb
+from elb_log_shipper.formats._tokenizer import tokenize
+from elb_log_shipper.formats._values import timestamp
+
+__all__ = ["DATASET", "PARSE_FAILURE_TAG", "EventBuilder", "detect_format", "parse_line"]
+
+DATASET = "aws.elb_logs"
+PARSE_FAILURE_TAG = "_elbparsefailure"
+# Written once when logging is enabled (reference §6); a notice, not an access log.
+TEST_LINE_PREFIX = "Enable AccessLog for ELB: "
+
+Event = dict[str, Any]
+
+
+def detect_format(fields: list[str]) -> str | None:
+    """Name the format of a tokenised line: ``alb``, ``nlb``, ``classic``, ``connection``."""
+    if not fields:
+        return None
+    first = fields[0]
+    if first in alb.TYPES:
+        return "alb"
+    if first == "tls":
+        return "nlb"
+    if first[:1].isdigit() and len(fields) > 2:
+        # Classic: `timestamp elb client:port ...`; connection log: `timestamp ip port ...`.
+        return "connection" if fields[2].isdigit() else "classic"
+    return None
+
+
+_PARSERS: dict[str | None, Callable[[list[str]], Event]] = {
+    "alb": alb.parse,
+    "nlb": nlb.parse,
+    "classic": classic.parse,
+    "connection": connection.parse,
+}
+
+
+def _parse(text: str) -> Event:
+    """The event fields of one line, or ParseError."""
+    fields = tokenize(text)
+    parser = _PARSERS.get(detect_format(fields))
+    if parser is not None:
+        return parser(fields)
+    if text.startswith(TEST_LINE_PREFIX):
+        return _test_line(text)
+    if not fields:
+        raise ParseError("empty line")
+    raise ParseError(f"not an ELB log line: unrecognised first field {fields[0][:40]!r}")
+
+
+def _test_line(text: str) -> Event:
+    name, _, when = text[len(TEST_LINE_PREFIX) :].rpartition(" at ")
+    return {
+        "@timestamp": timestamp(when.strip(), "test line time"),
+        "event": {
+            "kind": "event",
+            "category": ["configuration"],
+            "action": "access-log-test",
+            "dataset": DATASET,
+            "outcome": "success",
+        },
+        "aws": {"elb": {"name": name.strip()}},
+        "message": text,
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _failure(text: str, reason: str) -> Event:
+    return {
+        "@timestamp": _now(),
+        "event": {"kind": "event", "dataset": DATASET, "original": text},
+        "tags": [PARSE_FAILURE_TAG],
+        "error": {"message": reason},
+    }
+
+
+def parse_line(text: str) -> Event:
+    """Parse one line into an event without object context. Never raises.
+
+    >>> parse_line("garbage")["tags"]
+    ['_elbparsefailure']
+    """
+    try:
+        return _parse(text)
+    except ParseError as error:
+        return _failure(text, str(error))
+    except (ValueError, IndexError, KeyError) as error:  # pragma: no cover - a parser bug
+        return _failure(text, f"parser error: {error!r}")
+
+
+class EventBuilder:
+    """Builds the events of one object: parse each line and add where it came from.
+
+    ``event.id`` is deterministic: a digest of (bucket, key, version or ETag) and the line's byte
+    offset, so a line shipped twice (retry, hand-off, duplicate S3 event) has the same id and can be
+    de-duplicated downstream (Logstash ``document_id``).
+
+    >>> b = EventBuilder(bucket="logs", key="k.log", version="etag1")
+    >>> b.build(b"garbage", 7)["event"]["id"] == b.build(b"garbage", 7)["event"]["id"]
+    True
+    """
+
+    __slots__ = ("_cloud", "_file", "_id_prefix", "_keep_original", "_s3")
+
+    def __init__(
+        self,
+        *,
+        bucket: str = "",
+        key: str = "",
+        version: str | None = None,
+        region: str | None = None,
+        account: str | None = None,
+        keep_original: bool = True,
+    ) -> None:
+        digest = hashlib.blake2b(
+            f"{bucket}\n{key}\n{version or ''}".encode(), digest_size=12
+        ).hexdigest()
+        self._id_prefix = f"{digest}-"
+        self._keep_original = keep_original
+        cloud: Event = {"provider": "aws"}
+        if region:
+            cloud["region"] = region
+        if account:
+            cloud["account"] = {"id": account}
+        # Shared by every event of the object: built once, serialised many times.
+        self._cloud = cloud
+        self._s3: Event | None = (
+            {"bucket": {"name": bucket}, "object": {"key": key}} if bucket else None
+        )
+        self._file: Event | None = None if bucket else {"path": key}
+
+    def event_id(self, offset: int) -> str:
+        return f"{self._id_prefix}{offset}"
+
+    def build(self, raw: bytes, offset: int) -> Event:
+        """The event of the line ``raw`` (no line terminator) found at byte ``offset``."""
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError as error:
+            return self.failure(
+                raw.decode(errors="replace"), offset, f"invalid UTF-8 at byte {error.start}"
+            )
+        try:
+            event = _parse(text)
+        except ParseError as error:
+            return self.failure(text, offset, str(error))
+        except (ValueError, IndexError, KeyError) as error:  # pragma: no cover - a parser bug
+            return self.failure(text, offset, f"parser error: {error!r}")
+        meta = event["event"]
+        meta["id"] = self._id_prefix + str(offset)
+        if self._keep_original:
+            meta["original"] = text
+        self._locate(event, offset)
+        return event
+
+    def failure(self, text: str, offset: int, reason: str) -> Event:
+        """The event of a line that cannot be parsed: the raw text is always kept."""
+        event = _failure(text, reason)
+        event["event"]["id"] = self._id_prefix + str(offset)
+        self._locate(event, offset)
+        return event
+
+    def _locate(self, event: Event, offset: int) -> None:
+        event["cloud"] = self._cloud
+        if self._s3 is not None:
+            event.setdefault("aws", {})["s3"] = self._s3
+            event["log"] = {"offset": offset}
+        else:
+            event["log"] = {"offset": offset, "file": self._file}
