@@ -106,7 +106,8 @@ def _split_slow(line: str) -> list[str]:
     i = 0
     while i < n:
         c = line[i]
-        if c in " \t":
+        if c.isspace():
+            # The same separators as str.split() in the fast path.
             i += 1
             continue
         if c == '"':
@@ -128,7 +129,7 @@ def _split_slow(line: str) -> list[str]:
             c = line[i]
             if c == '"':
                 quoted = not quoted
-            elif not quoted and c in " \t":
+            elif not quoted and c.isspace():
                 break
             i += 1
         if quoted:

@@ -1,0 +1,534 @@
+"""Table-driven tests of the parser: every case of section 1 of the formats reference, per format.
+
+Each case is a line and the event fields it must (or must not) produce, addressed by dotted path.
+``ABSENT`` means the field must not be in the event at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, parse_line
+from elb_log_shipper.formats._tokenizer import _split_slow, tokenize
+
+ABSENT = object()
+
+TG = "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067"
+CERT = "arn:aws:acm:us-east-2:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+
+
+def get(event: dict[str, Any], path: str) -> Any:
+    value: Any = event
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return ABSENT
+        value = value[part]
+    return value
+
+
+def check(line: str, expected: dict[str, Any]) -> dict[str, Any]:
+    event = parse_line(line)
+    assert PARSE_FAILURE_TAG not in event.get("tags", []), event.get("error")
+    got = {path: get(event, path) for path in expected}
+    assert got == expected
+    return event
+
+
+# --- ALB: one full line of 36 fields, cut to every field count met in real files. -------------
+
+ALB_FIELDS = [
+    "https",
+    "2018-07-02T22:23:00.186641Z",
+    "app/my-loadbalancer/50dc6c495c0c9188",
+    "192.168.131.39:2817",
+    "10.0.0.1:80",
+    "0.086",
+    "0.048",
+    "0.037",
+    "200",
+    "200",
+    "0",
+    "57",
+    '"GET https://www.example.com:443/ HTTP/1.1"',
+    '"curl/7.46.0"',
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLSv1.2",
+    TG,
+    '"Root=1-58337281-1d84f3d73c47ec4e58577259"',
+    '"www.example.com"',
+    f'"{CERT}"',
+    "1",
+    "2018-07-02T22:22:48.364000Z",
+    '"authenticate,forward"',
+    '"-"',
+    '"-"',
+    '"10.0.0.1:80"',
+    '"200"',
+    '"Acceptable"',
+    '"-"',
+    "TID_1234abcd5678ef90",
+    '"internal.example.com"',
+    '"/v2/"',
+    '"TransformSuccess"',
+    "10.0.5.5",
+    '"-"',
+    '"-"',
+]
+
+# The field each count adds (its path and value), checked present at that count, absent before.
+ALB_ADDED = {
+    20: ("aws.elb.chosen_cert.arn", CERT),
+    21: ("aws.elb.matched_rule_priority", "1"),
+    23: ("aws.elb.action_executed", ["authenticate", "forward"]),
+    26: ("aws.elb.target_port", ["10.0.0.1:80"]),
+    27: ("aws.elb.target_status_code", ["200"]),
+    28: ("aws.elb.classification", "Acceptable"),
+    30: ("aws.elb.connection_trace_id", "TID_1234abcd5678ef90"),
+    31: ("aws.elb.transformed_host", "internal.example.com"),
+    33: ("aws.elb.request_transform_status", "TransformSuccess"),
+}
+
+
+@pytest.mark.parametrize("count", [20, 23, 25, 27, 29, 30, 33, 36])
+def test_alb_lines_of_every_field_count(count: int) -> None:
+    line = " ".join(ALB_FIELDS[:count])
+    event = check(
+        line,
+        {
+            "@timestamp": "2018-07-02T22:23:00.186641Z",
+            "event.end": "2018-07-02T22:23:00.186641Z",
+            "aws.elb.type": "https",
+            "aws.elb.name": "app/my-loadbalancer/50dc6c495c0c9188",
+            "source.ip": "192.168.131.39",
+            "source.port": 2817,
+            "aws.elb.backend.ip": "10.0.0.1",
+            "aws.elb.backend.port": 80,
+            "aws.elb.request_processing_time.sec": 0.086,
+            "http.response.status_code": 200,
+            "aws.elb.backend.http.response.status_code": 200,
+            "http.request.body.bytes": 0,
+            "http.response.body.bytes": 57,
+            "http.request.method": "GET",
+            "http.version": "1.1",
+            "url.domain": "www.example.com",
+            "url.port": 443,
+            "url.path": "/",
+            "user_agent.original": "curl/7.46.0",
+            "tls.version": "1.2",
+            "tls.version_protocol": "tls",
+            "aws.elb.target_group.arn": TG,
+            "trace.id": "Root=1-58337281-1d84f3d73c47ec4e58577259",
+            "destination.domain": "www.example.com",
+            "event.outcome": "success",
+            "event.category": ["web"],
+        },
+    )
+    for added_at, (path, value) in ALB_ADDED.items():
+        assert get(event, path) == (value if count >= added_at else ABSENT), path
+    # Placeholders ("-") of the shorter lines never become fields.
+    assert get(event, "aws.elb.redirect_url") is ABSENT
+    assert get(event, "aws.elb.extra_fields") == (["10.0.5.5", "-", "-"] if count == 36 else ABSENT)
+
+
+ALB_CASES = {
+    "ipv6 client and target, not bracketed": (
+        "https 2021-03-16T20:20:00.135052Z app/x/1 2601:6bbc:c529:9dad:6bbc:c529:9dad:6bbc:50599"
+        " fd6d:6bbc:c529:6::face:ed83:f46:80 0.001 0.052 0.000 200 200 589 2084"
+        ' "GET https://a.example.com:443/ HTTP/1.1" "-" - -',
+        {
+            "source.ip": "2601:6bbc:c529:9dad:6bbc:c529:9dad:6bbc",
+            "source.port": 50599,
+            "aws.elb.backend.ip": "fd6d:6bbc:c529:6::face:ed83:f46",
+            "aws.elb.backend.port": 80,
+            "user_agent.original": ABSENT,
+            "tls.cipher": ABSENT,
+        },
+    ),
+    "url with spaces": (
+        "http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0.000 0.001 0.000 200 - 1 2"
+        ' "GET http://www.example.com:80/a b c?q=x y HTTP/1.1" "curl"',
+        {
+            "url.original": "http://www.example.com:80/a b c?q=x y",
+            "url.path": "/a b c",
+            "url.query": "q=x y",
+            "http.version": "1.1",
+            "aws.elb.backend": ABSENT,
+        },
+    ),
+    "\\x22 in a url is kept as written": (
+        "http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0.000 0.001 0.000 200 - 1 2"
+        ' "GET http://a.com:80/?q=\\x22hi\\x22 HTTP/1.1" "curl"',
+        {"url.original": "http://a.com:80/?q=\\x22hi\\x22", "url.query": "q=\\x22hi\\x22"},
+    ),
+    "malformed request line": (
+        "http 2021-03-17T18:54:14.216357Z app/x/1 113.241.19.90:15070 - -1 -1 -1 400 - 0 272"
+        ' "- http://awseb.us-east-1.elb.amazonaws.com:80- -" "-" - - - "-" "-" "-" -'
+        ' 2021-03-17T18:54:13.967000Z "-" "-" "-" "-" "-" "-" "-" TID_dc57',
+        {
+            "http.request.method": ABSENT,
+            "http.version": ABSENT,
+            "url.original": "http://awseb.us-east-1.elb.amazonaws.com:80-",
+            "url.port": ABSENT,
+            "aws.elb.request_processing_time": ABSENT,
+            "aws.elb.backend_processing_time": ABSENT,
+            "http.response.status_code": 400,
+            "event.outcome": "failure",
+            "aws.elb.connection_trace_id": "TID_dc57",
+        },
+    ),
+    "session-reused certificate and -1 rule priority": (
+        "h2 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - -1 -1 -1 401 - 4956 616"
+        ' "GET https://example.com:443/o?code=X HTTP/2.0" "curl" TLS_AES_128_GCM_SHA256 TLSv1.3'
+        ' - "Root=1-6" "example.com" "session-reused" -1 2018-07-02T22:22:48.364000Z'
+        ' "authenticate" "-" "AuthInvalidIdToken"',
+        {
+            "aws.elb.chosen_cert.arn": "session-reused",
+            "aws.elb.matched_rule_priority": "-1",
+            "aws.elb.error.reason": "AuthInvalidIdToken",
+            "tls.version": "1.3",
+            "http.version": "2.0",
+            "aws.elb.target_group": ABSENT,
+        },
+    ),
+    "no space after a closing quote": (
+        "https 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 10.0.0.1:80 0.086 0.048 0.037 200"
+        f' 200 0 57 "GET https://a.com:443/ HTTP/1.1" "curl" - - {TG} "Root=1-5" "-" "-"1'
+        ' 2018-07-02T22:22:48.364000Z "forward" "-" "-"',
+        {
+            "aws.elb.matched_rule_priority": "1",
+            "event.start": "2018-07-02T22:22:48.364000Z",
+            "aws.elb.chosen_cert": ABSENT,
+        },
+    ),
+    "unquoted 2016-era domain name and target list": (
+        "https 2016-08-10T23:39:43.065466Z app/x/1 1.2.3.4:5 10.0.0.1:80 0.086 0.048 0.037 200"
+        f' 200 0 57 "GET https://a.com:443/ HTTP/1.1" "curl" - - {TG} "Root=1-5" a.example.com'
+        ' "-" 0 2016-08-10T23:39:43.000000Z "forward" "-" "-" 10.0.0.1:80 200',
+        {
+            "destination.domain": "a.example.com",
+            "aws.elb.target_port": ["10.0.0.1:80"],
+            "aws.elb.target_status_code": ["200"],
+        },
+    ),
+    "several targets": (
+        "http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 10.0.0.1:80 0.0 0.0 0.0 502 502 0 0"
+        ' "GET http://a.com:80/ HTTP/1.1" "c" - - - "-" "-" "-" 0 2018-07-02T22:22:48.364000Z'
+        ' "forward" "-" "-" "10.0.0.1:80 10.0.0.2:80" "502 -"',
+        {
+            "aws.elb.target_port": ["10.0.0.1:80", "10.0.0.2:80"],
+            "aws.elb.target_status_code": ["502", "-"],
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize(("line", "expected"), ALB_CASES.values(), ids=ALB_CASES.keys())
+def test_alb_cases(line: str, expected: dict[str, Any]) -> None:
+    check(line, expected)
+
+
+CLASSIC_CASES = {
+    "http, 15 fields": (
+        "2015-05-13T23:39:43.945958Z my-loadbalancer 192.168.131.39:2817 10.0.0.1:80 0.000073"
+        ' 0.001048 0.000057 200 200 0 29 "GET http://www.example.com:80/ HTTP/1.1"'
+        ' "curl/7.38.0" - -',
+        {
+            "@timestamp": "2015-05-13T23:39:43.945958Z",
+            "aws.elb.name": "my-loadbalancer",
+            "aws.elb.protocol": "http",
+            "aws.elb.type": ABSENT,
+            "aws.elb.backend_processing_time.sec": 0.001048,
+            "http.response.status_code": 200,
+            "http.request.body.bytes": 0,
+            "http.response.body.bytes": 29,
+            "url.original": "http://www.example.com:80/",
+            "user_agent.original": "curl/7.38.0",
+            "tls": ABSENT,
+            "event.category": ["web"],
+        },
+    ),
+    'tcp listener, "- - - "': (
+        "2015-05-13T23:39:43.945958Z my-loadbalancer 192.168.131.39:2817 10.0.0.1:80 0.001065"
+        ' 0.000015 0.000023 - - 57 502 "- - - " "-" ECDHE-ECDSA-AES128-GCM-SHA256 TLSv1.2',
+        {
+            "aws.elb.protocol": "tcp",
+            "http": ABSENT,
+            "url": ABSENT,
+            "user_agent": ABSENT,
+            "source.bytes": 57,
+            "destination.bytes": 502,
+            "tls.cipher": "ECDHE-ECDSA-AES128-GCM-SHA256",
+            "tls.version": "1.2",
+            "aws.elb.ssl_protocol": "TLSv1.2",
+            "event.category": ["network"],
+            "event.outcome": "success",
+        },
+    ),
+    "escaped quotes in the user agent": (
+        "2015-05-13T23:39:43.945958Z lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 200 200 0 29"
+        ' "GET http://a.com:80/ HTTP/1.1" "Mozilla/5.0 \\"quoted\\" (x)" - -',
+        {"user_agent.original": 'Mozilla/5.0 "quoted" (x)'},
+    ),
+    "12 fields, no backend reached": (
+        "2015-04-10T08:11:09.865823Z us-west-1-production-media 49.150.87.133:55128 - -1 -1 -1"
+        ' 408 - 1294336 0 "PUT https://media.example.com:443/v/F4 HTTP/1.1"',
+        {
+            "aws.elb.backend": ABSENT,
+            "aws.elb.request_processing_time": ABSENT,
+            "http.response.status_code": 408,
+            "http.request.method": "PUT",
+            "user_agent": ABSENT,
+            "event.outcome": "failure",
+        },
+    ),
+    "ipv6 client": (
+        "2015-05-13T23:39:43.945958Z lb 2001:db8:85a3:0:0:8a2e:370:7334:2817 10.0.0.1:80 0.1 0.1"
+        ' 0.1 200 200 0 29 "GET http://a.com:80/ HTTP/1.1" "-" - -',
+        {"source.ip": "2001:db8:85a3:0:0:8a2e:370:7334", "source.port": 2817},
+    ),
+}
+
+
+@pytest.mark.parametrize(("line", "expected"), CLASSIC_CASES.values(), ids=CLASSIC_CASES.keys())
+def test_classic_cases(line: str, expected: dict[str, Any]) -> None:
+    check(line, expected)
+
+
+NLB_BASE = (
+    "tls 2.0 2018-12-20T02:59:40 net/my-network-loadbalancer/c6e77e28c25b2234 g3d4b5e8bb8464cd"
+    " 72.21.218.154:51341 172.100.100.185:443 5 2 98 246 - arn:aws:acm:us-east-2:6712:cert/2a -"
+    " ECDHE-RSA-AES128-SHA tlsv12 - my-nlb.elb.us-east-2.amazonaws.com"
+)
+
+NLB_CASES = {
+    "21 fields, no alpn": (
+        NLB_BASE + " - - -",
+        {
+            "@timestamp": "2018-12-20T02:59:40.000000Z",
+            "aws.elb.type": "tls",
+            "aws.elb.listener": "g3d4b5e8bb8464cd",
+            "source.ip": "72.21.218.154",
+            "destination.ip": "172.100.100.185",
+            "destination.port": 443,
+            "aws.elb.connection_time.ms": 5.0,
+            "aws.elb.tls_handshake_time.ms": 2.0,
+            "source.bytes": 98,
+            "destination.bytes": 246,
+            "tls.version": "1.2",
+            "destination.domain": "my-nlb.elb.us-east-2.amazonaws.com",
+            "aws.elb.alpn_client_preference_list": ABSENT,
+            "event.category": ["network"],
+            "event.outcome": "success",
+        },
+    ),
+    'alpn list "h2","http/1.1", 22 fields': (
+        NLB_BASE + ' h2 h2 "h2","http/1.1" 2018-12-20T02:59:30',
+        {
+            "aws.elb.alpn_fe_protocol": "h2",
+            "aws.elb.alpn_client_preference_list": ["h2", "http/1.1"],
+            "aws.elb.tls_connection_creation_time": "2018-12-20T02:59:30.000000Z",
+        },
+    ),
+    "alpn list with escaped quotes": (
+        NLB_BASE + ' h2 h2 \\"h2\\",\\"http/1.1\\" 2018-12-20T02:59:30',
+        {"aws.elb.alpn_client_preference_list": ["h2", "http/1.1"]},
+    ),
+    "alpn list quoted whole with escaped quotes": (
+        NLB_BASE + ' h2 h2 "\\"h2\\",\\"http/1.1\\"" 2018-12-20T02:59:30',
+        {"aws.elb.alpn_client_preference_list": ["h2", "http/1.1"]},
+    ),
+    "handshake never completed": (
+        "tls 2.0 2018-12-20T02:59:40 net/n/c g3 72.21.218.154:51341 172.100.100.185:443 3 - 0 0"
+        " handshake_failure - - - - - - - - - -",
+        {
+            "aws.elb.tls_handshake_time": ABSENT,
+            "aws.elb.incoming_tls_alert": "handshake_failure",
+            "tls": ABSENT,
+            "event.outcome": "failure",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize(("line", "expected"), NLB_CASES.values(), ids=NLB_CASES.keys())
+def test_nlb_cases(line: str, expected: dict[str, Any]) -> None:
+    check(line, expected)
+
+
+CONNECTION_CASES = {
+    "with tls and a client certificate": (
+        "2023-10-04T17:05:15.514108Z 203.0.113.1 36280 443 TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256"
+        ' 4.036 "CN=amazondomains.com,O=endEntity,L=Seattle,ST=Washington,C=US"'
+        " NotBefore=2023-09-21T22:43:21Z;NotAfter=2026-06-17T22:43:21Z FEF257372D5C14D4 Success"
+        " TID_3180a73013c8ca4bac2f731159d4b0fe",
+        {
+            "@timestamp": "2023-10-04T17:05:15.514108Z",
+            "source.ip": "203.0.113.1",
+            "source.port": 36280,
+            "aws.elb.listener_port": 443,
+            "tls.version": "1.2",
+            "tls.cipher": "ECDHE-RSA-AES128-GCM-SHA256",
+            "aws.elb.tls_handshake_latency.sec": 4.036,
+            "aws.elb.leaf_client_cert_subject": (
+                "CN=amazondomains.com,O=endEntity,L=Seattle,ST=Washington,C=US"
+            ),
+            "aws.elb.leaf_client_cert_not_before": "2023-09-21T22:43:21Z",
+            "aws.elb.leaf_client_cert_not_after": "2026-06-17T22:43:21Z",
+            "aws.elb.leaf_client_cert_serial_number": "FEF257372D5C14D4",
+            "aws.elb.tls_verify_status": "Success",
+            "aws.elb.connection_trace_id": "TID_3180a73013c8ca4bac2f731159d4b0fe",
+            "event.category": ["network"],
+            "event.outcome": "success",
+        },
+    ),
+    "without tls": (
+        '2023-10-04T17:05:16.514108Z 203.0.113.2 36281 80 - - - "-" - - - TID_3180',
+        {
+            "tls": ABSENT,
+            "aws.elb.tls_handshake_latency": ABSENT,
+            "aws.elb.leaf_client_cert_subject": ABSENT,
+            "aws.elb.tls_verify_status": ABSENT,
+            "aws.elb.listener_port": 80,
+        },
+    ),
+    "failed verification, later fields": (
+        "2023-10-04T17:05:17.514108Z 2001:db8::1 36282 443 TLSv1.3 TLS_AES_128_GCM_SHA256 1.5"
+        ' "-" - - Failed:UnableToGetIssuerCert TID_1 x25519 app/my-alb/1 10.0.0.5 extra',
+        {
+            "source.ip": "2001:db8::1",
+            "aws.elb.tls_verify_status": "Failed:UnableToGetIssuerCert",
+            "event.outcome": "failure",
+            "aws.elb.tls_keyexchange": "x25519",
+            "aws.elb.name": "app/my-alb/1",
+            "aws.elb.ip_address": "10.0.0.5",
+            "aws.elb.extra_fields": ["extra"],
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"), CONNECTION_CASES.values(), ids=CONNECTION_CASES.keys()
+)
+def test_connection_log_cases(line: str, expected: dict[str, Any]) -> None:
+    check(line, expected)
+
+
+def test_access_log_test_line() -> None:
+    line = "Enable AccessLog for ELB: my-loadbalancer at 2015-05-13T23:39:43.945958Z"
+    check(
+        line,
+        {
+            "@timestamp": "2015-05-13T23:39:43.945958Z",
+            "aws.elb.name": "my-loadbalancer",
+            "event.action": "access-log-test",
+            "message": line,
+        },
+    )
+
+
+FAILURES = {
+    "unclosed quote": (
+        'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0 0 0 200 - 1 2 "GET http://a',
+        "unclosed quote",
+    ),
+    "truncated line": ("http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5", "fields"),
+    "garbage": ("hello world", "not an ELB log line"),
+    "empty": ("", "empty line"),
+    "bad timestamp": (
+        'http 2018-13-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0 0 0 200 - 1 2 "GET / HTTP/1.1"',
+        "timestamp",
+    ),
+    "bad status": (
+        'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0 0 0 2xx - 1 2 "GET / HTTP/1.1"',
+        "elb_status_code",
+    ),
+    "bad client address": (
+        'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4 - 0 0 0 200 - 1 2 "GET / HTTP/1.1"',
+        "client:port",
+    ),
+    "classic with a user agent holding a raw newline, first half": (
+        '2015-05-13T23:39:43.945958Z lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 200 200 0 29 "GET'
+        ' http://a.com:80/ HTTP/1.1" "Mozilla/5.0 (broken',
+        "unclosed quote",
+    ),
+}
+
+
+@pytest.mark.parametrize(("line", "reason"), FAILURES.values(), ids=FAILURES.keys())
+def test_bad_lines_become_failure_events(line: str, reason: str) -> None:
+    event = parse_line(line)
+    assert event["tags"] == [PARSE_FAILURE_TAG]
+    assert event["event"]["original"] == line
+    assert reason in event["error"]["message"]
+    assert event["@timestamp"].endswith("Z")
+
+
+def test_invalid_utf8_is_a_failure_that_keeps_the_text() -> None:
+    builder = EventBuilder(bucket="b", key="k.log")
+    event = builder.build(b"http \xff\xfe broken", 10)
+    assert event["tags"] == [PARSE_FAILURE_TAG]
+    assert "invalid UTF-8" in event["error"]["message"]
+    assert event["event"]["original"].startswith("http ")
+    assert event["log"]["offset"] == 10
+
+
+def test_builder_adds_where_the_line_came_from() -> None:
+    key = "AWSLogs/123456789012/elasticloadbalancing/eu-west-1/2026/11/28/x_app.a.b_1.log.gz"
+    builder = EventBuilder(bucket="logs", key=key, version="v1")
+    line = " ".join(ALB_FIELDS[:29]).encode()
+    event = builder.build(line, 1234)
+    assert event["aws"]["s3"] == {"bucket": {"name": "logs"}, "object": {"key": key}}
+    assert event["log"] == {"offset": 1234}
+    assert event["event"]["original"] == line.decode()
+    assert event["event"]["dataset"] == "aws.elb_logs"
+    assert event["event"]["kind"] == "event"
+    assert event["cloud"]["provider"] == "aws"
+    # Same object, version and offset: same id; any of them different: another id.
+    same = EventBuilder(bucket="logs", key=key, version="v1").build(line, 1234)
+    assert same["event"]["id"] == event["event"]["id"]
+    others = {
+        EventBuilder(bucket="logs", key=key, version="v2").build(line, 1234)["event"]["id"],
+        EventBuilder(bucket="logs2", key=key, version="v1").build(line, 1234)["event"]["id"],
+        builder.build(line, 1235)["event"]["id"],
+    }
+    assert event["event"]["id"] not in others
+    assert len(others) == 3
+
+
+def test_keep_original_off_drops_it_for_parsed_lines_only() -> None:
+    builder = EventBuilder(bucket="logs", key="k", keep_original=False)
+    parsed = builder.build(" ".join(ALB_FIELDS[:29]).encode(), 0)
+    failed = builder.build(b"garbage", 0)
+    assert "original" not in parsed["event"]
+    assert failed["event"]["original"] == "garbage"
+
+
+def test_events_serialise_to_one_json_line() -> None:
+    event = parse_line(" ".join(ALB_FIELDS))
+    data = orjson.dumps(event)
+    assert b"\n" not in data
+    assert orjson.loads(data) == event
+
+
+TOKENIZER_CASES = {
+    "plain": ("a b  c", ["a", "b", "c"]),
+    "quoted with spaces": ('a "b c" d', ["a", "b c", "d"]),
+    "empty quoted": ('a "" b', ["a", "", "b"]),
+    "closing quote then text": ('"-"1 x', ["-", "1", "x"]),
+    "escaped quote": ('a "x \\"y\\" z" b', ["a", 'x "y" z', "b"]),
+    "escaped backslash": ('a "x\\\\" b', ["a", "x\\", "b"]),
+    "other escapes kept": ('a "\\x22" b', ["a", "\\x22", "b"]),
+    "alpn list": ('a "h2","http/1.1" b', ["a", '"h2","http/1.1"', "b"]),
+    "quotes inside a token": ('a b"c d"e f', ["a", 'b"c d"e', "f"]),
+    "tabs": ("a\tb", ["a", "b"]),
+}
+
+
+@pytest.mark.parametrize(("line", "fields"), TOKENIZER_CASES.values(), ids=TOKENIZER_CASES.keys())
+def test_tokenizer(line: str, fields: list[str]) -> None:
+    assert tokenize(line) == fields
+    assert _split_slow(line) == fields
