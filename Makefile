@@ -34,7 +34,7 @@ test: lint typecheck tools
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python bench/parse_bench.py
+	$(BIN)/python -m bench.parse_bench
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .mypy_cache .pytest_cache .ruff_cache build .aws-sam

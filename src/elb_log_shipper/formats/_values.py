@@ -156,11 +156,33 @@ def tls_version(value: str) -> tuple[str, str] | None:
     return result
 
 
+_Request = tuple[str | None, str | None, dict[str, Any] | None, bool]
+_requests: dict[str, _Request] = {}
+
+
 def parse_request(request: str, http: dict[str, Any], event: dict[str, Any]) -> bool:
     """Split ``METHOD URL VERSION`` (the URL may hold spaces) into ``http`` and ``event["url"]``.
 
-    Returns False when the request is empty (``"- - - "`` of TCP/SSL listeners).
+    Returns False when the request is empty (``"- - - "`` of TCP/SSL listeners). Request lines
+    repeat (health checks, assets, API routes), so their parts are memoised and shared.
     """
+    parts = _requests.get(request)
+    if parts is None:
+        parts = _split_request(request)
+        if len(_requests) >= MEMO_LIMIT:
+            _requests.clear()
+        _requests[request] = parts
+    method, version, url, present = parts
+    if method is not None:
+        http["request"]["method"] = method
+    if version is not None:
+        http["version"] = version
+    if url is not None:
+        event["url"] = url
+    return present
+
+
+def _split_request(request: str) -> _Request:
     method, _, rest = request.partition(" ")
     url, _, version = rest.rstrip(" ").rpartition(" ")
     if version[:5] != "HTTP/":
@@ -170,15 +192,14 @@ def parse_request(request: str, http: dict[str, Any], event: dict[str, Any]) -> 
             # No version: "METHOD URL" or a URL that ends in spaced words.
             url = f"{url} {version}" if url else version
             version = ""
-    if method == "-" and url in ("-", "", "- -") and version in ("-", ""):
-        return False
-    if method and method != "-":
-        http["request"]["method"] = method
-    if version:
-        http["version"] = version[5:]
-    if url and url != "-":
-        event["url"] = parse_url(url)
-    return True
+    if method == "-" and url in ("-", "", "- -") and not version:
+        return None, None, None, False
+    return (
+        method if method and method != "-" else None,
+        version[5:] if version else None,
+        parse_url(url) if url and url != "-" else None,
+        True,
+    )
 
 
 _authorities: dict[str, dict[str, Any]] = {}

@@ -50,61 +50,59 @@ def parse(f: list[str]) -> dict[str, Any]:
     if n < MIN_FIELDS:
         raise ParseError(f"ALB line has {n} fields, at least {MIN_FIELDS} expected")
     try:
-        return _parse(f, n)
+        ts = f[1]
+        if not (
+            len(ts) == 27 and ts[26] == "Z" and valid_seconds.get(ts[:19]) and ts[20:26].isdigit()
+        ):
+            ts = timestamp(ts, "time")
+        elb: dict[str, Any] = {"type": f[0], "name": f[2]}
+        event: dict[str, Any] = {"kind": "event", "category": ["web"]}
+        out: dict[str, Any] = {"@timestamp": ts, "event": event, "aws": {"elb": elb}}
+        v = f[8]
+        if v == "-":
+            event["outcome"] = "unknown"
+            response: dict[str, Any] = {}
+        else:
+            status = int(v)
+            event["outcome"] = "success" if status < 400 else "failure"
+            response = {"status_code": status}
+        event["dataset"] = "aws.elb_logs"
+        event["end"] = ts
+        if (v := f[3]) != "-":
+            ip, _, port = v.rpartition(":")
+            if not ip or not port.isdigit():
+                raise ValueError(v)
+            out["source"] = {"ip": ip, "port": int(port)}
+        backend = _backends.get(f[4] + " " + f[9])
+        if backend is None:
+            backend = _backend(f[4], f[9])
+        if backend:
+            elb["backend"] = backend
+        if (time := _seconds.get(f[5])) is not None or (time := seconds(f[5], "")) is not None:
+            elb["request_processing_time"] = time
+        if (time := _seconds.get(f[6])) is not None or (time := seconds(f[6], "")) is not None:
+            elb["backend_processing_time"] = time
+        if (time := _seconds.get(f[7])) is not None or (time := seconds(f[7], "")) is not None:
+            elb["response_processing_time"] = time
+        if (v := f[11]) != "-":
+            response["body"] = {"bytes": int(v)}
+        if (v := f[10]) != "-":
+            http: dict[str, Any] = {"request": {"body": {"bytes": int(v)}}}
+        else:
+            http = {"request": {}}
+        if response:
+            http["response"] = response
+        out["http"] = http
+        if n > 12:
+            parse_request(f[12], http, out)
+        if not http["request"]:
+            del http["request"]
+        if n > 13:
+            _rest(f, n, out, elb, event)
+        return out
     except ValueError:
         # The fast path converts without naming fields; find the culprit for the message.
         raise ParseError(diagnose(f)) from None
-
-
-def _parse(f: list[str], n: int) -> dict[str, Any]:
-    ts = f[1]
-    if not (len(ts) == 27 and ts[26] == "Z" and valid_seconds.get(ts[:19]) and ts[20:26].isdigit()):
-        ts = timestamp(ts, "time")
-    elb: dict[str, Any] = {"type": f[0], "name": f[2]}
-    event: dict[str, Any] = {"kind": "event", "category": ["web"]}
-    out: dict[str, Any] = {"@timestamp": ts, "event": event, "aws": {"elb": elb}}
-    v = f[8]
-    if v == "-":
-        event["outcome"] = "unknown"
-        response: dict[str, Any] = {}
-    else:
-        status = int(v)
-        event["outcome"] = "success" if status < 400 else "failure"
-        response = {"status_code": status}
-    event["dataset"] = "aws.elb_logs"
-    event["end"] = ts
-    if (v := f[3]) != "-":
-        ip, _, port = v.rpartition(":")
-        if not ip or not port.isdigit():
-            raise ValueError(v)
-        out["source"] = {"ip": ip, "port": int(port)}
-    backend = _backends.get(f[4] + " " + f[9])
-    if backend is None:
-        backend = _backend(f[4], f[9])
-    if backend:
-        elb["backend"] = backend
-    if (time := _seconds.get(f[5])) is not None or (time := seconds(f[5], "")) is not None:
-        elb["request_processing_time"] = time
-    if (time := _seconds.get(f[6])) is not None or (time := seconds(f[6], "")) is not None:
-        elb["backend_processing_time"] = time
-    if (time := _seconds.get(f[7])) is not None or (time := seconds(f[7], "")) is not None:
-        elb["response_processing_time"] = time
-    if (v := f[11]) != "-":
-        response["body"] = {"bytes": int(v)}
-    if (v := f[10]) != "-":
-        http: dict[str, Any] = {"request": {"body": {"bytes": int(v)}}}
-    else:
-        http = {"request": {}}
-    if response:
-        http["response"] = response
-    out["http"] = http
-    if n > 12:
-        parse_request(f[12], http, out)
-    if not http["request"]:
-        del http["request"]
-    if n > 13:
-        _rest(f, n, out, elb, event)
-    return out
 
 
 def diagnose(f: list[str]) -> str:

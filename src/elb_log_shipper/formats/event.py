@@ -49,9 +49,19 @@ _PARSERS: dict[str | None, Callable[[list[str]], Event]] = {
 }
 
 
+# ALB and NLB lines are recognised by their first field alone.
+_BY_FIRST_FIELD: dict[str, Callable[[list[str]], Event]] = {
+    **dict.fromkeys(alb.TYPES, alb.parse),
+    "tls": nlb.parse,
+}
+
+
 def _parse(text: str) -> Event:
     """The event fields of one line, or ParseError."""
-    fields = tokenize(text)
+    return _parse_fields(text, tokenize(text))
+
+
+def _parse_fields(text: str, fields: list[str]) -> Event:
     parser = _PARSERS.get(detect_format(fields))
     if parser is not None:
         return parser(fields)
@@ -146,19 +156,18 @@ class EventBuilder:
         )
         self._file: Event | None = None if bucket else {"path": key}
 
-    def event_id(self, offset: int) -> str:
-        return f"{self._id_prefix}{offset}"
-
     def build(self, raw: bytes, offset: int) -> Event:
         """The event of the line ``raw`` (no line terminator) found at byte ``offset``."""
+        # The hot path: one call per line, so detection and the object context are inlined.
         try:
             text = raw.decode()
+            fields = tokenize(text)
+            parser = _BY_FIRST_FIELD.get(fields[0]) if fields else None
+            event = parser(fields) if parser is not None else _parse_fields(text, fields)
         except UnicodeDecodeError as error:
             return self.failure(
                 raw.decode(errors="replace"), offset, f"invalid UTF-8 at byte {error.start}"
             )
-        try:
-            event = _parse(text)
         except ParseError as error:
             return self.failure(text, offset, str(error))
         except (ValueError, IndexError, KeyError) as error:  # pragma: no cover - a parser bug
@@ -167,7 +176,12 @@ class EventBuilder:
         meta["id"] = self._id_prefix + str(offset)
         if self._keep_original:
             meta["original"] = text
-        self._locate(event, offset)
+        event["cloud"] = self._cloud
+        if self._s3 is not None:
+            event["aws"]["s3"] = self._s3
+            event["log"] = {"offset": offset}
+        else:
+            event["log"] = {"offset": offset, "file": self._file}
         return event
 
     def failure(self, text: str, offset: int, reason: str) -> Event:

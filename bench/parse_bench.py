@@ -1,0 +1,228 @@
+"""Parser benchmark: elb-log-shipper vs aws-log-parser vs AWS's Athena regex, same lines, one run.
+
+Two measures, each the best of ``--repeat`` runs of CPU time (``time.process_time``, so other
+processes on the machine disturb it less than wall time):
+
+- parse only: one line of text (or bytes, for us: that is what the pipeline has) to a structured
+  object (our ECS event dict; aws-log-parser's dataclass; the regex's dict of groups);
+- file -> JSON lines: read an uncompressed log file, parse every line, serialise each record as
+  one JSON line, write them to /dev/null. Ours is the real pipeline (``pipeline.ship_object``:
+  framing, offsets, event ids, batching). aws-log-parser's own file reader and
+  ``json.dumps(asdict(entry), default=str)``; the regex with ``json.dumps``.
+
+    make bench        # or: .venv/bin/python -m bench.parse_bench --lines 50000
+
+The corpus is generated (bench/corpus.py, fixed seed): realistic ALB lines of 30 fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from bench.corpus import alb_lines
+from elb_log_shipper.formats import EventBuilder
+from elb_log_shipper.pipeline import ship_object
+from elb_log_shipper.refs import ObjectRef
+
+# AWS's published regex for ALB access logs (Athena user guide, "Create the table for ALB access
+# logs", the version with classification, classification_reason and conn_trace_id), as Python re.
+ATHENA_ALB_REGEX = re.compile(
+    r"([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*):([0-9]*) ([^ ]*)[:-]([0-9]*) ([-.0-9]*) ([-.0-9]*) "
+    r"([-.0-9]*) (|[-0-9]*) (-|[-0-9]*) ([-0-9]*) ([-0-9]*) \"([^ ]*) (.*) (- |[^ ]*)\" "
+    r"\"([^\"]*)\" ([A-Z0-9-_]+) ([A-Za-z0-9.-]*) ([^ ]*) \"([^\"]*)\" \"([^\"]*)\" "
+    r"\"([^\"]*)\" ([-.0-9]*) ([^ ]*) \"([^\"]*)\" \"([^\"]*)\" \"([^ ]*)\" \"([^\s]+?)\" "
+    r"\"([^\s]+)\" \"([^ ]*)\" \"([^ ]*)\" ?([^ ]*)? ?( .*)?"
+)
+ATHENA_COLUMNS = [
+    "type",
+    "time",
+    "elb",
+    "client_ip",
+    "client_port",
+    "target_ip",
+    "target_port",
+    "request_processing_time",
+    "target_processing_time",
+    "response_processing_time",
+    "elb_status_code",
+    "target_status_code",
+    "received_bytes",
+    "sent_bytes",
+    "request_verb",
+    "request_url",
+    "request_proto",
+    "user_agent",
+    "ssl_cipher",
+    "ssl_protocol",
+    "target_group_arn",
+    "trace_id",
+    "domain_name",
+    "chosen_cert_arn",
+    "matched_rule_priority",
+    "request_creation_time",
+    "actions_executed",
+    "redirect_url",
+    "lambda_error_reason",
+    "target_port_list",
+    "target_status_code_list",
+    "classification",
+    "classification_reason",
+    "conn_trace_id",
+    "extra",
+]
+
+
+class NullSink:
+    def __init__(self) -> None:
+        self.devnull = open(os.devnull, "wb")  # noqa: SIM115 - closed by close()
+
+    def send(self, batch: bytes, events: int) -> None:
+        self.devnull.write(batch)
+
+    def close(self) -> None:
+        self.devnull.close()
+
+
+def best_rate(run: Callable[[], int], repeat: int) -> float:
+    """Lines per CPU second of the best of ``repeat`` runs."""
+    best = 0.0
+    for _ in range(repeat):
+        started = time.process_time()
+        count = run()
+        elapsed = time.process_time() - started
+        best = max(best, count / elapsed)
+    return best
+
+
+def ours_parse(data: list[bytes]) -> int:
+    build = EventBuilder(bucket="bench", key="bench.log", version="1").build
+    offset = 0
+    for raw in data:
+        build(raw, offset)
+        offset += len(raw) + 1
+    return len(data)
+
+
+def regex_parse(texts: list[str]) -> int:
+    match = ATHENA_ALB_REGEX.match
+    for text in texts:
+        found = match(text)
+        if found is not None:
+            dict(zip(ATHENA_COLUMNS, found.groups(), strict=False))
+    return len(texts)
+
+
+def ours_file(path: str) -> int:
+    sink = NullSink()
+    try:
+        return ship_object(ObjectRef.local(path), sink).lines
+    finally:
+        sink.close()
+
+
+def regex_file(path: str) -> int:
+    match, dumps = ATHENA_ALB_REGEX.match, json.dumps
+    count = 0
+    with open(path, encoding="utf-8") as file, open(os.devnull, "w") as out:
+        for line in file:
+            found = match(line.rstrip("\n"))
+            if found is not None:
+                out.write(dumps(dict(zip(ATHENA_COLUMNS, found.groups(), strict=False))) + "\n")
+            count += 1
+    return count
+
+
+def _alp() -> Any:
+    from aws_log_parser.interface import AwsLogParser
+    from aws_log_parser.models import LogType
+
+    return AwsLogParser(log_type=LogType.LoadBalancer)
+
+
+def alp_parse(texts: list[str]) -> int:
+    count = 0
+    for _ in _alp().parse(texts):
+        count += 1
+    return count
+
+
+def alp_file(path: str) -> int:
+    count = 0
+    dumps, asdict = json.dumps, dataclasses.asdict
+    with open(os.devnull, "w") as out:
+        for entry in _alp().read_file(path):
+            out.write(dumps(asdict(entry), default=str) + "\n")
+            count += 1
+    return count
+
+
+def table(rows: Iterable[tuple[str, float, float]], base: dict[str, float]) -> str:
+    lines = [
+        "| parser | parse only (lines/s) | file -> JSON lines (lines/s) | vs aws-log-parser | "
+        "vs Athena regex |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, parse, to_json in rows:
+        lines.append(
+            f"| {name} | {parse:,.0f} | {to_json:,.0f} | "
+            f"{to_json / base['aws-log-parser']:.1f}x | {to_json / base['athena']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    texts = list(alb_lines(args.lines))
+    data = [text.encode() for text in texts]
+    missed = sum(1 for text in texts if ATHENA_ALB_REGEX.match(text) is None)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "alb.log")
+        with open(path, "w", encoding="utf-8") as file:
+            file.writelines(text + "\n" for text in texts)
+        size = os.path.getsize(path)
+        rates = {
+            "elb-log-shipper": (
+                best_rate(lambda: ours_parse(data), args.repeat),
+                best_rate(lambda: ours_file(path), args.repeat),
+            ),
+            "aws-log-parser": (
+                best_rate(lambda: alp_parse(texts), args.repeat),
+                best_rate(lambda: alp_file(path), args.repeat),
+            ),
+            "athena": (
+                best_rate(lambda: regex_parse(texts), args.repeat),
+                best_rate(lambda: regex_file(path), args.repeat),
+            ),
+        }
+    base = {name: to_json for name, (_, to_json) in rates.items()}
+    names = {
+        "elb-log-shipper": "elb-log-shipper (ECS event, orjson)",
+        "aws-log-parser": "aws-log-parser 3 (+ json.dumps)",
+        "athena": "AWS Athena regex (+ json.dumps)",
+    }
+    print(
+        f"{args.lines:,} ALB lines ({size / args.lines:.0f} bytes each), best of {args.repeat}, "
+        f"CPU time, Python {platform.python_version()}, {platform.machine()}, "
+        f"{os.cpu_count()} cores; the regex missed {missed} lines"
+    )
+    print()
+    print(table(((names[k], p, j) for k, (p, j) in rates.items()), base))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
