@@ -34,6 +34,7 @@ class ENV:
     CONTINUATION_QUEUE_URL = "CONTINUATION_QUEUE_URL"
     MAX_HOPS = "MAX_HOPS"
     KEEP_ORIGINAL = "KEEP_ORIGINAL"
+    DEPLOYMENT_ENVIRONMENT = "DEPLOYMENT_ENVIRONMENT"
 
 
 # Defaults, each with its reason.
@@ -78,6 +79,8 @@ class Settings:
     continuation_queue_url: str | None = None
     max_hops: int = DEFAULT_MAX_HOPS
     keep_original: bool = True
+    environment: str | None = None
+    """The deployment (blue, green): the ``environment`` dimension of the Lambda's metrics."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -109,6 +112,7 @@ class Settings:
             "continuation_queue_url": _text(env, ENV.CONTINUATION_QUEUE_URL),
             "max_hops": _int(env, ENV.MAX_HOPS, DEFAULT_MAX_HOPS, 1, 10_000),
             "keep_original": _bool(env, ENV.KEEP_ORIGINAL, True),
+            "environment": _text(env, ENV.DEPLOYMENT_ENVIRONMENT),
         }
         known = {f.name for f in fields(cls)}
         for name, value in overrides.items():

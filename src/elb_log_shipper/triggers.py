@@ -22,6 +22,10 @@ Shapes understood:
 5. Direct: the same continuation message as the whole event. ``elb-log-shipper ship
    --via-lambda`` invokes the function once per object with ``make_continuation(ObjectRef(...))``:
    our own shape, so the key needs no encoding and the ETag pin and offset come along.
+6. Replay from the dead-letter queue: Lambda's on-failure destination wraps the event it gave up
+   on in a record with ``requestContext`` and ``requestPayload``. Such a record, as an SQS body
+   (the DLQ redriven to the continuation queue) or as the whole event, is read as its
+   ``requestPayload``, so a replay ships the objects the failed event named.
 
 Anything else raises ``TriggerError``. ``s3:TestEvent`` gives no items, quietly.
 """
@@ -63,6 +67,9 @@ CONTINUATION_VERSION = 1
 _S3_TEST_EVENT = "s3:TestEvent"
 _OBJECT_CREATED_PREFIX = "ObjectCreated:"
 _EVENTBRIDGE_OBJECT_CREATED = "Object Created"
+# The two keys of a Lambda destination record (on-failure destination of an asynchronous invoke).
+_DESTINATION_CONTEXT = "requestContext"
+_DESTINATION_PAYLOAD = "requestPayload"
 
 
 class TriggerError(InputError):
@@ -177,6 +184,8 @@ def parse_event(event: Mapping[str, Any]) -> Trigger:
         raise TriggerError(f"the Lambda event is a {type(event).__name__}, not a JSON object")
     if CONTINUATION_MARKER in event:
         return Trigger(TriggerKind.DIRECT, (_item(parse_continuation(event)),))
+    if _is_destination_record(event):
+        return parse_event(event[_DESTINATION_PAYLOAD])
     if "Records" in event:
         return _parse_records(event["Records"])
     if event.get("Event") == _S3_TEST_EVENT:
@@ -319,6 +328,11 @@ def _message_items(body: object, message_id: str, *, sns_envelope_allowed: bool)
         raise TriggerError("the message is not a JSON object")
     if CONTINUATION_MARKER in body:
         return [_item(parse_continuation(body), message_id)]
+    if _is_destination_record(body):
+        # A replayed dead letter: what failed is the payload, and it may be any shape above.
+        return _message_items(
+            body[_DESTINATION_PAYLOAD], message_id, sns_envelope_allowed=sns_envelope_allowed
+        )
     if "Records" in body:
         records = body["Records"]
         if not isinstance(records, Sequence) or isinstance(records, str):
@@ -392,6 +406,10 @@ def _item(ref: ObjectRef, message_id: str | None = None, skip: str | None = None
     if skip is not None:
         return WorkItem(ref, decision.key_info, skip, sqs_message_id=message_id)
     return WorkItem(ref, decision.key_info, decision.skip_reason, decision.quiet, message_id)
+
+
+def _is_destination_record(value: Mapping[str, Any]) -> bool:
+    return _DESTINATION_CONTEXT in value and isinstance(value.get(_DESTINATION_PAYLOAD), Mapping)
 
 
 # --- field checks -------------------------------------------------------------------------------

@@ -56,18 +56,22 @@ def parse(f: list[str]) -> dict[str, Any]:
         ):
             ts = timestamp(ts, "time")
         elb: dict[str, Any] = {"type": f[0], "name": f[2]}
-        event: dict[str, Any] = {"kind": "event", "category": ["web"]}
-        out: dict[str, Any] = {"@timestamp": ts, "event": event, "aws": {"elb": elb}}
         v = f[8]
         if v == "-":
-            event["outcome"] = "unknown"
+            outcome = "unknown"
             response: dict[str, Any] = {}
         else:
             status = int(v)
-            event["outcome"] = "success" if status < 400 else "failure"
+            outcome = "success" if status < 400 else "failure"
             response = {"status_code": status}
-        event["dataset"] = "aws.elb_logs"
-        event["end"] = ts
+        event: dict[str, Any] = {
+            "kind": "event",
+            "category": ["web"],
+            "outcome": outcome,
+            "dataset": "aws.elb_logs",
+            "end": ts,
+        }
+        out: dict[str, Any] = {"@timestamp": ts, "event": event, "aws": {"elb": elb}}
         if (v := f[3]) != "-":
             ip, _, port = v.rpartition(":")
             if not ip or not port.isdigit():

@@ -1,0 +1,361 @@
+"""The Lambda entry point: a thin shell around ``triggers`` and ``pipeline.ship_objects``.
+
+Once per container (at import, ``cold_start``): the settings are read and validated; a
+configuration error is logged and then raised, with the same one-sentence message, by every
+invocation, so that each failed invocation says what to fix. The S3 and SQS clients and the
+Logstash ``SocketPool`` are created on first use and kept for the warm invocations that follow.
+
+Each invocation:
+
+1. ``triggers.parse_event`` says what invoked the function and which objects to ship. The ELB
+   test file and ``s3:TestEvent`` are skipped quietly, health-check logs with a log line;
+   every other key is shipped (an unknown one's lines count as parse failures).
+2. ``pipeline.ship_objects`` ships them, stops at the deadline margin, and confirms delivery.
+3. After that confirmation, one continuation message per object handed off goes to
+   ``CONTINUATION_QUEUE_URL``; the SQS trigger brings it back to this function.
+4. One structured log line per object, the metrics (EMF), and the result:
+   ``{"objects": [...]}``, plus ``batchItemFailures`` for SQS.
+
+How failures surface, by trigger:
+
+- SQS: never raises for an object. A message fails (``batchItemFailures``, so SQS retries it
+  and after ``maxReceiveCount`` dead-letters it) when it could not be read, when one of its
+  objects is ``FAILED`` (S3 or Logstash failing, hop budget spent, events not confirmed) or
+  when its continuation could not be sent. The other messages of the batch succeed.
+- S3 notification, EventBridge, direct invocation (asynchronous): when any object is
+  ``FAILED`` the invocation raises, after confirming what was sent, so that Lambda retries the
+  whole event and, after its retries, sends it to the on-failure destination (dead-letter
+  queue). No continuation is sent then: the retry starts the event's objects again, and
+  ``event.id`` makes the lines shipped twice one document downstream.
+- Objects ``REJECTED`` (gone, changed, bad gzip) are logged and counted in ``ObjectsFailed``
+  and fail nothing: retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from elb_log_shipper.config import ENV, Settings
+from elb_log_shipper.errors import ConfigurationError, ShipperError
+from elb_log_shipper.logstash import SocketPool
+from elb_log_shipper.pipeline import ObjectLedger, Outcome, Shipment, ship_objects
+from elb_log_shipper.triggers import (
+    Trigger,
+    TriggerError,
+    TriggerKind,
+    WorkItem,
+    make_continuation,
+    parse_event,
+)
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+__all__ = ["cold_start", "lambda_handler", "logger", "metrics"]
+
+# What template.yaml sets; used when POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE are
+# not set (sam local, tests), so that metrics always have a namespace to go to.
+DEFAULT_SERVICE = "elb-log-shipper"
+DEFAULT_METRICS_NAMESPACE = "ElbLogShipper"
+METRIC_DIMENSION_ENVIRONMENT = "environment"
+
+# S3: fail a connection in seconds, not botocore's 60 s, so that the deadline margin (30 s) is
+# never eaten by one stuck request; a read waits longer, as S3 may pause between chunks.
+S3_CONNECT_TIMEOUT = 5.0
+S3_READ_TIMEOUT = 20.0
+# SQS: a hand-off is sent after the hard deadline, within HANDOFF_RESERVE_SECONDS (5 s): two
+# attempts of at most 1 + 1.5 s each fit.
+SQS_CONNECT_TIMEOUT = 1.0
+SQS_READ_TIMEOUT = 1.5
+SQS_MAX_ATTEMPTS = 2
+
+
+class Metric:
+    """Metric names: template.yaml's alarms and dashboard use exactly these."""
+
+    OBJECTS_SHIPPED = "ObjectsShipped"
+    OBJECTS_FAILED = "ObjectsFailed"
+    LINES_READ = "LinesRead"
+    EVENTS_SENT = "EventsSent"
+    PARSE_FAILURES = "ParseFailures"
+    BYTES_READ = "BytesRead"
+    RETRIES = "Retries"
+    RECONNECTS = "Reconnects"
+    SHIP_SECONDS = "ShipSeconds"
+    LAG_SECONDS = "LagSeconds"
+    HANDOFFS = "Handoffs"
+    DELIVERY_FAILURES = "DeliveryFailures"
+
+
+logger = Logger()
+metrics = Metrics()
+
+
+@dataclass(slots=True)
+class _Container:
+    """What one Lambda container keeps between invocations."""
+
+    settings: Settings | None
+    error: ConfigurationError | None
+    pool: SocketPool | None = None
+    s3: S3Client | None = None
+    sqs: SQSClient | None = None
+
+    def require_settings(self) -> Settings:
+        if self.settings is None:
+            assert self.error is not None
+            raise ConfigurationError(str(self.error))
+        return self.settings
+
+    def socket_pool(self, settings: Settings) -> SocketPool:
+        if self.pool is None:
+            self.pool = SocketPool(settings)
+        return self.pool
+
+    def s3_client(self) -> S3Client:
+        if self.s3 is None:
+            self.s3 = boto3.client(
+                "s3",
+                config=Config(
+                    connect_timeout=S3_CONNECT_TIMEOUT,
+                    read_timeout=S3_READ_TIMEOUT,
+                    retries={"mode": "standard"},
+                ),
+            )
+        return self.s3
+
+    def sqs_client(self) -> SQSClient:
+        if self.sqs is None:
+            self.sqs = boto3.client(
+                "sqs",
+                config=Config(
+                    connect_timeout=SQS_CONNECT_TIMEOUT,
+                    read_timeout=SQS_READ_TIMEOUT,
+                    retries={"max_attempts": SQS_MAX_ATTEMPTS, "mode": "standard"},
+                ),
+            )
+        return self.sqs
+
+
+def cold_start(environ: Mapping[str, str] | None = None) -> None:
+    """Read and validate the settings, as the module does once at import; forget the clients.
+
+    A ConfigurationError is logged here and raised by every invocation. Tests call this again
+    to start a new container with other settings.
+
+    >>> cold_start({"LOGSTASH_HOST": "127.0.0.1", "LOGSTASH_PORT": "5044"})  # doctest: +SKIP
+    """
+    global _container  # noqa: PLW0603 - the container's state is this module's state
+    previous = globals().get("_container")
+    if isinstance(previous, _Container) and previous.pool is not None:
+        previous.pool.close()
+    if not metrics.namespace:
+        metrics.namespace = DEFAULT_METRICS_NAMESPACE
+    if not metrics.service:
+        metrics.service = DEFAULT_SERVICE
+    try:
+        settings = Settings.from_env(environ).require_destination()
+    except ConfigurationError as error:
+        logger.error("invalid configuration", extra={"error": str(error)})
+        _container = _Container(None, error)
+        return
+    _container = _Container(settings, None)
+    metrics.clear_default_dimensions()
+    if settings.environment:
+        metrics.set_default_dimensions(**{METRIC_DIMENSION_ENVIRONMENT: settings.environment})
+
+
+_container: _Container
+cold_start()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Ship the objects an S3, SQS, EventBridge or direct (continuation) event names.
+
+    Returns ``{"objects": [ledger, ...]}`` and, for SQS, ``"batchItemFailures"``. Raises
+    ConfigurationError for invalid settings, TriggerError for an event of no known shape, and
+    ShipperError (DeliveryError when Logstash failed) when an object of an asynchronous event
+    must be retried.
+
+    >>> lambda_handler(json.load(open("events/s3-put.json")), context)  # doctest: +SKIP
+    {'objects': [{'bucket': 'elb-logs-example', 'outcome': 'shipped', ...}, ...]}
+    """
+    container = _container
+    try:
+        settings = container.require_settings()
+    except ConfigurationError as error:
+        logger.error("invalid configuration", extra={"error": str(error)})
+        raise
+    try:
+        trigger = parse_event(event)
+    except TriggerError as error:
+        logger.error("unrecognised event", extra={"error": str(error)})
+        raise
+    _log_skips(trigger)
+    to_ship = trigger.to_ship
+    shipment = ship_objects(
+        [item.ref for item in to_ship],
+        container.socket_pool(settings),
+        settings,
+        remaining=lambda: context.get_remaining_time_in_millis() / 1000,
+        s3_client=container.s3_client() if to_ship else None,
+    )
+    retry_event = trigger.kind is not TriggerKind.SQS and any(
+        ledger.outcome is Outcome.FAILED for ledger in shipment.ledgers
+    )
+    handoffs = 0
+    if not retry_event:
+        handoffs = _hand_off(shipment.ledgers, settings, container)
+        retry_event = trigger.kind is not TriggerKind.SQS and any(
+            ledger.outcome is Outcome.FAILED for ledger in shipment.ledgers
+        )
+    _log_objects(to_ship, shipment.ledgers, retry_event)
+    _add_metrics(shipment, handoffs)
+    result: dict[str, Any] = {"objects": [ledger.as_dict() for ledger in shipment.ledgers]}
+    if trigger.kind is TriggerKind.SQS:
+        result["batchItemFailures"] = _batch_item_failures(trigger, to_ship, shipment.ledgers)
+        return result
+    if retry_event:
+        if shipment.delivery_error is not None:
+            raise shipment.delivery_error
+        failed = [ledger for ledger in shipment.ledgers if ledger.outcome is Outcome.FAILED]
+        raise ShipperError(
+            f"{len(failed)} of {len(shipment.ledgers)} objects failed and the event is retried; "
+            f"first: {failed[0].ref.uri}: {failed[0].error}"
+        )
+    return result
+
+
+def _hand_off(ledgers: Sequence[ObjectLedger], settings: Settings, container: _Container) -> int:
+    """Send the continuation of each object handed off; an object whose message could not be
+    sent becomes FAILED (its message or event is retried: nothing is dropped)."""
+    sent = 0
+    for ledger in ledgers:
+        if ledger.outcome is not Outcome.HANDED_OFF or ledger.handoff is None:
+            continue
+        queue_url = settings.continuation_queue_url
+        if queue_url is None:
+            ledger.outcome = Outcome.FAILED
+            ledger.error = (
+                f"{ENV.CONTINUATION_QUEUE_URL} is not set, so the rest of the object from byte "
+                f"{ledger.handoff.start_offset} cannot be handed off: set it to the "
+                "continuation queue"
+            )
+            continue
+        body = json.dumps(make_continuation(ledger.handoff))
+        try:
+            container.sqs_client().send_message(QueueUrl=queue_url, MessageBody=body)
+        except (BotoCoreError, ClientError) as error:
+            ledger.outcome = Outcome.FAILED
+            ledger.error = f"the continuation could not be sent to {queue_url}: {error}"
+            continue
+        sent += 1
+    return sent
+
+
+def _batch_item_failures(
+    trigger: Trigger, shipped: Sequence[WorkItem], ledgers: Sequence[ObjectLedger]
+) -> list[dict[str, str]]:
+    """The SQS messages to retry: unreadable ones and those with an object FAILED."""
+    failed = [rejected.sqs_message_id for rejected in trigger.rejected]
+    for item, ledger in zip(shipped, ledgers, strict=True):
+        if ledger.outcome is Outcome.FAILED and item.sqs_message_id is not None:
+            failed.append(item.sqs_message_id)
+    unique = dict.fromkeys(failed)
+    return [{"itemIdentifier": message_id} for message_id in unique]
+
+
+def _log_skips(trigger: Trigger) -> None:
+    for item in trigger.items:
+        if item.ship:
+            continue
+        extra = {"bucket": item.ref.bucket, "key": item.ref.key, "reason": item.skip_reason}
+        if item.quiet:
+            logger.debug("object skipped", extra=extra)
+        else:
+            logger.info("object skipped", extra=extra)
+    for rejected in trigger.rejected:
+        logger.error(
+            "SQS message not understood",
+            extra={"message_id": rejected.sqs_message_id, "error": rejected.reason},
+        )
+
+
+def _log_objects(
+    items: Sequence[WorkItem], ledgers: Sequence[ObjectLedger], retry_event: bool
+) -> None:
+    """One structured line per object: its ledger, never its log lines."""
+    for item, ledger in zip(items, ledgers, strict=True):
+        extra = ledger.as_dict()
+        if item.sqs_message_id is not None:
+            extra["message_id"] = item.sqs_message_id
+        if ledger.outcome is Outcome.HANDED_OFF and retry_event:
+            extra["error"] = "not handed off: the whole event is retried"
+        if ledger.outcome is Outcome.FAILED:
+            logger.error("object failed", extra=extra)
+        elif ledger.outcome is Outcome.REJECTED:
+            logger.warning("object rejected", extra=extra)
+        else:
+            logger.info(f"object {ledger.outcome.value.replace('_', ' ')}", extra=extra)
+
+
+def _add_metrics(shipment: Shipment, handoffs: int) -> None:
+    ledgers = shipment.ledgers
+    count = MetricUnit.Count
+    outcomes = [ledger.outcome for ledger in ledgers]
+    metrics.add_metric(Metric.OBJECTS_SHIPPED, count, outcomes.count(Outcome.SHIPPED))
+    failed = outcomes.count(Outcome.FAILED) + outcomes.count(Outcome.REJECTED)
+    metrics.add_metric(Metric.OBJECTS_FAILED, count, failed)
+    metrics.add_metric(Metric.LINES_READ, count, sum(ledger.lines for ledger in ledgers))
+    metrics.add_metric(Metric.EVENTS_SENT, count, shipment.events_confirmed)
+    parse_failures = sum(ledger.parse_failures for ledger in ledgers)
+    metrics.add_metric(Metric.PARSE_FAILURES, count, parse_failures)
+    bytes_read = sum(ledger.bytes_read for ledger in ledgers)
+    metrics.add_metric(Metric.BYTES_READ, MetricUnit.Bytes, bytes_read)
+    metrics.add_metric(Metric.RETRIES, count, sum(ledger.retries for ledger in ledgers))
+    metrics.add_metric(Metric.RECONNECTS, count, sum(ledger.reconnects for ledger in ledgers))
+    metrics.add_metric(Metric.SHIP_SECONDS, MetricUnit.Seconds, round(shipment.seconds, 3))
+    metrics.add_metric(Metric.HANDOFFS, count, handoffs)
+    delivery_failures = 0 if shipment.delivery_error is None else 1
+    metrics.add_metric(Metric.DELIVERY_FAILURES, count, delivery_failures)
+    lag = lag_seconds([ledger.newest_timestamp for ledger in ledgers])
+    if lag is not None:
+        metrics.add_metric(Metric.LAG_SECONDS, MetricUnit.Seconds, lag)
+
+
+def lag_seconds(timestamps: Sequence[str | None], now: dt.datetime | None = None) -> float | None:
+    """Seconds from the newest event ``@timestamp`` to ``now``; None when there is none.
+
+    >>> lag_seconds(["2026-11-28T23:39:00.5Z", None],
+    ...             now=dt.datetime(2026, 11, 28, 23, 40, tzinfo=dt.UTC))
+    59.5
+    """
+    newest: dt.datetime | None = None
+    for text in timestamps:
+        if not text:
+            continue
+        try:
+            stamp = dt.datetime.fromisoformat(text)
+        except ValueError:
+            continue
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        if newest is None or stamp > newest:
+            newest = stamp
+    if newest is None:
+        return None
+    return round(((now or dt.datetime.now(dt.UTC)) - newest).total_seconds(), 3)

@@ -1,0 +1,488 @@
+"""The Lambda handler on every trigger shape (the events/*.json files), against moto S3 and SQS
+over HTTP on 127.0.0.1 and a json_lines receiver.
+
+The helpers here (a Lambda context, a container, object generators, checks) are shared with
+``test_reliability.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import boto3
+import pytest
+
+from elb_log_shipper import handler
+from elb_log_shipper.config import ENV
+from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
+from elb_log_shipper.triggers import make_continuation
+from tests.support.receiver import JsonLinesReceiver, receiver
+from tests.support.s3server import MotoServer, moto_server
+
+pytestmark = pytest.mark.timeout(60)
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+DAY = "AWSLogs/123456789012/elasticloadbalancing/us-east-1/2026/11/28/"
+# Short, so that fault tests end in seconds; production uses 20 s.
+STALL_TIMEOUT = 0.5
+
+# The keys the events/*.json files name (decoded).
+ALB_KEY = (
+    f"{DAY}123456789012_elasticloadbalancing_us-east-1_app.my-alb.50dc6c495c0c9188_"
+    "20261128T2340Z_2600:1f18:4c1:a800::7_2a3b4c5d.log.gz"
+)
+CLASSIC_KEY = (
+    f"{DAY}123456789012_elasticloadbalancing_us-east-1_my-classic-lb_20261128T2340Z_"
+    "10.0.2.8_5f6g7h8j.log"
+)
+
+# One documented ALB entry; {n} makes each generated line (and its request) unique.
+ALB_TEMPLATE = (
+    "http 2026-11-28T23:39:{second:02d}.{n:06d}Z app/my-alb/50dc6c495c0c9188 "
+    "192.168.131.39:2817 10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 "
+    '"GET http://www.example.com:80/items/{n} HTTP/1.1" "curl/7.46.0" - - '
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "
+    '"Root=1-58337262-36d228ad5d99923122bbe354" "-" "-" 0 2026-11-28T23:38:48.364000Z '
+    '"forward" "-" "-" "10.0.0.1:80" "200" "-" "-" TID_{n}'
+)
+
+
+def alb_lines(count: int) -> list[bytes]:
+    """``count`` distinct, valid ALB log lines (about 450 bytes each)."""
+    return [ALB_TEMPLATE.format(second=n % 60, n=n).encode() for n in range(count)]
+
+
+def alb_key(name: str) -> str:
+    """An ALB access-log key whose random part is ``name`` (letters and digits)."""
+    return (
+        f"{DAY}123456789012_elasticloadbalancing_us-east-1_app.my-alb.50dc6c495c0c9188_"
+        f"20261128T2340Z_10.0.1.7_{name}.log.gz"
+    )
+
+
+def joined(lines: list[bytes]) -> bytes:
+    return b"".join(line + b"\n" for line in lines)
+
+
+def offsets(lines: list[bytes], start: int = 0) -> set[int]:
+    """The byte offsets of ``lines`` in ``joined(lines)``, from ``start`` on."""
+    found, position = set(), 0
+    for line in lines:
+        if position >= start:
+            found.add(position)
+        position += len(line) + 1
+    return found
+
+
+class FakeContext:
+    """The parts of the Lambda context the handler and Powertools read; time runs for real."""
+
+    function_name = "elb-log-shipper-test"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:elb-log-shipper-test"
+    memory_limit_in_mb = 512
+    log_group_name = "/aws/lambda/elb-log-shipper-test"
+    log_stream_name = "2026/11/28/[$LATEST]0123456789abcdef"
+
+    def __init__(self, budget: float = 300.0, request_id: str = "req-1") -> None:
+        self.deadline = time.monotonic() + budget
+        self.aws_request_id = request_id
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class Container:
+    """One Lambda container: the handler module after ``cold_start`` with these settings."""
+
+    moto: MotoServer
+    queue_url: str
+
+    def invoke(self, event: Mapping[str, Any], budget: float = 300.0) -> dict[str, Any]:
+        result: dict[str, Any] = handler.lambda_handler(dict(event), FakeContext(budget))
+        return result
+
+    def continuations(self) -> list[dict[str, Any]]:
+        """Take every message waiting in the continuation queue."""
+        sqs = boto3.client("sqs", **self.moto.client_kwargs())
+        taken: list[dict[str, Any]] = []
+        while True:
+            response = sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
+            messages = response.get("Messages", [])
+            if not messages:
+                return taken
+            for message in messages:
+                taken.append(dict(message))
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def start_container(
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer, port: int, **settings: str
+) -> Container:
+    """Cold-start the handler against ``moto`` and a receiver on ``port``."""
+    for name, value in moto.environ().items():
+        monkeypatch.setenv(name, value)
+    sqs = boto3.client("sqs", **moto.client_kwargs())
+    queue_url = sqs.create_queue(QueueName=f"continuation-{time.monotonic_ns()}")["QueueUrl"]
+    environ = {
+        ENV.LOGSTASH_HOST: "127.0.0.1",
+        ENV.LOGSTASH_PORT: str(port),
+        ENV.LOGSTASH_POOL_SIZE: "2",
+        ENV.LOGSTASH_CONNECT_TIMEOUT: "1",
+        ENV.LOGSTASH_STALL_TIMEOUT: str(STALL_TIMEOUT),
+        ENV.CONTINUATION_QUEUE_URL: queue_url,
+        ENV.DEPLOYMENT_ENVIRONMENT: "test",
+        **settings,
+    }
+    handler.cold_start(environ)
+    return Container(moto, queue_url)
+
+
+def stop_container() -> None:
+    """Close the container's sockets (a new one, with valid settings and no pool yet)."""
+    handler.cold_start({ENV.LOGSTASH_HOST: "127.0.0.1"})
+
+
+def received(server: JsonLinesReceiver) -> Counter[tuple[str, int]]:
+    """How many times each (key, line offset) arrived."""
+    return Counter(
+        (event["aws"]["s3"]["object"]["key"], event["log"]["offset"]) for event in server.events
+    )
+
+
+def expected(key: str, lines: list[bytes], start: int = 0) -> set[tuple[str, int]]:
+    return {(key, offset) for offset in offsets(lines, start)}
+
+
+def emf_documents(output: str) -> list[dict[str, Any]]:
+    """The EMF metric documents Powertools printed."""
+    return [
+        json.loads(line)
+        for line in output.splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+
+
+def log_records(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The handler's log lines as Powertools' Logger writes them (JSON, with its keys)."""
+    formatter = handler.logger.registered_formatter
+    return [
+        json.loads(formatter.format(record))
+        for record in caplog.records
+        if record.name == handler.logger.name
+    ]
+
+
+def metric(output: str, name: str) -> float:
+    """The sum of one metric over the EMF documents printed."""
+    total = 0.0
+    for document in emf_documents(output):
+        value = document.get(name)
+        if isinstance(value, list):
+            total += sum(value)
+        elif isinstance(value, int | float):
+            total += value
+    return total
+
+
+def load_event(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return loaded
+
+
+def pin_s3_record(
+    record: dict[str, Any], bucket: str, stored: Mapping[str, dict[str, Any]]
+) -> None:
+    """Point an S3 notification record at ``bucket`` and the stored object it names."""
+    record["s3"]["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
+    obj = record["s3"]["object"]
+    key = next(k for k in stored if quote_plus(k, safe="/") == obj["key"] or k == obj["key"])
+    obj.update(eTag=stored[key]["ETag"], size=stored[key]["size"])
+    obj.pop("versionId", None)
+    if "VersionId" in stored[key]:
+        obj["versionId"] = stored[key]["VersionId"]
+
+
+def store(moto: MotoServer, bucket: str, key: str, data: bytes, compress: bool) -> dict[str, Any]:
+    result: dict[str, Any] = dict(moto.put_object(bucket, key, data, compress=compress))
+    result["size"] = moto.client().head_object(Bucket=bucket, Key=key)["ContentLength"]
+    return result
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def logstash() -> Iterator[JsonLinesReceiver]:
+    with receiver() as server:
+        yield server
+
+
+@pytest.fixture
+def container(
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer, logstash: JsonLinesReceiver
+) -> Iterator[Container]:
+    yield start_container(monkeypatch, moto, logstash.port)
+    stop_container()
+
+
+ALB_DATA = [line.encode() for line in ALB_LINES]
+CLASSIC_DATA = [line.encode() for line in CLASSIC_LINES]
+
+
+@pytest.fixture
+def sample_objects(moto: MotoServer) -> tuple[str, dict[str, dict[str, Any]]]:
+    """A versioned bucket holding the two objects the events/*.json files name."""
+    bucket = moto.new_bucket("elb-logs-example", versioned=True)
+    stored = {
+        ALB_KEY: store(moto, bucket, ALB_KEY, joined(ALB_DATA), compress=True),
+        CLASSIC_KEY: store(moto, bucket, CLASSIC_KEY, joined(CLASSIC_DATA), compress=False),
+    }
+    return bucket, stored
+
+
+# ------------------------------------------------------------------------------------ triggers
+
+
+def test_s3_notification_ships_every_line_of_every_record(
+    container: Container,
+    logstash: JsonLinesReceiver,
+    sample_objects: tuple[str, dict[str, dict[str, Any]]],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bucket, stored = sample_objects
+    event = load_event("s3-put.json")
+    for record in event["Records"]:
+        pin_s3_record(record, bucket, stored)
+
+    result = container.invoke(event)
+
+    assert [o["outcome"] for o in result["objects"]] == ["shipped", "shipped"]
+    assert set(received(logstash)) == expected(ALB_KEY, ALB_DATA) | expected(
+        CLASSIC_KEY, CLASSIC_DATA
+    )
+    assert max(received(logstash).values()) == 1
+    # event.id pins the version read: the one the notification named.
+    version = stored[ALB_KEY]["VersionId"]
+    assert all(
+        o["version"] == stored[k]["VersionId"]
+        for o, k in zip(result["objects"], (ALB_KEY, CLASSIC_KEY), strict=True)
+    )
+    assert version
+    output = capsys.readouterr().out
+    lines = len(ALB_DATA) + len(CLASSIC_DATA)
+    assert metric(output, "LinesRead") == lines
+    assert metric(output, "EventsSent") == lines
+    assert metric(output, "ObjectsShipped") == 2
+    assert metric(output, "ObjectsFailed") == 0
+    # The samples are dated 2026-11-28 23:40; only a clock after that makes the lag positive.
+    assert "LagSeconds" in next(d for d in emf_documents(output) if "LinesRead" in d)
+    document = next(d for d in emf_documents(output) if "LinesRead" in d)
+    assert document["environment"] == "test"
+    assert document["service"] == "elb-log-shipper"
+    # One structured line per object, with bucket, key and request id, never a log line.
+    shipped = [r for r in log_records(caplog) if r["message"] == "object shipped"]
+    assert {(r["bucket"], r["key"]) for r in shipped} == {(bucket, ALB_KEY), (bucket, CLASSIC_KEY)}
+    assert all(r["function_request_id"] == "req-1" for r in shipped)
+    assert not [r for r in log_records(caplog) if "GET http" in json.dumps(r)]
+
+
+def test_sqs_batch_of_s3_sns_and_test_event_messages(
+    container: Container,
+    logstash: JsonLinesReceiver,
+    sample_objects: tuple[str, dict[str, dict[str, Any]]],
+) -> None:
+    bucket, stored = sample_objects
+    event = load_event("sqs-s3.json")
+    plain, wrapped, _test_event = event["Records"]
+    body = json.loads(plain["body"])
+    pin_s3_record(body["Records"][0], bucket, stored)
+    plain["body"] = json.dumps(body)
+    envelope = json.loads(wrapped["body"])
+    message = json.loads(envelope["Message"])
+    pin_s3_record(message["Records"][0], bucket, stored)
+    envelope["Message"] = json.dumps(message)
+    wrapped["body"] = json.dumps(envelope)
+
+    result = container.invoke(event)
+
+    assert result["batchItemFailures"] == []
+    assert [o["key"] for o in result["objects"]] == [ALB_KEY, CLASSIC_KEY]
+    assert set(received(logstash)) == expected(ALB_KEY, ALB_DATA) | expected(
+        CLASSIC_KEY, CLASSIC_DATA
+    )
+
+
+def test_eventbridge_object_created(
+    container: Container, logstash: JsonLinesReceiver, moto: MotoServer
+) -> None:
+    bucket = moto.new_bucket("elb-logs-example")  # unversioned: the ETag pins the object
+    stored = store(moto, bucket, ALB_KEY, joined(ALB_DATA), compress=True)
+    event = load_event("eventbridge-object-created.json")
+    event["detail"]["bucket"]["name"] = bucket
+    obj = event["detail"]["object"]
+    obj.update(etag=stored["ETag"], size=stored["size"])
+    del obj["version-id"]
+
+    result = container.invoke(event)
+
+    assert result["objects"][0]["outcome"] == "shipped"
+    assert result["objects"][0]["version"] == stored["ETag"]
+    assert set(received(logstash)) == expected(ALB_KEY, ALB_DATA)
+
+
+def test_sqs_continuation_resumes_at_its_offset(
+    container: Container,
+    logstash: JsonLinesReceiver,
+    sample_objects: tuple[str, dict[str, dict[str, Any]]],
+) -> None:
+    bucket, stored = sample_objects
+    start = sorted(offsets(ALB_DATA))[2]
+    event = load_event("sqs-continuation.json")
+    body = json.loads(event["Records"][0]["body"])
+    body.update(
+        bucket=bucket,
+        etag=stored[ALB_KEY]["ETag"],
+        versionId=stored[ALB_KEY]["VersionId"],
+        size=stored[ALB_KEY]["size"],
+        offset=start,
+    )
+    event["Records"][0]["body"] = json.dumps(body)
+
+    result = container.invoke(event)
+
+    assert result["batchItemFailures"] == []
+    assert result["objects"][0]["hop"] == 1
+    assert set(received(logstash)) == expected(ALB_KEY, ALB_DATA, start)
+
+
+def test_direct_invocation_with_a_continuation(
+    container: Container, logstash: JsonLinesReceiver, moto: MotoServer
+) -> None:
+    # What `elb-log-shipper ship --via-lambda` sends: no ETag, offset 0.
+    bucket = moto.new_bucket()
+    store(moto, bucket, CLASSIC_KEY, joined(CLASSIC_DATA), compress=False)
+
+    result = container.invoke(make_continuation(ObjectRef(bucket, CLASSIC_KEY)))
+
+    assert "batchItemFailures" not in result
+    assert set(received(logstash)) == expected(CLASSIC_KEY, CLASSIC_DATA)
+
+
+@pytest.mark.parametrize("name", ["s3-test-file.json", "s3-test-event.json"])
+def test_test_file_and_test_event_are_skipped_quietly(
+    container: Container,
+    logstash: JsonLinesReceiver,
+    name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    result = container.invoke(load_event(name))
+
+    assert result == {"objects": []}
+    assert logstash.connection_count == 0
+    assert not [r for r in log_records(caplog) if r["level"] != "DEBUG"]
+
+
+def test_health_check_log_is_skipped_with_a_log_line(
+    container: Container, logstash: JsonLinesReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = (
+        f"{DAY}health_check_log_123456789012_elasticloadbalancing_us-east-1_"
+        "app.my-alb.50dc6c495c0c9188_20261128T2340Z_10.0.1.7_2a3b4c5d.log.gz"
+    )
+    event = load_event("s3-test-file.json")
+    event["Records"][0]["s3"]["object"]["key"] = quote_plus(key, safe="/")
+
+    result = container.invoke(event)
+
+    assert result == {"objects": []}
+    assert logstash.connection_count == 0
+    skipped = [r for r in log_records(caplog) if r["message"] == "object skipped"]
+    assert skipped[0]["key"] == key
+    assert "health check" in skipped[0]["reason"]
+
+
+def test_unreadable_sqs_message_fails_alone(
+    container: Container,
+    logstash: JsonLinesReceiver,
+    sample_objects: tuple[str, dict[str, dict[str, Any]]],
+) -> None:
+    bucket, _ = sample_objects
+    good = make_continuation(ObjectRef(bucket, CLASSIC_KEY))
+    event = {
+        "Records": [
+            sqs_record("m-good", json.dumps(good)),
+            sqs_record("m-bad", "this is not JSON"),
+        ]
+    }
+
+    result = container.invoke(event)
+
+    assert result["batchItemFailures"] == [{"itemIdentifier": "m-bad"}]
+    assert set(received(logstash)) == expected(CLASSIC_KEY, CLASSIC_DATA)
+
+
+def test_dead_letter_redrive_replays_the_failed_event(
+    container: Container,
+    logstash: JsonLinesReceiver,
+    sample_objects: tuple[str, dict[str, dict[str, Any]]],
+) -> None:
+    # Lambda's on-failure destination wraps the event; redriven to the queue, it ships again.
+    bucket, stored = sample_objects
+    failed = load_event("s3-put.json")
+    for record in failed["Records"]:
+        pin_s3_record(record, bucket, stored)
+    dead_letter = {
+        "version": "1.0",
+        "timestamp": "2026-11-28T23:45:00.000Z",
+        "requestContext": {
+            "requestId": "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:elb-log-shipper:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": failed,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST"},
+        "responsePayload": {"errorMessage": "Logstash ... failed 3 times"},
+    }
+
+    result = container.invoke({"Records": [sqs_record("m-dlq", json.dumps(dead_letter))]})
+
+    assert result["batchItemFailures"] == []
+    assert set(received(logstash)) == expected(ALB_KEY, ALB_DATA) | expected(
+        CLASSIC_KEY, CLASSIC_DATA
+    )
+
+
+def sqs_record(message_id: str, body: str) -> dict[str, Any]:
+    """An SQS event record as Lambda's event source mapping delivers it."""
+    record: dict[str, Any] = copy.deepcopy(load_event("sqs-continuation.json")["Records"][0])
+    record.update(messageId=message_id, body=body)
+    return record
+
+
+def test_gzip_helper_round_trips() -> None:
+    # The generated lines are what the tests think they are: distinct, newline-free.
+    lines = alb_lines(100)
+    assert len(set(lines)) == 100
+    assert gzip.decompress(gzip.compress(joined(lines))).count(b"\n") == 100

@@ -1,0 +1,385 @@
+"""Issue 5 through the Lambda handler: faulty Logstash servers, deadline hand-offs, a warm
+container, and bad input. Real parts only: moto S3/SQS over HTTP, receivers on real sockets."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from elb_log_shipper import handler
+from elb_log_shipper.config import ENV
+from elb_log_shipper.errors import DeliveryError, ShipperError
+from elb_log_shipper.framing import MAX_LINE_BYTES
+from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.triggers import make_continuation
+from tests.functional.test_handler import (
+    Container,
+    alb_key,
+    alb_lines,
+    expected,
+    joined,
+    metric,
+    received,
+    start_container,
+    stop_container,
+    store,
+)
+from tests.support.faults import (
+    ClosingServer,
+    NeverReadingServer,
+    RefusingServer,
+    ResettingServer,
+    SlowReadingServer,
+)
+from tests.support.receiver import JsonLinesReceiver, receiver
+from tests.support.s3server import MotoServer, moto_server
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def container_for(monkeypatch: pytest.MonkeyPatch, moto: MotoServer) -> Iterator[Any]:
+    """Start a container against a given server (and settings); close it afterwards."""
+
+    def start(server: JsonLinesReceiver, **settings: str) -> Container:
+        return start_container(monkeypatch, moto, server.port, **settings)
+
+    yield start
+    stop_container()
+
+
+def s3_event(bucket: str, *keys: str) -> dict[str, Any]:
+    """An S3 notification naming ``keys`` (no ETag: the GET learns it)."""
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": {"key": key}},
+            }
+            for key in keys
+        ]
+    }
+
+
+def sqs_event(*bodies: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {"messageId": f"m-{i}", "eventSource": "aws:sqs", "body": json.dumps(body)}
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def put_lines(
+    moto: MotoServer, count: int, name: str, *, compress: bool = True
+) -> tuple[str, str, list[bytes]]:
+    bucket = moto.new_bucket()
+    key = alb_key(name)
+    lines = alb_lines(count)
+    store(moto, bucket, key, joined(lines), compress=compress)
+    return bucket, key, lines
+
+
+# ------------------------------------------------------------------------------------ faults
+
+
+def test_reset_mid_stream_delivers_every_line(moto: MotoServer, container_for: Any) -> None:
+    bucket, key, lines = put_lines(moto, 6_000, "reset")
+    with ResettingServer(after_bytes=400_000, resets=1) as server:
+        container = container_for(server)
+        result = container.invoke(s3_event(bucket, key))
+        server.wait_idle()
+        counts = received(server)
+        first_connection = len(server.records[0].events)
+    assert result["objects"][0]["outcome"] == "shipped"
+    assert result["objects"][0]["reconnects"] >= 1
+    assert set(counts) == expected(key, lines)
+    # Only what the reset connection carried unconfirmed can come twice.
+    assert sum(counts.values()) - len(lines) <= first_connection
+
+
+def test_refused_for_a_while_then_delivers(moto: MotoServer, container_for: Any) -> None:
+    bucket, key, lines = put_lines(moto, 500, "refused")
+    with RefusingServer(refuse_for=1.0) as server:
+        # Give up only after 3 stall timeouts of failures: longer than the refusal.
+        container = container_for(server, **{ENV.LOGSTASH_STALL_TIMEOUT: "1.5"})
+        result = container.invoke(s3_event(bucket, key))
+        server.wait_idle()
+        counts = received(server)
+    assert result["objects"][0]["outcome"] == "shipped"
+    assert set(counts) == expected(key, lines)
+
+
+@pytest.mark.parametrize("trigger", ["s3", "sqs"])
+def test_never_reading_server_fails_cleanly_before_the_deadline(
+    moto: MotoServer, container_for: Any, trigger: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket, key, _ = put_lines(moto, 3_000, f"never{trigger}")
+    with NeverReadingServer() as server:
+        container = container_for(server)
+        started = time.monotonic()
+        if trigger == "s3":
+            with pytest.raises(DeliveryError):
+                container.invoke(s3_event(bucket, key), budget=60)
+        else:
+            result = container.invoke(sqs_event(make_continuation(ObjectRef(bucket, key))), 60)
+            assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
+            assert result["objects"][0]["outcome"] == "failed"
+        elapsed = time.monotonic() - started
+    assert elapsed < 15, f"{elapsed:.1f}s of a 60 s budget"
+    output = capsys.readouterr().out
+    assert metric(output, "DeliveryFailures") == 1
+    assert metric(output, "ObjectsFailed") == 1
+
+
+def test_server_closing_every_n_bytes_fails_cleanly(moto: MotoServer, container_for: Any) -> None:
+    # Each retry carries the same unconfirmed bytes into the same wall: a clean failure, in time.
+    bucket, key, lines = put_lines(moto, 3_000, "closing")
+    with ClosingServer(after_bytes=64 * 1024) as server:
+        container = container_for(server)
+        started = time.monotonic()
+        with pytest.raises(DeliveryError):
+            container.invoke(s3_event(bucket, key), budget=60)
+        assert time.monotonic() - started < 15
+        server.wait_idle()
+        counts = received(server)
+    assert set(counts) <= expected(key, lines)
+
+
+def test_slow_reader_delivers(moto: MotoServer, container_for: Any) -> None:
+    bucket, key, lines = put_lines(moto, 1_500, "slow")  # about 700 KB of JSON
+    with SlowReadingServer(bytes_per_second=1024 * 1024) as server:
+        container = container_for(server, **{ENV.LOGSTASH_STALL_TIMEOUT: "2"})
+        result = container.invoke(s3_event(bucket, key))
+        server.wait_idle()
+        counts = received(server)
+    assert result["objects"][0]["outcome"] == "shipped"
+    assert set(counts) == expected(key, lines)
+    assert max(counts.values()) == 1
+
+
+# ------------------------------------------------------------------------------------ hand-off
+
+# An invocation gets this much more than the margin: a few batches (of about 1 MiB) each.
+HOP_WORK_SECONDS = 0.1
+HOP_MARGIN_SECONDS = 2.0
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_object_needing_many_hops_arrives_complete(
+    moto: MotoServer, container_for: Any, compress: bool
+) -> None:
+    bucket, key, lines = put_lines(moto, 25_000, f"hops{int(compress)}", compress=compress)
+    with receiver() as server:
+        container = container_for(server, **{ENV.DEADLINE_MARGIN_SECONDS: str(HOP_MARGIN_SECONDS)})
+        budget = HOP_MARGIN_SECONDS + HOP_WORK_SECONDS
+        result = container.invoke(s3_event(bucket, key), budget=budget)
+        hops = 0
+        while result["objects"][0]["outcome"] == "handed_off":
+            messages = container.continuations()
+            assert len(messages) == 1
+            hops += 1
+            event = {
+                "Records": [
+                    {
+                        "messageId": message["MessageId"],
+                        "eventSource": "aws:sqs",
+                        "body": message["Body"],
+                    }
+                    for message in messages
+                ]
+            }
+            result = container.invoke(event, budget=budget)
+            assert result["batchItemFailures"] == []
+            assert result["objects"][0]["hop"] == hops
+        assert result["objects"][0]["outcome"] == "shipped"
+        assert container.continuations() == []
+        server.wait_idle()
+        counts = received(server)
+    duplicates = sum(counts.values()) - len(lines)
+    print(f"\n{'gzip' if compress else 'plain'}: {hops} hops, {duplicates} duplicates")
+    assert hops >= 3
+    assert set(counts) == expected(key, lines)
+    assert duplicates <= len(lines) // 100
+
+
+def test_objects_not_started_at_the_margin_are_handed_off(
+    moto: MotoServer, container_for: Any
+) -> None:
+    bucket = moto.new_bucket()
+    keys = [alb_key(f"unstarted{i}") for i in range(3)]
+    lines = alb_lines(10)
+    for key in keys:
+        store(moto, bucket, key, joined(lines), compress=True)
+    with receiver() as server:
+        container = container_for(server, **{ENV.DEADLINE_MARGIN_SECONDS: "30"})
+        # Already inside the margin: nothing starts, everything is handed off at offset 0.
+        result = container.invoke(s3_event(bucket, *keys), budget=29)
+        assert [o["outcome"] for o in result["objects"]] == ["handed_off"] * 3
+        bodies = [json.loads(m["Body"]) for m in container.continuations()]
+        assert sorted((b["key"], b["offset"], b["hop"]) for b in bodies) == [
+            (key, 0, 1) for key in sorted(keys)
+        ]
+        result = container.invoke(sqs_event(*bodies))
+        assert [o["outcome"] for o in result["objects"]] == ["shipped"] * 3
+        server.wait_idle()
+        counts = received(server)
+    assert set(counts) == set().union(*(expected(key, lines) for key in keys))
+
+
+def test_hop_budget_spent_fails_so_it_dead_letters(moto: MotoServer, container_for: Any) -> None:
+    bucket, key, _ = put_lines(moto, 10, "hopbudget")
+    with receiver() as server:
+        container = container_for(server, **{ENV.MAX_HOPS: "5"})
+        body = make_continuation(ObjectRef(bucket, key, hop=6))
+        result = container.invoke(sqs_event(body))
+        assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
+        assert "MAX_HOPS=5" in result["objects"][0]["error"]
+        assert server.connection_count == 0
+
+
+def test_object_changed_before_resume_is_rejected(moto: MotoServer, container_for: Any) -> None:
+    bucket, key, lines = put_lines(moto, 100, "changed")
+    old_etag = moto.client().head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+    store(moto, bucket, key, joined(alb_lines(101)), compress=True)
+    with receiver() as server:
+        container = container_for(server)
+        body = make_continuation(ObjectRef(bucket, key, etag=old_etag, start_offset=0, hop=1))
+        result = container.invoke(sqs_event(body))
+    # Not retried: the old object is gone for good, and its new version has its own event.
+    assert result["batchItemFailures"] == []
+    assert result["objects"][0]["outcome"] == "rejected"
+    assert "changed" in result["objects"][0]["error"]
+    assert lines
+
+
+# ------------------------------------------------------------------------------------ warm
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_warm_container_leaks_nothing_and_stays_within_the_pool(
+    moto: MotoServer, container_for: Any
+) -> None:
+    bucket = moto.new_bucket()
+    keys = [alb_key(f"warm{i}") for i in range(4)]
+    lines = alb_lines(20)
+    for key in keys:
+        store(moto, bucket, key, joined(lines), compress=True)
+    invocations = 200
+    with receiver() as server:
+        container = container_for(server, **{ENV.LOGSTASH_POOL_SIZE: "2"})
+        event = sqs_event(*(make_continuation(ObjectRef(bucket, key)) for key in keys))
+        for _ in range(5):  # clients, pools and caches settle
+            container.invoke(event)
+        before = open_descriptors()
+        for i in range(invocations):
+            result = container.invoke(event if i % 2 else s3_event(bucket, keys[0]))
+            assert all(o["outcome"] == "shipped" for o in result["objects"])
+        after = open_descriptors()
+        server.wait_idle()
+        max_active = server.max_active
+    assert after <= before, f"{after - before} descriptors leaked in {invocations} invocations"
+    assert max_active <= 2
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+LINES = alb_lines(200)
+GOOD = joined(LINES)
+
+
+def bad_objects() -> dict[str, tuple[bytes | None, str, int]]:
+    """name -> (stored bytes, or None for a deleted object; expected outcome; lines that must
+    arrive)."""
+    bomb = gzip.compress(b"a" * (70 * 1024 * 1024), compresslevel=1)
+    truncated = gzip.compress(GOOD)[: len(gzip.compress(GOOD)) * 2 // 3]
+    huge_line = b"h" * (50 * 1024 * 1024)
+    garbage = random.Random(7).randbytes(200_000)
+    invalid_utf8 = LINES[0] + b"\n\xff\xfe bad \xc3\x28\n" + joined(LINES[1:])
+    return {
+        "good": (gzip.compress(GOOD), "shipped", len(LINES)),
+        "truncated": (truncated, "rejected", 0),
+        "bomb": (bomb, "rejected", 0),
+        "garbage": (garbage, "shipped", 0),
+        "empty": (b"", "shipped", 0),
+        "hugeline": (LINES[0] + b"\n" + huge_line + b"\n" + joined(LINES[1:]), "shipped", 200),
+        "utf8": (invalid_utf8, "shipped", len(LINES)),
+        "deleted": (None, "rejected", 0),
+    }
+
+
+@pytest.mark.timeout(90)
+def test_bad_input_is_reported_and_good_objects_delivered(
+    moto: MotoServer, container_for: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket = moto.new_bucket()
+    table = bad_objects()
+    keys = {name: alb_key(name) for name in table}
+    for name, (data, _, _) in table.items():
+        if data is not None:
+            moto.client().put_object(Bucket=bucket, Key=keys[name], Body=data)
+    not_elb = "exports/notes.txt"
+    moto.client().put_object(Bucket=bucket, Key=not_elb, Body=b"hello\nworld\n")
+    with receiver() as server:
+        container = container_for(server)
+        result = container.invoke(s3_event(bucket, *keys.values(), not_elb))
+        server.wait_idle()
+        counts = received(server)
+    outcomes = {o["key"]: o for o in result["objects"]}
+    for name, (_, outcome, _) in table.items():
+        assert outcomes[keys[name]]["outcome"] == outcome, (name, outcomes[keys[name]])
+    # Every good line arrives, once: the good object, and the good lines around the bad ones.
+    assert expected(keys["good"], LINES) <= set(counts)
+    got = {offset for key, offset in counts if key == keys["hugeline"]}
+    assert len(got) == len(LINES) + 1  # the 50 MB line is one parse failure, cut
+    got = {offset for key, offset in counts if key == keys["utf8"]}
+    assert len(got) == len(LINES) + 1
+    assert outcomes[keys["utf8"]]["parse_failures"] == 1
+    assert outcomes[keys["hugeline"]]["parse_failures"] == 1
+    assert outcomes[keys["garbage"]]["parse_failures"] == outcomes[keys["garbage"]]["lines"] > 0
+    assert outcomes[not_elb]["parse_failures"] == 2
+    assert "truncated" in outcomes[keys["truncated"]]["error"]
+    assert "bomb" in outcomes[keys["bomb"]]["error"]
+    assert "does not exist" in outcomes[keys["deleted"]]["error"]
+    assert max(counts.values()) == 1
+    huge = next(
+        e
+        for e in server.events
+        if e["log"]["offset"] == len(LINES[0]) + 1
+        and e["aws"]["s3"]["object"]["key"] == keys["hugeline"]
+    )
+    assert len(huge["event"]["original"]) <= MAX_LINE_BYTES
+    output = capsys.readouterr().out
+    assert metric(output, "ObjectsFailed") == 3
+
+
+def test_s3_unreachable_is_transient(
+    moto: MotoServer, container_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket, key, _ = put_lines(moto, 10, "unreachable")
+    with receiver() as server:
+        container = container_for(server)
+        # A port nobody listens on: the connection is refused, which a later retry may cure.
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+        with pytest.raises(ShipperError, match="1 of 1 objects failed"):
+            container.invoke(s3_event(bucket, key))
+        result = container.invoke(sqs_event(make_continuation(ObjectRef(bucket, key))))
+        assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
+        assert handler.lambda_handler is not None

@@ -1,0 +1,112 @@
+"""The handler's pure parts and its configuration errors: no network."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from elb_log_shipper import handler
+from elb_log_shipper.config import ENV
+from elb_log_shipper.errors import ConfigurationError
+from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.triggers import TriggerKind, make_continuation, parse_event
+
+
+class Context:
+    function_name = "elb-log-shipper-test"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:elb-log-shipper-test"
+    memory_limit_in_mb = 512
+    aws_request_id = "req-config"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+@pytest.fixture(autouse=True)
+def fresh_container() -> object:
+    yield None
+    handler.cold_start({ENV.LOGSTASH_HOST: "127.0.0.1"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({}, "LOGSTASH_HOST is not set: set it to the host of Logstash's tcp input"),
+        (
+            {ENV.LOGSTASH_HOST: "h", ENV.LOGSTASH_PORT: "web"},
+            "LOGSTASH_PORT='web' is not an integer",
+        ),
+        ({ENV.LOGSTASH_HOST: "h", ENV.LOGSTASH_POOL_SIZE: "0"}, "LOGSTASH_POOL_SIZE=0 is out of"),
+        (
+            {ENV.LOGSTASH_HOST: "h", ENV.LOGSTASH_CA_FILE: "/nope.pem"},
+            "LOGSTASH_CA_FILE and client certificates need LOGSTASH_TLS=true",
+        ),
+    ],
+)
+def test_configuration_error_is_raised_by_every_invocation(
+    environ: dict[str, str], message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler.cold_start(environ)
+    event = make_continuation(ObjectRef("logs", "x.log"))
+    for _ in range(2):
+        with pytest.raises(ConfigurationError) as raised:
+            handler.lambda_handler(event, Context())
+        assert str(raised.value).startswith(message)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 3  # once at cold start, once per invocation
+    assert all(getattr(r, "error", "").startswith(message) for r in errors)
+
+
+def test_lag_is_measured_from_the_newest_timestamp() -> None:
+    now = dt.datetime(2026, 11, 28, 23, 45, tzinfo=dt.UTC)
+    stamps = ["2026-11-28T23:40:00.000000Z", None, "2026-11-28T23:44:30.250000Z", "garbage"]
+    assert handler.lag_seconds(stamps, now=now) == 29.75
+    assert handler.lag_seconds([None], now=now) is None
+
+
+def test_metric_names_are_the_ones_the_template_uses() -> None:
+    names = {value for name, value in vars(handler.Metric).items() if name.isupper()}
+    assert names == {
+        "ObjectsShipped", "ObjectsFailed", "LinesRead", "EventsSent", "ParseFailures",
+        "BytesRead", "Retries", "Reconnects", "ShipSeconds", "LagSeconds", "Handoffs",
+        "DeliveryFailures",
+    }  # fmt: skip
+
+
+def destination_record(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What Lambda's on-failure destination sends to the dead-letter queue."""
+    return {
+        "version": "1.0",
+        "requestContext": {"requestId": "r", "condition": "RetriesExhausted"},
+        "requestPayload": payload,
+        "responsePayload": {"errorMessage": "boom"},
+    }
+
+
+def test_dead_letter_record_replays_as_its_payload() -> None:
+    continuation = make_continuation(ObjectRef("logs", "a.log", etag="e", start_offset=40, hop=2))
+    trigger = parse_event(destination_record(continuation))
+    assert trigger.kind is TriggerKind.DIRECT
+    assert trigger.items[0].ref == ObjectRef("logs", "a.log", etag="e", start_offset=40, hop=2)
+
+    s3 = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": "logs"}, "object": {"key": "b+c.log"}},
+            }
+        ]
+    }
+    redriven = {
+        "Records": [
+            {"messageId": "m", "eventSource": "aws:sqs", "body": json.dumps(destination_record(s3))}
+        ]
+    }
+    trigger = parse_event(redriven)
+    assert trigger.kind is TriggerKind.SQS
+    assert [(i.ref.key, i.sqs_message_id) for i in trigger.items] == [("b c.log", "m")]
