@@ -127,6 +127,20 @@ def test_tls_with_ca_file_and_hostname_check(certs: CertBundle) -> None:
     assert stats.events_confirmed == 5_000
 
 
+def test_tls_peer_closing_without_close_notify_still_confirms(certs: CertBundle) -> None:
+    # The receiver, like many TLS peers, answers our close_notify with a bare FIN. That is a
+    # close, not a loss: nothing may be resent. Many small objects make the race (our unwrap
+    # reading the FIN) all but certain to occur at least once.
+    with JsonLinesReceiver(certs.server_context()) as server:
+        pool = SocketPool(settings_for(server, tls=True, ca_file=certs.ca_file, pool_size=1))
+        stats = [ship(pool, [json_lines([{"id": f"e-{i}"}])]) for i in range(30)]
+        server.wait_idle()
+
+    assert sorted(server.event_ids()) == sorted(f"e-{i}" for i in range(30))
+    assert sum(s.reconnects for s in stats) == 0
+    assert server.connection_count == 30
+
+
 def test_tls_wrong_ca_fails_clearly(certs: CertBundle) -> None:
     with JsonLinesReceiver(certs.server_context()) as server:
         pool = SocketPool(settings_for(server, tls=True, ca_file=certs.other_ca_file))

@@ -321,7 +321,10 @@ class LogstashConnection:
             # send. The alert then goes out if the send buffer has room; if not, the FIN alone
             # still ends the stream after every complete record we wrote.
             sock.settimeout(0.0)
-            with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            # SSLEOFError: unwrap() sent our close_notify and then found Logstash's FIN without
+            # a close_notify of its own (on loopback it can answer that fast); the close is
+            # judged below like any other.
+            with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLEOFError):
                 sock.unwrap()
         # The plain socket's shutdown: SSLSocket.shutdown() would drop the TLS layer we still
         # need to read Logstash's alerts (a rejected client certificate arrives that way).
@@ -344,6 +347,12 @@ class LogstashConnection:
                 continue
             except ssl.SSLZeroReturnError:
                 return  # Logstash's close_notify: its side is closed
+            except ssl.SSLEOFError:
+                # A FIN without close_notify (peers often skip it when they close): still a
+                # close, not a reset. A peer that closes with our bytes unread makes its kernel
+                # send a reset (ConnectionResetError) instead, and unacknowledged bytes are
+                # checked after this returns.
+                return
             if not data:
                 return
             watchdog.progressed()  # Logstash sends nothing; any bytes only show it is alive
