@@ -1,0 +1,389 @@
+"""Backfill: which objects a ``ship`` command covers, and running one task per object in order.
+
+``plan_sources`` turns the command's SOURCE arguments into ``PlannedObject``s, in the order they
+will be shipped:
+
+- ``s3://bucket/key`` naming an existing object is that object, whatever the filters say.
+- ``s3://bucket/prefix/`` (a trailing ``/``, an empty key, or a key that names no object) is
+  every object listed under the prefix, in key order, after ``start_after`` when given. A key
+  that names no object and lists nothing is planned as the object it names, so shipping it
+  reports that it does not exist.
+- A directory is every file under it (``cli.expand_sources`` order); a file is that file.
+
+The date filter (``DateRange``) selects among listed objects (prefixes and directories) by the
+``yyyy/mm/dd`` folders ELB writes them under: the delivery date, in UTC, both bounds inclusive. A
+key without such a date is excluded when a bound is given (we cannot tell whether it is in
+range) and included otherwise. Objects named exactly are never filtered. ``triggers.classify``
+then marks the ELB test file and health-check logs as skipped, as the Lambda function does.
+
+``fan_out`` runs a task per object on worker threads and hands the results back to the calling
+thread in listing order, so the finished objects are always a prefix of the listing: what a
+resume (``--start-after``) needs, and what keeps stdout ordered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from elb_log_shipper.errors import ConfigurationError, ShipperError
+from elb_log_shipper.objectkey import parse_key
+from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.triggers import classify
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = [
+    "DateRange",
+    "ListingError",
+    "Plan",
+    "PlannedObject",
+    "fan_out",
+    "list_prefix",
+    "parse_date",
+    "parse_s3_uri",
+    "plan_sources",
+]
+
+# Keys per ListObjectsV2 page: the most S3 returns.
+LIST_PAGE_SIZE = 1000
+# Results that may wait for an earlier, slower object before being handed back, per job: enough
+# to keep every job busy behind one slow object, few enough that spooled stdout stays small.
+REORDER_WINDOW_PER_JOB = 2
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ListingError(ShipperError):
+    """An S3 prefix could not be listed (no such bucket, no permission, no network)."""
+
+
+def parse_date(text: str) -> dt.date:
+    """A ``YYYY-MM-DD`` date, as ``--since`` and ``--until`` take it.
+
+    >>> parse_date("2024-03-01")
+    datetime.date(2024, 3, 1)
+    """
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` into bucket and key (the key may be empty or a prefix).
+
+    >>> parse_s3_uri("s3://logs/AWSLogs/")
+    ('logs', 'AWSLogs/')
+    """
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket:
+        raise ConfigurationError(f"{uri}: use s3://bucket/key or s3://bucket/prefix/")
+    return bucket, key
+
+
+@dataclass(frozen=True, slots=True)
+class DateRange:
+    """Delivery dates to keep, both bounds inclusive; ``None`` is open.
+
+    >>> days = DateRange(dt.date(2024, 3, 2), dt.date(2024, 3, 3))
+    >>> days.exclusion("AWSLogs/123456789012/elasticloadbalancing/us-east-1/2024/03/03/x.log")
+    >>> days.exclusion("AWSLogs/123456789012/elasticloadbalancing/us-east-1/2024/03/04/x.log")
+    'delivered after --until'
+    """
+
+    since: dt.date | None = None
+    until: dt.date | None = None
+
+    def __post_init__(self) -> None:
+        if self.since and self.until and self.since > self.until:
+            raise ConfigurationError(
+                f"--since {self.since} is after --until {self.until}: swap them"
+            )
+
+    @property
+    def bounded(self) -> bool:
+        return self.since is not None or self.until is not None
+
+    def exclusion(self, key: str) -> str | None:
+        """Why a listed key is outside the range, or ``None`` when it is in."""
+        if not self.bounded:
+            return None
+        date = parse_key(key).date
+        if date is None:
+            return "no yyyy/mm/dd delivery date in the key"
+        if self.since is not None and date < self.since:
+            return "delivered before --since"
+        if self.until is not None and date > self.until:
+            return "delivered after --until"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedObject:
+    """One object of the plan. ``source`` is the index of the SOURCE argument it came from;
+    ``size`` is in stored bytes (0 when unknown); ``listed`` is True for objects found under a
+    prefix, which ``--start-after`` can resume."""
+
+    ref: ObjectRef
+    source: int
+    size: int = 0
+    listed: bool = False
+    skip_reason: str | None = None
+    quiet: bool = False
+
+
+@dataclass(slots=True)
+class Plan:
+    """The objects to go through, in order, and how many listed objects the filter left out."""
+
+    objects: list[PlannedObject] = field(default_factory=list)
+    excluded: Counter[str] = field(default_factory=Counter)
+    empty_prefixes: list[str] = field(default_factory=list)
+
+    @property
+    def to_ship(self) -> list[PlannedObject]:
+        return [obj for obj in self.objects if obj.skip_reason is None]
+
+    @property
+    def bytes_to_ship(self) -> int:
+        return sum(obj.size for obj in self.to_ship)
+
+
+def plan_sources(
+    sources: Sequence[str],
+    s3_client: Callable[[], S3Client],
+    *,
+    dates: DateRange | None = None,
+    start_after: str | None = None,
+) -> Plan:
+    """The objects the SOURCE arguments name, in shipping order (see the module docstring).
+
+    ``s3_client`` is called once, on the first S3 source. Raises ConfigurationError for a
+    missing local path or a malformed S3 URI, ListingError when a prefix cannot be listed.
+    """
+    dates = dates or DateRange()
+    plan = Plan()
+    for index, source in enumerate(sources):
+        if source.startswith("s3://"):
+            _plan_s3(plan, index, source, s3_client(), dates=dates, start_after=start_after)
+        elif os.path.isdir(source):
+            # Imported here: cli imports this module.
+            from elb_log_shipper.cli import expand_sources  # noqa: PLC0415
+
+            found = False
+            for ref in expand_sources([source]):
+                found = True
+                _add_listed(plan, index, ref, os.path.getsize(ref.key), dates)
+            if not found:
+                plan.empty_prefixes.append(source)
+        elif os.path.isfile(source):
+            _add(plan, PlannedObject(ObjectRef.local(source), index, os.path.getsize(source)))
+        else:
+            raise ConfigurationError(f"{source}: no such file or directory")
+    return plan
+
+
+def list_prefix(
+    s3: S3Client, bucket: str, prefix: str, start_after: str | None
+) -> Iterator[ObjectRef]:
+    """Every object under ``prefix``, in key order, as a reference pinned to its listed ETag.
+
+    Raises ListingError with one sentence naming the prefix and what to check.
+    """
+    paginator = s3.get_paginator("list_objects_v2")
+    # An empty StartAfter is no StartAfter: the listing starts at the prefix.
+    pages = paginator.paginate(
+        Bucket=bucket,
+        Prefix=prefix,
+        StartAfter=start_after or "",
+        PaginationConfig={"PageSize": LIST_PAGE_SIZE},
+    )
+    try:
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield ObjectRef(
+                    bucket, item["Key"], etag=item["ETag"].strip('"'), size=item["Size"]
+                )
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "error")
+        raise ListingError(
+            f"cannot list s3://{bucket}/{prefix} ({code}): check the bucket name, the "
+            "credentials and their s3:ListBucket permission"
+        ) from None
+    except BotoCoreError as error:
+        raise ListingError(f"cannot list s3://{bucket}/{prefix}: {error}") from None
+
+
+def _plan_s3(
+    plan: Plan, index: int, source: str, s3: S3Client, *, dates: DateRange, start_after: str | None
+) -> None:
+    bucket, key = parse_s3_uri(source)
+    if key and not key.endswith("/"):
+        head = _head(s3, bucket, key)
+        if head is not None:
+            _add(plan, PlannedObject(head, index, head.size or 0))
+            return
+    found = False
+    for ref in list_prefix(s3, bucket, key, start_after):
+        found = True
+        _add_listed(plan, index, ref, ref.size or 0, dates)
+    if found:
+        return
+    if key and not key.endswith("/") and not start_after:
+        # Neither an object nor a prefix: plan it as the object it names, whose read then
+        # reports that it does not exist.
+        _add(plan, PlannedObject(ObjectRef(bucket, key), index))
+    else:
+        plan.empty_prefixes.append(source)
+
+
+def _head(s3: S3Client, bucket: str, key: str) -> ObjectRef | None:
+    """The object ``key`` names, or None when there is none (or we may not see it)."""
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status in (403, 404):
+            return None
+        raise ListingError(f"cannot look up s3://{bucket}/{key}: {error}") from None
+    except BotoCoreError as error:
+        raise ListingError(f"cannot look up s3://{bucket}/{key}: {error}") from None
+    return ObjectRef(
+        bucket,
+        key,
+        version_id=head.get("VersionId"),
+        etag=head["ETag"].strip('"'),
+        size=head["ContentLength"],
+    )
+
+
+def _add_listed(plan: Plan, index: int, ref: ObjectRef, size: int, dates: DateRange) -> None:
+    reason = dates.exclusion(ref.key)
+    if reason is not None:
+        plan.excluded[reason] += 1
+        return
+    _add(plan, PlannedObject(ref, index, size, listed=True))
+
+
+def _add(plan: Plan, obj: PlannedObject) -> None:
+    decision = classify(obj.ref)
+    if not decision.ship:
+        obj = PlannedObject(
+            obj.ref, obj.source, obj.size, obj.listed, decision.skip_reason, decision.quiet
+        )
+    plan.objects.append(obj)
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _TaskFailed:
+    """An exception a task raised, carried back to the calling thread to be raised there."""
+
+    error: BaseException
+
+
+def fan_out(
+    items: Sequence[T],
+    task: Callable[[T], R],
+    on_done: Callable[[int, R], None],
+    *,
+    jobs: int,
+    stop: threading.Event,
+    is_fatal: Callable[[R], bool] = lambda result: False,
+    on_tick: Callable[[], None] = lambda: None,
+    tick_seconds: float = 0.2,
+) -> int:
+    """Run ``task`` on every item with up to ``jobs`` worker threads; return how many ran.
+
+    ``on_done(index, result)`` is called on the calling thread in item order, so the items done
+    are always ``items[:n]``. The first item runs alone: a wrong setting (a dead Logstash, a
+    missing function) fails once, not ``jobs`` times. No item starts once ``stop`` is set or
+    after a result ``is_fatal``; the items running then finish (tasks should watch ``stop``) and
+    are handed back. ``on_tick`` is called about every ``tick_seconds`` (progress display).
+    An exception from a task is raised here, after the running items finished.
+
+    The workers are daemon threads: a second Ctrl-C (KeyboardInterrupt out of this function)
+    must not wait for them.
+
+    >>> done = []
+    >>> fan_out([1, 2, 3], lambda n: n * n, lambda i, r: done.append(r),
+    ...         jobs=2, stop=threading.Event())
+    3
+    >>> done
+    [1, 4, 9]
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    tasks: queue.Queue[tuple[int, T] | None] = queue.Queue()
+    results: queue.Queue[tuple[int, R | _TaskFailed]] = queue.Queue()
+
+    def work() -> None:
+        while (entry := tasks.get()) is not None:
+            index, item = entry
+            try:
+                result: R | _TaskFailed = task(item)
+            except BaseException as error:  # noqa: BLE001 - raised again on the calling thread
+                result = _TaskFailed(error)
+            results.put((index, result))
+
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(min(jobs, len(items)))]
+    for worker in workers:
+        worker.start()
+    window = REORDER_WINDOW_PER_JOB * jobs
+    limit = 1
+    started = done = running = 0
+    halted = False
+    failure: BaseException | None = None
+    waiting: dict[int, R | _TaskFailed] = {}
+    try:
+        while True:
+            while (
+                not halted
+                and not stop.is_set()
+                and started < len(items)
+                and running < limit
+                and started < done + window
+            ):
+                tasks.put((started, items[started]))
+                started += 1
+                running += 1
+            if running == 0:
+                return done
+            try:
+                index, result = results.get(timeout=tick_seconds)
+            except queue.Empty:
+                on_tick()
+                continue
+            running -= 1
+            waiting[index] = result
+            while done in waiting:
+                result = waiting.pop(done)
+                done += 1
+                if isinstance(result, _TaskFailed):
+                    failure = failure or result.error
+                    halted = True
+                    continue
+                on_done(done - 1, result)
+                if is_fatal(result):
+                    halted = True
+                elif failure is None:
+                    limit = jobs
+            on_tick()
+            if failure is not None and running == 0:
+                raise failure
+    finally:
+        for _ in workers:
+            tasks.put(None)

@@ -1,0 +1,168 @@
+"""Progress of a ``ship`` command on stderr: a redrawn line on a terminal, plain lines otherwise.
+
+On a terminal the line is redrawn in place (``\\r`` and erase-to-end-of-line) a few times a
+second; in a log file or a CI job a plain ``progress:`` line is written every ``interval``
+seconds instead, which reads well and does not fill the log with carriage returns. No
+dependency: one line of text is all either needs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+__all__ = ["DEFAULT_INTERVAL_SECONDS", "Progress", "Snapshot", "format_bytes", "render"]
+
+# A plain progress line this often when stderr is not a terminal: often enough to show a backfill
+# is alive, rarely enough that an hour-long run writes a few hundred lines.
+DEFAULT_INTERVAL_SECONDS = 10.0
+# Redraws per second on a terminal: smooth enough to read, cheap enough not to matter.
+_REDRAW_SECONDS = 0.2
+_ERASE_LINE = "\r\x1b[K"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Counters at one moment. Bytes are stored (compressed) bytes of finished objects."""
+
+    objects_done: int
+    objects_total: int
+    lines: int
+    bytes_done: int
+    bytes_total: int
+    seconds: float
+    verb: str = "shipped"
+
+
+def format_bytes(count: float) -> str:
+    """Bytes in binary units, three significant digits.
+
+    >>> format_bytes(512), format_bytes(1536), format_bytes(5 * 1024**3)
+    ('512 B', '1.50 KiB', '5.00 GiB')
+    """
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.2f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_duration(seconds: float) -> str:
+    """``1:02:03``, ``2:03`` or ``3 s``.
+
+    >>> format_duration(3.4), format_duration(123), format_duration(3723)
+    ('3 s', '2:03', '1:02:03')
+    """
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def render(snap: Snapshot) -> str:
+    """One line of progress; time left is estimated from the stored bytes done so far.
+
+    >>> render(Snapshot(10, 40, 2000, 1024**2, 4 * 1024**2, 5.0))
+    '10/40 objects shipped, 2,000 lines, 1.00 MiB of 4.00 MiB, 205 KiB/s, about 15 s left'
+    """
+    rate = snap.bytes_done / snap.seconds if snap.seconds > 0 else 0.0
+    text = (
+        f"{snap.objects_done}/{snap.objects_total} objects {snap.verb}, {snap.lines:,} lines, "
+        f"{format_bytes(snap.bytes_done)} of {format_bytes(snap.bytes_total)}, "
+        f"{rate / 1024:,.0f} KiB/s"
+    )
+    if rate > 0 and snap.bytes_done < snap.bytes_total:
+        text += f", about {format_duration((snap.bytes_total - snap.bytes_done) / rate)} left"
+    return text
+
+
+class Progress:
+    """Counts what a command did and shows it on ``stream``.
+
+    ``add_lines`` may be called from any thread; the rest from the thread that runs the
+    command, which calls ``tick`` often (``fan_out`` does). ``print`` writes a line of its own
+    without tearing the progress line.
+
+    >>> import io
+    >>> progress = Progress(io.StringIO(), objects=2, bytes_total=100, interactive=False)
+    >>> progress.add_lines(5); progress.object_done(50)
+    >>> progress.snapshot().lines, progress.snapshot().objects_done
+    (5, 1)
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        objects: int,
+        bytes_total: int,
+        interactive: bool,
+        interval: float = DEFAULT_INTERVAL_SECONDS,
+        verb: str = "shipped",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream = stream
+        self._objects = objects
+        self._bytes_total = bytes_total
+        self._interactive = interactive
+        self._interval = _REDRAW_SECONDS if interactive else interval
+        self._verb = verb
+        self._clock = clock
+        self._started = clock()
+        self._last_shown = self._started
+        self._lock = threading.Lock()
+        self._lines = 0
+        self._objects_done = 0
+        self._bytes_done = 0
+        self._drawn = False
+
+    def add_lines(self, count: int) -> None:
+        with self._lock:
+            self._lines += count
+
+    def object_done(self, size: int) -> None:
+        self._objects_done += 1
+        self._bytes_done += size
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            lines = self._lines
+        return Snapshot(
+            self._objects_done,
+            self._objects,
+            lines,
+            self._bytes_done,
+            self._bytes_total,
+            self._clock() - self._started,
+            self._verb,
+        )
+
+    def tick(self) -> None:
+        """Show progress if it is due."""
+        now = self._clock()
+        if now - self._last_shown < self._interval:
+            return
+        self._last_shown = now
+        text = render(self.snapshot())
+        if self._interactive:
+            self._stream.write(_ERASE_LINE + text)
+            self._drawn = True
+        else:
+            self._stream.write(f"progress: {text}\n")
+        self._stream.flush()
+
+    def print(self, text: str) -> None:
+        """Write a line of text; the progress line is drawn again on the next tick."""
+        self.clear()
+        self._stream.write(text + "\n")
+
+    def clear(self) -> None:
+        if self._drawn:
+            self._stream.write(_ERASE_LINE)
+            self._drawn = False
+            self._last_shown = 0.0

@@ -1,0 +1,424 @@
+"""Backfill: ``elb-log-shipper ship s3://bucket/prefix/`` against moto over HTTP and a json_lines
+receiver, with the command run in-process (``cli.main``) or, for Ctrl-C, as a subprocess.
+
+One prefix holds more than 1,000 objects (more than one ListObjectsV2 page) over eight delivery
+days, plus the ELB test file, a health-check log and a key without date folders. Objects are
+tiny (one or two lines) so that the listing and the per-object work, not parsing, are tested.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from bench.corpus import alb_lines
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
+
+from elb_log_shipper import cli
+from elb_log_shipper.config import ENV
+from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.triggers import make_continuation
+from tests.support.faults import SlowReadingServer
+from tests.support.lambda_stub import LambdaStub
+from tests.support.receiver import JsonLinesReceiver
+from tests.support.s3server import DUMMY_ENVIRON, MotoServer, moto_server
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+
+pytestmark = pytest.mark.timeout(120)
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+FOLDER = f"AWSLogs/{ACCOUNT}/elasticloadbalancing/{REGION}/2024/03"
+# Days 1-5 hold the bulk (over a thousand keys: two listing pages); 6-8 a few each, for filters.
+BULK_DAYS = range(1, 6)
+BULK_PER_DAY = 205
+FEW_DAYS = range(6, 9)
+FEW_PER_DAY = 3
+
+
+def log_key(day: int, n: int, *, end_day: int | None = None, kind: str = "") -> str:
+    end = f"202403{end_day or day:02d}T{n % 24:02d}05Z"
+    return (
+        f"{FOLDER}/{day:02d}/{kind}{ACCOUNT}_elasticloadbalancing_{REGION}_"
+        f"app.web.50dc6c495c0c9188_{end}_10.0.1.7_{n:05d}.log"
+    )
+
+
+TEST_FILE = f"AWSLogs/{ACCOUNT}/ELBAccessLogTestFile"
+HEALTH_CHECK = log_key(7, 900, kind="health_check_log_")
+UNDATED = f"AWSLogs/{ACCOUNT}/notes/readme.txt"
+# Delivered on the 6th (its folder) for an interval that ended on the 5th: the folder decides.
+LATE = log_key(6, 901, end_day=5)
+
+
+@dataclass(frozen=True)
+class Stored:
+    key: str
+    lines: dict[int, str]  # offset in the decompressed stream -> line
+    size: int
+    etag: str
+
+
+@dataclass
+class Prefix:
+    bucket: str
+    objects: dict[str, Stored]
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/AWSLogs/"
+
+    def logs(self, *days: int) -> set[str]:
+        """Keys of the log objects (not test file, health check or undated) on ``days``."""
+        wanted = {f"{FOLDER}/{day:02d}/" for day in days}
+        return {
+            key
+            for key in self.objects
+            if key[: len(FOLDER) + 4] in wanted and key not in (HEALTH_CHECK,)
+        }
+
+
+def put(bucket: str, key: str, lines: list[str], *, compress: bool) -> Stored:
+    """Store an object straight into the moto server's backend (the server runs in this process).
+
+    Setup only, and 500 times faster than a thousand PUTs over HTTP; the command under test
+    lists and reads over HTTP.
+    """
+    data = "".join(line + "\n" for line in lines).encode()
+    body = gzip.compress(data) if compress else data
+    stored = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].put_object(bucket, key, body)
+    offsets: dict[int, str] = {}
+    offset = 0
+    for line in lines:
+        offsets[offset] = line
+        offset += len(line.encode()) + 1
+    return Stored(key, offsets, len(body), str(stored.etag).strip('"'))
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def prefix(moto: MotoServer) -> Prefix:
+    bucket = moto.new_bucket("backfill")
+    specs: list[tuple[str, list[str], bool]] = []
+    for day in BULK_DAYS:
+        specs += [
+            (log_key(day, n), list(alb_lines(1 + n % 2, seed=day * 1000 + n)), n % 3 == 0)
+            for n in range(BULK_PER_DAY)
+        ]
+    for day in FEW_DAYS:
+        specs += [
+            (log_key(day, n), list(alb_lines(2, seed=day * 1000 + n)), n % 2 == 0)
+            for n in range(FEW_PER_DAY)
+        ]
+    specs += [
+        (LATE, list(alb_lines(2, seed=901)), False),
+        (TEST_FILE, ["Enable AccessLog for ELB: my-lb at 2024-03-01T00:00:00.000Z"], False),
+        (HEALTH_CHECK, ["health check line"], True),
+        (UNDATED, ["not a log line"], False),
+    ]
+    stored = [put(bucket, key, lines, compress=compress) for key, lines, compress in specs]
+    assert len(stored) > 1_000
+    return Prefix(bucket, {obj.key: obj for obj in stored})
+
+
+@pytest.fixture(autouse=True)
+def environment(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what a user would set: dummy credentials and the standard endpoint variables."""
+    for name in vars(ENV).values():
+        if isinstance(name, str) and name.isupper():
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for name, value in DUMMY_ENVIRON.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto.endpoint_url)
+
+
+@dataclass
+class Run:
+    status: int
+    out: str
+    err: str
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Run:
+    capsys.readouterr()
+    status = cli.main(["ship", *argv])
+    captured = capsys.readouterr()
+    return Run(status, captured.out, captured.err)
+
+
+def received(events: list[dict[str, Any]]) -> Counter[tuple[str, int]]:
+    return Counter((e["aws"]["s3"]["object"]["key"], e["log"]["offset"]) for e in events)
+
+
+def expected_lines(prefix: Prefix, keys: set[str]) -> Counter[tuple[str, int]]:
+    return Counter((key, offset) for key in keys for offset in prefix.objects[key].lines)
+
+
+def stdout_events(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+# The whole prefix, more than one listing page, every line once.
+
+
+def test_prefix_of_over_1000_objects_ships_every_line_once(
+    capsys: pytest.CaptureFixture[str], prefix: Prefix
+) -> None:
+    with JsonLinesReceiver() as receiver:
+        run = run_cli(
+            capsys,
+            prefix.uri,
+            "--to",
+            f"tcp://127.0.0.1:{receiver.port}",
+            "--quiet",
+            "--progress-every",
+            "0.2",
+        )
+        receiver.wait_idle()
+        events = receiver.events
+    assert run.status == cli.EXIT_OK, run.err
+    # Without a date filter the undated key is shipped (its line a parse failure); the test
+    # file and the health-check log are not.
+    shipped = set(prefix.objects) - {TEST_FILE, HEALTH_CHECK}
+    assert len(shipped) > 1_000
+    assert received(events) == expected_lines(prefix, shipped)
+    ids = [event["event"]["id"] for event in events]
+    assert len(set(ids)) == len(ids)
+    # Not a terminal: periodic plain progress lines, then the summary table.
+    assert re.search(r"^progress: \d+/\d+ objects shipped, [\d,]+ lines, ", run.err, re.M)
+    assert "\r" not in run.err
+    assert re.search(rf"^shipped\s+{len(shipped):,}\s", run.err, re.M), run.err
+    assert "ELB access log test file: 1" in run.err
+    assert "health check logs are not shipped" in run.err
+    assert f"{len(shipped)} objects (2 skipped, 0 failed)" in run.err
+
+
+# Choosing objects.
+
+
+def test_since_until_keep_both_boundary_days_by_delivery_folder(
+    capsys: pytest.CaptureFixture[str], prefix: Prefix
+) -> None:
+    run = run_cli(capsys, prefix.uri, "--since", "2024-03-06", "--until", "2024-03-07", "--to", "-")
+    assert run.status == cli.EXIT_OK, run.err
+    keys = prefix.logs(6, 7)
+    assert LATE in keys  # interval ended on the 5th, delivered on the 6th: in
+    assert received(stdout_events(run.out)) == expected_lines(prefix, keys)
+    # Out of range: days 1-5 and 8, and the undated key (its date cannot be known).
+    # The health-check log is in range and skipped; everything else not shipped is excluded.
+    excluded = len(prefix.objects) - len(keys) - 1
+    assert re.search(rf"^excluded\s+{excluded:,}\s", run.err, re.M), run.err
+    assert "no yyyy/mm/dd delivery date in the key: 2" in run.err  # and the test file
+    assert f"skipped {HEALTH_CHECK}" in run.err.replace(f"s3://{prefix.bucket}/", "")
+
+
+def test_stdout_stays_ordered_by_object_with_two_jobs(
+    capsys: pytest.CaptureFixture[str], prefix: Prefix
+) -> None:
+    run = run_cli(capsys, prefix.uri, "--since", "2024-03-06", "--jobs", "2", "--to", "-")
+    assert run.status == cli.EXIT_OK, run.err
+    order = [(e["aws"]["s3"]["object"]["key"], e["log"]["offset"]) for e in stdout_events(run.out)]
+    keys = prefix.logs(6, 7, 8)
+    # Objects in listing (key) order, each object's lines together and in order.
+    assert order == [
+        (key, offset) for key in sorted(keys) for offset in sorted(prefix.objects[key].lines)
+    ]
+
+
+def test_dry_run_lists_sizes_and_skips_without_reading(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, prefix: Prefix
+) -> None:
+    # The moto server logs every request it serves through werkzeug: GETs of an object's key
+    # are reads; listings are GETs of the bucket with a query.
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    object_get = re.compile(rf'"GET /{prefix.bucket}/AWSLogs/')
+    with JsonLinesReceiver() as receiver:
+        run = run_cli(capsys, prefix.uri, "--dry-run", "--to", f"tcp://127.0.0.1:{receiver.port}")
+        assert receiver.connection_count == 0
+    assert run.status == cli.EXIT_OK, run.err
+    assert not [r for r in caplog.records if object_get.search(r.getMessage())]
+
+    listed = {uri: int(size) for size, uri in re.findall(r"^ +(\d+)  (s3://\S+)$", run.out, re.M)}
+    shipped = set(prefix.objects) - {TEST_FILE, HEALTH_CHECK}
+    assert listed == {f"s3://{prefix.bucket}/{key}": prefix.objects[key].size for key in shipped}
+    assert f"skip  s3://{prefix.bucket}/{TEST_FILE}  (ELB access log test file)" in run.out
+    assert f"skip  s3://{prefix.bucket}/{HEALTH_CHECK}  (health check logs" in run.out
+    total = sum(prefix.objects[key].size for key in shipped)
+    assert f"would ship {len(shipped)} objects, " in run.out
+    assert f"({total} bytes); skip 2 " in run.out
+
+    # With a date filter the left-out objects are counted by reason.
+    run = run_cli(capsys, prefix.uri, "--dry-run", "--since", "2024-03-08")
+    assert run.status == cli.EXIT_OK, run.err
+    assert f"would ship {FEW_PER_DAY} objects" in run.out
+    assert "no yyyy/mm/dd delivery date in the key: 2" in run.out  # the undated key, test file
+
+    # The control: a real run over the same listing does read objects, and the log shows it.
+    caplog.clear()
+    run = run_cli(capsys, prefix.uri, "--since", "2024-03-08", "--to", "-")
+    assert run.status == cli.EXIT_OK, run.err
+    reads = [r for r in caplog.records if object_get.search(r.getMessage())]
+    assert len(reads) == FEW_PER_DAY
+
+
+# Through the Lambda function: one asynchronous invocation per object.
+
+
+def test_via_lambda_queues_one_event_invocation_per_object(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, prefix: Prefix
+) -> None:
+    with LambdaStub(functions={"elb-log-shipper"}) as stub:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", stub.endpoint_url)
+        run = run_cli(
+            capsys, prefix.uri, "--since", "2024-03-06", "--via-lambda", "elb-log-shipper"
+        )
+        calls = list(stub.calls)
+    assert run.status == cli.EXIT_OK, run.err
+    keys = prefix.logs(6, 7, 8)
+    assert {call.function for call in calls} == {"elb-log-shipper"}
+    assert {call.invocation_type for call in calls} == {"Event"}
+    payloads = sorted((call.payload for call in calls), key=lambda p: str(p["key"]))
+    expected = [
+        make_continuation(
+            ObjectRef(
+                prefix.bucket,
+                key,
+                etag=prefix.objects[key].etag,
+                size=prefix.objects[key].size,
+            )
+        )
+        for key in sorted(keys)
+    ]
+    assert payloads == expected
+    total = sum(prefix.objects[key].size for key in keys)
+    assert f"queued {len(keys)} objects (" in run.err
+    assert f", {total} bytes) for elb-log-shipper; 0 not queued" in run.err
+
+
+def test_via_lambda_against_moto_reports_a_missing_function_once(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    moto: MotoServer,
+    prefix: Prefix,
+) -> None:
+    # Moto's own Lambda API: an Event invocation of a function created from a zip is accepted
+    # (202) although Docker is absent; a function that does not exist is a 404.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", moto.endpoint_url)
+    lam: LambdaClient = boto3.client("lambda", **moto.client_kwargs())
+    role = boto3.client("iam", **moto.client_kwargs()).create_role(
+        RoleName="backfill-test", AssumeRolePolicyDocument="{}"
+    )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    lam.create_function(
+        FunctionName="shipper",
+        Runtime="python3.11",
+        Role=role,
+        Handler="handler.handler",
+        Code={"ZipFile": code.getvalue()},
+    )
+    run = run_cli(capsys, prefix.uri, "--since", "2024-03-08", "--via-lambda", "shipper")
+    assert run.status == cli.EXIT_OK, run.err
+    assert f"queued {FEW_PER_DAY} objects" in run.err
+
+    run = run_cli(capsys, prefix.uri, "--since", "2024-03-06", "--via-lambda", "no-such-function")
+    assert run.status == cli.EXIT_FAILED
+    failures = [line for line in run.err.splitlines() if "not queued: " in line]
+    # The first invocation runs alone: a wrong name fails once, not once per object.
+    assert len(failures) == 1, run.err
+    assert "ResourceNotFoundException" in failures[0]
+    # Ten logs and the health-check log planned; the first failed, the others were not tried.
+    assert f"{len(prefix.logs(6, 7, 8))} not tried" in run.err
+
+
+# Ctrl-C.
+
+
+def test_ctrl_c_stops_cleanly_and_the_printed_command_resumes(
+    moto: MotoServer, prefix: Prefix
+) -> None:
+    keys = [
+        f"interrupt/AWSLogs/{ACCOUNT}/elasticloadbalancing/{REGION}/2024/03/01/"
+        f"{ACCOUNT}_elasticloadbalancing_{REGION}_app.web.50dc6c495c0c9188_20240301T0005Z_"
+        f"10.0.1.7_{n:03d}.log"
+        for n in range(40)
+    ]
+    objects = {
+        key: put(prefix.bucket, key, list(alb_lines(20, seed=n)), compress=True)
+        for n, key in enumerate(keys)
+    }
+    env = {**os.environ, **DUMMY_ENVIRON, "AWS_ENDPOINT_URL_S3": moto.endpoint_url}
+    env.pop("AWS_ENDPOINT_URL", None)
+    command = [sys.executable, "-m", "elb_log_shipper.cli"]
+    # Two connections read at 256 KiB/s each: the run takes a few seconds.
+    with SlowReadingServer(bytes_per_second=256 * 1024) as slow:
+        argv = [
+            "ship",
+            f"s3://{prefix.bucket}/interrupt/",
+            "--to",
+            f"tcp://127.0.0.1:{slow.port}",
+            "--jobs",
+            "2",
+            "--pool-size",
+            "2",
+            "--progress-every",
+            "0.2",
+        ]
+        process = subprocess.Popen(
+            [*command, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        end = time.monotonic() + 30
+        while len(slow.events) < 60 and time.monotonic() < end and process.poll() is None:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == cli.EXIT_INTERRUPTED, stderr
+        assert "Traceback" not in stderr
+        first = received(slow.events)
+        hint = [line.strip() for line in stderr.splitlines() if line.startswith("  elb-log")]
+        assert len(hint) == 1, stderr
+        resume = shlex.split(hint[0])
+        assert resume[0] == "elb-log-shipper"
+        assert "--start-after" in resume
+        done = {key for key, _ in first}
+        assert 0 < len(done) < len(keys)
+
+        result = subprocess.run(
+            [*command, *resume[1:]],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == cli.EXIT_OK, result.stderr
+        slow.wait_idle()
+        both = received(slow.events)
+    # Together, every line exactly once: the resume point is after the last object done.
+    assert both == Counter((key, offset) for key in keys for offset in objects[key].lines)

@@ -1,0 +1,231 @@
+"""Pure parts of the backfill: date filter, resume command, fan-out, progress line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import threading
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from elb_log_shipper.backfill import DateRange, PlannedObject, fan_out, parse_s3_uri
+from elb_log_shipper.cli import build_parser, resume_commands
+from elb_log_shipper.errors import ConfigurationError
+from elb_log_shipper.progress import Snapshot, render
+from elb_log_shipper.refs import ObjectRef
+
+FOLDER = "AWSLogs/123456789012/elasticloadbalancing/us-east-1"
+D = dt.date
+
+
+def key_on(day: str) -> str:
+    name = "123456789012_elasticloadbalancing_us-east-1_lb_20240301T0005Z_1.2.3.4_x.log"
+    return f"{FOLDER}/{day}/{name}"
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "key", "reason"),
+    [
+        (None, None, "no/date/here.log", None),  # no filter: everything is in
+        (D(2024, 3, 2), D(2024, 3, 3), key_on("2024/03/02"), None),  # lower bound, inclusive
+        (D(2024, 3, 2), D(2024, 3, 3), key_on("2024/03/03"), None),  # upper bound, inclusive
+        (D(2024, 3, 2), D(2024, 3, 3), key_on("2024/03/01"), "delivered before --since"),
+        (D(2024, 3, 2), D(2024, 3, 3), key_on("2024/03/04"), "delivered after --until"),
+        (D(2024, 3, 2), None, key_on("2031/12/31"), None),
+        (None, D(2024, 3, 2), key_on("2024/03/02"), None),
+        (D(2024, 3, 2), None, "no/date/here.log", "no yyyy/mm/dd delivery date in the key"),
+        (
+            D(2024, 3, 2),
+            None,
+            f"{FOLDER}/2024/02/30/x.log",
+            "no yyyy/mm/dd delivery date in the key",
+        ),
+        (
+            None,
+            D(2024, 3, 2),
+            "AWSLogs/123456789012/ELBAccessLogTestFile",
+            "no yyyy/mm/dd delivery date in the key",
+        ),
+    ],
+)
+def test_date_range(since: D | None, until: D | None, key: str, reason: str | None) -> None:
+    assert DateRange(since, until).exclusion(key) == reason
+
+
+@given(*[st.dates(min_value=D(1000, 1, 1))] * 3)  # keys spell years with four digits
+def test_date_range_is_the_inclusive_interval(since: D, until: D, day: D) -> None:
+    if since > until:
+        with pytest.raises(ConfigurationError):
+            DateRange(since, until)
+        return
+    inside = DateRange(since, until).exclusion(key_on(day.strftime("%Y/%m/%d"))) is None
+    assert inside == (since <= day <= until)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [("s3://b/", ("b", "")), ("s3://b", ("b", "")), ("s3://b/p/k", ("b", "p/k"))],
+)
+def test_parse_s3_uri(uri: str, expected: tuple[str, str]) -> None:
+    assert parse_s3_uri(uri) == expected
+
+
+def test_parse_s3_uri_needs_a_bucket() -> None:
+    with pytest.raises(ConfigurationError, match="use s3://bucket"):
+        parse_s3_uri("s3:///key")
+
+
+# The resume command.
+
+
+def planned(source: int, key: str, *, listed: bool = True) -> PlannedObject:
+    return PlannedObject(ObjectRef("b", key), source, listed=listed)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def test_resume_one_prefix_with_start_after_the_last_key_done() -> None:
+    argv = ["ship", "s3://b/p/", "--to", "-", "--since", "2024-03-01", "-q", "--start-after", "p/0"]
+    objects = [planned(0, "p/1"), planned(0, "p/2"), planned(0, "p/3")]
+    assert resume_commands(argv, parse(argv), objects, 2) == [
+        ["ship", "s3://b/p/", "--to", "-", "--since", "2024-03-01", "-q", "--start-after", "p/2"]
+    ]
+
+
+def test_resume_before_anything_of_the_prefix_keeps_the_given_start_after() -> None:
+    argv = ["ship", "--start-after=p/0", "s3://b/p/", "--to", "tcp://h:1"]
+    objects = [planned(0, "p/1")]
+    assert resume_commands(argv, parse(argv), objects, 0) == [
+        ["ship", "s3://b/p/", "--to", "tcp://h:1", "--start-after", "p/0"]
+    ]
+
+
+def test_resume_drops_finished_sources_and_splits_a_prefix_from_the_rest() -> None:
+    argv = ["ship", "s3://b/one", "s3://b/p/", "./dir", "--to", "-"]
+    objects = [
+        planned(0, "one", listed=False),
+        planned(1, "p/1"),
+        planned(1, "p/2"),
+        PlannedObject(ObjectRef.local("./dir/x.log"), 2, listed=True),
+    ]
+    assert resume_commands(argv, parse(argv), objects, 2) == [
+        ["ship", "s3://b/p/", "--to", "-", "--start-after", "p/1"],
+        ["ship", "./dir", "--to", "-"],
+    ]
+    # A source whose first object was not done is named again whole.
+    assert resume_commands(argv, parse(argv), objects, 1) == [
+        ["ship", "s3://b/p/", "./dir", "--to", "-"]
+    ]
+
+
+# The fan-out.
+
+
+def test_fan_out_hands_results_back_in_order_whatever_finishes_first() -> None:
+    done: list[tuple[int, int]] = []
+
+    def task(n: int) -> int:
+        time.sleep(0.01 * (5 - n % 5))  # later items finish first
+        return n * 10
+
+    count = fan_out(
+        list(range(20)), task, lambda i, r: done.append((i, r)), jobs=4, stop=threading.Event()
+    )
+    assert count == 20
+    assert done == [(n, n * 10) for n in range(20)]
+
+
+def test_fan_out_runs_the_first_item_alone_and_then_up_to_jobs() -> None:
+    lock = threading.Lock()
+    running = 0
+    peaks: list[int] = []
+
+    def task(n: int) -> int:
+        nonlocal running
+        with lock:
+            running += 1
+            peaks.append(running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return n
+
+    fan_out(list(range(12)), task, lambda i, r: None, jobs=3, stop=threading.Event())
+    assert peaks[0] == 1
+    assert max(peaks) == 3
+
+
+def test_fan_out_stops_starting_after_a_fatal_result() -> None:
+    started: list[int] = []
+
+    def task(n: int) -> int:
+        started.append(n)
+        return n
+
+    done: list[int] = []
+    count = fan_out(
+        list(range(10)),
+        task,
+        lambda i, r: done.append(r),
+        jobs=4,
+        stop=threading.Event(),
+        is_fatal=lambda r: r == 0,
+    )
+    assert count == 1
+    assert started == done == [0]
+
+
+def test_fan_out_stop_lets_running_items_finish() -> None:
+    stop = threading.Event()
+    done: list[int] = []
+
+    def on_done(index: int, result: int) -> None:
+        done.append(result)
+        if index == 3:
+            stop.set()
+
+    count = fan_out(list(range(50)), lambda n: n, on_done, jobs=2, stop=stop)
+    assert 4 <= count < 50
+    assert done == list(range(count))
+
+
+def test_fan_out_raises_a_task_error_on_the_calling_thread() -> None:
+    def task(n: int) -> int:
+        if n == 2:
+            raise RuntimeError("boom")
+        return n
+
+    done: list[int] = []
+    with pytest.raises(RuntimeError, match="boom"):
+        fan_out(list(range(5)), task, lambda i, r: done.append(r), jobs=2, stop=threading.Event())
+    assert done[:2] == [0, 1]
+    assert 2 not in done
+
+
+# The progress line.
+
+
+@pytest.mark.parametrize(
+    ("snap", "expected"),
+    [
+        (
+            Snapshot(0, 10, 0, 0, 1000, 0.0),
+            "0/10 objects shipped, 0 lines, 0 B of 1000 B, 0 KiB/s",
+        ),
+        (
+            Snapshot(5, 10, 1234, 512 * 1024, 1024 * 1024, 2.0, "queued"),
+            "5/10 objects queued, 1,234 lines, 512.00 KiB of 1.00 MiB, 256 KiB/s, about 2 s left",
+        ),
+        (
+            Snapshot(10, 10, 5, 1024, 1024, 1.0),
+            "10/10 objects shipped, 5 lines, 1.00 KiB of 1.00 KiB, 1 KiB/s",
+        ),
+    ],
+)
+def test_render(snap: Snapshot, expected: str) -> None:
+    assert render(snap) == expected
