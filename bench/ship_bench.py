@@ -1,0 +1,583 @@
+"""End-to-end benchmark: a gzipped ALB object in S3 -> ``elb-log-shipper ship`` -> a TCP receiver.
+
+Run from the repository root::
+
+    .venv/bin/python bench/ship_bench.py                     # 100k and 1.5M lines, best of 3
+    .venv/bin/python bench/ship_bench.py --quick             # smoke run: 20k lines, one run each
+    .venv/bin/python bench/ship_bench.py --lines 500000 --runs 5 --profile
+
+What runs where:
+
+- This process starts a moto S3 server and a line-counting receiver on 127.0.0.1 and pins itself
+  (and so their threads) to the last CPU, so that "1 core" below means a core of the shipper's own.
+- The corpus (``bench.corpus.alb_lines``, deterministic) is gzipped in chunks into a cache file
+  and uploaded with ``upload_fileobj`` (multipart): it is never whole in memory here.
+- The shipper is the real command, ``elb-log-shipper ship s3://... --to tcp://127.0.0.1:PORT``,
+  in a subprocess found through ``AWS_ENDPOINT_URL_S3`` like any user's, run under
+  ``taskset -c 0`` (1 core) or ``taskset -c 0,1`` (2 cores), with ``LOGSTASH_POOL_SIZE`` 1 or 4.
+  Its peak RSS and CPU time come from GNU ``/usr/bin/time`` (see ``measured`` for why).
+- The receiver reads each connection to EOF and counts ``\\n`` (no JSON parsing), then closes,
+  as Logstash does; the run fails unless it counted exactly the lines uploaded.
+
+Figures: "end to end" is lines / wall time of the subprocess (Python start-up and imports
+included); "pipeline" is lines / the seconds the command reports for the object; "per CPU-s" is
+lines / (user + system CPU of the shipper), the per-core figure that other load on the machine
+disturbs least. Each configuration runs ``--runs`` times: throughput is the best run, RSS the
+highest.
+
+``--profile`` adds an in-process breakdown of the time per line by stage (S3 read, gunzip and
+framing, parse and event build, JSON, socket send) and a cProfile of the single-threaded path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import gzip
+import io
+import os
+import platform
+import pstats
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: make ``bench`` and ``tests`` importable
+    sys.path.insert(0, str(REPO))
+
+from tests.support.s3server import DUMMY_ENVIRON, MotoServer, moto_server  # noqa: E402
+
+from bench.corpus import alb_lines  # noqa: E402
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+DEFAULT_SIZES = (100_000, 1_500_000)
+QUICK_SIZES = (20_000,)
+DEFAULT_RUNS = 3
+DEFAULT_POOLS = (1, 4)
+DEFAULT_CORES = (1, 2)
+SEED = 42
+BUCKET = "bench-elb-logs"
+KEY_TEMPLATE = (
+    "AWSLogs/123456789012/elasticloadbalancing/us-east-1/2026/11/28/"
+    "123456789012_elasticloadbalancing_us-east-1_app.my-loadbalancer.50dc6c495c0c9188_"
+    "20261128T2340Z_10.0.1.7_{lines}l.log.gz"
+)
+# Lines joined per write into the gzip stream: a few MB of text, so generating 1.5M lines never
+# holds more than that.
+CORPUS_CHUNK_LINES = 10_000
+RECV_BYTES = 1024 * 1024
+# The targets of issue 3.
+TARGET_RSS_MB = 150
+TARGET_LINES_PER_CORE = 120_000
+# The CPUs we may use, read before main() pins this process to the last of them.
+CPUS = sorted(os.sched_getaffinity(0))
+
+_REPORT = re.compile(r": (?P<lines>\d+) lines, .* (?P<seconds>[0-9.]+) s(?:;|$)", re.MULTILINE)
+
+
+# Corpus.
+
+
+@dataclass(frozen=True)
+class Corpus:
+    lines: int
+    path: Path
+    uncompressed_bytes: int
+    key: str
+
+    @property
+    def compressed_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+def build_corpus(lines: int, cache: Path) -> Corpus:
+    """Gzip ``lines`` ALB lines into ``cache`` (reused when already there), streaming."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"alb-{lines}-seed{SEED}.log.gz"
+    size_file = path.with_suffix(".size")
+    key = KEY_TEMPLATE.format(lines=lines)
+    if path.exists() and size_file.exists():
+        return Corpus(lines, path, int(size_file.read_text()), key)
+    started = time.perf_counter()
+    partial = path.with_suffix(".partial")
+    written = 0
+    lines_iter = alb_lines(lines, SEED)
+    with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as gz:
+        while True:
+            chunk = [line for _, line in zip(range(CORPUS_CHUNK_LINES), lines_iter, strict=False)]
+            if not chunk:
+                break
+            data = ("\n".join(chunk) + "\n").encode()
+            written += len(data)
+            gz.write(data)
+    partial.rename(path)
+    size_file.write_text(str(written))
+    print(
+        f"generated {lines:,} lines: {written / 1e6:,.0f} MB, gzip {path.stat().st_size / 1e6:,.0f}"
+        f" MB, in {time.perf_counter() - started:.1f} s ({path})",
+        file=sys.stderr,
+    )
+    return Corpus(lines, path, written, key)
+
+
+def upload(s3: S3Client, corpus: Corpus) -> None:
+    with open(corpus.path, "rb") as file:
+        s3.upload_fileobj(file, BUCKET, corpus.key)
+
+
+# Receiver.
+
+
+class CountingReceiver:
+    """A Logstash stand-in that counts lines: read each connection to EOF, then close it."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self.lines = 0
+        self.bytes = 0
+        self.connections = 0
+        self.active = 0
+        self.max_active = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.lines = self.bytes = self.connections = self.max_active = 0
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self.active += 1
+                self.max_active = max(self.max_active, self.active)
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        lines = size = 0
+        while data := sock.recv(RECV_BYTES):
+            lines += data.count(b"\n")
+            size += len(data)
+        # Close under the lock: the shipper reconnects as soon as it sees our close, and the
+        # acceptor must not count that connection while this one still does.
+        with self._lock:
+            sock.close()
+            self.lines += lines
+            self.bytes += size
+            self.active -= 1
+
+
+# One shipper run.
+
+
+@dataclass(frozen=True)
+class Config:
+    lines: int
+    cores: int
+    pool: int
+
+
+@dataclass
+class RunResult:
+    wall: float
+    pipeline_seconds: float
+    cpu_seconds: float
+    maxrss_kib: int
+    connections: int
+    max_active: int
+
+
+@dataclass
+class Summary:
+    config: Config
+    runs: list[RunResult] = field(default_factory=list)
+
+    @property
+    def best(self) -> RunResult:
+        return min(self.runs, key=lambda run: run.wall)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(run.maxrss_kib for run in self.runs) / 1024
+
+
+def shipper_command(uri: str, port: int, cores: int) -> list[str]:
+    script = Path(sys.executable).with_name("elb-log-shipper")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "elb_log_shipper.cli"]
+    command += ["ship", uri, "--to", f"tcp://127.0.0.1:{port}"]
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise SystemExit("ship_bench: taskset is not installed; install util-linux to pin cores")
+    cpus = ",".join(str(cpu) for cpu in CPUS[:cores])
+    return [taskset, "-c", cpus, *command]
+
+
+def measured(command: list[str], usage_file: Path) -> list[str]:
+    """``command`` under GNU time, which writes its peak RSS (KiB) and CPU seconds to a file.
+
+    Not ``os.wait4`` on our own child: Linux carries the RSS high-water mark of the process that
+    forks (or vforks) over an ``execve`` into ``ru_maxrss``, so a child of this bench process,
+    which holds moto's copy of the object, would report the bench's peak, not the shipper's.
+    GNU time forks the shipper from its own tiny process.
+    """
+    gnu_time = shutil.which("time", path="/usr/bin:/bin")
+    if gnu_time is None:
+        raise SystemExit("ship_bench: /usr/bin/time (GNU time) is needed to measure peak RSS")
+    return [gnu_time, "-f", "%M %U %S", "-o", str(usage_file), *command]
+
+
+def run_shipper(
+    config: Config, corpus: Corpus, moto: MotoServer, receiver: CountingReceiver
+) -> RunResult:
+    env = {
+        **os.environ,
+        **DUMMY_ENVIRON,
+        "AWS_ENDPOINT_URL_S3": moto.endpoint_url,
+        "LOGSTASH_POOL_SIZE": str(config.pool),
+    }
+    env.pop("AWS_ENDPOINT_URL", None)
+    receiver.reset()
+    handle, name = tempfile.mkstemp(prefix="ship-bench-usage-")
+    os.close(handle)
+    usage_file = Path(name)
+    command = measured(
+        shipper_command(f"s3://{BUCKET}/{corpus.key}", receiver.port, config.cores), usage_file
+    )
+    started = time.perf_counter()
+    process = subprocess.run(
+        command, check=False, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    wall = time.perf_counter() - started
+    stderr = process.stderr.decode(errors="replace")
+    maxrss, user, system = usage_file.read_text().split()[-3:]
+    usage_file.unlink()
+    if process.returncode != 0:
+        raise SystemExit(f"ship_bench: the shipper exited {process.returncode}:\n{stderr}")
+    if receiver.lines != corpus.lines:
+        raise SystemExit(
+            f"ship_bench: the receiver counted {receiver.lines:,} lines, not {corpus.lines:,}"
+        )
+    match = _REPORT.search(stderr)
+    if match is None or int(match["lines"]) != corpus.lines:
+        raise SystemExit(f"ship_bench: unexpected report from the shipper:\n{stderr}")
+    return RunResult(
+        wall=wall,
+        pipeline_seconds=float(match["seconds"]),
+        cpu_seconds=float(user) + float(system),
+        maxrss_kib=int(maxrss),
+        connections=receiver.connections,
+        max_active=receiver.max_active,
+    )
+
+
+# Output.
+
+
+def markdown_table(summaries: Sequence[Summary], runs: int) -> str:
+    rows = [
+        f"| lines | cores | pool | end to end lines/s (best of {runs}) | pipeline lines/s "
+        "| lines per CPU-s | peak RSS MB (max) | wall s | connections (max at once) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for summary in summaries:
+        c, best = summary.config, summary.best
+        rows.append(
+            f"| {c.lines:,} | {c.cores} | {c.pool} | {c.lines / best.wall:,.0f} "
+            f"| {c.lines / best.pipeline_seconds:,.0f} | {c.lines / best.cpu_seconds:,.0f} "
+            f"| {summary.peak_rss_mb:.0f} | {best.wall:.2f} "
+            f"| {best.connections} ({best.max_active}) |"
+        )
+    return "\n".join(rows)
+
+
+def machine_line() -> str:
+    return (
+        f"{dt.date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {platform.platform(terse=True)}"
+    )
+
+
+# Profiling: where the time per line goes, stage by stage, in this process.
+
+
+def profile(s3: S3Client, corpus: Corpus, receiver: CountingReceiver) -> str:
+    """Time each stage of the hot path over the whole object; return Markdown.
+
+    Streams like ``ship_object`` (same chunk, inflate step and batch sizes, nothing kept), timing
+    each stage per batch, on CPU 0 while moto and the receiver keep to the last CPU. The socket
+    stage sends a sample of the real batches again until as many bytes went as the object makes.
+    """
+    import gc
+
+    import orjson
+
+    from elb_log_shipper.config import DEFAULT_BATCH_BYTES, Settings
+    from elb_log_shipper.formats import EventBuilder
+    from elb_log_shipper.framing import LineDecoder
+    from elb_log_shipper.logstash import LogstashSender, SocketPool
+    from elb_log_shipper.pipeline import ship_object
+    from elb_log_shipper.refs import ObjectRef
+    from elb_log_shipper.source import DEFAULT_CHUNK_SIZE
+
+    os.sched_setaffinity(0, {CPUS[0]})
+    clock = time.perf_counter
+    lines = corpus.lines
+    ref = ObjectRef(BUCKET, corpus.key)
+    builder = EventBuilder(
+        bucket=BUCKET, key=corpus.key, version="etag", region="us-east-1", account="123456789012"
+    )
+    build, dumps = builder.build, orjson.dumps
+    seconds = dict.fromkeys(("read", "inflate", "build", "json", "join"), 0.0)
+    samples: list[tuple[bytes, int]] = []
+    json_bytes = 0
+
+    def process(batch: list[tuple[int, bytes]]) -> None:
+        # Event by event, as ship_object does: a list of a batch's events alive at once would
+        # make the garbage collector walk them all, a cost the real loop does not have.
+        nonlocal json_bytes
+        build_seconds = json_seconds = 0.0
+        serialised = []
+        for offset, raw in batch:
+            t0 = clock()
+            event = build(raw, offset)
+            t1 = clock()
+            serialised.append(dumps(event))
+            t2 = clock()
+            build_seconds += t1 - t0
+            json_seconds += t2 - t1
+        t2 = clock()
+        size = sum(map(len, serialised))
+        per_batch = max(16, DEFAULT_BATCH_BYTES * len(serialised) // max(1, size))
+        for start in range(0, len(serialised), per_batch):
+            part = serialised[start : start + per_batch]
+            part.append(b"")
+            payload = b"\n".join(part)
+            json_bytes += len(payload)
+            if len(samples) < 32:
+                samples.append((payload, len(part) - 1))
+        seconds["build"] += build_seconds
+        seconds["json"] += json_seconds
+        seconds["join"] += clock() - t2
+
+    body = s3.get_object(Bucket=BUCKET, Key=corpus.key)["Body"]
+    decoder = LineDecoder()
+    while True:
+        t0 = clock()
+        chunk = body.read(DEFAULT_CHUNK_SIZE)
+        seconds["read"] += clock() - t0
+        if not chunk:
+            break
+        batches = decoder.feed(chunk)
+        while True:
+            t0 = clock()
+            batch = next(batches, None)
+            seconds["inflate"] += clock() - t0
+            if batch is None:
+                break
+            process(batch)
+    process(decoder.finish())
+
+    pool = SocketPool(Settings(host="127.0.0.1", port=receiver.port, pool_size=1))
+    receiver.reset()
+    sent = 0
+    t0 = clock()
+    sender = LogstashSender(pool)
+    while sent < json_bytes:
+        for payload, events in samples:
+            sender.send(payload, events)
+            sent += len(payload)
+            if sent >= json_bytes:
+                break
+    sender.finish()
+    seconds["send"] = clock() - t0
+
+    class NullSink:
+        def send(self, batch: bytes, events: int) -> None:
+            pass
+
+    def timed_ship(pool_size: int | None, *, gc_on: bool = True) -> float:
+        if not gc_on:
+            gc.disable()
+        try:
+            t0 = clock()
+            if pool_size is None:
+                assert ship_object(ref, NullSink(), s3_client=s3).lines == lines
+            else:
+                sink = LogstashSender(
+                    pool.__class__(pool.settings.with_changes(pool_size=pool_size))
+                )
+                assert ship_object(ref, sink, s3_client=s3).lines == lines
+                assert sink.finish().events_confirmed == lines
+            return clock() - t0
+        finally:
+            gc.enable()
+
+    null_sink = timed_ship(None)
+    null_sink_no_gc = timed_ship(None, gc_on=False)
+    to_logstash = {size: timed_ship(size) for size in (1, 4)}
+    profiler = cProfile.Profile()
+    profiler.enable()
+    ship_object(ref, NullSink(), s3_client=s3)
+    profiler.disable()
+    pool.close()
+    os.sched_setaffinity(0, {CPUS[-1]})
+
+    names = {
+        "read": "S3 GET body read (moto, loopback HTTP)",
+        "inflate": "gunzip + line framing",
+        "build": "UTF-8 decode + tokenize + parse + build event",
+        "json": "JSON (orjson.dumps)",
+        "join": "batch join (b'\\n'.join)",
+        "send": "socket send + confirm (LogstashSender, pool 1)",
+    }
+    total = sum(seconds.values())
+
+    def row(name: str, value: float, share: str = "") -> str:
+        return f"| {name} | {value / lines * 1e6:.2f} | {share} |"
+
+    out = [
+        f"Per-line time by stage: {lines:,} lines, {json_bytes / lines:,.0f} bytes of JSON per "
+        "event, on one pinned core (moto and the receiver on the other):",
+        "",
+        "| stage | µs per line | share / lines/s |",
+        "|---|---:|---:|",
+        *(row(names[key], value, f"{value / total:.0%}") for key, value in seconds.items()),
+        row("**sum of stages**", total, f"{lines / total:,.0f}/s"),
+        row("ship_object -> null sink", null_sink, f"{lines / null_sink:,.0f}/s"),
+        row(
+            "ship_object -> null sink, gc disabled",
+            null_sink_no_gc,
+            f"{lines / null_sink_no_gc:,.0f}/s",
+        ),
+        *(
+            row(f"ship_object -> LogstashSender, pool {size}", value, f"{lines / value:,.0f}/s")
+            for size, value in to_logstash.items()
+        ),
+        "",
+        "cProfile of ship_object to a null sink, top functions by own time:",
+        "",
+        "```",
+    ]
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).strip_dirs().sort_stats("tottime").print_stats(20)
+    out += [line for line in text.getvalue().splitlines() if line.strip()][3:]
+    out.append("```")
+    return "\n".join(out)
+
+
+# Command line.
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--lines", type=int, action="append", help="object size in lines (repeatable)"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20k lines, one run each")
+    parser.add_argument(
+        "--runs", type=int, default=None, help=f"runs per configuration ({DEFAULT_RUNS})"
+    )
+    parser.add_argument("--pool", type=int, action="append", help="LOGSTASH_POOL_SIZE (1 and 4)")
+    parser.add_argument(
+        "--cores", type=int, action="append", help="cores for the shipper (1 and 2)"
+    )
+    parser.add_argument("--profile", action="store_true", help="add the per-stage breakdown")
+    parser.add_argument(
+        "--profile-lines", type=int, default=100_000, help="object size for --profile (100,000)"
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "elb-log-shipper-bench",
+        help="where generated corpora are kept between runs",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = args.lines or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    runs = args.runs or (1 if args.quick else DEFAULT_RUNS)
+    pools = args.pool or DEFAULT_POOLS
+    cores = [n for n in (args.cores or DEFAULT_CORES) if n <= len(CPUS)]
+    # Before any thread starts, so moto's and the receiver's threads inherit it: keep them off
+    # CPU 0, the one a 1-core shipper is pinned to.
+    if len(CPUS) > 1:
+        os.sched_setaffinity(0, {CPUS[-1]})
+
+    receiver = CountingReceiver()
+    summaries: list[Summary] = []
+    profile_text = ""
+    with moto_server() as moto:
+        s3 = moto.client()
+        s3.create_bucket(Bucket=BUCKET)
+        corpora = {}
+        for lines in sorted({*sizes, *([args.profile_lines] if args.profile else [])}):
+            corpus = build_corpus(lines, args.cache)
+            upload(s3, corpus)
+            corpora[lines] = corpus
+        for lines in sizes:
+            for n_cores in cores:
+                for pool in pools:
+                    summary = Summary(Config(lines, n_cores, pool))
+                    for _ in range(runs):
+                        summary.runs.append(
+                            run_shipper(summary.config, corpora[lines], moto, receiver)
+                        )
+                    best = summary.best
+                    print(
+                        f"{lines:>9,} lines, {n_cores} core(s), pool {pool}: "
+                        f"{lines / best.wall:>9,.0f} lines/s end to end, "
+                        f"{summary.peak_rss_mb:.0f} MB peak RSS",
+                        file=sys.stderr,
+                    )
+                    summaries.append(summary)
+        if args.profile:
+            profile_text = profile(s3, corpora[args.profile_lines], receiver)
+    receiver.close()
+
+    print(f"## elb-log-shipper ship: S3 (moto) -> TCP receiver\n\n{machine_line()}\n")
+    for corpus in corpora.values():
+        print(
+            f"- {corpus.lines:,} lines: {corpus.uncompressed_bytes / 1e6:,.0f} MB uncompressed, "
+            f"{corpus.compressed_bytes / 1e6:,.1f} MB gzip"
+        )
+    print()
+    print(markdown_table(summaries, runs))
+    worst_rss = max((s.peak_rss_mb for s in summaries), default=0.0)
+    best_per_cpu = max((s.config.lines / s.best.cpu_seconds for s in summaries), default=0.0)
+    print(
+        f"\nTargets: peak RSS < {TARGET_RSS_MB} MB: "
+        f"{'met' if worst_rss < TARGET_RSS_MB else 'MISSED'}"
+        f" (highest {worst_rss:.0f} MB); {TARGET_LINES_PER_CORE:,} lines/s per core: "
+        f"{'met' if best_per_cpu >= TARGET_LINES_PER_CORE else 'MISSED'} "
+        f"(best {best_per_cpu:,.0f} lines per CPU-second)"
+    )
+    if profile_text:
+        print(f"\n{profile_text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
