@@ -65,14 +65,16 @@ def _split_fast(parts: list[str]) -> list[str] | None:
     ):
         # Same result as the loop below, unrolled for the ALB layout (29+ fields).
         fields = head.split()
-        fields.append(parts[1])
-        fields.append(parts[3])
-        fields += parts[4].split()
-        fields.append(parts[5])
-        fields.append(parts[7])
-        fields.append(parts[9])
-        fields += parts[10].split()
-        fields += parts[11:24:2]
+        fields += (
+            parts[1],
+            parts[3],
+            *parts[4].split(),
+            parts[5],
+            parts[7],
+            parts[9],
+            *parts[10].split(),
+            *parts[11:24:2],
+        )
         start = 24
     else:
         fields = []
