@@ -19,7 +19,14 @@ from elb_log_shipper.errors import DeliveryError, ShipperError
 from elb_log_shipper.framing import MAX_LINE_BYTES
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.triggers import make_continuation
-from tests.functional.test_handler import (
+from tests.support.faults import (
+    ClosingServer,
+    NeverReadingServer,
+    RefusingServer,
+    ResettingServer,
+    SlowReadingServer,
+)
+from tests.support.lambda_harness import (
     Container,
     alb_key,
     alb_lines,
@@ -30,13 +37,6 @@ from tests.functional.test_handler import (
     start_container,
     stop_container,
     store,
-)
-from tests.support.faults import (
-    ClosingServer,
-    NeverReadingServer,
-    RefusingServer,
-    ResettingServer,
-    SlowReadingServer,
 )
 from tests.support.receiver import JsonLinesReceiver, receiver
 from tests.support.s3server import MotoServer, moto_server
