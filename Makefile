@@ -30,7 +30,7 @@ functional: $(STAMP) tools
 	$(BIN)/pytest tests/functional -q
 
 test: lint typecheck tools
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
