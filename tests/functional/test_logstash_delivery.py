@@ -201,7 +201,9 @@ def test_reset_mid_stream_resends_unconfirmed() -> None:
     with ResettingServer(after_bytes=150_000, resets=2) as server:
         pool = SocketPool(settings_for(server, pool_size=1))
         stats = ship(pool, batches(6_000, 200))
-    assert stats.reconnects >= 2
+    # After the first reset the pool confirms connections before they carry that much again,
+    # so the second connection the server means to reset is confirmed first.
+    assert stats.reconnects >= 1
     assert stats.events_resent > 0
     assert_at_least_once(server, 6_000, stats)
     assert len(server.event_ids()) > 6_000  # the reset connections' lines came twice
@@ -258,16 +260,20 @@ def test_server_closing_every_n_bytes_under_rotation_size() -> None:
     assert stats.reconnects == 0
 
 
-def test_server_closing_every_n_bytes_over_rotation_size_fails_cleanly() -> None:
-    # Every retry would carry the same unconfirmed bytes into the same wall: give up in time.
+def test_server_closing_every_n_bytes_over_rotation_size_still_gets_everything() -> None:
+    # Connections break before they can be confirmed: the pool confirms sooner and cuts batches
+    # at line boundaries until the server's limit is respected. Every line arrives; duplicates
+    # are only what broken connections carried unconfirmed.
     with ClosingServer(after_bytes=64 * 1024) as server:
         pool = SocketPool(settings_for(server, pool_size=1))
-        started = time.monotonic()
-        with pytest.raises(DeliveryError):
-            ship(pool, batches(2_000, 100), seconds=30)
-        assert time.monotonic() - started < 15
-    # What it did read came through whole.
-    assert set(server.event_ids()) <= all_ids(2_000)
+        stats = ship(pool, batches(2_000, 100), seconds=60)
+        server.wait_idle()
+    ids = server.event_ids()
+    assert set(ids) == all_ids(2_000)
+    assert len(ids) - 2_000 <= stats.events_resent
+    assert stats.events_confirmed >= 2_000
+    assert stats.reconnects >= 1
+    assert pool.confirm_within < 64 * 1024 * 2
 
 
 def test_slow_reader_is_alive_not_dead() -> None:

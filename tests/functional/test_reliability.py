@@ -146,18 +146,23 @@ def test_never_reading_server_fails_cleanly_before_the_deadline(
     assert metric(output, "ObjectsFailed") == 1
 
 
-def test_server_closing_every_n_bytes_fails_cleanly(moto: MotoServer, container_for: Any) -> None:
-    # Each retry carries the same unconfirmed bytes into the same wall: a clean failure, in time.
+def test_server_closing_every_n_bytes_delivers_every_line(
+    moto: MotoServer, container_for: Any
+) -> None:
+    # Connections break before they can be confirmed: the pool confirms sooner and sends
+    # smaller parts until the server's limit is respected. Every line arrives at least once.
     bucket, key, lines = put_lines(moto, 3_000, "closing")
     with ClosingServer(after_bytes=64 * 1024) as server:
         container = container_for(server)
-        started = time.monotonic()
-        with pytest.raises(DeliveryError):
-            container.invoke(s3_event(bucket, key), budget=60)
-        assert time.monotonic() - started < 15
+        result = container.invoke(s3_event(bucket, key), budget=60)
         server.wait_idle()
         counts = received(server)
-    assert set(counts) <= expected(key, lines)
+    assert result["objects"][0]["outcome"] == "shipped"
+    assert set(counts) == expected(key, lines)
+    resent = result["objects"][0]["retries"]
+    assert resent >= 1
+    # Duplicates only come from what broken connections carried; far fewer than the lines.
+    assert sum(counts.values()) - len(lines) < len(lines) // 2
 
 
 def test_slow_reader_delivers(moto: MotoServer, container_for: Any) -> None:

@@ -14,12 +14,17 @@ from elb_log_shipper.logstash.connection import (
     build_ssl_context,
 )
 
-__all__ = ["ROTATE_BYTES", "SocketPool"]
+__all__ = ["MIN_ROTATE_BYTES", "ROTATE_BYTES", "SocketPool"]
 
 # Confirm (gracefully close and reopen) a connection after it carried this much. It bounds the
 # resend buffer and the duplicates after a reset, and is above what the kernel buffers of both
 # ends hold in flight on a fast link (a few MB), so a healthy connection is rarely rotated.
 ROTATE_BYTES = 8 * 1024 * 1024
+# When connections keep breaking before they are confirmed (a proxy or a Logstash that closes
+# connections after some bytes), the pool confirms sooner: the limit halves on every loss, down
+# to this floor (a few JSON lines), and grows back by an eighth on every confirmation, slowly,
+# so that a peer with a byte limit costs one lost connection every several, not every other.
+MIN_ROTATE_BYTES = 16 * 1024
 
 
 class SocketPool:
@@ -37,6 +42,8 @@ class SocketPool:
     def __init__(self, settings: Settings, *, rotate_bytes: int = ROTATE_BYTES) -> None:
         self.settings = settings.require_destination()
         self.rotate_bytes = rotate_bytes
+        # The limit in force: rotate_bytes, or less while connections break before confirmation.
+        self.confirm_within = rotate_bytes
         self._context = build_ssl_context(settings) if settings.tls else None
         self._cond = threading.Condition()
         self._idle: list[LogstashConnection] = []
@@ -44,6 +51,15 @@ class SocketPool:
         self._connecting = 0
         self.connections_opened = 0
         self.dead_connections_replaced = 0
+
+    def lost_unconfirmed(self, carried: int) -> None:
+        """A connection broke after carrying ``carried`` unconfirmed bytes: confirm sooner."""
+        floor = min(MIN_ROTATE_BYTES, self.rotate_bytes)
+        self.confirm_within = max(floor, min(self.confirm_within, max(carried, 1)) // 2)
+
+    def confirmed(self) -> None:
+        """A connection was confirmed: let the limit grow back towards ``rotate_bytes``."""
+        self.confirm_within = min(self.rotate_bytes, self.confirm_within + self.confirm_within // 8)
 
     @property
     def open_connections(self) -> int:

@@ -290,6 +290,7 @@ class _Worker(threading.Thread):
                 self._resend(self._lose(error))
                 continue
             self._pool.discard(conn)
+            self._pool.confirmed()
             self._conn = None
             self._failures = 0
             self._sender.count(
@@ -298,34 +299,37 @@ class _Worker(threading.Thread):
             )
 
     def _deliver(self, batch: Batch) -> None:
-        conn = self._conn
-        if (
-            conn is not None
-            and conn.carried_bytes
-            and conn.carried_bytes + len(batch.data) > self._pool.rotate_bytes
-        ):
-            self._sender.count(rotations=1)
-            self.confirm_current()
         self._resend([batch])
 
     def _resend(self, batches: list[Batch]) -> None:
-        """Write ``batches`` in order, reconnecting (and resending) until all are written."""
+        """Write ``batches`` in order, reconnecting (and resending) until all are written.
+
+        A connection is confirmed before it would carry more than the pool's current limit,
+        and a batch larger than the limit is cut at line boundaries, so that a peer which
+        closes connections after some bytes still gets everything, a confirmed part at a time.
+        """
         pending = batches
         while pending:
             if self._conn is None:
                 self._connect(pending)
                 continue
             conn = self._conn
-            written = 0
+            limit = self._pool.confirm_within
+            batch = pending[0]
+            if len(batch.data) > limit:
+                pending[:1] = split_batch(batch, limit)
+                batch = pending[0]
+            if conn.carried_bytes and conn.carried_bytes + len(batch.data) > limit:
+                self._sender.count(rotations=1)
+                self.confirm_current()
+                continue
             try:
-                for batch in pending:
-                    conn.write(batch, self._sender.deadline)
-                    written += 1
+                conn.write(batch, self._sender.deadline)
             except ConnectionLostError as error:
                 # The batch that failed is already in conn.unconfirmed.
-                pending = self._lose(error) + pending[written + 1 :]
+                pending = self._lose(error) + pending[1:]
                 continue
-            pending = []
+            pending = pending[1:]
 
     def _connect(self, pending: list[Batch]) -> None:
         inherited: list[Batch] = []
@@ -345,6 +349,8 @@ class _Worker(threading.Thread):
         conn = self._conn
         assert conn is not None
         self._conn = None
+        if conn.carried_bytes:
+            self._pool.lost_unconfirmed(conn.carried_bytes)
         batches = conn.take_unconfirmed()
         self._pool.discard(conn)
         self._sender.count(
@@ -390,3 +396,23 @@ def _join_timeout(deadline: float | None) -> float | None:
     if deadline is None:
         return None
     return max(0.0, deadline - time.monotonic()) + 2 * WAIT_SLICE_SECONDS + 1.0
+
+
+def split_batch(batch: Batch, limit: int) -> list[Batch]:
+    """``batch`` cut at line boundaries into parts of at most ``limit`` bytes (a longer single
+    line makes a part of its own).
+
+    >>> [part.data for part in split_batch(Batch(b"a\\nbb\\ncc\\n", 3), 5)]
+    [b'a\\nbb\\n', b'cc\\n']
+    """
+    data = batch.data
+    parts: list[Batch] = []
+    start = 0
+    while start < len(data):
+        end = data.rfind(b"\n", start, start + limit)
+        if end < 0:
+            end = data.find(b"\n", start)
+        chunk = data[start : end + 1]
+        parts.append(Batch(chunk, chunk.count(b"\n")))
+        start = end + 1
+    return parts
