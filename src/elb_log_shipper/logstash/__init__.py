@@ -38,7 +38,10 @@ which we treat as a failure.
 
 Each connection keeps the batches written since it opened; it is confirmed (closed and reopened)
 at the end of each object and after carrying ``ROTATE_BYTES``, which bounds both the resend
-buffer and the duplicates after a failure.
+buffer and the duplicates after a failure. A connection that breaks before its confirmation
+makes the pool confirm sooner (``SocketPool.confirm_within`` halves, down to
+``MIN_ROTATE_BYTES``, and grows back as confirmations succeed), so a peer that closes every
+connection after some bytes still receives everything.
 
 Example::
 
