@@ -34,7 +34,8 @@ TYPES = frozenset({"http", "https", "h2", "grpcs", "ws", "wss"})
 MIN_FIELDS = 12
 KNOWN_FIELDS = 33
 
-_backends: dict[str, dict[str, Any]] = {}
+_backends: dict[str, dict[str, dict[str, Any]]] = {}
+_NO_BACKENDS: dict[str, dict[str, Any]] = {}
 _agents: dict[str, dict[str, str]] = {}
 _tls: dict[str, dict[str, dict[str, str]]] = {}
 _target_groups: dict[str, dict[str, str]] = {}
@@ -44,26 +45,68 @@ _ciphers: dict[str, dict[str, str]] = {}
 _EMPTY: dict[str, dict[str, str]] = {}
 
 
+# The 29 documented fields; an older, shorter line is padded with "-" (absent) to this length.
+_DOCUMENTED = 29
+_PADDING = ["-"] * _DOCUMENTED
+# Fields appended since 2024, by position.
+_LATER_FIELDS = (
+    (29, "connection_trace_id"),
+    (30, "transformed_host"),
+    (31, "transformed_uri"),
+    (32, "request_transform_status"),
+)
+
+
 def parse(f: list[str]) -> dict[str, Any]:
     """Event fields of one ALB access-log line split into fields ``f``."""
     n = len(f)
     if n < MIN_FIELDS:
         raise ParseError(f"ALB line has {n} fields, at least {MIN_FIELDS} expected")
+    # One unpacking into locals is much cheaper than 29 subscripts and length checks.
+    (
+        kind,
+        ts,
+        name,
+        client,
+        target,
+        request_time,
+        target_time,
+        response_time,
+        status,
+        target_status,
+        received,
+        sent,
+        request_line,
+        agent,
+        cipher,
+        protocol,
+        group,
+        trace,
+        domain,
+        cert,
+        priority,
+        created,
+        actions,
+        redirect,
+        reason,
+        targets,
+        statuses,
+        classification,
+        classification_reason,
+    ) = f[:_DOCUMENTED] if n >= _DOCUMENTED else f + _PADDING[n:]
     try:
-        ts = f[1]
         if not (
             len(ts) == 27 and ts[26] == "Z" and valid_seconds.get(ts[:19]) and ts[20:26].isdigit()
         ):
             ts = timestamp(ts, "time")
-        elb: dict[str, Any] = {"type": f[0], "name": f[2]}
-        v = f[8]
-        if v == "-":
+        elb: dict[str, Any] = {"type": kind, "name": name}
+        if status == "-":
             outcome = "unknown"
             response: dict[str, Any] = {}
         else:
-            status = int(v)
-            outcome = "success" if status < 400 else "failure"
-            response = {"status_code": status}
+            code = int(status)
+            outcome = "success" if code < 400 else "failure"
+            response = {"status_code": code}
         event: dict[str, Any] = {
             "kind": "event",
             "category": ["web"],
@@ -72,37 +115,96 @@ def parse(f: list[str]) -> dict[str, Any]:
             "end": ts,
         }
         out: dict[str, Any] = {"@timestamp": ts, "event": event, "aws": {"elb": elb}}
-        if (v := f[3]) != "-":
-            ip, _, port = v.rpartition(":")
+        if client != "-":
+            ip, _, port = client.rpartition(":")
             if not ip or not port.isdigit():
-                raise ValueError(v)
+                raise ValueError(client)
             out["source"] = {"ip": ip, "port": int(port)}
-        backend = _backends.get(f[4] + " " + f[9])
+        backend = _backends.get(target, _NO_BACKENDS).get(target_status)
         if backend is None:
-            backend = _backend(f[4], f[9])
+            backend = _backend(target, target_status)
         if backend:
             elb["backend"] = backend
-        if (time := _seconds.get(f[5])) is not None or (time := seconds(f[5], "")) is not None:
+        if (time := _seconds.get(request_time)) is not None or (
+            time := seconds(request_time, "")
+        ) is not None:
             elb["request_processing_time"] = time
-        if (time := _seconds.get(f[6])) is not None or (time := seconds(f[6], "")) is not None:
+        if (time := _seconds.get(target_time)) is not None or (
+            time := seconds(target_time, "")
+        ) is not None:
             elb["backend_processing_time"] = time
-        if (time := _seconds.get(f[7])) is not None or (time := seconds(f[7], "")) is not None:
+        if (time := _seconds.get(response_time)) is not None or (
+            time := seconds(response_time, "")
+        ) is not None:
             elb["response_processing_time"] = time
-        if (v := f[11]) != "-":
-            response["body"] = {"bytes": int(v)}
-        if (v := f[10]) != "-":
-            http: dict[str, Any] = {"request": {"body": {"bytes": int(v)}}}
-        else:
-            http = {"request": {}}
+        if sent != "-":
+            response["body"] = {"bytes": int(sent)}
+        request: dict[str, Any] = {"body": {"bytes": int(received)}} if received != "-" else {}
+        http: dict[str, Any] = {"request": request}
         if response:
             http["response"] = response
         out["http"] = http
-        if n > 12:
-            parse_request(f[12], http, out)
-        if not http["request"]:
+        parse_request(request_line, http, out)
+        if not request:
             del http["request"]
-        if n > 13:
-            _rest(f, n, out, elb, event)
+
+        if agent != "-" and agent:
+            found = _agents.get(agent)
+            if found is None:
+                if len(_agents) >= MEMO_LIMIT:
+                    _agents.clear()
+                found = _agents[agent] = {"original": agent}
+            out["user_agent"] = found
+        if cipher != "-" or protocol != "-":
+            tls = _tls.get(cipher, _EMPTY).get(protocol)
+            if tls is None:
+                tls = _tls_fields(cipher, protocol)
+            if tls:
+                out["tls"] = tls
+            if cipher != "-":
+                elb["ssl_cipher"] = cipher
+            if protocol != "-":
+                elb["ssl_protocol"] = protocol
+        if group != "-":
+            elb["target_group"] = _target_groups.get(group) or _shared(_target_groups, "arn", group)
+        if trace != "-":
+            elb["trace_id"] = trace
+            out["trace"] = {"id": trace}
+        if domain != "-":
+            out["destination"] = _domains.get(domain) or _shared(_domains, "domain", domain)
+        if cert != "-":
+            elb["chosen_cert"] = _certificates.get(cert) or _shared(_certificates, "arn", cert)
+        if priority != "-":
+            elb["matched_rule_priority"] = priority
+        if created != "-":
+            if not (
+                len(created) == 27
+                and created[26] == "Z"
+                and valid_seconds.get(created[:19])
+                and created[20:26].isdigit()
+            ):
+                created = timestamp(created, "request_creation_time")
+            event["start"] = created
+        if actions != "-":
+            elb["action_executed"] = actions.split(",")
+        if redirect != "-":
+            elb["redirect_url"] = redirect
+        if reason != "-":
+            elb["error"] = {"reason": reason}
+        if targets != "-" and targets:
+            elb["target_port"] = targets.split(" ")
+        if statuses != "-" and statuses:
+            elb["target_status_code"] = statuses.split(" ")
+        if classification != "-":
+            elb["classification"] = classification
+        if classification_reason != "-":
+            elb["classification_reason"] = classification_reason
+        if n > _DOCUMENTED:
+            for index, field in _LATER_FIELDS:
+                if index < n and (value := f[index]) != "-":
+                    elb[field] = value
+            if n > KNOWN_FIELDS:
+                elb["extra_fields"] = f[KNOWN_FIELDS:]
         return out
     except ValueError:
         # The fast path converts without naming fields; find the culprit for the message.
@@ -138,7 +240,7 @@ def _backend(target: str, code: str) -> dict[str, Any]:
         backend["http"] = {"response": {"status_code": int(code)}}
     if len(_backends) >= MEMO_LIMIT:
         _backends.clear()
-    _backends[target + " " + code] = backend
+    _backends.setdefault(target, {})[code] = backend
     return backend
 
 
@@ -150,73 +252,6 @@ def _shared(memo: dict[str, dict[str, str]], name: str, value: str) -> dict[str,
             memo.clear()
         found = memo[value] = {name: value}
     return found
-
-
-def _rest(f: list[str], n: int, out: dict[str, Any], elb: dict[str, Any], event: Any) -> None:
-    v = f[13]
-    if v != "-" and v:
-        agent = _agents.get(v)
-        if agent is None:
-            if len(_agents) >= MEMO_LIMIT:
-                _agents.clear()
-            agent = _agents[v] = {"original": v}
-        out["user_agent"] = agent
-    if n > 15:
-        cipher, protocol = f[14], f[15]
-        if cipher != "-" or protocol != "-":
-            tls = _tls.get(cipher, _EMPTY).get(protocol)
-            if tls is None:
-                tls = _tls_fields(cipher, protocol)
-            if tls:
-                out["tls"] = tls
-            if cipher != "-":
-                elb["ssl_cipher"] = cipher
-            if protocol != "-":
-                elb["ssl_protocol"] = protocol
-    elif n > 14 and (v := f[14]) != "-":
-        elb["ssl_cipher"] = v
-        out["tls"] = _shared(_ciphers, "cipher", v)
-    if n <= 16:
-        return
-    if (v := f[16]) != "-":
-        elb["target_group"] = _target_groups.get(v) or _shared(_target_groups, "arn", v)
-    if n > 17 and (v := f[17]) != "-":
-        elb["trace_id"] = v
-        out["trace"] = {"id": v}
-    if n > 18 and (v := f[18]) != "-":
-        out["destination"] = _domains.get(v) or _shared(_domains, "domain", v)
-    if n > 19 and (v := f[19]) != "-":
-        elb["chosen_cert"] = _certificates.get(v) or _shared(_certificates, "arn", v)
-    if n > 20 and (v := f[20]) != "-":
-        elb["matched_rule_priority"] = v
-    if n > 21 and (v := f[21]) != "-":
-        event["start"] = timestamp(v, "request_creation_time")
-    if n > 22 and (v := f[22]) != "-":
-        elb["action_executed"] = v.split(",")
-    if n > 23 and (v := f[23]) != "-":
-        elb["redirect_url"] = v
-    if n > 24 and (v := f[24]) != "-":
-        elb["error"] = {"reason": v}
-    if n <= 25:
-        return
-    if (v := f[25]) != "-" and v:
-        elb["target_port"] = v.split(" ")
-    if n > 26 and (v := f[26]) != "-" and v:
-        elb["target_status_code"] = v.split(" ")
-    if n > 27 and (v := f[27]) != "-":
-        elb["classification"] = v
-    if n > 28 and (v := f[28]) != "-":
-        elb["classification_reason"] = v
-    if n > 29 and (v := f[29]) != "-":
-        elb["connection_trace_id"] = v
-    if n > 30 and (v := f[30]) != "-":
-        elb["transformed_host"] = v
-    if n > 31 and (v := f[31]) != "-":
-        elb["transformed_uri"] = v
-    if n > 32 and (v := f[32]) != "-":
-        elb["request_transform_status"] = v
-    if n > KNOWN_FIELDS:
-        elb["extra_fields"] = f[KNOWN_FIELDS:]
 
 
 def _tls_fields(cipher: str, protocol: str) -> dict[str, str]:
