@@ -8,7 +8,7 @@ will be shipped:
   every object listed under the prefix, in key order, after ``start_after`` when given. A key
   that names no object and lists nothing is planned as the object it names, so shipping it
   reports that it does not exist.
-- A directory is every file under it (``cli.expand_sources`` order); a file is that file.
+- A directory is every file under it, in name order; a file is that file.
 
 The date filter (``DateRange``) selects among listed objects (prefixes and directories) by the
 ``yyyy/mm/dd`` folders ELB writes them under: the delivery date, in UTC, both bounds inclusive. A
@@ -178,11 +178,8 @@ def plan_sources(
         if source.startswith("s3://"):
             _plan_s3(plan, index, source, s3_client(), dates=dates, start_after=start_after)
         elif os.path.isdir(source):
-            # Imported here: cli imports this module.
-            from elb_log_shipper.cli import expand_sources  # noqa: PLC0415
-
             found = False
-            for ref in expand_sources([source]):
+            for ref in walk_directory(source):
                 found = True
                 _add_listed(plan, index, ref, os.path.getsize(ref.key), dates)
             if not found:
@@ -192,6 +189,14 @@ def plan_sources(
         else:
             raise ConfigurationError(f"{source}: no such file or directory")
     return plan
+
+
+def walk_directory(root: str) -> Iterator[ObjectRef]:
+    """Every file under ``root``, in name order (folders too), as local references."""
+    for folder, folders, files in os.walk(root):
+        folders.sort()
+        for name in sorted(files):
+            yield ObjectRef.local(os.path.join(folder, name))
 
 
 def list_prefix(

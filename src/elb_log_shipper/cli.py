@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shlex
 import shutil
 import signal
@@ -104,7 +103,7 @@ class _CountingSink:
 
 
 @dataclass(slots=True)
-class Outcome:
+class ObjectResult:
     """One object's report plus what the destination confirmed."""
 
     report: ObjectReport
@@ -437,11 +436,11 @@ class _Run:
         s3_client: S3Client | None,
     ) -> int:
         spool = pool is None and self.jobs > 1
-        outcomes: list[Outcome] = []
+        outcomes: list[ObjectResult] = []
 
-        def task(obj: PlannedObject) -> tuple[Outcome, IO[bytes] | None]:
+        def task(obj: PlannedObject) -> tuple[ObjectResult, IO[bytes] | None]:
             if obj.skip_reason is not None:
-                return Outcome(ObjectReport(uri=obj.ref.uri), 0, skipped=obj.skip_reason), None
+                return ObjectResult(ObjectReport(uri=obj.ref.uri), 0, skipped=obj.skip_reason), None
             buffer: IO[bytes] | None = (
                 # Closed by on_done, once copied to stdout.
                 tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
@@ -459,7 +458,7 @@ class _Run:
             )
             return outcome, buffer
 
-        def on_done(index: int, result: tuple[Outcome, IO[bytes] | None]) -> None:
+        def on_done(index: int, result: tuple[ObjectResult, IO[bytes] | None]) -> None:
             outcome, buffer = result
             if buffer is not None:
                 with buffer:
@@ -663,7 +662,7 @@ def ship_one(
     s3_client: S3Client | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_events: Callable[[int], None] | None = None,
-) -> Outcome:
+) -> ObjectResult:
     """Ship one object to ``stdout`` (when ``pool`` is None) or Logstash, confirming delivery.
 
     ``should_stop`` is asked between batches (see ``ship_object``): an object stopped part-way
@@ -672,7 +671,7 @@ def ship_one(
     """
     decision = classify(ref)
     if not decision.ship:
-        return Outcome(ObjectReport(uri=ref.uri), 0, skipped=decision.skip_reason)
+        return ObjectResult(ObjectReport(uri=ref.uri), 0, skipped=decision.skip_reason)
     if pool is None:
         if stdout is None:
             raise ValueError("ship_one needs a pool or a stdout stream")
@@ -685,7 +684,9 @@ def ship_one(
             should_stop=should_stop,
         )
         error = None if report.error is None else str(report.error)
-        return Outcome(report, report.events, error=error, stopped=report.next_offset is not None)
+        return ObjectResult(
+            report, report.events, error=error, stopped=report.next_offset is not None
+        )
     sender = LogstashSender(pool)
     try:
         report = ship_object(
@@ -700,34 +701,14 @@ def ship_one(
     except DeliveryError as error:
         sender.abort()
         report = ObjectReport(uri=ref.uri)
-        return Outcome(report, 0, error=f"delivery failed: {error}", delivery_failed=True)
+        return ObjectResult(report, 0, error=f"delivery failed: {error}", delivery_failed=True)
     error_text = None if report.error is None else str(report.error)
-    return Outcome(
+    return ObjectResult(
         report, stats.events_confirmed, error=error_text, stopped=report.next_offset is not None
     )
 
 
-def expand_sources(sources: Sequence[str]) -> Iterator[ObjectRef]:
-    """Object references for local files and directories, and ``s3://bucket/key`` objects, in
-    the order given. (The ``ship`` command plans S3 prefixes with ``backfill.plan_sources``.)"""
-    for source in sources:
-        if source.startswith("s3://"):
-            bucket, _, key = source[5:].partition("/")
-            if not bucket or not key:
-                raise ConfigurationError(f"{source}: use s3://bucket/key")
-            yield ObjectRef(bucket, key)
-        elif os.path.isdir(source):
-            for root, dirs, files in os.walk(source):
-                dirs.sort()
-                for name in sorted(files):
-                    yield ObjectRef.local(os.path.join(root, name))
-        elif os.path.exists(source):
-            yield ObjectRef.local(source)
-        else:
-            raise ConfigurationError(f"{source}: no such file or directory")
-
-
-def format_outcome(outcome: Outcome) -> str:
+def format_outcome(outcome: ObjectResult) -> str:
     report = outcome.report
     if outcome.skipped:
         return f"skipped {report.uri}: {outcome.skipped}"
@@ -743,7 +724,7 @@ def format_outcome(outcome: Outcome) -> str:
     return text
 
 
-def format_summary(outcomes: Sequence[Outcome]) -> str:
+def format_summary(outcomes: Sequence[ObjectResult]) -> str:
     shipped = [o for o in outcomes if not o.skipped]
     lines = sum(o.report.lines for o in shipped)
     seconds = sum(o.report.seconds for o in shipped)
@@ -760,7 +741,7 @@ def format_summary(outcomes: Sequence[Outcome]) -> str:
 
 
 def format_table(
-    outcomes: Sequence[Outcome],
+    outcomes: Sequence[ObjectResult],
     *,
     not_shipped: int = 0,
     excluded: Counter[str] | None = None,
