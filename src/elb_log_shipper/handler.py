@@ -224,7 +224,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             ledger.outcome is Outcome.FAILED for ledger in shipment.ledgers
         )
     _log_objects(to_ship, shipment.ledgers, retry_event)
-    _add_metrics(shipment, handoffs)
+    # A direct invocation is a backfill (`ship --via-lambda`) of old objects: their age is not
+    # the pipeline's lag, and would only set off the lag alarm.
+    _add_metrics(shipment, handoffs, measure_lag=trigger.kind is not TriggerKind.DIRECT)
     result: dict[str, Any] = {"objects": [ledger.as_dict() for ledger in shipment.ledgers]}
     if trigger.kind is TriggerKind.SQS:
         result["batchItemFailures"] = _batch_item_failures(trigger, to_ship, shipment.ledgers)
@@ -313,7 +315,7 @@ def _log_objects(
             logger.info(f"object {ledger.outcome.value.replace('_', ' ')}", extra=extra)
 
 
-def _add_metrics(shipment: Shipment, handoffs: int) -> None:
+def _add_metrics(shipment: Shipment, handoffs: int, *, measure_lag: bool) -> None:
     ledgers = shipment.ledgers
     count = MetricUnit.Count
     outcomes = [ledger.outcome for ledger in ledgers]
@@ -332,7 +334,7 @@ def _add_metrics(shipment: Shipment, handoffs: int) -> None:
     metrics.add_metric(Metric.HANDOFFS, count, handoffs)
     delivery_failures = 0 if shipment.delivery_error is None else 1
     metrics.add_metric(Metric.DELIVERY_FAILURES, count, delivery_failures)
-    lag = lag_seconds([ledger.newest_timestamp for ledger in ledgers])
+    lag = lag_seconds([ledger.newest_timestamp for ledger in ledgers]) if measure_lag else None
     if lag is not None:
         metrics.add_metric(Metric.LAG_SECONDS, MetricUnit.Seconds, lag)
 

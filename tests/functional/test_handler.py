@@ -198,7 +198,10 @@ def test_sqs_continuation_resumes_at_its_offset(
 
 
 def test_direct_invocation_with_a_continuation(
-    container: Container, logstash: JsonLinesReceiver, moto: MotoServer
+    container: Container,
+    logstash: JsonLinesReceiver,
+    moto: MotoServer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # What `elb-log-shipper ship --via-lambda` sends: no ETag, offset 0.
     bucket = moto.new_bucket()
@@ -208,6 +211,10 @@ def test_direct_invocation_with_a_continuation(
 
     assert "batchItemFailures" not in result
     assert set(received(logstash)) == expected(CLASSIC_KEY, CLASSIC_DATA)
+    # A backfill of old objects is not lag: no LagSeconds to set off the alarm.
+    output = capsys.readouterr().out
+    assert metric(output, "LinesRead") == len(CLASSIC_DATA)
+    assert all("LagSeconds" not in document for document in emf_documents(output))
 
 
 @pytest.mark.parametrize("name", ["s3-test-file.json", "s3-test-event.json"])
