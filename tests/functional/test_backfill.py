@@ -21,7 +21,6 @@ import sys
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +37,7 @@ from elb_log_shipper.triggers import make_continuation
 from tests.support.faults import SlowReadingServer
 from tests.support.lambda_stub import LambdaStub
 from tests.support.receiver import JsonLinesReceiver
-from tests.support.s3server import DUMMY_ENVIRON, MotoServer, moto_server
+from tests.support.s3server import DUMMY_ENVIRON, MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -112,12 +111,6 @@ def put(bucket: str, key: str, lines: list[str], *, compress: bool) -> Stored:
         offsets[offset] = line
         offset += len(line.encode()) + 1
     return Stored(key, offsets, len(body), str(stored.etag).strip('"'))
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

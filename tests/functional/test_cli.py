@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from elb_log_shipper.config import ENV
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from tests.support.certs import CertBundle, make_certs
 from tests.support.receiver import JsonLinesReceiver
-from tests.support.s3server import DUMMY_ENVIRON, MotoServer, moto_server
+from tests.support.s3server import DUMMY_ENVIRON, MotoServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -156,12 +155,6 @@ def test_tls_with_ca_file(
     # close_notify once made the confirmation fail and the batch go out again).
     assert sorted(e["event"]["original"] for e in got) == sorted([*ALB_LINES, *CLASSIC_LINES])
     assert receiver.handshake_errors == []
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 def test_one_s3_object_to_tcp_end_to_end(

@@ -30,8 +30,8 @@ from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
 
 from elb_log_shipper.config import ENV
 from elb_log_shipper.formats import PARSE_FAILURE_TAG
-from tests.support.receiver import JsonLinesReceiver, receiver
-from tests.support.s3server import MotoServer, moto_server
+from tests.support.receiver import JsonLinesReceiver
+from tests.support.s3server import MotoServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -324,18 +324,6 @@ def test_package_is_small(package: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ end to end
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
-
-
-@pytest.fixture
-def logstash() -> Iterator[JsonLinesReceiver]:
-    with receiver() as server:
-        yield server
 
 
 def function_environ(parameters: Mapping[str, str]) -> dict[str, str]:

@@ -38,24 +38,12 @@ from tests.support.lambda_harness import (
     stop_container,
     store,
 )
-from tests.support.receiver import JsonLinesReceiver, receiver
-from tests.support.s3server import MotoServer, moto_server
+from tests.support.receiver import JsonLinesReceiver
+from tests.support.s3server import MotoServer
 
 pytestmark = pytest.mark.timeout(60)
 
 # ------------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
-
-
-@pytest.fixture
-def logstash() -> Iterator[JsonLinesReceiver]:
-    with receiver() as server:
-        yield server
 
 
 @pytest.fixture

@@ -39,15 +39,9 @@ from tests.support.lambda_harness import (
     store,
 )
 from tests.support.receiver import JsonLinesReceiver, receiver
-from tests.support.s3server import MotoServer, moto_server
+from tests.support.s3server import MotoServer
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture

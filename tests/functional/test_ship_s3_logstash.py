@@ -28,7 +28,7 @@ from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.samples import CLASSIC_LINES
 from tests.support.certs import CertBundle, make_certs
 from tests.support.receiver import JsonLinesReceiver
-from tests.support.s3server import DUMMY_ENVIRON, MotoServer, moto_server
+from tests.support.s3server import DUMMY_ENVIRON, MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -76,12 +76,6 @@ def make_object(
 
 
 # Fixtures.
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

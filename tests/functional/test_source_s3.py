@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
@@ -13,7 +12,7 @@ from botocore.exceptions import ClientError, ResponseStreamingError
 from elb_log_shipper.errors import ObjectChangedError, SourceError
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.source import MAX_READ_RETRIES, LineReader, read_lines
-from tests.support.s3server import MotoServer, moto_server
+from tests.support.s3server import MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -30,12 +29,6 @@ LINES = [
 DATA = b"\n".join(LINES) + b"\n"
 OFFSETS = [sum(len(line) + 1 for line in LINES[:i]) for i in range(len(LINES))]
 EXPECTED = list(zip(OFFSETS, LINES, strict=True))
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
