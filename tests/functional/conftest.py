@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from elb_log_shipper.config import ENV
 from tests.support.receiver import JsonLinesReceiver, receiver
-from tests.support.s3server import MotoServer, moto_server
+from tests.support.s3server import DUMMY_ENVIRON, MotoServer, moto_server
 
 
 @pytest.fixture(scope="module")
@@ -22,3 +23,16 @@ def logstash() -> Iterator[JsonLinesReceiver]:
     """A json_lines receiver standing in for Logstash's tcp input, one per test."""
     with receiver() as server:
         yield server
+
+
+@pytest.fixture
+def user_environment(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what a user would set: dummy credentials and the standard S3 endpoint variable
+    (no LOGSTASH_* or other setting of ours, no AWS_ENDPOINT_URL)."""
+    for name in vars(ENV).values():
+        if isinstance(name, str) and name.isupper():
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for name, value in DUMMY_ENVIRON.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto.endpoint_url)

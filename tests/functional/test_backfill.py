@@ -31,9 +31,9 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
 from elb_log_shipper import cli
-from elb_log_shipper.config import ENV
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.triggers import make_continuation
+from tests.support.cli_runner import Run, run_command
 from tests.support.faults import SlowReadingServer
 from tests.support.lambda_stub import LambdaStub
 from tests.support.receiver import JsonLinesReceiver
@@ -42,7 +42,7 @@ from tests.support.s3server import DUMMY_ENVIRON, MotoServer
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("user_environment")]
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -138,30 +138,8 @@ def prefix(moto: MotoServer) -> Prefix:
     return Prefix(bucket, {obj.key: obj for obj in stored})
 
 
-@pytest.fixture(autouse=True)
-def environment(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only what a user would set: dummy credentials and the standard endpoint variables."""
-    for name in vars(ENV).values():
-        if isinstance(name, str) and name.isupper():
-            monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for name, value in DUMMY_ENVIRON.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto.endpoint_url)
-
-
-@dataclass
-class Run:
-    status: int
-    out: str
-    err: str
-
-
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Run:
-    capsys.readouterr()
-    status = cli.main(["ship", *argv])
-    captured = capsys.readouterr()
-    return Run(status, captured.out, captured.err)
+    return run_command(capsys, "ship", *argv)
 
 
 def received(events: list[dict[str, Any]]) -> Counter[tuple[str, int]]:

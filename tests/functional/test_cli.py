@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from elb_log_shipper import cli
 from elb_log_shipper.config import ENV
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from tests.support.certs import CertBundle, make_certs
+from tests.support.cli_runner import Run, run_command
 from tests.support.receiver import JsonLinesReceiver
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer
 
@@ -28,18 +28,8 @@ S3_KEY = (
 )
 
 
-@dataclass
-class Run:
-    status: int
-    out: str
-    err: str
-
-
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Run:
-    capsys.readouterr()
-    status = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return Run(status, captured.out, captured.err)
+    return run_command(capsys, *argv)
 
 
 def events(out: str) -> list[dict[str, Any]]:

@@ -28,12 +28,12 @@ from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.samples import CLASSIC_LINES
 from tests.support.certs import CertBundle, make_certs
 from tests.support.receiver import JsonLinesReceiver
-from tests.support.s3server import DUMMY_ENVIRON, MotoServer
+from tests.support.s3server import MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("user_environment")]
 
 _DAY = "AWSLogs/123456789012/elasticloadbalancing/us-east-1/2026/11/28/"
 _ACCOUNT = "123456789012_elasticloadbalancing_us-east-1"
@@ -98,18 +98,6 @@ def classic_object(moto: MotoServer, bucket: str) -> LogObject:
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
     return make_certs(Path(tmp_path_factory.mktemp("certs")))
-
-
-@pytest.fixture(autouse=True)
-def environment(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only what a user would set: dummy credentials and the standard S3 endpoint variable."""
-    for name in vars(ENV).values():
-        if isinstance(name, str) and name.isupper():
-            monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for name, value in DUMMY_ENVIRON.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto.endpoint_url)
 
 
 @pytest.fixture
