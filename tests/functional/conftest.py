@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from elb_log_shipper.config import ENV
+from tests.support.certs import CertBundle, make_certs
 from tests.support.receiver import JsonLinesReceiver, receiver
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer, moto_server
 
@@ -36,3 +38,9 @@ def user_environment(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in DUMMY_ENVIRON.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto.endpoint_url)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
+    """A test CA with server (127.0.0.1, localhost) and client certificates, as files."""
+    return make_certs(Path(tmp_path_factory.mktemp("certs")))

@@ -15,7 +15,7 @@ import pytest
 from elb_log_shipper import cli
 from elb_log_shipper.config import ENV
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
-from tests.support.certs import CertBundle, make_certs
+from tests.support.certs import CertBundle
 from tests.support.cli_runner import Run, run_command
 from tests.support.receiver import JsonLinesReceiver
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer
@@ -50,11 +50,6 @@ def logs(tmp_path: Path) -> Path:
     (tmp_path / "a-gzip.log").write_bytes(gzip.compress("\n".join(ALB_LINES).encode() + b"\n"))
     (tmp_path / "sub" / "b-plain.log.gz").write_bytes("\n".join(CLASSIC_LINES).encode())
     return tmp_path
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
-    return make_certs(Path(tmp_path_factory.mktemp("certs")))
 
 
 @pytest.mark.parametrize(

@@ -7,14 +7,13 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from elb_log_shipper.config import Settings
 from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
-from tests.support.certs import CertBundle, make_certs
+from tests.support.certs import CertBundle
 from tests.support.faults import (
     ClosingServer,
     NeverReadingServer,
@@ -73,11 +72,6 @@ def assert_in_order_per_connection(server: JsonLinesReceiver) -> None:
     for record in server.records:
         numbers = [int(event["id"].rsplit("-", 1)[1]) for event in record.events]
         assert numbers == sorted(numbers), f"connection {record.index} reordered events"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
-    return make_certs(Path(tmp_path_factory.mktemp("certs")))
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -26,7 +25,7 @@ from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.logstash import SocketPool
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.samples import CLASSIC_LINES
-from tests.support.certs import CertBundle, make_certs
+from tests.support.certs import CertBundle
 from tests.support.receiver import JsonLinesReceiver
 from tests.support.s3server import MotoServer
 
@@ -93,11 +92,6 @@ def classic_object(moto: MotoServer, bucket: str) -> LogObject:
     return make_object(
         moto, bucket, CLASSIC_KEY, list(CLASSIC_LINES) * CLASSIC_REPEAT, compress=False
     )
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
-    return make_certs(Path(tmp_path_factory.mktemp("certs")))
 
 
 @pytest.fixture

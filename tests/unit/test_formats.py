@@ -13,6 +13,7 @@ import pytest
 
 from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, parse_line
 from elb_log_shipper.formats._tokenizer import _split_slow, tokenize
+from tests.support.events import field
 
 ABSENT = object()
 
@@ -21,12 +22,7 @@ CERT = "arn:aws:acm:us-east-2:123456789012:certificate/12345678-1234-1234-1234-1
 
 
 def get(event: dict[str, Any], path: str) -> Any:
-    value: Any = event
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return ABSENT
-        value = value[part]
-    return value
+    return field(event, path, ABSENT)
 
 
 def check(line: str, expected: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from elb_log_shipper.formats import PARSE_FAILURE_TAG, parse_line
+from tests.support.events import field
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "peer-fixtures"
 LINES = FIXTURES / "lines.jsonl"
@@ -107,15 +108,6 @@ def _cases() -> list[Any]:
     return cases
 
 
-def _get(event: dict[str, Any], path: str) -> Any:
-    value: Any = event
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def _absent(theirs: Any) -> bool:
     return theirs is None or theirs in ("-", "", [])
 
@@ -162,9 +154,9 @@ def test_agrees_with_peer_parsers(line: str, expected: dict[str, Any]) -> None:
             # A placeholder in the peer's test, not a value of this line.
             continue
         path = FIELD_PATHS[key]
-        if _get(event, "aws.elb.protocol") == "tcp":
+        if field(event, "aws.elb.protocol") == "tcp":
             path = TCP_PATHS.get(key, path)
-        ours = _get(event, path)
+        ours = field(event, path)
         if not _agrees(key, theirs, ours):
             disagreements[key] = (theirs, ours)
     assert not disagreements, disagreements
