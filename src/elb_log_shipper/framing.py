@@ -17,12 +17,19 @@ chunks that hold a ``\\r`` or an oversized line.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
 from itertools import accumulate
 from operator import itemgetter
+from typing import cast
+
+# ISA-L inflates gzip 3x faster than zlib (0.4 against 1.4 µs per ALB line, bench/README.md), with
+# zlib's interface and wheels for x86_64 and arm64 alike.
+from isal import isal_zlib
 
 from elb_log_shipper.errors import SourceError
+
+# isal's stub declares `error` as an instance; it is zlib.error's counterpart, a class.
+_InflateError = cast("type[Exception]", isal_zlib.error)
 
 __all__ = [
     "GZIP_MAGIC",
@@ -317,7 +324,7 @@ class GzipInflater:
         self._max_ratio = max_ratio
         self._max_output = max_output
         self._step = step
-        self._member: zlib._Decompress | None = None
+        self._member: isal_zlib.Decompress | None = None
         self.bytes_in = 0
         """Compressed bytes fed."""
         self.bytes_out = 0
@@ -334,11 +341,17 @@ class GzipInflater:
                 data = data.lstrip(b"\0")
                 if not data:
                     return
-                member = self._member = zlib.decompressobj(wbits=31)
+                if data[:2] != GZIP_MAGIC[: len(data[:2])]:
+                    # Said at once: ISA-L would wait for a whole header before finding fault.
+                    raise SourceError(
+                        f"gzip data is corrupt in member {self.members + 1} near compressed byte "
+                        f"{self.bytes_in - len(data)}: no gzip header"
+                    )
+                member = self._member = isal_zlib.decompressobj(wbits=31)
             while True:
                 try:
                     out = member.decompress(data, self._step)
-                except zlib.error as exc:
+                except _InflateError as exc:
                     raise SourceError(
                         f"gzip data is corrupt in member {self.members + 1} near compressed byte "
                         f"{self.bytes_in - len(data)}: {exc}"

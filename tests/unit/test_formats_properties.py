@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from elb_log_shipper.errors import ParseError
-from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, parse_line
+from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, alb, parse_line
 from elb_log_shipper.formats._tokenizer import _split_slow, tokenize
+from elb_log_shipper.formats.event import _parse_fields
 from elb_log_shipper.samples import SAMPLE_OBJECTS
 
 SAMPLE_LINES = [line for sample in SAMPLE_OBJECTS for line in sample.lines]
@@ -78,3 +82,96 @@ def test_fast_tokenizer_agrees_with_the_character_loop(line: str) -> None:
 def test_samples_parse_except_the_deliberate_failure() -> None:
     failures = [line for line in SAMPLE_LINES if "tags" in parse_line(line)]
     assert failures == ["this line is not an ELB log"]
+
+
+# ALB lines of the common layout, which `alb.parse_quoted_parts` reads directly: the samples and
+# AWS's documented examples (reference §3).
+AWS_EXAMPLES = [
+    "https 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 "
+    '10.0.0.1:80 0.086 0.048 0.037 200 200 0 57 "GET https://www.example.com:443/ HTTP/1.1" '
+    '"curl/7.46.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 arn:aws:elasticloadbalancing:us-east-2:'
+    "123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "
+    '"Root=1-58337281-1d84f3d73c47ec4e58577259" "www.example.com" '
+    '"arn:aws:acm:us-east-2:123456789012:certificate/12345678-1234-1234-1234-123456789012" '
+    '1 2018-07-02T22:22:48.364000Z "authenticate,forward" "-" "-" "10.0.0.1:80" "200" "-" "-"',
+    "http 2018-11-30T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 - "
+    '0.000 0.001 0.000 502 - 34 366 "GET http://www.example.com:80/ HTTP/1.1" "curl/7.46.0" - - '
+    "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "
+    '"Root=1-58337364-23a8c76965a2ef7629b185e3" "-" "-" 0 2018-11-30T22:22:48.364000Z "forward" '
+    '"-" "LambdaInvalidResponse" "-" "-" "-" "-" TID_1234abcd5678ef90',
+]
+ALB_LINES = [
+    line
+    for line in SAMPLE_LINES + AWS_EXAMPLES
+    if alb.parse_quoted_parts(line.split('"')) is not None
+]
+# Mostly values that break a field's type but keep the layout; some that break the layout.
+JUNK = ["", "-", "-1", "1.5", "abc", "0x1", "99999999999999999999", "é", ":", "a:b", "1:", "x y"]
+
+
+@st.composite
+def mutated_alb_line(draw: st.DrawFn) -> str:
+    """A common-layout ALB line with some of its space-separated tokens replaced or added."""
+    tokens = draw(st.sampled_from(ALB_LINES)).split(" ")
+    for _ in range(draw(st.integers(1, 3))):
+        index = draw(st.integers(0, len(tokens) - 1))
+        token = tokens[index]
+        if '"' in token:
+            tokens[index] = draw(st.sampled_from([token, f'"{token}"', token.replace('"', "")]))
+        else:
+            tokens[index] = draw(st.sampled_from([*JUNK, token + "x", "x" + token]))
+    if draw(st.booleans()):
+        # A token more (or a word inside a quoted value) shifts the fields after it.
+        tokens.insert(draw(st.integers(0, len(tokens))), draw(st.sampled_from(JUNK)))
+    if draw(st.booleans()):
+        # A missing space: `57"GET ..."` or `"a""b"` is one token with quotes inside.
+        index = draw(st.integers(0, len(tokens) - 2))
+        tokens[index : index + 2] = [tokens[index] + tokens[index + 1]]
+    if draw(st.booleans()):
+        tokens += draw(st.lists(st.sampled_from(["TID_1", "-", "7", '"', ","]), max_size=6))
+    return " ".join(tokens)
+
+
+def _outcome(parse: Callable[[], object]) -> object:
+    try:
+        return parse()
+    except ParseError as error:
+        return ("ParseError", str(error))
+
+
+def test_the_alb_samples_take_the_fast_path() -> None:
+    # Otherwise the property below would compare nothing.
+    assert len(ALB_LINES) == 5
+
+
+@settings(max_examples=2000)
+@given(mutated_alb_line())
+def test_alb_fast_path_gives_what_the_tokenizer_path_gives(line: str) -> None:
+    fast = _outcome(lambda: alb.parse_quoted_parts(line.split('"')))
+    # About a third of the lines keep the layout; the others must take the general path.
+    if fast is not None:
+        assert fast == _outcome(lambda: _parse_fields(line, tokenize(line)))
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('57 "GET', '57"GET'),  # no space before the first quoted field
+        ('HTTP/1.1" "curl', 'HTTP/1.1""curl'),  # request and user agent back to back
+        ('73e2d6bc24d8a067 "Root', '73e2d6bc24d8a067"Root'),
+        ('259" "www', '259""www'),
+        ('259" "www', '259" x "www'),
+        ('.com" "arn', '.com""arn'),
+        ('.com" "arn', '.com" - "arn'),
+        ('012" 1 2018', '012" 1 2 2018'),
+        ('364000Z "authenticate', '364000Z"authenticate'),
+        ('"-" "-" "10.0', '"-" - "-" "10.0'),
+        ("0 57", "0 57 1"),
+        ("TLSv1.2 arn", "TLSv1.2 - arn"),
+        ("https ", "tls "),
+    ],
+)
+def test_a_line_off_the_common_layout_takes_the_general_path(old: str, new: str) -> None:
+    line = AWS_EXAMPLES[0].replace(old, new, 1)
+    assert line != AWS_EXAMPLES[0]
+    assert alb.parse_quoted_parts(line.split('"')) is None

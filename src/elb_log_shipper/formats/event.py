@@ -13,7 +13,7 @@ from typing import Any
 
 from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats import alb, classic, connection, nlb
-from elb_log_shipper.formats._tokenizer import tokenize
+from elb_log_shipper.formats._tokenizer import tokenize, tokenize_split
 from elb_log_shipper.formats._values import timestamp
 
 __all__ = ["DATASET", "PARSE_FAILURE_TAG", "EventBuilder", "detect_format", "parse_line"]
@@ -24,6 +24,7 @@ PARSE_FAILURE_TAG = "_elbparsefailure"
 TEST_LINE_PREFIX = "Enable AccessLog for ELB: "
 
 Event = dict[str, Any]
+_NO_FIELDS: list[str] = []
 
 
 def detect_format(fields: list[str]) -> str | None:
@@ -49,6 +50,9 @@ _PARSERS: dict[str | None, Callable[[list[str]], Event]] = {
 }
 
 
+# `line.split('"')` of an ALB line of the common layout: 12 quoted fields.
+_ALB_PARTS = 25
+
 # ALB and NLB lines are recognised by their first field alone.
 _BY_FIRST_FIELD: dict[str, Callable[[list[str]], Event]] = {
     **dict.fromkeys(alb.TYPES, alb.parse),
@@ -58,7 +62,11 @@ _BY_FIRST_FIELD: dict[str, Callable[[list[str]], Event]] = {
 
 def _parse(text: str) -> Event:
     """The event fields of one line, or ParseError."""
-    return _parse_fields(text, tokenize(text))
+    if "\\" in text:
+        return _parse_fields(text, tokenize(text))
+    parts = text.split('"')
+    event = alb.parse_quoted_parts(parts) if len(parts) == _ALB_PARTS else None
+    return event if event is not None else _parse_fields(text, tokenize_split(text, parts))
 
 
 def _parse_fields(text: str, fields: list[str]) -> Event:
@@ -161,9 +169,17 @@ class EventBuilder:
         # The hot path: one call per line, so detection and the object context are inlined.
         try:
             text = raw.decode()
-            fields = tokenize(text)
-            parser = _BY_FIRST_FIELD.get(fields[0]) if fields else None
-            event = parser(fields) if parser is not None else _parse_fields(text, fields)
+            event = None
+            if "\\" in text:
+                fields = tokenize(text)
+            else:
+                parts = text.split('"')
+                if len(parts) == _ALB_PARTS:
+                    event = alb.parse_quoted_parts(parts)
+                fields = tokenize_split(text, parts) if event is None else _NO_FIELDS
+            if event is None:
+                parser = _BY_FIRST_FIELD.get(fields[0]) if fields else None
+                event = parser(fields) if parser is not None else _parse_fields(text, fields)
         except UnicodeDecodeError as error:
             return self.failure(
                 raw.decode(errors="replace"), offset, f"invalid UTF-8 at byte {error.start}"
