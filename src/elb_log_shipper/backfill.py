@@ -13,8 +13,10 @@ will be shipped:
 The date filter (``DateRange``) selects among listed objects (prefixes and directories) by the
 ``yyyy/mm/dd`` folders ELB writes them under: the delivery date, in UTC, both bounds inclusive. A
 key without such a date is excluded when a bound is given (we cannot tell whether it is in
-range) and included otherwise. Objects named exactly are never filtered. ``triggers.classify``
-then marks the ELB test file and health-check logs as skipped, as the Lambda function does.
+range) and included otherwise. With a bound, a prefix at or below ``AWSLogs/`` is not listed
+whole: ``list_dated`` walks ELB's folders and lists only the day folders in the range. Objects
+named exactly are never filtered. ``triggers.classify`` then marks the ELB test file and
+health-check logs as skipped, as the Lambda function does.
 
 ``fan_out`` runs a task per object on worker threads and hands the results back to the calling
 thread in listing order, so the finished objects are always a prefix of the listing: what a
@@ -23,9 +25,11 @@ resume (``--start-after``) needs, and what keeps stdout ordered.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import queue
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +45,7 @@ from elb_log_shipper.triggers import classify
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import PaginatorConfigTypeDef
 
 __all__ = [
     "DateRange",
@@ -48,6 +53,7 @@ __all__ = [
     "Plan",
     "PlannedObject",
     "fan_out",
+    "list_dated",
     "list_prefix",
     "parse_date",
     "parse_s3_uri",
@@ -115,6 +121,20 @@ class DateRange:
     def bounded(self) -> bool:
         return self.since is not None or self.until is not None
 
+    def may_hold(self, year: int, month: int | None = None, day: int | None = None) -> bool:
+        """Whether the folder ``yyyy[/mm[/dd]]`` can hold keys in the range.
+
+        >>> since = DateRange(dt.date(2024, 3, 2))
+        >>> since.may_hold(2024, 2), since.may_hold(2024, 3, 1), since.may_hold(2024)
+        (False, False, True)
+        """
+        first = (year, month or 1, day or 1)
+        last = (year, month or 12, day or 31)
+        since, until = self.since, self.until
+        return (since is None or last >= (since.year, since.month, since.day)) and (
+            until is None or first <= (until.year, until.month, until.day)
+        )
+
     def exclusion(self, key: str) -> str | None:
         """Why a listed key is outside the range, or ``None`` when it is in."""
         if not self.bounded:
@@ -150,6 +170,8 @@ class Plan:
     objects: list[PlannedObject] = field(default_factory=list)
     excluded: Counter[str] = field(default_factory=Counter)
     empty_prefixes: list[str] = field(default_factory=list)
+    # S3 prefixes listed by delivery date (only the yyyy/mm/dd folders in range were listed).
+    listed_by_date: list[str] = field(default_factory=list)
 
     @property
     def to_ship(self) -> list[PlannedObject]:
@@ -200,26 +222,46 @@ def walk_directory(root: str) -> Iterator[ObjectRef]:
 
 
 def list_prefix(
-    s3: S3Client, bucket: str, prefix: str, start_after: str | None
+    s3: S3Client,
+    bucket: str,
+    prefix: str,
+    start_after: str | None,
+    *,
+    files_only: bool = False,
 ) -> Iterator[ObjectRef]:
-    """Every object under ``prefix``, in key order, as a reference pinned to its listed ETag.
+    """Every object under ``prefix``, in key order, as a reference pinned to its listed ETag;
+    with ``files_only``, only those right in it (not in folders below it).
 
     Raises ListingError with one sentence naming the prefix and what to check.
     """
     paginator = s3.get_paginator("list_objects_v2")
     # An empty StartAfter is no StartAfter: the listing starts at the prefix.
-    pages = paginator.paginate(
-        Bucket=bucket,
-        Prefix=prefix,
-        StartAfter=start_after or "",
-        PaginationConfig={"PageSize": LIST_PAGE_SIZE},
-    )
-    try:
+    config: PaginatorConfigTypeDef = {"PageSize": LIST_PAGE_SIZE}
+    if files_only:
+        pages = paginator.paginate(
+            Bucket=bucket,
+            Prefix=prefix,
+            StartAfter=start_after or "",
+            Delimiter="/",
+            PaginationConfig=config,
+        )
+    else:
+        pages = paginator.paginate(
+            Bucket=bucket, Prefix=prefix, StartAfter=start_after or "", PaginationConfig=config
+        )
+    with _listing_errors(bucket, prefix):
         for page in pages:
             for item in page.get("Contents", []):
                 yield ObjectRef(
                     bucket, item["Key"], etag=item["ETag"].strip('"'), size=item["Size"]
                 )
+
+
+@contextlib.contextmanager
+def _listing_errors(bucket: str, prefix: str) -> Iterator[None]:
+    """Turn boto3's errors from listing ``prefix`` into ListingError with one sentence."""
+    try:
+        yield
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "error")
         raise ListingError(
@@ -239,8 +281,13 @@ def _plan_s3(
         if head is not None:
             _add(plan, PlannedObject(head, index, head.size or 0))
             return
+    refs = list_dated(s3, bucket, key, dates, start_after)
+    if refs is None:
+        refs = list_prefix(s3, bucket, key, start_after)
+    else:
+        plan.listed_by_date.append(source)
     found = False
-    for ref in list_prefix(s3, bucket, key, start_after):
+    for ref in refs:
         found = True
         _add_listed(plan, index, ref, ref.size or 0, dates)
     if found:
@@ -251,6 +298,94 @@ def _plan_s3(
         _add(plan, PlannedObject(ObjectRef(bucket, key), index))
     else:
         plan.empty_prefixes.append(source)
+
+
+# A prefix at or below `AWSLogs/` (the last one, after any prefix of the user's), split there.
+_UNDER_AWSLOGS = re.compile(r"(?P<root>(?:.*/)?AWSLogs/)(?P<rest>.*)", re.DOTALL)
+# The folders below `AWSLogs/` down to the files: account, service, region, year, month, day.
+_FOLDER_LEVELS = 6
+_SERVICE = "elasticloadbalancing"
+_YEAR, _DAY = 3, 5
+
+
+def list_dated(
+    s3: S3Client, bucket: str, prefix: str, dates: DateRange, start_after: str | None
+) -> Iterator[ObjectRef] | None:
+    """The objects under ``prefix`` that can be in ``dates``, found by walking the folders ELB
+    writes (``AWSLogs/<account>/elasticloadbalancing/<region>/<yyyy>/<mm>/<dd>/``) and listing
+    only the day folders in the range; None when that cannot be done (no date bound, or a
+    prefix above ``AWSLogs/`` or inside a day folder), for a plain listing.
+
+    A month of logs under a region's prefix is about 9,000 keys per load-balancer node, so a
+    week's backfill from a bucket that holds years lists a few thousand keys instead of
+    millions. For every key ELB writes, the result is what ``list_prefix`` gives less the keys
+    ``dates.exclusion`` rejects, in the same order: only folders that cannot hold a key in the
+    range are left out, and the keys listed still go through the date filter.
+    """
+    found = _UNDER_AWSLOGS.fullmatch(prefix)
+    if found is None or not dates.bounded:
+        return None
+    *complete, partial = found["rest"].split("/")
+    if len(complete) >= _FOLDER_LEVELS:
+        return None
+    for level, name in enumerate(complete):
+        if not _may_hold(level, name, complete[:level], dates):
+            return iter(())
+    path = found["root"] + "".join(name + "/" for name in complete)
+    return _DateWalk(s3, bucket, dates, start_after).walk(len(complete), path, partial, complete)
+
+
+@dataclass(frozen=True, slots=True)
+class _DateWalk:
+    s3: S3Client
+    bucket: str
+    dates: DateRange
+    start_after: str | None
+
+    def walk(self, level: int, path: str, partial: str, names: list[str]) -> Iterator[ObjectRef]:
+        """The objects under ``path + partial``, ``path`` being a folder at ``level``."""
+        s3, bucket, start_after = self.s3, self.bucket, self.start_after
+        if level == _FOLDER_LEVELS:
+            # A day folder: its files (keys in deeper folders are not ELB's and out of range).
+            yield from list_prefix(s3, bucket, path + partial, start_after, files_only=True)
+            return
+        for folder in _subfolders(s3, bucket, path + partial):
+            name = folder[len(path) : -1]
+            # Every key of a folder that sorts before start_after without holding it is before.
+            if start_after and folder < start_after and not start_after.startswith(folder):
+                continue
+            if _may_hold(level, name, names, self.dates):
+                yield from self.walk(level + 1, folder, "", [*names, name])
+
+
+def _may_hold(level: int, name: str, above: list[str], dates: DateRange) -> bool:
+    """Whether folder ``name`` at ``level`` (below the folders ``above``) can hold keys in
+    ``dates``; accounts and regions are not judged (the key filter does that)."""
+    if level == 1:
+        return name == _SERVICE
+    if level < _YEAR:
+        return True
+    digits = 4 if level == _YEAR else 2
+    if len(name) != digits or not name.isdigit() or not name.isascii():
+        return False
+    parts = [int(value) for value in [*above[_YEAR:level], name]]
+    if level == _DAY:
+        try:
+            dt.date(*parts)
+        except ValueError:
+            return False  # not a date: the filter would exclude its keys
+    return dates.may_hold(*parts)
+
+
+def _subfolders(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:
+    """The folders (common prefixes) right under ``prefix``, in key order."""
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, Delimiter="/", PaginationConfig={"PageSize": LIST_PAGE_SIZE}
+    )
+    with _listing_errors(bucket, prefix):
+        for page in pages:
+            for common in page.get("CommonPrefixes", []):
+                yield common["Prefix"]
 
 
 def _head(s3: S3Client, bucket: str, key: str) -> ObjectRef | None:

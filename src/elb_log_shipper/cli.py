@@ -480,6 +480,7 @@ class _Run:
                 outcomes,
                 not_shipped=not_shipped,
                 excluded=self.plan.excluded,
+                listed_by_date=self.plan.listed_by_date,
                 seconds=time.monotonic() - self.started,
             ),
             file=self.stderr,
@@ -538,6 +539,8 @@ class _Run:
             f"in {time.monotonic() - self.started:.1f} s",
             file=self.stderr,
         )
+        if self.plan.listed_by_date:
+            print(_listed_by_date(self.plan.listed_by_date), file=self.stderr)
         if self._interrupted(done):
             return EXIT_INTERRUPTED
         return EXIT_FAILED if errors or not_started else EXIT_OK
@@ -745,12 +748,14 @@ def format_table(
     *,
     not_shipped: int = 0,
     excluded: Counter[str] | None = None,
+    listed_by_date: Sequence[str] = (),
     seconds: float = 0.0,
 ) -> str:
     """The summary table printed at the end of ``ship``: one row per fate of an object.
 
     ``not_shipped`` counts the objects left by Ctrl-C or a dead Logstash (stopped or never
-    started); ``excluded`` the listed objects outside --since/--until, by reason.
+    started); ``excluded`` the listed objects outside --since/--until, by reason;
+    ``listed_by_date`` the prefixes of which only the day folders in range were listed.
     """
     header = ("", "objects", "lines", "events", "parse failures", "sent", "bytes read")
     rows: list[tuple[str, ...]] = [header]
@@ -787,10 +792,19 @@ def format_table(
     text += [
         f"{name:<{widths[0]}}  {count:>{widths[1]},}  {why}".rstrip() for name, count, why in notes
     ]
+    if listed_by_date:
+        text.append(_listed_by_date(listed_by_date))
     lines = sum(o.report.lines for o in outcomes)
     rate = lines / seconds if seconds > 0 else 0.0
     text.append(f"in {seconds:.1f} s ({rate:,.0f} lines/s)")
     return "\n".join(text)
+
+
+def _listed_by_date(sources: Sequence[str]) -> str:
+    return (
+        f"listed by delivery date: only the yyyy/mm/dd folders from --since to --until under "
+        f"{', '.join(sources)}"
+    )
 
 
 def _reasons(counts: Counter[Any]) -> str:
@@ -825,6 +839,8 @@ def format_plan(plan: Plan, function: str | None = None) -> str:
     if plan.excluded:
         summary += f" ({_reasons(plan.excluded)})"
     out.append(summary + "\n")
+    if plan.listed_by_date:
+        out.append(_listed_by_date(plan.listed_by_date) + "\n")
     return "".join(out)
 
 

@@ -8,6 +8,7 @@ tiny (one or two lines) so that the listing and the per-object work, not parsing
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import io
 import json
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
 from elb_log_shipper import cli
+from elb_log_shipper.backfill import DateRange, list_dated, list_prefix
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.triggers import make_continuation
 from tests.support.cli_runner import Run, run_command
@@ -200,12 +203,35 @@ def test_since_until_keep_both_boundary_days_by_delivery_folder(
     keys = prefix.logs(6, 7)
     assert LATE in keys  # interval ended on the 5th, delivered on the 6th: in
     assert received(stdout_events(run.out)) == expected_lines(prefix, keys)
-    # Out of range: days 1-5 and 8, and the undated key (its date cannot be known).
-    # The health-check log is in range and skipped; everything else not shipped is excluded.
-    excluded = len(prefix.objects) - len(keys) - 1
-    assert re.search(rf"^excluded\s+{excluded:,}\s", run.err, re.M), run.err
-    assert "no yyyy/mm/dd delivery date in the key: 2" in run.err  # and the test file
+    # The health-check log is in range and skipped. Nothing else was even listed: the prefix is
+    # walked by date, so no object is left out by the filter.
     assert f"skipped {HEALTH_CHECK}" in run.err.replace(f"s3://{prefix.bucket}/", "")
+    assert "listed by delivery date: only the yyyy/mm/dd folders" in run.err
+    assert not re.search(r"^excluded", run.err, re.M), run.err
+
+
+def test_a_date_range_lists_only_its_day_folders(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, prefix: Prefix
+) -> None:
+    # The moto server logs each ListObjectsV2 request it serves (werkzeug): the query says what
+    # was listed. Folders are walked with a delimiter; only days 6 and 7 are listed whole.
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    run = run_cli(capsys, prefix.uri, "--since", "2024-03-06", "--until", "2024-03-07", "--dry-run")
+    assert run.status == cli.EXIT_OK, run.err
+    listings = [
+        dict(urllib.parse.parse_qsl(found[1]))
+        for record in caplog.records
+        if (
+            found := re.search(
+                rf'"GET /{prefix.bucket}/?\?(\S*list-type=2\S*) ', record.getMessage()
+            )
+        )
+    ]
+    assert listings, "no listing was logged"
+    assert all(listing.get("delimiter") == "/" for listing in listings), listings
+    days = sorted(listing["prefix"] for listing in listings if listing["prefix"].count("/") == 7)
+    assert days == [f"{FOLDER}/06/", f"{FOLDER}/07/"]
+    assert f"would ship {len(prefix.logs(6, 7))} objects" in run.out
 
 
 def test_stdout_stays_ordered_by_object_with_two_jobs(
@@ -243,11 +269,11 @@ def test_dry_run_lists_sizes_and_skips_without_reading(
     assert f"would ship {len(shipped)} objects, " in run.out
     assert f"({total} bytes); skip 2 " in run.out
 
-    # With a date filter the left-out objects are counted by reason.
+    # With a date filter only the day folders in range are listed.
     run = run_cli(capsys, prefix.uri, "--dry-run", "--since", "2024-03-08")
     assert run.status == cli.EXIT_OK, run.err
     assert f"would ship {FEW_PER_DAY} objects" in run.out
-    assert "no yyyy/mm/dd delivery date in the key: 2" in run.out  # the undated key, test file
+    assert "; 0 outside the dates\nlisted by delivery date: only the yyyy/mm/dd folders" in run.out
 
     # The control: a real run over the same listing does read objects, and the log shows it.
     caplog.clear()
@@ -393,3 +419,134 @@ def test_ctrl_c_stops_cleanly_and_the_printed_command_resumes(
         both = received(slow.events)
     # Together, every line exactly once: the resume point is after the last object done.
     assert both == Counter((key, offset) for key in keys for offset in objects[key].lines)
+
+
+# Listing by date gives what the full listing and the filter give.
+
+ELB = "elasticloadbalancing"
+TRICKY_KEYS = [
+    f"AWSLogs/{ACCOUNT}/ELBAccessLogTestFile",
+    f"AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2024/03/06/{ACCOUNT}_CloudTrail_{REGION}_x.json.gz",
+    f"AWSLogs/{ACCOUNT}/{ELB}/readme.txt",
+    f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/notes.txt",
+    f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/02/30/{ACCOUNT}_{ELB}_{REGION}_lb_20240301T0000Z_ip_a.log",
+    f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/13/01/{ACCOUNT}_{ELB}_{REGION}_lb_20240101T0000Z_ip_a.log",
+    f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/24/03/06/{ACCOUNT}_{ELB}_{REGION}_lb_20240306T0000Z_ip_a.log",
+    f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/3/06/{ACCOUNT}_{ELB}_{REGION}_lb_20240306T0000Z_ip_a.log",
+    f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/03/06/not-an-elb-name.txt",
+    # Not ELB's: not in the date range for the filter either (no yyyy/mm/dd/<file> at the end).
+    f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/03/06/sub/{ACCOUNT}_{ELB}_{REGION}_lb_x.log",
+]
+
+
+def dated_key(account: str, region: str, day: str, n: int = 0, root: str = "") -> str:
+    end = day.replace("/", "") + "T0005Z"
+    return (
+        f"{root}AWSLogs/{account}/{ELB}/{region}/{day}/"
+        f"{account}_{ELB}_{region}_app.web.50dc6c495c0c9188_{end}_10.0.1.7_{n:05d}.log.gz"
+    )
+
+
+@pytest.fixture(scope="module")
+def tricky(moto: MotoServer) -> str:
+    """A bucket of ELB keys over accounts, regions, month and year ends, a prefix before
+    AWSLogs/, and keys that only look dated."""
+    bucket = moto.new_bucket("by-date")
+    keys = list(TRICKY_KEYS)
+    days = ["2023/12/31", "2024/01/01", "2024/02/29", "2024/03/05", "2024/03/06", "2024/03/07"]
+    for account in (ACCOUNT, "210987654321"):
+        for region in (REGION, "eu-west-1"):
+            keys += [dated_key(account, region, day, n) for day in days for n in range(2)]
+    keys += [dated_key(ACCOUNT, REGION, day, root="team/") for day in days]
+    for key in keys:
+        s3_backends[DEFAULT_ACCOUNT_ID]["aws"].put_object(bucket, key, b"x\n")
+    return bucket
+
+
+Case = tuple[str, str | None, str | None, str | None]
+
+
+def day(text: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(text) if text else None
+
+
+@pytest.mark.parametrize(
+    "case",  # prefix, --since, --until, --start-after
+    [
+        ("AWSLogs/", "2024-03-06", None, None),
+        ("AWSLogs/", "2024-01-01", "2024-02-29", None),
+        ("AWSLogs/", None, "2024-01-01", None),
+        ("AWSLogs/", "2024-03-01", "2024-03-31", f"AWSLogs/{ACCOUNT}/{ELB}/eu-west-1/2024/03/06/"),
+        ("AWSLogs/", "2023-12-31", None, dated_key(ACCOUNT, REGION, "2024/03/05", 1)),
+        (f"AWSLogs/{ACCOUNT}/", "2024-02-29", "2024-03-06", None),
+        (f"AWSLogs/{ACCOUNT}/{ELB}/", "2024-03-06", "2024-03-06", None),
+        (f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/", "2024-01-01", None, None),
+        (f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/", "2024-02-01", "2024-03-05", None),
+        (f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/03/", "2024-03-06", None, None),
+        (f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/0", "2024-03-06", None, None),
+        (f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2023/", "2024-01-01", None, None),
+        (f"AWSLogs/{ACCOUNT}/{ELB}/eu-", "2024-03-07", None, None),
+        ("AWSLogs/2109", "2024-03-07", None, None),
+        ("team/AWSLogs/", "2024-02-29", "2024-03-06", None),
+    ],
+)
+def test_listing_by_date_equals_listing_all_then_filtering(
+    moto: MotoServer, tricky: str, case: Case
+) -> None:
+    bucket = tricky
+    prefix, since, until, start_after = case
+    s3 = moto.client()
+    dates = DateRange(day(since), day(until))
+    walked = list_dated(s3, bucket, prefix, dates, start_after)
+    assert walked is not None
+    expected = [
+        ref.key
+        for ref in list_prefix(s3, bucket, prefix, start_after)
+        if dates.exclusion(ref.key) is None
+    ]
+    assert [ref.key for ref in walked] == expected
+
+
+def test_a_resumed_walk_lists_no_day_before_the_resume_point(
+    moto: MotoServer, tricky: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    start_after = dated_key(ACCOUNT, REGION, "2024/03/06", 0)
+    dates = DateRange(dt.date(2023, 12, 31))
+    walked = list_dated(moto.client(), tricky, f"AWSLogs/{ACCOUNT}/", dates, start_after)
+    assert walked is not None
+    assert [ref.key for ref in walked][:1] == [dated_key(ACCOUNT, REGION, "2024/03/06", 1)]
+    listed = [
+        urllib.parse.unquote(found[1])
+        for record in caplog.records
+        if (found := re.search(r"[?&]prefix=([^&\s]+)", record.getMessage()))
+    ]
+    days = [prefix for prefix in listed if prefix.count("/") == 7]
+    assert days == [f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/03/{day}/" for day in ("06", "07")]
+
+
+def test_the_compared_listings_are_not_empty(moto: MotoServer, tricky: str) -> None:
+    # Otherwise the equality above could hold for nothing.
+    dates = DateRange(dt.date(2024, 2, 29), dt.date(2024, 3, 6))
+    walked = list_dated(moto.client(), tricky, "AWSLogs/", dates, None)
+    assert walked is not None
+    # Accounts, regions, days (02/29, 03/05 and 03/06) and objects a day; and the odd file in
+    # 03/06, which its folder dates; not 02/30, 2024/3/06 or the sub-folder.
+    assert len(list(walked)) == 2 * 2 * 3 * 2 + 1
+
+
+@pytest.mark.parametrize(
+    ("prefix", "since"),
+    [
+        ("AWSLogs/", None),  # no date bound: nothing to narrow
+        ("", "2024-03-06"),  # above AWSLogs/: the folders before it are unknown
+        ("team/", "2024-03-06"),
+        (f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/03/06/", "2024-03-06"),  # a day: list it
+    ],
+)
+def test_listing_by_date_declines_what_it_cannot_narrow(
+    moto: MotoServer, tricky: str, prefix: str, since: str | None
+) -> None:
+    bucket = tricky
+    dates = DateRange(day(since))
+    assert list_dated(moto.client(), bucket, prefix, dates, None) is None

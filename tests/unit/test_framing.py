@@ -292,6 +292,23 @@ def test_garbage_after_a_member_is_an_error_after_its_lines() -> None:
     assert flatten(batches) == [(0, b"a", None), (2, b"b", None)]
 
 
+@pytest.mark.parametrize(
+    ("flip", "what"),
+    [(-8, "CRC-32"), (-1, "length")],
+)
+def test_a_wrong_gzip_trailer_is_an_error(flip: int, what: str) -> None:
+    data = bytearray(gzip.compress(b"a\nb\n"))
+    data[flip] ^= 0x01  # the trailer's CRC-32 or uncompressed length no longer matches
+    with pytest.raises(SourceError, match="gzip data is corrupt in member 1"):
+        decode([bytes(data)])
+
+
+@pytest.mark.parametrize("garbage", [b"x", b"\x1fx", b"PK\x03\x04"])
+def test_a_member_must_start_with_the_gzip_magic(garbage: bytes) -> None:
+    with pytest.raises(SourceError, match="corrupt in member 2 near compressed byte"):
+        decode([gzip.compress(b"a\n") + garbage])
+
+
 def test_truncated_gzip_ends_with_an_error_after_the_complete_lines() -> None:
     data = b"".join(b"line %d\n" % i for i in range(2000))
     compressed = gzip.compress(data)
