@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/ship_bench.py                     # 100k and 1.5M lines, best of 3
     .venv/bin/python bench/ship_bench.py --quick             # smoke run: 20k lines, one run each
     .venv/bin/python bench/ship_bench.py --lines 500000 --runs 5 --profile
+    .venv/bin/python bench/ship_bench.py --tls --cores 1     # over TLS, with a trustme test CA
 
 What runs where:
 
@@ -42,6 +43,7 @@ import pstats
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -56,6 +58,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make ``bench`` and ``tests`` importable
     sys.path.insert(0, str(REPO))
 
+import trustme  # noqa: E402
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer, moto_server  # noqa: E402
 
 from bench.corpus import alb_lines  # noqa: E402
@@ -144,7 +147,8 @@ def upload(s3: S3Client, corpus: Corpus) -> None:
 class CountingReceiver:
     """A Logstash stand-in that counts lines: read each connection to EOF, then close it."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
@@ -176,7 +180,21 @@ class CountingReceiver:
 
     def _serve(self, sock: socket.socket) -> None:
         lines = size = 0
-        while data := sock.recv(RECV_BYTES):
+        if self._tls is not None:
+            try:
+                sock = self._tls.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, OSError):
+                sock.close()
+                with self._lock:
+                    self.active -= 1
+                return
+        while True:
+            try:
+                data = sock.recv(RECV_BYTES)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break  # the shipper's close_notify (or a bare FIN after it)
+            if not data:
+                break
             lines += data.count(b"\n")
             size += len(data)
         # Close under the lock: the shipper reconnects as soon as it sees our close, and the
@@ -222,10 +240,14 @@ class Summary:
         return max(run.maxrss_kib for run in self.runs) / 1024
 
 
-def shipper_command(uri: str, port: int, cores: int) -> list[str]:
+def shipper_command(uri: str, port: int, cores: int, ca_file: Path | None = None) -> list[str]:
+    """The command line of one run: TCP, or TLS verified with ``ca_file`` when given."""
     script = Path(sys.executable).with_name("elb-log-shipper")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "elb_log_shipper.cli"]
-    command += ["ship", uri, "--to", f"tcp://127.0.0.1:{port}"]
+    if ca_file is None:
+        command += ["ship", uri, "--to", f"tcp://127.0.0.1:{port}"]
+    else:
+        command += ["ship", uri, "--to", f"tls://localhost:{port}", "--ca-file", str(ca_file)]
     taskset = shutil.which("taskset")
     if taskset is None:
         raise SystemExit("ship_bench: taskset is not installed; install util-linux to pin cores")
@@ -248,7 +270,11 @@ def measured(command: list[str], usage_file: Path) -> list[str]:
 
 
 def run_shipper(
-    config: Config, corpus: Corpus, moto: MotoServer, receiver: CountingReceiver
+    config: Config,
+    corpus: Corpus,
+    moto: MotoServer,
+    receiver: CountingReceiver,
+    ca_file: Path | None = None,
 ) -> RunResult:
     env = {
         **os.environ,
@@ -262,7 +288,8 @@ def run_shipper(
     os.close(handle)
     usage_file = Path(name)
     command = measured(
-        shipper_command(f"s3://{BUCKET}/{corpus.key}", receiver.port, config.cores), usage_file
+        shipper_command(f"s3://{BUCKET}/{corpus.key}", receiver.port, config.cores, ca_file),
+        usage_file,
     )
     started = time.perf_counter()
     process = subprocess.run(
@@ -504,6 +531,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", action="store_true", help="add the per-stage breakdown")
     parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="ship over TLS (a trustme test CA; the receiver decrypts) instead of TCP",
+    )
+    parser.add_argument(
         "--profile-lines", type=int, default=100_000, help="object size for --profile (100,000)"
     )
     parser.add_argument(
@@ -526,7 +558,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(CPUS) > 1:
         os.sched_setaffinity(0, {CPUS[-1]})
 
-    receiver = CountingReceiver()
+    ca_file: Path | None = None
+    server_tls: ssl.SSLContext | None = None
+    if args.tls:
+        ca = trustme.CA()
+        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("localhost").configure_cert(server_tls)
+        ca_file = args.cache / "bench-ca.pem"
+        args.cache.mkdir(parents=True, exist_ok=True)
+        ca.cert_pem.write_to_path(str(ca_file))
+    receiver = CountingReceiver(server_tls)
     summaries: list[Summary] = []
     profile_text = ""
     with moto_server() as moto:
@@ -543,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     summary = Summary(Config(lines, n_cores, pool))
                     for _ in range(runs):
                         summary.runs.append(
-                            run_shipper(summary.config, corpora[lines], moto, receiver)
+                            run_shipper(summary.config, corpora[lines], moto, receiver, ca_file)
                         )
                     best = summary.best
                     print(
@@ -557,7 +598,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             profile_text = profile(s3, corpora[args.profile_lines], receiver)
     receiver.close()
 
-    print(f"## elb-log-shipper ship: S3 (moto) -> TCP receiver\n\n{machine_line()}\n")
+    transport = "TLS" if args.tls else "TCP"
+    print(f"## elb-log-shipper ship: S3 (moto) -> {transport} receiver\n\n{machine_line()}\n")
     for corpus in corpora.values():
         print(
             f"- {corpus.lines:,} lines: {corpus.uncompressed_bytes / 1e6:,.0f} MB uncompressed, "

@@ -1,0 +1,43 @@
+"""The benchmarks still run and still check what they measure: a small run of each.
+
+Their figures are not judged here (timed tests are flaky); what is judged is that they work:
+``ship_bench`` fails unless the receiver counted every line the object holds, over TCP and TLS,
+and ``floor_bench`` prints its table.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def run(*argv: str) -> str:
+    process = subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert process.returncode == 0, process.stderr
+    return process.stdout
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_ship_bench_ships_every_line(tmp_path: Path, transport: str) -> None:
+    argv = ["bench/ship_bench.py", "--lines", "3000", "--runs", "1", "--pool", "2", "--cores", "1"]
+    argv += ["--cache", str(tmp_path)] + (["--tls"] if transport == "tls" else [])
+    out = run(*argv)
+    assert f"S3 (moto) -> {transport.upper()} receiver" in out
+    assert re.search(r"^\| 3,000 \| 1 \| 2 \| [\d,]+ \|", out, re.M), out
+    assert "peak RSS < 150 MB: met" in out
+
+
+def test_floor_bench_prints_the_floor_and_the_parser() -> None:
+    out = run("-m", "bench.floor_bench", "--lines", "2000", "--repeat", "1")
+    assert re.search(r"^\| \*\*floor\*\*: .* \| \*\*\d+\.\d\d\*\* \| [\d,]+ \|$", out, re.M), out
+    assert re.search(r"^\| full - floor: parsing in place \| -?\d+\.\d\d \| \|$", out, re.M), out
