@@ -42,7 +42,6 @@ _tls: dict[str, dict[str, dict[str, str]]] = {}
 _target_groups: dict[str, dict[str, str]] = {}
 _certificates: dict[str, dict[str, str]] = {}
 _domains: dict[str, dict[str, str]] = {}
-_ciphers: dict[str, dict[str, str]] = {}
 _EMPTY: dict[str, dict[str, str]] = {}
 
 
