@@ -32,6 +32,7 @@ class ENV:
     LOGSTASH_BATCH_BYTES = "LOGSTASH_BATCH_BYTES"
     DEADLINE_MARGIN_SECONDS = "DEADLINE_MARGIN_SECONDS"
     CONTINUATION_QUEUE_URL = "CONTINUATION_QUEUE_URL"
+    DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
     MAX_HOPS = "MAX_HOPS"
     KEEP_ORIGINAL = "KEEP_ORIGINAL"
     DEPLOYMENT_ENVIRONMENT = "DEPLOYMENT_ENVIRONMENT"
@@ -77,6 +78,9 @@ class Settings:
     batch_bytes: int = DEFAULT_BATCH_BYTES
     deadline_margin: float = DEFAULT_DEADLINE_MARGIN
     continuation_queue_url: str | None = None
+    dead_letter_queue_url: str | None = None
+    """Where an object past ``max_hops`` goes at once (else its message fails until SQS
+    dead-letters it after ``maxReceiveCount`` receives)."""
     max_hops: int = DEFAULT_MAX_HOPS
     keep_original: bool = True
     environment: str | None = None
@@ -110,6 +114,7 @@ class Settings:
                 env, ENV.DEADLINE_MARGIN_SECONDS, DEFAULT_DEADLINE_MARGIN, 0, 900
             ),
             "continuation_queue_url": _text(env, ENV.CONTINUATION_QUEUE_URL),
+            "dead_letter_queue_url": _text(env, ENV.DEAD_LETTER_QUEUE_URL),
             "max_hops": _int(env, ENV.MAX_HOPS, DEFAULT_MAX_HOPS, 1, 10_000),
             "keep_original": _bool(env, ENV.KEEP_ORIGINAL, True),
             "environment": _text(env, ENV.DEPLOYMENT_ENVIRONMENT),

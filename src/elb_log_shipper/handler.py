@@ -29,6 +29,9 @@ How failures surface, by trigger:
   ``event.id`` makes the lines shipped twice one document downstream.
 - Objects ``REJECTED`` (gone, changed, bad gzip) are logged and counted in ``ObjectsFailed``
   and fail nothing: retrying cannot help.
+- An object past ``MAX_HOPS`` goes straight to ``DEAD_LETTER_QUEUE_URL`` when that is set
+  (``DEAD_LETTERED``: logged, counted in ``ObjectsFailed``, fails nothing), as a continuation
+  with a fresh hop budget that can be replayed after a fix; otherwise it is ``FAILED``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -214,6 +217,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         remaining=lambda: context.get_remaining_time_in_millis() / 1000,
         s3_client=container.s3_client() if to_ship else None,
     )
+    _dead_letter(shipment.ledgers, settings, container)
     retry_event = trigger.kind is not TriggerKind.SQS and any(
         ledger.outcome is Outcome.FAILED for ledger in shipment.ledgers
     )
@@ -269,6 +273,31 @@ def _hand_off(ledgers: Sequence[ObjectLedger], settings: Settings, container: _C
     return sent
 
 
+def _dead_letter(
+    ledgers: Sequence[ObjectLedger], settings: Settings, container: _Container
+) -> None:
+    """Send each object past its hop budget to ``DEAD_LETTER_QUEUE_URL`` at once.
+
+    The message is the object's continuation with ``hop`` back at 0 (so that replaying it to the
+    continuation queue after a fix starts a fresh budget) and the reason in ``error``. Without
+    the setting, or when the message cannot be sent, the object stays FAILED: its message or
+    event is retried and dead-lettered by SQS or Lambda, as for any failure.
+    """
+    queue_url = settings.dead_letter_queue_url
+    if queue_url is None:
+        return
+    for ledger in ledgers:
+        if ledger.outcome is not Outcome.FAILED or not ledger.hops_spent:
+            continue
+        body = {**make_continuation(replace(ledger.ref, hop=0)), "error": ledger.error}
+        try:
+            container.sqs_client().send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+        except (BotoCoreError, ClientError) as error:
+            ledger.error = f"{ledger.error}; and it could not be sent to {queue_url}: {error}"
+            continue
+        ledger.outcome = Outcome.DEAD_LETTERED
+
+
 def _batch_item_failures(
     trigger: Trigger, shipped: Sequence[WorkItem], ledgers: Sequence[ObjectLedger]
 ) -> list[dict[str, str]]:
@@ -309,6 +338,8 @@ def _log_objects(
             extra["error"] = "not handed off: the whole event is retried"
         if ledger.outcome is Outcome.FAILED:
             logger.error("object failed", extra=extra)
+        elif ledger.outcome is Outcome.DEAD_LETTERED:
+            logger.error("object dead-lettered", extra=extra)
         elif ledger.outcome is Outcome.REJECTED:
             logger.warning("object rejected", extra=extra)
         else:
@@ -320,7 +351,7 @@ def _add_metrics(shipment: Shipment, handoffs: int, *, measure_lag: bool) -> Non
     count = MetricUnit.Count
     outcomes = [ledger.outcome for ledger in ledgers]
     metrics.add_metric(Metric.OBJECTS_SHIPPED, count, outcomes.count(Outcome.SHIPPED))
-    failed = outcomes.count(Outcome.FAILED) + outcomes.count(Outcome.REJECTED)
+    failed = sum(map(outcomes.count, (Outcome.FAILED, Outcome.REJECTED, Outcome.DEAD_LETTERED)))
     metrics.add_metric(Metric.OBJECTS_FAILED, count, failed)
     metrics.add_metric(Metric.LINES_READ, count, sum(ledger.lines for ledger in ledgers))
     metrics.add_metric(Metric.EVENTS_SENT, count, shipment.events_confirmed)

@@ -231,6 +231,9 @@ class Outcome(StrEnum):
     FAILED = "failed"
     """Not shipped now, may be later (S3 or Logstash failing, hop budget spent): the invocation,
     or its SQS message, fails so that it is retried and in the end dead-lettered."""
+    DEAD_LETTERED = "dead_lettered"
+    """Past its hop budget and sent straight to the dead-letter queue (the handler does this when
+    ``DEAD_LETTER_QUEUE_URL`` is set): nothing is retried; people replay it after a fix."""
 
 
 @dataclass(slots=True)
@@ -255,6 +258,8 @@ class ObjectLedger:
     newest_timestamp: str | None = None
     handoff: ObjectRef | None = None
     error: str | None = None
+    hops_spent: bool = False
+    """FAILED because the object was handed off more than ``max_hops`` times."""
 
     @property
     def parsed(self) -> int:
@@ -389,6 +394,7 @@ def ship_objects(
                     error=f"handed off {ref.hop} times, more than {ENV.MAX_HOPS}="
                     f"{settings.max_hops}: it is failing, not slow; find out why, then replay "
                     "it from the dead-letter queue",
+                    hops_spent=True,
                 )
             )
         elif out_of_time():

@@ -347,9 +347,9 @@ def test_built_package_ships_an_object_under_python313(
 ) -> None:
     bucket = moto.new_bucket("elb-logs")
     moto.put_object(bucket, KEY, b"\n".join(ALB_LINES) + b"\n", compress=True)
-    queue_url = boto3.client("sqs", **moto.client_kwargs()).create_queue(
-        QueueName="elb-log-shipper-continuation"
-    )["QueueUrl"]
+    sqs = boto3.client("sqs", **moto.client_kwargs())
+    queue_url = sqs.create_queue(QueueName="elb-log-shipper-continuation")["QueueUrl"]
+    dead_letter_url = sqs.create_queue(QueueName="elb-log-shipper-dead-letter")["QueueUrl"]
 
     event = json.loads((ROOT / "events" / "s3-put.json").read_text())
     record = event["Records"][0]
@@ -384,6 +384,7 @@ def test_built_package_ships_an_object_under_python313(
                 "KeepOriginal": "true",
                 "Environment": "green",
                 "ContinuationQueue": queue_url,
+                "DeadLetterQueue": dead_letter_url,
             }
         ),
     }

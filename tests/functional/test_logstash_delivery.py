@@ -351,6 +351,9 @@ def test_connection_is_reused_across_senders_until_confirmed(healthy: JsonLinesR
 
     assert first.events_confirmed == second.events_confirmed == 0
     assert pool.open_connections == 1
+    # The receiver's accept thread may count the connection a moment after the client wrote;
+    # that no second one was opened, the pool's own count says.
+    healthy.wait_for_connections(1)
     assert healthy.connection_count == 1
     assert pool.connections_opened == 1
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
 from elb_log_shipper import handler
@@ -249,6 +250,50 @@ def test_hop_budget_spent_fails_so_it_dead_letters(moto: MotoServer, container_f
         assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
         assert "MAX_HOPS=5" in result["objects"][0]["error"]
         assert server.connection_count == 0
+
+
+def test_hop_budget_spent_goes_straight_to_the_dead_letter_queue_and_replays(
+    moto: MotoServer, container_for: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket, key, lines = put_lines(moto, 10, "hopdlq")
+    sqs = boto3.client("sqs", **moto.client_kwargs())
+    dead_letters = sqs.create_queue(QueueName=f"dead-letter-{time.monotonic_ns()}")["QueueUrl"]
+    with receiver() as server:
+        container = container_for(
+            server, **{ENV.MAX_HOPS: "5", ENV.DEAD_LETTER_QUEUE_URL: dead_letters}
+        )
+        offset = len(lines[0]) + 1  # from the second line on
+        body = make_continuation(ObjectRef(bucket, key, start_offset=offset, hop=6))
+        result = container.invoke(sqs_event(body))
+        # Not retried: the message is done, the object waits in the dead-letter queue.
+        assert result["batchItemFailures"] == []
+        assert result["objects"][0]["outcome"] == "dead_lettered"
+        assert server.connection_count == 0
+        [message] = container.take_messages(dead_letters)
+        dead = json.loads(message["Body"])
+        assert (dead["key"], dead["offset"], dead["hop"]) == (key, offset, 0)
+        assert "MAX_HOPS=5" in dead["error"]
+        assert metric(capsys.readouterr().out, "ObjectsFailed") == 1
+
+        # Replayed as the runbook says (moved to the continuation queue): a fresh hop budget.
+        result = container.invoke(sqs_event(dead))
+        assert result["objects"][0]["outcome"] == "shipped"
+        server.wait_idle()
+        counts = received(server)
+    assert set(counts) == expected(key, lines) - {(key, 0)}
+
+
+def test_a_dead_letter_that_cannot_be_sent_fails_the_message(
+    moto: MotoServer, container_for: Any
+) -> None:
+    bucket, key, _ = put_lines(moto, 10, "hopdlqgone")
+    missing = f"{moto.endpoint_url}/123456789012/no-such-queue"
+    with receiver() as server:
+        container = container_for(server, **{ENV.MAX_HOPS: "5", ENV.DEAD_LETTER_QUEUE_URL: missing})
+        result = container.invoke(sqs_event(make_continuation(ObjectRef(bucket, key, hop=6))))
+    assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
+    assert result["objects"][0]["outcome"] == "failed"
+    assert "could not be sent to" in result["objects"][0]["error"]
 
 
 def test_object_changed_before_resume_is_rejected(moto: MotoServer, container_for: Any) -> None:

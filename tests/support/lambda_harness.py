@@ -106,18 +106,22 @@ class Container:
 
     def continuations(self) -> list[dict[str, Any]]:
         """Take every message waiting in the continuation queue."""
+        return self.take_messages(self.queue_url)
+
+    def take_messages(self, queue_url: str) -> list[dict[str, Any]]:
+        """Take every message waiting in the queue at ``queue_url``."""
         sqs = boto3.client("sqs", **self.moto.client_kwargs())
         taken: list[dict[str, Any]] = []
         while True:
             response = sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
             )
             messages = response.get("Messages", [])
             if not messages:
                 return taken
             for message in messages:
                 taken.append(dict(message))
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def start_container(
