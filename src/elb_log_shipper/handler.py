@@ -262,15 +262,22 @@ def _hand_off(ledgers: Sequence[ObjectLedger], settings: Settings, container: _C
                 "continuation queue"
             )
             continue
-        body = json.dumps(make_continuation(ledger.handoff))
-        try:
-            container.sqs_client().send_message(QueueUrl=queue_url, MessageBody=body)
-        except (BotoCoreError, ClientError) as error:
+        error = _send(container, queue_url, make_continuation(ledger.handoff))
+        if error is not None:
             ledger.outcome = Outcome.FAILED
             ledger.error = f"the continuation could not be sent to {queue_url}: {error}"
             continue
         sent += 1
     return sent
+
+
+def _send(container: _Container, queue_url: str, message: Mapping[str, Any]) -> Exception | None:
+    """Send ``message`` (JSON) to the SQS queue at ``queue_url``; the error when it failed."""
+    try:
+        container.sqs_client().send_message(QueueUrl=queue_url, MessageBody=json.dumps(message))
+    except (BotoCoreError, ClientError) as error:
+        return error
+    return None
 
 
 def _dead_letter(
@@ -290,9 +297,8 @@ def _dead_letter(
         if ledger.outcome is not Outcome.FAILED or not ledger.hops_spent:
             continue
         body = {**make_continuation(replace(ledger.ref, hop=0)), "error": ledger.error}
-        try:
-            container.sqs_client().send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
-        except (BotoCoreError, ClientError) as error:
+        error = _send(container, queue_url, body)
+        if error is not None:
             ledger.error = f"{ledger.error}; and it could not be sent to {queue_url}: {error}"
             continue
         ledger.outcome = Outcome.DEAD_LETTERED

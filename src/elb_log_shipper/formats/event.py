@@ -24,7 +24,6 @@ PARSE_FAILURE_TAG = "_elbparsefailure"
 TEST_LINE_PREFIX = "Enable AccessLog for ELB: "
 
 Event = dict[str, Any]
-_NO_FIELDS: list[str] = []
 
 
 def detect_format(fields: list[str]) -> str | None:
@@ -61,12 +60,20 @@ _BY_FIRST_FIELD: dict[str, Callable[[list[str]], Event]] = {
 
 
 def _parse(text: str) -> Event:
-    """The event fields of one line, or ParseError."""
+    """The event fields of one line, or ParseError.
+
+    The hot path: a common-layout ALB line is read from its quoted parts, and ALB and NLB lines
+    are recognised by their first field before ``detect_format`` is asked.
+    """
     if "\\" in text:
-        return _parse_fields(text, tokenize(text))
-    parts = text.split('"')
-    event = alb.parse_quoted_parts(parts) if len(parts) == _ALB_PARTS else None
-    return event if event is not None else _parse_fields(text, tokenize_split(text, parts))
+        fields = tokenize(text)
+    else:
+        parts = text.split('"')
+        if len(parts) == _ALB_PARTS and (event := alb.parse_quoted_parts(parts)) is not None:
+            return event
+        fields = tokenize_split(text, parts)
+    parser = _BY_FIRST_FIELD.get(fields[0]) if fields else None
+    return parser(fields) if parser is not None else _parse_fields(text, fields)
 
 
 def _parse_fields(text: str, fields: list[str]) -> Event:
@@ -166,20 +173,10 @@ class EventBuilder:
 
     def build(self, raw: bytes, offset: int) -> Event:
         """The event of the line ``raw`` (no line terminator) found at byte ``offset``."""
-        # The hot path: one call per line, so detection and the object context are inlined.
+        # The hot path: one call per line, so the object context is inlined.
         try:
             text = raw.decode()
-            event = None
-            if "\\" in text:
-                fields = tokenize(text)
-            else:
-                parts = text.split('"')
-                if len(parts) == _ALB_PARTS:
-                    event = alb.parse_quoted_parts(parts)
-                fields = tokenize_split(text, parts) if event is None else _NO_FIELDS
-            if event is None:
-                parser = _BY_FIRST_FIELD.get(fields[0]) if fields else None
-                event = parser(fields) if parser is not None else _parse_fields(text, fields)
+            event = _parse(text)
         except UnicodeDecodeError as error:
             return self.failure(
                 raw.decode(errors="replace"), offset, f"invalid UTF-8 at byte {error.start}"
