@@ -10,6 +10,7 @@ import pytest
 from elb_log_shipper.config import Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
 from elb_log_shipper.logstash import LogstashSender, SocketPool, parse_destination
+from elb_log_shipper.logstash.confirmed import ConfirmedProgress
 from elb_log_shipper.logstash.connection import _wait_slice, build_ssl_context
 
 
@@ -85,3 +86,26 @@ def test_wait_slice_raises_after_the_deadline() -> None:
     assert 0 < _wait_slice(time.monotonic() + 10, "x") <= 10
     with pytest.raises(DeliveryError, match="deadline"):
         _wait_slice(time.monotonic() - 1, "writing")
+
+
+def test_confirmed_progress_is_the_longest_confirmed_prefix() -> None:
+    progress = ConfirmedProgress()
+    first, second, third = progress.issue(10), progress.issue(20), progress.issue(30)
+    third.confirm()
+    assert progress.offset is None
+    first.confirm()
+    assert progress.offset == 10
+    second.split(2)
+    second.confirm()
+    assert progress.offset == 10  # one of its two parts is still out
+    second.confirm()
+    assert progress.offset == 30
+
+
+def test_untracked_batches_still_hold_the_prefix_back() -> None:
+    progress = ConfirmedProgress()
+    untracked, tracked = progress.issue(None), progress.issue(50)
+    tracked.confirm()
+    assert progress.offset is None
+    untracked.confirm()
+    assert progress.offset == 50

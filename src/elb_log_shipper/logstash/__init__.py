@@ -47,8 +47,14 @@ Example::
 
     pool = SocketPool(settings)              # one per process; survives warm invocations
     sender = LogstashSender(pool, deadline=soft_deadline)
-    sender.send(b'{"message":"a"}\\n', events=1)
+    sender.send(b'{"message":"a"}\\n', events=1, end_offset=512)
     stats = sender.finish(deadline=hard_deadline)
+    sender.confirmed_offset                  # 512: a retry resumes from there
+
+Confirmed progress: each batch carries a ticket of the sender that queued it
+(``logstash/confirmed.py``); ``LogstashSender.confirmed_offset`` is the ``end_offset`` of the
+longest prefix of its batches that is confirmed, whichever connection or later sender confirmed
+them.
 """
 
 from __future__ import annotations

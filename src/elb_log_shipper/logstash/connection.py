@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
+from elb_log_shipper.logstash.confirmed import Ticket
 
 __all__ = ["Batch", "ConnectionLostError", "LogstashConnection", "build_ssl_context"]
 
@@ -49,10 +50,17 @@ class ConnectionLostError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Complete JSON lines (each ending in ``\\n``) and how many events they hold."""
+    """Complete JSON lines (each ending in ``\\n``), how many events they hold, and the ticket
+    that confirming them redeems (None for batches nobody tracks)."""
 
     data: bytes
     events: int
+    ticket: Ticket | None = None
+
+    def confirmed(self) -> None:
+        """Tell the sender that queued this batch (whichever sender confirmed it)."""
+        if self.ticket is not None:
+            self.ticket.confirm()
 
 
 def build_ssl_context(settings: Settings) -> ssl.SSLContext:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, replace
 
 from elb_log_shipper.errors import DeliveryError
+from elb_log_shipper.logstash.confirmed import ConfirmedProgress
 from elb_log_shipper.logstash.connection import (
     WAIT_SLICE_SECONDS,
     Batch,
@@ -84,10 +85,16 @@ class LogstashSender:
         self._stats = DeliveryStats()
         self._failure: DeliveryError | None = None
         self._finished = False
+        self._progress = ConfirmedProgress()
         self.confirm_on_finish = True
 
-    def send(self, batch: bytes, events: int) -> None:
+    def send(self, batch: bytes, events: int, end_offset: int | None = None) -> None:
         """Queue complete JSON lines for delivery; blocks while the queue is full.
+
+        ``end_offset`` is the byte offset in the source object just past the batch's last line
+        (the offset of the next line to read). The pipeline always passes it: it is what
+        ``confirmed_offset`` reports once this batch and every earlier one are confirmed. Callers
+        that resume nothing may leave it out.
 
         Raises DeliveryError when delivery has already failed or the deadline passes while
         waiting, ValueError when ``batch`` does not end with a newline.
@@ -99,7 +106,7 @@ class LogstashSender:
             return
         if not batch.endswith(b"\n"):
             raise ValueError("a batch must be complete JSON lines, each ending with a newline")
-        item = Batch(batch, events)
+        item = Batch(batch, events, self._progress.issue(end_offset))
         if not self._workers or (
             self._queue.qsize() > 0 and len(self._workers) < self._pool.settings.pool_size
         ):
@@ -149,6 +156,15 @@ class LogstashSender:
         end = time.monotonic() + ABORT_JOIN_SECONDS
         for worker in self._workers:
             worker.join(max(0.0, end - time.monotonic()))
+
+    @property
+    def confirmed_offset(self) -> int | None:
+        """The ``end_offset`` of the longest prefix of this sender's batches, in send order, that
+        is confirmed (json_lines: the connection that carried it closed gracefully), or None
+        while none is. A retry resumes there. Correct even when another sender confirms the
+        batches (a later ``LogstashSender(pool).finish()`` after ``finish(confirm=False)``);
+        safe to read from any thread."""
+        return self._progress.offset
 
     @property
     def stats(self) -> DeliveryStats:
@@ -293,6 +309,8 @@ class _Worker(threading.Thread):
             self._pool.confirmed()
             self._conn = None
             self._failures = 0
+            for batch in batches:
+                batch.confirmed()
             self._sender.count(
                 events_confirmed=sum(batch.events for batch in batches),
                 bytes_confirmed=sum(len(batch.data) for batch in batches),
@@ -413,6 +431,8 @@ def split_batch(batch: Batch, limit: int) -> list[Batch]:
         if end < 0:
             end = data.find(b"\n", start)
         chunk = data[start : end + 1]
-        parts.append(Batch(chunk, chunk.count(b"\n")))
+        parts.append(Batch(chunk, chunk.count(b"\n"), batch.ticket))
         start = end + 1
+    if batch.ticket is not None:
+        batch.ticket.split(len(parts))
     return parts
