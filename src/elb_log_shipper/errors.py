@@ -41,11 +41,25 @@ class LineSyntaxError(ParseError):
 
 class SourceError(InputError):
     """An object or file cannot be read to the end (bad gzip, too large a line or inflation,
-    missing object). Lines read before the error have been delivered to the caller."""
+    missing object). Lines read before the error have been delivered to the caller.
+
+    ``transient`` says whether reading it again later can succeed, decided where the error
+    happens: the network or S3 failing (5xx, throttling, a stream that kept breaking) or access
+    denied (a grant people fix) is transient; an object that is gone, changed or holds bad bytes
+    is not.
+
+    >>> SourceError("s3://logs/x.log: SlowDown", transient=True).transient
+    True
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ObjectChangedError(SourceError):
-    """The object changed (new ETag) between the first read and a resumed read."""
+    """The object is not the one named: its ETag or version differs from the event's, or it
+    changed between the first read and a resumed read. Never transient."""
 
 
 class DeliveryError(ShipperError):

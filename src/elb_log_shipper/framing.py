@@ -38,6 +38,7 @@ __all__ = [
     "MAX_DECOMPRESSED_BYTES",
     "MAX_INFLATE_RATIO",
     "MAX_LINE_BYTES",
+    "SNIFF_BYTES",
     "Batch",
     "GzipInflater",
     "Line",
@@ -45,6 +46,7 @@ __all__ = [
     "LineFramer",
     "OversizedLine",
     "is_gzip",
+    "sniff_compression",
 ]
 
 # ALB caps a user agent at 8 KB and a request line at a few KB, so a real log line is a few KB at
@@ -69,6 +71,21 @@ MAX_DECOMPRESSED_BYTES = 32 * 1024**3
 
 # RFC 1952: every gzip member starts with these two bytes.
 GZIP_MAGIC = b"\x1f\x8b"
+
+# Compressions ELB never writes, by their magic bytes, so that such an object is refused in one
+# sentence instead of shipped as garbage parse failures. bzip2 is "BZh", a block-size digit and
+# the magic of its first block (or of the end of an empty stream): no log line starts that way.
+_FOREIGN_MAGIC = (
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),
+)
+_BZIP2_MAGIC = b"BZh"
+_BZIP2_BLOCK_MAGICS = (b"1AY&SY", b"\x17rE8P\x90")
+_BZIP2_LEVELS = b"123456789"
+# Enough of a stream's start to recognise every format above.
+SNIFF_BYTES = 10
 
 Line = tuple[int, bytes]
 """A line and the offset of its first byte in the decompressed stream."""
@@ -110,6 +127,39 @@ def is_gzip(head: bytes) -> bool:
     (True, False)
     """
     return head[:2] == GZIP_MAGIC
+
+
+def sniff_compression(head: bytes) -> bool:
+    """Whether a stream starting with ``head`` is gzip (True) or plain text (False).
+
+    Raises SourceError, in one sentence, when the magic bytes say zstd, bzip2, xz or zip: ELB
+    writes gzip or plain text, so such an object was recompressed by someone, and framing it as
+    text would only give garbage parse failures. Give it at least ``SNIFF_BYTES`` bytes (or the
+    whole stream when shorter).
+
+    >>> sniff_compression(b"\\x1f\\x8b\\x08\\x00"), sniff_compression(b"h2 2024-01-01T00:00:00Z")
+    (True, False)
+    >>> sniff_compression(b"BZh91AY&SY")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    elb_log_shipper.errors.SourceError: the data is bzip2-compressed (by its first bytes), but ...
+    """
+    if head[:2] == GZIP_MAGIC:
+        return True
+    name = next((name for magic, name in _FOREIGN_MAGIC if head.startswith(magic)), None)
+    if (
+        name is None
+        and head.startswith(_BZIP2_MAGIC)
+        and head[3:4] in _BZIP2_LEVELS
+        and head[4:10] in _BZIP2_BLOCK_MAGICS
+    ):
+        name = "bzip2"
+    if name is not None:
+        raise SourceError(
+            f"the data is {name}-compressed (by its first bytes), but ELB writes gzip or plain "
+            "text: decompress it and ship the log itself"
+        )
+    return False
 
 
 class LineFramer:
@@ -394,13 +444,15 @@ class GzipInflater:
 class LineDecoder:
     """Lines with offsets from a raw object stream, gzip (told by its magic bytes) or plain.
 
-    ``compressed=None`` decides from the first two bytes, so the stream must then start at byte 0.
+    ``compressed=None`` decides from the first bytes (``sniff_compression``: gzip, plain, or
+    refused as another compression), so the stream must then start at byte 0.
     ``start_offset`` and ``stream_offset`` are offsets in the decompressed stream, as for
     ``LineFramer``: a gzip stream is inflated from its start and the lines before the resume point
     dropped; a plain stream can start just before it (the ``\\n`` at ``start_offset - 1``).
 
     ``feed`` yields batches lazily (a bomb is inflated one step at a time): consume them all before
-    the next ``feed``. Data that is not gzip is framed as text, whatever it holds.
+    the next ``feed``. Data that is neither gzip nor a known other compression is framed as text,
+    whatever it holds.
 
     >>> import gzip
     >>> decoder = LineDecoder()
@@ -427,7 +479,7 @@ class LineDecoder:
         self._inflater = inflater or GzipInflater()
         self._sniffed = b""
         self.compressed = compressed
-        """True for gzip, False for plain; None until two bytes have been seen."""
+        """True for gzip, False for plain; None until ``SNIFF_BYTES`` have been seen."""
         self.bytes_in = 0
         """Raw (compressed, for gzip) bytes fed."""
 
@@ -446,11 +498,25 @@ class LineDecoder:
         self.bytes_in += len(data)
         if self.compressed is None:
             data = self._sniffed + data
-            if len(data) < len(GZIP_MAGIC):
+            if len(data) < SNIFF_BYTES:
                 self._sniffed = data
                 return
             self._sniffed = b""
-            self.compressed = is_gzip(data)
+            self.compressed = sniff_compression(data)
+        yield from self._decode(data)
+
+    def finish(self) -> Batch:
+        """Return the last line; raise SourceError if the gzip data is truncated."""
+        lines: Batch = []
+        if self.compressed is None:  # fewer than SNIFF_BYTES in all
+            data, self._sniffed = self._sniffed, b""
+            self.compressed = sniff_compression(data)
+            lines = [line for batch in self._decode(data) for line in batch]
+        if self.compressed:
+            self._inflater.finish()
+        return lines + self._framer.finish()
+
+    def _decode(self, data: bytes) -> Iterator[Batch]:
         if self.compressed:
             feed_framer = self._framer.feed
             for piece in self._inflater.feed(data):
@@ -461,14 +527,3 @@ class LineDecoder:
             lines = self._framer.feed(data)
             if lines:
                 yield lines
-
-    def finish(self) -> Batch:
-        """Return the last line; raise SourceError if the gzip data is truncated."""
-        if self.compressed is None:  # fewer than two bytes in all: text
-            self.compressed = False
-            lines = self._framer.feed(self._sniffed)
-            self._sniffed = b""
-            return lines + self._framer.finish()
-        if self.compressed:
-            self._inflater.finish()
-        return self._framer.finish()

@@ -20,10 +20,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
-from botocore.exceptions import BotoCoreError, ClientError
 
 from elb_log_shipper.config import DEFAULT_BATCH_BYTES, ENV, Settings
-from elb_log_shipper.errors import DeliveryError, ObjectChangedError, SourceError
+from elb_log_shipper.errors import DeliveryError, SourceError
 from elb_log_shipper.formats import EventBuilder
 from elb_log_shipper.framing import MAX_LINE_BYTES, OversizedLine
 from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
@@ -41,7 +40,6 @@ __all__ = [
     "ObjectReport",
     "Outcome",
     "Shipment",
-    "is_transient",
     "ship_object",
     "ship_objects",
 ]
@@ -108,8 +106,9 @@ def ship_object(
 ) -> ObjectReport:
     """Read ``ref``, turn every line into one event and send them to ``sink`` in batches.
 
-    ``should_stop`` is asked before each batch of lines (about a MiB of log); when it answers
-    True the function returns with ``report.next_offset`` set to the first line not shipped. A
+    ``should_stop`` is asked before each batch of lines (about a MiB of log), and by the reader
+    while an S3 read stalls; when it answers True the function returns with
+    ``report.next_offset`` set to the first line not shipped. A
     SourceError (unreadable object, gzip bomb, changed object) is returned in ``report.error``
     after the lines before it were sent; delivery errors from the sink propagate.
 
@@ -120,7 +119,7 @@ def ship_object(
     """
     started = time.monotonic()
     report = ObjectReport(uri=ref.uri, start_offset=ref.start_offset)
-    reader = LineReader(ref, s3_client)
+    reader = LineReader(ref, s3_client, should_stop=should_stop)
     try:
         reader.open()
     except SourceError as error:
@@ -164,6 +163,8 @@ def ship_object(
                     append(dumps(event))
                     if len(pending) >= per_batch:
                         per_batch = _flush(sink, pending, batch_bytes)
+        if reader.stopped_at is not None:
+            report.next_offset = reader.stopped_at
     except SourceError as error:
         report.error = error
     finally:
@@ -205,17 +206,6 @@ def _oversized(builder: EventBuilder, raw: bytes, offset: int) -> dict[str, obje
 # (the handler's SQS client times out within it), flushing metrics, returning. At most half the
 # margin, so that a small margin still leaves the flush the other half.
 HANDOFF_RESERVE_SECONDS = 5.0
-
-# S3 answers that a later attempt can cure: throttling and S3's own faults (any 5xx counts too).
-_TRANSIENT_S3_CODES = frozenset(
-    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
-)
-# 403 is a missing grant (with s3:ListBucket a deleted object answers 404, not 403), which people
-# fix; failing keeps the event, which after Lambda's retries waits in the dead-letter queue.
-_FORBIDDEN = 403
-_SERVER_ERROR = 500
-# How far down a chain of wrapped exceptions to look for the S3 or network cause.
-_MAX_CAUSE_DEPTH = 8
 
 
 class Outcome(StrEnum):
@@ -305,40 +295,6 @@ class Shipment:
     events_confirmed: int = 0
     seconds: float = 0.0
     delivery_error: DeliveryError | None = None
-
-
-def is_transient(error: SourceError) -> bool:
-    """Whether reading the object again later can succeed.
-
-    Transient: the network or S3 failed (connection errors, a stream that kept breaking, 5xx,
-    throttling) or access is denied (a grant to fix). Permanent: the object is gone
-    (NoSuchKey, NoSuchBucket), changed since the event (``ObjectChangedError``), or its bytes
-    are bad (corrupt or truncated gzip, gzip bomb, resume offset not at a line).
-
-    >>> is_transient(SourceError("gzip data is truncated"))
-    False
-    """
-    if isinstance(error, ObjectChangedError):
-        return False
-    cause: BaseException | None = error.__cause__
-    for _ in range(_MAX_CAUSE_DEPTH):
-        if cause is None:
-            return False
-        if isinstance(cause, ObjectChangedError):
-            return False
-        if isinstance(cause, ClientError):
-            code = cause.response.get("Error", {}).get("Code", "")
-            status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            return (
-                code in _TRANSIENT_S3_CODES
-                or code == "AccessDenied"
-                or status == _FORBIDDEN
-                or status >= _SERVER_ERROR
-            )
-        if isinstance(cause, BotoCoreError):
-            return True
-        cause = cause.__cause__
-    return False
 
 
 def ship_objects(
@@ -494,7 +450,7 @@ def _ship_one(
     ledger.retries += report.read_retries
     if report.error is not None:
         ledger.error = str(report.error)
-        ledger.outcome = Outcome.FAILED if is_transient(report.error) else Outcome.REJECTED
+        ledger.outcome = Outcome.FAILED if report.error.transient else Outcome.REJECTED
     elif report.next_offset is not None:
         ledger.outcome = Outcome.HANDED_OFF
         # The ETag and version read pin the rest of the object, and keep event.id the same.

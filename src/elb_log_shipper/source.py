@@ -8,20 +8,32 @@ Resume (``ObjectRef.start_offset > 0``): a gzip object is inflated again from it
 lines before the offset dropped (deflate cannot seek); a plain object is read with a ranged GET
 from one byte before the offset, so that the ``\\n`` there proves a line starts at the offset.
 Every GET after the first carries ``If-Match`` with the first one's ETag, so a resumed or retried
-read never mixes two versions of an object: a change raises ``ObjectChangedError``.
+read never mixes two versions of an object: a change raises ``ObjectChangedError``. An ETag or
+version named by the event pins the first GET the same way: the object read is the one the event
+names, or none.
+
+Deadline (``should_stop``): the S3 reads then run in a thread one or two chunks ahead of the
+caller, which overlaps the network with the parsing and lets a read that stalls be abandoned.
+While a chunk is awaited, ``should_stop()`` is asked every ``READ_POLL_SECONDS``; when it answers
+True the iteration ends early and ``stopped_at`` says where the next read resumes.
+
+Every ``SourceError`` says whether a later read can succeed (``transient``), decided here, where
+the S3 answer is known.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 
 from elb_log_shipper.errors import ObjectChangedError, SourceError
-from elb_log_shipper.framing import Batch, LineDecoder, is_gzip
+from elb_log_shipper.framing import Batch, LineDecoder, sniff_compression
 from elb_log_shipper.refs import ObjectRef
 
 if TYPE_CHECKING:
@@ -29,7 +41,14 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "MAX_READ_RETRIES", "LineReader", "read_lines"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "MAX_READ_RETRIES",
+    "READ_AHEAD_CHUNKS",
+    "READ_POLL_SECONDS",
+    "LineReader",
+    "read_lines",
+]
 
 # Large enough that per-chunk Python work is noise next to framing (about 2000 ALB lines), small
 # enough that the chunk, its inflated step and one batch stay a few MiB in a 128 MB Lambda.
@@ -38,6 +57,20 @@ DEFAULT_CHUNK_SIZE = 1024 * 1024
 # S3 resets a streaming connection now and then; more resets than this in one object mean the
 # network is failing, and the caller's hand-off or Lambda's retry is the better answer.
 MAX_READ_RETRIES = 3
+
+# How late a stalled read notices that ``should_stop`` answers True: small next to any deadline
+# margin, and a poll is one clock read.
+READ_POLL_SECONDS = 0.5
+
+# Chunks read ahead of the parser when reads run in a thread: the next GET's bytes arrive while
+# this chunk is parsed, and memory stays at a few chunks.
+READ_AHEAD_CHUNKS = 2
+
+# S3 answers that a later attempt can cure: throttling and S3's own faults (any 5xx counts too).
+_TRANSIENT_S3_CODES = frozenset(
+    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
+)
+_FIRST_SERVER_ERROR = 500
 
 
 class LineReader:
@@ -48,13 +81,17 @@ class LineReader:
     it if needed. The S3 client is created on first use when none is given, so the standard
     ``AWS_ENDPOINT_URL_S3`` and ``AWS_ENDPOINT_URL`` variables apply.
 
+    With ``should_stop``, an S3 read that stalls (or keeps failing) while ``should_stop()``
+    answers True ends the iteration early, with ``stopped_at`` set to the offset of the first
+    line not yielded: hand that to a later read as ``start_offset``.
+
     >>> with LineReader(ObjectRef.local("alb.log.gz")) as reader:  # doctest: +SKIP
     ...     for batch in reader:
     ...         for offset, line in batch:
     ...             ...
 
-    Raises SourceError (ObjectChangedError for a changed object) with a message naming the object;
-    the lines yielded before it are good.
+    Raises SourceError (ObjectChangedError for an object other than the one named) with a message
+    naming the object; the lines yielded before it are good.
     """
 
     def __init__(
@@ -63,6 +100,7 @@ class LineReader:
         s3_client: S3Client | None = None,
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be positive, not {chunk_size}")
@@ -79,12 +117,21 @@ class LineReader:
         """Stored (compressed) bytes received."""
         self.retries = 0
         """Reads resumed after the connection broke mid-stream."""
+        self.stopped_at: int | None = None
+        """Set when ``should_stop`` ended the reading early: the offset of the first line not
+        yielded (the ``start_offset`` of a hand-off)."""
         self._s3 = s3_client
         self._chunk_size = chunk_size
+        self._should_stop = should_stop
         self._decoder: LineDecoder | None = None
         self._first = b""
         self._chunks: Generator[bytes, None, None] | None = None
         self._started = False
+        self._stalled = False
+        # Set when the reading thread's chunks are no longer wanted: it retries nothing more.
+        self._halt = threading.Event()
+        # What the first GET must match: the event's pin, then what that GET returned.
+        self._etag_learned = False
 
     @property
     def bytes_decompressed(self) -> int:
@@ -99,14 +146,21 @@ class LineReader:
     def open(self) -> LineReader:
         """Start reading: GET the object (or open the file) and learn what it is. Idempotent."""
         if self._chunks is None:
-            if self.ref.is_local:
-                self._open_file()
-            else:
-                self._open_s3()
+            try:
+                if self.ref.is_local:
+                    self._open_file()
+                else:
+                    self._open_s3()
+            except SourceError as exc:
+                named = self._named(exc)
+                if named is exc:
+                    raise
+                raise named from exc
         return self
 
     def close(self) -> None:
         """Release the connection or file; safe to call twice."""
+        self._halt.set()
         if self._chunks is not None:
             self._chunks.close()
 
@@ -122,39 +176,69 @@ class LineReader:
         self._started = True
         self.open()
         decoder, chunks = self._decoder, self._chunks
-        assert decoder is not None and chunks is not None
+        assert chunks is not None
         try:
+            if decoder is None:  # stopped before S3 answered
+                return
             if self._first:
                 yield from decoder.feed(self._first)
                 self._first = b""
             for chunk in chunks:
                 yield from decoder.feed(chunk)
+            if self._stalled:
+                self.stopped_at = decoder.resume_offset
+                return
             last = decoder.finish()
             if last:
                 yield last
         except SourceError as exc:
-            if self.ref.uri not in str(exc):
-                raise type(exc)(f"{self.ref.uri}: {exc}") from exc
-            raise
+            named = self._named(exc)
+            if named is exc:
+                raise
+            raise named from exc
         finally:
             self.close()
+
+    def _named(self, exc: SourceError) -> SourceError:
+        """``exc``, or the same error with the object's name in front."""
+        if self.ref.uri in str(exc):
+            return exc
+        return type(exc)(f"{self.ref.uri}: {exc}", transient=exc.transient)
 
     # S3
 
     def _open_s3(self) -> None:
+        chunks = self._s3_chunks()
+        if self._should_stop is not None:
+            chunks = self._read_ahead(chunks, self._should_stop)
+        self._chunks = chunks
+        self._first = next(chunks, b"")
+        if self._decoder is None:
+            # should_stop answered True before S3 did: nothing read, resume where we began.
+            self.stopped_at = self.ref.start_offset
+
+    def _s3_chunks(self) -> Generator[bytes, None, None]:
+        """GET the object, learn what it is (setting the decoder), then yield its chunks."""
         ref = self.ref
         response = self._get(None)
         self.etag = response["ETag"].strip('"')
+        self._etag_learned = True
         self.version_id = response.get("VersionId") or ref.version_id
         self.size = response["ContentLength"]
         chunks = self._stream(response["Body"], 0)
-        first = next(chunks, b"")
-        self.compressed = is_gzip(first)
-        if self.compressed or ref.start_offset == 0:
-            self._first, self._chunks = first, chunks
-            self._decoder = LineDecoder(start_offset=ref.start_offset, compressed=self.compressed)
-            return
-        chunks.close()
+        try:
+            first = next(chunks, b"")
+            self.compressed = sniff_compression(first)
+            if self.compressed or ref.start_offset == 0:
+                self._decoder = LineDecoder(
+                    start_offset=ref.start_offset, compressed=self.compressed
+                )
+                if first:
+                    yield first
+                yield from chunks
+                return
+        finally:
+            chunks.close()
         if ref.start_offset > self.size:
             raise SourceError(
                 f"resume offset {ref.start_offset} is beyond the end of {ref.uri} "
@@ -162,10 +246,47 @@ class LineReader:
             )
         # From the \n before the resume point: the framer checks that a line starts there.
         stream_offset = ref.start_offset - 1
-        self._chunks = self._stream(self._get(stream_offset)["Body"], stream_offset)
         self._decoder = LineDecoder(
             start_offset=ref.start_offset, stream_offset=stream_offset, compressed=False
         )
+        yield from self._stream(self._get(stream_offset)["Body"], stream_offset)
+
+    def _read_ahead(
+        self, chunks: Generator[bytes, None, None], should_stop: Callable[[], bool]
+    ) -> Generator[bytes, None, None]:
+        """``chunks``, produced by a thread ahead of the caller; ends early (``_stalled``) when
+        ``should_stop()`` answers True while a chunk is awaited or the reading failed.
+
+        A stopped thread is left to finish its blocked read alone (the S3 client's read timeout
+        ends it); it touches nothing but its own queue and connection, and retries nothing.
+        """
+        handoff: queue.Queue[bytes | Exception | None] = queue.Queue(READ_AHEAD_CHUNKS)
+        halt = self._halt
+        thread = threading.Thread(
+            target=_pump, args=(chunks, handoff, halt), name="s3-read-ahead", daemon=True
+        )
+        thread.start()
+        try:
+            while True:
+                try:
+                    item = handoff.get(timeout=READ_POLL_SECONDS)
+                except queue.Empty:
+                    if should_stop():
+                        self._stalled = True
+                        return
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, Exception):
+                    # A failure the next hop may not see is a hand-off, not a failure, once
+                    # the deadline is near.
+                    if isinstance(item, SourceError) and item.transient and should_stop():
+                        self._stalled = True
+                        return
+                    raise item
+                yield item
+        finally:
+            halt.set()
 
     def _client(self) -> S3Client:
         if self._s3 is None:
@@ -184,9 +305,10 @@ class LineReader:
         try:
             return self._client().get_object(**kwargs)
         except ClientError as exc:
-            raise _s3_error(exc, ref, self.etag) from exc
+            named_by_event = not self._etag_learned and ref.start_offset == 0
+            raise _s3_error(exc, ref, self.etag, named_by_event=named_by_event) from exc
         except BotoCoreError as exc:
-            raise SourceError(f"cannot read {ref.uri}: {exc}") from exc
+            raise SourceError(f"cannot read {ref.uri}: {exc}", transient=True) from exc
 
     def _stream(self, body: StreamingBody, position: int) -> Generator[bytes, None, None]:
         """Chunks of the object from ``position``; a broken connection resumes where it broke."""
@@ -196,10 +318,13 @@ class LineReader:
                     chunk = body.read(self._chunk_size)
                 except (HTTPClientError, IncompleteReadError) as exc:
                     body.close()
+                    if self._halt.is_set():
+                        return  # nobody wants the rest: no new GET
                     if self.retries >= MAX_READ_RETRIES:
                         raise SourceError(
                             f"reading {self.ref.uri} failed at byte {position} after "
-                            f"{self.retries} retries: {exc}"
+                            f"{self.retries} retries: {exc}",
+                            transient=True,
                         ) from exc
                     self.retries += 1
                     body = self._get(position)["Body"]
@@ -224,7 +349,7 @@ class LineReader:
             self.size = os.fstat(file.fileno()).st_size
             first = file.read(self._chunk_size)
             self.bytes_read += len(first)
-            self.compressed = is_gzip(first)
+            self.compressed = sniff_compression(first)
             if self.compressed or ref.start_offset == 0:
                 self._first = first
                 self._decoder = LineDecoder(
@@ -277,27 +402,87 @@ def read_lines(
     return iter(LineReader(ref, s3_client, chunk_size=chunk_size))
 
 
-def _s3_error(exc: ClientError, ref: ObjectRef, etag: str | None) -> SourceError:
-    """One sentence saying what went wrong with the GET and what to do."""
+def _pump(
+    chunks: Generator[bytes, None, None],
+    handoff: queue.Queue[bytes | Exception | None],
+    halt: threading.Event,
+) -> None:
+    """The read-ahead thread: put each chunk, then None (the end) or the error, in ``handoff``."""
+    try:
+        for chunk in chunks:
+            if not _offer(handoff, chunk, halt):
+                return
+        _offer(handoff, None, halt)
+    except Exception as error:  # noqa: BLE001 - handed to the reading thread, which raises it
+        _offer(handoff, error, halt)
+    finally:
+        chunks.close()
+
+
+def _offer(
+    handoff: queue.Queue[bytes | Exception | None],
+    item: bytes | Exception | None,
+    halt: threading.Event,
+) -> bool:
+    """Put ``item`` once there is room; False when the reader stopped wanting it."""
+    while not halt.is_set():
+        try:
+            handoff.put(item, timeout=READ_POLL_SECONDS)
+        except queue.Full:
+            continue
+        return True
+    return False
+
+
+def _s3_error(
+    exc: ClientError, ref: ObjectRef, etag: str | None, *, named_by_event: bool
+) -> SourceError:
+    """One sentence saying what went wrong with the GET and what to do, and whether a later
+    read can succeed. ``named_by_event``: the ETag and version pinned are the event's, not ones
+    this shipper read."""
     error = exc.response.get("Error", {})
     code = error.get("Code", "")
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
     uri = ref.uri
+    hand_written = (
+        "or the event was written by hand: leave eTag and versionId out of a hand-written "
+        "event to ship the object as it is now"
+    )
     if code == "PreconditionFailed" or status == 412:
+        if named_by_event:
+            return ObjectChangedError(
+                f"{uri} is not the object the event names: its ETag is no longer {etag}; it was "
+                f"overwritten after the event (whose own event ships it), {hand_written}"
+            )
         return ObjectChangedError(
             f"{uri} changed since it was first read (its ETag is no longer {etag}): "
             "ship the new object from its start"
         )
+    if ref.version_id and (
+        code == "NoSuchVersion" or (code == "InvalidArgument" and "version" in str(error).lower())
+    ):
+        return ObjectChangedError(
+            f"{uri} has no version {ref.version_id} ({code}): the version was deleted after "
+            f"the event, {hand_written}"
+        )
     if code in ("NoSuchKey", "NotFound") or (status == 404 and code != "NoSuchBucket"):
-        return SourceError(f"{uri} does not exist ({code or status}): it may have been deleted")
+        return SourceError(
+            f"{uri} does not exist ({code or status}): it was deleted, or the bucket or key "
+            "is wrong"
+        )
     if code == "NoSuchBucket":
         return SourceError(f"the bucket of {uri} does not exist (NoSuchBucket)")
     if code == "AccessDenied" or status == 403:
         return SourceError(
-            f"access to {uri} is denied ({code or status}): grant s3:GetObject on it "
-            "(and s3:GetObjectVersion for versioned reads, kms:Decrypt for SSE-KMS) to this role"
+            f"access to {uri} is denied ({code or status}): grant this role s3:GetObject on it "
+            "(and s3:GetObjectVersion for versioned reads, kms:Decrypt for SSE-KMS); without "
+            "s3:ListBucket, S3 also answers 403 for a key that does not exist",
+            transient=True,
         )
     if code == "InvalidRange" or status == 416:
         return SourceError(f"resume offset {ref.start_offset} is beyond the end of {uri}")
     message = error.get("Message", "")
-    return SourceError(f"cannot read {uri}: {code or status} {message}".rstrip())
+    transient = code in _TRANSIENT_S3_CODES or status >= _FIRST_SERVER_ERROR
+    return SourceError(
+        f"cannot read {uri}: {code or status} {message}".rstrip(), transient=transient
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 from typing import TYPE_CHECKING, Any, cast
 
@@ -12,7 +13,7 @@ from botocore.exceptions import ClientError, ResponseStreamingError
 from elb_log_shipper.errors import ObjectChangedError, SourceError
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.source import MAX_READ_RETRIES, LineReader, read_lines
-from tests.support.s3server import MotoServer
+from tests.support.s3server import FaultyS3, MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -148,6 +149,7 @@ def test_an_object_changed_before_resume_is_an_error(
     with pytest.raises(ObjectChangedError, match=f"s3://{bucket}/x.log changed since") as caught:
         LineReader(ref, s3).open()
     assert isinstance(caught.value.__cause__, ClientError)
+    assert not caught.value.transient
 
 
 def test_etag_from_an_event_pins_the_first_read(moto: MotoServer, s3: S3Client) -> None:
@@ -249,9 +251,10 @@ def test_too_many_resets_are_a_source_error_after_the_lines_read(s3: S3Client, b
     flaky = FlakyClient(s3, failures=MAX_READ_RETRIES + 1, limit=3000)
     reader = LineReader(ObjectRef(bucket, "plain.log"), cast("S3Client", flaky), chunk_size=1000)
     lines: list[tuple[int, bytes]] = []
-    with pytest.raises(SourceError, match=f"after {MAX_READ_RETRIES} retries"):
+    with pytest.raises(SourceError, match=f"after {MAX_READ_RETRIES} retries") as caught:
         for batch in reader:
             lines.extend(batch)
+    assert caught.value.transient
     assert lines == EXPECTED[: len(lines)]
     assert lines[-1][0] + len(lines[-1][1]) < 3000 * (MAX_READ_RETRIES + 1)
 
@@ -270,3 +273,147 @@ def test_access_denied_is_a_clear_source_error() -> None:
     with pytest.raises(SourceError, match=r"access to s3://logs/x.log is denied") as caught:
         LineReader(ref, cast("S3Client", DenyingClient())).open()
     assert isinstance(caught.value.__cause__, ClientError)
+
+
+# --- what a later read can cure: SourceError.transient, over real HTTP ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "transient"),
+    [
+        (503, "SlowDown", True),
+        (503, "ServiceUnavailable", True),
+        (500, "InternalError", True),
+        (502, "BadGateway", True),
+        (400, "RequestTimeout", True),
+        (400, "Throttling", True),
+        (403, "AccessDenied", True),
+        (404, "NoSuchKey", False),
+        (404, "NoSuchBucket", False),
+        (416, "InvalidRange", False),
+        (400, "InvalidRequest", False),
+    ],
+)
+def test_s3_answers_are_classified_where_they_happen(
+    moto: MotoServer, bucket: str, status: int, code: str, transient: bool
+) -> None:
+    with (
+        FaultyS3(moto, error=(status, code)) as faulty,
+        pytest.raises(SourceError, match=f"s3://{bucket}/plain.log") as caught,
+    ):
+        LineReader(ObjectRef(bucket, "plain.log"), faulty.client()).open()
+    assert caught.value.transient is transient
+    assert type(caught.value) is SourceError
+
+
+def test_an_unreachable_s3_is_transient(moto: MotoServer) -> None:
+    with FaultyS3(moto) as faulty:
+        client = faulty.client(connect_timeout=1)
+    # The endpoint is closed now: the connection is refused.
+    with pytest.raises(SourceError, match=r"cannot read s3://logs/x\.log") as caught:
+        LineReader(ObjectRef("logs", "x.log"), client).open()
+    assert caught.value.transient
+
+
+def test_bad_bytes_are_permanent(moto: MotoServer, s3: S3Client) -> None:
+    bucket = moto.new_bucket()
+    moto.put_object(bucket, "cut.log.gz", gzip.compress(DATA)[:-20])
+    with pytest.raises(SourceError, match="truncated") as caught:
+        read_all(LineReader(ObjectRef(bucket, "cut.log.gz"), s3))
+    assert not caught.value.transient
+
+
+# --- pins from the event ---------------------------------------------------------------------
+
+
+def test_an_etag_from_the_event_that_does_not_match_says_what_to_change(
+    moto: MotoServer, s3: S3Client
+) -> None:
+    bucket = moto.new_bucket()
+    moto.put_object(bucket, "x.log", DATA)
+    ref = ObjectRef(bucket, "x.log", etag="b1946ac92492d2347c6235b4d2611184")
+    with pytest.raises(ObjectChangedError) as caught:
+        LineReader(ref, s3).open()
+    message = str(caught.value)
+    assert message.startswith(f"s3://{bucket}/x.log is not the object the event names")
+    assert "leave eTag and versionId out of a hand-written event" in message
+    assert not caught.value.transient
+
+
+def test_a_version_from_the_event_that_does_not_exist_says_what_to_change(
+    moto: MotoServer, s3: S3Client
+) -> None:
+    bucket = moto.new_bucket(versioned=True)
+    moto.put_object(bucket, "x.log", DATA)
+    ref = ObjectRef(bucket, "x.log", version_id="IYV3p45BT0ac8hjHg1houSdS1a.Mro8e")
+    with pytest.raises(ObjectChangedError) as caught:
+        LineReader(ref, s3).open()
+    message = str(caught.value)
+    assert message.startswith(f"s3://{bucket}/x.log has no version IYV3p45BT0ac8hjHg1houSdS1a")
+    assert "leave eTag and versionId out" in message
+    assert not caught.value.transient
+
+
+# --- another compression than ELB's ----------------------------------------------------------
+
+
+def test_an_object_in_another_compression_is_refused_in_one_sentence(
+    moto: MotoServer, s3: S3Client
+) -> None:
+    bucket = moto.new_bucket()
+    moto.put_object(bucket, "x.log.bz2", bz2.compress(DATA))
+    reader = LineReader(ObjectRef(bucket, "x.log.bz2"), s3)
+    with pytest.raises(SourceError) as caught:
+        read_all(reader)
+    assert str(caught.value) == (
+        f"s3://{bucket}/x.log.bz2: the data is bzip2-compressed (by its first bytes), but ELB "
+        "writes gzip or plain text: decompress it and ship the log itself"
+    )
+    assert not caught.value.transient
+
+
+# --- reads that stall, under a deadline ------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["plain.log", "gzip.log"])
+def test_a_stalled_read_stops_when_asked_and_the_rest_resumes_exactly(
+    moto: MotoServer, bucket: str, key: str
+) -> None:
+    size = moto.client().head_object(Bucket=bucket, Key=key)["ContentLength"]
+    asked: list[bool] = []
+
+    def should_stop() -> bool:
+        asked.append(True)
+        return True
+
+    with FaultyS3(moto, stall_after=size // 2) as faulty:
+        # A read timeout far beyond the test: only should_stop can end the stall.
+        client = faulty.client(read_timeout=120)
+        reader = LineReader(ObjectRef(bucket, key), client, chunk_size=512, should_stop=should_stop)
+        first = read_all(reader)
+        assert faulty.stalls == 1
+        assert asked
+        assert reader.stopped_at is not None
+        faulty.release()
+        rest = read_all(LineReader(ObjectRef(bucket, key, start_offset=reader.stopped_at), client))
+    assert first + rest == EXPECTED
+    assert first and rest
+    assert rest[0][0] == reader.stopped_at
+
+
+def test_a_read_stalled_before_its_first_byte_stops_at_its_start(
+    moto: MotoServer, bucket: str
+) -> None:
+    with FaultyS3(moto, stall_after=0) as faulty:
+        client = faulty.client(read_timeout=120)
+        ref = ObjectRef(bucket, "gzip.log", start_offset=OFFSETS[5])
+        reader = LineReader(ref, client, should_stop=lambda: True).open()
+        assert reader.stopped_at == OFFSETS[5]
+        assert read_all(reader) == []
+
+
+def test_read_ahead_yields_what_a_plain_read_yields(s3: S3Client, bucket: str) -> None:
+    for key in ("plain.log", "gzip.log", "members.log.gz", "empty.log"):
+        reader = LineReader(ObjectRef(bucket, key), s3, chunk_size=700, should_stop=lambda: False)
+        assert read_all(reader) == read_all(LineReader(ObjectRef(bucket, key), s3)), key
+        assert reader.stopped_at is None

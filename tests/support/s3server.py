@@ -1,4 +1,5 @@
-"""A moto server (S3 and the other moto services) over real HTTP on 127.0.0.1, for tests.
+"""A moto server (S3 and the other moto services) over real HTTP on 127.0.0.1, for tests, and
+``FaultyS3``, a real HTTP endpoint in front of it whose object reads fail or stall mid-body.
 
 Clients talk to it through boto3 as they would to AWS: real requests, real streaming bodies, real
 ``Range`` and ``If-Match`` handling. Nothing leaves loopback: the endpoint is 127.0.0.1 and the
@@ -19,13 +20,17 @@ elsewhere in the same process intercepts boto3 calls before they reach this serv
 from __future__ import annotations
 
 import gzip
+import http.client
+import http.server
 import itertools
 import logging
+import threading
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -34,7 +39,7 @@ from moto.server import ThreadedMotoServer
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["DUMMY_ENVIRON", "REGION", "MotoServer", "moto_server"]
+__all__ = ["DUMMY_ENVIRON", "REGION", "FaultyS3", "MotoServer", "moto_server"]
 
 REGION = "us-east-1"
 
@@ -130,3 +135,140 @@ def moto_server() -> Iterator[MotoServer]:
     finally:
         server.stop()
         werkzeug_log.setLevel(level)
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    """Forwards one request to moto; misbehaves on object reads as its ``FaultyS3`` says."""
+
+    protocol_version = "HTTP/1.1"
+    server: _ProxyServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: a test run wants only its failures."""
+
+    def do_GET(self) -> None:
+        self._forward()
+
+    def do_HEAD(self) -> None:
+        self._forward()
+
+    def do_PUT(self) -> None:
+        self._forward()
+
+    def do_POST(self) -> None:
+        self._forward()
+
+    def do_DELETE(self) -> None:
+        self._forward()
+
+    def _forward(self) -> None:
+        faults = self.server.faults
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        # Path-style addressing (boto3 uses it for an IP endpoint): /bucket/key?versionId=...
+        is_object_read = self.command == "GET" and "/" in urlsplit(self.path).path.strip("/")
+        if is_object_read:
+            faults.gets.append(self.path)
+        if is_object_read and faults.error is not None:
+            self._answer_error(*faults.error)
+            return
+        upstream = http.client.HTTPConnection(faults.moto.host, faults.moto.port, timeout=30)
+        try:
+            headers = {name: value for name, value in self.headers.items()}
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            payload = response.read()
+        finally:
+            upstream.close()
+        self.send_response(response.status, response.reason)
+        for name, value in response.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        stall_after = faults.stall_after if is_object_read and response.status < 300 else None
+        try:
+            if stall_after is None or stall_after >= len(payload):
+                self.wfile.write(payload)
+                return
+            self.wfile.write(payload[:stall_after])
+            self.wfile.flush()
+            faults.stalls += 1
+            # Mid-body, the connection open and silent, until the test releases the object.
+            faults.released.wait()
+            self.wfile.write(payload[stall_after:])
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up on the stalled body
+
+    def _answer_error(self, status: int, code: str) -> None:
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code}</Code><Message>{code} (FaultyS3)</Message>"
+            "<RequestId>FAULTY</RequestId></Error>"
+        ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _ProxyServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    faults: FaultyS3
+
+
+@dataclass
+class FaultyS3:
+    """An S3 endpoint on 127.0.0.1 in front of a moto server: every request is forwarded, and
+    object reads (GET of a key) misbehave as set.
+
+    - ``error = (503, "SlowDown")``: object reads get that S3 error answer;
+    - ``stall_after = n``: each object read sends its headers and ``n`` bytes of its body, then
+      stays silent, the connection open, until ``released`` is set (``release()``).
+
+    Point a client at ``endpoint_url`` (boto3's ``AWS_ENDPOINT_URL_S3``); use it as a context
+    manager, which stops it and releases every stalled response.
+    """
+
+    moto: MotoServer
+    error: tuple[int, str] | None = None
+    stall_after: int | None = None
+    released: threading.Event = field(default_factory=threading.Event)
+    gets: list[str] = field(default_factory=list)
+    """The paths of the object reads received."""
+    stalls: int = 0
+    """Object reads stalled so far."""
+    _server: _ProxyServer | None = field(default=None, repr=False)
+
+    @property
+    def endpoint_url(self) -> str:
+        assert self._server is not None, "use FaultyS3 as a context manager"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def client(self, **config: Any) -> S3Client:
+        """An S3 client for this endpoint (see ``MotoServer.client_kwargs``)."""
+        kwargs = self.moto.client_kwargs(**config)
+        kwargs["endpoint_url"] = self.endpoint_url
+        return boto3.client("s3", **kwargs)
+
+    def release(self) -> None:
+        """Let stalled bodies go on, and stop stalling new ones."""
+        self.stall_after = None
+        self.released.set()
+
+    def __enter__(self) -> FaultyS3:
+        server = _ProxyServer(("127.0.0.1", 0), _ProxyHandler)
+        server.faults = self
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="faulty-s3", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.released.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

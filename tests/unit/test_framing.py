@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import io
 import itertools
+import lzma
 import os
 import tracemalloc
+import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
 
@@ -271,6 +275,46 @@ def test_gzip_is_told_by_magic_bytes(data: bytes, compressed: bool) -> None:
     assert is_gzip(data) is compressed
     if not compressed:
         assert lines == reference(data)  # garbage is the parser's business, not ours
+
+
+def zip_archive(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.log", data)
+    return buffer.getvalue()
+
+
+# A zstd frame (RFC 8878) with one raw block: magic, a header with a 1-byte content size, the
+# block header (last block, raw, 15 bytes), the bytes. The standard library has no zstd before 3.14.
+ZSTD_FRAME = b"\x28\xb5\x2f\xfd\x20\x0f" + (1 | 15 << 3).to_bytes(3, "little") + b"plain text log\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (bz2.compress(ALB_LINE), "bzip2"),
+        (bz2.compress(b""), "bzip2"),
+        (lzma.compress(ALB_LINE), "xz"),
+        (zip_archive(ALB_LINE), "zip"),
+        (ZSTD_FRAME, "zstd"),
+    ],
+)
+@pytest.mark.parametrize("piece", [1, 3, 4096])
+def test_compressions_elb_never_writes_are_refused_in_one_sentence(
+    data: bytes, name: str, piece: int
+) -> None:
+    with pytest.raises(SourceError) as caught:
+        decode(split_at(data, range(0, len(data), piece)), LineDecoder())
+    assert str(caught.value) == (
+        f"the data is {name}-compressed (by its first bytes), but ELB writes gzip or plain text: "
+        "decompress it and ship the log itself"
+    )
+    assert not caught.value.transient
+
+
+@pytest.mark.parametrize("text", [b"BZh9 is a line\n", b"PK\n", b"BZh91AY&S\n", b"\xfd7zX"])
+def test_text_that_starts_like_a_magic_is_text(text: bytes) -> None:
+    assert decode([text], LineDecoder()) == reference(text)
 
 
 def test_zero_padding_between_and_after_members_is_ignored() -> None:
