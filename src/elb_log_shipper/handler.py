@@ -22,13 +22,14 @@ How failures surface, by trigger:
   and after ``maxReceiveCount`` dead-letters it) when it could not be read, when one of its
   objects is ``FAILED`` (S3 or Logstash failing, hop budget spent, events not confirmed) or
   when its continuation could not be sent. The other messages of the batch succeed.
-- S3 notification, EventBridge, direct invocation (asynchronous): when any object is
+- S3 notification, SNS, EventBridge, direct invocation (asynchronous): when any object is
   ``FAILED`` the invocation raises, after confirming what was sent, so that Lambda retries the
   whole event and, after its retries, sends it to the on-failure destination (dead-letter
   queue). No continuation is sent then: the retry starts the event's objects again, and
   ``event.id`` makes the lines shipped twice one document downstream.
-- Objects ``REJECTED`` (gone, changed, bad gzip) are logged and counted in ``ObjectsFailed``
-  and fail nothing: retrying cannot help.
+- Objects ``REJECTED`` (gone, not the object the event names, bad gzip, another compression)
+  are logged and counted in ``ObjectsFailed`` and fail nothing: retrying cannot help. Their
+  ``error`` in the result says why in one sentence (what ``sam local invoke`` prints).
 - An object past ``MAX_HOPS`` goes straight to ``DEAD_LETTER_QUEUE_URL`` when that is set
   (``DEAD_LETTERED``: logged, counted in ``ObjectsFailed``, fails nothing), as a continuation
   with a fresh hop budget that can be replayed after a fix; otherwise it is ``FAILED``.
@@ -74,8 +75,9 @@ DEFAULT_SERVICE = "elb-log-shipper"
 DEFAULT_METRICS_NAMESPACE = "ElbLogShipper"
 METRIC_DIMENSION_ENVIRONMENT = "environment"
 
-# S3: fail a connection in seconds, not botocore's 60 s, so that the deadline margin (30 s) is
-# never eaten by one stuck request; a read waits longer, as S3 may pause between chunks.
+# S3: fail a connection in seconds, not botocore's 60 s; a read waits longer, as S3 may pause
+# between chunks. Neither holds up the deadline: a read still waiting at the margin is abandoned
+# (source.LineReader's should_stop) and the rest of the object handed off.
 S3_CONNECT_TIMEOUT = 5.0
 S3_READ_TIMEOUT = 20.0
 # SQS: a hand-off is sent after the hard deadline, within HANDOFF_RESERVE_SECONDS (5 s): two
@@ -187,7 +189,7 @@ cold_start()
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Ship the objects an S3, SQS, EventBridge or direct (continuation) event names.
+    """Ship the objects an S3, SQS, SNS, EventBridge or direct (continuation) event names.
 
     Returns ``{"objects": [ledger, ...]}`` and, for SQS, ``"batchItemFailures"``. Raises
     ConfigurationError for invalid settings, TriggerError for an event of no known shape, and

@@ -14,6 +14,9 @@ Shapes understood:
    ``s3:TestEvent``), an SNS envelope around one, an EventBridge event, or a continuation.
    ``items_from_sqs_record`` reads one record: the Powertools batch processor's record handler
    can call it with the ``SQSRecord`` it is given.
+2a. SNS, ``Records[].EventSource == "aws:sns"`` (a topic that S3 notifies, subscribed by the
+   function): each ``Sns.Message`` is an S3 notification (or ``s3:TestEvent``), read as in an
+   SQS body.
 3. EventBridge, ``source == "aws.s3"``: ``detail.bucket.name`` and ``detail.object.key``, which
    is taken as written. The S3 documentation says notification keys are URL-encoded; its
    EventBridge page (ev-events) says no such thing and shows plain keys.
@@ -28,6 +31,10 @@ Shapes understood:
    ``requestPayload``, so a replay ships the objects the failed event named.
 
 Anything else raises ``TriggerError``. ``s3:TestEvent`` gives no items, quietly.
+
+The ETag and version an event names pin the object read (``ObjectRef.etag``/``version_id``):
+the function ships that object or none. The one exception is ``SAMPLE_ETAG``, the placeholder
+in AWS's own sample events, which pins nothing.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from elb_log_shipper.refs import ObjectRef
 __all__ = [
     "CONTINUATION_MARKER",
     "CONTINUATION_VERSION",
+    "SAMPLE_ETAG",
     "Decision",
     "RejectedMessage",
     "Trigger",
@@ -64,6 +72,11 @@ __all__ = [
 CONTINUATION_MARKER = "elbLogShipperContinuation"
 CONTINUATION_VERSION = 1
 
+# The eTag of AWS's sample S3 events (`sam local generate-event s3 put`, the Lambda console's
+# "s3-put" test event): a placeholder. No object has it (that would take an MD5 preimage), so it
+# is read as no pin, and such an event ships the object it names as it is now.
+SAMPLE_ETAG = "0123456789abcdef0123456789abcdef"
+
 _S3_TEST_EVENT = "s3:TestEvent"
 _OBJECT_CREATED_PREFIX = "ObjectCreated:"
 _EVENTBRIDGE_OBJECT_CREATED = "Object Created"
@@ -81,6 +94,7 @@ class TriggerKind(StrEnum):
 
     S3 = "s3"
     SQS = "sqs"
+    SNS = "sns"
     EVENTBRIDGE = "eventbridge"
     DIRECT = "direct"
 
@@ -194,8 +208,8 @@ def parse_event(event: Mapping[str, Any]) -> Trigger:
         return Trigger(TriggerKind.EVENTBRIDGE, tuple(_eventbridge_items(event, None)))
     raise TriggerError(
         f"unrecognised Lambda event with keys {_describe_keys(event)}: invoke the function from "
-        "S3 event notifications, an SQS queue of them, EventBridge 'Object Created' events from "
-        "S3, or with a message made by make_continuation()"
+        "S3 event notifications, an SQS queue or SNS topic of them, EventBridge 'Object Created' "
+        "events from S3, or with a message made by make_continuation()"
     )
 
 
@@ -308,9 +322,13 @@ def _parse_records(records: object) -> Trigger:
             except TriggerError as error:
                 rejected.append(RejectedMessage(message_id, str(error)))
         return Trigger(TriggerKind.SQS, tuple(items), tuple(rejected))
+    if sources == {"aws:sns"}:
+        sns_items = (item for record in records for item in _sns_record_items(record))
+        return Trigger(TriggerKind.SNS, tuple(sns_items))
     raise TriggerError(
         f"event records come from {sorted(sources)}: this function reads records from "
-        "aws:s3 (S3 event notifications) or aws:sqs (a queue of them), one source per event"
+        "aws:s3 (S3 event notifications), aws:sqs or aws:sns (a queue or topic of them), one "
+        "source per event"
     )
 
 
@@ -322,8 +340,10 @@ def _record_source(record: object) -> str:
     return source if isinstance(source, str) else repr(source)
 
 
-def _message_items(body: object, message_id: str, *, sns_envelope_allowed: bool) -> list[WorkItem]:
-    """The items in one SQS message body, already parsed from JSON."""
+def _message_items(
+    body: object, message_id: str | None, *, sns_envelope_allowed: bool
+) -> list[WorkItem]:
+    """The items in one SQS or SNS message body, already parsed from JSON."""
     if not isinstance(body, Mapping):
         raise TriggerError("the message is not a JSON object")
     if CONTINUATION_MARKER in body:
@@ -341,20 +361,35 @@ def _message_items(body: object, message_id: str, *, sns_envelope_allowed: bool)
     if body.get("Event") == _S3_TEST_EVENT:
         return []
     if sns_envelope_allowed and body.get("Type") == "Notification" and "Message" in body:
-        inner = body["Message"]
-        if not isinstance(inner, str):
-            raise TriggerError("the SNS notification's Message is not text")
-        try:
-            parsed = json.loads(inner)
-        except (ValueError, RecursionError):
-            raise TriggerError("the SNS notification's Message is not JSON") from None
-        return _message_items(parsed, message_id, sns_envelope_allowed=False)
+        return _sns_message_items(body, message_id)
     if "detail-type" in body and "source" in body:
         return _eventbridge_items(body, message_id)
     raise TriggerError(
         f"unrecognised message with keys {_describe_keys(body)}: expected an S3 event "
         "notification, an SNS notification of one, an EventBridge event or a continuation"
     )
+
+
+def _sns_record_items(record: Mapping[str, Any]) -> list[WorkItem]:
+    """The items of one ``aws:sns`` record: SNS invoking the function with a topic's message."""
+    notification = _mapping(record.get("Sns"), "Sns")
+    try:
+        return _sns_message_items(notification, None)
+    except TriggerError as error:
+        message_id = notification.get("MessageId")
+        raise TriggerError(f"SNS message {message_id}: {error}") from None
+
+
+def _sns_message_items(notification: Mapping[str, Any], message_id: str | None) -> list[WorkItem]:
+    """The items in an SNS notification's ``Message``: an S3 notification, as SNS relays it."""
+    inner = notification.get("Message")
+    if not isinstance(inner, str):
+        raise TriggerError("the SNS notification's Message is not text")
+    try:
+        parsed = json.loads(inner)
+    except (ValueError, RecursionError):
+        raise TriggerError("the SNS notification's Message is not JSON") from None
+    return _message_items(parsed, message_id, sns_envelope_allowed=False)
 
 
 def _s3_record_items(record: object, message_id: str | None) -> list[WorkItem]:
@@ -367,7 +402,7 @@ def _s3_record_items(record: object, message_id: str | None) -> list[WorkItem]:
         bucket=bucket,
         key=unquote_plus(_text(obj.get("key"), "s3.object.key")),
         version_id=_optional_text(obj.get("versionId"), "s3.object.versionId"),
-        etag=_optional_text(obj.get("eTag"), "s3.object.eTag"),
+        etag=_etag(obj.get("eTag"), "s3.object.eTag"),
         size=_optional_count(obj.get("size"), "s3.object.size"),
     )
     event_name = record.get("eventName")
@@ -392,7 +427,7 @@ def _eventbridge_items(event: Mapping[str, Any], message_id: str | None) -> list
         bucket=_text(_mapping(detail.get("bucket"), "detail.bucket").get("name"), "bucket name"),
         key=_text(obj.get("key"), "detail.object.key"),
         version_id=_optional_text(obj.get("version-id"), "detail.object.version-id"),
-        etag=_optional_text(obj.get("etag"), "detail.object.etag"),
+        etag=_etag(obj.get("etag"), "detail.object.etag"),
         size=_optional_count(obj.get("size"), "detail.object.size"),
     )
     detail_type = event.get("detail-type")
@@ -433,6 +468,11 @@ def _optional_text(value: object, name: str) -> str | None:
     if not isinstance(value, str):
         raise TriggerError(f"{name} is not a string")
     return value
+
+
+def _etag(value: object, name: str) -> str | None:
+    etag = _optional_text(value, name)
+    return None if etag == SAMPLE_ETAG else etag
 
 
 def _count(value: object, name: str) -> int:

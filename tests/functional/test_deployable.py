@@ -22,7 +22,6 @@ from collections.abc import Iterator, Mapping
 from io import BytesIO
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 import boto3
 import pytest
@@ -342,8 +341,25 @@ def function_environ(parameters: Mapping[str, str]) -> dict[str, str]:
     return resolved
 
 
+def recipe_event(source: str, bucket: str, key: str) -> dict[str, Any]:
+    """The event a user starts ``sam local invoke`` with: ``events/s3-put.json`` with only its
+    bucket and key edited (docs/deploy.md), or the SAM CLI's generated S3 put event."""
+    if source == "events/s3-put.json":
+        event: dict[str, Any] = json.loads((ROOT / source).read_text())
+        s3 = event["Records"][0]["s3"]
+        s3["bucket"]["name"] = bucket
+        s3["object"]["key"] = key
+        return event
+    sam = require_tool(SAM, "the SAM CLI (.venv-sam)")
+    command = [sam, "local", "generate-event", "s3", "put", "--bucket", bucket, "--key", key]
+    output = run(command, env=sam_environ())
+    generated: dict[str, Any] = json.loads(output[output.index("{") : output.rindex("}") + 1])
+    return generated
+
+
+@pytest.mark.parametrize("source", ["events/s3-put.json", "sam local generate-event s3 put"])
 def test_built_package_ships_an_object_under_python313(
-    package: Path, moto: MotoServer, logstash: JsonLinesReceiver, tmp_path: Path
+    package: Path, moto: MotoServer, logstash: JsonLinesReceiver, tmp_path: Path, source: str
 ) -> None:
     bucket = moto.new_bucket("elb-logs")
     moto.put_object(bucket, KEY, b"\n".join(ALB_LINES) + b"\n", compress=True)
@@ -351,19 +367,8 @@ def test_built_package_ships_an_object_under_python313(
     queue_url = sqs.create_queue(QueueName="elb-log-shipper-continuation")["QueueUrl"]
     dead_letter_url = sqs.create_queue(QueueName="elb-log-shipper-dead-letter")["QueueUrl"]
 
-    event = json.loads((ROOT / "events" / "s3-put.json").read_text())
-    record = event["Records"][0]
-    record["s3"]["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
-    head = moto.client().head_object(Bucket=bucket, Key=KEY)
-    record["s3"]["object"] = {
-        "key": quote_plus(KEY, safe="/"),
-        "size": head["ContentLength"],
-        "eTag": head["ETag"].strip('"'),
-        "sequencer": "0055AED6DCD90281E5",
-    }
-    event["Records"] = [record]
     event_file = tmp_path / "event.json"
-    event_file.write_text(json.dumps(event))
+    event_file.write_text(json.dumps(recipe_event(source, bucket, KEY)))
 
     env = {
         "PATH": sam_environ()["PATH"],
@@ -401,6 +406,9 @@ def test_built_package_ships_an_object_under_python313(
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "HANDLER-RESULT" in done.stdout, output
+    result_line = next(line for line in done.stdout.splitlines() if "HANDLER-RESULT" in line)
+    result = json.loads(result_line.split("HANDLER-RESULT ", 1)[1])
+    assert [o["outcome"] for o in result["objects"]] == ["shipped"], output
 
     logstash.wait_idle()
     events = logstash.events

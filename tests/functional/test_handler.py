@@ -7,6 +7,7 @@ The helpers here (a Lambda context, a container, object generators, checks) are 
 
 from __future__ import annotations
 
+import bz2
 import copy
 import gzip
 import json
@@ -14,8 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote_plus
 
+import boto3
 import pytest
 
+from elb_log_shipper import handler
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from elb_log_shipper.triggers import make_continuation
@@ -24,6 +27,8 @@ from tests.support.lambda_harness import (
     CLASSIC_KEY,
     DAY,
     Container,
+    FakeContext,
+    alb_key,
     alb_lines,
     emf_documents,
     expected,
@@ -39,7 +44,7 @@ from tests.support.lambda_harness import (
     store,
 )
 from tests.support.receiver import JsonLinesReceiver
-from tests.support.s3server import MotoServer
+from tests.support.s3server import FaultyS3, MotoServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -69,6 +74,15 @@ def sample_objects(moto: MotoServer) -> tuple[str, dict[str, dict[str, Any]]]:
     return bucket, stored
 
 
+def both_objects_event() -> dict[str, Any]:
+    """events/s3-put.json with a second record, for the Classic object."""
+    event = load_event("s3-put.json")
+    second = copy.deepcopy(event["Records"][0])
+    second["s3"]["object"]["key"] = quote_plus(CLASSIC_KEY, safe="/")
+    event["Records"].append(second)
+    return event
+
+
 # ------------------------------------------------------------------------------------ triggers
 
 
@@ -80,7 +94,7 @@ def test_s3_notification_ships_every_line_of_every_record(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     bucket, stored = sample_objects
-    event = load_event("s3-put.json")
+    event = both_objects_event()
     for record in event["Records"]:
         pin_s3_record(record, bucket, stored)
 
@@ -150,8 +164,7 @@ def test_eventbridge_object_created(
     event = load_event("eventbridge-object-created.json")
     event["detail"]["bucket"]["name"] = bucket
     obj = event["detail"]["object"]
-    obj.update(etag=stored["ETag"], size=stored["size"])
-    del obj["version-id"]
+    obj.update(etag=stored["ETag"], size=stored["size"])  # as EventBridge sends it
 
     result = container.invoke(event)
 
@@ -265,7 +278,7 @@ def test_dead_letter_redrive_replays_the_failed_event(
 ) -> None:
     # Lambda's on-failure destination wraps the event; redriven to the queue, it ships again.
     bucket, stored = sample_objects
-    failed = load_event("s3-put.json")
+    failed = both_objects_event()
     for record in failed["Records"]:
         pin_s3_record(record, bucket, stored)
     dead_letter = {
@@ -288,6 +301,220 @@ def test_dead_letter_redrive_replays_the_failed_event(
     assert set(received(logstash)) == expected(ALB_KEY, ALB_DATA) | expected(
         CLASSIC_KEY, CLASSIC_DATA
     )
+
+
+# ------------------------------------------------------ the local-invoke recipe (docs/deploy.md)
+
+
+def edit_bucket_and_key(name: str, bucket: str, key: str) -> dict[str, Any]:
+    """A sample event with only its bucket and key edited, as a user does for ``sam local
+    invoke``."""
+    event = load_event(name)
+    if name == "eventbridge-object-created.json":
+        event["detail"]["bucket"]["name"] = bucket
+        event["detail"]["object"]["key"] = key
+        return event
+    if name == "sns-s3.json":
+        sns = event["Records"][0]["Sns"]
+        message = json.loads(sns["Message"])
+        message["Records"][0]["s3"]["bucket"]["name"] = bucket
+        message["Records"][0]["s3"]["object"]["key"] = key
+        sns["Message"] = json.dumps(message)
+        return event
+    s3 = event["Records"][0]["s3"]
+    s3["bucket"]["name"] = bucket
+    s3["object"]["key"] = key
+    return event
+
+
+@pytest.mark.parametrize("name", ["s3-put.json", "eventbridge-object-created.json", "sns-s3.json"])
+def test_a_sample_event_edited_to_name_an_object_ships_it(
+    container: Container, logstash: JsonLinesReceiver, moto: MotoServer, name: str
+) -> None:
+    bucket = moto.new_bucket("my-elb-logs", versioned=True)
+    key = alb_key("recipe")
+    lines = alb_lines(50)
+    store(moto, bucket, key, joined(lines), compress=True)
+
+    result = container.invoke(edit_bucket_and_key(name, bucket, key))
+
+    (shipped,) = result["objects"]
+    assert (shipped["outcome"], shipped["error"]) == ("shipped", None)
+    assert set(received(logstash)) == expected(key, lines)
+    assert max(received(logstash).values()) == 1
+
+
+def test_a_missing_object_is_said_in_one_sentence(
+    container: Container, logstash: JsonLinesReceiver, moto: MotoServer
+) -> None:
+    bucket = moto.new_bucket()
+    key = alb_key("missing")
+
+    result = container.invoke(edit_bucket_and_key("s3-put.json", bucket, key))
+
+    (rejected,) = result["objects"]
+    assert rejected["outcome"] == "rejected"
+    assert rejected["error"] == (
+        f"s3://{bucket}/{key} does not exist (NoSuchKey): it was deleted, or the bucket or key "
+        "is wrong"
+    )
+    assert logstash.events == []
+
+
+@pytest.mark.parametrize("pin", ["eTag", "versionId"])
+def test_an_object_changed_since_the_event_is_said_in_one_sentence_and_not_shipped(
+    container: Container, logstash: JsonLinesReceiver, moto: MotoServer, pin: str
+) -> None:
+    bucket = moto.new_bucket(versioned=pin == "versionId")
+    key = alb_key("changed")
+    first = store(moto, bucket, key, joined(alb_lines(5)), compress=True)
+    store(moto, bucket, key, joined(alb_lines(6)), compress=True)
+    if pin == "versionId":
+        moto.client().delete_object(Bucket=bucket, Key=key, VersionId=first["VersionId"])
+    # What S3 sent for the first upload: its ETag (and version, in a versioned bucket).
+    event = edit_bucket_and_key("s3-put.json", bucket, key)
+    event["Records"][0]["s3"]["object"].update(
+        {"eTag": first["ETag"], **({"versionId": first["VersionId"]} if pin == "versionId" else {})}
+    )
+
+    result = container.invoke(event)
+
+    (rejected,) = result["objects"]
+    assert rejected["outcome"] == "rejected"
+    error = rejected["error"]
+    if pin == "eTag":
+        assert error.startswith(
+            f"s3://{bucket}/{key} is not the object the event names: its ETag is no longer "
+            f"{first['ETag']}; it was overwritten after the event"
+        )
+    else:
+        assert error.startswith(
+            f"s3://{bucket}/{key} has no version {first['VersionId']} (NoSuchVersion): the "
+            "version was deleted after the event"
+        )
+    assert error.endswith(
+        "leave eTag and versionId out of a hand-written event to ship the object as it is now"
+    )
+    assert ". " not in error  # one sentence
+    assert logstash.events == []
+
+
+def test_an_object_in_a_compression_elb_never_writes_is_rejected_in_one_sentence(
+    container: Container, logstash: JsonLinesReceiver, moto: MotoServer
+) -> None:
+    bucket = moto.new_bucket()
+    key = alb_key("bzip2")
+    moto.client().put_object(Bucket=bucket, Key=key, Body=bz2.compress(joined(alb_lines(50))))
+
+    result = container.invoke(edit_bucket_and_key("s3-put.json", bucket, key))
+
+    (rejected,) = result["objects"]
+    assert (rejected["outcome"], rejected["lines"]) == ("rejected", 0)
+    assert rejected["error"] == (
+        f"s3://{bucket}/{key}: the data is bzip2-compressed (by its first bytes), but ELB writes "
+        "gzip or plain text: decompress it and ship the log itself"
+    )
+    assert logstash.events == []
+
+
+# ------------------------------------------------------------------------ S3 -> SNS -> Lambda
+
+
+def sns_lambda_record(envelope: dict[str, Any]) -> dict[str, Any]:
+    """The record SNS invokes a subscribed function with (AWS's documented ``aws:sns`` shape),
+    for the message it delivered to a subscribed queue as ``envelope``: the same fields, with
+    two of them spelled differently."""
+    sns = {k: v for k, v in envelope.items() if k not in ("SigningCertURL", "UnsubscribeURL")}
+    sns.update(
+        SigningCertUrl=envelope["SigningCertURL"],
+        UnsubscribeUrl=envelope["UnsubscribeURL"],
+        MessageAttributes=envelope.get("MessageAttributes", {}),
+    )
+    return {
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": f"{envelope['TopicArn']}:b9a6ef11-4fb2-4a5c-8d37-0e6a4b3b1f12",
+        "Sns": sns,
+    }
+
+
+def test_s3_notifications_through_sns_ship(
+    container: Container, logstash: JsonLinesReceiver, moto: MotoServer
+) -> None:
+    # Moto's own S3 -> SNS notification, tapped by a queue subscribed to the topic.
+    bucket = moto.new_bucket()
+    sns = boto3.client("sns", **moto.client_kwargs())
+    sqs = boto3.client("sqs", **moto.client_kwargs())
+    topic = sns.create_topic(Name=f"{bucket}-created")["TopicArn"]
+    tap = sqs.create_queue(QueueName=f"{bucket}-tap")["QueueUrl"]
+    tap_arn = sqs.get_queue_attributes(QueueUrl=tap, AttributeNames=["QueueArn"])["Attributes"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=tap_arn["QueueArn"])
+    moto.client().put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "TopicConfigurations": [{"TopicArn": topic, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    lines = alb_lines(40)
+    store(moto, bucket, ALB_KEY, joined(lines), compress=True)  # a key with colons
+    envelopes = [json.loads(message["Body"]) for message in container.take_messages(tap)]
+    assert any("ObjectCreated:Put" in envelope["Message"] for envelope in envelopes)
+
+    # SNS invokes the function once per message: the s3:TestEvent, if any, and the put.
+    results = [container.invoke({"Records": [sns_lambda_record(e)]}) for e in envelopes]
+
+    shipped = [o for result in results for o in result["objects"]]
+    assert [(o["key"], o["outcome"]) for o in shipped] == [(ALB_KEY, "shipped")]
+    assert set(received(logstash)) == expected(ALB_KEY, lines)
+    assert max(received(logstash).values()) == 1
+
+
+# ----------------------------------------------------------------- an S3 body that stalls
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_an_s3_body_that_stalls_hands_off_within_the_budget_and_the_rest_ships_once(
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer, logstash: JsonLinesReceiver
+) -> None:
+    # Production settings and S3 timeouts (a read waits 20 s) on a 60 s budget: the body stalls
+    # at its middle, and every read that resumes it stalls there too.
+    container = start_container(monkeypatch, moto, logstash.port)
+    try:
+        bucket = moto.new_bucket()
+        key = alb_key("stalls")
+        lines = alb_lines(9000)  # 4 MB of plain text: several 1 MiB reads before the stall
+        data = joined(lines)
+        store(moto, bucket, key, data, compress=False)
+        with FaultyS3(moto, stall_after=len(data) // 2) as faulty:
+            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+            context = FakeContext(budget=60)
+            result = handler.lambda_handler(
+                edit_bucket_and_key("s3-put.json", bucket, key), context
+            )
+            left = context.get_remaining_time_in_millis()
+            logstash.wait_idle()
+            (first,) = result["objects"]
+            assert first["outcome"] == "handed_off"
+            assert left > 0  # returned before Lambda's deadline: a hand-off, not a timeout
+            assert 0 < first["next_offset"] <= len(data) // 2
+            assert faulty.stalls >= 2  # the read timed out, was resumed, and stalled again
+            assert set(received(logstash)) == expected(key, lines) - expected(
+                key, lines, first["next_offset"]
+            )
+            (message,) = container.continuations()
+
+            faulty.release()  # S3 is well again for the next invocation
+            second = container.invoke({"Records": [sqs_record("m-cont", message["Body"])]})
+
+        assert second["batchItemFailures"] == []
+        assert second["objects"][0]["outcome"] == "shipped"
+        assert second["objects"][0]["start_offset"] == first["next_offset"]
+        logstash.wait_idle()
+        assert set(received(logstash)) == expected(key, lines)
+        assert max(received(logstash).values()) == 1
+    finally:
+        stop_container()
 
 
 def sqs_record(message_id: str, body: str) -> dict[str, Any]:

@@ -24,6 +24,8 @@ import http.client
 import http.server
 import itertools
 import logging
+import re
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -189,6 +191,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         stall_after = faults.stall_after if is_object_read and response.status < 300 else None
+        if stall_after is not None:
+            # The stall is at a byte of the object: a ranged read (bytes=N-) reaches it sooner.
+            first_byte = re.match(r"bytes=(\d+)-", self.headers.get("Range", ""))
+            stall_after = max(0, stall_after - int(first_byte[1])) if first_byte else stall_after
         try:
             if stall_after is None or stall_after >= len(payload):
                 self.wfile.write(payload)
@@ -219,6 +225,12 @@ class _ProxyServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     faults: FaultyS3
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about clients that hung up: they gave up on a stalled body, as intended."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 @dataclass
 class FaultyS3:
@@ -226,8 +238,9 @@ class FaultyS3:
     object reads (GET of a key) misbehave as set.
 
     - ``error = (503, "SlowDown")``: object reads get that S3 error answer;
-    - ``stall_after = n``: each object read sends its headers and ``n`` bytes of its body, then
-      stays silent, the connection open, until ``released`` is set (``release()``).
+    - ``stall_after = n``: each object read sends its headers and its body up to the object's
+      byte ``n`` (a ranged read from beyond it, none), then stays silent, the connection open,
+      until ``released`` is set (``release()``).
 
     Point a client at ``endpoint_url`` (boto3's ``AWS_ENDPOINT_URL_S3``); use it as a context
     manager, which stops it and releases every stalled response.

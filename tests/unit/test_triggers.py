@@ -17,6 +17,7 @@ from elb_log_shipper.objectkey import KeyKind, LoadBalancerType
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.triggers import (
     CONTINUATION_MARKER,
+    SAMPLE_ETAG,
     RejectedMessage,
     Trigger,
     TriggerError,
@@ -44,8 +45,9 @@ CLASSIC_KEY = (
 TEST_FILE_KEY = "AWSLogs/123456789012/ELBAccessLogTestFile"
 ALB_VERSION = "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"
 ALB_ETAG = "b1946ac92492d2347c6235b4d2611184"
-ALB_REF = ObjectRef(BUCKET, ALB_KEY, version_id=ALB_VERSION, etag=ALB_ETAG, size=2048)
-CLASSIC_REF = ObjectRef(BUCKET, CLASSIC_KEY, etag="d8e8fca2dc0f896fd7cb4cb0031ba249", size=4096)
+# The sample notifications pin nothing: edited to name a user's object, they ship it as it is.
+ALB_REF = ObjectRef(BUCKET, ALB_KEY, size=2048)
+CLASSIC_REF = ObjectRef(BUCKET, CLASSIC_KEY, size=4096)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -76,6 +78,7 @@ def refs(trigger: Trigger) -> list[ObjectRef]:
 def test_every_sample_event_is_covered_here() -> None:
     assert {path.name for path in EVENTS.glob("*.json")} == {
         "s3-put.json",
+        "sns-s3.json",
         "s3-test-event.json",
         "s3-test-file.json",
         "sqs-s3.json",
@@ -84,16 +87,57 @@ def test_every_sample_event_is_covered_here() -> None:
     }
 
 
-def test_sample_s3_put_names_both_objects_with_decoded_keys() -> None:
+def test_sample_s3_put_names_its_object_with_a_decoded_key_and_no_pin() -> None:
     trigger = parse_event(load("s3-put.json"))
     assert trigger.kind is TriggerKind.S3
-    assert refs(trigger) == [ALB_REF, CLASSIC_REF]
-    assert [item.key_info.lb_type for item in trigger.items] == [
-        LoadBalancerType.ALB,
-        LoadBalancerType.CLASSIC,
-    ]
+    assert refs(trigger) == [ALB_REF]
+    assert [item.key_info.lb_type for item in trigger.items] == [LoadBalancerType.ALB]
     assert all(item.ship and item.sqs_message_id is None for item in trigger.items)
     assert trigger.to_ship == trigger.items
+
+
+def test_sample_sns_s3_reads_the_notification_in_the_message() -> None:
+    trigger = parse_event(load("sns-s3.json"))
+    assert trigger.kind is TriggerKind.SNS
+    assert refs(trigger) == [ALB_REF]
+    assert trigger.items[0].sqs_message_id is None
+
+
+def test_sam_cli_generated_s3_put_event_pins_nothing() -> None:
+    # What `sam local generate-event s3 put --bucket B --key K` prints (SAM CLI 1.x): the eTag is
+    # AWS's placeholder, which no object has.
+    event = {
+        "Records": [
+            {
+                "eventVersion": "2.0",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "1970-01-01T00:00:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "testConfigRule",
+                    "bucket": {"name": BUCKET, "arn": f"arn:aws:s3:::{BUCKET}"},
+                    "object": {
+                        "key": "a%20b/c%3Ad.log.gz",
+                        "size": 1024,
+                        "eTag": SAMPLE_ETAG,
+                        "sequencer": "0A1B2C3D4E5F678901",
+                    },
+                },
+            }
+        ]
+    }
+    assert refs(parse_event(event)) == [ObjectRef(BUCKET, "a b/c:d.log.gz", size=1024)]
+    assert SAMPLE_ETAG == "0123456789abcdef0123456789abcdef"
+
+
+def test_an_eventbridge_placeholder_etag_pins_nothing_and_a_real_one_pins() -> None:
+    event = load("eventbridge-object-created.json")
+    event["detail"]["object"]["etag"] = SAMPLE_ETAG
+    assert refs(parse_event(event))[0].etag is None
+    event["detail"]["object"]["etag"] = ALB_ETAG
+    assert refs(parse_event(event))[0].etag == ALB_ETAG
 
 
 def test_sample_s3_test_event_is_nothing_to_do() -> None:
@@ -300,6 +344,45 @@ def test_rejected_message_is_a_plain_value() -> None:
     assert RejectedMessage("m", "why") == RejectedMessage("m", "why")
 
 
+# --- SNS -------------------------------------------------------------------------------------
+
+
+def sns_record(message: Any, message_id: str = "sns-1") -> dict[str, Any]:
+    """A record as SNS invokes a subscribed function (AWS's documented ``aws:sns`` shape)."""
+    text = message if isinstance(message, str) else json.dumps(message)
+    return {
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "Sns": {"Type": "Notification", "MessageId": message_id, "Message": text},
+    }
+
+
+def test_sns_records_each_carry_a_notification() -> None:
+    event = {
+        "Records": [
+            sns_record({"Records": [s3_record("a+b.log"), s3_record("c.log")]}),
+            sns_record({"Event": "s3:TestEvent"}, "sns-2"),
+        ]
+    }
+    trigger = parse_event(event)
+    assert trigger.kind is TriggerKind.SNS
+    assert refs(trigger) == [ObjectRef(BUCKET, "a b.log"), ObjectRef(BUCKET, "c.log")]
+
+
+@pytest.mark.parametrize(
+    "message", ["plain text", {"hello": "world"}, {"Type": "Notification", "Message": "{}"}]
+)
+def test_sns_message_not_understood_names_the_message(message: Any) -> None:
+    with pytest.raises(TriggerError, match="SNS message sns-9"):
+        parse_event({"Records": [sns_record(message, "sns-9")]})
+
+
+def test_sns_and_s3_records_in_one_event_are_refused() -> None:
+    event = {"Records": [sns_record({"Records": [s3_record("a.log")]}), s3_record("b.log")]}
+    with pytest.raises(TriggerError, match="one source per event"):
+        parse_event(event)
+
+
 # --- EventBridge --------------------------------------------------------------------------------
 
 
@@ -309,11 +392,11 @@ def test_eventbridge_key_is_taken_as_written() -> None:
     assert refs(parse_event(event))[0].key == "a+b%3Ac d.log"
 
 
-def test_eventbridge_without_version_or_size() -> None:
+def test_eventbridge_with_version_and_etag_pins_them() -> None:
     event = load("eventbridge-object-created.json")
-    del event["detail"]["object"]["version-id"]
+    event["detail"]["object"].update({"version-id": ALB_VERSION, "etag": ALB_ETAG})
     del event["detail"]["object"]["size"]
-    assert refs(parse_event(event)) == [ObjectRef(BUCKET, ALB_KEY, etag=ALB_ETAG)]
+    assert refs(parse_event(event)) == [ObjectRef(BUCKET, ALB_KEY, ALB_VERSION, ALB_ETAG)]
 
 
 def test_eventbridge_other_s3_events_are_skipped_with_a_reason() -> None:
