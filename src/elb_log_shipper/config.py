@@ -14,7 +14,7 @@ from typing import Any
 
 from elb_log_shipper.errors import ConfigurationError
 
-__all__ = ["ENV", "Settings"]
+__all__ = ["ENV", "MIN_DEADLINE_MARGIN", "Settings"]
 
 
 class ENV:
@@ -51,6 +51,13 @@ DEFAULT_STALL_TIMEOUT = 20.0
 DEFAULT_BATCH_BYTES = 256 * 1024
 # Time left at which the function stops reading and hands the rest of the object off.
 DEFAULT_DEADLINE_MARGIN = 30.0
+# The least margin that can work: the last 5 s send the hand-off messages (two SQS attempts of
+# 2.5 s, pipeline.HANDOFF_RESERVE_SECONDS), and the 5 s before them finish the batch being read
+# (a stalled S3 read is abandoned within 0.5 s), send it and confirm delivery (a reconnect alone
+# may take LOGSTASH_CONNECT_TIMEOUT, 5 s). Less, and an object too big for one invocation times
+# out on every attempt instead of being handed off.
+MIN_DEADLINE_MARGIN = 10.0
+MAX_DEADLINE_MARGIN = 900.0
 # An object that needs more hand-offs than this is failing, not slow: stop and dead-letter it.
 DEFAULT_MAX_HOPS = 100
 
@@ -111,7 +118,7 @@ class Settings:
                 env, ENV.LOGSTASH_BATCH_BYTES, DEFAULT_BATCH_BYTES, 1024, 16 * 1024 * 1024
             ),
             "deadline_margin": _float(
-                env, ENV.DEADLINE_MARGIN_SECONDS, DEFAULT_DEADLINE_MARGIN, 0, 900
+                env, ENV.DEADLINE_MARGIN_SECONDS, DEFAULT_DEADLINE_MARGIN, 0, MAX_DEADLINE_MARGIN
             ),
             "continuation_queue_url": _text(env, ENV.CONTINUATION_QUEUE_URL),
             "dead_letter_queue_url": _text(env, ENV.DEAD_LETTER_QUEUE_URL),
@@ -131,6 +138,12 @@ class Settings:
 
     def validate(self) -> None:
         """Check the relations between settings; raise ConfigurationError when they conflict."""
+        if self.deadline_margin < MIN_DEADLINE_MARGIN:
+            raise ConfigurationError(
+                f"{ENV.DEADLINE_MARGIN_SECONDS}={self.deadline_margin:g} is too small: use at "
+                f"least {MIN_DEADLINE_MARGIN:g} s, 5 s to send the hand-off and 5 s to confirm "
+                "what was sent, or large objects time out instead of being handed off"
+            )
         if (self.client_cert_file is None) != (self.client_key_file is None):
             raise ConfigurationError(
                 f"set both {ENV.LOGSTASH_CLIENT_CERT_FILE} and {ENV.LOGSTASH_CLIENT_KEY_FILE} "

@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from elb_log_shipper import handler
-from elb_log_shipper.config import ENV
+from elb_log_shipper.config import ENV, MIN_DEADLINE_MARGIN
 from elb_log_shipper.errors import DeliveryError, ShipperError
 from elb_log_shipper.framing import MAX_LINE_BYTES
 from elb_log_shipper.refs import ObjectRef
@@ -176,7 +176,7 @@ def test_slow_reader_delivers(moto: MotoServer, container_for: Any) -> None:
 
 # An invocation gets this much more than the margin: a few batches (of about 1 MiB) each.
 HOP_WORK_SECONDS = 0.1
-HOP_MARGIN_SECONDS = 2.0
+HOP_MARGIN_SECONDS = MIN_DEADLINE_MARGIN
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
