@@ -65,6 +65,9 @@ LIST_PAGE_SIZE = 1000
 # Results that may wait for an earlier, slower object before being handed back, per job: enough
 # to keep every job busy behind one slow object, few enough that spooled stdout stays small.
 REORDER_WINDOW_PER_JOB = 2
+# HeadObject answers without a body, so only the status tells these apart.
+_FORBIDDEN = 403
+_NOT_FOUND = 404
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -389,12 +392,20 @@ def _subfolders(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:
 
 
 def _head(s3: S3Client, bucket: str, key: str) -> ObjectRef | None:
-    """The object ``key`` names, or None when there is none (or we may not see it)."""
+    """The object ``key`` names, or None when there is none.
+
+    A 403 is the object as named, unpinned: S3 answers 403 for a key these credentials may not
+    read and, without s3:ListBucket, for a missing one. Listing would only fail the same way
+    and blame s3:ListBucket; reading it reports the denial and the grants to check, and counts
+    as a failed object, not a usage error.
+    """
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as error:
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status in (403, 404):
+        if status == _FORBIDDEN:
+            return ObjectRef(bucket, key)
+        if status == _NOT_FOUND:
             return None
         raise ListingError(f"cannot look up s3://{bucket}/{key}: {error}") from None
     except BotoCoreError as error:

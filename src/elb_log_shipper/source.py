@@ -474,9 +474,10 @@ def _s3_error(
         return SourceError(f"the bucket of {uri} does not exist (NoSuchBucket)")
     if code == "AccessDenied" or status == 403:
         return SourceError(
-            f"access to {uri} is denied ({code or status}): grant this role s3:GetObject on it "
-            "(and s3:GetObjectVersion for versioned reads, kms:Decrypt for SSE-KMS); without "
-            "s3:ListBucket, S3 also answers 403 for a key that does not exist",
+            f"access to {uri} is denied ({code or status}): grant s3:GetObject on it (and "
+            "s3:GetObjectVersion for versioned reads, kms:Decrypt for SSE-KMS) to the role or "
+            "user reading it; without s3:ListBucket, S3 also answers 403 for a key that does not "
+            "exist",
             transient=True,
         )
     if code == "InvalidRange" or status == 416:

@@ -40,7 +40,7 @@ from tests.support.cli_runner import Run, run_command
 from tests.support.faults import SlowReadingServer
 from tests.support.lambda_stub import LambdaStub
 from tests.support.receiver import JsonLinesReceiver
-from tests.support.s3server import DUMMY_ENVIRON, MotoServer
+from tests.support.s3server import DUMMY_ENVIRON, FaultyS3, MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -550,3 +550,22 @@ def test_listing_by_date_declines_what_it_cannot_narrow(
     bucket = tricky
     dates = DateRange(day(since))
     assert list_dated(moto.client(), bucket, prefix, dates, None) is None
+
+
+@pytest.mark.parametrize("may_list", [True, False], ids=["with ListBucket", "without"])
+def test_a_named_key_denied_blames_the_read_grant_and_counts_as_a_failed_object(
+    capsys: pytest.CaptureFixture[str],
+    prefix: Prefix,
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    may_list: bool,
+) -> None:
+    key = next(iter(prefix.objects))
+    denied = (403, "AccessDenied")
+    with FaultyS3(moto, error=denied, listing_error=None if may_list else denied) as denying:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", denying.endpoint_url)
+        run = run_cli(capsys, f"s3://{prefix.bucket}/{key}", "--to", "-")
+    assert run.status == cli.EXIT_FAILED, run.err
+    assert f"access to s3://{prefix.bucket}/{key} is denied (AccessDenied): grant" in run.err
+    assert "s3:GetObject" in run.err
+    assert "cannot list" not in run.err

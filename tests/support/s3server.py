@@ -168,11 +168,15 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         # Path-style addressing (boto3 uses it for an IP endpoint): /bucket/key?versionId=...
-        is_object_read = self.command == "GET" and "/" in urlsplit(self.path).path.strip("/")
+        names_a_key = "/" in urlsplit(self.path).path.strip("/")
+        is_object_read = self.command == "GET" and names_a_key
         if is_object_read:
             faults.gets.append(self.path)
-        if is_object_read and faults.error is not None:
+        if names_a_key and self.command in ("GET", "HEAD") and faults.error is not None:
             self._answer_error(*faults.error)
+            return
+        if not names_a_key and self.command == "GET" and faults.listing_error is not None:
+            self._answer_error(*faults.listing_error)
             return
         upstream = http.client.HTTPConnection(faults.moto.host, faults.moto.port, timeout=30)
         try:
@@ -218,7 +222,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 class _ProxyServer(http.server.ThreadingHTTPServer):
@@ -237,7 +242,8 @@ class FaultyS3:
     """An S3 endpoint on 127.0.0.1 in front of a moto server: every request is forwarded, and
     object reads (GET of a key) misbehave as set.
 
-    - ``error = (503, "SlowDown")``: object reads get that S3 error answer;
+    - ``error = (503, "SlowDown")``: object reads and HEADs get that S3 error answer;
+    - ``listing_error = (403, "AccessDenied")``: so do bucket listings;
     - ``stall_after = n``: each object read sends its headers and its body up to the object's
       byte ``n`` (a ranged read from beyond it, none), then stays silent, the connection open,
       until ``released`` is set (``release()``).
@@ -248,6 +254,7 @@ class FaultyS3:
 
     moto: MotoServer
     error: tuple[int, str] | None = None
+    listing_error: tuple[int, str] | None = None
     stall_after: int | None = None
     released: threading.Event = field(default_factory=threading.Event)
     gets: list[str] = field(default_factory=list)
