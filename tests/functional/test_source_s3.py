@@ -326,31 +326,22 @@ def test_bad_bytes_are_permanent(moto: MotoServer, s3: S3Client) -> None:
 # --- pins from the event ---------------------------------------------------------------------
 
 
-def test_an_etag_from_the_event_that_does_not_match_says_what_to_change(
-    moto: MotoServer, s3: S3Client
+@pytest.mark.parametrize(
+    ("version_id", "etag", "message"),
+    [
+        (None, "b1946ac92492d2347c6235b4d2611184", "is not the object the event names"),
+        ("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e", None, "has no version IYV3p45BT0ac8hj"),
+    ],
+)
+def test_a_pin_from_the_event_that_does_not_match_says_what_to_change(
+    moto: MotoServer, s3: S3Client, version_id: str | None, etag: str | None, message: str
 ) -> None:
-    bucket = moto.new_bucket()
+    bucket = moto.new_bucket(versioned=version_id is not None)
     moto.put_object(bucket, "x.log", DATA)
-    ref = ObjectRef(bucket, "x.log", etag="b1946ac92492d2347c6235b4d2611184")
     with pytest.raises(ObjectChangedError) as caught:
-        LineReader(ref, s3).open()
-    message = str(caught.value)
-    assert message.startswith(f"s3://{bucket}/x.log is not the object the event names")
-    assert "leave eTag and versionId out of a hand-written event" in message
-    assert not caught.value.transient
-
-
-def test_a_version_from_the_event_that_does_not_exist_says_what_to_change(
-    moto: MotoServer, s3: S3Client
-) -> None:
-    bucket = moto.new_bucket(versioned=True)
-    moto.put_object(bucket, "x.log", DATA)
-    ref = ObjectRef(bucket, "x.log", version_id="IYV3p45BT0ac8hjHg1houSdS1a.Mro8e")
-    with pytest.raises(ObjectChangedError) as caught:
-        LineReader(ref, s3).open()
-    message = str(caught.value)
-    assert message.startswith(f"s3://{bucket}/x.log has no version IYV3p45BT0ac8hjHg1houSdS1a")
-    assert "leave eTag and versionId out" in message
+        LineReader(ObjectRef(bucket, "x.log", version_id, etag), s3).open()
+    assert str(caught.value).startswith(f"s3://{bucket}/x.log {message}")
+    assert "leave eTag and versionId out of a hand-written event" in str(caught.value)
     assert not caught.value.transient
 
 
