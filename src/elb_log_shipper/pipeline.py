@@ -108,9 +108,9 @@ def ship_object(
 
     ``should_stop`` is asked before each batch of lines (about a MiB of log), and by the reader
     while an S3 read stalls; when it answers True the function returns with
-    ``report.next_offset`` set to the first line not shipped. A
-    SourceError (unreadable object, gzip bomb, changed object) is returned in ``report.error``
-    after the lines before it were sent; delivery errors from the sink propagate.
+    ``report.next_offset`` set to the first line not shipped. A SourceError (unreadable object,
+    gzip bomb, changed object) is returned in ``report.error`` after the lines before it were
+    sent; delivery errors from the sink propagate.
 
     >>> class Stdout:
     ...     def send(self, batch: bytes, events: int) -> None: ...

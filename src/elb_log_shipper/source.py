@@ -130,7 +130,8 @@ class LineReader:
         self._stalled = False
         # Set when the reading thread's chunks are no longer wanted: it retries nothing more.
         self._halt = threading.Event()
-        # What the first GET must match: the event's pin, then what that GET returned.
+        # Whether ``etag`` came from a GET rather than from the event: a mismatch then means the
+        # object changed while it was being read, not that the event named another object.
         self._etag_learned = False
 
     @property
@@ -473,6 +474,9 @@ def _s3_error(
     if code == "NoSuchBucket":
         return SourceError(f"the bucket of {uri} does not exist (NoSuchBucket)")
     if code == "AccessDenied" or status == 403:
+        # A missing grant (with s3:ListBucket a deleted object answers 404, not 403), which
+        # people fix: transient, so the event is kept and, after Lambda's retries, waits in
+        # the dead-letter queue.
         return SourceError(
             f"access to {uri} is denied ({code or status}): grant s3:GetObject on it (and "
             "s3:GetObjectVersion for versioned reads, kms:Decrypt for SSE-KMS) to the role or "
