@@ -19,6 +19,7 @@ import boto3
 import pytest
 
 from elb_log_shipper import handler
+from elb_log_shipper.errors import ShipperError
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from elb_log_shipper.triggers import make_continuation
@@ -467,6 +468,15 @@ def test_s3_notifications_through_sns_ship(
     assert [(o["key"], o["outcome"]) for o in shipped] == [(ALB_KEY, "shipped")]
     assert set(received(logstash)) == expected(ALB_KEY, lines)
     assert max(received(logstash).values()) == 1
+
+
+def test_an_object_failing_under_sns_fails_the_invocation_so_that_sns_retries(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SNS invokes asynchronously, as EventBridge does: a failure is retried, then dead-lettered.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # refused: worth a retry
+    with pytest.raises(ShipperError, match="1 of 1 objects failed and the event is retried"):
+        container.invoke(edit_bucket_and_key("sns-s3.json", "my-elb-logs", alb_key("retry")))
 
 
 # ----------------------------------------------------------------- an S3 body that stalls

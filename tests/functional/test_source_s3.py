@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
@@ -387,6 +388,11 @@ def test_a_stalled_read_stops_when_asked_and_the_rest_resumes_exactly(
         assert reader.stopped_at is not None
         faulty.release()
         rest = read_all(LineReader(ObjectRef(bucket, key, start_offset=reader.stopped_at), client))
+        # The abandoned read-ahead thread ends once its read returns: nothing is left behind.
+        for thread in threading.enumerate():
+            if thread.name == "s3-read-ahead":
+                thread.join(timeout=30)
+                assert not thread.is_alive()
     assert first + rest == EXPECTED
     assert first and rest
     assert rest[0][0] == reader.stopped_at
