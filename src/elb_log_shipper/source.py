@@ -439,21 +439,22 @@ def _s3_error(
     exc: ClientError, ref: ObjectRef, etag: str | None, *, named_by_event: bool
 ) -> SourceError:
     """One sentence saying what went wrong with the GET and what to do, and whether a later
-    read can succeed. ``named_by_event``: the ETag and version pinned are the event's, not ones
-    this shipper read."""
+    read can succeed. ``named_by_event``: the ETag and version pinned are the ones the object was
+    named with (an event, a listing), not ones this shipper read."""
     error = exc.response.get("Error", {})
     code = error.get("Code", "")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
     uri = ref.uri
+    # The pins may come from an S3 event, a hand-written event or a listing (`ship s3://...`).
     hand_written = (
-        "or the event was written by hand: leave eTag and versionId out of a hand-written "
-        "event to ship the object as it is now"
+        "or the event was written by hand (leave eTag and versionId out of a hand-written "
+        "event to ship the object as it is now)"
     )
     if code == "PreconditionFailed" or status == 412:
         if named_by_event:
             return ObjectChangedError(
-                f"{uri} is not the object the event names: its ETag is no longer {etag}; it was "
-                f"overwritten after the event (whose own event ships it), {hand_written}"
+                f"{uri} is not the object named (ETag {etag}): it was overwritten since the "
+                f"event or listing named it, {hand_written}"
             )
         return ObjectChangedError(
             f"{uri} changed since it was first read (its ETag is no longer {etag}): "
@@ -463,8 +464,8 @@ def _s3_error(
         code == "NoSuchVersion" or (code == "InvalidArgument" and "version" in str(error).lower())
     ):
         return ObjectChangedError(
-            f"{uri} has no version {ref.version_id} ({code}): the version was deleted after "
-            f"the event, {hand_written}"
+            f"{uri} has no version {ref.version_id} ({code}): it was deleted since the event "
+            f"named it, {hand_written}"
         )
     if code in ("NoSuchKey", "NotFound") or (status == 404 and code != "NoSuchBucket"):
         return SourceError(

@@ -385,16 +385,16 @@ def test_an_object_changed_since_the_event_is_said_in_one_sentence_and_not_shipp
     error = rejected["error"]
     if pin == "eTag":
         assert error.startswith(
-            f"s3://{bucket}/{key} is not the object the event names: its ETag is no longer "
-            f"{first['ETag']}; it was overwritten after the event"
+            f"s3://{bucket}/{key} is not the object named (ETag {first['ETag']}): it was "
+            "overwritten since the event or listing named it"
         )
     else:
         assert error.startswith(
-            f"s3://{bucket}/{key} has no version {first['VersionId']} (NoSuchVersion): the "
-            "version was deleted after the event"
+            f"s3://{bucket}/{key} has no version {first['VersionId']} (NoSuchVersion): it was "
+            "deleted since the event named it"
         )
     assert error.endswith(
-        "leave eTag and versionId out of a hand-written event to ship the object as it is now"
+        "(leave eTag and versionId out of a hand-written event to ship the object as it is now)"
     )
     assert ". " not in error  # one sentence
     assert logstash.events == []

@@ -330,7 +330,7 @@ def test_bad_bytes_are_permanent(moto: MotoServer, s3: S3Client) -> None:
 @pytest.mark.parametrize(
     ("version_id", "etag", "message"),
     [
-        (None, "b1946ac92492d2347c6235b4d2611184", "is not the object the event names"),
+        (None, "b1946ac92492d2347c6235b4d2611184", "is not the object named (ETag b1946"),
         ("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e", None, "has no version IYV3p45BT0ac8hj"),
     ],
 )
