@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -245,6 +246,30 @@ def test_sam_validate_lint_needs_no_credentials() -> None:
     sam = require_tool(SAM, "the SAM CLI (.venv-sam)")
     output = run([sam, "validate", "--lint", "--template-file", str(TEMPLATE)], sam_environ())
     assert "is a valid SAM Template" in output
+
+
+@pytest.mark.parametrize(
+    ("topic", "valid"),
+    [
+        ("", True),
+        ("arn:aws:sns:us-east-1:123456789012:elb-logs-created", True),
+        ("arn:aws-cn:sns:cn-north-1:123456789012:logs.fifo", True),
+        ("elb-logs-created", False),
+        ("arn:aws:sqs:us-east-1:123456789012:queue", False),
+    ],
+)
+def test_an_sns_subscription_is_optional_and_only_its_topic_may_invoke(
+    topic: str, valid: bool
+) -> None:
+    resources = template()["Resources"]
+    parameter = template()["Parameters"]["NotificationTopicArn"]
+    assert (re.fullmatch(parameter["AllowedPattern"], topic) is not None) is valid
+    subscription = resources["NotificationSubscription"]
+    permission = resources["NotificationPermission"]
+    assert subscription["Condition"] == permission["Condition"] == "HasNotificationTopic"
+    assert subscription["Properties"]["Protocol"] == "lambda"
+    assert permission["Properties"]["Principal"] == "sns.amazonaws.com"
+    assert permission["Properties"]["SourceArn"] == {"Ref": "NotificationTopicArn"}
 
 
 def test_function_environment_is_what_settings_read() -> None:
