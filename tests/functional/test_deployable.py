@@ -253,7 +253,7 @@ def test_sam_validate_lint_needs_no_credentials() -> None:
     [
         ("", True),
         ("arn:aws:sns:us-east-1:123456789012:elb-logs-created", True),
-        ("arn:aws-cn:sns:cn-north-1:123456789012:logs.fifo", True),
+        ("arn:aws-cn:sns:cn-north-1:123456789012:elb_logs", True),
         ("elb-logs-created", False),
         ("arn:aws:sqs:us-east-1:123456789012:queue", False),
     ],
