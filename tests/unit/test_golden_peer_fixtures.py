@@ -16,6 +16,8 @@ says otherwise. Every such difference is a rule in ``_agrees`` below, with its r
 - Classic TCP/SSL lines: the bytes are connection bytes, ``source.bytes``/``destination.bytes``
   in the contract, not HTTP body bytes.
 - status codes as strings in some peers; ours are integers.
+- ``backend_port``: a number in most peers; Elastic's integration maps ``aws.elb.backend.port`` as
+  a keyword, so we emit the digits as a string.
 - a few fluent-plugin "expected" values are placeholders that do not occur in the line at all:
   those are not comparisons with the line, so they are skipped.
 """
@@ -89,7 +91,6 @@ TIMES = {"timestamp", "request_creation_time"}
 LISTS = {"actions_executed": ",", "target_port_list": " ", "target_status_code_list": " "}
 INTEGERS = {
     "client_port",
-    "backend_port",
     "elb_status_code",
     "backend_status_code",
     "received_bytes",
@@ -127,6 +128,8 @@ def _compare(key: str, theirs: Any, ours: Any) -> Any:
         return ours == float(theirs)
     if key in INTEGERS:
         return ours == int(theirs)
+    if key == "backend_port":
+        return ours == str(int(theirs))
     if key == "http_method":
         return isinstance(ours, str) and ours.lower() == str(theirs).lower()
     if key == "http_version":

@@ -8,16 +8,25 @@ bounded dictionaries.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from elb_log_shipper.errors import ParseError
 
 __all__ = [
+    "ECS",
+    "ECS_VERSION",
+    "FLOAT_MAX",
+    "LONG_MAX",
     "MEMO_LIMIT",
+    "PORT_MAX",
+    "STATUS_MAX",
+    "byte_count",
     "duration",
     "host_port",
     "integer",
+    "milliseconds",
     "parse_request",
     "seconds",
     "split_list",
@@ -29,6 +38,23 @@ __all__ = [
 # A bounded memo: cleared when full, so a long object with ever-new values cannot grow it forever.
 # Sized to hold one object's distinct values for seconds/targets comfortably.
 MEMO_LIMIT = 4096
+
+# The ECS version our events follow: the one Elastic's elb_logs ingest pipeline sets (8.11.0), so
+# that events shipped by us and by Elastic's integration carry the same value.
+ECS_VERSION: Final = "8.11.0"
+# `ecs` of every event: one object shared by all of them (events are never mutated once built).
+ECS: Final[dict[str, str]] = {"version": ECS_VERSION}
+
+# Elasticsearch's `long` is a signed 64-bit integer: a larger number is rejected by the mapping
+# (and orjson cannot serialise an int of 2**64 or more at all).
+LONG_MAX: Final = 2**63 - 1
+# The largest finite value of Elasticsearch's `float` (IEEE single precision): a larger duration
+# would be stored as infinity, which the mapping rejects.
+FLOAT_MAX: Final = 3.4028234663852886e38
+# TCP and UDP ports are 16-bit.
+PORT_MAX: Final = 65535
+# An HTTP status code has three digits (RFC 9110, section 15).
+STATUS_MAX: Final = 999
 
 valid_seconds: dict[str, bool] = {}
 
@@ -75,13 +101,29 @@ def _timestamp_slow(value: str, name: str) -> str:
     return f"{text}.{fraction[:6].ljust(6, '0')}Z"
 
 
-def integer(value: str, name: str) -> int | None:
+def integer(value: str, name: str, high: int = LONG_MAX) -> int | None:
+    """A non-negative integer of at most ``high``; None for ``-``.
+
+    A number the mapping cannot hold is a parse failure, never an event Elasticsearch refuses.
+
+    >>> integer("1000", "elb_status_code", 999)
+    Traceback (most recent call last):
+    elb_log_shipper.errors.ParseError: elb_status_code: '1000' is out of range 0-999
+    """
     if value == "-":
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ParseError(f"{name}: {value!r} is not an integer") from None
+    if not 0 <= number <= high:
+        raise ParseError(f"{name}: {value!r} is out of range 0-{high}")
+    return number
+
+
+def byte_count(value: str, name: str) -> int | None:
+    """A byte count; None for ``-`` and for ``-1`` (Classic TCP/SSL lines with no count)."""
+    return None if value == "-1" else integer(value, name)
 
 
 def duration(value: str, name: str) -> float | None:
@@ -89,9 +131,25 @@ def duration(value: str, name: str) -> float | None:
     if value in {"-1", "-"}:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise ParseError(f"{name}: {value!r} is not a number") from None
+    # float() also reads "nan", "inf" and 1e999, which no `float` mapping accepts.
+    if not (math.isfinite(number) and -FLOAT_MAX <= number <= FLOAT_MAX):
+        raise ParseError(f"{name}: {value!r} is not a finite number")
+    return number
+
+
+def milliseconds(value: str, name: str) -> int | None:
+    """Whole milliseconds (NLB's connection and handshake times, mapped as ``long``); None for
+    ``-1`` and ``-``. A fraction, which NLB does not write, is cut as Elasticsearch would."""
+    try:
+        return integer(value, name)
+    except ParseError:
+        number = duration(value, name)
+        if number is None:
+            return None
+        return integer(str(int(number)), name)
 
 
 _seconds: dict[str, dict[str, float]] = {}
@@ -114,15 +172,23 @@ def seconds(value: str, name: str) -> dict[str, float] | None:
 
 
 def host_port(value: str, name: str) -> tuple[str, int]:
-    """Split ``ip:port`` at the LAST colon (ELB does not bracket IPv6 addresses).
+    """Split ``ip:port`` at the LAST colon (ELB does not bracket IPv6 addresses; the bracketed
+    form ``[2001:db8::1]:443`` that some tools write is accepted and unbracketed).
 
     >>> host_port("2001:db8::1:443", "client:port")
     ('2001:db8::1', 443)
+    >>> host_port("[2001:db8::1]:443", "client:port")
+    ('2001:db8::1', 443)
     """
     ip, sep, port = value.rpartition(":")
+    if ip[:1] == "[" and ip[-1:] == "]":
+        ip = ip[1:-1]
     if not sep or not ip or not port.isdigit() or not port.isascii():
         raise ParseError(f"{name}: {value!r} is not an address:port")
-    return ip, int(port)
+    number = int(port)
+    if number > PORT_MAX:
+        raise ParseError(f"{name}: {value!r} has a port out of range 0-{PORT_MAX}")
+    return ip, number
 
 
 def split_list(value: str, sep: str) -> list[str] | None:
@@ -208,19 +274,17 @@ _authorities: dict[str, dict[str, Any]] = {}
 def parse_url(url: str) -> dict[str, Any]:
     """ECS ``url.*`` fields of an absolute ``scheme://host:port/path?query`` or a bare path.
 
-    ``url.original`` always; the parts only where they are well formed.
+    ``url.original`` always; the parts only where they are well formed, as Elasticsearch's
+    ``uri_parts`` processor (which Elastic's ELB pipeline runs) names them.
 
-    >>> parse_url("https://example.com:443/a b?q=1")["path"]
-    '/a b'
+    >>> parse_url("https://example.com:443/a b/app.min.js?q=1")["extension"]
+    'js'
     """
     start = url.find("://")
     if start < 0:
         fields: dict[str, Any] = {"original": url}
         if url[:1] == "/":
-            path, _, query = url.partition("?")
-            fields["path"] = path
-            if query:
-                fields["query"] = query
+            _add_path(fields, url)
         return fields
     end = len(url)
     slash = url.find("/", start + 3)
@@ -238,12 +302,26 @@ def parse_url(url: str) -> dict[str, Any]:
         _authorities[prefix] = base
     fields = {"original": url, **base}
     if end < len(url):
-        path, _, query = url[end:].partition("?")
-        if path:
-            fields["path"] = path
-        if query:
-            fields["query"] = query
+        _add_path(fields, url[end:])
     return fields
+
+
+def _add_path(fields: dict[str, Any], rest: str) -> None:
+    """``url.path``, ``url.extension``, ``url.query``, ``url.fragment`` of ``/path?query#frag``."""
+    rest, _, fragment = rest.partition("#")
+    path, _, query = rest.partition("?")
+    if path:
+        fields["path"] = path
+        # As uri_parts does: the text after the last dot of the last segment; ECS sets none
+        # when it is empty.
+        segment = path[path.rfind("/") + 1 :]
+        dot = segment.rfind(".")
+        if 0 <= dot < len(segment) - 1:
+            fields["extension"] = segment[dot + 1 :]
+    if query:
+        fields["query"] = query
+    if fragment:
+        fields["fragment"] = fragment
 
 
 def _authority(scheme: str, authority: str) -> dict[str, Any]:
@@ -251,6 +329,13 @@ def _authority(scheme: str, authority: str) -> dict[str, Any]:
     if not scheme.isalpha():
         return fields
     fields["scheme"] = scheme.lower()
+    user, at, host_port_text = authority.rpartition("@")
+    if at:
+        # Credentials in the URL: the user name is an ECS field; the password stays only in
+        # url.original (it is no less secret for having been logged).
+        authority = host_port_text
+        if name := user.partition(":")[0]:
+            fields["username"] = name
     if authority.startswith("["):
         host, _, port = authority[1:].partition("]")
         port = port[1:] if port.startswith(":") else ""
@@ -260,6 +345,10 @@ def _authority(scheme: str, authority: str) -> dict[str, Any]:
         host, port = authority, ""
     if host:
         fields["domain"] = host
-    if port.isdigit() and port.isascii():
-        fields["port"] = int(port)
+    # A port the client wrote that no TCP port can be (AWS logs the URL as sent) is dropped, and
+    # the URL kept: url.port is mapped as `long`, and orjson cannot serialise 2**64 or more.
+    if port.isdigit() and port.isascii() and len(port) <= len(str(PORT_MAX)):
+        number = int(port)
+        if number <= PORT_MAX:
+            fields["port"] = number
     return fields

@@ -16,8 +16,13 @@ from typing import Any
 
 from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats._values import (
+    ECS,
+    LONG_MAX,
     MEMO_LIMIT,
+    PORT_MAX,
+    STATUS_MAX,
     _seconds,
+    byte_count,
     duration,
     host_port,
     integer,
@@ -179,12 +184,15 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
             len(ts) == 27 and ts[26] == "Z" and valid_seconds.get(ts[:19]) and ts[20:26].isdigit()
         ):
             ts = timestamp(ts, "time")
-        elb: dict[str, Any] = {"type": kind, "name": name}
+        # Every ALB line carries an HTTP status, so Elastic's pipeline calls it `http`.
+        elb: dict[str, Any] = {"type": kind, "name": name, "protocol": "http"}
         if status == "-":
             outcome = "unknown"
             response: dict[str, Any] = {}
         else:
             code = int(status)
+            if not 0 <= code <= STATUS_MAX:
+                raise ValueError(status)
             outcome = "success" if code < 400 else "failure"
             response = {"status_code": code}
         event: dict[str, Any] = {
@@ -194,12 +202,16 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
             "dataset": "aws.elb_logs",
             "end": ts,
         }
-        out: dict[str, Any] = {"@timestamp": ts, "event": event, "aws": {"elb": elb}}
+        out: dict[str, Any] = {"@timestamp": ts, "ecs": ECS, "event": event, "aws": {"elb": elb}}
         if client != "-":
             ip, _, port = client.rpartition(":")
             if not ip or not port.isdigit():
                 raise ValueError(client)
-            out["source"] = {"ip": ip, "port": int(port)}
+            number = int(port)
+            if number > PORT_MAX or ip[0] == "[":
+                # Rare: a bracketed IPv6 address, or a port no TCP port can be.
+                ip, number = host_port(client, "client:port")
+            out["source"] = {"address": ip, "ip": ip, "port": number}
         backend = _backends.get(target, _NO_BACKENDS).get(target_status)
         if backend is None:
             backend = _backend(target, target_status)
@@ -217,9 +229,20 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
             time := seconds(response_time, "")
         ) is not None:
             elb["response_processing_time"] = time
+        # `-1` bytes (no count) is absent like `-`; a count no `long` holds fails the line.
         if sent != "-":
-            response["body"] = {"bytes": int(sent)}
-        request: dict[str, Any] = {"body": {"bytes": int(received)}} if received != "-" else {}
+            size = int(sent)
+            if 0 <= size <= LONG_MAX:
+                response["body"] = {"bytes": size}
+            elif size != -1:
+                raise ValueError(sent)
+        request: dict[str, Any] = {}
+        if received != "-":
+            size = int(received)
+            if 0 <= size <= LONG_MAX:
+                request["body"] = {"bytes": size}
+            elif size != -1:
+                raise ValueError(received)
         http: dict[str, Any] = {"request": request}
         if response:
             http["response"] = response
@@ -293,23 +316,26 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
 
 
 def diagnose(values: list[str]) -> str:
-    """Name the first of ``values`` (client:port through sent_bytes) that is invalid (slow; only
-    for failed lines)."""
+    """Name the first of ``values`` (client:port through sent_bytes) that is invalid, and why
+    (slow; only for failed lines)."""
     checks: tuple[tuple[str, Callable[[str], object]], ...] = (
-        ("client:port", lambda v: v == "-" or host_port(v, "client:port")),
-        ("target:port", lambda v: v == "-" or host_port(v, "target:port")),
+        ("client:port", lambda v: v == "-" or host_port(v, "")),
+        ("target:port", lambda v: v == "-" or host_port(v, "")),
         ("request_processing_time", lambda v: duration(v, "")),
         ("target_processing_time", lambda v: duration(v, "")),
         ("response_processing_time", lambda v: duration(v, "")),
-        ("elb_status_code", lambda v: integer(v, "")),
-        ("target_status_code", lambda v: integer(v, "")),
-        ("received_bytes", lambda v: integer(v, "")),
-        ("sent_bytes", lambda v: integer(v, "")),
+        ("elb_status_code", lambda v: integer(v, "", STATUS_MAX)),
+        ("target_status_code", lambda v: integer(v, "", STATUS_MAX)),
+        ("received_bytes", lambda v: byte_count(v, "")),
+        ("sent_bytes", lambda v: byte_count(v, "")),
     )
     for (name, check), value in zip(checks, values, strict=True):
         try:
             check(value)
-        except (ParseError, ValueError):
+        except ParseError as error:
+            # The checks are given no name: their message starts at ": <value> is ...".
+            return f"{name}{error}"
+        except ValueError:
             return f"{name}: {value!r} is not valid"
     return "invalid field value"
 
@@ -317,9 +343,12 @@ def diagnose(values: list[str]) -> str:
 def _backend(target: str, code: str) -> dict[str, Any]:
     backend: dict[str, Any] = {}
     if target != "-":
-        backend["ip"], backend["port"] = host_port(target, "target:port")
+        ip, port = host_port(target, "target:port")
+        # The integration maps aws.elb.backend.port as a keyword.
+        backend["ip"], backend["port"] = ip, str(port)
     if code != "-":
-        backend["http"] = {"response": {"status_code": int(code)}}
+        status = integer(code, "target_status_code", STATUS_MAX)
+        backend["http"] = {"response": {"status_code": status}}
     if len(_backends) >= MEMO_LIMIT:
         _backends.clear()
     _backends.setdefault(target, {})[code] = backend

@@ -9,6 +9,9 @@ from typing import Any
 
 from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats._values import (
+    ECS,
+    STATUS_MAX,
+    byte_count,
     host_port,
     integer,
     parse_request,
@@ -32,28 +35,31 @@ def parse(f: list[str]) -> dict[str, Any]:
     ts = timestamp(f[0], "timestamp")
     elb: dict[str, Any] = {"name": f[1]}
     event: dict[str, Any] = {"kind": "event", "dataset": "aws.elb_logs", "end": ts}
-    out: dict[str, Any] = {"@timestamp": ts, "event": event, "aws": {"elb": elb}}
+    out: dict[str, Any] = {"@timestamp": ts, "ecs": ECS, "event": event, "aws": {"elb": elb}}
     if (v := f[2]) != "-":
         ip, port = host_port(v, "client:port")
-        out["source"] = {"ip": ip, "port": port}
+        out["source"] = {"address": ip, "ip": ip, "port": port}
     backend: dict[str, Any] = {}
     # No instance reached: `-` (and `-1` in some old files).
     if (v := f[3]) != "-" and v != "-1":
-        backend["ip"], backend["port"] = host_port(v, "backend:port")
+        ip, port = host_port(v, "backend:port")
+        # The integration maps aws.elb.backend.port as a keyword.
+        backend["ip"], backend["port"] = ip, str(port)
     if (time := seconds(f[4], "request_processing_time")) is not None:
         elb["request_processing_time"] = time
     if (time := seconds(f[5], "backend_processing_time")) is not None:
         elb["backend_processing_time"] = time
     if (time := seconds(f[6], "response_processing_time")) is not None:
         elb["response_processing_time"] = time
-    status = integer(f[7], "elb_status_code")
-    code = integer(f[8], "backend_status_code")
+    status = integer(f[7], "elb_status_code", STATUS_MAX)
+    code = integer(f[8], "backend_status_code", STATUS_MAX)
     if code is not None:
         backend["http"] = {"response": {"status_code": code}}
     if backend:
         elb["backend"] = backend
-    received = integer(f[9], "received_bytes")
-    sent = integer(f[10], "sent_bytes")
+    # TCP/SSL lines may write `-1`: no count, like `-`.
+    received = byte_count(f[9], "received_bytes")
+    sent = byte_count(f[10], "sent_bytes")
 
     request: dict[str, Any] = {}
     response: dict[str, Any] = {}

@@ -1,15 +1,30 @@
-"""ALB connection logs (reference §5, 2023): 12 fields, 15 with the later additions."""
+"""ALB connection logs (reference §5, 2023): 11 fields in the first files, 12 since
+``conn_trace_id`` was appended, 15 with the later additions.
+
+Names follow Elastic's elb_logs ingest pipeline, which parses connection logs in its newer
+versions: the client as ``client.ip``/``client.port``, the listener port as ``aws.elb.listener``,
+the handshake latency as ``aws.elb.tls_handshake_latency`` (seconds), and ``Failed:<code>`` split
+into ``aws.elb.tls_verify_status`` and ``aws.elb.tls_error_code``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from elb_log_shipper.errors import ParseError
-from elb_log_shipper.formats._values import duration, integer, timestamp, tls_version
+from elb_log_shipper.formats._values import (
+    ECS,
+    PORT_MAX,
+    duration,
+    integer,
+    timestamp,
+    tls_version,
+)
 
 __all__ = ["KNOWN_FIELDS", "MIN_FIELDS", "parse"]
 
-MIN_FIELDS = 12
+# Through tls_verify_status: the first connection logs had no conn_trace_id.
+MIN_FIELDS = 11
 KNOWN_FIELDS = 15
 
 
@@ -19,14 +34,27 @@ def parse(f: list[str]) -> dict[str, Any]:
     if n < MIN_FIELDS:
         raise ParseError(f"connection log line has {n} fields, at least {MIN_FIELDS} expected")
     ts = timestamp(f[0], "timestamp")
-    elb: dict[str, Any] = {}
-    event: dict[str, Any] = {"kind": "event", "category": ["network"], "dataset": "aws.elb_logs"}
-    out: dict[str, Any] = {"@timestamp": ts, "event": event, "aws": {"elb": elb}}
-    port = integer(f[2], "client_port")
-    out["source"] = {"ip": f[1]} if port is None else {"ip": f[1], "port": port}
-    listener = integer(f[3], "listener_port")
-    if listener is not None:
-        elb["listener_port"] = listener
+    # Elastic's pipeline: no HTTP in the line, so the protocol is `tcp`.
+    elb: dict[str, Any] = {"protocol": "tcp"}
+    event: dict[str, Any] = {
+        "kind": "event",
+        "category": ["network"],
+        "dataset": "aws.elb_logs",
+        "end": ts,
+    }
+    out: dict[str, Any] = {"@timestamp": ts, "ecs": ECS, "event": event, "aws": {"elb": elb}}
+    ip = f[1]
+    if ip[:1] == "[" and ip[-1:] == "]":
+        ip = ip[1:-1]
+    port = integer(f[2], "client_port", PORT_MAX)
+    # client.* is what Elastic's pipeline sets; source.* is what every other format of ours
+    # sets (and what geo views read): both, as ECS allows.
+    if ip != "-":
+        out["client"] = {"ip": ip} if port is None else {"ip": ip, "port": port}
+        out["source"] = {"address": ip, **out["client"]}
+    if (v := f[3]) != "-":
+        integer(v, "listener_port", PORT_MAX)
+        elb["listener"] = v
     tls: dict[str, Any] = {}
     if (v := f[4]) != "-":
         elb["ssl_protocol"] = v
@@ -39,23 +67,25 @@ def parse(f: list[str]) -> dict[str, Any]:
         out["tls"] = tls
     latency = duration(f[6], "tls_handshake_latency")
     if latency is not None:
-        elb["tls_handshake_latency"] = {"sec": latency}
+        elb["tls_handshake_latency"] = latency
     if (v := f[7]) != "-":
         elb["leaf_client_cert_subject"] = v
     if (v := f[8]) != "-":
         for part in v.split(";"):
             key, _, when = part.partition("=")
             if key == "NotBefore":
-                elb["leaf_client_cert_not_before"] = when
+                elb["leaf_client_cert_not_before"] = timestamp(when, "leaf_client_cert_validity")
             elif key == "NotAfter":
-                elb["leaf_client_cert_not_after"] = when
+                elb["leaf_client_cert_not_after"] = timestamp(when, "leaf_client_cert_validity")
     if (v := f[9]) != "-":
         elb["leaf_client_cert_serial_number"] = v
-    status = f[10]
+    status, _, code = f[10].partition(":")
     if status != "-":
         elb["tls_verify_status"] = status
-    event["outcome"] = "failure" if status.startswith("Failed") else "success"
-    if (v := f[11]) != "-":
+    if code:
+        elb["tls_error_code"] = code
+    event["outcome"] = "failure" if status == "Failed" else "success"
+    if n > 11 and (v := f[11]) != "-":
         elb["connection_trace_id"] = v
     if n > 12 and (v := f[12]) != "-":
         elb["tls_keyexchange"] = v

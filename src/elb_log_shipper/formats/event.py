@@ -14,7 +14,7 @@ from typing import Any
 from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats import alb, classic, connection, nlb
 from elb_log_shipper.formats._tokenizer import tokenize, tokenize_split
-from elb_log_shipper.formats._values import timestamp
+from elb_log_shipper.formats._values import ECS, timestamp
 
 __all__ = ["DATASET", "PARSE_FAILURE_TAG", "EventBuilder", "detect_format", "parse_line"]
 
@@ -91,6 +91,7 @@ def _test_line(text: str) -> Event:
     name, _, when = text[len(TEST_LINE_PREFIX) :].rpartition(" at ")
     return {
         "@timestamp": timestamp(when.strip(), "test line time"),
+        "ecs": ECS,
         "event": {
             "kind": "event",
             "category": ["configuration"],
@@ -110,6 +111,7 @@ def _now() -> str:
 def _failure(text: str, reason: str) -> Event:
     return {
         "@timestamp": _now(),
+        "ecs": ECS,
         "event": {"kind": "event", "dataset": DATASET, "original": text},
         "tags": [PARSE_FAILURE_TAG],
         "error": {"message": reason},

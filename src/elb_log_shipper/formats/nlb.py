@@ -8,7 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from elb_log_shipper.errors import ParseError
-from elb_log_shipper.formats._values import duration, host_port, integer, timestamp, tls_version
+from elb_log_shipper.formats._values import (
+    ECS,
+    byte_count,
+    host_port,
+    milliseconds,
+    timestamp,
+    tls_version,
+)
 
 __all__ = ["KNOWN_FIELDS", "MIN_FIELDS", "parse"]
 
@@ -23,30 +30,42 @@ def parse(f: list[str]) -> dict[str, Any]:
     if n < MIN_FIELDS:
         raise ParseError(f"NLB line has {n} fields, at least {MIN_FIELDS} expected")
     ts = timestamp(f[2], "time")
-    elb: dict[str, Any] = {"type": f[0], "version": f[1], "name": f[3], "listener": f[4]}
+    # No HTTP in an NLB line: Elastic's pipeline calls its protocol `tcp`.
+    elb: dict[str, Any] = {
+        "type": f[0],
+        "version": f[1],
+        "name": f[3],
+        "listener": f[4],
+        "protocol": "tcp",
+    }
     event: dict[str, Any] = {
         "kind": "event",
         "category": ["network"],
         "dataset": "aws.elb_logs",
         "end": ts,
     }
-    out: dict[str, Any] = {"@timestamp": ts, "event": event, "aws": {"elb": elb}}
+    out: dict[str, Any] = {"@timestamp": ts, "ecs": ECS, "event": event, "aws": {"elb": elb}}
     source: dict[str, Any] = {}
     destination: dict[str, Any] = {}
     if (v := f[5]) != "-":
-        source["ip"], source["port"] = host_port(v, "client:port")
+        ip, port = host_port(v, "client:port")
+        source["address"], source["ip"], source["port"] = ip, ip, port
     if (v := f[6]) != "-":
-        destination["ip"], destination["port"] = host_port(v, "destination:port")
-    value = duration(f[7], "connection_time")
+        ip, port = host_port(v, "destination:port")
+        destination["ip"], destination["port"] = ip, port
+        # ECS calls the target the destination; Elastic's integration calls it the backend (its
+        # port a keyword), and its dashboards read that: both are set.
+        elb["backend"] = {"ip": ip, "port": str(port)}
+    value = milliseconds(f[7], "connection_time")
     if value is not None:
         elb["connection_time"] = {"ms": value}
-    handshake = duration(f[8], "tls_handshake_time")
+    handshake = milliseconds(f[8], "tls_handshake_time")
     if handshake is not None:
         elb["tls_handshake_time"] = {"ms": handshake}
-    size = integer(f[9], "received_bytes")
+    size = byte_count(f[9], "received_bytes")
     if size is not None:
         source["bytes"] = size
-    size = integer(f[10], "sent_bytes")
+    size = byte_count(f[10], "sent_bytes")
     if size is not None:
         destination["bytes"] = size
     alert = f[11] if n > 11 and f[11] != "-" else None
