@@ -218,15 +218,15 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
         if backend:
             elb["backend"] = backend
         if (time := _seconds.get(request_time)) is not None or (
-            time := seconds(request_time, "")
+            time := seconds(request_time, "request_processing_time")
         ) is not None:
             elb["request_processing_time"] = time
         if (time := _seconds.get(target_time)) is not None or (
-            time := seconds(target_time, "")
+            time := seconds(target_time, "target_processing_time")
         ) is not None:
             elb["backend_processing_time"] = time
         if (time := _seconds.get(response_time)) is not None or (
-            time := seconds(response_time, "")
+            time := seconds(response_time, "response_processing_time")
         ) is not None:
             elb["response_processing_time"] = time
         # `-1` bytes (no count) is absent like `-`; a count no `long` holds fails the line.

@@ -36,8 +36,9 @@ def detect_format(fields: list[str]) -> str | None:
     if first == "tls":
         return "nlb"
     if first[:1].isdigit() and len(fields) > 2:
-        # Classic: `timestamp elb client:port ...`; connection log: `timestamp ip port ...`.
-        return "connection" if fields[2].isdigit() else "classic"
+        # Classic: `timestamp elb client:port ...`; connection log: `timestamp ip port ...` (a
+        # port has no colon, whatever else is wrong with it).
+        return "classic" if ":" in fields[2] else "connection"
     return None
 
 

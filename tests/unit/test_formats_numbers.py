@@ -1,0 +1,171 @@
+"""Integers of every size in every numeric field (issue 12, item 7): one event, always.
+
+AWS logs what clients send (the URL's port among it), and a damaged file can hold anything, so a
+numeric field may hold 20 digits. Whatever it holds, the line gives exactly one event that orjson
+can serialise and whose every field fits Elastic's mapping: the value itself when it fits, a
+tagged parse failure naming the field when it does not, and for the URL's port (which is the
+client's text, not the load balancer's) the URL kept without ``url.port``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder
+from tests.support.elastic import violations
+from tests.support.events import field
+
+LONG_MAX = 2**63 - 1
+FLOAT_MAX = 3.4028234663852886e38
+PORT = (0, 65535)
+STATUS = (0, 999)
+LONG = (0, LONG_MAX)
+
+ALB = (
+    "https 2026-11-28T23:35:00.186641Z app/my-alb/50dc6c495c0c9188 192.168.131.39:{client_port} "
+    "10.0.0.1:{target_port} {request_time} 0.048 0.037 {status} {target_status} {received} {sent}"
+    ' "GET https://www.example.com:{url_port}/ HTTP/1.1" "curl/7.46.0" ECDHE-RSA-AES128-GCM-SHA256'
+    " TLSv1.2 arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/73e2d6bc24d8a067"
+    ' "Root=1-58337281-1d84f3d73c47ec4e58577259" "www.example.com" "-" 1 '
+    '2026-11-28T23:34:48.364000Z "forward" "-" "-" "10.0.0.1:80" "200" "-" "-" TID_1'
+)
+CLASSIC = (
+    "2026-11-28T23:39:43.945958Z lb 192.168.131.39:{client_port} 10.0.0.1:{backend_port} "
+    "{request_time} 0.1 0.1 {status} {backend_status} {received} {sent} "
+    '"GET http://www.example.com:{url_port}/ HTTP/1.1" "curl/7.38.0" - -'
+)
+NLB = (
+    "tls 2.0 2026-11-28T23:40:42 net/my-nlb/c6e77e28c25b2234 g3d4b5e8bb8464cd "
+    "72.21.218.154:{client_port} 172.100.100.185:{destination_port} {connection_time} "
+    "{handshake_time} {received} {sent} - - - ECDHE-RSA-AES128-SHA tlsv12 - - - - - -"
+)
+CONNECTION = (
+    "2026-11-28T23:41:15.514108Z 203.0.113.1 {client_port} {listener_port} TLSv1.2 "
+    'ECDHE-RSA-AES128-GCM-SHA256 {latency} "-" - - Success TID_1'
+)
+
+# (line template, placeholder, where the value lands, its range or "float", the name a failure
+# gives). A value out of range fails the line, except url_port.
+FIELDS: list[tuple[str, str, str, Any, str]] = [
+    (ALB, "client_port", "source.port", PORT, "client:port"),
+    (ALB, "target_port", "aws.elb.backend.port", PORT, "target:port"),
+    (ALB, "request_time", "aws.elb.request_processing_time.sec", "float", "request_processing"),
+    (ALB, "status", "http.response.status_code", STATUS, "elb_status_code"),
+    (ALB, "target_status", "aws.elb.backend.http.response.status_code", STATUS, "target_status"),
+    (ALB, "received", "http.request.body.bytes", LONG, "received_bytes"),
+    (ALB, "sent", "http.response.body.bytes", LONG, "sent_bytes"),
+    (ALB, "url_port", "url.port", PORT, ""),
+    (CLASSIC, "client_port", "source.port", PORT, "client:port"),
+    (CLASSIC, "backend_port", "aws.elb.backend.port", PORT, "backend:port"),
+    (CLASSIC, "request_time", "aws.elb.request_processing_time.sec", "float", "request_processing"),
+    (CLASSIC, "status", "http.response.status_code", STATUS, "elb_status_code"),
+    (CLASSIC, "backend_status", "aws.elb.backend.http.response.status_code", STATUS, "backend_st"),
+    (CLASSIC, "received", "http.request.body.bytes", LONG, "received_bytes"),
+    (CLASSIC, "sent", "http.response.body.bytes", LONG, "sent_bytes"),
+    (CLASSIC, "url_port", "url.port", PORT, ""),
+    (NLB, "client_port", "source.port", PORT, "client:port"),
+    (NLB, "destination_port", "destination.port", PORT, "destination:port"),
+    (NLB, "connection_time", "aws.elb.connection_time.ms", LONG, "connection_time"),
+    (NLB, "handshake_time", "aws.elb.tls_handshake_time.ms", LONG, "tls_handshake_time"),
+    (NLB, "received", "source.bytes", LONG, "received_bytes"),
+    (NLB, "sent", "destination.bytes", LONG, "sent_bytes"),
+    (CONNECTION, "client_port", "source.port", PORT, "client_port"),
+    (CONNECTION, "listener_port", "aws.elb.listener", PORT, "listener_port"),
+    (CONNECTION, "latency", "aws.elb.tls_handshake_latency", "float", "tls_handshake_latency"),
+]
+DEFAULTS = {
+    "client_port": "2817",
+    "target_port": "80",
+    "backend_port": "80",
+    "destination_port": "443",
+    "listener_port": "443",
+    "request_time": "0.086",
+    "status": "200",
+    "target_status": "200",
+    "backend_status": "200",
+    "received": "10",
+    "sent": "57",
+    "url_port": "443",
+    "connection_time": "5",
+    "handshake_time": "2",
+    "latency": "4.036",
+}
+
+# Every size: small, around each boundary that matters (port, status, long, orjson's 2**64,
+# float), and far beyond.
+integers = st.one_of(
+    st.integers(),
+    st.integers(-(2**70), 2**70),
+    st.integers(0, 2**200),
+    st.sampled_from([-1, 0, 999, 1000, 65535, 65536, LONG_MAX, LONG_MAX + 1, 2**64, 10**19]),
+    st.sampled_from([10**39, 10**400]),
+)
+
+
+# Where ELB writes -1 for "none" (times of requests not dispatched, Classic TCP byte counts): the
+# field is absent, as for "-".
+MINUS_ONE_IS_NONE = {
+    "request_time",
+    "received",
+    "sent",
+    "connection_time",
+    "handshake_time",
+    "latency",
+}
+
+
+def _expected(name: str, value: int, bounds: Any) -> Any:
+    """What the event must hold for ``value``: the number, None (absent), or "fail"."""
+    if value == -1 and name in MINUS_ONE_IS_NONE:
+        return None
+    if bounds == "float":
+        # The parser reads the text as a float: what counts is the value after rounding.
+        try:
+            number = float(value)
+        except OverflowError:
+            return "fail"
+        return number if abs(number) <= FLOAT_MAX else "fail"
+    low, high = bounds
+    return value if low <= value <= high else "fail"
+
+
+@pytest.mark.parametrize(
+    ("template", "name", "path", "bounds", "reason"),
+    FIELDS,
+    ids=[f"{t.split()[0][:5]}-{n}" for t, n, *_ in FIELDS],
+)
+@settings(max_examples=60, deadline=None)
+@given(value=integers)
+@example(value=99999999999999999999)
+def test_every_integer_in_every_numeric_field_gives_one_valid_event(
+    template: str, name: str, path: str, bounds: Any, reason: str, value: int
+) -> None:
+    line = template.format(**{**DEFAULTS, name: str(value)})
+    event = EventBuilder(bucket="b", key="k", version="v").build(line.encode(), 0)
+    data = orjson.dumps(event)  # never raises: nothing out of orjson's range gets through
+    assert violations(orjson.loads(data)) == []
+    expected = _expected(name, value, bounds)
+    failed = PARSE_FAILURE_TAG in event.get("tags", [])
+    if name == "url_port":
+        # The client's URL: an impossible port is dropped, the line and its URL are kept.
+        assert not failed, event.get("error")
+        assert field(event, "url.original") == f"https://www.example.com:{value}/".replace(
+            "https", "https" if template is ALB else "http"
+        )
+        assert field(event, path) == (expected if expected != "fail" else None)
+    elif expected == "fail":
+        assert failed
+        assert reason in event["error"]["message"]
+        assert event["event"]["original"] == line
+    else:
+        assert not failed, event.get("error")
+        got = field(event, path)
+        if path in ("aws.elb.backend.port", "aws.elb.listener"):
+            assert got == (None if expected is None else str(expected))
+        else:
+            assert got == expected
