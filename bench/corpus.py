@@ -70,8 +70,7 @@ def _client(rnd: random.Random) -> str:
     if rnd.random() < 0.1:
         return f"2001:db8:{rnd.getrandbits(16):x}::{rnd.getrandbits(16):x}"
     return (
-        f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}."
-        f"{rnd.randrange(1, 255)}"
+        f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}"
     )
 
 
@@ -143,9 +142,7 @@ def nlb_lines(count: int, seed: int = 44) -> Iterator[str]:
         target = rnd.choice(targets)
         if rnd.random() < 0.05:
             alert = rnd.choice(("handshake_failure", "46", "internal_error"))
-            yield (
-                f"{head}{target} {rnd.randrange(1, 50)} - 0 0 {alert} - - - - - - - - - -"
-            )
+            yield (f"{head}{target} {rnd.randrange(1, 50)} - 0 0 {alert} - - - - - - - - - -")
             continue
         alpn = rnd.choice(('"h2","http/1.1"', '"http/1.1"', "-"))
         tail = f" {ts}" if rnd.random() < 0.8 else ""

@@ -122,9 +122,11 @@ def violations(event: dict[str, Any]) -> list[str]:
     _walk("", event, found)
     for name, allowed in ALLOWED_VALUES.items():
         value = field(event, name)
-        for item in value if isinstance(value, list) else [value]:
-            if item is not None and item not in allowed:
-                found.append(f"{name}: {item!r} is not an ECS allowed value")
+        found.extend(
+            f"{name}: {item!r} is not an ECS allowed value"
+            for item in (value if isinstance(value, list) else [value])
+            if item is not None and item not in allowed
+        )
     return found
 
 

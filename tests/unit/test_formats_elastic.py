@@ -146,11 +146,11 @@ def _mapping_rows() -> list[list[str]]:
     """The rows of the mapping table (section 8 of the formats contract), split into cells."""
     text = FORMATS_DOC.read_text(encoding="utf-8")
     section = text[text.index("## 8.") :]
-    rows = []
-    for line in section.splitlines():
-        if line.startswith("| `"):
-            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-    return rows
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| `")
+    ]
 
 
 def test_every_field_of_elastics_definitions_has_an_explained_row() -> None:

@@ -134,17 +134,14 @@ def _expected(name: str, value: int, bounds: Any) -> Any:
     return value if low <= value <= high else "fail"
 
 
-@pytest.mark.parametrize(
-    ("template", "name", "path", "bounds", "reason"),
-    FIELDS,
-    ids=[f"{t.split()[0][:5]}-{n}" for t, n, *_ in FIELDS],
-)
+@pytest.mark.parametrize("case", FIELDS, ids=[f"{t.split()[0][:5]}-{n}" for t, n, *_ in FIELDS])
 @settings(max_examples=60, deadline=None)
 @given(value=integers)
 @example(value=99999999999999999999)
 def test_every_integer_in_every_numeric_field_gives_one_valid_event(
-    template: str, name: str, path: str, bounds: Any, reason: str, value: int
+    case: tuple[str, str, str, Any, str], value: int
 ) -> None:
+    template, name, path, bounds, reason = case
     line = template.format(**{**DEFAULTS, name: str(value)})
     event = EventBuilder(bucket="b", key="k", version="v").build(line.encode(), 0)
     data = orjson.dumps(event)  # never raises: nothing out of orjson's range gets through
