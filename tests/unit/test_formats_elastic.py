@@ -213,3 +213,98 @@ def test_elastics_pipeline_fields_are_emitted_where_the_line_has_them() -> None:
     assert {"url.extension", "aws.elb.backend.port"} <= per_format["alb"]
     assert {"aws.elb.backend.ip", "aws.elb.backend.port"} <= per_format["nlb"]
     assert {"client.ip", "aws.elb.listener", "aws.elb.tls_error_code"} <= per_format["connection"]
+
+
+# --- the index template and the enrichment pipeline shipped under logstash/ -----------------
+
+TEMPLATE = ROOT / "logstash" / "elb-logs-index-template.json"
+ENRICH_PIPELINE = ROOT / "logstash" / "elb-logs-enrich-pipeline.json"
+# What Elasticsearch's geoip (City and ASN databases, then renamed) and user_agent processors
+# write, as the enrichment pipeline runs them.
+ENRICHED = {
+    "source.geo.continent_name",
+    "source.geo.country_iso_code",
+    "source.geo.country_name",
+    "source.geo.region_iso_code",
+    "source.geo.region_name",
+    "source.geo.city_name",
+    "source.geo.location",
+    "source.as.number",
+    "source.as.organization.name",
+    "user_agent.name",
+    "user_agent.version",
+    "user_agent.os.name",
+    "user_agent.os.version",
+    "user_agent.os.full",
+    "user_agent.device.name",
+}
+
+
+def _mapped(properties: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    leaves: dict[str, dict[str, Any]] = {}
+    for name, mapping in properties.items():
+        path = f"{prefix}.{name}" if prefix else name
+        if "properties" in mapping:
+            leaves.update(_mapped(mapping["properties"], path))
+        else:
+            leaves[path] = mapping
+    return leaves
+
+
+def _template() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(TEMPLATE.read_text(encoding="utf-8"))
+    return loaded
+
+
+def test_the_index_template_is_a_data_stream_template_for_elb_logs() -> None:
+    template = _template()
+    assert set(template) == {"index_patterns", "data_stream", "priority", "_meta", "template"}
+    assert template["index_patterns"] == ["logs-aws.elb_logs-*"]
+    assert template["data_stream"] == {}
+    # Above the built-in logs-*-* template (100), below Elastic's integration (200).
+    assert 100 < template["priority"] < 200
+    settings = template["template"]["settings"]["index"]
+    # Nothing re-parses our events, whatever the output asks.
+    assert settings["default_pipeline"] == "_none"
+
+
+def test_the_index_template_maps_every_field_with_elastics_type() -> None:
+    mapped = _mapped(_template()["template"]["mappings"]["properties"])
+    for path, mapping in mapped.items():
+        assert path in DEFINITIONS, path
+        expected = DEFINITIONS[path]["type"]
+        assert mapping["type"] == expected or (
+            mapping["type"] == "constant_keyword" and expected == "keyword"
+        ), path
+    constants = {path: m["value"] for path, m in mapped.items() if "value" in m}
+    # The values our events (or Logstash's data stream output) give these fields.
+    assert constants == {
+        "event.dataset": "aws.elb_logs",
+        "event.module": "aws",
+        "data_stream.type": "logs",
+        "data_stream.dataset": "aws.elb_logs",
+    }
+
+
+def test_every_field_we_emit_or_enrich_is_in_the_index_template() -> None:
+    mapped = set(_mapped(_template()["template"]["mappings"]["properties"]))
+    build = _builder().build
+    lines = [line for sample in SAMPLE_OBJECTS for line in sample.lines]
+    lines += [line for generate in GENERATORS.values() for line in generate(2000)]
+    lines += list(BRACKETED_IPV6.values())
+    lines += ["Enable AccessLog for ELB: my-lb at 2015-05-13T23:39:43.945958Z", "garbage"]
+    emitted = _fields(build(line.encode(), 0) for line in lines)
+    emitted |= _fields(EventBuilder(key="local.log").build(b"garbage", 0) for _ in range(1))
+    assert emitted - mapped == set()
+    assert ENRICHED - mapped == set()
+
+
+def test_the_enrichment_pipeline_enriches_and_does_not_parse() -> None:
+    pipeline = json.loads(ENRICH_PIPELINE.read_text(encoding="utf-8"))
+    steps = [next(iter(processor.items())) for processor in pipeline["processors"]]
+    assert {kind for kind, _ in steps} <= {"geoip", "user_agent", "rename"}
+    reads = {options["field"] for _, options in steps}
+    assert reads - {"source.as.asn", "source.as.organization_name"} == {
+        "source.ip",
+        "user_agent.original",
+    }
