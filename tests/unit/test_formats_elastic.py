@@ -9,6 +9,7 @@ field of Elastic's pipeline has its row in the mapping table of docs/elb-log-for
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -308,3 +309,20 @@ def test_the_enrichment_pipeline_enriches_and_does_not_parse() -> None:
         "source.ip",
         "user_agent.original",
     }
+
+
+def test_the_logstash_example_writes_where_the_template_applies_without_reparsing() -> None:
+    conf = (ROOT / "logstash" / "pipeline.conf").read_text(encoding="utf-8")
+    active = "\n".join(line for line in conf.splitlines() if not line.lstrip().startswith("#"))
+    outputs = active.split("elasticsearch {")[1:]
+    assert len(outputs) == 2  # with event.id, and the guard without
+    for output in outputs:
+        settings = dict(re.findall(r"^\s*(\w+) => (.+)$", output, re.MULTILINE))
+        target = "-".join(
+            settings[f"data_stream_{part}"].strip('"') for part in ("type", "dataset", "namespace")
+        )
+        assert fnmatch.fnmatch(target, _template()["index_patterns"][0])
+        assert settings["pipeline"] == '"_none"'
+    with_id = dict(re.findall(r"^\s*(\w+) => (.+)$", outputs[0], re.MULTILINE))
+    assert with_id["action"] == '"create"'
+    assert with_id["document_id"] == '"%{[event][id]}"'
