@@ -209,6 +209,37 @@ ALB_CASES = {
             "aws.elb.target_status_code": ["200"],
         },
     ),
+    "url parts as uri_parts names them: extension, fragment, user name": (
+        "http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0.000 0.001 0.000 200 - 1 2"
+        ' "GET http://bob:secret@a.com:8080/static/app.min.js?v=2#top HTTP/1.1" "curl"',
+        {
+            "url.domain": "a.com",
+            "url.port": 8080,
+            "url.username": "bob",
+            "url.password": ABSENT,
+            "url.path": "/static/app.min.js",
+            "url.extension": "js",
+            "url.query": "v=2",
+            "url.fragment": "top",
+            "aws.elb.protocol": "http",
+            "source.address": "1.2.3.4",
+        },
+    ),
+    "no extension: a dot in a directory, or nothing after the dot": (
+        "http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0.000 0.001 0.000 200 - 1 2"
+        ' "GET http://a.com:80/v1.2/items/ HTTP/1.1" "curl"',
+        {"url.path": "/v1.2/items/", "url.extension": ABSENT},
+    ),
+    "a url port no tcp port can be is left out, the url kept": (
+        "http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0.000 0.001 0.000 200 - 1 2"
+        ' "GET http://a.com:99999999999999999999/x HTTP/1.1" "curl"',
+        {
+            "url.original": "http://a.com:99999999999999999999/x",
+            "url.domain": "a.com",
+            "url.port": ABSENT,
+            "url.path": "/x",
+        },
+    ),
     "several targets": (
         "http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 10.0.0.1:80 0.0 0.0 0.0 502 502 0 0"
         ' "GET http://a.com:80/ HTTP/1.1" "c" - - - "-" "-" "-" 0 2018-07-02T22:22:48.364000Z'
@@ -285,6 +316,28 @@ CLASSIC_CASES = {
         ' 0.1 200 200 0 29 "GET http://a.com:80/ HTTP/1.1" "-" - -',
         {"source.ip": "2001:db8:85a3:0:0:8a2e:370:7334", "source.port": 2817},
     ),
+    "tcp listener with -1 byte counts: no count, no field": (
+        "2015-05-13T23:39:43.945958Z lb 192.168.131.39:2817 10.0.0.1:80 0.001065 0.000015"
+        ' 0.000023 - - -1 -1 "- - - " "-" - -',
+        {
+            "aws.elb.protocol": "tcp",
+            "source.bytes": ABSENT,
+            "destination.bytes": ABSENT,
+            "source.ip": "192.168.131.39",
+            "aws.elb.backend.port": "80",
+        },
+    ),
+    "bracketed ipv6 client and backend": (
+        "2015-05-13T23:39:43.945958Z lb [2001:db8::1]:2817 [2001:db8::2]:80 0.1 0.1"
+        ' 0.1 200 200 0 29 "GET http://a.com:80/ HTTP/1.1" "-" - -',
+        {
+            "source.ip": "2001:db8::1",
+            "source.address": "2001:db8::1",
+            "source.port": 2817,
+            "aws.elb.backend.ip": "2001:db8::2",
+            "aws.elb.backend.port": "80",
+        },
+    ),
 }
 
 
@@ -309,6 +362,9 @@ NLB_CASES = {
             "source.ip": "72.21.218.154",
             "destination.ip": "172.100.100.185",
             "destination.port": 443,
+            "aws.elb.backend.ip": "172.100.100.185",
+            "aws.elb.backend.port": "443",
+            "aws.elb.protocol": "tcp",
             "aws.elb.connection_time.ms": 5,
             "aws.elb.tls_handshake_time.ms": 2,
             "source.bytes": 98,
@@ -392,6 +448,19 @@ CONNECTION_CASES = {
             "aws.elb.listener": "80",
         },
     ),
+    "11 fields, from before conn_trace_id": (
+        "2023-10-04T17:05:15.514108Z 203.0.113.1 36280 443 TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256"
+        ' 4.036 "-" - - Success',
+        {
+            "client.ip": "203.0.113.1",
+            "aws.elb.listener": "443",
+            "aws.elb.tls_verify_status": "Success",
+            "aws.elb.connection_trace_id": ABSENT,
+            "aws.elb.protocol": "tcp",
+            "event.end": "2023-10-04T17:05:15.514108Z",
+            "event.outcome": "success",
+        },
+    ),
     "failed verification, later fields": (
         "2023-10-04T17:05:17.514108Z 2001:db8::1 36282 443 TLSv1.3 TLS_AES_128_GCM_SHA256 1.5"
         ' "-" - - Failed:UnableToGetIssuerCert TID_1 x25519 app/my-alb/1 10.0.0.5 extra',
@@ -444,6 +513,20 @@ FAILURES = {
     "bad status": (
         'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0 0 0 2xx - 1 2 "GET / HTTP/1.1"',
         "elb_status_code",
+    ),
+    "status of 20 digits": (
+        'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0 0 0 99999999999999999999 - 1 2 "GET'
+        ' / HTTP/1.1"',
+        "elb_status_code: '99999999999999999999' is out of range 0-999",
+    ),
+    "byte count of 20 digits": (
+        "http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0 0 0 200 - 1 99999999999999999999"
+        ' "GET / HTTP/1.1"',
+        "sent_bytes: '99999999999999999999' is out of range",
+    ),
+    "connection log with 10 fields": (
+        '2023-10-04T17:05:15.514108Z 203.0.113.1 36280 443 TLSv1.2 ECDHE 4.036 "-" - -',
+        "connection log line has 10 fields, at least 11 expected",
     ),
     "bad client address": (
         'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4 - 0 0 0 200 - 1 2 "GET / HTTP/1.1"',

@@ -308,20 +308,20 @@ def parse_url(url: str) -> dict[str, Any]:
 
 def _add_path(fields: dict[str, Any], rest: str) -> None:
     """``url.path``, ``url.extension``, ``url.query``, ``url.fragment`` of ``/path?query#frag``."""
-    rest, _, fragment = rest.partition("#")
+    if "#" in rest:
+        rest, _, fragment = rest.partition("#")
+        if fragment:
+            fields["fragment"] = fragment
     path, _, query = rest.partition("?")
     if path:
         fields["path"] = path
         # As uri_parts does: the text after the last dot of the last segment; ECS sets none
         # when it is empty.
-        segment = path[path.rfind("/") + 1 :]
-        dot = segment.rfind(".")
-        if 0 <= dot < len(segment) - 1:
-            fields["extension"] = segment[dot + 1 :]
+        dot = path.rfind(".")
+        if dot > path.rfind("/") and dot < len(path) - 1:
+            fields["extension"] = path[dot + 1 :]
     if query:
         fields["query"] = query
-    if fragment:
-        fields["fragment"] = fragment
 
 
 def _authority(scheme: str, authority: str) -> dict[str, Any]:
