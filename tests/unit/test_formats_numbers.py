@@ -28,7 +28,8 @@ LONG = (0, LONG_MAX)
 
 ALB = (
     "https 2026-11-28T23:35:00.186641Z app/my-alb/50dc6c495c0c9188 192.168.131.39:{client_port} "
-    "10.0.0.1:{target_port} {request_time} 0.048 0.037 {status} {target_status} {received} {sent}"
+    "10.0.0.1:{target_port} {request_time} {target_time} {response_time} {status} {target_status} "
+    "{received} {sent}"
     ' "GET https://www.example.com:{url_port}/ HTTP/1.1" "curl/7.46.0" ECDHE-RSA-AES128-GCM-SHA256'
     " TLSv1.2 arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/73e2d6bc24d8a067"
     ' "Root=1-58337281-1d84f3d73c47ec4e58577259" "www.example.com" "-" 1 '
@@ -55,6 +56,8 @@ FIELDS: list[tuple[str, str, str, Any, str]] = [
     (ALB, "client_port", "source.port", PORT, "client:port"),
     (ALB, "target_port", "aws.elb.backend.port", PORT, "target:port"),
     (ALB, "request_time", "aws.elb.request_processing_time.sec", "float", "request_processing"),
+    (ALB, "target_time", "aws.elb.backend_processing_time.sec", "float", "target_processing"),
+    (ALB, "response_time", "aws.elb.response_processing_time.sec", "float", "response_process"),
     (ALB, "status", "http.response.status_code", STATUS, "elb_status_code"),
     (ALB, "target_status", "aws.elb.backend.http.response.status_code", STATUS, "target_status"),
     (ALB, "received", "http.request.body.bytes", LONG, "received_bytes"),
@@ -85,6 +88,8 @@ DEFAULTS = {
     "destination_port": "443",
     "listener_port": "443",
     "request_time": "0.086",
+    "target_time": "0.048",
+    "response_time": "0.037",
     "status": "200",
     "target_status": "200",
     "backend_status": "200",
@@ -111,6 +116,8 @@ integers = st.one_of(
 # field is absent, as for "-".
 MINUS_ONE_IS_NONE = {
     "request_time",
+    "target_time",
+    "response_time",
     "received",
     "sent",
     "connection_time",
