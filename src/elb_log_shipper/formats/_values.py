@@ -8,7 +8,6 @@ bounded dictionaries.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any, Final
 
@@ -122,8 +121,21 @@ def integer(value: str, name: str, high: int = LONG_MAX) -> int | None:
 
 
 def byte_count(value: str, name: str) -> int | None:
-    """A byte count; None for ``-`` and for ``-1`` (Classic TCP/SSL lines with no count)."""
-    return None if value == "-1" else integer(value, name)
+    """A byte count; None for ``-`` and for ``-1`` (Classic TCP/SSL lines with no count).
+
+    ``integer`` unrolled: one call a field, on the path of every line.
+    """
+    try:
+        number = int(value)
+    except ValueError:
+        if value == "-":
+            return None
+        raise ParseError(f"{name}: {value!r} is not an integer") from None
+    if 0 <= number <= LONG_MAX:
+        return number
+    if number == -1:
+        return None
+    raise ParseError(f"{name}: {value!r} is out of range 0-{LONG_MAX}")
 
 
 def duration(value: str, name: str) -> float | None:
@@ -134,8 +146,9 @@ def duration(value: str, name: str) -> float | None:
         number = float(value)
     except ValueError:
         raise ParseError(f"{name}: {value!r} is not a number") from None
-    # float() also reads "nan", "inf" and 1e999, which no `float` mapping accepts.
-    if not (math.isfinite(number) and -FLOAT_MAX <= number <= FLOAT_MAX):
+    # float() also reads "nan", "inf" and 1e999, which no `float` mapping accepts (NaN fails
+    # every comparison, so this one test refuses all three).
+    if not -FLOAT_MAX <= number <= FLOAT_MAX:
         raise ParseError(f"{name}: {value!r} is not a finite number")
     return number
 
@@ -144,12 +157,17 @@ def milliseconds(value: str, name: str) -> int | None:
     """Whole milliseconds (NLB's connection and handshake times, mapped as ``long``); None for
     ``-1`` and ``-``. A fraction, which NLB does not write, is cut as Elasticsearch would."""
     try:
-        return integer(value, name)
-    except ParseError:
-        number = duration(value, name)
-        if number is None:
+        number = int(value)
+    except ValueError:
+        fraction = duration(value, name)  # `-`, a fraction, or not a number at all
+        if fraction is None:
             return None
-        return integer(str(int(number)), name)
+        number = int(fraction)
+    if 0 <= number <= LONG_MAX:
+        return number
+    if number == -1:
+        return None
+    raise ParseError(f"{name}: {value!r} is out of range 0-{LONG_MAX}")
 
 
 _seconds: dict[str, dict[str, float]] = {}
@@ -181,13 +199,15 @@ def host_port(value: str, name: str) -> tuple[str, int]:
     ('2001:db8::1', 443)
     """
     ip, sep, port = value.rpartition(":")
-    if ip[:1] == "[" and ip[-1:] == "]":
-        ip = ip[1:-1]
     if not sep or not ip or not port.isdigit() or not port.isascii():
         raise ParseError(f"{name}: {value!r} is not an address:port")
     number = int(port)
     if number > PORT_MAX:
         raise ParseError(f"{name}: {value!r} has a port out of range 0-{PORT_MAX}")
+    if ip[0] == "[" and ip[-1] == "]":
+        ip = ip[1:-1]
+        if not ip:
+            raise ParseError(f"{name}: {value!r} is not an address:port")
     return ip, number
 
 
