@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -27,6 +27,7 @@ from elb_log_shipper.formats import EventBuilder
 from elb_log_shipper.framing import MAX_LINE_BYTES, OversizedLine
 from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
 from elb_log_shipper.objectkey import parse_key
+from elb_log_shipper.privacy import PrivacyRules
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.source import LineReader
 
@@ -64,6 +65,8 @@ class ObjectReport:
     lines: int = 0
     events: int = 0
     parse_failures: int = 0
+    dropped: int = 0
+    """Lines a drop filter matched (``lines = events + dropped``)."""
     bytes_read: int = 0
     bytes_decompressed: int = 0
     seconds: float = 0.0
@@ -86,6 +89,7 @@ class ObjectReport:
             "lines": self.lines,
             "events": self.events,
             "parse_failures": self.parse_failures,
+            "dropped": self.dropped,
             "bytes_read": self.bytes_read,
             "bytes_decompressed": self.bytes_decompressed,
             "seconds": round(self.seconds, 3),
@@ -100,6 +104,7 @@ def ship_object(
     sink: EventSink,
     *,
     keep_original: bool = True,
+    privacy: PrivacyRules | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     s3_client: S3Client | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -108,9 +113,10 @@ def ship_object(
 
     ``should_stop`` is asked before each batch of lines (about a MiB of log), and by the reader
     while an S3 read stalls; when it answers True the function returns with
-    ``report.next_offset`` set to the first line not shipped. A SourceError (unreadable object,
-    gzip bomb, changed object) is returned in ``report.error`` after the lines before it were
-    sent; delivery errors from the sink propagate.
+    ``report.next_offset`` set to the first line not shipped. ``privacy`` redacts and drops
+    lines (``report.dropped``) as ``EventBuilder`` says. A SourceError (unreadable object, gzip
+    bomb, changed object) is returned in ``report.error`` after the lines before it were sent;
+    delivery errors from the sink propagate.
 
     >>> class Stdout:
     ...     def send(self, batch: bytes, events: int) -> None: ...
@@ -135,6 +141,7 @@ def ship_object(
         region=info.region,
         account=info.account,
         keep_original=keep_original,
+        privacy=privacy,
     )
     build = builder.build
     dumps = orjson.dumps
@@ -154,6 +161,8 @@ def ship_object(
                 for offset, raw in lines:
                     if type(raw) is bytes:
                         event = build(raw, offset)
+                        if event is None:
+                            continue  # dropped by a filter: counted by the builder
                     else:
                         event = _oversized(builder, raw, offset)
                     if "tags" in event:
@@ -170,7 +179,8 @@ def ship_object(
     finally:
         if pending:
             _flush(sink, pending, batch_bytes)
-        report.events = report.lines
+        report.dropped = builder.dropped
+        report.events = report.lines - report.dropped
         report.parse_failures = failures
         report.newest_timestamp = newest or None
         report.bytes_read = reader.bytes_read
@@ -190,7 +200,7 @@ def _flush(sink: EventSink, pending: list[bytes], batch_bytes: int) -> int:
     return max(16, batch_bytes * events // max(len(payload), 1))
 
 
-def _oversized(builder: EventBuilder, raw: bytes, offset: int) -> dict[str, object]:
+def _oversized(builder: EventBuilder, raw: bytes, offset: int) -> dict[str, Any]:
     full = raw.full_length if isinstance(raw, OversizedLine) else len(raw)
     return builder.failure(
         raw.decode(errors="replace"),
@@ -240,6 +250,9 @@ class ObjectLedger:
     outcome: Outcome
     lines: int = 0
     parse_failures: int = 0
+    dropped: int = 0
+    """Lines a drop filter matched: never events, never sent (``lines = parsed + parse_failures
+    + dropped``)."""
     events_sent: int = 0
     bytes_read: int = 0
     retries: int = 0
@@ -253,7 +266,7 @@ class ObjectLedger:
 
     @property
     def parsed(self) -> int:
-        return self.lines - self.parse_failures
+        return self.lines - self.parse_failures - self.dropped
 
     def as_dict(self) -> dict[str, object]:
         """The ledger as a JSON-ready dict (log line, handler result); no log line content.
@@ -273,6 +286,7 @@ class ObjectLedger:
             "lines": self.lines,
             "parsed": self.parsed,
             "parse_failures": self.parse_failures,
+            "dropped": self.dropped,
             "events_sent": self.events_sent,
             "bytes_read": self.bytes_read,
             "retries": self.retries,
@@ -304,6 +318,7 @@ def ship_objects(
     *,
     remaining: Callable[[], float],
     s3_client: S3Client | None = None,
+    privacy: PrivacyRules | None = None,
 ) -> Shipment:
     """Ship the objects of one invocation to Logstash, stopping in time for the deadline.
 
@@ -368,6 +383,7 @@ def ship_objects(
                     out_of_time=out_of_time,
                     s3_client=s3_client,
                     shipment=shipment,
+                    privacy=privacy,
                 )
             )
     if shipment.delivery_error is None:
@@ -393,6 +409,7 @@ def _ship_one(
     out_of_time: Callable[[], bool],
     s3_client: S3Client | None,
     shipment: Shipment,
+    privacy: PrivacyRules | None,
 ) -> ObjectLedger:
     """Ship one object, leaving its batches unconfirmed in the pool."""
     asked = False
@@ -412,6 +429,7 @@ def _ship_one(
             ref,
             sender,
             keep_original=settings.keep_original,
+            privacy=privacy,
             batch_bytes=settings.batch_bytes,
             s3_client=s3_client,
             should_stop=should_stop,
@@ -441,6 +459,7 @@ def _ship_one(
             Outcome.SHIPPED,
             lines=report.lines,
             parse_failures=report.parse_failures,
+            dropped=report.dropped,
             bytes_read=report.bytes_read,
             seconds=time.monotonic() - started,
             newest_timestamp=report.newest_timestamp,

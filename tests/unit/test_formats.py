@@ -13,7 +13,7 @@ import pytest
 
 from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, parse_line
 from elb_log_shipper.formats._tokenizer import _split_slow, tokenize
-from tests.support.events import field
+from tests.support.events import built, field
 
 ABSENT = object()
 
@@ -551,7 +551,7 @@ def test_bad_lines_become_failure_events(line: str, reason: str) -> None:
 
 def test_invalid_utf8_is_a_failure_that_keeps_the_text() -> None:
     builder = EventBuilder(bucket="b", key="k.log")
-    event = builder.build(b"http \xff\xfe broken", 10)
+    event = built(builder, b"http \xff\xfe broken", 10)
     assert event["tags"] == [PARSE_FAILURE_TAG]
     assert "invalid UTF-8" in event["error"]["message"]
     assert event["event"]["original"].startswith("http ")
@@ -562,7 +562,7 @@ def test_builder_adds_where_the_line_came_from() -> None:
     key = "AWSLogs/123456789012/elasticloadbalancing/eu-west-1/2026/11/28/x_app.a.b_1.log.gz"
     builder = EventBuilder(bucket="logs", key=key, version="v1")
     line = " ".join(ALB_FIELDS[:29]).encode()
-    event = builder.build(line, 1234)
+    event = built(builder, line, 1234)
     assert event["aws"]["s3"] == {"bucket": {"name": "logs"}, "object": {"key": key}}
     assert event["log"] == {"offset": 1234}
     assert event["event"]["original"] == line.decode()
@@ -570,12 +570,12 @@ def test_builder_adds_where_the_line_came_from() -> None:
     assert event["event"]["kind"] == "event"
     assert event["cloud"]["provider"] == "aws"
     # Same object, version and offset: same id; any of them different: another id.
-    same = EventBuilder(bucket="logs", key=key, version="v1").build(line, 1234)
+    same = built(EventBuilder(bucket="logs", key=key, version="v1"), line, 1234)
     assert same["event"]["id"] == event["event"]["id"]
     others = {
-        EventBuilder(bucket="logs", key=key, version="v2").build(line, 1234)["event"]["id"],
-        EventBuilder(bucket="logs2", key=key, version="v1").build(line, 1234)["event"]["id"],
-        builder.build(line, 1235)["event"]["id"],
+        built(EventBuilder(bucket="logs", key=key, version="v2"), line, 1234)["event"]["id"],
+        built(EventBuilder(bucket="logs2", key=key, version="v1"), line, 1234)["event"]["id"],
+        built(builder, line, 1235)["event"]["id"],
     }
     assert event["event"]["id"] not in others
     assert len(others) == 3
@@ -583,8 +583,8 @@ def test_builder_adds_where_the_line_came_from() -> None:
 
 def test_keep_original_off_drops_it_for_parsed_lines_only() -> None:
     builder = EventBuilder(bucket="logs", key="k", keep_original=False)
-    parsed = builder.build(" ".join(ALB_FIELDS[:29]).encode(), 0)
-    failed = builder.build(b"garbage", 0)
+    parsed = built(builder, " ".join(ALB_FIELDS[:29]).encode(), 0)
+    failed = built(builder, b"garbage", 0)
     assert "original" not in parsed["event"]
     assert failed["event"]["original"] == "garbage"
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats import alb, classic, connection, nlb
 from elb_log_shipper.formats._tokenizer import tokenize, tokenize_split
 from elb_log_shipper.formats._values import ECS, timestamp
+
+if TYPE_CHECKING:
+    from elb_log_shipper.privacy import PrivacyRules
 
 __all__ = ["DATASET", "PARSE_FAILURE_TAG", "EventBuilder", "detect_format", "parse_line"]
 
@@ -140,12 +143,16 @@ class EventBuilder:
     offset, so a line shipped twice (retry, hand-off, duplicate S3 event) has the same id and can be
     de-duplicated downstream (Logstash ``document_id``).
 
+    ``privacy`` (redaction, anonymisation, drop filters) rewrites each line before it is parsed,
+    so that every field holds only the redacted value; a line that a drop filter matches gives
+    no event (``build`` returns None) and is counted in ``dropped``.
+
     >>> b = EventBuilder(bucket="logs", key="k.log", version="etag1")
     >>> b.build(b"garbage", 7)["event"]["id"] == b.build(b"garbage", 7)["event"]["id"]
     True
     """
 
-    __slots__ = ("_cloud", "_file", "_id_prefix", "_keep_original", "_s3")
+    __slots__ = ("_cloud", "_file", "_id_prefix", "_keep_original", "_privacy", "_s3", "dropped")
 
     def __init__(
         self,
@@ -156,12 +163,17 @@ class EventBuilder:
         region: str | None = None,
         account: str | None = None,
         keep_original: bool = True,
+        privacy: PrivacyRules | None = None,
     ) -> None:
         digest = hashlib.blake2b(
             f"{bucket}\n{key}\n{version or ''}".encode(), digest_size=12
         ).hexdigest()
         self._id_prefix = f"{digest}-"
         self._keep_original = keep_original
+        # None unless a rule changes something: the default costs one test per line.
+        self._privacy = None if privacy is None else privacy.compile()
+        self.dropped = 0
+        """Lines a drop filter matched: no event was built for them."""
         cloud: Event = {"provider": "aws"}
         if region:
             cloud["region"] = region
@@ -174,20 +186,27 @@ class EventBuilder:
         )
         self._file: Event | None = None if bucket else {"path": key}
 
-    def build(self, raw: bytes, offset: int) -> Event:
-        """The event of the line ``raw`` (no line terminator) found at byte ``offset``."""
+    def build(self, raw: bytes, offset: int) -> Event | None:
+        """The event of the line ``raw`` (no line terminator) found at byte ``offset``; None
+        when a drop filter of ``privacy`` matches the line (never without one)."""
         # The hot path: one call per line, so the object context is inlined.
         try:
             text = raw.decode()
+            if self._privacy is not None:
+                kept = self._privacy.apply(text)
+                if kept is None:
+                    self.dropped += 1
+                    return None
+                text = kept
             event = _parse(text)
         except UnicodeDecodeError as error:
             return self.failure(
                 raw.decode(errors="replace"), offset, f"invalid UTF-8 at byte {error.start}"
             )
         except ParseError as error:
-            return self.failure(text, offset, str(error))
+            return self._failure(text, offset, str(error))
         except (ValueError, IndexError, KeyError) as error:  # pragma: no cover - a parser bug
-            return self.failure(text, offset, f"parser error: {error!r}")
+            return self._failure(text, offset, f"parser error: {error!r}")
         meta = event["event"]
         meta["id"] = self._id_prefix + str(offset)
         if self._keep_original:
@@ -201,7 +220,13 @@ class EventBuilder:
         return event
 
     def failure(self, text: str, offset: int, reason: str) -> Event:
-        """The event of a line that cannot be parsed: the raw text is always kept."""
+        """The event of a line that cannot be parsed: the raw text is always kept (redacted as
+        ``privacy`` says; ``reason`` must not quote the line)."""
+        if self._privacy is not None:
+            text = self._privacy.redact(text)
+        return self._failure(text, offset, reason)
+
+    def _failure(self, text: str, offset: int, reason: str) -> Event:
         event = _failure(text, reason)
         event["event"]["id"] = self._id_prefix + str(offset)
         self._locate(event, offset)

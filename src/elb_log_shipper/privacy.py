@@ -1,0 +1,490 @@
+"""Privacy and volume rules: redact query strings, anonymise client addresses, drop lines. Pure.
+
+The rules work on the raw text of a line, before it is parsed: the event is then built from the
+rewritten text, so every field derived from a value (``event.original``, ``url.*``,
+``aws.elb.redirect_url``, ``source.*``, an error message quoting a field) holds only the
+redacted form, whatever fields the parser emits. A line that matches a drop filter never becomes
+an event: ``LinePrivacy.apply`` answers None for it.
+
+Where the values live in a line, by format (shared/reference/elb-log-formats.md):
+
+===========  ==========  ==========================================  ======  ==========
+format       client      URLs (query redacted)                       status  user agent
+===========  ==========  ==========================================  ======  ==========
+ALB          3 ip:port   12 request, 23 redirect_url, 31 transformed  8       13
+Classic      2 ip:port   11 request                                  7       12
+NLB          5 ip:port   (none)                                      (none)  (none)
+connection   1 ip        (none)                                      (none)  (none)
+===========  ==========  ==========================================  ======  ==========
+
+A line of no known format (it will be a parse failure) is scrubbed as a whole instead: every
+IP address in it is anonymised and every ``?``/``#`` tail redacted, since nothing says which
+value is the client's.
+
+The hash key is passed in as bytes: fetching it (SSM Parameter Store through Powertools) is the
+entry points' business.
+
+>>> rules = PrivacyRules(redact_query=QueryRedaction.VALUES, client_ip=ClientAddress.TRUNCATE)
+>>> line = rules.compile()
+>>> text = line.apply('2015-05-13T23:39:43.945958Z lb 192.168.131.39:2817 - -1 -1 -1 504 - 0 0 '
+...                   '"GET http://a.com:80/p?user=jo&x=&y HTTP/1.1" "curl/7.38.0" - -')
+>>> text.split('"')[0][28:]
+'lb 192.168.131.0:2817 - -1 -1 -1 504 - 0 0 '
+>>> text.split('"')[1]
+'GET http://a.com:80/p?user=REDACTED&x=&REDACTED HTTP/1.1'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+
+__all__ = [
+    "MIN_HASH_KEY_BYTES",
+    "REDACTED",
+    "ClientAddress",
+    "DropRules",
+    "LinePrivacy",
+    "PrivacyRules",
+    "QueryRedaction",
+    "parse_status_filter",
+]
+
+# What replaces a redacted value: URL-safe, no quote or space, so the line keeps its shape.
+REDACTED = "REDACTED"
+# A shorter HMAC key could be guessed; 16 bytes is 128 bits, as much as the digest we keep.
+MIN_HASH_KEY_BYTES = 16
+# Memo of anonymised addresses: cleared when full, like the parser's memos.
+_MEMO_LIMIT = 4096
+# Pseudonymous addresses are RFC 4193 unique local IPv6 (fd00::/8): a valid `ip` for
+# Elasticsearch's mapping of source.ip, routed nowhere, and never a real client on the Internet.
+_PSEUDO_PREFIX = b"\xfd"
+_PSEUDO_DIGEST_BYTES = 15
+# GA-style truncation: IPv4 to /24, IPv6 to /48.
+_IPV6_KEEP_MASK = ((1 << 48) - 1) << 80
+
+_ALB_TYPES = frozenset({"http", "https", "h2", "grpcs", "ws", "wss"})
+_IPV4 = re.compile(
+    r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
+)
+# One field, by the tokenizer's rules: a quoted value (backslash escapes; a closing quote ends it;
+# `"a","b"` lists are one field), a quote that never closes (the rest of the line), or an
+# unquoted token in which quotes toggle.
+_FIELD = re.compile(
+    r'"(?P<quoted>(?:[^"\\]|\\.)*)"(?:,"(?:[^"\\]|\\.)*")*'
+    r'|"(?P<unclosed>.*)'
+    r'|(?:[^\s"]|"[^"]*")+',
+    re.DOTALL,
+)
+# In a line of no known format: anything that may be an address (checked by ipaddress), and
+# query or fragment tails.
+_ADDRESS_LIKE = re.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]+|\d{1,3}(?:\.\d{1,3}){3}")
+_QUERY_LIKE = re.compile(r'[?#][^\s"]*')
+
+
+class QueryRedaction(StrEnum):
+    """``REDACT_QUERY``: what is left of a URL's query string (and fragment)."""
+
+    NONE = "none"
+    VALUES = "values"
+    """Parameter names kept, each non-empty value replaced by ``REDACTED``; a parameter without
+    ``=`` is taken as a value."""
+    ALL = "all"
+    """The query string and the fragment removed, ``?`` and ``#`` included."""
+
+
+class ClientAddress(StrEnum):
+    """``CLIENT_IP``: what is left of the client's address."""
+
+    KEEP = "keep"
+    TRUNCATE = "truncate"
+    """IPv4 to its /24 (last byte 0), IPv6 to its /48."""
+    HASH = "hash"
+    """A keyed HMAC-SHA256 of the address, written as a unique local IPv6 address (fd00::/8)."""
+
+
+def parse_status_filter(items: Iterable[str]) -> frozenset[str]:
+    """The status codes that ``DROP_STATUS`` items (``304``, ``2xx``) name, as the log writes them.
+
+    Raises ValueError naming the first item that is neither a code nor a class.
+
+    >>> sorted(parse_status_filter(["304", "2xx"]))[:2], len(parse_status_filter(["2XX"]))
+    (['200', '201'], 100)
+    """
+    codes: set[str] = set()
+    for item in items:
+        text = item.strip().lower()
+        if len(text) == 3 and text[0] in "12345" and text[1:] == "xx":
+            codes.update(f"{text[0]}{n:02d}" for n in range(100))
+        elif len(text) == 3 and text.isdigit() and text[0] in "12345":
+            codes.add(text)
+        else:
+            raise ValueError(item)
+    return frozenset(codes)
+
+
+@dataclass(frozen=True, slots=True)
+class DropRules:
+    """Lines to drop: a line that matches any filter is dropped. All empty: nothing is dropped.
+
+    ``status`` holds codes as the log writes them (see ``parse_status_filter``); the status is
+    the load balancer's (``elb_status_code``). Paths are compared without query or fragment.
+    """
+
+    user_agent_prefixes: tuple[str, ...] = ()
+    methods: frozenset[str] = frozenset()
+    status: frozenset[str] = frozenset()
+    path_prefixes: tuple[str, ...] = ()
+    path_suffixes: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.user_agent_prefixes
+            or self.methods
+            or self.status
+            or self.path_prefixes
+            or self.path_suffixes
+        )
+
+    def matches(self, status: str, request: str, user_agent: str) -> bool:
+        """Whether a line with these raw fields is dropped.
+
+        >>> DropRules(methods=frozenset({"OPTIONS"})).matches("204", "OPTIONS /a HTTP/1.1", "-")
+        True
+        """
+        if self.status and status in self.status:
+            return True
+        if self.user_agent_prefixes and user_agent.startswith(self.user_agent_prefixes):
+            return True
+        if self.methods and request.partition(" ")[0] in self.methods:
+            return True
+        if self.path_prefixes or self.path_suffixes:
+            path = request_path(request)
+            if path and (path.startswith(self.path_prefixes) or path.endswith(self.path_suffixes)):
+                return True
+        return False
+
+
+def request_path(request: str) -> str:
+    """The path of a logged request line (``METHOD URL VERSION``), without query or fragment.
+
+    >>> request_path("GET https://example.com:443/static/a.css?v=2 HTTP/1.1")
+    '/static/a.css'
+    """
+    url = request[_url_start(request) : _url_end(request)]
+    if url[:1] != "/":
+        scheme = url.find("://")
+        if scheme < 0:
+            return ""
+        slash = url.find("/", scheme + 3)
+        if slash < 0:
+            return ""
+        url = url[slash:]
+    end = _first_mark(url)
+    return url if end < 0 else url[:end]
+
+
+def _url_start(request: str) -> int:
+    space = request.find(" ")
+    return space + 1 if space >= 0 else 0
+
+
+def _url_end(request: str) -> int:
+    """Where the URL of a request line ends: before a version word (``HTTP/1.1``, ``-``), as
+    the parser reads it, or at the end of the field."""
+    end = len(request.rstrip(" "))
+    space = request.rfind(" ", 0, end)
+    if space > 0 and request.find(" ") < space:
+        version = request[space + 1 : end]
+        if version == "-" or version.upper().startswith("HTTP/"):
+            return space
+    return end
+
+
+def _first_mark(text: str) -> int:
+    """Index of the first ``?`` or ``#``, or -1."""
+    query = text.find("?")
+    fragment = text.find("#")
+    if query < 0:
+        return fragment
+    if fragment < 0:
+        return query
+    return min(query, fragment)
+
+
+@dataclass(frozen=True)
+class PrivacyRules:
+    """What to redact, anonymise and drop. The defaults change nothing.
+
+    ``hash_key`` is the HMAC key for ``ClientAddress.HASH`` (at least ``MIN_HASH_KEY_BYTES``).
+    """
+
+    redact_query: QueryRedaction = QueryRedaction.NONE
+    client_ip: ClientAddress = ClientAddress.KEEP
+    hash_key: bytes | None = field(default=None, repr=False)
+    drop: DropRules = field(default_factory=DropRules)
+
+    def __post_init__(self) -> None:
+        if self.client_ip is ClientAddress.HASH and (
+            self.hash_key is None or len(self.hash_key) < MIN_HASH_KEY_BYTES
+        ):
+            raise ValueError(f"CLIENT_IP=hash needs a key of {MIN_HASH_KEY_BYTES} bytes or more")
+
+    @property
+    def changes_nothing(self) -> bool:
+        return (
+            self.redact_query is QueryRedaction.NONE
+            and self.client_ip is ClientAddress.KEEP
+            and not self.drop
+        )
+
+    def compile(self) -> LinePrivacy | None:
+        """The per-line function, or None when the rules change nothing (the free default)."""
+        return None if self.changes_nothing else self._compiled
+
+    @cached_property
+    def _compiled(self) -> LinePrivacy:
+        # One per rules, so the address memo outlives an object (and a warm invocation).
+        return LinePrivacy(self)
+
+
+class LinePrivacy:
+    """The rules applied to one line of text: ``apply`` returns the text to parse, or None."""
+
+    __slots__ = ("_addresses", "_client", "_drop", "_key", "_query", "_rules")
+
+    def __init__(self, rules: PrivacyRules) -> None:
+        self._rules = rules
+        self._query = rules.redact_query
+        self._client = rules.client_ip
+        self._key = rules.hash_key or b""
+        self._drop = rules.drop if rules.drop else None
+        self._addresses: dict[str, str] = {}
+
+    def redact(self, text: str) -> str:
+        """The line with its values redacted; drop filters do not apply."""
+        kept = self.apply(text, drops=False)
+        assert kept is not None  # no drop filter, so no drop
+        return kept
+
+    def apply(self, text: str, *, drops: bool = True) -> str | None:
+        """The line with its values redacted, or None when a drop filter matches it.
+
+        Returns ``text`` itself when nothing changes. Thread-safe (the memo of addresses is a
+        dict that threads may fill at once).
+        """
+        drop = self._drop if drops else None
+        parts = text.split('"')
+        count = len(parts)
+        # The common ALB layouts (12 quoted fields, 15 with the 2025 transform fields), read
+        # from their quoted parts; anything else takes the general path, which finds every field.
+        if count in {25, 31} and '\\"' not in text:
+            head = parts[0].split(" ")
+            if len(head) == 13 and head[0] in _ALB_TYPES and not head[12] and parts[2] == " ":
+                after_agent = len(parts[0]) + len(parts[1]) + len(parts[3]) + 5
+                if self._query is QueryRedaction.NONE or (
+                    text.find("?", after_agent) < 0 and text.find("#", after_agent) < 0
+                ):
+                    return self._alb_parts(text, parts, head, drop)
+        return self._by_fields(text, drop)
+
+    def _alb_parts(
+        self, text: str, parts: list[str], head: list[str], drop: DropRules | None
+    ) -> str | None:
+        """A common-layout ALB line whose only URL with a query, if any, is the request."""
+        request = parts[1]
+        if drop is not None and drop.matches(head[8], request, parts[3]):
+            return None
+        changed = False
+        if self._client is not ClientAddress.KEEP and head[3] != "-":
+            head[3] = self._client_port(head[3])
+            parts[0] = " ".join(head)
+            changed = True
+        if self._query is not QueryRedaction.NONE:
+            redacted = self._request(request)
+            if redacted is not request:
+                parts[1] = redacted
+                changed = True
+        return '"'.join(parts) if changed else text
+
+    def _by_fields(self, text: str, drop: DropRules | None) -> str | None:
+        spans = [_span(match) for match in _FIELD.finditer(text)]
+        layout = _layout(text, spans)
+        if layout is None:
+            return self._scrub(text)
+        count = len(spans)
+
+        def value(index: int) -> str:
+            return text[spans[index][0] : spans[index][1]] if 0 <= index < count else "-"
+
+        if drop is not None and layout.request >= 0:
+            request = value(layout.request)
+            if drop.matches(value(layout.status), request, value(layout.agent)):
+                return None
+        edits: list[tuple[int, str]] = []
+        if self._client is not ClientAddress.KEEP and (address := value(layout.client)) != "-":
+            anonymised = (
+                self._address(address) if layout.bare_client else self._client_port(address)
+            )
+            edits.append((layout.client, anonymised))
+        if self._query is not QueryRedaction.NONE and layout.request >= 0:
+            for index in (layout.request, *layout.urls):
+                url = value(index)
+                redacted = self._request(url) if index == layout.request else self._url(url)
+                if redacted is not url:
+                    edits.append((index, redacted))
+        if not edits:
+            return text
+        pieces: list[str] = []
+        position = 0
+        for index, replacement in sorted(edits):
+            start, end = spans[index]
+            pieces += (text[position:start], replacement)
+            position = end
+        pieces.append(text[position:])
+        return "".join(pieces)
+
+    def _scrub(self, text: str) -> str:
+        """A line of no known format: anonymise every address and redact every query tail."""
+        if self._query is not QueryRedaction.NONE:
+            text = _QUERY_LIKE.sub(lambda match: self._tail(match.group()), text)
+        if self._client is not ClientAddress.KEEP:
+            text = _ADDRESS_LIKE.sub(lambda match: self._address_or_same(match.group()), text)
+        return text
+
+    # --- query strings --------------------------------------------------------------------------
+
+    def _request(self, request: str) -> str:
+        """A request line (``METHOD URL VERSION``) with its URL's query redacted."""
+        mark = _first_mark(request)
+        if mark < 0:
+            return request
+        end = _url_end(request)
+        if end <= mark:
+            # The mark is not in the URL (a version word such as `HTTP/1.1?`): redact to the end.
+            end = len(request)
+        return _closed(request[:mark] + self._tail(request[mark:end])) + request[end:]
+
+    def _url(self, url: str) -> str:
+        """A URL field (redirect, transformed URI) with its query redacted."""
+        mark = _first_mark(url)
+        if mark < 0:
+            return url
+        return _closed(url[:mark] + self._tail(url[mark:]))
+
+    def _tail(self, tail: str) -> str:
+        """``?query#fragment`` (or ``#fragment``) as the setting leaves it."""
+        if self._query is QueryRedaction.ALL:
+            return ""
+        sections = tail[1:].split("#")
+        return tail[0] + "#".join("&".join(map(_redact_parameter, s.split("&"))) for s in sections)
+
+    # --- client addresses -----------------------------------------------------------------------
+
+    def _client_port(self, token: str) -> str:
+        """``ip:port`` (IPv6 unbracketed: split at the last colon) with the address anonymised;
+        a token that is no address becomes ``REDACTED``."""
+        address, colon, port = token.rpartition(":")
+        if not colon or not port.isdigit():
+            return REDACTED
+        return f"{self._address(address)}:{port}"
+
+    def _address(self, address: str) -> str:
+        found = self._addresses.get(address)
+        if found is None:
+            found = self._anonymise(address)
+            if found is None:
+                return REDACTED
+            if len(self._addresses) >= _MEMO_LIMIT:
+                self._addresses.clear()
+            self._addresses[address] = found
+        return found
+
+    def _address_or_same(self, text: str) -> str:
+        """For the scrub of unknown lines: ``text`` anonymised if it is an address or an
+        ``address:port``, else unchanged."""
+        found = self._address(text)
+        if found is not REDACTED:
+            return found
+        address, colon, port = text.rpartition(":")
+        if colon and port.isdigit() and (found := self._address(address)) is not REDACTED:
+            return f"{found}:{port}"
+        return text
+
+    def _anonymise(self, address: str) -> str | None:
+        if self._client is ClientAddress.TRUNCATE and _IPV4.fullmatch(address):
+            return address[: address.rfind(".")] + ".0"
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        if self._client is ClientAddress.HASH:
+            digest = hmac.digest(self._key, ip.packed, hashlib.sha256)
+            return str(ipaddress.IPv6Address(_PSEUDO_PREFIX + digest[:_PSEUDO_DIGEST_BYTES]))
+        if ip.version == 4:
+            return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFF00))
+        return str(ipaddress.IPv6Address(int(ip) & _IPV6_KEEP_MASK))
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Field numbers of the values the rules touch in one log format (-1: none)."""
+
+    client: int
+    bare_client: bool
+    """The client field is an address alone (connection logs), not ``address:port``."""
+    status: int = -1
+    request: int = -1
+    agent: int = -1
+    urls: tuple[int, ...] = ()
+    """URL fields besides the request."""
+
+
+_ALB = _Layout(client=3, bare_client=False, status=8, request=12, agent=13, urls=(23, 31))
+_CLASSIC = _Layout(client=2, bare_client=False, status=7, request=11, agent=12)
+_NLB = _Layout(client=5, bare_client=False)
+_CONNECTION = _Layout(client=1, bare_client=True)
+
+
+def _layout(text: str, spans: list[tuple[int, int]]) -> _Layout | None:
+    """The layout of a line's format, told as ``formats.detect_format`` tells it."""
+    if not spans:
+        return None
+    first = text[spans[0][0] : spans[0][1]]
+    if first in _ALB_TYPES:
+        return _ALB
+    if first == "tls":
+        return _NLB
+    if first[:1].isdigit() and len(spans) > 2:
+        return _CONNECTION if text[spans[2][0] : spans[2][1]].isdigit() else _CLASSIC
+    return None
+
+
+def _redact_parameter(parameter: str) -> str:
+    name, equals, value = parameter.partition("=")
+    if equals:
+        return f"{name}={REDACTED}" if value else parameter
+    # No `=`: the token may well be the value itself (`?a3f9c2`), so it goes.
+    return REDACTED if parameter else parameter
+
+
+def _span(match: re.Match[str]) -> tuple[int, int]:
+    """The span of a field's value: inside its quotes for a quoted field."""
+    for group in ("quoted", "unclosed"):
+        start = match.start(group)
+        if start >= 0:
+            return start, match.end(group)
+    return match.span()
+
+
+def _closed(value: str) -> str:
+    """A rewritten quoted value must not end in an escaping backslash (it would swallow the
+    closing quote): drop one."""
+    trailing = len(value) - len(value.rstrip("\\"))
+    return value[:-1] if trailing % 2 else value
