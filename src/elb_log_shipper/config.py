@@ -10,9 +10,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from elb_log_shipper.errors import ConfigurationError
+from elb_log_shipper.privacy import (
+    MIN_HASH_KEY_BYTES,
+    ClientAddress,
+    DropRules,
+    PrivacyRules,
+    QueryRedaction,
+    parse_status_filter,
+)
 
 __all__ = ["ENV", "MIN_DEADLINE_MARGIN", "Settings"]
 
@@ -35,6 +44,14 @@ class ENV:
     DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
     MAX_HOPS = "MAX_HOPS"
     KEEP_ORIGINAL = "KEEP_ORIGINAL"
+    REDACT_QUERY = "REDACT_QUERY"
+    CLIENT_IP = "CLIENT_IP"
+    CLIENT_IP_HASH_KEY_PARAMETER = "CLIENT_IP_HASH_KEY_PARAMETER"
+    DROP_USER_AGENT_PREFIXES = "DROP_USER_AGENT_PREFIXES"
+    DROP_METHODS = "DROP_METHODS"
+    DROP_STATUS = "DROP_STATUS"
+    DROP_PATH_PREFIXES = "DROP_PATH_PREFIXES"
+    DROP_PATH_SUFFIXES = "DROP_PATH_SUFFIXES"
     DEPLOYMENT_ENVIRONMENT = "DEPLOYMENT_ENVIRONMENT"
 
 
@@ -60,6 +77,8 @@ MIN_DEADLINE_MARGIN = 10.0
 MAX_DEADLINE_MARGIN = 900.0
 # An object that needs more hand-offs than this is failing, not slow: stop and dead-letter it.
 DEFAULT_MAX_HOPS = 100
+
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -92,6 +111,18 @@ class Settings:
     keep_original: bool = True
     environment: str | None = None
     """The deployment (blue, green): the ``environment`` dimension of the Lambda's metrics."""
+    redact_query: QueryRedaction = QueryRedaction.NONE
+    client_ip: ClientAddress = ClientAddress.KEEP
+    client_ip_hash_key_parameter: str | None = None
+    """SSM parameter (a SecureString, or ``/aws/reference/secretsmanager/NAME`` for a Secrets
+    Manager secret) holding the HMAC key of ``CLIENT_IP=hash``. The key itself is never a
+    setting: the entry points fetch it."""
+    drop_user_agent_prefixes: tuple[str, ...] = ()
+    drop_methods: tuple[str, ...] = ()
+    drop_status: tuple[str, ...] = ()
+    """Codes (``304``) and classes (``2xx``) as configured."""
+    drop_path_prefixes: tuple[str, ...] = ()
+    drop_path_suffixes: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -125,6 +156,14 @@ class Settings:
             "max_hops": _int(env, ENV.MAX_HOPS, DEFAULT_MAX_HOPS, 1, 10_000),
             "keep_original": _bool(env, ENV.KEEP_ORIGINAL, True),
             "environment": _text(env, ENV.DEPLOYMENT_ENVIRONMENT),
+            "redact_query": _choice(env, ENV.REDACT_QUERY, QueryRedaction, QueryRedaction.NONE),
+            "client_ip": _choice(env, ENV.CLIENT_IP, ClientAddress, ClientAddress.KEEP),
+            "client_ip_hash_key_parameter": _text(env, ENV.CLIENT_IP_HASH_KEY_PARAMETER),
+            "drop_user_agent_prefixes": _list(env, ENV.DROP_USER_AGENT_PREFIXES),
+            "drop_methods": _list(env, ENV.DROP_METHODS),
+            "drop_status": _list(env, ENV.DROP_STATUS),
+            "drop_path_prefixes": _list(env, ENV.DROP_PATH_PREFIXES),
+            "drop_path_suffixes": _list(env, ENV.DROP_PATH_SUFFIXES),
         }
         known = {f.name for f in fields(cls)}
         for name, value in overrides.items():
@@ -160,6 +199,64 @@ class Settings:
         ):
             if path is not None and not os.path.isfile(path):
                 raise ConfigurationError(f"{name}={path} is not a readable file")
+        self.drop_rules()
+        if self.client_ip is ClientAddress.HASH and not self.client_ip_hash_key_parameter:
+            raise ConfigurationError(
+                f"{ENV.CLIENT_IP}=hash needs {ENV.CLIENT_IP_HASH_KEY_PARAMETER}: the name of the "
+                "SSM parameter that holds the HMAC key"
+            )
+
+    def drop_rules(self) -> DropRules:
+        """The drop filters; raise ConfigurationError naming the variable of an invalid one."""
+        for prefix in self.drop_path_prefixes:
+            if not prefix.startswith("/"):
+                raise ConfigurationError(
+                    f"{ENV.DROP_PATH_PREFIXES}: {prefix!r} is not a path: start it with /"
+                )
+        for method in self.drop_methods:
+            if not method.isascii() or not method.isalpha():
+                raise ConfigurationError(
+                    f"{ENV.DROP_METHODS}: {method!r} is not an HTTP method such as OPTIONS"
+                )
+        try:
+            status = parse_status_filter(self.drop_status)
+        except ValueError as error:
+            raise ConfigurationError(
+                f"{ENV.DROP_STATUS}: {str(error)!r} is neither a status code (304) nor a class "
+                "(2xx)"
+            ) from None
+        return DropRules(
+            user_agent_prefixes=self.drop_user_agent_prefixes,
+            methods=frozenset(method.upper() for method in self.drop_methods),
+            status=status,
+            path_prefixes=self.drop_path_prefixes,
+            path_suffixes=self.drop_path_suffixes,
+        )
+
+    def privacy_rules(self, hash_key: bytes | None = None) -> PrivacyRules | None:
+        """The privacy rules these settings describe, or None when they change nothing.
+
+        ``hash_key`` is the HMAC key (fetched from ``client_ip_hash_key_parameter``), needed for
+        ``CLIENT_IP=hash`` only. Raises ConfigurationError when it is missing or too short.
+
+        >>> Settings(client_ip=ClientAddress.TRUNCATE).privacy_rules().client_ip.value
+        'truncate'
+        """
+        if self.client_ip is ClientAddress.HASH and (
+            hash_key is None or len(hash_key) < MIN_HASH_KEY_BYTES
+        ):
+            raise ConfigurationError(
+                f"the HMAC key in {ENV.CLIENT_IP_HASH_KEY_PARAMETER}="
+                f"{self.client_ip_hash_key_parameter} is shorter than {MIN_HASH_KEY_BYTES} bytes: "
+                "store a longer random value"
+            )
+        rules = PrivacyRules(
+            redact_query=self.redact_query,
+            client_ip=self.client_ip,
+            hash_key=hash_key if self.client_ip is ClientAddress.HASH else None,
+            drop=self.drop_rules(),
+        )
+        return None if rules.changes_nothing else rules
 
     def require_destination(self) -> Settings:
         """Return self, or raise ConfigurationError when no Logstash host is set."""
@@ -179,6 +276,22 @@ class Settings:
 def _text(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks around items and empty items are ignored."""
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _choice(env: Mapping[str, str], name: str, choices: type[_Choice], default: _Choice) -> _Choice:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return choices(raw.lower())
+    except ValueError:
+        allowed = ", ".join(choice.value for choice in choices)
+        raise ConfigurationError(f"{name}={raw!r} is not valid: use one of {allowed}") from None
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

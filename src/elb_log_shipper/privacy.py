@@ -178,16 +178,14 @@ def request_path(request: str) -> str:
     '/static/a.css'
     """
     url = request[_url_start(request) : _url_end(request)]
-    if url[:1] != "/":
-        scheme = url.find("://")
-        if scheme < 0:
-            return ""
-        slash = url.find("/", scheme + 3)
-        if slash < 0:
-            return ""
-        url = url[slash:]
     end = _first_mark(url)
-    return url if end < 0 else url[:end]
+    if end >= 0:
+        url = url[:end]
+    if url[:1] == "/":
+        return url
+    scheme = url.find("://")
+    slash = url.find("/", scheme + 3) if scheme >= 0 else -1
+    return url[slash:] if slash >= 0 else ""
 
 
 def _url_start(request: str) -> int:

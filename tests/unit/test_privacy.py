@@ -1,0 +1,424 @@
+"""Privacy rules over every format: no field of an event keeps a redacted value, drops are exact.
+
+Every check reads every string of the serialised event (keys included), not chosen fields.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+
+from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder
+from elb_log_shipper.privacy import (
+    REDACTED,
+    ClientAddress,
+    DropRules,
+    PrivacyRules,
+    QueryRedaction,
+    parse_status_filter,
+    request_path,
+)
+from tests.support.events import field as event_field
+from tests.support.events import strings
+
+KEY = b"k" * 32
+TG = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/my-targets/73e2d6bc24d8a067"
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+
+
+def alb(
+    client: str = "203.0.113.77",
+    url: str = "https://www.example.com:443/p?email=jo%40example.com&token=s3cr3tTok",
+    *,
+    status: str = "200",
+    agent: str = "Mozilla/5.0",
+    method: str = "GET",
+    redirect: str = "-",
+    later: str = "",
+) -> str:
+    return (
+        f"https 2026-11-28T23:39:01.186641Z app/my-alb/50dc6c495c0c9188 {client}:2817 "
+        f"10.0.0.1:443 0.000 0.002 0.000 {status} 200 40 1024 "
+        f'"{method} {url} HTTP/1.1" "{agent}" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 {TG} '
+        f'"Root=1-58337262-36d228ad5d99923122bbe355" "www.example.com" "{CERT}" 1 '
+        f'2026-11-28T23:38:49.364000Z "forward" "{redirect}" "-" "10.0.0.1:443" "200" "-" '
+        f'"-" TID_2{later}'
+    )
+
+
+def classic(
+    client: str = "203.0.113.77",
+    request: str = "GET http://www.example.com:80/p?email=jo%40example.com&token=s3cr3tTok "
+    "HTTP/1.1",
+    *,
+    status: str = "200",
+    agent: str = "curl/7.38.0",
+) -> str:
+    return (
+        f"2015-05-13T23:39:43.945958Z my-loadbalancer {client}:2817 10.0.0.1:80 0.000073 "
+        f'0.001048 0.000057 {status} 200 0 29 "{request}" "{agent}" - -'
+    )
+
+
+def nlb(client: str = "203.0.113.77") -> str:
+    return (
+        f"tls 2.0 2020-04-01T08:51:42 net/my-nlb/c6e77e28c25b2234 g3d4b5e8bb8464cd {client}:51341 "
+        "172.100.100.185:443 5 2 98 246 - arn:aws:acm:us-east-2:671290407336:certificate/"
+        "2a108f19-aded-46b0-8493-c63eb1ef4a99 - ECDHE-RSA-AES128-SHA tlsv12 - "
+        'my-nlb.elb.us-east-2.amazonaws.com h2 h2 "h2","http/1.1" 2020-04-01T08:51:20'
+    )
+
+
+def connection(client: str = "203.0.113.77") -> str:
+    return (
+        f"2023-10-04T17:05:15.514108Z {client} 36280 443 TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 "
+        '4.036 "CN=amazondomains.com,O=endEntity,L=Seattle,ST=Washington,C=US" '
+        "NotBefore=2023-09-21T22:43:21Z;NotAfter=2026-06-17T22:43:21Z FEF257372D5C14D4 Success "
+        "TID_3180a73013c8ca4bac2f731159d4b0fe"
+    )
+
+
+@dataclass(frozen=True)
+class Case:
+    line: str | bytes
+    client: str | None = "203.0.113.77"
+    """The full client address, which anonymisation must remove from every string."""
+    secrets: tuple[str, ...] = ("jo%40example.com", "s3cr3tTok")
+    """Query (and fragment) values, which both redactions must remove."""
+    queries: tuple[str, ...] = ("email=jo%40example.com&token=s3cr3tTok",)
+    """Whole query strings, which REDACT_QUERY=all must remove."""
+    names: tuple[str, ...] = ("email=", "token=")
+    """Parameter names REDACT_QUERY=values keeps in url.query."""
+    fails: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+V6 = "2001:db8:abcd:12::9a"
+NO_QUERY: dict[str, Any] = {"secrets": (), "queries": (), "names": ()}
+
+CASES: dict[str, Case] = {
+    "alb": Case(alb()),
+    "alb ipv6": Case(alb(V6), client=V6),
+    "alb x22 in url": Case(
+        alb(url=r"https://h:443/s?q=\x22s3cr3tQuote\x22&lang=en"),
+        secrets=(r"\x22s3cr3tQuote\x22",),
+        queries=(r"q=\x22s3cr3tQuote\x22&lang=en",),
+        names=("q=", "lang="),
+    ),
+    "alb repeated and empty": Case(
+        alb(url="/p?id=s3cr3tA&id=s3cr3tB&id=&flag"),
+        secrets=("s3cr3tA", "s3cr3tB"),
+        queries=("id=s3cr3tA&id=s3cr3tB&id=&flag",),
+        names=("id=",),
+    ),
+    "alb fragment": Case(
+        alb(url="https://h:443/p?x=s3cr3tQ#frag=s3cr3tF"),
+        secrets=("s3cr3tQ", "s3cr3tF"),
+        queries=("x=s3cr3tQ#frag=s3cr3tF",),
+        names=("x=",),
+    ),
+    "alb fragment alone": Case(
+        alb(url="https://h:443/cb#access_token=s3cr3tF"),
+        secrets=("s3cr3tF",),
+        queries=("access_token=s3cr3tF",),
+        names=(),
+    ),
+    "alb space in url": Case(
+        alb(url="https://h:443/p?q=s3cr3t one&r=s3cr3t two"),
+        secrets=("s3cr3t one", "s3cr3t two"),
+        queries=("q=s3cr3t one&r=s3cr3t two",),
+        names=("q=", "r="),
+    ),
+    "alb redirect": Case(
+        alb(redirect="https://login.example.com:443/cb?code=s3cr3tR&state=s3cr3tS"),
+        secrets=("jo%40example.com", "s3cr3tTok", "s3cr3tR", "s3cr3tS"),
+        queries=("email=jo%40example.com&token=s3cr3tTok", "code=s3cr3tR&state=s3cr3tS"),
+    ),
+    "alb 2025 transformed uri": Case(
+        alb(later=' "www.example.com" "/v2/p?token=s3cr3tT" "TransformSuccessful"'),
+        secrets=("jo%40example.com", "s3cr3tTok", "s3cr3tT"),
+        queries=("email=jo%40example.com&token=s3cr3tTok", "token=s3cr3tT"),
+    ),
+    "alb escaped quote in agent": Case(alb(agent=r"Mozilla \"quoted\" 5.0")),
+    "alb bad status fails": Case(alb(status="2x0"), fails=True),
+    "alb cut inside the request fails": Case(
+        alb().split(" HTTP/1.1")[0], fails=True, extra={"cut": True}
+    ),
+    "alb invalid utf-8 fails": Case(
+        alb(agent="Mozilla").encode().replace(b"Mozilla", b"Moz\xffilla"), fails=True
+    ),
+    "classic": Case(classic()),
+    "classic ipv6": Case(classic(V6), client=V6),
+    "classic tcp": Case(classic(request="- - - ", status="-"), **NO_QUERY),
+    "classic escaped quote in agent": Case(classic(agent=r"a \"b\" c")),
+    "classic bare path": Case(
+        classic(request="GET /p?token=s3cr3tTok HTTP/1.1"),
+        secrets=("s3cr3tTok",),
+        queries=("token=s3cr3tTok",),
+        names=("token=",),
+    ),
+    "nlb": Case(nlb(), **NO_QUERY),
+    "nlb ipv6": Case(nlb(V6), client=V6, **NO_QUERY),
+    "connection": Case(connection(), **NO_QUERY),
+    "connection ipv6": Case(connection(V6), client=V6, **NO_QUERY),
+    "unknown format fails": Case(
+        "garbage 203.0.113.77:5000 GET /p?token=s3cr3tTok other",
+        secrets=("s3cr3tTok",),
+        queries=("token=s3cr3tTok",),
+        names=(),
+        fails=True,
+    ),
+}
+
+ALL_RULES = {
+    "query values": PrivacyRules(redact_query=QueryRedaction.VALUES),
+    "query all": PrivacyRules(redact_query=QueryRedaction.ALL),
+    "ip truncate": PrivacyRules(client_ip=ClientAddress.TRUNCATE),
+    "ip hash": PrivacyRules(client_ip=ClientAddress.HASH, hash_key=KEY),
+    "everything": PrivacyRules(
+        redact_query=QueryRedaction.ALL, client_ip=ClientAddress.HASH, hash_key=KEY
+    ),
+}
+
+
+def build(line: str | bytes, rules: PrivacyRules | None, offset: int = 42) -> dict[str, Any]:
+    raw = line.encode() if isinstance(line, str) else line
+    event = EventBuilder(bucket="b", key="k", version="v", privacy=rules).build(raw, offset)
+    assert event is not None
+    # What is written: the event as it comes back from its JSON line.
+    decoded: dict[str, Any] = orjson.loads(orjson.dumps(event))
+    return decoded
+
+
+def texts(event: dict[str, Any]) -> list[str]:
+    return list(strings(event))
+
+
+def leaks(event: dict[str, Any], values: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [(value, text) for value in values for text in texts(event) if value in text]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_cases_hold_their_values_without_rules(name: str) -> None:
+    """The table is meaningful: without rules each value is in the event."""
+    case = CASES[name]
+    event = build(case.line, None)
+    assert (PARSE_FAILURE_TAG in event.get("tags", [])) == case.fails
+    for value in (*case.secrets, *((case.client,) if case.client else ())):
+        assert any(value in text for text in texts(event)), value
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_redact_query_values_keeps_names_and_no_value(name: str) -> None:
+    case = CASES[name]
+    event = build(case.line, ALL_RULES["query values"])
+    assert not leaks(event, case.secrets)
+    query = event_field(event, "url.query")
+    if not case.fails and case.names:
+        assert all(name in query for name in case.names)
+        assert REDACTED in query
+    if case.client:
+        assert any(case.client in text for text in texts(event)), "the address was kept"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_redact_query_all_leaves_no_query(name: str) -> None:
+    case = CASES[name]
+    event = build(case.line, ALL_RULES["query all"])
+    assert not leaks(event, (*case.secrets, *case.queries))
+    assert event_field(event, "url.query") is None
+    assert not any("?" in text for text in texts(event) if "example.com" in text)
+
+
+def truncated(address: str) -> str:
+    ip = ipaddress.ip_address(address)
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+@pytest.mark.parametrize("name", [name for name, case in CASES.items() if case.client])
+def test_client_ip_truncate_leaves_no_full_address(name: str) -> None:
+    case = CASES[name]
+    assert case.client is not None
+    event = build(case.line, ALL_RULES["ip truncate"])
+    assert not leaks(event, (case.client,))
+    if not case.fails:
+        assert event_field(event, "source.ip") == truncated(case.client)
+    else:
+        assert any(truncated(case.client) in text for text in texts(event))
+    if case.secrets:
+        assert any(case.secrets[0] in text for text in texts(event)), "the query was kept"
+
+
+@pytest.mark.parametrize("name", [name for name, case in CASES.items() if case.client])
+def test_client_ip_hash_is_a_stable_pseudonymous_address(name: str) -> None:
+    case = CASES[name]
+    assert case.client is not None
+    event = build(case.line, ALL_RULES["ip hash"])
+    assert not leaks(event, (case.client,))
+    if case.fails:
+        return
+    pseudonym = event_field(event, "source.ip")
+    assert ipaddress.ip_address(pseudonym) in ipaddress.ip_network("fd00::/8")
+    assert event_field(build(case.line, ALL_RULES["ip hash"]), "source.ip") == pseudonym
+    other_key = PrivacyRules(client_ip=ClientAddress.HASH, hash_key=b"o" * 32)
+    assert event_field(build(case.line, other_key), "source.ip") != pseudonym
+
+
+@pytest.mark.parametrize("rules", ALL_RULES)
+@pytest.mark.parametrize("name", CASES)
+def test_event_id_and_the_other_fields_are_unchanged(name: str, rules: str) -> None:
+    case = CASES[name]
+    plain = build(case.line, None)
+    private = build(case.line, ALL_RULES[rules])
+    assert private["event"]["id"] == plain["event"]["id"]
+    assert private["log"] == plain["log"]
+    if not case.fails:
+        for path in ("@timestamp", "http.response", "user_agent", "tls", "aws.elb.backend"):
+            assert event_field(private, path) == event_field(plain, path), path
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_rules_that_change_nothing_change_no_byte(name: str) -> None:
+    case = CASES[name]
+    if case.fails:
+        pytest.skip("a parse failure's @timestamp is the time it was processed")
+    assert PrivacyRules().compile() is None
+    assert build(case.line, PrivacyRules()) == build(case.line, None)
+
+
+@pytest.mark.parametrize("rules", ALL_RULES)
+@pytest.mark.parametrize("name", [name for name, case in CASES.items() if not case.fails])
+def test_same_input_and_rules_give_the_same_bytes(name: str, rules: str) -> None:
+    raw = CASES[name].line
+    data = raw.encode() if isinstance(raw, str) else raw
+    first = EventBuilder(bucket="b", key="k", privacy=ALL_RULES[rules]).build(data, 7)
+    # A second builder over fresh rules: nothing carried over from a memo.
+    again = PrivacyRules(
+        redact_query=ALL_RULES[rules].redact_query,
+        client_ip=ALL_RULES[rules].client_ip,
+        hash_key=ALL_RULES[rules].hash_key,
+    )
+    second = EventBuilder(bucket="b", key="k", privacy=again).build(data, 7)
+    assert orjson.dumps(first) == orjson.dumps(second)
+
+
+def test_failures_handed_to_the_builder_are_redacted_too() -> None:
+    """The pipeline builds the event of an oversized line with ``failure``."""
+    builder = EventBuilder(
+        bucket="b",
+        key="k",
+        privacy=PrivacyRules(redact_query=QueryRedaction.ALL, client_ip=ClientAddress.TRUNCATE),
+    )
+    event = orjson.loads(orjson.dumps(builder.failure(alb()[:300], 0, "line too long")))
+    assert not leaks(event, ("203.0.113.77", "s3cr3tTok", "jo%40example.com"))
+    assert "203.0.113.0:2817" in event["event"]["original"]
+
+
+# --- drop filters ---------------------------------------------------------------------------------
+
+HEALTH = "ELB-HealthChecker/2.0"
+DROP_CASES: dict[str, tuple[DropRules, str, bool]] = {
+    "agent prefix, alb": (DropRules(user_agent_prefixes=("ELB-Health",)), alb(agent=HEALTH), True),
+    "agent prefix, alb general path": (
+        DropRules(user_agent_prefixes=("ELB-Health",)),
+        alb(agent=HEALTH, redirect="https://h/?a=1"),
+        True,
+    ),
+    "agent prefix, classic": (
+        DropRules(user_agent_prefixes=("kube-probe/",)),
+        classic(agent="kube-probe/1.29"),
+        True,
+    ),
+    "agent prefix, other agent": (DropRules(user_agent_prefixes=("ELB-Health",)), alb(), False),
+    "agent prefix is a prefix": (
+        DropRules(user_agent_prefixes=("HealthChecker",)),
+        alb(agent=HEALTH),
+        False,
+    ),
+    "method": (DropRules(methods=frozenset({"OPTIONS"})), alb(method="OPTIONS"), True),
+    "method, classic": (
+        DropRules(methods=frozenset({"HEAD"})),
+        classic("1.2.3.4", "HEAD / HTTP/1.1"),
+        True,
+    ),
+    "method, other": (DropRules(methods=frozenset({"OPTIONS"})), alb(), False),
+    "status code": (DropRules(status=parse_status_filter(["304"])), alb(status="304"), True),
+    "status class": (DropRules(status=parse_status_filter(["2xx"])), alb(status="204"), True),
+    "status class, classic": (DropRules(status=parse_status_filter(["2xx"])), classic(), True),
+    "status class, other": (
+        DropRules(status=parse_status_filter(["2xx"])),
+        alb(status="404"),
+        False,
+    ),
+    "path prefix": (
+        DropRules(path_prefixes=("/static/",)),
+        alb(url="https://h:443/static/app.js?v=1"),
+        True,
+    ),
+    "path prefix, bare path": (
+        DropRules(path_prefixes=("/static/",)),
+        alb(url="/static/app.js"),
+        True,
+    ),
+    "path prefix, other": (DropRules(path_prefixes=("/static/",)), alb(), False),
+    "path suffix ignores the query": (
+        DropRules(path_suffixes=(".png", ".css")),
+        alb(url="https://h:443/a/b.css?v=3"),
+        True,
+    ),
+    "path suffix, other": (
+        DropRules(path_suffixes=(".png",)),
+        alb(url="https://h:443/a.pngx"),
+        False,
+    ),
+    "nlb is never an http line": (DropRules(status=parse_status_filter(["2xx"])), nlb(), False),
+    "connection log either": (DropRules(user_agent_prefixes=("T",)), connection(), False),
+    "classic tcp has no status": (
+        DropRules(status=parse_status_filter(["2xx"])),
+        classic(request="- - - ", status="-"),
+        False,
+    ),
+    "unknown lines are kept": (DropRules(user_agent_prefixes=("g",)), "garbage line", False),
+}
+
+
+@pytest.mark.parametrize("name", DROP_CASES)
+def test_drop_filters(name: str) -> None:
+    rules, line, dropped = DROP_CASES[name]
+    builder = EventBuilder(bucket="b", key="k", privacy=PrivacyRules(drop=rules))
+    event = builder.build(line.encode(), 0)
+    assert (event is None) == dropped
+    assert builder.dropped == int(dropped)
+
+
+@pytest.mark.parametrize(
+    ("request_line", "path"),
+    [
+        ("GET https://h:443/a/b?c=d HTTP/1.1", "/a/b"),
+        ("GET /a#b HTTP/1.1", "/a"),
+        ("GET https://h:443 HTTP/1.1", ""),
+        ("GET https://h:443?x=/y HTTP/1.1", ""),
+        ("- - - ", ""),
+        ("GET /a b HTTP/1.1", "/a b"),
+        ("GET /a", "/a"),
+        ("- http://h:80- -", ""),
+    ],
+)
+def test_request_path(request_line: str, path: str) -> None:
+    assert request_path(request_line) == path
+
+
+@pytest.mark.parametrize("bad", ["2x", "600", "6xx", "abc", "20", "2xxx"])
+def test_status_filter_rejects_what_is_no_code_or_class(bad: str) -> None:
+    with pytest.raises(ValueError, match=bad):
+        parse_status_filter([bad])
+
+
+def test_hash_needs_a_long_key() -> None:
+    with pytest.raises(ValueError, match="16 bytes"):
+        PrivacyRules(client_ip=ClientAddress.HASH, hash_key=b"short")

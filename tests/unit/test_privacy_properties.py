@@ -1,0 +1,103 @@
+"""Properties of the privacy rules over generated lines of every format, parsed or not."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import orjson
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from elb_log_shipper.formats import EventBuilder
+from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
+from tests.support.events import strings
+from tests.unit.test_privacy import alb, classic, connection, nlb
+
+# Query strings as clients send them, with the characters that matter: separators, a second `?`,
+# fragments, ALB's `\x22` for a quote, percent-escapes.
+queries = st.lists(
+    st.sampled_from(
+        ["a", "Z", "k9", "%40", "=", "&", "#", "?", ";", "\\x22", "-", ".", "/", "~", "+", "q="]
+    ),
+    min_size=3,
+    max_size=12,
+).map("".join)
+addresses = st.ip_addresses().map(str)
+
+
+@st.composite
+def request_lines(draw: st.DrawFn, address: str, query: str) -> str:
+    """A line of a format with a URL, holding ``address`` and ``?query``; parsed or failing."""
+    url = f"https://www.example.com:443/p?{query}"
+    kind = draw(st.sampled_from(["alb", "alb-redirect", "alb-escaped", "classic"]))
+    status = draw(st.sampled_from(["200", "2x0"]))  # 2x0: a parse failure
+    if kind == "classic":
+        line = classic(address, f"GET {url} HTTP/1.1", status=status)
+    elif kind == "alb-redirect":
+        line = alb(address, url, status=status, redirect=url)
+    elif kind == "alb-escaped":
+        line = alb(address, url, status=status, agent=r"a \"b\"")
+    else:
+        line = alb(address, url, status=status)
+    if draw(st.booleans()):
+        # Cut inside the request's quotes, after the query: an unclosed quote.
+        line = line[: line.index(url) + len(url)]
+    return line
+
+
+def event_strings(line: str, rules: PrivacyRules | None) -> list[str]:
+    event = EventBuilder(bucket="b", key="k", privacy=rules).build(line.encode(), 0)
+    assert event is not None
+    decoded: dict[str, Any] = orjson.loads(orjson.dumps(event))
+    return list(strings(decoded))
+
+
+@settings(max_examples=300)
+@given(st.data(), addresses, queries)
+def test_redact_query_all_leaves_nothing_of_the_query(
+    data: st.DataObject, address: str, query: str
+) -> None:
+    line = data.draw(request_lines(address, query))
+    # The query must be told apart from the rest of the event: not already in it without the query.
+    assume(not any(query in text for text in event_strings(line.replace(query, ""), None)))
+    texts = event_strings(line, PrivacyRules(redact_query=QueryRedaction.ALL))
+    assert not [text for text in texts if query in text]
+
+
+def truncates(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    host_bits = 8 if ip.version == 4 else 80
+    return int(ip) & ((1 << host_bits) - 1) != 0
+
+
+@st.composite
+def client_lines(draw: st.DrawFn, address: str) -> str:
+    """A line of any format with ``address`` as its client."""
+    make = draw(st.sampled_from([alb, classic, nlb, connection]))
+    line: str = make(address)
+    if draw(st.booleans()):
+        line = line.replace(" 200 ", " 2x0 ").replace(" 443 TLSv1.2", " x TLSv1.2")
+    return line
+
+
+@settings(max_examples=300)
+@given(st.data(), addresses)
+def test_client_ip_truncate_leaves_no_full_address(data: st.DataObject, address: str) -> None:
+    assume(truncates(address))
+    line = data.draw(client_lines(address))
+    assume(address not in line.replace(address, "192.0.2.1", 1))
+    for mode in (ClientAddress.TRUNCATE, ClientAddress.HASH):
+        rules = PrivacyRules(client_ip=mode, hash_key=b"k" * 16)
+        texts = event_strings(line, rules)
+        assert not [text for text in texts if address in text], mode
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=300), st.sampled_from(list(QueryRedaction)), addresses)
+def test_any_text_gives_one_event_under_every_rule(
+    text: str, redaction: QueryRedaction, address: str
+) -> None:
+    rules = PrivacyRules(redact_query=redaction, client_ip=ClientAddress.TRUNCATE)
+    for line in (text, f"http {address}:1 {text}"):
+        assert event_strings(line, rules)
