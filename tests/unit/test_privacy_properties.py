@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -74,8 +75,8 @@ def truncates(address: str) -> bool:
 @st.composite
 def client_lines(draw: st.DrawFn, address: str) -> str:
     """A line of any format with ``address`` as its client."""
-    make = draw(st.sampled_from([alb, classic, nlb, connection]))
-    line: str = make(address)
+    makers: list[Callable[[str], str]] = [alb, classic, nlb, connection]
+    line = draw(st.sampled_from(makers))(address)
     if draw(st.booleans()):
         line = line.replace(" 200 ", " 2x0 ").replace(" 443 TLSv1.2", " x TLSv1.2")
     return line
