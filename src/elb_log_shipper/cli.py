@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -51,10 +52,12 @@ from elb_log_shipper.backfill import (
     parse_date,
     plan_sources,
 )
-from elb_log_shipper.config import Settings
+from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
+from elb_log_shipper.hashkey import privacy_rules
 from elb_log_shipper.logstash import LogstashSender, SocketPool, parse_destination
 from elb_log_shipper.pipeline import EventSink, ObjectReport, ship_object
+from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
 from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress, format_bytes
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.triggers import classify, make_continuation
@@ -206,6 +209,36 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="drop event.original from parsed lines (always kept for parse failures)",
     )
+    private = ship.add_argument_group(
+        "privacy and volume (the function's settings of the same names; README, Privacy)"
+    )
+    private.add_argument(
+        "--redact-query",
+        choices=[choice.value for choice in QueryRedaction],
+        help=f"{ENV.REDACT_QUERY}: keep query strings, redact their values, or drop them",
+    )
+    private.add_argument(
+        "--client-ip",
+        choices=[choice.value for choice in ClientAddress],
+        help=f"{ENV.CLIENT_IP}: keep client addresses, truncate them (/24, /48) or hash them",
+    )
+    private.add_argument(
+        "--client-ip-hash-key-parameter",
+        metavar="NAME",
+        help=f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}: the SSM parameter holding the HMAC key of "
+        "--client-ip hash (read with your AWS credentials; the function's key gives the "
+        "function's pseudonyms)",
+    )
+    for flag, name, example in (
+        ("--drop-user-agent-prefixes", ENV.DROP_USER_AGENT_PREFIXES, "ELB-HealthChecker/"),
+        ("--drop-methods", ENV.DROP_METHODS, "OPTIONS,HEAD"),
+        ("--drop-status", ENV.DROP_STATUS, "2xx,304"),
+        ("--drop-path-prefixes", ENV.DROP_PATH_PREFIXES, "/static/"),
+        ("--drop-path-suffixes", ENV.DROP_PATH_SUFFIXES, ".png,.css"),
+    ):
+        private.add_argument(
+            flag, metavar="LIST", help=f"{name}: drop the lines that match, e.g. {example}"
+        )
     commands.add_parser(
         "demo",
         help="ship the bundled sample logs through the real pipeline to a local receiver",
@@ -255,7 +288,25 @@ def _settings(args: argparse.Namespace) -> Settings:
     if args.to not in (None, "-"):
         host, port, tls = parse_destination(args.to)
         overrides.update(host=host, port=port, tls=tls)
-    return Settings.from_env(None, **overrides)
+    # The privacy flags are read as their variables are, so they are checked the same way.
+    environ = dict(os.environ)
+    for name in _PRIVACY_VARIABLES:
+        value = getattr(args, name.lower())
+        if value is not None:
+            environ[name] = value
+    return Settings.from_env(environ, **overrides)
+
+
+_PRIVACY_VARIABLES = (
+    ENV.REDACT_QUERY,
+    ENV.CLIENT_IP,
+    ENV.CLIENT_IP_HASH_KEY_PARAMETER,
+    ENV.DROP_USER_AGENT_PREFIXES,
+    ENV.DROP_METHODS,
+    ENV.DROP_STATUS,
+    ENV.DROP_PATH_PREFIXES,
+    ENV.DROP_PATH_SUFFIXES,
+)
 
 
 def _check_usage(args: argparse.Namespace) -> None:
@@ -293,9 +344,10 @@ def _ship(args: argparse.Namespace, argv: list[str], stdout: IO[bytes], stderr: 
     run = _Run(args, argv, plan, stderr, jobs)
     if args.via_lambda is not None:
         return run.invoke_all(_lambda_client(jobs), args.via_lambda)
+    privacy = privacy_rules(settings)
     pool = SocketPool(settings.require_destination()) if args.to != "-" else None
     try:
-        return run.ship_all(settings, pool, stdout, s3.client)
+        return run.ship_all(settings, pool, stdout, s3.client, privacy)
     finally:
         stdout.flush()
         if pool is not None:
@@ -434,6 +486,7 @@ class _Run:
         pool: SocketPool | None,
         stdout: IO[bytes],
         s3_client: S3Client | None,
+        privacy: PrivacyRules | None = None,
     ) -> int:
         spool = pool is None and self.jobs > 1
         outcomes: list[ObjectResult] = []
@@ -455,6 +508,7 @@ class _Run:
                 s3_client=s3_client,
                 should_stop=self.stop.is_set,
                 on_events=self.progress.add_lines,
+                privacy=privacy,
             )
             return outcome, buffer
 
@@ -665,6 +719,7 @@ def ship_one(
     s3_client: S3Client | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_events: Callable[[int], None] | None = None,
+    privacy: PrivacyRules | None = None,
 ) -> ObjectResult:
     """Ship one object to ``stdout`` (when ``pool`` is None) or Logstash, confirming delivery.
 
@@ -683,6 +738,7 @@ def ship_one(
             ref,
             sink if on_events is None else _CountingSink(sink, on_events),
             keep_original=settings.keep_original,
+            privacy=privacy,
             s3_client=s3_client,
             should_stop=should_stop,
         )
@@ -696,6 +752,7 @@ def ship_one(
             ref,
             sender if on_events is None else _CountingSink(sender, on_events),
             keep_original=settings.keep_original,
+            privacy=privacy,
             batch_bytes=settings.batch_bytes,
             s3_client=s3_client,
             should_stop=should_stop,
@@ -720,6 +777,8 @@ def format_outcome(outcome: ObjectResult) -> str:
         f"{report.parse_failures} parse failures, {outcome.events_sent} sent, "
         f"{report.bytes_read} bytes read, {report.seconds:.2f} s"
     )
+    if report.dropped:
+        text += f"; {report.dropped} lines dropped by filters"
     if outcome.stopped:
         text += f"; stopped by Ctrl-C before offset {report.next_offset}"
     if outcome.error:
@@ -732,7 +791,8 @@ def format_summary(outcomes: Sequence[ObjectResult]) -> str:
     lines = sum(o.report.lines for o in shipped)
     seconds = sum(o.report.seconds for o in shipped)
     rate = lines / seconds if seconds > 0 else 0.0
-    return (
+    dropped = sum(o.report.dropped for o in shipped)
+    summary = (
         f"{len(shipped)} objects ({len(outcomes) - len(shipped)} skipped, "
         f"{sum(1 for o in shipped if o.error)} failed): {lines} lines, "
         f"{sum(o.report.events for o in shipped)} events, "
@@ -741,6 +801,7 @@ def format_summary(outcomes: Sequence[ObjectResult]) -> str:
         f"{sum(o.report.bytes_read for o in shipped)} bytes in {seconds:.2f} s "
         f"({rate:,.0f} lines/s)"
     )
+    return summary + (f"; {dropped} lines dropped by filters" if dropped else "")
 
 
 def format_table(

@@ -51,8 +51,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError, ShipperError
+from elb_log_shipper.hashkey import fetch_hash_key
 from elb_log_shipper.logstash import SocketPool
 from elb_log_shipper.pipeline import ObjectLedger, Outcome, Shipment, ship_objects
+from elb_log_shipper.privacy import ClientAddress, PrivacyRules
 from elb_log_shipper.triggers import (
     Trigger,
     TriggerError,
@@ -95,6 +97,7 @@ class Metric:
     LINES_READ = "LinesRead"
     EVENTS_SENT = "EventsSent"
     PARSE_FAILURES = "ParseFailures"
+    EVENTS_DROPPED = "EventsDropped"
     BYTES_READ = "BytesRead"
     RETRIES = "Retries"
     RECONNECTS = "Reconnects"
@@ -117,6 +120,21 @@ class _Container:
     pool: SocketPool | None = None
     s3: S3Client | None = None
     sqs: SQSClient | None = None
+    privacy: PrivacyRules | None = None
+    privacy_key: bytes | None = None
+    privacy_built: bool = False
+
+    def privacy_rules(self, settings: Settings) -> PrivacyRules | None:
+        """The privacy rules, built once per container and again when the hash key changed
+        (Powertools refetches it after ``HASH_KEY_MAX_AGE_SECONDS``)."""
+        key = None
+        if settings.client_ip is ClientAddress.HASH and settings.client_ip_hash_key_parameter:
+            key = fetch_hash_key(settings.client_ip_hash_key_parameter)
+        if not self.privacy_built or key != self.privacy_key:
+            # Kept between invocations: the rules memoise anonymised addresses.
+            self.privacy = settings.privacy_rules(key)
+            self.privacy_key, self.privacy_built = key, True
+        return self.privacy
 
     def require_settings(self) -> Settings:
         if self.settings is None:
@@ -202,6 +220,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     container = _container
     try:
         settings = container.require_settings()
+        privacy = container.privacy_rules(settings)
     except ConfigurationError as error:
         logger.error("invalid configuration", extra={"error": str(error)})
         raise
@@ -218,6 +237,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         settings,
         remaining=lambda: context.get_remaining_time_in_millis() / 1000,
         s3_client=container.s3_client() if to_ship else None,
+        privacy=privacy,
     )
     _dead_letter(shipment.ledgers, settings, container)
     retry_event = trigger.kind is not TriggerKind.SQS and any(
@@ -365,6 +385,8 @@ def _add_metrics(shipment: Shipment, handoffs: int, *, measure_lag: bool) -> Non
     metrics.add_metric(Metric.EVENTS_SENT, count, shipment.events_confirmed)
     parse_failures = sum(ledger.parse_failures for ledger in ledgers)
     metrics.add_metric(Metric.PARSE_FAILURES, count, parse_failures)
+    dropped = sum(ledger.dropped for ledger in ledgers)
+    metrics.add_metric(Metric.EVENTS_DROPPED, count, dropped)
     bytes_read = sum(ledger.bytes_read for ledger in ledgers)
     metrics.add_metric(Metric.BYTES_READ, MetricUnit.Bytes, bytes_read)
     metrics.add_metric(Metric.RETRIES, count, sum(ledger.retries for ledger in ledgers))

@@ -63,6 +63,7 @@ SHIPPER_METRICS = frozenset(
         "LagSeconds",
         "Handoffs",
         "DeliveryFailures",
+        "EventsDropped",
     }
 )
 # Environment variables the template may set besides the shipper's own (config.ENV).
