@@ -8,7 +8,7 @@ certificates per load balancer, varied paths, queries and user agents, 30 fields
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 _AGENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -194,3 +194,21 @@ def connection_lines(count: int, seed: int = 45) -> Iterator[str]:
                 f"{fields} TID_{rnd.getrandbits(128):032x} x25519 app/my-alb/50dc6c495c0c9188 "
                 f"10.0.1.{rnd.randrange(256)}"
             )
+
+
+HEALTH_CHECK_AGENT = "ELB-HealthChecker/2.0"
+
+
+def with_health_checks(lines: Iterable[str], tenths: int = 3) -> Iterator[str]:
+    """``lines`` with ``tenths`` in ten of them health checks (lines ``i`` with ``i % 10 <
+    tenths``: the health checker's user agent and ``GET /health``), and no other line with the
+    health checker's user agent: a drop filter on it removes exactly those lines."""
+    for i, line in enumerate(lines):
+        parts = line.split('"')
+        if i % 10 < tenths:
+            _, url, version = parts[1].split(" ")
+            parts[1] = f"GET {url[: url.index('/', url.index('//') + 2)]}/health {version}"
+            parts[3] = HEALTH_CHECK_AGENT
+        elif parts[3] == HEALTH_CHECK_AGENT:
+            parts[3] = "curl/8.4.0"
+        yield '"'.join(parts)

@@ -1,0 +1,256 @@
+"""Privacy end to end: the handler with its hash key in SSM (moto over HTTP), the command line,
+and the ledger when drop filters remove the health checks of a corpus."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from bench.corpus import HEALTH_CHECK_AGENT, alb_lines, with_health_checks
+
+from elb_log_shipper.errors import ConfigurationError
+from elb_log_shipper.hashkey import fetch_hash_key
+from elb_log_shipper.pipeline import ship_object
+from elb_log_shipper.privacy import DropRules, PrivacyRules
+from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.triggers import make_continuation
+from tests.support.cli_runner import run_command
+from tests.support.events import strings
+from tests.support.lambda_harness import (
+    alb_key,
+    joined,
+    metric,
+    start_container,
+    stop_container,
+    store,
+)
+from tests.support.receiver import JsonLinesReceiver
+from tests.support.s3server import MotoServer
+
+pytestmark = pytest.mark.timeout(120)
+
+KEY = "a-test-key-of-32-bytes-0123456789"
+LINES = 1000
+CORPUS = list(with_health_checks(alb_lines(LINES)))
+HEALTH_CHECKS = {i for i, line in enumerate(CORPUS) if HEALTH_CHECK_AGENT in line}
+
+
+def client_address(line: str) -> str:
+    return line.split(" ")[3].rpartition(":")[0]
+
+
+def query_values(line: str) -> list[str]:
+    request = line.split('"')[1]
+    if "?" not in request:
+        return []
+    query = request.split(" ")[1].partition("?")[2]
+    return [pair.partition("=")[2] for pair in query.split("&")]
+
+
+@pytest.fixture
+def fresh_parameters() -> Iterator[None]:
+    """Powertools caches parameter values per process: start each test without. (Its SSM client,
+    made at the first fetch, talks to this module's moto server: only this module uses SSM.)"""
+    parameters.clear_caches()
+    yield
+    parameters.clear_caches()
+
+
+def put_key(moto: MotoServer, value: str = KEY) -> str:
+    name = f"/elb-log-shipper/test/client-ip-hash-key-{time.monotonic_ns()}"
+    ssm = boto3.client("ssm", **moto.client_kwargs())
+    ssm.put_parameter(Name=name, Value=value, Type="SecureString")
+    return name
+
+
+def pseudonym(address: str, key: str = KEY) -> str:
+    """What CLIENT_IP=hash must write, computed here from the documented definition."""
+    digest = hmac.new(key.encode(), ipaddress.ip_address(address).packed, hashlib.sha256).digest()
+    return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
+
+
+def test_health_checks_are_dropped_exactly_and_counted(tmp_path: Path) -> None:
+    assert len(HEALTH_CHECKS) == LINES * 3 // 10
+    path = tmp_path / "alb.log"
+    path.write_text("".join(line + "\n" for line in CORPUS))
+    batches: list[bytes] = []
+
+    class Sink:
+        def send(self, batch: bytes, events: int) -> None:
+            batches.append(batch)
+
+    rules = PrivacyRules(drop=DropRules(user_agent_prefixes=("ELB-HealthChecker/",)))
+    report = ship_object(ObjectRef.local(str(path)), Sink(), privacy=rules)
+
+    shipped = [orjson.loads(line) for batch in batches for line in batch.splitlines()]
+    offsets = [0]
+    for line in CORPUS:
+        offsets.append(offsets[-1] + len(line) + 1)
+    kept = {offsets[i] for i in range(LINES) if i not in HEALTH_CHECKS}
+    assert {event["log"]["offset"] for event in shipped} == kept
+    assert len(shipped) == report.events == LINES - len(HEALTH_CHECKS)
+    assert report.dropped == len(HEALTH_CHECKS)
+    assert report.lines == report.events + report.dropped == LINES
+    assert report.parse_failures == 0
+
+
+def test_handler_hashes_with_the_key_from_ssm_redacts_and_drops(
+    monkeypatch: pytest.MonkeyPatch,
+    moto: MotoServer,
+    logstash: JsonLinesReceiver,
+    capsys: pytest.CaptureFixture[str],
+    fresh_parameters: None,
+) -> None:
+    name = put_key(moto)
+    container = start_container(
+        monkeypatch,
+        moto,
+        logstash.port,
+        REDACT_QUERY="values",
+        CLIENT_IP="hash",
+        CLIENT_IP_HASH_KEY_PARAMETER=name,
+        DROP_USER_AGENT_PREFIXES="ELB-HealthChecker/",
+    )
+    try:
+        bucket = moto.new_bucket()
+        key = alb_key("privacy")
+        store(moto, bucket, key, joined([line.encode() for line in CORPUS]), compress=True)
+        result = container.invoke(make_continuation(ObjectRef(bucket, key)))
+    finally:
+        stop_container()
+
+    [ledger] = result["objects"]
+    assert ledger["outcome"] == "shipped"
+    assert ledger["dropped"] == len(HEALTH_CHECKS)
+    assert ledger["lines"] == ledger["parsed"] + ledger["parse_failures"] + ledger["dropped"]
+    assert ledger["events_sent"] == LINES - len(HEALTH_CHECKS)
+    output = capsys.readouterr().out
+    assert metric(output, "EventsDropped") == len(HEALTH_CHECKS)
+    assert metric(output, "LinesRead") == LINES
+    assert metric(output, "EventsSent") == LINES - len(HEALTH_CHECKS)
+
+    events = logstash.events
+    assert len(events) == LINES - len(HEALTH_CHECKS)
+    kept = [line for i, line in enumerate(CORPUS) if i not in HEALTH_CHECKS]
+    addresses = {client_address(line) for line in kept}
+    for event in events:
+        texts = list(strings(event))
+        assert not [text for text in texts for a in addresses if a in text]
+        assert HEALTH_CHECK_AGENT not in json.dumps(event)
+    by_offset = {event["log"]["offset"]: event for event in events}
+    offset, queries = 0, 0
+    for i, line in enumerate(CORPUS):
+        if i not in HEALTH_CHECKS:
+            event = by_offset[offset]
+            assert event["source"]["ip"] == pseudonym(client_address(line))
+            if query_values(line):
+                queries += 1
+                query = line.split('"')[1].split(" ")[1].partition("?")[2]
+                assert not [text for text in strings(event) if query in text]
+                assert event["url"]["query"] == "page=REDACTED&q=REDACTED"
+        offset += len(line) + 1
+    assert queries > 100
+
+
+def test_handler_fails_in_one_sentence_without_its_key(
+    monkeypatch: pytest.MonkeyPatch,
+    moto: MotoServer,
+    logstash: JsonLinesReceiver,
+    fresh_parameters: None,
+) -> None:
+    missing = "/elb-log-shipper/test/no-such-parameter"
+    container = start_container(
+        monkeypatch, moto, logstash.port, CLIENT_IP="hash", CLIENT_IP_HASH_KEY_PARAMETER=missing
+    )
+    try:
+        with pytest.raises(ConfigurationError, match=f"CLIENT_IP_HASH_KEY_PARAMETER={missing}"):
+            container.invoke({"bucket": "b", "key": "k"})
+    finally:
+        stop_container()
+    assert not logstash.events
+
+
+def test_cli_flags_hash_with_the_same_key_and_truncate(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    moto: MotoServer,
+    tmp_path: Path,
+    fresh_parameters: None,
+) -> None:
+    for variable, value in moto.environ().items():
+        monkeypatch.setenv(variable, value)
+    name = put_key(moto)
+    path = tmp_path / "alb.log"
+    path.write_text("".join(line + "\n" for line in CORPUS[:20]))
+    common = ["ship", str(path), "--to", "-", "--drop-user-agent-prefixes", "ELB-HealthChecker/"]
+
+    hashed = run_command(
+        capsys, *common, "--client-ip", "hash", "--client-ip-hash-key-parameter", name,
+        "--redact-query", "all",
+    )  # fmt: skip
+    assert hashed.status == 0, hashed.err
+    events: list[dict[str, Any]] = [json.loads(line) for line in hashed.out.splitlines()]
+    kept = [line for i, line in enumerate(CORPUS[:20]) if i not in HEALTH_CHECKS]
+    assert [event["source"]["ip"] for event in events] == [
+        pseudonym(client_address(line)) for line in kept
+    ]
+    assert all("query" not in event.get("url", {}) for event in events)
+    assert "6 lines dropped by filters" in hashed.err
+
+    truncated = run_command(capsys, *common, "--client-ip", "truncate")
+    assert truncated.status == 0, truncated.err
+    assert [json.loads(line)["source"]["ip"] for line in truncated.out.splitlines()] == [
+        client_address(line).rpartition(".")[0] + ".0" for line in kept
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--drop-status", "2xy"], "DROP_STATUS: '2xy' is neither a status code"),
+        (["--drop-path-prefixes", "static/"], "DROP_PATH_PREFIXES: 'static/' is not a path"),
+        (["--client-ip", "hash"], "CLIENT_IP=hash needs CLIENT_IP_HASH_KEY_PARAMETER"),
+    ],
+)
+def test_cli_invalid_privacy_flags_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: list[str], message: str
+) -> None:
+    path = tmp_path / "alb.log"
+    path.write_text(CORPUS[0] + "\n")
+    run = run_command(capsys, "ship", str(path), "--to", "-", *flags)
+    assert run.status == 2
+    assert message in run.err
+
+
+def test_redaction_settings_from_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("REDACT_QUERY", "values")
+    path = tmp_path / "alb.log"
+    line = next(line for line in CORPUS if "?" in line.split('"')[1])
+    path.write_text(line + "\n")
+    run = run_command(capsys, "ship", str(path), "--to", "-")
+    event = json.loads(run.out)
+    assert event["url"]["query"] == "page=REDACTED&q=REDACTED"
+    assert query_values(line)[0] not in event["event"]["original"].split('"')[1]
+
+
+def test_the_key_may_be_a_secrets_manager_secret_read_through_ssm(
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer, fresh_parameters: None
+) -> None:
+    for variable, value in moto.environ().items():
+        monkeypatch.setenv(variable, value)
+    secrets = boto3.client("secretsmanager", **moto.client_kwargs())
+    secrets.create_secret(Name="elb-log-shipper-test-key", SecretString=KEY)
+    key = fetch_hash_key("/aws/reference/secretsmanager/elb-log-shipper-test-key")
+    assert key == KEY.encode()
