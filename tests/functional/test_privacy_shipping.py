@@ -8,14 +8,12 @@ import hmac
 import ipaddress
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import orjson
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from bench.corpus import HEALTH_CHECK_AGENT, alb_lines, with_health_checks
 
 from elb_log_shipper.errors import ConfigurationError
@@ -57,16 +55,8 @@ def query_values(line: str) -> list[str]:
     return [pair.partition("=")[2] for pair in query.split("&")]
 
 
-@pytest.fixture
-def fresh_parameters() -> Iterator[None]:
-    """Powertools caches parameter values per process: start each test without. (Its SSM client,
-    made at the first fetch, talks to this module's moto server: only this module uses SSM.)"""
-    parameters.clear_caches()
-    yield
-    parameters.clear_caches()
-
-
 def put_key(moto: MotoServer, value: str = KEY) -> str:
+    """A new SecureString holding ``value``; its name is new, so no cache of Powertools has it."""
     name = f"/elb-log-shipper/test/client-ip-hash-key-{time.monotonic_ns()}"
     ssm = boto3.client("ssm", **moto.client_kwargs())
     ssm.put_parameter(Name=name, Value=value, Type="SecureString")
@@ -109,7 +99,6 @@ def test_handler_hashes_with_the_key_from_ssm_redacts_and_drops(
     moto: MotoServer,
     logstash: JsonLinesReceiver,
     capsys: pytest.CaptureFixture[str],
-    fresh_parameters: None,
 ) -> None:
     name = put_key(moto)
     container = start_container(
@@ -166,7 +155,6 @@ def test_handler_fails_in_one_sentence_without_its_key(
     monkeypatch: pytest.MonkeyPatch,
     moto: MotoServer,
     logstash: JsonLinesReceiver,
-    fresh_parameters: None,
 ) -> None:
     missing = "/elb-log-shipper/test/no-such-parameter"
     container = start_container(
@@ -185,7 +173,6 @@ def test_cli_flags_hash_with_the_same_key_and_truncate(
     monkeypatch: pytest.MonkeyPatch,
     moto: MotoServer,
     tmp_path: Path,
-    fresh_parameters: None,
 ) -> None:
     for variable, value in moto.environ().items():
         monkeypatch.setenv(variable, value)
@@ -246,7 +233,7 @@ def test_redaction_settings_from_the_environment(
 
 
 def test_the_key_may_be_a_secrets_manager_secret_read_through_ssm(
-    monkeypatch: pytest.MonkeyPatch, moto: MotoServer, fresh_parameters: None
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:
     for variable, value in moto.environ().items():
         monkeypatch.setenv(variable, value)
