@@ -13,6 +13,11 @@ processes on the machine disturb it less than wall time):
     make bench        # or: .venv/bin/python -m bench.parse_bench --lines 50000
 
 The corpus is generated (bench/corpus.py, fixed seed): realistic ALB lines of 30 fields.
+
+The privacy rules (issue 14) are measured in the same run, their runs interleaved with the
+defaults' so that a change in the machine's load hits both: ``REDACT_QUERY=values`` with
+``CLIENT_IP=truncate`` against the defaults (per line), and a drop filter removing the 30 % of
+lines that are health checks against the defaults on that same corpus (end to end).
 """
 
 from __future__ import annotations
@@ -29,10 +34,21 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bench.corpus import alb_lines
+from bench.corpus import alb_lines, with_health_checks
 from elb_log_shipper.formats import EventBuilder
 from elb_log_shipper.pipeline import ship_object
+from elb_log_shipper.privacy import (
+    ClientAddress,
+    DropRules,
+    PrivacyRules,
+    QueryRedaction,
+)
 from elb_log_shipper.refs import ObjectRef
+
+REDACT_AND_TRUNCATE = PrivacyRules(
+    redact_query=QueryRedaction.VALUES, client_ip=ClientAddress.TRUNCATE
+)
+DROP_HEALTH_CHECKS = PrivacyRules(drop=DropRules(user_agent_prefixes=("ELB-HealthChecker/",)))
 
 # AWS's published regex for ALB access logs (Athena user guide, "Create the table for ALB access
 # logs", the version with classification, classification_reason and conn_trace_id), as Python re.
@@ -104,8 +120,19 @@ def best_rate(run: Callable[[], int], repeat: int) -> float:
     return best
 
 
-def ours_parse(data: list[bytes]) -> int:
-    build = EventBuilder(bucket="bench", key="bench.log", version="1").build
+def best_rates(runs: dict[str, Callable[[], int]], repeat: int) -> dict[str, float]:
+    """``best_rate`` of each run, the runs interleaved round by round."""
+    best = dict.fromkeys(runs, 0.0)
+    for _ in range(repeat):
+        for name, run in runs.items():
+            started = time.process_time()
+            count = run()
+            best[name] = max(best[name], count / (time.process_time() - started))
+    return best
+
+
+def ours_parse(data: list[bytes], privacy: PrivacyRules | None = None) -> int:
+    build = EventBuilder(bucket="bench", key="bench.log", version="1", privacy=privacy).build
     offset = 0
     for raw in data:
         build(raw, offset)
@@ -122,10 +149,10 @@ def regex_parse(texts: list[str]) -> int:
     return len(texts)
 
 
-def ours_file(path: str) -> int:
+def ours_file(path: str, privacy: PrivacyRules | None = None) -> int:
     sink = NullSink()
     try:
-        return ship_object(ObjectRef.local(path), sink).lines
+        return ship_object(ObjectRef.local(path), sink, privacy=privacy).lines
     finally:
         sink.close()
 
@@ -184,7 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--privacy-only", action="store_true", help="measure only ours with and without privacy"
+    )
     args = parser.parse_args(argv)
+    if args.privacy_only:
+        print(privacy_table(list(alb_lines(args.lines)), args.repeat))
+        return 0
 
     texts = list(alb_lines(args.lines))
     data = [text.encode() for text in texts]
@@ -221,7 +254,53 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(table(((names[k], p, j) for k, (p, j) in rates.items()), base))
+    print()
+    print(privacy_table(texts, args.repeat))
     return 0
+
+
+def privacy_table(texts: list[str], repeat: int) -> str:
+    """Ours with the privacy rules against the defaults, interleaved, as a markdown table."""
+    data = [text.encode() for text in texts]
+    checks = list(with_health_checks(texts))
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "alb.log")
+        checked = os.path.join(folder, "health.log")
+        for name, lines in ((path, texts), (checked, checks)):
+            with open(name, "w", encoding="utf-8") as file:
+                file.writelines(text + "\n" for text in lines)
+        rates = best_rates(
+            {
+                "parse": lambda: ours_parse(data),
+                "parse private": lambda: ours_parse(data, REDACT_AND_TRUNCATE),
+                "file": lambda: ours_file(path),
+                "file private": lambda: ours_file(path, REDACT_AND_TRUNCATE),
+                "health": lambda: ours_file(checked),
+                "health dropped": lambda: ours_file(checked, DROP_HEALTH_CHECKS),
+            },
+            repeat,
+        )
+
+    def change(new: float, old: float) -> str:
+        # Per line: time is 1/rate, so slower by old/new - 1.
+        return f"{(old / new - 1) * 100:+.1f} % time per line"
+
+    return "\n".join(
+        [
+            f"Privacy rules, {len(texts):,} lines, best of {repeat} interleaved runs (CPU time):",
+            "",
+            "| elb-log-shipper | parse only (lines/s) | file -> JSON lines (lines/s) |",
+            "|---|---:|---:|",
+            f"| defaults | {rates['parse']:,.0f} | {rates['file']:,.0f} |",
+            f"| REDACT_QUERY=values, CLIENT_IP=truncate | {rates['parse private']:,.0f} "
+            f"({change(rates['parse private'], rates['parse'])}) | "
+            f"{rates['file private']:,.0f} ({change(rates['file private'], rates['file'])}) |",
+            f"| 30 % health checks, defaults | | {rates['health']:,.0f} |",
+            f"| 30 % health checks, DROP_USER_AGENT_PREFIXES=ELB-HealthChecker/ | | "
+            f"{rates['health dropped']:,.0f} lines read/s "
+            f"({change(rates['health dropped'], rates['health'])}) |",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,19 @@ _PSEUDO_DIGEST_BYTES = 15
 _IPV6_KEEP_MASK = ((1 << 48) - 1) << 80
 
 _ALB_TYPES = frozenset({"http", "https", "h2", "grpcs", "ws", "wss"})
-_IPV4 = re.compile(
-    r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+# In a query or fragment (`?...#...`): what follows a parameter's first `=`, and a parameter
+# without `=`, which may well be the value itself (`?a3f9c2`).
+_PARAMETER_VALUE = re.compile(r"=[^&#]+")
+_REDACTED_VALUE = f"={REDACTED}"
+_BARE_PARAMETER = re.compile(r"(?<=[?&#])[^=&#]+(?=[&#]|$)")
+# The head of an ALB line up to its request (the first quoted field), with an IPv4 client split
+# into the part that truncation keeps and its port.
+_ALB_HEAD = re.compile(
+    r"(?:https?|h2|grpcs|wss?) [^ \"]+ [^ \"]+ "
+    rf"(?P<client>(?P<network>{_OCTET}\.{_OCTET}\.{_OCTET}\.){_OCTET}(?P<port>:\d+)|[^ \"]+)"
+    r' [^"]*"(?P<request>[^"\\]*)"'
 )
 # One field, by the tokenizer's rules: a quoted value (backslash escapes; a closing quote ends it;
 # `"a","b"` lists are one field), a quote that never closes (the rest of the line), or an
@@ -278,38 +289,41 @@ class LinePrivacy:
         dict that threads may fill at once).
         """
         drop = self._drop if drops else None
-        parts = text.split('"')
-        count = len(parts)
-        # The common ALB layouts (12 quoted fields, 15 with the 2025 transform fields), read
-        # from their quoted parts; anything else takes the general path, which finds every field.
-        if count in {25, 31} and '\\"' not in text:
-            head = parts[0].split(" ")
-            if len(head) == 13 and head[0] in _ALB_TYPES and not head[12] and parts[2] == " ":
-                after_agent = len(parts[0]) + len(parts[1]) + len(parts[3]) + 5
-                if self._query is QueryRedaction.NONE or (
-                    text.find("?", after_agent) < 0 and text.find("#", after_agent) < 0
-                ):
-                    return self._alb_parts(text, parts, head, drop)
+        # The common ALB line: one match finds its client and its request. When another URL
+        # field may hold a query (a `?` or `#` after the request), the general path finds them.
+        head = _ALB_HEAD.match(text)
+        if head is not None and (
+            self._query is QueryRedaction.NONE
+            or ("?" not in text and "#" not in text)
+            or (text.find("?", head.end()) < 0 and text.find("#", head.end()) < 0)
+        ):
+            return self._alb(text, head, drop)
         return self._by_fields(text, drop)
 
-    def _alb_parts(
-        self, text: str, parts: list[str], head: list[str], drop: DropRules | None
-    ) -> str | None:
-        """A common-layout ALB line whose only URL with a query, if any, is the request."""
-        request = parts[1]
-        if drop is not None and drop.matches(head[8], request, parts[3]):
+    def _alb(self, text: str, head: re.Match[str], drop: DropRules | None) -> str | None:
+        """An ALB line whose request, if any URL, holds a query."""
+        network, port, request = head.group("network", "port", "request")
+        if drop is not None and drop.matches(
+            _status(text, head.end("client")) if drop.status else "",
+            request,
+            _quoted_after(text, head.end()) if drop.user_agent_prefixes else "",
+        ):
             return None
-        changed = False
-        if self._client is not ClientAddress.KEEP and head[3] != "-":
-            head[3] = self._client_port(head[3])
-            parts[0] = " ".join(head)
-            changed = True
-        if self._query is not QueryRedaction.NONE:
-            redacted = self._request(request)
-            if redacted is not request:
-                parts[1] = redacted
-                changed = True
-        return '"'.join(parts) if changed else text
+        start, end = head.span("client")
+        client = None
+        if self._client is ClientAddress.TRUNCATE and network is not None:
+            # The common case, and in a busy log nearly every client a new one: no memo.
+            client = f"{network}0{port}"
+        elif self._client is not ClientAddress.KEEP and text[start:end] != "-":
+            client = self._client_port(text[start:end])
+        if self._query is not QueryRedaction.NONE and ("?" in request or "#" in request):
+            request = self._request(request)
+        elif client is None:
+            return text
+        opened, closed = head.span("request")
+        return (
+            f"{text[:start]}{client or text[start:end]}{text[end:opened]}{request}{text[closed:]}"
+        )
 
     def _by_fields(self, text: str, drop: DropRules | None) -> str | None:
         spans = [_span(match) for match in _FIELD.finditer(text)]
@@ -380,8 +394,12 @@ class LinePrivacy:
         """``?query#fragment`` (or ``#fragment``) as the setting leaves it."""
         if self._query is QueryRedaction.ALL:
             return ""
-        sections = tail[1:].split("#")
-        return tail[0] + "#".join("&".join(map(_redact_parameter, s.split("&"))) for s in sections)
+        redacted = _PARAMETER_VALUE.sub(_REDACTED_VALUE, tail)
+        # Each parameter with a value now holds one `=`; fewer `=` than parameters means some
+        # have none (the costlier pass, rarely needed).
+        if redacted.count("=") < tail.count("&") + tail.count("#") + (tail[0] == "?"):
+            redacted = _BARE_PARAMETER.sub(REDACTED, redacted)
+        return redacted
 
     # --- client addresses -----------------------------------------------------------------------
 
@@ -464,12 +482,20 @@ def _layout(text: str, spans: list[tuple[int, int]]) -> _Layout | None:
     return None
 
 
-def _redact_parameter(parameter: str) -> str:
-    name, equals, value = parameter.partition("=")
-    if equals:
-        return f"{name}={REDACTED}" if value else parameter
-    # No `=`: the token may well be the value itself (`?a3f9c2`), so it goes.
-    return REDACTED if parameter else parameter
+def _status(text: str, client_end: int) -> str:
+    """The ALB status field: the fifth token after the client (which ends at ``client_end``)."""
+    position = client_end
+    for _ in range(4):
+        position = text.find(" ", position + 1)
+    return text[position + 1 : text.find(" ", position + 1)]
+
+
+def _quoted_after(text: str, after: int) -> str:
+    """The quoted field that follows the one whose closing quote is just before ``after`` (the
+    user agent after the request)."""
+    if text[after : after + 2] != ' "':
+        return ""
+    return text[after + 2 : text.find('"', after + 2)]
 
 
 def _span(match: re.Match[str]) -> tuple[int, int]:

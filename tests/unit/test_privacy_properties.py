@@ -54,7 +54,7 @@ def event_strings(line: str, rules: PrivacyRules | None) -> list[str]:
     return list(strings(decoded))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.data(), addresses, queries)
 def test_redact_query_all_leaves_nothing_of_the_query(
     data: st.DataObject, address: str, query: str
@@ -82,7 +82,7 @@ def client_lines(draw: st.DrawFn, address: str) -> str:
     return line
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.data(), addresses)
 def test_client_ip_truncate_leaves_no_full_address(data: st.DataObject, address: str) -> None:
     assume(truncates(address))
@@ -94,7 +94,7 @@ def test_client_ip_truncate_leaves_no_full_address(data: st.DataObject, address:
         assert not [text for text in texts if address in text], mode
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300), st.sampled_from(list(QueryRedaction)), addresses)
 def test_any_text_gives_one_event_under_every_rule(
     text: str, redaction: QueryRedaction, address: str
