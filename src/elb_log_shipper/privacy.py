@@ -266,7 +266,7 @@ class PrivacyRules:
 class LinePrivacy:
     """The rules applied to one line of text: ``apply`` returns the text to parse, or None."""
 
-    __slots__ = ("_addresses", "_client", "_drop", "_key", "_query", "_rules")
+    __slots__ = ("_addresses", "_client", "_drop", "_key", "_query", "_redacts", "_rules")
 
     def __init__(self, rules: PrivacyRules) -> None:
         self._rules = rules
@@ -274,6 +274,10 @@ class LinePrivacy:
         self._client = rules.client_ip
         self._key = rules.hash_key or b""
         self._drop = rules.drop if rules.drop else None
+        self._redacts = (
+            rules.redact_query is not QueryRedaction.NONE
+            or rules.client_ip is not ClientAddress.KEEP
+        )
         self._addresses: dict[str, str] = {}
 
     def redact(self, text: str) -> str:
@@ -289,6 +293,23 @@ class LinePrivacy:
         dict that threads may fill at once).
         """
         drop = self._drop if drops else None
+        if not self._redacts:
+            if drop is None:
+                return text
+            # Drop filters alone: an ALB line's request is its first quoted field.
+            space = text.find(" ")
+            opened = text.find('"') + 1
+            closed = text.find('"', opened)
+            if (
+                text[:space] in _ALB_TYPES
+                and closed > opened > space
+                and text.find("\\", opened, closed) < 0
+            ):
+                status = text.split(" ", 9)[8] if drop.status else ""
+                request = text[opened:closed]
+                agent = _quoted_after(text, closed + 1) if drop.user_agent_prefixes else ""
+                return None if drop.matches(status, request, agent) else text
+            return self._by_fields(text, drop)
         # The common ALB line: one match finds its client and its request. When another URL
         # field may hold a query (a `?` or `#` after the request), the general path finds them.
         head = _ALB_HEAD.match(text)
