@@ -72,6 +72,8 @@ _IPV6_KEEP_MASK = ((1 << 48) - 1) << 80
 _ALB_TYPES = frozenset({"http", "https", "h2", "grpcs", "ws", "wss"})
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+# An IPv4 client and its port: the part truncation keeps, and the port.
+_IPV4_PORT = re.compile(rf"({_OCTET}\.{_OCTET}\.{_OCTET}\.){_OCTET}(:\d+)")
 # In a query or fragment (`?...#...`): what follows a parameter's first `=`, and a parameter
 # without `=`, which may well be the value itself (`?a3f9c2`).
 _PARAMETER_VALUE = re.compile(r"=[^&#]+")
@@ -285,6 +287,49 @@ class LinePrivacy:
         kept = self.apply(text, drops=False)
         assert kept is not None  # no drop filter, so no drop
         return kept
+
+    def alb_parts(self, text: str, parts: list[str]) -> str | bool:
+        """Redact an ALB line of the common layout in ``parts = text.split('"')`` (25 parts: the
+        request is ``parts[1]``, the user agent ``parts[3]``, the redirect URL ``parts[13]``), in
+        place, and return the line they make; False when a drop filter matches it; True when the
+        line is not one this can read (take ``apply``).
+
+        The caller must use the edited parts only if the parser accepts the same layout
+        (``alb.parse_quoted_parts``), which makes ``parts[13]`` the redirect URL.
+        """
+        head = parts[0]
+        # 12 fields, each followed by one space: the client is the fourth, the status the ninth.
+        tokens = head.split(" ", 4)
+        if head.count(" ") != 12 or parts[2] != " " or len(tokens) != 5:
+            return True
+        request = parts[1]
+        drop = self._drop
+        if drop is not None and drop.matches(
+            head.split(" ", 9)[8] if drop.status else "", request, parts[3]
+        ):
+            return False
+        if not self._redacts:
+            return text
+        changed = False
+        client = tokens[3]
+        if self._client is not ClientAddress.KEEP and client != "-":
+            network = _IPV4_PORT.fullmatch(client)
+            if self._client is ClientAddress.TRUNCATE and network is not None:
+                # The common case, and in a busy log nearly every client a new one: no memo.
+                tokens[3] = f"{network[1]}0{network[2]}"
+            else:
+                tokens[3] = self._client_port(client)
+            parts[0] = " ".join(tokens)
+            changed = True
+        if self._query is not QueryRedaction.NONE:
+            if "?" in request or "#" in request:
+                parts[1] = self._request(request)
+                changed = True
+            redirect = parts[13]
+            if "?" in redirect or "#" in redirect:
+                parts[13] = self._url(redirect)
+                changed = True
+        return '"'.join(parts) if changed else text
 
     def apply(self, text: str, *, drops: bool = True) -> str | None:
         """The line with its values redacted, or None when a drop filter matches it.

@@ -416,6 +416,15 @@ def test_built_package_ships_an_object_under_python313(
                 "Environment": "green",
                 "ContinuationQueue": queue_url,
                 "DeadLetterQueue": dead_letter_url,
+                # The privacy rules run in the package too (README, Privacy).
+                "RedactQuery": "values",
+                "ClientIp": "truncate",
+                "ClientIpHashKeyParameter": "",
+                "DropUserAgentPrefixes": "",
+                "DropMethods": "",
+                "DropStatus": "",
+                "DropPathPrefixes": "",
+                "DropPathSuffixes": "",
             }
         ),
     }
@@ -442,6 +451,11 @@ def test_built_package_ships_an_object_under_python313(
     ids = [shipped["event"]["id"] for shipped in events]
     assert len(set(ids)) == len(ALB_LINES)
     assert not [shipped for shipped in events if PARSE_FAILURE_TAG in shipped.get("tags", ())]
+    assert {shipped["source"]["ip"] for shipped in events} == {"192.168.131.0", "10.0.1.0"}
+    assert "192.168.131.39" not in json.dumps(events)
+    assert [shipped["url"].get("query") for shipped in events if "query" in shipped["url"]] == [
+        "b=REDACTED"
+    ]
 
     # Powertools' EMF documents: namespace and the environment dimension the dashboards use.
     emf = [

@@ -17,7 +17,7 @@ from elb_log_shipper.formats._tokenizer import tokenize, tokenize_split
 from elb_log_shipper.formats._values import ECS, timestamp
 
 if TYPE_CHECKING:
-    from elb_log_shipper.privacy import PrivacyRules
+    from elb_log_shipper.privacy import LinePrivacy, PrivacyRules
 
 __all__ = ["DATASET", "PARSE_FAILURE_TAG", "EventBuilder", "detect_format", "parse_line"]
 
@@ -192,13 +192,15 @@ class EventBuilder:
         # The hot path: one call per line, so the object context is inlined.
         try:
             text = raw.decode()
-            if self._privacy is not None:
-                kept = self._privacy.apply(text)
-                if kept is None:
+            if self._privacy is None:
+                event = _parse(text)
+            else:
+                private = self._private(self._privacy, text)
+                if private is None:
                     self.dropped += 1
                     return None
-                text = kept
-            event = _parse(text)
+                text, parsed = private
+                event = _parse(text) if parsed is None else parsed
         except UnicodeDecodeError as error:
             return self.failure(
                 raw.decode(errors="replace"), offset, f"invalid UTF-8 at byte {error.start}"
@@ -218,6 +220,32 @@ class EventBuilder:
         else:
             event["log"] = {"offset": offset, "file": self._file}
         return event
+
+    @staticmethod
+    def _private(privacy: LinePrivacy, text: str) -> tuple[str, Event | None] | None:
+        """The line as ``privacy`` leaves it and, for the common ALB layout, its event (None: parse
+        the line); None when a drop filter matches.
+
+        The common ALB layout is redacted in the parts the parser reads, so the line is split
+        once; anything else is rewritten as text, then parsed.
+        """
+        if "\\" not in text:
+            parts = text.split('"')
+            if len(parts) == _ALB_PARTS:
+                kept = privacy.alb_parts(text, parts)
+                if kept is False:
+                    return None
+                if kept is not True:
+                    try:
+                        event = alb.parse_quoted_parts(parts)
+                    except (ParseError, ValueError, IndexError, KeyError):
+                        # Parsing the line again raises the same error, for the caller to report.
+                        return kept, None
+                    if event is not None:
+                        return kept, event
+                # Not the common layout after all: the edits to `parts` are dropped.
+        rewritten = privacy.apply(text)
+        return None if rewritten is None else (rewritten, None)
 
     def failure(self, text: str, offset: int, reason: str) -> Event:
         """The event of a line that cannot be parsed: the raw text is always kept (redacted as
