@@ -17,6 +17,9 @@ NLB          5 ip:port   (none)                                      (none)  (no
 connection   1 ip        (none)                                      (none)  (none)
 ===========  ==========  ==========================================  ======  ==========
 
+Off the common ALB layout, every field after the request but the user agent that holds a ``?``
+or ``#`` is taken as a URL, so that a line of an unusual layout fails closed.
+
 A line of no known format (it will be a parse failure) is scrubbed as a whole instead: every
 IP address in it is anonymised and every ``?``/``#`` tail redacted, since nothing says which
 value is the client's.
@@ -412,10 +415,13 @@ class LinePrivacy:
             )
             edits.append((layout.client, anonymised))
         if self._query is not QueryRedaction.NONE and layout.request >= 0:
-            for index in (layout.request, *layout.urls):
+            # The redirect URL (23) and the transformed URI (31) of ALB lines, and, failing
+            # closed for a line of an unusual layout, any later field with a `?` or `#`: only
+            # the user agent is never taken as a URL.
+            for index in range(layout.request, count):
                 url = value(index)
-                redacted = self._request(url) if index == layout.request else self._url(url)
-                if redacted is not url:
+                if index != layout.agent and ("?" in url or "#" in url):
+                    redacted = self._request(url) if index == layout.request else self._url(url)
                     edits.append((index, redacted))
         if not edits:
             return text
@@ -524,11 +530,9 @@ class _Layout:
     status: int = -1
     request: int = -1
     agent: int = -1
-    urls: tuple[int, ...] = ()
-    """URL fields besides the request."""
 
 
-_ALB = _Layout(client=3, bare_client=False, status=8, request=12, agent=13, urls=(23, 31))
+_ALB = _Layout(client=3, bare_client=False, status=8, request=12, agent=13)
 _CLASSIC = _Layout(client=2, bare_client=False, status=7, request=11, agent=12)
 _NLB = _Layout(client=5, bare_client=False)
 _CONNECTION = _Layout(client=1, bare_client=True)

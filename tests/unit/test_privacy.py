@@ -422,3 +422,15 @@ def test_status_filter_rejects_what_is_no_code_or_class(bad: str) -> None:
 def test_hash_needs_a_long_key() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         PrivacyRules(client_ip=ClientAddress.HASH, hash_key=b"short")
+
+
+def test_an_unusual_layout_fails_closed() -> None:
+    """An extra token before the target group shifts every later field: the parser reads the
+    line by position (the redirect URL lands in error.reason), and its query still goes."""
+    line = alb(redirect="https://login.example.com:443/cb?code=s3cr3tR").replace(
+        "TLSv1.2 arn:", "TLSv1.2 extra arn:"
+    )
+    for rules in (ALL_RULES["query values"], ALL_RULES["query all"]):
+        event = build(line, rules)
+        assert not leaks(event, ("s3cr3tR", "s3cr3tTok", "jo%40example.com"))
+    assert any("s3cr3tR" in text for text in texts(build(line, None)))
