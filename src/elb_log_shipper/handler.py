@@ -3,7 +3,10 @@
 Once per container (at import, ``cold_start``): the settings are read and validated; a
 configuration error is logged and then raised, with the same one-sentence message, by every
 invocation, so that each failed invocation says what to fix. The S3 and SQS clients and the
-Logstash ``SocketPool`` are created on first use and kept for the warm invocations that follow.
+Logstash ``SocketPool`` are created on first use and kept for the warm invocations that follow,
+and so are the privacy rules (README, Privacy); with ``CLIENT_IP=hash`` each invocation asks
+Powertools for the key (from its cache, refreshed from SSM every ``HASH_KEY_MAX_AGE_SECONDS``),
+and a key that cannot be read fails the invocation like a configuration error.
 
 Each invocation:
 
