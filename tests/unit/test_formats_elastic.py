@@ -13,6 +13,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from tests.support.elastic import (
     INTEGRATION,
     violations,
 )
-from tests.support.events import field
+from tests.support.events import built, field
 
 ROOT = Path(__file__).resolve().parents[2]
 PEER_LINES = ROOT.parent / "shared" / "testdata" / "peer-fixtures" / "lines.jsonl"
@@ -66,7 +67,7 @@ def _builder() -> EventBuilder:
 
 def _check_all(lines: Iterable[str], builder: EventBuilder | None = None) -> tuple[int, int]:
     """(events checked, parse failures); asserts zero violations, naming the first few."""
-    build = (builder or _builder()).build
+    build = partial(built, builder or _builder())
     found: list[str] = []
     count = failures = 0
     for offset, line in enumerate(lines):
@@ -111,7 +112,7 @@ def test_generated_lines_fit_elastics_definitions(name: str) -> None:
 def test_bracketed_ipv6_addresses_lose_their_brackets(name: str) -> None:
     line = BRACKETED_IPV6[name]
     _check_all([line])
-    event = _builder().build(line.encode(), 0)
+    event = built(_builder(), line.encode(), 0)
     assert PARSE_FAILURE_TAG not in event.get("tags", []), event.get("error")
     assert field(event, "source.ip") == "2001:db8::1"
     assert field(event, "source.address") == "2001:db8::1"
@@ -124,7 +125,7 @@ def test_parse_failures_fit_too() -> None:
 
 def test_every_event_carries_the_ecs_version() -> None:
     lines = [line for sample in SAMPLE_OBJECTS for line in sample.lines] + ["garbage"]
-    versions = {field(_builder().build(line.encode(), 0), "ecs.version") for line in lines}
+    versions = {field(built(_builder(), line.encode(), 0), "ecs.version") for line in lines}
     # The version Elastic's elb_logs pipeline sets.
     assert versions == {"8.11.0"}
 
@@ -203,7 +204,7 @@ def _fields(events: Iterable[dict[str, Any]]) -> set[str]:
 
 def test_elastics_pipeline_fields_are_emitted_where_the_line_has_them() -> None:
     # The fields issue 11 found missing, per format.
-    build = _builder().build
+    build = partial(built, _builder())
     per_format = {
         name: _fields(build(line.encode(), 0) for line in generate(2000))
         for name, generate in GENERATORS.items()
@@ -289,13 +290,13 @@ def test_the_index_template_maps_every_field_with_elastics_type() -> None:
 
 def test_every_field_we_emit_or_enrich_is_in_the_index_template() -> None:
     mapped = set(_mapped(_template()["template"]["mappings"]["properties"]))
-    build = _builder().build
+    build = partial(built, _builder())
     lines = [line for sample in SAMPLE_OBJECTS for line in sample.lines]
     lines += [line for generate in GENERATORS.values() for line in generate(2000)]
     lines += list(BRACKETED_IPV6.values())
     lines += ["Enable AccessLog for ELB: my-lb at 2015-05-13T23:39:43.945958Z", "garbage"]
     emitted = _fields(build(line.encode(), 0) for line in lines)
-    emitted |= _fields(EventBuilder(key="local.log").build(b"garbage", 0) for _ in range(1))
+    emitted |= _fields(built(EventBuilder(key="local.log"), b"garbage", 0) for _ in range(1))
     assert emitted - mapped == set()
     assert ENRICHED - mapped == set()
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder
 from tests.support.elastic import violations
-from tests.support.events import field
+from tests.support.events import built, field
 
 LONG_MAX = 2**63 - 1
 FLOAT_MAX = 3.4028234663852886e38
@@ -150,7 +150,7 @@ def test_every_integer_in_every_numeric_field_gives_one_valid_event(
 ) -> None:
     template, name, path, bounds, reason = case
     line = template.format(**{**DEFAULTS, name: str(value)})
-    event = EventBuilder(bucket="b", key="k", version="v").build(line.encode(), 0)
+    event = built(EventBuilder(bucket="b", key="k", version="v"), line.encode(), 0)
     data = orjson.dumps(event)  # never raises: nothing out of orjson's range gets through
     assert violations(orjson.loads(data)) == []
     expected = _expected(name, value, bounds)
