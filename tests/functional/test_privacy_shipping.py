@@ -8,12 +8,14 @@ import hmac
 import ipaddress
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import orjson
 import pytest
+from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from bench.corpus import HEALTH_CHECK_AGENT, alb_lines, with_health_checks
 
 from elb_log_shipper.errors import ConfigurationError
@@ -36,6 +38,18 @@ from tests.support.receiver import JsonLinesReceiver
 from tests.support.s3server import MotoServer
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _powertools_clients() -> Iterator[None]:
+    """Powertools keeps one SSM client per process, made at its first fetch: make it against this
+    module's moto server, and close it with the module (no stale sockets for later tests)."""
+    DEFAULT_PROVIDERS.clear()
+    yield
+    for provider in DEFAULT_PROVIDERS.values():
+        provider.client.close()
+    DEFAULT_PROVIDERS.clear()
+
 
 KEY = "a-test-key-of-32-bytes-0123456789"
 LINES = 1000
