@@ -41,3 +41,8 @@ def test_floor_bench_prints_the_floor_and_the_parser() -> None:
     out = run("-m", "bench.floor_bench", "--lines", "2000", "--repeat", "1")
     assert re.search(r"^\| \*\*floor\*\*: .* \| \*\*\d+\.\d\d\*\* \| [\d,]+ \|$", out, re.M), out
     assert re.search(r"^\| full - floor: parsing in place \| -?\d+\.\d\d \| \|$", out, re.M), out
+
+
+def test_cap_bench_ships_exactly_once_to_both_receivers() -> None:
+    out = run("-m", "bench.cap_bench", "--lines", "5000", "--runs", "1", "--pool", "6")
+    assert re.search(r"^\| capped \| [\d.]+ \| [\d,]+ \| \d+ \| \d+ \|$", out, re.M), out

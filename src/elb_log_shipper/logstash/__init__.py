@@ -41,7 +41,12 @@ at the end of each object and after carrying ``ROTATE_BYTES``, which bounds both
 buffer and the duplicates after a failure. A connection that breaks before its confirmation
 makes the pool confirm sooner (``SocketPool.confirm_within`` halves, down to
 ``MIN_ROTATE_BYTES``, and grows back as confirmations succeed), so a peer that closes every
-connection after some bytes still receives everything.
+connection after some bytes still receives everything. A connection turned away before it
+carried anything (refused, or reset at accept while other connections work: a receiver at its
+connection cap) lowers the pool's connection limit instead, which grows back one connection per
+``REGROW_CONNECTIONS_AFTER_SECONDS``. TLS failures that no retry can fix (certificate not
+trusted, expired or for another name, a client certificate missing or rejected, a plaintext port)
+fail at once with the setting to change.
 
 Example::
 

@@ -36,6 +36,14 @@ RECV_BYTES = 64 * 1024
 # the stream is shut), so how fast it reads the bytes it already acknowledged is invisible. We
 # allow it to read what it may hold at this rate before judging it dead; slower is "not reading".
 SLOWEST_LIVE_READER_BYTES_PER_SECOND = 64 * 1024
+# struct tcp_info (linux/tcp.h): tcpi_bytes_acked, a u64, follows 104 bytes of u8/u32 fields and
+# the two u64 pacing rates; Linux 4.1 and later fill it.
+_TCPI_BYTES_ACKED_OFFSET = 120
+_TCP_INFO_BYTES = 256
+# What a peer's kernel acknowledges before its application can close a connection it refuses:
+# one initial receive window (64 KiB); a peer that closes after reading more is limiting bytes,
+# not connections.
+FIRST_FLIGHT_BYTES = 64 * 1024
 # Linux's largest default receive buffer (tcp_rmem max) is 6 MiB: a peer cannot hold more unread.
 PEER_BUFFER_BYTES_CAP = 8 * 1024 * 1024
 
@@ -44,8 +52,72 @@ class ConnectionLostError(Exception):
     """The connection broke, or made no progress for the stall timeout; resend what it carried.
 
     Internal to the sink: the sender turns it into a retry, or into ``DeliveryError`` when it
-    gives up, so callers never see it.
+    gives up, so callers never see it. ``refused``: the peer turned the connection away before
+    taking anything (refused, or reset or closed during the handshake), as a receiver at its
+    connection cap does.
     """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+        # Set by the pool when the refusal came while other connections worked: a cap.
+        self.capped = False
+
+
+# OpenSSL reasons (``ssl.SSLError.reason``) that retrying cannot fix, with the remedy for each.
+_CLIENT_CERT_REMEDY = (
+    f"set {ENV.LOGSTASH_CLIENT_CERT_FILE} and {ENV.LOGSTASH_CLIENT_KEY_FILE} to a client "
+    "certificate signed by a CA in the input's ssl_certificate_authorities"
+)
+_PLAINTEXT_REMEDY = (
+    f"the port does not speak TLS: set {ENV.LOGSTASH_TLS}=false (tcp:// on the command line), "
+    "or enable ssl on the input"
+)
+_FATAL_TLS_REASONS = {
+    # TLS 1.3 servers send this after the handshake, on the first read or write.
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "it requires a client certificate: " + _CLIENT_CERT_REMEDY,
+    # TLS 1.2 servers answer a missing client certificate with a bare handshake failure.
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "it may require a client certificate: " + _CLIENT_CERT_REMEDY,
+    "SSLV3_ALERT_BAD_CERTIFICATE": "it rejected our client certificate: " + _CLIENT_CERT_REMEDY,
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "it rejected our client certificate: " + _CLIENT_CERT_REMEDY,
+    "TLSV1_ALERT_UNKNOWN_CA": "it does not trust our client certificate: " + _CLIENT_CERT_REMEDY,
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "our client certificate expired: " + _CLIENT_CERT_REMEDY,
+    "TLSV1_ALERT_ACCESS_DENIED": "it denied our client certificate: " + _CLIENT_CERT_REMEDY,
+    "WRONG_VERSION_NUMBER": _PLAINTEXT_REMEDY,
+    "PACKET_LENGTH_TOO_LONG": _PLAINTEXT_REMEDY,
+    "RECORD_LAYER_FAILURE": _PLAINTEXT_REMEDY,
+    "TLSV1_ALERT_PROTOCOL_VERSION": "it speaks no TLS version we accept: enable TLS 1.2 or 1.3 "
+    "on the input (ssl_supported_protocols)",
+    "UNSUPPORTED_PROTOCOL": "it speaks no TLS version we accept: enable TLS 1.2 or 1.3 on the "
+    "input (ssl_supported_protocols)",
+}
+# OpenSSL verification codes (X509_V_ERR_*) with their remedies; any other code: the CA.
+_EXPIRED, _NOT_YET_VALID, _HOSTNAME_MISMATCH, _IP_MISMATCH = 10, 9, 62, 64
+_VERIFY_REMEDIES = {
+    _EXPIRED: "renew the certificate of the input (its ssl_certificate)",
+    _NOT_YET_VALID: "check the clocks, or the validity dates of the input's ssl_certificate",
+    _HOSTNAME_MISMATCH: f"set {ENV.LOGSTASH_HOST} to a name the certificate lists (or reissue "
+    "the certificate for this name)",
+    _IP_MISMATCH: f"set {ENV.LOGSTASH_HOST} to a name the certificate lists (or reissue the "
+    "certificate for this address)",
+}
+
+
+def tls_failure(error: ssl.SSLError, peer: str) -> DeliveryError | None:
+    """The DeliveryError, naming the setting to change, for a TLS failure that retrying cannot
+    fix; None for one that may be transient (a reset or a close mid-handshake)."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        remedy = _VERIFY_REMEDIES.get(
+            error.verify_code, f"set {ENV.LOGSTASH_CA_FILE} to the CA that signed it"
+        )
+        return DeliveryError(
+            f"the TLS certificate of Logstash at {peer} failed verification "
+            f"({error.verify_message}): {remedy}"
+        )
+    fatal = _FATAL_TLS_REASONS.get(error.reason or "")
+    if fatal is None:
+        return None
+    return DeliveryError(f"Logstash at {peer} ended the TLS session ({error.reason}): {fatal}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +198,19 @@ def _send_queue_bytes(sock: socket.socket) -> int | None:
     return value
 
 
+def _acked_bytes(sock: socket.socket) -> int | None:
+    """Bytes of ours the peer acknowledged since the connection opened (Linux tcpi_bytes_acked),
+    or None where the kernel does not say."""
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+    except (OSError, AttributeError):
+        return None
+    if len(raw) < _TCPI_BYTES_ACKED_OFFSET + 8:
+        return None
+    acked: int = struct.unpack_from("Q", raw, _TCPI_BYTES_ACKED_OFFSET)[0]
+    return acked
+
+
 def _wait_slice(deadline: float | None, what: str) -> float:
     """How long the next blocking call may wait; DeliveryError once the deadline has passed."""
     if deadline is None:
@@ -147,7 +232,11 @@ class LogstashConnection:
         self._settings = settings
         self.peer = f"{settings.host}:{settings.port}"
         self.unconfirmed: list[Batch] = []
-        self.unconfirmed_bytes = 0
+        # What the peer had acknowledged after the handshake, and when the socket closed: a
+        # connection turned away at a connection cap breaks with no more than the first flight
+        # acknowledged (the kernel acknowledges what arrives before the close).
+        self._acked_at_open = _acked_bytes(sock)
+        self.acked_when_closed: int | None = None
         # Bytes written since opening, confirmed or not: the sender rotates on this.
         self.carried_bytes = 0
         # How many times the pool lent it out: 1 means its first user opened it.
@@ -157,12 +246,21 @@ class LogstashConnection:
 
     @classmethod
     def open(
-        cls, settings: Settings, deadline: float | None, context: ssl.SSLContext | None
+        cls,
+        settings: Settings,
+        deadline: float | None,
+        context: ssl.SSLContext | None,
+        *,
+        alone: bool = True,
     ) -> LogstashConnection:
         """Connect (and handshake) within ``connect_timeout``.
 
-        Raises ConnectionLostError for a failure worth retrying (refused, timed out, reset) and
-        DeliveryError for one that retrying cannot fix (the certificate does not verify).
+        ``alone``: no other connection of the pool is open, so a TLS handshake that the peer
+        leaves unanswered or closes cannot be a connection cap: it is a plaintext port.
+
+        Raises ConnectionLostError for a failure worth retrying (refused, timed out, reset;
+        ``refused`` set when the peer turned the connection away) and DeliveryError for one
+        that retrying cannot fix (the certificate does not verify, a plaintext port).
         """
         host = settings.host
         if not host:
@@ -176,27 +274,33 @@ class LogstashConnection:
         try:
             sock = socket.create_connection((host, settings.port), timeout=timeout)
         except OSError as error:
-            raise ConnectionLostError(f"cannot connect to {peer}: {error}") from error
+            raise ConnectionLostError(
+                f"cannot connect to {peer}: {error}",
+                refused=isinstance(error, ConnectionRefusedError),
+            ) from error
         _set_keepalive(sock)
         if context is not None:
             try:
                 sock = context.wrap_socket(sock, server_hostname=host)
-            except ssl.SSLCertVerificationError as error:
-                sock.close()
-                raise DeliveryError(
-                    f"the TLS certificate of Logstash at {peer} failed verification "
-                    f"({error.verify_message}): set {ENV.LOGSTASH_CA_FILE} to the CA that signed "
-                    "it, and use a host name the certificate names"
-                ) from error
             except ssl.SSLError as error:
                 sock.close()
-                raise DeliveryError(
-                    f"the TLS handshake with Logstash at {peer} failed ({error}): check the TLS "
-                    "settings of the tcp input (ssl_enabled, ssl_client_authentication)"
+                raise tls_failure(error, peer) or ConnectionLostError(
+                    f"TLS handshake with {peer} broke: {error}", refused=True
                 ) from error
+            except TimeoutError as error:
+                sock.close()
+                if alone:
+                    raise DeliveryError(
+                        f"{peer} accepted the connection but did not answer the TLS handshake "
+                        f"in {timeout:.1f}s, as a plaintext input does: set {ENV.LOGSTASH_TLS}"
+                        "=false (tcp:// on the command line), or enable ssl on the input"
+                    ) from error
+                raise ConnectionLostError(f"TLS handshake with {peer} timed out") from error
             except OSError as error:
                 sock.close()
-                raise ConnectionLostError(f"TLS handshake with {peer} broke: {error}") from error
+                raise ConnectionLostError(
+                    f"TLS handshake with {peer} broke: {error}", refused=True
+                ) from error
         return cls(sock, settings)
 
     def write(self, batch: Batch, deadline: float | None) -> None:
@@ -206,7 +310,6 @@ class LogstashConnection:
         discarded: it may hold half a line), DeliveryError when the deadline passes.
         """
         self.unconfirmed.append(batch)
-        self.unconfirmed_bytes += len(batch.data)
         self.carried_bytes += len(batch.data)
         view = memoryview(batch.data)
         chunk = TLS_WRITE_BYTES if isinstance(self._sock, ssl.SSLSocket) else len(view)
@@ -222,7 +325,10 @@ class LogstashConnection:
                     continue
                 watchdog.progressed()
         except OSError as error:
+            fatal = self._fatal_tls_error(error)
             self.close()
+            if fatal is not None:
+                raise fatal from error
             raise ConnectionLostError(f"writing to {self.peer} failed: {error}") from error
         except (ConnectionLostError, DeliveryError):
             self.close()
@@ -249,7 +355,10 @@ class LogstashConnection:
                     f"{self.peer} closed with {queued} of our bytes unacknowledged"
                 )
         except OSError as error:
+            fatal = self._fatal_tls_error(error)
             self.close()
+            if fatal is not None:
+                raise fatal from error
             raise ConnectionLostError(f"closing {self.peer} failed: {error}") from error
         except (ConnectionLostError, DeliveryError):
             self.close()
@@ -281,6 +390,11 @@ class LogstashConnection:
             except ssl.SSLWantReadError:
                 return True  # only TLS records without application data
             return False  # EOF, or bytes Logstash never sends
+        except ssl.SSLError as error:
+            fatal = tls_failure(error, self.peer)
+            if fatal is not None:
+                raise fatal from error
+            return False
         except OSError:
             return False
         finally:
@@ -300,15 +414,44 @@ class LogstashConnection:
     def take_unconfirmed(self) -> list[Batch]:
         """Hand over the unconfirmed batches (for resending elsewhere) and forget them."""
         batches, self.unconfirmed = self.unconfirmed, []
-        self.unconfirmed_bytes = 0
         return batches
 
     def close(self) -> None:
         """Close the socket at once; unconfirmed batches stay for the caller to take."""
         if not self.closed:
             self.closed = True
+            acked = _acked_bytes(self._sock)
+            if acked is not None and self._acked_at_open is not None:
+                self.acked_when_closed = acked - self._acked_at_open
             with contextlib.suppress(OSError):
                 self._sock.close()
+
+    def turned_away(self) -> bool:
+        """Whether the connection, closed, looks refused at a connection cap: lent once and
+        broken before the peer acknowledged more than a first flight of our bytes."""
+        acked = self.acked_when_closed
+        return self.times_lent == 1 and acked is not None and acked <= FIRST_FLIGHT_BYTES
+
+    def _fatal_tls_error(self, error: OSError) -> DeliveryError | None:
+        """The DeliveryError for a TLS alert that retrying cannot fix, found in ``error`` or
+        waiting unread (a TLS 1.3 server rejects a client certificate after the handshake, so a
+        write fails with a reset before we read its alert)."""
+        sock = self._sock
+        if not isinstance(sock, ssl.SSLSocket):
+            return None
+        if isinstance(error, ssl.SSLError):
+            fatal = tls_failure(error, self.peer)
+            if fatal is not None:
+                return fatal
+        with contextlib.suppress(OSError):
+            sock.settimeout(0.0)
+        try:
+            sock.recv(RECV_BYTES)
+        except ssl.SSLError as alert:
+            return tls_failure(alert, self.peer)
+        except OSError:
+            return None
+        return None
 
     def _peer_has_closed(self) -> bool:
         sock = self._sock

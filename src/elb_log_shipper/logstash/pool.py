@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from elb_log_shipper.config import Settings
 from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash.connection import (
     WAIT_SLICE_SECONDS,
     Batch,
+    ConnectionLostError,
     LogstashConnection,
     build_ssl_context,
 )
@@ -25,6 +27,20 @@ ROTATE_BYTES = 8 * 1024 * 1024
 # to this floor (a few JSON lines), and grows back by an eighth on every confirmation, slowly,
 # so that a peer with a byte limit costs one lost connection every several, not every other.
 MIN_ROTATE_BYTES = 16 * 1024
+# A receiver that turns connections away at a cap (syslog-ng accepts 10, load balancers and
+# Logstash have limits too) is saying "fewer connections", not "smaller batches": the pool then
+# opens no more than were working, and tries one more after this long without a refusal, so a
+# cap that was lifted is found again within a minute or so.
+REGROW_CONNECTIONS_AFTER_SECONDS = 10.0
+
+
+@dataclass(slots=True)
+class PoolCounters:
+    """What the pool did, for tests and benchmarks (read under no lock: approximate)."""
+
+    connections_opened: int = 0
+    dead_connections_replaced: int = 0
+    refusals: int = 0
 
 
 class SocketPool:
@@ -42,24 +58,68 @@ class SocketPool:
     def __init__(self, settings: Settings, *, rotate_bytes: int = ROTATE_BYTES) -> None:
         self.settings = settings.require_destination()
         self.rotate_bytes = rotate_bytes
-        # The limit in force: rotate_bytes, or less while connections break before confirmation.
-        self.confirm_within = rotate_bytes
         self._context = build_ssl_context(settings) if settings.tls else None
         self._cond = threading.Condition()
         self._idle: list[LogstashConnection] = []
         self._lent: set[LogstashConnection] = set()
         self._connecting = 0
-        self.connections_opened = 0
-        self.dead_connections_replaced = 0
+        # The limits in force, changed under the lock from every worker's thread:
+        # rotate_bytes or less while connections break before confirmation, and pool_size or
+        # fewer connections while the receiver turns connections away.
+        self._confirm_within = rotate_bytes
+        self._connection_limit = settings.pool_size
+        self._last_refusal = 0.0
+        self.counters = PoolCounters()
 
-    def lost_unconfirmed(self, carried: int) -> None:
-        """A connection broke after carrying ``carried`` unconfirmed bytes: confirm sooner."""
-        floor = min(MIN_ROTATE_BYTES, self.rotate_bytes)
-        self.confirm_within = max(floor, min(self.confirm_within, max(carried, 1)) // 2)
+    @property
+    def connections_opened(self) -> int:
+        return self.counters.connections_opened
+
+    @property
+    def dead_connections_replaced(self) -> int:
+        return self.counters.dead_connections_replaced
+
+    @property
+    def confirm_within(self) -> int:
+        """Confirm a connection before it carries more than this many bytes."""
+        with self._cond:
+            return self._confirm_within
+
+    @property
+    def connection_limit(self) -> int:
+        """How many connections may be open now (``pool_size``, or fewer after refusals)."""
+        with self._cond:
+            return self._connection_limit
+
+    def lost_unconfirmed(self, conn: LogstashConnection) -> bool:
+        """A connection broke before its confirmation: turned away at a connection cap while
+        others are open, open fewer (and return True); else the peer closes after some bytes,
+        confirm sooner."""
+        with self._cond:
+            others = sum(1 for other in self._lent if other is not conn and not other.closed)
+            if conn.turned_away() and others:
+                self._refused(others + len(self._idle))
+                return True
+            if conn.carried_bytes:
+                floor = min(MIN_ROTATE_BYTES, self.rotate_bytes)
+                within = min(self._confirm_within, conn.carried_bytes) // 2
+                self._confirm_within = max(floor, within)
+            return False
 
     def confirmed(self) -> None:
-        """A connection was confirmed: let the limit grow back towards ``rotate_bytes``."""
-        self.confirm_within = min(self.rotate_bytes, self.confirm_within + self.confirm_within // 8)
+        """A connection was confirmed: let the limits grow back."""
+        with self._cond:
+            self._confirm_within = min(
+                self.rotate_bytes, self._confirm_within + self._confirm_within // 8
+            )
+            now = time.monotonic()
+            if (
+                self._connection_limit < self.settings.pool_size
+                and now - self._last_refusal >= REGROW_CONNECTIONS_AFTER_SECONDS
+            ):
+                self._connection_limit += 1
+                self._last_refusal = now  # the next one after as long again
+                self._cond.notify_all()
 
     @property
     def open_connections(self) -> int:
@@ -67,11 +127,6 @@ class SocketPool:
         with self._cond:
             lent = sum(1 for conn in self._lent if not conn.closed)
             return len(self._idle) + lent + self._connecting
-
-    @property
-    def idle_connections(self) -> int:
-        with self._cond:
-            return len(self._idle)
 
     def acquire(
         self,
@@ -96,9 +151,22 @@ class SocketPool:
             inherited.extend(conn.take_unconfirmed())
             self.discard(conn)
             with self._cond:
-                self.dead_connections_replaced += 1
+                self.counters.dead_connections_replaced += 1
+        with self._cond:
+            others = len(self._idle) + len(self._lent) + self._connecting - 1
         try:
-            conn = LogstashConnection.open(self.settings, deadline, self._context)
+            conn = LogstashConnection.open(
+                self.settings, deadline, self._context, alone=others == 0
+            )
+        except ConnectionLostError as error:
+            with self._cond:
+                self._connecting -= 1
+                open_now = len(self._idle) + sum(1 for c in self._lent if not c.closed)
+                if error.refused and open_now:
+                    self._refused(open_now)
+                    error.capped = True
+                self._cond.notify_all()
+            raise
         except BaseException:
             with self._cond:
                 self._connecting -= 1
@@ -107,7 +175,7 @@ class SocketPool:
         with self._cond:
             self._connecting -= 1
             self._lent.add(conn)
-            self.connections_opened += 1
+            self.counters.connections_opened += 1
         conn.times_lent += 1
         return conn
 
@@ -150,6 +218,13 @@ class SocketPool:
         for conn in conns:
             conn.close()
 
+    def _refused(self, working: int) -> None:
+        """Called under the lock: the receiver turned a connection away while ``working`` were
+        open; open no more than those for a while."""
+        self.counters.refusals += 1
+        self._connection_limit = max(1, min(self._connection_limit, working))
+        self._last_refusal = time.monotonic()
+
     def _take_slot(
         self, deadline: float | None, stop: threading.Event | None
     ) -> LogstashConnection | None:
@@ -163,7 +238,7 @@ class SocketPool:
                     conn = self._idle.pop()
                     self._lent.add(conn)
                     return conn
-                if len(self._lent) + self._connecting < self.settings.pool_size:
+                if len(self._lent) + self._connecting < self._connection_limit:
                     self._connecting += 1
                     return None
                 wait = WAIT_SLICE_SECONDS

@@ -354,7 +354,8 @@ class _Worker(threading.Thread):
         try:
             self._conn = self._pool.acquire(self._sender.deadline, inherited, self._sender.stopped)
         except ConnectionLostError as error:
-            self._back_off(error)
+            if not error.capped:
+                self._back_off(error)
             return
         finally:
             # Batches a dead pooled connection still held go first, like any unconfirmed ones.
@@ -367,8 +368,8 @@ class _Worker(threading.Thread):
         conn = self._conn
         assert conn is not None
         self._conn = None
-        if conn.carried_bytes:
-            self._pool.lost_unconfirmed(conn.carried_bytes)
+        conn.close()
+        capped = self._pool.lost_unconfirmed(conn)
         batches = conn.take_unconfirmed()
         self._pool.discard(conn)
         self._sender.count(
@@ -376,7 +377,9 @@ class _Worker(threading.Thread):
             retries=len(batches),
             events_resent=sum(batch.events for batch in batches),
         )
-        self._back_off(error)
+        if not capped:
+            # Turned away at a cap, the pool now opens fewer: nothing to wait for or give up on.
+            self._back_off(error)
         return batches
 
     def _back_off(self, error: ConnectionLostError) -> None:
