@@ -366,10 +366,10 @@ def test_dead_pooled_connection_is_replaced_without_blocking(
 def test_liveness_check_does_not_wait_for_the_socket_timeout(
     healthy: JsonLinesReceiver,
 ) -> None:
-    from elb_log_shipper.logstash.connection import LogstashConnection
+    from elb_log_shipper.logstash.connection import JsonLinesConnection
 
     settings = settings_for(healthy, connect_timeout=5.0)
-    conn = LogstashConnection.open(settings, None, None)
+    conn = JsonLinesConnection.open(settings, None, None)
     try:
         started = time.monotonic()
         assert conn.is_alive()

@@ -11,7 +11,7 @@ from elb_log_shipper.config import Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
 from elb_log_shipper.logstash import LogstashSender, SocketPool, parse_destination
 from elb_log_shipper.logstash.confirmed import ConfirmedProgress
-from elb_log_shipper.logstash.connection import _wait_slice, build_ssl_context
+from elb_log_shipper.logstash.connection import build_ssl_context, wait_slice
 
 
 @pytest.mark.parametrize(
@@ -81,11 +81,11 @@ def test_send_after_finish_is_a_bug() -> None:
         sender.send(b"{}\n", 1)
 
 
-def test_wait_slice_raises_after_the_deadline() -> None:
-    assert _wait_slice(None, "x") > 0
-    assert 0 < _wait_slice(time.monotonic() + 10, "x") <= 10
+def testwait_slice_raises_after_the_deadline() -> None:
+    assert wait_slice(None, "x") > 0
+    assert 0 < wait_slice(time.monotonic() + 10, "x") <= 10
     with pytest.raises(DeliveryError, match="deadline"):
-        _wait_slice(time.monotonic() - 1, "writing")
+        wait_slice(time.monotonic() - 1, "writing")
 
 
 def test_confirmed_progress_is_the_longest_confirmed_prefix() -> None:

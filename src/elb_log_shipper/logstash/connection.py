@@ -1,8 +1,9 @@
-"""One connection to Logstash's tcp input: connect, write with a progress watchdog, confirm.
+"""One connection to Logstash: connect (TLS diagnosed), write with a progress watchdog, confirm.
 
-A connection keeps every batch written on it since it was opened (``unconfirmed``) until
-``confirm()`` has seen Logstash close its side after reading ours; see the package docstring for
-what that proves. Nothing here retries: a broken or stalled connection raises
+``Connection`` holds what both protocols share; ``JsonLinesConnection`` speaks json_lines to the
+tcp input: it keeps every batch written since it opened until ``confirm()`` has seen Logstash
+close its side after reading ours (the package docstring says what that proves). The beats
+protocol is in ``beats.py``. Nothing here retries: a broken or stalled connection raises
 ``ConnectionLostError`` and the sender decides what to resend where.
 """
 
@@ -16,12 +17,22 @@ import struct
 import termios
 import time
 from dataclasses import dataclass
+from typing import Self
 
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
 from elb_log_shipper.logstash.confirmed import Ticket
 
-__all__ = ["Batch", "ConnectionLostError", "LogstashConnection", "build_ssl_context"]
+__all__ = [
+    "Batch",
+    "Connection",
+    "ConnectionLostError",
+    "JsonLinesConnection",
+    "Watchdog",
+    "build_ssl_context",
+    "split_batch",
+    "wait_slice",
+]
 
 # NAT gateways drop idle flows after 350 s; probing from 60 s finds a vanished peer long before.
 KEEPALIVE_IDLE_SECONDS = 60
@@ -135,6 +146,28 @@ class Batch:
             self.ticket.confirm()
 
 
+def split_batch(batch: Batch, limit: int) -> list[Batch]:
+    """``batch`` cut at line boundaries into parts of at most ``limit`` bytes (a longer single
+    line makes a part of its own), sharing its ticket.
+
+    >>> [part.data for part in split_batch(Batch(b"a\\nbb\\ncc\\n", 3), 5)]
+    [b'a\\nbb\\n', b'cc\\n']
+    """
+    data = batch.data
+    parts: list[Batch] = []
+    start = 0
+    while start < len(data):
+        end = data.rfind(b"\n", start, start + limit)
+        if end < 0:
+            end = data.find(b"\n", start)
+        chunk = data[start : end + 1]
+        parts.append(Batch(chunk, chunk.count(b"\n"), batch.ticket))
+        start = end + 1
+    if batch.ticket is not None:
+        batch.ticket.split(len(parts))
+    return parts
+
+
 def build_ssl_context(settings: Settings) -> ssl.SSLContext:
     """A client TLS context: system trust store or ``ca_file``, hostname checked, optional client
     certificate (Logstash ``ssl_client_authentication``).
@@ -157,7 +190,7 @@ def build_ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-class _Watchdog:
+class Watchdog:
     """Decides when a connection is dead: nothing moved for ``stall_timeout`` seconds.
 
     Progress is any byte the kernel accepted from us, or our send queue shrinking (the peer
@@ -211,7 +244,7 @@ def _acked_bytes(sock: socket.socket) -> int | None:
     return acked
 
 
-def _wait_slice(deadline: float | None, what: str) -> float:
+def wait_slice(deadline: float | None, what: str) -> float:
     """How long the next blocking call may wait; DeliveryError once the deadline has passed."""
     if deadline is None:
         return WAIT_SLICE_SECONDS
@@ -221,8 +254,10 @@ def _wait_slice(deadline: float | None, what: str) -> float:
     return min(WAIT_SLICE_SECONDS, left)
 
 
-class LogstashConnection:
-    """A TCP or TLS connection to Logstash with the batches it carries unconfirmed.
+class Connection:
+    """A TCP or TLS connection to Logstash and the batches it carries unconfirmed: what both
+    protocols share (opening, TLS diagnosis, writing under a watchdog, closing). Subclasses
+    frame the batches and confirm them their own way.
 
     Not thread-safe: one worker owns it at a time (the pool hands it over).
     """
@@ -231,7 +266,11 @@ class LogstashConnection:
         self._sock = sock
         self._settings = settings
         self.peer = f"{settings.host}:{settings.port}"
-        self.unconfirmed: list[Batch] = []
+        # Confirmed and not yet counted by the worker (see take_confirmed).
+        self.confirmed: list[Batch] = []
+        # Whether anything was confirmed on it while it stayed open (beats): a loss after that is
+        # one dropped connection of a live peer, not a peer that is down.
+        self.made_progress = False
         # What the peer had acknowledged after the handshake, and when the socket closed: a
         # connection turned away at a connection cap breaks with no more than the first flight
         # acknowledged (the kernel acknowledges what arrives before the close).
@@ -252,7 +291,7 @@ class LogstashConnection:
         context: ssl.SSLContext | None,
         *,
         alone: bool = True,
-    ) -> LogstashConnection:
+    ) -> Self:
         """Connect (and handshake) within ``connect_timeout``.
 
         ``alone``: no other connection of the pool is open, so a TLS handshake that the peer
@@ -303,21 +342,63 @@ class LogstashConnection:
                 ) from error
         return cls(sock, settings)
 
+    # What each protocol defines.
+
     def write(self, batch: Batch, deadline: float | None) -> None:
         """Write one batch completely, or raise; the batch counts as unconfirmed either way.
+        Batches confirmed meanwhile (beats: acknowledged while waiting for room) wait in
+        ``take_confirmed()``, even when this raises.
 
         Raises ConnectionLostError when the socket breaks or stalls (the connection must then be
-        discarded: it may hold half a line), DeliveryError when the deadline passes.
+        discarded: it may hold half a frame), DeliveryError when the deadline passes or the peer
+        answers in a way no retry can fix.
         """
-        self.unconfirmed.append(batch)
-        self.carried_bytes += len(batch.data)
-        view = memoryview(batch.data)
+        raise NotImplementedError
+
+    def confirm(self, deadline: float | None) -> None:
+        """Confirm everything written so far (``take_confirmed()`` hands the batches over);
+        ``closed`` then tells whether the connection can carry more (json_lines confirms by
+        closing).
+
+        Raises ConnectionLostError when the confirmation fails (resend what is unconfirmed),
+        DeliveryError when the deadline passes.
+        """
+        raise NotImplementedError
+
+    def take_unconfirmed(self) -> list[Batch]:
+        """Hand over the unconfirmed batches (for resending elsewhere) and forget them."""
+        raise NotImplementedError
+
+    def take_confirmed(self) -> list[Batch]:
+        """Hand over the batches confirmed since the last call, in confirmation order."""
+        batches, self.confirmed = self.confirmed, []
+        return batches
+
+    def has_unconfirmed(self) -> bool:
+        """Whether batches written on it still wait for their confirmation."""
+        raise NotImplementedError
+
+    def must_confirm_before(self, batch: Batch, limit: int) -> bool:
+        """Whether to confirm before writing ``batch``, ``limit`` being the pool's
+        ``confirm_within``."""
+        raise NotImplementedError
+
+    def is_alive(self) -> bool:
+        """Whether a pooled connection can be reused, without blocking."""
+        raise NotImplementedError
+
+    # Shared machinery.
+
+    def send_all(self, data: bytes, deadline: float | None) -> None:
+        """Write ``data`` completely under the stall watchdog; on failure close and raise
+        ConnectionLostError, or DeliveryError for the deadline or a fatal TLS alert."""
+        view = memoryview(data)
         chunk = TLS_WRITE_BYTES if isinstance(self._sock, ssl.SSLSocket) else len(view)
-        watchdog = _Watchdog(self._sock, self._settings.stall_timeout)
+        watchdog = Watchdog(self._sock, self._settings.stall_timeout)
         sent = 0
         try:
             while sent < len(view):
-                self._sock.settimeout(_wait_slice(deadline, f"writing to {self.peer}"))
+                self._sock.settimeout(wait_slice(deadline, f"writing to {self.peer}"))
                 try:
                     sent += self._sock.send(view[sent : sent + chunk])
                 except TimeoutError:
@@ -325,7 +406,7 @@ class LogstashConnection:
                     continue
                 watchdog.progressed()
         except OSError as error:
-            fatal = self._fatal_tls_error(error)
+            fatal = self.fatal_tls_error(error)
             self.close()
             if fatal is not None:
                 raise fatal from error
@@ -334,8 +415,76 @@ class LogstashConnection:
             self.close()
             raise
 
-    def confirm(self, deadline: float | None) -> list[Batch]:
-        """Close gracefully and return the batches Logstash has now read; the socket is closed.
+    def interrupt(self) -> None:
+        """Wake a blocked write or read from another thread; the connection is then dead.
+
+        shutdown() rather than close(): closing would free the descriptor number for reuse while
+        the owning thread may still pass it to a system call.
+        """
+        self.interrupted = True
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Close the socket at once; unconfirmed batches stay for the caller to take."""
+        if not self.closed:
+            self.closed = True
+            acked = _acked_bytes(self._sock)
+            if acked is not None and self._acked_at_open is not None:
+                self.acked_when_closed = acked - self._acked_at_open
+            with contextlib.suppress(OSError):
+                self._sock.close()
+
+    def turned_away(self) -> bool:
+        """Whether the connection, closed, looks refused at a connection cap: lent once and
+        broken before the peer acknowledged more than a first flight of our bytes."""
+        acked = self.acked_when_closed
+        return self.times_lent == 1 and acked is not None and acked <= FIRST_FLIGHT_BYTES
+
+    def fatal_tls_error(self, error: OSError) -> DeliveryError | None:
+        """The DeliveryError for a TLS alert that retrying cannot fix, found in ``error`` or
+        waiting unread (a TLS 1.3 server rejects a client certificate after the handshake, so a
+        write fails with a reset before we read its alert)."""
+        sock = self._sock
+        if not isinstance(sock, ssl.SSLSocket):
+            return None
+        if isinstance(error, ssl.SSLError):
+            fatal = tls_failure(error, self.peer)
+            if fatal is not None:
+                return fatal
+        with contextlib.suppress(OSError):
+            sock.settimeout(0.0)
+        try:
+            sock.recv(RECV_BYTES)
+        except ssl.SSLError as alert:
+            return tls_failure(alert, self.peer)
+        except OSError:
+            return None
+        return None
+
+
+class JsonLinesConnection(Connection):
+    """json_lines for Logstash's tcp input: batches go out as they are and are confirmed by a
+    graceful close (the package docstring says what that proves)."""
+
+    def __init__(self, sock: socket.socket, settings: Settings) -> None:
+        super().__init__(sock, settings)
+        self.unconfirmed: list[Batch] = []
+
+    def write(self, batch: Batch, deadline: float | None) -> None:
+        self.unconfirmed.append(batch)
+        self.carried_bytes += len(batch.data)
+        self.send_all(batch.data, deadline)
+
+    def has_unconfirmed(self) -> bool:
+        return bool(self.unconfirmed)
+
+    def must_confirm_before(self, batch: Batch, limit: int) -> bool:
+        """Whether ``batch`` would make it carry more than ``limit`` bytes unconfirmed."""
+        return bool(self.carried_bytes) and self.carried_bytes + len(batch.data) > limit
+
+    def confirm(self, deadline: float | None) -> None:
+        """Close gracefully; the batches Logstash has now read become confirmed.
 
         Half-closes (TLS close_notify, then FIN), then reads until Logstash closes its side,
         which its tcp input does only after reading everything up to our FIN. Raises
@@ -355,7 +504,7 @@ class LogstashConnection:
                     f"{self.peer} closed with {queued} of our bytes unacknowledged"
                 )
         except OSError as error:
-            fatal = self._fatal_tls_error(error)
+            fatal = self.fatal_tls_error(error)
             self.close()
             if fatal is not None:
                 raise fatal from error
@@ -364,7 +513,7 @@ class LogstashConnection:
             self.close()
             raise
         self.close()
-        return self.take_unconfirmed()
+        self.confirmed += self.take_unconfirmed()
 
     def is_alive(self) -> bool:
         """Whether a pooled connection can be reused, without blocking.
@@ -401,57 +550,10 @@ class LogstashConnection:
             with contextlib.suppress(OSError):
                 sock.settimeout(timeout)
 
-    def interrupt(self) -> None:
-        """Wake a blocked write or read from another thread; the connection is then dead.
-
-        shutdown() rather than close(): closing would free the descriptor number for reuse while
-        the owning thread may still pass it to a system call.
-        """
-        self.interrupted = True
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
-
     def take_unconfirmed(self) -> list[Batch]:
         """Hand over the unconfirmed batches (for resending elsewhere) and forget them."""
         batches, self.unconfirmed = self.unconfirmed, []
         return batches
-
-    def close(self) -> None:
-        """Close the socket at once; unconfirmed batches stay for the caller to take."""
-        if not self.closed:
-            self.closed = True
-            acked = _acked_bytes(self._sock)
-            if acked is not None and self._acked_at_open is not None:
-                self.acked_when_closed = acked - self._acked_at_open
-            with contextlib.suppress(OSError):
-                self._sock.close()
-
-    def turned_away(self) -> bool:
-        """Whether the connection, closed, looks refused at a connection cap: lent once and
-        broken before the peer acknowledged more than a first flight of our bytes."""
-        acked = self.acked_when_closed
-        return self.times_lent == 1 and acked is not None and acked <= FIRST_FLIGHT_BYTES
-
-    def _fatal_tls_error(self, error: OSError) -> DeliveryError | None:
-        """The DeliveryError for a TLS alert that retrying cannot fix, found in ``error`` or
-        waiting unread (a TLS 1.3 server rejects a client certificate after the handshake, so a
-        write fails with a reset before we read its alert)."""
-        sock = self._sock
-        if not isinstance(sock, ssl.SSLSocket):
-            return None
-        if isinstance(error, ssl.SSLError):
-            fatal = tls_failure(error, self.peer)
-            if fatal is not None:
-                return fatal
-        with contextlib.suppress(OSError):
-            sock.settimeout(0.0)
-        try:
-            sock.recv(RECV_BYTES)
-        except ssl.SSLError as alert:
-            return tls_failure(alert, self.peer)
-        except OSError:
-            return None
-        return None
 
     def _peer_has_closed(self) -> bool:
         sock = self._sock
@@ -482,12 +584,12 @@ class LogstashConnection:
         socket.socket.shutdown(sock, socket.SHUT_WR)
 
     def _read_until_eof(self, deadline: float | None) -> None:
-        watchdog = _Watchdog(self._sock, self._settings.stall_timeout)
+        watchdog = Watchdog(self._sock, self._settings.stall_timeout)
         unread_allowance = (
             min(self.carried_bytes, PEER_BUFFER_BYTES_CAP) / SLOWEST_LIVE_READER_BYTES_PER_SECOND
         )
         while True:
-            self._sock.settimeout(_wait_slice(deadline, f"waiting for {self.peer} to read"))
+            self._sock.settimeout(wait_slice(deadline, f"waiting for {self.peer} to read"))
             try:
                 data = self._sock.recv(RECV_BYTES)
             except TimeoutError:
