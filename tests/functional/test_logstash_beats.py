@@ -17,6 +17,7 @@ from tests.functional.test_logstash_delivery import all_ids, batches, ship
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
 from tests.support.receiver import JsonLinesReceiver
+from tests.support.timbersnake_server import TimbersnakeServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -223,3 +224,29 @@ def test_loss_shrinks_the_window() -> None:
     assert_duplicates_only_from_unacknowledged(server, 300)
     assert stats.reconnects == 3
     assert pool.window <= 64
+
+
+# Against a lumberjack v2 server written by someone else (timbersnake, from PyPI).
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_timbersnake_receives_every_event_once(certs: CertBundle, transport: str) -> None:
+    context = certs.server_context() if transport == "tls" else None
+    with TimbersnakeServer(context) as server:
+        settings = Settings(
+            host="127.0.0.1",
+            port=server.port,
+            protocol=PROTOCOL_BEATS,
+            pool_size=2,
+            stall_timeout=5.0,
+            tls=transport == "tls",
+            ca_file=certs.ca_file if transport == "tls" else None,
+        )
+        pool = SocketPool(settings)
+        stats = ship(pool, batches(5_000, 250))
+        pool.close()
+    ids = server.event_ids()
+    assert len(ids) == 5_000 and set(ids) == all_ids(5_000)
+    assert stats.events_confirmed == 5_000
+    assert stats.reconnects == 0
+    assert all(event["@metadata"]["beat"] == BEAT_NAME for event in server.events)
