@@ -64,40 +64,77 @@ them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from elb_log_shipper.config import DEFAULT_LOGSTASH_PORT
+from elb_log_shipper.config import (
+    DEFAULT_LOGSTASH_PORT,
+    PROTOCOL_BEATS,
+    PROTOCOL_JSON_LINES,
+)
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.logstash.pool import ROTATE_BYTES, SocketPool
 from elb_log_shipper.logstash.sender import DeliveryStats, LogstashSender
 
-__all__ = ["ROTATE_BYTES", "DeliveryStats", "LogstashSender", "SocketPool", "parse_destination"]
+__all__ = [
+    "ROTATE_BYTES",
+    "DeliveryStats",
+    "Destination",
+    "LogstashSender",
+    "SocketPool",
+    "parse_destination",
+]
 
-_SCHEMES = {"tcp": False, "tls": True}
+# Scheme -> (TLS, protocol).
+_SCHEMES = {
+    "tcp": (False, PROTOCOL_JSON_LINES),
+    "tls": (True, PROTOCOL_JSON_LINES),
+    "beats": (False, PROTOCOL_BEATS),
+    "beats+tls": (True, PROTOCOL_BEATS),
+}
 
 
-def parse_destination(url: str) -> tuple[str, int, bool]:
-    """Split ``tcp://host:port`` or ``tls://host:port`` into (host, port, tls).
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where ``--to`` points: host, port, TLS or not, and the wire protocol."""
+
+    host: str
+    port: int
+    tls: bool
+    protocol: str
+
+    def settings(self) -> dict[str, Any]:
+        """The ``Settings`` fields this destination sets (``Settings.from_env`` overrides)."""
+        return {"host": self.host, "port": self.port, "tls": self.tls, "protocol": self.protocol}
+
+
+def parse_destination(url: str) -> Destination:
+    """Parse ``tcp://``, ``tls://`` (json_lines for the tcp input), ``beats://`` or
+    ``beats+tls://`` (the beats input) followed by ``host:port``.
 
     The port defaults to 5044; IPv6 hosts go in brackets.
 
     >>> parse_destination("tls://logstash.internal:5000")
-    ('logstash.internal', 5000, True)
-    >>> parse_destination("tcp://[::1]")
-    ('::1', 5044, False)
+    Destination(host='logstash.internal', port=5000, tls=True, protocol='json_lines')
+    >>> parse_destination("beats+tls://[::1]").settings()
+    {'host': '::1', 'port': 5044, 'tls': True, 'protocol': 'beats'}
     """
-    hint = "use tcp://host:port or tls://host:port"
+    hint = "use tcp://, tls://, beats:// or beats+tls:// followed by host:port"
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as error:
         raise ConfigurationError(f"destination {url!r} is invalid ({error}): {hint}") from None
     if parts.scheme not in _SCHEMES:
-        raise ConfigurationError(f"destination {url!r} has no tcp:// or tls:// scheme: {hint}")
+        raise ConfigurationError(f"destination {url!r} has no known scheme: {hint}")
     if not parts.hostname:
         raise ConfigurationError(f"destination {url!r} has no host: {hint}")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise ConfigurationError(f"destination {url!r} has more than a host and port: {hint}")
     if port == 0:
         raise ConfigurationError(f"destination {url!r} has port 0: {hint}")
-    return parts.hostname, DEFAULT_LOGSTASH_PORT if port is None else port, _SCHEMES[parts.scheme]
+    tls, protocol = _SCHEMES[parts.scheme]
+    return Destination(
+        parts.hostname, DEFAULT_LOGSTASH_PORT if port is None else port, tls, str(protocol)
+    )
