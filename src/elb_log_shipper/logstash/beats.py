@@ -74,6 +74,7 @@ _METADATA = (
 )
 # What replaces each event's opening '{': the brace and the metadata, then the event's fields.
 _OPEN_WITH_METADATA = b"{" + _METADATA + b","
+_BRACE = ord("{")
 
 
 def isal_level(compression: int) -> int:
@@ -101,25 +102,35 @@ def encode_window(batch: Batch, compression: int) -> bytes:
     {'@metadata': {'beat': 'elb-log-shipper', 'type': '_doc', 'version': '0.1.0'}, 'a': 1}
     """
     data = batch.data
-    if not data.startswith(b"{"):
-        raise ValueError("a beats batch must be JSON objects, one per line")
-    # b'{a}\n{b}\n' -> [b'a}', b'b}']: each event without its opening brace, one copy each.
-    bodies = data[1:-1].split(b"\n{")
-    parts: list[bytes] = [_WINDOW.pack(b"2W", len(bodies))]
+    view = memoryview(data)
+    find = data.find
     pack_json = _JSON.pack
     opening = _OPEN_WITH_METADATA
     extra = len(opening)
-    for seq, body in enumerate(bodies, 1):
-        if body == b"}":  # an empty object: no comma after the metadata
-            parts += (pack_json(b"2J", seq, extra), b"{" + _METADATA, body)
+    parts: list[bytes | memoryview] = [b""]  # the window frame, once the count is known
+    # Each event is sent as the metadata opening plus the event without its own '{': views of
+    # ``data``, so nothing is copied until the join (a split costs 4x as much per event).
+    seq = 0
+    start = 0
+    while (end := find(b"\n", start)) >= 0:
+        if data[start] != _BRACE:
+            raise ValueError("a beats batch must be JSON objects, one per line")
+        seq += 1
+        if end - start == 2:  # "{}": the metadata alone, without the comma
+            parts += (pack_json(b"2J", seq, extra), opening[:-1], b"}")
         else:
-            parts += (pack_json(b"2J", seq, extra + len(body)), opening, body)
+            parts += (
+                pack_json(b"2J", seq, extra + end - start - 1),
+                opening,
+                view[start + 1 : end],
+            )
+        start = end + 1
+    parts[0] = _WINDOW.pack(b"2W", seq)
     if compression == 0:
         return b"".join(parts)
-    window_frame = parts[0]
     payload = b"".join(parts[1:])
     compressed = isal_zlib.compress(payload, isal_level(compression))
-    return b"".join((window_frame, _COMPRESSED.pack(b"2C", len(compressed)), compressed))
+    return b"".join((parts[0], _COMPRESSED.pack(b"2C", len(compressed)), compressed))
 
 
 def split_events(batch: Batch, most: int) -> list[Batch]:
@@ -154,6 +165,9 @@ class BeatsConnection(Connection):
 
     def __init__(self, sock: socket.socket, settings: Settings) -> None:
         super().__init__(sock, settings)
+        # A window's last TLS record or segment must not wait for the peer's delayed ACK (Nagle):
+        # each window waits for its answer. Go, and so libbeat, set this on every connection.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Windows written and not yet acknowledged, oldest first: Logstash acknowledges in order.
         self._in_flight: collections.deque[Batch] = collections.deque()
         self._received = bytearray()
