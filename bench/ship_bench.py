@@ -192,16 +192,23 @@ class CountingReceiver:
                 self.max_active = max(self.max_active, self.active)
             threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
 
-    def _serve(self, sock: socket.socket) -> None:
+    def _handshake(self, sock: socket.socket) -> socket.socket | None:
+        """The connection, TLS-wrapped when the receiver has a context; None when that fails."""
+        if self._tls is None:
+            return sock
+        try:
+            return self._tls.wrap_socket(sock, server_side=True)
+        except (ssl.SSLError, OSError):
+            sock.close()
+            with self._lock:
+                self.active -= 1
+            return None
+
+    def _serve(self, raw: socket.socket) -> None:
         lines = size = 0
-        if self._tls is not None:
-            try:
-                sock = self._tls.wrap_socket(sock, server_side=True)
-            except (ssl.SSLError, OSError):
-                sock.close()
-                with self._lock:
-                    self.active -= 1
-                return
+        sock = self._handshake(raw)
+        if sock is None:
+            return
         while True:
             try:
                 data = sock.recv(RECV_BYTES)
@@ -253,15 +260,13 @@ class BeatsCountingReceiver(CountingReceiver):
             total += count
         return total - len(ids), len(ids)
 
-    def _serve(self, sock: socket.socket) -> None:
-        if self._tls is not None:
-            try:
-                sock = self._tls.wrap_socket(sock, server_side=True)
-            except (ssl.SSLError, OSError):
-                sock.close()
-                with self._lock:
-                    self.active -= 1
-                return
+    def _serve(self, raw: socket.socket) -> None:
+        # Netty (so Logstash) sets TCP_NODELAY on every connection: an ACK must not wait, under
+        # Nagle, for the client's delayed acknowledgement of the previous one.
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = self._handshake(raw)
+        if sock is None:
+            return
         buffer = bytearray()
         size = 0
         try:

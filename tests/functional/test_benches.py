@@ -48,3 +48,9 @@ def test_floor_bench_prints_the_floor_and_the_parser() -> None:
 def test_cap_bench_ships_exactly_once_to_both_receivers() -> None:
     out = run("-m", "bench.cap_bench", "--lines", "5000", "--runs", "1", "--pool", "6")
     assert re.search(r"^\| capped \| [\d.]+ \| [\d,]+ \| \d+ \| \d+ \|$", out, re.M), out
+
+
+def test_beats_codec_bench_checks_every_codec_inflates() -> None:
+    out = run("-m", "bench.beats_codec_bench", "--events", "300", "--repeat", "1")
+    assert re.search(r"^\| isal 1 \| [\d,]+ \| \d+\.\d \| \d+\.\d\d \|$", out, re.M), out
+    assert re.search(r"^\| compression 3 \| \d+\.\d\d \|$", out, re.M), out

@@ -103,6 +103,8 @@ class BeatsServer(JsonLinesReceiver):
     # Protocol.
 
     def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        # As Netty, so Logstash, does: ACKs go out at once, not after the client's delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         reader = _Reader(sock)
         with contextlib.suppress(_ClosedError):
             while True:

@@ -1,11 +1,15 @@
-"""The Logstash sink: JSON lines over TCP or TLS to Logstash's ``tcp`` input, at least once.
+"""The Logstash sink, at least once, over TCP or TLS, in one of two protocols
+(``Settings.protocol``): json_lines to Logstash's ``tcp`` input (this docstring) or Beats to its
+``beats`` input (``beats.py``: windows, compressed, acknowledged). Both share the pool
+(``pool.py``), the sender threads, deadlines, resending and the confirmed-offset ledger
+(``sender.py``, ``confirmed.py``); only framing and confirmation differ (``connection.py``).
 
-Wire format: one JSON object per ``\\n``-terminated UTF-8 line (``codec => json_lines``), many
-lines per write. A connection on which a write failed part-way is closed, never reused, so half a
-line is never followed by another event.
+Wire format (json_lines): one JSON object per ``\\n``-terminated UTF-8 line
+(``codec => json_lines``), many lines per write. A connection on which a write failed part-way is
+closed, never reused, so half a line is never followed by another event.
 
-What "delivered" means
-----------------------
+What "delivered" means (json_lines)
+-----------------------------------
 Logstash's tcp input sends nothing back, so the only acknowledgement TCP offers is the close.
 An event counts as delivered (``events_confirmed``) when the connection that carried it was
 closed gracefully: we half-close (TLS ``close_notify``, then FIN), read until Logstash closes its

@@ -39,7 +39,6 @@ from elb_log_shipper.logstash.connection import (
     Connection,
     ConnectionLostError,
     Watchdog,
-    tls_failure,
     wait_slice,
 )
 
@@ -186,8 +185,9 @@ class BeatsConnection(Connection):
             raise
         self._in_flight.append(batch)
         self.carried_bytes += len(frames)
+        # ACKs are read when the next window waits for room, or at confirm(): reading them here
+        # too would cost a system call (and a GIL hand-over) per window for nothing.
         self.send_all(frames, deadline)
-        self._poll_acks()
 
     def confirm(self, deadline: float | None) -> None:
         """Wait for the final ACK of every window written; the connection stays open."""
@@ -216,35 +216,14 @@ class BeatsConnection(Connection):
             data = sock.recv(RECV_BYTES)
         except (BlockingIOError, ssl.SSLWantReadError):
             return True
-        except ssl.SSLError as error:
-            fatal = tls_failure(error, self.peer)
-            if fatal is not None:
-                raise fatal from error
-            return False
-        except OSError:
-            return False
+        except OSError as error:
+            return self.dead_unless_fatal(error)
         if not data:
             return False  # Logstash closed it (client_inactivity_timeout) or went away
         self._received += data
         return True
 
     # Internals.
-
-    def _poll_acks(self) -> None:
-        """Apply the ACKs already received, without waiting."""
-        self._sock.settimeout(0.0)
-        try:
-            while data := self._sock.recv(RECV_BYTES):
-                self._received += data
-        except (BlockingIOError, ssl.SSLWantReadError):
-            self._take_acks()
-            return
-        except OSError as error:
-            self._take_acks()  # ACKs that came before the reset still count
-            self._lost(error, "reading ACKs from")
-        self._take_acks()
-        self.close()
-        raise ConnectionLostError(f"{self.peer} closed the connection before acknowledging")
 
     def _await_acks(self, deadline: float | None, until: int) -> None:
         """Read ACKs until at most ``until`` windows are unacknowledged. Any ACK, partial or

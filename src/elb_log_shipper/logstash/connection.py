@@ -441,6 +441,15 @@ class Connection:
         acked = self.acked_when_closed
         return self.times_lent == 1 and acked is not None and acked <= FIRST_FLIGHT_BYTES
 
+    def dead_unless_fatal(self, error: OSError) -> bool:
+        """For ``is_alive``: False (the connection is dead), or the DeliveryError of a TLS alert
+        in ``error`` that no new connection would avoid (a rejected client certificate)."""
+        if isinstance(error, ssl.SSLError):
+            fatal = tls_failure(error, self.peer)
+            if fatal is not None:
+                raise fatal from error
+        return False
+
     def fatal_tls_error(self, error: OSError) -> DeliveryError | None:
         """The DeliveryError for a TLS alert that retrying cannot fix, found in ``error`` or
         waiting unread (a TLS 1.3 server rejects a client certificate after the handshake, so a
@@ -539,13 +548,8 @@ class JsonLinesConnection(Connection):
             except ssl.SSLWantReadError:
                 return True  # only TLS records without application data
             return False  # EOF, or bytes Logstash never sends
-        except ssl.SSLError as error:
-            fatal = tls_failure(error, self.peer)
-            if fatal is not None:
-                raise fatal from error
-            return False
-        except OSError:
-            return False
+        except OSError as error:
+            return self.dead_unless_fatal(error)
         finally:
             with contextlib.suppress(OSError):
                 sock.settimeout(timeout)
