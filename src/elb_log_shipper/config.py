@@ -307,8 +307,8 @@ class Settings:
         """Return self, or raise ConfigurationError when no Logstash host is set."""
         if not self.host:
             raise ConfigurationError(
-                f"{ENV.LOGSTASH_HOST} is not set: set it to the host of Logstash's tcp or beats "
-                "input"
+                f"{ENV.LOGSTASH_HOST} is not set: set it to the host of Logstash's tcp input"
+                " (or beats input)"
             )
         return self
 

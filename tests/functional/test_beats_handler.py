@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from elb_log_shipper.config import ENV, PROTOCOL_BEATS
-from tests.functional.test_reliability import put_lines, s3_event
+from tests.functional.test_reliability import (
+    HOP_MARGIN_SECONDS,
+    HOP_WORK_SECONDS,
+    put_lines,
+    s3_event,
+)
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.lambda_harness import (
     STALL_TIMEOUT,
@@ -22,9 +27,6 @@ from tests.support.lambda_harness import (
 from tests.support.s3server import MotoServer
 
 pytestmark = pytest.mark.timeout(90)
-
-HOP_MARGIN_SECONDS = 2.0
-HOP_WORK_SECONDS = 0.1
 
 
 @pytest.fixture
