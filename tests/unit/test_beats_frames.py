@@ -65,7 +65,7 @@ def test_a_batch_that_is_not_json_objects_is_refused() -> None:
 
 
 def test_isal_levels_cover_zlib_levels() -> None:
-    assert [isal_level(level) for level in range(1, 10)] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert [isal_level(level) for level in range(1, 10)] == [1, 1, 2, 2, 2, 2, 3, 3, 3]
 
 
 def test_cut_windows_share_the_ticket_and_count_once() -> None:

@@ -74,18 +74,22 @@ _METADATA = (
 # What replaces each event's opening '{': the brace and the metadata, then the event's fields.
 _OPEN_WITH_METADATA = b"{" + _METADATA + b","
 _BRACE = ord("{")
+# zlib level (index) -> ISA-L level; see isal_level.
+_ISAL_LEVELS = (0, 1, 1, 2, 2, 2, 2, 3, 3, 3)
 
 
 def isal_level(compression: int) -> int:
     """The ISA-L level for a zlib-style ``compression`` level 1-9.
 
-    ISA-L has levels 0-3 and is 5x faster than zlib at a ratio as good: on ALB events, ISA-L 1
-    compresses 8.8:1 at ~1.5 GB/s where zlib 3 gives 8.8:1 at ~280 MB/s (bench/README.md).
+    ISA-L has levels 0-3 and is 5x faster than zlib at the same ratio: on the shipper's ALB
+    events in 100-event windows, ISA-L 2 compresses 9.2:1 at ~1.5 GB/s where zlib 3 gives 9.2:1
+    at ~300 MB/s (``bench/beats_codec_bench.py``, figures in bench/README.md). So the default 3
+    maps to ISA-L 2; 1-2 to ISA-L 1 (9.1:1), 7-9 to ISA-L 3 (9.3:1, 3x slower).
 
-    >>> [isal_level(level) for level in (1, 3, 5, 9)]
-    [1, 1, 2, 3]
+    >>> [isal_level(level) for level in (1, 3, 6, 9)]
+    [1, 2, 2, 3]
     """
-    return min(3, (compression + 2) // 3)
+    return _ISAL_LEVELS[compression]
 
 
 def encode_window(batch: Batch, compression: int) -> bytes:
