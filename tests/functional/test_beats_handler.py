@@ -12,6 +12,7 @@ from elb_log_shipper.config import ENV, PROTOCOL_BEATS
 from tests.functional.test_reliability import (
     HOP_MARGIN_SECONDS,
     HOP_WORK_SECONDS,
+    open_descriptors,
     put_lines,
     s3_event,
 )
@@ -113,3 +114,25 @@ def test_dropped_windows_are_resent_through_the_handler(
         if counts[(event["aws"]["s3"]["object"]["key"], event["log"]["offset"])] > 1
     }
     assert duplicated <= unacknowledged
+
+
+def test_warm_container_keeps_its_connections_and_leaks_nothing(
+    moto: MotoServer, beats_container: Any
+) -> None:
+    """Warm invocations reuse the pool's beats connections: no reconnect, no descriptor leak,
+    every line once."""
+    bucket, key, lines = put_lines(moto, 50, "beatswarm")
+    with BeatsServer() as server:
+        container = beats_container(server)
+        container.invoke(s3_event(bucket, key))
+        before = open_descriptors()
+        for _ in range(100):
+            result = container.invoke(s3_event(bucket, key))
+            assert result["objects"][0]["outcome"] == "shipped", result
+        after = open_descriptors()
+        counts = received(server)
+        connections = server.connection_count
+    assert after <= before
+    assert connections <= 2
+    assert set(counts) == expected(key, lines)
+    assert set(counts.values()) == {101}  # the same object, shipped 101 times

@@ -332,12 +332,14 @@ def test_warm_container_leaks_nothing_and_stays_within_the_pool(
         event = sqs_event(*(make_continuation(ObjectRef(bucket, key)) for key in keys))
         for _ in range(5):  # clients, pools and caches settle
             container.invoke(event)
+        # The receiver's sockets are in this process too: count once it has closed its side.
+        server.wait_idle()
         before = open_descriptors()
         for i in range(invocations):
             result = container.invoke(event if i % 2 else s3_event(bucket, keys[0]))
             assert all(o["outcome"] == "shipped" for o in result["objects"])
-        after = open_descriptors()
         server.wait_idle()
+        after = open_descriptors()
         max_active = server.max_active
     assert after <= before, f"{after - before} descriptors leaked in {invocations} invocations"
     assert max_active <= 2
