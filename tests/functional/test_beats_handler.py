@@ -3,7 +3,7 @@ warm containers keeping their connections, against the project's beats server on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
 from typing import Any
 
 import pytest
@@ -17,28 +17,16 @@ from tests.functional.test_reliability import (
     s3_event,
 )
 from tests.support.beats_server import BeatsServer, Faults
-from tests.support.lambda_harness import (
-    STALL_TIMEOUT,
-    Container,
-    expected,
-    received,
-    start_container,
-    stop_container,
-)
+from tests.support.lambda_harness import STALL_TIMEOUT, Container, expected, received
 from tests.support.s3server import MotoServer
 
 pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
-def beats_container(monkeypatch: pytest.MonkeyPatch, moto: MotoServer) -> Iterator[Any]:
-    def start(server: BeatsServer, **settings: str) -> Container:
-        return start_container(
-            monkeypatch, moto, server.port, **{ENV.LOGSTASH_PROTOCOL: PROTOCOL_BEATS, **settings}
-        )
-
-    yield start
-    stop_container()
+def beats_container(container_for: Any) -> Any:
+    """``container_for`` with LOGSTASH_PROTOCOL=beats."""
+    return functools.partial(container_for, **{ENV.LOGSTASH_PROTOCOL: PROTOCOL_BEATS})
 
 
 def continue_until_shipped(container: Container, result: dict[str, Any], budget: float) -> int:

@@ -8,7 +8,6 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -28,32 +27,18 @@ from tests.support.faults import (
     SlowReadingServer,
 )
 from tests.support.lambda_harness import (
-    Container,
     alb_key,
     alb_lines,
     expected,
     joined,
     metric,
     received,
-    start_container,
-    stop_container,
     store,
 )
-from tests.support.receiver import JsonLinesReceiver, receiver
+from tests.support.receiver import receiver
 from tests.support.s3server import MotoServer
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def container_for(monkeypatch: pytest.MonkeyPatch, moto: MotoServer) -> Iterator[Any]:
-    """Start a container against a given server (and settings); close it afterwards."""
-
-    def start(server: JsonLinesReceiver, **settings: str) -> Container:
-        return start_container(monkeypatch, moto, server.port, **settings)
-
-    yield start
-    stop_container()
 
 
 def s3_event(bucket: str, *keys: str) -> dict[str, Any]:
