@@ -51,10 +51,10 @@ SLOWEST_LIVE_READER_BYTES_PER_SECOND = 64 * 1024
 # the two u64 pacing rates; Linux 4.1 and later fill it.
 _TCPI_BYTES_ACKED_OFFSET = 120
 _TCP_INFO_BYTES = 256
-# What a peer's kernel acknowledges before its application can close a connection it refuses:
-# one initial receive window (64 KiB); a peer that closes after reading more is limiting bytes,
-# not connections.
-FIRST_FLIGHT_BYTES = 64 * 1024
+# What a peer's kernel may acknowledge before its application closes a connection it refuses: up
+# to its receive buffer, 128 KiB by default on Linux (tcp_rmem), twice that for other kernels and
+# slow acceptors. A peer that closes after reading more is limiting bytes, not connections.
+FIRST_FLIGHT_BYTES = 256 * 1024
 # Linux's largest default receive buffer (tcp_rmem max) is 6 MiB: a peer cannot hold more unread.
 PEER_BUFFER_BYTES_CAP = 8 * 1024 * 1024
 
