@@ -27,9 +27,9 @@ __all__ = [
     "ENV",
     "MIN_DEADLINE_MARGIN",
     "PROTOCOLS",
-    "Protocol",
     "PROTOCOL_BEATS",
     "PROTOCOL_JSON_LINES",
+    "Protocol",
     "Settings",
 ]
 
@@ -64,7 +64,6 @@ class ENV:
     DROP_PATH_PREFIXES = "DROP_PATH_PREFIXES"
     DROP_PATH_SUFFIXES = "DROP_PATH_SUFFIXES"
     DEPLOYMENT_ENVIRONMENT = "DEPLOYMENT_ENVIRONMENT"
-
 
 
 class Protocol(StrEnum):
