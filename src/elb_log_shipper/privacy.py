@@ -92,11 +92,12 @@ _PARAMETER_VALUE = re.compile(r"=[^&#]+")
 _REDACTED_VALUE = f"={REDACTED}"
 _BARE_PARAMETER = re.compile(r"(?<=[?&#])[^=&#]+(?=[&#]|$)")
 # The head of an ALB line up to its request (the first quoted field), with an IPv4 client split
-# into the part that truncation keeps and its port.
+# into the part that truncation keeps and its port. Fields are split at any whitespace, as the
+# parser splits them (a no-break space too), so the client is the one the parser reads.
 _ALB_HEAD = re.compile(
-    r"(?:https?|h2|grpcs|wss?) [^ \"]+ [^ \"]+ "
-    rf"(?P<client>(?P<network>{_OCTET}\.{_OCTET}\.{_OCTET}\.){_OCTET}(?P<port>:\d+)|[^ \"]+)"
-    r' [^"]*"(?P<request>[^"\\]*)"'
+    r"(?:https?|h2|grpcs|wss?)\s+[^\s\"]+\s+[^\s\"]+\s+"
+    rf"(?P<client>(?P<network>{_OCTET}\.{_OCTET}\.{_OCTET}\.){_OCTET}(?P<port>:\d+)|[^\s\"]+)"
+    r'\s[^"]*"(?P<request>[^"\\]*)"'
 )
 # One field, by the tokenizer's rules: a quoted value (backslash escapes; a closing quote ends it;
 # `"a","b"` lists are one field), a quote that never closes (the rest of the line), or an

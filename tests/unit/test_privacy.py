@@ -434,3 +434,25 @@ def test_an_unusual_layout_fails_closed() -> None:
         event = build(line, rules)
         assert not leaks(event, ("s3cr3tR", "s3cr3tTok", "jo%40example.com"))
     assert any("s3cr3tR" in text for text in texts(build(line, None)))
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(lambda line: line.replace(" ", "\t", 1), id="tab after the type"),
+        pytest.param(lambda line: line.replace(" ", "  ", 2), id="double space"),
+        pytest.param(lambda line: line.replace("my-alb", "mý-alb"), id="non-ASCII name"),
+        pytest.param(lambda line: line.replace("Z app/", "Z\xa0app/"), id="no-break space"),
+        pytest.param(lambda line: line.replace("203.0.113.77", "٢03.0.113.77"), id="Arabic digit"),
+    ],
+)
+def test_truncation_finds_the_client_the_parser_reads(head: Any) -> None:
+    """Whatever whitespace or characters the head holds, the address that the parser takes as
+    the client (the fourth field split at any whitespace) is the one truncated, on the short
+    path of the common line and on the general one alike."""
+    rules = PrivacyRules(redact_query=QueryRedaction.VALUES, client_ip=ClientAddress.TRUNCATE)
+    line = head(alb())
+    event = build(line, rules)
+    assert not leaks(event, ("203.0.113.77", "s3cr3tTok"))
+    source = event_field(event, "source.ip")
+    assert source in (None, "203.0.113.0", "٢03.0.113.0") or REDACTED in str(source)
