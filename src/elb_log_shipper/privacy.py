@@ -79,11 +79,12 @@ _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _IPV4_PORT = re.compile(rf"({_OCTET}\.{_OCTET}\.{_OCTET}\.){_OCTET}(:\d+)")
 # The head of an ALB line (before its first quote) whose client, the fourth field as str.split()
 # reads it, is IPv4: up to the part that truncation keeps; then, after the last byte, the port.
-# Printable ASCII fields and ASCII digits: character ranges are the cheapest tests for the
-# regex engine (`\S` and `\d` are Unicode categories), and anything else takes the longer path.
+# Printable ASCII fields (possessive: a field ends at its space) and ASCII digits: character
+# ranges are the cheapest tests for the regex engine (`\S` and `\d` are Unicode categories);
+# anything else takes the longer path.
 _ASCII_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _ALB_IPV4_CLIENT = re.compile(
-    rf"([!-~]+ [!-~]+ [!-~]+ {_ASCII_OCTET}\.{_ASCII_OCTET}\.{_ASCII_OCTET}\.)"
+    rf"([!-~]++ [!-~]++ [!-~]++ {_ASCII_OCTET}\.{_ASCII_OCTET}\.{_ASCII_OCTET}\.)"
     rf"{_ASCII_OCTET}(:[0-9]+ )"
 )
 # In a query or fragment (`?...#...`): what follows a parameter's first `=`, and a parameter
