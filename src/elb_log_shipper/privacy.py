@@ -351,6 +351,9 @@ class LinePrivacy:
             anonymised = head
             client = tokens[3]
             if self._anonymises and client != "-":
+                if head.split(None, 4)[:4] != tokens[:4]:
+                    # Other whitespace (a tab) in a field: the parser's client is elsewhere.
+                    return True
                 network = _IPV4_PORT.fullmatch(client)
                 if self._truncates and network is not None:
                     tokens[3] = f"{network[1]}0{network[2]}"

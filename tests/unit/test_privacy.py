@@ -441,6 +441,10 @@ def test_an_unusual_layout_fails_closed() -> None:
     [
         pytest.param(lambda line: line.replace(" ", "\t", 1), id="tab after the type"),
         pytest.param(lambda line: line.replace(" ", "  ", 2), id="double space"),
+        pytest.param(
+            lambda line: line.replace(" ", "\t", 1).replace("0.000 0.002", "0.000  0.002"),
+            id="tab and double space: 12 spaces, the fourth space-separated field the target",
+        ),
         pytest.param(lambda line: line.replace("my-alb", "mý-alb"), id="non-ASCII name"),
         pytest.param(lambda line: line.replace("Z app/", "Z\xa0app/"), id="no-break space"),
         pytest.param(lambda line: line.replace("203.0.113.77", "٢03.0.113.77"), id="Arabic digit"),
@@ -450,9 +454,11 @@ def test_truncation_finds_the_client_the_parser_reads(head: Any) -> None:
     """Whatever whitespace or characters the head holds, the address that the parser takes as
     the client (the fourth field split at any whitespace) is the one truncated, on the short
     path of the common line and on the general one alike."""
-    rules = PrivacyRules(redact_query=QueryRedaction.VALUES, client_ip=ClientAddress.TRUNCATE)
     line = head(alb())
-    event = build(line, rules)
+    truncating = PrivacyRules(redact_query=QueryRedaction.VALUES, client_ip=ClientAddress.TRUNCATE)
+    event = build(line, truncating)
     assert not leaks(event, ("203.0.113.77", "s3cr3tTok"))
     source = event_field(event, "source.ip")
     assert source in (None, "203.0.113.0", "٢03.0.113.0") or REDACTED in str(source)
+    for rules in (ALL_RULES["ip hash"], ALL_RULES["ip truncate"]):
+        assert not leaks(build(line, rules), ("203.0.113.77",))
