@@ -440,7 +440,7 @@ def profile(s3: S3Client, corpus: Corpus, receiver: CountingReceiver) -> str:
     seconds["send"] = clock() - t0
 
     class NullSink:
-        def send(self, batch: bytes, events: int) -> None:
+        def send(self, batch: bytes, events: int, end_offset: int) -> None:
             pass
 
     def timed_ship(pool_size: int | None, *, gc_on: bool = True) -> float:

@@ -90,17 +90,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_resume_one_prefix_with_start_after_the_last_key_done() -> None:
-    argv = ["ship", "s3://b/p/", "--to", "-", "--since", "2024-03-01", "-q", "--start-after", "p/0"]
+    options = ["--to", "-", "--since", "2024-03-01", "--quiet"]
+    argv = ["ship", "s3://b/p/", *options, "--start-after", "p/0"]
     objects = [planned(0, "p/1"), planned(0, "p/2"), planned(0, "p/3")]
-    assert resume_commands(argv, parse(argv), objects, 2) == [
-        ["ship", "s3://b/p/", "--to", "-", "--since", "2024-03-01", "-q", "--start-after", "p/2"]
+    assert resume_commands(parse(argv), objects, 2) == [
+        ["ship", "s3://b/p/", *options, "--start-after", "p/2"]
     ]
 
 
 def test_resume_before_anything_of_the_prefix_keeps_the_given_start_after() -> None:
     argv = ["ship", "--start-after=p/0", "s3://b/p/", "--to", "tcp://h:1"]
     objects = [planned(0, "p/1")]
-    assert resume_commands(argv, parse(argv), objects, 0) == [
+    assert resume_commands(parse(argv), objects, 0) == [
         ["ship", "s3://b/p/", "--to", "tcp://h:1", "--start-after", "p/0"]
     ]
 
@@ -113,14 +114,12 @@ def test_resume_drops_finished_sources_and_splits_a_prefix_from_the_rest() -> No
         planned(1, "p/2"),
         PlannedObject(ObjectRef.local("./dir/x.log"), 2, listed=True),
     ]
-    assert resume_commands(argv, parse(argv), objects, 2) == [
+    assert resume_commands(parse(argv), objects, 2) == [
         ["ship", "s3://b/p/", "--to", "-", "--start-after", "p/1"],
         ["ship", "./dir", "--to", "-"],
     ]
     # A source whose first object was not done is named again whole.
-    assert resume_commands(argv, parse(argv), objects, 1) == [
-        ["ship", "s3://b/p/", "./dir", "--to", "-"]
-    ]
+    assert resume_commands(parse(argv), objects, 1) == [["ship", "s3://b/p/", "./dir", "--to", "-"]]
 
 
 # The fan-out.
