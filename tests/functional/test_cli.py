@@ -69,6 +69,25 @@ def test_file_to_stdout_one_event_per_line_in_order(
     assert offsets == sorted(offsets)
 
 
+def test_lines_with_20_digit_integers_give_one_event_each_and_exit_0(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Issue 12 item 7: an integer past 2^64 in a status, a byte count or the URL's port.
+    huge = "123456789012345678901"
+    good = ALB_LINES[0]
+    head, quote, rest = good.partition('"')
+    fields = head.split(" ")
+    fields[8] = huge
+    poison = [" ".join(fields) + quote + rest, good.replace(":443/", f":{huge}/", 1)]
+    lines = [good, *poison, *ALB_LINES[1:]]
+    path = tmp_path / "poison.log"
+    path.write_text("".join(line + "\n" for line in lines))
+    run = run_cli(capsys, "ship", str(path), "--to", "-")
+    assert run.status == cli.EXIT_OK, run.err
+    assert [e["event"]["original"] for e in events(run.out)] == lines
+    assert "Traceback" not in run.err
+
+
 def test_directory_ships_every_file_in_name_order(
     capsys: pytest.CaptureFixture[str], logs: Path
 ) -> None:

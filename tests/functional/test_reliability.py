@@ -26,6 +26,7 @@ from tests.support.faults import (
     RefusingServer,
     ResettingServer,
     SlowReadingServer,
+    StopsReadingServer,
 )
 from tests.support.lambda_harness import (
     Container,
@@ -139,6 +140,39 @@ def test_never_reading_server_fails_cleanly_before_the_deadline(
     output = capsys.readouterr().out
     assert metric(output, "DeliveryFailures") == 1
     assert metric(output, "ObjectsFailed") == 1
+
+
+def test_logstash_that_stops_reading_mid_object_hands_off_the_confirmed_progress(
+    moto: MotoServer, container_for: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 12 item 9: the continuation starts from the confirmed offset, not from byte 0.
+    # 20k lines are about 30 MB of events: the first connections are confirmed (rotated at
+    # ROTATE_BYTES) before the server stops reading in the middle of the object.
+    bucket, key, lines = put_lines(moto, 20_000, "stopsreading")
+    with StopsReadingServer(healthy=2) as stalled:
+        container = container_for(stalled)
+        result = container.invoke(sqs_event(make_continuation(ObjectRef(bucket, key))), 60)
+        stalled.wait_idle()
+        first = received(stalled)
+    (report,) = result["objects"]
+    assert report["outcome"] == "handed_off", report
+    assert "not confirmed" in report["error"] or "delivery to Logstash failed" in report["error"]
+    assert result["batchItemFailures"] == []
+    assert metric(capsys.readouterr().out, "DeliveryFailures") == 1
+    (body,) = [json.loads(m["Body"]) for m in container.continuations()]
+    resume = body["offset"]
+    assert resume == report["next_offset"]
+    assert resume > 0
+    # Every line before the resume offset was read by the server that stopped reading.
+    assert expected(key, lines) - expected(key, lines, start=resume) <= set(first)
+    with receiver() as server:
+        container = container_for(server)
+        result = container.invoke(sqs_event(body))
+        assert [o["outcome"] for o in result["objects"]] == ["shipped"]
+        server.wait_idle()
+        rest = received(server)
+    assert set(rest) == expected(key, lines, start=resume)
+    assert set(first) | set(rest) == expected(key, lines)
 
 
 def test_server_closing_every_n_bytes_delivers_every_line(
