@@ -70,7 +70,7 @@ from elb_log_shipper.report import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["build_parser", "main", "resume_commands"]
+__all__ = ["build_parser", "main", "resume_commands", "ship_options", "ship_parser"]
 
 PROG = "elb-log-shipper"
 EXIT_OK = 0
@@ -223,6 +223,11 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
             flag, metavar="LIST", help=f"{name}: drop the lines that match, e.g. {example}"
         )
     return ship
+
+
+def ship_parser() -> argparse.ArgumentParser:
+    """The parser of the ``ship`` command alone (what the resume command is rebuilt from)."""
+    return _add_ship_parser(argparse.ArgumentParser(prog=PROG).add_subparsers())
 
 
 def _date_argument(text: str) -> Any:
@@ -617,10 +622,9 @@ def ship_options(args: argparse.Namespace) -> list[str]:
     >>> ship_options(build_parser().parse_args(["ship", "x", "--to", "-", "-q", "--jobs", "2"]))
     ['--to', '-', '--jobs', '2', '--quiet']
     """
-    ship = _add_ship_parser(argparse.ArgumentParser().add_subparsers())
     options: list[str] = []
     # argparse has no public list of a parser's actions; _actions is the one it keeps.
-    for action in ship._actions:
+    for action in ship_parser()._actions:
         if action.dest in _NOT_REPEATED or not action.option_strings:
             continue
         value = getattr(args, action.dest)

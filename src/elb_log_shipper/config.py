@@ -90,7 +90,7 @@ DEFAULT_MAX_HOPS = 100
 _Choice = TypeVar("_Choice", bound=StrEnum)
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,10 +313,10 @@ def _choice(env: Mapping[str, str], name: str, choices: type[_Choice], default: 
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
+    raw = env.get(name, "")
     value = raw.strip().lower()
+    if not value:  # unset or blank means the default, as for every other setting
+        return default
     if value in _TRUE:
         return True
     if value in _FALSE:

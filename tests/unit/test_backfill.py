@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from elb_log_shipper.backfill import DateRange, PlannedObject, fan_out, parse_s3_uri
-from elb_log_shipper.cli import build_parser, resume_commands
+from elb_log_shipper.cli import build_parser, resume_commands, ship_parser
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.progress import Snapshot, render
 from elb_log_shipper.refs import ObjectRef
@@ -228,3 +228,41 @@ def test_fan_out_raises_a_task_error_on_the_calling_thread() -> None:
 )
 def test_render(snap: Snapshot, expected: str) -> None:
     assert render(snap) == expected
+
+
+# Every option of `ship` gives a value here that is not its default; an option added to the
+# parser without a row fails the test, so the resume command cannot drop it silently.
+RESUME_SAMPLES = {
+    "to": "tcp://h:1",
+    "via_lambda": "fn",  # excludes --to: each gets a command of its own
+    "since": "2024-03-01",
+    "until": "2024-03-07",
+    "dry_run": True,
+    "jobs": "3",
+    "quiet": True,
+    "progress_every": "2.5",
+    "ca_file": "ca.pem",
+    "client_cert": "c.pem",
+    "client_key": "k.pem",
+    "pool_size": "7",
+    "no_original": True,
+}
+
+
+def test_resume_options_round_trip_through_the_parser() -> None:
+    actions = [a for a in ship_parser()._actions if a.option_strings and a.dest != "help"]
+    assert {a.dest for a in actions} - {"start_after"} == set(RESUME_SAMPLES)
+    for left_out in ("via_lambda", "to"):
+        argv = ["ship", "s3://b/p/"]
+        for action in actions:
+            if action.dest in (left_out, "start_after"):
+                continue
+            flag = next(s for s in action.option_strings if s.startswith("--"))
+            value = RESUME_SAMPLES[action.dest]
+            argv += [flag] if value is True else [flag, str(value)]
+        argv += ["--start-after", "p/0"]
+        args = parse(argv)
+        (resumed,) = resume_commands(args, [planned(0, "p/1")], 0)
+        assert vars(parse(resumed)) == vars(args)
+        # Every option the user gave, and only those, carries over.
+        assert sorted(resumed) == sorted(argv)
