@@ -317,6 +317,36 @@ def test_hop_budget_spent_goes_straight_to_the_dead_letter_queue_and_replays(
     assert set(counts) == expected(key, lines) - {(key, 0)}
 
 
+def test_a_hand_off_that_cannot_be_sent_fails_so_that_nothing_is_dropped(
+    moto: MotoServer, container_for: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket, key, lines = put_lines(moto, 10, "handoffgone")
+    missing = f"{moto.endpoint_url}/123456789012/no-such-queue"
+    with receiver() as server:
+        container = container_for(
+            server,
+            **{ENV.CONTINUATION_QUEUE_URL: missing, ENV.DEADLINE_MARGIN_SECONDS: "30"},
+        )
+        # Inside the margin: the object is handed off unstarted, and the message cannot go.
+        result = container.invoke(sqs_event(make_continuation(ObjectRef(bucket, key))), budget=29)
+        (report,) = result["objects"]
+        assert report["outcome"] == "failed"
+        assert f"could not be sent to {missing}" in report["error"]
+        # SQS keeps the message and delivers it again: the object is not lost.
+        assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
+        output = capsys.readouterr().out
+        assert metric(output, "Handoffs") == 0
+        assert metric(output, "ObjectsFailed") == 1
+        # An S3 notification raises instead, so that Lambda retries the whole event.
+        with pytest.raises(ShipperError, match="could not be sent"):
+            container.invoke(s3_event(bucket, key), budget=29)
+        # With time enough the retry needs no hand-off, and ships every line.
+        result = container.invoke(s3_event(bucket, key))
+        assert [o["outcome"] for o in result["objects"]] == ["shipped"]
+        server.wait_idle()
+        assert set(received(server)) == expected(key, lines)
+
+
 def test_a_dead_letter_that_cannot_be_sent_fails_the_message(
     moto: MotoServer, container_for: Any
 ) -> None:
