@@ -41,3 +41,10 @@ def test_floor_bench_prints_the_floor_and_the_parser() -> None:
     out = run("-m", "bench.floor_bench", "--lines", "2000", "--repeat", "1")
     assert re.search(r"^\| \*\*floor\*\*: .* \| \*\*\d+\.\d\d\*\* \| [\d,]+ \|$", out, re.M), out
     assert re.search(r"^\| full - floor: parsing in place \| -?\d+\.\d\d \| \|$", out, re.M), out
+
+
+def test_cli_bench_compares_the_command_with_the_pipeline(tmp_path: Path) -> None:
+    out = run("-m", "bench.cli_bench", "--lines", "2000", "--runs", "1", "--cache", str(tmp_path))
+    assert re.search(r"^\| pipeline \(ship_object\) \| \d+\.\d\d \| [\d,]+ \|$", out, re.M), out
+    assert re.search(r"^\| CLI \(ship FILE --to -\) \| \d+\.\d\d \| [\d,]+ \|$", out, re.M), out
+    assert re.search(r"^CLI CPU per line: [+-]\d+\.\d% of the pipeline's", out, re.M), out
