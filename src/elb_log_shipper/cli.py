@@ -491,10 +491,8 @@ class _Run:
 
         done = self._fan_out(task, on_done, lambda done: done[0].delivery_failed)
         stdout.flush()
-        finished = next(
-            (i for i, r in enumerate(results) if r.next_offset is not None or r.delivery_failed),
-            done,
-        )
+        # An object stopped part-way by Ctrl-C is not done: a resume ships it again.
+        finished = next((i for i, r in enumerate(results) if r.outcome is Outcome.HANDED_OFF), done)
         not_shipped = len(self.plan.objects) - finished
         print(
             format_run(
