@@ -30,6 +30,10 @@ How failures surface, by trigger:
   whole event and, after its retries, sends it to the on-failure destination (dead-letter
   queue). No continuation is sent then: the retry starts the event's objects again, and
   ``event.id`` makes the lines shipped twice one document downstream.
+- Logstash failing part-way through an object: the part it confirmed counts, and the object is
+  ``HANDED_OFF`` from its confirmed offset (a continuation, as at the deadline), so the next
+  attempt does not start again from byte 0. An object of which nothing was confirmed is
+  ``FAILED``, as above.
 - Objects ``REJECTED`` (gone, not the object the event names, bad gzip, another compression)
   are logged and counted in ``ObjectsFailed`` and fail nothing: retrying cannot help. Their
   ``error`` in the result says why in one sentence (what ``sam local invoke`` prints).
