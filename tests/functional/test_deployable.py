@@ -413,6 +413,7 @@ def test_built_package_ships_an_object_under_python313(
                 "LogstashPoolSize": "2",
                 "DeadlineMarginSeconds": "30",
                 "KeepOriginal": "true",
+                "MaxEventBytes": "61440",
                 "Environment": "green",
                 "ContinuationQueue": queue_url,
                 "DeadLetterQueue": dead_letter_url,
