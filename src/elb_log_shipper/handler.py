@@ -106,6 +106,7 @@ class Metric:
     EVENTS_SENT = "EventsSent"
     PARSE_FAILURES = "ParseFailures"
     EVENTS_DROPPED = "EventsDropped"
+    EVENTS_TRUNCATED = "EventsTruncated"
     BYTES_READ = "BytesRead"
     RETRIES = "Retries"
     RECONNECTS = "Reconnects"
@@ -395,6 +396,8 @@ def _add_metrics(shipment: Shipment, handoffs: int, *, measure_lag: bool) -> Non
     metrics.add_metric(Metric.PARSE_FAILURES, count, parse_failures)
     dropped = sum(ledger.dropped for ledger in ledgers)
     metrics.add_metric(Metric.EVENTS_DROPPED, count, dropped)
+    truncated = sum(ledger.oversized_events for ledger in ledgers)
+    metrics.add_metric(Metric.EVENTS_TRUNCATED, count, truncated)
     bytes_read = sum(ledger.bytes_read for ledger in ledgers)
     metrics.add_metric(Metric.BYTES_READ, MetricUnit.Bytes, bytes_read)
     metrics.add_metric(Metric.RETRIES, count, sum(ledger.retries for ledger in ledgers))

@@ -56,6 +56,7 @@ SHIPPER_METRICS = frozenset(
         "LinesRead",
         "EventsSent",
         "ParseFailures",
+        "EventsTruncated",
         "BytesRead",
         "Retries",
         "Reconnects",

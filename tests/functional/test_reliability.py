@@ -429,6 +429,17 @@ def bad_objects() -> dict[str, tuple[bytes | None, str, int]]:
     huge_line = b"h" * (50 * 1024 * 1024)
     garbage = random.Random(7).randbytes(200_000)
     invalid_utf8 = LINES[0] + b"\n\xff\xfe bad \xc3\x28\n" + joined(LINES[1:])
+    # A URL port, a status and a byte count past 2^64, among good lines (issue 12 item 7).
+    huge = b"123456789012345678901"
+    fields = LINES[0].split(b" ")
+    assert b":80/" in LINES[0]
+    poison = [
+        LINES[0].replace(b":80/", b":" + huge + b"/", 1),
+        b" ".join([*fields[:8], huge, *fields[9:]]),
+        b" ".join([*fields[:10], huge, *fields[11:]]),
+    ]
+    # A 250 KiB URL: an event of about 750 KB, shipped cut to MAX_EVENT_BYTES (item 6).
+    long_url = LINES[0].replace(b":80/", b":80/" + b"u" * (250 * 1024), 1)
     return {
         "good": (gzip.compress(GOOD), "shipped", len(LINES)),
         "truncated": (truncated, "rejected", 0),
@@ -438,6 +449,8 @@ def bad_objects() -> dict[str, tuple[bytes | None, str, int]]:
         "hugeline": (LINES[0] + b"\n" + huge_line + b"\n" + joined(LINES[1:]), "shipped", 200),
         "utf8": (invalid_utf8, "shipped", len(LINES)),
         "deleted": (None, "rejected", 0),
+        "bigints": (joined([*poison, *LINES]), "shipped", len(LINES) + 3),
+        "longurl": (joined([long_url, *LINES]), "shipped", len(LINES) + 1),
     }
 
 
@@ -482,8 +495,20 @@ def test_bad_input_is_reported_and_good_objects_delivered(
         and e["aws"]["s3"]["object"]["key"] == keys["hugeline"]
     )
     assert len(huge["event"]["original"]) <= MAX_LINE_BYTES
+    # One event for each line with a 20-digit integer, and every good line after them.
+    got = {offset for key, offset in counts if key == keys["bigints"]}
+    assert len(got) == len(LINES) + 3
+    cut = next(
+        e
+        for e in server.events
+        if e["aws"]["s3"]["object"]["key"] == keys["longurl"] and e["log"]["offset"] == 0
+    )
+    assert cut["tags"] == ["_elbtruncated"]
+    assert outcomes[keys["longurl"]]["oversized_events"] == 1
     output = capsys.readouterr().out
     assert metric(output, "ObjectsFailed") == 3
+    # The long URL's event, and the 50 MB line's failure event (256 KiB of it kept).
+    assert metric(output, "EventsTruncated") == 2
 
 
 def test_s3_unreachable_is_transient(
