@@ -374,7 +374,7 @@ def _resume_from_confirmed(result: ObjectResult, confirmed: int | None) -> None:
     """After a delivery failure: where the rest of the object starts (its confirmed progress)."""
     if confirmed is not None and confirmed > result.ref.start_offset:
         result.next_offset = confirmed
-        result.error = f"{result.error}; confirmed up to byte {confirmed}, the rest starts there"
+        result.error = f"{result.error} (confirmed up to byte {confirmed})"
 
 
 # --- the objects of one invocation ---------------------------------------------------------------

@@ -189,7 +189,7 @@ def format_result(result: ObjectResult) -> str:
         text += f", {result.oversized_events} events truncated to MAX_EVENT_BYTES"
     if result.unserialisable:
         text += f", {result.unserialisable} events not serialisable (kept as failures)"
-    if result.next_offset is not None:
+    if result.outcome is Outcome.HANDED_OFF:
         text += f"; stopped before offset {result.next_offset}"
     if result.error:
         text += f"; error: {result.error}"
