@@ -246,6 +246,14 @@ RESUME_SAMPLES = {
     "client_key": "k.pem",
     "pool_size": "7",
     "no_original": True,
+    "redact_query": "values",
+    "client_ip": "truncate",
+    "client_ip_hash_key_parameter": "/elb/key",
+    "drop_user_agent_prefixes": "ELB-HealthChecker/,kube-probe/",
+    "drop_methods": "OPTIONS",
+    "drop_status": "2xx,304",
+    "drop_path_prefixes": "/static/",
+    "drop_path_suffixes": ".png",
 }
 
 

@@ -69,6 +69,26 @@ TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
         [("1000", "out of range: use 4096 to 67108864"), ("big", "is not an integer")],
     ),
     (ENV.DEPLOYMENT_ENVIRONMENT, "environment", " green ", "green", []),
+    (
+        ENV.REDACT_QUERY,
+        "redact_query",
+        "Values",
+        QueryRedaction.VALUES,
+        [("some", "is not valid: use one of none, values, all")],
+    ),
+    (ENV.CLIENT_IP, "client_ip", "truncate", ClientAddress.TRUNCATE, [("mask", "is not valid")]),
+    (ENV.CLIENT_IP_HASH_KEY_PARAMETER, "client_ip_hash_key_parameter", "/k", "/k", []),
+    (
+        ENV.DROP_USER_AGENT_PREFIXES,
+        "drop_user_agent_prefixes",
+        " ELB-HealthChecker/ ,, kube-probe/",
+        ("ELB-HealthChecker/", "kube-probe/"),
+        [],
+    ),
+    (ENV.DROP_METHODS, "drop_methods", "OPTIONS,HEAD", ("OPTIONS", "HEAD"), [("GET!", "method")]),
+    (ENV.DROP_STATUS, "drop_status", "2xx,304", ("2xx", "304"), [("2xy", "neither a status")]),
+    (ENV.DROP_PATH_PREFIXES, "drop_path_prefixes", "/static/", ("/static/",), [("x/", "path")]),
+    (ENV.DROP_PATH_SUFFIXES, "drop_path_suffixes", ".png,.css", (".png", ".css"), []),
 ]
 
 
