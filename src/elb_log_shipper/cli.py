@@ -11,14 +11,15 @@ A SOURCE is a local file (plain or gzip, told by its magic bytes), a directory (
 it, in name order), ``s3://bucket/key`` naming one object, or ``s3://bucket/prefix/`` (a trailing
 ``/``, or a key that names no object): every object listed under it, in key order. Which objects
 a prefix covers, and the date filter, are ``backfill.plan_sources``'s business; this module parses
-the command line, runs the objects through ``ship_one`` (or one Lambda invocation each) on a few
-threads, and reports.
+the command line, runs the objects through ``ship_one`` in worker processes (``workers``: one per
+usable CPU by default, each with its own S3 client and Logstash pool), or makes one Lambda
+invocation each on a few threads, and reports.
 
 Settings shared with the Lambda function (``LOGSTASH_POOL_SIZE``, ``KEEP_ORIGINAL``, …) come from
 the same environment variables; flags override them. The standard ``AWS_ENDPOINT_URL_S3`` /
 ``AWS_ENDPOINT_URL_LAMBDA`` / ``AWS_ENDPOINT_URL`` variables apply. Reports, progress and the
 summary go to stderr. Exit status: 0 all shipped, 1 some object failed, 2 usage or configuration
-error, 130 interrupted (after printing how to resume).
+error, 130 interrupted by Ctrl-C or SIGTERM (after printing how to resume).
 """
 
 from __future__ import annotations
@@ -29,14 +30,13 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 import boto3
@@ -61,6 +61,13 @@ from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
 from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress, format_bytes
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.triggers import classify, make_continuation
+from elb_log_shipper.workers import (
+    ItemContext,
+    ItemFailed,
+    StopSignals,
+    run_in_processes,
+    usable_cpus,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -74,10 +81,12 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-# Objects shipped at once when --jobs is not given, never more than the pool has connections:
-# a 2-vCPU machine parses about that many streams before the GIL, not S3, is the limit.
-DEFAULT_MAX_JOBS = 4
+# Lambda invocations queued at once when --jobs is not given: each waits on one HTTP request.
+# (Shipping defaults to a worker process per usable CPU: parsing is CPU-bound.)
+DEFAULT_INVOKE_JOBS = 4
 MAX_JOBS = 64
+# What the worker processes' fork server imports once, so that each worker starts warm.
+WORKER_PRELOAD = ("elb_log_shipper.cli",)
 # With --to - and several jobs, an object's JSON lines wait in a spool file until the objects
 # before it are written; the first MiBs stay in memory.
 SPOOL_MEMORY_BYTES = 8 * 1024 * 1024
@@ -173,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="only S3 keys after KEY (S3 StartAfter): the resume point printed after Ctrl-C",
     )
     chosen.add_argument(
+        "--start-offset",
+        type=int,
+        metavar="BYTES",
+        help="with a SOURCE naming one object: start at this byte offset of its decompressed "
+        "lines (printed after Ctrl-C for an object it stopped part-way)",
+    )
+    chosen.add_argument(
         "--dry-run",
         action="store_true",
         help="list what would be shipped and skipped, with sizes, without reading any object",
@@ -182,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         metavar="N",
-        help=f"objects (or invocations) in flight at once (default: {DEFAULT_MAX_JOBS}, "
-        "at most the pool size)",
+        help="worker processes, each shipping one object at a time with its own S3 client and "
+        "Logstash pool (default: one per usable CPU); with --via-lambda, invocations in flight "
+        f"(default: {DEFAULT_INVOKE_JOBS})",
     )
     running.add_argument(
         "--quiet",
@@ -320,6 +337,8 @@ def _check_usage(args: argparse.Namespace) -> None:
             )
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         raise ConfigurationError(f"--jobs {args.jobs} is out of range: use 1 to {MAX_JOBS}")
+    if args.start_offset is not None and args.start_offset < 0:
+        raise ConfigurationError("--start-offset needs a byte offset of 0 or more")
     if args.progress_every <= 0:
         raise ConfigurationError("--progress-every needs a positive number of seconds")
 
@@ -327,7 +346,7 @@ def _check_usage(args: argparse.Namespace) -> None:
 def _ship(args: argparse.Namespace, argv: list[str], stdout: IO[bytes], stderr: TextIO) -> int:
     _check_usage(args)
     settings = _settings(args)
-    jobs = args.jobs or min(DEFAULT_MAX_JOBS, settings.pool_size)
+    jobs = args.jobs or (DEFAULT_INVOKE_JOBS if args.via_lambda is not None else usable_cpus())
     s3 = _LazyS3(jobs)
     plan = plan_sources(
         args.sources,
@@ -337,6 +356,8 @@ def _ship(args: argparse.Namespace, argv: list[str], stdout: IO[bytes], stderr: 
     )
     for source in plan.empty_prefixes:
         print(f"{PROG}: no objects under {source}", file=stderr)
+    if args.start_offset:
+        _start_at(plan, args.start_offset)
     if args.dry_run:
         stdout.write(format_plan(plan, args.via_lambda).encode())
         stdout.flush()
@@ -345,13 +366,30 @@ def _ship(args: argparse.Namespace, argv: list[str], stdout: IO[bytes], stderr: 
     if args.via_lambda is not None:
         return run.invoke_all(_lambda_client(jobs), args.via_lambda)
     privacy = privacy_rules(settings)
-    pool = SocketPool(settings.require_destination()) if args.to != "-" else None
+    destination = settings.require_destination() if args.to != "-" else None
+    if jobs > 1 and len(plan.to_ship) > 1:
+        return run.ship_in_processes(
+            _WorkerSetup(destination or settings, None, privacy),
+            stdout,
+            to_stdout=destination is None,
+        )
+    pool = SocketPool(destination) if destination is not None else None
     try:
         return run.ship_all(settings, pool, stdout, s3.client, privacy)
     finally:
         stdout.flush()
         if pool is not None:
             pool.close()
+
+
+def _start_at(plan: Plan, offset: int) -> None:
+    """Make the plan's one object start at ``offset`` (``--start-offset``)."""
+    if len(plan.objects) != 1 or plan.objects[0].listed:
+        raise ConfigurationError(
+            "--start-offset needs one SOURCE naming one object (s3://bucket/key or a file)"
+        )
+    obj = plan.objects[0]
+    plan.objects[0] = replace(obj, ref=replace(obj.ref, start_offset=offset))
 
 
 class _LazyS3:
@@ -386,35 +424,6 @@ class Invocation:
     error: str | None = None
 
 
-class _Interrupt:
-    """Ctrl-C handling while objects run: the first sets ``stop``, the second quits at once.
-
-    The handler only sets flags: printing from it could re-enter a write in progress.
-    """
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self.requested = False
-        self.announced = False
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.stop.set()
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield  # signals only reach the main thread; nothing to install
-            return
-        previous = signal.signal(signal.SIGINT, self._handle)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
 class _Run:
     """One ``ship`` run over a plan: the fan-out, the reports, the resume hint."""
 
@@ -427,7 +436,8 @@ class _Run:
         self.stderr = stderr
         self.jobs = jobs
         self.stop = threading.Event()
-        self.interrupt = _Interrupt(self.stop)
+        self.interrupt = StopSignals(self.stop)
+        self.announced = False
         self.forced = False
         self.progress = Progress(
             stderr,
@@ -440,20 +450,22 @@ class _Run:
         self.started = time.monotonic()
 
     def _tick(self) -> None:
-        if self.interrupt.requested and not self.interrupt.announced:
-            self.interrupt.announced = True
+        if self.stop.is_set() and not self.announced:
+            self.announced = True
             self.progress.print(
-                f"{PROG}: stopping after the objects in progress (Ctrl-C again to quit at once)"
+                f"{PROG}: {self.interrupt.signal_name or 'SIGTERM'}: stopping the objects in "
+                "progress at their next batch (Ctrl-C again to quit at once)"
             )
         self.progress.tick()
 
     def _run(
         self,
-        task: Callable[[PlannedObject], Any],
+        work: Callable[[PlannedObject], Any] | _WorkerSetup,
         on_done: Callable[[int, Any], None],
         is_fatal: Callable[[Any], bool],
     ) -> int:
-        """Fan the plan out; return how many objects were handed back (a prefix of the plan)."""
+        """Fan the plan out: ``work`` on threads, or ``_ship_in_worker`` in worker processes
+        set up with ``work``. Return how many objects were handed back (a prefix of the plan)."""
         done = 0
 
         def counted(index: int, result: Any) -> None:
@@ -463,15 +475,31 @@ class _Run:
 
         with self.interrupt.installed():
             try:
-                fan_out(
-                    self.plan.objects,
-                    task,
-                    counted,
-                    jobs=self.jobs,
-                    stop=self.stop,
-                    is_fatal=is_fatal,
-                    on_tick=self._tick,
-                )
+                if not isinstance(work, _WorkerSetup):
+                    fan_out(
+                        self.plan.objects,
+                        work,
+                        counted,
+                        jobs=self.jobs,
+                        stop=self.stop,
+                        is_fatal=is_fatal,
+                        on_tick=self._tick,
+                    )
+                else:
+                    run_in_processes(
+                        _ship_in_worker,
+                        self.plan.objects,
+                        counted,
+                        jobs=self.jobs,
+                        stop=self.stop,
+                        initializer=_start_worker,
+                        initargs=(work,),
+                        finalizer=_stop_worker,
+                        on_progress=self.progress.add_lines,
+                        on_tick=self._tick,
+                        is_fatal=is_fatal,
+                        preload=WORKER_PRELOAD,
+                    )
             except KeyboardInterrupt:
                 self.forced = True
             finally:
@@ -479,6 +507,14 @@ class _Run:
         return done
 
     # Shipping.
+
+    def ship_in_processes(self, setup: _WorkerSetup, stdout: IO[bytes], *, to_stdout: bool) -> int:
+        """Ship the plan in worker processes; with ``to_stdout`` each object's JSON lines come
+        back through a spool file, copied to ``stdout`` in plan order."""
+        with tempfile.TemporaryDirectory(prefix="elb-log-shipper-") as spool_dir:
+            if to_stdout:
+                setup = replace(setup, spool_dir=spool_dir)
+            return self._ship(setup, stdout)
 
     def ship_all(
         self,
@@ -489,7 +525,6 @@ class _Run:
         privacy: PrivacyRules | None = None,
     ) -> int:
         spool = pool is None and self.jobs > 1
-        outcomes: list[ObjectResult] = []
 
         def task(obj: PlannedObject) -> tuple[ObjectResult, IO[bytes] | None]:
             if obj.skip_reason is not None:
@@ -512,23 +547,48 @@ class _Run:
             )
             return outcome, buffer
 
-        def on_done(index: int, result: tuple[ObjectResult, IO[bytes] | None]) -> None:
-            outcome, buffer = result
-            if buffer is not None:
-                with buffer:
-                    buffer.seek(0)
-                    shutil.copyfileobj(buffer, stdout)
+        return self._ship(task, stdout)
+
+    def _ship(
+        self,
+        work: Callable[[PlannedObject], tuple[ObjectResult, IO[bytes] | None]] | _WorkerSetup,
+        stdout: IO[bytes],
+    ) -> int:
+        outcomes: list[ObjectResult] = []
+
+        def on_done(
+            index: int, result: tuple[ObjectResult, IO[bytes] | str | None] | ItemFailed
+        ) -> None:
             obj = self.plan.objects[index]
+            if isinstance(result, ItemFailed):
+                result = ObjectResult(ObjectReport(uri=obj.ref.uri), 0, error=str(result)), None
+            outcome, spooled = result
+            if isinstance(spooled, str):  # a worker process's spool file
+                with open(spooled, "rb") as buffer:
+                    shutil.copyfileobj(buffer, stdout)
+                os.unlink(spooled)
+            elif spooled is not None:
+                with spooled:
+                    spooled.seek(0)
+                    shutil.copyfileobj(spooled, stdout)
             outcomes.append(outcome)
             if obj.skip_reason is None:
                 self.progress.object_done(obj.size)
             if outcome.error or not (self.args.quiet or obj.quiet):
                 self.progress.print(format_outcome(outcome))
 
-        done = self._run(task, on_done, lambda result: result[0].delivery_failed)
+        def is_fatal(result: tuple[ObjectResult, object] | ItemFailed) -> bool:
+            return not isinstance(result, ItemFailed) and result[0].delivery_failed
+
+        done = self._run(work, on_done, is_fatal)
         stdout.flush()
-        finished = next((i for i, o in enumerate(outcomes) if o.stopped), done)
-        not_shipped = len(self.plan.objects) - finished
+        # Objects stopped part-way by Ctrl-C or SIGTERM: each resumes where it stopped.
+        stopped = [
+            (self.plan.objects[index], outcome.report.next_offset)
+            for index, outcome in enumerate(outcomes)
+            if outcome.stopped and outcome.report.next_offset is not None
+        ]
+        not_shipped = len(self.plan.objects) - done + len(stopped)
         print(
             format_table(
                 outcomes,
@@ -540,7 +600,7 @@ class _Run:
             file=self.stderr,
         )
         print(format_summary(outcomes), file=self.stderr)
-        if self._interrupted(finished):
+        if self._interrupted(done, stopped):
             return EXIT_INTERRUPTED
         if not_shipped:
             print(
@@ -601,16 +661,18 @@ class _Run:
 
     # Resuming.
 
-    def _interrupted(self, finished: int) -> bool:
+    def _interrupted(
+        self, finished: int, stopped: Sequence[tuple[PlannedObject, int]] = ()
+    ) -> bool:
         """After Ctrl-C with objects left: print how to resume and return True."""
-        if not (self.interrupt.requested or self.forced):
+        if not (self.stop.is_set() or self.forced):
             return False
-        if finished >= len(self.plan.objects):
+        if finished >= len(self.plan.objects) and not stopped:
             return False
-        commands = resume_commands(self.argv, self.args, self.plan.objects, finished)
+        commands = resume_commands(self.argv, self.args, self.plan.objects, finished, stopped)
         print(
-            f"{PROG}: interrupted; {finished} of {len(self.plan.objects)} objects done. "
-            "To resume, run:",
+            f"{PROG}: interrupted; {finished - len(stopped)} of {len(self.plan.objects)} objects "
+            "done. To resume, run:",
             file=self.stderr,
         )
         for command in commands:
@@ -619,24 +681,34 @@ class _Run:
 
 
 def resume_commands(
-    argv: Sequence[str], args: argparse.Namespace, objects: Sequence[PlannedObject], finished: int
+    argv: Sequence[str],
+    args: argparse.Namespace,
+    objects: Sequence[PlannedObject],
+    finished: int,
+    stopped: Sequence[tuple[PlannedObject, int]] = (),
 ) -> list[list[str]]:
-    """The ``ship`` command lines (without the program name) that go on from ``objects[finished]``.
+    """The ``ship`` command lines (without the program name) that go on from ``objects[finished]``,
+    after one per object of ``stopped`` (an object before ``finished`` that Ctrl-C stopped
+    part-way, with the offset of its first line not shipped) that ships the rest of it
+    (``--start-offset``).
 
     Sources whose objects are all done are dropped. When the first object left was listed under
     an S3 prefix after others of it were done, that prefix resumes with ``--start-after`` the
     last key done, in a command of its own (``--start-after`` applies to every prefix of a
     command); the sources after it follow in a second command.
 
-    Objects after the resume point are never skipped; objects done out of order do not exist
-    (``fan_out`` hands them back in order), so nothing done is shipped twice except an object
-    that Ctrl-C stopped part-way, which starts again from its beginning.
+    Objects after the resume point are never skipped, and objects done out of order do not exist
+    (results are handed back in order), so nothing done is shipped twice.
     """
-    sources: list[str] = list(args.sources)
     options = _options_without_start_after(argv)
+    commands = [
+        ["ship", obj.ref.uri, *options, "--start-offset", str(offset)] for obj, offset in stopped
+    ]
+    if finished >= len(objects):
+        return commands
+    sources: list[str] = list(args.sources)
     first = objects[finished]
     before = objects[finished - 1] if finished else None
-    commands: list[list[str]] = []
     if first.listed and before is not None and before.source == first.source:
         commands.append(["ship", sources[first.source], *options, "--start-after", before.ref.key])
         rest = sources[first.source + 1 :]
@@ -648,6 +720,8 @@ def resume_commands(
     return commands
 
 
+# Options that say where a run starts: each resume command sets its own.
+_RESUME_OPTIONS = ("--start-after", "--start-offset")
 # Options of `ship` that take a value, for telling options from sources in argv.
 _VALUE_OPTIONS = frozenset(
     {
@@ -673,10 +747,10 @@ def _options_without_start_after(argv: Sequence[str]) -> list[str]:
         arg = args[index]
         if arg == "--":
             break  # only sources follow
-        if arg == "--start-after":
+        if arg in _RESUME_OPTIONS:
             index += 2
             continue
-        if arg.startswith("--start-after="):
+        if arg.startswith(tuple(f"{option}=" for option in _RESUME_OPTIONS)):
             index += 1
             continue
         if arg in _VALUE_OPTIONS:
@@ -766,6 +840,69 @@ def ship_one(
     return ObjectResult(
         report, stats.events_confirmed, error=error_text, stopped=report.next_offset is not None
     )
+
+
+# Worker processes (see ``workers``): what each keeps for its life, set by ``_start_worker``.
+
+
+@dataclass(frozen=True, slots=True)
+class _WorkerSetup:
+    """What a worker process needs to ship objects: the settings, where to spool JSON lines for
+    stdout (None when shipping to Logstash), and the privacy rules (read once, in the parent:
+    the hash key comes from SSM)."""
+
+    settings: Settings
+    spool_dir: str | None
+    privacy: PrivacyRules | None = None
+
+
+@dataclass(slots=True)
+class _WorkerState:
+    setup: _WorkerSetup
+    s3_client: S3Client
+    pool: SocketPool | None
+
+
+_worker_state: _WorkerState | None = None
+
+
+def _start_worker(setup: _WorkerSetup) -> None:
+    """Initializer of a worker process: its own S3 client and its own Logstash pool, so a run
+    holds at most LOGSTASH_POOL_SIZE connections per process."""
+    global _worker_state  # noqa: PLW0603 - one per process, by design
+    pool = SocketPool(setup.settings) if setup.spool_dir is None else None
+    _worker_state = _WorkerState(setup, _LazyS3(1).get(), pool)
+
+
+def _stop_worker() -> None:
+    if _worker_state is not None and _worker_state.pool is not None:
+        _worker_state.pool.close()
+
+
+def _ship_in_worker(obj: PlannedObject, context: ItemContext) -> tuple[ObjectResult, str | None]:
+    """Ship one object in a worker process: the pipeline runs here, the parent only reports."""
+    state = _worker_state
+    if state is None:
+        raise RuntimeError("_ship_in_worker runs in a worker process started by _start_worker")
+    if obj.skip_reason is not None:
+        return ObjectResult(ObjectReport(uri=obj.ref.uri), 0, skipped=obj.skip_reason), None
+    spool = state.setup.spool_dir
+    with (
+        tempfile.NamedTemporaryFile(dir=spool, delete=False)
+        if spool is not None
+        else contextlib.nullcontext()
+    ) as buffer:
+        outcome = ship_one(
+            obj.ref,
+            state.setup.settings,
+            pool=state.pool,
+            stdout=buffer,
+            s3_client=state.s3_client,
+            should_stop=context.should_stop,
+            on_events=context.add_progress,
+            privacy=state.setup.privacy,
+        )
+    return outcome, None if buffer is None else buffer.name
 
 
 def format_outcome(outcome: ObjectResult) -> str:

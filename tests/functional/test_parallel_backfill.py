@@ -1,0 +1,113 @@
+"""Backfills in worker processes (``ship --jobs N``): a real command in its own process group,
+moto over HTTP, a json_lines receiver that reads slowly, and a real Ctrl-C to the whole group, as
+a terminal sends it. Objects are a few hundred batches each, so Ctrl-C stops them part-way.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from bench.corpus import alb_lines
+
+from elb_log_shipper import cli
+from tests.support.faults import SlowReadingServer
+from tests.support.s3server import DUMMY_ENVIRON, MotoServer
+
+pytestmark = pytest.mark.timeout(180)
+
+ACCOUNT = "123456789012"
+FOLDER = f"AWSLogs/{ACCOUNT}/elasticloadbalancing/us-east-1/2024/03/01"
+OBJECTS = 6
+# About 14 MB of JSON each: more than a connection's socket buffers and queue hold, so that the
+# reading, not the parsing, is still in an object when Ctrl-C comes.
+LINES = 6_000
+COMMAND = [sys.executable, "-m", "elb_log_shipper.cli"]
+
+
+def log_key(n: int) -> str:
+    return (
+        f"{FOLDER}/{ACCOUNT}_elasticloadbalancing_us-east-1_app.web.50dc6c495c0c9188_"
+        f"20240301T{n:02d}05Z_10.0.1.7_{n:03d}.log.gz"
+    )
+
+
+def every_line(lines: list[str]) -> list[int]:
+    offsets, offset = [], 0
+    for line in lines:
+        offsets.append(offset)
+        offset += len(line.encode()) + 1
+    return offsets
+
+
+def received(events: list[dict[str, Any]]) -> Counter[tuple[str, int]]:
+    return Counter((e["aws"]["s3"]["object"]["key"], e["log"]["offset"]) for e in events)
+
+
+def test_ctrl_c_during_a_two_job_backfill_then_the_resume_commands_ship_every_line_once(
+    moto: MotoServer,
+) -> None:
+    bucket = moto.new_bucket("parallel")
+    expected: Counter[tuple[str, int]] = Counter()
+    for n in range(OBJECTS):
+        lines = list(alb_lines(LINES, seed=n))
+        data = "".join(line + "\n" for line in lines).encode()
+        moto.client().put_object(Bucket=bucket, Key=log_key(n), Body=gzip.compress(data))
+        expected.update((log_key(n), offset) for offset in every_line(lines))
+    env = {**os.environ, **DUMMY_ENVIRON, "AWS_ENDPOINT_URL_S3": moto.endpoint_url}
+    env.pop("AWS_ENDPOINT_URL", None)
+    # One connection per worker, each read at 512 KiB/s: the Ctrl-C lands inside the first two
+    # objects; then the reader speeds up, for what was sent and for the resume commands.
+    with SlowReadingServer(bytes_per_second=512 * 1024) as slow:
+        argv = ["ship", f"s3://{bucket}/AWSLogs/", "--to", f"tcp://127.0.0.1:{slow.port}"]
+        argv += ["--jobs", "2", "--pool-size", "1", "--progress-every", "0.2"]
+        process = subprocess.Popen(
+            [*COMMAND, *argv],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        end = time.monotonic() + 60
+        while len(slow.events) < 300 and time.monotonic() < end and process.poll() is None:
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)
+        slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
+        _, stderr = process.communicate(timeout=90)
+        assert process.returncode == cli.EXIT_INTERRUPTED, stderr
+        assert "Traceback" not in stderr
+        assert "SIGINT: stopping the objects in progress at their next batch" in stderr
+        first = received(slow.events)
+        resumes = [
+            shlex.split(line.strip()) for line in stderr.splitlines() if line.startswith("  elb-")
+        ]
+        # The two objects in flight stopped part-way resume at their offsets, the rest after
+        # the last object handed back.
+        offsets = [r for r in resumes if "--start-offset" in r]
+        assert len(offsets) == 2, stderr
+        assert len(resumes) == 3, stderr
+        assert 0 < sum(first.values()) < sum(expected.values())
+        for resume in resumes:
+            assert resume[0] == "elb-log-shipper"
+            result = subprocess.run(
+                [*COMMAND, *resume[1:]],
+                check=False,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=90,
+            )
+            assert result.returncode == cli.EXIT_OK, result.stderr
+        slow.wait_idle()
+        both = received(slow.events)
+    # Together, every line exactly once.
+    assert both == expected
