@@ -229,3 +229,18 @@ def test_fan_out_raises_a_task_error_on_the_calling_thread() -> None:
 )
 def test_render(snap: Snapshot, expected: str) -> None:
     assert render(snap) == expected
+
+
+def test_resume_ships_the_rest_of_each_object_stopped_part_way_then_the_objects_left() -> None:
+    argv = ["ship", "s3://b/p/", "--to", "-", "--jobs", "2", "--start-offset=0"]
+    objects = [planned(0, "p/1"), planned(0, "p/2"), planned(0, "p/3"), planned(0, "p/4")]
+    stopped = [(objects[1], 4096), (objects[2], 512)]
+    assert resume_commands(argv, parse(argv), objects, 3, stopped) == [
+        ["ship", "s3://b/p/2", "--to", "-", "--jobs", "2", "--start-offset", "4096"],
+        ["ship", "s3://b/p/3", "--to", "-", "--jobs", "2", "--start-offset", "512"],
+        ["ship", "s3://b/p/", "--to", "-", "--jobs", "2", "--start-after", "p/3"],
+    ]
+    # Stopped in the last objects: nothing else is left.
+    assert resume_commands(argv, parse(argv), objects, 4, [(objects[3], 7)]) == [
+        ["ship", "s3://b/p/4", "--to", "-", "--jobs", "2", "--start-offset", "7"]
+    ]
