@@ -51,7 +51,13 @@ if str(REPO) not in sys.path:  # run as a script: make ``bench`` and ``tests`` i
 from tests.support.receiver import ConnectionRecord, JsonLinesReceiver  # noqa: E402
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer, moto_server  # noqa: E402
 
-from bench.ship_bench import BUCKET, Corpus, build_corpus, machine_line  # noqa: E402
+from bench.ship_bench import (  # noqa: E402
+    BUCKET,
+    Corpus,
+    add_cache_argument,
+    build_corpus,
+    machine_line,
+)
 
 DEFAULT_OBJECTS = 8
 DEFAULT_LINES = 200_000
@@ -332,12 +338,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, action="append", help="--jobs to compare (1 and 2)")
     parser.add_argument("--runs", type=int, help=f"runs per configuration ({DEFAULT_RUNS})")
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 x 5k lines, one run")
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "elb-log-shipper-bench",
-        help="where generated corpora are kept between runs",
-    )
+    add_cache_argument(parser)
     return parser.parse_args(argv)
 
 
