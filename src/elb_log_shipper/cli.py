@@ -65,6 +65,7 @@ from elb_log_shipper.workers import (
     ItemContext,
     ItemFailed,
     StopSignals,
+    WorkerStartError,
     run_in_processes,
     usable_cpus,
 )
@@ -288,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, ListingError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except WorkerStartError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

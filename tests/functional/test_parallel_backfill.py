@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,18 +53,36 @@ def received(events: list[dict[str, Any]]) -> Counter[tuple[str, int]]:
     return Counter((e["aws"]["s3"]["object"]["key"], e["log"]["offset"]) for e in events)
 
 
-def test_ctrl_c_during_a_two_job_backfill_then_the_resume_commands_ship_every_line_once(
-    moto: MotoServer,
-) -> None:
-    bucket = moto.new_bucket("parallel")
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def put_objects(moto: MotoServer, bucket: str, count: int) -> Counter[tuple[str, int]]:
+    """Store ``count`` gzip objects of LINES lines; return every (key, offset) they hold."""
     expected: Counter[tuple[str, int]] = Counter()
-    for n in range(OBJECTS):
+    for n in range(count):
         lines = list(alb_lines(LINES, seed=n))
         data = "".join(line + "\n" for line in lines).encode()
         moto.client().put_object(Bucket=bucket, Key=log_key(n), Body=gzip.compress(data))
         expected.update((log_key(n), offset) for offset in every_line(lines))
+    return expected
+
+
+def user_env(moto: MotoServer) -> dict[str, str]:
     env = {**os.environ, **DUMMY_ENVIRON, "AWS_ENDPOINT_URL_S3": moto.endpoint_url}
     env.pop("AWS_ENDPOINT_URL", None)
+    return env
+
+
+def test_ctrl_c_during_a_two_job_backfill_then_the_resume_commands_ship_every_line_once(
+    moto: MotoServer,
+) -> None:
+    bucket = moto.new_bucket("parallel")
+    expected = put_objects(moto, bucket, OBJECTS)
+    env = user_env(moto)
     # One connection per worker, each read at 512 KiB/s: the Ctrl-C lands inside the first two
     # objects; then the reader speeds up, for what was sent and for the resume commands.
     with SlowReadingServer(bytes_per_second=512 * 1024) as slow:
@@ -111,3 +130,39 @@ def test_ctrl_c_during_a_two_job_backfill_then_the_resume_commands_ship_every_li
         both = received(slow.events)
     # Together, every line exactly once.
     assert both == expected
+
+
+def test_a_worker_killed_mid_object_fails_that_object_alone(moto: MotoServer) -> None:
+    bucket = moto.new_bucket("parallel")
+    expected = put_objects(moto, bucket, 4)
+    with SlowReadingServer(bytes_per_second=512 * 1024) as slow:
+        argv = ["ship", f"s3://{bucket}/AWSLogs/", "--to", f"tcp://127.0.0.1:{slow.port}"]
+        process = subprocess.Popen(
+            [*COMMAND, *argv, "--jobs", "2", "--pool-size", "1"],
+            env=user_env(moto),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        end = time.monotonic() + 60
+        while len(slow.events) < 100 and time.monotonic() < end and process.poll() is None:
+            time.sleep(0.02)
+        # The command's children are its fork server (and multiprocessing's resource tracker);
+        # the workers are the fork server's children.
+        workers = [pid for child in children(process.pid) for pid in children(child)]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
+        _, stderr = process.communicate(timeout=90)
+        slow.wait_idle()
+        got = received(slow.events)
+    assert process.returncode == cli.EXIT_FAILED, stderr
+    assert "Traceback" not in stderr
+    failed = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(failed) == 1, stderr
+    assert failed[0].endswith("error: its worker process was killed by SIGKILL")
+    victim = failed[0].split("s3://", 1)[1].split(":", 1)[0].split("/", 1)[1]
+    # Every other object arrived whole, once.
+    assert Counter({k: n for k, n in got.items() if k[0] != victim}) == Counter(
+        {k: n for k, n in expected.items() if k[0] != victim}
+    )
