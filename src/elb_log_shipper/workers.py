@@ -83,8 +83,11 @@ EXIT_JOIN_SECONDS = 10.0
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
-    return len(os.sched_getaffinity(0))
+    """The CPUs this process may run on: its affinity mask where the system has one (Linux: a
+    container or ``taskset`` may allow fewer than the machine has), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # pragma: no cover - macOS
 
 
 @dataclass(frozen=True, slots=True)

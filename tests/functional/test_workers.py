@@ -117,6 +117,20 @@ def test_workers_see_the_environment_of_the_run(monkeypatch: pytest.MonkeyPatch)
 
 def test_usable_cpus_follows_the_affinity_mask() -> None:
     assert usable_cpus() == len(os.sched_getaffinity(0)) >= 1
+    pinned = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            str(min(os.sched_getaffinity(0))),
+            sys.executable,
+            "-c",
+            "from elb_log_shipper.workers import usable_cpus; print(usable_cpus())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert pinned.stdout == "1\n"
 
 
 # Real signals to a real command.
