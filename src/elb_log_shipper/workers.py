@@ -208,7 +208,8 @@ def run_in_processes(
     ``preload`` names modules the fork server imports once, so that workers start warm.
 
     ``on_result``, ``on_progress`` and ``on_tick`` (about every ``tick_seconds``) run in the
-    calling thread. No item starts once ``stop`` is set or after a result ``is_fatal``; the
+    calling thread. No item starts once ``stop`` is set or once a result ``is_fatal`` (judged
+    as it arrives, even before the results ahead of it are handed back); the
     items in flight are told to stop (``context.should_stop()``) only when ``stop`` is set.
     A worker that dies is replaced while items remain. Raises WorkerStartError when a worker
     cannot start, KeyboardInterrupt from a second Ctrl-C; either way the workers are gone.
@@ -347,7 +348,7 @@ class _Run(Generic[T, R]):
                     self.on_progress(message[1])
                 elif kind == "result":
                     _, index, result = message
-                    self.waiting[index] = result
+                    self.arrived(index, result)
                     worker.index = None
                 elif kind == "ready":
                     worker.ready = True
@@ -365,17 +366,23 @@ class _Run(Generic[T, R]):
                 f"a worker process {_describe_exit(worker.process.exitcode)} before it was ready"
             )
         if worker.index is not None:
-            self.waiting[worker.index] = ItemFailed(
-                f"its worker process {_describe_exit(worker.process.exitcode)}"
+            self.arrived(
+                worker.index,
+                ItemFailed(f"its worker process {_describe_exit(worker.process.exitcode)}"),
             )
+
+    def arrived(self, index: int, result: R | ItemFailed) -> None:
+        # Judged on arrival, not on hand-back: a worker that finds Logstash down must not
+        # start another object while an earlier one is still running.
+        if self.is_fatal(result):
+            self.halted = True
+        self.waiting[index] = result
 
     def hand_back(self) -> None:
         while self.done in self.waiting:
             result = self.waiting.pop(self.done)
             self.done += 1
             self.on_result(self.done - 1, result)
-            if self.is_fatal(result):
-                self.halted = True
 
     def exit_all(self) -> None:
         """Tell idle workers to run their finalizer and exit; wait for them."""

@@ -101,6 +101,13 @@ def test_a_fatal_result_starts_no_more_items() -> None:
     assert [result for _, result in results] == [1, 4]
 
 
+def test_a_fatal_result_stops_new_items_before_the_results_ahead_of_it_are_back() -> None:
+    # Item 1 is fatal and done while item 0 still sleeps: its worker must not take item 2.
+    items = [(1, 1.0), (2, 0.0), (3, 0.0), (4, 0.0)]
+    results = run(tasks.sleepy_square, items, jobs=2, is_fatal=lambda result: result == 4)
+    assert results == [(0, 1), (1, 4)]
+
+
 def test_a_stop_set_before_the_run_starts_nothing() -> None:
     stop = threading.Event()
     stop.set()
