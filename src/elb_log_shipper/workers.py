@@ -28,14 +28,15 @@ Each worker talks to the parent over its own pipe, and the stop flag is a shared
 without a lock: no lock is shared between processes, so a worker killed at any moment cannot
 leave one held, and nothing needs POSIX semaphores (which AWS Lambda lacks).
 
-Start method: ``forkserver``, measured on this 2-core machine. ``fork`` starts a worker in
-20-50 ms but copies whatever the parent's other threads hold at that moment (the progress line's
-lock, boto3's and the logging module's locks, a Logstash writer mid-send), and Python 3.12 warns
-about forking a threaded process (3.14 makes forkserver the default). ``spawn`` imports boto3 and
-the pipeline again in every worker: 0.9-1.3 s for two. ``forkserver`` starts one clean,
-single-threaded server that imports the ``preload`` modules once (0.2-0.4 s, the first time
-only); each worker is then a fork of that server, and pays only its own initializer (an S3
-client: about 0.1 s).
+Start method: ``forkserver``, measured (``python -m bench.start_method_bench``: two workers
+ready with the CLI imported and an S3 client each, best of 3 on this 2-core machine). ``fork``
+takes 13-20 ms but copies whatever the parent's other threads hold at that moment (the progress
+line's lock, boto3's and the logging module's locks, a Logstash writer mid-send); Python 3.12
+warns about forking a threaded process, and 3.14 makes forkserver the default. ``spawn`` takes
+0.29-0.31 s for every two workers: each imports boto3 and the pipeline again, CPU the other
+workers need. ``forkserver`` starts one clean, single-threaded server that imports ``preload``
+once (0.25 s for the first two workers); each further worker is a fork of it and pays only its
+initializer (0.09 s for two: the S3 clients).
 """
 
 from __future__ import annotations
