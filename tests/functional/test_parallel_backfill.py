@@ -6,6 +6,7 @@ a terminal sends it. Objects are a few hundred batches each, so Ctrl-C stops the
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shlex
 import signal
@@ -20,6 +21,7 @@ import pytest
 from bench.corpus import alb_lines
 
 from elb_log_shipper import cli
+from tests.support.cli_runner import run_command
 from tests.support.faults import SlowReadingServer
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer
 
@@ -166,3 +168,24 @@ def test_a_worker_killed_mid_object_fails_that_object_alone(moto: MotoServer) ->
     assert Counter({k: n for k, n in got.items() if k[0] != victim}) == Counter(
         {k: n for k, n in expected.items() if k[0] != victim}
     )
+
+
+def test_privacy_rules_reach_every_worker(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = {name: list(alb_lines(40, seed=n)) for n, name in enumerate(("a.log", "b.log"))}
+    assert any("?" in line for batch in lines.values() for line in batch)
+    for name, batch in lines.items():
+        (tmp_path / name).write_text("".join(line + "\n" for line in batch))
+    run = run_command(
+        capsys, "ship", str(tmp_path), "--to", "-", "--jobs", "2",
+        "--redact-query", "all", "--client-ip", "truncate",
+    )  # fmt: skip
+    assert run.status == cli.EXIT_OK, run.err
+    events = [json.loads(line) for line in run.out.splitlines()]
+    # In plan order, every line, each one redacted by its worker.
+    assert [e["log"]["file"]["path"].rsplit("/", 1)[1] for e in events] == ["a.log"] * 40 + [
+        "b.log"
+    ] * 40
+    assert all("query" not in e.get("url", {}) for e in events)
+    assert all(e["source"]["ip"].endswith(".0") for e in events)
