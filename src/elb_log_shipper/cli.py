@@ -13,8 +13,11 @@ it, in name order), ``s3://bucket/key`` naming one object, or ``s3://bucket/pref
 
 This module only plans, runs and prints: ``backfill.plan_sources`` says which objects a command
 covers, ``pipeline.deliver_object`` ships each one (``backfill.invoke_async`` queues it for the
-function with ``--via-lambda``), ``backfill.fan_out`` runs them with ``--jobs``, and ``report``
-turns the results into text.
+function with ``--via-lambda``), and ``report`` turns the results into text. With one job the
+objects run on this thread (``backfill.fan_out``); with ``--jobs N`` (default: one per usable
+CPU) in N worker processes (``workers.run_in_processes`` running ``pipeline.ship_in_worker``,
+each with its own S3 client and at most ``LOGSTASH_POOL_SIZE`` connections); invocations run on
+N threads. Results come back in plan order, so a resume after Ctrl-C is exact.
 
 Settings shared with the Lambda function (``LOGSTASH_POOL_SIZE``, ``KEEP_ORIGINAL``,
 ``MAX_EVENT_BYTES``, …) come from the same environment variables; flags override them. The
@@ -27,16 +30,15 @@ to resume).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from elb_log_shipper.backfill import (
@@ -54,7 +56,15 @@ from elb_log_shipper.backfill import (
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.logstash import LogstashSender, SocketPool, parse_destination
-from elb_log_shipper.pipeline import ObjectSender, StdoutSender, deliver_object
+from elb_log_shipper.pipeline import (
+    ObjectSender,
+    StdoutSender,
+    WorkerSetup,
+    deliver_object,
+    ship_in_worker,
+    start_worker,
+    stop_worker,
+)
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
 from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress
 from elb_log_shipper.report import (
@@ -65,6 +75,13 @@ from elb_log_shipper.report import (
     format_result,
     format_run,
     listed_by_date_note,
+)
+from elb_log_shipper.workers import (
+    ItemFailed,
+    StopSignals,
+    WorkerStartError,
+    run_in_processes,
+    usable_cpus,
 )
 
 if TYPE_CHECKING:
@@ -78,18 +95,15 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-# Objects shipped at once when --jobs is not given, never more than the pool has connections:
-# a 2-vCPU machine parses about that many streams before the GIL, not S3, is the limit.
-DEFAULT_MAX_JOBS = 4
+# Lambda invocations queued at once when --jobs is not given: each waits on one HTTP request.
+# (Shipping defaults to a worker process per usable CPU: parsing is CPU-bound.)
+DEFAULT_INVOKE_JOBS = 4
 MAX_JOBS = 64
-# With --to - and several jobs, an object's JSON lines wait in a spool file until the objects
-# before it are written; the first MiBs stay in memory.
-SPOOL_MEMORY_BYTES = 8 * 1024 * 1024
-# Signals that stop a run the way Ctrl-C does: CI systems and containers send SIGTERM.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# What the worker processes' fork server imports once, so that each worker starts warm.
+WORKER_PRELOAD = ("elb_log_shipper.pipeline", "boto3")
 # Options of `ship` that a resume command never repeats: the sources and the resume point are
 # what it changes.
-_NOT_REPEATED = frozenset({"help", "sources", "start_after"})
+_NOT_REPEATED = frozenset({"help", "sources", "start_after", "start_offset"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +170,13 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
         help="only S3 keys after KEY (S3 StartAfter): the resume point printed after Ctrl-C",
     )
     chosen.add_argument(
+        "--start-offset",
+        type=int,
+        metavar="BYTES",
+        help="with a SOURCE naming one object: start at this byte offset of its decompressed "
+        "lines (printed after Ctrl-C for an object it stopped part-way)",
+    )
+    chosen.add_argument(
         "--dry-run",
         action="store_true",
         help="list what would be shipped and skipped, with sizes, without reading any object",
@@ -165,8 +186,9 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         metavar="N",
-        help=f"objects (or invocations) in flight at once (default: {DEFAULT_MAX_JOBS}, "
-        "at most the pool size)",
+        help="worker processes, each shipping one object at a time with its own S3 client and "
+        "Logstash pool (default: one per usable CPU); with --via-lambda, invocations in flight "
+        f"(default: {DEFAULT_INVOKE_JOBS})",
     )
     running.add_argument(
         "--quiet",
@@ -254,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, ListingError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except WorkerStartError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -312,6 +337,8 @@ def _check_usage(args: argparse.Namespace) -> None:
             )
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         raise ConfigurationError(f"--jobs {args.jobs} is out of range: use 1 to {MAX_JOBS}")
+    if args.start_offset is not None and args.start_offset < 0:
+        raise ConfigurationError("--start-offset needs a byte offset of 0 or more")
     if args.progress_every <= 0:
         raise ConfigurationError("--progress-every needs a positive number of seconds")
 
@@ -319,7 +346,7 @@ def _check_usage(args: argparse.Namespace) -> None:
 def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
     _check_usage(args)
     settings = _settings(args)
-    jobs = args.jobs or min(DEFAULT_MAX_JOBS, settings.pool_size)
+    jobs = args.jobs or (DEFAULT_INVOKE_JOBS if args.via_lambda is not None else usable_cpus())
     clients = LazyClients(jobs)
     plan = plan_sources(
         args.sources,
@@ -329,53 +356,32 @@ def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
     )
     for source in plan.empty_prefixes:
         print(f"{PROG}: no objects under {source}", file=stderr)
+    if args.start_offset:
+        _start_at(plan, args.start_offset)
     if args.dry_run:
         stdout.write(format_plan(plan, args.via_lambda).encode())
         stdout.flush()
         return EXIT_OK
-    # More jobs than objects would only start threads (and, with --to -, spool files).
+    # More jobs than objects would only start processes (or threads) with nothing to do.
     run = _Run(args, plan, stderr, max(1, min(jobs, len(plan.to_ship))))
     if args.via_lambda is not None:
         return run.invoke_all(clients, args.via_lambda)
-    privacy = _privacy_rules(settings)
-    pool = SocketPool(settings.require_destination()) if args.to != "-" else None
+    if args.to != "-":
+        settings = settings.require_destination()
     try:
-        return run.ship_all(settings, pool, stdout, clients.s3, privacy)
+        return run.ship_all(settings, stdout, clients.s3, _privacy_rules(settings))
     finally:
         stdout.flush()
-        if pool is not None:
-            pool.close()
 
 
-class _Stop:
-    """Ctrl-C and SIGTERM while objects run: the first sets ``event``, a second quits at once.
-
-    The handler only sets flags: printing from it could re-enter a write in progress.
-    """
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.requested = False
-        self.announced = False
-        self.forced = False
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.event.set()
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield  # signals only reach the main thread; nothing to install
-            return
-        previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+def _start_at(plan: Plan, offset: int) -> None:
+    """Make the plan's one object start at ``offset`` (``--start-offset``)."""
+    if len(plan.objects) != 1 or plan.objects[0].listed:
+        raise ConfigurationError(
+            "--start-offset needs one SOURCE naming one object (s3://bucket/key or a file)"
+        )
+    obj = plan.objects[0]
+    plan.objects[0] = replace(obj, ref=replace(obj.ref, start_offset=offset))
 
 
 class _Run:
@@ -386,7 +392,10 @@ class _Run:
         self.plan = plan
         self.stderr = stderr
         self.jobs = jobs
-        self.stop = _Stop()
+        self.stop = threading.Event()
+        self.signals = StopSignals(self.stop)
+        self.announced = False
+        self.forced = False
         self.progress = Progress(
             stderr,
             objects=len(plan.to_ship),
@@ -398,20 +407,21 @@ class _Run:
         self.started = time.monotonic()
 
     def _tick(self) -> None:
-        if self.stop.requested and not self.stop.announced:
-            self.stop.announced = True
+        if self.stop.is_set() and not self.announced:
+            self.announced = True
             self.progress.print(
-                f"{PROG}: stopping after the objects in progress (Ctrl-C again to quit at once)"
+                f"{PROG}: {self.signals.signal_name or 'SIGTERM'}: stopping the objects in "
+                "progress at their next batch (Ctrl-C again to quit at once)"
             )
         self.progress.tick()
 
     def _fan_out(
         self,
-        task: Callable[[PlannedObject], Any],
+        run: Callable[[Callable[[int, Any], None]], object],
         on_done: Callable[[int, Any], None],
-        is_fatal: Callable[[Any], bool],
     ) -> int:
-        """Run the plan; return how many objects were handed back (a prefix of the plan)."""
+        """Run the plan with ``run(on_done)`` (``backfill.fan_out`` or
+        ``workers.run_in_processes``); return how many objects were handed back (a prefix)."""
         done = 0
 
         def counted(index: int, result: Any) -> None:
@@ -419,19 +429,11 @@ class _Run:
             done = index + 1
             on_done(index, result)
 
-        with self.stop.installed():
+        with self.signals.installed():
             try:
-                fan_out(
-                    self.plan.objects,
-                    task,
-                    counted,
-                    jobs=self.jobs,
-                    stop=self.stop.event,
-                    is_fatal=is_fatal,
-                    on_tick=self._tick,
-                )
+                run(counted)
             except KeyboardInterrupt:
-                self.stop.forced = True
+                self.forced = True
             finally:
                 self.progress.clear()
         return done
@@ -441,59 +443,111 @@ class _Run:
     def ship_all(
         self,
         settings: Settings,
-        pool: SocketPool | None,
         stdout: IO[bytes],
         s3_client: Callable[[], S3Client],
-        privacy: PrivacyRules | None = None,
+        privacy: PrivacyRules | None,
     ) -> int:
-        spool = pool is None and self.jobs > 1
+        """Ship the plan: in this process with one job, else in ``jobs`` worker processes (each
+        with its own pool; for stdout each object's JSON lines come back in a spool file)."""
         results: list[ObjectResult] = []
-        on_events = self.progress.add_lines
-        if self.jobs == 1:  # objects run on this thread: progress is drawn between batches
 
-            def on_events(count: int) -> None:
-                self.progress.add_lines(count)
-                self._tick()
-
-        def task(obj: PlannedObject) -> tuple[ObjectResult, IO[bytes] | None]:
-            buffer: IO[bytes] | None = (
-                # Closed by on_done, once copied to stdout.
-                tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
-                if spool and obj.skip_reason is None
-                else None
-            )
-            sender: ObjectSender = (
-                LogstashSender(pool) if pool is not None else StdoutSender(buffer or stdout)
-            )
-            result = deliver_object(
-                obj.ref,
-                sender,
-                settings,
-                s3_client=None if obj.ref.is_local else s3_client(),
-                should_stop=self.stop.event.is_set,
-                on_events=on_events,
-                privacy=privacy,
-            )
-            return result, buffer
-
-        def on_done(index: int, done: tuple[ObjectResult, IO[bytes] | None]) -> None:
-            result, buffer = done
-            if buffer is not None:
-                with buffer:
-                    buffer.seek(0)
-                    shutil.copyfileobj(buffer, stdout)
-            results.append(result)
+        def on_done(index: int, done: tuple[ObjectResult, str | None] | ItemFailed) -> None:
             obj = self.plan.objects[index]
+            if isinstance(done, ItemFailed):
+                done = ObjectResult(obj.ref, Outcome.FAILED, error=str(done)), None
+            result, spooled = done
+            if spooled is not None:  # a worker process's JSON lines, in plan order
+                with open(spooled, "rb") as spool:
+                    shutil.copyfileobj(spool, stdout)
+                os.unlink(spooled)
+            results.append(result)
             if obj.skip_reason is None:
                 self.progress.object_done(obj.size)
             if result.error or not (self.args.quiet or result.quiet or obj.quiet):
                 self.progress.print(format_result(result))
 
-        done = self._fan_out(task, on_done, lambda done: done[0].delivery_failed)
+        def is_fatal(done: tuple[ObjectResult, str | None] | ItemFailed) -> bool:
+            return not isinstance(done, ItemFailed) and done[0].delivery_failed
+
+        if self.jobs == 1:
+            finished = self._ship_here(settings, stdout, s3_client, on_done, privacy)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"{PROG}-") as spool_dir:
+                setup = WorkerSetup(settings, spool_dir if self.args.to == "-" else None, privacy)
+                finished = self._fan_out(
+                    lambda counted: run_in_processes(
+                        ship_in_worker,
+                        [obj.ref for obj in self.plan.objects],
+                        counted,
+                        jobs=self.jobs,
+                        stop=self.stop,
+                        initializer=start_worker,
+                        initargs=(setup,),
+                        finalizer=stop_worker,
+                        on_progress=self.progress.add_lines,
+                        on_tick=self._tick,
+                        is_fatal=is_fatal,
+                        preload=WORKER_PRELOAD,
+                    ),
+                    on_done,
+                )
         stdout.flush()
-        # An object stopped part-way by Ctrl-C is not done: a resume ships it again.
-        finished = next((i for i, r in enumerate(results) if r.outcome is Outcome.HANDED_OFF), done)
-        not_shipped = len(self.plan.objects) - finished
+        return self._report(results, finished)
+
+    def _ship_here(
+        self,
+        settings: Settings,
+        stdout: IO[bytes],
+        s3_client: Callable[[], S3Client],
+        on_done: Callable[[int, Any], None],
+        privacy: PrivacyRules | None,
+    ) -> int:
+        """One job: the objects one after the other on this thread (no process, no thread,
+        no spool file), progress drawn between batches."""
+        pool = SocketPool(settings) if self.args.to != "-" else None
+
+        def on_events(count: int) -> None:
+            self.progress.add_lines(count)
+            self._tick()
+
+        def task(obj: PlannedObject) -> tuple[ObjectResult, None]:
+            sender: ObjectSender = LogstashSender(pool) if pool else StdoutSender(stdout)
+            result = deliver_object(
+                obj.ref,
+                sender,
+                settings,
+                s3_client=None if obj.ref.is_local else s3_client(),
+                should_stop=self.stop.is_set,
+                on_events=on_events,
+                privacy=privacy,
+            )
+            return result, None
+
+        try:
+            return self._fan_out(
+                lambda counted: fan_out(
+                    self.plan.objects,
+                    task,
+                    counted,
+                    jobs=1,
+                    stop=self.stop,
+                    is_fatal=lambda done: done[0].delivery_failed,
+                    on_tick=self._tick,
+                ),
+                on_done,
+            )
+        finally:
+            if pool is not None:
+                pool.close()
+
+    def _report(self, results: Sequence[ObjectResult], finished: int) -> int:
+        # Objects stopped part-way by Ctrl-C or SIGTERM: each resumes where it stopped.
+        stopped = [
+            (self.plan.objects[index], result.next_offset)
+            for index, result in enumerate(results)
+            if result.outcome is Outcome.HANDED_OFF and result.next_offset is not None
+        ]
+        not_shipped = len(self.plan.objects) - finished + len(stopped)
         print(
             format_run(
                 results,
@@ -504,7 +558,7 @@ class _Run:
             ),
             file=self.stderr,
         )
-        if self._interrupted(finished):
+        if self._interrupted(finished, stopped):
             return EXIT_INTERRUPTED
         if any(r.delivery_failed for r in results):
             print(
@@ -514,7 +568,7 @@ class _Run:
             )
             return EXIT_FAILED
         failed = any(r.outcome in (Outcome.FAILED, Outcome.REJECTED) for r in results)
-        return EXIT_FAILED if failed else EXIT_OK
+        return EXIT_FAILED if failed or not_shipped else EXIT_OK
 
     # Invoking.
 
@@ -547,7 +601,18 @@ class _Run:
             # Nothing queued yet and this failed: a wrong name or permission fails them all.
             return invocation.error is not None and not queued
 
-        done = self._fan_out(task, on_done, first_failed)
+        done = self._fan_out(
+            lambda counted: fan_out(
+                self.plan.objects,
+                task,
+                counted,
+                jobs=self.jobs,
+                stop=self.stop,
+                is_fatal=first_failed,
+                on_tick=self._tick,
+            ),
+            on_done,
+        )
         errors = sum(1 for i in invocations if i.error is not None)
         skipped = sum(1 for i in invocations if i.obj.skip_reason is not None)
         print(
@@ -566,26 +631,34 @@ class _Run:
 
     # Resuming.
 
-    def _interrupted(self, finished: int) -> bool:
+    def _interrupted(
+        self, finished: int, stopped: Sequence[tuple[PlannedObject, int]] = ()
+    ) -> bool:
         """After Ctrl-C or SIGTERM with objects left: print how to resume and return True."""
-        if not (self.stop.requested or self.stop.forced):
+        if not (self.stop.is_set() or self.forced):
             return False
-        if finished >= len(self.plan.objects):
+        if finished >= len(self.plan.objects) and not stopped:
             return False
         print(
-            f"{PROG}: interrupted; {finished} of {len(self.plan.objects)} objects done. "
-            "To resume, run:",
+            f"{PROG}: interrupted; {finished - len(stopped)} of {len(self.plan.objects)} objects "
+            "done. To resume, run:",
             file=self.stderr,
         )
-        for command in resume_commands(self.args, self.plan.objects, finished):
+        for command in resume_commands(self.args, self.plan.objects, finished, stopped):
             print(f"  {shlex.join([PROG, *command])}", file=self.stderr)
         return True
 
 
 def resume_commands(
-    args: argparse.Namespace, objects: Sequence[PlannedObject], finished: int
+    args: argparse.Namespace,
+    objects: Sequence[PlannedObject],
+    finished: int,
+    stopped: Sequence[tuple[PlannedObject, int]] = (),
 ) -> list[list[str]]:
-    """The ``ship`` command lines (without the program name) that go on from ``objects[finished]``.
+    """The ``ship`` command lines (without the program name) that go on from ``objects[finished]``,
+    after one per object of ``stopped`` (an object before ``finished`` that Ctrl-C stopped
+    part-way, with the offset of its first line not shipped) that ships the rest of it
+    (``--start-offset``).
 
     Sources whose objects are all done are dropped. When the first object left was listed under
     an S3 prefix after others of it were done, that prefix resumes with ``--start-after`` the
@@ -593,15 +666,18 @@ def resume_commands(
     command); the sources after it follow in a second command. The options are rebuilt from
     ``args`` and the parser (``ship_options``), so every option the user gave carries over.
 
-    Objects after the resume point are never skipped; objects done out of order do not exist
-    (``fan_out`` hands them back in order), so nothing done is shipped twice except an object
-    that Ctrl-C stopped part-way, which starts again from its beginning.
+    Objects after the resume point are never skipped, and objects done out of order do not exist
+    (results are handed back in order), so nothing done is shipped twice.
     """
-    sources: list[str] = list(args.sources)
     options = ship_options(args)
+    commands = [
+        ["ship", obj.ref.uri, *options, "--start-offset", str(offset)] for obj, offset in stopped
+    ]
+    if finished >= len(objects):
+        return commands
+    sources: list[str] = list(args.sources)
     first = objects[finished]
     before = objects[finished - 1] if finished else None
-    commands: list[list[str]] = []
     if first.listed and before is not None and before.source == first.source:
         commands.append(["ship", sources[first.source], *options, "--start-after", before.ref.key])
         rest = sources[first.source + 1 :]

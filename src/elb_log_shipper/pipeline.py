@@ -1,6 +1,6 @@
 """The one delivery path: an object's lines -> events -> JSON lines -> a sink, confirmed.
 
-Three layers, each used by the next:
+Three layers, each used by the next, and the worker-process side of ``ship --jobs``:
 
 - ``ship_object`` is the per-line loop, the product's hot path: read a batch of lines, build
   each event, serialise it with orjson, and hand the sink batches of a few hundred KB, each
@@ -17,10 +17,15 @@ Three layers, each used by the next:
   sender finishes with ``confirm=False`` and one confirming finish ends the invocation: one
   TCP/TLS handshake per pooled connection per invocation instead of per object, and nothing is
   called delivered, nor handed off, before that confirmation.
+- ``start_worker`` / ``ship_in_worker`` / ``stop_worker`` are what each of the command's worker
+  processes (``workers.run_in_processes``) runs: ``deliver_object`` with the process's own S3
+  client and Logstash pool, so that the command holds at most ``LOGSTASH_POOL_SIZE`` connections
+  per process.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from elb_log_shipper.backfill import LazyClients
 from elb_log_shipper.config import DEFAULT_BATCH_BYTES, DEFAULT_MAX_EVENT_BYTES, ENV, Settings
 from elb_log_shipper.errors import DeliveryError, SourceError
 from elb_log_shipper.formats import EventBuilder
@@ -42,6 +48,8 @@ from elb_log_shipper.triggers import classify
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from elb_log_shipper.workers import ItemContext
+
 __all__ = [
     "HANDOFF_RESERVE_SECONDS",
     "TRUNCATED_TAG",
@@ -50,9 +58,13 @@ __all__ = [
     "ObjectSender",
     "Shipment",
     "StdoutSender",
+    "WorkerSetup",
     "deliver_object",
+    "ship_in_worker",
     "ship_object",
     "ship_objects",
+    "start_worker",
+    "stop_worker",
 ]
 
 # Events per batch before the first batch tells us their average size.
@@ -531,3 +543,73 @@ def _unconfirmed_hand_off(shipment: Shipment, senders: Sequence[LogstashSender |
     for result in shipment.results:
         if result.delivery_failed and result.next_offset is not None:
             result.outcome = Outcome.HANDED_OFF
+
+
+# --- objects in worker processes (the command's --jobs) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSetup:
+    """What a worker process needs to ship objects: the settings, and where to spool JSON lines
+    for stdout (None when shipping to Logstash)."""
+
+    settings: Settings
+    spool_dir: str | None
+    privacy: PrivacyRules | None = None
+
+
+@dataclass(slots=True)
+class _WorkerState:
+    setup: WorkerSetup
+    clients: LazyClients
+    pool: SocketPool | None
+
+
+_worker_state: _WorkerState | None = None
+
+
+def start_worker(setup: WorkerSetup) -> None:
+    """Initializer of a worker process: its own S3 client (made on first use) and its own
+    Logstash pool, kept for the process's life."""
+    global _worker_state  # noqa: PLW0603 - one per process, by design
+    pool = SocketPool(setup.settings) if setup.spool_dir is None else None
+    _worker_state = _WorkerState(setup, LazyClients(1), pool)
+
+
+def stop_worker() -> None:
+    """Finalizer of a worker process: close its Logstash connections."""
+    if _worker_state is not None and _worker_state.pool is not None:
+        _worker_state.pool.close()
+
+
+def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, str | None]:
+    """Ship one object in a worker process; return its result and, for stdout, the spool file
+    holding its JSON lines (the parent copies it to stdout in plan order, then deletes it)."""
+    state = _worker_state
+    if state is None:
+        raise RuntimeError("ship_in_worker runs in a worker process started by start_worker")
+    s3_client = None if ref.is_local else state.clients.s3()
+    if state.pool is not None:
+        sender: ObjectSender = LogstashSender(state.pool)
+        return _deliver_in_worker(ref, sender, state, s3_client, context), None
+    with tempfile.NamedTemporaryFile(dir=state.setup.spool_dir, delete=False) as spool:
+        result = _deliver_in_worker(ref, StdoutSender(spool), state, s3_client, context)
+    return result, spool.name
+
+
+def _deliver_in_worker(
+    ref: ObjectRef,
+    sender: ObjectSender,
+    state: _WorkerState,
+    s3_client: S3Client | None,
+    context: ItemContext,
+) -> ObjectResult:
+    return deliver_object(
+        ref,
+        sender,
+        state.setup.settings,
+        s3_client=s3_client,
+        should_stop=context.should_stop,
+        on_events=context.add_progress,
+        privacy=state.setup.privacy,
+    )

@@ -254,6 +254,7 @@ RESUME_SAMPLES = {
     "drop_status": "2xx,304",
     "drop_path_prefixes": "/static/",
     "drop_path_suffixes": ".png",
+    "start_offset": None,  # one object only, and a resume sets its own
 }
 
 
@@ -263,7 +264,7 @@ def test_resume_options_round_trip_through_the_parser() -> None:
     for left_out in ("via_lambda", "to"):
         argv = ["ship", "s3://b/p/"]
         for action in actions:
-            if action.dest in (left_out, "start_after"):
+            if action.dest in (left_out, "start_after", "start_offset"):
                 continue
             flag = next(s for s in action.option_strings if s.startswith("--"))
             value = RESUME_SAMPLES[action.dest]
@@ -274,3 +275,18 @@ def test_resume_options_round_trip_through_the_parser() -> None:
         assert vars(parse(resumed)) == vars(args)
         # Every option the user gave, and only those, carries over.
         assert sorted(resumed) == sorted(argv)
+
+
+def test_resume_ships_the_rest_of_each_object_stopped_part_way_then_the_objects_left() -> None:
+    argv = ["ship", "s3://b/p/", "--to", "-", "--jobs", "2", "--start-offset=0"]
+    objects = [planned(0, "p/1"), planned(0, "p/2"), planned(0, "p/3"), planned(0, "p/4")]
+    stopped = [(objects[1], 4096), (objects[2], 512)]
+    assert resume_commands(parse(argv), objects, 3, stopped) == [
+        ["ship", "s3://b/p/2", "--to", "-", "--jobs", "2", "--start-offset", "4096"],
+        ["ship", "s3://b/p/3", "--to", "-", "--jobs", "2", "--start-offset", "512"],
+        ["ship", "s3://b/p/", "--to", "-", "--jobs", "2", "--start-after", "p/3"],
+    ]
+    # Stopped in the last objects: nothing else is left.
+    assert resume_commands(parse(argv), objects, 4, [(objects[3], 7)]) == [
+        ["ship", "s3://b/p/4", "--to", "-", "--jobs", "2", "--start-offset", "7"]
+    ]
