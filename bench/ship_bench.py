@@ -6,6 +6,12 @@ Run from the repository root::
     .venv/bin/python bench/ship_bench.py --quick             # smoke run: 20k lines, one run each
     .venv/bin/python bench/ship_bench.py --lines 500000 --runs 5 --profile
     .venv/bin/python bench/ship_bench.py --tls --cores 1     # over TLS, with a trustme test CA
+    .venv/bin/python bench/ship_bench.py --transport tcp --transport beats --lines 1500000
+
+Transports (``--transport``, repeatable; default all four, side by side in the same run): ``tcp``
+and ``tls`` ship json_lines to a tcp-input stand-in; ``beats`` and ``beats+tls`` ship the Beats
+protocol (compression 3) to a beats-input stand-in that inflates every window, ACKs it, and
+checks that every event arrived exactly once by ``event.id``.
 
 What runs where:
 
@@ -17,14 +23,17 @@ What runs where:
   in a subprocess found through ``AWS_ENDPOINT_URL_S3`` like any user's, run under
   ``taskset -c 0`` (1 core) or ``taskset -c 0,1`` (2 cores), with ``LOGSTASH_POOL_SIZE`` 1 or 4.
   Its peak RSS and CPU time come from GNU ``/usr/bin/time`` (see ``measured`` for why).
-- The receiver reads each connection to EOF and counts ``\\n`` (no JSON parsing), then closes,
-  as Logstash does; the run fails unless it counted exactly the lines uploaded.
+- The json_lines receiver reads each connection to EOF and counts ``\\n`` (no JSON parsing),
+  then closes, as Logstash does; the run fails unless it counted exactly the lines uploaded. The
+  beats receiver parses the frames, inflates each window, collects every ``event.id`` and ACKs
+  the window; the run fails unless every id arrived exactly once.
 
 Figures: "end to end" is lines / wall time of the subprocess (Python start-up and imports
 included); "pipeline" is lines / the seconds the command reports for the object; "per CPU-s" is
 lines / (user + system CPU of the shipper), the per-core figure that other load on the machine
-disturbs least. Each configuration runs ``--runs`` times: throughput is the best run, RSS the
-highest.
+disturbs least; "wire bytes/event" is what the receiver read (application bytes: TLS record
+overhead, about 0.2 %, not included) per line. Each configuration runs ``--runs`` times:
+throughput is the best run, RSS the highest.
 
 ``--profile`` adds an in-process breakdown of the time per line by stage (S3 read, gunzip and
 framing, parse and event build, JSON, socket send) and a cProfile of the single-threaded path.
@@ -44,11 +53,13 @@ import re
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +82,9 @@ QUICK_SIZES = (20_000,)
 DEFAULT_RUNS = 3
 DEFAULT_POOLS = (1, 4)
 DEFAULT_CORES = (1, 2)
+TRANSPORTS = ("tcp", "beats", "tls", "beats+tls")
+# The issue 10 targets: beats bytes on the wire at most this fraction of json_lines.
+TARGET_BEATS_WIRE_FRACTION = 1 / 5
 SEED = 42
 BUCKET = "bench-elb-logs"
 KEY_TEMPLATE = (
@@ -178,16 +192,23 @@ class CountingReceiver:
                 self.max_active = max(self.max_active, self.active)
             threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
 
-    def _serve(self, sock: socket.socket) -> None:
+    def _handshake(self, sock: socket.socket) -> socket.socket | None:
+        """The connection, TLS-wrapped when the receiver has a context; None when that fails."""
+        if self._tls is None:
+            return sock
+        try:
+            return self._tls.wrap_socket(sock, server_side=True)
+        except (ssl.SSLError, OSError):
+            sock.close()
+            with self._lock:
+                self.active -= 1
+            return None
+
+    def _serve(self, raw: socket.socket) -> None:
         lines = size = 0
-        if self._tls is not None:
-            try:
-                sock = self._tls.wrap_socket(sock, server_side=True)
-            except (ssl.SSLError, OSError):
-                sock.close()
-                with self._lock:
-                    self.active -= 1
-                return
+        sock = self._handshake(raw)
+        if sock is None:
+            return
         while True:
             try:
                 data = sock.recv(RECV_BYTES)
@@ -206,6 +227,79 @@ class CountingReceiver:
             self.active -= 1
 
 
+class BeatsCountingReceiver(CountingReceiver):
+    """A beats-input stand-in: reads each window (``2W`` count, one ``2C`` zlib frame), keeps
+    the compressed frame and ACKs the window at once, as Logstash's beats input does once the
+    window is queued. The events are inflated and their ``event.id`` checked after the run
+    (``duplicates_and_distinct``), so that the receiver costs no more than the json_lines one
+    while the shipper is timed."""
+
+    # event.id is hex + "-" + offset; the only other "id" key (trace.id) starts with "Root=".
+    _EVENT_ID = re.compile(rb'"id":"([0-9a-f]+-[0-9]+)"')
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.windows: list[tuple[int, bytes]] = []
+        super().__init__(tls)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.windows = []
+        super().reset()
+
+    def duplicates_and_distinct(self) -> tuple[int, int]:
+        """Inflate every window received; (duplicate ids, distinct ids)."""
+        with self._lock:
+            windows, self.windows = self.windows, []
+        ids: set[bytes] = set()
+        total = 0
+        for count, compressed in windows:
+            found = self._EVENT_ID.findall(zlib.decompress(compressed))
+            if len(found) != count:
+                raise SystemExit(f"ship_bench: a window of {count} held {len(found)} event ids")
+            ids.update(found)
+            total += count
+        return total - len(ids), len(ids)
+
+    def _serve(self, raw: socket.socket) -> None:
+        # Netty (so Logstash) sets TCP_NODELAY on every connection: an ACK must not wait, under
+        # Nagle, for the client's delayed acknowledgement of the previous one.
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = self._handshake(raw)
+        if sock is None:
+            return
+        buffer = bytearray()
+        size = 0
+        try:
+            while True:
+                while len(buffer) < 12:
+                    data = sock.recv(RECV_BYTES)
+                    if not data:
+                        raise EOFError
+                    size += len(data)
+                    buffer += data
+                kind, count, frame, length = struct.unpack_from(">2sI2sI", buffer)
+                if kind != b"2W" or frame != b"2C":
+                    raise SystemExit(f"ship_bench: unexpected beats frames {bytes(buffer[:12])!r}")
+                while len(buffer) < 12 + length:
+                    data = sock.recv(RECV_BYTES)
+                    if not data:
+                        raise EOFError
+                    size += len(data)
+                    buffer += data
+                window = bytes(buffer[12 : 12 + length])
+                del buffer[: 12 + length]
+                with self._lock:
+                    self.windows.append((count, window))
+                    self.lines += count
+                sock.sendall(struct.pack(">2sI", b"2A", count))
+        except (EOFError, ssl.SSLZeroReturnError, ssl.SSLEOFError, ConnectionError):
+            pass
+        with self._lock:
+            sock.close()
+            self.bytes += size
+            self.active -= 1
+
+
 # One shipper run.
 
 
@@ -214,6 +308,7 @@ class Config:
     lines: int
     cores: int
     pool: int
+    transport: str = "tcp"
 
 
 @dataclass
@@ -224,6 +319,7 @@ class RunResult:
     maxrss_kib: int
     connections: int
     max_active: int
+    wire_bytes: int
 
 
 @dataclass
@@ -240,14 +336,20 @@ class Summary:
         return max(run.maxrss_kib for run in self.runs) / 1024
 
 
-def shipper_command(uri: str, port: int, cores: int, ca_file: Path | None = None) -> list[str]:
-    """The command line of one run: TCP, or TLS verified with ``ca_file`` when given."""
+def shipper_command(
+    uri: str, port: int, cores: int, transport: str, ca_file: Path | None = None
+) -> list[str]:
+    """The command line of one run: ``transport`` is a ``--to`` scheme; the TLS ones are
+    verified with ``ca_file``."""
     script = Path(sys.executable).with_name("elb-log-shipper")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "elb_log_shipper.cli"]
-    if ca_file is None:
-        command += ["ship", uri, "--to", f"tcp://127.0.0.1:{port}"]
+    if transport.endswith("tls"):
+        if ca_file is None:
+            raise SystemExit(f"ship_bench: {transport} needs a CA file")
+        command += ["ship", uri, "--to", f"{transport}://localhost:{port}"]
+        command += ["--ca-file", str(ca_file)]
     else:
-        command += ["ship", uri, "--to", f"tls://localhost:{port}", "--ca-file", str(ca_file)]
+        command += ["ship", uri, "--to", f"{transport}://127.0.0.1:{port}"]
     taskset = shutil.which("taskset")
     if taskset is None:
         raise SystemExit("ship_bench: taskset is not installed; install util-linux to pin cores")
@@ -288,7 +390,9 @@ def run_shipper(
     os.close(handle)
     usage_file = Path(name)
     command = measured(
-        shipper_command(f"s3://{BUCKET}/{corpus.key}", receiver.port, config.cores, ca_file),
+        shipper_command(
+            f"s3://{BUCKET}/{corpus.key}", receiver.port, config.cores, config.transport, ca_file
+        ),
         usage_file,
     )
     started = time.perf_counter()
@@ -305,6 +409,13 @@ def run_shipper(
         raise SystemExit(
             f"ship_bench: the receiver counted {receiver.lines:,} lines, not {corpus.lines:,}"
         )
+    if isinstance(receiver, BeatsCountingReceiver):
+        duplicates, distinct = receiver.duplicates_and_distinct()
+        if duplicates or distinct != corpus.lines:
+            raise SystemExit(
+                f"ship_bench: {distinct:,} distinct event ids and {duplicates:,} duplicates, "
+                f"not {corpus.lines:,} exactly once"
+            )
     match = _REPORT.search(stderr)
     if match is None or int(match["lines"]) != corpus.lines:
         raise SystemExit(f"ship_bench: unexpected report from the shipper:\n{stderr}")
@@ -315,6 +426,7 @@ def run_shipper(
         maxrss_kib=int(maxrss),
         connections=receiver.connections,
         max_active=receiver.max_active,
+        wire_bytes=receiver.bytes,
     )
 
 
@@ -324,8 +436,9 @@ def run_shipper(
 def markdown_table(summaries: Sequence[Summary], runs: int) -> str:
     rows = [
         f"| lines | cores | pool | end to end lines/s (best of {runs}) | pipeline lines/s "
-        "| lines per CPU-s | peak RSS MB (max) | wall s | connections (max at once) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| lines per CPU-s | peak RSS MB (max) | wall s | connections (max at once) "
+        "| wire bytes/event | transport |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for summary in summaries:
         c, best = summary.config, summary.best
@@ -333,9 +446,35 @@ def markdown_table(summaries: Sequence[Summary], runs: int) -> str:
             f"| {c.lines:,} | {c.cores} | {c.pool} | {c.lines / best.wall:,.0f} "
             f"| {c.lines / best.pipeline_seconds:,.0f} | {c.lines / best.cpu_seconds:,.0f} "
             f"| {summary.peak_rss_mb:.0f} | {best.wall:.2f} "
-            f"| {best.connections} ({best.max_active}) |"
+            f"| {best.connections} ({best.max_active}) | {best.wire_bytes / c.lines:,.0f} "
+            f"| {c.transport} |"
         )
     return "\n".join(rows)
+
+
+def beats_comparison(summaries: Sequence[Summary]) -> str:
+    """Beats against json_lines for each configuration run with both: the issue 10 targets."""
+    by_config = {
+        (s.config.lines, s.config.cores, s.config.pool, s.config.transport): s for s in summaries
+    }
+    lines_out: list[str] = []
+    for (lines, cores, pool, transport), beats in by_config.items():
+        if not transport.startswith("beats"):
+            continue
+        plain = by_config.get((lines, cores, pool, "tls" if transport.endswith("tls") else "tcp"))
+        if plain is None:
+            continue
+        wire = beats.best.wire_bytes / plain.best.wire_bytes
+        speed = plain.best.wall / beats.best.wall
+        lines_out.append(
+            f"- {lines:,} lines, {cores} core(s), pool {pool}, {transport} vs json_lines: wire "
+            f"bytes {wire:.3f}x (target <= {TARGET_BEATS_WIRE_FRACTION:.2f}: "
+            f"{'met' if wire <= TARGET_BEATS_WIRE_FRACTION else 'MISSED'}), lines/s "
+            f"{speed:.2f}x (target >= 1: {'met' if speed >= 1 else 'MISSED'}), connections "
+            f"{beats.best.connections} (pool {pool}: "
+            f"{'met' if beats.best.connections <= pool else 'MISSED'})"
+        )
+    return "\n".join(["", "Beats against json_lines:", *lines_out]) if lines_out else ""
 
 
 def machine_line() -> str:
@@ -531,9 +670,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", action="store_true", help="add the per-stage breakdown")
     parser.add_argument(
+        "--transport",
+        action="append",
+        choices=TRANSPORTS,
+        help="--to scheme (repeatable; default: all of " + ", ".join(TRANSPORTS) + ")",
+    )
+    parser.add_argument(
         "--tls",
         action="store_true",
-        help="ship over TLS (a trustme test CA; the receiver decrypts) instead of TCP",
+        help="same as --transport tls (a trustme test CA; the receiver decrypts)",
     )
     parser.add_argument(
         "--profile-lines", type=int, default=100_000, help="object size for --profile (100,000)"
@@ -563,16 +708,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(CPUS) > 1:
         os.sched_setaffinity(0, {CPUS[-1]})
 
+    transports = list(args.transport or ([] if args.tls else TRANSPORTS))
+    if args.tls and "tls" not in transports:
+        transports.append("tls")
     ca_file: Path | None = None
     server_tls: ssl.SSLContext | None = None
-    if args.tls:
+    if any(transport.endswith("tls") for transport in transports):
         ca = trustme.CA()
         server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("localhost").configure_cert(server_tls)
         ca_file = args.cache / "bench-ca.pem"
         args.cache.mkdir(parents=True, exist_ok=True)
         ca.cert_pem.write_to_path(str(ca_file))
-    receiver = CountingReceiver(server_tls)
+    receivers: dict[str, CountingReceiver] = {}
+    for transport in transports:
+        tls = server_tls if transport.endswith("tls") else None
+        beats = transport.startswith("beats")
+        receivers[transport] = BeatsCountingReceiver(tls) if beats else CountingReceiver(tls)
     summaries: list[Summary] = []
     profile_text = ""
     with moto_server() as moto:
@@ -586,25 +738,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         for lines in sizes:
             for n_cores in cores:
                 for pool in pools:
-                    summary = Summary(Config(lines, n_cores, pool))
+                    group = {t: Summary(Config(lines, n_cores, pool, t)) for t in transports}
+                    # Interleaved, so that other load on the machine hits every transport alike.
                     for _ in range(runs):
-                        summary.runs.append(
-                            run_shipper(summary.config, corpora[lines], moto, receiver, ca_file)
+                        for transport, summary in group.items():
+                            summary.runs.append(
+                                run_shipper(
+                                    summary.config,
+                                    corpora[lines],
+                                    moto,
+                                    receivers[transport],
+                                    ca_file,
+                                )
+                            )
+                    for transport, summary in group.items():
+                        best = summary.best
+                        print(
+                            f"{lines:>9,} lines, {n_cores} core(s), pool {pool}, {transport}: "
+                            f"{lines / best.wall:>9,.0f} lines/s end to end, "
+                            f"{summary.peak_rss_mb:.0f} MB peak RSS",
+                            file=sys.stderr,
                         )
-                    best = summary.best
-                    print(
-                        f"{lines:>9,} lines, {n_cores} core(s), pool {pool}: "
-                        f"{lines / best.wall:>9,.0f} lines/s end to end, "
-                        f"{summary.peak_rss_mb:.0f} MB peak RSS",
-                        file=sys.stderr,
-                    )
-                    summaries.append(summary)
+                        summaries.append(summary)
         if args.profile:
-            profile_text = profile(s3, corpora[args.profile_lines], receiver)
-    receiver.close()
+            profile_text = profile(s3, corpora[args.profile_lines], next(iter(receivers.values())))
+    for receiver in receivers.values():
+        receiver.close()
 
-    transport = "TLS" if args.tls else "TCP"
-    print(f"## elb-log-shipper ship: S3 (moto) -> {transport} receiver\n\n{machine_line()}\n")
+    names = " + ".join(transport.upper() for transport in transports)
+    print(f"## elb-log-shipper ship: S3 (moto) -> {names} receiver\n\n{machine_line()}\n")
     for corpus in corpora.values():
         print(
             f"- {corpus.lines:,} lines: {corpus.uncompressed_bytes / 1e6:,.0f} MB uncompressed, "
@@ -621,6 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'met' if best_per_cpu >= TARGET_LINES_PER_CORE else 'MISSED'} "
         f"(best {best_per_cpu:,.0f} lines per CPU-second)"
     )
+    print(beats_comparison(summaries))
     if profile_text:
         print(f"\n{profile_text}")
     return 0

@@ -143,7 +143,8 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
     target.add_argument(
         "--to",
         metavar="DEST",
-        help="'-' for JSON lines on stdout, tcp://host:port or tls://host:port for Logstash",
+        help="'-' for JSON lines on stdout; tcp:// or tls:// (Logstash tcp input), beats:// or "
+        "beats+tls:// (beats input), then host:port",
     )
     target.add_argument(
         "--via-lambda",
@@ -294,8 +295,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     if args.no_original:
         overrides["keep_original"] = False
     if args.to not in (None, "-"):
-        host, port, tls = parse_destination(args.to)
-        overrides.update(host=host, port=port, tls=tls)
+        overrides.update(parse_destination(args.to).settings())
     # The privacy flags are read as their variables are, so they are checked the same way.
     environ = dict(os.environ)
     for name in _PRIVACY_VARIABLES:

@@ -23,7 +23,15 @@ from elb_log_shipper.privacy import (
     parse_status_filter,
 )
 
-__all__ = ["ENV", "MIN_DEADLINE_MARGIN", "Settings"]
+__all__ = [
+    "ENV",
+    "MIN_DEADLINE_MARGIN",
+    "PROTOCOLS",
+    "PROTOCOL_BEATS",
+    "PROTOCOL_JSON_LINES",
+    "Protocol",
+    "Settings",
+]
 
 
 class ENV:
@@ -32,6 +40,9 @@ class ENV:
     LOGSTASH_HOST = "LOGSTASH_HOST"
     LOGSTASH_PORT = "LOGSTASH_PORT"
     LOGSTASH_TLS = "LOGSTASH_TLS"
+    LOGSTASH_PROTOCOL = "LOGSTASH_PROTOCOL"
+    LOGSTASH_BEATS_WINDOW_MAX = "LOGSTASH_BEATS_WINDOW_MAX"
+    LOGSTASH_BEATS_COMPRESSION = "LOGSTASH_BEATS_COMPRESSION"
     LOGSTASH_CA_FILE = "LOGSTASH_CA_FILE"
     LOGSTASH_CLIENT_CERT_FILE = "LOGSTASH_CLIENT_CERT_FILE"
     LOGSTASH_CLIENT_KEY_FILE = "LOGSTASH_CLIENT_KEY_FILE"
@@ -57,8 +68,24 @@ class ENV:
     DEPLOYMENT_ENVIRONMENT = "DEPLOYMENT_ENVIRONMENT"
 
 
+class Protocol(StrEnum):
+    """The wire protocols: json_lines for Logstash's tcp input (confirmed by a graceful close),
+    beats for its beats input (acknowledged, compressed, connections kept open)."""
+
+    JSON_LINES = "json_lines"
+    BEATS = "beats"
+
+
+PROTOCOL_JSON_LINES = Protocol.JSON_LINES
+PROTOCOL_BEATS = Protocol.BEATS
+PROTOCOLS = tuple(Protocol)
+
 # Defaults, each with its reason.
 DEFAULT_LOGSTASH_PORT = 5044
+# libbeat's bulk_max_size: Logstash's beats input takes windows this large without strain.
+DEFAULT_BEATS_WINDOW_MAX = 2048
+# libbeat's compression_level default; 0 sends plain JSON frames.
+DEFAULT_BEATS_COMPRESSION = 3
 # Logstash's tcp input handles a few connections per client well; more only costs file descriptors
 # on both sides, and a 1-vCPU Lambda cannot fill more than a few sockets anyway.
 DEFAULT_POOL_SIZE = 4
@@ -104,6 +131,11 @@ class Settings:
     host: str | None = None
     port: int = DEFAULT_LOGSTASH_PORT
     tls: bool = False
+    protocol: str = PROTOCOL_JSON_LINES
+    beats_window_max: int = DEFAULT_BEATS_WINDOW_MAX
+    """At most this many events per beats window (windows start small and grow on ACKs)."""
+    beats_compression: int = DEFAULT_BEATS_COMPRESSION
+    """zlib level of beats windows, 1-9; 0 sends plain JSON frames."""
     ca_file: str | None = None
     client_cert_file: str | None = None
     client_key_file: str | None = None
@@ -146,6 +178,13 @@ class Settings:
             "host": _text(env, ENV.LOGSTASH_HOST),
             "port": _int(env, ENV.LOGSTASH_PORT, DEFAULT_LOGSTASH_PORT, 1, 65535),
             "tls": _bool(env, ENV.LOGSTASH_TLS, False),
+            "protocol": _choice(env, ENV.LOGSTASH_PROTOCOL, Protocol, Protocol.JSON_LINES),
+            "beats_window_max": _int(
+                env, ENV.LOGSTASH_BEATS_WINDOW_MAX, DEFAULT_BEATS_WINDOW_MAX, 1, 65536
+            ),
+            "beats_compression": _int(
+                env, ENV.LOGSTASH_BEATS_COMPRESSION, DEFAULT_BEATS_COMPRESSION, 0, 9
+            ),
             "ca_file": _text(env, ENV.LOGSTASH_CA_FILE),
             "client_cert_file": _text(env, ENV.LOGSTASH_CLIENT_CERT_FILE),
             "client_key_file": _text(env, ENV.LOGSTASH_CLIENT_KEY_FILE),
@@ -200,6 +239,11 @@ class Settings:
                 f"{ENV.DEADLINE_MARGIN_SECONDS}={self.deadline_margin:g} is too small: use at "
                 f"least {MIN_DEADLINE_MARGIN:g} s, 5 s to send the hand-off and 5 s to confirm "
                 "what was sent, or large objects time out instead of being handed off"
+            )
+        if self.protocol not in PROTOCOLS:
+            raise ConfigurationError(
+                f"{ENV.LOGSTASH_PROTOCOL}={self.protocol!r} is unknown: use "
+                + " or ".join(PROTOCOLS)
             )
         if (self.client_cert_file is None) != (self.client_key_file is None):
             raise ConfigurationError(
@@ -281,6 +325,7 @@ class Settings:
         if not self.host:
             raise ConfigurationError(
                 f"{ENV.LOGSTASH_HOST} is not set: set it to the host of Logstash's tcp input"
+                " (or beats input)"
             )
         return self
 

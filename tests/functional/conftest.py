@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from elb_log_shipper.config import ENV
 from tests.support.certs import CertBundle, make_certs
+from tests.support.lambda_harness import Container, start_container, stop_container
 from tests.support.receiver import JsonLinesReceiver, receiver
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer, moto_server
 
@@ -44,3 +46,14 @@ def user_environment(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
 def certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
     """A test CA with server (127.0.0.1, localhost) and client certificates, as files."""
     return make_certs(Path(tmp_path_factory.mktemp("certs")))
+
+
+@pytest.fixture
+def container_for(monkeypatch: pytest.MonkeyPatch, moto: MotoServer) -> Iterator[Any]:
+    """Start a Lambda container against a given receiver (and settings); close it afterwards."""
+
+    def start(server: JsonLinesReceiver, **settings: str) -> Container:
+        return start_container(monkeypatch, moto, server.port, **settings)
+
+    yield start
+    stop_container()

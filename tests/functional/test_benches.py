@@ -1,8 +1,8 @@
 """The benchmarks still run and still check what they measure: a small run of each.
 
 Their figures are not judged here (timed tests are flaky); what is judged is that they work:
-``ship_bench`` fails unless the receiver counted every line the object holds, over TCP and TLS,
-and ``floor_bench`` prints its table.
+``ship_bench`` fails unless the receiver counted every line the object holds (beats: every
+``event.id`` exactly once), over each transport, and ``floor_bench`` prints its table.
 """
 
 from __future__ import annotations
@@ -27,13 +27,15 @@ def run(*argv: str) -> str:
     return process.stdout
 
 
-@pytest.mark.parametrize("transport", ["tcp", "tls"])
+@pytest.mark.parametrize("transport", ["tcp", "tls", "beats", "beats+tls"])
 def test_ship_bench_ships_every_line(tmp_path: Path, transport: str) -> None:
     argv = ["bench/ship_bench.py", "--lines", "3000", "--runs", "1", "--pool", "2", "--cores", "1"]
-    argv += ["--cache", str(tmp_path)] + (["--tls"] if transport == "tls" else [])
+    argv += ["--cache", str(tmp_path), "--transport", transport]
     out = run(*argv)
     assert f"S3 (moto) -> {transport.upper()} receiver" in out
-    assert re.search(r"^\| 3,000 \| 1 \| 2 \| [\d,]+ \|", out, re.M), out
+    assert re.search(
+        rf"^\| 3,000 \| 1 \| 2 \| [\d,]+ \|.* \| {re.escape(transport)} \|$", out, re.M
+    )
     assert "peak RSS < 150 MB: met" in out
 
 
@@ -63,3 +65,14 @@ def test_cli_bench_compares_the_command_with_the_pipeline(tmp_path: Path) -> Non
     assert re.search(r"^\| pipeline \(ship_object\) \| \d+\.\d\d \| [\d,]+ \|$", out, re.M), out
     assert re.search(r"^\| CLI \(ship FILE --to -\) \| \d+\.\d\d \| [\d,]+ \|$", out, re.M), out
     assert re.search(r"^CLI CPU per line: [+-]\d+\.\d% of the pipeline's", out, re.M), out
+
+
+def test_cap_bench_ships_exactly_once_to_both_receivers() -> None:
+    out = run("-m", "bench.cap_bench", "--lines", "5000", "--runs", "1", "--pool", "6")
+    assert re.search(r"^\| capped \| [\d.]+ \| [\d,]+ \| \d+ \| \d+ \|$", out, re.M), out
+
+
+def test_beats_codec_bench_checks_every_codec_inflates() -> None:
+    out = run("-m", "bench.beats_codec_bench", "--events", "300", "--repeat", "1")
+    assert re.search(r"^\| isal 1 \| [\d,]+ \| \d+\.\d \| \d+\.\d\d \|$", out, re.M), out
+    assert re.search(r"^\| compression 3 \| \d+\.\d\d \|$", out, re.M), out

@@ -409,6 +409,7 @@ def test_built_package_ships_an_object_under_python313(
             {
                 "LogstashHost": "127.0.0.1",
                 "LogstashPort": str(logstash.port),
+                "LogstashProtocol": "json_lines",
                 "LogstashTls": "false",
                 "LogstashCaFile": "",
                 "LogstashPoolSize": "2",

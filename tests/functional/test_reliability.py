@@ -8,7 +8,6 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -29,32 +28,18 @@ from tests.support.faults import (
     StopsReadingServer,
 )
 from tests.support.lambda_harness import (
-    Container,
     alb_key,
     alb_lines,
     expected,
     joined,
     metric,
     received,
-    start_container,
-    stop_container,
     store,
 )
-from tests.support.receiver import JsonLinesReceiver, receiver
+from tests.support.receiver import receiver
 from tests.support.s3server import MotoServer
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def container_for(monkeypatch: pytest.MonkeyPatch, moto: MotoServer) -> Iterator[Any]:
-    """Start a container against a given server (and settings); close it afterwards."""
-
-    def start(server: JsonLinesReceiver, **settings: str) -> Container:
-        return start_container(monkeypatch, moto, server.port, **settings)
-
-    yield start
-    stop_container()
 
 
 def s3_event(bucket: str, *keys: str) -> dict[str, Any]:
@@ -404,12 +389,14 @@ def test_warm_container_leaks_nothing_and_stays_within_the_pool(
         event = sqs_event(*(make_continuation(ObjectRef(bucket, key)) for key in keys))
         for _ in range(5):  # clients, pools and caches settle
             container.invoke(event)
+        # The receiver's sockets are in this process too: count once it has closed its side.
+        server.wait_idle()
         before = open_descriptors()
         for i in range(invocations):
             result = container.invoke(event if i % 2 else s3_event(bucket, keys[0]))
             assert all(o["outcome"] == "shipped" for o in result["objects"])
-        after = open_descriptors()
         server.wait_idle()
+        after = open_descriptors()
         max_active = server.max_active
     assert after <= before, f"{after - before} descriptors leaked in {invocations} invocations"
     assert max_active <= 2

@@ -15,6 +15,7 @@ from typing import Any
 from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver
 
 __all__ = [
+    "CappedServer",
     "ClosingServer",
     "NeverReadingServer",
     "RefusingServer",
@@ -138,3 +139,22 @@ class RefusingServer(JsonLinesReceiver):
     def stop(self) -> None:
         self._timer.cancel()
         super().stop()
+
+
+class CappedServer(JsonLinesReceiver):
+    """Serves at most ``cap`` connections at a time and resets any other at accept, before
+    reading a byte, as syslog-ng (``max-connections``, default 10) and proxies with a limit do."""
+
+    def __init__(self, *, cap: int, **kwargs: Any) -> None:
+        self.cap = cap
+        self.turned_away = 0
+        super().__init__(**kwargs)
+
+    def admit(self, sock: socket.socket) -> bool:
+        with self._lock:
+            if self.active < self.cap:
+                return True
+            self.turned_away += 1
+        _reset(sock)
+        sock.close()
+        return False

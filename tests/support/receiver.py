@@ -163,6 +163,11 @@ class JsonLinesReceiver:
         with self._lock:
             record.feed(data)
 
+    def admit(self, sock: socket.socket) -> bool:
+        """Called on the acceptor thread right after accept; False turns the connection away
+        (the subclass closes it) before anything is read."""
+        return True
+
     # Machinery.
 
     def _spawn(self, target: Any, *args: Any) -> None:
@@ -181,6 +186,8 @@ class JsonLinesReceiver:
             except OSError:
                 return
             sock.settimeout(None)
+            if not self.admit(sock):
+                continue
             with self._lock:
                 record = ConnectionRecord(index=len(self.records))
                 self.records.append(record)

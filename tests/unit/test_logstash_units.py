@@ -11,21 +11,25 @@ from elb_log_shipper.config import Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
 from elb_log_shipper.logstash import LogstashSender, SocketPool, parse_destination
 from elb_log_shipper.logstash.confirmed import ConfirmedProgress
-from elb_log_shipper.logstash.connection import _wait_slice, build_ssl_context
+from elb_log_shipper.logstash.connection import build_ssl_context, wait_slice
 
 
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("tcp://logstash.internal:5000", ("logstash.internal", 5000, False)),
-        ("tls://logstash.internal:6514", ("logstash.internal", 6514, True)),
-        ("tcp://127.0.0.1", ("127.0.0.1", 5044, False)),
-        ("tls://[::1]:5000", ("::1", 5000, True)),
-        ("  tcp://host:1/ ", ("host", 1, False)),
+        ("tcp://logstash.internal:5000", ("logstash.internal", 5000, False, "json_lines")),
+        ("tls://logstash.internal:6514", ("logstash.internal", 6514, True, "json_lines")),
+        ("tcp://127.0.0.1", ("127.0.0.1", 5044, False, "json_lines")),
+        ("tls://[::1]:5000", ("::1", 5000, True, "json_lines")),
+        ("  tcp://host:1/ ", ("host", 1, False, "json_lines")),
+        ("beats://logstash:5044", ("logstash", 5044, False, "beats")),
+        ("beats+tls://logstash", ("logstash", 5044, True, "beats")),
     ],
 )
-def test_parse_destination(url: str, expected: tuple[str, int, bool]) -> None:
-    assert parse_destination(url) == expected
+def test_parse_destination(url: str, expected: tuple[str, int, bool, str]) -> None:
+    destination = parse_destination(url)
+    assert (destination.host, destination.port, destination.tls, destination.protocol) == expected
+    assert Settings.from_env({}, **destination.settings()).protocol == expected[3]
 
 
 @pytest.mark.parametrize(
@@ -33,6 +37,7 @@ def test_parse_destination(url: str, expected: tuple[str, int, bool]) -> None:
     [
         ("logstash:5000", "scheme"),
         ("http://logstash:5000", "scheme"),
+        ("beats+tcp://logstash:5000", "scheme"),
         ("tcp://:5000", "no host"),
         ("tcp://host:notaport", "invalid"),
         ("tcp://host:70000", "invalid"),
@@ -81,11 +86,11 @@ def test_send_after_finish_is_a_bug() -> None:
         sender.send(b"{}\n", 1)
 
 
-def test_wait_slice_raises_after_the_deadline() -> None:
-    assert _wait_slice(None, "x") > 0
-    assert 0 < _wait_slice(time.monotonic() + 10, "x") <= 10
+def testwait_slice_raises_after_the_deadline() -> None:
+    assert wait_slice(None, "x") > 0
+    assert 0 < wait_slice(time.monotonic() + 10, "x") <= 10
     with pytest.raises(DeliveryError, match="deadline"):
-        _wait_slice(time.monotonic() - 1, "writing")
+        wait_slice(time.monotonic() - 1, "writing")
 
 
 def test_confirmed_progress_is_the_longest_confirmed_prefix() -> None:

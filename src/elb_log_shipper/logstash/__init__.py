@@ -1,11 +1,15 @@
-"""The Logstash sink: JSON lines over TCP or TLS to Logstash's ``tcp`` input, at least once.
+"""The Logstash sink, at least once, over TCP or TLS, in one of two protocols
+(``Settings.protocol``): json_lines to Logstash's ``tcp`` input (this docstring) or Beats to its
+``beats`` input (``beats.py``: windows, compressed, acknowledged). Both share the pool
+(``pool.py``), the sender threads, deadlines, resending and the confirmed-offset ledger
+(``sender.py``, ``confirmed.py``); only framing and confirmation differ (``connection.py``).
 
-Wire format: one JSON object per ``\\n``-terminated UTF-8 line (``codec => json_lines``), many
-lines per write. A connection on which a write failed part-way is closed, never reused, so half a
-line is never followed by another event.
+Wire format (json_lines): one JSON object per ``\\n``-terminated UTF-8 line
+(``codec => json_lines``), many lines per write. A connection on which a write failed part-way is
+closed, never reused, so half a line is never followed by another event.
 
-What "delivered" means
-----------------------
+What "delivered" means (json_lines)
+-----------------------------------
 Logstash's tcp input sends nothing back, so the only acknowledgement TCP offers is the close.
 An event counts as delivered (``events_confirmed``) when the connection that carried it was
 closed gracefully: we half-close (TLS ``close_notify``, then FIN), read until Logstash closes its
@@ -41,7 +45,12 @@ at the end of each object and after carrying ``ROTATE_BYTES``, which bounds both
 buffer and the duplicates after a failure. A connection that breaks before its confirmation
 makes the pool confirm sooner (``SocketPool.confirm_within`` halves, down to
 ``MIN_ROTATE_BYTES``, and grows back as confirmations succeed), so a peer that closes every
-connection after some bytes still receives everything.
+connection after some bytes still receives everything. A connection turned away before it
+carried anything (refused, or reset at accept while other connections work: a receiver at its
+connection cap) lowers the pool's connection limit instead, which grows back one connection per
+``REGROW_CONNECTIONS_AFTER_SECONDS``. TLS failures that no retry can fix (certificate not
+trusted, expired or for another name, a client certificate missing or rejected, a plaintext port)
+fail at once with the setting to change.
 
 Example::
 
@@ -59,40 +68,77 @@ them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from elb_log_shipper.config import DEFAULT_LOGSTASH_PORT
+from elb_log_shipper.config import (
+    DEFAULT_LOGSTASH_PORT,
+    PROTOCOL_BEATS,
+    PROTOCOL_JSON_LINES,
+)
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.logstash.pool import ROTATE_BYTES, SocketPool
 from elb_log_shipper.logstash.sender import DeliveryStats, LogstashSender
 
-__all__ = ["ROTATE_BYTES", "DeliveryStats", "LogstashSender", "SocketPool", "parse_destination"]
+__all__ = [
+    "ROTATE_BYTES",
+    "DeliveryStats",
+    "Destination",
+    "LogstashSender",
+    "SocketPool",
+    "parse_destination",
+]
 
-_SCHEMES = {"tcp": False, "tls": True}
+# Scheme -> (TLS, protocol).
+_SCHEMES = {
+    "tcp": (False, PROTOCOL_JSON_LINES),
+    "tls": (True, PROTOCOL_JSON_LINES),
+    "beats": (False, PROTOCOL_BEATS),
+    "beats+tls": (True, PROTOCOL_BEATS),
+}
 
 
-def parse_destination(url: str) -> tuple[str, int, bool]:
-    """Split ``tcp://host:port`` or ``tls://host:port`` into (host, port, tls).
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where ``--to`` points: host, port, TLS or not, and the wire protocol."""
+
+    host: str
+    port: int
+    tls: bool
+    protocol: str
+
+    def settings(self) -> dict[str, Any]:
+        """The ``Settings`` fields this destination sets (``Settings.from_env`` overrides)."""
+        return {"host": self.host, "port": self.port, "tls": self.tls, "protocol": self.protocol}
+
+
+def parse_destination(url: str) -> Destination:
+    """Parse ``tcp://``, ``tls://`` (json_lines for the tcp input), ``beats://`` or
+    ``beats+tls://`` (the beats input) followed by ``host:port``.
 
     The port defaults to 5044; IPv6 hosts go in brackets.
 
     >>> parse_destination("tls://logstash.internal:5000")
-    ('logstash.internal', 5000, True)
-    >>> parse_destination("tcp://[::1]")
-    ('::1', 5044, False)
+    Destination(host='logstash.internal', port=5000, tls=True, protocol='json_lines')
+    >>> parse_destination("beats+tls://[::1]").settings()
+    {'host': '::1', 'port': 5044, 'tls': True, 'protocol': 'beats'}
     """
-    hint = "use tcp://host:port or tls://host:port"
+    hint = "use tcp://, tls://, beats:// or beats+tls:// followed by host:port"
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as error:
         raise ConfigurationError(f"destination {url!r} is invalid ({error}): {hint}") from None
     if parts.scheme not in _SCHEMES:
-        raise ConfigurationError(f"destination {url!r} has no tcp:// or tls:// scheme: {hint}")
+        raise ConfigurationError(f"destination {url!r} has no known scheme: {hint}")
     if not parts.hostname:
         raise ConfigurationError(f"destination {url!r} has no host: {hint}")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise ConfigurationError(f"destination {url!r} has more than a host and port: {hint}")
     if port == 0:
         raise ConfigurationError(f"destination {url!r} has port 0: {hint}")
-    return parts.hostname, DEFAULT_LOGSTASH_PORT if port is None else port, _SCHEMES[parts.scheme]
+    tls, protocol = _SCHEMES[parts.scheme]
+    return Destination(
+        parts.hostname, DEFAULT_LOGSTASH_PORT if port is None else port, tls, str(protocol)
+    )

@@ -1,8 +1,9 @@
-"""One connection to Logstash's tcp input: connect, write with a progress watchdog, confirm.
+"""One connection to Logstash: connect (TLS diagnosed), write with a progress watchdog, confirm.
 
-A connection keeps every batch written on it since it was opened (``unconfirmed``) until
-``confirm()`` has seen Logstash close its side after reading ours; see the package docstring for
-what that proves. Nothing here retries: a broken or stalled connection raises
+``Connection`` holds what both protocols share; ``JsonLinesConnection`` speaks json_lines to the
+tcp input: it keeps every batch written since it opened until ``confirm()`` has seen Logstash
+close its side after reading ours (the package docstring says what that proves). The beats
+protocol is in ``beats.py``. Nothing here retries: a broken or stalled connection raises
 ``ConnectionLostError`` and the sender decides what to resend where.
 """
 
@@ -16,12 +17,22 @@ import struct
 import termios
 import time
 from dataclasses import dataclass
+from typing import Self
 
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
 from elb_log_shipper.logstash.confirmed import Ticket
 
-__all__ = ["Batch", "ConnectionLostError", "LogstashConnection", "build_ssl_context"]
+__all__ = [
+    "Batch",
+    "Connection",
+    "ConnectionLostError",
+    "JsonLinesConnection",
+    "Watchdog",
+    "build_ssl_context",
+    "split_batch",
+    "wait_slice",
+]
 
 # NAT gateways drop idle flows after 350 s; probing from 60 s finds a vanished peer long before.
 KEEPALIVE_IDLE_SECONDS = 60
@@ -36,6 +47,14 @@ RECV_BYTES = 64 * 1024
 # the stream is shut), so how fast it reads the bytes it already acknowledged is invisible. We
 # allow it to read what it may hold at this rate before judging it dead; slower is "not reading".
 SLOWEST_LIVE_READER_BYTES_PER_SECOND = 64 * 1024
+# struct tcp_info (linux/tcp.h): tcpi_bytes_acked, a u64, follows 104 bytes of u8/u32 fields and
+# the two u64 pacing rates; Linux 4.1 and later fill it.
+_TCPI_BYTES_ACKED_OFFSET = 120
+_TCP_INFO_BYTES = 256
+# What a peer's kernel may acknowledge before its application closes a connection it refuses: up
+# to its receive buffer, 128 KiB by default on Linux (tcp_rmem), twice that for other kernels and
+# slow acceptors. A peer that closes after reading more is limiting bytes, not connections.
+FIRST_FLIGHT_BYTES = 256 * 1024
 # Linux's largest default receive buffer (tcp_rmem max) is 6 MiB: a peer cannot hold more unread.
 PEER_BUFFER_BYTES_CAP = 8 * 1024 * 1024
 
@@ -44,8 +63,72 @@ class ConnectionLostError(Exception):
     """The connection broke, or made no progress for the stall timeout; resend what it carried.
 
     Internal to the sink: the sender turns it into a retry, or into ``DeliveryError`` when it
-    gives up, so callers never see it.
+    gives up, so callers never see it. ``refused``: the peer turned the connection away before
+    taking anything (refused, or reset or closed during the handshake), as a receiver at its
+    connection cap does.
     """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+        # Set by the pool when the refusal came while other connections worked: a cap.
+        self.capped = False
+
+
+# OpenSSL reasons (``ssl.SSLError.reason``) that retrying cannot fix, with the remedy for each.
+_CLIENT_CERT_REMEDY = (
+    f"set {ENV.LOGSTASH_CLIENT_CERT_FILE} and {ENV.LOGSTASH_CLIENT_KEY_FILE} to a client "
+    "certificate signed by a CA in the input's ssl_certificate_authorities"
+)
+_PLAINTEXT_REMEDY = (
+    f"the port does not speak TLS: set {ENV.LOGSTASH_TLS}=false (tcp:// on the command line), "
+    "or enable ssl on the input"
+)
+_FATAL_TLS_REASONS = {
+    # TLS 1.3 servers send this after the handshake, on the first read or write.
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "it requires a client certificate: " + _CLIENT_CERT_REMEDY,
+    # TLS 1.2 servers answer a missing client certificate with a bare handshake failure.
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "it may require a client certificate: " + _CLIENT_CERT_REMEDY,
+    "SSLV3_ALERT_BAD_CERTIFICATE": "it rejected our client certificate: " + _CLIENT_CERT_REMEDY,
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "it rejected our client certificate: " + _CLIENT_CERT_REMEDY,
+    "TLSV1_ALERT_UNKNOWN_CA": "it does not trust our client certificate: " + _CLIENT_CERT_REMEDY,
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "our client certificate expired: " + _CLIENT_CERT_REMEDY,
+    "TLSV1_ALERT_ACCESS_DENIED": "it denied our client certificate: " + _CLIENT_CERT_REMEDY,
+    "WRONG_VERSION_NUMBER": _PLAINTEXT_REMEDY,
+    "PACKET_LENGTH_TOO_LONG": _PLAINTEXT_REMEDY,
+    "RECORD_LAYER_FAILURE": _PLAINTEXT_REMEDY,
+    "TLSV1_ALERT_PROTOCOL_VERSION": "it speaks no TLS version we accept: enable TLS 1.2 or 1.3 "
+    "on the input (ssl_supported_protocols)",
+    "UNSUPPORTED_PROTOCOL": "it speaks no TLS version we accept: enable TLS 1.2 or 1.3 on the "
+    "input (ssl_supported_protocols)",
+}
+# OpenSSL verification codes (X509_V_ERR_*) with their remedies; any other code: the CA.
+_EXPIRED, _NOT_YET_VALID, _HOSTNAME_MISMATCH, _IP_MISMATCH = 10, 9, 62, 64
+_VERIFY_REMEDIES = {
+    _EXPIRED: "renew the certificate of the input (its ssl_certificate)",
+    _NOT_YET_VALID: "check the clocks, or the validity dates of the input's ssl_certificate",
+    _HOSTNAME_MISMATCH: f"set {ENV.LOGSTASH_HOST} to a name the certificate lists (or reissue "
+    "the certificate for this name)",
+    _IP_MISMATCH: f"set {ENV.LOGSTASH_HOST} to a name the certificate lists (or reissue the "
+    "certificate for this address)",
+}
+
+
+def tls_failure(error: ssl.SSLError, peer: str) -> DeliveryError | None:
+    """The DeliveryError, naming the setting to change, for a TLS failure that retrying cannot
+    fix; None for one that may be transient (a reset or a close mid-handshake)."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        remedy = _VERIFY_REMEDIES.get(
+            error.verify_code, f"set {ENV.LOGSTASH_CA_FILE} to the CA that signed it"
+        )
+        return DeliveryError(
+            f"the TLS certificate of Logstash at {peer} failed verification "
+            f"({error.verify_message}): {remedy}"
+        )
+    fatal = _FATAL_TLS_REASONS.get(error.reason or "")
+    if fatal is None:
+        return None
+    return DeliveryError(f"Logstash at {peer} ended the TLS session ({error.reason}): {fatal}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +144,28 @@ class Batch:
         """Tell the sender that queued this batch (whichever sender confirmed it)."""
         if self.ticket is not None:
             self.ticket.confirm()
+
+
+def split_batch(batch: Batch, limit: int) -> list[Batch]:
+    """``batch`` cut at line boundaries into parts of at most ``limit`` bytes (a longer single
+    line makes a part of its own), sharing its ticket.
+
+    >>> [part.data for part in split_batch(Batch(b"a\\nbb\\ncc\\n", 3), 5)]
+    [b'a\\nbb\\n', b'cc\\n']
+    """
+    data = batch.data
+    parts: list[Batch] = []
+    start = 0
+    while start < len(data):
+        end = data.rfind(b"\n", start, start + limit)
+        if end < 0:
+            end = data.find(b"\n", start)
+        chunk = data[start : end + 1]
+        parts.append(Batch(chunk, chunk.count(b"\n"), batch.ticket))
+        start = end + 1
+    if batch.ticket is not None:
+        batch.ticket.split(len(parts))
+    return parts
 
 
 def build_ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -85,7 +190,7 @@ def build_ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-class _Watchdog:
+class Watchdog:
     """Decides when a connection is dead: nothing moved for ``stall_timeout`` seconds.
 
     Progress is any byte the kernel accepted from us, or our send queue shrinking (the peer
@@ -126,7 +231,20 @@ def _send_queue_bytes(sock: socket.socket) -> int | None:
     return value
 
 
-def _wait_slice(deadline: float | None, what: str) -> float:
+def _acked_bytes(sock: socket.socket) -> int | None:
+    """Bytes of ours the peer acknowledged since the connection opened (Linux tcpi_bytes_acked),
+    or None where the kernel does not say."""
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+    except (OSError, AttributeError):
+        return None
+    if len(raw) < _TCPI_BYTES_ACKED_OFFSET + 8:
+        return None
+    acked: int = struct.unpack_from("Q", raw, _TCPI_BYTES_ACKED_OFFSET)[0]
+    return acked
+
+
+def wait_slice(deadline: float | None, what: str) -> float:
     """How long the next blocking call may wait; DeliveryError once the deadline has passed."""
     if deadline is None:
         return WAIT_SLICE_SECONDS
@@ -136,8 +254,10 @@ def _wait_slice(deadline: float | None, what: str) -> float:
     return min(WAIT_SLICE_SECONDS, left)
 
 
-class LogstashConnection:
-    """A TCP or TLS connection to Logstash with the batches it carries unconfirmed.
+class Connection:
+    """A TCP or TLS connection to Logstash and the batches it carries unconfirmed: what both
+    protocols share (opening, TLS diagnosis, writing under a watchdog, closing). Subclasses
+    frame the batches and confirm them their own way.
 
     Not thread-safe: one worker owns it at a time (the pool hands it over).
     """
@@ -146,8 +266,16 @@ class LogstashConnection:
         self._sock = sock
         self._settings = settings
         self.peer = f"{settings.host}:{settings.port}"
-        self.unconfirmed: list[Batch] = []
-        self.unconfirmed_bytes = 0
+        # Confirmed and not yet counted by the worker (see take_confirmed).
+        self.confirmed: list[Batch] = []
+        # Whether anything was confirmed on it while it stayed open (beats): a loss after that is
+        # one dropped connection of a live peer, not a peer that is down.
+        self.made_progress = False
+        # What the peer had acknowledged after the handshake, and when the socket closed: a
+        # connection turned away at a connection cap breaks with no more than the first flight
+        # acknowledged (the kernel acknowledges what arrives before the close).
+        self._acked_at_open = _acked_bytes(sock)
+        self.acked_when_closed: int | None = None
         # Bytes written since opening, confirmed or not: the sender rotates on this.
         self.carried_bytes = 0
         # How many times the pool lent it out: 1 means its first user opened it.
@@ -157,12 +285,21 @@ class LogstashConnection:
 
     @classmethod
     def open(
-        cls, settings: Settings, deadline: float | None, context: ssl.SSLContext | None
-    ) -> LogstashConnection:
+        cls,
+        settings: Settings,
+        deadline: float | None,
+        context: ssl.SSLContext | None,
+        *,
+        alone: bool = True,
+    ) -> Self:
         """Connect (and handshake) within ``connect_timeout``.
 
-        Raises ConnectionLostError for a failure worth retrying (refused, timed out, reset) and
-        DeliveryError for one that retrying cannot fix (the certificate does not verify).
+        ``alone``: no other connection of the pool is open, so a TLS handshake that the peer
+        leaves unanswered or closes cannot be a connection cap: it is a plaintext port.
+
+        Raises ConnectionLostError for a failure worth retrying (refused, timed out, reset;
+        ``refused`` set when the peer turned the connection away) and DeliveryError for one
+        that retrying cannot fix (the certificate does not verify, a plaintext port).
         """
         host = settings.host
         if not host:
@@ -176,45 +313,92 @@ class LogstashConnection:
         try:
             sock = socket.create_connection((host, settings.port), timeout=timeout)
         except OSError as error:
-            raise ConnectionLostError(f"cannot connect to {peer}: {error}") from error
+            raise ConnectionLostError(
+                f"cannot connect to {peer}: {error}",
+                refused=isinstance(error, ConnectionRefusedError),
+            ) from error
         _set_keepalive(sock)
         if context is not None:
             try:
                 sock = context.wrap_socket(sock, server_hostname=host)
-            except ssl.SSLCertVerificationError as error:
-                sock.close()
-                raise DeliveryError(
-                    f"the TLS certificate of Logstash at {peer} failed verification "
-                    f"({error.verify_message}): set {ENV.LOGSTASH_CA_FILE} to the CA that signed "
-                    "it, and use a host name the certificate names"
-                ) from error
             except ssl.SSLError as error:
                 sock.close()
-                raise DeliveryError(
-                    f"the TLS handshake with Logstash at {peer} failed ({error}): check the TLS "
-                    "settings of the tcp input (ssl_enabled, ssl_client_authentication)"
+                raise tls_failure(error, peer) or ConnectionLostError(
+                    f"TLS handshake with {peer} broke: {error}", refused=True
                 ) from error
+            except TimeoutError as error:
+                sock.close()
+                if alone:
+                    raise DeliveryError(
+                        f"{peer} accepted the connection but did not answer the TLS handshake "
+                        f"in {timeout:.1f}s, as a plaintext input does: set {ENV.LOGSTASH_TLS}"
+                        "=false (tcp:// on the command line), or enable ssl on the input"
+                    ) from error
+                raise ConnectionLostError(f"TLS handshake with {peer} timed out") from error
             except OSError as error:
                 sock.close()
-                raise ConnectionLostError(f"TLS handshake with {peer} broke: {error}") from error
+                raise ConnectionLostError(
+                    f"TLS handshake with {peer} broke: {error}", refused=True
+                ) from error
         return cls(sock, settings)
+
+    # What each protocol defines.
 
     def write(self, batch: Batch, deadline: float | None) -> None:
         """Write one batch completely, or raise; the batch counts as unconfirmed either way.
+        Batches confirmed meanwhile (beats: acknowledged while waiting for room) wait in
+        ``take_confirmed()``, even when this raises.
 
         Raises ConnectionLostError when the socket breaks or stalls (the connection must then be
-        discarded: it may hold half a line), DeliveryError when the deadline passes.
+        discarded: it may hold half a frame), DeliveryError when the deadline passes or the peer
+        answers in a way no retry can fix.
         """
-        self.unconfirmed.append(batch)
-        self.unconfirmed_bytes += len(batch.data)
-        self.carried_bytes += len(batch.data)
-        view = memoryview(batch.data)
+        raise NotImplementedError
+
+    def confirm(self, deadline: float | None) -> None:
+        """Confirm everything written so far (``take_confirmed()`` hands the batches over);
+        ``closed`` then tells whether the connection can carry more (json_lines confirms by
+        closing).
+
+        Raises ConnectionLostError when the confirmation fails (resend what is unconfirmed),
+        DeliveryError when the deadline passes.
+        """
+        raise NotImplementedError
+
+    def take_unconfirmed(self) -> list[Batch]:
+        """Hand over the unconfirmed batches (for resending elsewhere) and forget them."""
+        raise NotImplementedError
+
+    def take_confirmed(self) -> list[Batch]:
+        """Hand over the batches confirmed since the last call, in confirmation order."""
+        batches, self.confirmed = self.confirmed, []
+        return batches
+
+    def has_unconfirmed(self) -> bool:
+        """Whether batches written on it still wait for their confirmation."""
+        raise NotImplementedError
+
+    def must_confirm_before(self, batch: Batch, limit: int) -> bool:
+        """Whether to confirm before writing ``batch``, ``limit`` being the pool's
+        ``confirm_within``."""
+        raise NotImplementedError
+
+    def is_alive(self) -> bool:
+        """Whether a pooled connection can be reused, without blocking."""
+        raise NotImplementedError
+
+    # Shared machinery.
+
+    def send_all(self, data: bytes, deadline: float | None) -> None:
+        """Write ``data`` completely under the stall watchdog; on failure close and raise
+        ConnectionLostError, or DeliveryError for the deadline or a fatal TLS alert."""
+        view = memoryview(data)
         chunk = TLS_WRITE_BYTES if isinstance(self._sock, ssl.SSLSocket) else len(view)
-        watchdog = _Watchdog(self._sock, self._settings.stall_timeout)
+        watchdog = Watchdog(self._sock, self._settings.stall_timeout)
         sent = 0
         try:
             while sent < len(view):
-                self._sock.settimeout(_wait_slice(deadline, f"writing to {self.peer}"))
+                self._sock.settimeout(wait_slice(deadline, f"writing to {self.peer}"))
                 try:
                     sent += self._sock.send(view[sent : sent + chunk])
                 except TimeoutError:
@@ -222,14 +406,94 @@ class LogstashConnection:
                     continue
                 watchdog.progressed()
         except OSError as error:
+            fatal = self.fatal_tls_error(error)
             self.close()
+            if fatal is not None:
+                raise fatal from error
             raise ConnectionLostError(f"writing to {self.peer} failed: {error}") from error
         except (ConnectionLostError, DeliveryError):
             self.close()
             raise
 
-    def confirm(self, deadline: float | None) -> list[Batch]:
-        """Close gracefully and return the batches Logstash has now read; the socket is closed.
+    def interrupt(self) -> None:
+        """Wake a blocked write or read from another thread; the connection is then dead.
+
+        shutdown() rather than close(): closing would free the descriptor number for reuse while
+        the owning thread may still pass it to a system call.
+        """
+        self.interrupted = True
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Close the socket at once; unconfirmed batches stay for the caller to take."""
+        if not self.closed:
+            self.closed = True
+            acked = _acked_bytes(self._sock)
+            if acked is not None and self._acked_at_open is not None:
+                self.acked_when_closed = acked - self._acked_at_open
+            with contextlib.suppress(OSError):
+                self._sock.close()
+
+    def turned_away(self) -> bool:
+        """Whether the connection, closed, looks refused at a connection cap: lent once and
+        broken before the peer acknowledged more than a first flight of our bytes."""
+        acked = self.acked_when_closed
+        return self.times_lent == 1 and acked is not None and acked <= FIRST_FLIGHT_BYTES
+
+    def dead_unless_fatal(self, error: OSError) -> bool:
+        """For ``is_alive``: False (the connection is dead), or the DeliveryError of a TLS alert
+        in ``error`` that no new connection would avoid (a rejected client certificate)."""
+        if isinstance(error, ssl.SSLError):
+            fatal = tls_failure(error, self.peer)
+            if fatal is not None:
+                raise fatal from error
+        return False
+
+    def fatal_tls_error(self, error: OSError) -> DeliveryError | None:
+        """The DeliveryError for a TLS alert that retrying cannot fix, found in ``error`` or
+        waiting unread (a TLS 1.3 server rejects a client certificate after the handshake, so a
+        write fails with a reset before we read its alert)."""
+        sock = self._sock
+        if not isinstance(sock, ssl.SSLSocket):
+            return None
+        if isinstance(error, ssl.SSLError):
+            fatal = tls_failure(error, self.peer)
+            if fatal is not None:
+                return fatal
+        with contextlib.suppress(OSError):
+            sock.settimeout(0.0)
+        try:
+            sock.recv(RECV_BYTES)
+        except ssl.SSLError as alert:
+            return tls_failure(alert, self.peer)
+        except OSError:
+            return None
+        return None
+
+
+class JsonLinesConnection(Connection):
+    """json_lines for Logstash's tcp input: batches go out as they are and are confirmed by a
+    graceful close (the package docstring says what that proves)."""
+
+    def __init__(self, sock: socket.socket, settings: Settings) -> None:
+        super().__init__(sock, settings)
+        self.unconfirmed: list[Batch] = []
+
+    def write(self, batch: Batch, deadline: float | None) -> None:
+        self.unconfirmed.append(batch)
+        self.carried_bytes += len(batch.data)
+        self.send_all(batch.data, deadline)
+
+    def has_unconfirmed(self) -> bool:
+        return bool(self.unconfirmed)
+
+    def must_confirm_before(self, batch: Batch, limit: int) -> bool:
+        """Whether ``batch`` would make it carry more than ``limit`` bytes unconfirmed."""
+        return bool(self.carried_bytes) and self.carried_bytes + len(batch.data) > limit
+
+    def confirm(self, deadline: float | None) -> None:
+        """Close gracefully; the batches Logstash has now read become confirmed.
 
         Half-closes (TLS close_notify, then FIN), then reads until Logstash closes its side,
         which its tcp input does only after reading everything up to our FIN. Raises
@@ -249,13 +513,16 @@ class LogstashConnection:
                     f"{self.peer} closed with {queued} of our bytes unacknowledged"
                 )
         except OSError as error:
+            fatal = self.fatal_tls_error(error)
             self.close()
+            if fatal is not None:
+                raise fatal from error
             raise ConnectionLostError(f"closing {self.peer} failed: {error}") from error
         except (ConnectionLostError, DeliveryError):
             self.close()
             raise
         self.close()
-        return self.take_unconfirmed()
+        self.confirmed += self.take_unconfirmed()
 
     def is_alive(self) -> bool:
         """Whether a pooled connection can be reused, without blocking.
@@ -281,34 +548,16 @@ class LogstashConnection:
             except ssl.SSLWantReadError:
                 return True  # only TLS records without application data
             return False  # EOF, or bytes Logstash never sends
-        except OSError:
-            return False
+        except OSError as error:
+            return self.dead_unless_fatal(error)
         finally:
             with contextlib.suppress(OSError):
                 sock.settimeout(timeout)
 
-    def interrupt(self) -> None:
-        """Wake a blocked write or read from another thread; the connection is then dead.
-
-        shutdown() rather than close(): closing would free the descriptor number for reuse while
-        the owning thread may still pass it to a system call.
-        """
-        self.interrupted = True
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
-
     def take_unconfirmed(self) -> list[Batch]:
         """Hand over the unconfirmed batches (for resending elsewhere) and forget them."""
         batches, self.unconfirmed = self.unconfirmed, []
-        self.unconfirmed_bytes = 0
         return batches
-
-    def close(self) -> None:
-        """Close the socket at once; unconfirmed batches stay for the caller to take."""
-        if not self.closed:
-            self.closed = True
-            with contextlib.suppress(OSError):
-                self._sock.close()
 
     def _peer_has_closed(self) -> bool:
         sock = self._sock
@@ -339,12 +588,12 @@ class LogstashConnection:
         socket.socket.shutdown(sock, socket.SHUT_WR)
 
     def _read_until_eof(self, deadline: float | None) -> None:
-        watchdog = _Watchdog(self._sock, self._settings.stall_timeout)
+        watchdog = Watchdog(self._sock, self._settings.stall_timeout)
         unread_allowance = (
             min(self.carried_bytes, PEER_BUFFER_BYTES_CAP) / SLOWEST_LIVE_READER_BYTES_PER_SECOND
         )
         while True:
-            self._sock.settimeout(_wait_slice(deadline, f"waiting for {self.peer} to read"))
+            self._sock.settimeout(wait_slice(deadline, f"waiting for {self.peer} to read"))
             try:
                 data = self._sock.recv(RECV_BYTES)
             except TimeoutError:

@@ -1,17 +1,27 @@
-"""A bounded pool of Logstash connections that outlives senders (and warm Lambda invocations)."""
+"""A bounded pool of Logstash connections that outlives senders (and warm Lambda invocations).
+
+The pool is where the protocol is chosen (``Settings.protocol``: json_lines or beats) and where
+the limits that adapt to the peer live: the confirmation size (json_lines), the window (beats)
+and how many connections may be open.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
-from elb_log_shipper.config import Settings
+from elb_log_shipper.config import PROTOCOL_BEATS, Settings
 from elb_log_shipper.errors import DeliveryError
+from elb_log_shipper.logstash.beats import BeatsConnection, split_events
 from elb_log_shipper.logstash.connection import (
     WAIT_SLICE_SECONDS,
     Batch,
-    LogstashConnection,
+    Connection,
+    ConnectionLostError,
+    JsonLinesConnection,
     build_ssl_context,
+    split_batch,
 )
 
 __all__ = ["MIN_ROTATE_BYTES", "ROTATE_BYTES", "SocketPool"]
@@ -25,6 +35,25 @@ ROTATE_BYTES = 8 * 1024 * 1024
 # to this floor (a few JSON lines), and grows back by an eighth on every confirmation, slowly,
 # so that a peer with a byte limit costs one lost connection every several, not every other.
 MIN_ROTATE_BYTES = 16 * 1024
+# A receiver that turns connections away at a cap (syslog-ng accepts 10, load balancers and
+# Logstash have limits too) is saying "fewer connections", not "smaller batches": the pool then
+# opens no more than were working, and tries one more after this long without a refusal, so a
+# cap that was lifted is found again within a minute or so.
+REGROW_CONNECTIONS_AFTER_SECONDS = 10.0
+# Beats windows start small and grow by half on every acknowledged window that filled them, up to
+# ``beats_window_max``; a loss halves them (libbeat's slow start: libbeat/outputs/logstash/
+# window.go starts at 10 and grows by 1.5x). A pipeline batch of ALB events holds ~100.
+BEATS_WINDOW_START = 16
+BEATS_WINDOW_MIN = 1
+
+
+@dataclass(slots=True)
+class PoolCounters:
+    """What the pool did, for tests and benchmarks (read under no lock: approximate)."""
+
+    connections_opened: int = 0
+    dead_connections_replaced: int = 0
+    refusals: int = 0
 
 
 class SocketPool:
@@ -42,24 +71,95 @@ class SocketPool:
     def __init__(self, settings: Settings, *, rotate_bytes: int = ROTATE_BYTES) -> None:
         self.settings = settings.require_destination()
         self.rotate_bytes = rotate_bytes
-        # The limit in force: rotate_bytes, or less while connections break before confirmation.
-        self.confirm_within = rotate_bytes
         self._context = build_ssl_context(settings) if settings.tls else None
+        self._connection_class: type[Connection] = (
+            BeatsConnection if settings.protocol == PROTOCOL_BEATS else JsonLinesConnection
+        )
         self._cond = threading.Condition()
-        self._idle: list[LogstashConnection] = []
-        self._lent: set[LogstashConnection] = set()
+        self._idle: list[Connection] = []
+        self._lent: set[Connection] = set()
         self._connecting = 0
-        self.connections_opened = 0
-        self.dead_connections_replaced = 0
+        # The limits in force, changed under the lock from every worker's thread:
+        # rotate_bytes or less while connections break before confirmation, and pool_size or
+        # fewer connections while the receiver turns connections away.
+        self._confirm_within = rotate_bytes
+        self._window = min(BEATS_WINDOW_START, settings.beats_window_max)
+        self._connection_limit = settings.pool_size
+        self._last_refusal = 0.0
+        self.counters = PoolCounters()
 
-    def lost_unconfirmed(self, carried: int) -> None:
-        """A connection broke after carrying ``carried`` unconfirmed bytes: confirm sooner."""
-        floor = min(MIN_ROTATE_BYTES, self.rotate_bytes)
-        self.confirm_within = max(floor, min(self.confirm_within, max(carried, 1)) // 2)
+    @property
+    def connections_opened(self) -> int:
+        return self.counters.connections_opened
 
-    def confirmed(self) -> None:
-        """A connection was confirmed: let the limit grow back towards ``rotate_bytes``."""
-        self.confirm_within = min(self.rotate_bytes, self.confirm_within + self.confirm_within // 8)
+    @property
+    def dead_connections_replaced(self) -> int:
+        return self.counters.dead_connections_replaced
+
+    @property
+    def confirm_within(self) -> int:
+        """Confirm a connection before it carries more than this many bytes."""
+        with self._cond:
+            return self._confirm_within
+
+    @property
+    def window(self) -> int:
+        """Events per beats window now (slow start, up to ``beats_window_max``)."""
+        with self._cond:
+            return self._window
+
+    def fit(self, batch: Batch) -> list[Batch]:
+        """``batch``, or its parts when it exceeds the limit in force: ``confirm_within`` bytes
+        (json_lines) or the window's events (beats)."""
+        if self.settings.protocol == PROTOCOL_BEATS:
+            return split_events(batch, self.window)
+        limit = self.confirm_within
+        return [batch] if len(batch.data) <= limit else split_batch(batch, limit)
+
+    @property
+    def connection_limit(self) -> int:
+        """How many connections may be open now (``pool_size``, or fewer after refusals)."""
+        with self._cond:
+            return self._connection_limit
+
+    def lost_unconfirmed(self, conn: Connection) -> bool:
+        """A connection broke before its confirmation: turned away at a connection cap while
+        others are open, open fewer (and return True); else the peer closes after some bytes,
+        confirm sooner."""
+        with self._cond:
+            others = sum(1 for other in self._lent if other is not conn and not other.closed)
+            if conn.turned_away() and others:
+                self._refused(others + len(self._idle))
+                return True
+            if isinstance(conn, BeatsConnection):
+                self._window = max(BEATS_WINDOW_MIN, self._window // 2)
+            elif conn.carried_bytes:
+                floor = min(MIN_ROTATE_BYTES, self.rotate_bytes)
+                within = min(self._confirm_within, conn.carried_bytes) // 2
+                self._confirm_within = max(floor, within)
+            return False
+
+    def confirmed(self, batches: list[Batch]) -> None:
+        """Batches were confirmed (a connection closed gracefully, or beats windows were
+        acknowledged): let the limits grow back."""
+        with self._cond:
+            if self.settings.protocol == PROTOCOL_BEATS:
+                for batch in batches:
+                    if batch.events >= self._window:
+                        self._window = min(
+                            self.settings.beats_window_max, -(-self._window * 3 // 2)
+                        )
+            self._confirm_within = min(
+                self.rotate_bytes, self._confirm_within + self._confirm_within // 8
+            )
+            now = time.monotonic()
+            if (
+                self._connection_limit < self.settings.pool_size
+                and now - self._last_refusal >= REGROW_CONNECTIONS_AFTER_SECONDS
+            ):
+                self._connection_limit += 1
+                self._last_refusal = now  # the next one after as long again
+                self._cond.notify_all()
 
     @property
     def open_connections(self) -> int:
@@ -68,17 +168,12 @@ class SocketPool:
             lent = sum(1 for conn in self._lent if not conn.closed)
             return len(self._idle) + lent + self._connecting
 
-    @property
-    def idle_connections(self) -> int:
-        with self._cond:
-            return len(self._idle)
-
     def acquire(
         self,
         deadline: float | None,
         inherited: list[Batch],
         stop: threading.Event | None = None,
-    ) -> LogstashConnection:
+    ) -> Connection:
         """A live connection: an idle one that passes a non-blocking check, else a new one.
 
         Waits for a free slot when ``pool_size`` connections are in use. Batches left
@@ -96,9 +191,22 @@ class SocketPool:
             inherited.extend(conn.take_unconfirmed())
             self.discard(conn)
             with self._cond:
-                self.dead_connections_replaced += 1
+                self.counters.dead_connections_replaced += 1
+        with self._cond:
+            others = len(self._idle) + len(self._lent) + self._connecting - 1
         try:
-            conn = LogstashConnection.open(self.settings, deadline, self._context)
+            conn = self._connection_class.open(
+                self.settings, deadline, self._context, alone=others == 0
+            )
+        except ConnectionLostError as error:
+            with self._cond:
+                self._connecting -= 1
+                open_now = len(self._idle) + sum(1 for c in self._lent if not c.closed)
+                if error.refused and open_now:
+                    self._refused(open_now)
+                    error.capped = True
+                self._cond.notify_all()
+            raise
         except BaseException:
             with self._cond:
                 self._connecting -= 1
@@ -107,21 +215,21 @@ class SocketPool:
         with self._cond:
             self._connecting -= 1
             self._lent.add(conn)
-            self.connections_opened += 1
+            self.counters.connections_opened += 1
         conn.times_lent += 1
         return conn
 
-    def take_unconfirmed_idle(self) -> LogstashConnection | None:
+    def take_unconfirmed_idle(self) -> Connection | None:
         """Lend an idle connection that carries unconfirmed batches, if there is one."""
         with self._cond:
             for conn in self._idle:
-                if conn.unconfirmed:
+                if conn.has_unconfirmed():
                     self._idle.remove(conn)
                     self._lent.add(conn)
                     return conn
         return None
 
-    def release(self, conn: LogstashConnection) -> None:
+    def release(self, conn: Connection) -> None:
         """Give a connection back for reuse (closed ones just free their slot)."""
         with self._cond:
             self._lent.discard(conn)
@@ -129,7 +237,7 @@ class SocketPool:
                 self._idle.append(conn)
             self._cond.notify_all()
 
-    def discard(self, conn: LogstashConnection) -> None:
+    def discard(self, conn: Connection) -> None:
         """Close a connection and free its slot."""
         conn.close()
         with self._cond:
@@ -150,9 +258,14 @@ class SocketPool:
         for conn in conns:
             conn.close()
 
-    def _take_slot(
-        self, deadline: float | None, stop: threading.Event | None
-    ) -> LogstashConnection | None:
+    def _refused(self, working: int) -> None:
+        """Called under the lock: the receiver turned a connection away while ``working`` were
+        open; open no more than those for a while."""
+        self.counters.refusals += 1
+        self._connection_limit = max(1, min(self._connection_limit, working))
+        self._last_refusal = time.monotonic()
+
+    def _take_slot(self, deadline: float | None, stop: threading.Event | None) -> Connection | None:
         """An idle connection (now lent), or None with a slot reserved for opening one."""
         with self._cond:
             while True:
@@ -163,7 +276,7 @@ class SocketPool:
                     conn = self._idle.pop()
                     self._lent.add(conn)
                     return conn
-                if len(self._lent) + self._connecting < self.settings.pool_size:
+                if len(self._lent) + self._connecting < self._connection_limit:
                     self._connecting += 1
                     return None
                 wait = WAIT_SLICE_SECONDS

@@ -13,8 +13,8 @@ from elb_log_shipper.logstash.confirmed import ConfirmedProgress
 from elb_log_shipper.logstash.connection import (
     WAIT_SLICE_SECONDS,
     Batch,
+    Connection,
     ConnectionLostError,
-    LogstashConnection,
 )
 from elb_log_shipper.logstash.pool import SocketPool
 
@@ -240,6 +240,7 @@ class LogstashSender:
             worker.adopt(conn)
             try:
                 worker.confirm_current()
+                worker.hand_back()
             except _StoppedError:
                 self._raise_failure()
                 raise DeliveryError("delivery was aborted") from None
@@ -255,7 +256,7 @@ class _Worker(threading.Thread):
         super().__init__(name=name, daemon=True)
         self._sender = sender
         self._pool = sender.pool
-        self._conn: LogstashConnection | None = None
+        self._conn: Connection | None = None
         self._failures = 0
         self._first_failure = 0.0
 
@@ -268,9 +269,7 @@ class _Worker(threading.Thread):
                 self._deliver(batch)
             if self._sender.confirm_on_finish:
                 self.confirm_current()
-            elif self._conn is not None:
-                self._pool.release(self._conn)
-                self._conn = None
+            self.hand_back()
         except DeliveryError as error:
             self._sender.fail(error)
         except _StoppedError:
@@ -287,8 +286,15 @@ class _Worker(threading.Thread):
         if conn is not None:
             conn.interrupt()
 
-    def adopt(self, conn: LogstashConnection) -> None:
+    def adopt(self, conn: Connection) -> None:
         self._conn = conn
+
+    def hand_back(self) -> None:
+        """Return the current connection to the pool for reuse: a beats connection after its
+        windows were acknowledged, or any one with ``finish(confirm=False)``."""
+        if self._conn is not None:
+            self._pool.release(self._conn)
+            self._conn = None
 
     def drop_connection(self) -> None:
         """Close the current connection (if any): nothing on it counts as delivered."""
@@ -297,24 +303,38 @@ class _Worker(threading.Thread):
             self._conn = None
 
     def confirm_current(self) -> None:
-        """Confirm the current connection; on loss resend its batches elsewhere and repeat."""
+        """Confirm everything on the current connection; on loss resend its batches elsewhere
+        and repeat. A json_lines connection is closed by its confirmation, a beats one stays."""
         while self._conn is not None:
             conn = self._conn
+            lost: ConnectionLostError | None = None
             try:
-                batches = conn.confirm(self._sender.deadline)
+                conn.confirm(self._sender.deadline)
             except ConnectionLostError as error:
-                self._resend(self._lose(error))
+                lost = error
+            finally:
+                # Also on failure: what was confirmed before it counts (and moves the offset).
+                self._confirmed(conn.take_confirmed())
+            if lost is not None:
+                self._resend(self._lose(lost))
                 continue
-            self._pool.discard(conn)
-            self._pool.confirmed()
-            self._conn = None
-            self._failures = 0
-            for batch in batches:
-                batch.confirmed()
-            self._sender.count(
-                events_confirmed=sum(batch.events for batch in batches),
-                bytes_confirmed=sum(len(batch.data) for batch in batches),
-            )
+            if conn.closed:
+                self._pool.discard(conn)
+                self._conn = None
+            return
+
+    def _confirmed(self, batches: list[Batch]) -> None:
+        """Count confirmed batches: their senders' progress, our stats, the pool's limits."""
+        if not batches:
+            return
+        self._failures = 0
+        for batch in batches:
+            batch.confirmed()
+        self._pool.confirmed(batches)
+        self._sender.count(
+            events_confirmed=sum(batch.events for batch in batches),
+            bytes_confirmed=sum(len(batch.data) for batch in batches),
+        )
 
     def _deliver(self, batch: Batch) -> None:
         self._resend([batch])
@@ -322,9 +342,10 @@ class _Worker(threading.Thread):
     def _resend(self, batches: list[Batch]) -> None:
         """Write ``batches`` in order, reconnecting (and resending) until all are written.
 
-        A connection is confirmed before it would carry more than the pool's current limit,
-        and a batch larger than the limit is cut at line boundaries, so that a peer which
+        json_lines: a connection is confirmed before it would carry more than the pool's current
+        limit, and a batch larger than the limit is cut at line boundaries, so that a peer which
         closes connections after some bytes still gets everything, a confirmed part at a time.
+        Beats: a batch with more events than the current window is cut into windows.
         """
         pending = batches
         while pending:
@@ -332,21 +353,22 @@ class _Worker(threading.Thread):
                 self._connect(pending)
                 continue
             conn = self._conn
-            limit = self._pool.confirm_within
+            parts = self._pool.fit(pending[0])
+            if len(parts) > 1:
+                pending[:1] = parts
             batch = pending[0]
-            if len(batch.data) > limit:
-                pending[:1] = split_batch(batch, limit)
-                batch = pending[0]
-            if conn.carried_bytes and conn.carried_bytes + len(batch.data) > limit:
+            if conn.must_confirm_before(batch, self._pool.confirm_within):
                 self._sender.count(rotations=1)
                 self.confirm_current()
                 continue
             try:
                 conn.write(batch, self._sender.deadline)
             except ConnectionLostError as error:
-                # The batch that failed is already in conn.unconfirmed.
+                # The batch that failed is already among the connection's unconfirmed.
                 pending = self._lose(error) + pending[1:]
                 continue
+            finally:
+                self._confirmed(conn.take_confirmed())
             pending = pending[1:]
 
     def _connect(self, pending: list[Batch]) -> None:
@@ -354,7 +376,8 @@ class _Worker(threading.Thread):
         try:
             self._conn = self._pool.acquire(self._sender.deadline, inherited, self._sender.stopped)
         except ConnectionLostError as error:
-            self._back_off(error)
+            if not error.capped:
+                self._back_off(error)
             return
         finally:
             # Batches a dead pooled connection still held go first, like any unconfirmed ones.
@@ -367,8 +390,8 @@ class _Worker(threading.Thread):
         conn = self._conn
         assert conn is not None
         self._conn = None
-        if conn.carried_bytes:
-            self._pool.lost_unconfirmed(conn.carried_bytes)
+        conn.close()
+        capped = self._pool.lost_unconfirmed(conn)
         batches = conn.take_unconfirmed()
         self._pool.discard(conn)
         self._sender.count(
@@ -376,7 +399,10 @@ class _Worker(threading.Thread):
             retries=len(batches),
             events_resent=sum(batch.events for batch in batches),
         )
-        self._back_off(error)
+        # Turned away at a cap, the pool now opens fewer; dropped after confirming on it, the
+        # peer is alive: neither is a reason to wait or to give up.
+        if not capped and not conn.made_progress:
+            self._back_off(error)
         return batches
 
     def _back_off(self, error: ConnectionLostError) -> None:
@@ -414,25 +440,3 @@ def _join_timeout(deadline: float | None) -> float | None:
     if deadline is None:
         return None
     return max(0.0, deadline - time.monotonic()) + 2 * WAIT_SLICE_SECONDS + 1.0
-
-
-def split_batch(batch: Batch, limit: int) -> list[Batch]:
-    """``batch`` cut at line boundaries into parts of at most ``limit`` bytes (a longer single
-    line makes a part of its own).
-
-    >>> [part.data for part in split_batch(Batch(b"a\\nbb\\ncc\\n", 3), 5)]
-    [b'a\\nbb\\n', b'cc\\n']
-    """
-    data = batch.data
-    parts: list[Batch] = []
-    start = 0
-    while start < len(data):
-        end = data.rfind(b"\n", start, start + limit)
-        if end < 0:
-            end = data.find(b"\n", start)
-        chunk = data[start : end + 1]
-        parts.append(Batch(chunk, chunk.count(b"\n"), batch.ticket))
-        start = end + 1
-    if batch.ticket is not None:
-        batch.ticket.split(len(parts))
-    return parts

@@ -1,0 +1,126 @@
+"""The Lambda handler over beats (LOGSTASH_PROTOCOL=beats): hand-offs at the deadline margin,
+warm containers keeping their connections, against the project's beats server on loopback."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+
+from elb_log_shipper.config import ENV, PROTOCOL_BEATS
+from tests.functional.test_reliability import (
+    HOP_MARGIN_SECONDS,
+    HOP_WORK_SECONDS,
+    open_descriptors,
+    put_lines,
+    s3_event,
+)
+from tests.support.beats_server import BeatsServer, Faults
+from tests.support.lambda_harness import STALL_TIMEOUT, Container, expected, received
+from tests.support.s3server import MotoServer
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def beats_container(container_for: Any) -> Any:
+    """``container_for`` with LOGSTASH_PROTOCOL=beats."""
+    return functools.partial(container_for, **{ENV.LOGSTASH_PROTOCOL: PROTOCOL_BEATS})
+
+
+def continue_until_shipped(container: Container, result: dict[str, Any], budget: float) -> int:
+    """Invoke the continuations until the object is shipped; return the number of hops."""
+    hops = 0
+    while result["objects"][0]["outcome"] == "handed_off":
+        messages = container.continuations()
+        assert len(messages) == 1
+        hops += 1
+        records = [
+            {"messageId": message["MessageId"], "eventSource": "aws:sqs", "body": message["Body"]}
+            for message in messages
+        ]
+        result = container.invoke({"Records": records}, budget=budget)
+        assert result["batchItemFailures"] == []
+    assert result["objects"][0]["outcome"] == "shipped", result
+    return hops
+
+
+def test_hand_offs_resume_after_the_last_acknowledged_line(
+    moto: MotoServer, beats_container: Any
+) -> None:
+    """An object that needs several invocations: each hands off after its windows were
+    acknowledged, so the next starts after the last acknowledged line and nothing repeats."""
+    bucket, key, lines = put_lines(moto, 25_000, "beatshops")
+    with BeatsServer() as server:
+        container = beats_container(
+            server, **{ENV.DEADLINE_MARGIN_SECONDS: str(HOP_MARGIN_SECONDS)}
+        )
+        budget = HOP_MARGIN_SECONDS + HOP_WORK_SECONDS
+        result = container.invoke(s3_event(bucket, key), budget=budget)
+        hops = continue_until_shipped(container, result, budget)
+        counts = received(server)
+        connections = server.connection_count
+    assert hops >= 3
+    assert set(counts) == expected(key, lines)
+    assert sum(counts.values()) == len(lines), "a line arrived twice"
+    assert connections <= 2, "the warm container did not keep its connections"
+
+
+def test_acks_later_than_the_stall_timeout_with_keepalives_are_no_failure(
+    moto: MotoServer, beats_container: Any
+) -> None:
+    """Logstash's pipeline is slow: each ACK comes after more than the stall timeout, with
+    keep-alives meanwhile. Nothing fails, nothing is resent, every line arrives once."""
+    bucket, key, lines = put_lines(moto, 300, "beatsslow")
+    faults = Faults(ack_delay=2 * STALL_TIMEOUT, keepalive_interval=STALL_TIMEOUT / 5)
+    with BeatsServer(faults=faults) as server:
+        container = beats_container(server)
+        result = container.invoke(s3_event(bucket, key), budget=60.0)
+        counts = received(server)
+    assert result["objects"][0]["outcome"] == "shipped", result
+    assert result["objects"][0]["reconnects"] == 0
+    assert set(counts) == expected(key, lines)
+    assert sum(counts.values()) == len(lines)
+
+
+def test_dropped_windows_are_resent_through_the_handler(
+    moto: MotoServer, beats_container: Any
+) -> None:
+    bucket, key, lines = put_lines(moto, 5_000, "beatsdrop")
+    with BeatsServer(faults=Faults(drop_every_nth_window=5)) as server:
+        container = beats_container(server)
+        result = container.invoke(s3_event(bucket, key), budget=60.0)
+        assert result["objects"][0]["outcome"] == "shipped", result
+        counts = received(server)
+        unacknowledged = set(server.unacknowledged_ids())
+        events = server.events
+    assert set(counts) == expected(key, lines)
+    duplicated = {
+        event["event"]["id"]
+        for event in events
+        if counts[(event["aws"]["s3"]["object"]["key"], event["log"]["offset"])] > 1
+    }
+    assert duplicated <= unacknowledged
+
+
+def test_warm_container_keeps_its_connections_and_leaks_nothing(
+    moto: MotoServer, beats_container: Any
+) -> None:
+    """Warm invocations reuse the pool's beats connections: no reconnect, no descriptor leak,
+    every line once."""
+    bucket, key, lines = put_lines(moto, 50, "beatswarm")
+    with BeatsServer() as server:
+        container = beats_container(server)
+        container.invoke(s3_event(bucket, key))
+        before = open_descriptors()
+        for _ in range(100):
+            result = container.invoke(s3_event(bucket, key))
+            assert result["objects"][0]["outcome"] == "shipped", result
+        after = open_descriptors()
+        counts = received(server)
+        connections = server.connection_count
+    assert after <= before
+    assert connections <= 2
+    assert set(counts) == expected(key, lines)
+    assert set(counts.values()) == {101}  # the same object, shipped 101 times

@@ -1,0 +1,252 @@
+"""The beats sink against real servers on loopback: the project's fault-injecting lumberjack v2
+server (tests/support/beats_server.py) and timbersnake's, from PyPI. Plain TCP and TLS."""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any
+
+import pytest
+
+from elb_log_shipper.config import ENV, PROTOCOL_BEATS, Settings
+from elb_log_shipper.errors import DeliveryError
+from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
+from elb_log_shipper.logstash.beats import BEAT_NAME
+from tests.functional.test_logstash_delivery import all_ids, batches, ship
+from tests.support.beats_server import BeatsServer, Faults
+from tests.support.certs import CertBundle
+from tests.support.receiver import JsonLinesReceiver
+from tests.support.timbersnake_server import TimbersnakeServer
+
+pytestmark = pytest.mark.timeout(60)
+
+STALL_TIMEOUT = 1.0
+
+
+def beats_settings(server: JsonLinesReceiver, **changes: Any) -> Settings:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "protocol": PROTOCOL_BEATS,
+        "pool_size": 2,
+        "connect_timeout": 1.0,
+        "stall_timeout": STALL_TIMEOUT,
+    }
+    values.update(changes)
+    return Settings(**values)
+
+
+def assert_exactly_once(server: BeatsServer, count: int) -> None:
+    ids = server.event_ids()
+    assert len(ids) == count, f"{len(ids) - count} duplicates"
+    assert set(ids) == all_ids(count)
+
+
+def assert_duplicates_only_from_unacknowledged(server: BeatsServer, count: int) -> None:
+    ids = server.event_ids()
+    assert set(ids) == all_ids(count), "lines were lost"
+    duplicated = {event_id for event_id, seen in collections.Counter(ids).items() if seen > 1}
+    assert duplicated <= set(server.unacknowledged_ids())
+
+
+@pytest.mark.parametrize("compression", [3, 0], ids=["compressed", "plain-json-frames"])
+def test_every_event_once_with_metadata(compression: int) -> None:
+    with BeatsServer() as server:
+        pool = SocketPool(beats_settings(server, beats_compression=compression))
+        stats = ship(pool, batches(20_000, 250))
+        pool.close()
+    assert_exactly_once(server, 20_000)
+    assert stats.events_confirmed == 20_000
+    assert all(
+        event["@metadata"] == {"beat": BEAT_NAME, "type": "_doc", "version": "0.1.0"}
+        for event in server.events
+    )
+    assert server.connection_count <= 2
+    assert pool.window > 16, "the window never grew past its slow start"
+
+
+def test_tls(certs: CertBundle) -> None:
+    with BeatsServer(certs.server_context()) as server:
+        pool = SocketPool(beats_settings(server, tls=True, ca_file=certs.ca_file))
+        stats = ship(pool, batches(10_000, 250))
+        pool.close()
+    assert_exactly_once(server, 10_000)
+    assert stats.events_confirmed == 10_000
+
+
+def test_connections_stay_open_across_objects() -> None:
+    with BeatsServer() as server:
+        pool = SocketPool(beats_settings(server))
+        for index in range(5):
+            ship(pool, batches(1_000, 100, prefix=f"o{index}"))
+        assert server.connection_count <= 2
+        assert pool.open_connections == server.active
+        pool.close()
+
+
+def test_connection_closed_while_idle_is_replaced_without_loss_or_repetition() -> None:
+    # Logstash closes connections idle for client_inactivity_timeout (60 s by default).
+    with BeatsServer() as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        ship(pool, batches(1_000, 100, prefix="a"))
+        server.close_client_connections()
+        server.wait_idle()
+        stats = ship(pool, batches(1_000, 100, prefix="b"))
+        pool.close()
+    ids = server.event_ids()
+    assert len(ids) == 2_000 and len(set(ids)) == 2_000
+    assert server.connection_count == 2
+    assert pool.dead_connections_replaced == 1
+    assert stats.events_resent == 0
+
+
+def test_finish_without_confirm_is_confirmed_by_the_next_finish() -> None:
+    """The windows left waiting for ACKs on pooled connections are counted by a later sender,
+    and the first sender's confirmed offset moves then."""
+    with BeatsServer(faults=Faults(ack_delay=0.3)) as server:
+        pool = SocketPool(beats_settings(server))
+        first = LogstashSender(pool, deadline=time.monotonic() + 30)
+        for index, batch in enumerate(batches(400, 100)):
+            first.send(batch, 100, (index + 1) * 10)
+        first.finish(time.monotonic() + 30, confirm=False)
+        assert first.confirmed_offset != 40
+        LogstashSender(pool).finish(time.monotonic() + 30)
+        assert first.confirmed_offset == 40
+        pool.close()
+    assert_exactly_once(server, 400)
+
+
+# Faults.
+
+
+def test_no_ack_then_close_resends_the_unacknowledged_windows() -> None:
+    with BeatsServer(faults=Faults(close_without_ack_connections=2)) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        stats = ship(pool, batches(5_000, 100))
+        pool.close()
+    assert_duplicates_only_from_unacknowledged(server, 5_000)
+    assert stats.reconnects >= 2
+    assert stats.events_confirmed == 5_000
+
+
+def test_close_mid_window_resends() -> None:
+    with BeatsServer(faults=Faults(close_mid_window_connections=2)) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        ship(pool, batches(5_000, 100))
+        pool.close()
+    assert_exactly_once(server, 5_000)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_dropping_every_fifth_window_duplicates_only_unacknowledged_windows(
+    certs: CertBundle, transport: str
+) -> None:
+    context = certs.server_context() if transport == "tls" else None
+    with BeatsServer(context, faults=Faults(drop_every_nth_window=5)) as server:
+        settings = beats_settings(server, pool_size=2)
+        if transport == "tls":
+            settings = settings.with_changes(tls=True, ca_file=certs.ca_file)
+        pool = SocketPool(settings)
+        stats = ship(pool, batches(4_000, 100))
+        pool.close()
+    assert_duplicates_only_from_unacknowledged(server, 4_000)
+    assert server.unacknowledged_ids(), "no window was dropped"
+    assert stats.events_confirmed == 4_000
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_keepalives_past_the_stall_timeout_are_not_a_failure(
+    certs: CertBundle, transport: str
+) -> None:
+    faults = Faults(ack_delay=3 * STALL_TIMEOUT, keepalive_interval=STALL_TIMEOUT / 4)
+    context = certs.server_context() if transport == "tls" else None
+    with BeatsServer(context, faults=faults) as server:
+        settings = beats_settings(server, pool_size=1)
+        if transport == "tls":
+            settings = settings.with_changes(tls=True, ca_file=certs.ca_file)
+        pool = SocketPool(settings)
+        stats = ship(pool, batches(30, 30))  # two windows (16 + 14), 3 s each
+        pool.close()
+    assert_exactly_once(server, 30)
+    assert stats.reconnects == 0
+
+
+def test_slow_acks_without_keepalives_past_the_stall_timeout_are_resent() -> None:
+    with BeatsServer(faults=Faults(ack_delay=2 * STALL_TIMEOUT)) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        with pytest.raises(DeliveryError):
+            ship(pool, batches(200, 100), seconds=8)
+        pool.close()
+    assert set(server.event_ids()) >= {"e-0"}
+
+
+def test_partial_acks_then_final() -> None:
+    faults = Faults(partial_ack_every=10, ack_delay=0.05)
+    with BeatsServer(faults=faults) as server:
+        pool = SocketPool(beats_settings(server))
+        stats = ship(pool, batches(3_000, 100))
+        pool.close()
+    assert_exactly_once(server, 3_000)
+    assert stats.reconnects == 0
+
+
+def test_garbage_reply_fails_at_once_naming_the_protocol_setting() -> None:
+    with BeatsServer(faults=Faults(garbage_reply=True)) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        with pytest.raises(DeliveryError, match=ENV.LOGSTASH_PROTOCOL):
+            ship(pool, batches(500, 100))
+        pool.close()
+        server.wait_idle()
+    assert server.connection_count == 1
+
+
+def test_keepalives_only_fail_at_the_deadline_with_nothing_confirmed() -> None:
+    faults = Faults(never_ack=True, keepalive_interval=0.2)
+    with BeatsServer(faults=faults) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        sender = LogstashSender(pool, deadline=time.monotonic() + 2)
+        with pytest.raises(DeliveryError, match="deadline"):
+            for index, batch in enumerate(batches(500, 100)):
+                sender.send(batch, 100, index + 1)
+            sender.finish(time.monotonic() + 2)
+        sender.abort()
+        pool.close()
+    assert sender.confirmed_offset is None
+    assert sender.stats.reconnects == 0
+
+
+def test_loss_shrinks_the_window() -> None:
+    with BeatsServer(faults=Faults(close_without_ack_connections=3)) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1, beats_window_max=64))
+        stats: DeliveryStats = ship(pool, batches(300, 100))
+        pool.close()
+    assert_duplicates_only_from_unacknowledged(server, 300)
+    assert stats.reconnects == 3
+    assert pool.window <= 64
+
+
+# Against a lumberjack v2 server written by someone else (timbersnake, from PyPI).
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_timbersnake_receives_every_event_once(certs: CertBundle, transport: str) -> None:
+    context = certs.server_context() if transport == "tls" else None
+    with TimbersnakeServer(context) as server:
+        settings = Settings(
+            host="127.0.0.1",
+            port=server.port,
+            protocol=PROTOCOL_BEATS,
+            pool_size=2,
+            stall_timeout=5.0,
+            tls=transport == "tls",
+            ca_file=certs.ca_file if transport == "tls" else None,
+        )
+        pool = SocketPool(settings)
+        stats = ship(pool, batches(5_000, 250))
+        pool.close()
+    ids = server.event_ids()
+    assert len(ids) == 5_000 and set(ids) == all_ids(5_000)
+    assert stats.events_confirmed == 5_000
+    assert stats.reconnects == 0
+    assert all(event["@metadata"]["beat"] == BEAT_NAME for event in server.events)

@@ -1,0 +1,133 @@
+"""TLS failures that retrying cannot fix: each fails at once, without a retry, with one sentence
+naming the setting to change (issue 12 item 2). Real TLS on loopback with trustme certificates."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+import pytest
+
+from elb_log_shipper.config import ENV
+from elb_log_shipper.errors import DeliveryError
+from elb_log_shipper.logstash import LogstashSender, SocketPool
+from tests.functional.test_logstash_delivery import batches, settings_for, ship
+from tests.support.certs import CertBundle
+from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver
+
+# Each case fails on its first connection; a retry storm would take far longer than this.
+pytestmark = pytest.mark.timeout(10)
+
+
+def fails_at_once(server: JsonLinesReceiver, **settings: object) -> str:
+    """Ship to ``server`` over TLS with one connection; return the DeliveryError's message after
+    checking that no connection was retried and nothing was delivered."""
+    pool = SocketPool(settings_for(server, tls=True, pool_size=1, **settings))
+    with pytest.raises(DeliveryError) as raised:
+        ship(pool, batches(2_000, 200), seconds=30)
+    pool.close()
+    server.wait_idle()
+    assert server.connection_count == 1, "the failure was retried"
+    assert server.events == []
+    return str(raised.value)
+
+
+def test_untrusted_certificate_names_the_ca_file(certs: CertBundle) -> None:
+    with JsonLinesReceiver(certs.server_context()) as server:
+        message = fails_at_once(server, ca_file=certs.other_ca_file)
+    assert "failed verification" in message
+    assert ENV.LOGSTASH_CA_FILE in message
+
+
+def test_hostname_mismatch_names_the_host_setting(certs: CertBundle) -> None:
+    # A certificate from the trusted CA, but for logstash.example, not 127.0.0.1.
+    with JsonLinesReceiver(certs.server_context(misnamed=True)) as server:
+        message = fails_at_once(server, ca_file=certs.ca_file)
+    assert "failed verification" in message
+    assert ENV.LOGSTASH_HOST in message
+
+
+def test_expired_certificate_says_renew_it(certs: CertBundle) -> None:
+    with JsonLinesReceiver(certs.server_context(expired=True)) as server:
+        message = fails_at_once(server, ca_file=certs.ca_file)
+    assert "expired" in message
+    assert "renew" in message and "ssl_certificate" in message
+
+
+@pytest.mark.parametrize(
+    "version",
+    [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2],
+    ids=["tls1.3-alert-after-handshake", "tls1.2-alert-in-handshake"],
+)
+def test_missing_client_certificate_names_the_client_cert_settings(
+    certs: CertBundle, version: ssl.TLSVersion
+) -> None:
+    # TLS 1.3 servers reject the missing certificate after the handshake completed: the alert
+    # arrives on our first write or read, behind a reset.
+    context = certs.server_context(require_client_cert=True, maximum_version=version)
+    with JsonLinesReceiver(context) as server:
+        message = fails_at_once(server, ca_file=certs.ca_file)
+    assert ENV.LOGSTASH_CLIENT_CERT_FILE in message and ENV.LOGSTASH_CLIENT_KEY_FILE in message
+    assert server.handshake_errors
+
+
+def test_client_certificate_from_another_ca_names_the_client_cert_settings(
+    certs: CertBundle,
+) -> None:
+    # The server trusts another CA only: it rejects the certificate we present.
+    strict = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    certs.server.configure_cert(strict)
+    strict.load_verify_locations(cafile=certs.other_ca_file)
+    strict.verify_mode = ssl.CERT_REQUIRED
+    with JsonLinesReceiver(strict) as server:
+        message = fails_at_once(
+            server,
+            ca_file=certs.ca_file,
+            client_cert_file=certs.client_cert_file,
+            client_key_file=certs.client_key_file,
+        )
+    assert ENV.LOGSTASH_CLIENT_CERT_FILE in message
+
+
+class PlaintextReceiver(JsonLinesReceiver):
+    """A plaintext tcp input: it reads the TLS hello as (garbled) text and never answers."""
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        while sock.recv(RECV_BYTES):
+            pass
+
+
+def test_plaintext_server_on_a_tls_port_names_the_tls_setting(certs: CertBundle) -> None:
+    with PlaintextReceiver() as server:
+        message = fails_at_once(server, ca_file=certs.ca_file, connect_timeout=1.0)
+    assert ENV.LOGSTASH_TLS in message and "plaintext" in message
+
+
+def test_plaintext_answer_on_a_tls_port_names_the_tls_setting(certs: CertBundle) -> None:
+    # A plaintext server that answers (an HTTP or syslog banner) sends bytes that are no TLS
+    # record.
+    class Banner(JsonLinesReceiver):
+        def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+            sock.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    with Banner() as server:
+        message = fails_at_once(server, ca_file=certs.ca_file)
+    assert ENV.LOGSTASH_TLS in message
+
+
+def test_a_pooled_sender_fails_once_for_all_its_connections(certs: CertBundle) -> None:
+    """With several connections in the pool, the first fatal TLS failure stops the others: no
+    connection is retried."""
+    with JsonLinesReceiver(certs.server_context(require_client_cert=True)) as server:
+        pool = SocketPool(settings_for(server, tls=True, pool_size=4, ca_file=certs.ca_file))
+        sender = LogstashSender(pool, deadline=time.monotonic() + 30)
+        with pytest.raises(DeliveryError, match=ENV.LOGSTASH_CLIENT_CERT_FILE):
+            for batch in batches(20_000, 200):
+                sender.send(batch, 200)
+            sender.finish(time.monotonic() + 30)
+        sender.abort()
+        pool.close()
+        server.wait_idle()
+    assert server.connection_count <= 4
+    assert server.events == []

@@ -1,0 +1,206 @@
+"""A Logstash ``beats`` input (lumberjack v2) on 127.0.0.1 for tests, with faults to inject.
+
+It parses frames as logstash-input-beats' ``BeatsParser`` does (``2W`` window, ``2C`` zlib
+frames holding more frames, ``2J`` JSON events; the standard library's zlib inflates, so the
+client's ISA-L streams are checked for compatibility) and answers each complete window with the
+final ``2A seq`` ACK, the way ``BeatsHandler`` does. ``Faults`` makes it misbehave in the ways a
+real server or network can: slow or missing ACKs, keep-alives, partial ACKs, closes, garbage.
+
+Every window is recorded with its events and whether it was acknowledged, so a test can check
+that duplicates come only from windows that were never acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.support.receiver import ConnectionRecord, JsonLinesReceiver
+
+__all__ = ["BeatsServer", "Faults", "WindowRecord"]
+
+_ACK = struct.Struct(">2sI")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """How the server misbehaves; the defaults make a healthy beats input."""
+
+    ack_delay: float = 0.0  # seconds before each final ACK (a slow pipeline)
+    keepalive_interval: float | None = None  # send 'A 0' this often while delaying or holding
+    partial_ack_every: int = 0  # ACK every this many events before the final ACK
+    never_ack: bool = False  # only keep-alives, never a final ACK (a blocked pipeline)
+    drop_every_nth_window: int = 0  # close instead of acknowledging every nth window (global)
+    close_without_ack_connections: int = 0  # the first n connections close after one window
+    close_mid_window_connections: int = 0  # the first n connections close halfway into one
+    garbage_reply: bool = False  # answer a window with bytes that are no ACK
+
+
+@dataclass
+class WindowRecord:
+    """One window the server read completely."""
+
+    connection: int
+    events: list[dict[str, Any]] = field(default_factory=list)
+    acked: bool = False
+
+
+class _ClosedError(Exception):
+    """The client closed, or the server is stopping."""
+
+
+class _Reader:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self.bytes_read = 0
+
+    def exactly(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            data = self.sock.recv(64 * 1024)
+            if not data:
+                raise _ClosedError
+            self.bytes_read += len(data)
+            self.buffer += data
+        out = bytes(self.buffer[:count])
+        del self.buffer[:count]
+        return out
+
+
+class BeatsServer(JsonLinesReceiver):
+    """A beats input. ``faults`` changes its behaviour; ``windows`` records what it read."""
+
+    def __init__(self, ssl_context: Any = None, *, faults: Faults | None = None, **kwargs: Any):
+        self.faults = faults or Faults()
+        self.windows: list[WindowRecord] = []
+        self.windows_completed = 0
+        super().__init__(ssl_context, **kwargs)
+
+    # Inspection.
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event of every window read completely (acknowledged or not)."""
+        with self._lock:
+            return [event for window in self.windows for event in window.events]
+
+    def event_ids(self) -> list[Any]:
+        return [_event_id(event) for event in self.events]
+
+    def unacknowledged_ids(self) -> list[Any]:
+        """Ids of the events of windows read but never acknowledged: the only ones a correct
+        client may send twice."""
+        with self._lock:
+            windows = [window for window in self.windows if not window.acked]
+        return [_event_id(event) for window in windows for event in window.events]
+
+    # Protocol.
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        # As Netty, so Logstash, does: ACKs go out at once, not after the client's delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = _Reader(sock)
+        with contextlib.suppress(_ClosedError):
+            while True:
+                window = self._read_window(reader, record)
+                if window is None:
+                    return  # closed on purpose
+                if not self._answer(sock, window, record):
+                    return
+
+    def _read_window(self, reader: _Reader, record: ConnectionRecord) -> WindowRecord | None:
+        header = reader.exactly(2)
+        if header != b"2W":
+            raise AssertionError(f"expected a window frame, got {header!r}")
+        (count,) = struct.unpack(">I", reader.exactly(4))
+        window = WindowRecord(connection=record.index)
+        if record.index < self.faults.close_mid_window_connections:
+            reader.exactly(8)  # a little of the window, then gone
+            return None
+        while len(window.events) < count:
+            kind = reader.exactly(2)
+            if kind == b"2C":
+                (length,) = struct.unpack(">I", reader.exactly(4))
+                inner = zlib.decompress(reader.exactly(length))
+                self._parse_plain(inner, window)
+            elif kind == b"2J":
+                seq, length = struct.unpack(">II", reader.exactly(8))
+                self._add_event(window, seq, reader.exactly(length))
+            else:
+                raise AssertionError(f"unknown frame {kind!r}")
+        if len(window.events) != count:
+            raise AssertionError(f"window of {count} carried {len(window.events)} events")
+        with self._lock:
+            self.windows.append(window)
+            self.windows_completed += 1
+            record.bytes_read = reader.bytes_read
+        return window
+
+    def _parse_plain(self, data: bytes, window: WindowRecord) -> None:
+        offset = 0
+        while offset < len(data):
+            kind = data[offset : offset + 2]
+            if kind != b"2J":
+                raise AssertionError(f"unexpected frame {kind!r} in a compressed frame")
+            seq, length = struct.unpack_from(">II", data, offset + 2)
+            start = offset + 10
+            self._add_event(window, seq, data[start : start + length])
+            offset = start + length
+
+    @staticmethod
+    def _add_event(window: WindowRecord, seq: int, payload: bytes) -> None:
+        if seq != len(window.events) + 1:
+            raise AssertionError(f"sequence {seq} after {len(window.events)} events")
+        window.events.append(json.loads(payload))
+
+    def _answer(self, sock: socket.socket, window: WindowRecord, record: ConnectionRecord) -> bool:
+        """ACK ``window`` (or misbehave); False when the connection is to end."""
+        faults = self.faults
+        count = len(window.events)
+        if record.index < faults.close_without_ack_connections:
+            return False
+        if faults.drop_every_nth_window:
+            with self._lock:
+                nth = self.windows_completed
+            if nth % faults.drop_every_nth_window == 0:
+                return False
+        if faults.garbage_reply:
+            sock.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            return False
+        if faults.partial_ack_every:
+            for seq in range(faults.partial_ack_every, count, faults.partial_ack_every):
+                sock.sendall(_ACK.pack(b"2A", seq))
+        if faults.never_ack:
+            self._hold(sock, None)
+            return False
+        if faults.ack_delay:
+            self._hold(sock, time.monotonic() + faults.ack_delay)
+        sock.sendall(_ACK.pack(b"2A", count))
+        with self._lock:
+            window.acked = True
+        return True
+
+    def _hold(self, sock: socket.socket, until: float | None) -> None:
+        """Wait (until ``until``, or until stopped), sending keep-alives if configured."""
+        interval = self.faults.keepalive_interval
+        while until is None or time.monotonic() < until:
+            if self._stopping.is_set():
+                raise _ClosedError
+            step = interval if interval is not None else 0.05
+            if until is not None:
+                step = min(step, max(0.0, until - time.monotonic()))
+            time.sleep(step)
+            if interval is not None:
+                sock.sendall(_ACK.pack(b"2A", 0))
+
+
+def _event_id(event: dict[str, Any]) -> Any:
+    """``event.id`` of a pipeline event, or the top-level ``id`` of a test event."""
+    nested = event.get("event")
+    return nested["id"] if isinstance(nested, dict) else event.get("id")
