@@ -69,6 +69,15 @@ TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
         [("1000", "out of range: use 4096 to 67108864"), ("big", "is not an integer")],
     ),
     (ENV.DEPLOYMENT_ENVIRONMENT, "environment", " green ", "green", []),
+    (ENV.LOGSTASH_PROTOCOL, "protocol", "Beats", "beats", [("lumberjack", "is not valid")]),
+    (
+        ENV.LOGSTASH_BEATS_WINDOW_MAX,
+        "beats_window_max",
+        "512",
+        512,
+        [("0", "out of range: use 1 to 65536")],
+    ),
+    (ENV.LOGSTASH_BEATS_COMPRESSION, "beats_compression", "0", 0, [("10", "out of range")]),
     (
         ENV.REDACT_QUERY,
         "redact_query",
