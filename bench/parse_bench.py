@@ -102,7 +102,7 @@ class NullSink:
     def __init__(self) -> None:
         self.devnull = open(os.devnull, "wb")  # noqa: SIM115 - closed by close()
 
-    def send(self, batch: bytes, events: int) -> None:
+    def send(self, batch: bytes, events: int, end_offset: int) -> None:
         self.devnull.write(batch)
 
     def close(self) -> None:

@@ -579,7 +579,7 @@ def profile(s3: S3Client, corpus: Corpus, receiver: CountingReceiver) -> str:
     seconds["send"] = clock() - t0
 
     class NullSink:
-        def send(self, batch: bytes, events: int) -> None:
+        def send(self, batch: bytes, events: int, end_offset: int) -> None:
             pass
 
     def timed_ship(pool_size: int | None, *, gc_on: bool = True) -> float:
@@ -683,13 +683,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile-lines", type=int, default=100_000, help="object size for --profile (100,000)"
     )
+    add_cache_argument(parser)
+    return parser.parse_args(argv)
+
+
+def add_cache_argument(parser: argparse.ArgumentParser) -> None:
+    """``--cache DIR``: where generated corpora are kept between runs (every bench's)."""
     parser.add_argument(
         "--cache",
         type=Path,
         default=Path(tempfile.gettempdir()) / "elb-log-shipper-bench",
         help="where generated corpora are kept between runs",
     )
-    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

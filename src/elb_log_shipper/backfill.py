@@ -18,15 +18,19 @@ whole: ``list_dated`` walks ELB's folders and lists only the day folders in the 
 named exactly are never filtered. ``triggers.classify`` then marks the ELB test file and
 health-check logs as skipped, as the Lambda function does.
 
-``fan_out`` runs a task per object on worker threads and hands the results back to the calling
-thread in listing order, so the finished objects are always a prefix of the listing: what a
-resume (``--start-after``) needs, and what keeps stdout ordered.
+``fan_out`` runs a task per object (on worker threads when there are several jobs) and hands the
+results back to the calling thread in listing order, so the finished objects are always a prefix
+of the listing: what a resume (``--start-after``) needs, and what keeps stdout ordered.
+``invoke_async`` is the task of ``ship --via-lambda``: one asynchronous invocation per object.
+``LazyClients`` makes the command's AWS clients on first use, so that shipping local files never
+loads boto3.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import queue
 import re
@@ -41,18 +45,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 from elb_log_shipper.errors import ConfigurationError, ShipperError
 from elb_log_shipper.objectkey import parse_key
 from elb_log_shipper.refs import ObjectRef
-from elb_log_shipper.triggers import classify
+from elb_log_shipper.triggers import classify, make_continuation
 
 if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import PaginatorConfigTypeDef
 
 __all__ = [
     "DateRange",
+    "Invocation",
+    "LazyClients",
     "ListingError",
     "Plan",
     "PlannedObject",
     "fan_out",
+    "invoke_async",
     "list_dated",
     "list_prefix",
     "parse_date",
@@ -478,6 +486,8 @@ def fan_out(
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
+    if jobs == 1:
+        return _one_at_a_time(items, task, on_done, stop=stop, is_fatal=is_fatal, on_tick=on_tick)
     tasks: queue.Queue[tuple[int, T] | None] = queue.Queue()
     results: queue.Queue[tuple[int, R | _TaskFailed]] = queue.Queue()
 
@@ -538,3 +548,93 @@ def fan_out(
     finally:
         for _ in workers:
             tasks.put(None)
+
+
+def _one_at_a_time(
+    items: Sequence[T],
+    task: Callable[[T], R],
+    on_done: Callable[[int, R], None],
+    *,
+    stop: threading.Event,
+    is_fatal: Callable[[R], bool],
+    on_tick: Callable[[], None],
+) -> int:
+    """``fan_out`` with one job, on the calling thread: no thread, no queue per object."""
+    for index, item in enumerate(items):
+        if stop.is_set():
+            return index
+        result = task(item)
+        on_done(index, result)
+        on_tick()
+        if is_fatal(result):
+            return index + 1
+    return len(items)
+
+
+# --- clients and invocations ---------------------------------------------------------------------
+
+
+class LazyClients:
+    """The command's S3 and Lambda clients (thread-safe), each made on first use."""
+
+    def __init__(self, jobs: int) -> None:
+        # A connection per job, plus the listing's.
+        self._connections = max(10, jobs + 2)
+        self._s3: S3Client | None = None
+        self._lambda: LambdaClient | None = None
+
+    def s3(self) -> S3Client:
+        if self._s3 is None:
+            import boto3  # noqa: PLC0415 - a local file never needs it; it costs 0.1 s to load
+            from botocore.config import Config  # noqa: PLC0415
+
+            config = Config(max_pool_connections=self._connections)
+            self._s3 = boto3.client("s3", config=config)
+        return self._s3
+
+    def lambda_client(self) -> LambdaClient:
+        if self._lambda is None:
+            import boto3  # noqa: PLC0415
+            from botocore.config import Config  # noqa: PLC0415
+
+            # Standard retries back off on throttling (429), which a burst of invocations meets.
+            config = Config(
+                max_pool_connections=self._connections,
+                retries={"mode": "standard", "max_attempts": 5},
+            )
+            self._lambda = boto3.client("lambda", config=config)
+        return self._lambda
+
+
+@dataclass(slots=True)
+class Invocation:
+    """One asynchronous invocation: queued, or the error that prevented it."""
+
+    obj: PlannedObject
+    queued: bool = False
+    error: str | None = None
+
+
+# What Lambda answers to an accepted asynchronous invocation.
+_ACCEPTED = 202
+
+
+def invoke_async(client: LambdaClient, function: str, obj: PlannedObject) -> Invocation:
+    """Invoke ``function`` with ``InvocationType=Event`` for one object.
+
+    The payload is ``triggers.make_continuation(ref)``: the shape the function accepts as a
+    direct invocation, with the listed ETag (the read is pinned to it) and size.
+    """
+    payload = json.dumps(make_continuation(obj.ref)).encode()
+    try:
+        response = client.invoke(FunctionName=function, InvocationType="Event", Payload=payload)
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        code = details.get("Code", "error")
+        return Invocation(obj, error=f"{code}: {details.get('Message', error)}")
+    except BotoCoreError as error:
+        return Invocation(obj, error=str(error))
+    status = response.get("StatusCode")
+    if status != _ACCEPTED:
+        return Invocation(obj, error=f"Lambda answered {status}, not 202 Accepted")
+    return Invocation(obj, queued=True)

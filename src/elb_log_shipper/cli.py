@@ -9,64 +9,85 @@
 
 A SOURCE is a local file (plain or gzip, told by its magic bytes), a directory (every file under
 it, in name order), ``s3://bucket/key`` naming one object, or ``s3://bucket/prefix/`` (a trailing
-``/``, or a key that names no object): every object listed under it, in key order. Which objects
-a prefix covers, and the date filter, are ``backfill.plan_sources``'s business; this module parses
-the command line, runs the objects through ``ship_one`` (or one Lambda invocation each) on a few
-threads, and reports.
+``/``, or a key that names no object): every object listed under it, in key order.
 
-Settings shared with the Lambda function (``LOGSTASH_POOL_SIZE``, ``KEEP_ORIGINAL``, …) come from
-the same environment variables; flags override them. The standard ``AWS_ENDPOINT_URL_S3`` /
-``AWS_ENDPOINT_URL_LAMBDA`` / ``AWS_ENDPOINT_URL`` variables apply. Reports, progress and the
-summary go to stderr. Exit status: 0 all shipped, 1 some object failed, 2 usage or configuration
-error, 130 interrupted (after printing how to resume).
+This module only plans, runs and prints: ``backfill.plan_sources`` says which objects a command
+covers, ``pipeline.deliver_object`` ships each one (``backfill.invoke_async`` queues it for the
+function with ``--via-lambda``), and ``report`` turns the results into text. With one job the
+objects run on this thread (``backfill.fan_out``); with ``--jobs N`` (default: one per usable
+CPU) in N worker processes (``workers.run_in_processes`` running ``pipeline.ship_in_worker``,
+each with its own S3 client and at most ``LOGSTASH_POOL_SIZE`` connections); invocations run on
+N threads. Results come back in plan order, so a resume after Ctrl-C is exact.
+
+Settings shared with the Lambda function (``LOGSTASH_POOL_SIZE``, ``KEEP_ORIGINAL``,
+``MAX_EVENT_BYTES``, …) come from the same environment variables; flags override them. The
+standard ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL_LAMBDA`` / ``AWS_ENDPOINT_URL`` variables
+apply. Reports, progress and the summary go to stderr. Exit status: 0 all shipped, 1 some object
+failed, 2 usage or configuration error, 130 interrupted by Ctrl-C or SIGTERM (after printing how
+to resume).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, TextIO
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from elb_log_shipper.backfill import (
     DateRange,
+    Invocation,
+    LazyClients,
     ListingError,
     Plan,
     PlannedObject,
     fan_out,
+    invoke_async,
     parse_date,
     plan_sources,
 )
 from elb_log_shipper.config import ENV, Settings
-from elb_log_shipper.errors import ConfigurationError, DeliveryError
-from elb_log_shipper.hashkey import privacy_rules
+from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.logstash import LogstashSender, SocketPool, parse_destination
-from elb_log_shipper.pipeline import EventSink, ObjectReport, ship_object
+from elb_log_shipper.pipeline import (
+    ObjectSender,
+    StdoutSender,
+    WorkerSetup,
+    deliver_object,
+    ship_in_worker,
+    start_worker,
+    stop_worker,
+)
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
-from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress, format_bytes
-from elb_log_shipper.refs import ObjectRef
-from elb_log_shipper.triggers import classify, make_continuation
+from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress
+from elb_log_shipper.report import (
+    ObjectResult,
+    Outcome,
+    format_bytes,
+    format_plan,
+    format_result,
+    format_run,
+    listed_by_date_note,
+)
+from elb_log_shipper.workers import (
+    ItemFailed,
+    StopSignals,
+    WorkerStartError,
+    run_in_processes,
+    usable_cpus,
+)
 
 if TYPE_CHECKING:
-    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main", "resume_commands", "ship_options", "ship_parser"]
 
 PROG = "elb-log-shipper"
 EXIT_OK = 0
@@ -74,64 +95,40 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-# Objects shipped at once when --jobs is not given, never more than the pool has connections:
-# a 2-vCPU machine parses about that many streams before the GIL, not S3, is the limit.
-DEFAULT_MAX_JOBS = 4
+# Lambda invocations queued at once when --jobs is not given: each waits on one HTTP request.
+# (Shipping defaults to a worker process per usable CPU: parsing is CPU-bound.)
+DEFAULT_INVOKE_JOBS = 4
 MAX_JOBS = 64
-# With --to - and several jobs, an object's JSON lines wait in a spool file until the objects
-# before it are written; the first MiBs stay in memory.
-SPOOL_MEMORY_BYTES = 8 * 1024 * 1024
-
-
-class StdoutSink:
-    """JSON lines to a binary stream, in input order."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-
-    def send(self, batch: bytes, events: int) -> None:
-        self._stream.write(batch)
-
-
-class _CountingSink:
-    """Passes batches on and tells ``count`` how many events went (for the progress line)."""
-
-    def __init__(self, sink: EventSink, count: Callable[[int], None]) -> None:
-        self._sink = sink
-        self._count = count
-
-    def send(self, batch: bytes, events: int) -> None:
-        self._sink.send(batch, events)
-        self._count(events)
-
-
-@dataclass(slots=True)
-class ObjectResult:
-    """One object's report plus what the destination confirmed."""
-
-    report: ObjectReport
-    events_sent: int
-    skipped: str | None = None
-    error: str | None = None
-    # Logstash is unreachable: later objects would fail the same way, so the command stops.
-    delivery_failed: bool = False
-    # Ctrl-C stopped it at a batch boundary (report.next_offset); a resume ships it again.
-    stopped: bool = False
+# What the worker processes' fork server imports once, so that each worker starts warm.
+WORKER_PRELOAD = ("elb_log_shipper.pipeline", "boto3")
+# Options of `ship` that a resume command never repeats: the sources and the resume point are
+# what it changes.
+_NOT_REPEATED = frozenset({"help", "sources", "start_after", "start_offset"})
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: ``ship`` and ``demo``."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Ship Elastic Load Balancing logs (Classic, ALB, NLB, connection logs) as "
         "ECS JSON events to Logstash or stdout.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    ship = commands.add_parser(
+    _add_ship_parser(commands)
+    commands.add_parser(
+        "demo",
+        help="ship the bundled sample logs through the real pipeline to a local receiver",
+    )
+    return parser
+
+
+def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
+    ship: argparse.ArgumentParser = commands.add_parser(
         "ship",
         help="ship files, directories, S3 objects or S3 prefixes",
         description="Parse each line of each SOURCE into one JSON event and ship it. ELB test "
-        "files and health-check logs are skipped. Ctrl-C stops after the objects in progress "
-        "and prints the command that resumes.",
+        "files and health-check logs are skipped. Ctrl-C (or SIGTERM) stops after the objects "
+        "in progress and prints the command that resumes.",
         # Abbreviated options would slip past the resume command's rewriting of --start-after.
         allow_abbrev=False,
     )
@@ -174,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="only S3 keys after KEY (S3 StartAfter): the resume point printed after Ctrl-C",
     )
     chosen.add_argument(
+        "--start-offset",
+        type=int,
+        metavar="BYTES",
+        help="with a SOURCE naming one object: start at this byte offset of its decompressed "
+        "lines (printed after Ctrl-C for an object it stopped part-way)",
+    )
+    chosen.add_argument(
         "--dry-run",
         action="store_true",
         help="list what would be shipped and skipped, with sizes, without reading any object",
@@ -183,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         metavar="N",
-        help=f"objects (or invocations) in flight at once (default: {DEFAULT_MAX_JOBS}, "
-        "at most the pool size)",
+        help="worker processes, each shipping one object at a time with its own S3 client and "
+        "Logstash pool (default: one per usable CPU); with --via-lambda, invocations in flight "
+        f"(default: {DEFAULT_INVOKE_JOBS})",
     )
     running.add_argument(
         "--quiet",
@@ -240,11 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         private.add_argument(
             flag, metavar="LIST", help=f"{name}: drop the lines that match, e.g. {example}"
         )
-    commands.add_parser(
-        "demo",
-        help="ship the bundled sample logs through the real pipeline to a local receiver",
-    )
-    return parser
+    return ship
+
+
+def ship_parser() -> argparse.ArgumentParser:
+    """The parser of the ``ship`` command alone (what the resume command is rebuilt from)."""
+    return _add_ship_parser(argparse.ArgumentParser(prog=PROG).add_subparsers())
 
 
 def _date_argument(text: str) -> Any:
@@ -257,21 +263,23 @@ def _date_argument(text: str) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage error argparse has printed
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     try:
         if args.command == "demo":
-            # Imported here: demo imports this module for its formatting.
+            # Imported here: only the demo needs the samples.
             from elb_log_shipper.demo import run_demo  # noqa: PLC0415
 
             return run_demo(sys.stdout)
-        return _ship(args, argv, sys.stdout.buffer, sys.stderr)
+        return _ship(args, sys.stdout.buffer, sys.stderr)
     except (ConfigurationError, ListingError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except WorkerStartError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -297,6 +305,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(environ, **overrides)
 
 
+def _privacy_rules(settings: Settings) -> PrivacyRules | None:
+    if settings.client_ip is ClientAddress.HASH:
+        # Imported here: Powertools, which reads the key, takes 0.1 s of CPU to load.
+        from elb_log_shipper.hashkey import privacy_rules  # noqa: PLC0415
+
+        return privacy_rules(settings)
+    return settings.privacy_rules()
+
+
 _PRIVACY_VARIABLES = (
     ENV.REDACT_QUERY,
     ENV.CLIENT_IP,
@@ -320,114 +337,64 @@ def _check_usage(args: argparse.Namespace) -> None:
             )
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         raise ConfigurationError(f"--jobs {args.jobs} is out of range: use 1 to {MAX_JOBS}")
+    if args.start_offset is not None and args.start_offset < 0:
+        raise ConfigurationError("--start-offset needs a byte offset of 0 or more")
     if args.progress_every <= 0:
         raise ConfigurationError("--progress-every needs a positive number of seconds")
 
 
-def _ship(args: argparse.Namespace, argv: list[str], stdout: IO[bytes], stderr: TextIO) -> int:
+def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
     _check_usage(args)
     settings = _settings(args)
-    jobs = args.jobs or min(DEFAULT_MAX_JOBS, settings.pool_size)
-    s3 = _LazyS3(jobs)
+    jobs = args.jobs or (DEFAULT_INVOKE_JOBS if args.via_lambda is not None else usable_cpus())
+    clients = LazyClients(jobs)
     plan = plan_sources(
         args.sources,
-        s3.get,
+        clients.s3,
         dates=DateRange(args.since, args.until),
         start_after=args.start_after,
     )
     for source in plan.empty_prefixes:
         print(f"{PROG}: no objects under {source}", file=stderr)
+    if args.start_offset:
+        _start_at(plan, args.start_offset)
     if args.dry_run:
         stdout.write(format_plan(plan, args.via_lambda).encode())
         stdout.flush()
         return EXIT_OK
-    run = _Run(args, argv, plan, stderr, jobs)
+    # More jobs than objects would only start processes (or threads) with nothing to do.
+    run = _Run(args, plan, stderr, max(1, min(jobs, len(plan.to_ship))))
     if args.via_lambda is not None:
-        return run.invoke_all(_lambda_client(jobs), args.via_lambda)
-    privacy = privacy_rules(settings)
-    pool = SocketPool(settings.require_destination()) if args.to != "-" else None
+        return run.invoke_all(clients, args.via_lambda)
+    if args.to != "-":
+        settings = settings.require_destination()
     try:
-        return run.ship_all(settings, pool, stdout, s3.client, privacy)
+        return run.ship_all(settings, stdout, clients.s3, _privacy_rules(settings))
     finally:
         stdout.flush()
-        if pool is not None:
-            pool.close()
 
 
-class _LazyS3:
-    """One S3 client for the whole command (clients are thread-safe), made on first use."""
-
-    def __init__(self, jobs: int) -> None:
-        self._jobs = jobs
-        self.client: S3Client | None = None
-
-    def get(self) -> S3Client:
-        if self.client is None:
-            # A connection per job, plus the listing's.
-            config = Config(max_pool_connections=max(10, self._jobs + 2))
-            self.client = boto3.client("s3", config=config)
-        return self.client
-
-
-def _lambda_client(jobs: int) -> LambdaClient:
-    # Standard retries back off on throttling (429), which a burst of invocations can meet.
-    config = Config(
-        max_pool_connections=max(10, jobs + 2), retries={"mode": "standard", "max_attempts": 5}
-    )
-    return boto3.client("lambda", config=config)
-
-
-@dataclass(slots=True)
-class Invocation:
-    """One asynchronous invocation: queued, or the error that prevented it."""
-
-    obj: PlannedObject
-    queued: bool = False
-    error: str | None = None
-
-
-class _Interrupt:
-    """Ctrl-C handling while objects run: the first sets ``stop``, the second quits at once.
-
-    The handler only sets flags: printing from it could re-enter a write in progress.
-    """
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self.requested = False
-        self.announced = False
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.stop.set()
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield  # signals only reach the main thread; nothing to install
-            return
-        previous = signal.signal(signal.SIGINT, self._handle)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+def _start_at(plan: Plan, offset: int) -> None:
+    """Make the plan's one object start at ``offset`` (``--start-offset``)."""
+    if len(plan.objects) != 1 or plan.objects[0].listed:
+        raise ConfigurationError(
+            "--start-offset needs one SOURCE naming one object (s3://bucket/key or a file)"
+        )
+    obj = plan.objects[0]
+    plan.objects[0] = replace(obj, ref=replace(obj.ref, start_offset=offset))
 
 
 class _Run:
     """One ``ship`` run over a plan: the fan-out, the reports, the resume hint."""
 
-    def __init__(
-        self, args: argparse.Namespace, argv: list[str], plan: Plan, stderr: TextIO, jobs: int
-    ) -> None:
+    def __init__(self, args: argparse.Namespace, plan: Plan, stderr: TextIO, jobs: int) -> None:
         self.args = args
-        self.argv = argv
         self.plan = plan
         self.stderr = stderr
         self.jobs = jobs
         self.stop = threading.Event()
-        self.interrupt = _Interrupt(self.stop)
+        self.signals = StopSignals(self.stop)
+        self.announced = False
         self.forced = False
         self.progress = Progress(
             stderr,
@@ -440,20 +407,21 @@ class _Run:
         self.started = time.monotonic()
 
     def _tick(self) -> None:
-        if self.interrupt.requested and not self.interrupt.announced:
-            self.interrupt.announced = True
+        if self.stop.is_set() and not self.announced:
+            self.announced = True
             self.progress.print(
-                f"{PROG}: stopping after the objects in progress (Ctrl-C again to quit at once)"
+                f"{PROG}: {self.signals.signal_name or 'SIGTERM'}: stopping the objects in "
+                "progress at their next batch (Ctrl-C again to quit at once)"
             )
         self.progress.tick()
 
-    def _run(
+    def _fan_out(
         self,
-        task: Callable[[PlannedObject], Any],
+        run: Callable[[Callable[[int, Any], None]], object],
         on_done: Callable[[int, Any], None],
-        is_fatal: Callable[[Any], bool],
     ) -> int:
-        """Fan the plan out; return how many objects were handed back (a prefix of the plan)."""
+        """Run the plan with ``run(on_done)`` (``backfill.fan_out`` or
+        ``workers.run_in_processes``); return how many objects were handed back (a prefix)."""
         done = 0
 
         def counted(index: int, result: Any) -> None:
@@ -461,17 +429,9 @@ class _Run:
             done = index + 1
             on_done(index, result)
 
-        with self.interrupt.installed():
+        with self.signals.installed():
             try:
-                fan_out(
-                    self.plan.objects,
-                    task,
-                    counted,
-                    jobs=self.jobs,
-                    stop=self.stop,
-                    is_fatal=is_fatal,
-                    on_tick=self._tick,
-                )
+                run(counted)
             except KeyboardInterrupt:
                 self.forced = True
             finally:
@@ -483,79 +443,139 @@ class _Run:
     def ship_all(
         self,
         settings: Settings,
-        pool: SocketPool | None,
         stdout: IO[bytes],
-        s3_client: S3Client | None,
-        privacy: PrivacyRules | None = None,
+        s3_client: Callable[[], S3Client],
+        privacy: PrivacyRules | None,
     ) -> int:
-        spool = pool is None and self.jobs > 1
-        outcomes: list[ObjectResult] = []
+        """Ship the plan: in this process with one job, else in ``jobs`` worker processes (each
+        with its own pool; for stdout each object's JSON lines come back in a spool file)."""
+        results: list[ObjectResult] = []
 
-        def task(obj: PlannedObject) -> tuple[ObjectResult, IO[bytes] | None]:
-            if obj.skip_reason is not None:
-                return ObjectResult(ObjectReport(uri=obj.ref.uri), 0, skipped=obj.skip_reason), None
-            buffer: IO[bytes] | None = (
-                # Closed by on_done, once copied to stdout.
-                tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
-                if spool
-                else None
-            )
-            outcome = ship_one(
-                obj.ref,
-                settings,
-                pool=pool,
-                stdout=buffer or stdout,
-                s3_client=s3_client,
-                should_stop=self.stop.is_set,
-                on_events=self.progress.add_lines,
-                privacy=privacy,
-            )
-            return outcome, buffer
-
-        def on_done(index: int, result: tuple[ObjectResult, IO[bytes] | None]) -> None:
-            outcome, buffer = result
-            if buffer is not None:
-                with buffer:
-                    buffer.seek(0)
-                    shutil.copyfileobj(buffer, stdout)
+        def on_done(index: int, done: tuple[ObjectResult, str | None] | ItemFailed) -> None:
             obj = self.plan.objects[index]
-            outcomes.append(outcome)
+            if isinstance(done, ItemFailed):
+                done = ObjectResult(obj.ref, Outcome.FAILED, error=str(done)), None
+            result, spooled = done
+            if spooled is not None:  # a worker process's JSON lines, in plan order
+                with open(spooled, "rb") as spool:
+                    shutil.copyfileobj(spool, stdout)
+                os.unlink(spooled)
+            results.append(result)
             if obj.skip_reason is None:
                 self.progress.object_done(obj.size)
-            if outcome.error or not (self.args.quiet or obj.quiet):
-                self.progress.print(format_outcome(outcome))
+            if result.error or not (self.args.quiet or result.quiet or obj.quiet):
+                self.progress.print(format_result(result))
 
-        done = self._run(task, on_done, lambda result: result[0].delivery_failed)
+        def is_fatal(done: tuple[ObjectResult, str | None] | ItemFailed) -> bool:
+            return not isinstance(done, ItemFailed) and done[0].delivery_failed
+
+        if self.jobs == 1:
+            finished = self._ship_here(settings, stdout, s3_client, on_done, privacy)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"{PROG}-") as spool_dir:
+                setup = WorkerSetup(settings, spool_dir if self.args.to == "-" else None, privacy)
+                finished = self._fan_out(
+                    lambda counted: run_in_processes(
+                        ship_in_worker,
+                        [obj.ref for obj in self.plan.objects],
+                        counted,
+                        jobs=self.jobs,
+                        stop=self.stop,
+                        initializer=start_worker,
+                        initargs=(setup,),
+                        finalizer=stop_worker,
+                        on_progress=self.progress.add_lines,
+                        on_tick=self._tick,
+                        is_fatal=is_fatal,
+                        preload=WORKER_PRELOAD,
+                    ),
+                    on_done,
+                )
         stdout.flush()
-        finished = next((i for i, o in enumerate(outcomes) if o.stopped), done)
-        not_shipped = len(self.plan.objects) - finished
+        return self._report(results, finished)
+
+    def _ship_here(
+        self,
+        settings: Settings,
+        stdout: IO[bytes],
+        s3_client: Callable[[], S3Client],
+        on_done: Callable[[int, Any], None],
+        privacy: PrivacyRules | None,
+    ) -> int:
+        """One job: the objects one after the other on this thread (no process, no thread,
+        no spool file), progress drawn between batches."""
+        pool = SocketPool(settings) if self.args.to != "-" else None
+
+        def on_events(count: int) -> None:
+            self.progress.add_lines(count)
+            self._tick()
+
+        def task(obj: PlannedObject) -> tuple[ObjectResult, None]:
+            sender: ObjectSender = LogstashSender(pool) if pool else StdoutSender(stdout)
+            result = deliver_object(
+                obj.ref,
+                sender,
+                settings,
+                s3_client=None if obj.ref.is_local else s3_client(),
+                should_stop=self.stop.is_set,
+                on_events=on_events,
+                privacy=privacy,
+            )
+            return result, None
+
+        try:
+            return self._fan_out(
+                lambda counted: fan_out(
+                    self.plan.objects,
+                    task,
+                    counted,
+                    jobs=1,
+                    stop=self.stop,
+                    is_fatal=lambda done: done[0].delivery_failed,
+                    on_tick=self._tick,
+                ),
+                on_done,
+            )
+        finally:
+            if pool is not None:
+                pool.close()
+
+    def _report(self, results: Sequence[ObjectResult], finished: int) -> int:
+        # Objects stopped part-way by Ctrl-C or SIGTERM: each resumes where it stopped.
+        stopped = [
+            (self.plan.objects[index], result.next_offset)
+            for index, result in enumerate(results)
+            if result.outcome is Outcome.HANDED_OFF and result.next_offset is not None
+        ]
+        not_shipped = len(self.plan.objects) - finished + len(stopped)
         print(
-            format_table(
-                outcomes,
+            format_run(
+                results,
+                seconds=time.monotonic() - self.started,
                 not_shipped=not_shipped,
                 excluded=self.plan.excluded,
                 listed_by_date=self.plan.listed_by_date,
-                seconds=time.monotonic() - self.started,
             ),
             file=self.stderr,
         )
-        print(format_summary(outcomes), file=self.stderr)
-        if self._interrupted(finished):
+        if self._interrupted(finished, stopped):
             return EXIT_INTERRUPTED
-        if not_shipped:
+        if any(r.delivery_failed for r in results):
             print(
                 f"{PROG}: stopped because Logstash could not be reached; {not_shipped} objects "
                 "were not shipped: check the destination and run the command again",
                 file=self.stderr,
             )
-        failed = not_shipped or any(o.error for o in outcomes)
-        return EXIT_FAILED if failed else EXIT_OK
+            return EXIT_FAILED
+        failed = any(r.outcome in (Outcome.FAILED, Outcome.REJECTED) for r in results)
+        return EXIT_FAILED if failed or not_shipped else EXIT_OK
 
     # Invoking.
 
-    def invoke_all(self, client: LambdaClient, function: str) -> int:
+    def invoke_all(self, clients: LazyClients, function: str) -> int:
         invocations: list[Invocation] = []
-        queued = Counter[str]()
+        queued: list[int] = []  # sizes
+        client = clients.lambda_client()
 
         def task(obj: PlannedObject) -> Invocation:
             if obj.skip_reason is not None:
@@ -565,11 +585,10 @@ class _Run:
         def on_done(index: int, invocation: Invocation) -> None:
             invocations.append(invocation)
             obj = invocation.obj
+            if invocation.queued:
+                queued.append(obj.size)
             if obj.skip_reason is None:
                 self.progress.object_done(obj.size)
-            if invocation.queued:
-                queued["objects"] += 1
-                queued["bytes"] += obj.size
             if invocation.error is not None:
                 self.progress.print(f"{obj.ref.uri}: not queued: {invocation.error}")
             elif not self.args.quiet and not obj.quiet:
@@ -580,63 +599,85 @@ class _Run:
 
         def first_failed(invocation: Invocation) -> bool:
             # Nothing queued yet and this failed: a wrong name or permission fails them all.
-            return invocation.error is not None and not queued["objects"]
+            return invocation.error is not None and not queued
 
-        done = self._run(task, on_done, first_failed)
+        done = self._fan_out(
+            lambda counted: fan_out(
+                self.plan.objects,
+                task,
+                counted,
+                jobs=self.jobs,
+                stop=self.stop,
+                is_fatal=first_failed,
+                on_tick=self._tick,
+            ),
+            on_done,
+        )
         errors = sum(1 for i in invocations if i.error is not None)
         skipped = sum(1 for i in invocations if i.obj.skip_reason is not None)
-        not_started = len(self.plan.objects) - done
         print(
-            f"queued {queued['objects']} objects ({format_bytes(queued['bytes'])}, "
-            f"{queued['bytes']} bytes) for {function}; {errors} not queued, {skipped} skipped, "
-            f"{not_started} not tried, {sum(self.plan.excluded.values())} outside the dates "
+            f"queued {len(queued)} objects ({format_bytes(sum(queued))}, {sum(queued)} bytes) "
+            f"for {function}; {errors} not queued, {skipped} skipped, "
+            f"{len(self.plan.objects) - done} not tried, "
+            f"{sum(self.plan.excluded.values())} outside the dates "
             f"in {time.monotonic() - self.started:.1f} s",
             file=self.stderr,
         )
         if self.plan.listed_by_date:
-            print(_listed_by_date(self.plan.listed_by_date), file=self.stderr)
+            print(listed_by_date_note(self.plan.listed_by_date), file=self.stderr)
         if self._interrupted(done):
             return EXIT_INTERRUPTED
-        return EXIT_FAILED if errors or not_started else EXIT_OK
+        return EXIT_FAILED if errors or done < len(self.plan.objects) else EXIT_OK
 
     # Resuming.
 
-    def _interrupted(self, finished: int) -> bool:
-        """After Ctrl-C with objects left: print how to resume and return True."""
-        if not (self.interrupt.requested or self.forced):
+    def _interrupted(
+        self, finished: int, stopped: Sequence[tuple[PlannedObject, int]] = ()
+    ) -> bool:
+        """After Ctrl-C or SIGTERM with objects left: print how to resume and return True."""
+        if not (self.stop.is_set() or self.forced):
             return False
-        if finished >= len(self.plan.objects):
+        if finished >= len(self.plan.objects) and not stopped:
             return False
-        commands = resume_commands(self.argv, self.args, self.plan.objects, finished)
         print(
-            f"{PROG}: interrupted; {finished} of {len(self.plan.objects)} objects done. "
-            "To resume, run:",
+            f"{PROG}: interrupted; {finished - len(stopped)} of {len(self.plan.objects)} objects "
+            "done. To resume, run:",
             file=self.stderr,
         )
-        for command in commands:
+        for command in resume_commands(self.args, self.plan.objects, finished, stopped):
             print(f"  {shlex.join([PROG, *command])}", file=self.stderr)
         return True
 
 
 def resume_commands(
-    argv: Sequence[str], args: argparse.Namespace, objects: Sequence[PlannedObject], finished: int
+    args: argparse.Namespace,
+    objects: Sequence[PlannedObject],
+    finished: int,
+    stopped: Sequence[tuple[PlannedObject, int]] = (),
 ) -> list[list[str]]:
-    """The ``ship`` command lines (without the program name) that go on from ``objects[finished]``.
+    """The ``ship`` command lines (without the program name) that go on from ``objects[finished]``,
+    after one per object of ``stopped`` (an object before ``finished`` that Ctrl-C stopped
+    part-way, with the offset of its first line not shipped) that ships the rest of it
+    (``--start-offset``).
 
     Sources whose objects are all done are dropped. When the first object left was listed under
     an S3 prefix after others of it were done, that prefix resumes with ``--start-after`` the
     last key done, in a command of its own (``--start-after`` applies to every prefix of a
-    command); the sources after it follow in a second command.
+    command); the sources after it follow in a second command. The options are rebuilt from
+    ``args`` and the parser (``ship_options``), so every option the user gave carries over.
 
-    Objects after the resume point are never skipped; objects done out of order do not exist
-    (``fan_out`` hands them back in order), so nothing done is shipped twice except an object
-    that Ctrl-C stopped part-way, which starts again from its beginning.
+    Objects after the resume point are never skipped, and objects done out of order do not exist
+    (results are handed back in order), so nothing done is shipped twice.
     """
+    options = ship_options(args)
+    commands = [
+        ["ship", obj.ref.uri, *options, "--start-offset", str(offset)] for obj, offset in stopped
+    ]
+    if finished >= len(objects):
+        return commands
     sources: list[str] = list(args.sources)
-    options = _options_without_start_after(argv)
     first = objects[finished]
     before = objects[finished - 1] if finished else None
-    commands: list[list[str]] = []
     if first.listed and before is not None and before.source == first.source:
         commands.append(["ship", sources[first.source], *options, "--start-after", before.ref.key])
         rest = sources[first.source + 1 :]
@@ -648,261 +689,27 @@ def resume_commands(
     return commands
 
 
-# Options of `ship` that take a value, for telling options from sources in argv.
-_VALUE_OPTIONS = frozenset(
-    {
-        "--to",
-        "--via-lambda",
-        "--since",
-        "--until",
-        "--jobs",
-        "--progress-every",
-        "--ca-file",
-        "--client-cert",
-        "--client-key",
-        "--pool-size",
-    }
-)
+def ship_options(args: argparse.Namespace) -> list[str]:
+    """The options of a parsed ``ship`` command, as arguments that parse back to the same
+    values (the sources and ``--start-after`` left out).
 
-
-def _options_without_start_after(argv: Sequence[str]) -> list[str]:
-    args = list(argv[argv.index("ship") + 1 :])
+    >>> ship_options(build_parser().parse_args(["ship", "x", "--to", "-", "-q", "--jobs", "2"]))
+    ['--to', '-', '--jobs', '2', '--quiet']
+    """
     options: list[str] = []
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        if arg == "--":
-            break  # only sources follow
-        if arg == "--start-after":
-            index += 2
+    # argparse has no public list of a parser's actions; _actions is the one it keeps.
+    for action in ship_parser()._actions:
+        if action.dest in _NOT_REPEATED or not action.option_strings:
             continue
-        if arg.startswith("--start-after="):
-            index += 1
+        value = getattr(args, action.dest)
+        if value is None or value == action.default:
             continue
-        if arg in _VALUE_OPTIONS:
-            options += args[index : index + 2]
-            index += 2
-            continue
-        if arg.startswith("-") and arg != "-":
-            options.append(arg)
-        index += 1
-    return options
-
-
-def invoke_async(client: LambdaClient, function: str, obj: PlannedObject) -> Invocation:
-    """Invoke ``function`` with ``InvocationType=Event`` for one object.
-
-    The payload is ``triggers.make_continuation(ref)``: the shape the function accepts as a
-    direct invocation, with the listed ETag (the read is pinned to it) and size.
-    """
-    payload = json.dumps(make_continuation(obj.ref)).encode()
-    try:
-        response = client.invoke(FunctionName=function, InvocationType="Event", Payload=payload)
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        code = details.get("Code", "error")
-        return Invocation(obj, error=f"{code}: {details.get('Message', error)}")
-    except BotoCoreError as error:
-        return Invocation(obj, error=str(error))
-    status = response.get("StatusCode")
-    if status != 202:
-        return Invocation(obj, error=f"Lambda answered {status}, not 202 Accepted")
-    return Invocation(obj, queued=True)
-
-
-def ship_one(
-    ref: ObjectRef,
-    settings: Settings,
-    *,
-    pool: SocketPool | None,
-    stdout: IO[bytes] | None = None,
-    s3_client: S3Client | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    on_events: Callable[[int], None] | None = None,
-    privacy: PrivacyRules | None = None,
-) -> ObjectResult:
-    """Ship one object to ``stdout`` (when ``pool`` is None) or Logstash, confirming delivery.
-
-    ``should_stop`` is asked between batches (see ``ship_object``): an object stopped part-way
-    comes back with ``stopped`` set, its delivered lines confirmed. ``on_events`` is told how
-    many events each batch handed on (for progress; confirmation comes at the end).
-    """
-    decision = classify(ref)
-    if not decision.ship:
-        return ObjectResult(ObjectReport(uri=ref.uri), 0, skipped=decision.skip_reason)
-    if pool is None:
-        if stdout is None:
-            raise ValueError("ship_one needs a pool or a stdout stream")
-        sink: EventSink = StdoutSink(stdout)
-        report = ship_object(
-            ref,
-            sink if on_events is None else _CountingSink(sink, on_events),
-            keep_original=settings.keep_original,
-            privacy=privacy,
-            s3_client=s3_client,
-            should_stop=should_stop,
-        )
-        error = None if report.error is None else str(report.error)
-        return ObjectResult(
-            report, report.events, error=error, stopped=report.next_offset is not None
-        )
-    sender = LogstashSender(pool)
-    try:
-        report = ship_object(
-            ref,
-            sender if on_events is None else _CountingSink(sender, on_events),
-            keep_original=settings.keep_original,
-            privacy=privacy,
-            batch_bytes=settings.batch_bytes,
-            s3_client=s3_client,
-            should_stop=should_stop,
-        )
-        stats = sender.finish()
-    except DeliveryError as error:
-        sender.abort()
-        report = ObjectReport(uri=ref.uri)
-        return ObjectResult(report, 0, error=f"delivery failed: {error}", delivery_failed=True)
-    error_text = None if report.error is None else str(report.error)
-    return ObjectResult(
-        report, stats.events_confirmed, error=error_text, stopped=report.next_offset is not None
-    )
-
-
-def format_outcome(outcome: ObjectResult) -> str:
-    report = outcome.report
-    if outcome.skipped:
-        return f"skipped {report.uri}: {outcome.skipped}"
-    text = (
-        f"{report.uri}: {report.lines} lines, {report.events} events, "
-        f"{report.parse_failures} parse failures, {outcome.events_sent} sent, "
-        f"{report.bytes_read} bytes read, {report.seconds:.2f} s"
-    )
-    if report.dropped:
-        text += f"; {report.dropped} lines dropped by filters"
-    if outcome.stopped:
-        text += f"; stopped by Ctrl-C before offset {report.next_offset}"
-    if outcome.error:
-        text += f"; error: {outcome.error}"
-    return text
-
-
-def format_summary(outcomes: Sequence[ObjectResult]) -> str:
-    shipped = [o for o in outcomes if not o.skipped]
-    lines = sum(o.report.lines for o in shipped)
-    seconds = sum(o.report.seconds for o in shipped)
-    rate = lines / seconds if seconds > 0 else 0.0
-    dropped = sum(o.report.dropped for o in shipped)
-    summary = (
-        f"{len(shipped)} objects ({len(outcomes) - len(shipped)} skipped, "
-        f"{sum(1 for o in shipped if o.error)} failed): {lines} lines, "
-        f"{sum(o.report.events for o in shipped)} events, "
-        f"{sum(o.report.parse_failures for o in shipped)} parse failures, "
-        f"{sum(o.events_sent for o in shipped)} sent, "
-        f"{sum(o.report.bytes_read for o in shipped)} bytes in {seconds:.2f} s "
-        f"({rate:,.0f} lines/s)"
-    )
-    return summary + (f"; {dropped} lines dropped by filters" if dropped else "")
-
-
-def format_table(
-    outcomes: Sequence[ObjectResult],
-    *,
-    not_shipped: int = 0,
-    excluded: Counter[str] | None = None,
-    listed_by_date: Sequence[str] = (),
-    seconds: float = 0.0,
-) -> str:
-    """The summary table printed at the end of ``ship``: one row per fate of an object.
-
-    ``not_shipped`` counts the objects left by Ctrl-C or a dead Logstash (stopped or never
-    started); ``excluded`` the listed objects outside --since/--until, by reason;
-    ``listed_by_date`` the prefixes of which only the day folders in range were listed.
-    """
-    header = ("", "objects", "lines", "events", "parse failures", "sent", "bytes read")
-    rows: list[tuple[str, ...]] = [header]
-    for name, group in (
-        ("shipped", [o for o in outcomes if not o.skipped and not o.error and not o.stopped]),
-        ("failed", [o for o in outcomes if o.error]),
-    ):
-        rows.append(
-            (
-                name,
-                f"{len(group):,}",
-                f"{sum(o.report.lines for o in group):,}",
-                f"{sum(o.report.events for o in group):,}",
-                f"{sum(o.report.parse_failures for o in group):,}",
-                f"{sum(o.events_sent for o in group):,}",
-                format_bytes(sum(o.report.bytes_read for o in group)),
-            )
-        )
-    skipped = Counter(o.skipped for o in outcomes if o.skipped)
-    notes = [("skipped", sum(skipped.values()), _reasons(skipped))]
-    if not_shipped:
-        notes.append(("left", not_shipped, "stopped or not started: resume them"))
-    if excluded:
-        notes.append(("excluded", sum(excluded.values()), _reasons(excluded)))
-    rows += [(name, f"{count:,}") for name, count, _ in notes]
-    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
-    text = [
-        "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=False))
-        )
-        for row in rows[: len(rows) - len(notes)]
-    ]
-    text += [
-        f"{name:<{widths[0]}}  {count:>{widths[1]},}  {why}".rstrip() for name, count, why in notes
-    ]
-    if listed_by_date:
-        text.append(_listed_by_date(listed_by_date))
-    lines = sum(o.report.lines for o in outcomes)
-    rate = lines / seconds if seconds > 0 else 0.0
-    text.append(f"in {seconds:.1f} s ({rate:,.0f} lines/s)")
-    return "\n".join(text)
-
-
-def _listed_by_date(sources: Sequence[str]) -> str:
-    return (
-        f"listed by delivery date: only the yyyy/mm/dd folders from --since to --until under "
-        f"{', '.join(sources)}"
-    )
-
-
-def _reasons(counts: Counter[Any]) -> str:
-    return "; ".join(f"{reason}: {n:,}" for reason, n in counts.most_common())
-
-
-def format_plan(plan: Plan, function: str | None = None) -> str:
-    """What ``--dry-run`` prints: each object with its stored size, skips with their reason,
-    then the totals. Nothing here reads an object: sizes come from the listing.
-
-    >>> plan = Plan([PlannedObject(ObjectRef("b", "k.log"), 0, 2048)])
-    >>> print(format_plan(plan), end="")
-            2048  s3://b/k.log
-    would ship 1 objects, 2.00 KiB (2048 bytes); skip 0; 0 outside the dates
-    """
-    out = []
-    for obj in plan.objects:
-        if obj.skip_reason is None:
-            out.append(f"{obj.size:>12}  {obj.ref.uri}\n")
+        flag = next(s for s in action.option_strings if s.startswith("--"))
+        if action.nargs == 0:  # store_true
+            options.append(flag)
         else:
-            out.append(f"{'skip':>12}  {obj.ref.uri}  ({obj.skip_reason})\n")
-    skipped = Counter(o.skip_reason for o in plan.objects if o.skip_reason)
-    verb = "would ship" if function is None else f"would invoke {function} for"
-    total = plan.bytes_to_ship
-    summary = (
-        f"{verb} {len(plan.to_ship)} objects, {format_bytes(total)} ({total} bytes); "
-        f"skip {sum(skipped.values())}"
-    )
-    if skipped:
-        summary += f" ({_reasons(skipped)})"
-    summary += f"; {sum(plan.excluded.values())} outside the dates"
-    if plan.excluded:
-        summary += f" ({_reasons(plan.excluded)})"
-    out.append(summary + "\n")
-    if plan.listed_by_date:
-        out.append(_listed_by_date(plan.listed_by_date) + "\n")
-    return "".join(out)
+            options += [flag, str(value)]
+    return options
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,6 +63,8 @@ class ENV:
     DROP_STATUS = "DROP_STATUS"
     DROP_PATH_PREFIXES = "DROP_PATH_PREFIXES"
     DROP_PATH_SUFFIXES = "DROP_PATH_SUFFIXES"
+
+    MAX_EVENT_BYTES = "MAX_EVENT_BYTES"
     DEPLOYMENT_ENVIRONMENT = "DEPLOYMENT_ENVIRONMENT"
 
 
@@ -102,13 +104,20 @@ DEFAULT_DEADLINE_MARGIN = 30.0
 # out on every attempt instead of being handed off.
 MIN_DEADLINE_MARGIN = 10.0
 MAX_DEADLINE_MARGIN = 900.0
+# Below syslog-ng's default log-msg-size (64 KiB), with room for its framing, so that an event is
+# never split into invalid JSON there; Logstash's tcp input has no limit, rsyslog's is 8 KiB.
+# An event is about three times its line (the URL is in event.original, url.original and more).
+DEFAULT_MAX_EVENT_BYTES = 60 * 1024
+# An event cut below this would lose its short fields; above it, one event would be a batch.
+MIN_MAX_EVENT_BYTES = 4 * 1024
+MAX_MAX_EVENT_BYTES = 64 * 1024 * 1024
 # An object that needs more hand-offs than this is failing, not slow: stop and dead-letter it.
 DEFAULT_MAX_HOPS = 100
 
 _Choice = TypeVar("_Choice", bound=StrEnum)
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +150,8 @@ class Settings:
     dead-letters it after ``maxReceiveCount`` receives)."""
     max_hops: int = DEFAULT_MAX_HOPS
     keep_original: bool = True
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    """Events larger than this ship with their longest texts cut (tagged ``_elbtruncated``)."""
     environment: str | None = None
     """The deployment (blue, green): the ``environment`` dimension of the Lambda's metrics."""
     redact_query: QueryRedaction = QueryRedaction.NONE
@@ -194,6 +205,13 @@ class Settings:
             "dead_letter_queue_url": _text(env, ENV.DEAD_LETTER_QUEUE_URL),
             "max_hops": _int(env, ENV.MAX_HOPS, DEFAULT_MAX_HOPS, 1, 10_000),
             "keep_original": _bool(env, ENV.KEEP_ORIGINAL, True),
+            "max_event_bytes": _int(
+                env,
+                ENV.MAX_EVENT_BYTES,
+                DEFAULT_MAX_EVENT_BYTES,
+                MIN_MAX_EVENT_BYTES,
+                MAX_MAX_EVENT_BYTES,
+            ),
             "environment": _text(env, ENV.DEPLOYMENT_ENVIRONMENT),
             "redact_query": _choice(env, ENV.REDACT_QUERY, QueryRedaction, QueryRedaction.NONE),
             "client_ip": _choice(env, ENV.CLIENT_IP, ClientAddress, ClientAddress.KEEP),
@@ -340,10 +358,10 @@ def _choice(env: Mapping[str, str], name: str, choices: type[_Choice], default: 
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
+    raw = env.get(name, "")
     value = raw.strip().lower()
+    if not value:  # unset or blank means the default, as for every other setting
+        return default
     if value in _TRUE:
         return True
     if value in _FALSE:

@@ -13,14 +13,16 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from typing import TextIO
 
 import orjson
 
-from elb_log_shipper.cli import format_outcome, format_summary, ship_one
 from elb_log_shipper.config import Settings
-from elb_log_shipper.logstash import SocketPool
+from elb_log_shipper.logstash import LogstashSender, SocketPool
+from elb_log_shipper.pipeline import deliver_object
 from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.report import Outcome, format_result, format_run
 from elb_log_shipper.samples import SAMPLE_OBJECTS
 
 __all__ = ["LineReceiver", "run_demo"]
@@ -72,7 +74,8 @@ def run_demo(out: TextIO) -> int:
     receiver = LineReceiver()
     settings = Settings.from_env({}, host="127.0.0.1", port=receiver.port, pool_size=2)
     pool = SocketPool(settings)
-    outcomes = []
+    results = []
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="elb-log-shipper-demo-") as root:
         for sample in SAMPLE_OBJECTS:
             path = os.path.join(root, sample.key)
@@ -82,20 +85,20 @@ def run_demo(out: TextIO) -> int:
         try:
             for sample in SAMPLE_OBJECTS:
                 ref = ObjectRef.local(os.path.join(root, sample.key))
-                outcomes.append(ship_one(ref, settings, pool=pool))
+                results.append(deliver_object(ref, LogstashSender(pool), settings))
         finally:
             pool.close()
             receiver.close()
     for event in sorted(receiver.events, key=lambda e: str(e["@timestamp"])):
         out.write(orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode() + "\n")
     out.write("\n")
-    for outcome in outcomes:
-        out.write(format_outcome(outcome).replace(root + "/", "") + "\n")
-    out.write(format_summary(outcomes) + "\n")
+    for result in results:
+        out.write(format_result(result).replace(root + "/", "") + "\n")
+    out.write(format_run(results, seconds=time.monotonic() - started) + "\n")
     expected = sum(len(sample.lines) for sample in SAMPLE_OBJECTS)
     out.write(
         f"Logstash stand-in on 127.0.0.1:{receiver.port} received {len(receiver.events)} of "
         f"{expected} events.\n"
     )
-    failed = any(outcome.error for outcome in outcomes)
+    failed = any(result.outcome is not Outcome.SHIPPED for result in results)
     return 1 if failed or len(receiver.events) != expected else 0

@@ -16,8 +16,8 @@ Each invocation:
 2. ``pipeline.ship_objects`` ships them, stops at the deadline margin, and confirms delivery.
 3. After that confirmation, one continuation message per object handed off goes to
    ``CONTINUATION_QUEUE_URL``; the SQS trigger brings it back to this function.
-4. One structured log line per object, the metrics (EMF), and the result:
-   ``{"objects": [...]}``, plus ``batchItemFailures`` for SQS.
+4. One structured log line per object (``report.ObjectResult.as_dict``), the metrics (EMF), and
+   the result: ``{"objects": [...]}``, plus ``batchItemFailures`` for SQS.
 
 How failures surface, by trigger:
 
@@ -30,6 +30,10 @@ How failures surface, by trigger:
   whole event and, after its retries, sends it to the on-failure destination (dead-letter
   queue). No continuation is sent then: the retry starts the event's objects again, and
   ``event.id`` makes the lines shipped twice one document downstream.
+- Logstash failing part-way through an object: the part it confirmed counts, and the object is
+  ``HANDED_OFF`` from its confirmed offset (a continuation, as at the deadline), so the next
+  attempt does not start again from byte 0. An object of which nothing was confirmed is
+  ``FAILED``, as above.
 - Objects ``REJECTED`` (gone, not the object the event names, bad gzip, another compression)
   are logged and counted in ``ObjectsFailed`` and fail nothing: retrying cannot help. Their
   ``error`` in the result says why in one sentence (what ``sam local invoke`` prints).
@@ -56,8 +60,9 @@ from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError, ShipperError
 from elb_log_shipper.hashkey import fetch_hash_key
 from elb_log_shipper.logstash import SocketPool
-from elb_log_shipper.pipeline import ObjectLedger, Outcome, Shipment, ship_objects
+from elb_log_shipper.pipeline import Shipment, ship_objects
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules
+from elb_log_shipper.report import ObjectResult, Outcome
 from elb_log_shipper.triggers import (
     Trigger,
     TriggerError,
@@ -101,6 +106,7 @@ class Metric:
     EVENTS_SENT = "EventsSent"
     PARSE_FAILURES = "ParseFailures"
     EVENTS_DROPPED = "EventsDropped"
+    EVENTS_TRUNCATED = "EventsTruncated"
     BYTES_READ = "BytesRead"
     RETRIES = "Retries"
     RECONNECTS = "Reconnects"
@@ -242,36 +248,36 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         s3_client=container.s3_client() if to_ship else None,
         privacy=privacy,
     )
-    _dead_letter(shipment.ledgers, settings, container)
+    _dead_letter(shipment.results, settings, container)
     retry_event = trigger.kind is not TriggerKind.SQS and any(
-        ledger.outcome is Outcome.FAILED for ledger in shipment.ledgers
+        ledger.outcome is Outcome.FAILED for ledger in shipment.results
     )
     handoffs = 0
     if not retry_event:
-        handoffs = _hand_off(shipment.ledgers, settings, container)
+        handoffs = _hand_off(shipment.results, settings, container)
         retry_event = trigger.kind is not TriggerKind.SQS and any(
-            ledger.outcome is Outcome.FAILED for ledger in shipment.ledgers
+            ledger.outcome is Outcome.FAILED for ledger in shipment.results
         )
-    _log_objects(to_ship, shipment.ledgers, retry_event)
+    _log_objects(to_ship, shipment.results, retry_event)
     # A direct invocation is a backfill (`ship --via-lambda`) of old objects: their age is not
     # the pipeline's lag, and would only set off the lag alarm.
     _add_metrics(shipment, handoffs, measure_lag=trigger.kind is not TriggerKind.DIRECT)
-    result: dict[str, Any] = {"objects": [ledger.as_dict() for ledger in shipment.ledgers]}
+    result: dict[str, Any] = {"objects": [ledger.as_dict() for ledger in shipment.results]}
     if trigger.kind is TriggerKind.SQS:
-        result["batchItemFailures"] = _batch_item_failures(trigger, to_ship, shipment.ledgers)
+        result["batchItemFailures"] = _batch_item_failures(trigger, to_ship, shipment.results)
         return result
     if retry_event:
         if shipment.delivery_error is not None:
             raise shipment.delivery_error
-        failed = [ledger for ledger in shipment.ledgers if ledger.outcome is Outcome.FAILED]
+        failed = [ledger for ledger in shipment.results if ledger.outcome is Outcome.FAILED]
         raise ShipperError(
-            f"{len(failed)} of {len(shipment.ledgers)} objects failed and the event is retried; "
+            f"{len(failed)} of {len(shipment.results)} objects failed and the event is retried; "
             f"first: {failed[0].ref.uri}: {failed[0].error}"
         )
     return result
 
 
-def _hand_off(ledgers: Sequence[ObjectLedger], settings: Settings, container: _Container) -> int:
+def _hand_off(ledgers: Sequence[ObjectResult], settings: Settings, container: _Container) -> int:
     """Send the continuation of each object handed off; an object whose message could not be
     sent becomes FAILED (its message or event is retried: nothing is dropped)."""
     sent = 0
@@ -306,7 +312,7 @@ def _send(container: _Container, queue_url: str, message: Mapping[str, Any]) -> 
 
 
 def _dead_letter(
-    ledgers: Sequence[ObjectLedger], settings: Settings, container: _Container
+    ledgers: Sequence[ObjectResult], settings: Settings, container: _Container
 ) -> None:
     """Send each object past its hop budget to ``DEAD_LETTER_QUEUE_URL`` at once.
 
@@ -330,7 +336,7 @@ def _dead_letter(
 
 
 def _batch_item_failures(
-    trigger: Trigger, shipped: Sequence[WorkItem], ledgers: Sequence[ObjectLedger]
+    trigger: Trigger, shipped: Sequence[WorkItem], ledgers: Sequence[ObjectResult]
 ) -> list[dict[str, str]]:
     """The SQS messages to retry: unreadable ones and those with an object FAILED."""
     failed = [rejected.sqs_message_id for rejected in trigger.rejected]
@@ -358,7 +364,7 @@ def _log_skips(trigger: Trigger) -> None:
 
 
 def _log_objects(
-    items: Sequence[WorkItem], ledgers: Sequence[ObjectLedger], retry_event: bool
+    items: Sequence[WorkItem], ledgers: Sequence[ObjectResult], retry_event: bool
 ) -> None:
     """One structured line per object: its ledger, never its log lines."""
     for item, ledger in zip(items, ledgers, strict=True):
@@ -378,7 +384,7 @@ def _log_objects(
 
 
 def _add_metrics(shipment: Shipment, handoffs: int, *, measure_lag: bool) -> None:
-    ledgers = shipment.ledgers
+    ledgers = shipment.results
     count = MetricUnit.Count
     outcomes = [ledger.outcome for ledger in ledgers]
     metrics.add_metric(Metric.OBJECTS_SHIPPED, count, outcomes.count(Outcome.SHIPPED))
@@ -390,6 +396,8 @@ def _add_metrics(shipment: Shipment, handoffs: int, *, measure_lag: bool) -> Non
     metrics.add_metric(Metric.PARSE_FAILURES, count, parse_failures)
     dropped = sum(ledger.dropped for ledger in ledgers)
     metrics.add_metric(Metric.EVENTS_DROPPED, count, dropped)
+    truncated = sum(ledger.oversized_events for ledger in ledgers)
+    metrics.add_metric(Metric.EVENTS_TRUNCATED, count, truncated)
     bytes_read = sum(ledger.bytes_read for ledger in ledgers)
     metrics.add_metric(Metric.BYTES_READ, MetricUnit.Bytes, bytes_read)
     metrics.add_metric(Metric.RETRIES, count, sum(ledger.retries for ledger in ledgers))

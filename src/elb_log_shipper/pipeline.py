@@ -1,102 +1,146 @@
-"""One object, end to end: source -> events -> JSON lines -> sink, with a report; and the objects
-of one Lambda invocation, deadline-aware, with one confirmation.
+"""The one delivery path: an object's lines -> events -> JSON lines -> a sink, confirmed.
 
-The per-line loop here is the product's hot path: read a batch of lines, build each event,
-serialise it with orjson, and hand the sink batches of a few hundred KB. Everything per object
-(the event-id prefix, the cloud and S3 sub-objects) is computed once, before the first line.
+Three layers, each used by the next, and the worker-process side of ``ship --jobs``:
 
-``ship_objects`` runs ``ship_object`` over the objects of one invocation. Each object's sender
-finishes with ``confirm=False`` and one confirming finish ends the invocation: one TCP/TLS
-handshake per pooled connection per invocation instead of per object, and nothing is called
-delivered, nor handed off, before that confirmation.
+- ``ship_object`` is the per-line loop, the product's hot path: read a batch of lines, build
+  each event, serialise it with orjson, and hand the sink batches of a few hundred KB, each
+  with the offset of the next line to read. Everything per object (the event-id prefix, the
+  cloud and S3 sub-objects) is computed once, before the first line. One bad event never costs
+  the object: an event the encoder refuses becomes a tagged failure event with the raw line,
+  and an event larger than ``MAX_EVENT_BYTES`` is shipped with its longest texts cut.
+- ``deliver_object`` ships one object to one sender and confirms it: what the CLI and the
+  demo call per object, and what ``ship_objects`` calls for the function. It returns the one
+  result type, ``report.ObjectResult``. After a delivery failure the result carries the
+  confirmed progress: ``next_offset`` is the offset up to which the sink confirmed every line,
+  so the retry or continuation starts there, not at byte 0.
+- ``ship_objects`` runs the objects of one Lambda invocation, deadline-aware. Each object's
+  sender finishes with ``confirm=False`` and one confirming finish ends the invocation: one
+  TCP/TLS handshake per pooled connection per invocation instead of per object, and nothing is
+  called delivered, nor handed off, before that confirmation.
+- ``start_worker`` / ``ship_in_worker`` / ``stop_worker`` are what each of the command's worker
+  processes (``workers.run_in_processes``) runs: ``deliver_object`` with the process's own S3
+  client and Logstash pool, so that the command holds at most ``LOGSTASH_POOL_SIZE`` connections
+  per process.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from elb_log_shipper.config import DEFAULT_BATCH_BYTES, ENV, Settings
+from elb_log_shipper.backfill import LazyClients
+from elb_log_shipper.config import DEFAULT_BATCH_BYTES, DEFAULT_MAX_EVENT_BYTES, ENV, Settings
 from elb_log_shipper.errors import DeliveryError, SourceError
 from elb_log_shipper.formats import EventBuilder
-from elb_log_shipper.framing import MAX_LINE_BYTES, OversizedLine
 from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
 from elb_log_shipper.objectkey import parse_key
 from elb_log_shipper.privacy import PrivacyRules
 from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.report import ObjectResult, Outcome
 from elb_log_shipper.source import LineReader
+from elb_log_shipper.triggers import classify
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from elb_log_shipper.workers import ItemContext
+
 __all__ = [
     "HANDOFF_RESERVE_SECONDS",
+    "TRUNCATED_TAG",
+    "UNSERIALISABLE_TAG",
     "EventSink",
-    "ObjectLedger",
-    "ObjectReport",
-    "Outcome",
+    "ObjectSender",
     "Shipment",
+    "StdoutSender",
+    "WorkerSetup",
+    "deliver_object",
+    "ship_in_worker",
     "ship_object",
     "ship_objects",
+    "start_worker",
+    "stop_worker",
 ]
 
 # Events per batch before the first batch tells us their average size.
 _FIRST_BATCH_EVENTS = 64
+# An event cut to MAX_EVENT_BYTES says so, and how long it was.
+TRUNCATED_TAG = "_elbtruncated"
+TRUNCATED_LABEL = "elb_original_event_bytes"
+# An event the JSON encoder refused (an integer of 2^64 or more, say): the line ships as this.
+UNSERIALISABLE_TAG = "_elbserialisationfailure"
+# Texts are never cut below this many characters: a key or an IP is worth keeping whole.
+_MIN_KEPT_CHARS = 256
+# Cuts tried before an event is shipped as it is (a limit below its short fields' size).
+_MAX_CUTS = 16
 
 
 class EventSink(Protocol):
     """Where serialised events go: Logstash, stdout, a test's list."""
 
-    def send(self, batch: bytes, events: int) -> None:
-        """Take ``events`` complete JSON lines (``batch`` ends with a newline)."""
+    def send(self, batch: bytes, events: int, end_offset: int) -> None:
+        """Take ``events`` complete JSON lines (``batch`` ends with a newline); ``end_offset``
+        is the offset, in the decompressed object, of the line after the batch's last."""
 
 
-@dataclass(slots=True)
-class ObjectReport:
-    """What happened to one object. ``next_offset`` is set when it stopped early (hand-off)."""
+class ObjectSender(EventSink, Protocol):
+    """A sink that confirms: ``LogstashSender``, or ``StdoutSender`` (written is confirmed)."""
 
-    uri: str
-    start_offset: int = 0
-    lines: int = 0
-    events: int = 0
-    parse_failures: int = 0
-    dropped: int = 0
-    """Lines a drop filter matched (``lines = events + dropped``)."""
-    bytes_read: int = 0
-    bytes_decompressed: int = 0
-    seconds: float = 0.0
-    newest_timestamp: str | None = None
-    next_offset: int | None = None
-    etag: str | None = None
-    version_id: str | None = None
-    read_retries: int = 0
-    """Times the S3 stream broke mid-object and was resumed."""
-    error: SourceError | None = field(default=None, repr=False)
+    def finish(self, deadline: float | None = None, *, confirm: bool = True) -> DeliveryStats:
+        """Send what is queued and confirm it; DeliveryError when that fails."""
+
+    def abort(self) -> None:
+        """Stop without confirming."""
 
     @property
-    def completed(self) -> bool:
-        return self.next_offset is None and self.error is None
+    def confirmed_offset(self) -> int | None:
+        """``end_offset`` of the longest prefix of the batches sent that is confirmed."""
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "object": self.uri,
-            "start_offset": self.start_offset,
-            "lines": self.lines,
-            "events": self.events,
-            "parse_failures": self.parse_failures,
-            "dropped": self.dropped,
-            "bytes_read": self.bytes_read,
-            "bytes_decompressed": self.bytes_decompressed,
-            "seconds": round(self.seconds, 3),
-            "newest_timestamp": self.newest_timestamp,
-            "next_offset": self.next_offset,
-            "error": None if self.error is None else str(self.error),
-        }
+    @property
+    def stats(self) -> DeliveryStats:
+        """The counters so far."""
+
+
+class StdoutSender:
+    """JSON lines to a binary stream: a batch written is a batch delivered."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._stats = DeliveryStats()
+        self.confirmed_offset: int | None = None
+
+    def send(self, batch: bytes, events: int, end_offset: int) -> None:
+        self._stream.write(batch)
+        self._stats.events_sent += events
+        self._stats.events_confirmed += events
+        self.confirmed_offset = end_offset
+
+    def finish(self, deadline: float | None = None, *, confirm: bool = True) -> DeliveryStats:
+        return self._stats
+
+    def abort(self) -> None:
+        """Nothing to stop: every batch was written when it was sent."""
+
+    @property
+    def stats(self) -> DeliveryStats:
+        return self._stats
+
+
+class _CountingSink:
+    """Passes batches on and tells ``count`` how many events went (for a progress line)."""
+
+    def __init__(self, sink: EventSink, count: Callable[[int], None]) -> None:
+        self._sink = sink
+        self._count = count
+
+    def send(self, batch: bytes, events: int, end_offset: int) -> None:
+        self._sink.send(batch, events, end_offset)
+        self._count(events)
 
 
 def ship_object(
@@ -106,33 +150,35 @@ def ship_object(
     keep_original: bool = True,
     privacy: PrivacyRules | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     s3_client: S3Client | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> ObjectReport:
+) -> ObjectResult:
     """Read ``ref``, turn every line into one event and send them to ``sink`` in batches.
 
     ``should_stop`` is asked before each batch of lines (about a MiB of log), and by the reader
-    while an S3 read stalls; when it answers True the function returns with
-    ``report.next_offset`` set to the first line not shipped. ``privacy`` redacts and drops
-    lines (``report.dropped``) as ``EventBuilder`` says. A SourceError (unreadable object, gzip
-    bomb, changed object) is returned in ``report.error`` after the lines before it were sent;
-    delivery errors from the sink propagate.
+    while an S3 read stalls; when it answers True the function returns with ``next_offset`` set
+    to the first line not shipped. ``privacy`` redacts and drops lines (``dropped``) as
+    ``EventBuilder`` says. A SourceError (unreadable object, gzip bomb, changed object)
+    makes the result ``FAILED`` (worth a retry) or ``REJECTED`` after the lines before it were
+    sent; delivery errors from the sink propagate. The result's ``events_sent`` is left to the
+    caller, who knows the sink.
 
     >>> class Stdout:
-    ...     def send(self, batch: bytes, events: int) -> None: ...
-    >>> ship_object(ObjectRef.local("alb.log.gz"), Stdout()).events  # doctest: +SKIP
+    ...     def send(self, batch: bytes, events: int, end_offset: int) -> None: ...
+    >>> ship_object(ObjectRef.local("alb.log.gz"), Stdout()).lines  # doctest: +SKIP
     1000
     """
     started = time.monotonic()
-    report = ObjectReport(uri=ref.uri, start_offset=ref.start_offset)
+    result = ObjectResult(ref)
     reader = LineReader(ref, s3_client, should_stop=should_stop)
     try:
         reader.open()
     except SourceError as error:
-        report.error = error
-        report.seconds = time.monotonic() - started
-        return report
-    report.etag, report.version_id = reader.etag, reader.version_id
+        _source_failed(result, error)
+        result.seconds = time.monotonic() - started
+        return result
+    result.etag, result.version_id = reader.etag, reader.version_id
     info = parse_key(ref.key)
     builder = EventBuilder(
         bucket=ref.bucket,
@@ -146,7 +192,7 @@ def ship_object(
     build = builder.build
     dumps = orjson.dumps
     newest = ""
-    failures = 0
+    lines_read = oversized = unserialisable = 0
     per_batch = _FIRST_BATCH_EVENTS
     pending: list[bytes] = []
     append = pending.append
@@ -155,59 +201,192 @@ def ship_object(
             for lines in reader:
                 if should_stop is not None and lines and should_stop():
                     # Hand off at a line boundary: this batch is the next hop's first.
-                    report.next_offset = lines[0][0]
+                    result.next_offset = lines[0][0]
+                    result.outcome = Outcome.HANDED_OFF
                     break
-                report.lines += len(lines)
+                lines_read += len(lines)
                 for offset, raw in lines:
+                    if len(pending) >= per_batch:
+                        # The batch ends before this line: its offset is where a resume starts.
+                        per_batch = _flush(sink, pending, batch_bytes, offset)
                     if type(raw) is bytes:
                         event = build(raw, offset)
                         if event is None:
                             continue  # dropped by a filter: counted by the builder
                     else:
-                        event = _oversized(builder, raw, offset)
-                    if "tags" in event:
-                        failures += 1
-                    elif event["@timestamp"] > newest:
+                        event = builder.too_long(raw, offset)
+                    if "tags" not in event and event["@timestamp"] > newest:
                         newest = event["@timestamp"]
-                    append(dumps(event))
-                    if len(pending) >= per_batch:
-                        per_batch = _flush(sink, pending, batch_bytes)
-        if reader.stopped_at is not None:
-            report.next_offset = reader.stopped_at
+                    try:
+                        line = dumps(event)
+                    except TypeError as error:  # orjson.JSONEncodeError: an integer past 64 bits
+                        unserialisable += 1
+                        line = dumps(_unserialisable(builder, raw, offset, error))
+                    if len(line) > max_event_bytes:
+                        oversized += 1
+                        line = _fit(line, max_event_bytes)
+                    append(line)
+        if reader.stopped_at is not None:  # a stalled read gave up at the deadline
+            result.next_offset = reader.stopped_at
+            result.outcome = Outcome.HANDED_OFF
     except SourceError as error:
-        report.error = error
+        _source_failed(result, error)
     finally:
+        end = reader.resume_offset if result.next_offset is None else result.next_offset
         if pending:
-            _flush(sink, pending, batch_bytes)
-        report.dropped = builder.dropped
-        report.events = report.lines - report.dropped
-        report.parse_failures = failures
-        report.newest_timestamp = newest or None
-        report.bytes_read = reader.bytes_read
-        report.bytes_decompressed = reader.bytes_decompressed
-        report.read_retries = reader.retries
-        report.seconds = time.monotonic() - started
-    return report
+            _flush(sink, pending, batch_bytes, end)
+        result.lines = lines_read
+        result.parse_failures = builder.failures
+        result.dropped = builder.dropped
+        result.oversized_events = oversized
+        result.unserialisable = unserialisable
+        result.newest_timestamp = newest or None
+        result.bytes_read = reader.bytes_read
+        result.bytes_decompressed = reader.bytes_decompressed
+        result.retries = reader.retries
+        result.offset_sent = end
+        result.seconds = time.monotonic() - started
+    return result
 
 
-def _flush(sink: EventSink, pending: list[bytes], batch_bytes: int) -> int:
+def _flush(sink: EventSink, pending: list[bytes], batch_bytes: int, end_offset: int) -> int:
     """Send the pending events as one batch; return how many events fill the next batch."""
     pending.append(b"")
     payload = b"\n".join(pending)
     events = len(pending) - 1
     pending.clear()
-    sink.send(payload, events)
+    sink.send(payload, events, end_offset)
     return max(16, batch_bytes * events // max(len(payload), 1))
 
 
-def _oversized(builder: EventBuilder, raw: bytes, offset: int) -> dict[str, Any]:
-    full = raw.full_length if isinstance(raw, OversizedLine) else len(raw)
-    return builder.failure(
-        raw.decode(errors="replace"),
-        offset,
-        f"line of {full} bytes is longer than the {MAX_LINE_BYTES}-byte limit; "
-        "its beginning is kept",
+def _source_failed(result: ObjectResult, error: SourceError) -> None:
+    result.error = str(error)
+    result.outcome = Outcome.FAILED if error.transient else Outcome.REJECTED
+
+
+def _unserialisable(
+    builder: EventBuilder, raw: bytes, offset: int, error: TypeError
+) -> dict[str, Any]:
+    """The failure event of a line whose event the encoder refused: the raw text, tagged."""
+    event = builder.failure(
+        raw.decode(errors="replace"), offset, f"the event could not be serialised: {error}"
     )
+    event["tags"].append(UNSERIALISABLE_TAG)
+    return event
+
+
+def _fit(line: bytes, limit: int) -> bytes:
+    """``line`` (a JSON object) within ``limit`` bytes: its longest texts cut, tagged.
+
+    Works on a copy (the builder's events share their object context): the longest string is
+    cut until the event fits, never below ``_MIN_KEPT_CHARS``; what cannot fit ships as it is.
+
+    >>> big = orjson.dumps({"event": {"original": "x" * 5000}, "url": {"path": "y" * 3000}})
+    >>> fitted = orjson.loads(_fit(big, 2000))
+    >>> len(_fit(big, 2000)) <= 2000, fitted["tags"], fitted["labels"]
+    (True, ['_elbtruncated'], {'elb_original_event_bytes': '8043'})
+    """
+    event: dict[str, Any] = orjson.loads(line)
+    event.setdefault("tags", []).append(TRUNCATED_TAG)
+    event.setdefault("labels", {})[TRUNCATED_LABEL] = str(len(line))
+    texts: list[tuple[dict[str, Any] | list[Any], Any]] = []
+    _collect_texts(event, texts)
+    fitted = orjson.dumps(event)
+    for _ in range(_MAX_CUTS):
+        excess = len(fitted) - limit
+        if excess <= 0 or not texts:
+            break
+        container, key = max(texts, key=lambda place: len(place[0][place[1]]))
+        text: str = container[key]
+        keep = max(_MIN_KEPT_CHARS, len(text) - excess)
+        if keep >= len(text):
+            break
+        container[key] = text[:keep]
+        fitted = orjson.dumps(event)
+    return fitted
+
+
+def _collect_texts(value: Any, texts: list[tuple[Any, Any]]) -> None:
+    """Every string in ``value`` as (container, key) places, for cutting."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(item, str):
+            texts.append((value, key))
+        elif isinstance(item, dict | list):
+            _collect_texts(item, texts)
+
+
+def deliver_object(
+    ref: ObjectRef,
+    sender: ObjectSender,
+    settings: Settings,
+    *,
+    confirm: bool = True,
+    deadline: float | None = None,
+    s3_client: S3Client | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_events: Callable[[int], None] | None = None,
+    privacy: PrivacyRules | None = None,
+) -> ObjectResult:
+    """Ship one object to ``sender`` and confirm it: the one way an object is delivered.
+
+    ELB's test file and health-check logs come back ``SKIPPED``, unread. ``deadline`` (a
+    ``time.monotonic()`` value) bounds the confirmation; with ``confirm=False`` the batches stay
+    unconfirmed in the pool for a later finish (``ship_objects``). A DeliveryError does not
+    propagate: the result is ``FAILED`` with ``delivery_failed`` set, and ``next_offset`` is
+    the sink's confirmed progress when some of the object was confirmed. ``on_events`` is told
+    how many events each batch handed on (for progress).
+
+    >>> with open(os.devnull, "wb") as out:  # doctest: +SKIP
+    ...     deliver_object(ObjectRef.local("alb.log"), StdoutSender(out), settings).outcome
+    <Outcome.SHIPPED: 'shipped'>
+    """
+    decision = classify(ref)
+    if not decision.ship:
+        return ObjectResult(
+            ref, Outcome.SKIPPED, skip_reason=decision.skip_reason, quiet=decision.quiet
+        )
+    started = time.monotonic()
+    try:
+        result = ship_object(
+            ref,
+            sender if on_events is None else _CountingSink(sender, on_events),
+            keep_original=settings.keep_original,
+            privacy=privacy,
+            batch_bytes=settings.batch_bytes,
+            max_event_bytes=settings.max_event_bytes,
+            s3_client=s3_client,
+            should_stop=should_stop,
+        )
+        stats = sender.finish(deadline, confirm=confirm)
+    except DeliveryError as error:
+        sender.abort()
+        result = _with_stats(ObjectResult(ref, Outcome.FAILED), sender.stats)
+        result.seconds = time.monotonic() - started
+        result.delivery_failed = True
+        result.error = f"delivery to Logstash failed: {error}"
+        _resume_from_confirmed(result, sender.confirmed_offset)
+        return result
+    except BaseException:
+        sender.abort()
+        raise
+    result.seconds = time.monotonic() - started
+    return _with_stats(result, stats)
+
+
+def _with_stats(result: ObjectResult, stats: DeliveryStats) -> ObjectResult:
+    result.events_sent = stats.events_sent
+    result.events_confirmed = stats.events_confirmed
+    result.retries += stats.retries
+    result.reconnects = stats.reconnects
+    return result
+
+
+def _resume_from_confirmed(result: ObjectResult, confirmed: int | None) -> None:
+    """After a delivery failure: where the rest of the object starts (its confirmed progress)."""
+    if confirmed is not None and confirmed > result.ref.start_offset:
+        result.next_offset = confirmed
+        result.error = f"{result.error} (confirmed up to byte {confirmed})"
 
 
 # --- the objects of one invocation ---------------------------------------------------------------
@@ -218,94 +397,16 @@ def _oversized(builder: EventBuilder, raw: bytes, offset: int) -> dict[str, Any]
 HANDOFF_RESERVE_SECONDS = 5.0
 
 
-class Outcome(StrEnum):
-    """What an invocation did with one object."""
-
-    SHIPPED = "shipped"
-    """Read to the end; every line sent (delivered once the invocation's confirmation passed)."""
-    HANDED_OFF = "handed_off"
-    """Stopped at a line for the deadline; a continuation message carries on from there."""
-    REJECTED = "rejected"
-    """Cannot be shipped and retrying will not help (gone, changed, bad gzip): counted, logged,
-    not retried. Its lines before the fault were sent."""
-    FAILED = "failed"
-    """Not shipped now, may be later (S3 or Logstash failing, hop budget spent): the invocation,
-    or its SQS message, fails so that it is retried and in the end dead-lettered."""
-    DEAD_LETTERED = "dead_lettered"
-    """Past its hop budget and sent straight to the dead-letter queue (the handler does this when
-    ``DEAD_LETTER_QUEUE_URL`` is set): nothing is retried; people replay it after a fix."""
-
-
-@dataclass(slots=True)
-class ObjectLedger:
-    """One object's account in one invocation: the structured log line and the metrics.
-
-    ``lines`` were read, ``parsed`` became events without the parse-failure tag, ``events_sent``
-    were handed to Logstash (delivered only if the invocation's confirmation passed). ``handoff``
-    is the continuation to send (the rest of the object, one hop further) when the outcome is
-    ``HANDED_OFF``.
-    """
-
-    ref: ObjectRef
-    outcome: Outcome
-    lines: int = 0
-    parse_failures: int = 0
-    dropped: int = 0
-    """Lines a drop filter matched: never events, never sent (``lines = parsed + parse_failures
-    + dropped``)."""
-    events_sent: int = 0
-    bytes_read: int = 0
-    retries: int = 0
-    reconnects: int = 0
-    seconds: float = 0.0
-    newest_timestamp: str | None = None
-    handoff: ObjectRef | None = None
-    error: str | None = None
-    hops_spent: bool = False
-    """FAILED because the object was handed off more than ``max_hops`` times."""
-
-    @property
-    def parsed(self) -> int:
-        return self.lines - self.parse_failures - self.dropped
-
-    def as_dict(self) -> dict[str, object]:
-        """The ledger as a JSON-ready dict (log line, handler result); no log line content.
-
-        >>> ObjectLedger(ObjectRef("logs", "x.log"), Outcome.SHIPPED, lines=2).as_dict()["parsed"]
-        2
-        """
-        ref = self.ref
-        return {
-            "bucket": ref.bucket,
-            "key": ref.key,
-            "version": ref.version_id or ref.etag,
-            "outcome": self.outcome.value,
-            "hop": ref.hop,
-            "start_offset": ref.start_offset,
-            "next_offset": None if self.handoff is None else self.handoff.start_offset,
-            "lines": self.lines,
-            "parsed": self.parsed,
-            "parse_failures": self.parse_failures,
-            "dropped": self.dropped,
-            "events_sent": self.events_sent,
-            "bytes_read": self.bytes_read,
-            "retries": self.retries,
-            "reconnects": self.reconnects,
-            "seconds": round(self.seconds, 3),
-            "newest_timestamp": self.newest_timestamp,
-            "error": self.error,
-        }
-
-
 @dataclass(slots=True)
 class Shipment:
-    """The objects of one invocation: one ledger per object, in order, and the confirmation.
+    """The objects of one invocation: one result per object, in order, and the confirmation.
 
     ``delivery_error`` is set when Logstash could not be reached or did not read in time; then
-    every object whose events were not confirmed is ``FAILED``.
+    every object whose events were not all confirmed is ``HANDED_OFF`` from its confirmed
+    progress, or ``FAILED`` when none of it was confirmed.
     """
 
-    ledgers: list[ObjectLedger]
+    results: list[ObjectResult]
     events_confirmed: int = 0
     seconds: float = 0.0
     delivery_error: DeliveryError | None = None
@@ -325,22 +426,23 @@ def ship_objects(
     ``remaining()`` gives the seconds left before the invocation is killed (the Lambda
     context's ``get_remaining_time_in_millis() / 1000``). Two deadlines: when ``remaining()``
     reaches ``settings.deadline_margin`` the object being read stops at a line and the objects
-    not started are not started (each gets a ``handoff``); sending, flushing and the
-    confirmation may go on until the hard deadline, ``HANDOFF_RESERVE_SECONDS`` (at most half
-    the margin) before the end. An object started ships at least one batch of lines, so every
-    hop makes progress. An object handed off more than ``settings.max_hops`` times is
-    ``FAILED``, so that it dead-letters instead of circling.
+    not started are not started (each is handed off); sending, flushing and the confirmation
+    may go on until the hard deadline, ``HANDOFF_RESERVE_SECONDS`` (at most half the margin)
+    before the end. An object started ships at least one batch of lines, so every hop makes
+    progress. An object handed off more than ``settings.max_hops`` times is ``FAILED``, so that
+    it dead-letters instead of circling.
 
     Sending the continuations is the caller's (after this returns: they may only go once the
     confirmation passed, which this function does last). A DeliveryError does not propagate:
-    it is ``Shipment.delivery_error``, the objects whose events were not confirmed are
-    ``FAILED``, the objects after it are not started, and the pool drops its connections so
-    that no unconfirmed batch outlives the invocation.
+    it is ``Shipment.delivery_error``; each object not wholly confirmed is handed off from its
+    confirmed progress, or ``FAILED`` when none of it was confirmed; the objects after it are
+    not started, and the pool drops its connections so that no unconfirmed batch outlives the
+    invocation.
 
     >>> shipment = ship_objects([ObjectRef("logs", "AWSLogs/1/x.log.gz")], SocketPool(settings),
     ...     settings, remaining=lambda: context.get_remaining_time_in_millis() / 1000)
     ... # doctest: +SKIP
-    >>> [ledger.outcome.value for ledger in shipment.ledgers]  # doctest: +SKIP
+    >>> [result.outcome.value for result in shipment.results]  # doctest: +SKIP
     ['shipped']
     """
     started = time.monotonic()
@@ -350,42 +452,44 @@ def ship_objects(
     def out_of_time() -> bool:
         return remaining() <= margin
 
-    shipment = Shipment(ledgers=[])
+    shipment = Shipment(results=[])
+    senders: list[LogstashSender | None] = []
     for ref in refs:
+        sender: LogstashSender | None = None
         if shipment.delivery_error is not None:
             # Logstash is failing: every later object would wait as long to fail the same way.
-            shipment.ledgers.append(
-                ObjectLedger(ref, Outcome.FAILED, error="not started: delivery to Logstash failed")
+            result = ObjectResult(
+                ref, Outcome.FAILED, error="not started: delivery to Logstash failed"
             )
         elif ref.hop > settings.max_hops:
-            shipment.ledgers.append(
-                ObjectLedger(
-                    ref,
-                    Outcome.FAILED,
-                    error=f"handed off {ref.hop} times, more than {ENV.MAX_HOPS}="
-                    f"{settings.max_hops}: it is failing, not slow; find out why, then replay "
-                    "it from the dead-letter queue",
-                    hops_spent=True,
-                )
+            result = ObjectResult(
+                ref,
+                Outcome.FAILED,
+                error=f"handed off {ref.hop} times, more than {ENV.MAX_HOPS}="
+                f"{settings.max_hops}: it is failing, not slow; find out why, then replay "
+                "it from the dead-letter queue",
+                hops_spent=True,
             )
         elif out_of_time():
             # Not started before the margin: the next invocation starts it, never dropped.
-            shipment.ledgers.append(
-                ObjectLedger(ref, Outcome.HANDED_OFF, handoff=replace(ref, hop=ref.hop + 1))
-            )
+            result = ObjectResult(ref, Outcome.HANDED_OFF, next_offset=ref.start_offset)
         else:
-            shipment.ledgers.append(
-                _ship_one(
-                    ref,
-                    pool,
-                    settings,
-                    hard_deadline=hard_deadline,
-                    out_of_time=out_of_time,
-                    s3_client=s3_client,
-                    shipment=shipment,
-                    privacy=privacy,
-                )
+            sender = LogstashSender(pool, deadline=hard_deadline)
+            result = deliver_object(
+                ref,
+                sender,
+                settings,
+                confirm=False,
+                deadline=hard_deadline,
+                s3_client=s3_client,
+                should_stop=_first_batch_goes(out_of_time),
+                privacy=privacy,
             )
+            if result.delivery_failed:
+                shipment.delivery_error = DeliveryError(result.error or "delivery failed")
+            shipment.events_confirmed += result.events_confirmed
+        shipment.results.append(result)
+        senders.append(sender)
     if shipment.delivery_error is None:
         try:
             final = LogstashSender(pool).finish(hard_deadline)
@@ -394,108 +498,118 @@ def ship_objects(
         else:
             shipment.events_confirmed += final.events_confirmed
     if shipment.delivery_error is not None:
-        _unconfirmed_fail(shipment)
         pool.close()
+        _unconfirmed_hand_off(shipment, senders)
     shipment.seconds = time.monotonic() - started
     return shipment
 
 
-def _ship_one(
-    ref: ObjectRef,
-    pool: SocketPool,
-    settings: Settings,
-    *,
-    hard_deadline: float,
-    out_of_time: Callable[[], bool],
-    s3_client: S3Client | None,
-    shipment: Shipment,
-    privacy: PrivacyRules | None,
-) -> ObjectLedger:
-    """Ship one object, leaving its batches unconfirmed in the pool."""
+def _first_batch_goes(out_of_time: Callable[[], bool]) -> Callable[[], bool]:
+    """``out_of_time``, except that the first batch always goes: a hop that shipped nothing
+    would circle until MAX_HOPS."""
     asked = False
 
     def should_stop() -> bool:
-        # The first batch always goes: a hop that shipped nothing would circle until MAX_HOPS.
         nonlocal asked
         if not asked:
             asked = True
             return False
         return out_of_time()
 
-    started = time.monotonic()
-    sender = LogstashSender(pool, deadline=hard_deadline)
-    try:
-        report = ship_object(
-            ref,
-            sender,
-            keep_original=settings.keep_original,
-            privacy=privacy,
-            batch_bytes=settings.batch_bytes,
-            s3_client=s3_client,
-            should_stop=should_stop,
-        )
-        stats = sender.finish(hard_deadline, confirm=False)
-    except DeliveryError as error:
-        sender.abort()
-        shipment.delivery_error = error
-        failed = sender.stats
-        shipment.events_confirmed += failed.events_confirmed
-        return _with_stats(
-            ObjectLedger(
-                ref,
-                Outcome.FAILED,
-                seconds=time.monotonic() - started,
-                error=f"delivery to Logstash failed: {error}",
-            ),
-            failed,
-        )
-    except BaseException:
-        sender.abort()
-        raise
-    shipment.events_confirmed += stats.events_confirmed
-    ledger = _with_stats(
-        ObjectLedger(
-            ref,
-            Outcome.SHIPPED,
-            lines=report.lines,
-            parse_failures=report.parse_failures,
-            dropped=report.dropped,
-            bytes_read=report.bytes_read,
-            seconds=time.monotonic() - started,
-            newest_timestamp=report.newest_timestamp,
-        ),
-        stats,
+    return should_stop
+
+
+def _unconfirmed_hand_off(shipment: Shipment, senders: Sequence[LogstashSender | None]) -> None:
+    """After a delivery failure, only what was confirmed counts.
+
+    Each object that sent events and is not confirmed to its end is handed off from its
+    confirmed progress, or FAILED when nothing of it was confirmed.
+    """
+    error = shipment.delivery_error
+    for result, sender in zip(shipment.results, senders, strict=True):
+        if sender is None or not result.events_sent or result.delivery_failed:
+            continue
+        confirmed = sender.confirmed_offset
+        if confirmed is not None and confirmed >= result.offset_sent:
+            continue  # wholly confirmed before the failure
+        earlier = "" if result.error is None else f" (and: {result.error})"
+        result.error = f"not confirmed by Logstash: {error}{earlier}"
+        if confirmed is not None and confirmed > result.ref.start_offset:
+            result.outcome = Outcome.HANDED_OFF
+            result.next_offset = confirmed
+        else:
+            result.outcome = Outcome.FAILED
+            result.next_offset = None
+    for result in shipment.results:
+        if result.delivery_failed and result.next_offset is not None:
+            result.outcome = Outcome.HANDED_OFF
+
+
+# --- objects in worker processes (the command's --jobs) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSetup:
+    """What a worker process needs to ship objects: the settings, and where to spool JSON lines
+    for stdout (None when shipping to Logstash)."""
+
+    settings: Settings
+    spool_dir: str | None
+    privacy: PrivacyRules | None = None
+
+
+@dataclass(slots=True)
+class _WorkerState:
+    setup: WorkerSetup
+    clients: LazyClients
+    pool: SocketPool | None
+
+
+_worker_state: _WorkerState | None = None
+
+
+def start_worker(setup: WorkerSetup) -> None:
+    """Initializer of a worker process: its own S3 client (made on first use) and its own
+    Logstash pool, kept for the process's life."""
+    global _worker_state  # noqa: PLW0603 - one per process, by design
+    pool = SocketPool(setup.settings) if setup.spool_dir is None else None
+    _worker_state = _WorkerState(setup, LazyClients(1), pool)
+
+
+def stop_worker() -> None:
+    """Finalizer of a worker process: close its Logstash connections."""
+    if _worker_state is not None and _worker_state.pool is not None:
+        _worker_state.pool.close()
+
+
+def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, str | None]:
+    """Ship one object in a worker process; return its result and, for stdout, the spool file
+    holding its JSON lines (the parent copies it to stdout in plan order, then deletes it)."""
+    state = _worker_state
+    if state is None:
+        raise RuntimeError("ship_in_worker runs in a worker process started by start_worker")
+    s3_client = None if ref.is_local else state.clients.s3()
+    if state.pool is not None:
+        sender: ObjectSender = LogstashSender(state.pool)
+        return _deliver_in_worker(ref, sender, state, s3_client, context), None
+    with tempfile.NamedTemporaryFile(dir=state.setup.spool_dir, delete=False) as spool:
+        result = _deliver_in_worker(ref, StdoutSender(spool), state, s3_client, context)
+    return result, spool.name
+
+
+def _deliver_in_worker(
+    ref: ObjectRef,
+    sender: ObjectSender,
+    state: _WorkerState,
+    s3_client: S3Client | None,
+    context: ItemContext,
+) -> ObjectResult:
+    return deliver_object(
+        ref,
+        sender,
+        state.setup.settings,
+        s3_client=s3_client,
+        should_stop=context.should_stop,
+        on_events=context.add_progress,
+        privacy=state.setup.privacy,
     )
-    ledger.retries += report.read_retries
-    if report.error is not None:
-        ledger.error = str(report.error)
-        ledger.outcome = Outcome.FAILED if report.error.transient else Outcome.REJECTED
-    elif report.next_offset is not None:
-        ledger.outcome = Outcome.HANDED_OFF
-        # The ETag and version read pin the rest of the object, and keep event.id the same.
-        ledger.handoff = replace(
-            ref,
-            start_offset=report.next_offset,
-            hop=ref.hop + 1,
-            etag=report.etag,
-            version_id=report.version_id,
-        )
-    return ledger
-
-
-def _with_stats(ledger: ObjectLedger, stats: DeliveryStats) -> ObjectLedger:
-    ledger.events_sent = stats.events_sent
-    ledger.retries = stats.retries
-    ledger.reconnects = stats.reconnects
-    return ledger
-
-
-def _unconfirmed_fail(shipment: Shipment) -> None:
-    """After a delivery failure, nothing sent counts: fail every object that sent events."""
-    for ledger in shipment.ledgers:
-        if ledger.events_sent and ledger.outcome is not Outcome.FAILED:
-            ledger.outcome = Outcome.FAILED
-            ledger.handoff = None
-            ledger.error = f"not confirmed by Logstash: {shipment.delivery_error}" + (
-                "" if ledger.error is None else f" (and: {ledger.error})"
-            )

@@ -3,7 +3,8 @@
 On a terminal the line is redrawn in place (``\\r`` and erase-to-end-of-line) a few times a
 second; in a log file or a CI job a plain ``progress:`` line is written every ``interval``
 seconds instead, which reads well and does not fill the log with carriage returns. No
-dependency: one line of text is all either needs.
+dependency: one line of text is all either needs. ``add_lines`` is the one call made from
+worker threads; the rest runs on the command's own thread.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-__all__ = ["DEFAULT_INTERVAL_SECONDS", "Progress", "Snapshot", "format_bytes", "render"]
+from elb_log_shipper.report import format_bytes
+
+__all__ = ["DEFAULT_INTERVAL_SECONDS", "Progress", "Snapshot", "format_duration", "render"]
 
 # A plain progress line this often when stderr is not a terminal: often enough to show a backfill
 # is alive, rarely enough that an hour-long run writes a few hundred lines.
@@ -35,19 +38,6 @@ class Snapshot:
     bytes_total: int
     seconds: float
     verb: str = "shipped"
-
-
-def format_bytes(count: float) -> str:
-    """Bytes in binary units, three significant digits.
-
-    >>> format_bytes(512), format_bytes(1536), format_bytes(5 * 1024**3)
-    ('512 B', '1.50 KiB', '5.00 GiB')
-    """
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.2f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def format_duration(seconds: float) -> str:

@@ -357,11 +357,13 @@ def test_via_lambda_against_moto_reports_a_missing_function_once(
 # Ctrl-C.
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_stops_cleanly_and_the_printed_command_resumes(
-    moto: MotoServer, prefix: Prefix
+    moto: MotoServer, prefix: Prefix, stop_signal: signal.Signals
 ) -> None:
+    # CI systems and containers stop a command with SIGTERM: it must resume like Ctrl-C.
     keys = [
-        f"interrupt/AWSLogs/{ACCOUNT}/elasticloadbalancing/{REGION}/2024/03/01/"
+        f"interrupt{stop_signal.value}/AWSLogs/{ACCOUNT}/elasticloadbalancing/{REGION}/2024/03/01/"
         f"{ACCOUNT}_elasticloadbalancing_{REGION}_app.web.50dc6c495c0c9188_20240301T0005Z_"
         f"10.0.1.7_{n:03d}.log"
         for n in range(40)
@@ -377,7 +379,7 @@ def test_ctrl_c_stops_cleanly_and_the_printed_command_resumes(
     with SlowReadingServer(bytes_per_second=256 * 1024) as slow:
         argv = [
             "ship",
-            f"s3://{prefix.bucket}/interrupt/",
+            f"s3://{prefix.bucket}/interrupt{stop_signal.value}/",
             "--to",
             f"tcp://127.0.0.1:{slow.port}",
             "--jobs",
@@ -393,7 +395,7 @@ def test_ctrl_c_stops_cleanly_and_the_printed_command_resumes(
         end = time.monotonic() + 30
         while len(slow.events) < 60 and time.monotonic() < end and process.poll() is None:
             time.sleep(0.02)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         _, stderr = process.communicate(timeout=30)
         assert process.returncode == cli.EXIT_INTERRUPTED, stderr
         assert "Traceback" not in stderr

@@ -39,10 +39,32 @@ def test_ship_bench_ships_every_line(tmp_path: Path, transport: str) -> None:
     assert "peak RSS < 150 MB: met" in out
 
 
+def test_backfill_bench_ships_every_line_once_with_each_jobs(tmp_path: Path) -> None:
+    argv = ["bench/backfill_bench.py", "--objects", "3", "--lines", "2000", "--runs", "1"]
+    out = run(*argv, "--cache", str(tmp_path))
+    assert "every line arrived exactly once (event.id counted) in every run" in out
+    assert re.search(r"^\| 1 \| [\d,]+ \| 1\.00x \|", out, re.M), out
+    assert re.search(r"^\| 2 \| [\d,]+ \| [\d.]+x \|", out, re.M), out
+    assert "peak RSS per process < 150 MB: met" in out
+
+
+def test_start_method_bench_times_each_start_method() -> None:
+    out = run("-m", "bench.start_method_bench", "--runs", "1")
+    for method in ("fork", "forkserver", "spawn"):
+        assert re.search(rf"^\| {method} \| \d+\.\d{{3}} \| \d+\.\d{{3}} \|$", out, re.M), out
+
+
 def test_floor_bench_prints_the_floor_and_the_parser() -> None:
     out = run("-m", "bench.floor_bench", "--lines", "2000", "--repeat", "1")
     assert re.search(r"^\| \*\*floor\*\*: .* \| \*\*\d+\.\d\d\*\* \| [\d,]+ \|$", out, re.M), out
     assert re.search(r"^\| full - floor: parsing in place \| -?\d+\.\d\d \| \|$", out, re.M), out
+
+
+def test_cli_bench_compares_the_command_with_the_pipeline(tmp_path: Path) -> None:
+    out = run("-m", "bench.cli_bench", "--lines", "2000", "--runs", "1", "--cache", str(tmp_path))
+    assert re.search(r"^\| pipeline \(ship_object\) \| \d+\.\d\d \| [\d,]+ \|$", out, re.M), out
+    assert re.search(r"^\| CLI \(ship FILE --to -\) \| \d+\.\d\d \| [\d,]+ \|$", out, re.M), out
+    assert re.search(r"^CLI CPU per line: [+-]\d+\.\d% of the pipeline's", out, re.M), out
 
 
 def test_cap_bench_ships_exactly_once_to_both_receivers() -> None:

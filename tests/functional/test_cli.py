@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.corpus import alb_lines
 
 from elb_log_shipper import cli
 from elb_log_shipper.config import ENV
@@ -69,6 +70,25 @@ def test_file_to_stdout_one_event_per_line_in_order(
     assert offsets == sorted(offsets)
 
 
+def test_lines_with_20_digit_integers_give_one_event_each_and_exit_0(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Issue 12 item 7: an integer past 2^64 in a status, a byte count or the URL's port.
+    huge = "123456789012345678901"
+    good = ALB_LINES[0]
+    head, quote, rest = good.partition('"')
+    fields = head.split(" ")
+    fields[8] = huge
+    poison = [" ".join(fields) + quote + rest, good.replace(":443/", f":{huge}/", 1)]
+    lines = [good, *poison, *ALB_LINES[1:]]
+    path = tmp_path / "poison.log"
+    path.write_text("".join(line + "\n" for line in lines))
+    run = run_cli(capsys, "ship", str(path), "--to", "-")
+    assert run.status == cli.EXIT_OK, run.err
+    assert [e["event"]["original"] for e in events(run.out)] == lines
+    assert "Traceback" not in run.err
+
+
 def test_directory_ships_every_file_in_name_order(
     capsys: pytest.CaptureFixture[str], logs: Path
 ) -> None:
@@ -93,6 +113,7 @@ def test_missing_file_is_a_usage_error_in_one_sentence(
         (["ship", "x.log"], "say where to ship"),
         (["ship", "x.log", "--via-lambda", "f"], "--via-lambda ships S3 objects only"),
         (["ship", "s3://b/", "--to", "-", "--jobs", "0"], "--jobs 0 is out of range"),
+        (["ship", "s3://b/k", "--to", "-", "--start-offset", "-1"], "a byte offset of 0 or more"),
         (
             ["ship", "s3://b/", "--to", "-", "--since", "2024-03-02", "--until", "2024-03-01"],
             "is after --until",
@@ -164,3 +185,23 @@ def test_one_s3_object_to_tcp_end_to_end(
     assert [e["event"]["original"] for e in got] == list(ALB_LINES)
     assert {e["aws"]["s3"]["object"]["key"] for e in got} == {S3_KEY}
     assert "1 objects (0 skipped, 0 failed)" in run.err
+
+
+def test_start_offset_ships_the_rest_of_one_object(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = [line + "\n" for line in alb_lines(3)]
+    (tmp_path / "a.log").write_text("".join(lines))
+    offset = len(lines[0].encode())
+    run = run_cli(
+        capsys, "ship", str(tmp_path / "a.log"), "--to", "-", "--start-offset", str(offset)
+    )
+    assert run.status == cli.EXIT_OK, run.err
+    assert [e["log"]["offset"] for e in map(json.loads, run.out.splitlines())] == [
+        offset,
+        offset + len(lines[1].encode()),
+    ]
+    (tmp_path / "b.log").write_text("".join(lines))
+    run = run_cli(capsys, "ship", str(tmp_path), "--to", "-", "--start-offset", str(offset))
+    assert run.status == cli.EXIT_USAGE
+    assert "--start-offset needs one SOURCE naming one object" in run.err

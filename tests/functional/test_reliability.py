@@ -25,6 +25,7 @@ from tests.support.faults import (
     RefusingServer,
     ResettingServer,
     SlowReadingServer,
+    StopsReadingServer,
 )
 from tests.support.lambda_harness import (
     alb_key,
@@ -124,6 +125,47 @@ def test_never_reading_server_fails_cleanly_before_the_deadline(
     output = capsys.readouterr().out
     assert metric(output, "DeliveryFailures") == 1
     assert metric(output, "ObjectsFailed") == 1
+
+
+@pytest.mark.parametrize("trigger", ["s3", "sqs"])
+def test_logstash_that_stops_reading_mid_object_hands_off_the_confirmed_progress(
+    moto: MotoServer, container_for: Any, capsys: pytest.CaptureFixture[str], trigger: str
+) -> None:
+    # Issue 12 item 9: the continuation starts from the confirmed offset, not from byte 0.
+    # 20k lines are about 30 MB of events: the first connections are confirmed (rotated at
+    # ROTATE_BYTES) before the server stops reading in the middle of the object.
+    # A DeliveryError in the middle of an object: the invocation neither raises (S3) nor fails
+    # its message (SQS); the rest of the object goes on from where Logstash confirmed.
+    bucket, key, lines = put_lines(moto, 20_000, f"stopsreading{trigger}")
+    event = (
+        s3_event(bucket, key)
+        if trigger == "s3"
+        else sqs_event(make_continuation(ObjectRef(bucket, key)))
+    )
+    with StopsReadingServer(healthy=2) as stalled:
+        container = container_for(stalled)
+        result = container.invoke(event, budget=60)
+        stalled.wait_idle()
+        first = received(stalled)
+    (report,) = result["objects"]
+    assert report["outcome"] == "handed_off", report
+    assert "delivery to Logstash failed" in report["error"]
+    assert result.get("batchItemFailures", []) == []
+    assert metric(capsys.readouterr().out, "DeliveryFailures") == 1
+    (body,) = [json.loads(m["Body"]) for m in container.continuations()]
+    resume = body["offset"]
+    assert resume == report["next_offset"]
+    assert resume > 0
+    # Every line before the resume offset was read by the server that stopped reading.
+    assert expected(key, lines) - expected(key, lines, start=resume) <= set(first)
+    with receiver() as server:
+        container = container_for(server)
+        result = container.invoke(sqs_event(body))
+        assert [o["outcome"] for o in result["objects"]] == ["shipped"]
+        server.wait_idle()
+        rest = received(server)
+    assert set(rest) == expected(key, lines, start=resume)
+    assert set(first) | set(rest) == expected(key, lines)
 
 
 def test_server_closing_every_n_bytes_delivers_every_line(
@@ -268,6 +310,36 @@ def test_hop_budget_spent_goes_straight_to_the_dead_letter_queue_and_replays(
     assert set(counts) == expected(key, lines) - {(key, 0)}
 
 
+def test_a_hand_off_that_cannot_be_sent_fails_so_that_nothing_is_dropped(
+    moto: MotoServer, container_for: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket, key, lines = put_lines(moto, 10, "handoffgone")
+    missing = f"{moto.endpoint_url}/123456789012/no-such-queue"
+    with receiver() as server:
+        container = container_for(
+            server,
+            **{ENV.CONTINUATION_QUEUE_URL: missing, ENV.DEADLINE_MARGIN_SECONDS: "30"},
+        )
+        # Inside the margin: the object is handed off unstarted, and the message cannot go.
+        result = container.invoke(sqs_event(make_continuation(ObjectRef(bucket, key))), budget=29)
+        (report,) = result["objects"]
+        assert report["outcome"] == "failed"
+        assert f"could not be sent to {missing}" in report["error"]
+        # SQS keeps the message and delivers it again: the object is not lost.
+        assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
+        output = capsys.readouterr().out
+        assert metric(output, "Handoffs") == 0
+        assert metric(output, "ObjectsFailed") == 1
+        # An S3 notification raises instead, so that Lambda retries the whole event.
+        with pytest.raises(ShipperError, match="could not be sent"):
+            container.invoke(s3_event(bucket, key), budget=29)
+        # With time enough the retry needs no hand-off, and ships every line.
+        result = container.invoke(s3_event(bucket, key))
+        assert [o["outcome"] for o in result["objects"]] == ["shipped"]
+        server.wait_idle()
+        assert set(received(server)) == expected(key, lines)
+
+
 def test_a_dead_letter_that_cannot_be_sent_fails_the_message(
     moto: MotoServer, container_for: Any
 ) -> None:
@@ -344,6 +416,17 @@ def bad_objects() -> dict[str, tuple[bytes | None, str, int]]:
     huge_line = b"h" * (50 * 1024 * 1024)
     garbage = random.Random(7).randbytes(200_000)
     invalid_utf8 = LINES[0] + b"\n\xff\xfe bad \xc3\x28\n" + joined(LINES[1:])
+    # A URL port, a status and a byte count past 2^64, among good lines (issue 12 item 7).
+    huge = b"123456789012345678901"
+    fields = LINES[0].split(b" ")
+    assert b":80/" in LINES[0]
+    poison = [
+        LINES[0].replace(b":80/", b":" + huge + b"/", 1),
+        b" ".join([*fields[:8], huge, *fields[9:]]),
+        b" ".join([*fields[:10], huge, *fields[11:]]),
+    ]
+    # A 250 KiB URL: an event of about 750 KB, shipped cut to MAX_EVENT_BYTES (item 6).
+    long_url = LINES[0].replace(b":80/", b":80/" + b"u" * (250 * 1024), 1)
     return {
         "good": (gzip.compress(GOOD), "shipped", len(LINES)),
         "truncated": (truncated, "rejected", 0),
@@ -353,6 +436,8 @@ def bad_objects() -> dict[str, tuple[bytes | None, str, int]]:
         "hugeline": (LINES[0] + b"\n" + huge_line + b"\n" + joined(LINES[1:]), "shipped", 200),
         "utf8": (invalid_utf8, "shipped", len(LINES)),
         "deleted": (None, "rejected", 0),
+        "bigints": (joined([*poison, *LINES]), "shipped", len(LINES) + 3),
+        "longurl": (joined([long_url, *LINES]), "shipped", len(LINES) + 1),
     }
 
 
@@ -397,8 +482,20 @@ def test_bad_input_is_reported_and_good_objects_delivered(
         and e["aws"]["s3"]["object"]["key"] == keys["hugeline"]
     )
     assert len(huge["event"]["original"]) <= MAX_LINE_BYTES
+    # One event for each line with a 20-digit integer, and every good line after them.
+    got = {offset for key, offset in counts if key == keys["bigints"]}
+    assert len(got) == len(LINES) + 3
+    cut = next(
+        e
+        for e in server.events
+        if e["aws"]["s3"]["object"]["key"] == keys["longurl"] and e["log"]["offset"] == 0
+    )
+    assert cut["tags"] == ["_elbtruncated"]
+    assert outcomes[keys["longurl"]]["oversized_events"] == 1
     output = capsys.readouterr().out
     assert metric(output, "ObjectsFailed") == 3
+    # The long URL's event, and the 50 MB line's failure event (256 KiB of it kept).
+    assert metric(output, "EventsTruncated") == 2
 
 
 def test_s3_unreachable_is_transient(

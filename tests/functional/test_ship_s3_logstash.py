@@ -22,7 +22,8 @@ from bench.corpus import alb_lines
 
 from elb_log_shipper import cli
 from elb_log_shipper.config import ENV, Settings
-from elb_log_shipper.logstash import SocketPool
+from elb_log_shipper.logstash import LogstashSender, SocketPool
+from elb_log_shipper.pipeline import deliver_object
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.samples import CLASSIC_LINES
 from tests.support.certs import CertBundle
@@ -158,7 +159,7 @@ def assert_exactly_once(server: JsonLinesReceiver, *objects: LogObject) -> set[s
 
 
 REPORT = re.compile(
-    r"^(?P<uri>s3://\S+): (?P<lines>\d+) lines, (?P<events>\d+) events, "
+    r"^(?P<uri>s3://\S+): (?P<lines>\d+) lines, "
     r"(?P<failures>\d+) parse failures, (?P<sent>\d+) sent, (?P<bytes>\d+) bytes read, "
     r"(?P<seconds>[0-9.]+) s$",
     re.MULTILINE,
@@ -242,8 +243,8 @@ def test_tls_hostname_is_verified(
 # The pool bounds connections and file descriptors.
 
 
-@pytest.mark.parametrize("pool_size", [1, 2])
-def test_pool_size_bounds_open_connections(
+@pytest.mark.parametrize(("pool_size", "jobs"), [(1, 1), (2, 1), (1, 2), (2, 2)])
+def test_pool_size_bounds_open_connections_per_process(
     *,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -251,12 +252,14 @@ def test_pool_size_bounds_open_connections(
     bucket: str,
     receiver: JsonLinesReceiver,
     pool_size: int,
+    jobs: int,
 ) -> None:
     objects = [
         make_object(
             moto,
             bucket,
-            f"{_DAY}{_ACCOUNT}_app.pool-lb.50dc6c495c0c9188_20261128T2340Z_10.0.1.7_p{pool_size}{n}"
+            f"{_DAY}{_ACCOUNT}_app.pool-lb.50dc6c495c0c9188_20261128T2340Z_10.0.1.7_"
+            f"p{pool_size}j{jobs}{n}"
             ".log.gz",
             list(alb_lines(4_000, seed=n)),
             compress=True,
@@ -264,11 +267,14 @@ def test_pool_size_bounds_open_connections(
         for n in range(3)
     ]
     monkeypatch.setenv(ENV.LOGSTASH_POOL_SIZE, str(pool_size))
-    run = run_cli(capsys, *(obj.uri for obj in objects), "--to", destination(receiver))
+    run = run_cli(
+        capsys, *(obj.uri for obj in objects), "--to", destination(receiver), "--jobs", str(jobs)
+    )
 
     assert run.status == cli.EXIT_OK, run.stderr
     assert_exactly_once(receiver, *objects)
-    assert 1 <= receiver.max_active <= pool_size
+    # Each worker process has a pool of its own.
+    assert 1 <= receiver.max_active <= pool_size * jobs
 
 
 def test_file_descriptors_stay_flat_over_1000_objects(
@@ -285,9 +291,11 @@ def test_file_descriptors_stay_flat_over_1000_objects(
 
     def ship(batch: list[str]) -> None:
         for key in batch:
-            outcome = cli.ship_one(ObjectRef(bucket, key), settings, pool=pool, s3_client=s3)
-            assert outcome.error is None
-            assert outcome.events_sent == 3
+            result = deliver_object(
+                ObjectRef(bucket, key), LogstashSender(pool), settings, s3_client=s3
+            )
+            assert result.error is None
+            assert result.events_confirmed == 3
 
     def settled_fds(expected: int | None) -> int:
         """Open descriptors once the receiver's threads have closed their side."""
@@ -334,13 +342,14 @@ def test_report_per_object_and_summary(
     assert got.keys() == expected.keys()
     for uri, (lines, failures, stored) in expected.items():
         report = got[uri]
-        assert int(report["lines"]) == int(report["events"]) == int(report["sent"]) == lines
+        assert int(report["lines"]) == int(report["sent"]) == lines
         assert int(report["failures"]) == failures
         assert int(report["bytes"]) == stored
         assert float(report["seconds"]) >= 0
     total = ALB_LINE_COUNT + classic_lines
-    assert f"2 objects (0 skipped, 0 failed): {total} lines, {total} events" in run.stderr
+    assert f"2 objects (0 skipped, 0 failed): {total} lines, " in run.stderr
     assert f"{total} sent" in run.stderr
+    assert re.search(r" s wall clock \([\d,]+ lines/s\)$", run.stderr, re.MULTILINE)
 
 
 def test_unreachable_logstash_fails_fast_with_one_sentence(
@@ -353,22 +362,53 @@ def test_unreachable_logstash_fails_fast_with_one_sentence(
         monkeypatch.setenv(name, value)
     port = refused_port()
     started = time.monotonic()
-    run = run_cli(capsys, classic_object.uri, alb_object.uri, "--to", f"tcp://127.0.0.1:{port}")
+    to = f"tcp://127.0.0.1:{port}"
+    run = run_cli(capsys, classic_object.uri, alb_object.uri, "--to", to, "--jobs", "1")
 
     assert run.status == cli.EXIT_FAILED
     assert time.monotonic() - started < 10
     assert "Traceback" not in run.stderr
     errors = [line for line in run.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1, run.stderr
-    # "<object>: 0 lines, ...; error: delivery failed: <what happened>; <what to do>"
+    # "<object>: 0 lines, ...; error: delivery to Logstash failed: <what happened>; <what to do>"
     message = errors[0].split("error: ", 1)[1]
-    assert message.startswith("delivery failed: ")
+    assert message.startswith("delivery to Logstash failed: ")
     assert f"127.0.0.1:{port}" in message
     assert "refused" in message.lower()
     assert "check that it is up" in message
     # Later objects would fail the same way: the command stops instead of trying each.
     assert alb_object.uri not in run.stderr
     assert "1 objects (0 skipped, 1 failed)" in run.stderr
+
+
+def test_unreachable_logstash_stops_a_parallel_run_after_the_objects_in_flight(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    moto: MotoServer,
+    bucket: str,
+) -> None:
+    for name, value in FAST_FAIL_ENV.items():
+        monkeypatch.setenv(name, value)
+    objects = [
+        make_object(
+            moto,
+            bucket,
+            f"{_DAY}{_ACCOUNT}_app.down-lb.50dc6c495c0c9188_20261128T2340Z_10.0.1.7_{n}.log",
+            list(alb_lines(10, seed=n)),
+            compress=False,
+        )
+        for n in range(6)
+    ]
+    to = f"tcp://127.0.0.1:{refused_port()}"
+    run = run_cli(capsys, *(obj.uri for obj in objects), "--to", to, "--jobs", "2")
+
+    assert run.status == cli.EXIT_FAILED
+    assert "Traceback" not in run.stderr
+    # Each worker learns it on its own object; no object starts after the first failure.
+    errors = [line for line in run.stderr.splitlines() if "error:" in line and "refused" in line]
+    assert 1 <= len(errors) <= 2, run.stderr
+    assert objects[-1].uri not in run.stderr
+    assert "could not be reached" in run.stderr
 
 
 def test_missing_object_is_reported_and_fails(

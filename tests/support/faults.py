@@ -21,6 +21,7 @@ __all__ = [
     "RefusingServer",
     "ResettingServer",
     "SlowReadingServer",
+    "StopsReadingServer",
 ]
 
 
@@ -99,6 +100,21 @@ class NeverReadingServer(JsonLinesReceiver):
     def stop(self) -> None:
         self._release.set()
         super().stop()
+
+
+class StopsReadingServer(NeverReadingServer):
+    """Reads its first ``healthy`` connections to EOF, then never reads again (a Logstash whose
+    pipeline blocked part-way through an object)."""
+
+    def __init__(self, *, healthy: int, **kwargs: Any) -> None:
+        self.healthy = healthy
+        super().__init__(**kwargs)
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        if record.index < self.healthy:
+            JsonLinesReceiver.serve(self, sock, record)
+        else:
+            super().serve(sock, record)
 
 
 class RefusingServer(JsonLinesReceiver):

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from elb_log_shipper.backfill import DateRange, PlannedObject, fan_out, parse_s3_uri
-from elb_log_shipper.cli import build_parser, resume_commands
+from elb_log_shipper.cli import build_parser, resume_commands, ship_parser
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.progress import Snapshot, render
 from elb_log_shipper.refs import ObjectRef
@@ -90,17 +90,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_resume_one_prefix_with_start_after_the_last_key_done() -> None:
-    argv = ["ship", "s3://b/p/", "--to", "-", "--since", "2024-03-01", "-q", "--start-after", "p/0"]
+    options = ["--to", "-", "--since", "2024-03-01", "--quiet"]
+    argv = ["ship", "s3://b/p/", *options, "--start-after", "p/0"]
     objects = [planned(0, "p/1"), planned(0, "p/2"), planned(0, "p/3")]
-    assert resume_commands(argv, parse(argv), objects, 2) == [
-        ["ship", "s3://b/p/", "--to", "-", "--since", "2024-03-01", "-q", "--start-after", "p/2"]
+    assert resume_commands(parse(argv), objects, 2) == [
+        ["ship", "s3://b/p/", *options, "--start-after", "p/2"]
     ]
 
 
 def test_resume_before_anything_of_the_prefix_keeps_the_given_start_after() -> None:
     argv = ["ship", "--start-after=p/0", "s3://b/p/", "--to", "tcp://h:1"]
     objects = [planned(0, "p/1")]
-    assert resume_commands(argv, parse(argv), objects, 0) == [
+    assert resume_commands(parse(argv), objects, 0) == [
         ["ship", "s3://b/p/", "--to", "tcp://h:1", "--start-after", "p/0"]
     ]
 
@@ -113,14 +114,12 @@ def test_resume_drops_finished_sources_and_splits_a_prefix_from_the_rest() -> No
         planned(1, "p/2"),
         PlannedObject(ObjectRef.local("./dir/x.log"), 2, listed=True),
     ]
-    assert resume_commands(argv, parse(argv), objects, 2) == [
+    assert resume_commands(parse(argv), objects, 2) == [
         ["ship", "s3://b/p/", "--to", "-", "--start-after", "p/1"],
         ["ship", "./dir", "--to", "-"],
     ]
     # A source whose first object was not done is named again whole.
-    assert resume_commands(argv, parse(argv), objects, 1) == [
-        ["ship", "s3://b/p/", "./dir", "--to", "-"]
-    ]
+    assert resume_commands(parse(argv), objects, 1) == [["ship", "s3://b/p/", "./dir", "--to", "-"]]
 
 
 # The fan-out.
@@ -229,3 +228,65 @@ def test_fan_out_raises_a_task_error_on_the_calling_thread() -> None:
 )
 def test_render(snap: Snapshot, expected: str) -> None:
     assert render(snap) == expected
+
+
+# Every option of `ship` gives a value here that is not its default; an option added to the
+# parser without a row fails the test, so the resume command cannot drop it silently.
+RESUME_SAMPLES = {
+    "to": "tcp://h:1",
+    "via_lambda": "fn",  # excludes --to: each gets a command of its own
+    "since": "2024-03-01",
+    "until": "2024-03-07",
+    "dry_run": True,
+    "jobs": "3",
+    "quiet": True,
+    "progress_every": "2.5",
+    "ca_file": "ca.pem",
+    "client_cert": "c.pem",
+    "client_key": "k.pem",
+    "pool_size": "7",
+    "no_original": True,
+    "redact_query": "values",
+    "client_ip": "truncate",
+    "client_ip_hash_key_parameter": "/elb/key",
+    "drop_user_agent_prefixes": "ELB-HealthChecker/,kube-probe/",
+    "drop_methods": "OPTIONS",
+    "drop_status": "2xx,304",
+    "drop_path_prefixes": "/static/",
+    "drop_path_suffixes": ".png",
+    "start_offset": None,  # one object only, and a resume sets its own
+}
+
+
+def test_resume_options_round_trip_through_the_parser() -> None:
+    actions = [a for a in ship_parser()._actions if a.option_strings and a.dest != "help"]
+    assert {a.dest for a in actions} - {"start_after"} == set(RESUME_SAMPLES)
+    for left_out in ("via_lambda", "to"):
+        argv = ["ship", "s3://b/p/"]
+        for action in actions:
+            if action.dest in (left_out, "start_after", "start_offset"):
+                continue
+            flag = next(s for s in action.option_strings if s.startswith("--"))
+            value = RESUME_SAMPLES[action.dest]
+            argv += [flag] if value is True else [flag, str(value)]
+        argv += ["--start-after", "p/0"]
+        args = parse(argv)
+        (resumed,) = resume_commands(args, [planned(0, "p/1")], 0)
+        assert vars(parse(resumed)) == vars(args)
+        # Every option the user gave, and only those, carries over.
+        assert sorted(resumed) == sorted(argv)
+
+
+def test_resume_ships_the_rest_of_each_object_stopped_part_way_then_the_objects_left() -> None:
+    argv = ["ship", "s3://b/p/", "--to", "-", "--jobs", "2", "--start-offset=0"]
+    objects = [planned(0, "p/1"), planned(0, "p/2"), planned(0, "p/3"), planned(0, "p/4")]
+    stopped = [(objects[1], 4096), (objects[2], 512)]
+    assert resume_commands(parse(argv), objects, 3, stopped) == [
+        ["ship", "s3://b/p/2", "--to", "-", "--jobs", "2", "--start-offset", "4096"],
+        ["ship", "s3://b/p/3", "--to", "-", "--jobs", "2", "--start-offset", "512"],
+        ["ship", "s3://b/p/", "--to", "-", "--jobs", "2", "--start-after", "p/3"],
+    ]
+    # Stopped in the last objects: nothing else is left.
+    assert resume_commands(parse(argv), objects, 4, [(objects[3], 7)]) == [
+        ["ship", "s3://b/p/4", "--to", "-", "--jobs", "2", "--start-offset", "7"]
+    ]

@@ -1,14 +1,152 @@
-"""Settings read from the environment."""
+"""Every setting read from the environment: its default, a good value, and each way to get it
+wrong, with the one-sentence message that names the variable."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from elb_log_shipper.config import ENV, MIN_DEADLINE_MARGIN, Settings
+from elb_log_shipper.config import (
+    DEFAULT_MAX_EVENT_BYTES,
+    ENV,
+    MIN_DEADLINE_MARGIN,
+    Settings,
+)
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.privacy import ClientAddress, QueryRedaction
+
+# (variable, field, good text, parsed value, [(bad text, part of the message)])
+TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
+    (ENV.LOGSTASH_HOST, "host", " logstash.internal ", "logstash.internal", []),
+    (
+        ENV.LOGSTASH_PORT,
+        "port",
+        "5000",
+        5000,
+        [("http", "is not an integer"), ("0", "out of range: use 1 to 65535"), ("65536", "range")],
+    ),
+    (ENV.LOGSTASH_TLS, "tls", "yes", True, [("maybe", "is not a boolean: use true or false")]),
+    (
+        ENV.LOGSTASH_POOL_SIZE,
+        "pool_size",
+        "8",
+        8,
+        [("0", "out of range: use 1 to 64"), ("65", "out of range"), ("4.5", "not an integer")],
+    ),
+    (
+        ENV.LOGSTASH_CONNECT_TIMEOUT,
+        "connect_timeout",
+        "2.5",
+        2.5,
+        [("0", "out of range"), ("soon", "is not a number of seconds")],
+    ),
+    (ENV.LOGSTASH_STALL_TIMEOUT, "stall_timeout", "30", 30.0, [("601", "out of range")]),
+    (
+        ENV.LOGSTASH_BATCH_BYTES,
+        "batch_bytes",
+        "65536",
+        65536,
+        [("1023", "out of range: use 1024 to 16777216")],
+    ),
+    (
+        ENV.DEADLINE_MARGIN_SECONDS,
+        "deadline_margin",
+        "45",
+        45.0,
+        [("901", "out of range"), ("5", "is too small: use at least 10 s")],
+    ),
+    (ENV.CONTINUATION_QUEUE_URL, "continuation_queue_url", "https://q", "https://q", []),
+    (ENV.DEAD_LETTER_QUEUE_URL, "dead_letter_queue_url", "https://d", "https://d", []),
+    (ENV.MAX_HOPS, "max_hops", "5", 5, [("0", "out of range: use 1 to 10000")]),
+    (ENV.KEEP_ORIGINAL, "keep_original", "false", False, [("nope", "is not a boolean")]),
+    (
+        ENV.MAX_EVENT_BYTES,
+        "max_event_bytes",
+        "8191",
+        8191,
+        [("1000", "out of range: use 4096 to 67108864"), ("big", "is not an integer")],
+    ),
+    (ENV.DEPLOYMENT_ENVIRONMENT, "environment", " green ", "green", []),
+    (ENV.LOGSTASH_PROTOCOL, "protocol", "Beats", "beats", [("lumberjack", "is not valid")]),
+    (
+        ENV.LOGSTASH_BEATS_WINDOW_MAX,
+        "beats_window_max",
+        "512",
+        512,
+        [("0", "out of range: use 1 to 65536")],
+    ),
+    (ENV.LOGSTASH_BEATS_COMPRESSION, "beats_compression", "0", 0, [("10", "out of range")]),
+    (
+        ENV.REDACT_QUERY,
+        "redact_query",
+        "Values",
+        QueryRedaction.VALUES,
+        [("some", "is not valid: use one of none, values, all")],
+    ),
+    (ENV.CLIENT_IP, "client_ip", "truncate", ClientAddress.TRUNCATE, [("mask", "is not valid")]),
+    (ENV.CLIENT_IP_HASH_KEY_PARAMETER, "client_ip_hash_key_parameter", "/k", "/k", []),
+    (
+        ENV.DROP_USER_AGENT_PREFIXES,
+        "drop_user_agent_prefixes",
+        " ELB-HealthChecker/ ,, kube-probe/",
+        ("ELB-HealthChecker/", "kube-probe/"),
+        [],
+    ),
+    (ENV.DROP_METHODS, "drop_methods", "OPTIONS,HEAD", ("OPTIONS", "HEAD"), [("GET!", "method")]),
+    (ENV.DROP_STATUS, "drop_status", "2xx,304", ("2xx", "304"), [("2xy", "neither a status")]),
+    (ENV.DROP_PATH_PREFIXES, "drop_path_prefixes", "/static/", ("/static/",), [("x/", "path")]),
+    (ENV.DROP_PATH_SUFFIXES, "drop_path_suffixes", ".png,.css", (".png", ".css"), []),
+]
+
+
+def test_the_table_covers_every_variable() -> None:
+    variables = {value for name, value in vars(ENV).items() if name.isupper()}
+    files = {ENV.LOGSTASH_CA_FILE, ENV.LOGSTASH_CLIENT_CERT_FILE, ENV.LOGSTASH_CLIENT_KEY_FILE}
+    assert variables - files == {row[0] for row in TABLE}
+
+
+@pytest.mark.parametrize(("variable", "name", "text", "value", "bad"), TABLE)
+def test_each_setting_is_read_and_validated(
+    variable: str, name: str, text: str, value: Any, bad: list[tuple[str, str]]
+) -> None:
+    assert getattr(Settings.from_env({variable: text}), name) == value
+    # Unset and empty mean the default.
+    assert getattr(Settings.from_env({}), name) == getattr(Settings.from_env({variable: ""}), name)
+    for wrong, message in bad:
+        with pytest.raises(ConfigurationError) as raised:
+            Settings.from_env({variable: wrong})
+        assert variable in str(raised.value)
+        assert message in str(raised.value)
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.host is None
+    assert settings.max_event_bytes == DEFAULT_MAX_EVENT_BYTES
+    assert settings.keep_original is True
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({ENV.LOGSTASH_CLIENT_CERT_FILE: "/etc/hosts"}, "set both"),
+        ({ENV.LOGSTASH_CA_FILE: "/etc/hosts"}, f"need {ENV.LOGSTASH_TLS}=true"),
+        (
+            {ENV.LOGSTASH_TLS: "true", ENV.LOGSTASH_CA_FILE: "/nonexistent/ca.pem"},
+            f"{ENV.LOGSTASH_CA_FILE}=/nonexistent/ca.pem is not a readable file",
+        ),
+    ],
+)
+def test_settings_that_conflict(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env(environ)
+
+
+def test_a_destination_is_required_where_one_is_needed() -> None:
+    with pytest.raises(ConfigurationError, match=f"{ENV.LOGSTASH_HOST} is not set"):
+        Settings.from_env({}).require_destination()
 
 
 def test_deployment_environment_is_read() -> None:

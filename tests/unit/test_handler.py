@@ -72,8 +72,8 @@ def test_metric_names_are_the_ones_the_template_uses() -> None:
     names = {value for name, value in vars(handler.Metric).items() if name.isupper()}
     assert names == {
         "ObjectsShipped", "ObjectsFailed", "LinesRead", "EventsSent", "ParseFailures",
-        "BytesRead", "Retries", "Reconnects", "ShipSeconds", "LagSeconds", "Handoffs",
-        "DeliveryFailures", "EventsDropped",
+        "EventsTruncated", "BytesRead", "Retries", "Reconnects", "ShipSeconds", "LagSeconds",
+        "Handoffs", "DeliveryFailures", "EventsDropped",
     }  # fmt: skip
 
 

@@ -28,7 +28,6 @@ __all__ = [
     "milliseconds",
     "parse_request",
     "seconds",
-    "split_list",
     "timestamp",
     "tls_version",
     "valid_seconds",
@@ -209,12 +208,6 @@ def host_port(value: str, name: str) -> tuple[str, int]:
         if not ip:
             raise ParseError(f"{name}: {value!r} is not an address:port")
     return ip, number
-
-
-def split_list(value: str, sep: str) -> list[str] | None:
-    if value == "-" or not value:
-        return None
-    return value.split(sep)
 
 
 _TLS_PROTOCOLS: dict[str, tuple[str, str] | None] = {}

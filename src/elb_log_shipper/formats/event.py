@@ -15,6 +15,7 @@ from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats import alb, classic, connection, nlb
 from elb_log_shipper.formats._tokenizer import tokenize, tokenize_split
 from elb_log_shipper.formats._values import ECS, timestamp
+from elb_log_shipper.framing import MAX_LINE_BYTES, OversizedLine
 
 if TYPE_CHECKING:
     from elb_log_shipper.privacy import LinePrivacy, PrivacyRules
@@ -152,7 +153,17 @@ class EventBuilder:
     True
     """
 
-    __slots__ = ("_cloud", "_file", "_id_prefix", "_keep_original", "_privacy", "_s3", "dropped")
+    __slots__ = (
+        "_cloud",
+        "_file",
+        "_id_prefix",
+        "_keep_original",
+        "_privacy",
+        "_s3",
+        "dropped",
+        "failures",
+        "too_long_lines",
+    )
 
     def __init__(
         self,
@@ -174,6 +185,10 @@ class EventBuilder:
         self._privacy = None if privacy is None else privacy.compile()
         self.dropped = 0
         """Lines a drop filter matched: no event was built for them."""
+        self.failures = 0
+        """Events tagged ``_elbparsefailure`` built so far (too-long lines included)."""
+        self.too_long_lines = 0
+        """Lines longer than ``MAX_LINE_BYTES``, of which only the beginning was kept."""
         cloud: Event = {"provider": "aws"}
         if region:
             cloud["region"] = region
@@ -255,10 +270,29 @@ class EventBuilder:
         return self._failure(text, offset, reason)
 
     def _failure(self, text: str, offset: int, reason: str) -> Event:
+        self.failures += 1
         event = _failure(text, reason)
         event["event"]["id"] = self._id_prefix + str(offset)
         self._locate(event, offset)
         return event
+
+    def too_long(self, raw: bytes, offset: int) -> Event:
+        """The failure event of a line cut at ``MAX_LINE_BYTES``: its beginning, tagged.
+
+        >>> b = EventBuilder()
+        >>> b.too_long(OversizedLine(b"GET /aaaa", 300_000), 0)["error"]["message"][:29]
+        'line of 300000 bytes is longe'
+        >>> b.failures, b.too_long_lines
+        (1, 1)
+        """
+        self.too_long_lines += 1
+        full = raw.full_length if isinstance(raw, OversizedLine) else len(raw)
+        return self.failure(
+            raw.decode(errors="replace"),
+            offset,
+            f"line of {full} bytes is longer than the {MAX_LINE_BYTES}-byte limit; "
+            "its beginning is kept",
+        )
 
     def _locate(self, event: Event, offset: int) -> None:
         event["cloud"] = self._cloud

@@ -1,0 +1,460 @@
+"""Run a function over items in worker processes: results in input order, progress summed,
+Ctrl-C and SIGTERM passed on, a dead worker reported as a failed item.
+
+Pure of S3 and Logstash: the caller brings a picklable ``function(item, context)`` and an
+``initializer`` that builds what each process keeps for its life (an S3 client, a socket pool).
+Parsing ALB lines is CPU-bound Python, so a backfill only uses more than one core from several
+processes; this module is how the ``ship`` command gets them.
+
+    stop = threading.Event()
+    with StopSignals(stop).installed():
+        run_in_processes(ship_planned, objects, report, jobs=usable_cpus(), stop=stop,
+                         initializer=open_clients, initargs=(settings,))
+
+What the parent sees:
+
+- ``on_result(index, result)`` for each item started, in input order, exactly once: what
+  ``function`` returned, or an ``ItemFailed`` when it raised or its process died (killed,
+  segfault). The items handed back are always ``items[:n]``; that prefix is what makes a resume
+  point exact.
+- ``on_progress(count)`` with the increments the children post through
+  ``context.add_progress``, summed by the caller.
+- After ``stop`` is set (``StopSignals``: the first Ctrl-C or SIGTERM), no item starts, and
+  ``context.should_stop()`` turns True in every child: a function that checks it between batches
+  returns early, saying how far it got, and that result is handed back like any other. A second
+  Ctrl-C raises KeyboardInterrupt out of ``run_in_processes``, which kills the workers first.
+
+Each worker talks to the parent over its own pipe, and the stop flag is a shared byte read
+without a lock: no lock is shared between processes, so a worker killed at any moment cannot
+leave one held, and nothing needs POSIX semaphores (which AWS Lambda lacks).
+
+Start method: ``forkserver``, measured (``python -m bench.start_method_bench``: two workers
+ready with the CLI imported and an S3 client each, best of 3 on this 2-core machine). ``fork``
+takes 13-20 ms but copies whatever the parent's other threads hold at that moment (the progress
+line's lock, boto3's and the logging module's locks, a Logstash writer mid-send); Python 3.12
+warns about forking a threaded process, and 3.14 makes forkserver the default. ``spawn`` takes
+0.29-0.31 s for every two workers: each imports boto3 and the pipeline again, CPU the other
+workers need. ``forkserver`` starts one clean, single-threaded server that imports ``preload``
+once (0.25 s for the first two workers); each further worker is a fork of it and pays only its
+initializer (0.09 s for two: the S3 clients).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from multiprocessing import connection
+from types import FrameType
+from typing import Any, Final, Generic, Protocol, TypeVar
+
+__all__ = [
+    "START_METHOD",
+    "ItemFailed",
+    "StopSignals",
+    "WorkerContext",
+    "WorkerStartError",
+    "run_in_processes",
+    "usable_cpus",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# See the module docstring for why not fork or spawn.
+START_METHOD: Final = "forkserver"
+# How often the parent wakes up without news (the progress line, the stop flag).
+TICK_SECONDS = 0.2
+# A child posts its progress increments at most this often: a line a few times a second is all
+# the display needs, and a post per batch would be a pipe write every few hundred events.
+PROGRESS_POST_SECONDS = 0.1
+# Results that may wait for an earlier, slower item before being handed back, per job: enough to
+# keep every worker busy behind one slow item, few enough that waiting output stays small.
+REORDER_WINDOW_PER_JOB = 2
+# A worker told to exit (after its finalizer) gets this long before it is killed.
+EXIT_JOIN_SECONDS = 10.0
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the system has one (Linux: a
+    container or ``taskset`` may allow fewer than the machine has), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # pragma: no cover - macOS
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFailed:
+    """An item that did not return a result: its function raised, or its process died."""
+
+    reason: str
+    details: str = ""
+    """The child's traceback, when there is one."""
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class WorkerStartError(RuntimeError):
+    """A worker process could not start: its initializer raised, or it died before it was ready.
+    Every item would fail the same way, so the run stops."""
+
+
+class ItemContext(Protocol):
+    """What ``function`` may ask of the run while it works on an item."""
+
+    def should_stop(self) -> bool:
+        """True once the run is stopping: return early at the next safe point."""
+
+    def add_progress(self, count: int) -> None:
+        """Add ``count`` to the run's progress (summed over all workers in the parent)."""
+
+
+class WorkerContext:
+    """The child side of ``ItemContext``: the shared stop flag and the pipe to the parent."""
+
+    def __init__(self, conn: connection.Connection, stop_flag: Any) -> None:
+        self._conn = conn
+        self._stop_flag = stop_flag
+        self._unposted = 0
+        self._posted_at = time.monotonic()
+
+    def should_stop(self) -> bool:
+        return bool(self._stop_flag.value)
+
+    def add_progress(self, count: int) -> None:
+        self._unposted += count
+        now = time.monotonic()
+        if now - self._posted_at >= PROGRESS_POST_SECONDS:
+            self.flush()
+            self._posted_at = now
+
+    def flush(self) -> None:
+        """Post the progress not posted yet (before a result, so the sums are complete)."""
+        if self._unposted:
+            self._conn.send(("progress", self._unposted))
+            self._unposted = 0
+
+
+class StopSignals:
+    """SIGINT and SIGTERM while a run goes on: the first sets ``stop``, the second raises
+    KeyboardInterrupt (quit at once).
+
+    The handler only sets flags: printing from it could re-enter a write in progress.
+    ``signal_name`` says which signal asked first, for the message that says so.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.signal_name: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        self.stop.set()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Handle the signals for the duration of the ``with`` (main thread only: elsewhere
+        Python delivers no signals, so there is nothing to install)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def run_in_processes(
+    function: Callable[[T, ItemContext], R],
+    items: Sequence[T],
+    on_result: Callable[[int, R | ItemFailed], None],
+    *,
+    jobs: int,
+    stop: threading.Event,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple[Any, ...] = (),
+    finalizer: Callable[[], None] | None = None,
+    on_progress: Callable[[int], None] = lambda count: None,
+    on_tick: Callable[[], None] = lambda: None,
+    is_fatal: Callable[[R | ItemFailed], bool] = lambda result: False,
+    preload: Sequence[str] = (),
+    tick_seconds: float = TICK_SECONDS,
+) -> int:
+    """Run ``function(item, context)`` on every item in up to ``jobs`` worker processes; return
+    how many results were handed back (always a prefix of ``items``).
+
+    ``function``, ``initializer``, ``finalizer``, the items and the results must be picklable
+    (module-level functions, plain data). Each worker runs ``initializer(*initargs)`` once, then
+    items one at a time, then ``finalizer()`` when told to exit; it sees the parent's
+    environment as it is now (``os.environ``), not as it was when the fork server started.
+    ``preload`` names modules the fork server imports once, so that workers start warm.
+
+    ``on_result``, ``on_progress`` and ``on_tick`` (about every ``tick_seconds``) run in the
+    calling thread. No item starts once ``stop`` is set or once a result ``is_fatal`` (judged
+    as it arrives, even before the results ahead of it are handed back); the
+    items in flight are told to stop (``context.should_stop()``) only when ``stop`` is set.
+    A worker that dies is replaced while items remain. Raises WorkerStartError when a worker
+    cannot start, KeyboardInterrupt from a second Ctrl-C; either way the workers are gone.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    run = _Run(
+        function=function,
+        items=items,
+        on_result=on_result,
+        on_progress=on_progress,
+        is_fatal=is_fatal,
+        spec=_WorkerSpec(initializer, initargs, finalizer, dict(os.environ)),
+        preload=preload,
+    )
+    try:
+        return run.loop(jobs, stop, on_tick, tick_seconds)
+    except BaseException:
+        run.kill_all()
+        raise
+    finally:
+        run.close_all()
+
+
+@dataclass(frozen=True, slots=True)
+class _WorkerSpec:
+    initializer: Callable[..., None] | None
+    initargs: tuple[Any, ...]
+    finalizer: Callable[[], None] | None
+    environ: Mapping[str, str]
+
+
+class _Worker:
+    """The parent's handle on one worker process."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Any) -> None:
+        self.process = process
+        self.conn: connection.Connection = conn
+        self.ready = False
+        self.index: int | None = None  # the item in flight
+
+
+class _Run(Generic[T, R]):
+    def __init__(
+        self,
+        *,
+        function: Callable[[T, ItemContext], R],
+        items: Sequence[T],
+        on_result: Callable[[int, R | ItemFailed], None],
+        on_progress: Callable[[int], None],
+        is_fatal: Callable[[R | ItemFailed], bool],
+        spec: _WorkerSpec,
+        preload: Sequence[str],
+    ) -> None:
+        self.function = function
+        self.items = items
+        self.on_result = on_result
+        self.on_progress = on_progress
+        self.is_fatal = is_fatal
+        self.spec = spec
+        self.context = multiprocessing.get_context(START_METHOD)
+        if preload:
+            # Read when the server starts (the first run of this process); later runs reuse it.
+            self.context.set_forkserver_preload(list(preload))
+        # One byte in shared memory; children only read it, and a torn read of one byte cannot
+        # happen, so it needs no lock.
+        self.stop_flag = self.context.RawValue(ctypes.c_bool, False)
+        self.workers: list[_Worker] = []
+        self.waiting: dict[int, R | ItemFailed] = {}
+        self.started = 0
+        self.done = 0
+        self.halted = False
+
+    def loop(
+        self, jobs: int, stop: threading.Event, on_tick: Callable[[], None], tick_seconds: float
+    ) -> int:
+        window = REORDER_WINDOW_PER_JOB * jobs
+        while True:
+            if self.stop_flag.value:  # a worker got SIGTERM: the whole run stops
+                stop.set()
+            if stop.is_set():
+                self.stop_flag.value = True
+            stopping = self.halted or stop.is_set()
+            if not stopping:
+                self.dispatch(jobs, window)
+            live = [w for w in self.workers if w.index is not None or not w.ready]
+            if not any(w.index is not None for w in live) and (
+                stopping or self.started >= len(self.items)
+            ):
+                self.exit_all()
+                return self.done
+            ready = connection.wait([w.conn for w in live], timeout=tick_seconds)
+            for worker in live:
+                if worker.conn in ready:
+                    self.read(worker, stopping)
+            self.hand_back()
+            on_tick()
+
+    def dispatch(self, jobs: int, window: int) -> None:
+        wanted = min(len(self.items), self.done + window) - self.started
+        starting = sum(1 for w in self.workers if not w.ready)
+        idle = [w for w in self.workers if w.ready and w.index is None]
+        for worker in idle[: max(wanted, 0)]:
+            worker.index = self.started
+            worker.conn.send((self.started, self.items[self.started]))
+            self.started += 1
+            wanted -= 1
+        while wanted > starting and len(self.workers) < jobs:
+            self.workers.append(self.start_worker())
+            starting += 1
+
+    def start_worker(self) -> _Worker:
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(
+            target=_worker_main,
+            args=(theirs, self.stop_flag, self.function, self.spec),
+            name=f"elb-log-shipper-worker-{len(self.workers)}",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        return _Worker(process, ours)
+
+    def read(self, worker: _Worker, stopping: bool) -> None:
+        """Take every message the worker has sent; notice when it has died.
+
+        A worker is gone when its end of the pipe is: only it holds that end. Its process
+        sentinel would not do: a forkserver child's sentinel is a socket to the fork server,
+        which reports a dead server (SIGTERM to the process group) as the death of every worker.
+        """
+        try:
+            while worker.conn.poll():
+                message = worker.conn.recv()
+                kind = message[0]
+                if kind == "progress":
+                    self.on_progress(message[1])
+                elif kind == "result":
+                    _, index, result = message
+                    self.arrived(index, result)
+                    worker.index = None
+                elif kind == "ready":
+                    worker.ready = True
+                else:  # "init failed"
+                    raise WorkerStartError(f"a worker process could not start: {message[1]}")
+        except (EOFError, OSError):
+            pass  # its end of the pipe is closed: it died, or is dying
+        else:
+            return
+        worker.process.join(EXIT_JOIN_SECONDS)
+        self.workers.remove(worker)
+        worker.conn.close()
+        if not worker.ready and not stopping:
+            raise WorkerStartError(
+                f"a worker process {_describe_exit(worker.process.exitcode)} before it was ready"
+            )
+        if worker.index is not None:
+            self.arrived(
+                worker.index,
+                ItemFailed(f"its worker process {_describe_exit(worker.process.exitcode)}"),
+            )
+
+    def arrived(self, index: int, result: R | ItemFailed) -> None:
+        # Judged on arrival, not on hand-back: a worker that finds Logstash down must not
+        # start another object while an earlier one is still running.
+        if self.is_fatal(result):
+            self.halted = True
+        self.waiting[index] = result
+
+    def hand_back(self) -> None:
+        while self.done in self.waiting:
+            result = self.waiting.pop(self.done)
+            self.done += 1
+            self.on_result(self.done - 1, result)
+
+    def exit_all(self) -> None:
+        """Tell idle workers to run their finalizer and exit; wait for them."""
+        for worker in self.workers:
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+        end = time.monotonic() + EXIT_JOIN_SECONDS
+        for worker in self.workers:
+            worker.process.join(max(0.0, end - time.monotonic()))
+
+    def kill_all(self) -> None:
+        for worker in self.workers:
+            if worker.process.is_alive():
+                worker.process.kill()
+        for worker in self.workers:
+            worker.process.join(EXIT_JOIN_SECONDS)
+
+    def close_all(self) -> None:
+        for worker in self.workers:
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(EXIT_JOIN_SECONDS)
+            worker.conn.close()
+        self.workers.clear()
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "did not exit"
+    if exitcode < 0:
+        return f"was killed by {signal.Signals(-exitcode).name}"
+    return f"exited with status {exitcode}"
+
+
+def _worker_main(
+    conn: connection.Connection,
+    stop_flag: Any,
+    function: Callable[[Any, ItemContext], Any],
+    spec: _WorkerSpec,
+) -> None:
+    """The body of a worker process."""
+    # Ctrl-C reaches the whole process group: the parent decides what it means (it sets the
+    # stop flag). SIGTERM sent to a worker (systemd stops a whole cgroup) stops the whole run
+    # the same way: the parent watches the flag.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: setattr(stop_flag, "value", True))
+    os.environ.clear()
+    os.environ.update(spec.environ)
+    try:
+        if spec.initializer is not None:
+            spec.initializer(*spec.initargs)
+    except Exception as error:  # noqa: BLE001 - reported to the parent, which stops the run
+        conn.send(("init failed", f"{type(error).__name__}: {error}"))
+        return
+    context = WorkerContext(conn, stop_flag)
+    try:
+        conn.send(("ready",))
+        while (message := conn.recv()) is not None:
+            index, item = message
+            result: Any
+            try:
+                result = function(item, context)
+            except Exception as error:  # noqa: BLE001 - the item fails, the worker goes on
+                result = ItemFailed(f"{type(error).__name__}: {error}", traceback.format_exc())
+            context.flush()
+            try:
+                conn.send(("result", index, result))
+            except (pickle.PicklingError, TypeError, AttributeError) as error:  # not picklable
+                failed = ItemFailed(f"its result could not be sent back: {error}")
+                conn.send(("result", index, failed))
+    except (EOFError, BrokenPipeError):
+        return  # the parent is gone (killed): nobody is left to report to
+    if spec.finalizer is not None:
+        spec.finalizer()

@@ -1,0 +1,191 @@
+"""Backfills in worker processes (``ship --jobs N``): a real command in its own process group,
+moto over HTTP, a json_lines receiver that reads slowly, and a real Ctrl-C to the whole group, as
+a terminal sends it. Objects are a few hundred batches each, so Ctrl-C stops them part-way.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench.corpus import alb_lines
+
+from elb_log_shipper import cli
+from tests.support.cli_runner import run_command
+from tests.support.faults import SlowReadingServer
+from tests.support.s3server import DUMMY_ENVIRON, MotoServer
+
+pytestmark = pytest.mark.timeout(180)
+
+ACCOUNT = "123456789012"
+FOLDER = f"AWSLogs/{ACCOUNT}/elasticloadbalancing/us-east-1/2024/03/01"
+OBJECTS = 6
+# About 14 MB of JSON each: more than a connection's socket buffers and queue hold, so that the
+# reading, not the parsing, is still in an object when Ctrl-C comes.
+LINES = 6_000
+COMMAND = [sys.executable, "-m", "elb_log_shipper.cli"]
+
+
+def log_key(n: int) -> str:
+    return (
+        f"{FOLDER}/{ACCOUNT}_elasticloadbalancing_us-east-1_app.web.50dc6c495c0c9188_"
+        f"20240301T{n:02d}05Z_10.0.1.7_{n:03d}.log.gz"
+    )
+
+
+def every_line(lines: list[str]) -> list[int]:
+    offsets, offset = [], 0
+    for line in lines:
+        offsets.append(offset)
+        offset += len(line.encode()) + 1
+    return offsets
+
+
+def received(events: list[dict[str, Any]]) -> Counter[tuple[str, int]]:
+    return Counter((e["aws"]["s3"]["object"]["key"], e["log"]["offset"]) for e in events)
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def put_objects(moto: MotoServer, bucket: str, count: int) -> Counter[tuple[str, int]]:
+    """Store ``count`` gzip objects of LINES lines; return every (key, offset) they hold."""
+    expected: Counter[tuple[str, int]] = Counter()
+    for n in range(count):
+        lines = list(alb_lines(LINES, seed=n))
+        data = "".join(line + "\n" for line in lines).encode()
+        moto.client().put_object(Bucket=bucket, Key=log_key(n), Body=gzip.compress(data))
+        expected.update((log_key(n), offset) for offset in every_line(lines))
+    return expected
+
+
+def user_env(moto: MotoServer) -> dict[str, str]:
+    env = {**os.environ, **DUMMY_ENVIRON, "AWS_ENDPOINT_URL_S3": moto.endpoint_url}
+    env.pop("AWS_ENDPOINT_URL", None)
+    return env
+
+
+def test_ctrl_c_during_a_two_job_backfill_then_the_resume_commands_ship_every_line_once(
+    moto: MotoServer,
+) -> None:
+    bucket = moto.new_bucket("parallel")
+    expected = put_objects(moto, bucket, OBJECTS)
+    env = user_env(moto)
+    # One connection per worker, each read at 512 KiB/s: the Ctrl-C lands inside the first two
+    # objects; then the reader speeds up, for what was sent and for the resume commands.
+    with SlowReadingServer(bytes_per_second=512 * 1024) as slow:
+        argv = ["ship", f"s3://{bucket}/AWSLogs/", "--to", f"tcp://127.0.0.1:{slow.port}"]
+        argv += ["--jobs", "2", "--pool-size", "1", "--progress-every", "0.2"]
+        process = subprocess.Popen(
+            [*COMMAND, *argv],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        end = time.monotonic() + 60
+        while len(slow.events) < 300 and time.monotonic() < end and process.poll() is None:
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)
+        slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
+        _, stderr = process.communicate(timeout=90)
+        assert process.returncode == cli.EXIT_INTERRUPTED, stderr
+        assert "Traceback" not in stderr
+        assert "SIGINT: stopping the objects in progress at their next batch" in stderr
+        first = received(slow.events)
+        resumes = [
+            shlex.split(line.strip()) for line in stderr.splitlines() if line.startswith("  elb-")
+        ]
+        # The two objects in flight stopped part-way resume at their offsets, the rest after
+        # the last object handed back.
+        offsets = [r for r in resumes if "--start-offset" in r]
+        assert len(offsets) == 2, stderr
+        assert len(resumes) == 3, stderr
+        assert 0 < sum(first.values()) < sum(expected.values())
+        for resume in resumes:
+            assert resume[0] == "elb-log-shipper"
+            result = subprocess.run(
+                [*COMMAND, *resume[1:]],
+                check=False,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=90,
+            )
+            assert result.returncode == cli.EXIT_OK, result.stderr
+        slow.wait_idle()
+        both = received(slow.events)
+    # Together, every line exactly once.
+    assert both == expected
+
+
+def test_a_worker_killed_mid_object_fails_that_object_alone(moto: MotoServer) -> None:
+    bucket = moto.new_bucket("parallel")
+    expected = put_objects(moto, bucket, 4)
+    with SlowReadingServer(bytes_per_second=512 * 1024) as slow:
+        argv = ["ship", f"s3://{bucket}/AWSLogs/", "--to", f"tcp://127.0.0.1:{slow.port}"]
+        process = subprocess.Popen(
+            [*COMMAND, *argv, "--jobs", "2", "--pool-size", "1"],
+            env=user_env(moto),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        end = time.monotonic() + 60
+        while len(slow.events) < 100 and time.monotonic() < end and process.poll() is None:
+            time.sleep(0.02)
+        # The command's children are its fork server (and multiprocessing's resource tracker);
+        # the workers are the fork server's children.
+        workers = [pid for child in children(process.pid) for pid in children(child)]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
+        _, stderr = process.communicate(timeout=90)
+        slow.wait_idle()
+        got = received(slow.events)
+    assert process.returncode == cli.EXIT_FAILED, stderr
+    assert "Traceback" not in stderr
+    failed = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(failed) == 1, stderr
+    assert failed[0].endswith("error: its worker process was killed by SIGKILL")
+    victim = failed[0].split("s3://", 1)[1].split(":", 1)[0].split("/", 1)[1]
+    # Every other object arrived whole, once.
+    assert Counter({k: n for k, n in got.items() if k[0] != victim}) == Counter(
+        {k: n for k, n in expected.items() if k[0] != victim}
+    )
+
+
+def test_privacy_rules_reach_every_worker(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = {name: list(alb_lines(40, seed=n)) for n, name in enumerate(("a.log", "b.log"))}
+    assert any("?" in line for batch in lines.values() for line in batch)
+    for name, batch in lines.items():
+        (tmp_path / name).write_text("".join(line + "\n" for line in batch))
+    run = run_command(
+        capsys, "ship", str(tmp_path), "--to", "-", "--jobs", "2",
+        "--redact-query", "all", "--client-ip", "truncate",
+    )  # fmt: skip
+    assert run.status == cli.EXIT_OK, run.err
+    events = [json.loads(line) for line in run.out.splitlines()]
+    # In plan order, every line, each one redacted by its worker.
+    assert [e["log"]["file"]["path"].rsplit("/", 1)[1] for e in events] == ["a.log"] * 40 + [
+        "b.log"
+    ] * 40
+    assert all("query" not in e.get("url", {}) for e in events)
+    assert all(e["source"]["ip"].endswith(".0") for e in events)

@@ -1,0 +1,276 @@
+"""``elb_log_shipper.workers``: real worker processes, real signals, real deaths."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from elb_log_shipper.workers import ItemFailed, WorkerStartError, run_in_processes, usable_cpus
+from tests.support import worker_tasks as tasks
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(function: Any, items: list[Any], jobs: int = 2, **options: Any) -> list[tuple[int, Any]]:
+    results: list[tuple[int, Any]] = []
+    count = run_in_processes(
+        function,
+        items,
+        lambda index, result: results.append((index, result)),
+        jobs=jobs,
+        stop=options.pop("stop", threading.Event()),
+        **options,
+    )
+    assert count == len(results)
+    return results
+
+
+def test_results_come_back_once_each_in_input_order() -> None:
+    # Later items are quicker, so workers finish them first.
+    items = [(n, 0.05 * ((20 - n) % 4)) for n in range(20)]
+    results = run(tasks.sleepy_square, items, jobs=3)
+    assert results == [(n, n * n) for n in range(20)]
+
+
+def test_progress_from_every_worker_is_summed() -> None:
+    total = 0
+
+    def add(count: int) -> None:
+        nonlocal total
+        total += count
+
+    results = run(tasks.square, list(range(40)), on_progress=add)
+    assert total == sum(range(40))
+    assert [result for _, result in results] == [n * n for n in range(40)]
+
+
+def test_each_worker_runs_its_initializer_once_and_items_share_it() -> None:
+    results = run(tasks.pid_and_inits, list(range(12)), initializer=tasks.record_pid)
+    pids = {pid for _, (pid, _) in results}
+    assert 1 <= len(pids) <= 2
+    assert all(inits == 1 for _, (_, inits) in results)
+    assert os.getpid() not in pids
+
+
+@pytest.mark.parametrize(
+    ("fate", "reason"),
+    [
+        ("kill", "its worker process was killed by SIGKILL"),
+        ("segfault", "its worker process was killed by SIGSEGV"),
+        ("raise", "ValueError: asked to raise"),
+    ],
+)
+def test_an_item_whose_worker_dies_or_raises_fails_alone(fate: str, reason: str) -> None:
+    items = ["a", "b", fate, "c", "d", "e"]
+    results = run(tasks.die_on, items)
+    assert [index for index, _ in results] == list(range(6))
+    failed = results[2][1]
+    assert isinstance(failed, ItemFailed)
+    assert str(failed) == reason
+    assert [result for index, result in results if index != 2] == ["a", "b", "c", "d", "e"]
+
+
+def test_every_worker_dying_still_ends_the_run() -> None:
+    results = run(tasks.die_on, ["kill"] * 5, jobs=2)
+    assert len(results) == 5
+    assert all(isinstance(result, ItemFailed) for _, result in results)
+
+
+def test_a_result_that_cannot_be_sent_back_fails_its_item() -> None:
+    (_, result), *_ = run(tasks.unpicklable, [1])
+    assert isinstance(result, ItemFailed)
+    assert "could not be sent back" in str(result)
+
+
+def test_a_failing_initializer_stops_the_run() -> None:
+    with pytest.raises(WorkerStartError, match="RuntimeError: no clients today"):
+        run(tasks.square, [1, 2, 3], initializer=tasks.fail_to_start)
+
+
+def test_a_fatal_result_starts_no_more_items() -> None:
+    results = run(tasks.square, list(range(1, 30)), jobs=1, is_fatal=lambda result: result == 4)
+    assert [result for _, result in results] == [1, 4]
+
+
+def test_a_fatal_result_stops_new_items_before_the_results_ahead_of_it_are_back() -> None:
+    # Item 1 is fatal and done while item 0 still sleeps: its worker must not take item 2.
+    items = [(1, 1.0), (2, 0.0), (3, 0.0), (4, 0.0)]
+    results = run(tasks.sleepy_square, items, jobs=2, is_fatal=lambda result: result == 4)
+    assert results == [(0, 1), (1, 4)]
+
+
+def test_a_stop_set_before_the_run_starts_nothing() -> None:
+    stop = threading.Event()
+    stop.set()
+    assert run(tasks.square, [1, 2], stop=stop) == []
+
+
+def test_workers_see_the_environment_of_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fork server keeps the environment it started with; each run passes on its own.
+    monkeypatch.setenv("WORKERS_TEST_VALUE", "first")
+    assert run(tasks.read_env, ["WORKERS_TEST_VALUE"]) == [(0, "first")]
+    monkeypatch.setenv("WORKERS_TEST_VALUE", "second")
+    assert run(tasks.read_env, ["WORKERS_TEST_VALUE"]) == [(0, "second")]
+
+
+def test_usable_cpus_follows_the_affinity_mask() -> None:
+    assert usable_cpus() == len(os.sched_getaffinity(0)) >= 1
+    pinned = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            str(min(os.sched_getaffinity(0))),
+            sys.executable,
+            "-c",
+            "from elb_log_shipper.workers import usable_cpus; print(usable_cpus())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert pinned.stdout == "1\n"
+
+
+# Real signals to a real command.
+
+
+class Command:
+    """``tests.support.worker_tasks`` in its own session (a process group, like a terminal's
+    foreground job), read line by line."""
+
+    def __init__(self, tmp_path: Path, items: int, batches: int, mode: str) -> None:
+        self.pid_dir = tmp_path / "pids"
+        self.pid_dir.mkdir()
+        env = {**os.environ, tasks.PID_DIR_ENV: str(self.pid_dir)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.worker_tasks", mode, str(items), str(batches)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.process.stdout is not None
+        self.lines: Iterator[str] = iter(self.process.stdout)
+        self.records: list[dict[str, Any]] = []
+
+    def read_until(self, key: str) -> dict[str, Any]:
+        for line in self.lines:
+            record: dict[str, Any] = json.loads(line)
+            self.records.append(record)
+            if key in record:
+                return record
+        raise AssertionError(f"the command ended without a {key!r} line: {self.records}")
+
+    def wait_for_progress(self, at_least: int) -> None:
+        while self.read_until("progress")["progress"] < at_least:
+            pass
+
+    def finish(self) -> int:
+        for line in self.lines:
+            self.records.append(json.loads(line))
+        return self.process.wait(timeout=60)
+
+    def results(self) -> list[dict[str, Any]]:
+        return [record for record in self.records if "index" in record]
+
+    def worker_pids(self) -> list[int]:
+        return [int(path.name) for path in self.pid_dir.iterdir()]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def command(tmp_path: Path) -> Iterator[Any]:
+    started: list[Command] = []
+
+    def start(items: int, batches: int, mode: str = "batches") -> Command:
+        started.append(Command(tmp_path, items, batches, mode))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.kill()
+
+
+def assert_gone(pids: list[int]) -> None:
+    """No worker runs any more. A worker whose fork server died first is left a zombie until
+    PID 1 reaps it, which in a container may be never: a zombie counts as gone."""
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        state = stat.rsplit(")", 1)[1].split()[0]
+        assert state in {"Z", "X"}, f"worker {pid} is still running (state {state})"
+
+
+@pytest.mark.parametrize(
+    ("signum", "to_group"),
+    [
+        (signal.SIGINT, True),
+        (signal.SIGINT, False),
+        (signal.SIGTERM, False),
+        (signal.SIGTERM, True),
+    ],
+    ids=["ctrl-c-to-the-group", "sigint-to-the-parent", "sigterm-to-the-parent", "sigterm-to-all"],
+)
+def test_a_signal_stops_items_in_flight_at_a_batch_boundary(
+    command: Any, signum: signal.Signals, to_group: bool
+) -> None:
+    # Six items of 10,000 batches: far more than run before the signal lands.
+    run_ = command(6, 10_000)
+    run_.wait_for_progress(20)
+    if to_group:
+        os.killpg(run_.process.pid, signum)
+    else:
+        run_.process.send_signal(signum)
+    assert run_.finish() == 0
+    results = run_.results()
+    # The two items in flight (and nothing after them) come back, stopped part-way, in order.
+    assert [r["index"] for r in results] == [0, 1]
+    for record in results:
+        assert record["result"]["stopped"] is True
+        assert 0 < record["result"]["batches"] < 10_000
+    # Every batch done was posted as progress, and the parent summed both workers' posts.
+    progress = max(r["progress"] for r in run_.records if "progress" in r)
+    assert progress == sum(r["result"]["batches"] for r in results)
+    assert run_.records[-1] == {"stopped_by": signum.name}
+    assert_gone(run_.worker_pids())
+
+
+def test_a_second_ctrl_c_quits_at_once_and_leaves_no_worker(command: Any) -> None:
+    # Items deaf to the stop flag would run for minutes: the second Ctrl-C must not wait.
+    run_ = command(6, 10_000, "stubborn")
+    run_.wait_for_progress(20)
+    os.killpg(run_.process.pid, signal.SIGINT)
+    assert run_.read_until("stopping") == {"stopping": "SIGINT"}
+    os.killpg(run_.process.pid, signal.SIGINT)
+    assert run_.finish() == 130
+    assert {"forced": True} in run_.records
+    assert_gone(run_.worker_pids())
+
+
+def test_a_killed_worker_is_a_failed_item_not_a_hang(command: Any) -> None:
+    run_ = command(3, 300)
+    run_.wait_for_progress(20)
+    victim = run_.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    assert run_.finish() == 0
+    results = run_.results()
+    assert [r["index"] for r in results] == [0, 1, 2]
+    failed = [r for r in results if "failed" in r["result"]]
+    assert [r["result"]["failed"] for r in failed] == ["its worker process was killed by SIGKILL"]
+    assert all(r["result"]["batches"] == 300 for r in results if r not in failed)

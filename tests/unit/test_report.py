@@ -1,0 +1,93 @@
+"""The one result type and how it reads: per-object lines, the end-of-run table and summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.report import ObjectResult, Outcome, format_result, format_run
+
+REF = ObjectRef("logs", "a.log")
+
+
+def shipped(lines: int, seconds: float = 10.0) -> ObjectResult:
+    return ObjectResult(
+        REF,
+        lines=lines,
+        events_sent=lines,
+        events_confirmed=lines,
+        bytes_read=lines * 100,
+        seconds=seconds,
+    )
+
+
+def test_the_summary_rate_is_wall_clock_whatever_the_objects_took() -> None:
+    # Issue 12 item 5: four objects of 10 s each, in parallel, in a 10 s run.
+    text = format_run([shipped(1000) for _ in range(4)], seconds=10.0)
+    summary = text.splitlines()[-1]
+    assert summary.endswith("in 10.00 s wall clock (400 lines/s)")
+    assert summary.startswith("4 objects (0 skipped, 0 failed): 4000 lines, ")
+
+
+@pytest.mark.parametrize(
+    ("result", "row", "count"),
+    [
+        (shipped(5), "shipped", 1),
+        (ObjectResult(REF, Outcome.FAILED, error="x"), "failed", 1),
+        (ObjectResult(REF, Outcome.REJECTED, error="gone"), "failed", 1),
+        (ObjectResult(REF, Outcome.SKIPPED, skip_reason="test file"), "skipped", 1),
+    ],
+)
+def test_each_outcome_has_its_row(result: ObjectResult, row: str, count: int) -> None:
+    rows = {
+        line.split()[0]: line.split()[1] for line in format_run([result], seconds=1).splitlines()
+    }
+    assert rows[row] == str(count)
+
+
+def test_left_and_excluded_objects_and_the_date_listing_are_noted() -> None:
+    text = format_run(
+        [shipped(1)],
+        seconds=1.0,
+        not_shipped=3,
+        excluded=Counter({"before --since": 2}),
+        listed_by_date=["s3://b/AWSLogs/"],
+    )
+    assert "left            3  stopped or not started: resume them" in text
+    assert "excluded        2  before --since: 2" in text
+    assert "only the yyyy/mm/dd folders from --since to --until under s3://b/AWSLogs/" in text
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        (
+            ObjectResult(REF, Outcome.SKIPPED, skip_reason="health check"),
+            "skipped s3://logs/a.log: health check",
+        ),
+        (
+            ObjectResult(REF, Outcome.HANDED_OFF, lines=2, next_offset=80),
+            "; stopped before offset 80",
+        ),
+        (ObjectResult(REF, Outcome.FAILED, error="boom"), "; error: boom"),
+        (ObjectResult(REF, oversized_events=2), ", 2 events truncated to MAX_EVENT_BYTES"),
+        (ObjectResult(REF, unserialisable=1), ", 1 events not serialisable (kept as failures)"),
+    ],
+)
+def test_a_line_per_object(result: ObjectResult, expected: str) -> None:
+    assert expected in format_result(result)
+
+
+def test_the_handoff_is_the_rest_of_the_object_pinned_to_the_version_read() -> None:
+    result = ObjectResult(
+        ObjectRef("logs", "a.log", hop=2),
+        Outcome.HANDED_OFF,
+        next_offset=500,
+        etag="e1",
+        version_id="v1",
+    )
+    assert result.handoff == ObjectRef("logs", "a.log", "v1", "e1", start_offset=500, hop=3)
+    assert ObjectResult(REF).handoff is None
+    assert result.as_dict()["next_offset"] == 500
