@@ -739,6 +739,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(CPUS) > 1:
         os.sched_setaffinity(0, {CPUS[-1]})
 
+    if args.baseline is not None and not (args.baseline / "src" / "elb_log_shipper").is_dir():
+        # PYTHONPATH would find nothing there, and the baseline runs would run this tree's code.
+        raise SystemExit(f"ship_bench: {args.baseline}/src/elb_log_shipper is no source tree")
     transports = list(args.transport or ([] if args.tls else TRANSPORTS))
     if args.tls and "tls" not in transports:
         transports.append("tls")
