@@ -35,6 +35,9 @@ disturbs least; "wire bytes/event" is what the receiver read (application bytes:
 overhead, about 0.2 %, not included) per line. Each configuration runs ``--runs`` times:
 throughput is the best run, RSS the highest.
 
+``--baseline DIR`` adds the beats transports run with the shipper of another source tree
+(``git worktree add DIR main``), interleaved with the others: before and after in one run.
+
 ``--profile`` adds an in-process breakdown of the time per line by stage (S3 read, gunzip and
 framing, parse and event build, JSON, socket send) and a cProfile of the single-threaded path.
 """
@@ -309,6 +312,12 @@ class Config:
     cores: int
     pool: int
     transport: str = "tcp"
+    # Run the shipper of ``--baseline DIR`` (its ``src``) instead of this tree's.
+    baseline: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.transport} (baseline)" if self.baseline else self.transport
 
 
 @dataclass
@@ -337,12 +346,20 @@ class Summary:
 
 
 def shipper_command(
-    uri: str, port: int, cores: int, transport: str, ca_file: Path | None = None
+    uri: str,
+    port: int,
+    cores: int,
+    transport: str,
+    ca_file: Path | None = None,
+    *,
+    by_module: bool = False,
 ) -> list[str]:
     """The command line of one run: ``transport`` is a ``--to`` scheme; the TLS ones are
-    verified with ``ca_file``."""
+    verified with ``ca_file``. ``by_module``: ``python -m``, so that ``PYTHONPATH`` decides
+    which tree's shipper runs."""
     script = Path(sys.executable).with_name("elb-log-shipper")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "elb_log_shipper.cli"]
+    by_script = script.exists() and not by_module
+    command = [str(script)] if by_script else [sys.executable, "-m", "elb_log_shipper.cli"]
     if transport.endswith("tls"):
         if ca_file is None:
             raise SystemExit(f"ship_bench: {transport} needs a CA file")
@@ -377,6 +394,8 @@ def run_shipper(
     moto: MotoServer,
     receiver: CountingReceiver,
     ca_file: Path | None = None,
+    *,
+    baseline: Path | None = None,
 ) -> RunResult:
     env = {
         **os.environ,
@@ -384,6 +403,11 @@ def run_shipper(
         "AWS_ENDPOINT_URL_S3": moto.endpoint_url,
         "LOGSTASH_POOL_SIZE": str(config.pool),
     }
+    if config.baseline:
+        if baseline is None:
+            raise SystemExit("ship_bench: a baseline run needs --baseline")
+        # Ahead of the editable install's path entry: the baseline tree's package is imported.
+        env["PYTHONPATH"] = str(baseline / "src")
     env.pop("AWS_ENDPOINT_URL", None)
     receiver.reset()
     handle, name = tempfile.mkstemp(prefix="ship-bench-usage-")
@@ -391,7 +415,12 @@ def run_shipper(
     usage_file = Path(name)
     command = measured(
         shipper_command(
-            f"s3://{BUCKET}/{corpus.key}", receiver.port, config.cores, config.transport, ca_file
+            f"s3://{BUCKET}/{corpus.key}",
+            receiver.port,
+            config.cores,
+            config.transport,
+            ca_file,
+            by_module=config.baseline,
         ),
         usage_file,
     )
@@ -447,7 +476,7 @@ def markdown_table(summaries: Sequence[Summary], runs: int) -> str:
             f"| {c.lines / best.pipeline_seconds:,.0f} | {c.lines / best.cpu_seconds:,.0f} "
             f"| {summary.peak_rss_mb:.0f} | {best.wall:.2f} "
             f"| {best.connections} ({best.max_active}) | {best.wire_bytes / c.lines:,.0f} "
-            f"| {c.transport} |"
+            f"| {c.label} |"
         )
     return "\n".join(rows)
 
@@ -455,10 +484,11 @@ def markdown_table(summaries: Sequence[Summary], runs: int) -> str:
 def beats_comparison(summaries: Sequence[Summary]) -> str:
     """Beats against json_lines for each configuration run with both: the issue 10 targets."""
     by_config = {
-        (s.config.lines, s.config.cores, s.config.pool, s.config.transport): s for s in summaries
+        (s.config.lines, s.config.cores, s.config.pool, s.config.label): s for s in summaries
     }
     lines_out: list[str] = []
-    for (lines, cores, pool, transport), beats in by_config.items():
+    for (lines, cores, pool, label), beats in by_config.items():
+        transport = beats.config.transport
         if not transport.startswith("beats"):
             continue
         plain = by_config.get((lines, cores, pool, "tls" if transport.endswith("tls") else "tcp"))
@@ -467,7 +497,7 @@ def beats_comparison(summaries: Sequence[Summary]) -> str:
         wire = beats.best.wire_bytes / plain.best.wire_bytes
         speed = plain.best.wall / beats.best.wall
         lines_out.append(
-            f"- {lines:,} lines, {cores} core(s), pool {pool}, {transport} vs json_lines: wire "
+            f"- {lines:,} lines, {cores} core(s), pool {pool}, {label} vs json_lines: wire "
             f"bytes {wire:.3f}x (target <= {TARGET_BEATS_WIRE_FRACTION:.2f}: "
             f"{'met' if wire <= TARGET_BEATS_WIRE_FRACTION else 'MISSED'}), lines/s "
             f"{speed:.2f}x (target >= 1: {'met' if speed >= 1 else 'MISSED'}), connections "
@@ -681,6 +711,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="same as --transport tls (a trustme test CA; the receiver decrypts)",
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run the beats transports with the shipper of this source tree (its src/; "
+        "e.g. `git worktree add DIR main`), interleaved: before and after in the same run",
+    )
+    parser.add_argument(
         "--profile-lines", type=int, default=100_000, help="object size for --profile (100,000)"
     )
     add_cache_argument(parser)
@@ -708,6 +744,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(CPUS) > 1:
         os.sched_setaffinity(0, {CPUS[-1]})
 
+    if args.baseline is not None and not (args.baseline / "src" / "elb_log_shipper").is_dir():
+        # PYTHONPATH would find nothing there, and the baseline runs would run this tree's code.
+        raise SystemExit(f"ship_bench: {args.baseline}/src/elb_log_shipper is no source tree")
     transports = list(args.transport or ([] if args.tls else TRANSPORTS))
     if args.tls and "tls" not in transports:
         transports.append("tls")
@@ -738,23 +777,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         for lines in sizes:
             for n_cores in cores:
                 for pool in pools:
-                    group = {t: Summary(Config(lines, n_cores, pool, t)) for t in transports}
+                    configs = [Config(lines, n_cores, pool, t) for t in transports]
+                    if args.baseline is not None:
+                        configs += [
+                            Config(lines, n_cores, pool, t, baseline=True)
+                            for t in transports
+                            if t.startswith("beats")
+                        ]
+                    group = {config: Summary(config) for config in configs}
                     # Interleaved, so that other load on the machine hits every transport alike.
                     for _ in range(runs):
-                        for transport, summary in group.items():
+                        for config, summary in group.items():
                             summary.runs.append(
                                 run_shipper(
-                                    summary.config,
+                                    config,
                                     corpora[lines],
                                     moto,
-                                    receivers[transport],
+                                    receivers[config.transport],
                                     ca_file,
+                                    baseline=args.baseline,
                                 )
                             )
-                    for transport, summary in group.items():
+                    for config, summary in group.items():
                         best = summary.best
                         print(
-                            f"{lines:>9,} lines, {n_cores} core(s), pool {pool}, {transport}: "
+                            f"{lines:>9,} lines, {n_cores} core(s), pool {pool}, {config.label}: "
                             f"{lines / best.wall:>9,.0f} lines/s end to end, "
                             f"{summary.peak_rss_mb:.0f} MB peak RSS",
                             file=sys.stderr,

@@ -54,6 +54,23 @@ def test_start_method_bench_times_each_start_method() -> None:
         assert re.search(rf"^\| {method} \| \d+\.\d{{3}} \| \d+\.\d{{3}} \|$", out, re.M), out
 
 
+def test_ship_bench_runs_a_baseline_tree_beside_this_one(tmp_path: Path) -> None:
+    argv = ["bench/ship_bench.py", "--lines", "3000", "--runs", "1", "--pool", "2", "--cores", "1"]
+    argv += ["--cache", str(tmp_path), "--transport", "beats", "--baseline", str(ROOT)]
+    out = run(*argv)
+    assert re.search(r"^\| 3,000 \| 1 \| 2 \| .* \| beats \|$", out, re.M), out
+    assert re.search(r"^\| 3,000 \| 1 \| 2 \| .* \| beats \(baseline\) \|$", out, re.M), out
+
+
+def test_ship_bench_refuses_a_baseline_that_is_no_source_tree(tmp_path: Path) -> None:
+    argv = ["bench/ship_bench.py", "--quick", "--cache", str(tmp_path), "--baseline", str(tmp_path)]
+    process = subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert process.returncode != 0
+    assert "is no source tree" in process.stderr
+
+
 def test_floor_bench_prints_the_floor_and_the_parser() -> None:
     out = run("-m", "bench.floor_bench", "--lines", "2000", "--repeat", "1")
     assert re.search(r"^\| \*\*floor\*\*: .* \| \*\*\d+\.\d\d\*\* \| [\d,]+ \|$", out, re.M), out
