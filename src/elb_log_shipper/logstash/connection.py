@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import select
 import socket
 import ssl
 import struct
@@ -55,6 +56,10 @@ _TCP_INFO_BYTES = 256
 # to its receive buffer, 128 KiB by default on Linux (tcp_rmem), twice that for other kernels and
 # slow acceptors. A peer that closes after reading more is limiting bytes, not connections.
 FIRST_FLIGHT_BYTES = 256 * 1024
+# TLS 1.3 servers judge our client certificate after the handshake, then send a session ticket
+# or an alert about one round trip later. The first connection waits this long for that verdict
+# before writing (a server that sends no tickets costs this once per pool).
+TLS13_VERDICT_SECONDS = 0.5
 # Linux's largest default receive buffer (tcp_rmem max) is 6 MiB: a peer cannot hold more unread.
 PEER_BUFFER_BYTES_CAP = 8 * 1024 * 1024
 
@@ -340,6 +345,8 @@ class Connection:
                 raise ConnectionLostError(
                     f"TLS handshake with {peer} broke: {error}", refused=True
                 ) from error
+            if alone and sock.version() == "TLSv1.3":
+                _await_tls13_verdict(sock, peer, min(timeout, TLS13_VERDICT_SECONDS))
         return cls(sock, settings)
 
     # What each protocol defines.
@@ -613,6 +620,52 @@ class JsonLinesConnection(Connection):
             if not data:
                 return
             watchdog.progressed()  # Logstash sends nothing; any bytes only show it is alive
+
+
+def _await_tls13_verdict(sock: ssl.SSLSocket, peer: str, timeout: float) -> None:
+    """Wait up to ``timeout`` for a TLS 1.3 server's verdict on our client certificate: its
+    session ticket (accepted) or its alert (rejected, raised as the DeliveryError naming the
+    setting). Writing before the verdict races it: the server's reset for our unread bytes can
+    overtake its alert, which is then lost and only the next connection learns why.
+
+    Silence for ``timeout`` counts as accepted (a server that issues no tickets); a close counts
+    as a turned-away connection. Closes the socket before raising.
+    """
+    end = time.monotonic() + timeout
+    previous = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        while True:
+            try:
+                data = sock.recv(RECV_BYTES)
+            except ssl.SSLWantReadError:
+                # Nothing, or records without application data, such as the ticket.
+                session = sock.session
+                if session is not None and session.has_ticket:
+                    break
+                left = end - time.monotonic()
+                if left <= 0 or not select.select([sock], [], [], left)[0]:
+                    break
+                continue
+            if data:  # neither protocol's server speaks first
+                raise ConnectionLostError(f"{peer} sent data before any request")
+            raise ConnectionLostError(
+                f"{peer} closed the connection after the TLS handshake", refused=True
+            )
+    except ssl.SSLError as error:
+        sock.close()
+        raise tls_failure(error, peer) or ConnectionLostError(
+            f"TLS session with {peer} broke: {error}", refused=True
+        ) from error
+    except ConnectionLostError:
+        sock.close()
+        raise
+    except OSError as error:
+        sock.close()
+        raise ConnectionLostError(
+            f"TLS session with {peer} broke: {error}", refused=True
+        ) from error
+    sock.settimeout(previous)
 
 
 def _set_keepalive(sock: socket.socket) -> None:
