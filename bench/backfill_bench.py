@@ -29,6 +29,8 @@ Every run must deliver every line exactly once: the receiver's count of each ``e
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import gzip
 import os
 import re
@@ -89,8 +91,10 @@ class SpoolingReceiver(JsonLinesReceiver):
     for ``event_ids`` to count once the run is over.
 
     Picking the ids out while the shipper runs would cost about 3 CPU-seconds per 1.6M events
-    (a regular expression over 4 GB of JSON) on the CPUs the shipper's workers need; a write to
-    tmpfs costs a copy.
+    (a regular expression over 4 GB of JSON) on the CPUs the shipper's workers need. Where Linux
+    has ``splice``, the bytes go from the socket through a pipe into the file without entering
+    this process: half the CPU of ``recv`` and ``write`` (1.3 against 2.9-4.0 CPU-s for 1.9 GB,
+    measured on a loaded machine), which is CPU the shipper gets back.
     """
 
     def __init__(self, spool: Path) -> None:
@@ -105,10 +109,25 @@ class SpoolingReceiver(JsonLinesReceiver):
             path.unlink()
 
     def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
-        with open(self.spool / f"connection-{record.index}", "wb") as file:
-            while data := sock.recv(RECV_BYTES):
-                record.bytes_read += len(data)
-                file.write(data)
+        path = self.spool / f"connection-{record.index}"
+        if not hasattr(os, "splice"):
+            with open(path, "wb") as file:
+                while data := sock.recv(RECV_BYTES):
+                    record.bytes_read += len(data)
+                    file.write(data)
+            return
+        pipe_out, pipe_in = os.pipe()
+        with contextlib.suppress(OSError):  # a larger pipe means fewer calls; optional
+            fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, RECV_BYTES)
+        spool_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            while moved := os.splice(sock.fileno(), pipe_in, RECV_BYTES):
+                record.bytes_read += moved
+                while moved:
+                    moved -= os.splice(pipe_out, spool_fd, moved)
+        finally:
+            for fd in (spool_fd, pipe_out, pipe_in):
+                os.close(fd)
 
     def event_ids(self) -> Counter[bytes]:  # type: ignore[override]
         """How often each event id arrived, over every connection."""
