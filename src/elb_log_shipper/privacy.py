@@ -43,7 +43,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -81,11 +81,34 @@ _IPV4_PORT = re.compile(rf"({_OCTET}\.{_OCTET}\.{_OCTET}\.){_OCTET}(:\d+)")
 # reads it, is IPv4: up to the part that truncation keeps; then, after the last byte, the port.
 # Printable ASCII fields (possessive: a field ends at its space) and ASCII digits: character
 # ranges are the cheapest tests for the regex engine (`\S` and `\d` are Unicode categories);
-# anything else takes the longer path.
-_ASCII_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# anything else takes the longer path. An octet (0 to 255, no leading zero) is told by its first
+# digit where it can be, and a one- or two-digit octet is taken without backtracking: the regex
+# engine enters every alternative it tries as a nested call, and the four octets are the costliest
+# part of the match.
+_ASCII_OCTET = r"(?:1[0-9][0-9]|2(?:[0-4][0-9]|5[0-5])|[1-9][0-9]?+|0)"
 _ALB_IPV4_CLIENT = re.compile(
     rf"([!-~]++ [!-~]++ [!-~]++ {_ASCII_OCTET}\.{_ASCII_OCTET}\.{_ASCII_OCTET}\.)"
     rf"{_ASCII_OCTET}(:[0-9]+ )"
+)
+# The common ALB line as the parser reads it, for CLIENT_IP=truncate (`LinePrivacy.truncated`): an
+# ALB type, then two fields of printable ASCII but the quote, one space after each (so they are
+# the fields that `str.split()` and the tokenizer give), an IPv4 client and its port. Groups: the
+# line up to the byte that truncation zeroes, and the rest of the line from the port on (DOTALL:
+# `.*+` takes the rest at once, whatever its length). Without a `?` or `#` in the line, or without
+# a query rule, this is the whole rewrite.
+_COMMON_HEAD = (
+    rf"((?:https?|h2|grpcs|wss?) [!#-~]++ [!#-~]++ "
+    rf"{_ASCII_OCTET}\.{_ASCII_OCTET}\.{_ASCII_OCTET}\.){_ASCII_OCTET}"
+)
+_COMMON_CLIENT = re.compile(rf"{_COMMON_HEAD}(:[0-9]++ .*+)", re.DOTALL)
+# The same line whose request is the common one with a query, as `LinePrivacy._request` reads it
+# in its first branch: the first quoted field after the client, `METHOD PATH?QUERY HTTP/x` (a
+# path before the first `?`, a query without space or quote, then the version and the closing
+# quote, so its space is the request's last); the line has no `#` or backslash (tested before).
+# Groups: the line up to the byte that truncation zeroes; from the port to the `?`; the query
+# from its `?`; the rest of the line from the space before the version.
+_COMMON_QUERY = re.compile(
+    rf'{_COMMON_HEAD}(:[0-9]++ [^"]*+"[^"?]++)(\?[^ "]*+)( HTTP/[^" ]*+".*+)', re.DOTALL
 )
 # In a query or fragment (`?...#...`): what follows a parameter's first `=`, and a parameter
 # without `=`, which may well be the value itself (`?a3f9c2`).
@@ -311,6 +334,43 @@ class LinePrivacy:
         self._redacts = self._redacts_query or self._anonymises
         self._addresses: dict[str, str] = {}
 
+    @property
+    def common_line(self) -> Callable[[str], str | None] | None:
+        """The short path of these rules for the common line, or None when they have none: a
+        function that answers the line as ``apply`` rewrites it, or None when the line is not one
+        it reads (take ``apply``, or the parser's own split with ``alb_parts``).
+
+        The short path is ``CLIENT_IP=truncate`` without drop filters, with any ``REDACT_QUERY``.
+        """
+        return self.truncated if self._truncates_alone else None
+
+    def truncated(self, text: str) -> str | None:
+        """An ALB line whose client is IPv4, with ``CLIENT_IP=truncate`` and no drop filter,
+        rewritten as ``apply`` rewrites it, or None for any other line.
+
+        One match reads and rewrites the line as the parser will read it; with a query to redact,
+        only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` or `#` after it).
+
+        >>> rules = PrivacyRules(QueryRedaction.VALUES, ClientAddress.TRUNCATE)
+        >>> rules.compile().truncated('http t app/a 192.0.2.7:80 1 "GET /p?u=jo HTTP/1.1" "-" 2')
+        'http t app/a 192.0.2.0:80 1 "GET /p?u=REDACTED HTTP/1.1" "-" 2'
+        """
+        if ("?" not in text and "#" not in text) or not self._redacts_query:
+            found = _COMMON_CLIENT.match(text)
+            return None if found is None else f"{found[1]}0{found[2]}"
+        if "#" in text or "\\" in text:
+            return None
+        found = _COMMON_QUERY.match(text)
+        if found is None:
+            return None
+        network, port_to_query, query, version_on = found.groups()
+        if "?" in version_on:
+            # Another URL field (a redirect) may hold a query: the longer paths find them.
+            return None
+        if self._removes_query:
+            return f"{network}0{port_to_query}{version_on}"
+        return f"{network}0{port_to_query}{_query_values(query)}{version_on}"
+
     def redact(self, text: str) -> str:
         """The line with its values redacted; drop filters do not apply."""
         kept = self.apply(text, drops=False)
@@ -501,11 +561,7 @@ class LinePrivacy:
             # The common request, `GET /path?query HTTP/1.1`, in fewer steps.
             if self._removes_query:
                 return request[:query] + request[end:]
-            tail = request[query:end]
-            redacted = _PARAMETER_VALUE.sub(_REDACTED_VALUE, tail)
-            if redacted.count("=") <= tail.count("&"):
-                redacted = _BARE_PARAMETER.sub(REDACTED, redacted)
-            return request[:query] + redacted + request[end:]
+            return request[:query] + _query_values(request[query:end]) + request[end:]
         mark = _first_mark(request)
         if mark < 0:
             return request
@@ -610,6 +666,16 @@ def _layout(text: str, spans: list[tuple[int, int]]) -> _Layout | None:
     if first[:1].isdigit() and len(spans) > 2:
         return _CONNECTION if text[spans[2][0] : spans[2][1]].isdigit() else _CLASSIC
     return None
+
+
+def _query_values(query: str) -> str:
+    """``REDACT_QUERY=values`` of a query without fragment (``?a=1&b``), from its ``?``."""
+    redacted = _PARAMETER_VALUE.sub(_REDACTED_VALUE, query)
+    # Each parameter with a value now holds one `=`; fewer `=` than parameters means some have
+    # none (the costlier pass, rarely needed).
+    if redacted.count("=") <= query.count("&"):
+        redacted = _BARE_PARAMETER.sub(REDACTED, redacted)
+    return redacted
 
 
 def _status(text: str, client_end: int) -> str:

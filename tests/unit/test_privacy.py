@@ -462,3 +462,99 @@ def test_truncation_finds_the_client_the_parser_reads(head: Any) -> None:
     assert source in (None, "203.0.113.0", "٢03.0.113.0") or REDACTED in str(source)
     for rules in (ALL_RULES["ip hash"], ALL_RULES["ip truncate"]):
         assert not leaks(build(line, rules), ("203.0.113.77",))
+
+
+# --- the short path of CLIENT_IP=truncate ---------------------------------------------------------
+
+TRUNCATING = {
+    redaction: PrivacyRules(redact_query=redaction, client_ip=ClientAddress.TRUNCATE)
+    for redaction in QueryRedaction
+}
+
+# Lines the short path must rewrite itself (None would mean it never runs), lines it rewrites only
+# when no query is redacted, and lines it always leaves to the longer paths. Whatever it does, the
+# line is the one those paths give.
+SHORT_PATH_TAKES = {
+    "alb": alb(),
+    "no query": alb(url="https://h:443/p"),
+    "a parameter without =": alb(url="/p?s3cr3t"),
+    "&&": alb(url="/p?a=1&&b=s3cr3t"),
+    "trailing &": alb(url="/p?a=s3cr3t&"),
+    "empty values": alb(url="/p?a=&b=&c"),
+    "= in a value": alb(url="/p?a=b=s3cr3t"),
+    "a second ?": alb(url="/p?a=1?b=s3cr3t"),
+    "quote escaped as %22": alb(url="/p?q=%22s3cr3t%22"),
+    "octets at their bounds": alb("255.0.199.100"),
+    "octet 0": alb("0.10.2.0"),
+    "no path before the query": alb(url="?q=s3cr3t"),
+    "non-ASCII agent": alb(agent="Mozilla/5.0 (Ünïcode)"),
+}
+SHORT_PATH_TAKES_WITHOUT_A_QUERY_RULE = {
+    "\\x22 in the url": alb(url=r"https://h:443/s?q=\x22s3cr3t\x22&lang=en"),
+    "fragment": alb(url="https://h:443/p?x=s3cr3t#frag=s3cr3t"),
+    "fragment alone": alb(url="/cb#access_token=s3cr3t"),
+    "space in the query": alb(url="https://h:443/p?q=s3cr3t one&r=s3cr3t two"),
+    "query first in the request": alb(method="?q=s3cr3t", url="/p"),
+    "redirect with a query": alb(redirect="https://login.example.com:443/cb?code=s3cr3t"),
+    "? in the agent": alb(agent="bot?v=1"),
+    "backslash in the agent": alb(agent=r"a \"b\""),
+    "backslash at the end of the query": alb(url="/p?q=s3cr3t\\"),
+    "version with a space after it": alb().replace("HTTP/1.1", "HTTP/1.1 "),
+    "no version": alb().replace(" HTTP/1.1", ""),
+    "lower-case version": alb().replace("HTTP/1.1", "http/1.1"),
+    "line cut in the request": alb().split(" HTTP/1.1")[0],
+}
+SHORT_PATH_LEAVES = {
+    "ipv6": alb(V6),
+    "leading zero": alb("203.0.113.077"),
+    "octet 256": alb("203.0.113.256"),
+    "octet 300": alb("203.0.300.1"),
+    "five parts": alb("203.0.113.7.1"),
+    "no port": alb().replace(":2817 ", " "),
+    "port not ASCII": alb().replace(":2817 ", ":٢٨ "),
+    "tab in the head": alb().replace(" ", "\t", 1),
+    "double space in the head": alb().replace(" app/", "  app/"),
+    "no-break space in the head": alb().replace("Z app/", "Z\xa0app/"),
+    "quote in the name": alb().replace("app/my-alb", 'app/my"alb'),
+    "not an alb line": alb().replace("https ", "httpx ", 1),
+    "classic": classic(),
+    "connection": connection(),
+    "garbage": "garbage 203.0.113.77:5000 GET /p?token=s3cr3t other",
+}
+SHORT_PATH_LINES = {
+    **SHORT_PATH_TAKES,
+    **SHORT_PATH_TAKES_WITHOUT_A_QUERY_RULE,
+    **SHORT_PATH_LEAVES,
+}
+
+
+@pytest.mark.parametrize("redaction", list(QueryRedaction))
+@pytest.mark.parametrize("name", SHORT_PATH_LINES)
+def test_the_short_path_rewrites_as_the_longer_paths_do(
+    name: str, redaction: QueryRedaction
+) -> None:
+    """``truncated`` answers exactly ``apply``'s line, or None (and ``apply`` then runs)."""
+    line = SHORT_PATH_LINES[name]
+    privacy = TRUNCATING[redaction].compile()
+    assert privacy is not None
+    short = privacy.truncated(line)
+    takes = name in SHORT_PATH_TAKES or (
+        name in SHORT_PATH_TAKES_WITHOUT_A_QUERY_RULE and redaction is QueryRedaction.NONE
+    )
+    assert (short is not None) == takes
+    assert short in (None, privacy.apply(line))
+    if short is not None:
+        assert "203.0.113.77" not in short
+        assert redaction is QueryRedaction.NONE or "s3cr3t" not in short
+
+
+def test_the_short_path_is_taken_only_for_truncation_without_drop_filters() -> None:
+    rules_with_a_short_path = tuple(TRUNCATING.values())
+    for rules in (
+        *ALL_RULES.values(),
+        *rules_with_a_short_path,
+        PrivacyRules(client_ip=ClientAddress.TRUNCATE, drop=DropRules(methods=frozenset({"X"}))),
+    ):
+        privacy = rules.compile()
+        assert privacy is not None
+        assert (privacy.common_line is not None) == (rules in rules_with_a_short_path), rules

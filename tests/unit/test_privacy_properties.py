@@ -102,3 +102,56 @@ def test_any_text_gives_one_event_under_every_rule(
     rules = PrivacyRules(redact_query=redaction, client_ip=ClientAddress.TRUNCATE)
     for line in (text, f"http {address}:1 {text}"):
         assert event_strings(line, rules)
+
+
+octets = st.one_of(
+    st.integers(0, 255).map(str),
+    st.sampled_from(["00", "01", "007", "256", "300", "999", "1000", "٣", ""]),
+)
+ipv4_like = st.one_of(
+    st.ip_addresses(v=4).map(str), st.lists(octets, min_size=3, max_size=5).map(".".join)
+)
+# Queries as most clients send them: names and values, `=` and `&`, nothing to escape.
+plain_queries = st.lists(
+    st.sampled_from(["a", "k9", "=", "&", "%40", "-", ".", "jo", "Z"]), min_size=1, max_size=10
+).map("".join)
+head_whitespace = st.sampled_from([" ", "  ", "\t", "\xa0", "\x1f", " \t"])
+
+
+@st.composite
+def common_lines(draw: st.DrawFn) -> str:
+    """ALB lines near the common one: odd addresses, ports, queries, agents, whitespace."""
+    odd = st.integers(0, 5).map(lambda n: n == 0)
+    client = draw(st.one_of(ipv4_like, addresses) if draw(odd) else st.ip_addresses(v=4).map(str))
+    path = draw(st.sampled_from(["/p", "https://h:443/p", "", "https://h:443"]))
+    query = draw(queries if draw(odd) else plain_queries)
+    query = draw(st.sampled_from([f"?{query}", "", query]))
+    line = alb(
+        client,
+        f"{path}{query}",
+        agent=draw(st.sampled_from(["bot?v=1", "a#b", r"a \"b\""]) if draw(odd) else st.just("-")),
+        redirect=draw(
+            st.sampled_from(["https://h/cb?code=1", "https://h/cb"]) if draw(odd) else st.just("-")
+        ),
+    )
+    if draw(odd):
+        line = line.replace(":2817 ", draw(st.sampled_from([":2817\t", ":x ", " ", ":٢ "])))
+    if draw(odd):
+        spaces = [i for i, char in enumerate(line[:90]) if char == " "]
+        at = draw(st.sampled_from(spaces))
+        line = f"{line[:at]}{draw(head_whitespace)}{line[at + 1 :]}"
+    if draw(odd):
+        line = line.replace(" HTTP/1.1", draw(st.sampled_from(["", " HTTP/1.1 ", " http/1.1"])))
+    return line
+
+
+@settings(max_examples=500, deadline=None)
+@given(common_lines(), st.sampled_from(list(QueryRedaction)))
+def test_the_short_path_gives_the_line_of_the_longer_paths(
+    line: str, redaction: QueryRedaction
+) -> None:
+    """``CLIENT_IP=truncate``'s short path answers the longer paths' line, or leaves it to them."""
+    privacy = PrivacyRules(redact_query=redaction, client_ip=ClientAddress.TRUNCATE).compile()
+    assert privacy is not None
+    short = privacy.truncated(line)
+    assert short in (None, privacy.apply(line))
