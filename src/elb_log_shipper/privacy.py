@@ -6,6 +6,11 @@ rewritten text, so every field derived from a value (``event.original``, ``url.*
 redacted form, whatever fields the parser emits. A line that matches a drop filter never becomes
 an event: ``LinePrivacy.apply`` answers None for it.
 
+The paths, from the cheapest: with ``CLIENT_IP=truncate`` and no drop filter, the common ALB line
+is rewritten in one regex match (``LinePrivacy.truncated``, the text then parsed as any line);
+other common ALB lines are redacted in the parser's own split (``LinePrivacy.alb_parts``); any
+other line is read field by field (``LinePrivacy.apply``). Each gives the same text.
+
 Where the values live in a line, by format (shared/reference/elb-log-formats.md):
 
 ===========  ==========  ==========================================  ======  ==========
@@ -359,6 +364,7 @@ class LinePrivacy:
             found = _COMMON_CLIENT.match(text)
             return None if found is None else f"{found[1]}0{found[2]}"
         if "#" in text or "\\" in text:
+            # A fragment or an escape: `_request` reads them on its longer branch.
             return None
         found = _COMMON_QUERY.match(text)
         if found is None:
