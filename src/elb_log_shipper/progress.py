@@ -38,6 +38,8 @@ class Snapshot:
     bytes_total: int
     seconds: float
     verb: str = "shipped"
+    note: str | None = None
+    """What the command is waiting for, when it waits (``Progress.set_note``)."""
 
 
 def format_duration(seconds: float) -> str:
@@ -59,6 +61,8 @@ def render(snap: Snapshot) -> str:
 
     >>> render(Snapshot(10, 40, 2000, 1024**2, 4 * 1024**2, 5.0))
     '10/40 objects shipped, 2,000 lines, 1.00 MiB of 4.00 MiB, 205 KiB/s, about 15 s left'
+    >>> render(Snapshot(0, 1, 64, 0, 1024, 9.0, note="waiting for Logstash"))
+    '0/1 objects shipped, 64 lines, 0 B of 1.00 KiB, 0 KiB/s; waiting for Logstash'
     """
     rate = snap.bytes_done / snap.seconds if snap.seconds > 0 else 0.0
     text = (
@@ -68,6 +72,8 @@ def render(snap: Snapshot) -> str:
     )
     if rate > 0 and snap.bytes_done < snap.bytes_total:
         text += f", about {format_duration((snap.bytes_total - snap.bytes_done) / rate)} left"
+    if snap.note:
+        text += f"; {snap.note}"
     return text
 
 
@@ -109,6 +115,7 @@ class Progress:
         self._lines = 0
         self._objects_done = 0
         self._bytes_done = 0
+        self._note: str | None = None
         self._drawn = False
 
     def add_lines(self, count: int) -> None:
@@ -118,6 +125,10 @@ class Progress:
     def object_done(self, size: int) -> None:
         self._objects_done += 1
         self._bytes_done += size
+
+    def set_note(self, note: str | None) -> None:
+        """Say what the command waits for (shown after the counters), or nothing (None)."""
+        self._note = note
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -130,6 +141,7 @@ class Progress:
             self._bytes_total,
             self._clock() - self._started,
             self._verb,
+            self._note,
         )
 
     def tick(self) -> None:

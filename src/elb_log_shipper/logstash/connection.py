@@ -287,6 +287,9 @@ class Connection:
         self.times_lent = 0
         self.closed = False
         self.interrupted = False
+        # When it began waiting for the peer to confirm what it carries (beats: an ACK), while
+        # it waits; read by other threads for progress displays.
+        self.waiting_since: float | None = None
 
     @classmethod
     def open(
