@@ -66,7 +66,7 @@ from elb_log_shipper.pipeline import (
     stop_worker,
 )
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
-from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress, format_duration
+from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress, ack_wait_note
 from elb_log_shipper.report import (
     ObjectResult,
     Outcome,
@@ -104,21 +104,6 @@ WORKER_PRELOAD = ("elb_log_shipper.pipeline", "boto3")
 # Options of `ship` that a resume command never repeats: the sources and the resume point are
 # what it changes.
 _NOT_REPEATED = frozenset({"help", "sources", "start_after", "start_offset"})
-# A wait for Logstash's acknowledgement shorter than this is a round trip, not news for the
-# progress line; a longer one is a busy or blocked pipeline (beats keep-alives: it may take hours).
-ACK_WAIT_NOTE_SECONDS = 1.0
-
-
-def ack_wait_note(waiting_for_ack: float | None) -> str | None:
-    """The progress line's note for a wait of ``waiting_for_ack`` seconds for Logstash's
-    acknowledgement (``LogstashSender.waiting_for_ack``), or None when there is nothing to say.
-
-    >>> ack_wait_note(0.2) is None, ack_wait_note(75.0)
-    (True, 'waiting for Logstash to acknowledge (1:15)')
-    """
-    if waiting_for_ack is None or waiting_for_ack < ACK_WAIT_NOTE_SECONDS:
-        return None
-    return f"waiting for Logstash to acknowledge ({format_duration(waiting_for_ack)})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -500,6 +485,7 @@ class _Run:
                         initargs=(setup,),
                         finalizer=stop_worker,
                         on_progress=self.progress.add_lines,
+                        on_note=self.progress.set_note,
                         on_tick=self._tick,
                         is_fatal=is_fatal,
                         preload=WORKER_PRELOAD,
@@ -523,7 +509,6 @@ class _Run:
 
         def on_events(count: int) -> None:
             self.progress.add_lines(count)
-            self.progress.set_note(None)
             self._tick()
 
         def on_wait(waiting_for_ack: float | None) -> None:
@@ -534,18 +519,15 @@ class _Run:
             sender: ObjectSender = (
                 LogstashSender(pool, on_wait=on_wait) if pool else StdoutSender(stdout)
             )
-            try:
-                result = deliver_object(
-                    obj.ref,
-                    sender,
-                    settings,
-                    s3_client=None if obj.ref.is_local else s3_client(),
-                    should_stop=self.stop.is_set,
-                    on_events=on_events,
-                    privacy=privacy,
-                )
-            finally:
-                self.progress.set_note(None)
+            result = deliver_object(
+                obj.ref,
+                sender,
+                settings,
+                s3_client=None if obj.ref.is_local else s3_client(),
+                should_stop=self.stop.is_set,
+                on_events=on_events,
+                privacy=privacy,
+            )
             return result, None
 
         try:

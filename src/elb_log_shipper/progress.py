@@ -17,7 +17,14 @@ from typing import TextIO
 
 from elb_log_shipper.report import format_bytes
 
-__all__ = ["DEFAULT_INTERVAL_SECONDS", "Progress", "Snapshot", "format_duration", "render"]
+__all__ = [
+    "DEFAULT_INTERVAL_SECONDS",
+    "Progress",
+    "Snapshot",
+    "ack_wait_note",
+    "format_duration",
+    "render",
+]
 
 # A plain progress line this often when stderr is not a terminal: often enough to show a backfill
 # is alive, rarely enough that an hour-long run writes a few hundred lines.
@@ -25,6 +32,9 @@ DEFAULT_INTERVAL_SECONDS = 10.0
 # Redraws per second on a terminal: smooth enough to read, cheap enough not to matter.
 _REDRAW_SECONDS = 0.2
 _ERASE_LINE = "\r\x1b[K"
+# A wait for Logstash's acknowledgement shorter than this is a round trip, not news for the
+# progress line; a longer one is a busy or blocked pipeline (beats keep-alives: it may last hours).
+ACK_WAIT_NOTE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,18 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def ack_wait_note(waiting_for_ack: float | None) -> str | None:
+    """The progress line's note for a wait of ``waiting_for_ack`` seconds for Logstash's
+    acknowledgement (``LogstashSender.waiting_for_ack``), or None when there is nothing to say.
+
+    >>> ack_wait_note(0.2) is None, ack_wait_note(75.0)
+    (True, 'waiting for Logstash to acknowledge (1:15)')
+    """
+    if waiting_for_ack is None or waiting_for_ack < ACK_WAIT_NOTE_SECONDS:
+        return None
+    return f"waiting for Logstash to acknowledge ({format_duration(waiting_for_ack)})"
 
 
 def render(snap: Snapshot) -> str:

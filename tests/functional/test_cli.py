@@ -213,19 +213,22 @@ def test_start_offset_ships_the_rest_of_one_object(
     assert "--start-offset needs one SOURCE naming one object" in run.err
 
 
+@pytest.mark.parametrize("jobs", [1, 2], ids=["in-process", "worker-processes"])
 def test_keepalives_only_beats_input_keeps_the_command_waiting_and_the_progress_line_says_so(
-    tmp_path: Path,
+    tmp_path: Path, jobs: int
 ) -> None:
     """A beats input whose pipeline is blocked sends only keep-alives: the command has no deadline,
-    so it keeps waiting (keep-alives are no stall), and its progress line says what for. Two
-    Ctrl-Cs end it (the first stops at the next batch, which never comes)."""
-    path = tmp_path / "alb.log"
-    path.write_text("".join(line + "\n" for line in alb_lines(2_000)))
+    so it keeps waiting (keep-alives are no stall), and its progress line says what for, whether
+    the objects ship in the command's process or in worker processes. Two Ctrl-Cs end it (the
+    first stops at the next batch, which never comes)."""
+    for name in ("a.log", "b.log"):
+        (tmp_path / name).write_text("".join(line + "\n" for line in alb_lines(2_000)))
     env = {name: value for name, value in os.environ.items() if not name.startswith("LOGSTASH_")}
     with BeatsServer(faults=Faults(never_ack=True, keepalive_interval=0.2)) as server:
-        argv = ["ship", str(path), "--to", f"beats://127.0.0.1:{server.port}"]
+        argv = ["ship", str(tmp_path), "--to", f"beats://127.0.0.1:{server.port}"]
+        argv += ["--jobs", str(jobs), "--progress-every", "0.2"]
         process = subprocess.Popen(
-            [sys.executable, "-m", "elb_log_shipper.cli", *argv, "--progress-every", "0.2"],
+            [sys.executable, "-m", "elb_log_shipper.cli", *argv],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -67,7 +67,8 @@ class LogstashSender:
     as the queue fills) and blocks while the queue is full. ``finish()`` waits for the queue to
     drain and confirms every connection used; ``abort()`` stops without confirming. While either
     blocks, ``on_wait`` (if given) is called on the caller's thread about every
-    ``WAIT_SLICE_SECONDS`` with ``waiting_for_ack``, so that a display can say what it waits for.
+    ``WAIT_SLICE_SECONDS`` with ``waiting_for_ack``, and with None once the wait is over, so that
+    a display can say what it waits for.
 
     >>> sender = LogstashSender(pool, deadline=time.monotonic() + 60)  # doctest: +SKIP
     >>> sender.send(b'{"a":1}\\n{"a":2}\\n', events=2)  # doctest: +SKIP
@@ -85,6 +86,7 @@ class LogstashSender:
         self._pool = pool
         self.deadline = deadline
         self._on_wait = on_wait
+        self._told_wait = False
         size = pool.settings.pool_size
         self._queue: queue.Queue[Batch | None] = queue.Queue(
             maxsize=QUEUE_BATCHES_PER_CONNECTION * size
@@ -231,37 +233,50 @@ class LogstashSender:
         worker.start()
 
     def _put(self, item: Batch | None) -> None:
-        while True:
-            self._raise_failure()
-            if self._stop.is_set():
-                raise DeliveryError("delivery was aborted")
-            try:
-                self._queue.put(item, timeout=WAIT_SLICE_SECONDS)
-                return
-            except queue.Full:
-                if self.deadline is not None and time.monotonic() >= self.deadline:
-                    raise DeliveryError(
-                        "Logstash did not take the batches before the deadline"
-                    ) from None
-                self._waited()
+        try:
+            while True:
+                self._raise_failure()
+                if self._stop.is_set():
+                    raise DeliveryError("delivery was aborted")
+                try:
+                    self._queue.put(item, timeout=WAIT_SLICE_SECONDS)
+                    return
+                except queue.Full:
+                    if self.deadline is not None and time.monotonic() >= self.deadline:
+                        raise DeliveryError(
+                            "Logstash did not take the batches before the deadline"
+                        ) from None
+                    self._waited()
+        finally:
+            self._wait_over()
 
     def _join(self, worker: _Worker, deadline: float | None) -> None:
         """Wait for ``worker`` to end, at most until a little past ``deadline``."""
         timeout = _join_timeout(deadline)
         end = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if end is None else end - time.monotonic()
-            if left is not None and left <= 0:
-                return
-            worker.join(WAIT_SLICE_SECONDS if left is None else min(WAIT_SLICE_SECONDS, left))
-            if not worker.is_alive():
-                return
-            self._waited()
+        try:
+            while True:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                worker.join(WAIT_SLICE_SECONDS if left is None else min(WAIT_SLICE_SECONDS, left))
+                if not worker.is_alive():
+                    return
+                self._waited()
+        finally:
+            self._wait_over()
 
     def _waited(self) -> None:
         """The caller's thread waited a slice for the workers: tell ``on_wait``."""
         if self._on_wait is not None:
+            self._told_wait = True
             self._on_wait(self.waiting_for_ack)
+
+    def _wait_over(self) -> None:
+        """The caller's thread stopped waiting: tell ``on_wait`` (None) if it was told."""
+        if self._told_wait and self._on_wait is not None:
+            self._told_wait = False
+            self._on_wait(None)
 
     def _raise_failure(self) -> None:
         with self._lock:
