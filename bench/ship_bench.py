@@ -35,7 +35,7 @@ disturbs least; "wire bytes/event" is what the receiver read (application bytes:
 overhead, about 0.2 %, not included) per line. Each configuration runs ``--runs`` times:
 throughput is the best run, RSS the highest.
 
-``--baseline DIR`` adds the beats transports run with the shipper of another source tree
+``--baseline DIR`` adds every transport run with the shipper of another source tree
 (``git worktree add DIR main``), interleaved with the others: before and after in one run.
 
 ``--profile`` adds an in-process breakdown of the time per line by stage (S3 read, gunzip and
@@ -713,7 +713,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--baseline",
         type=Path,
-        help="also run the beats transports with the shipper of this source tree (its src/; "
+        help="also run every transport with the shipper of this source tree (its src/; "
         "e.g. `git worktree add DIR main`), interleaved: before and after in the same run",
     )
     parser.add_argument(
@@ -780,9 +780,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     configs = [Config(lines, n_cores, pool, t) for t in transports]
                     if args.baseline is not None:
                         configs += [
-                            Config(lines, n_cores, pool, t, baseline=True)
-                            for t in transports
-                            if t.startswith("beats")
+                            Config(lines, n_cores, pool, t, baseline=True) for t in transports
                         ]
                     group = {config: Summary(config) for config in configs}
                     # Interleaved, so that other load on the machine hits every transport alike.

@@ -66,7 +66,7 @@ from elb_log_shipper.pipeline import (
     stop_worker,
 )
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
-from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress
+from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress, ack_wait_note
 from elb_log_shipper.report import (
     ObjectResult,
     Outcome,
@@ -485,6 +485,7 @@ class _Run:
                         initargs=(setup,),
                         finalizer=stop_worker,
                         on_progress=self.progress.add_lines,
+                        on_note=self.progress.set_note,
                         on_tick=self._tick,
                         is_fatal=is_fatal,
                         preload=WORKER_PRELOAD,
@@ -510,8 +511,14 @@ class _Run:
             self.progress.add_lines(count)
             self._tick()
 
+        def on_wait(waiting_for_ack: float | None) -> None:
+            self.progress.set_note(ack_wait_note(waiting_for_ack))
+            self._tick()
+
         def task(obj: PlannedObject) -> tuple[ObjectResult, None]:
-            sender: ObjectSender = LogstashSender(pool) if pool else StdoutSender(stdout)
+            sender: ObjectSender = (
+                LogstashSender(pool, on_wait=on_wait) if pool else StdoutSender(stdout)
+            )
             result = deliver_object(
                 obj.ref,
                 sender,

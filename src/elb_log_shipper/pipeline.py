@@ -40,6 +40,7 @@ from elb_log_shipper.formats import EventBuilder
 from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
 from elb_log_shipper.objectkey import parse_key
 from elb_log_shipper.privacy import PrivacyRules
+from elb_log_shipper.progress import ack_wait_note
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.report import ObjectResult, Outcome
 from elb_log_shipper.source import LineReader
@@ -590,7 +591,11 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
         raise RuntimeError("ship_in_worker runs in a worker process started by start_worker")
     s3_client = None if ref.is_local else state.clients.s3()
     if state.pool is not None:
-        sender: ObjectSender = LogstashSender(state.pool)
+
+        def on_wait(waiting_for_ack: float | None) -> None:
+            context.set_note(ack_wait_note(waiting_for_ack))
+
+        sender: ObjectSender = LogstashSender(state.pool, on_wait=on_wait)
         return _deliver_in_worker(ref, sender, state, s3_client, context), None
     with tempfile.NamedTemporaryFile(dir=state.setup.spool_dir, delete=False) as spool:
         result = _deliver_in_worker(ref, StdoutSender(spool), state, s3_client, context)

@@ -17,7 +17,14 @@ from typing import TextIO
 
 from elb_log_shipper.report import format_bytes
 
-__all__ = ["DEFAULT_INTERVAL_SECONDS", "Progress", "Snapshot", "format_duration", "render"]
+__all__ = [
+    "DEFAULT_INTERVAL_SECONDS",
+    "Progress",
+    "Snapshot",
+    "ack_wait_note",
+    "format_duration",
+    "render",
+]
 
 # A plain progress line this often when stderr is not a terminal: often enough to show a backfill
 # is alive, rarely enough that an hour-long run writes a few hundred lines.
@@ -25,6 +32,9 @@ DEFAULT_INTERVAL_SECONDS = 10.0
 # Redraws per second on a terminal: smooth enough to read, cheap enough not to matter.
 _REDRAW_SECONDS = 0.2
 _ERASE_LINE = "\r\x1b[K"
+# A wait for Logstash's acknowledgement shorter than this is a round trip, not news for the
+# progress line; a longer one is a busy or blocked pipeline (beats keep-alives: it may last hours).
+ACK_WAIT_NOTE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,8 @@ class Snapshot:
     bytes_total: int
     seconds: float
     verb: str = "shipped"
+    note: str | None = None
+    """What the command is waiting for, when it waits (``Progress.set_note``)."""
 
 
 def format_duration(seconds: float) -> str:
@@ -54,11 +66,25 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def ack_wait_note(waiting_for_ack: float | None) -> str | None:
+    """The progress line's note for a wait of ``waiting_for_ack`` seconds for Logstash's
+    acknowledgement (``LogstashSender.waiting_for_ack``), or None when there is nothing to say.
+
+    >>> ack_wait_note(0.2) is None, ack_wait_note(75.0)
+    (True, 'waiting for Logstash to acknowledge (1:15)')
+    """
+    if waiting_for_ack is None or waiting_for_ack < ACK_WAIT_NOTE_SECONDS:
+        return None
+    return f"waiting for Logstash to acknowledge ({format_duration(waiting_for_ack)})"
+
+
 def render(snap: Snapshot) -> str:
     """One line of progress; time left is estimated from the stored bytes done so far.
 
     >>> render(Snapshot(10, 40, 2000, 1024**2, 4 * 1024**2, 5.0))
     '10/40 objects shipped, 2,000 lines, 1.00 MiB of 4.00 MiB, 205 KiB/s, about 15 s left'
+    >>> render(Snapshot(0, 1, 64, 0, 1024, 9.0, note="waiting for Logstash"))
+    '0/1 objects shipped, 64 lines, 0 B of 1.00 KiB, 0 KiB/s; waiting for Logstash'
     """
     rate = snap.bytes_done / snap.seconds if snap.seconds > 0 else 0.0
     text = (
@@ -68,6 +94,8 @@ def render(snap: Snapshot) -> str:
     )
     if rate > 0 and snap.bytes_done < snap.bytes_total:
         text += f", about {format_duration((snap.bytes_total - snap.bytes_done) / rate)} left"
+    if snap.note:
+        text += f"; {snap.note}"
     return text
 
 
@@ -109,6 +137,7 @@ class Progress:
         self._lines = 0
         self._objects_done = 0
         self._bytes_done = 0
+        self._note: str | None = None
         self._drawn = False
 
     def add_lines(self, count: int) -> None:
@@ -118,6 +147,10 @@ class Progress:
     def object_done(self, size: int) -> None:
         self._objects_done += 1
         self._bytes_done += size
+
+    def set_note(self, note: str | None) -> None:
+        """Say what the command waits for (shown after the counters), or nothing (None)."""
+        self._note = note
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -130,6 +163,7 @@ class Progress:
             self._bytes_total,
             self._clock() - self._started,
             self._verb,
+            self._note,
         )
 
     def tick(self) -> None:

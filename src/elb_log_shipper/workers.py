@@ -117,6 +117,9 @@ class ItemContext(Protocol):
     def add_progress(self, count: int) -> None:
         """Add ``count`` to the run's progress (summed over all workers in the parent)."""
 
+    def set_note(self, note: str | None) -> None:
+        """Say what this item waits for (the parent's ``on_note``), or that it no longer waits."""
+
 
 class WorkerContext:
     """The child side of ``ItemContext``: the shared stop flag and the pipe to the parent."""
@@ -126,6 +129,7 @@ class WorkerContext:
         self._stop_flag = stop_flag
         self._unposted = 0
         self._posted_at = time.monotonic()
+        self._note: str | None = None
 
     def should_stop(self) -> bool:
         return bool(self._stop_flag.value)
@@ -136,6 +140,11 @@ class WorkerContext:
         if now - self._posted_at >= PROGRESS_POST_SECONDS:
             self.flush()
             self._posted_at = now
+
+    def set_note(self, note: str | None) -> None:
+        if note != self._note:  # posted only when it changes: a few a second at most
+            self._note = note
+            self._conn.send(("note", note))
 
     def flush(self) -> None:
         """Post the progress not posted yet (before a result, so the sums are complete)."""
@@ -194,6 +203,7 @@ def run_in_processes(
     initargs: tuple[Any, ...] = (),
     finalizer: Callable[[], None] | None = None,
     on_progress: Callable[[int], None] = lambda count: None,
+    on_note: Callable[[str | None], None] = lambda note: None,
     on_tick: Callable[[], None] = lambda: None,
     is_fatal: Callable[[R | ItemFailed], bool] = lambda result: False,
     preload: Sequence[str] = (),
@@ -208,8 +218,9 @@ def run_in_processes(
     environment as it is now (``os.environ``), not as it was when the fork server started.
     ``preload`` names modules the fork server imports once, so that workers start warm.
 
-    ``on_result``, ``on_progress`` and ``on_tick`` (about every ``tick_seconds``) run in the
-    calling thread. No item starts once ``stop`` is set or once a result ``is_fatal`` (judged
+    ``on_result``, ``on_progress``, ``on_note`` (a worker's ``context.set_note``: the last one
+    posted by any worker) and ``on_tick`` (about every ``tick_seconds``) run in the calling
+    thread. No item starts once ``stop`` is set or once a result ``is_fatal`` (judged
     as it arrives, even before the results ahead of it are handed back); the
     items in flight are told to stop (``context.should_stop()``) only when ``stop`` is set.
     A worker that dies is replaced while items remain. Raises WorkerStartError when a worker
@@ -222,6 +233,7 @@ def run_in_processes(
         items=items,
         on_result=on_result,
         on_progress=on_progress,
+        on_note=on_note,
         is_fatal=is_fatal,
         spec=_WorkerSpec(initializer, initargs, finalizer, dict(os.environ)),
         preload=preload,
@@ -261,6 +273,7 @@ class _Run(Generic[T, R]):
         items: Sequence[T],
         on_result: Callable[[int, R | ItemFailed], None],
         on_progress: Callable[[int], None],
+        on_note: Callable[[str | None], None],
         is_fatal: Callable[[R | ItemFailed], bool],
         spec: _WorkerSpec,
         preload: Sequence[str],
@@ -269,6 +282,7 @@ class _Run(Generic[T, R]):
         self.items = items
         self.on_result = on_result
         self.on_progress = on_progress
+        self.on_note = on_note
         self.is_fatal = is_fatal
         self.spec = spec
         self.context = multiprocessing.get_context(START_METHOD)
@@ -347,6 +361,8 @@ class _Run(Generic[T, R]):
                 kind = message[0]
                 if kind == "progress":
                     self.on_progress(message[1])
+                elif kind == "note":
+                    self.on_note(message[1])
                 elif kind == "result":
                     _, index, result = message
                     self.arrived(index, result)

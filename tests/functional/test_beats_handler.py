@@ -4,6 +4,8 @@ warm containers keeping their connections, against the project's beats server on
 from __future__ import annotations
 
 import functools
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,8 +18,15 @@ from tests.functional.test_reliability import (
     put_lines,
     s3_event,
 )
-from tests.support.beats_server import BeatsServer, Faults
-from tests.support.lambda_harness import STALL_TIMEOUT, Container, expected, received
+from tests.support.beats_server import BeatsServer, Faults, WindowRecord
+from tests.support.lambda_harness import (
+    STALL_TIMEOUT,
+    Container,
+    arrivals,
+    expected,
+    joined,
+    received,
+)
 from tests.support.s3server import MotoServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -46,6 +55,13 @@ def continue_until_shipped(container: Container, result: dict[str, Any], budget:
     return hops
 
 
+def events_of(
+    windows: list[WindowRecord], which: Callable[[WindowRecord], bool]
+) -> list[dict[str, Any]]:
+    """The events of the windows ``which`` selects."""
+    return [event for window in windows if which(window) for event in window.events]
+
+
 def test_hand_offs_resume_after_the_last_acknowledged_line(
     moto: MotoServer, beats_container: Any
 ) -> None:
@@ -65,6 +81,48 @@ def test_hand_offs_resume_after_the_last_acknowledged_line(
     assert set(counts) == expected(key, lines)
     assert sum(counts.values()) == len(lines), "a line arrived twice"
     assert connections <= 2, "the warm container did not keep its connections"
+
+
+def test_keepalives_only_hand_off_at_the_deadline_from_the_last_acknowledged_line(
+    moto: MotoServer, beats_container: Any
+) -> None:
+    """Logstash acknowledges four windows, then its pipeline blocks: only keep-alives come. The
+    function keeps waiting (keep-alives are no stall), hands off at its deadline from the line
+    after the last acknowledged one, and the continuation (on a healthy connection) ships every
+    other line exactly once."""
+    bucket, key, lines = put_lines(moto, 2_000, "beatskeepalives")
+    windows, window_lines = 4, 16
+    faults = Faults(
+        keepalives_only_connections=1,
+        acks_before_keepalives_only=windows,
+        keepalive_interval=STALL_TIMEOUT / 5,
+    )
+    with BeatsServer(faults=faults) as server:
+        container = beats_container(
+            server,
+            **{
+                ENV.DEADLINE_MARGIN_SECONDS: str(HOP_MARGIN_SECONDS),
+                # One connection: its windows are acknowledged in order, a prefix of the lines.
+                ENV.LOGSTASH_POOL_SIZE: "1",
+                # A batch counts once all its windows are acknowledged; windows of 16 lines make
+                # the four acknowledged ones exactly the first batch (64 lines).
+                ENV.LOGSTASH_BEATS_WINDOW_MAX: str(window_lines),
+            },
+        )
+        result = container.invoke(s3_event(bucket, key), budget=HOP_MARGIN_SECONDS + 1.0)
+        first = result["objects"][0]
+        connections = server.connection_count
+        acknowledged = events_of(server.windows, lambda window: window.acked)
+        hops = continue_until_shipped(container, result, budget=60.0)
+        continuation = events_of(server.windows, lambda window: window.connection > 0)
+    assert first["outcome"] == "handed_off", first
+    assert first["reconnects"] == 0, "keep-alives were taken for a stall"
+    assert connections == 1
+    resume = len(joined(lines[: windows * window_lines]))
+    assert first["next_offset"] == resume
+    assert hops == 1
+    assert arrivals(acknowledged) == Counter(expected(key, lines[: windows * window_lines]))
+    assert arrivals(continuation) == Counter(expected(key, lines, start=resume))
 
 
 def test_acks_later_than_the_stall_timeout_with_keepalives_are_no_failure(

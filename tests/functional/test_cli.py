@@ -1,12 +1,17 @@
 """``elb-log-shipper ship`` on local files, one S3 object, TCP and TLS; usage errors.
 
-Run in-process through ``cli.main``; S3 is moto over HTTP, Logstash the json_lines receiver.
+Run in-process through ``cli.main`` (a command that must be interrupted runs as a process); S3 is
+moto over HTTP, Logstash the json_lines receiver or the beats server.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ from bench.corpus import alb_lines
 from elb_log_shipper import cli
 from elb_log_shipper.config import ENV
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
+from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
 from tests.support.cli_runner import Run, run_command
 from tests.support.receiver import JsonLinesReceiver
@@ -205,3 +211,51 @@ def test_start_offset_ships_the_rest_of_one_object(
     run = run_cli(capsys, "ship", str(tmp_path), "--to", "-", "--start-offset", str(offset))
     assert run.status == cli.EXIT_USAGE
     assert "--start-offset needs one SOURCE naming one object" in run.err
+
+
+@pytest.mark.parametrize("jobs", [1, 2], ids=["in-process", "worker-processes"])
+def test_keepalives_only_beats_input_keeps_the_command_waiting_and_the_progress_line_says_so(
+    tmp_path: Path, jobs: int
+) -> None:
+    """A beats input whose pipeline is blocked sends only keep-alives: the command has no deadline,
+    so it keeps waiting (keep-alives are no stall), and its progress line says what for, whether
+    the objects ship in the command's process or in worker processes. Two Ctrl-Cs end it (the
+    first stops at the next batch, which never comes)."""
+    for name in ("a.log", "b.log"):
+        (tmp_path / name).write_text("".join(line + "\n" for line in alb_lines(2_000)))
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LOGSTASH_")}
+    with BeatsServer(faults=Faults(never_ack=True, keepalive_interval=0.2)) as server:
+        argv = ["ship", str(tmp_path), "--to", f"beats://127.0.0.1:{server.port}"]
+        argv += ["--jobs", str(jobs), "--progress-every", "0.2"]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "elb_log_shipper.cli", *argv],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        try:
+            shown: list[str] = []
+            for line in process.stderr:  # the test's timeout bounds the wait
+                shown.append(line)
+                if "waiting for Logstash to acknowledge" in line:
+                    break
+            assert process.poll() is None, "".join(shown)
+            process.send_signal(signal.SIGINT)
+            for line in process.stderr:
+                shown.append(line)
+                if "SIGINT: stopping" in line:
+                    break
+            process.send_signal(signal.SIGINT)
+            rest = process.communicate(timeout=30)[1]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        acknowledged = [window for window in server.windows if window.acked]
+    waiting = [line for line in shown if "waiting for Logstash to acknowledge" in line]
+    assert waiting[0].startswith("progress: "), waiting
+    assert process.returncode == cli.EXIT_INTERRUPTED, "".join(shown) + rest
+    assert "Traceback" not in "".join(shown) + rest
+    assert acknowledged == []

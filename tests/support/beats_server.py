@@ -36,6 +36,10 @@ class Faults:
     keepalive_interval: float | None = None  # send 'A 0' this often while delaying or holding
     partial_ack_every: int = 0  # ACK every this many events before the final ACK
     never_ack: bool = False  # only keep-alives, never a final ACK (a blocked pipeline)
+    # The first n connections acknowledge ``acks_before_keepalives_only`` windows each, then only
+    # send keep-alives (a pipeline that blocks part-way); later connections are healthy.
+    keepalives_only_connections: int = 0
+    acks_before_keepalives_only: int = 0
     drop_every_nth_window: int = 0  # close instead of acknowledging every nth window (global)
     close_without_ack_connections: int = 0  # the first n connections close after one window
     close_mid_window_connections: int = 0  # the first n connections close halfway into one
@@ -176,7 +180,10 @@ class BeatsServer(JsonLinesReceiver):
         if faults.partial_ack_every:
             for seq in range(faults.partial_ack_every, count, faults.partial_ack_every):
                 sock.sendall(_ACK.pack(b"2A", seq))
-        if faults.never_ack:
+        if faults.never_ack or (
+            record.index < faults.keepalives_only_connections
+            and self._acked_on(record.index) >= faults.acks_before_keepalives_only
+        ):
             self._hold(sock, None)
             return False
         if faults.ack_delay:
@@ -185,6 +192,11 @@ class BeatsServer(JsonLinesReceiver):
         with self._lock:
             window.acked = True
         return True
+
+    def _acked_on(self, connection: int) -> int:
+        """How many windows this server acknowledged on connection number ``connection``."""
+        with self._lock:
+            return sum(1 for w in self.windows if w.connection == connection and w.acked)
 
     def _hold(self, sock: socket.socket, until: float | None) -> None:
         """Wait (until ``until``, or until stopped), sending keep-alives if configured."""

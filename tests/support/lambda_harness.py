@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,8 +153,13 @@ def stop_container() -> None:
 
 def received(server: JsonLinesReceiver) -> Counter[tuple[str, int]]:
     """How many times each (key, line offset) arrived."""
+    return arrivals(server.events)
+
+
+def arrivals(events: Iterable[Mapping[str, Any]]) -> Counter[tuple[str, int]]:
+    """How many times each (key, line offset) is among ``events``."""
     return Counter(
-        (event["aws"]["s3"]["object"]["key"], event["log"]["offset"]) for event in server.events
+        (event["aws"]["s3"]["object"]["key"], event["log"]["offset"]) for event in events
     )
 
 

@@ -27,6 +27,7 @@ import collections
 import socket
 import ssl
 import struct
+import time
 from typing import NoReturn
 
 from isal import isal_zlib
@@ -237,10 +238,18 @@ class BeatsConnection(Connection):
         keep-alive, resets the stall timer."""
         self._take_acks()
         if len(self._in_flight) <= until:
-            return  # the common case while pipelining: no wait, no watchdog (an ioctl)
+            return  # the common case while pipelining: no wait
         watchdog = Watchdog(self._sock, self._settings.stall_timeout)
+        self.waiting_since = time.monotonic()
+        try:
+            self._read_acks(deadline, until, watchdog)
+        finally:
+            self.waiting_since = None
+
+    def _read_acks(self, deadline: float | None, until: int, watchdog: Watchdog) -> None:
+        """The blocking part of ``_await_acks``."""
         while len(self._in_flight) > until:
-            self._sock.settimeout(wait_slice(deadline, f"waiting for {self.peer} to acknowledge"))
+            self.set_timeout(wait_slice(deadline, f"waiting for {self.peer} to acknowledge"))
             try:
                 data = self._sock.recv(RECV_BYTES)
             except TimeoutError:

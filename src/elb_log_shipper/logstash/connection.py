@@ -200,17 +200,22 @@ class Watchdog:
 
     Progress is any byte the kernel accepted from us, or our send queue shrinking (the peer
     acknowledged bytes, so it read some): never the total time a large write takes.
+
+    The send queue is read (an ``ioctl``) only by ``check``, after a blocking call timed out: a
+    write or read that completes at once, the common case, costs no system call here (each one
+    hands the GIL to the parsing thread and waits to get it back). So shrinking is seen between
+    two checks, a wait slice apart.
     """
 
     def __init__(self, sock: socket.socket, stall_timeout: float) -> None:
         self._sock = sock
         self._stall_timeout = stall_timeout
         self._last_progress = time.monotonic()
-        self._last_queued = _send_queue_bytes(sock)
+        self._last_queued: int | None = None
 
     def progressed(self) -> None:
         self._last_progress = time.monotonic()
-        self._last_queued = _send_queue_bytes(self._sock)
+        self._last_queued = None
 
     def check(self, allowance: float = 0.0) -> None:
         """Raise ConnectionLostError when stalled for longer than the timeout plus ``allowance``."""
@@ -287,6 +292,9 @@ class Connection:
         self.times_lent = 0
         self.closed = False
         self.interrupted = False
+        # When it began waiting for the peer to confirm what it carries (beats: an ACK), while
+        # it waits; read by other threads for progress displays.
+        self.waiting_since: float | None = None
 
     @classmethod
     def open(
@@ -405,7 +413,7 @@ class Connection:
         sent = 0
         try:
             while sent < len(view):
-                self._sock.settimeout(wait_slice(deadline, f"writing to {self.peer}"))
+                self.set_timeout(wait_slice(deadline, f"writing to {self.peer}"))
                 try:
                     sent += self._sock.send(view[sent : sent + chunk])
                 except TimeoutError:
@@ -421,6 +429,12 @@ class Connection:
         except (ConnectionLostError, DeliveryError):
             self.close()
             raise
+
+    def set_timeout(self, seconds: float) -> None:
+        """Let the next blocking call wait ``seconds``. Only a change reaches the socket:
+        ``settimeout`` is a system call or two that hand the GIL over, once per write or read."""
+        if self._sock.gettimeout() != seconds:
+            self._sock.settimeout(seconds)
 
     def interrupt(self) -> None:
         """Wake a blocked write or read from another thread; the connection is then dead.
@@ -600,7 +614,7 @@ class JsonLinesConnection(Connection):
             min(self.carried_bytes, PEER_BUFFER_BYTES_CAP) / SLOWEST_LIVE_READER_BYTES_PER_SECOND
         )
         while True:
-            self._sock.settimeout(wait_slice(deadline, f"waiting for {self.peer} to read"))
+            self.set_timeout(wait_slice(deadline, f"waiting for {self.peer} to read"))
             try:
                 data = self._sock.recv(RECV_BYTES)
             except TimeoutError:

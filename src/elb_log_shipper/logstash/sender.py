@@ -6,6 +6,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from elb_log_shipper.errors import DeliveryError
@@ -64,7 +65,10 @@ class LogstashSender:
 
     ``send()`` queues a batch for the worker threads (one per pooled connection in use, started
     as the queue fills) and blocks while the queue is full. ``finish()`` waits for the queue to
-    drain and confirms every connection used; ``abort()`` stops without confirming.
+    drain and confirms every connection used; ``abort()`` stops without confirming. While either
+    blocks, ``on_wait`` (if given) is called on the caller's thread about every
+    ``WAIT_SLICE_SECONDS`` with ``waiting_for_ack``, and with None once the wait is over, so that
+    a display can say what it waits for.
 
     >>> sender = LogstashSender(pool, deadline=time.monotonic() + 60)  # doctest: +SKIP
     >>> sender.send(b'{"a":1}\\n{"a":2}\\n', events=2)  # doctest: +SKIP
@@ -72,9 +76,17 @@ class LogstashSender:
     2
     """
 
-    def __init__(self, pool: SocketPool, deadline: float | None = None) -> None:
+    def __init__(
+        self,
+        pool: SocketPool,
+        deadline: float | None = None,
+        *,
+        on_wait: Callable[[float | None], None] | None = None,
+    ) -> None:
         self._pool = pool
         self.deadline = deadline
+        self._on_wait = on_wait
+        self._told_wait = False
         size = pool.settings.pool_size
         self._queue: queue.Queue[Batch | None] = queue.Queue(
             maxsize=QUEUE_BATCHES_PER_CONNECTION * size
@@ -135,7 +147,7 @@ class LogstashSender:
             for _ in self._workers:
                 self._put(None)
             for worker in self._workers:
-                worker.join(_join_timeout(deadline))
+                self._join(worker, deadline)
                 if worker.is_alive():
                     raise DeliveryError("a Logstash writer did not finish by the deadline")
             self._raise_failure()
@@ -171,6 +183,16 @@ class LogstashSender:
         """A snapshot of the counters so far."""
         with self._lock:
             return replace(self._stats)
+
+    @property
+    def waiting_for_ack(self) -> float | None:
+        """Seconds the longest-waiting of this sender's connections has been waiting for Logstash
+        to acknowledge what it wrote (beats: keep-alives do not end the wait), or None when none
+        is waiting. Safe to read from any thread."""
+        since = [
+            waiting for worker in self._workers if (waiting := worker.waiting_since()) is not None
+        ]
+        return time.monotonic() - min(since) if since else None
 
     # Called by workers.
 
@@ -211,18 +233,50 @@ class LogstashSender:
         worker.start()
 
     def _put(self, item: Batch | None) -> None:
-        while True:
-            self._raise_failure()
-            if self._stop.is_set():
-                raise DeliveryError("delivery was aborted")
-            try:
-                self._queue.put(item, timeout=WAIT_SLICE_SECONDS)
-                return
-            except queue.Full:
-                if self.deadline is not None and time.monotonic() >= self.deadline:
-                    raise DeliveryError(
-                        "Logstash did not take the batches before the deadline"
-                    ) from None
+        try:
+            while True:
+                self._raise_failure()
+                if self._stop.is_set():
+                    raise DeliveryError("delivery was aborted")
+                try:
+                    self._queue.put(item, timeout=WAIT_SLICE_SECONDS)
+                    return
+                except queue.Full:
+                    if self.deadline is not None and time.monotonic() >= self.deadline:
+                        raise DeliveryError(
+                            "Logstash did not take the batches before the deadline"
+                        ) from None
+                    self._waited()
+        finally:
+            self._wait_over()
+
+    def _join(self, worker: _Worker, deadline: float | None) -> None:
+        """Wait for ``worker`` to end, at most until a little past ``deadline``."""
+        timeout = _join_timeout(deadline)
+        end = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                worker.join(WAIT_SLICE_SECONDS if left is None else min(WAIT_SLICE_SECONDS, left))
+                if not worker.is_alive():
+                    return
+                self._waited()
+        finally:
+            self._wait_over()
+
+    def _waited(self) -> None:
+        """The caller's thread waited a slice for the workers: tell ``on_wait``."""
+        if self._on_wait is not None:
+            self._told_wait = True
+            self._on_wait(self.waiting_for_ack)
+
+    def _wait_over(self) -> None:
+        """The caller's thread stopped waiting: tell ``on_wait`` (None) if it was told."""
+        if self._told_wait and self._on_wait is not None:
+            self._told_wait = False
+            self._on_wait(None)
 
     def _raise_failure(self) -> None:
         with self._lock:
@@ -279,6 +333,12 @@ class _Worker(threading.Thread):
             raise
         finally:
             self.drop_connection()
+
+    def waiting_since(self) -> float | None:
+        """When the current connection began waiting for an acknowledgement, or None (any
+        thread)."""
+        conn = self._conn
+        return None if conn is None else conn.waiting_since
 
     def interrupt(self) -> None:
         """Close the socket under a blocked write or read (from another thread) so it returns."""
