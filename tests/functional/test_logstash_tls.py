@@ -145,24 +145,34 @@ def test_a_pooled_sender_fails_once_for_all_its_connections(certs: CertBundle) -
     assert server.events == []
 
 
-def test_a_tls13_server_that_issues_no_tickets_still_gets_every_event(certs: CertBundle) -> None:
+@pytest.mark.parametrize("rotate_bytes", [None, 64 * 1024], ids=["one-connection", "reconnecting"])
+def test_a_tls13_server_that_issues_no_tickets_still_gets_every_event(
+    certs: CertBundle, rotate_bytes: int | None
+) -> None:
     """The wait for a TLS 1.3 verdict ends without one when the server sends no session ticket:
-    silence is an accepted certificate, not a failure."""
+    silence is an accepted certificate, not a failure; and connections opened after the first
+    (json_lines confirms by reconnecting) carry on."""
     context = certs.server_context(require_client_cert=True)
     context.num_tickets = 0
-    with JsonLinesReceiver(context) as server:
-        pool = SocketPool(
-            settings_for(
-                server,
-                tls=True,
-                pool_size=1,
-                ca_file=certs.ca_file,
-                client_cert_file=certs.client_cert_file,
-                client_key_file=certs.client_key_file,
-            )
+    settings = settings_for(
+        server := JsonLinesReceiver(context),
+        tls=True,
+        pool_size=1,
+        ca_file=certs.ca_file,
+        client_cert_file=certs.client_cert_file,
+        client_key_file=certs.client_key_file,
+    )
+    with server:
+        pool = (
+            SocketPool(settings)
+            if rotate_bytes is None
+            else SocketPool(settings, rotate_bytes=rotate_bytes)
         )
         ship(pool, batches(2_000, 200))
         pool.close()
         server.wait_idle()
-    assert server.connection_count == 1
     assert sorted(server.event_ids()) == sorted(all_ids(2_000))
+    if rotate_bytes is None:
+        assert server.connection_count == 1
+    else:
+        assert server.connection_count > 1

@@ -57,8 +57,8 @@ _TCP_INFO_BYTES = 256
 # slow acceptors. A peer that closes after reading more is limiting bytes, not connections.
 FIRST_FLIGHT_BYTES = 256 * 1024
 # TLS 1.3 servers judge our client certificate after the handshake, then send a session ticket
-# or an alert about one round trip later. The first connection waits this long for that verdict
-# before writing (a server that sends no tickets costs this once per pool).
+# or an alert about one round trip later. A pool's first connection waits this long for that
+# verdict before writing (a server that sends no tickets costs this once per pool).
 TLS13_VERDICT_SECONDS = 0.5
 # Linux's largest default receive buffer (tcp_rmem max) is 6 MiB: a peer cannot hold more unread.
 PEER_BUFFER_BYTES_CAP = 8 * 1024 * 1024
@@ -304,11 +304,15 @@ class Connection:
         context: ssl.SSLContext | None,
         *,
         alone: bool = True,
+        await_verdict: bool = True,
     ) -> Self:
         """Connect (and handshake) within ``connect_timeout``.
 
         ``alone``: no other connection of the pool is open, so a TLS handshake that the peer
         leaves unanswered or closes cannot be a connection cap: it is a plaintext port.
+        ``await_verdict``: after a TLS 1.3 handshake, wait for the server's verdict on our client
+        certificate before returning (``_await_tls13_verdict``); a pool asks for it until one
+        connection has opened, as the verdict is the same for all.
 
         Raises ConnectionLostError for a failure worth retrying (refused, timed out, reset;
         ``refused`` set when the peer turned the connection away) and DeliveryError for one
@@ -353,7 +357,7 @@ class Connection:
                 raise ConnectionLostError(
                     f"TLS handshake with {peer} broke: {error}", refused=True
                 ) from error
-            if alone and sock.version() == "TLSv1.3":
+            if await_verdict and sock.version() == "TLSv1.3":
                 _await_tls13_verdict(sock, peer, min(timeout, TLS13_VERDICT_SECONDS))
         return cls(sock, settings)
 

@@ -86,6 +86,9 @@ class SocketPool:
         self._window = min(BEATS_WINDOW_START, settings.beats_window_max)
         self._connection_limit = settings.pool_size
         self._last_refusal = 0.0
+        # Whether a connection has opened (and, over TLS 1.3, passed the server's verdict on our
+        # client certificate, which is the same for every later one).
+        self._opened_once = False
         self.counters = PoolCounters()
 
     @property
@@ -194,9 +197,14 @@ class SocketPool:
                 self.counters.dead_connections_replaced += 1
         with self._cond:
             others = len(self._idle) + len(self._lent) + self._connecting - 1
+            await_verdict = not self._opened_once
         try:
             conn = self._connection_class.open(
-                self.settings, deadline, self._context, alone=others == 0
+                self.settings,
+                deadline,
+                self._context,
+                alone=others == 0,
+                await_verdict=await_verdict,
             )
         except ConnectionLostError as error:
             with self._cond:
@@ -215,6 +223,7 @@ class SocketPool:
         with self._cond:
             self._connecting -= 1
             self._lent.add(conn)
+            self._opened_once = True
             self.counters.connections_opened += 1
         conn.times_lent += 1
         return conn
