@@ -102,7 +102,9 @@ class NullSink:
     def __init__(self) -> None:
         self.devnull = open(os.devnull, "wb")  # noqa: SIM115 - closed by close()
 
-    def send(self, batch: bytes, events: int, end_offset: int) -> None:
+    def send(
+        self, batch: bytes, events: int, end_offset: int, line_offsets: list[int] | None = None
+    ) -> None:
         self.devnull.write(batch)
 
     def close(self) -> None:

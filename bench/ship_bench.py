@@ -609,7 +609,9 @@ def profile(s3: S3Client, corpus: Corpus, receiver: CountingReceiver) -> str:
     seconds["send"] = clock() - t0
 
     class NullSink:
-        def send(self, batch: bytes, events: int, end_offset: int) -> None:
+        def send(
+            self, batch: bytes, events: int, end_offset: int, line_offsets: list[int] | None = None
+        ) -> None:
             pass
 
     def timed_ship(pool_size: int | None, *, gc_on: bool = True) -> float:

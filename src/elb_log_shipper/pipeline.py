@@ -84,9 +84,12 @@ _MAX_CUTS = 16
 class EventSink(Protocol):
     """Where serialised events go: Logstash, stdout, a test's list."""
 
-    def send(self, batch: bytes, events: int, end_offset: int) -> None:
+    def send(
+        self, batch: bytes, events: int, end_offset: int, line_offsets: list[int] | None = None
+    ) -> None:
         """Take ``events`` complete JSON lines (``batch`` ends with a newline); ``end_offset``
-        is the offset, in the decompressed object, of the line after the batch's last."""
+        is the offset, in the decompressed object, of the line after the batch's last, and
+        ``line_offsets`` the offset of each event's line (the pipeline always passes them)."""
 
 
 class ObjectSender(EventSink, Protocol):
@@ -115,7 +118,9 @@ class StdoutSender:
         self._stats = DeliveryStats()
         self.confirmed_offset: int | None = None
 
-    def send(self, batch: bytes, events: int, end_offset: int) -> None:
+    def send(
+        self, batch: bytes, events: int, end_offset: int, line_offsets: list[int] | None = None
+    ) -> None:
         self._stream.write(batch)
         self._stats.events_sent += events
         self._stats.events_confirmed += events
@@ -139,8 +144,10 @@ class _CountingSink:
         self._sink = sink
         self._count = count
 
-    def send(self, batch: bytes, events: int, end_offset: int) -> None:
-        self._sink.send(batch, events, end_offset)
+    def send(
+        self, batch: bytes, events: int, end_offset: int, line_offsets: list[int] | None = None
+    ) -> None:
+        self._sink.send(batch, events, end_offset, line_offsets)
         self._count(events)
 
 
@@ -166,7 +173,7 @@ def ship_object(
     caller, who knows the sink.
 
     >>> class Stdout:
-    ...     def send(self, batch: bytes, events: int, end_offset: int) -> None: ...
+    ...     def send(self, batch, events, end_offset, line_offsets=None): ...
     >>> ship_object(ObjectRef.local("alb.log.gz"), Stdout()).lines  # doctest: +SKIP
     1000
     """
@@ -197,6 +204,9 @@ def ship_object(
     per_batch = _FIRST_BATCH_EVENTS
     pending: list[bytes] = []
     append = pending.append
+    # The offset of each pending event's line: a part of a batch can be confirmed on its own.
+    pending_offsets: list[int] = []
+    append_offset = pending_offsets.append
     try:
         with reader:
             for lines in reader:
@@ -209,7 +219,7 @@ def ship_object(
                 for offset, raw in lines:
                     if len(pending) >= per_batch:
                         # The batch ends before this line: its offset is where a resume starts.
-                        per_batch = _flush(sink, pending, batch_bytes, offset)
+                        per_batch = _flush(sink, pending, pending_offsets, batch_bytes, offset)
                     if type(raw) is bytes:
                         event = build(raw, offset)
                         if event is None:
@@ -227,6 +237,7 @@ def ship_object(
                         oversized += 1
                         line = _fit(line, max_event_bytes)
                     append(line)
+                    append_offset(offset)
         if reader.stopped_at is not None:  # a stalled read gave up at the deadline
             result.next_offset = reader.stopped_at
             result.outcome = Outcome.HANDED_OFF
@@ -235,7 +246,7 @@ def ship_object(
     finally:
         end = reader.resume_offset if result.next_offset is None else result.next_offset
         if pending:
-            _flush(sink, pending, batch_bytes, end)
+            _flush(sink, pending, pending_offsets, batch_bytes, end)
         result.lines = lines_read
         result.parse_failures = builder.failures
         result.dropped = builder.dropped
@@ -250,13 +261,21 @@ def ship_object(
     return result
 
 
-def _flush(sink: EventSink, pending: list[bytes], batch_bytes: int, end_offset: int) -> int:
+def _flush(
+    sink: EventSink,
+    pending: list[bytes],
+    pending_offsets: list[int],
+    batch_bytes: int,
+    end_offset: int,
+) -> int:
     """Send the pending events as one batch; return how many events fill the next batch."""
     pending.append(b"")
     payload = b"\n".join(pending)
     events = len(pending) - 1
     pending.clear()
-    sink.send(payload, events, end_offset)
+    line_offsets = pending_offsets.copy()
+    pending_offsets.clear()
+    sink.send(payload, events, end_offset, line_offsets)
     return max(16, batch_bytes * events // max(len(payload), 1))
 
 

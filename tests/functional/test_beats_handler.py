@@ -83,15 +83,19 @@ def test_hand_offs_resume_after_the_last_acknowledged_line(
     assert connections <= 2, "the warm container did not keep its connections"
 
 
+@pytest.mark.parametrize(
+    "windows", [4, 3], ids=["a-whole-batch-acknowledged", "part-of-a-batch-acknowledged"]
+)
 def test_keepalives_only_hand_off_at_the_deadline_from_the_last_acknowledged_line(
-    moto: MotoServer, beats_container: Any
+    moto: MotoServer, beats_container: Any, windows: int
 ) -> None:
-    """Logstash acknowledges four windows, then its pipeline blocks: only keep-alives come. The
+    """Logstash acknowledges some windows, then its pipeline blocks: only keep-alives come. The
     function keeps waiting (keep-alives are no stall), hands off at its deadline from the line
     after the last acknowledged one, and the continuation (on a healthy connection) ships every
-    other line exactly once."""
-    bucket, key, lines = put_lines(moto, 2_000, "beatskeepalives")
-    windows, window_lines = 4, 16
+    other line exactly once. Three windows of 16 lines end inside the first batch (64 lines):
+    the hand-off still starts right after them, as each window is confirmed on its own."""
+    bucket, key, lines = put_lines(moto, 2_000, f"beatskeepalives{windows}")
+    window_lines = 16
     faults = Faults(
         keepalives_only_connections=1,
         acks_before_keepalives_only=windows,
@@ -104,8 +108,7 @@ def test_keepalives_only_hand_off_at_the_deadline_from_the_last_acknowledged_lin
                 ENV.DEADLINE_MARGIN_SECONDS: str(HOP_MARGIN_SECONDS),
                 # One connection: its windows are acknowledged in order, a prefix of the lines.
                 ENV.LOGSTASH_POOL_SIZE: "1",
-                # A batch counts once all its windows are acknowledged; windows of 16 lines make
-                # the four acknowledged ones exactly the first batch (64 lines).
+                # Windows of 16 lines: the first batch (64 lines) is cut into four.
                 ENV.LOGSTASH_BEATS_WINDOW_MAX: str(window_lines),
             },
         )

@@ -90,7 +90,9 @@ def test_health_checks_are_dropped_exactly_and_counted(tmp_path: Path) -> None:
     batches: list[bytes] = []
 
     class Sink:
-        def send(self, batch: bytes, events: int, end_offset: int) -> None:
+        def send(
+            self, batch: bytes, events: int, end_offset: int, line_offsets: list[int] | None = None
+        ) -> None:
             batches.append(batch)
 
     rules = PrivacyRules(drop=DropRules(user_agent_prefixes=("ELB-HealthChecker/",)))

@@ -54,7 +54,9 @@ class ListSink:
         self.events: list[dict[str, Any]] = []
         self.end_offsets: list[int] = []
 
-    def send(self, batch: bytes, events: int, end_offset: int) -> None:
+    def send(
+        self, batch: bytes, events: int, end_offset: int, line_offsets: list[int] | None = None
+    ) -> None:
         lines = batch.splitlines()
         assert len(lines) == events
         self.events += [orjson.loads(line) for line in lines]

@@ -40,6 +40,7 @@ from elb_log_shipper.logstash.connection import (
     Connection,
     ConnectionLostError,
     Watchdog,
+    cut_batch,
     wait_slice,
 )
 
@@ -141,7 +142,7 @@ def encode_window(batch: Batch, compression: int) -> bytes:
 
 
 def split_events(batch: Batch, most: int) -> list[Batch]:
-    """``batch`` cut into parts of at most ``most`` events, sharing its ticket.
+    """``batch`` cut into parts of at most ``most`` events (tickets: ``cut_batch``).
 
     >>> [part.data for part in split_events(Batch(b"a\\nb\\nc\\n", 3), 2)]
     [b'a\\nb\\n', b'c\\n']
@@ -149,7 +150,7 @@ def split_events(batch: Batch, most: int) -> list[Batch]:
     if batch.events <= most:
         return [batch]
     data = batch.data
-    parts: list[Batch] = []
+    chunks: list[tuple[bytes, int]] = []
     start = 0
     while start < len(data):
         end = start
@@ -160,11 +161,9 @@ def split_events(batch: Batch, most: int) -> list[Batch]:
                 break
             end = newline + 1
             count += 1
-        parts.append(Batch(data[start:end], count, batch.ticket))
+        chunks.append((data[start:end], count))
         start = end
-    if batch.ticket is not None:
-        batch.ticket.split(len(parts))
-    return parts
+    return cut_batch(batch, chunks)
 
 
 class BeatsConnection(Connection):

@@ -1,9 +1,11 @@
 """How far into its object a sender's delivery is confirmed: the offset a retry can resume from.
 
 Each batch a sender queues gets a ``Ticket`` from its sender's ``ConfirmedProgress``, in send
-order. The ticket travels with the batch (and with the parts it may be cut into, and across
-connections when it is resent), so whoever confirms it, a worker of this sender or the final
-``LogstashSender(pool).finish()`` of a later one, advances the right sender's progress.
+order. The ticket travels with the batch (and across connections when it is resent), so whoever
+confirms it, a worker of this sender or the final ``LogstashSender(pool).finish()`` of a later
+one, advances the right sender's progress. A batch cut into parts (beats windows smaller than the
+batch) hands each part a ticket of its own, ending at the part's last line, when the batch knows
+where its lines start; otherwise the parts share its ticket.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ class Ticket:
         """One part of the batch was confirmed (from any thread)."""
         self._progress.confirm(self)
 
+    def divide(self, end_offsets: list[int]) -> list[Ticket]:
+        """Tickets for the parts the batch was cut into, in order, the ``i``-th confirming up to
+        ``end_offsets[i]`` (the last part's end is this ticket's own); they replace this one."""
+        return self._progress.divide(self, end_offsets)
+
 
 class ConfirmedProgress:
     """The ``end_offset`` of the longest prefix of issued tickets that is confirmed.
@@ -45,6 +52,12 @@ class ConfirmedProgress:
     True
     >>> first.confirm(); progress.offset
     250
+    >>> third = progress.issue(400)
+    >>> head, tail = third.divide([320])
+    >>> head.confirm(); progress.offset
+    320
+    >>> tail.confirm(); progress.offset
+    400
     """
 
     def __init__(self) -> None:
@@ -65,6 +78,19 @@ class ConfirmedProgress:
         """The ``end_offset`` of the last batch of the confirmed prefix, or None."""
         with self._lock:
             return self._offset
+
+    def divide(self, ticket: Ticket, end_offsets: list[int]) -> list[Ticket]:
+        """``Ticket.divide``: the new tickets take ``ticket``'s place in send order."""
+        parts = [Ticket(self, end) for end in end_offsets]
+        parts.append(Ticket(self, ticket.end_offset))
+        with self._lock:
+            if ticket._parts != 1:
+                raise ValueError("a ticket shared by parts cannot be divided")
+            at = self._open.index(ticket)
+            del self._open[at]
+            for offset, part in enumerate(parts):
+                self._open.insert(at + offset, part)
+        return parts
 
     def add_parts(self, ticket: Ticket, extra: int) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import select
 import socket
 import ssl
@@ -31,6 +32,7 @@ __all__ = [
     "JsonLinesConnection",
     "Watchdog",
     "build_ssl_context",
+    "cut_batch",
     "split_batch",
     "wait_slice",
 ]
@@ -139,11 +141,14 @@ def tls_failure(error: ssl.SSLError, peer: str) -> DeliveryError | None:
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Complete JSON lines (each ending in ``\\n``), how many events they hold, and the ticket
-    that confirming them redeems (None for batches nobody tracks)."""
+    that confirming them redeems (None for batches nobody tracks); ``line_offsets``, when known,
+    the offset in the source object of each event's line, so that a part cut from the batch can
+    be confirmed up to its own last line (``cut_batch``)."""
 
     data: bytes
     events: int
     ticket: Ticket | None = None
+    line_offsets: list[int] | None = None
 
     def confirmed(self) -> None:
         """Tell the sender that queued this batch (whichever sender confirmed it)."""
@@ -153,24 +158,53 @@ class Batch:
 
 def split_batch(batch: Batch, limit: int) -> list[Batch]:
     """``batch`` cut at line boundaries into parts of at most ``limit`` bytes (a longer single
-    line makes a part of its own), sharing its ticket.
+    line makes a part of its own); tickets as ``cut_batch`` gives them.
 
     >>> [part.data for part in split_batch(Batch(b"a\\nbb\\ncc\\n", 3), 5)]
     [b'a\\nbb\\n', b'cc\\n']
     """
     data = batch.data
-    parts: list[Batch] = []
+    chunks: list[tuple[bytes, int]] = []
     start = 0
     while start < len(data):
         end = data.rfind(b"\n", start, start + limit)
         if end < 0:
             end = data.find(b"\n", start)
         chunk = data[start : end + 1]
-        parts.append(Batch(chunk, chunk.count(b"\n"), batch.ticket))
+        chunks.append((chunk, chunk.count(b"\n")))
         start = end + 1
-    if batch.ticket is not None:
-        batch.ticket.split(len(parts))
-    return parts
+    return cut_batch(batch, chunks)
+
+
+def cut_batch(batch: Batch, chunks: list[tuple[bytes, int]]) -> list[Batch]:
+    """The parts of ``batch`` whose data and event counts are ``chunks``, in order.
+
+    With ``line_offsets`` known, each part gets a ticket of its own that confirms up to the line
+    after its last (``Ticket.divide``), so progress moves part by part; without, the parts share
+    the batch's ticket, which counts once all are confirmed.
+
+    >>> from elb_log_shipper.logstash.confirmed import ConfirmedProgress
+    >>> progress = ConfirmedProgress()
+    >>> batch = Batch(b"a\\nb\\nc\\n", 3, progress.issue(6), [0, 2, 4])
+    >>> first, last = cut_batch(batch, [(b"a\\nb\\n", 2), (b"c\\n", 1)])
+    >>> first.line_offsets, last.line_offsets
+    ([0, 2], [4])
+    >>> first.confirmed(); progress.offset  # up to the line after "b", before "c" is confirmed
+    4
+    """
+    ticket, offsets = batch.ticket, batch.line_offsets
+    if len(chunks) == 1:
+        return [batch]
+    if ticket is None or offsets is None or ticket.end_offset is None:
+        if ticket is not None:
+            ticket.split(len(chunks))
+        return [Batch(data, events, ticket) for data, events in chunks]
+    firsts = list(itertools.accumulate(events for _, events in chunks))
+    tickets = ticket.divide([offsets[first] for first in firsts[:-1]])
+    return [
+        Batch(data, events, part_ticket, offsets[first - events : first])
+        for (data, events), part_ticket, first in zip(chunks, tickets, firsts, strict=True)
+    ]
 
 
 def build_ssl_context(settings: Settings) -> ssl.SSLContext:

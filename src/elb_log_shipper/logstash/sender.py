@@ -100,13 +100,21 @@ class LogstashSender:
         self._progress = ConfirmedProgress()
         self.confirm_on_finish = True
 
-    def send(self, batch: bytes, events: int, end_offset: int | None = None) -> None:
+    def send(
+        self,
+        batch: bytes,
+        events: int,
+        end_offset: int | None = None,
+        line_offsets: list[int] | None = None,
+    ) -> None:
         """Queue complete JSON lines for delivery; blocks while the queue is full.
 
         ``end_offset`` is the byte offset in the source object just past the batch's last line
         (the offset of the next line to read). The pipeline always passes it: it is what
         ``confirmed_offset`` reports once this batch and every earlier one are confirmed. Callers
-        that resume nothing may leave it out.
+        that resume nothing may leave it out. ``line_offsets``, the offset of each event's line,
+        lets a part of the batch (a beats window smaller than it) advance ``confirmed_offset``
+        on its own.
 
         Raises DeliveryError when delivery has already failed or the deadline passes while
         waiting, ValueError when ``batch`` does not end with a newline.
@@ -118,7 +126,7 @@ class LogstashSender:
             return
         if not batch.endswith(b"\n"):
             raise ValueError("a batch must be complete JSON lines, each ending with a newline")
-        item = Batch(batch, events, self._progress.issue(end_offset))
+        item = Batch(batch, events, self._progress.issue(end_offset), line_offsets)
         if not self._workers or (
             self._queue.qsize() > 0 and len(self._workers) < self._pool.settings.pool_size
         ):
