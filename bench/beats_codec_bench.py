@@ -7,9 +7,12 @@ Run from the repository root::
 The events are the shipper's own (``bench.corpus`` lines through ``EventBuilder`` and orjson),
 cut into windows of ``--window`` events like the beats sink's (a 256 KiB pipeline batch holds
 about 100 ALB events). For each codec and level: throughput over the uncompressed JSON, the
-compression ratio, and the cost per event; then what ``encode_window`` costs per event in all
-(framing, ``@metadata``, compression) at compression 0 and at the default 3. Every compressed
-window is checked to inflate with the standard library's zlib, as Logstash's ``Inflater`` does.
+compression ratio, and the cost per event; then the cost per event of each step of a window:
+the framing the pipeline does on its parsing thread (``BEATS_FRAMES.join`` of the serialised
+events, which carry ``@metadata``; against the newline join json_lines needs there) and
+``encode_window`` on a sender thread (the window frame, and the compression at the default 3,
+which releases the GIL). Every compressed window is checked to inflate with the standard
+library's zlib, as Logstash's ``Inflater`` does.
 """
 
 from __future__ import annotations
@@ -30,21 +33,24 @@ from isal import isal_zlib  # noqa: E402
 
 from bench.corpus import alb_lines  # noqa: E402
 from elb_log_shipper.formats import EventBuilder  # noqa: E402
-from elb_log_shipper.logstash.beats import encode_window  # noqa: E402
-from elb_log_shipper.logstash.connection import Batch  # noqa: E402
+from elb_log_shipper.logstash.beats import BEATS_FRAMES, encode_window  # noqa: E402
+from elb_log_shipper.logstash.connection import JSON_LINES, Batch  # noqa: E402
 
 SEED = 42
 
 
-def windows_of(events: int, size: int) -> list[bytes]:
+def events_of(count: int, size: int) -> list[list[bytes]]:
+    """The corpus's events serialised as the pipeline serialises them for the beats sink (with
+    ``@metadata``), in windows of ``size``."""
     builder = EventBuilder(
         bucket="bench", key="bench.log", version="etag", region="us-east-1", account="1"
     )
-    lines = [
-        orjson.dumps(builder.build(line.encode(), offset)) + b"\n"
-        for offset, line in enumerate(alb_lines(events, SEED))
-    ]
-    return [b"".join(lines[i : i + size]) for i in range(0, len(lines), size)]
+    lines = []
+    for offset, line in enumerate(alb_lines(count, SEED)):
+        event = builder.build(line.encode(), offset)
+        assert event is not None
+        lines.append(orjson.dumps({**event, "@metadata": BEATS_FRAMES.metadata}))
+    return [lines[i : i + size] for i in range(0, len(lines), size)]
 
 
 def best_seconds(repeat: int, run: Callable[[], object]) -> float:
@@ -62,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    windows = windows_of(args.events, args.window)
+    events = events_of(args.events, args.window)
+    windows = [BEATS_FRAMES.join(lines) for lines in events]
     total = sum(map(len, windows))
     codecs: list[tuple[str, Callable[[bytes], bytes]]] = [
         *((f"zlib {level}", lambda w, lv=level: zlib.compress(w, lv)) for level in (1, 3, 6)),
@@ -83,16 +90,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {name} | {total / seconds / 1e6:,.0f} | {ratio:.1f} "
             f"| {seconds / args.events * 1e6:.2f} |"
         )
-    print("\n| encode_window (framing + @metadata + compression) | µs per event |")
-    print("|---|---:|")
-    batches = [Batch(window, window.count(b"\n")) for window in windows]
-    for level in (0, 3):
-
-        def encode_all(compression: int = level) -> list[bytes]:
-            return [encode_window(batch, compression) for batch in batches]
-
-        seconds = best_seconds(args.repeat, encode_all)
-        print(f"| compression {level} | {seconds / args.events * 1e6:.2f} |")
+    print("\n| step of a window | thread | µs per event |")
+    print("|---|---|---:|")
+    batches = [Batch(window, len(lines)) for window, lines in zip(windows, events, strict=True)]
+    steps: list[tuple[str, str, Callable[[], object]]] = [
+        (
+            "json_lines: newline join (for comparison)",
+            "parsing",
+            lambda: [JSON_LINES.join(lines) for lines in events],
+        ),
+        (
+            "beats: `BEATS_FRAMES.join` (J frames)",
+            "parsing",
+            lambda: [BEATS_FRAMES.join(lines) for lines in events],
+        ),
+        (
+            "beats: `encode_window`, compression 0",
+            "sender",
+            lambda: [encode_window(b, 0) for b in batches],
+        ),
+        (
+            "beats: `encode_window`, compression 3",
+            "sender",
+            lambda: [encode_window(b, 3) for b in batches],
+        ),
+    ]
+    for name, thread, step in steps:
+        seconds = best_seconds(args.repeat, step)
+        print(f"| {name} | {thread} | {seconds / args.events * 1e6:.2f} |")
     return 0
 
 

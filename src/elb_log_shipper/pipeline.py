@@ -37,7 +37,13 @@ from elb_log_shipper.backfill import LazyClients
 from elb_log_shipper.config import DEFAULT_BATCH_BYTES, DEFAULT_MAX_EVENT_BYTES, ENV, Settings
 from elb_log_shipper.errors import DeliveryError, SourceError
 from elb_log_shipper.formats import EventBuilder
-from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
+from elb_log_shipper.logstash import (
+    JSON_LINES,
+    BatchFormat,
+    DeliveryStats,
+    LogstashSender,
+    SocketPool,
+)
 from elb_log_shipper.objectkey import parse_key
 from elb_log_shipper.privacy import PrivacyRules
 from elb_log_shipper.progress import ack_wait_note
@@ -87,13 +93,18 @@ class EventSink(Protocol):
     def send(
         self, batch: bytes, events: int, end_offset: int, line_offsets: list[int] | None = None
     ) -> None:
-        """Take ``events`` complete JSON lines (``batch`` ends with a newline); ``end_offset``
+        """Take a batch of ``events`` in the sink's ``BatchFormat`` (``ship_object``'s
+        ``batch_format``: complete JSON lines unless the sink says otherwise); ``end_offset``
         is the offset, in the decompressed object, of the line after the batch's last, and
         ``line_offsets`` the offset of each event's line (the pipeline always passes them)."""
 
 
 class ObjectSender(EventSink, Protocol):
     """A sink that confirms: ``LogstashSender``, or ``StdoutSender`` (written is confirmed)."""
+
+    @property
+    def batch_format(self) -> BatchFormat:
+        """How ``send`` takes batches (``deliver_object`` builds them so)."""
 
     def finish(self, deadline: float | None = None, *, confirm: bool = True) -> DeliveryStats:
         """Send what is queued and confirm it; DeliveryError when that fails."""
@@ -112,6 +123,8 @@ class ObjectSender(EventSink, Protocol):
 
 class StdoutSender:
     """JSON lines to a binary stream: a batch written is a batch delivered."""
+
+    batch_format = JSON_LINES
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
@@ -161,8 +174,10 @@ def ship_object(
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     s3_client: S3Client | None = None,
     should_stop: Callable[[], bool] | None = None,
+    batch_format: BatchFormat = JSON_LINES,
 ) -> ObjectResult:
-    """Read ``ref``, turn every line into one event and send them to ``sink`` in batches.
+    """Read ``ref``, turn every line into one event and send them to ``sink`` in batches, each
+    built as ``batch_format`` says (JSON lines, or the beats sink's frames).
 
     ``should_stop`` is asked before each batch of lines (about a MiB of log), and by the reader
     while an S3 read stalls; when it answers True the function returns with ``next_offset`` set
@@ -199,6 +214,8 @@ def ship_object(
     )
     build = builder.build
     dumps = orjson.dumps
+    metadata = batch_format.metadata
+    join = batch_format.join
     newest = ""
     lines_read = oversized = unserialisable = 0
     per_batch = _FIRST_BATCH_EVENTS
@@ -219,7 +236,14 @@ def ship_object(
                 for offset, raw in lines:
                     if len(pending) >= per_batch:
                         # The batch ends before this line: its offset is where a resume starts.
-                        per_batch = _flush(sink, pending, pending_offsets, batch_bytes, offset)
+                        per_batch = _flush(
+                            sink,
+                            join,
+                            pending,
+                            pending_offsets,
+                            batch_bytes=batch_bytes,
+                            end_offset=offset,
+                        )
                     if type(raw) is bytes:
                         event = build(raw, offset)
                         if event is None:
@@ -228,11 +252,16 @@ def ship_object(
                         event = builder.too_long(raw, offset)
                     if "tags" not in event and event["@timestamp"] > newest:
                         newest = event["@timestamp"]
+                    if metadata is not None:
+                        event["@metadata"] = metadata
                     try:
                         line = dumps(event)
                     except TypeError as error:  # orjson.JSONEncodeError: an integer past 64 bits
                         unserialisable += 1
-                        line = dumps(_unserialisable(builder, raw, offset, error))
+                        event = _unserialisable(builder, raw, offset, error)
+                        if metadata is not None:
+                            event["@metadata"] = metadata
+                        line = dumps(event)
                     if len(line) > max_event_bytes:
                         oversized += 1
                         line = _fit(line, max_event_bytes)
@@ -246,7 +275,7 @@ def ship_object(
     finally:
         end = reader.resume_offset if result.next_offset is None else result.next_offset
         if pending:
-            _flush(sink, pending, pending_offsets, batch_bytes, end)
+            _flush(sink, join, pending, pending_offsets, batch_bytes=batch_bytes, end_offset=end)
         result.lines = lines_read
         result.parse_failures = builder.failures
         result.dropped = builder.dropped
@@ -263,15 +292,16 @@ def ship_object(
 
 def _flush(
     sink: EventSink,
+    join: Callable[[list[bytes]], bytes],
     pending: list[bytes],
     pending_offsets: list[int],
+    *,
     batch_bytes: int,
     end_offset: int,
 ) -> int:
     """Send the pending events as one batch; return how many events fill the next batch."""
-    pending.append(b"")
-    payload = b"\n".join(pending)
-    events = len(pending) - 1
+    payload = join(pending)
+    events = len(pending)
     pending.clear()
     line_offsets = pending_offsets.copy()
     pending_offsets.clear()
@@ -377,6 +407,7 @@ def deliver_object(
             max_event_bytes=settings.max_event_bytes,
             s3_client=s3_client,
             should_stop=should_stop,
+            batch_format=sender.batch_format,
         )
         stats = sender.finish(deadline, confirm=confirm)
     except DeliveryError as error:

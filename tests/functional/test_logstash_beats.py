@@ -16,7 +16,7 @@ from elb_log_shipper.logstash.beats import BEAT_NAME
 from tests.functional.test_logstash_delivery import all_ids, batches, ship
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
-from tests.support.receiver import JsonLinesReceiver
+from tests.support.receiver import JsonLinesReceiver, in_format
 from tests.support.timbersnake_server import TimbersnakeServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -108,7 +108,7 @@ def test_finish_without_confirm_is_confirmed_by_the_next_finish() -> None:
         pool = SocketPool(beats_settings(server))
         first = LogstashSender(pool, deadline=time.monotonic() + 30)
         for index, batch in enumerate(batches(400, 100)):
-            first.send(batch, 100, (index + 1) * 10)
+            first.send(in_format(batch, first.batch_format), 100, (index + 1) * 10)
         first.finish(time.monotonic() + 30, confirm=False)
         assert first.confirmed_offset != 40
         LogstashSender(pool).finish(time.monotonic() + 30)
@@ -208,7 +208,7 @@ def test_keepalives_only_fail_at_the_deadline_with_nothing_confirmed() -> None:
         sender = LogstashSender(pool, deadline=time.monotonic() + 2)
         with pytest.raises(DeliveryError, match="deadline"):
             for index, batch in enumerate(batches(500, 100)):
-                sender.send(batch, 100, index + 1)
+                sender.send(in_format(batch, sender.batch_format), 100, index + 1)
             sender.finish(time.monotonic() + 2)
         sender.abort()
         pool.close()

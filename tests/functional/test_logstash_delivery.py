@@ -22,7 +22,7 @@ from tests.support.faults import (
     ResettingServer,
     SlowReadingServer,
 )
-from tests.support.receiver import JsonLinesReceiver, json_lines
+from tests.support.receiver import JsonLinesReceiver, in_format, json_lines
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,7 +62,7 @@ def ship(
     sender = LogstashSender(pool, deadline=time.monotonic() + seconds)
     try:
         for batch in payload:
-            sender.send(batch, batch.count(b"\n"))
+            sender.send(in_format(batch, sender.batch_format), batch.count(b"\n"))
     except BaseException:
         sender.abort()
         raise

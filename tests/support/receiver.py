@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from elb_log_shipper.logstash import BatchFormat
+
 __all__ = ["ConnectionRecord", "JsonLinesReceiver", "json_lines", "receiver"]
 
 HOST = "127.0.0.1"
@@ -54,6 +56,18 @@ class ConnectionRecord:
 def json_lines(events: list[dict[str, Any]]) -> bytes:
     """Serialise events the way the pipeline does: one compact JSON object per line."""
     return b"".join(json.dumps(event, separators=(",", ":")).encode() + b"\n" for event in events)
+
+
+def in_format(batch: bytes, batch_format: BatchFormat) -> bytes:
+    """A batch of JSON lines as a sink of ``batch_format`` takes it, built the way the pipeline
+    builds it: the format's ``@metadata`` in each event, the events joined by the format."""
+    lines: list[bytes] = []
+    for line in batch.splitlines():
+        event = json.loads(line)
+        if batch_format.metadata is not None:
+            event["@metadata"] = batch_format.metadata
+        lines.append(json.dumps(event, separators=(",", ":")).encode())
+    return batch_format.join(lines)
 
 
 class JsonLinesReceiver:

@@ -1,5 +1,5 @@
 """The beats framing without a network: windows that zlib and a frame parser read back, cut
-windows that keep their ticket, settings that name the variable when wrong."""
+windows renumbered and keeping their ticket, settings that name the variable when wrong."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError
-from elb_log_shipper.logstash.beats import BEAT_NAME, encode_window, isal_level, split_events
+from elb_log_shipper.logstash.beats import (
+    BEAT_NAME,
+    BEATS_FRAMES,
+    encode_window,
+    frame_events,
+    isal_level,
+    split_events,
+)
 from elb_log_shipper.logstash.confirmed import ConfirmedProgress
 from elb_log_shipper.logstash.connection import Batch
 
@@ -47,21 +54,45 @@ json_objects = st.dictionaries(
 )
 
 
+def pipeline_batch(events: list[dict[str, object]]) -> bytes:
+    """The batch the pipeline builds for a beats sink: ``@metadata`` in each event, J frames."""
+    assert BEATS_FRAMES.metadata is not None
+    return BEATS_FRAMES.join(
+        [orjson.dumps({**event, "@metadata": BEATS_FRAMES.metadata}) for event in events]
+    )
+
+
 @given(st.lists(json_objects, min_size=1, max_size=20), st.sampled_from([0, 1, 3, 6, 9]))
 def test_windows_decode_to_the_events_plus_metadata(
     events: list[dict[str, object]], compression: int
 ) -> None:
-    data = b"".join(orjson.dumps(event) + b"\n" for event in events)
-    decoded = decode(encode_window(Batch(data, len(events)), compression))
+    decoded = decode(encode_window(Batch(pipeline_batch(events), len(events)), compression))
     for original, received in zip(events, decoded, strict=True):
         metadata = received.pop("@metadata")
         assert metadata == {"beat": BEAT_NAME, "type": "_doc", "version": "0.1.0"}
         assert received == original
 
 
-def test_a_batch_that_is_not_json_objects_is_refused() -> None:
-    with pytest.raises(ValueError, match="JSON objects"):
-        encode_window(Batch(b'{"a":1}\n[1]\n', 2), 3)
+@given(st.lists(json_objects, min_size=1, max_size=30), st.integers(1, 12))
+def test_cut_windows_are_numbered_from_one_and_keep_every_event_in_order(
+    events: list[dict[str, object]], most: int
+) -> None:
+    parts = split_events(Batch(pipeline_batch(events), len(events)), most)
+    assert all(0 < part.events <= most for part in parts)
+    decoded = [event for part in parts for event in decode(encode_window(part, 3))]
+    assert [{k: v for k, v in event.items() if k != "@metadata"} for event in decoded] == events
+
+
+def test_frames_are_what_libbeat_writes() -> None:
+    """Byte for byte: ``2J``, seq from 1, length, the JSON (go-lumber ``protocol/v2``)."""
+    assert frame_events([b'{"a":1}', b"{}"]) == (
+        b'2J\x00\x00\x00\x01\x00\x00\x00\x07{"a":1}2J\x00\x00\x00\x02\x00\x00\x00\x02{}'
+    )
+
+
+def test_a_batch_that_is_not_frames_is_refused() -> None:
+    with pytest.raises(ValueError, match="J frames"):
+        split_events(Batch(b'{"a":1}\n{"b":2}\n', 2), 1)
 
 
 def test_isal_levels_cover_zlib_levels() -> None:
@@ -70,10 +101,10 @@ def test_isal_levels_cover_zlib_levels() -> None:
 
 def test_cut_windows_share_the_ticket_and_count_once() -> None:
     progress = ConfirmedProgress()
-    batch = Batch(b"".join(b'{"n":%d}\n' % n for n in range(10)), 10, progress.issue(99))
+    events: list[dict[str, object]] = [{"n": n} for n in range(10)]
+    batch = Batch(pipeline_batch(events), 10, progress.issue(99))
     parts = split_events(batch, 4)
     assert [part.events for part in parts] == [4, 4, 2]
-    assert b"".join(part.data for part in parts) == batch.data
     for part in parts[:-1]:
         part.confirmed()
     assert progress.offset is None

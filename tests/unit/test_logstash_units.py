@@ -69,10 +69,15 @@ def test_tls_context_verifies_hostnames() -> None:
     assert context.check_hostname
 
 
-def test_batch_must_end_with_newline() -> None:
-    sender = LogstashSender(SocketPool(Settings(host="127.0.0.1", port=9)))
-    with pytest.raises(ValueError, match="newline"):
-        sender.send(b'{"a":1}', 1)
+@pytest.mark.parametrize(
+    ("protocol", "batch"),
+    [("json_lines", b'{"a":1}'), ("beats", b'{"a":1}\n')],
+    ids=["json-lines-without-newline", "beats-given-json-lines"],
+)
+def test_a_batch_in_another_format_is_refused(protocol: str, batch: bytes) -> None:
+    sender = LogstashSender(SocketPool(Settings(host="127.0.0.1", port=9, protocol=protocol)))
+    with pytest.raises(ValueError, match=f"format, {protocol}"):
+        sender.send(batch, 1)
     sender.abort()
 
 

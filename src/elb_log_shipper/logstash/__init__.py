@@ -78,11 +78,14 @@ from elb_log_shipper.config import (
     PROTOCOL_JSON_LINES,
 )
 from elb_log_shipper.errors import ConfigurationError
+from elb_log_shipper.logstash.connection import JSON_LINES, BatchFormat
 from elb_log_shipper.logstash.pool import ROTATE_BYTES, SocketPool
 from elb_log_shipper.logstash.sender import DeliveryStats, LogstashSender
 
 __all__ = [
+    "JSON_LINES",
     "ROTATE_BYTES",
+    "BatchFormat",
     "DeliveryStats",
     "Destination",
     "LogstashSender",

@@ -7,10 +7,11 @@ confirmed; the pool, the workers, deadlines, the confirmed-offset ledger and res
 Framing (``../shared/reference/beats-protocol.md``; elastic/go-lumber ``protocol/v2``,
 logstash-input-beats ``BeatsParser``): a batch is one window or more, each a ``2W count`` frame
 followed by one ``2C length zlib`` frame holding the window's ``2J seq length json`` frames, seq
-counting from 1 in every window (compression 0: the ``J`` frames go plain). The pipeline's
-batches are newline-joined JSON objects (orjson never writes a raw newline inside one), so a
-window is cut at newlines and each event gets libbeat's ``@metadata`` by splicing bytes after its
-opening ``{``: no JSON is parsed or rebuilt here.
+counting from 1 in every window (compression 0: the ``J`` frames go plain). The pipeline
+builds each batch as ``J`` frames (``BEATS_FRAMES``: libbeat's ``@metadata`` added to each event
+before it is serialised, the headers made by C-level iteration), so that a batch is a window and
+the sender threads only compress it, which releases the GIL; a window smaller than a batch (slow
+start, after a loss) is cut from it and renumbered (``split_events``).
 
 Confirmation: Logstash answers ``2A seq``. The final ACK of a window (seq = its count) means all
 its events are in Logstash's pipeline queue; lower seqs (partial ACKs, and the ``seq 0``
@@ -24,6 +25,7 @@ replaced, its unacknowledged windows (if any) resent.
 from __future__ import annotations
 
 import collections
+import itertools
 import socket
 import ssl
 import struct
@@ -37,6 +39,7 @@ from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash.connection import (
     RECV_BYTES,
     Batch,
+    BatchFormat,
     Connection,
     ConnectionLostError,
     Watchdog,
@@ -45,10 +48,13 @@ from elb_log_shipper.logstash.connection import (
 )
 
 __all__ = [
+    "BEATS_FRAMES",
     "BEAT_NAME",
+    "METADATA",
     "PIPELINED_WINDOWS",
     "BeatsConnection",
     "encode_window",
+    "frame_events",
     "isal_level",
     "split_events",
 ]
@@ -69,16 +75,10 @@ _COMPRESSED = struct.Struct(">2sI")  # '2C', length of the zlib stream
 _JSON = struct.Struct(">2sII")  # '2J', seq, length
 _ACK = struct.Struct(">2sI")  # '2A', seq
 _ACK_TAG = b"2A"
-_METADATA = (
-    b'"@metadata":{"beat":"'
-    + BEAT_NAME.encode()
-    + b'","type":"_doc","version":"'
-    + BEAT_VERSION.encode()
-    + b'"}'
-)
-# What replaces each event's opening '{': the brace and the metadata, then the event's fields.
-_OPEN_WITH_METADATA = b"{" + _METADATA + b","
-_BRACE = ord("{")
+# libbeat's ``@metadata``, which the pipeline adds to every event before serialising it: Logstash
+# pipelines written for Beats route on [@metadata][beat], and Logstash gives no output the
+# @metadata of an event, so it is never stored.
+METADATA = {"beat": BEAT_NAME, "type": "_doc", "version": BEAT_VERSION}
 # zlib level (index) -> ISA-L level; see isal_level.
 _ISAL_LEVELS = (0, 1, 1, 2, 2, 2, 2, 3, 3, 3)
 
@@ -97,72 +97,74 @@ def isal_level(compression: int) -> int:
     return _ISAL_LEVELS[compression]
 
 
+def frame_events(lines: list[bytes]) -> bytes:
+    """The events ``lines`` (serialised JSON objects) as ``J`` frames, seq 1 to ``len(lines)``:
+    one window's payload, before compression. ``BEATS_FRAMES.join``.
+
+    The headers come from ``map`` over ``struct.pack`` and one join makes the payload, so no
+    Python code runs per event: this runs on the pipeline's parsing thread, in place of the
+    newline join json_lines needs, and leaves the sender threads only the compression (which
+    releases the GIL).
+
+    >>> frame_events([b'{"a":1}', b'{}'])
+    b'2J\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x07{"a":1}2J\\x00\\x00\\x00\\x02\\x00\\x00\\x00\\x02{}'
+    """
+    headers = map(_JSON.pack, itertools.repeat(b"2J"), itertools.count(1), map(len, lines))
+    return b"".join(itertools.chain.from_iterable(zip(headers, lines, strict=True)))
+
+
+def _holds_frames(data: bytes) -> bool:
+    return data[:2] == b"2J"
+
+
+BEATS_FRAMES = BatchFormat("beats", frame_events, _holds_frames, METADATA)
+"""Batches of ``J`` frames numbered from 1, each event carrying libbeat's ``@metadata``."""
+
+
 def encode_window(batch: Batch, compression: int) -> bytes:
-    """The frames of one window holding ``batch``'s events, ``@metadata`` spliced into each.
+    """The frames of one window holding ``batch`` (``J`` frames numbered from 1, as
+    ``frame_events`` makes them): the ``W`` frame, then the ``J`` frames in one ``C`` frame, or
+    plain with ``compression`` 0 (1-9: see ``isal_level``).
 
-    ``compression`` 0 writes plain ``J`` frames; 1-9 one ``C`` frame (see ``isal_level``).
-
-    >>> import json
-    >>> frames = encode_window(Batch(b'{"a":1}\\n{}\\n', 2), 0)
+    >>> frames = encode_window(Batch(frame_events([b'{"a":1}', b'{}']), 2), 0)
     >>> frames[:6], frames[6:12]  # window of 2; first J frame, seq 1
     (b'2W\\x00\\x00\\x00\\x02', b'2J\\x00\\x00\\x00\\x01')
-    >>> json.loads(frames[16:94])
-    {'@metadata': {'beat': 'elb-log-shipper', 'type': '_doc', 'version': '0.1.0'}, 'a': 1}
     """
-    data = batch.data
-    view = memoryview(data)
-    find = data.find
-    pack_json = _JSON.pack
-    opening = _OPEN_WITH_METADATA
-    extra = len(opening)
-    parts: list[bytes | memoryview] = [b""]  # the window frame, once the count is known
-    # Each event is sent as the metadata opening plus the event without its own '{': views of
-    # ``data``, so nothing is copied until the join (a split costs 4x as much per event).
-    seq = 0
-    start = 0
-    while (end := find(b"\n", start)) >= 0:
-        if data[start] != _BRACE:
-            raise ValueError("a beats batch must be JSON objects, one per line")
-        seq += 1
-        if end - start == 2:  # "{}": the metadata alone, without the comma
-            parts += (pack_json(b"2J", seq, extra), opening[:-1], b"}")
-        else:
-            parts += (
-                pack_json(b"2J", seq, extra + end - start - 1),
-                opening,
-                view[start + 1 : end],
-            )
-        start = end + 1
-    parts[0] = _WINDOW.pack(b"2W", seq)
+    window = _WINDOW.pack(b"2W", batch.events)
     if compression == 0:
-        return b"".join(parts)
-    payload = b"".join(parts[1:])
-    compressed = isal_zlib.compress(payload, isal_level(compression))
-    return b"".join((parts[0], _COMPRESSED.pack(b"2C", len(compressed)), compressed))
+        return window + batch.data
+    compressed = isal_zlib.compress(batch.data, isal_level(compression))
+    return b"".join((window, _COMPRESSED.pack(b"2C", len(compressed)), compressed))
 
 
 def split_events(batch: Batch, most: int) -> list[Batch]:
-    """``batch`` cut into parts of at most ``most`` events (tickets: ``cut_batch``).
+    """``batch`` cut into windows of at most ``most`` events, each numbered from 1 again
+    (tickets: ``cut_batch``). Only a window smaller than the pipeline's batch (slow start,
+    after a loss) is cut, so the loop over its events runs rarely.
 
-    >>> [part.data for part in split_events(Batch(b"a\\nb\\nc\\n", 3), 2)]
-    [b'a\\nb\\n', b'c\\n']
+    >>> parts = split_events(Batch(frame_events([b"{}", b"[]", b"{}"]), 3), 2)
+    >>> [part.data for part in parts]  # doctest: +NORMALIZE_WHITESPACE
+    [b'2J\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x02{}2J\\x00\\x00\\x00\\x02\\x00\\x00\\x00\\x02[]',
+     b'2J\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x02{}']
     """
     if batch.events <= most:
         return [batch]
     data = batch.data
+    view = memoryview(data)
     chunks: list[tuple[bytes, int]] = []
     start = 0
     while start < len(data):
-        end = start
-        count = 0
-        while count < most:
-            newline = data.find(b"\n", end)
-            if newline < 0:
-                break
-            end = newline + 1
-            count += 1
-        chunks.append((data[start:end], count))
-        start = end
+        parts: list[bytes | memoryview] = []
+        seq = 0
+        while seq < most and start < len(data):
+            tag, _, length = _JSON.unpack_from(data, start)
+            if tag != b"2J":
+                raise ValueError(f"a beats batch must be J frames; found {tag!r}")
+            seq += 1
+            body = start + _JSON.size
+            parts += (_JSON.pack(b"2J", seq, length), view[body : body + length])
+            start = body + length
+        chunks.append((b"".join(parts), seq))
     return cut_batch(batch, chunks)
 
 

@@ -18,15 +18,18 @@ import ssl
 import struct
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
 from elb_log_shipper.logstash.confirmed import Ticket
 
 __all__ = [
+    "JSON_LINES",
     "Batch",
+    "BatchFormat",
     "Connection",
     "ConnectionLostError",
     "JsonLinesConnection",
@@ -139,8 +142,39 @@ def tls_failure(error: ssl.SSLError, peer: str) -> DeliveryError | None:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchFormat:
+    """How a sink takes its batches, which the pipeline builds: ``metadata``, when set, is added
+    to every event (as ``@metadata``) before it is serialised, and ``join`` makes one batch of
+    the serialised events, in order. ``holds`` tells a batch of this format (a cheap check of
+    its first or last bytes, against a caller that mixes formats up).
+
+    >>> JSON_LINES.join([b'{"a":1}', b'{"b":2}'])
+    b'{"a":1}\\n{"b":2}\\n'
+    """
+
+    name: str
+    join: Callable[[list[bytes]], bytes]
+    holds: Callable[[bytes], bool]
+    metadata: dict[str, Any] | None = None
+
+
+def _json_lines(lines: list[bytes]) -> bytes:
+    # A newline after every line in one join (a join and a concatenation would copy twice).
+    lines.append(b"")
+    try:
+        return b"\n".join(lines)
+    finally:
+        lines.pop()
+
+
+JSON_LINES = BatchFormat("json_lines", _json_lines, lambda data: data.endswith(b"\n"))
+"""One JSON object per line, each ending in a newline: Logstash's ``json_lines`` codec."""
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
-    """Complete JSON lines (each ending in ``\\n``), how many events they hold, and the ticket
+    """A batch of events in its sink's ``BatchFormat`` (complete JSON lines, each ending in
+    ``\\n``, or beats ``J`` frames), how many events it holds, and the ticket
     that confirming them redeems (None for batches nobody tracks); ``line_offsets``, when known,
     the offset in the source object of each event's line, so that a part cut from the batch can
     be confirmed up to its own last line (``cut_batch``)."""

@@ -9,9 +9,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from elb_log_shipper.config import PROTOCOL_BEATS
 from elb_log_shipper.errors import DeliveryError
+from elb_log_shipper.logstash.beats import BEATS_FRAMES
 from elb_log_shipper.logstash.confirmed import ConfirmedProgress
 from elb_log_shipper.logstash.connection import (
+    JSON_LINES,
     WAIT_SLICE_SECONDS,
     Batch,
     Connection,
@@ -99,6 +102,8 @@ class LogstashSender:
         self._finished = False
         self._progress = ConfirmedProgress()
         self.confirm_on_finish = True
+        self.batch_format = BEATS_FRAMES if pool.settings.protocol == PROTOCOL_BEATS else JSON_LINES
+        """How ``send`` takes batches: the pipeline builds them so (``ship_object``)."""
 
     def send(
         self,
@@ -107,7 +112,8 @@ class LogstashSender:
         end_offset: int | None = None,
         line_offsets: list[int] | None = None,
     ) -> None:
-        """Queue complete JSON lines for delivery; blocks while the queue is full.
+        """Queue a batch in ``batch_format`` (complete JSON lines, or beats ``J`` frames) for
+        delivery; blocks while the queue is full.
 
         ``end_offset`` is the byte offset in the source object just past the batch's last line
         (the offset of the next line to read). The pipeline always passes it: it is what
@@ -117,15 +123,18 @@ class LogstashSender:
         on its own.
 
         Raises DeliveryError when delivery has already failed or the deadline passes while
-        waiting, ValueError when ``batch`` does not end with a newline.
+        waiting, ValueError when ``batch`` is not in ``batch_format``.
         """
         if self._finished:
             raise RuntimeError("send() after finish() or abort()")
         self._raise_failure()
         if not batch:
             return
-        if not batch.endswith(b"\n"):
-            raise ValueError("a batch must be complete JSON lines, each ending with a newline")
+        if not self.batch_format.holds(batch):
+            raise ValueError(
+                f"a batch must be in the sink's format, {self.batch_format.name} "
+                "(the pipeline builds it with batch_format.join)"
+            )
         item = Batch(batch, events, self._progress.issue(end_offset), line_offsets)
         if not self._workers or (
             self._queue.qsize() > 0 and len(self._workers) < self._pool.settings.pool_size
