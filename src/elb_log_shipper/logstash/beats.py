@@ -195,8 +195,11 @@ class BeatsConnection(Connection):
         self._in_flight.append(batch)
         self.carried_bytes += len(frames)
         # ACKs are read when the next window waits for room, or at confirm(): reading them here
-        # too would cost a system call (and a GIL hand-over) per window for nothing.
-        self.send_all(frames, deadline)
+        # too would cost a system call (and a GIL hand-over) per window for nothing. A window
+        # usually fits the socket buffer: one system call writes it.
+        written = self.write_now(frames, deadline)
+        if written < len(frames):
+            self.send_all(memoryview(frames)[written:], deadline)
 
     def confirm(self, deadline: float | None) -> None:
         """Wait for the final ACK of every window written; the connection stays open."""
@@ -239,7 +242,16 @@ class BeatsConnection(Connection):
         keep-alive, resets the stall timer."""
         self._take_acks()
         if len(self._in_flight) <= until:
-            return  # the common case while pipelining: no wait
+            return
+        # While pipelining, the ACK waited for is usually in the socket already: read it at once.
+        try:
+            data = self.read_now()
+        except OSError as error:
+            self._lost(error, "reading ACKs from")
+        if data is not None:
+            self._arrived(data)
+            if len(self._in_flight) <= until:
+                return
         watchdog = Watchdog(self._sock, self._settings.stall_timeout)
         self.waiting_since = time.monotonic()
         try:
@@ -262,15 +274,19 @@ class BeatsConnection(Connection):
                 continue
             except OSError as error:
                 self._lost(error, "reading ACKs from")
-            if not data:
-                self.close()
-                raise ConnectionLostError(
-                    f"{self.peer} closed the connection with {len(self._in_flight)} "
-                    "windows unacknowledged"
-                )
-            self._received += data
+            self._arrived(data)
             watchdog.progressed()
-            self._take_acks()
+
+    def _arrived(self, data: bytes) -> None:
+        """Take what a read returned: ACKs, or the end of the connection (``b""``)."""
+        if not data:
+            self.close()
+            raise ConnectionLostError(
+                f"{self.peer} closed the connection with {len(self._in_flight)} "
+                "windows unacknowledged"
+            )
+        self._received += data
+        self._take_acks()
 
     def _take_acks(self) -> None:
         """Apply the complete ACK frames received so far: the windows they complete become

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
+import os
 import select
 import socket
 import ssl
@@ -342,6 +343,13 @@ class Connection:
 
     def __init__(self, sock: socket.socket, settings: Settings) -> None:
         self._sock = sock
+        # A plain TCP socket's descriptor, to write and read at once with os.write and os.read
+        # (``write_now``, ``read_now``): with a timeout set, the socket object polls before every
+        # call, a second system call and a second hand-over of the GIL, which the parsing thread
+        # pays for. The descriptor is non-blocking (a Python socket with a timeout is, and ours
+        # never has none), so a call that would wait raises BlockingIOError and the timed path
+        # takes over. None over TLS.
+        self._fd = None if isinstance(sock, ssl.SSLSocket) else sock.fileno()
         self._settings = settings
         self.peer = f"{settings.host}:{settings.port}"
         # Confirmed and not yet counted by the worker (see take_confirmed).
@@ -476,7 +484,7 @@ class Connection:
 
     # Shared machinery.
 
-    def send_all(self, data: bytes, deadline: float | None) -> None:
+    def send_all(self, data: bytes | memoryview, deadline: float | None) -> None:
         """Write ``data`` completely under the stall watchdog; on failure close and raise
         ConnectionLostError, or DeliveryError for the deadline or a fatal TLS alert."""
         view = memoryview(data)
@@ -501,6 +509,34 @@ class Connection:
         except (ConnectionLostError, DeliveryError):
             self.close()
             raise
+
+    def write_now(self, data: bytes, deadline: float | None) -> int:
+        """Write what the socket takes of ``data`` without waiting, in one system call; return
+        how many bytes (0 over TLS, where only ``send_all`` writes). On failure close and raise
+        ConnectionLostError, or DeliveryError once the deadline passed."""
+        if self._fd is None or self.closed:
+            return 0
+        try:
+            wait_slice(deadline, f"writing to {self.peer}")
+            return os.write(self._fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as error:
+            self.close()
+            raise ConnectionLostError(f"writing to {self.peer} failed: {error}") from error
+        except DeliveryError:
+            self.close()
+            raise
+
+    def read_now(self) -> bytes | None:
+        """What the peer sent and we have not read (``b""``: it closed), without waiting: None
+        when nothing is there, or over TLS (where only a timed read reads). Raises OSError."""
+        if self._fd is None or self.closed:
+            return None
+        try:
+            return os.read(self._fd, RECV_BYTES)
+        except BlockingIOError:
+            return None
 
     def set_timeout(self, seconds: float) -> None:
         """Let the next blocking call wait ``seconds``. Only a change reaches the socket:
