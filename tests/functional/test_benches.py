@@ -92,4 +92,6 @@ def test_cap_bench_ships_exactly_once_to_both_receivers() -> None:
 def test_beats_codec_bench_checks_every_codec_inflates() -> None:
     out = run("-m", "bench.beats_codec_bench", "--events", "300", "--repeat", "1")
     assert re.search(r"^\| isal 1 \| [\d,]+ \| \d+\.\d \| \d+\.\d\d \|$", out, re.M), out
-    assert re.search(r"^\| compression 3 \| \d+\.\d\d \|$", out, re.M), out
+    assert re.search(
+        r"^\| beats: `encode_window`, compression 3 \| sender \| \d+\.\d\d \|$", out, re.M
+    )
