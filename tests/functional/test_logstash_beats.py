@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +13,14 @@ import pytest
 from elb_log_shipper.config import ENV, PROTOCOL_BEATS, Settings
 from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
-from elb_log_shipper.logstash.beats import BEAT_NAME
+from elb_log_shipper.logstash.beats import BEAT_NAME, METADATA
+from elb_log_shipper.pipeline import deliver_object
+from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.report import Outcome
 from tests.functional.test_logstash_delivery import all_ids, batches, ship
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
+from tests.support.lambda_harness import alb_lines
 from tests.support.receiver import JsonLinesReceiver, in_format
 from tests.support.timbersnake_server import TimbersnakeServer
 
@@ -250,3 +255,38 @@ def test_timbersnake_receives_every_event_once(certs: CertBundle, transport: str
     assert stats.events_confirmed == 5_000
     assert stats.reconnects == 0
     assert all(event["@metadata"]["beat"] == BEAT_NAME for event in server.events)
+
+
+# The pipeline's own batches (ship_object builds them as the beats sink's J frames).
+
+
+@pytest.mark.parametrize("server_kind", ["ours", "timbersnake"])
+def test_the_pipeline_sends_every_event_with_metadata_also_failed_and_cut_ones(
+    tmp_path: Path, server_kind: str
+) -> None:
+    """Parsed, unparseable and oversized lines alike reach a beats input as events carrying
+    libbeat's ``@metadata``, each once, in windows the server reads back."""
+    good = [line.decode() for line in alb_lines(700)]
+    oversized = good[0].replace('"-" "-" 0 ', f'"-" "{"x" * 9000}" 0 ', 1)
+    lines = [*good[:300], "not an ELB line", oversized, *good[300:]]
+    path = tmp_path / "alb.log"
+    path.write_text("".join(f"{line}\n" for line in lines))
+    server = BeatsServer() if server_kind == "ours" else TimbersnakeServer(None)
+    with server:
+        settings = Settings(
+            host="127.0.0.1",
+            port=server.port,
+            protocol=PROTOCOL_BEATS,
+            max_event_bytes=8192,
+            stall_timeout=5.0,
+        )
+        pool = SocketPool(settings)
+        result = deliver_object(ObjectRef.local(str(path)), LogstashSender(pool), settings)
+        pool.close()
+        events = server.events
+    assert result.outcome is Outcome.SHIPPED, result.error
+    assert result.events_confirmed == len(lines) == len(events)
+    assert len({event["event"]["id"] for event in events}) == len(lines)
+    assert all(event["@metadata"] == METADATA for event in events)
+    tags = collections.Counter(tag for event in events for tag in event.get("tags", []))
+    assert tags == {"_elbparsefailure": 1, "_elbtruncated": 1}
