@@ -97,12 +97,14 @@ _ALB_IPV4_CLIENT = re.compile(
 )
 # The common ALB line as the parser reads it, for CLIENT_IP=truncate (`LinePrivacy.truncated`): an
 # ALB type, then two fields of printable ASCII but the quote, one space after each (so they are
-# the fields that `str.split()` and the tokenizer give), an IPv4 client and its port. Groups: the
-# line up to the byte that truncation zeroes, and the rest of the line from the port on (DOTALL:
-# `.*+` takes the rest at once, whatever its length). Without a `?` or `#` in the line, or without
-# a query rule, this is the whole rewrite.
+# the fields that `str.split()` and the tokenizer give), an IPv4 client and its port. The fields
+# are matched as one character range (`[!-~]`, cheaper for the engine than the range and the `!`
+# that leaving out the quote takes): a quote in them is looked for in the first group after the
+# match. Groups: the line up to the byte that truncation zeroes, and the rest of the line from the
+# port on (DOTALL: `.*+` takes the rest at once, whatever its length). Without a `?` or `#` in the
+# line, or without a query rule, this is the whole rewrite.
 _COMMON_HEAD = (
-    rf"((?:https?|h2|grpcs|wss?) [!#-~]++ [!#-~]++ "
+    rf"((?:https?|h2|grpcs|wss?) [!-~]++ [!-~]++ "
     rf"{_ASCII_OCTET}\.{_ASCII_OCTET}\.{_ASCII_OCTET}\.){_ASCII_OCTET}"
 )
 _COMMON_CLIENT = re.compile(rf"{_COMMON_HEAD}(:[0-9]++ .*+)", re.DOTALL)
@@ -110,10 +112,12 @@ _COMMON_CLIENT = re.compile(rf"{_COMMON_HEAD}(:[0-9]++ .*+)", re.DOTALL)
 # in its first branch: the first quoted field after the client, `METHOD PATH?QUERY HTTP/x` (a
 # path before the first `?`, a query without space or quote, then the version and the closing
 # quote, so its space is the request's last); the line has no `#` or backslash (tested before).
-# Groups: the line up to the byte that truncation zeroes; from the port to the `?`; the query
-# from its `?`; the rest of the line from the space before the version.
+# Groups: the line up to the byte that truncation zeroes; from the port to the request's opening
+# quote; the path; the query from its `?`; the rest of the line from the space before the version.
+# The path and the query are scanned up to one character (`[^?]`, `[^ ]`), the engine's cheapest
+# scan: a quote in them is looked for after the match.
 _COMMON_QUERY = re.compile(
-    rf'{_COMMON_HEAD}(:[0-9]++ [^"]*+"[^"?]++)(\?[^ "]*+)( HTTP/[^" ]*+".*+)', re.DOTALL
+    rf'{_COMMON_HEAD}(:[0-9]++ [^"]*+")([^?]++)(\?[^ ]*+)( HTTP/[^" ]*+".*+)', re.DOTALL
 )
 # In a query or fragment (`?...#...`): what follows a parameter's first `=`, and a parameter
 # without `=`, which may well be the value itself (`?a3f9c2`).
@@ -362,20 +366,23 @@ class LinePrivacy:
         """
         if ("?" not in text and "#" not in text) or not self._redacts_query:
             found = _COMMON_CLIENT.match(text)
-            return None if found is None else f"{found[1]}0{found[2]}"
+            if found is None or '"' in (network := found[1]):
+                return None
+            return f"{network}0{found[2]}"
         if "#" in text or "\\" in text:
             # A fragment or an escape: `_request` reads them on its longer branch.
             return None
         found = _COMMON_QUERY.match(text)
         if found is None:
             return None
-        network, port_to_query, query, version_on = found.groups()
-        if "?" in version_on:
-            # Another URL field (a redirect) may hold a query: the longer paths find them.
+        network, port_to_request, path, query, version_on = found.groups()
+        if '"' in path or '"' in query or "?" in version_on or '"' in network:
+            # The request is not the first quoted field, or another URL field (a redirect) may
+            # hold a query: the longer paths read them.
             return None
         if self._removes_query:
-            return f"{network}0{port_to_query}{version_on}"
-        return f"{network}0{port_to_query}{_query_values(query)}{version_on}"
+            return f"{network}0{port_to_request}{path}{version_on}"
+        return f"{network}0{port_to_request}{path}{_query_values(query)}{version_on}"
 
     def redact(self, text: str) -> str:
         """The line with its values redacted; drop filters do not apply."""
@@ -676,10 +683,10 @@ def _layout(text: str, spans: list[tuple[int, int]]) -> _Layout | None:
 
 def _query_values(query: str) -> str:
     """``REDACT_QUERY=values`` of a query without fragment (``?a=1&b``), from its ``?``."""
-    redacted = _PARAMETER_VALUE.sub(_REDACTED_VALUE, query)
-    # Each parameter with a value now holds one `=`; fewer `=` than parameters means some have
-    # none (the costlier pass, rarely needed).
-    if redacted.count("=") <= query.count("&"):
+    redacted, values = _PARAMETER_VALUE.subn(_REDACTED_VALUE, query)
+    # Fewer values than parameters means some have none, or no `=` (the costlier pass, rarely
+    # needed).
+    if values <= query.count("&"):
         redacted = _BARE_PARAMETER.sub(REDACTED, redacted)
     return redacted
 

@@ -503,6 +503,12 @@ SHORT_PATH_TAKES_WITHOUT_A_QUERY_RULE = {
     "no version": alb().replace(" HTTP/1.1", ""),
     "lower-case version": alb().replace("HTTP/1.1", "http/1.1"),
     "line cut in the request": alb().split(" HTTP/1.1")[0],
+    # A `?` after a request without one, and a quote right after a query: the query pattern scans
+    # across quotes, and a quote in what it took sends the line to the longer paths.
+    "query-like agent after a request without a query": alb(url="/p", agent="a?b HTTP/1.1"),
+    "quote right after the query": alb(url="/p?q=s3cr3t").replace(
+        ' HTTP/1.1" "Mozilla/5.0"', '" HTTP/1.1"'
+    ),
 }
 SHORT_PATH_LEAVES = {
     "ipv6": alb(V6),
@@ -516,6 +522,7 @@ SHORT_PATH_LEAVES = {
     "double space in the head": alb().replace(" app/", "  app/"),
     "no-break space in the head": alb().replace("Z app/", "Z\xa0app/"),
     "quote in the name": alb().replace("app/my-alb", 'app/my"alb'),
+    "quote in the time": alb().replace("Z app/", 'Z" app/'),
     "not an alb line": alb().replace("https ", "httpx ", 1),
     "classic": classic(),
     "connection": connection(),

@@ -115,7 +115,8 @@ ipv4_like = st.one_of(
 plain_queries = st.lists(
     st.sampled_from(["a", "k9", "=", "&", "%40", "-", ".", "jo", "Z"]), min_size=1, max_size=10
 ).map("".join)
-head_whitespace = st.sampled_from([" ", "  ", "\t", "\xa0", "\x1f", " \t"])
+# Whitespace that splits fields, and a quote, which ends the head the parser reads.
+head_whitespace = st.sampled_from([" ", "  ", "\t", "\xa0", "\x1f", "\x0b", " \t", '"', ' "'])
 
 
 @st.composite
@@ -129,7 +130,11 @@ def common_lines(draw: st.DrawFn) -> str:
     line = alb(
         client,
         f"{path}{query}",
-        agent=draw(st.sampled_from(["bot?v=1", "a#b", r"a \"b\""]) if draw(odd) else st.just("-")),
+        agent=draw(
+            st.sampled_from(["bot?v=1", "a#b", r"a \"b\"", "a?b HTTP/1.1"])
+            if draw(odd)
+            else st.just("-")
+        ),
         redirect=draw(
             st.sampled_from(["https://h/cb?code=1", "https://h/cb"]) if draw(odd) else st.just("-")
         ),
@@ -141,7 +146,9 @@ def common_lines(draw: st.DrawFn) -> str:
         at = draw(st.sampled_from(spaces))
         line = f"{line[:at]}{draw(head_whitespace)}{line[at + 1 :]}"
     if draw(odd):
-        line = line.replace(" HTTP/1.1", draw(st.sampled_from(["", " HTTP/1.1 ", " http/1.1"])))
+        line = line.replace(
+            " HTTP/1.1", draw(st.sampled_from(["", " HTTP/1.1 ", " http/1.1", '" HTTP/1.1']))
+        )
     return line
 
 
