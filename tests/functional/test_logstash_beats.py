@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(60)
 STALL_TIMEOUT = 1.0
 
 
-def beats_settings(server: JsonLinesReceiver, **changes: Any) -> Settings:
+def beats_settings(server: JsonLinesReceiver | TimbersnakeServer, **changes: Any) -> Settings:
     values: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": server.port,
@@ -273,13 +273,7 @@ def test_the_pipeline_sends_every_event_with_metadata_also_failed_and_cut_ones(
     path.write_text("".join(f"{line}\n" for line in lines))
     server = BeatsServer() if server_kind == "ours" else TimbersnakeServer(None)
     with server:
-        settings = Settings(
-            host="127.0.0.1",
-            port=server.port,
-            protocol=PROTOCOL_BEATS,
-            max_event_bytes=8192,
-            stall_timeout=5.0,
-        )
+        settings = beats_settings(server, max_event_bytes=8192, stall_timeout=5.0)
         pool = SocketPool(settings)
         result = deliver_object(ObjectRef.local(str(path)), LogstashSender(pool), settings)
         pool.close()

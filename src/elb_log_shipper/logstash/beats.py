@@ -197,9 +197,7 @@ class BeatsConnection(Connection):
         # ACKs are read when the next window waits for room, or at confirm(): reading them here
         # too would cost a system call (and a GIL hand-over) per window for nothing. A window
         # usually fits the socket buffer: one system call writes it.
-        written = self.write_now(frames, deadline)
-        if written < len(frames):
-            self.send_all(memoryview(frames)[written:], deadline)
+        self.send_all(frames, deadline, at_once=True)
 
     def confirm(self, deadline: float | None) -> None:
         """Wait for the final ACK of every window written; the connection stays open."""

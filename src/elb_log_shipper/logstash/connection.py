@@ -344,11 +344,11 @@ class Connection:
     def __init__(self, sock: socket.socket, settings: Settings) -> None:
         self._sock = sock
         # A plain TCP socket's descriptor, to write and read at once with os.write and os.read
-        # (``write_now``, ``read_now``): with a timeout set, the socket object polls before every
-        # call, a second system call and a second hand-over of the GIL, which the parsing thread
-        # pays for. The descriptor is non-blocking (a Python socket with a timeout is, and ours
-        # never has none), so a call that would wait raises BlockingIOError and the timed path
-        # takes over. None over TLS.
+        # (``send_all(at_once=True)``, ``read_now``): with a timeout set, the socket object polls
+        # before every call, a second system call and a second hand-over of the GIL, which the
+        # parsing thread pays for. The descriptor is non-blocking (a Python socket with a timeout
+        # is, and ours never has none), so a call that would wait raises BlockingIOError and the
+        # timed path takes over. None over TLS.
         self._fd = None if isinstance(sock, ssl.SSLSocket) else sock.fileno()
         self._settings = settings
         self.peer = f"{settings.host}:{settings.port}"
@@ -484,14 +484,21 @@ class Connection:
 
     # Shared machinery.
 
-    def send_all(self, data: bytes | memoryview, deadline: float | None) -> None:
+    def send_all(self, data: bytes, deadline: float | None, *, at_once: bool = False) -> None:
         """Write ``data`` completely under the stall watchdog; on failure close and raise
-        ConnectionLostError, or DeliveryError for the deadline or a fatal TLS alert."""
+        ConnectionLostError, or DeliveryError for the deadline or a fatal TLS alert.
+
+        ``at_once``: over plain TCP, first write what the socket takes in one ``os.write`` (no
+        poll before it), and wait only for the rest (beats: a window usually fits)."""
         view = memoryview(data)
         chunk = TLS_WRITE_BYTES if isinstance(self._sock, ssl.SSLSocket) else len(view)
         watchdog = Watchdog(self._sock, self._settings.stall_timeout)
         sent = 0
         try:
+            if at_once and self._fd is not None and not self.closed:
+                wait_slice(deadline, f"writing to {self.peer}")
+                with contextlib.suppress(BlockingIOError):
+                    sent = os.write(self._fd, view)
             while sent < len(view):
                 self.set_timeout(wait_slice(deadline, f"writing to {self.peer}"))
                 try:
@@ -507,24 +514,6 @@ class Connection:
                 raise fatal from error
             raise ConnectionLostError(f"writing to {self.peer} failed: {error}") from error
         except (ConnectionLostError, DeliveryError):
-            self.close()
-            raise
-
-    def write_now(self, data: bytes, deadline: float | None) -> int:
-        """Write what the socket takes of ``data`` without waiting, in one system call; return
-        how many bytes (0 over TLS, where only ``send_all`` writes). On failure close and raise
-        ConnectionLostError, or DeliveryError once the deadline passed."""
-        if self._fd is None or self.closed:
-            return 0
-        try:
-            wait_slice(deadline, f"writing to {self.peer}")
-            return os.write(self._fd, data)
-        except BlockingIOError:
-            return 0
-        except OSError as error:
-            self.close()
-            raise ConnectionLostError(f"writing to {self.peer} failed: {error}") from error
-        except DeliveryError:
             self.close()
             raise
 
