@@ -110,6 +110,7 @@ class Metric:
     BYTES_READ = "BytesRead"
     RETRIES = "Retries"
     RECONNECTS = "Reconnects"
+    EVENTS_RESENT = "EventsResent"
     SHIP_SECONDS = "ShipSeconds"
     LAG_SECONDS = "LagSeconds"
     HANDOFFS = "Handoffs"
@@ -400,8 +401,14 @@ def _add_metrics(shipment: Shipment, handoffs: int, *, measure_lag: bool) -> Non
     metrics.add_metric(Metric.EVENTS_TRUNCATED, count, truncated)
     bytes_read = sum(ledger.bytes_read for ledger in ledgers)
     metrics.add_metric(Metric.BYTES_READ, MetricUnit.Bytes, bytes_read)
-    metrics.add_metric(Metric.RETRIES, count, sum(ledger.retries for ledger in ledgers))
-    metrics.add_metric(Metric.RECONNECTS, count, sum(ledger.reconnects for ledger in ledgers))
+    # The shared confirmation's resends belong to no one object: counted here, not per object.
+    confirmation = shipment.confirmation
+    retries = confirmation.retries + sum(ledger.retries for ledger in ledgers)
+    metrics.add_metric(Metric.RETRIES, count, retries)
+    reconnects = confirmation.reconnects + sum(ledger.reconnects for ledger in ledgers)
+    metrics.add_metric(Metric.RECONNECTS, count, reconnects)
+    resent = confirmation.events_resent + sum(ledger.events_resent for ledger in ledgers)
+    metrics.add_metric(Metric.EVENTS_RESENT, count, resent)
     metrics.add_metric(Metric.SHIP_SECONDS, MetricUnit.Seconds, round(shipment.seconds, 3))
     metrics.add_metric(Metric.HANDOFFS, count, handoffs)
     delivery_failures = 0 if shipment.delivery_error is None else 1

@@ -28,7 +28,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -430,6 +430,7 @@ def _with_stats(result: ObjectResult, stats: DeliveryStats) -> ObjectResult:
     result.events_confirmed = stats.events_confirmed
     result.retries += stats.retries
     result.reconnects = stats.reconnects
+    result.events_resent = stats.events_resent
     return result
 
 
@@ -461,6 +462,9 @@ class Shipment:
     events_confirmed: int = 0
     seconds: float = 0.0
     delivery_error: DeliveryError | None = None
+    confirmation: DeliveryStats = field(default_factory=DeliveryStats)
+    """The shared confirmation's own counters: what it resent after a connection failed to
+    confirm (the objects' results count only what their own senders resent)."""
 
 
 def ship_objects(
@@ -542,12 +546,13 @@ def ship_objects(
         shipment.results.append(result)
         senders.append(sender)
     if shipment.delivery_error is None:
+        final = LogstashSender(pool)
         try:
-            final = LogstashSender(pool).finish(hard_deadline)
+            final.finish(hard_deadline)
         except DeliveryError as error:
             shipment.delivery_error = error
-        else:
-            shipment.events_confirmed += final.events_confirmed
+        shipment.confirmation = final.stats
+        shipment.events_confirmed += shipment.confirmation.events_confirmed
     if shipment.delivery_error is not None:
         pool.close()
         _unconfirmed_hand_off(shipment, senders)

@@ -81,6 +81,9 @@ class ObjectResult:
     bytes_decompressed: int = 0
     retries: int = 0
     reconnects: int = 0
+    events_resent: int = 0
+    """Events written again after a connection was lost before they were confirmed: each may
+    arrive twice (with the same ``event.id``, so that Elasticsearch keeps one)."""
     seconds: float = 0.0
     newest_timestamp: str | None = None
     next_offset: int | None = None
@@ -150,6 +153,7 @@ start_offset=10, hop=1)
             "bytes_read": self.bytes_read,
             "retries": self.retries,
             "reconnects": self.reconnects,
+            "events_resent": self.events_resent,
             "seconds": round(self.seconds, 3),
             "newest_timestamp": self.newest_timestamp,
             "error": self.error,
@@ -279,7 +283,12 @@ def _summary(results: Sequence[ObjectResult], seconds: float) -> str:
         f"{sum(r.bytes_read for r in read)} bytes in {seconds:.2f} s wall clock "
         f"({rate:,.0f} lines/s)"
     )
-    return summary + (f"; {dropped} lines dropped by filters" if dropped else "")
+    resent = sum(r.events_resent for r in read)
+    if dropped:
+        summary += f"; {dropped} lines dropped by filters"
+    if resent:
+        summary += f"; {resent} events resent after a connection failed (may arrive twice)"
+    return summary
 
 
 def listed_by_date_note(sources: Sequence[str]) -> str:

@@ -60,6 +60,7 @@ SHIPPER_METRICS = frozenset(
         "BytesRead",
         "Retries",
         "Reconnects",
+        "EventsResent",
         "ShipSeconds",
         "LagSeconds",
         "Handoffs",

@@ -31,9 +31,11 @@ def _reset(sock: socket.socket) -> None:
 
 
 class ResettingServer(JsonLinesReceiver):
-    """Resets the first ``resets`` connections after reading ``after_bytes`` from each."""
+    """Resets the first ``resets`` connections after reading ``after_bytes`` from each; with
+    ``after_bytes=None``, after reading everything up to the client's FIN (a Logstash that read
+    every event and crashed before it could close: the close that confirms never comes)."""
 
-    def __init__(self, *, after_bytes: int, resets: int = 1, **kwargs: Any) -> None:
+    def __init__(self, *, after_bytes: int | None, resets: int = 1, **kwargs: Any) -> None:
         self.after_bytes = after_bytes
         self.resets = resets
         super().__init__(**kwargs)
@@ -42,9 +44,14 @@ class ResettingServer(JsonLinesReceiver):
         if record.index >= self.resets:
             super().serve(sock, record)
             return
-        while record.bytes_read < self.after_bytes:
-            data = sock.recv(min(RECV_BYTES, self.after_bytes - record.bytes_read))
+        limit = self.after_bytes
+        while limit is None or record.bytes_read < limit:
+            data = sock.recv(
+                RECV_BYTES if limit is None else min(RECV_BYTES, limit - record.bytes_read)
+            )
             if not data:
+                if limit is None:
+                    break
                 return
             self.feed(record, data)
         _reset(sock)

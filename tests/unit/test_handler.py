@@ -73,7 +73,7 @@ def test_metric_names_are_the_ones_the_template_uses() -> None:
     assert names == {
         "ObjectsShipped", "ObjectsFailed", "LinesRead", "EventsSent", "ParseFailures",
         "EventsTruncated", "BytesRead", "Retries", "Reconnects", "ShipSeconds", "LagSeconds",
-        "Handoffs", "DeliveryFailures", "EventsDropped",
+        "Handoffs", "DeliveryFailures", "EventsDropped", "EventsResent",
     }  # fmt: skip
 
 

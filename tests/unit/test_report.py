@@ -31,6 +31,14 @@ def test_the_summary_rate_is_wall_clock_whatever_the_objects_took() -> None:
     assert summary.startswith("4 objects (0 skipped, 0 failed): 4000 lines, ")
 
 
+def test_the_summary_says_how_many_events_were_resent_only_when_some_were() -> None:
+    resent = shipped(1000)
+    resent.events_resent = 250
+    assert "resent" not in format_run([shipped(1000)], seconds=1.0).splitlines()[-1]
+    summary = format_run([resent, shipped(10)], seconds=1.0).splitlines()[-1]
+    assert summary.endswith("; 250 events resent after a connection failed (may arrive twice)")
+
+
 @pytest.mark.parametrize(
     ("result", "row", "count"),
     [
