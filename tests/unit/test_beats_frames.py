@@ -12,7 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from elb_log_shipper.config import ENV, Settings
+from elb_log_shipper.config import (
+    DEFAULT_BATCH_BYTES,
+    DEFAULT_BEATS_BATCH_BYTES,
+    ENV,
+    Settings,
+)
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.logstash.beats import (
     BEAT_NAME,
@@ -138,3 +143,21 @@ def test_beats_settings_are_read() -> None:
         0,
         512,
     )
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({ENV.LOGSTASH_PROTOCOL: "beats"}, DEFAULT_BEATS_BATCH_BYTES),
+        ({ENV.LOGSTASH_PROTOCOL: "beats", ENV.LOGSTASH_BATCH_BYTES: "65536"}, 65536),
+        ({}, DEFAULT_BATCH_BYTES),
+    ],
+    ids=["beats-default", "beats-set", "json-lines-default"],
+)
+def test_beats_batches_default_to_larger_windows(environ: dict[str, str], expected: int) -> None:
+    assert Settings.from_env(environ).batch_bytes == expected
+
+
+def test_the_command_line_destination_picks_the_beats_batch_default() -> None:
+    """``--to beats://`` sets the protocol as an override, not in the environment."""
+    assert Settings.from_env({}, protocol="beats").batch_bytes == DEFAULT_BEATS_BATCH_BYTES
