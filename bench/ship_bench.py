@@ -56,6 +56,7 @@ import re
 import shutil
 import socket
 import ssl
+import statistics
 import struct
 import subprocess
 import sys
@@ -496,15 +497,40 @@ def beats_comparison(summaries: Sequence[Summary]) -> str:
             continue
         wire = beats.best.wire_bytes / plain.best.wire_bytes
         speed = plain.best.wall / beats.best.wall
+        ratios = paired_ratios(beats, plain)
+        paired = (
+            f"; paired rounds: median {statistics.median(ratios):.2f}x "
+            f"({min(ratios):.2f}-{max(ratios):.2f}, {len(ratios)} rounds)"
+            if len(ratios) > 1
+            else ""
+        )
         lines_out.append(
             f"- {lines:,} lines, {cores} core(s), pool {pool}, {label} vs json_lines: wire "
             f"bytes {wire:.3f}x (target <= {TARGET_BEATS_WIRE_FRACTION:.2f}: "
             f"{'met' if wire <= TARGET_BEATS_WIRE_FRACTION else 'MISSED'}), lines/s "
-            f"{speed:.2f}x (target >= 1: {'met' if speed >= 1 else 'MISSED'}), connections "
-            f"{beats.best.connections} (pool {pool}: "
+            f"{speed:.2f}x best against best (target >= 1: {'met' if speed >= 1 else 'MISSED'})"
+            f"{paired}, connections {beats.best.connections} (pool {pool}: "
             f"{'met' if beats.best.connections <= pool else 'MISSED'})"
         )
     return "\n".join(["", "Beats against json_lines:", *lines_out]) if lines_out else ""
+
+
+def paired_ratios(beats: Summary, plain: Summary) -> list[float]:
+    """Beats' lines/s over json_lines' in each round, the two runs of a round side by side.
+
+    On a shared machine the speed drifts by more than the difference measured (10 % within a
+    minute here); runs of one round are next to each other in time, so their ratio carries less
+    of the drift than the ratio of two bests taken minutes apart.
+
+    >>> def runs(*walls: float) -> Summary:
+    ...     return Summary(Config(1, 1, 1), [RunResult(w, w, w, 0, 0, 0, 0) for w in walls])
+    >>> paired_ratios(runs(10.0, 20.0), runs(11.0, 18.0))
+    [1.1, 0.9]
+    """
+    return [
+        plain_run.wall / beats_run.wall
+        for beats_run, plain_run in zip(beats.runs, plain.runs, strict=True)
+    ]
 
 
 def machine_line() -> str:
@@ -785,9 +811,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                             Config(lines, n_cores, pool, t, baseline=True) for t in transports
                         ]
                     group = {config: Summary(config) for config in configs}
-                    # Interleaved, so that other load on the machine hits every transport alike.
-                    for _ in range(runs):
-                        for config, summary in group.items():
+                    # Interleaved, so that other load on the machine hits every transport alike;
+                    # every other round in reverse, so that no configuration always runs first
+                    # (rounds pair the runs: see ``paired_ratios``).
+                    for round_index in range(runs):
+                        order = list(group.items())
+                        if round_index % 2:
+                            order.reverse()
+                        for config, summary in order:
                             summary.runs.append(
                                 run_shipper(
                                     config,

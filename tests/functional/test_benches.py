@@ -62,6 +62,17 @@ def test_ship_bench_runs_a_baseline_tree_beside_this_one(tmp_path: Path) -> None
     assert re.search(r"^\| 3,000 \| 1 \| 2 \| .* \| beats \(baseline\) \|$", out, re.M), out
 
 
+def test_ship_bench_pairs_the_runs_of_each_round(tmp_path: Path) -> None:
+    argv = ["bench/ship_bench.py", "--lines", "3000", "--runs", "2", "--pool", "2", "--cores", "1"]
+    argv += ["--cache", str(tmp_path), "--transport", "tcp", "--transport", "beats"]
+    out = run(*argv)
+    assert re.search(
+        r"beats vs json_lines: .* lines/s [\d.]+x best against best .*; paired rounds: "
+        r"median [\d.]+x \([\d.]+-[\d.]+, 2 rounds\)",
+        out,
+    ), out
+
+
 def test_ship_bench_refuses_a_baseline_that_is_no_source_tree(tmp_path: Path) -> None:
     argv = ["bench/ship_bench.py", "--quick", "--cache", str(tmp_path), "--baseline", str(tmp_path)]
     process = subprocess.run(
