@@ -437,7 +437,8 @@ def run_shipper(
         raise SystemExit(f"ship_bench: the shipper exited {process.returncode}:\n{stderr}")
     if receiver.lines != corpus.lines:
         raise SystemExit(
-            f"ship_bench: the receiver counted {receiver.lines:,} lines, not {corpus.lines:,}"
+            f"ship_bench: {config.label}: the receiver counted {receiver.lines:,} lines, not "
+            f"{corpus.lines:,}; the shipper said:\n{stderr}"
         )
     if isinstance(receiver, BeatsCountingReceiver):
         duplicates, distinct = receiver.duplicates_and_distinct()

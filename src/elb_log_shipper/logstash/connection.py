@@ -310,6 +310,17 @@ def _send_queue_bytes(sock: socket.socket) -> int | None:
     return value
 
 
+def _data_unacknowledged_after_fin(sock: socket.socket) -> int | None:
+    """Bytes of data in our send queue not yet acknowledged, once our FIN is queued (after
+    ``shutdown(SHUT_WR)``), or None. SIOCOUTQ counts the FIN too (it takes a sequence number),
+    and a peer that closes as soon as it has read our last byte (a TLS server does on our
+    close_notify) can have its FIN here before its ACK of ours: 1 alone is that FIN. ACKs are
+    cumulative, so any byte of data unacknowledged leaves the FIN unacknowledged as well.
+    """
+    queued = _send_queue_bytes(sock)
+    return None if queued is None else max(0, queued - 1)
+
+
 def _acked_bytes(sock: socket.socket) -> int | None:
     """Bytes of ours the peer acknowledged since the connection opened (Linux tcpi_bytes_acked),
     or None where the kernel does not say."""
@@ -625,7 +636,7 @@ class JsonLinesConnection(Connection):
             self._read_until_eof(deadline)
             if self.interrupted:
                 raise ConnectionLostError("delivery was stopped")
-            queued = _send_queue_bytes(self._sock)
+            queued = _data_unacknowledged_after_fin(self._sock)
             if queued:
                 raise ConnectionLostError(
                     f"{self.peer} closed with {queued} of our bytes unacknowledged"
@@ -715,7 +726,7 @@ class JsonLinesConnection(Connection):
             try:
                 data = self._sock.recv(RECV_BYTES)
             except TimeoutError:
-                queued = _send_queue_bytes(self._sock)
+                queued = _data_unacknowledged_after_fin(self._sock)
                 # While our queue holds data the peer's window updates show its reading; once
                 # all is acknowledged, give it time to read what it holds.
                 watchdog.check(unread_allowance if not queued else 0.0)
