@@ -44,14 +44,13 @@ class ResettingServer(JsonLinesReceiver):
         if record.index >= self.resets:
             super().serve(sock, record)
             return
-        limit = self.after_bytes
-        while limit is None or record.bytes_read < limit:
-            data = sock.recv(
-                RECV_BYTES if limit is None else min(RECV_BYTES, limit - record.bytes_read)
-            )
+        if self.after_bytes is None:
+            super().serve(sock, record)  # to the client's FIN
+            _reset(sock)
+            return
+        while record.bytes_read < self.after_bytes:
+            data = sock.recv(min(RECV_BYTES, self.after_bytes - record.bytes_read))
             if not data:
-                if limit is None:
-                    break
                 return
             self.feed(record, data)
         _reset(sock)
