@@ -65,7 +65,7 @@ import threading
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -493,7 +493,11 @@ def beats_comparison(summaries: Sequence[Summary]) -> str:
         transport = beats.config.transport
         if not transport.startswith("beats"):
             continue
-        plain = by_config.get((lines, cores, pool, "tls" if transport.endswith("tls") else "tcp"))
+        # json_lines of the same tree: a baseline's beats against the baseline's json_lines.
+        plain_config = replace(
+            beats.config, transport="tls" if transport.endswith("tls") else "tcp"
+        )
+        plain = by_config.get((lines, cores, pool, plain_config.label))
         if plain is None:
             continue
         wire = beats.best.wire_bytes / plain.best.wire_bytes

@@ -56,10 +56,12 @@ def test_start_method_bench_times_each_start_method() -> None:
 
 def test_ship_bench_runs_a_baseline_tree_beside_this_one(tmp_path: Path) -> None:
     argv = ["bench/ship_bench.py", "--lines", "3000", "--runs", "1", "--pool", "2", "--cores", "1"]
-    argv += ["--cache", str(tmp_path), "--transport", "beats", "--baseline", str(ROOT)]
-    out = run(*argv)
+    argv += ["--cache", str(tmp_path), "--transport", "beats", "--transport", "tcp"]
+    out = run(*argv, "--baseline", str(ROOT))
     assert re.search(r"^\| 3,000 \| 1 \| 2 \| .* \| beats \|$", out, re.M), out
     assert re.search(r"^\| 3,000 \| 1 \| 2 \| .* \| beats \(baseline\) \|$", out, re.M), out
+    # Each tree's beats against the same tree's json_lines.
+    assert "pool 2, beats vs json_lines" in out and "beats (baseline) vs json_lines" in out
 
 
 def test_ship_bench_pairs_the_runs_of_each_round(tmp_path: Path) -> None:
