@@ -13,8 +13,8 @@ import pytest
 from elb_log_shipper.config import ENV, PROTOCOL_BEATS
 from tests.functional.test_reliability import (
     HOP_MARGIN_SECONDS,
-    HOP_STALL_TIMEOUT,
     HOP_WORK_SECONDS,
+    NOT_A_STALL_TIMEOUT,
     open_descriptors,
     put_lines,
     s3_event,
@@ -76,7 +76,7 @@ def test_hand_offs_resume_after_the_last_acknowledged_line(
             server,
             **{
                 ENV.DEADLINE_MARGIN_SECONDS: str(HOP_MARGIN_SECONDS),
-                ENV.LOGSTASH_STALL_TIMEOUT: HOP_STALL_TIMEOUT,
+                ENV.LOGSTASH_STALL_TIMEOUT: NOT_A_STALL_TIMEOUT,
             },
         )
         budget = HOP_MARGIN_SECONDS + HOP_WORK_SECONDS
