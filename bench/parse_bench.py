@@ -17,7 +17,9 @@ The corpus is generated (bench/corpus.py, fixed seed): realistic ALB lines of 30
 The privacy rules (issue 14) are measured in the same run, their runs interleaved with the
 defaults' so that a change in the machine's load hits both: ``REDACT_QUERY=values`` with
 ``CLIENT_IP=truncate`` against the defaults (per line), and a drop filter removing the 30 % of
-lines that are health checks against the defaults on that same corpus (end to end).
+lines that are health checks against the defaults on that same corpus (end to end). Each change
+is given best against best, then as the median of the rounds' own ratios: a busy machine's speed
+swings between rounds (by half on some days), and the runs of one round are seconds apart.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -122,15 +125,17 @@ def best_rate(run: Callable[[], int], repeat: int) -> float:
     return best
 
 
-def best_rates(runs: dict[str, Callable[[], int]], repeat: int) -> dict[str, float]:
-    """``best_rate`` of each run, the runs interleaved round by round."""
-    best = dict.fromkeys(runs, 0.0)
-    for _ in range(repeat):
-        for name, run in runs.items():
+def interleaved_rates(runs: dict[str, Callable[[], int]], repeat: int) -> dict[str, list[float]]:
+    """Lines per CPU second of each run in each of ``repeat`` rounds; a round runs each once,
+    every other round in reverse order, so that the runs compared are seconds apart."""
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(repeat):
+        order = list(runs.items())
+        for name, run in order if round_ % 2 == 0 else reversed(order):
             started = time.process_time()
             count = run()
-            best[name] = max(best[name], count / (time.process_time() - started))
-    return best
+            rates[name].append(count / (time.process_time() - started))
+    return rates
 
 
 def ours_parse(data: list[bytes], privacy: PrivacyRules | None = None) -> int:
@@ -271,7 +276,7 @@ def privacy_table(texts: list[str], repeat: int) -> str:
         for name, lines in ((path, texts), (checked, checks)):
             with open(name, "w", encoding="utf-8") as file:
                 file.writelines(text + "\n" for text in lines)
-        rates = best_rates(
+        rounds = interleaved_rates(
             {
                 "parse": lambda: ours_parse(data),
                 "parse private": lambda: ours_parse(data, REDACT_AND_TRUNCATE),
@@ -282,25 +287,32 @@ def privacy_table(texts: list[str], repeat: int) -> str:
             },
             repeat,
         )
+    rates = {name: max(values) for name, values in rounds.items()}
 
-    def change(new: float, old: float) -> str:
-        # Per line: time is 1/rate, so slower by old/new - 1.
-        return f"{(old / new - 1) * 100:+.1f} % time per line"
+    def change(name: str, against: str) -> str:
+        # Per line: time is 1/rate, so slower by old/new - 1. Best against best, then the median
+        # of the rounds' own ratios (each pair ran seconds apart, which a busy machine's swings
+        # between rounds do not reach).
+        best = (rates[against] / rates[name] - 1) * 100
+        paired = [old / new - 1 for new, old in zip(rounds[name], rounds[against], strict=True)]
+        return (
+            f"{best:+.1f} % time per line; paired median {statistics.median(paired) * 100:+.1f} %"
+        )
 
     return "\n".join(
         [
-            f"Privacy rules, {len(texts):,} lines, best of {repeat} interleaved runs (CPU time):",
+            f"Privacy rules, {len(texts):,} lines, best of {repeat} interleaved rounds (CPU time):",
             "",
             "| elb-log-shipper | parse only (lines/s) | file -> JSON lines (lines/s) |",
             "|---|---:|---:|",
             f"| defaults | {rates['parse']:,.0f} | {rates['file']:,.0f} |",
             f"| REDACT_QUERY=values, CLIENT_IP=truncate | {rates['parse private']:,.0f} "
-            f"({change(rates['parse private'], rates['parse'])}) | "
-            f"{rates['file private']:,.0f} ({change(rates['file private'], rates['file'])}) |",
+            f"({change('parse private', 'parse')}) | "
+            f"{rates['file private']:,.0f} ({change('file private', 'file')}) |",
             f"| 30 % health checks, defaults | | {rates['health']:,.0f} |",
             f"| 30 % health checks, DROP_USER_AGENT_PREFIXES=ELB-HealthChecker/ | | "
             f"{rates['health dropped']:,.0f} lines read/s "
-            f"({change(rates['health dropped'], rates['health'])}) |",
+            f"({change('health dropped', 'health')}) |",
         ]
     )
 

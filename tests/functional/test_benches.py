@@ -108,3 +108,15 @@ def test_beats_codec_bench_checks_every_codec_inflates() -> None:
     assert re.search(
         r"^\| beats: `encode_window`, compression 3 \| sender \| \d+\.\d\d \|$", out, re.M
     )
+
+
+def test_parse_bench_pairs_the_privacy_rounds() -> None:
+    out = run("-m", "bench.parse_bench", "--privacy-only", "--lines", "2000", "--repeat", "2")
+    change = r"[+-]\d+\.\d % time per line; paired median [+-]\d+\.\d %"
+    assert re.search(
+        rf"^\| REDACT_QUERY=values, CLIENT_IP=truncate \| [\d,]+ \({change}\) \| "
+        rf"[\d,]+ \({change}\) \|$",
+        out,
+        re.M,
+    ), out
+    assert re.search(rf"ELB-HealthChecker/ \| \| [\d,]+ lines read/s \({change}\) \|$", out, re.M)
