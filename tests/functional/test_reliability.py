@@ -187,7 +187,7 @@ def test_logstash_that_stops_reading_mid_object_hands_off_the_confirmed_progress
     with StopsReadingServer(healthy=2) as stalled:
         # A healthy connection taken for stalled (the 0.5 s harness default, on a loaded machine)
         # resends its batches to the connections that never read: then nothing is confirmed and
-        # the object fails (once in a CI run). The stall itself is found all the same.
+        # the object fails (once in a CI simulation). The stall itself is found all the same.
         container = container_for(stalled, **{ENV.LOGSTASH_STALL_TIMEOUT: NOT_A_STALL_TIMEOUT})
         result = container.invoke(event, budget=60)
         stalled.wait_idle()
