@@ -138,13 +138,23 @@ def interleaved_rates(runs: dict[str, Callable[[], int]], repeat: int) -> dict[s
     return rates
 
 
-def ours_parse(data: list[bytes], privacy: PrivacyRules | None = None) -> int:
-    build = EventBuilder(bucket="bench", key="bench.log", version="1", privacy=privacy).build
+def ours_parse(lines: list[tuple[int, bytes]], privacy: PrivacyRules | None = None) -> int:
+    """Build the event of each of ``lines`` (offset, raw bytes) as the pipeline's loop does."""
+    builder = EventBuilder(bucket="bench", key="bench.log", version="1", privacy=privacy)
+    build = builder.build
+    for offset, raw in builder.prepared(lines):
+        build(raw, offset)
+    return len(lines)
+
+
+def with_offsets(data: list[bytes]) -> list[tuple[int, bytes]]:
+    """``data`` (lines without terminator) as the pipeline's reader gives them: with offsets."""
+    lines = []
     offset = 0
     for raw in data:
-        build(raw, offset)
+        lines.append((offset, raw))
         offset += len(raw) + 1
-    return len(data)
+    return lines
 
 
 def regex_parse(texts: list[str]) -> int:
@@ -227,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     texts = list(alb_lines(args.lines))
-    data = [text.encode() for text in texts]
+    data = with_offsets([text.encode() for text in texts])
     missed = sum(1 for text in texts if ATHENA_ALB_REGEX.match(text) is None)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "alb.log")
@@ -268,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def privacy_table(texts: list[str], repeat: int) -> str:
     """Ours with the privacy rules against the defaults, interleaved, as a markdown table."""
-    data = [text.encode() for text in texts]
+    data = with_offsets([text.encode() for text in texts])
     checks = list(with_health_checks(texts))
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "alb.log")

@@ -37,6 +37,7 @@ from elb_log_shipper.backfill import LazyClients
 from elb_log_shipper.config import DEFAULT_BATCH_BYTES, DEFAULT_MAX_EVENT_BYTES, ENV, Settings
 from elb_log_shipper.errors import DeliveryError, SourceError
 from elb_log_shipper.formats import EventBuilder
+from elb_log_shipper.framing import OversizedLine
 from elb_log_shipper.logstash import (
     JSON_LINES,
     BatchFormat,
@@ -213,6 +214,7 @@ def ship_object(
         privacy=privacy,
     )
     build = builder.build
+    prepared = builder.prepared
     dumps = orjson.dumps
     metadata = batch_format.metadata
     join = batch_format.join
@@ -233,7 +235,7 @@ def ship_object(
                     result.outcome = Outcome.HANDED_OFF
                     break
                 lines_read += len(lines)
-                for offset, raw in lines:
+                for offset, raw in prepared(lines):
                     if len(pending) >= per_batch:
                         # The batch ends before this line: its offset is where a resume starts.
                         per_batch = _flush(
@@ -244,7 +246,7 @@ def ship_object(
                             batch_bytes=batch_bytes,
                             end_offset=offset,
                         )
-                    if type(raw) is bytes:
+                    if type(raw) is not OversizedLine:
                         event = build(raw, offset)
                         if event is None:
                             continue  # dropped by a filter: counted by the builder
@@ -315,12 +317,12 @@ def _source_failed(result: ObjectResult, error: SourceError) -> None:
 
 
 def _unserialisable(
-    builder: EventBuilder, raw: bytes, offset: int, error: TypeError
+    builder: EventBuilder, raw: bytes | str, offset: int, error: TypeError
 ) -> dict[str, Any]:
-    """The failure event of a line whose event the encoder refused: the raw text, tagged."""
-    event = builder.failure(
-        raw.decode(errors="replace"), offset, f"the event could not be serialised: {error}"
-    )
+    """The failure event of a line whose event the encoder refused: the raw text (``raw``, or
+    the text that the privacy rules made of it), tagged."""
+    text = raw if isinstance(raw, str) else raw.decode(errors="replace")
+    event = builder.failure(text, offset, f"the event could not be serialised: {error}")
     event["tags"].append(UNSERIALISABLE_TAG)
     return event
 

@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
+from typing import TypeVar, overload
 
 __all__ = [
     "MIN_HASH_KEY_BYTES",
@@ -63,6 +64,8 @@ __all__ = [
     "QueryRedaction",
     "parse_status_filter",
 ]
+
+_T = TypeVar("_T")
 
 # What replaces a redacted value: URL-safe, no quote or space, so the line keeps its shape.
 REDACTED = "REDACTED"
@@ -353,9 +356,15 @@ class LinePrivacy:
         """
         return self.truncated if self._truncates_alone else None
 
-    def truncated(self, text: str) -> str | None:
+    @overload
+    def truncated(self, text: str) -> str | None: ...
+
+    @overload
+    def truncated(self, text: str, otherwise: _T) -> str | _T: ...
+
+    def truncated(self, text: str, otherwise: object = None) -> object:
         """An ALB line whose client is IPv4, with ``CLIENT_IP=truncate`` and no drop filter,
-        rewritten as ``apply`` rewrites it, or None for any other line.
+        rewritten as ``apply`` rewrites it, or ``otherwise`` (None) for any other line.
 
         One match reads and rewrites the line as the parser will read it; with a query to redact,
         only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` or `#` after it).
@@ -367,19 +376,19 @@ class LinePrivacy:
         if ("?" not in text and "#" not in text) or not self._redacts_query:
             found = _COMMON_CLIENT.match(text)
             if found is None or '"' in (network := found[1]):
-                return None
+                return otherwise
             return f"{network}0{found[2]}"
         if "#" in text or "\\" in text:
             # A fragment or an escape: `_request` reads them on its longer branch.
-            return None
+            return otherwise
         found = _COMMON_QUERY.match(text)
         if found is None:
-            return None
+            return otherwise
         network, port_to_request, path, query, version_on = found.groups()
         if '"' in path or '"' in query or "?" in version_on or '"' in network:
             # The request is not the first quoted field, or another URL field (a redirect) may
             # hold a query: the longer paths read them.
-            return None
+            return otherwise
         if self._removes_query:
             return f"{network}0{port_to_request}{path}{version_on}"
         return f"{network}0{port_to_request}{path}{_query_values(query)}{version_on}"

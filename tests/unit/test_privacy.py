@@ -6,6 +6,7 @@ Every check reads every string of the serialised event (keys included), not chos
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,8 @@ import orjson
 import pytest
 
 from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder
+from elb_log_shipper.formats.event import PREPARE_LINES
+from elb_log_shipper.framing import OversizedLine
 from elb_log_shipper.privacy import (
     REDACTED,
     ClientAddress,
@@ -565,3 +568,67 @@ def test_the_short_path_is_taken_only_for_truncation_without_drop_filters() -> N
         privacy = rules.compile()
         assert privacy is not None
         assert (privacy.common_line is not None) == (rules in rules_with_a_short_path), rules
+
+
+def _as_written(event: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The event as written, without the time a failure event is built at."""
+    if event is None:
+        return None
+    decoded: dict[str, Any] = orjson.loads(orjson.dumps(event))
+    if PARSE_FAILURE_TAG in decoded.get("tags", ()):
+        del decoded["@timestamp"]
+    return decoded
+
+
+def _events(builder: EventBuilder, lines: Iterable[tuple[int, bytes | str]]) -> list[Any]:
+    """Each line's event as the pipeline's loop builds it (``too_long`` for a cut line)."""
+    return [
+        _as_written(
+            builder.too_long(raw, offset)
+            if isinstance(raw, OversizedLine)
+            else builder.build(raw, offset)
+        )
+        for offset, raw in lines
+    ]
+
+
+@pytest.mark.parametrize("redaction", list(QueryRedaction))
+def test_prepared_lines_give_the_events_of_the_lines_themselves(
+    redaction: QueryRedaction,
+) -> None:
+    """``EventBuilder.prepared`` rewrites runs of lines ahead of ``build``: every event is the one
+    ``build`` gives the raw line, at the same offset, whatever chunk a line falls in; a chunk
+    with a line that is not UTF-8, or cut for its length, is left whole to ``build``."""
+    raws = [line.encode() for line in SHORT_PATH_LINES.values()] * 6
+    raws[PREPARE_LINES + 6] = b"\xff" + raws[PREPARE_LINES + 6]  # not UTF-8: the second chunk
+    cut = 2 * PREPARE_LINES + 12  # in the third chunk: a line cut for its length
+    raws[cut] = OversizedLine(raws[cut][:100], 300_000)
+    lines: list[tuple[int, bytes]] = []
+    offset = 0
+    for raw in raws:
+        lines.append((offset, raw))
+        offset += len(raw) + 1
+    assert len(lines) > 3 * PREPARE_LINES
+    rules = TRUNCATING[redaction]
+    prepared = list(EventBuilder(bucket="b", key="k", privacy=rules).prepared(lines))
+    assert [offset for offset, _ in prepared] == [offset for offset, _ in lines]
+    chunks = [
+        prepared[start : start + PREPARE_LINES]
+        for start in range(0, 4 * PREPARE_LINES, PREPARE_LINES)
+    ]
+    rewritten = [sum(isinstance(raw, str) for _, raw in chunk) for chunk in chunks]
+    assert rewritten[0] > 0 and rewritten[3] > 0
+    assert rewritten[1] == rewritten[2] == 0
+    privacy = rules.compile()
+    assert privacy is not None
+    for (_, line), (_, raw) in zip(prepared, lines, strict=True):
+        assert line is raw or line == privacy.truncated(raw.decode())
+    assert _events(EventBuilder(bucket="b", key="k", privacy=rules), prepared) == _events(
+        EventBuilder(bucket="b", key="k", privacy=rules), lines
+    )
+
+
+def test_prepared_lines_are_the_lines_themselves_without_a_short_path() -> None:
+    lines = [(0, alb().encode())]
+    for rules in (None, ALL_RULES["query values"], ALL_RULES["ip hash"]):
+        assert EventBuilder(privacy=rules).prepared(lines) is lines

@@ -7,15 +7,16 @@ be parsed becomes an event tagged ``_elbparsefailure`` that keeps the raw text a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any
 
 from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats import alb, classic, connection, nlb
 from elb_log_shipper.formats._tokenizer import tokenize, tokenize_split
 from elb_log_shipper.formats._values import ECS, timestamp
-from elb_log_shipper.framing import MAX_LINE_BYTES, OversizedLine
+from elb_log_shipper.framing import MAX_LINE_BYTES, Batch, OversizedLine
 
 if TYPE_CHECKING:
     from elb_log_shipper.privacy import LinePrivacy, PrivacyRules
@@ -53,6 +54,10 @@ _PARSERS: dict[str | None, Callable[[list[str]], Event]] = {
     "connection": connection.parse,
 }
 
+
+# Lines rewritten at a time by the privacy rules' short path, before they are parsed
+# (``EventBuilder.prepared``): few enough that the texts stay in the CPU's first-level cache.
+PREPARE_LINES = 64
 
 # `line.split('"')` of an ALB line of the common layout: 12 quoted fields.
 _ALB_PARTS = 25
@@ -161,6 +166,7 @@ class EventBuilder:
         "_keep_original",
         "_privacy",
         "_s3",
+        "_short_path",
         "dropped",
         "failures",
         "too_long_lines",
@@ -187,6 +193,10 @@ class EventBuilder:
         # The rules' short path for the common line, if they have one: the line rewritten as text
         # in one step, then parsed as any line is.
         self._common_line = None if self._privacy is None else self._privacy.common_line
+        # The same, for `prepared`: a line it does not rewrite is answered with its raw bytes.
+        self._short_path: Callable[[str, bytes], str | bytes] | None = (
+            None if self._common_line is None or self._privacy is None else self._privacy.truncated
+        )
         self.dropped = 0
         """Lines a drop filter matched: no event was built for them."""
         self.failures = 0
@@ -205,27 +215,71 @@ class EventBuilder:
         )
         self._file: Event | None = None if bucket else {"path": key}
 
-    def build(self, raw: bytes, offset: int) -> Event | None:
+    def prepared(self, lines: Batch) -> Iterable[tuple[int, bytes | str]]:
+        """``lines`` (offset, raw bytes) for ``build``, each line that the privacy rules' short
+        path rewrites (``LinePrivacy.common_line``) already rewritten, as text; ``lines``
+        themselves when the rules have no short path (the defaults).
+
+        The lines are rewritten ``PREPARE_LINES`` at a time, lazily, before they are parsed:
+        the regular expression's code and data then stay in the CPU's caches for a run of lines,
+        and so do the parser's, instead of displacing each other on every line (callgrind's
+        cache simulation: 21 % more instruction-cache and 29 % more data-cache misses a line
+        when the two alternate, against 7 % and none this way; bench/README.md).
+        A chunk with a line that is not valid UTF-8 or too long is left for ``build`` as it is.
+
+        >>> from elb_log_shipper.privacy import ClientAddress, PrivacyRules
+        >>> builder = EventBuilder(privacy=PrivacyRules(client_ip=ClientAddress.TRUNCATE))
+        >>> line = b'http t app/a 192.0.2.7:80 1 "GET / HTTP/1.1"'
+        >>> list(builder.prepared([(0, line), (48, b"x")]))
+        [(0, 'http t app/a 192.0.2.0:80 1 "GET / HTTP/1.1"'), (48, b'x')]
+        """
+        if self._short_path is None:
+            return lines
+        starts = range(0, len(lines), PREPARE_LINES)
+        return chain.from_iterable(map(self._prepare, repeat(lines), starts))
+
+    def _prepare(self, lines: Batch, start: int) -> list[tuple[int, bytes | str]] | Batch:
+        chunk = lines[start : start + PREPARE_LINES]
+        offsets, raws = zip(*chunk, strict=True)
+        if OversizedLine in map(type, raws):
+            return chunk
+        assert self._short_path is not None
+        try:
+            texts = list(map(self._short_path, map(bytes.decode, raws), raws))
+        except UnicodeDecodeError:
+            return chunk
+        return list(zip(offsets, texts, strict=True))
+
+    def build(self, raw: bytes | str, offset: int) -> Event | None:
         """The event of the line ``raw`` (no line terminator) found at byte ``offset``; None
-        when a drop filter of ``privacy`` matches the line (never without one)."""
+        when a drop filter of ``privacy`` matches the line (never without one). ``raw`` is
+        text only when ``prepared`` rewrote it."""
         # The hot path: one call per line, so the object context is inlined.
         try:
-            text = raw.decode()
             if self._privacy is None:
+                # Only `prepared` gives text, and only with privacy rules: this is bytes.
+                text = raw.decode()  # type: ignore[union-attr]
                 event = _parse(text)
-            elif (common := self._common_line) is not None and (
-                rewritten := common(text)
-            ) is not None:
-                text = rewritten
+            elif isinstance(raw, str):
+                # Rewritten by the rules' short path in `prepared`: parsed as any line.
+                text = raw
                 event = _parse(text)
             else:
-                private = self._private(self._privacy, text)
-                if private is None:
-                    self.dropped += 1
-                    return None
-                text, parsed = private
-                event = _parse(text) if parsed is None else parsed
+                text = raw.decode()
+                if (common := self._common_line) is not None and (
+                    rewritten := common(text)
+                ) is not None:
+                    text = rewritten
+                    event = _parse(text)
+                else:
+                    private = self._private(self._privacy, text)
+                    if private is None:
+                        self.dropped += 1
+                        return None
+                    text, parsed = private
+                    event = _parse(text) if parsed is None else parsed
         except UnicodeDecodeError as error:
+            assert isinstance(raw, bytes)  # text never fails to decode
             return self.failure(
                 raw.decode(errors="replace"), offset, f"invalid UTF-8 at byte {error.start}"
             )
