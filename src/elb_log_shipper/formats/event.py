@@ -56,7 +56,8 @@ _PARSERS: dict[str | None, Callable[[list[str]], Event]] = {
 
 
 # Lines rewritten at a time by the privacy rules' short path, before they are parsed
-# (``EventBuilder.prepared``): few enough that the texts stay in the CPU's first-level cache.
+# (``EventBuilder.prepared``): enough to keep the regex engine's code in cache over a run of
+# lines, few enough (some 60 KB of text) that the texts are still in cache when parsed.
 PREPARE_LINES = 64
 
 # `line.split('"')` of an ALB line of the common layout: 12 quoted fields.
@@ -222,9 +223,9 @@ class EventBuilder:
 
         The lines are rewritten ``PREPARE_LINES`` at a time, lazily, before they are parsed:
         the regular expression's code and data then stay in the CPU's caches for a run of lines,
-        and so do the parser's, instead of displacing each other on every line (callgrind's
-        cache simulation: 21 % more instruction-cache and 29 % more data-cache misses a line
-        when the two alternate, against 7 % and none this way; bench/README.md).
+        and so do the parser's, instead of displacing each other on every line (cachegrind's
+        simulation: 22 % more instruction-cache and 27 % more data-cache misses a line than the
+        defaults when the two alternate, 9 % and -4 % this way; bench/README.md, "Privacy").
         A chunk with a line that is not valid UTF-8 or too long is left for ``build`` as it is.
 
         >>> from elb_log_shipper.privacy import ClientAddress, PrivacyRules
