@@ -111,8 +111,12 @@ def test_beats_codec_bench_checks_every_codec_inflates() -> None:
 
 
 def test_parse_bench_pairs_the_privacy_rounds() -> None:
-    out = run("-m", "bench.parse_bench", "--privacy-only", "--lines", "2000", "--repeat", "2")
-    change = r"[+-]\d+\.\d % time per line; paired median [+-]\d+\.\d %"
+    out = run(
+        "-m", "bench.parse_bench", "--privacy-only", "--lines", "2000", "--slice", "500",
+        "--repeat", "2",
+    )  # fmt: skip
+    assert "2,000 lines in slices of 500, 2 rounds" in out
+    change = r"[+-]\d+\.\d % time per line; middle half [+-]\d+\.\d to [+-]\d+\.\d %"
     assert re.search(
         rf"^\| REDACT_QUERY=values, CLIENT_IP=truncate \| [\d,]+ \({change}\) \| "
         rf"[\d,]+ \({change}\) \|$",
@@ -120,3 +124,15 @@ def test_parse_bench_pairs_the_privacy_rounds() -> None:
         re.M,
     ), out
     assert re.search(rf"ELB-HealthChecker/ \| \| [\d,]+ lines read/s \({change}\) \|$", out, re.M)
+
+
+def test_parse_bench_refuses_slices_it_cannot_pair() -> None:
+    process = subprocess.run(
+        [sys.executable, "-m", "bench.parse_bench", "--privacy-only", "--lines", "900"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert process.returncode != 0
+    assert "--lines must be a multiple of --slice" in process.stderr
