@@ -149,7 +149,9 @@ def test_dropping_every_fifth_window_duplicates_only_unacknowledged_windows(
 ) -> None:
     context = certs.server_context() if transport == "tls" else None
     with BeatsServer(context, faults=Faults(drop_every_nth_window=5)) as server:
-        settings = beats_settings(server, pool_size=2)
+        # A stall (which this server's drops never cause) would rightly resend a window whose
+        # ACK came after the shipper gave up: no pause of this process may pass for one.
+        settings = beats_settings(server, pool_size=2, stall_timeout=5.0)
         if transport == "tls":
             settings = settings.with_changes(tls=True, ca_file=certs.ca_file)
         pool = SocketPool(settings)
