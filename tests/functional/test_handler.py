@@ -19,10 +19,12 @@ import boto3
 import pytest
 
 from elb_log_shipper import handler
+from elb_log_shipper.config import ENV
 from elb_log_shipper.errors import ShipperError
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from elb_log_shipper.triggers import make_continuation
+from tests.functional.test_reliability import NOT_A_STALL_TIMEOUT
 from tests.support.lambda_harness import (
     ALB_KEY,
     CLASSIC_KEY,
@@ -56,7 +58,11 @@ pytestmark = pytest.mark.timeout(60)
 def container(
     monkeypatch: pytest.MonkeyPatch, moto: MotoServer, logstash: JsonLinesReceiver
 ) -> Iterator[Container]:
-    yield start_container(monkeypatch, moto, logstash.port)
+    # The receiver is healthy: a pause of the test process must not pass for a stall, which
+    # would rightly resend what the receiver may have read (duplicates these tests count).
+    yield start_container(
+        monkeypatch, moto, logstash.port, **{ENV.LOGSTASH_STALL_TIMEOUT: NOT_A_STALL_TIMEOUT}
+    )
     stop_container()
 
 
@@ -489,7 +495,11 @@ def test_an_s3_body_that_stalls_hands_off_within_the_budget_and_the_rest_ships_o
 ) -> None:
     # Production settings and S3 timeouts (a read waits 20 s) on a 60 s budget: the body stalls
     # at its middle, and every read that resumes it stalls there too.
-    container = start_container(monkeypatch, moto, logstash.port)
+    # It is S3 that stalls: Logstash's stall timeout is one no pause of this process reaches
+    # (a CI simulation saw two lines resent, and counted twice, with the harness's 0.5 s).
+    container = start_container(
+        monkeypatch, moto, logstash.port, **{ENV.LOGSTASH_STALL_TIMEOUT: NOT_A_STALL_TIMEOUT}
+    )
     try:
         bucket = moto.new_bucket()
         key = alb_key("stalls")

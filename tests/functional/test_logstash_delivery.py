@@ -29,6 +29,9 @@ pytestmark = pytest.mark.timeout(60)
 
 # Short, so the fault tests finish in seconds; production uses 20 s.
 STALL_TIMEOUT = 1.0
+# For healthy receivers, which these tests expect every line from exactly once: no pause of the
+# test process (the receiver runs in it) reaches it, so nothing is resent after a false stall.
+NOT_A_STALL_TIMEOUT = 5.0
 
 
 def batches(count: int, per_batch: int, *, prefix: str = "e", pad: int = 100) -> list[bytes]:
@@ -90,7 +93,7 @@ def healthy() -> Iterator[JsonLinesReceiver]:
 
 @pytest.mark.parametrize("pool_size", [1, 3])
 def test_every_line_arrives_exactly_once(healthy: JsonLinesReceiver, pool_size: int) -> None:
-    pool = SocketPool(settings_for(healthy, pool_size=pool_size))
+    pool = SocketPool(settings_for(healthy, pool_size=pool_size, stall_timeout=NOT_A_STALL_TIMEOUT))
     stats = ship(pool, batches(20_000, 500))
 
     ids = healthy.event_ids()
@@ -105,7 +108,10 @@ def test_every_line_arrives_exactly_once(healthy: JsonLinesReceiver, pool_size: 
 
 
 def test_rotation_confirms_every_rotate_bytes(healthy: JsonLinesReceiver) -> None:
-    pool = SocketPool(settings_for(healthy, pool_size=1), rotate_bytes=64 * 1024)
+    pool = SocketPool(
+        settings_for(healthy, pool_size=1, stall_timeout=NOT_A_STALL_TIMEOUT),
+        rotate_bytes=64 * 1024,
+    )
     payload = batches(3_000, 100)  # ~ 12 KB batches, ~ 360 KB in all
     stats = ship(pool, payload)
 
@@ -118,7 +124,9 @@ def test_rotation_confirms_every_rotate_bytes(healthy: JsonLinesReceiver) -> Non
 
 def test_tls_with_ca_file_and_hostname_check(certs: CertBundle) -> None:
     with JsonLinesReceiver(certs.server_context()) as server:
-        pool = SocketPool(settings_for(server, tls=True, ca_file=certs.ca_file))
+        pool = SocketPool(
+            settings_for(server, tls=True, ca_file=certs.ca_file, stall_timeout=NOT_A_STALL_TIMEOUT)
+        )
         stats = ship(pool, batches(5_000, 250))
 
     assert sorted(server.event_ids()) == sorted(all_ids(5_000))
