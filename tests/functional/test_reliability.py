@@ -511,7 +511,9 @@ def test_bad_input_is_reported_and_good_objects_delivered(
     not_elb = "exports/notes.txt"
     moto.client().put_object(Bucket=bucket, Key=not_elb, Body=b"hello\nworld\n")
     with receiver() as server:
-        container = container_for(server)
+        # A healthy receiver: a pause of this process must not pass for a stall (it would
+        # rightly resend lines that this test counts once).
+        container = container_for(server, **{ENV.LOGSTASH_STALL_TIMEOUT: NOT_A_STALL_TIMEOUT})
         result = container.invoke(s3_event(bucket, *keys.values(), not_elb))
         server.wait_idle()
         counts = received(server)
