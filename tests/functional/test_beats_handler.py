@@ -14,13 +14,13 @@ from elb_log_shipper.config import ENV, PROTOCOL_BEATS
 from tests.functional.test_reliability import (
     HOP_MARGIN_SECONDS,
     HOP_WORK_SECONDS,
-    NOT_A_STALL_TIMEOUT,
     open_descriptors,
     put_lines,
     s3_event,
 )
 from tests.support.beats_server import BeatsServer, Faults, WindowRecord
 from tests.support.lambda_harness import (
+    NOT_A_STALL_TIMEOUT,
     STALL_TIMEOUT,
     Container,
     arrivals,

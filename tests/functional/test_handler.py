@@ -24,11 +24,11 @@ from elb_log_shipper.errors import ShipperError
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from elb_log_shipper.triggers import make_continuation
-from tests.functional.test_reliability import NOT_A_STALL_TIMEOUT
 from tests.support.lambda_harness import (
     ALB_KEY,
     CLASSIC_KEY,
     DAY,
+    NOT_A_STALL_TIMEOUT,
     Container,
     FakeContext,
     alb_key,

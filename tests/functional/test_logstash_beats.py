@@ -21,16 +21,12 @@ from tests.functional.test_logstash_delivery import all_ids, batches, ship
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
 from tests.support.lambda_harness import alb_lines
-from tests.support.receiver import JsonLinesReceiver, in_format
+from tests.support.receiver import POOL_NOT_A_STALL_TIMEOUT, JsonLinesReceiver, in_format
 from tests.support.timbersnake_server import TimbersnakeServer
 
 pytestmark = pytest.mark.timeout(60)
 
 STALL_TIMEOUT = 1.0
-# For the tests that are not about stalls: no pause of the test process (the server runs in it)
-# reaches it, so nothing is resent that the server may have acknowledged (a CI simulation saw
-# 128 duplicates with 1 s).
-NOT_A_STALL_TIMEOUT = 5.0
 
 
 def beats_settings(server: JsonLinesReceiver | TimbersnakeServer, **changes: Any) -> Settings:
@@ -40,7 +36,7 @@ def beats_settings(server: JsonLinesReceiver | TimbersnakeServer, **changes: Any
         "protocol": PROTOCOL_BEATS,
         "pool_size": 2,
         "connect_timeout": 1.0,
-        "stall_timeout": NOT_A_STALL_TIMEOUT,
+        "stall_timeout": POOL_NOT_A_STALL_TIMEOUT,
     }
     values.update(changes)
     return Settings(**values)
@@ -247,7 +243,7 @@ def test_timbersnake_receives_every_event_once(certs: CertBundle, transport: str
             port=server.port,
             protocol=PROTOCOL_BEATS,
             pool_size=2,
-            stall_timeout=5.0,
+            stall_timeout=POOL_NOT_A_STALL_TIMEOUT,
             tls=transport == "tls",
             ca_file=certs.ca_file if transport == "tls" else None,
         )

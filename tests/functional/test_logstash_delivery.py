@@ -23,15 +23,17 @@ from tests.support.faults import (
     ResettingServer,
     SlowReadingServer,
 )
-from tests.support.receiver import JsonLinesReceiver, in_format, json_lines
+from tests.support.receiver import (
+    POOL_NOT_A_STALL_TIMEOUT,
+    JsonLinesReceiver,
+    in_format,
+    json_lines,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 # Short, so the fault tests finish in seconds; production uses 20 s.
 STALL_TIMEOUT = 1.0
-# For healthy receivers, which these tests expect every line from exactly once: no pause of the
-# test process (the receiver runs in it) reaches it, so nothing is resent after a false stall.
-NOT_A_STALL_TIMEOUT = 5.0
 
 
 def batches(count: int, per_batch: int, *, prefix: str = "e", pad: int = 100) -> list[bytes]:
@@ -93,7 +95,9 @@ def healthy() -> Iterator[JsonLinesReceiver]:
 
 @pytest.mark.parametrize("pool_size", [1, 3])
 def test_every_line_arrives_exactly_once(healthy: JsonLinesReceiver, pool_size: int) -> None:
-    pool = SocketPool(settings_for(healthy, pool_size=pool_size, stall_timeout=NOT_A_STALL_TIMEOUT))
+    pool = SocketPool(
+        settings_for(healthy, pool_size=pool_size, stall_timeout=POOL_NOT_A_STALL_TIMEOUT)
+    )
     stats = ship(pool, batches(20_000, 500))
 
     ids = healthy.event_ids()
@@ -109,7 +113,7 @@ def test_every_line_arrives_exactly_once(healthy: JsonLinesReceiver, pool_size: 
 
 def test_rotation_confirms_every_rotate_bytes(healthy: JsonLinesReceiver) -> None:
     pool = SocketPool(
-        settings_for(healthy, pool_size=1, stall_timeout=NOT_A_STALL_TIMEOUT),
+        settings_for(healthy, pool_size=1, stall_timeout=POOL_NOT_A_STALL_TIMEOUT),
         rotate_bytes=64 * 1024,
     )
     payload = batches(3_000, 100)  # ~ 12 KB batches, ~ 360 KB in all
@@ -125,7 +129,9 @@ def test_rotation_confirms_every_rotate_bytes(healthy: JsonLinesReceiver) -> Non
 def test_tls_with_ca_file_and_hostname_check(certs: CertBundle) -> None:
     with JsonLinesReceiver(certs.server_context()) as server:
         pool = SocketPool(
-            settings_for(server, tls=True, ca_file=certs.ca_file, stall_timeout=NOT_A_STALL_TIMEOUT)
+            settings_for(
+                server, tls=True, ca_file=certs.ca_file, stall_timeout=POOL_NOT_A_STALL_TIMEOUT
+            )
         )
         stats = ship(pool, batches(5_000, 250))
 

@@ -28,6 +28,7 @@ from tests.support.faults import (
     StopsReadingServer,
 )
 from tests.support.lambda_harness import (
+    NOT_A_STALL_TIMEOUT,
     alb_key,
     alb_lines,
     expected,
@@ -63,14 +64,6 @@ def sqs_event(*bodies: dict[str, Any]) -> dict[str, Any]:
             for i, body in enumerate(bodies)
         ]
     }
-
-
-# For the tests that count duplicates but are not about stalls: with the lambda harness's 0.5 s,
-# a receiver in this process, starved of the CPU on a loaded machine, was taken for stalled and
-# batches were resent once more (hand-offs: 1-6k duplicate lines in 4 of 10 runs under two busy
-# loops; resets: lines that arrived three times in a CI run). 2 s still leaves a hand-off's
-# confirmation (HANDOFF_RESERVE_SECONDS before the end) time to resend after one stall.
-NOT_A_STALL_TIMEOUT = "2"
 
 
 def put_lines(

@@ -28,6 +28,11 @@ from typing import Any, Self
 
 from elb_log_shipper.logstash import BatchFormat
 
+# A stall timeout for pool tests whose receiver is healthy: these receivers run in the test
+# process, and a pause of it must not pass for a stall, after which the shipper rightly resends
+# what the receiver may have read or acknowledged (a CI simulation saw 128 duplicates with 1 s).
+POOL_NOT_A_STALL_TIMEOUT = 5.0
+
 __all__ = ["ConnectionRecord", "JsonLinesReceiver", "json_lines", "receiver"]
 
 HOST = "127.0.0.1"
