@@ -38,6 +38,11 @@ throughput is the best run, RSS the highest.
 ``--baseline DIR`` adds every transport run with the shipper of another source tree
 (``git worktree add DIR main``), interleaved with the others: before and after in one run.
 
+``--privacy`` adds every configuration again with ``REDACT_QUERY=values`` and
+``CLIENT_IP=truncate`` set, interleaved, and reports the rules' change in CPU time a line and in
+lines/s: issue 14's cost where a user pays it. Over beats the receiver checks that the rules ran:
+the run fails if one of the corpus's query values arrives with the rules on, or none without.
+
 ``--profile`` adds an in-process breakdown of the time per line by stage (S3 read, gunzip and
 framing, parse and event build, JSON, socket send) and a cProfile of the single-threaded path.
 """
@@ -89,6 +94,12 @@ DEFAULT_CORES = (1, 2)
 TRANSPORTS = ("tcp", "beats", "tls", "beats+tls")
 # The issue 10 targets: beats bytes on the wire at most this fraction of json_lines.
 TARGET_BEATS_WIRE_FRACTION = 1 / 5
+# ``--privacy``: the rules whose per-line cost issue 14 bounds, as a user sets them (the
+# environment that the function and the command both read).
+PRIVACY_ENV = {"REDACT_QUERY": "values", "CLIENT_IP": "truncate"}
+# A query value of the corpus (``?page=N&q=itemN``) as it reads unredacted: a beats run with the
+# rules fails if one arrives, one without them fails if none does.
+_QUERY_VALUE = re.compile(rb"[?&]page=[0-9]")
 SEED = 42
 BUCKET = "bench-elb-logs"
 KEY_TEMPLATE = (
@@ -250,19 +261,22 @@ class BeatsCountingReceiver(CountingReceiver):
             self.windows = []
         super().reset()
 
-    def duplicates_and_distinct(self) -> tuple[int, int]:
-        """Inflate every window received; (duplicate ids, distinct ids)."""
+    def duplicates_and_distinct(self) -> tuple[int, int, int]:
+        """Inflate every window received; (duplicate ids, distinct ids, query values seen
+        unredacted)."""
         with self._lock:
             windows, self.windows = self.windows, []
         ids: set[bytes] = set()
-        total = 0
+        total = query_values = 0
         for count, compressed in windows:
-            found = self._EVENT_ID.findall(zlib.decompress(compressed))
+            events = zlib.decompress(compressed)
+            found = self._EVENT_ID.findall(events)
             if len(found) != count:
                 raise SystemExit(f"ship_bench: a window of {count} held {len(found)} event ids")
             ids.update(found)
             total += count
-        return total - len(ids), len(ids)
+            query_values += len(_QUERY_VALUE.findall(events))
+        return total - len(ids), len(ids), query_values
 
     def _serve(self, raw: socket.socket) -> None:
         # Netty (so Logstash) sets TCP_NODELAY on every connection: an ACK must not wait, under
@@ -315,10 +329,13 @@ class Config:
     transport: str = "tcp"
     # Run the shipper of ``--baseline DIR`` (its ``src``) instead of this tree's.
     baseline: bool = False
+    # Ship with ``PRIVACY_ENV`` set (``--privacy``).
+    privacy: bool = False
 
     @property
     def label(self) -> str:
-        return f"{self.transport} (baseline)" if self.baseline else self.transport
+        label = f"{self.transport} (baseline)" if self.baseline else self.transport
+        return f"{label} + rules" if self.privacy else label
 
 
 @dataclass
@@ -404,6 +421,10 @@ def run_shipper(
         "AWS_ENDPOINT_URL_S3": moto.endpoint_url,
         "LOGSTASH_POOL_SIZE": str(config.pool),
     }
+    for name in PRIVACY_ENV:
+        env.pop(name, None)
+    if config.privacy:
+        env.update(PRIVACY_ENV)
     if config.baseline:
         if baseline is None:
             raise SystemExit("ship_bench: a baseline run needs --baseline")
@@ -441,11 +462,16 @@ def run_shipper(
             f"{corpus.lines:,}; the shipper said:\n{stderr}"
         )
     if isinstance(receiver, BeatsCountingReceiver):
-        duplicates, distinct = receiver.duplicates_and_distinct()
+        duplicates, distinct, query_values = receiver.duplicates_and_distinct()
         if duplicates or distinct != corpus.lines:
             raise SystemExit(
                 f"ship_bench: {distinct:,} distinct event ids and {duplicates:,} duplicates, "
                 f"not {corpus.lines:,} exactly once"
+            )
+        if config.privacy == bool(query_values):
+            raise SystemExit(
+                f"ship_bench: {config.label}: query values arrived unredacted {query_values:,} "
+                f"times{' with the rules on' if config.privacy else '; expected some'}"
             )
     match = _REPORT.search(stderr)
     if match is None or int(match["lines"]) != corpus.lines:
@@ -518,6 +544,55 @@ def beats_comparison(summaries: Sequence[Summary]) -> str:
             f"{'met' if beats.best.connections <= pool else 'MISSED'})"
         )
     return "\n".join(["", "Beats against json_lines:", *lines_out]) if lines_out else ""
+
+
+def privacy_comparison(summaries: Sequence[Summary]) -> str:
+    """Each configuration run with ``--privacy``'s rules against the same without them: the
+    CPU time a line (what the function is billed for, and the figure that other load on the
+    machine disturbs least) and the end-to-end lines/s, as changes, with the paired rounds'
+    median of the CPU change: issue 14's cost, measured where a user pays it.
+
+    >>> def runs(cpu: float, wall: float) -> Summary:
+    ...     config = Config(1000, 1, 1, privacy=cpu > 1)
+    ...     return Summary(config, [RunResult(wall, wall, cpu, 0, 0, 0, 0)] * 2)
+    >>> print(privacy_comparison([runs(1.0, 2.0), runs(1.05, 2.1)]))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    <BLANKLINE>
+    Privacy rules (REDACT_QUERY=values, CLIENT_IP=truncate) against the defaults:
+    - 1,000 lines, 1 core(s), pool 1, tcp + rules: CPU time a line +5.0 % (paired rounds:
+      median +5.0 %, +5.0 to +5.0 %, 2 rounds), end-to-end lines/s -4.8 %
+    """
+    by_config = {s.config: s for s in summaries}
+    lines_out: list[str] = []
+    for config, private in by_config.items():
+        plain = by_config.get(replace(config, privacy=False)) if config.privacy else None
+        if plain is None:
+            continue
+        cpu = private.best.cpu_seconds / plain.best.cpu_seconds - 1
+        speed = plain.best.wall / private.best.wall - 1
+        changes = [
+            rules.cpu_seconds / defaults.cpu_seconds - 1
+            for rules, defaults in zip(private.runs, plain.runs, strict=True)
+        ]
+        paired = (
+            f" (paired rounds: median {_percent(statistics.median(changes))}, "
+            f"{min(changes) * 100:+.1f} to {_percent(max(changes))}, {len(changes)} rounds)"
+            if len(changes) > 1
+            else ""
+        )
+        lines_out.append(
+            f"- {config.lines:,} lines, {config.cores} core(s), pool {config.pool}, "
+            f"{config.label}: CPU time a line {_percent(cpu)}{paired}, end-to-end lines/s "
+            f"{_percent(speed)}"
+        )
+    if not lines_out:
+        return ""
+    rules = ", ".join(f"{name}={value}" for name, value in PRIVACY_ENV.items())
+    return "\n".join(["", f"Privacy rules ({rules}) against the defaults:", *lines_out])
+
+
+def _percent(change: float) -> str:
+    return f"{change * 100:+.1f} %"
 
 
 def paired_ratios(beats: Summary, plain: Summary) -> list[float]:
@@ -750,6 +825,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "e.g. `git worktree add DIR main`), interleaved: before and after in the same run",
     )
     parser.add_argument(
+        "--privacy",
+        action="store_true",
+        help="also run every transport with REDACT_QUERY=values and CLIENT_IP=truncate, "
+        "interleaved: the rules' cost end to end",
+    )
+    parser.add_argument(
         "--profile-lines", type=int, default=100_000, help="object size for --profile (100,000)"
     )
     add_cache_argument(parser)
@@ -815,6 +896,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         configs += [
                             Config(lines, n_cores, pool, t, baseline=True) for t in transports
                         ]
+                    if args.privacy:
+                        configs += [replace(config, privacy=True) for config in configs]
                     group = {config: Summary(config) for config in configs}
                     # Interleaved, so that other load on the machine hits every transport alike;
                     # every other round in reverse, so that no configuration always runs first
@@ -867,6 +950,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(best {best_per_cpu:,.0f} lines per CPU-second)"
     )
     print(beats_comparison(summaries))
+    print(privacy_comparison(summaries))
     if profile_text:
         print(f"\n{profile_text}")
     return 0

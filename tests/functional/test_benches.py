@@ -75,6 +75,24 @@ def test_ship_bench_pairs_the_runs_of_each_round(tmp_path: Path) -> None:
     ), out
 
 
+def test_ship_bench_measures_the_privacy_rules_end_to_end(tmp_path: Path) -> None:
+    argv = ["bench/ship_bench.py", "--lines", "3000", "--runs", "2", "--pool", "2", "--cores", "1"]
+    argv += ["--cache", str(tmp_path), "--transport", "beats", "--transport", "tcp", "--privacy"]
+    # The beats receiver fails the run if a query value arrives unredacted with the rules on, or
+    # none arrives without them: the rules are seen to be applied, not only configured.
+    out = run(*argv)
+    for label in ("tcp", "beats", "tcp \\+ rules", "beats \\+ rules"):
+        assert re.search(rf"^\| 3,000 \| 1 \| 2 \| .* \| {label} \|$", out, re.M), out
+    for transport in ("tcp", "beats"):
+        assert re.search(
+            rf"^- 3,000 lines, 1 core\(s\), pool 2, {transport} \+ rules: CPU time a line "
+            r"[+-][\d.]+ % \(paired rounds: median [+-][\d.]+ %, .*, 2 rounds\), end-to-end "
+            r"lines/s [+-][\d.]+ %$",
+            out,
+            re.M,
+        ), out
+
+
 def test_ship_bench_refuses_a_baseline_that_is_no_source_tree(tmp_path: Path) -> None:
     argv = ["bench/ship_bench.py", "--quick", "--cache", str(tmp_path), "--baseline", str(tmp_path)]
     process = subprocess.run(
