@@ -7,6 +7,7 @@ Run from the repository root::
     .venv/bin/python bench/ship_bench.py --lines 500000 --runs 5 --profile
     .venv/bin/python bench/ship_bench.py --tls --cores 1     # over TLS, with a trustme test CA
     .venv/bin/python bench/ship_bench.py --transport tcp --transport beats --lines 1500000
+    sudo .venv/bin/python bench/ship_bench.py --transport tcp --transport beats --link 0 --link 500
 
 Transports (``--transport``, repeatable; default all four, side by side in the same run): ``tcp``
 and ``tls`` ship json_lines to a tcp-input stand-in; ``beats`` and ``beats+tls`` ship the Beats
@@ -43,6 +44,11 @@ throughput is the best run, RSS the highest.
 lines/s: issue 14's cost where a user pays it. Over beats the receiver checks that the rules ran:
 the run fails if one of the corpus's query values arrives with the rules on, or none without.
 
+``--link MBIT`` (repeatable, root only) runs every configuration from a network namespace of
+the shipper's own, over a veth link that carries at most MBIT Mbit/s from the shipper (0: no
+limit), the rates interleaved like the transports: loopback makes the network free, and with it
+the nine tenths of the bytes that beats saves; a link shows what they cost (``bench/link.py``).
+
 ``--profile`` adds an in-process breakdown of the time per line by stage (S3 read, gunzip and
 framing, parse and event build, JSON, socket send) and a cProfile of the single-threaded path.
 """
@@ -50,6 +56,7 @@ framing, parse and event build, JSON, socket send) and a cProfile of the single-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import datetime as dt
 import gzip
@@ -82,6 +89,7 @@ import trustme  # noqa: E402
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer, moto_server  # noqa: E402
 
 from bench.corpus import alb_lines  # noqa: E402
+from bench.link import Link, network_link  # noqa: E402
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -176,9 +184,10 @@ def upload(s3: S3Client, corpus: Corpus) -> None:
 class CountingReceiver:
     """A Logstash stand-in that counts lines: read each connection to EOF, then close it."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self._tls = tls
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self._listener = socket.create_server((host, 0), backlog=128)
+        self.host = host
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self.lines = 0
@@ -252,9 +261,9 @@ class BeatsCountingReceiver(CountingReceiver):
     # event.id is hex + "-" + offset; the only other "id" key (trace.id) starts with "Root=".
     _EVENT_ID = re.compile(rb'"id":"([0-9a-f]+-[0-9]+)"')
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self.windows: list[tuple[int, bytes]] = []
-        super().__init__(tls)
+        super().__init__(tls, host)
 
     def reset(self) -> None:
         with self._lock:
@@ -331,11 +340,18 @@ class Config:
     baseline: bool = False
     # Ship with ``PRIVACY_ENV`` set (``--privacy``).
     privacy: bool = False
+    # Ship from a network namespace over a link limited to this many Mbit/s (``--link``; 0: the
+    # veth pair without a limit), not over loopback.
+    link_mbit: int | None = None
 
     @property
     def label(self) -> str:
         label = f"{self.transport} (baseline)" if self.baseline else self.transport
-        return f"{label} + rules" if self.privacy else label
+        if self.privacy:
+            label = f"{label} + rules"
+        if self.link_mbit is not None:
+            label += f" @ {self.link_mbit} Mbit/s" if self.link_mbit else " @ veth"
+        return label
 
 
 @dataclass
@@ -371,25 +387,29 @@ def shipper_command(
     ca_file: Path | None = None,
     *,
     by_module: bool = False,
+    link: Link | None = None,
 ) -> list[str]:
     """The command line of one run: ``transport`` is a ``--to`` scheme; the TLS ones are
     verified with ``ca_file``. ``by_module``: ``python -m``, so that ``PYTHONPATH`` decides
-    which tree's shipper runs."""
+    which tree's shipper runs. ``link``: run in its namespace, sending to its host."""
     script = Path(sys.executable).with_name("elb-log-shipper")
     by_script = script.exists() and not by_module
     command = [str(script)] if by_script else [sys.executable, "-m", "elb_log_shipper.cli"]
     if transport.endswith("tls"):
         if ca_file is None:
             raise SystemExit(f"ship_bench: {transport} needs a CA file")
-        command += ["ship", uri, "--to", f"{transport}://localhost:{port}"]
+        host = "localhost" if link is None else link.host
+        command += ["ship", uri, "--to", f"{transport}://{host}:{port}"]
         command += ["--ca-file", str(ca_file)]
     else:
-        command += ["ship", uri, "--to", f"{transport}://127.0.0.1:{port}"]
+        host = "127.0.0.1" if link is None else link.host
+        command += ["ship", uri, "--to", f"{transport}://{host}:{port}"]
     taskset = shutil.which("taskset")
     if taskset is None:
         raise SystemExit("ship_bench: taskset is not installed; install util-linux to pin cores")
     cpus = ",".join(str(cpu) for cpu in CPUS[:cores])
-    return [taskset, "-c", cpus, *command]
+    pinned = [taskset, "-c", cpus, *command]
+    return pinned if link is None else link.wrap(pinned)
 
 
 def measured(command: list[str], usage_file: Path) -> list[str]:
@@ -414,6 +434,7 @@ def run_shipper(
     ca_file: Path | None = None,
     *,
     baseline: Path | None = None,
+    link: Link | None = None,
 ) -> RunResult:
     env = {
         **os.environ,
@@ -431,6 +452,10 @@ def run_shipper(
         # Ahead of the editable install's path entry: the baseline tree's package is imported.
         env["PYTHONPATH"] = str(baseline / "src")
     env.pop("AWS_ENDPOINT_URL", None)
+    if config.link_mbit is not None:
+        if link is None:
+            raise SystemExit("ship_bench: a run over a link needs --link")
+        link.limit(config.link_mbit)
     receiver.reset()
     handle, name = tempfile.mkstemp(prefix="ship-bench-usage-")
     os.close(handle)
@@ -443,6 +468,7 @@ def run_shipper(
             config.transport,
             ca_file,
             by_module=config.baseline,
+            link=link if config.link_mbit is not None else None,
         ),
         usage_file,
     )
@@ -542,8 +568,29 @@ def beats_comparison(summaries: Sequence[Summary]) -> str:
             f"{speed:.2f}x best against best (target >= 1: {'met' if speed >= 1 else 'MISSED'})"
             f"{paired}, connections {beats.best.connections} (pool {pool}: "
             f"{'met' if beats.best.connections <= pool else 'MISSED'})"
+            f"{link_caps(beats, plain)}"
         )
     return "\n".join(["", "Beats against json_lines:", *lines_out]) if lines_out else ""
+
+
+def link_caps(*summaries: Summary) -> str:
+    """What a ``--link`` of limited rate lets through at most, in events a second, by the bytes
+    each transport put on the wire per event ("" over loopback or an unlimited link).
+
+    >>> def run(transport: str, wire: int) -> Summary:
+    ...     config = Config(1000, 1, 1, transport, link_mbit=100)
+    ...     return Summary(config, [RunResult(1.0, 1.0, 1.0, 0, 0, 0, wire)])
+    >>> link_caps(run("beats", 250_000), run("tcp", 2_500_000))
+    '; the link carries at most 50,000 beats, 5,000 tcp events/s'
+    """
+    mbit = summaries[0].config.link_mbit
+    if not mbit:
+        return ""
+    caps = ", ".join(
+        f"{mbit * 1e6 / 8 / (s.best.wire_bytes / s.config.lines):,.0f} {s.config.transport}"
+        for s in summaries
+    )
+    return f"; the link carries at most {caps} events/s"
 
 
 def privacy_comparison(summaries: Sequence[Summary]) -> str:
@@ -700,7 +747,7 @@ def profile(s3: S3Client, corpus: Corpus, receiver: CountingReceiver) -> str:
             process(batch)
     process(decoder.finish())
 
-    pool = SocketPool(Settings(host="127.0.0.1", port=receiver.port, pool_size=1))
+    pool = SocketPool(Settings(host=receiver.host, port=receiver.port, pool_size=1))
     receiver.reset()
     sent = 0
     t0 = clock()
@@ -831,6 +878,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "interleaved: the rules' cost end to end",
     )
     parser.add_argument(
+        "--link",
+        type=int,
+        action="append",
+        metavar="MBIT",
+        help="ship from a network namespace over a veth link that carries at most MBIT Mbit/s "
+        "from the shipper (0: no limit), instead of over loopback (repeatable, interleaved; "
+        "needs root: see bench/link.py)",
+    )
+    parser.add_argument(
         "--profile-lines", type=int, default=100_000, help="object size for --profile (100,000)"
     )
     add_cache_argument(parser)
@@ -864,12 +920,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     transports = list(args.transport or ([] if args.tls else TRANSPORTS))
     if args.tls and "tls" not in transports:
         transports.append("tls")
+    stack = contextlib.ExitStack()
+    link = stack.enter_context(network_link()) if args.link else None
+    host = "127.0.0.1" if link is None else link.host
+    links: list[int | None] = list(args.link or [None])
     ca_file: Path | None = None
     server_tls: ssl.SSLContext | None = None
     if any(transport.endswith("tls") for transport in transports):
         ca = trustme.CA()
         server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("localhost").configure_cert(server_tls)
+        ca.issue_cert("localhost", host).configure_cert(server_tls)
         ca_file = args.cache / "bench-ca.pem"
         args.cache.mkdir(parents=True, exist_ok=True)
         ca.cert_pem.write_to_path(str(ca_file))
@@ -877,10 +937,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for transport in transports:
         tls = server_tls if transport.endswith("tls") else None
         beats = transport.startswith("beats")
-        receivers[transport] = BeatsCountingReceiver(tls) if beats else CountingReceiver(tls)
+        receivers[transport] = (
+            BeatsCountingReceiver(tls, host) if beats else CountingReceiver(tls, host)
+        )
     summaries: list[Summary] = []
     profile_text = ""
-    with moto_server() as moto:
+    with stack, moto_server(host) as moto:
         s3 = moto.client()
         s3.create_bucket(Bucket=BUCKET)
         corpora = {}
@@ -891,11 +953,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for lines in sizes:
             for n_cores in cores:
                 for pool in pools:
-                    configs = [Config(lines, n_cores, pool, t) for t in transports]
+                    configs = [
+                        Config(lines, n_cores, pool, t, link_mbit=mbit)
+                        for mbit in links
+                        for t in transports
+                    ]
                     if args.baseline is not None:
-                        configs += [
-                            Config(lines, n_cores, pool, t, baseline=True) for t in transports
-                        ]
+                        configs += [replace(config, baseline=True) for config in configs]
                     if args.privacy:
                         configs += [replace(config, privacy=True) for config in configs]
                     group = {config: Summary(config) for config in configs}
@@ -915,6 +979,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     receivers[config.transport],
                                     ca_file,
                                     baseline=args.baseline,
+                                    link=link,
                                 )
                             )
                     for config, summary in group.items():

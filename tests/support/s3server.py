@@ -123,9 +123,10 @@ class MotoServer:
 
 
 @contextmanager
-def moto_server() -> Iterator[MotoServer]:
-    """Run a moto server on 127.0.0.1 on a free port for the duration of the ``with``."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+def moto_server(host: str = "127.0.0.1") -> Iterator[MotoServer]:
+    """Run a moto server on 127.0.0.1 (or ``host``, an address of this machine: the benchmarks'
+    network namespace) on a free port for the duration of the ``with``."""
+    server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
     # werkzeug logs every request at INFO on stderr; a test run wants only its failures.
     werkzeug_log = logging.getLogger("werkzeug")
     level = werkzeug_log.level
