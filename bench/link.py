@@ -45,14 +45,11 @@ class Link:
 
     def limit(self, mbit: int) -> None:
         """Limit what the shipper sends to ``mbit`` Mbit/s (0: no limit, the veth's own speed)."""
-        if mbit == 0:
-            _run("ip", "netns", "exec", self.namespace, "tc", "qdisc", "replace", "dev",
-                 self.device, "root", "pfifo")  # fmt: skip
-            return
-        burst = max(_MIN_BURST_BYTES, int(mbit * 1e6 / 8 * _BURST_SECONDS))
-        _run("ip", "netns", "exec", self.namespace, "tc", "qdisc", "replace", "dev", self.device,
-             "root", "tbf", "rate", f"{mbit}mbit", "burst", str(burst),
-             "latency", _QUEUE_LATENCY)  # fmt: skip
+        qdisc = ["pfifo"]
+        if mbit:
+            burst = max(_MIN_BURST_BYTES, int(mbit * 1e6 / 8 * _BURST_SECONDS))
+            qdisc = ["tbf", "rate", f"{mbit}mbit", "burst", str(burst), "latency", _QUEUE_LATENCY]
+        _run(*self.wrap(["tc", "qdisc", "replace", "dev", self.device, "root", *qdisc]))
 
 
 @contextmanager

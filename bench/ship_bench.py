@@ -395,15 +395,14 @@ def shipper_command(
     script = Path(sys.executable).with_name("elb-log-shipper")
     by_script = script.exists() and not by_module
     command = [str(script)] if by_script else [sys.executable, "-m", "elb_log_shipper.cli"]
-    if transport.endswith("tls"):
+    tls = transport.endswith("tls")
+    # The TLS test certificate names localhost (and the link's address).
+    host = ("localhost" if tls else "127.0.0.1") if link is None else link.host
+    command += ["ship", uri, "--to", f"{transport}://{host}:{port}"]
+    if tls:
         if ca_file is None:
             raise SystemExit(f"ship_bench: {transport} needs a CA file")
-        host = "localhost" if link is None else link.host
-        command += ["ship", uri, "--to", f"{transport}://{host}:{port}"]
         command += ["--ca-file", str(ca_file)]
-    else:
-        host = "127.0.0.1" if link is None else link.host
-        command += ["ship", uri, "--to", f"{transport}://{host}:{port}"]
     taskset = shutil.which("taskset")
     if taskset is None:
         raise SystemExit("ship_bench: taskset is not installed; install util-linux to pin cores")
