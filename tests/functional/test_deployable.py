@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 import zipfile
 from collections.abc import Iterator, Mapping
 from io import BytesIO
@@ -37,6 +38,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
+SAMCONFIG = ROOT / "samconfig.toml"
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 # The pyenv versions that put python3.13 on PATH for `sam build` (as SAM_PYENV in the Makefile).
@@ -291,6 +294,64 @@ def test_alarms_and_dashboard_use_only_emitted_metrics() -> None:
     used = set(metric_names(template()["Resources"]))
     assert used, "no ElbLogShipper metric found in alarms or dashboard"
     assert used <= SHIPPER_METRICS, used - SHIPPER_METRICS
+
+
+def documented_parameters() -> set[str]:
+    """The parameter names in the first column of docs/deploy.md's "Parameters" table."""
+    section = DEPLOY_DOC.read_text(encoding="utf-8").split("\n## Parameters\n", 1)[1]
+    table = section.split("\n## ", 1)[0]
+    names: set[str] = set()
+    for row in table.splitlines():
+        if row.startswith("| `"):
+            names.update(re.findall(r"`(\w+)`", row.split(" | ", 1)[0]))
+    return names
+
+
+def test_every_template_parameter_is_documented() -> None:
+    """The deploy guide's table is where users look up a parameter: none missing, none stale."""
+    declared = set(template()["Parameters"])
+    documented = documented_parameters()
+    assert declared - documented == set(), "not in docs/deploy.md"
+    assert documented - declared == set(), "in docs/deploy.md but not in template.yaml"
+
+
+def override_value_problems(name: str, value: str, parameter: Mapping[str, Any]) -> list[str]:
+    """What CloudFormation would refuse about ``name=value`` (allowed values and number bounds)."""
+    problems = []
+    if "AllowedValues" in parameter and value not in map(str, parameter["AllowedValues"]):
+        problems.append(f"{name}={value}: not one of {parameter['AllowedValues']}")
+    if parameter.get("Type") == "Number":
+        number = float(value)
+        if not parameter.get("MinValue", number) <= number <= parameter.get("MaxValue", number):
+            problems.append(f"{name}={value}: out of range")
+    return problems
+
+
+def test_samconfig_overrides_are_template_parameters_with_allowed_values() -> None:
+    """A misspelt or out-of-range override in samconfig.toml would fail the user's first deploy
+    (or silently keep the default, for a name the template does not know)."""
+    parameters = template()["Parameters"]
+    config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
+    assert set(config) >= {"default", "blue", "green"}
+    problems = []
+    for environment, commands in config.items():
+        if not isinstance(commands, dict):
+            continue  # `version`
+        overrides = commands.get("global", {}).get("parameters", {}).get("parameter_overrides")
+        assert overrides, f"{environment}: no parameter_overrides under global"
+        for override in overrides:
+            name, _, value = override.partition("=")
+            if name not in parameters:
+                problems.append(f"{environment}: {name} is not a template parameter")
+                continue
+            problems.extend(
+                f"{environment}: {problem}"
+                for problem in override_value_problems(name, value, parameters[name])
+            )
+        required = {name for name, spec in parameters.items() if "Default" not in spec}
+        given = {override.partition("=")[0] for override in overrides}
+        problems.extend(f"{environment}: {name} (no default) not set" for name in required - given)
+    assert problems == []
 
 
 # ------------------------------------------------------------------------------------ package
