@@ -252,17 +252,18 @@ class CountingReceiver:
 
 
 class BeatsCountingReceiver(CountingReceiver):
-    """A beats-input stand-in: reads each window (``2W`` count, one ``2C`` zlib frame), keeps
-    the compressed frame and ACKs the window at once, as Logstash's beats input does once the
-    window is queued. The events are inflated and their ``event.id`` checked after the run
-    (``duplicates_and_distinct``), so that the receiver costs no more than the json_lines one
-    while the shipper is timed."""
+    """A beats-input stand-in: reads each window (``2W`` count, then one ``2C`` zlib frame, or
+    with ``LOGSTASH_BEATS_COMPRESSION=0`` count ``2J`` frames), keeps its bytes and ACKs the
+    window at once, as Logstash's beats input does once the window is queued. The events are
+    inflated and their ``event.id`` checked after the run (``duplicates_and_distinct``), so that
+    the receiver costs no more than the json_lines one while the shipper is timed."""
 
     # event.id is hex + "-" + offset; the only other "id" key (trace.id) starts with "Root=".
     _EVENT_ID = re.compile(rb'"id":"([0-9a-f]+-[0-9]+)"')
 
     def __init__(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
-        self.windows: list[tuple[int, bytes]] = []
+        # (events, the window's bytes, whether they are one zlib stream)
+        self.windows: list[tuple[int, bytes, bool]] = []
         super().__init__(tls, host)
 
     def reset(self) -> None:
@@ -277,8 +278,8 @@ class BeatsCountingReceiver(CountingReceiver):
             windows, self.windows = self.windows, []
         ids: set[bytes] = set()
         total = query_values = 0
-        for count, compressed in windows:
-            events = zlib.decompress(compressed)
+        for count, window, compressed in windows:
+            events = zlib.decompress(window) if compressed else window
             found = self._EVENT_ID.findall(events)
             if len(found) != count:
                 raise SystemExit(f"ship_bench: a window of {count} held {len(found)} event ids")
@@ -298,25 +299,26 @@ class BeatsCountingReceiver(CountingReceiver):
         size = 0
         try:
             while True:
-                while len(buffer) < 12:
-                    data = sock.recv(RECV_BYTES)
-                    if not data:
-                        raise EOFError
-                    size += len(data)
-                    buffer += data
+                size += self._fill(sock, buffer, 12)
                 kind, count, frame, length = struct.unpack_from(">2sI2sI", buffer)
-                if kind != b"2W" or frame != b"2C":
+                if kind != b"2W" or frame not in (b"2C", b"2J"):
                     raise SystemExit(f"ship_bench: unexpected beats frames {bytes(buffer[:12])!r}")
-                while len(buffer) < 12 + length:
-                    data = sock.recv(RECV_BYTES)
-                    if not data:
-                        raise EOFError
-                    size += len(data)
-                    buffer += data
-                window = bytes(buffer[12 : 12 + length])
-                del buffer[: 12 + length]
+                if frame == b"2C":
+                    size += self._fill(sock, buffer, 12 + length)
+                    window = bytes(buffer[12 : 12 + length])
+                    del buffer[: 12 + length]
+                else:  # plain JSON frames (compression 0): 2J, sequence, length, the event
+                    del buffer[:6]
+                    events = []
+                    for _ in range(count):
+                        size += self._fill(sock, buffer, 10)
+                        (length,) = struct.unpack_from(">I", buffer, 6)
+                        size += self._fill(sock, buffer, 10 + length)
+                        events.append(bytes(buffer[10 : 10 + length]))
+                        del buffer[: 10 + length]
+                    window = b"\n".join(events)
                 with self._lock:
-                    self.windows.append((count, window))
+                    self.windows.append((count, window, frame == b"2C"))
                     self.lines += count
                 sock.sendall(struct.pack(">2sI", b"2A", count))
         except (EOFError, ssl.SSLZeroReturnError, ssl.SSLEOFError, ConnectionError):
@@ -325,6 +327,18 @@ class BeatsCountingReceiver(CountingReceiver):
             sock.close()
             self.bytes += size
             self.active -= 1
+
+    @staticmethod
+    def _fill(sock: socket.socket, buffer: bytearray, size: int) -> int:
+        """Read until ``buffer`` holds ``size`` bytes; the bytes read."""
+        read = 0
+        while len(buffer) < size:
+            data = sock.recv(RECV_BYTES)
+            if not data:
+                raise EOFError
+            read += len(data)
+            buffer += data
+        return read
 
 
 # One shipper run.
