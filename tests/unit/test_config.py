@@ -3,6 +3,7 @@ wrong, with the one-sentence message that names the variable."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,20 @@ def test_a_deadline_margin_too_small_to_hand_off_is_refused_with_the_reason(marg
 def test_a_deadline_margin_that_can_work_is_taken(margin: str, seconds: float) -> None:
     settings = Settings.from_env({ENV.LOGSTASH_HOST: "h", ENV.DEADLINE_MARGIN_SECONDS: margin})
     assert settings.deadline_margin == seconds >= MIN_DEADLINE_MARGIN
+
+
+def test_every_variable_read_is_in_the_readme_settings_table() -> None:
+    """The README's Settings table is the one list users have of what the environment can set."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        name
+        for row in table.splitlines()
+        if row.startswith("| `")
+        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ", 1)[0])
+    }
+    read = {value for name, value in vars(ENV).items() if name.isupper()}
+    assert (read - documented, documented - read) == (set(), set())
 
 
 def test_the_template_minimum_is_the_settings_minimum() -> None:
