@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit functional deployable bench clean
+.PHONY: demo test lint typecheck unit unit-runtime functional deployable bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,14 @@ functional: $(STAMP) tools
 
 test: lint typecheck tools
 	$(BIN)/pytest -q
+	$(MAKE) unit-runtime
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.parse_bench
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .mypy_cache .pytest_cache .ruff_cache build .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) $(RUNTIME_VENV) .mypy_cache .pytest_cache .ruff_cache build .aws-sam
 
 # ---------------------------------------------------------------------------------------------------
 # The deployable (template.yaml, samconfig.toml). The SAM CLI lives in its own virtualenv: its pins
@@ -67,3 +68,28 @@ deployable: $(STAMP) $(SAM_STAMP)
 	$(BIN)/cfn-lint template.yaml
 	$(SAM_ENV) $(SAM) validate --lint
 	$(SAM_ENV) $(SAM) build
+
+# ---------------------------------------------------------------------------------------------------
+# The unit tests again on the function's Python (the python3.13 runtime), in a virtualenv of their
+# own: the per-line code (parsers, privacy rules, framing) runs on 3.13 in Lambda, and the rest of
+# `make test` runs on $(PYTHON). Like the SAM checks, it needs python3.13 on PATH (SAM_PYENV); without
+# it the step is skipped on a developer's machine and fails in CI (CI=true).
+RUNTIME_PYTHON ?= python3.13
+RUNTIME_VENV   ?= .venv-runtime
+RUNTIME_STAMP  := $(RUNTIME_VENV)/.installed
+
+$(RUNTIME_STAMP): pyproject.toml
+	PYENV_VERSION=$(SAM_PYENV) $(RUNTIME_PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install --quiet --upgrade pip
+	$(RUNTIME_VENV)/bin/pip install --quiet -e '.[unit]'
+	touch $(RUNTIME_STAMP)
+
+unit-runtime:
+	@if PYENV_VERSION=$(SAM_PYENV) sh -c 'command -v $(RUNTIME_PYTHON)' >/dev/null; then \
+		$(MAKE) $(RUNTIME_STAMP) && $(RUNTIME_VENV)/bin/python --version && \
+		$(RUNTIME_VENV)/bin/pytest tests/unit -q -p no:cacheprovider; \
+	elif [ "$${CI:-}" = true ]; then \
+		echo "unit-runtime: $(RUNTIME_PYTHON) is not on PATH (SAM_PYENV=$(SAM_PYENV))"; exit 1; \
+	else \
+		echo "unit-runtime: skipped, $(RUNTIME_PYTHON) is not on PATH (pyenv install 3.13.0, or set SAM_PYENV)"; \
+	fi
