@@ -206,8 +206,12 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
         f"{DEFAULT_INTERVAL_SECONDS:g})",
     )
     logstash = ship.add_argument_group("Logstash")
-    logstash.add_argument("--ca-file", help="CA bundle to verify Logstash's certificate (tls://)")
-    logstash.add_argument("--client-cert", help="client certificate for Logstash (tls://)")
+    logstash.add_argument(
+        "--ca-file", help="CA bundle to verify Logstash's certificate (tls://, beats+tls://)"
+    )
+    logstash.add_argument(
+        "--client-cert", help="client certificate for Logstash (tls://, beats+tls://)"
+    )
     logstash.add_argument("--client-key", help="key of the client certificate")
     logstash.add_argument("--pool-size", type=int, help="most connections to Logstash at once")
     logstash.add_argument(
