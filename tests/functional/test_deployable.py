@@ -328,8 +328,8 @@ def override_value_problems(name: str, value: str, parameter: Mapping[str, Any])
 
 
 def test_samconfig_overrides_are_template_parameters_with_allowed_values() -> None:
-    """A misspelt or out-of-range override in samconfig.toml would fail the user's first deploy
-    (or silently keep the default, for a name the template does not know)."""
+    """A misspelt or out-of-range override in samconfig.toml would fail the user's first deploy,
+    or not be applied."""
     parameters = template()["Parameters"]
     config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
     assert set(config) >= {"default", "blue", "green"}
