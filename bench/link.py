@@ -61,18 +61,17 @@ def network_link() -> Iterator[Link]:
     namespace = f"elb-bench-{tag}"
     outer, inner = f"elbb{tag}o", f"elbb{tag}i"
     subnet = f"10.231.{tag % 250}"
-    host, peer = f"{subnet}.1", f"{subnet}.2"
-    in_namespace = ("ip", "netns", "exec", namespace)
+    link = Link(namespace=namespace, device=inner, host=f"{subnet}.1")
     _run("ip", "netns", "add", namespace)
     try:
         _run("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
         _run("ip", "link", "set", inner, "netns", namespace)
-        _run("ip", "addr", "add", f"{host}/24", "dev", outer)
+        _run("ip", "addr", "add", f"{link.host}/24", "dev", outer)
         _run("ip", "link", "set", outer, "up")
-        _run(*in_namespace, "ip", "addr", "add", f"{peer}/24", "dev", inner)
-        _run(*in_namespace, "ip", "link", "set", inner, "up")
-        _run(*in_namespace, "ip", "link", "set", "lo", "up")
-        yield Link(namespace=namespace, device=inner, host=host)
+        _run(*link.wrap(["ip", "addr", "add", f"{subnet}.2/24", "dev", inner]))
+        _run(*link.wrap(["ip", "link", "set", inner, "up"]))
+        _run(*link.wrap(["ip", "link", "set", "lo", "up"]))
+        yield link
     finally:
         subprocess.run(["ip", "netns", "del", namespace], check=False, capture_output=True)
         subprocess.run(["ip", "link", "del", outer], check=False, capture_output=True)

@@ -953,64 +953,60 @@ def main(argv: Sequence[str] | None = None) -> int:
             receivers[transport] = (
                 BeatsCountingReceiver(tls, host) if beats else CountingReceiver(tls, host)
             )
+            stack.callback(receivers[transport].close)
         summaries: list[Summary] = []
         profile_text = ""
-        with moto_server(host) as moto:
-            s3 = moto.client()
-            s3.create_bucket(Bucket=BUCKET)
-            corpora = {}
-            for lines in sorted({*sizes, *([args.profile_lines] if args.profile else [])}):
-                corpus = build_corpus(lines, args.cache)
-                upload(s3, corpus)
-                corpora[lines] = corpus
-            for lines in sizes:
-                for n_cores in cores:
-                    for pool in pools:
-                        configs = [
-                            Config(lines, n_cores, pool, t, link_mbit=mbit)
-                            for mbit in links
-                            for t in transports
-                        ]
-                        if args.baseline is not None:
-                            configs += [replace(config, baseline=True) for config in configs]
-                        if args.privacy:
-                            configs += [replace(config, privacy=True) for config in configs]
-                        group = {config: Summary(config) for config in configs}
-                        # Interleaved, so that other load on the machine hits every transport alike;
-                        # every other round in reverse, so that no configuration always runs first
-                        # (rounds pair the runs: see ``paired_ratios``).
-                        for round_index in range(runs):
-                            order = list(group.items())
-                            if round_index % 2:
-                                order.reverse()
-                            for config, summary in order:
-                                summary.runs.append(
-                                    run_shipper(
-                                        config,
-                                        corpora[lines],
-                                        moto,
-                                        receivers[config.transport],
-                                        ca_file,
-                                        baseline=args.baseline,
-                                        link=link,
-                                    )
+        moto = stack.enter_context(moto_server(host))
+        s3 = moto.client()
+        s3.create_bucket(Bucket=BUCKET)
+        corpora = {}
+        for lines in sorted({*sizes, *([args.profile_lines] if args.profile else [])}):
+            corpus = build_corpus(lines, args.cache)
+            upload(s3, corpus)
+            corpora[lines] = corpus
+        for lines in sizes:
+            for n_cores in cores:
+                for pool in pools:
+                    configs = [
+                        Config(lines, n_cores, pool, t, link_mbit=mbit)
+                        for mbit in links
+                        for t in transports
+                    ]
+                    if args.baseline is not None:
+                        configs += [replace(config, baseline=True) for config in configs]
+                    if args.privacy:
+                        configs += [replace(config, privacy=True) for config in configs]
+                    group = {config: Summary(config) for config in configs}
+                    # Interleaved, so that other load on the machine hits every transport alike;
+                    # every other round in reverse, so that no configuration always runs first
+                    # (rounds pair the runs: see ``paired_ratios``).
+                    for round_index in range(runs):
+                        order = list(group.items())
+                        if round_index % 2:
+                            order.reverse()
+                        for config, summary in order:
+                            summary.runs.append(
+                                run_shipper(
+                                    config,
+                                    corpora[lines],
+                                    moto,
+                                    receivers[config.transport],
+                                    ca_file,
+                                    baseline=args.baseline,
+                                    link=link,
                                 )
-                        for config, summary in group.items():
-                            best = summary.best
-                            print(
-                                f"{lines:>9,} lines, {n_cores} core(s), pool {pool}, "
-                                f"{config.label}: "
-                                f"{lines / best.wall:>9,.0f} lines/s end to end, "
-                                f"{summary.peak_rss_mb:.0f} MB peak RSS",
-                                file=sys.stderr,
                             )
-                            summaries.append(summary)
-            if args.profile:
-                profile_text = profile(
-                    s3, corpora[args.profile_lines], next(iter(receivers.values()))
-                )
-        for receiver in receivers.values():
-            receiver.close()
+                    for config, summary in group.items():
+                        best = summary.best
+                        print(
+                            f"{lines:>9,} lines, {n_cores} core(s), pool {pool}, {config.label}: "
+                            f"{lines / best.wall:>9,.0f} lines/s end to end, "
+                            f"{summary.peak_rss_mb:.0f} MB peak RSS",
+                            file=sys.stderr,
+                        )
+                        summaries.append(summary)
+        if args.profile:
+            profile_text = profile(s3, corpora[args.profile_lines], next(iter(receivers.values())))
 
     names = " + ".join(transport.upper() for transport in transports)
     print(f"## elb-log-shipper ship: S3 (moto) -> {names} receiver\n\n{machine_line()}\n")
