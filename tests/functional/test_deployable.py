@@ -31,6 +31,7 @@ from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
 
 from elb_log_shipper.config import ENV
 from elb_log_shipper.formats import PARSE_FAILURE_TAG
+from tests.support.docs import table_names
 from tests.support.receiver import JsonLinesReceiver
 from tests.support.s3server import MotoServer
 
@@ -296,21 +297,10 @@ def test_alarms_and_dashboard_use_only_emitted_metrics() -> None:
     assert used <= SHIPPER_METRICS, used - SHIPPER_METRICS
 
 
-def documented_parameters() -> set[str]:
-    """The parameter names in the first column of docs/deploy.md's "Parameters" table."""
-    section = DEPLOY_DOC.read_text(encoding="utf-8").split("\n## Parameters\n", 1)[1]
-    table = section.split("\n## ", 1)[0]
-    names: set[str] = set()
-    for row in table.splitlines():
-        if row.startswith("| `"):
-            names.update(re.findall(r"`(\w+)`", row.split(" | ", 1)[0]))
-    return names
-
-
 def test_every_template_parameter_is_documented() -> None:
     """The deploy guide's table is where users look up a parameter: none missing, none stale."""
     declared = set(template()["Parameters"])
-    documented = documented_parameters()
+    documented = table_names(DEPLOY_DOC, "Parameters")
     assert declared - documented == set(), "not in docs/deploy.md"
     assert documented - declared == set(), "in docs/deploy.md but not in template.yaml"
 

@@ -3,7 +3,6 @@ wrong, with the one-sentence message that names the variable."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from elb_log_shipper.config import (
 )
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.privacy import ClientAddress, QueryRedaction
+from tests.support.docs import table_names
 
 # (variable, field, good text, parsed value, [(bad text, part of the message)])
 TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
@@ -177,14 +177,8 @@ def test_a_deadline_margin_that_can_work_is_taken(margin: str, seconds: float) -
 
 def test_every_variable_read_is_in_the_readme_settings_table() -> None:
     """The README's Settings table is the one list users have of what the environment can set."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    table = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
-    documented = {
-        name
-        for row in table.splitlines()
-        if row.startswith("| `")
-        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ", 1)[0])
-    }
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    documented = table_names(readme, "Settings", r"[A-Z][A-Z0-9_]+")
     read = {value for name, value in vars(ENV).items() if name.isupper()}
     assert (read - documented, documented - read) == (set(), set())
 
