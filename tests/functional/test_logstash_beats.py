@@ -206,6 +206,72 @@ def test_garbage_reply_fails_at_once_naming_the_protocol_setting() -> None:
     assert server.connection_count == 1
 
 
+def test_ack_beyond_the_window_fails_at_once_naming_the_protocol_setting() -> None:
+    """As elastic/go-lumber's client: an ACK past the window's last event is a protocol error,
+    not a confirmation."""
+    with BeatsServer(faults=Faults(ack_beyond_window=True)) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        with pytest.raises(
+            DeliveryError, match=f"acknowledged event 17 of a window of 16.*{ENV.LOGSTASH_PROTOCOL}"
+        ):
+            ship(pool, batches(500, 100))
+        pool.close()
+        server.wait_idle()
+    assert server.connection_count == 1
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+@pytest.mark.parametrize("fault", ["reset", "stall"])
+def test_an_ack_unread_when_the_connection_breaks_still_confirms_its_window(
+    certs: CertBundle, transport: str, fault: str
+) -> None:
+    """The server acknowledges a window and breaks the connection while the client is blocked
+    writing the next one: the ACK waits unread in the client's socket (Linux keeps it readable
+    after a reset), and the window it confirms must not be sent again."""
+    faults = Faults(break_after_ack_connections=1, stall_after_ack=fault == "stall")
+    context = certs.server_context() if transport == "tls" else None
+    # Windows far larger than the socket buffers, which Linux grows up to 4 MiB (16 events of
+    # 640 KiB, plain frames), so the write of the second window blocks.
+    with BeatsServer(context, faults=faults, rcvbuf=8192) as server:
+        settings = beats_settings(
+            server, pool_size=1, beats_compression=0, stall_timeout=STALL_TIMEOUT
+        )
+        if transport == "tls":
+            settings = settings.with_changes(tls=True, ca_file=certs.ca_file)
+        pool = SocketPool(settings)
+        stats = ship(pool, batches(64, 16, pad=640 * 1024))
+        pool.close()
+    assert_duplicates_only_from_unacknowledged(server, 64)
+    assert server.windows[0].connection == 0 and server.windows[0].acked
+    first_window = {f"e-{i}" for i in range(16)}
+    assert server.event_ids().count("e-0") == 1, "the acknowledged window was sent twice"
+    assert first_window.isdisjoint(server.unacknowledged_ids())
+    assert stats.reconnects == 1
+    assert stats.events_resent == 16  # the second window only
+
+
+def test_a_final_ack_then_a_close_while_idle_confirms_and_replaces_the_connection() -> None:
+    """Logstash's client_inactivity_timeout can close a connection right after its last ACK:
+    the ACK confirms its window, and the connection is replaced as one closed while idle,
+    not found broken by writing into it."""
+    faults = Faults(ack_delay=0.2, close_after_ack_connections=1)
+    with BeatsServer(faults=faults) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        first = LogstashSender(pool, deadline=time.monotonic() + 30)
+        first.send(in_format(batches(16, 16)[0], first.batch_format), 16, 10)
+        first.finish(time.monotonic() + 30, confirm=False)
+        assert first.confirmed_offset is None
+        server.wait_idle()
+        stats = ship(pool, batches(16, 16, prefix="b"))
+        pool.close()
+    assert first.confirmed_offset == 10
+    assert pool.dead_connections_replaced == 1
+    assert stats.reconnects == 0 and stats.events_resent == 0
+    assert stats.events_confirmed == 32  # its own window, and the first sender's
+    ids = server.event_ids()
+    assert len(ids) == 32 and len(set(ids)) == 32
+
+
 def test_keepalives_only_fail_at_the_deadline_with_nothing_confirmed() -> None:
     faults = Faults(never_ack=True, keepalive_interval=0.2)
     with BeatsServer(faults=faults) as server:

@@ -44,6 +44,15 @@ class Faults:
     close_without_ack_connections: int = 0  # the first n connections close after one window
     close_mid_window_connections: int = 0  # the first n connections close halfway into one
     garbage_reply: bool = False  # answer a window with bytes that are no ACK
+    ack_beyond_window: bool = False  # the final ACK names an event past the window's count
+    # The first n connections acknowledge one window, read a little of the next, then reset
+    # (SO_LINGER 0) or, with ``stall_after_ack``, stop reading: a client blocked writing that
+    # next window has the ACK unread in its socket.
+    break_after_ack_connections: int = 0
+    stall_after_ack: bool = False
+    # The first n connections close right after their first final ACK (Logstash's
+    # client_inactivity_timeout striking as the ACK goes out).
+    close_after_ack_connections: int = 0
 
 
 @dataclass
@@ -117,6 +126,11 @@ class BeatsServer(JsonLinesReceiver):
                     return  # closed on purpose
                 if not self._answer(sock, window, record):
                     return
+                if record.index < self.faults.close_after_ack_connections:
+                    return
+                if record.index < self.faults.break_after_ack_connections:
+                    self._break(sock, reader)
+                    return
 
     def _read_window(self, reader: _Reader, record: ConnectionRecord) -> WindowRecord | None:
         header = reader.exactly(2)
@@ -177,6 +191,9 @@ class BeatsServer(JsonLinesReceiver):
         if faults.garbage_reply:
             sock.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
             return False
+        if faults.ack_beyond_window:
+            sock.sendall(_ACK.pack(b"2A", count + 1))
+            return True
         if faults.partial_ack_every:
             for seq in range(faults.partial_ack_every, count, faults.partial_ack_every):
                 sock.sendall(_ACK.pack(b"2A", seq))
@@ -192,6 +209,16 @@ class BeatsServer(JsonLinesReceiver):
         with self._lock:
             window.acked = True
         return True
+
+    def _break(self, sock: socket.socket, reader: _Reader) -> None:
+        """Read a little of the next window, then reset, or stop reading until the server
+        stops."""
+        reader.exactly(8)
+        if self.faults.stall_after_ack:
+            self._stopping.wait()
+            return
+        time.sleep(0.2)  # the client is blocked writing by now
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     def _acked_on(self, connection: int) -> int:
         """How many windows this server acknowledged on connection number ``connection``."""

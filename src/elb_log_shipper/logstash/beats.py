@@ -25,6 +25,7 @@ replaced, its unacknowledged windows (if any) resent.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import socket
 import ssl
@@ -63,11 +64,14 @@ __all__ = [
 BEAT_NAME = "elb-log-shipper"
 BEAT_VERSION = "0.1.0"
 # Windows written before waiting for the oldest one's ACK: libbeat's ``pipelining`` default is 2;
-# two keep the socket busy across the round trip. More were faster on a loaded machine
-# (bench/README.md) but break a guarantee: a window is written only after the ACK of the one two
-# back was read, so when Logstash drops a connection (a reset discards the ACKs we have not read),
-# every window it acknowledged was seen as acknowledged, and none is sent twice.
+# two keep the socket busy across the round trip (more were faster only on a loaded machine,
+# bench/README.md). A connection that breaks reads the ACKs that had arrived before it closes
+# (``last_words``: Linux keeps received bytes readable after a reset), so a window Logstash
+# acknowledged is not sent twice, however many were in flight.
 PIPELINED_WINDOWS = 2
+# What a breaking connection reads at most for ACKs (``last_words``), in reads of RECV_BYTES: an
+# ACK is 6 bytes, so one read is plenty; the bound stops a peer that floods us.
+_LAST_READS = 16
 
 _VERSION = b"2"
 _WINDOW = struct.Struct(">2sI")  # '2W', count
@@ -217,21 +221,47 @@ class BeatsConnection(Connection):
 
     def is_alive(self) -> bool:
         """Whether an idle pooled connection is still open, without blocking. ACKs that arrived
-        while it was idle are kept for the next user to count."""
+        while it was idle are kept for the next user to count; on a connection found closed they
+        are applied, and ``take_confirmed()`` hands over the windows they confirm."""
         if self.closed:
             return False
         sock = self._sock
         sock.settimeout(0.0)
         try:
-            data = sock.recv(RECV_BYTES)
+            # Read to the end of what arrived: Logstash closes right after a final ACK when its
+            # client_inactivity_timeout strikes, and the ACK must not hide the close.
+            for _ in range(_LAST_READS):
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    self.close()  # Logstash closed it (or went away); its ACKs still count
+                    return False
+                self._received += data
         except (BlockingIOError, ssl.SSLWantReadError):
             return True
         except OSError as error:
             return self.dead_unless_fatal(error)
-        if not data:
-            return False  # Logstash closed it (client_inactivity_timeout) or went away
-        self._received += data
         return True
+
+    def last_words(self) -> None:
+        """Before the socket closes, the ACKs that arrived confirm their windows: a write that
+        failed (reset) or stalled left them unread, and Linux keeps received bytes readable
+        after a reset. Without this, a window Logstash acknowledged would be resent."""
+        if not self._in_flight:
+            return
+        sock = self._sock
+        with contextlib.suppress(OSError, ValueError):
+            sock.settimeout(0.0)
+            for _ in range(_LAST_READS):
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    break
+                self._received += data
+        # A reply that is no ACK breaks the protocol: the next connection reports it.
+        with contextlib.suppress(DeliveryError):
+            self._take_acks()
+
+    def heard(self, data: bytes) -> None:
+        self._received += data
 
     # Internals.
 
@@ -294,24 +324,34 @@ class BeatsConnection(Connection):
         while len(received) - offset >= _ACK.size:
             tag, seq = _ACK.unpack_from(received, offset)
             if tag != _ACK_TAG:
-                self.close()
-                raise DeliveryError(
-                    f"{self.peer} answered with bytes that are no Beats ACK "
-                    f"({bytes(received[offset : offset + 8])!r}): it is not a beats input; check "
-                    f"{ENV.LOGSTASH_PORT} and {ENV.LOGSTASH_PROTOCOL}"
-                )
+                found = bytes(received[offset : offset + 8])
+                del received[:offset]  # the ACKs before it are applied, and only once
+                self._protocol_error(f"answered with bytes that are no Beats ACK ({found!r})")
             offset += _ACK.size
             if not self._in_flight:
                 continue  # a keep-alive between windows
-            if seq >= self._in_flight[0].events:
+            events = self._in_flight[0].events
+            if seq == events:
                 self.confirmed.append(self._in_flight.popleft())
                 self.windows_acked += 1
                 self.made_progress = True
             elif seq == 0:
                 self.keepalives += 1
-            else:
+            elif seq < events:
                 self.partial_acks += 1
+            else:  # as elastic/go-lumber's client: "invalid sequence number received"
+                del received[:offset]
+                self._protocol_error(f"acknowledged event {seq} of a window of {events}")
         del received[:offset]
+
+    def _protocol_error(self, what: str) -> NoReturn:
+        """Close and raise the DeliveryError of a peer that breaks the protocol: a new connection
+        would meet the same peer."""
+        self.close()
+        raise DeliveryError(
+            f"{self.peer} {what}: it is not a beats input; check "
+            f"{ENV.LOGSTASH_PORT} and {ENV.LOGSTASH_PROTOCOL}"
+        )
 
     def _lost(self, error: OSError, what: str) -> NoReturn:
         fatal = self.fatal_tls_error(error)

@@ -558,11 +558,21 @@ class Connection:
         """Close the socket at once; unconfirmed batches stay for the caller to take."""
         if not self.closed:
             self.closed = True
+            self.last_words()
             acked = _acked_bytes(self._sock)
             if acked is not None and self._acked_at_open is not None:
                 self.acked_when_closed = acked - self._acked_at_open
             with contextlib.suppress(OSError):
                 self._sock.close()
+
+    def last_words(self) -> None:
+        """Called by ``close`` just before the socket closes: take what the peer sent that still
+        counts. Nothing for json_lines (Logstash's tcp input never writes); beats reads the ACKs
+        that arrived."""
+
+    def heard(self, data: bytes) -> None:
+        """Keep ``data``, bytes the peer sent that a read made for another purpose returned (a
+        look for a TLS alert). Nothing for json_lines; beats keeps them as ACKs."""
 
     def turned_away(self) -> bool:
         """Whether the connection, closed, looks refused at a connection cap: lent once and
@@ -593,11 +603,12 @@ class Connection:
         with contextlib.suppress(OSError):
             sock.settimeout(0.0)
         try:
-            sock.recv(RECV_BYTES)
+            data = sock.recv(RECV_BYTES)
         except ssl.SSLError as alert:
             return tls_failure(alert, self.peer)
         except OSError:
             return None
+        self.heard(data)
         return None
 
 

@@ -176,12 +176,14 @@ class SocketPool:
         deadline: float | None,
         inherited: list[Batch],
         stop: threading.Event | None = None,
+        settled: list[Batch] | None = None,
     ) -> Connection:
         """A live connection: an idle one that passes a non-blocking check, else a new one.
 
         Waits for a free slot when ``pool_size`` connections are in use. Batches left
         unconfirmed on a dead idle connection are appended to ``inherited`` (before anything
-        can fail), for the caller to resend. Raises ConnectionLostError when opening fails and
+        can fail), for the caller to resend, and those its last ACKs confirmed to ``settled``,
+        for the caller to count. Raises ConnectionLostError when opening fails and
         DeliveryError when the deadline passes or ``stop`` is set.
         """
         while True:
@@ -192,6 +194,8 @@ class SocketPool:
                 conn.times_lent += 1
                 return conn
             inherited.extend(conn.take_unconfirmed())
+            if settled is not None:
+                settled.extend(conn.take_confirmed())
             self.discard(conn)
             with self._cond:
                 self.counters.dead_connections_replaced += 1

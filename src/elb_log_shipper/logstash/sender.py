@@ -450,15 +450,20 @@ class _Worker(threading.Thread):
 
     def _connect(self, pending: list[Batch]) -> None:
         inherited: list[Batch] = []
+        settled: list[Batch] = []
         try:
-            self._conn = self._pool.acquire(self._sender.deadline, inherited, self._sender.stopped)
+            self._conn = self._pool.acquire(
+                self._sender.deadline, inherited, self._sender.stopped, settled
+            )
         except ConnectionLostError as error:
             if not error.capped:
                 self._back_off(error)
             return
         finally:
-            # Batches a dead pooled connection still held go first, like any unconfirmed ones.
+            # Batches a dead pooled connection still held go first, like any unconfirmed ones;
+            # those its last ACKs confirmed count.
             pending[:0] = inherited
+            self._confirmed(settled)
         if self._conn.times_lent == 1:
             self._sender.count(connections_opened=1)
 
