@@ -185,8 +185,9 @@ def ship_object(
     to the first line not shipped. ``privacy`` redacts and drops lines (``dropped``) as
     ``EventBuilder`` says. A SourceError (unreadable object, gzip bomb, changed object)
     makes the result ``FAILED`` (worth a retry) or ``REJECTED`` after the lines before it were
-    sent; delivery errors from the sink propagate. The result's ``events_sent`` is left to the
-    caller, who knows the sink.
+    sent. A DeliveryError from the sink ends the read: the result is ``FAILED`` with
+    ``delivery_failed`` set, and counts what was read. The result's ``events_sent`` is left to
+    the caller, who knows the sink.
 
     >>> class Stdout:
     ...     def send(self, batch, events, end_offset, line_offsets=None): ...
@@ -246,6 +247,7 @@ def ship_object(
                             batch_bytes=batch_bytes,
                             end_offset=offset,
                         )
+                        result.offset_sent = offset
                     if type(raw) is not OversizedLine:
                         event = build(raw, offset)
                         if event is None:
@@ -274,21 +276,28 @@ def ship_object(
             result.outcome = Outcome.HANDED_OFF
     except SourceError as error:
         _source_failed(result, error)
-    finally:
+    except DeliveryError as error:
+        _delivery_failed(result, error)
+    if not result.delivery_failed:
         end = reader.resume_offset if result.next_offset is None else result.next_offset
-        if pending:
-            _flush(sink, join, pending, pending_offsets, batch_bytes=batch_bytes, end_offset=end)
-        result.lines = lines_read
-        result.parse_failures = builder.failures
-        result.dropped = builder.dropped
-        result.oversized_events = oversized
-        result.unserialisable = unserialisable
-        result.newest_timestamp = newest or None
-        result.bytes_read = reader.bytes_read
-        result.bytes_decompressed = reader.bytes_decompressed
-        result.retries = reader.retries
-        result.offset_sent = end
-        result.seconds = time.monotonic() - started
+        try:
+            if pending:
+                _flush(
+                    sink, join, pending, pending_offsets, batch_bytes=batch_bytes, end_offset=end
+                )
+            result.offset_sent = end
+        except DeliveryError as error:
+            _delivery_failed(result, error)
+    result.lines = lines_read
+    result.parse_failures = builder.failures
+    result.dropped = builder.dropped
+    result.oversized_events = oversized
+    result.unserialisable = unserialisable
+    result.newest_timestamp = newest or None
+    result.bytes_read = reader.bytes_read
+    result.bytes_decompressed = reader.bytes_decompressed
+    result.retries = reader.retries
+    result.seconds = time.monotonic() - started
     return result
 
 
@@ -314,6 +323,16 @@ def _flush(
 def _source_failed(result: ObjectResult, error: SourceError) -> None:
     result.error = str(error)
     result.outcome = Outcome.FAILED if error.transient else Outcome.REJECTED
+
+
+def _delivery_failed(result: ObjectResult, error: DeliveryError) -> None:
+    """``result`` FAILED by the sink; what it read stays counted, where it stopped reading
+    does not say where a retry starts (the caller sets that from the confirmed progress)."""
+    earlier = "" if result.error is None else f" (and: {result.error})"
+    result.outcome = Outcome.FAILED
+    result.delivery_failed = True
+    result.error = f"delivery to Logstash failed: {error}{earlier}"
+    result.next_offset = None
 
 
 def _unserialisable(
@@ -411,20 +430,20 @@ def deliver_object(
             should_stop=should_stop,
             batch_format=sender.batch_format,
         )
-        stats = sender.finish(deadline, confirm=confirm)
-    except DeliveryError as error:
-        sender.abort()
-        result = _with_stats(ObjectResult(ref, Outcome.FAILED), sender.stats)
-        result.seconds = time.monotonic() - started
-        result.delivery_failed = True
-        result.error = f"delivery to Logstash failed: {error}"
-        _resume_from_confirmed(result, sender.confirmed_offset)
-        return result
+        if not result.delivery_failed:
+            try:
+                _with_stats(result, sender.finish(deadline, confirm=confirm))
+            except DeliveryError as error:
+                _delivery_failed(result, error)
+        if result.delivery_failed:
+            sender.abort()
+            _with_stats(result, sender.stats)
+            _resume_from_confirmed(result, sender.confirmed_offset)
     except BaseException:
         sender.abort()
         raise
     result.seconds = time.monotonic() - started
-    return _with_stats(result, stats)
+    return result
 
 
 def _with_stats(result: ObjectResult, stats: DeliveryStats) -> ObjectResult:
