@@ -8,7 +8,8 @@ will be shipped:
   every object listed under the prefix, in key order, after ``start_after`` when given. A key
   that names no object and lists nothing is planned as the object it names, so shipping it
   reports that it does not exist.
-- A directory is every file under it, in name order; a file is that file.
+- A directory is every file under it in walk order (``walk_directory``), after ``start_after``
+  when that names a path under it; a file is that file.
 
 The date filter (``DateRange``) selects among listed objects (prefixes and directories) by the
 ``yyyy/mm/dd`` folders ELB writes them under: the delivery date, in UTC, both bounds inclusive. A
@@ -212,7 +213,7 @@ def plan_sources(
             _plan_s3(plan, index, source, s3_client(), dates=dates, start_after=start_after)
         elif os.path.isdir(source):
             found = False
-            for ref in walk_directory(source):
+            for ref in walk_directory(source, start_after):
                 found = True
                 _add_listed(plan, index, ref, os.path.getsize(ref.key), dates)
             if not found:
@@ -224,12 +225,54 @@ def plan_sources(
     return plan
 
 
-def walk_directory(root: str) -> Iterator[ObjectRef]:
-    """Every file under ``root``, in name order (folders too), as local references."""
+def walk_directory(root: str, start_after: str | None = None) -> Iterator[ObjectRef]:
+    """Every file under ``root`` as local references, in walk order: a folder's files in name
+    order, then its folders in name order, each the same way. With ``start_after``, a path
+    under ``root`` (the resume point printed after Ctrl-C), only the files after it in that
+    order, and the folders wholly before it are not read; a path outside ``root`` changes
+    nothing.
+
+    The order is by position, not by the text of the path (``root/z.log`` comes before
+    ``root/a/x.log``), so a resume point whose file has gone since resumes at the same place.
+    """
+    after = _resume_position(root, start_after) if start_after else None
     for folder, folders, files in os.walk(root):
+        here = _folder_position(os.path.relpath(folder, root))
+        if after is not None:
+            # A folder wholly before the resume point (not on its way) holds nothing after it.
+            folders[:] = [name for name in folders if (*here, (1, name)) >= after[: len(here) + 1]]
         folders.sort()
         for name in sorted(files):
-            yield ObjectRef.local(os.path.join(folder, name))
+            if after is None or (*here, (0, name)) > after:
+                yield ObjectRef.local(os.path.join(folder, name))
+
+
+# Where a path comes in walk_directory's order: (1, name) for each folder on the way, (0, name)
+# for the file. Where two paths part, a folder's files come before its folders, and names
+# compare as sorted() compares them.
+_Position = tuple[tuple[int, str], ...]
+
+
+def _folder_position(relative: str) -> _Position:
+    """The position of the folder ``relative`` (to the root; ``.`` is the root itself)."""
+    if relative in ("", os.curdir):
+        return ()
+    return tuple((1, name) for name in relative.split(os.sep))
+
+
+def _resume_position(root: str, path: str) -> _Position | None:
+    """The position of the file ``path`` in ``root``'s walk, or None when it is not under it.
+
+    >>> _resume_position("logs", "logs/z.log") < _resume_position("logs", "logs/a/x.log")
+    True
+    >>> _resume_position("logs", "other/x.log") is None
+    True
+    """
+    relative = os.path.relpath(path, root)
+    if relative in (os.curdir, os.pardir) or relative.startswith(os.pardir + os.sep):
+        return None
+    folder, name = os.path.split(relative)
+    return (*_folder_position(folder), (0, name))
 
 
 def list_prefix(

@@ -8,8 +8,9 @@
     elb-log-shipper demo
 
 A SOURCE is a local file (plain or gzip, told by its magic bytes), a directory (every file under
-it, in name order), ``s3://bucket/key`` naming one object, or ``s3://bucket/prefix/`` (a trailing
-``/``, or a key that names no object): every object listed under it, in key order.
+it, in name order: a folder's files, then its folders), ``s3://bucket/key`` naming one object,
+or ``s3://bucket/prefix/`` (a trailing ``/``, or a key that names no object): every object listed
+under it, in key order.
 
 This module only plans, runs and prints: ``backfill.plan_sources`` says which objects a command
 covers, ``pipeline.deliver_object`` ships each one (``backfill.invoke_async`` queues it for the
@@ -168,7 +169,9 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
     chosen.add_argument(
         "--start-after",
         metavar="KEY",
-        help="only S3 keys after KEY (S3 StartAfter): the resume point printed after Ctrl-C",
+        help="only S3 keys after KEY (S3 StartAfter) and, in a directory KEY is under, only "
+        "the files after KEY in the order the directory is walked: the resume point printed "
+        "after Ctrl-C",
     )
     chosen.add_argument(
         "--start-offset",
@@ -672,10 +675,11 @@ def resume_commands(
     (``--start-offset``).
 
     Sources whose objects are all done are dropped. When the first object left was listed under
-    an S3 prefix after others of it were done, that prefix resumes with ``--start-after`` the
-    last key done, in a command of its own (``--start-after`` applies to every prefix of a
-    command); the sources after it follow in a second command. The options are rebuilt from
-    ``args`` and the parser (``ship_options``), so every option the user gave carries over.
+    an S3 prefix or in a directory after others of it were done, that source resumes with
+    ``--start-after`` the last key (or path) done, in a command of its own (``--start-after``
+    applies to every source of a command); the sources after it follow in a second command. The
+    options are rebuilt from ``args`` and the parser (``ship_options``), so every option the
+    user gave carries over.
 
     Objects after the resume point are never skipped, and objects done out of order do not exist
     (results are handed back in order), so nothing done is shipped twice.

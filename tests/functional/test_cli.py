@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,14 @@ from elb_log_shipper.config import ENV
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
-from tests.support.cli_runner import Run, run_command
+from tests.support.cli_runner import (
+    Run,
+    interrupt_command,
+    printed_resume_commands,
+    run_command,
+    run_resume_commands,
+)
+from tests.support.faults import SlowReadingServer
 from tests.support.receiver import JsonLinesReceiver
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer
 
@@ -259,3 +267,75 @@ def test_keepalives_only_beats_input_keeps_the_command_waiting_and_the_progress_
     assert process.returncode == cli.EXIT_INTERRUPTED, "".join(shown) + rest
     assert "Traceback" not in "".join(shown) + rest
     assert acknowledged == []
+
+
+# A directory resumed after Ctrl-C.
+
+# Walk order: a folder's files by name, then its folders by name. The root's files sort after
+# its folders' names, so a resume point among them must not leave out the folders (as comparing
+# the paths as text would).
+WALK = ["f1.log", "f2.log", "a/c.log", "a/f.log", "a/d/e.log", "m/x.log"]
+
+
+def write_tree(root: Path, names: list[str], lines: int) -> dict[str, list[int]]:
+    """A file of ``lines`` ALB lines at each of ``names`` under ``root``: each path and the
+    offsets of its lines."""
+    written: dict[str, list[int]] = {}
+    for n, name in enumerate(names):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = [line + "\n" for line in alb_lines(lines, seed=n)]
+        path.write_text("".join(text))
+        offsets = [0]
+        for line in text[:-1]:
+            offsets.append(offsets[-1] + len(line.encode()))
+        written[str(path)] = offsets
+    return written
+
+
+def test_start_after_in_a_directory_takes_the_files_after_it_in_walk_order(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = tmp_path / "logs"
+    write_tree(root, WALK, 1)
+
+    def shipped(start_after: Path | str) -> list[str]:
+        run = run_cli(capsys, "ship", str(root), "--to", "-", "--start-after", str(start_after))
+        assert run.status == cli.EXIT_OK, run.err
+        return [str(Path(e["log"]["file"]["path"]).relative_to(root)) for e in events(run.out)]
+
+    whole = run_cli(capsys, "ship", str(root), "--to", "-")
+    assert [e["log"]["file"]["path"] for e in events(whole.out)] == [str(root / n) for n in WALK]
+    for n, name in enumerate(WALK):
+        assert shipped(root / name) == WALK[n + 1 :], name
+    # A file gone since resumes at its place; a path outside the directory takes it whole.
+    assert shipped(root / "a" / "e.log") == ["a/f.log", "a/d/e.log", "m/x.log"]
+    assert shipped(root / "b" / "x.log") == ["m/x.log"]
+    assert shipped(tmp_path / "other" / "x.log") == WALK
+
+
+def test_ctrl_c_in_a_directory_then_the_resume_commands_ship_every_line_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = tmp_path / "logs"
+    names = [f"f{n:02d}.log" for n in range(20)] + [f"a/{name}" for name in WALK]
+    written = write_tree(root, names, 20)
+    expected = Counter((path, offset) for path, offsets in written.items() for offset in offsets)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LOGSTASH_")}
+    # Two connections read at 256 KiB/s each: the run takes a few seconds.
+    with SlowReadingServer(bytes_per_second=256 * 1024) as slow:
+        argv = ["ship", str(root), "--to", f"tcp://127.0.0.1:{slow.port}"]
+        argv += ["--jobs", "2", "--pool-size", "2", "--progress-every", "0.2"]
+        first = interrupt_command(argv, env, when=lambda: len(slow.events) >= 60)
+        assert first.status == cli.EXIT_INTERRUPTED, first.err
+        resumes = printed_resume_commands(first.err)
+        # The directory resumes after the last file done, which the walk had got past.
+        (after,) = [r[r.index("--start-after") + 1] for r in resumes if "--start-after" in r]
+        assert after in written, first.err
+        assert after != str(root / names[-1]), first.err
+        slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
+        run_resume_commands(capsys, resumes)
+        slow.wait_idle()
+        got = Counter((e["log"]["file"]["path"], e["log"]["offset"]) for e in slow.events)
+    # Together, every line exactly once.
+    assert got == expected

@@ -1,12 +1,22 @@
-"""Running the command line in-process, as a user would type it, and keeping what it printed."""
+"""Running the command line in-process, as a user would type it, and keeping what it printed;
+or as a process that a test stops part-way with a signal, as Ctrl-C would."""
 
 from __future__ import annotations
 
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pytest
 
 from elb_log_shipper import cli
+
+# The command as a process of its own: what Ctrl-C (a signal to it) can stop part-way.
+COMMAND = [sys.executable, "-m", "elb_log_shipper.cli"]
 
 
 @dataclass
@@ -24,3 +34,39 @@ def run_command(capsys: pytest.CaptureFixture[str], *argv: str) -> Run:
     status = cli.main(list(argv))
     captured = capsys.readouterr()
     return Run(status, captured.out, captured.err)
+
+
+def interrupt_command(
+    argv: list[str],
+    env: Mapping[str, str],
+    *,
+    when: Callable[[], bool],
+    stop_signal: signal.Signals = signal.SIGINT,
+    within: float = 30.0,
+) -> Run:
+    """``elb-log-shipper *argv`` as a process, sent ``stop_signal`` as soon as ``when()`` holds
+    (or after ``within`` seconds); what it printed once it ended."""
+    process = subprocess.Popen(
+        [*COMMAND, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    end = time.monotonic() + within
+    while not when() and time.monotonic() < end and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(stop_signal)
+    out, err = process.communicate(timeout=60)
+    return Run(process.returncode, out, err)
+
+
+def printed_resume_commands(err: str) -> list[list[str]]:
+    """The commands an interrupted run printed to resume, as arguments of ``cli.main``."""
+    prefix = f"  {cli.PROG} "
+    commands = [shlex.split(line)[1:] for line in err.splitlines() if line.startswith(prefix)]
+    assert commands, err
+    return commands
+
+
+def run_resume_commands(capsys: pytest.CaptureFixture[str], commands: list[list[str]]) -> None:
+    """Run each command an interrupted run printed, in this process: each must finish (exit 0)."""
+    for command in commands:
+        run = run_command(capsys, *command)
+        assert run.status == cli.EXIT_OK, (command, run.err)
