@@ -25,7 +25,8 @@ Settings shared with the Lambda function (``LOGSTASH_POOL_SIZE``, ``KEEP_ORIGINA
 standard ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL_LAMBDA`` / ``AWS_ENDPOINT_URL`` variables
 apply. Reports, progress and the summary go to stderr. Exit status: 0 all shipped, 1 some object
 failed, 2 usage or configuration error, 130 interrupted by Ctrl-C or SIGTERM (after printing how
-to resume).
+to resume), even when an object failed before: the resume commands retry it, and they exit 1 if
+it fails again.
 """
 
 from __future__ import annotations
@@ -555,13 +556,17 @@ class _Run:
                 pool.close()
 
     def _report(self, results: Sequence[ObjectResult], finished: int) -> int:
-        # Objects stopped part-way by Ctrl-C or SIGTERM: each resumes where it stopped.
-        stopped = [
-            (self.plan.objects[index], result.next_offset)
+        # Objects stopped part-way by Ctrl-C or SIGTERM, and objects that failed: after an
+        # interruption, the resume commands finish both, each from its first line not shipped.
+        unfinished = [
+            (self.plan.objects[index], offset)
             for index, result in enumerate(results)
-            if result.outcome is Outcome.HANDED_OFF and result.next_offset is not None
+            if (offset := _resume_offset(result)) is not None
         ]
-        not_shipped = len(self.plan.objects) - finished + len(stopped)
+        stopped = sum(
+            1 for r in results if r.outcome is Outcome.HANDED_OFF and r.next_offset is not None
+        )
+        not_shipped = len(self.plan.objects) - finished + stopped
         print(
             format_run(
                 results,
@@ -572,7 +577,8 @@ class _Run:
             ),
             file=self.stderr,
         )
-        if self._interrupted(finished, stopped):
+        rejected = sum(1 for r in results if r.outcome is Outcome.REJECTED)
+        if self._interrupted(finished, unfinished, stopped=stopped, rejected=rejected):
             return EXIT_INTERRUPTED
         if any(r.delivery_failed for r in results):
             print(
@@ -639,40 +645,76 @@ class _Run:
         )
         if self.plan.listed_by_date:
             print(listed_by_date_note(self.plan.listed_by_date), file=self.stderr)
-        if self._interrupted(done):
+        # An invocation not queued is queued again by the resume commands, from the same offset.
+        not_queued = [(i.obj, i.obj.ref.start_offset) for i in invocations if i.error is not None]
+        if self._interrupted(done, not_queued):
             return EXIT_INTERRUPTED
         return EXIT_FAILED if errors or done < len(self.plan.objects) else EXIT_OK
 
     # Resuming.
 
     def _interrupted(
-        self, finished: int, stopped: Sequence[tuple[PlannedObject, int]] = ()
+        self,
+        finished: int,
+        unfinished: Sequence[tuple[PlannedObject, int]],
+        *,
+        stopped: int = 0,
+        rejected: int = 0,
     ) -> bool:
-        """After Ctrl-C or SIGTERM with objects left: print how to resume and return True."""
+        """After Ctrl-C or SIGTERM left objects unstarted or ``stopped`` part-way: print how to
+        resume and return True.
+
+        ``unfinished`` are the objects handed back but not done (``stopped`` of them stopped
+        part-way, the others failed), with the offset each goes on from: the resume commands
+        finish them too, so that running them all ships every line. ``rejected`` objects are
+        left out (running them again cannot help) but not counted as done.
+        """
         if not (self.stop.is_set() or self.forced):
             return False
         if finished >= len(self.plan.objects) and not stopped:
             return False
-        print(
-            f"{PROG}: interrupted; {finished - len(stopped)} of {len(self.plan.objects)} objects "
-            "done. To resume, run:",
-            file=self.stderr,
-        )
-        for command in resume_commands(self.args, self.plan.objects, finished, stopped):
+        failed = len(unfinished) - stopped
+        done = finished - len(unfinished) - rejected
+        counts = [f"{done} of {len(self.plan.objects)} objects done"]
+        if failed:
+            counts.append(f"{failed} failed (retried by the commands below)")
+        if rejected:
+            counts.append(f"{rejected} rejected (not retried: running them again cannot help)")
+        print(f"{PROG}: interrupted; {', '.join(counts)}. To resume, run:", file=self.stderr)
+        for command in resume_commands(self.args, self.plan.objects, finished, unfinished):
             print(f"  {shlex.join([PROG, *command])}", file=self.stderr)
         return True
+
+
+def _resume_offset(result: ObjectResult) -> int | None:
+    """Where a resume command goes on with the object of ``result``: the first line not
+    shipped of an object stopped part-way or failed; None for an object done or rejected.
+
+    A failed read's lines before the fault were shipped (``offset_sent``). After a delivery
+    failure only the confirmed lines count (``next_offset``, or none at all), and a worker that
+    died reported nothing: they go on from where the object began.
+    """
+    if result.outcome is Outcome.HANDED_OFF:
+        return result.next_offset
+    if result.outcome is not Outcome.FAILED:
+        return None
+    if result.next_offset is not None:
+        return result.next_offset
+    if result.delivery_failed:
+        return result.ref.start_offset
+    return max(result.offset_sent, result.ref.start_offset)
 
 
 def resume_commands(
     args: argparse.Namespace,
     objects: Sequence[PlannedObject],
     finished: int,
-    stopped: Sequence[tuple[PlannedObject, int]] = (),
+    unfinished: Sequence[tuple[PlannedObject, int]] = (),
 ) -> list[list[str]]:
     """The ``ship`` command lines (without the program name) that go on from ``objects[finished]``,
-    after one per object of ``stopped`` (an object before ``finished`` that Ctrl-C stopped
-    part-way, with the offset of its first line not shipped) that ships the rest of it
-    (``--start-offset``).
+    after one per object of ``unfinished`` (an object before ``finished`` that Ctrl-C stopped
+    part-way, or that failed, with the offset of its first line not shipped) that ships the rest
+    of it (``--start-offset``).
 
     Sources whose objects are all done are dropped. When the first object left was listed under
     an S3 prefix or in a directory after others of it were done, that source resumes with
@@ -686,7 +728,7 @@ def resume_commands(
     """
     options = ship_options(args)
     commands = [
-        ["ship", obj.ref.uri, *options, "--start-offset", str(offset)] for obj, offset in stopped
+        ["ship", obj.ref.uri, *options, "--start-offset", str(offset)] for obj, offset in unfinished
     ]
     if finished >= len(objects):
         return commands

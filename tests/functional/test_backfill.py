@@ -36,7 +36,13 @@ from elb_log_shipper import cli
 from elb_log_shipper.backfill import DateRange, list_dated, list_prefix
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.triggers import make_continuation
-from tests.support.cli_runner import Run, run_command
+from tests.support.cli_runner import (
+    Run,
+    interrupt_command,
+    printed_resume_commands,
+    run_command,
+    run_resume_commands,
+)
 from tests.support.faults import SlowReadingServer
 from tests.support.lambda_stub import LambdaStub
 from tests.support.receiver import JsonLinesReceiver
@@ -151,6 +157,18 @@ def received(events: list[dict[str, Any]]) -> Counter[tuple[str, int]]:
 
 def expected_lines(prefix: Prefix, keys: set[str]) -> Counter[tuple[str, int]]:
     return Counter((key, offset) for key in keys for offset in prefix.objects[key].lines)
+
+
+def put_logs(bucket: str, keys: list[str]) -> Prefix:
+    """Twenty ALB lines (gzip) at each of ``keys``: enough objects that Ctrl-C comes part-way
+    through them, each a few batches."""
+    return Prefix(
+        bucket,
+        {
+            key: put(bucket, key, list(alb_lines(20, seed=n)), compress=True)
+            for n, key in enumerate(keys)
+        },
+    )
 
 
 def stdout_events(out: str) -> list[dict[str, Any]]:
@@ -368,10 +386,7 @@ def test_ctrl_c_stops_cleanly_and_the_printed_command_resumes(
         f"10.0.1.7_{n:03d}.log"
         for n in range(40)
     ]
-    objects = {
-        key: put(prefix.bucket, key, list(alb_lines(20, seed=n)), compress=True)
-        for n, key in enumerate(keys)
-    }
+    logs = put_logs(prefix.bucket, keys)
     env = {**os.environ, **DUMMY_ENVIRON, "AWS_ENDPOINT_URL_S3": moto.endpoint_url}
     env.pop("AWS_ENDPOINT_URL", None)
     command = [sys.executable, "-m", "elb_log_shipper.cli"]
@@ -420,7 +435,78 @@ def test_ctrl_c_stops_cleanly_and_the_printed_command_resumes(
         slow.wait_idle()
         both = received(slow.events)
     # Together, every line exactly once: the resume point is after the last object done.
-    assert both == Counter((key, offset) for key in keys for offset in objects[key].lines)
+    assert both == expected_lines(logs, set(keys))
+
+
+def new_day_of_logs(moto: MotoServer, name: str) -> Prefix:
+    """A bucket of its own holding one day of 40 log objects (``put_logs``)."""
+    bucket = moto.new_bucket(name)
+    return put_logs(bucket, [dated_key(ACCOUNT, REGION, "2024/03/01", n) for n in range(40)])
+
+
+def resumes_retrying(first: Run, uri: str) -> list[list[str]]:
+    """The commands printed by a run interrupted after the object ``uri`` failed, checking that
+    it exited 130, said so, and that the first command ships that object again whole."""
+    assert first.status == cli.EXIT_INTERRUPTED, first.err
+    assert "Traceback" not in first.err
+    assert ", 1 failed (retried by the commands below). To resume, run:" in first.err
+    resumes = printed_resume_commands(first.err)
+    assert resumes[0][:2] == ["ship", uri], first.err
+    assert resumes[0][-2:] == ["--start-offset", "0"], first.err
+    return resumes
+
+
+def test_ctrl_c_after_a_failed_object_prints_a_command_that_retries_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+) -> None:
+    # A key these credentials may not read (403 is transient: a grant people fix) fails before
+    # Ctrl-C: the resume commands must retry it, or its lines are never shipped.
+    logs = new_day_of_logs(moto, "failed")
+    denied = sorted(logs.objects)[1]
+    with (
+        FaultyS3(moto, error=(403, "AccessDenied"), error_keys=frozenset({denied})) as faulty,
+        SlowReadingServer(bytes_per_second=256 * 1024) as slow,
+    ):
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        argv = ["ship", logs.uri, "--to", f"tcp://127.0.0.1:{slow.port}"]
+        argv += ["--jobs", "2", "--pool-size", "2", "--progress-every", "0.2"]
+        first = interrupt_command(
+            argv,
+            os.environ,
+            when=lambda: len(slow.events) >= 60 and any(denied in path for path in faulty.gets),
+        )
+        resumes = resumes_retrying(first, f"s3://{logs.bucket}/{denied}")
+        assert any("--start-after" in resume for resume in resumes), first.err
+
+        faulty.error = None  # the grant is fixed
+        slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
+        run_resume_commands(capsys, resumes)
+        slow.wait_idle()
+        got = received(slow.events)
+    # Together, every line exactly once, the failed object's too.
+    assert got == expected_lines(logs, set(logs.objects))
+
+
+def test_ctrl_c_after_an_invocation_not_queued_prints_a_command_that_queues_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+) -> None:
+    logs = new_day_of_logs(moto, "not-queued")
+    refused = sorted(logs.objects)[1]
+    # Lambda refuses one invocation (a conflict boto3 does not retry); the others answer slowly
+    # enough for Ctrl-C to come part-way.
+    with LambdaStub(functions={"shipper"}, refused_keys={refused}, delay=0.05) as stub:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", stub.endpoint_url)
+        argv = ["ship", logs.uri, "--via-lambda", "shipper", "--jobs", "1"]
+        first = interrupt_command(argv, os.environ, when=lambda: len(stub.calls) >= 5)
+        assert f"{refused}: not queued: ResourceConflictException" in first.err
+        resumes = resumes_retrying(first, f"s3://{logs.bucket}/{refused}")
+
+        stub.refused_keys.clear()
+        stub.delay = 0
+        run_resume_commands(capsys, resumes)
+        invoked = Counter(call.payload["key"] for call in stub.calls)
+    # Together, every object queued exactly once.
+    assert invoked == Counter(list(logs.objects))
 
 
 # Listing by date gives what the full listing and the filter give.

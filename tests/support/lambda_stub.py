@@ -11,13 +11,17 @@ boto3 at it with the standard ``AWS_ENDPOINT_URL_LAMBDA`` variable.
         ...
         assert [call.payload for call in stub.calls] == [...]
 
-An unknown function gets Lambda's 404 ``ResourceNotFoundException``.
+An unknown function gets Lambda's 404 ``ResourceNotFoundException``; an invocation for an object
+key in ``refused_keys`` gets 409 ``ResourceConflictException`` (which boto3 does not retry), and
+``delay`` slows every answer (a command a test interrupts part-way).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -41,8 +45,12 @@ class Invocation:
 class LambdaStub:
     """Records asynchronous invocations of the ``functions`` it knows."""
 
-    def __init__(self, functions: set[str]) -> None:
+    def __init__(
+        self, functions: set[str], *, refused_keys: Iterable[str] = (), delay: float = 0.0
+    ) -> None:
         self.functions = functions
+        self.refused_keys = set(refused_keys)
+        self.delay = delay
         self.calls: list[Invocation] = []
         self._lock = threading.Lock()
         stub = self
@@ -61,9 +69,13 @@ class LambdaStub:
                         404, "ResourceNotFoundException", f"Function not found: {function}"
                     )
                     return
+                time.sleep(stub.delay)
                 call = Invocation(
                     function, self.headers.get("X-Amz-Invocation-Type"), json.loads(body)
                 )
+                if call.payload.get("key") in stub.refused_keys:
+                    self._answer(409, "ResourceConflictException", "refused (LambdaStub)")
+                    return
                 with stub._lock:
                     stub.calls.append(call)
                 self.send_response(202)

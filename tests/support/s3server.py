@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import boto3
 from botocore.config import Config
@@ -174,8 +174,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         if is_object_read:
             faults.gets.append(self.path)
         if names_a_key and self.command in ("GET", "HEAD") and faults.error is not None:
-            self._answer_error(*faults.error)
-            return
+            _, _, key = unquote(urlsplit(self.path).path).lstrip("/").partition("/")
+            if faults.error_keys is None or key in faults.error_keys:
+                self._answer_error(*faults.error)
+                return
         if not names_a_key and self.command == "GET" and faults.listing_error is not None:
             self._answer_error(*faults.listing_error)
             return
@@ -243,7 +245,8 @@ class FaultyS3:
     """An S3 endpoint on 127.0.0.1 in front of a moto server: every request is forwarded, and
     object reads (GET of a key) misbehave as set.
 
-    - ``error = (503, "SlowDown")``: object reads and HEADs get that S3 error answer;
+    - ``error = (503, "SlowDown")``: object reads and HEADs get that S3 error answer (with
+      ``error_keys``, only those of these keys: one object failing among others);
     - ``listing_error = (403, "AccessDenied")``: so do bucket listings;
     - ``stall_after = n``: each object read sends its headers and its body up to the object's
       byte ``n`` (a ranged read from beyond it, none), then stays silent, the connection open,
@@ -255,6 +258,7 @@ class FaultyS3:
 
     moto: MotoServer
     error: tuple[int, str] | None = None
+    error_keys: frozenset[str] | None = None
     listing_error: tuple[int, str] | None = None
     stall_after: int | None = None
     released: threading.Event = field(default_factory=threading.Event)

@@ -12,10 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from elb_log_shipper.backfill import DateRange, PlannedObject, fan_out, parse_s3_uri
-from elb_log_shipper.cli import build_parser, resume_commands, ship_parser
+from elb_log_shipper.cli import _resume_offset, build_parser, resume_commands, ship_parser
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.progress import Snapshot, render
 from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.report import ObjectResult, Outcome
 
 FOLDER = "AWSLogs/123456789012/elasticloadbalancing/us-east-1"
 D = dt.date
@@ -120,6 +121,65 @@ def test_resume_drops_finished_sources_and_splits_a_prefix_from_the_rest() -> No
     ]
     # A source whose first object was not done is named again whole.
     assert resume_commands(parse(argv), objects, 1) == [["ship", "s3://b/p/", "./dir", "--to", "-"]]
+
+
+START = 100  # the object's own --start-offset
+
+
+@pytest.mark.parametrize(
+    ("result", "offset"),
+    [
+        (ObjectResult(ObjectRef("b", "k", start_offset=START)), None),
+        (ObjectResult(ObjectRef("b", "k"), Outcome.SKIPPED), None),
+        # Reading it again cannot help.
+        (ObjectResult(ObjectRef("b", "k"), Outcome.REJECTED, offset_sent=300), None),
+        # Stopped part-way by Ctrl-C (at its first line, too).
+        (ObjectResult(ObjectRef("b", "k"), Outcome.HANDED_OFF, next_offset=0), 0),
+        (ObjectResult(ObjectRef("b", "k"), Outcome.HANDED_OFF, next_offset=4096), 4096),
+        # A read that failed part-way: its lines before the fault were shipped.
+        (
+            ObjectResult(ObjectRef("b", "k", start_offset=START), Outcome.FAILED, offset_sent=300),
+            300,
+        ),
+        # One that failed to open shipped nothing: it goes on from its own start.
+        (ObjectResult(ObjectRef("b", "k", start_offset=START), Outcome.FAILED), START),
+        # Logstash failed: only what it confirmed counts.
+        (
+            ObjectResult(
+                ObjectRef("b", "k", start_offset=START),
+                Outcome.FAILED,
+                offset_sent=900,
+                next_offset=500,
+                delivery_failed=True,
+            ),
+            500,
+        ),
+        (
+            ObjectResult(
+                ObjectRef("b", "k", start_offset=START),
+                Outcome.FAILED,
+                offset_sent=900,
+                delivery_failed=True,
+            ),
+            START,
+        ),
+    ],
+    ids=[
+        "shipped",
+        "skipped",
+        "rejected",
+        "stopped-at-start",
+        "stopped",
+        "read-failed-part-way",
+        "open-failed",
+        "delivery-failed-part-confirmed",
+        "delivery-failed-unconfirmed",
+    ],
+)
+def test_resume_offset_is_the_first_line_not_shipped(
+    result: ObjectResult, offset: int | None
+) -> None:
+    assert _resume_offset(result) == offset
 
 
 # The fan-out.
