@@ -129,8 +129,10 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
         "ship",
         help="ship files, directories, S3 objects or S3 prefixes",
         description="Parse each line of each SOURCE into one JSON event and ship it. ELB test "
-        "files and health-check logs are skipped. Ctrl-C (or SIGTERM) stops after the objects "
-        "in progress and prints the command that resumes.",
+        "files and health-check logs are skipped. Ctrl-C (or SIGTERM) starts no new object, "
+        "stops the objects in progress at their next batch, exits 130 and prints the commands "
+        "that finish the run: one per object stopped part-way or failed before (--start-offset), "
+        "then the objects not started (--start-after); run them all and every line arrives once.",
         # Abbreviated options would slip past the resume command's rewriting of --start-after.
         allow_abbrev=False,
     )

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -350,3 +351,21 @@ def test_resume_ships_the_rest_of_each_object_stopped_part_way_then_the_objects_
     assert resume_commands(parse(argv), objects, 4, [(objects[3], 7)]) == [
         ["ship", "s3://b/p/4", "--to", "-", "--jobs", "2", "--start-offset", "7"]
     ]
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "starts no new object",
+        "stops the objects in progress at their next batch",
+        "--start-offset",
+        "--start-after",
+        "130",
+        "run them all and every line arrives",
+    ],
+)
+def test_help_and_readme_say_the_same_of_ctrl_c(claim: str) -> None:
+    # What `ship --help` says before its options, and the README's Backfill section.
+    assert claim in (ship_parser().description or "")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert claim in " ".join(readme.split())  # wrapped: compare the words
