@@ -54,6 +54,7 @@ class ENV:
     CONTINUATION_QUEUE_URL = "CONTINUATION_QUEUE_URL"
     DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
     MAX_HOPS = "MAX_HOPS"
+    LOG_PREFIX = "LOG_PREFIX"
     KEEP_ORIGINAL = "KEEP_ORIGINAL"
     REDACT_QUERY = "REDACT_QUERY"
     CLIENT_IP = "CLIENT_IP"
@@ -118,6 +119,8 @@ MIN_MAX_EVENT_BYTES = 4 * 1024
 MAX_MAX_EVENT_BYTES = 64 * 1024 * 1024
 # An object that needs more hand-offs than this is failing, not slow: stop and dead-letter it.
 DEFAULT_MAX_HOPS = 100
+# S3's longest key, in UTF-8 bytes: a longer prefix can match no object.
+MAX_KEY_BYTES = 1024
 
 _Choice = TypeVar("_Choice", bound=StrEnum)
 
@@ -156,6 +159,9 @@ class Settings:
     """Where an object past ``max_hops`` goes at once (else its message fails until SQS
     dead-letters it after ``maxReceiveCount`` receives)."""
     max_hops: int = DEFAULT_MAX_HOPS
+    log_prefix: str | None = None
+    """The function ships only keys that start with this (the template's ``LogPrefix``, the
+    keys its role may read) and skips others with a reason; ``None`` ships every key."""
     keep_original: bool = True
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     """Events larger than this ship with their longest texts cut (tagged ``_elbtruncated``)."""
@@ -211,6 +217,8 @@ class Settings:
             "continuation_queue_url": _text(env, ENV.CONTINUATION_QUEUE_URL),
             "dead_letter_queue_url": _text(env, ENV.DEAD_LETTER_QUEUE_URL),
             "max_hops": _int(env, ENV.MAX_HOPS, DEFAULT_MAX_HOPS, 1, 10_000),
+            # Not stripped: a key may start or end with a space.
+            "log_prefix": env.get(ENV.LOG_PREFIX) or None,
             "keep_original": _bool(env, ENV.KEEP_ORIGINAL, True),
             "max_event_bytes": _int(
                 env,
@@ -274,6 +282,13 @@ class Settings:
         ):
             if path is not None and not os.path.isfile(path):
                 raise ConfigurationError(f"{name}={path} is not a readable file")
+        prefix_bytes = len((self.log_prefix or "").encode(errors="surrogateescape"))
+        if prefix_bytes > MAX_KEY_BYTES:
+            raise ConfigurationError(
+                f"{ENV.LOG_PREFIX} is {prefix_bytes} bytes long: S3 keys are at "
+                f"most {MAX_KEY_BYTES}, so it matches no object; set the prefix the load "
+                "balancers write under, such as AWSLogs/"
+            )
         self.drop_rules()
         if self.client_ip is ClientAddress.HASH and not self.client_ip_hash_key_parameter:
             raise ConfigurationError(

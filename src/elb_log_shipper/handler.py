@@ -11,13 +11,18 @@ and a key that cannot be read fails the invocation like a configuration error.
 Each invocation:
 
 1. ``triggers.parse_event`` says what invoked the function and which objects to ship. The ELB
-   test file and ``s3:TestEvent`` are skipped quietly, health-check logs with a log line;
-   every other key is shipped (an unknown one's lines count as parse failures).
+   test file and ``s3:TestEvent`` are skipped quietly; health-check logs and keys outside
+   ``LOG_PREFIX`` (which the role may not read: S3 would answer 403, a failure retried until it
+   is dead-lettered) are skipped with a log line; every skip counts in ``ObjectsSkipped``. Every
+   other key is shipped (an unknown one's lines count as parse failures).
 2. ``pipeline.ship_objects`` ships them, stops at the deadline margin, and confirms delivery.
 3. After that confirmation, one continuation message per object handed off goes to
-   ``CONTINUATION_QUEUE_URL``; the SQS trigger brings it back to this function.
+   ``CONTINUATION_QUEUE_URL``; the SQS trigger brings it back to this function. It says whether
+   the object is live (``WorkItem.live``), so that its later hops report lag as its first did.
 4. One structured log line per object (``report.ObjectResult.as_dict``), the metrics (EMF), and
-   the result: ``{"objects": [...]}``, plus ``batchItemFailures`` for SQS.
+   the result: ``{"objects": [...]}``, plus ``batchItemFailures`` for SQS. ``LagSeconds`` is
+   measured over live objects only: a backfill (``ship --via-lambda``), a replayed dead letter
+   and their hops are old on purpose, and their age would only set off the lag alarm.
 
 How failures surface, by trigger:
 
@@ -114,6 +119,7 @@ class Metric:
     SHIP_SECONDS = "ShipSeconds"
     LAG_SECONDS = "LagSeconds"
     HANDOFFS = "Handoffs"
+    OBJECTS_SKIPPED = "ObjectsSkipped"
     DELIVERY_FAILURES = "DeliveryFailures"
 
 
@@ -235,7 +241,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.error("invalid configuration", extra={"error": str(error)})
         raise
     try:
-        trigger = parse_event(event)
+        trigger = parse_event(event, log_prefix=settings.log_prefix)
     except TriggerError as error:
         logger.error("unrecognised event", extra={"error": str(error)})
         raise
@@ -255,14 +261,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     handoffs = 0
     if not retry_event:
-        handoffs = _hand_off(shipment.results, settings, container)
+        handoffs = _hand_off(to_ship, shipment.results, settings, container)
         retry_event = trigger.kind is not TriggerKind.SQS and any(
             ledger.outcome is Outcome.FAILED for ledger in shipment.results
         )
     _log_objects(to_ship, shipment.results, retry_event)
-    # A direct invocation is a backfill (`ship --via-lambda`) of old objects: their age is not
-    # the pipeline's lag, and would only set off the lag alarm.
-    _add_metrics(shipment, handoffs, measure_lag=trigger.kind is not TriggerKind.DIRECT)
+    _add_metrics(trigger, shipment, handoffs)
     result: dict[str, Any] = {"objects": [ledger.as_dict() for ledger in shipment.results]}
     if trigger.kind is TriggerKind.SQS:
         result["batchItemFailures"] = _batch_item_failures(trigger, to_ship, shipment.results)
@@ -278,11 +282,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return result
 
 
-def _hand_off(ledgers: Sequence[ObjectResult], settings: Settings, container: _Container) -> int:
-    """Send the continuation of each object handed off; an object whose message could not be
-    sent becomes FAILED (its message or event is retried: nothing is dropped)."""
+def _hand_off(
+    items: Sequence[WorkItem],
+    ledgers: Sequence[ObjectResult],
+    settings: Settings,
+    container: _Container,
+) -> int:
+    """Send the continuation of each object handed off, live if its item is; an object whose
+    message could not be sent becomes FAILED (its message or event is retried: nothing is
+    dropped)."""
     sent = 0
-    for ledger in ledgers:
+    for item, ledger in zip(items, ledgers, strict=True):
         if ledger.outcome is not Outcome.HANDED_OFF or ledger.handoff is None:
             continue
         queue_url = settings.continuation_queue_url
@@ -294,7 +304,7 @@ def _hand_off(ledgers: Sequence[ObjectResult], settings: Settings, container: _C
                 "continuation queue"
             )
             continue
-        error = _send(container, queue_url, make_continuation(ledger.handoff))
+        error = _send(container, queue_url, make_continuation(ledger.handoff, live=item.live))
         if error is not None:
             ledger.outcome = Outcome.FAILED
             ledger.error = f"the continuation could not be sent to {queue_url}: {error}"
@@ -318,9 +328,10 @@ def _dead_letter(
     """Send each object past its hop budget to ``DEAD_LETTER_QUEUE_URL`` at once.
 
     The message is the object's continuation with ``hop`` back at 0 (so that replaying it to the
-    continuation queue after a fix starts a fresh budget) and the reason in ``error``. Without
-    the setting, or when the message cannot be sent, the object stays FAILED: its message or
-    event is retried and dead-lettered by SQS or Lambda, as for any failure.
+    continuation queue after a fix starts a fresh budget), not live (a replay is not lag), and
+    the reason in ``error``. Without the setting, or when the message cannot be sent, the object
+    stays FAILED: its message or event is retried and dead-lettered by SQS or Lambda, as for any
+    failure.
     """
     queue_url = settings.dead_letter_queue_url
     if queue_url is None:
@@ -384,7 +395,7 @@ def _log_objects(
             logger.info(f"object {ledger.outcome.value.replace('_', ' ')}", extra=extra)
 
 
-def _add_metrics(shipment: Shipment, handoffs: int, *, measure_lag: bool) -> None:
+def _add_metrics(trigger: Trigger, shipment: Shipment, handoffs: int) -> None:
     ledgers = shipment.results
     count = MetricUnit.Count
     outcomes = [ledger.outcome for ledger in ledgers]
@@ -411,9 +422,15 @@ def _add_metrics(shipment: Shipment, handoffs: int, *, measure_lag: bool) -> Non
     metrics.add_metric(Metric.EVENTS_RESENT, count, resent)
     metrics.add_metric(Metric.SHIP_SECONDS, MetricUnit.Seconds, round(shipment.seconds, 3))
     metrics.add_metric(Metric.HANDOFFS, count, handoffs)
+    metrics.add_metric(Metric.OBJECTS_SKIPPED, count, len(trigger.items) - len(trigger.to_ship))
     delivery_failures = 0 if shipment.delivery_error is None else 1
     metrics.add_metric(Metric.DELIVERY_FAILURES, count, delivery_failures)
-    lag = lag_seconds([ledger.newest_timestamp for ledger in ledgers]) if measure_lag else None
+    live = (
+        ledger.newest_timestamp
+        for item, ledger in zip(trigger.to_ship, ledgers, strict=True)
+        if item.live
+    )
+    lag = lag_seconds(list(live))
     if lag is not None:
         metrics.add_metric(Metric.LAG_SECONDS, MetricUnit.Seconds, lag)
 

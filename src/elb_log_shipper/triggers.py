@@ -2,16 +2,18 @@
 
 ``parse_event`` recognises every way the function is invoked and returns a ``Trigger``: what
 invoked it and one ``WorkItem`` per object named. Each item carries its ``ObjectRef``, what the
-key says (``KeyInfo``), whether to skip it and why, and for SQS the ``messageId`` it came from, so
-the handler stays a loop: ship the items with ``ship`` set, log the skip reasons that are not
-``quiet``, report failed SQS messages as ``batchItemFailures``.
+key says (``KeyInfo``), whether to skip it and why, whether its age is the pipeline's lag
+(``live``), and for SQS the ``messageId`` it came from, so the handler stays a loop: ship the
+items with ``ship`` set, log the skip reasons that are not ``quiet``, report failed SQS messages
+as ``batchItemFailures``.
 
 Shapes understood:
 
 1. S3 event notification, ``Records[].eventSource == "aws:s3"``: every record. Keys arrive
    URL-encoded (``+`` for a space, ``%3A`` for ``:``) and are decoded with ``unquote_plus``.
 2. SQS, ``Records[].eventSource == "aws:sqs"``: each body is an S3 notification (possibly
-   ``s3:TestEvent``), an SNS envelope around one, an EventBridge event, or a continuation.
+   ``s3:TestEvent``), an SNS envelope around one, an EventBridge event, a continuation, or a
+   replayed dead letter (6).
    ``items_from_sqs_record`` reads one record: the Powertools batch processor's record handler
    can call it with the ``SQSRecord`` it is given.
 2a. SNS, ``Records[].EventSource == "aws:sns"`` (a topic that S3 notifies, subscribed by the
@@ -28,9 +30,22 @@ Shapes understood:
 6. Replay from the dead-letter queue: Lambda's on-failure destination wraps the event it gave up
    on in a record with ``requestContext`` and ``requestPayload``. Such a record, as an SQS body
    (the DLQ redriven to the continuation queue) or as the whole event, is read as its
-   ``requestPayload``, so a replay ships the objects the failed event named.
+   ``requestPayload``, so a replay ships the objects the failed event named, whether S3, SNS
+   (``aws:sns`` records), EventBridge or a continuation invoked them.
 
 Anything else raises ``TriggerError``. ``s3:TestEvent`` gives no items, quietly.
+
+**Live objects.** An item is ``live`` when a notification announced its object as it was
+written: an S3, SNS or EventBridge record, directly or in an SQS body, or the continuation of
+such an object (``make_continuation(..., live=True)``). The age of a live object's newest line is
+the pipeline's lag. A backfill (a direct invocation), a replayed dead letter and their
+continuations are not live: their age says when the object was written, not how far behind the
+shipper is. A continuation without the ``live`` key (written before it existed, or by hand) is
+not live.
+
+**Log prefix.** ``parse_event(event, log_prefix=...)`` skips, with a reason, every object whose
+key does not start with the prefix: the function may read only keys under it (the template's
+``LogPrefix``), and a topic or queue may announce others, which S3 would refuse with 403.
 
 The ETag and version an event names pin the object read (``ObjectRef.etag``/``version_id``):
 the function ships that object or none. The one exception is ``SAMPLE_ETAG``, the placeholder
@@ -41,11 +56,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote_plus
 
+from elb_log_shipper.config import ENV
 from elb_log_shipper.errors import InputError
 from elb_log_shipper.objectkey import KeyInfo, KeyKind, parse_key
 from elb_log_shipper.refs import ObjectRef
@@ -78,11 +94,14 @@ CONTINUATION_VERSION = 1
 SAMPLE_ETAG = "0123456789abcdef0123456789abcdef"
 
 _S3_TEST_EVENT = "s3:TestEvent"
+_SNS_SOURCE = "aws:sns"
 _OBJECT_CREATED_PREFIX = "ObjectCreated:"
 _EVENTBRIDGE_OBJECT_CREATED = "Object Created"
 # The two keys of a Lambda destination record (on-failure destination of an asynchronous invoke).
 _DESTINATION_CONTEXT = "requestContext"
 _DESTINATION_PAYLOAD = "requestPayload"
+# The continuation's key for WorkItem.live; absent (older messages, hand-written ones) means False.
+_CONTINUATION_LIVE = "live"
 
 
 class TriggerError(InputError):
@@ -121,7 +140,9 @@ class WorkItem:
     """One object named by a trigger, and what to do with it.
 
     ``sqs_message_id`` is the SQS message that named it (``None`` outside SQS): if shipping
-    fails, that message is the one to report in ``batchItemFailures``.
+    fails, that message is the one to report in ``batchItemFailures``. ``live`` says whether the
+    object's age is the pipeline's lag (module docstring, Live objects); its continuation carries
+    it on.
     """
 
     ref: ObjectRef
@@ -129,6 +150,7 @@ class WorkItem:
     skip_reason: str | None = None
     quiet: bool = False
     sqs_message_id: str | None = None
+    live: bool = False
 
     @property
     def ship(self) -> bool:
@@ -182,24 +204,38 @@ def classify(ref: ObjectRef) -> Decision:
     return Decision(info)
 
 
-def parse_event(event: Mapping[str, Any]) -> Trigger:
+def parse_event(event: Mapping[str, Any], *, log_prefix: str | None = None) -> Trigger:
     """Turn a Lambda event into the objects it names.
 
+    With ``log_prefix``, an object whose key does not start with it is skipped, with the reason.
     Raises ``TriggerError`` for an event of no known shape. In an SQS batch, a message that
     cannot be read does not fail the others: it is listed in ``Trigger.rejected``.
 
     >>> trigger = parse_event({"Records": [{"eventSource": "aws:s3",
     ...     "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "logs"},
     ...     "object": {"key": "my+prefix/x.log", "size": 10, "eTag": "abc"}}}]})
-    >>> trigger.kind.value, trigger.items[0].ref.key
-    ('s3', 'my prefix/x.log')
+    >>> trigger.kind.value, trigger.items[0].ref.key, trigger.items[0].live
+    ('s3', 'my prefix/x.log', True)
+    >>> other = {"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "logs"},
+    ...     "object": {"key": "cloudtrail/x.json.gz"}}}]}
+    >>> parse_event(other, log_prefix="AWSLogs/").items[0].skip_reason
+    "the key is outside LOG_PREFIX 'AWSLogs/', the only keys this function may read"
     """
+    trigger = _parse_event(event)
+    if log_prefix is None:
+        return trigger
+    items = tuple(_within_prefix(item, log_prefix) for item in trigger.items)
+    return replace(trigger, items=items)
+
+
+def _parse_event(event: Mapping[str, Any]) -> Trigger:
     if not isinstance(event, Mapping):
         raise TriggerError(f"the Lambda event is a {type(event).__name__}, not a JSON object")
     if CONTINUATION_MARKER in event:
-        return Trigger(TriggerKind.DIRECT, (_item(parse_continuation(event)),))
+        return Trigger(TriggerKind.DIRECT, (_continuation_item(event, None),))
     if _is_destination_record(event):
-        return parse_event(event[_DESTINATION_PAYLOAD])
+        replayed = _parse_event(event[_DESTINATION_PAYLOAD])
+        return replace(replayed, items=_replayed(replayed.items))
     if "Records" in event:
         return _parse_records(event["Records"])
     if event.get("Event") == _S3_TEST_EVENT:
@@ -241,24 +277,27 @@ def items_from_sqs_record(record: Mapping[str, Any]) -> list[WorkItem]:
         raise TriggerError(f"SQS message {message_id}: {error}") from None
 
 
-def make_continuation(ref: ObjectRef) -> dict[str, Any]:
+def make_continuation(ref: ObjectRef, *, live: bool = False) -> dict[str, Any]:
     """The message that hands the rest of an S3 object to a later invocation.
 
     Schema (every key always present; ``null`` where unknown)::
 
         {"elbLogShipperContinuation": 1, "bucket": str, "key": str, "etag": str | null,
-         "versionId": str | null, "size": int | null, "offset": int, "hop": int}
+         "versionId": str | null, "size": int | null, "offset": int, "hop": int,
+         "live": bool}
 
     ``offset`` is ``ref.start_offset``, a line start in the decompressed stream; ``hop`` is
     ``ref.hop``. The caller sets both: ``dataclasses.replace(ref, start_offset=next_line,
-    hop=ref.hop + 1)``. The key is written as is, not URL-encoded. Send the message as
-    ``json.dumps(message)``: its default ASCII escaping keeps any key within the characters SQS
-    accepts. Raises ``ValueError`` for a local file, which another invocation cannot read.
+    hop=ref.hop + 1)``. ``live`` is the handed-off item's ``WorkItem.live``: whether the rest of
+    the object still reports lag; a backfill or a replay leaves it False. The key is written as
+    is, not URL-encoded. Send the message as ``json.dumps(message)``: its default ASCII escaping
+    keeps any key within the characters SQS accepts. Raises ``ValueError`` for a local file,
+    which another invocation cannot read.
 
     >>> make_continuation(ObjectRef("logs", "a b.log", etag="e1", start_offset=4096, hop=1))
     ... # doctest: +NORMALIZE_WHITESPACE
     {'elbLogShipperContinuation': 1, 'bucket': 'logs', 'key': 'a b.log', 'etag': 'e1',
-     'versionId': None, 'size': None, 'offset': 4096, 'hop': 1}
+     'versionId': None, 'size': None, 'offset': 4096, 'hop': 1, 'live': False}
     """
     if ref.is_local:
         raise ValueError(f"cannot hand off local file {ref.key!r}: only S3 objects continue")
@@ -271,6 +310,7 @@ def make_continuation(ref: ObjectRef) -> dict[str, Any]:
         "size": ref.size,
         "offset": ref.start_offset,
         "hop": ref.hop,
+        _CONTINUATION_LIVE: live,
     }
 
 
@@ -278,6 +318,7 @@ def parse_continuation(message: Mapping[str, Any]) -> ObjectRef:
     """Read a continuation message back into the ``ObjectRef`` it was made from.
 
     ``offset`` and ``hop`` may be left out of a hand-written message (they default to 0).
+    ``live`` is not part of the reference: ``parse_event`` reads it into ``WorkItem.live``.
     Raises ``TriggerError`` for a message of another version or with invalid fields.
 
     >>> ref = parse_continuation({"elbLogShipperContinuation": 1, "bucket": "logs",
@@ -322,8 +363,8 @@ def _parse_records(records: object) -> Trigger:
             except TriggerError as error:
                 rejected.append(RejectedMessage(message_id, str(error)))
         return Trigger(TriggerKind.SQS, tuple(items), tuple(rejected))
-    if sources == {"aws:sns"}:
-        sns_items = (item for record in records for item in _sns_record_items(record))
+    if sources == {_SNS_SOURCE}:
+        sns_items = (item for record in records for item in _sns_record_items(record, None))
         return Trigger(TriggerKind.SNS, tuple(sns_items))
     raise TriggerError(
         f"event records come from {sorted(sources)}: this function reads records from "
@@ -347,16 +388,20 @@ def _message_items(
     if not isinstance(body, Mapping):
         raise TriggerError("the message is not a JSON object")
     if CONTINUATION_MARKER in body:
-        return [_item(parse_continuation(body), message_id)]
+        return [_continuation_item(body, message_id)]
     if _is_destination_record(body):
         # A replayed dead letter: what failed is the payload, and it may be any shape above.
-        return _message_items(
+        payload = _message_items(
             body[_DESTINATION_PAYLOAD], message_id, sns_envelope_allowed=sns_envelope_allowed
         )
+        return list(_replayed(payload))
     if "Records" in body:
         records = body["Records"]
         if not isinstance(records, Sequence) or isinstance(records, str):
             raise TriggerError("the S3 notification's Records is not a list")
+        if records and {_record_source(record) for record in records} == {_SNS_SOURCE}:
+            # The payload of an SNS-invoked event that was dead-lettered: aws:sns records.
+            return [item for record in records for item in _sns_record_items(record, message_id)]
         return [item for record in records for item in _s3_record_items(record, message_id)]
     if body.get("Event") == _S3_TEST_EVENT:
         return []
@@ -370,11 +415,12 @@ def _message_items(
     )
 
 
-def _sns_record_items(record: Mapping[str, Any]) -> list[WorkItem]:
-    """The items of one ``aws:sns`` record: SNS invoking the function with a topic's message."""
+def _sns_record_items(record: Mapping[str, Any], message_id: str | None) -> list[WorkItem]:
+    """The items of one ``aws:sns`` record: SNS invoking the function with a topic's message
+    (``message_id`` is the SQS message it was replayed in, if any)."""
     notification = _mapping(record.get("Sns"), "Sns")
     try:
-        return _sns_message_items(notification, None)
+        return _sns_message_items(notification, message_id)
     except TriggerError as error:
         message_id = notification.get("MessageId")
         raise TriggerError(f"SNS message {message_id}: {error}") from None
@@ -409,7 +455,7 @@ def _s3_record_items(record: object, message_id: str | None) -> list[WorkItem]:
     # A hand-written event may leave eventName out; S3 itself always sets it.
     if isinstance(event_name, str) and not event_name.startswith(_OBJECT_CREATED_PREFIX):
         return [_item(ref, message_id, f"S3 event {event_name} does not create an object")]
-    return [_item(ref, message_id)]
+    return [_item(ref, message_id, live=True)]
 
 
 def _eventbridge_items(event: Mapping[str, Any], message_id: str | None) -> list[WorkItem]:
@@ -433,14 +479,37 @@ def _eventbridge_items(event: Mapping[str, Any], message_id: str | None) -> list
     detail_type = event.get("detail-type")
     if detail_type != _EVENTBRIDGE_OBJECT_CREATED:
         return [_item(ref, message_id, f"EventBridge event {detail_type!r} is not Object Created")]
-    return [_item(ref, message_id)]
+    return [_item(ref, message_id, live=True)]
 
 
-def _item(ref: ObjectRef, message_id: str | None = None, skip: str | None = None) -> WorkItem:
+def _continuation_item(message: Mapping[str, Any], message_id: str | None) -> WorkItem:
+    live = message.get(_CONTINUATION_LIVE, False)
+    if type(live) is not bool:
+        raise TriggerError(f"continuation live is {live!r}, not true or false")
+    return _item(parse_continuation(message), message_id, live=live)
+
+
+def _item(
+    ref: ObjectRef, message_id: str | None = None, skip: str | None = None, *, live: bool = False
+) -> WorkItem:
     decision = classify(ref)
     if skip is not None:
-        return WorkItem(ref, decision.key_info, skip, sqs_message_id=message_id)
-    return WorkItem(ref, decision.key_info, decision.skip_reason, decision.quiet, message_id)
+        return WorkItem(ref, decision.key_info, skip, sqs_message_id=message_id, live=live)
+    return WorkItem(ref, decision.key_info, decision.skip_reason, decision.quiet, message_id, live)
+
+
+def _replayed(items: Sequence[WorkItem]) -> tuple[WorkItem, ...]:
+    """The items of a replayed dead letter: shipped as named, but no longer live."""
+    return tuple(replace(item, live=False) for item in items)
+
+
+def _within_prefix(item: WorkItem, log_prefix: str) -> WorkItem:
+    if not item.ship or item.ref.key.startswith(log_prefix):
+        return item
+    reason = (
+        f"the key is outside {ENV.LOG_PREFIX} {log_prefix!r}, the only keys this function may read"
+    )
+    return replace(item, skip_reason=reason, quiet=False)
 
 
 def _is_destination_record(value: Mapping[str, Any]) -> bool:

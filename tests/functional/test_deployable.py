@@ -70,6 +70,7 @@ SHIPPER_METRICS = frozenset(
         "Handoffs",
         "DeliveryFailures",
         "EventsDropped",
+        "ObjectsSkipped",
     }
 )
 # Environment variables the template may set besides the shipper's own (config.ENV).
@@ -466,6 +467,7 @@ def test_built_package_ships_an_object_under_python313(
                 "LogstashCaFile": "",
                 "LogstashPoolSize": "2",
                 "DeadlineMarginSeconds": "30",
+                "LogPrefix": "AWSLogs/",
                 "KeepOriginal": "true",
                 "MaxEventBytes": "61440",
                 "Environment": "green",

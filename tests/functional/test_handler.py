@@ -11,6 +11,7 @@ import bz2
 import copy
 import gzip
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote_plus
@@ -19,11 +20,12 @@ import boto3
 import pytest
 
 from elb_log_shipper import handler
-from elb_log_shipper.config import ENV
+from elb_log_shipper.config import ENV, MIN_DEADLINE_MARGIN
 from elb_log_shipper.errors import ShipperError
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from elb_log_shipper.triggers import make_continuation
+from tests.support.lambda_events import dead_letter_record
 from tests.support.lambda_harness import (
     ALB_KEY,
     CLASSIC_KEY,
@@ -288,19 +290,7 @@ def test_dead_letter_redrive_replays_the_failed_event(
     failed = both_objects_event()
     for record in failed["Records"]:
         pin_s3_record(record, bucket, stored)
-    dead_letter = {
-        "version": "1.0",
-        "timestamp": "2026-11-28T23:45:00.000Z",
-        "requestContext": {
-            "requestId": "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
-            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:elb-log-shipper:$LATEST",
-            "condition": "RetriesExhausted",
-            "approximateInvokeCount": 3,
-        },
-        "requestPayload": failed,
-        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST"},
-        "responsePayload": {"errorMessage": "Logstash ... failed 3 times"},
-    }
+    dead_letter = dead_letter_record(failed)
 
     result = container.invoke({"Records": [sqs_record("m-dlq", json.dumps(dead_letter))]})
 
@@ -308,6 +298,140 @@ def test_dead_letter_redrive_replays_the_failed_event(
     assert set(received(logstash)) == expected(ALB_KEY, ALB_DATA) | expected(
         CLASSIC_KEY, CLASSIC_DATA
     )
+
+
+def test_a_dead_letter_of_an_sns_invocation_replays_through_the_continuation_queue(
+    container: Container, logstash: JsonLinesReceiver, moto: MotoServer
+) -> None:
+    # NotificationTopicArn: SNS invoked the function, which failed; Lambda's on-failure record
+    # went to the dead-letter queue, and the move task (docs/deploy.md) puts it on the queue.
+    bucket = moto.new_bucket("elb-logs-example")
+    store(moto, bucket, ALB_KEY, joined(ALB_DATA), compress=True)
+    failed = edit_bucket_and_key("sns-s3.json", bucket, quote_plus(ALB_KEY, safe="/"))
+    result = container.invoke(sqs_event_from(container, dead_letter_record(failed)))
+
+    assert result["batchItemFailures"] == []
+    assert [(o["key"], o["outcome"]) for o in result["objects"]] == [(ALB_KEY, "shipped")]
+    assert set(received(logstash)) == expected(ALB_KEY, ALB_DATA)
+
+
+def sqs_event_from(container: Container, *bodies: dict[str, Any]) -> dict[str, Any]:
+    """The SQS event Lambda makes of ``bodies``, sent through a real (moto) queue and received
+    from it, as the event source mapping does."""
+    sqs = boto3.client("sqs", **container.moto.client_kwargs())
+    queue_url = sqs.create_queue(QueueName=f"redrive-{time.monotonic_ns()}")["QueueUrl"]
+    for body in bodies:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+    messages = container.take_messages(queue_url)
+    assert len(messages) == len(bodies)
+    return {"Records": [sqs_record(m["MessageId"], m["Body"]) for m in messages]}
+
+
+# ------------------------------------------------------------------------------------ lag
+
+
+# A container with the least margin, invoked with a budget of just that margin, hands its object
+# off at once: a slow Logstash or a large object does the same near the deadline.
+HAND_OFF_AT_ONCE = {
+    ENV.LOGSTASH_STALL_TIMEOUT: NOT_A_STALL_TIMEOUT,
+    ENV.DEADLINE_MARGIN_SECONDS: f"{MIN_DEADLINE_MARGIN:g}",
+}
+
+
+def lag_reported(output: str) -> bool:
+    return any("LagSeconds" in document for document in emf_documents(output))
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["notified", "backfilled"])
+def test_the_hops_of_a_notified_object_report_lag_and_those_of_a_backfill_do_not(
+    container_for: Any,
+    logstash: JsonLinesReceiver,
+    moto: MotoServer,
+    capsys: pytest.CaptureFixture[str],
+    live: bool,
+) -> None:
+    container = container_for(logstash, **HAND_OFF_AT_ONCE)
+    bucket = moto.new_bucket()
+    lines = alb_lines(50)
+    key = alb_key("lag1")
+    store(moto, bucket, key, joined(lines), compress=True)
+    # An S3 notification, or what `ship --via-lambda` sends for an old object.
+    first_event = (
+        edit_bucket_and_key("s3-put.json", bucket, key)
+        if live
+        else make_continuation(ObjectRef(bucket, key))
+    )
+    first = container.invoke(first_event, budget=MIN_DEADLINE_MARGIN)
+    assert first["objects"][0]["outcome"] == "handed_off"
+    capsys.readouterr()
+    (message,) = container.continuations()
+    assert json.loads(message["Body"])["live"] is live
+
+    hop = container.invoke({"Records": [sqs_record(message["MessageId"], message["Body"])]})
+
+    assert hop["objects"][0]["outcome"] == "shipped"
+    assert set(received(logstash)) == expected(key, lines)
+    output = capsys.readouterr().out
+    assert metric(output, "LinesRead") == len(lines)
+    # The samples' lines are from 2026-11-28: an old object for the backfill, which would have
+    # set off the lag alarm (LagSeconds over 1800 s for 15 minutes).
+    assert lag_reported(output) is live
+
+
+def test_a_replayed_dead_letter_reports_no_lag(
+    container: Container,
+    logstash: JsonLinesReceiver,
+    sample_objects: tuple[str, dict[str, dict[str, Any]]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bucket, stored = sample_objects
+    failed = load_event("s3-put.json")
+    pin_s3_record(failed["Records"][0], bucket, stored)
+    capsys.readouterr()
+
+    result = container.invoke(sqs_event_from(container, dead_letter_record(failed)))
+
+    assert result["batchItemFailures"] == []
+    assert set(received(logstash)) == expected(ALB_KEY, ALB_DATA)
+    output = capsys.readouterr().out
+    assert metric(output, "LinesRead") == len(ALB_DATA)
+    assert not lag_reported(output)
+
+
+# ------------------------------------------------------------------------------- LOG_PREFIX
+
+
+def test_a_key_outside_the_log_prefix_is_skipped_not_retried_into_the_dead_letter_queue(
+    monkeypatch: pytest.MonkeyPatch,
+    moto: MotoServer,
+    logstash: JsonLinesReceiver,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The bucket's topic announces every object, CloudTrail's too; the role may read only
+    # LogPrefix, so S3 would answer 403, which is worth a retry: the event would be retried and
+    # dead-lettered, setting off the alarms, for an object this stack was never meant to read.
+    bucket = moto.new_bucket()
+    key = "cloudtrail/AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/28/x.json.gz"
+    store(moto, bucket, key, b'{"Records": []}\n', compress=True)
+    event = edit_bucket_and_key("sns-s3.json", bucket, quote_plus(key, safe="/"))
+    container = start_container(monkeypatch, moto, logstash.port, **{ENV.LOG_PREFIX: "AWSLogs/"})
+    with FaultyS3(moto, error=(403, "AccessDenied")) as role_outside_prefix:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", role_outside_prefix.endpoint_url)
+        try:
+            result = container.invoke(event)
+        finally:
+            stop_container()
+
+    assert result["objects"] == []
+    assert role_outside_prefix.gets == []
+    skipped = [r for r in log_records(caplog) if r["message"] == "object skipped"]
+    assert [(r["key"], r["reason"]) for r in skipped] == [
+        (key, "the key is outside LOG_PREFIX 'AWSLogs/', the only keys this function may read")
+    ]
+    output = capsys.readouterr().out
+    assert metric(output, "ObjectsSkipped") == 1
+    assert metric(output, "ObjectsFailed") == 0
 
 
 # ------------------------------------------------------ the local-invoke recipe (docs/deploy.md)

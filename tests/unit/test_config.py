@@ -61,6 +61,13 @@ TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
     (ENV.CONTINUATION_QUEUE_URL, "continuation_queue_url", "https://q", "https://q", []),
     (ENV.DEAD_LETTER_QUEUE_URL, "dead_letter_queue_url", "https://d", "https://d", []),
     (ENV.MAX_HOPS, "max_hops", "5", 5, [("0", "out of range: use 1 to 10000")]),
+    (
+        ENV.LOG_PREFIX,
+        "log_prefix",
+        "prod alb/AWSLogs/",
+        "prod alb/AWSLogs/",
+        [("é" * 513, "is 1026 bytes long: S3 keys are at most 1024, so it matches no object")],
+    ),
     (ENV.KEEP_ORIGINAL, "keep_original", "false", False, [("nope", "is not a boolean")]),
     (
         ENV.MAX_EVENT_BYTES,

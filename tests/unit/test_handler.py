@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
-from typing import Any
 
 import pytest
 
@@ -14,6 +12,7 @@ from elb_log_shipper.config import ENV
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.triggers import TriggerKind, make_continuation, parse_event
+from tests.support.lambda_events import dead_letter_record
 
 
 class Context:
@@ -73,23 +72,13 @@ def test_metric_names_are_the_ones_the_template_uses() -> None:
     assert names == {
         "ObjectsShipped", "ObjectsFailed", "LinesRead", "EventsSent", "ParseFailures",
         "EventsTruncated", "BytesRead", "Retries", "Reconnects", "ShipSeconds", "LagSeconds",
-        "Handoffs", "DeliveryFailures", "EventsDropped", "EventsResent",
+        "Handoffs", "DeliveryFailures", "EventsDropped", "EventsResent", "ObjectsSkipped",
     }  # fmt: skip
-
-
-def destination_record(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """What Lambda's on-failure destination sends to the dead-letter queue."""
-    return {
-        "version": "1.0",
-        "requestContext": {"requestId": "r", "condition": "RetriesExhausted"},
-        "requestPayload": payload,
-        "responsePayload": {"errorMessage": "boom"},
-    }
 
 
 def test_dead_letter_record_replays_as_its_payload() -> None:
     continuation = make_continuation(ObjectRef("logs", "a.log", etag="e", start_offset=40, hop=2))
-    trigger = parse_event(destination_record(continuation))
+    trigger = parse_event(dead_letter_record(continuation))
     assert trigger.kind is TriggerKind.DIRECT
     assert trigger.items[0].ref == ObjectRef("logs", "a.log", etag="e", start_offset=40, hop=2)
 
@@ -104,7 +93,7 @@ def test_dead_letter_record_replays_as_its_payload() -> None:
     }
     redriven = {
         "Records": [
-            {"messageId": "m", "eventSource": "aws:sqs", "body": json.dumps(destination_record(s3))}
+            {"messageId": "m", "eventSource": "aws:sqs", "body": json.dumps(dead_letter_record(s3))}
         ]
     }
     trigger = parse_event(redriven)

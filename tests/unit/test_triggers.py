@@ -29,6 +29,7 @@ from elb_log_shipper.triggers import (
     parse_continuation,
     parse_event,
 )
+from tests.support.lambda_events import dead_letter_record
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -428,7 +429,9 @@ def test_continuation_schema() -> None:
         "size": 9,
         "offset": 5,
         "hop": 2,
+        "live": False,
     }
+    assert make_continuation(ref, live=True)["live"] is True
 
 
 def test_continuation_of_a_local_file_is_refused() -> None:
@@ -473,6 +476,7 @@ BAD_CONTINUATIONS: list[tuple[str, dict[str, Any]]] = [
     ("bool hop", {CONTINUATION_MARKER: 1, "bucket": "b", "key": "k", "hop": True}),
     ("text size", {CONTINUATION_MARKER: 1, "bucket": "b", "key": "k", "size": "10"}),
     ("numeric etag", {CONTINUATION_MARKER: 1, "bucket": "b", "key": "k", "etag": 5}),
+    ("text live", {CONTINUATION_MARKER: 1, "bucket": "b", "key": "k", "live": "yes"}),
 ]
 
 
@@ -480,10 +484,106 @@ BAD_CONTINUATIONS: list[tuple[str, dict[str, Any]]] = [
     "message", [m for _, m in BAD_CONTINUATIONS], ids=[i for i, _ in BAD_CONTINUATIONS]
 )
 def test_bad_continuations_are_refused(message: dict[str, Any]) -> None:
-    with pytest.raises(TriggerError):
-        parse_continuation(message)
+    if "live" not in message:  # live is read by parse_event, not part of the reference
+        with pytest.raises(TriggerError):
+            parse_continuation(message)
     with pytest.raises(TriggerError):
         parse_event(message)
+
+
+# --- live objects: the ones whose age is the pipeline's lag -------------------------------------
+
+
+def live_flags(trigger: Trigger) -> list[tuple[str, bool]]:
+    return [(item.ref.key, item.live) for item in trigger.items]
+
+
+def test_objects_announced_by_a_notification_are_live() -> None:
+    for name in ("s3-put.json", "sns-s3.json", "eventbridge-object-created.json", "sqs-s3.json"):
+        items = parse_event(load(name)).items
+        assert items and all(item.live for item in items), name
+
+
+def test_a_backfill_and_an_old_continuation_are_not_live() -> None:
+    ref = ObjectRef(BUCKET, ALB_KEY)
+    assert not parse_event(make_continuation(ref)).items[0].live
+    # Written before the live key existed: readable, and not live.
+    (old,) = parse_event(load("sqs-continuation.json")).items
+    assert old.ref.hop == 1 and not old.live
+
+
+def test_a_continuation_carries_live_on() -> None:
+    ref = ObjectRef(BUCKET, ALB_KEY, start_offset=4096, hop=1)
+    direct = parse_event(make_continuation(ref, live=True))
+    queued = parse_event({"Records": [sqs_record("m", make_continuation(ref, live=True))]})
+    assert live_flags(direct) == live_flags(queued) == [(ALB_KEY, True)]
+    assert queued.items[0].ref == ref
+
+
+def test_a_replayed_dead_letter_is_not_live_whatever_it_holds() -> None:
+    live_continuation = make_continuation(ObjectRef(BUCKET, "c.log", hop=3), live=True)
+    for payload in (
+        {"Records": [s3_record("a.log")]},
+        {"Records": [sns_record({"Records": [s3_record("b.log")]})]},
+        load("eventbridge-object-created.json"),
+        live_continuation,
+    ):
+        record = dead_letter_record(payload)
+        direct = parse_event(record)
+        queued = parse_event({"Records": [sqs_record("m-dlq", record)]})
+        assert direct.items and not any(item.live for item in direct.items), payload
+        assert queued.items and not any(item.live for item in queued.items), payload
+        assert refs(direct) == refs(queued)
+
+
+# --- dead letters of SNS invocations, redriven through the queue ---------------------------------
+
+
+def test_a_dead_letter_of_an_sns_invocation_replays_through_the_queue() -> None:
+    """The move task puts every DLQ message on the continuation queue, SNS ones included."""
+    record = dead_letter_record(load("sns-s3.json"))
+    trigger = parse_event({"Records": [sqs_record("m-dlq", record)]})
+    assert trigger.rejected == ()
+    assert [(item.ref, item.sqs_message_id) for item in trigger.items] == [(ALB_REF, "m-dlq")]
+    assert refs(trigger) == refs(parse_event(record))
+
+
+def test_an_unreadable_sns_dead_letter_is_rejected_naming_the_sns_message() -> None:
+    record = dead_letter_record({"Records": [sns_record("plain text", "sns-7")]})
+    trigger = parse_event({"Records": [sqs_record("m-dlq", record)]})
+    assert trigger.items == ()
+    assert [r.sqs_message_id for r in trigger.rejected] == ["m-dlq"]
+    assert "SNS message sns-7" in trigger.rejected[0].reason
+
+
+# --- the log prefix: keys the function may read ------------------------------------------------
+
+
+def test_keys_outside_the_log_prefix_are_skipped_with_the_reason() -> None:
+    message = {"Records": [s3_record("AWSLogs/1/a.log.gz"), s3_record("cloudtrail/b.json.gz")]}
+    for event in (
+        {"Records": [sns_record(message)]},
+        {"Records": [sqs_record("m", message)]},
+        message,
+        make_continuation(ObjectRef(BUCKET, "cloudtrail/b.json.gz")),
+    ):
+        trigger = parse_event(event, log_prefix="AWSLogs/")
+        inside = [item.ref.key for item in trigger.to_ship]
+        outside = [item for item in trigger.items if not item.ship]
+        assert inside == [k for k in ("AWSLogs/1/a.log.gz",) if k in json.dumps(event)]
+        assert [item.ref.key for item in outside] == ["cloudtrail/b.json.gz"]
+        assert not outside[0].quiet
+        assert outside[0].skip_reason == (
+            "the key is outside LOG_PREFIX 'AWSLogs/', the only keys this function may read"
+        )
+    # Without a prefix, every key is shipped, as before.
+    assert len(parse_event(message).to_ship) == 2
+
+
+def test_the_log_prefix_keeps_an_earlier_skip_reason() -> None:
+    event = {"Records": [s3_record("other/x.log", "ObjectRemoved:Delete")]}
+    (item,) = parse_event(event, log_prefix="AWSLogs/").items
+    assert item.skip_reason == "S3 event ObjectRemoved:Delete does not create an object"
 
 
 # --- shapes we do not understand --------------------------------------------------------------
