@@ -345,6 +345,39 @@ def test_samconfig_overrides_are_template_parameters_with_allowed_values() -> No
     assert problems == []
 
 
+def samconfig_overrides(environment: Mapping[str, Any]) -> dict[str, str]:
+    """An environment's parameter_overrides in samconfig.toml, by name."""
+    listed = environment.get("global", {}).get("parameters", {}).get("parameter_overrides", [])
+    return dict(override.partition("=")[::2] for override in listed)
+
+
+def test_the_continuation_queue_leaves_copies_to_new_objects_and_survives_throttling() -> None:
+    """The queue's event source mapping ignores reserved concurrency: capped below it, it leaves
+    copies to EventBridge and SNS events; 5 receives (AWS's least) outlast throttled invokes."""
+    loaded = template()
+    events = loaded["Resources"][FUNCTION]["Properties"]["Events"]
+    (queue,) = [event for event in events.values() if event["Type"] == "SQS"]
+    assert queue["Properties"]["ScalingConfig"] == {
+        "MaximumConcurrency": {"Ref": "ContinuationConcurrency"}
+    }
+    redrive = loaded["Resources"]["ContinuationQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["maxReceiveCount"] >= 5
+    parameters = loaded["Parameters"]
+    assert parameters["ContinuationConcurrency"]["MinValue"] == 2  # SQS's minimum
+    assert parameters["ReservedConcurrency"]["MinValue"] > 2
+    # CloudFormation cannot compare two parameters: each configuration is checked here.
+    config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
+    for name, environment in config.items():
+        if not isinstance(environment, dict):
+            continue  # `version`
+        given = samconfig_overrides(environment)
+        reserved, continuation = (
+            int(given.get(parameter, parameters[parameter]["Default"]))
+            for parameter in ("ReservedConcurrency", "ContinuationConcurrency")
+        )
+        assert continuation < reserved, name
+
+
 # ------------------------------------------------------------------------------------ package
 
 
