@@ -280,6 +280,65 @@ def test_an_sns_subscription_is_optional_and_only_its_topic_may_invoke(
     assert permission["Properties"]["SourceArn"] == {"Ref": "NotificationTopicArn"}
 
 
+def statements(policy_document: Mapping[str, Any]) -> dict[str, Any]:
+    """A policy's statements by Sid, each ``Fn::If`` resolved to its statement."""
+    found = {}
+    for listed in policy_document["Statement"]:
+        statement = listed["Fn::If"][1] if "Fn::If" in listed else listed
+        found[statement["Sid"]] = statement
+    return found
+
+
+@pytest.mark.parametrize(
+    ("key", "valid"),
+    [
+        ("", True),
+        ("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", True),
+        ("arn:aws-cn:kms:cn-north-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab", True),
+        ("arn:aws:kms:us-east-1:123456789012:alias/elb-logs", False),
+        ("1234abcd-12ab-34cd-56ef-1234567890ab", False),
+    ],
+)
+def test_an_sse_kms_bucket_of_nlb_logs_can_be_read_through_s3_only(key: str, valid: bool) -> None:
+    loaded = template()
+    parameter = loaded["Parameters"]["LogBucketKmsKeyArn"]
+    assert (re.fullmatch(parameter["AllowedPattern"], key) is not None) is valid
+    assert parameter["Default"] == ""
+    policy = loaded["Resources"]["ShipperRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    (granted,) = [s for s in policy["Statement"] if "Fn::If" in s and "kms" in json.dumps(s)]
+    condition, decrypt, otherwise = granted["Fn::If"]
+    assert condition == "HasLogBucketKmsKey"
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    assert decrypt["Action"] == "kms:Decrypt"
+    assert decrypt["Resource"] == {"Ref": "LogBucketKmsKeyArn"}
+    assert decrypt["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.${AWS::URLSuffix}"}}
+    }
+
+
+def test_a_created_bucket_takes_nlb_access_logs() -> None:
+    bucket_policy = template()["Resources"]["LogBucketPolicy"]["Properties"]["PolicyDocument"]
+    by_sid = statements(bucket_policy)
+    write, acl_check = by_sid["NlbLogDeliveryWrite"], by_sid["NlbLogDeliveryAclCheck"]
+    for statement in (write, acl_check):
+        assert statement["Principal"] == {"Service": "delivery.logs.amazonaws.com"}
+        assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {
+            "Ref": "AWS::AccountId"
+        }
+        assert statement["Condition"]["ArnLike"] == {
+            "aws:SourceArn": {
+                "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:*"
+            }
+        }
+    assert write["Action"] == "s3:PutObject"
+    assert write["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::${LogBucketName}/*AWSLogs/${AWS::AccountId}/*"
+    }
+    assert write["Condition"]["StringEquals"]["s3:x-amz-acl"] == "bucket-owner-full-control"
+    assert acl_check["Action"] == "s3:GetBucketAcl"
+    assert acl_check["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${LogBucketName}"}
+
+
 def test_function_environment_is_what_settings_read() -> None:
     loaded = template()
     function = loaded["Resources"][FUNCTION]["Properties"]
