@@ -54,8 +54,9 @@ DEFINITIONS: dict[str, dict[str, Any]] = {
 
 _LONG = 2**63
 _FLOAT_MAX = 3.4028234663852886e38
-# RFC 3339 as Elasticsearch's default date format (strict_date_optional_time) reads it, in UTC.
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
+# RFC 3339 as Elasticsearch's default date format (strict_date_optional_time) reads it, in UTC:
+# ASCII digits only (`\d` alone also matches every other decimal digit of Unicode).
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z", re.ASCII)
 
 
 def _text(value: Any) -> str | None:

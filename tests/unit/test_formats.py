@@ -614,3 +614,103 @@ TOKENIZER_CASES = {
 def test_tokenizer(line: str, fields: list[str]) -> None:
     assert tokenize(line) == fields
     assert _split_slow(line) == fields
+
+
+# --- Dates: every date field of every format, one template each ({} is the field's text). --------
+
+NLB_LINE = NLB_BASE + ' h2 h2 "h2","http/1.1" {}'
+CONNECTION_LINE = (
+    "2023-10-04T17:05:15.514108Z 203.0.113.1 36280 443 TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256"
+    ' 4.036 "CN=a" {} FEF257372D5C14D4 Success TID_3'
+)
+# (template, the name a failure gives, where the value lands)
+DATE_FIELDS = {
+    "alb time": (" ".join(["https", "{}", *ALB_FIELDS[2:30]]), "time", "@timestamp"),
+    "alb request_creation_time": (
+        " ".join([*ALB_FIELDS[:21], "{}", *ALB_FIELDS[22:30]]),
+        "request_creation_time",
+        "event.start",
+    ),
+    "classic timestamp": (
+        "{} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 200 200 0 29"
+        ' "GET http://a.com:80/ HTTP/1.1" "curl" - -',
+        "timestamp",
+        "@timestamp",
+    ),
+    "nlb time": (
+        NLB_LINE.format("2018-12-20T02:59:30").replace("2018-12-20T02:59:40", "{}"),
+        "time",
+        "@timestamp",
+    ),
+    "nlb tls_connection_creation_time": (
+        NLB_LINE,
+        "tls_connection_creation_time",
+        "aws.elb.tls_connection_creation_time",
+    ),
+    "connection log timestamp": (
+        CONNECTION_LINE.format("-").replace("2023-10-04T17:05:15.514108Z", "{}"),
+        "timestamp",
+        "@timestamp",
+    ),
+    "connection log NotBefore": (
+        CONNECTION_LINE.format("NotBefore={};NotAfter=2026-06-17T22:43:21Z"),
+        "leaf_client_cert_validity",
+        "aws.elb.leaf_client_cert_not_before",
+    ),
+    "connection log NotAfter": (
+        CONNECTION_LINE.format("NotBefore=2023-09-21T22:43:21Z;NotAfter={}"),
+        "leaf_client_cert_validity",
+        "aws.elb.leaf_client_cert_not_after",
+    ),
+    "access-log test line": (
+        "Enable AccessLog for ELB: my-loadbalancer at {}",
+        "test line time",
+        "@timestamp",
+    ),
+}
+
+# The forms ELB writes (µs and `Z`; NLB: no fraction, no zone; certificates: `Z`, no fraction)
+# and the other fractions of RFC 3339, as what we emit for each.
+VALID_DATES = {
+    "2018-07-02T22:23:00.186641Z": "2018-07-02T22:23:00.186641Z",
+    "2018-07-02T22:23:00": "2018-07-02T22:23:00.000000Z",
+    "2018-07-02T22:23:00Z": "2018-07-02T22:23:00.000000Z",
+    "2018-07-02T22:23:00.186Z": "2018-07-02T22:23:00.186000Z",
+    "2018-07-02T22:23:00.186641123Z": "2018-07-02T22:23:00.186641Z",
+}
+# ISO 8601 forms that datetime.fromisoformat reads but Elasticsearch's date format does not, and
+# digits other than ASCII's: each a parse failure naming the field, never an unreadable date.
+INVALID_DATES = {
+    "offset instead of seconds": "2018-07-02T22:23+01",
+    "negative offset instead of seconds": "2018-07-02T22:23-01",
+    "hour and offset": "2018-07-02T22+01:00",
+    "week date": "2018-W27-1T22:23:00",
+    "week date with fraction": "2018-W27-1T22:23:00.186641Z",
+    "basic format": "2018-07-02T20364000",
+    "arabic-indic digits in the fraction": (
+        "2018-07-02T22:23:00.\u0661\u0668\u0666\u0666\u0664\u0661Z"
+    ),
+    "an arabic-indic digit in the date": "2018-07-0\u0662T22:23:00.186641Z",
+    "fullwidth digits in the year": "\uff12\uff10\uff11\uff18-07-02T22:23:00Z",
+    "devanagari digits in the seconds": "2018-07-02T22:23:\u0966\u0966",
+    "offset after the seconds": "2018-07-02T22:23:00+01:00",
+    "month 13": "2018-13-02T22:23:00.186641Z",
+}
+
+
+@pytest.mark.parametrize("date", VALID_DATES)
+@pytest.mark.parametrize("name", DATE_FIELDS)
+def test_every_date_field_takes_the_forms_elb_writes(name: str, date: str) -> None:
+    template, _, path = DATE_FIELDS[name]
+    check(template.format(date), {path: VALID_DATES[date]})
+
+
+@pytest.mark.parametrize("date", INVALID_DATES.values(), ids=INVALID_DATES.keys())
+@pytest.mark.parametrize("name", DATE_FIELDS)
+def test_every_date_field_fails_the_line_on_any_other_form(name: str, date: str) -> None:
+    template, reason, _ = DATE_FIELDS[name]
+    line = template.format(date)
+    event = parse_line(line)
+    assert event.get("tags") == [PARSE_FAILURE_TAG], event
+    assert event["error"]["message"] == f"{reason}: {date!r} is not an ISO 8601 timestamp"
+    assert event["event"]["original"] == line

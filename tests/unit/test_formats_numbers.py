@@ -173,3 +173,28 @@ def test_every_integer_in_every_numeric_field_gives_one_valid_event(
             assert got == (None if expected is None else str(expected))
         else:
             assert got == expected
+
+
+# What Python's int() and float() read beyond the notation ELB writes: `_` between digits, a plus
+# sign, and digits of other scripts (Arabic-Indic, fullwidth, Devanagari). Elastic's grok patterns
+# read none of them as the number; in a field of the load balancer they are damage.
+NOT_ELB_NUMBERS = ["2_0", "1_000", "+5", "\u0665\u0660", "\uff15", "\u0967\u0966", "0.0_1"]
+
+
+@pytest.mark.parametrize("text", NOT_ELB_NUMBERS)
+@pytest.mark.parametrize("case", FIELDS, ids=[f"{t.split()[0][:5]}-{n}" for t, n, *_ in FIELDS])
+def test_a_number_elb_does_not_write_fails_the_line_naming_the_field(
+    case: tuple[str, str, str, Any, str], text: str
+) -> None:
+    template, name, path, _, reason = case
+    line = template.format(**{**DEFAULTS, name: text})
+    event = built(EventBuilder(bucket="b", key="k", version="v"), line.encode(), 0)
+    if name == "url_port":
+        # The client's URL: the port is left out, the URL kept.
+        assert PARSE_FAILURE_TAG not in event.get("tags", []), event.get("error")
+        assert field(event, path) is None
+        assert text in field(event, "url.original")
+    else:
+        assert event.get("tags") == [PARSE_FAILURE_TAG], field(event, path)
+        assert event["error"]["message"].startswith(reason)
+        assert text in event["error"]["message"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import datetime
 
 import orjson
 import pytest
@@ -15,6 +17,8 @@ from elb_log_shipper.formats._tokenizer import _split_slow, tokenize
 from elb_log_shipper.formats.event import _parse_fields
 from elb_log_shipper.samples import SAMPLE_OBJECTS
 from tests.support.elastic import violations
+from tests.support.events import field
+from tests.unit.test_formats import DATE_FIELDS
 
 SAMPLE_LINES = [line for sample in SAMPLE_OBJECTS for line in sample.lines]
 
@@ -189,3 +193,63 @@ def test_any_line_gives_an_event_that_fits_elastics_definitions(line: str) -> No
     # field (the shipped index template sets ignore_malformed: that field is dropped, not the
     # event). Everything else must fit, whatever the line holds.
     assert [p for p in problems if "is not an IP address" not in p] == []
+
+
+# The text ELB writes for a date (reference sections 2-5): what the parser must take, all else it
+# must refuse. Also the test's oracle, so it is written out here, not imported.
+ELB_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z?")
+
+
+def _is_elb_date(text: str) -> bool:
+    if ELB_DATE.fullmatch(text) is None:
+        return False
+    try:
+        datetime.fromisoformat(text[:19])
+    except ValueError:
+        return False
+    return True
+
+
+@st.composite
+def date_like(draw: st.DrawFn) -> str:
+    """Text that reads as a date to someone: ISO 8601 forms other than RFC 3339 (reduced
+    precision, offsets, week and ordinal dates, the basic format), the forms ELB writes, and any
+    of these with some digits from other scripts."""
+    when = draw(st.datetimes())
+    year, week, weekday = when.isocalendar()
+    text = draw(
+        st.sampled_from(
+            [
+                when.isoformat(timespec=draw(st.sampled_from(["hours", "minutes", "seconds"]))),
+                when.isoformat(timespec="microseconds") + "Z",
+                when.isoformat(timespec="milliseconds"),
+                f"{year:04}-W{week:02}-{weekday}T{when:%H:%M:%S}",
+                f"{when:%Y-%jT%H:%M:%S}",
+                f"{when:%Y%m%dT%H%M%S}",
+                f"{when:%Y-%m-%dT%H%M%S}",
+            ]
+        )
+    )
+    text += draw(st.sampled_from(["", "", "Z", "+01", "-01:00", "+0100", "z"]))
+    # A digit of another script in place of some ASCII digits (Unicode category Nd).
+    for _ in range(draw(st.integers(0, 2))):
+        index = draw(st.integers(0, len(text) - 1))
+        if text[index].isdigit():
+            digit = draw(st.characters(categories=["Nd"]))
+            text = text[:index] + digit + text[index + 1 :]
+    return text
+
+
+@settings(max_examples=1000)
+@given(st.sampled_from(list(DATE_FIELDS)), date_like())
+def test_a_date_field_gives_an_rfc_3339_date_or_a_failure_naming_it(name: str, date: str) -> None:
+    template, reason, path = DATE_FIELDS[name]
+    line = template.format(date)
+    event = orjson.loads(orjson.dumps(parse_line(line)))
+    assert violations(event) == []
+    if _is_elb_date(date):
+        assert PARSE_FAILURE_TAG not in event.get("tags", []), event["error"]
+        assert field(event, path)[:19] == date[:19]
+    else:
+        assert event.get("tags") == [PARSE_FAILURE_TAG], field(event, path)
+        assert event["error"]["message"].startswith(f"{reason}: ")

@@ -8,6 +8,7 @@ bounded dictionaries.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Final
 
@@ -56,17 +57,35 @@ STATUS_MAX: Final = 999
 
 valid_seconds: dict[str, bool] = {}
 
+# The seconds of a timestamp as ELB writes it, in ASCII digits. `datetime.fromisoformat` alone also
+# reads other ISO 8601 text of 19 characters (`2018-07-02T22:23+01`, the week date
+# `2018-W27-1T22:23:00`, the basic `2018-07-02T20364000`) and non-ASCII digits: Elasticsearch's
+# date format reads none of them, and a `@timestamp` it cannot read loses the whole event.
+_SECONDS_LAYOUT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+
 
 def timestamp(value: str, name: str) -> str:
     """Return ``value`` as RFC 3339 UTC with microseconds and ``Z``.
 
-    ELB writes ``2018-07-02T22:23:00.186641Z`` (ALB, Classic, connection logs) or
-    ``2018-12-20T02:59:40`` without fraction or zone (NLB, which is UTC).
+    ELB writes ``2018-07-02T22:23:00.186641Z`` (ALB, Classic, connection logs),
+    ``2018-12-20T02:59:40`` without fraction or zone (NLB, which is UTC) and
+    ``2023-09-21T22:43:21Z`` (connection logs' certificate validity). Accepted: exactly
+    ``YYYY-MM-DDTHH:MM:SS``, a fraction of 1 to 9 digits, ``Z``, in ASCII, and a valid date and
+    time; anything else is a ParseError naming the field.
 
     >>> timestamp("2018-12-20T02:59:40", "time")
     '2018-12-20T02:59:40.000000Z'
+    >>> timestamp("2018-12-20T02:59+01", "time")
+    Traceback (most recent call last):
+    elb_log_shipper.errors.ParseError: time: '2018-12-20T02:59+01' is not an ISO 8601 timestamp
     """
-    if len(value) == 27 and value[26] == "Z" and value[19] == "." and value[20:26].isdigit():
+    if (
+        len(value) == 27
+        and value[26] == "Z"
+        and value[19] == "."
+        and value[20:26].isdigit()
+        and value.isascii()  # O(1) for a str: its ASCII-ness is a flag
+    ):
         head = value[:19]
         ok = valid_seconds.get(head)
         if ok is None:
@@ -78,7 +97,7 @@ def timestamp(value: str, name: str) -> str:
 
 def _check_seconds(head: str) -> bool:
     try:
-        valid = len(head) == 19 and head[10] == "T" and bool(datetime.fromisoformat(head))
+        valid = _SECONDS_LAYOUT.fullmatch(head) is not None and bool(datetime.fromisoformat(head))
     except ValueError:
         valid = False
     if len(valid_seconds) >= MEMO_LIMIT:
@@ -92,31 +111,49 @@ def _timestamp_slow(value: str, name: str) -> str:
     fraction = ""
     if len(text) > 19 and text[19] == ".":
         text, fraction = text[:19], text[20:]
-        if not fraction.isdigit() or len(fraction) > 9:
+        if not (fraction.isdigit() and fraction.isascii()) or len(fraction) > 9:
             raise ParseError(f"{name}: {value!r} is not an ISO 8601 timestamp")
-    if len(text) != 19 or text[10] != "T" or not _check_seconds(text):
+    if len(text) != 19 or not _check_seconds(text):
         raise ParseError(f"{name}: {value!r} is not an ISO 8601 timestamp")
     return f"{text}.{fraction[:6].ljust(6, '0')}Z"
 
 
+def _is_integer_text(value: str) -> bool:
+    """Whether ``value`` is an integer as ELB writes one: ASCII digits, after a minus sign at most.
+
+    ``int()`` reads more (``2_00``, ``+200``, `` 200 ``, Arabic-Indic or fullwidth digits): a
+    field holding such text is damaged, and its number is not what the load balancer wrote.
+    """
+    digits = value[1:] if value[:1] == "-" else value
+    return digits.isdigit() and digits.isascii()
+
+
+# A decimal number as ``float()`` reads it, less its extensions (``_`` between digits, a plus
+# sign, surrounding whitespace, non-ASCII digits, ``nan``, ``inf``).
+_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
 def integer(value: str, name: str, high: int = LONG_MAX) -> int | None:
-    """A non-negative integer of at most ``high``; None for ``-``.
+    """A non-negative integer of at most ``high``, in ASCII digits; None for ``-``.
 
     A number the mapping cannot hold is a parse failure, never an event Elasticsearch refuses.
 
     >>> integer("1000", "elb_status_code", 999)
     Traceback (most recent call last):
     elb_log_shipper.errors.ParseError: elb_status_code: '1000' is out of range 0-999
+    >>> integer("2_00", "elb_status_code", 999)
+    Traceback (most recent call last):
+    elb_log_shipper.errors.ParseError: elb_status_code: '2_00' is not an integer
     """
     if value == "-":
         return None
-    try:
+    if value.isdigit() and value.isascii():
         number = int(value)
-    except ValueError:
-        raise ParseError(f"{name}: {value!r} is not an integer") from None
-    if not 0 <= number <= high:
-        raise ParseError(f"{name}: {value!r} is out of range 0-{high}")
-    return number
+        if number <= high:
+            return number
+    elif not _is_integer_text(value):
+        raise ParseError(f"{name}: {value!r} is not an integer")
+    raise ParseError(f"{name}: {value!r} is out of range 0-{high}")
 
 
 def byte_count(value: str, name: str) -> int | None:
@@ -124,16 +161,14 @@ def byte_count(value: str, name: str) -> int | None:
 
     ``integer`` unrolled: one call a field, on the path of every line.
     """
-    try:
+    if value.isdigit() and value.isascii():
         number = int(value)
-    except ValueError:
-        if value == "-":
-            return None
-        raise ParseError(f"{name}: {value!r} is not an integer") from None
-    if 0 <= number <= LONG_MAX:
-        return number
-    if number == -1:
+        if number <= LONG_MAX:
+            return number
+    elif value in {"-", "-1"}:
         return None
+    elif not _is_integer_text(value):
+        raise ParseError(f"{name}: {value!r} is not an integer")
     raise ParseError(f"{name}: {value!r} is out of range 0-{LONG_MAX}")
 
 
@@ -141,12 +176,10 @@ def duration(value: str, name: str) -> float | None:
     """Seconds or milliseconds as a float; None for ``-1`` (not dispatched) and ``-``."""
     if value in {"-1", "-"}:
         return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise ParseError(f"{name}: {value!r} is not a number") from None
-    # float() also reads "nan", "inf" and 1e999, which no `float` mapping accepts (NaN fails
-    # every comparison, so this one test refuses all three).
+    if _DECIMAL.fullmatch(value) is None:
+        raise ParseError(f"{name}: {value!r} is not a number")
+    number = float(value)
+    # 1e999 reads as infinity, which no `float` mapping accepts.
     if not -FLOAT_MAX <= number <= FLOAT_MAX:
         raise ParseError(f"{name}: {value!r} is not a finite number")
     return number
@@ -155,13 +188,11 @@ def duration(value: str, name: str) -> float | None:
 def milliseconds(value: str, name: str) -> int | None:
     """Whole milliseconds (NLB's connection and handshake times, mapped as ``long``); None for
     ``-1`` and ``-``. A fraction, which NLB does not write, is cut as Elasticsearch would."""
-    try:
-        number = int(value)
-    except ValueError:
-        fraction = duration(value, name)  # `-`, a fraction, or not a number at all
-        if fraction is None:
-            return None
-        number = int(fraction)
+    if _is_integer_text(value) or value == "-":
+        return byte_count(value, name)
+    fraction = duration(value, name)  # a fraction, or not a number at all
+    assert fraction is not None  # `-1` and `-` are integer text
+    number = int(fraction)
     if 0 <= number <= LONG_MAX:
         return number
     if number == -1:

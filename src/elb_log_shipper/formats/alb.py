@@ -69,8 +69,21 @@ def parse(f: list[str]) -> dict[str, Any]:
         raise ParseError(f"ALB line has {n} fields, at least {MIN_FIELDS} expected")
     # The 29 documented fields and the list of later ones (list[Any]: mypy cannot count a list).
     args: list[Any] = f[:_DOCUMENTED] if n >= _DOCUMENTED else f + _PADDING[n:]
+    if not ("".join(args[:12]).isascii() and args[21].isascii()):
+        _check_strictly(args)
     args.append(f[_DOCUMENTED:])
     return _event(*args)
+
+
+def _check_strictly(args: list[str]) -> None:
+    """Raise ParseError for the first invalid field of those ``_event`` reads as ASCII (slow: only
+    for a line with non-ASCII text among its first 12 fields or in request_creation_time)."""
+    timestamp(args[1], "time")
+    if args[21] != "-":
+        timestamp(args[21], "request_creation_time")
+    problem = _first_invalid(args[3:12])
+    if problem is not None:
+        raise ParseError(problem)
 
 
 # What `line.split('"')` gives for the ALB layout of every file since 2018 (parts[1:24:2] are
@@ -101,6 +114,9 @@ def parse_quoted_parts(parts: list[str]) -> dict[str, Any] | None:
         or parts[0][-1:] != " "
         or parts[4][-1:] != " "
         or parts[10][-1:] != " "
+        # `_event` reads the numbers and times of these two as ASCII (`isascii` is O(1): a flag).
+        or not parts[0].isascii()
+        or not parts[10].isascii()
         or parts[2] != " "
         or parts[6] != " "
         or parts[8] != " "
@@ -178,7 +194,12 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
     classification_reason: str,
     later: list[str],
 ) -> dict[str, Any]:
-    """The event fields of the 29 documented fields and the ``later`` ones appended since."""
+    """The event fields of the 29 documented fields and the ``later`` ones appended since.
+
+    ``ts``, ``client``, ``status``, ``received``, ``sent`` and ``created`` must be ASCII (both
+    callers test the text they come from): their digits are tested with ``isdigit``, which is
+    also true of other scripts' digits (U+0665, Arabic-Indic five), and int() reads those.
+    """
     try:
         if not (
             len(ts) == 27 and ts[26] == "Z" and valid_seconds.get(ts[:19]) and ts[20:26].isdigit()
@@ -186,14 +207,15 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
             ts = timestamp(ts, "time")
         # Every ALB line carries an HTTP status, so Elastic's pipeline calls it `http`.
         elb: dict[str, Any] = {"type": kind, "name": name, "protocol": "http"}
-        if status == "-":
+        known = _statuses.get(status)
+        if known is not None:
+            code, outcome = known
+            response: dict[str, Any] = {"status_code": code}
+        elif status == "-":
             outcome = "unknown"
-            response: dict[str, Any] = {}
+            response = {}
         else:
-            code = int(status)
-            if not 0 <= code <= STATUS_MAX:
-                raise ValueError(status)
-            outcome = "success" if code < 400 else "failure"
+            code, outcome = _status(status)
             response = {"status_code": code}
         event: dict[str, Any] = {
             "kind": "event",
@@ -229,20 +251,23 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
             time := seconds(response_time, "response_processing_time")
         ) is not None:
             elb["response_processing_time"] = time
-        # `-1` bytes (no count) is absent like `-`; a count no `long` holds fails the line.
-        if sent != "-":
+        # `-1` bytes (no count) is absent like `-`; a count no `long` holds fails the line, and
+        # so does any other text than digits.
+        if sent.isdigit():
             size = int(sent)
-            if 0 <= size <= LONG_MAX:
-                response["body"] = {"bytes": size}
-            elif size != -1:
+            if size > LONG_MAX:
                 raise ValueError(sent)
+            response["body"] = {"bytes": size}
+        elif sent not in {"-", "-1"}:
+            raise ValueError(sent)
         request: dict[str, Any] = {}
-        if received != "-":
+        if received.isdigit():
             size = int(received)
-            if 0 <= size <= LONG_MAX:
-                request["body"] = {"bytes": size}
-            elif size != -1:
+            if size > LONG_MAX:
                 raise ValueError(received)
+            request["body"] = {"bytes": size}
+        elif received not in {"-", "-1"}:
+            raise ValueError(received)
         http: dict[str, Any] = {"request": request}
         if response:
             http["response"] = response
@@ -318,6 +343,11 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
 def diagnose(values: list[str]) -> str:
     """Name the first of ``values`` (client:port through sent_bytes) that is invalid, and why
     (slow; only for failed lines)."""
+    return _first_invalid(values) or "invalid field value"
+
+
+def _first_invalid(values: list[str]) -> str | None:
+    """``diagnose``'s answer; None when every value is valid."""
     checks: tuple[tuple[str, Callable[[str], object]], ...] = (
         ("client:port", lambda v: v == "-" or host_port(v, "")),
         ("target:port", lambda v: v == "-" or host_port(v, "")),
@@ -337,7 +367,26 @@ def diagnose(values: list[str]) -> str:
             return f"{name}{error}"
         except ValueError:
             return f"{name}: {value!r} is not valid"
-    return "invalid field value"
+    return None
+
+
+_statuses: dict[str, tuple[int, str]] = {}
+
+
+def _status(text: str) -> tuple[int, str]:
+    """The code and ``event.outcome`` of a valid elb_status_code, memoised; ValueError otherwise.
+
+    Digits only: int() also reads `2_00` (and non-ASCII digits, which the callers exclude).
+    """
+    if not text.isdigit():
+        raise ValueError(text)
+    code = int(text)
+    if code > STATUS_MAX:
+        raise ValueError(text)
+    if len(_statuses) >= MEMO_LIMIT:
+        _statuses.clear()
+    found = _statuses[text] = (code, "success" if code < 400 else "failure")
+    return found
 
 
 def _backend(target: str, code: str) -> dict[str, Any]:
