@@ -714,3 +714,72 @@ def test_every_date_field_fails_the_line_on_any_other_form(name: str, date: str)
     assert event.get("tags") == [PARSE_FAILURE_TAG], event
     assert event["error"]["message"] == f"{reason}: {date!r} is not an ISO 8601 timestamp"
     assert event["event"]["original"] == line
+
+
+# --- URLs: every format with a request line. --------------------------------------------------
+
+URL_LINES = {
+    "alb": " ".join([*ALB_FIELDS[:12], '"GET {} HTTP/1.1"', *ALB_FIELDS[13:30]]),
+    "classic": "2015-05-13T23:39:43.945958Z lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 200 200 0 29"
+    ' "GET {} HTTP/1.1" "curl" - -',
+}
+# Each URL and its url.* fields as Elasticsearch's uri_parts processor splits them (java.net.URI;
+# its tests: `ldap://[2001:db8::7]/c=GB?objectClass?one` has domain `[2001:db8::7]`).
+URL_CASES = {
+    "ipv6 literal host keeps its brackets": (
+        "http://[2001:db8::1]:80/a",
+        {"url.domain": "[2001:db8::1]", "url.port": 80, "url.path": "/a", "url.scheme": "http"},
+    ),
+    "ipv6 literal host without port": (
+        "https://[2001:db8::1]/a",
+        {"url.domain": "[2001:db8::1]", "url.port": ABSENT, "url.path": "/a"},
+    ),
+    "a ? with nothing after it: an empty query": (
+        "http://a.com:80/search?",
+        {"url.path": "/search", "url.query": "", "url.fragment": ABSENT},
+    ),
+    "no ?: no query": ("http://a.com:80/search", {"url.path": "/search", "url.query": ABSENT}),
+    "a # with nothing after it: an empty fragment": (
+        "http://a.com:80/p?q=1#",
+        {"url.path": "/p", "url.query": "q=1", "url.fragment": ""},
+    ),
+    "a path-only target with :// in its query": (
+        "/login?next=https://evil.example/x",
+        {
+            "url.original": "/login?next=https://evil.example/x",
+            "url.path": "/login",
+            "url.query": "next=https://evil.example/x",
+            "url.scheme": ABSENT,
+            "url.domain": ABSENT,
+        },
+    ),
+    "a path-only target with :// in its path": (
+        "/a/b://c/d.js",
+        {"url.path": "/a/b://c/d.js", "url.extension": "js", "url.domain": ABSENT},
+    ),
+    "no scheme before ://: no url parts": (
+        "1http://a.com/x",
+        {"url.original": "1http://a.com/x", "url.scheme": ABSENT, "url.path": ABSENT},
+    ),
+    "a non-ASCII letter is no scheme": (
+        "\u0127ttp://a.com/x",
+        {"url.scheme": ABSENT, "url.domain": ABSENT, "url.path": ABSENT},
+    ),
+    "a scheme with digits and +": (
+        "coap+tcp://a.com:5683/x",
+        {"url.scheme": "coap+tcp", "url.domain": "a.com", "url.port": 5683, "url.path": "/x"},
+    ),
+    # A deliberate difference (docs/elb-log-formats.md, section 8): uri_parts would decode these.
+    "percent-encoded parts are kept as sent": (
+        "http://a.com:80/s%20x.js?q=a%20b&r=%2F",
+        {"url.path": "/s%20x.js", "url.extension": "js", "url.query": "q=a%20b&r=%2F"},
+    ),
+}
+
+
+@pytest.mark.parametrize("url", URL_CASES.values(), ids=URL_CASES.keys())
+@pytest.mark.parametrize("name", URL_LINES)
+def test_url_parts_as_uri_parts_splits_them(name: str, url: tuple[str, dict[str, Any]]) -> None:
+    text, expected = url
+    event = check(URL_LINES[name].format(text), expected)
+    assert get(event, "url.original") == text

@@ -312,51 +312,63 @@ def _split_request(request: str) -> _Request:
     )
 
 
-_authorities: dict[str, dict[str, Any]] = {}
+_authorities: dict[str, dict[str, Any] | None] = {}
+
+# RFC 3986, section 3.1. Only text that starts the URL and ends at its first `://` can be one.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 def parse_url(url: str) -> dict[str, Any]:
     """ECS ``url.*`` fields of an absolute ``scheme://host:port/path?query`` or a bare path.
 
     ``url.original`` always; the parts only where they are well formed, as Elasticsearch's
-    ``uri_parts`` processor (which Elastic's ELB pipeline runs) names them.
+    ``uri_parts`` processor (which Elastic's ELB pipeline runs) names them. The parts are not
+    percent-decoded (docs/elb-log-formats.md, section 8).
 
     >>> parse_url("https://example.com:443/a b/app.min.js?q=1")["extension"]
     'js'
+    >>> parse_url("/login?next=https://example.com/")
+    {'original': '/login?next=https://example.com/', 'path': '/login', 'query': 'next=https://example.com/'}
     """
     start = url.find("://")
-    if start < 0:
-        fields: dict[str, Any] = {"original": url}
-        if url[:1] == "/":
-            _add_path(fields, url)
-        return fields
-    end = len(url)
-    slash = url.find("/", start + 3)
-    if slash >= 0:
-        end = slash
-    mark = url.find("?", start + 3, end)
-    if mark >= 0:
-        end = mark
-    prefix = url[:end]
-    base = _authorities.get(prefix)
-    if base is None:
-        base = _authority(url[:start], url[start + 3 : end])
-        if len(_authorities) >= MEMO_LIMIT:
-            _authorities.clear()
-        _authorities[prefix] = base
-    fields = {"original": url, **base}
-    if end < len(url):
-        _add_path(fields, url[end:])
+    if start > 0:
+        end = len(url)
+        slash = url.find("/", start + 3)
+        if slash >= 0:
+            end = slash
+        mark = url.find("?", start + 3, end)
+        if mark >= 0:
+            end = mark
+        prefix = url[:end]
+        try:
+            base = _authorities[prefix]
+        except KeyError:
+            base = _authority(url[:start], url[start + 3 : end])
+            if len(_authorities) >= MEMO_LIMIT:
+                _authorities.clear()
+            _authorities[prefix] = base
+        if base is not None:
+            fields = {"original": url, **base}
+            if end < len(url):
+                _add_path(fields, url[end:])
+            return fields
+    # No scheme: a bare path (whose query may hold `://`), or text that is no URL.
+    fields = {"original": url}
+    if url[:1] == "/":
+        _add_path(fields, url)
     return fields
 
 
 def _add_path(fields: dict[str, Any], rest: str) -> None:
-    """``url.path``, ``url.extension``, ``url.query``, ``url.fragment`` of ``/path?query#frag``."""
+    """``url.path``, ``url.extension``, ``url.query``, ``url.fragment`` of ``/path?query#frag``.
+
+    A ``?`` or ``#`` with nothing after it gives an empty query or fragment, as ``uri_parts``
+    gives (ECS: "If there is a ``?`` but no query, the query field exists with an empty string").
+    """
     if "#" in rest:
         rest, _, fragment = rest.partition("#")
-        if fragment:
-            fields["fragment"] = fragment
-    path, _, query = rest.partition("?")
+        fields["fragment"] = fragment
+    path, mark, query = rest.partition("?")
     if path:
         fields["path"] = path
         # As uri_parts does: the text after the last dot of the last segment; ECS sets none
@@ -364,15 +376,15 @@ def _add_path(fields: dict[str, Any], rest: str) -> None:
         dot = path.rfind(".")
         if dot > path.rfind("/") and dot < len(path) - 1:
             fields["extension"] = path[dot + 1 :]
-    if query:
+    if mark:
         fields["query"] = query
 
 
-def _authority(scheme: str, authority: str) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    if not scheme.isalpha():
-        return fields
-    fields["scheme"] = scheme.lower()
+def _authority(scheme: str, authority: str) -> dict[str, Any] | None:
+    """The parts of ``scheme://authority``; None when ``scheme`` is not one (the URL has none)."""
+    if _SCHEME.fullmatch(scheme) is None:
+        return None
+    fields: dict[str, Any] = {"scheme": scheme.lower()}
     user, at, host_port_text = authority.rpartition("@")
     if at:
         # Credentials in the URL: the user name is an ECS field; the password stays only in
@@ -381,7 +393,9 @@ def _authority(scheme: str, authority: str) -> dict[str, Any]:
         if name := user.partition(":")[0]:
             fields["username"] = name
     if authority.startswith("["):
-        host, _, port = authority[1:].partition("]")
+        # An IPv6 literal keeps its brackets in url.domain, as ECS says and uri_parts gives.
+        address, closed, port = authority[1:].partition("]")
+        host = f"[{address}]" if closed and address else ""
         port = port[1:] if port.startswith(":") else ""
     elif ":" in authority:
         host, _, port = authority.rpartition(":")
