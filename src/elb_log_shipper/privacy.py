@@ -22,18 +22,33 @@ NLB          5 ip:port   (none)                                      (none)  (no
 connection   1 ip        (none)                                      (none)  (none)
 ===========  ==========  ==========================================  ======  ==========
 
-Off the common ALB layout, every field after the request but the user agent that holds a ``?``
-or ``#`` is taken as a URL, so that a line of an unusual layout fails closed.
+The format of a line is the parser's decision (``formats.detect_format``, handed to
+``PrivacyRules.compile``: the rules sit below the parser and cannot import it), so the fields
+rewritten are the ones the parser reads as the client and the URLs.
 
-A line of no known format (it will be a parse failure) is scrubbed as a whole instead: every
-IP address in it is anonymised and every ``?``/``#`` tail redacted, since nothing says which
-value is the client's.
+Off the common ALB layout, every field after the request but the user agent that holds a ``?``,
+``#`` or ``@`` is taken as a URL, and every field after the ones the format documents (the
+parser's later and extra fields: two lines run together put a second client there) is scrubbed
+(every address anonymised, every ``?``/``#`` tail redacted), so that a line of an unusual
+layout fails closed. A Classic line with more than its 15 fields has a field split in two (a raw
+quote in the request), so which one is the user agent is unknown: it is scrubbed as a whole.
+
+A line of no known format is scrubbed as a whole: every IP address in it is anonymised and
+everything from its first ``?`` or ``#`` to its end is taken as a query, since nothing says which
+value is the client's or where a URL ends. So is every line that fails to parse, whatever its
+format, and the reason given for it (``LinePrivacy.redact``): the rewrite by field number assumed
+a layout the line does not have.
+
+With a query rule, the user information of a URL (``https://user:password@host/``) goes too: a
+password is a secret and a user name a person's (``values`` writes ``REDACTED@``, ``all`` leaves
+nothing).
 
 The hash key is passed in as bytes: fetching it (SSM Parameter Store through Powertools) is the
 entry points' business.
 
+>>> from elb_log_shipper.formats import detect_format
 >>> rules = PrivacyRules(redact_query=QueryRedaction.VALUES, client_ip=ClientAddress.TRUNCATE)
->>> line = rules.compile()
+>>> line = rules.compile(detect_format)
 >>> text = line.apply('2015-05-13T23:39:43.945958Z lb 192.168.131.39:2817 - -1 -1 -1 504 - 0 0 '
 ...                   '"GET http://a.com:80/p?user=jo&x=&y HTTP/1.1" "curl/7.38.0" - -')
 >>> text.split('"')[0][28:]
@@ -57,8 +72,10 @@ from typing import TypeVar, overload
 __all__ = [
     "MIN_HASH_KEY_BYTES",
     "REDACTED",
+    "TRACE_ID_TAIL",
     "ClientAddress",
     "DropRules",
+    "FormatDetector",
     "LinePrivacy",
     "PrivacyRules",
     "QueryRedaction",
@@ -67,10 +84,19 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+FormatDetector = Callable[[list[str]], str | None]
+"""The parser's decision of a line's format from its fields (``formats.detect_format``): ``alb``,
+``nlb``, ``classic``, ``connection`` or None."""
+
 # What replaces a redacted value: URL-safe, no quote or space, so the line keeps its shape.
 REDACTED = "REDACTED"
 # A shorter HMAC key could be guessed; 16 bytes is 128 bits, as much as the digest we keep.
 MIN_HASH_KEY_BYTES = 16
+# What follows the last quote of a common ALB line: ` TID_` and 32 hex digits (conn_trace_id), or
+# nothing. A longer tail is read by the rules' longer paths, which read every field: it may hold
+# later fields written unquoted, or another line run into this one (a line's head before its
+# client is longer than this). Measured, not split: one `len` a line on the common paths.
+TRACE_ID_TAIL = 37
 # Memo of anonymised addresses: cleared when full, like the parser's memos.
 _MEMO_LIMIT = 4096
 # Pseudonymous addresses are RFC 4193 unique local IPv6 (fd00::/8): a valid `ip` for
@@ -104,8 +130,8 @@ _ALB_IPV4_CLIENT = re.compile(
 # are matched as one character range (`[!-~]`, cheaper for the engine than the range and the `!`
 # that leaving out the quote takes): a quote in them is looked for in the first group after the
 # match. Groups: the line up to the byte that truncation zeroes, and the rest of the line from the
-# port on (DOTALL: `.*+` takes the rest at once, whatever its length). Without a `?` or `#` in the
-# line, or without a query rule, this is the whole rewrite.
+# port on (DOTALL: `.*+` takes the rest at once, whatever its length). Without a `?`, `#` or `@`
+# in the line, or without a query rule, this is the whole rewrite.
 _COMMON_HEAD = (
     rf"((?:https?|h2|grpcs|wss?) [!-~]++ [!-~]++ "
     rf"{_ASCII_OCTET}\.{_ASCII_OCTET}\.{_ASCII_OCTET}\.){_ASCII_OCTET}"
@@ -144,10 +170,17 @@ _FIELD = re.compile(
     r'|(?:[^\s"]|"[^"]*")+',
     re.DOTALL,
 )
-# In a line of no known format: anything that may be an address (checked by ipaddress), and
-# query or fragment tails.
-_ADDRESS_LIKE = re.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]+|\d{1,3}(?:\.\d{1,3}){3}")
-_QUERY_LIKE = re.compile(r'[?#][^\s"]*')
+# In a text scrubbed as a whole, whatever touches it: what may be an IPv6 address (two colons or
+# more, with an IPv4 tail or a zone), checked by ipaddress; then every IPv4 address, found by its
+# octets wherever it starts (`ip:203.0.113.7`, `cafe203.0.113.7:80`).
+_ASCII_OCTET_ANY = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_ANYWHERE = re.compile(rf"{_ASCII_OCTET_ANY}(?:\.{_ASCII_OCTET_ANY}){{3}}")
+# The last group is taken whole (`::1:51341`): an address anonymised before the rest of a group
+# would give back the address with that rest (`::` and `1`).
+_IPV6_LIKE = re.compile(
+    rf"(?:[0-9A-Fa-f]{{0,4}}:){{2,7}}(?:{_IPV4_ANYWHERE.pattern}|[0-9A-Fa-f]+)?"
+    r"(?:%[0-9A-Za-z_.-]+)?"
+)
 
 
 class QueryRedaction(StrEnum):
@@ -304,14 +337,23 @@ class PrivacyRules:
             and not self.drop
         )
 
-    def compile(self) -> LinePrivacy | None:
-        """The per-line function, or None when the rules change nothing (the free default)."""
-        return None if self.changes_nothing else self._compiled
+    def compile(self, detect_format: FormatDetector) -> LinePrivacy | None:
+        """The per-line function, or None when the rules change nothing (the free default).
+
+        ``detect_format`` is the parser's decision of a line's format (``formats.detect_format``):
+        the rules read a line by the format the parser will read it as.
+        """
+        if self.changes_nothing:
+            return None
+        # One per rules, so the address memo outlives an object (and a warm invocation).
+        compiled = self._compiled.get(detect_format)
+        if compiled is None:
+            compiled = self._compiled[detect_format] = LinePrivacy(self, detect_format)
+        return compiled
 
     @cached_property
-    def _compiled(self) -> LinePrivacy:
-        # One per rules, so the address memo outlives an object (and a warm invocation).
-        return LinePrivacy(self)
+    def _compiled(self) -> dict[FormatDetector, LinePrivacy]:
+        return {}
 
 
 class LinePrivacy:
@@ -320,6 +362,7 @@ class LinePrivacy:
     __slots__ = (
         "_addresses",
         "_anonymises",
+        "_detect_format",
         "_drop",
         "_hashes",
         "_key",
@@ -331,8 +374,9 @@ class LinePrivacy:
         "_truncates_alone",
     )
 
-    def __init__(self, rules: PrivacyRules) -> None:
+    def __init__(self, rules: PrivacyRules, detect_format: FormatDetector) -> None:
         self._rules = rules
+        self._detect_format = detect_format
         # The settings as flags: an enum member read from its class costs a lookup through the
         # enum type's `__getattr__` hook (~100 ns), several a line on the hot path.
         self._redacts_query = rules.redact_query is not QueryRedaction.NONE
@@ -367,13 +411,21 @@ class LinePrivacy:
         rewritten as ``apply`` rewrites it, or ``otherwise`` (None) for any other line.
 
         One match reads and rewrites the line as the parser will read it; with a query to redact,
-        only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` or `#` after it).
+        only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` or `#` after it, no user
+        information in the URL).
 
+        This match reads only the line's head and its request: the caller parses the answer as
+        the common ALB line (``alb.parse_quoted_parts``), and hands back to ``apply`` any line the
+        parser does not read so, or that has more after its last quote than a trace id (two lines
+        run together, fields the parser reads unquoted).
+
+        >>> from elb_log_shipper.formats import detect_format
         >>> rules = PrivacyRules(QueryRedaction.VALUES, ClientAddress.TRUNCATE)
-        >>> rules.compile().truncated('http t app/a 192.0.2.7:80 1 "GET /p?u=jo HTTP/1.1" "-" 2')
+        >>> line = rules.compile(detect_format)
+        >>> line.truncated('http t app/a 192.0.2.7:80 1 "GET /p?u=jo HTTP/1.1" "-" 2')
         'http t app/a 192.0.2.0:80 1 "GET /p?u=REDACTED HTTP/1.1" "-" 2'
         """
-        if ("?" not in text and "#" not in text) or not self._redacts_query:
+        if not self._redacts_query or ("?" not in text and "#" not in text and "@" not in text):
             found = _COMMON_CLIENT.match(text)
             if found is None or '"' in (network := found[1]):
                 return otherwise
@@ -385,31 +437,41 @@ class LinePrivacy:
         if found is None:
             return otherwise
         network, port_to_request, path, query, version_on = found.groups()
-        if '"' in path or '"' in query or "?" in version_on or '"' in network:
-            # The request is not the first quoted field, or another URL field (a redirect) may
-            # hold a query: the longer paths read them.
+        if '"' in path or '"' in query or "?" in version_on or '"' in network or "@" in path:
+            # The request is not the first quoted field, another URL field (a redirect) may hold
+            # a query, or the URL user information: the longer paths read them.
             return otherwise
         if self._removes_query:
             return f"{network}0{port_to_request}{path}{version_on}"
         return f"{network}0{port_to_request}{path}{_query_values(query)}{version_on}"
 
     def redact(self, text: str) -> str:
-        """The line with its values redacted; drop filters do not apply."""
-        kept = self.apply(text, drops=False)
-        assert kept is not None  # no drop filter, so no drop
-        return kept
+        """A line that failed to parse (or that no parser reads: too long, not UTF-8), or the
+        reason given for it, scrubbed as a whole; drop filters do not apply.
+
+        The rewrite by field number assumed the layout of a format the line does not have, so
+        nothing says which value is the client's or where a URL ends: every address goes, and
+        everything from the first ``?`` or ``#`` to the end.
+
+        >>> from elb_log_shipper.formats import detect_format
+        >>> rules = PrivacyRules(QueryRedaction.VALUES, ClientAddress.TRUNCATE)
+        >>> rules.compile(detect_format).redact('x ip:192.0.2.7 "GET /p?u=jo x" "-" 1.2.3.4')
+        'x ip:192.0.2.0 "GET /p?u=REDACTED'
+        """
+        return self._scrub(text)
 
     def alb_parts(self, text: str, parts: list[str]) -> str | bool:
         """Redact an ALB line of the common layout in ``parts = text.split('"')`` (25 parts: the
-        request is ``parts[1]``, the user agent ``parts[3]``, the redirect URL ``parts[13]``), in
-        place, and return the line they make; False when a drop filter matches it; True when the
-        line is not one this can read (take ``apply``).
+        request is ``parts[1]``, the user agent ``parts[3]``, the redirect URL ``parts[13]``, no
+        more than a trace id after the last quote), in place, and return the line they make;
+        False when a drop filter matches it; True when the line is not one this can read (take
+        ``apply``).
 
         The caller must use the edited parts only if the parser accepts the same layout
         (``alb.parse_quoted_parts``), which makes ``parts[13]`` the redirect URL.
         """
         head = parts[0]
-        if parts[2] != " ":
+        if parts[2] != " " or len(parts[24]) > TRACE_ID_TAIL:
             return True
         request = parts[1]
         found = _ALB_IPV4_CLIENT.match(head) if self._truncates_alone else None
@@ -425,7 +487,7 @@ class LinePrivacy:
                 return True
             drop = self._drop
             if drop is not None and drop.matches(
-                head.split(" ", 9)[8] if drop.status else "", request, parts[3]
+                _field(head, 8) if drop.status else "", request, parts[3]
             ):
                 return False
             if not self._redacts:
@@ -444,10 +506,10 @@ class LinePrivacy:
                 anonymised = " ".join(tokens)
         redacted = request
         if self._redacts_query:
-            if "?" in request or "#" in request:
+            if "?" in request or "#" in request or "@" in request:
                 redacted = self._request(request)
             redirect = parts[13]
-            if redirect != "-" and ("?" in redirect or "#" in redirect):
+            if redirect != "-" and ("?" in redirect or "#" in redirect or "@" in redirect):
                 # Rare: the redirect URL moves what follows it, so the parts are joined.
                 parts[0] = anonymised
                 parts[1] = redacted
@@ -470,7 +532,8 @@ class LinePrivacy:
         if not self._redacts:
             if drop is None:
                 return text
-            # Drop filters alone: an ALB line's request is its first quoted field.
+            # Drop filters alone: an ALB line's request is its first quoted field, its status
+            # the ninth field before it (split at any whitespace, as the parser splits it).
             space = text.find(" ")
             opened = text.find('"') + 1
             closed = text.find('"', opened)
@@ -479,18 +542,20 @@ class LinePrivacy:
                 and closed > opened > space
                 and text.find("\\", opened, closed) < 0
             ):
-                status = text.split(" ", 9)[8] if drop.status else ""
+                status = _field(text[: opened - 1], 8) if drop.status else ""
                 request = text[opened:closed]
                 agent = _quoted_after(text, closed + 1) if drop.user_agent_prefixes else ""
                 return None if drop.matches(status, request, agent) else text
             return self._by_fields(text, drop)
         # The common ALB line: one match finds its client and its request. When another URL
-        # field may hold a query (a `?` or `#` after the request), the general path finds them.
+        # field may hold a query or user information (a `?`, `#` or `@` after the request), or
+        # the fields after the request may not be the documented ones, the general path reads
+        # every field.
         head = _ALB_HEAD.match(text)
-        if head is not None and (
-            not self._redacts_query
-            or ("?" not in text and "#" not in text)
-            or (text.find("?", head.end()) < 0 and text.find("#", head.end()) < 0)
+        if (
+            head is not None
+            and (not self._redacts_query or not _url_marks(text, head.end()))
+            and _documented_alb(text)
         ):
             return self._alb(text, head, drop)
         return self._by_fields(text, drop)
@@ -499,7 +564,8 @@ class LinePrivacy:
         """An ALB line whose request, if any URL, holds a query."""
         network, port, request = head.group("network", "port", "request")
         if drop is not None and drop.matches(
-            _status(text, head.end("client")) if drop.status else "",
+            # The status is the fifth field after the client.
+            _field(text[head.end("client") : head.start("request") - 1], 4) if drop.status else "",
             request,
             _quoted_after(text, head.end()) if drop.user_agent_prefixes else "",
         ):
@@ -511,7 +577,7 @@ class LinePrivacy:
             client = f"{network}0{port}"
         elif self._anonymises and text[start:end] != "-":
             client = self._client_port(text[start:end])
-        if self._redacts_query and ("?" in request or "#" in request):
+        if self._redacts_query and _url_marks(request, 0):
             request = self._request(request)
         elif client is None:
             return text
@@ -522,13 +588,16 @@ class LinePrivacy:
 
     def _by_fields(self, text: str, drop: DropRules | None) -> str | None:
         spans = [_span(match) for match in _FIELD.finditer(text)]
-        layout = _layout(text, spans)
-        if layout is None:
+        values = [text[start:end] for start, end in spans]
+        count = len(values)
+        layout = _LAYOUTS.get(self._detect_format(values))
+        if layout is None or (layout.fixed and count > layout.documented):
+            # No format the parser knows, or a field split in two: nothing says which value is
+            # the client's, nor where the request ends.
             return self._scrub(text)
-        count = len(spans)
 
         def value(index: int) -> str:
-            return text[spans[index][0] : spans[index][1]] if 0 <= index < count else "-"
+            return values[index] if 0 <= index < count else "-"
 
         if drop is not None and layout.request >= 0:
             request = value(layout.request)
@@ -541,14 +610,21 @@ class LinePrivacy:
             )
             edits.append((layout.client, anonymised))
         if self._redacts_query and layout.request >= 0:
-            # The redirect URL (23) and the transformed URI (31) of ALB lines, and, failing
-            # closed for a line of an unusual layout, any later field with a `?` or `#`: only
-            # the user agent is never taken as a URL.
-            for index in range(layout.request, count):
-                url = value(index)
-                if index != layout.agent and ("?" in url or "#" in url):
+            # The redirect URL (23) of ALB lines, and, failing closed for a line of an unusual
+            # layout, any later documented field with a `?`, `#` or `@`: only the user agent is
+            # never taken as a URL.
+            for index in range(layout.request, min(count, layout.documented)):
+                url = values[index]
+                if index != layout.agent and _url_marks(url, 0):
                     redacted = self._request(url) if index == layout.request else self._url(url)
                     edits.append((index, redacted))
+        # The fields after the documented ones (the parser's later and extra fields: the
+        # transformed URI, an appended field, a second line run into this one): every address
+        # and every URL's query in them.
+        for index in range(layout.documented, count):
+            scrubbed = self._scrub_field(values[index])
+            if scrubbed != values[index]:
+                edits.append((index, scrubbed))
         if not edits:
             return text
         pieces: list[str] = []
@@ -561,17 +637,41 @@ class LinePrivacy:
         return "".join(pieces)
 
     def _scrub(self, text: str) -> str:
-        """A line of no known format: anonymise every address and redact every query tail."""
+        """A text of no known layout: every address anonymised, everything from the first ``?``
+        or ``#`` taken as a query (a URL may hold spaces and escaped quotes, and a raw quote
+        may have split it), every URL's user information redacted."""
         if self._redacts_query:
-            text = _QUERY_LIKE.sub(lambda match: self._tail(match.group()), text)
+            if "@" in text:
+                text = self._userinfo(text)
+            mark = _first_mark(text)
+            if mark >= 0:
+                text = text[:mark] + self._scrubbed_tail(text[mark:])
         if self._anonymises:
-            text = _ADDRESS_LIKE.sub(lambda match: self._address_or_same(match.group()), text)
+            text = self._anonymise_all(text)
         return text
+
+    def _scrubbed_tail(self, tail: str) -> str:
+        """The rest of a scrubbed text from its first ``?`` or ``#``, as the setting leaves a
+        query: with ``values``, a name is kept only if it has no space or quote (the value
+        before it ran on into other fields, and what ends in a later ``=`` is no name)."""
+        if self._removes_query:
+            return ""
+        return _SCRUBBED_PARAMETER.sub(_scrubbed_parameter, tail)
+
+    def _scrub_field(self, value: str) -> str:
+        """One field of a line after the fields its format documents: every URL's query and
+        user information, and every address."""
+        if self._redacts_query and _url_marks(value, 0):
+            value = self._url(value)
+        if self._anonymises and ("." in value or ":" in value):
+            value = self._anonymise_all(value)
+        return value
 
     # --- query strings --------------------------------------------------------------------------
 
     def _request(self, request: str) -> str:
-        """A request line (``METHOD URL VERSION``) with its URL's query redacted."""
+        """A request line (``METHOD URL VERSION``) with its URL's query and user information
+        redacted."""
         end = request.rfind(" ")
         query = request.find("?")
         if (
@@ -579,11 +679,14 @@ class LinePrivacy:
             and request.startswith("HTTP/", end + 1)
             and "#" not in request
             and "\\" not in request
+            and "@" not in request
         ):
             # The common request, `GET /path?query HTTP/1.1`, in fewer steps.
             if self._removes_query:
                 return request[:query] + request[end:]
             return request[:query] + _query_values(request[query:end]) + request[end:]
+        if "@" in request:
+            request = self._userinfo(request)
         mark = _first_mark(request)
         if mark < 0:
             return request
@@ -594,11 +697,19 @@ class LinePrivacy:
         return _closed(request[:mark] + self._tail(request[mark:end])) + request[end:]
 
     def _url(self, url: str) -> str:
-        """A URL field (redirect, transformed URI) with its query redacted."""
+        """A URL field (redirect, transformed URI) with its query and user information
+        redacted."""
+        if "@" in url:
+            url = self._userinfo(url)
         mark = _first_mark(url)
         if mark < 0:
             return url
         return _closed(url[:mark] + self._tail(url[mark:]))
+
+    def _userinfo(self, text: str) -> str:
+        """``text`` with the user information of each URL in it (``user:password@``) replaced
+        by ``REDACTED@`` (``values``) or removed (``all``)."""
+        return _USERINFO.sub("" if self._removes_query else f"{REDACTED}@", text)
 
     def _tail(self, tail: str) -> str:
         """``?query#fragment`` (or ``#fragment``) as the setting leaves it."""
@@ -632,16 +743,24 @@ class LinePrivacy:
             self._addresses[address] = found
         return found
 
-    def _address_or_same(self, text: str) -> str:
-        """For the scrub of unknown lines: ``text`` anonymised if it is an address or an
-        ``address:port``, else unchanged."""
-        found = self._address(text)
-        if found is not REDACTED:
-            return found
-        address, colon, port = text.rpartition(":")
-        if colon and port.isdigit() and (found := self._address(address)) is not REDACTED:
-            return f"{found}:{port}"
-        return text
+    def _anonymise_all(self, text: str) -> str:
+        """``text`` with every IP address in it anonymised, whatever stands next to it."""
+        if ":" in text:
+            pieces: list[str] = []
+            position = 0
+            search = 0
+            while (found := _IPV6_LIKE.search(text, search)) is not None:
+                within = _ipv6_within(found.group())
+                if within is None:
+                    # Not an address as matched: one may start inside it.
+                    search = found.start() + 1
+                    continue
+                start, end = found.start() + within[0], found.start() + within[1]
+                pieces += (text[position:start], self._address(text[start:end]))
+                position = search = end
+            pieces.append(text[position:])
+            text = "".join(pieces)
+        return _IPV4_ANYWHERE.sub(lambda match: self._address(match.group()), text)
 
     def _anonymise(self, address: str) -> str | None:
         if self._truncates and _IPV4.fullmatch(address):
@@ -665,29 +784,77 @@ class _Layout:
     client: int
     bare_client: bool
     """The client field is an address alone (connection logs), not ``address:port``."""
+    documented: int
+    """Fields whose meaning the rules rely on; those after them are scrubbed."""
+    fixed: bool = False
+    """The format never grows: a line with more fields than ``documented`` has one split."""
     status: int = -1
     request: int = -1
     agent: int = -1
 
 
-_ALB = _Layout(client=3, bare_client=False, status=8, request=12, agent=13)
-_CLASSIC = _Layout(client=2, bare_client=False, status=7, request=11, agent=12)
-_NLB = _Layout(client=5, bare_client=False)
-_CONNECTION = _Layout(client=1, bare_client=True)
+# By the parser's name of the format (`formats.detect_format`). Classic's 15 fields have not
+# changed since 2015; AWS appends fields to the others (reference section 1).
+_LAYOUTS: dict[str | None, _Layout] = {
+    "alb": _Layout(client=3, bare_client=False, documented=29, status=8, request=12, agent=13),
+    "classic": _Layout(
+        client=2, bare_client=False, documented=15, fixed=True, status=7, request=11, agent=12
+    ),
+    "nlb": _Layout(client=5, bare_client=False, documented=22),
+    "connection": _Layout(client=1, bare_client=True, documented=11),
+}
+# Quotes in an ALB line of a documented layout: 12 quoted fields, or 15 with 2025's transforms.
+_DOCUMENTED_ALB_QUOTES = frozenset({24, 30})
+# In a scrubbed text's query, one parameter: a name (no space or quote), its `=` and its value;
+# or anything else up to the next `&` or `#`.
+_SCRUBBED_PARAMETER = re.compile(r'(?<=[?&#])(?:([^=&#\s"]+=)([^&#]*)|[^&#]+)')
+# A URL's user information, up to the last `@` of its authority.
+_USERINFO = re.compile(r'(?<=://)[^/?#\s"]*@')
 
 
-def _layout(text: str, spans: list[tuple[int, int]]) -> _Layout | None:
-    """The layout of a line's format, told as ``formats.detect_format`` tells it."""
-    if not spans:
-        return None
-    first = text[spans[0][0] : spans[0][1]]
-    if first in _ALB_TYPES:
-        return _ALB
-    if first == "tls":
-        return _NLB
-    if first[:1].isdigit() and len(spans) > 2:
-        return _CONNECTION if text[spans[2][0] : spans[2][1]].isdigit() else _CLASSIC
+def _documented_alb(text: str) -> bool:
+    """Whether an ALB line has the quoted fields of a documented layout and at most one field
+    after the last: the fields after its request are the documented ones, not a second line
+    run into it."""
+    return (
+        text.count('"') in _DOCUMENTED_ALB_QUOTES and len(text[text.rfind('"') + 1 :].split()) <= 1
+    )
+
+
+def _url_marks(text: str, start: int) -> bool:
+    """Whether ``text`` from ``start`` holds what a URL's private part starts with: a query, a
+    fragment, user information."""
+    return text.find("?", start) >= 0 or text.find("#", start) >= 0 or text.find("@", start) >= 0
+
+
+def _ipv6_within(candidate: str) -> tuple[int, int] | None:
+    """The span of the longest IPv6 address in what ``_IPV6_LIKE`` matched: all of it, or
+    without a colon taken from a neighbour (``ip:2001:db8::1``) or what follows a colon (a port,
+    ``2001:db8::1:g``); None if it holds none."""
+    starts = (0, 1) if candidate[:1] == ":" else (0,)
+    colons = [index for index, char in enumerate(candidate) if char == ":"]
+    ends = sorted({len(candidate), *colons, *(index + 1 for index in colons)}, reverse=True)
+    for end in ends:
+        for start in starts:
+            text = candidate[start:end]
+            count = text.count(":")
+            # An address has 8 groups, or `::`, or 6 groups and an IPv4 tail: anything else is
+            # told without ipaddress (times such as `23:39:01` are common).
+            if "::" not in text and count != 7 and not (count == 6 and "." in text):
+                continue
+            try:
+                ipaddress.IPv6Address(text)
+            except ValueError:
+                continue
+            return start, end
     return None
+
+
+def _scrubbed_parameter(match: re.Match[str]) -> str:
+    name, value = match.group(1, 2)
+    if name is None:
+        return REDACTED
+    return f"{name}{REDACTED}" if value else name
 
 
 def _query_values(query: str) -> str:
@@ -700,12 +867,11 @@ def _query_values(query: str) -> str:
     return redacted
 
 
-def _status(text: str, client_end: int) -> str:
-    """The ALB status field: the fifth token after the client (which ends at ``client_end``)."""
-    position = client_end
-    for _ in range(4):
-        position = text.find(" ", position + 1)
-    return text[position + 1 : text.find(" ", position + 1)]
+def _field(text: str, index: int) -> str:
+    """Field ``index`` of unquoted ``text`` split at any whitespace, as the parser splits it
+    (the status of an ALB line's head); empty if there is none."""
+    fields = text.split(None, index + 1)
+    return fields[index] if len(fields) > index else ""
 
 
 def _quoted_after(text: str, after: int) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder
+from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, detect_format
 from elb_log_shipper.formats.event import PREPARE_LINES
 from elb_log_shipper.framing import OversizedLine
 from elb_log_shipper.privacy import (
@@ -290,7 +290,7 @@ def test_rules_that_change_nothing_change_no_byte(name: str) -> None:
     case = CASES[name]
     if case.fails:
         pytest.skip("a parse failure's @timestamp is the time it was processed")
-    assert PrivacyRules().compile() is None
+    assert PrivacyRules().compile(detect_format) is None
     assert build(case.line, PrivacyRules()) == build(case.line, None)
 
 
@@ -503,9 +503,9 @@ SHORT_PATH_TAKES_WITHOUT_A_QUERY_RULE = {
     "backslash in the agent": alb(agent=r"a \"b\""),
     "backslash at the end of the query": alb(url="/p?q=s3cr3t\\"),
     "version with a space after it": alb().replace("HTTP/1.1", "HTTP/1.1 "),
+    "line cut in the request": alb().split(" HTTP/1.1")[0],
     "no version": alb().replace(" HTTP/1.1", ""),
     "lower-case version": alb().replace("HTTP/1.1", "http/1.1"),
-    "line cut in the request": alb().split(" HTTP/1.1")[0],
     # A `?` after a request without one, and a quote right after a query: the query pattern scans
     # across quotes, and a quote in what it took sends the line to the longer paths.
     "query-like agent after a request without a query": alb(url="/p", agent="a?b HTTP/1.1"),
@@ -545,7 +545,7 @@ def test_the_short_path_rewrites_as_the_longer_paths_do(
 ) -> None:
     """``truncated`` answers exactly ``apply``'s line, or None (and ``apply`` then runs)."""
     line = SHORT_PATH_LINES[name]
-    privacy = TRUNCATING[redaction].compile()
+    privacy = TRUNCATING[redaction].compile(detect_format)
     assert privacy is not None
     short = privacy.truncated(line)
     takes = name in SHORT_PATH_TAKES or (
@@ -565,7 +565,7 @@ def test_the_short_path_is_taken_only_for_truncation_without_drop_filters() -> N
         *rules_with_a_short_path,
         PrivacyRules(client_ip=ClientAddress.TRUNCATE, drop=DropRules(methods=frozenset({"X"}))),
     ):
-        privacy = rules.compile()
+        privacy = rules.compile(detect_format)
         assert privacy is not None
         assert (privacy.common_line is not None) == (rules in rules_with_a_short_path), rules
 
@@ -619,7 +619,7 @@ def test_prepared_lines_give_the_events_of_the_lines_themselves(
     rewritten = [sum(isinstance(raw, str) for _, raw in chunk) for chunk in chunks]
     assert rewritten[0] > 0 and rewritten[3] > 0
     assert rewritten[1] == rewritten[2] == 0
-    privacy = rules.compile()
+    privacy = rules.compile(detect_format)
     assert privacy is not None
     for (_, line), (_, raw) in zip(prepared, lines, strict=True):
         assert line is raw or line == privacy.truncated(raw.decode())
@@ -632,3 +632,188 @@ def test_prepared_lines_are_the_lines_themselves_without_a_short_path() -> None:
     lines = [(0, alb().encode())]
     for rules in (None, ALL_RULES["query values"], ALL_RULES["ip hash"]):
         assert EventBuilder(privacy=rules).prepared(lines) is lines
+
+
+# --- lines off the common layout (review of the privacy rules) ------------------------------------
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A line in which a value must not outlive the rules, however the parser reads it."""
+
+    line: str
+    client: str | None = "203.0.113.77"
+    """Gone under CLIENT_IP=truncate and hash."""
+    secrets: tuple[str, ...] = ("jo%40example.com", "s3cr3tTok")
+    """Gone under REDACT_QUERY=values and all."""
+
+
+GLUED = alb(url="/p").replace("TID_2", "TID_2" + alb("198.51.100.9", url="/q"))
+LEAKS: dict[str, Leak] = {
+    # F1: the parser reads a connection log whatever its port is; the rules must too.
+    "connection, port -": Leak(connection().replace(" 36280 ", " - "), secrets=()),
+    "connection ipv6, port -": Leak(connection(V6).replace(" 36280 ", " - "), V6, secrets=()),
+    "connection, port +36280": Leak(connection().replace(" 36280 ", " +36280 "), secrets=()),
+    "connection, port 36280x (fails)": Leak(
+        connection().replace(" 36280 ", " 36280x "), secrets=()
+    ),
+    # F2: later fields written unquoted after the last quoted one.
+    "alb, unquoted transformed uri": Leak(
+        alb(later=" www.example.com /v2/p?token=s3cr3tT TransformSuccessful"),
+        secrets=("jo%40example.com", "s3cr3tTok", "s3cr3tT"),
+    ),
+    "alb without query, unquoted transformed uri": Leak(
+        alb(url="/p", later=" www.example.com /v2/p?token=s3cr3tTok TransformSuccessful"),
+        secrets=("s3cr3tTok",),
+    ),
+    # F3: shifted fields, whether the line then parses or fails.
+    "alb, quote in the name (fails)": Leak(alb().replace("app/my-alb", 'app/my"alb')),
+    "alb, a token before the client (fails)": Leak(
+        alb().replace(" 203.0.113.77:", " x 203.0.113.77:")
+    ),
+    "alb, name missing (fails)": Leak(alb().replace(" app/my-alb/50dc6c495c0c9188", "")),
+    "nlb, listener missing (fails)": Leak(nlb().replace(" g3d4b5e8bb8464cd", ""), secrets=()),
+    "classic, name missing (fails)": Leak(classic().replace(" my-loadbalancer", "")),
+    "classic, raw quote in the request": Leak(
+        classic(request='GET /p?q=s3cr3tA HTTP/1.1 "x" &token=s3cr3tTok HTTP/1.1'),
+        secrets=("s3cr3tA", "s3cr3tTok"),
+    ),
+    "alb, two lines run together": Leak(
+        alb().replace("TID_2", "TID_2" + alb("198.51.100.9")), "198.51.100.9"
+    ),
+    "alb, two lines without a query run together": Leak(GLUED, "198.51.100.9", secrets=()),
+    "alb, a line's head run into the last field": Leak(
+        alb(url="/p").replace("TID_2", "TID_2" + alb("198.51.100.9").split(" 10.0.0.1:443")[0]),
+        "198.51.100.9",
+        secrets=(),
+    ),
+    "nlb, then an alb line": Leak(nlb("198.51.100.9") + " " + alb(), secrets=()),
+    "connection, then another": Leak(connection("198.51.100.9") + " " + connection(), secrets=()),
+    # F4: lines of no known format.
+    "unknown, ip: before the address": Leak("garbage ip:203.0.113.77 x", secrets=()),
+    "unknown, a port that is not one": Leak("garbage 203.0.113.77:abc x", secrets=()),
+    "unknown, hex letters before": Leak("garbage cafe203.0.113.77:80 x", secrets=()),
+    "unknown, ipv6 then :g": Leak(f"garbage {V6}:g x", V6, secrets=()),
+    "unknown, ipv6 then :port": Leak("garbage 2001:db8:abcd:12:::2817 x", "2001:db8:abcd:12::", ()),
+    "unknown, a space in the url": Leak(
+        "\ufeff" + alb(url="https://h:443/p?q=s3cr3t one&token=s3cr3tTok"),
+        secrets=("s3cr3t one", "s3cr3tTok"),
+    ),
+    "unknown, an escaped quote in the url": Leak(
+        "\ufeff" + alb(url='https://h:443/p?q=a\\"b&token=s3cr3tTok'), secrets=("s3cr3tTok",)
+    ),
+    "unknown, a value running into a later =": Leak(
+        "\ufeff" + alb(url="/p?a=1&s3cr3tTok x"), secrets=("s3cr3tTok",)
+    ),
+    # F5: user information in a URL.
+    "alb, password in the url": Leak(
+        alb(url="https://jo:pa55w0rd@www.example.com:443/p?token=s3cr3tTok"),
+        secrets=("pa55w0rd", "jo:", "s3cr3tTok"),
+    ),
+    "alb, password in the url, no query": Leak(
+        alb(url="https://jo:pa55w0rd@www.example.com:443/p"), secrets=("pa55w0rd", "jo:")
+    ),
+    "alb, password in the redirect": Leak(
+        alb(url="/p", redirect="https://jo:pa55w0rd@h:443/cb"), secrets=("pa55w0rd", "jo:")
+    ),
+    "classic, password in the url": Leak(
+        classic(request="GET http://jo:pa55w0rd@www.example.com:80/p HTTP/1.1"),
+        secrets=("pa55w0rd", "jo:"),
+    ),
+}
+LEAK_RULES = {
+    **ALL_RULES,
+    "query values, ip truncate (the short path)": PrivacyRules(
+        redact_query=QueryRedaction.VALUES, client_ip=ClientAddress.TRUNCATE
+    ),
+    "query all, ip truncate, a drop filter": PrivacyRules(
+        redact_query=QueryRedaction.ALL,
+        client_ip=ClientAddress.TRUNCATE,
+        drop=DropRules(methods=frozenset({"TRACE"})),
+    ),
+}
+
+
+def built_both_ways(line: str, rules: PrivacyRules) -> list[dict[str, Any]]:
+    """The event of ``line`` built alone, and built after ``EventBuilder.prepared``, as the
+    pipeline builds it."""
+    raw = line.encode()
+    builder = EventBuilder(bucket="b", key="k", privacy=rules)
+    events = [builder.build(raw, 0)]
+    events += [builder.build(text, offset) for offset, text in builder.prepared([(0, raw)])]
+    assert None not in events
+    return [orjson.loads(orjson.dumps(event)) for event in events]
+
+
+@pytest.mark.parametrize("name", LEAKS)
+def test_the_leaks_hold_their_values_without_rules(name: str) -> None:
+    leak = LEAKS[name]
+    found = texts(build(leak.line, None))
+    for value in (*leak.secrets, *((leak.client,) if leak.client else ())):
+        assert any(value in text for text in found), value
+
+
+@pytest.mark.parametrize("rules", LEAK_RULES)
+@pytest.mark.parametrize("name", LEAKS)
+def test_no_value_outlives_the_rules_off_the_common_layout(name: str, rules: str) -> None:
+    """Whatever field the parser puts a value in, or if it fails: every string of the event."""
+    leak, privacy = LEAKS[name], LEAK_RULES[rules]
+    gone = leak.secrets if privacy.redact_query is not QueryRedaction.NONE else ()
+    if leak.client and privacy.client_ip is not ClientAddress.KEEP:
+        gone = (*gone, leak.client)
+    for event in built_both_ways(leak.line, privacy):
+        assert not leaks(event, gone)
+
+
+def test_a_connection_log_without_a_port_is_parsed_with_its_client_anonymised() -> None:
+    """The parser reads `-` as no port; the rules read the line as it does (F1)."""
+    line = connection().replace(" 36280 ", " - ")
+    event = build(line, ALL_RULES["ip truncate"])
+    assert PARSE_FAILURE_TAG not in event.get("tags", [])
+    assert event_field(event, "client.ip") == event_field(event, "source.ip") == "203.0.113.0"
+
+
+def test_a_failure_keeps_its_reason_scrubbed_too() -> None:
+    """A reason may quote a field: the shifted line's client lands in one the parser checks."""
+    line = alb().replace(" 10.0.0.1:443 0.000", " 10.0.0.1:443 203.0.113.77:1")
+    assert "203.0.113.77" in build(line, None)["error"]["message"]
+    event = build(line, ALL_RULES["ip hash"])
+    assert PARSE_FAILURE_TAG in event["tags"]
+    assert not leaks(event, ("203.0.113.77",))
+
+
+def test_user_information_under_each_query_rule() -> None:
+    line = alb(url="https://jo:pa55w0rd@www.example.com:443/p?a=1")
+    values = build(line, ALL_RULES["query values"])
+    assert (
+        event_field(values, "url.original") == "https://REDACTED@www.example.com:443/p?a=REDACTED"
+    )
+    assert event_field(values, "url.username") == REDACTED
+    removed = build(line, ALL_RULES["query all"])
+    assert event_field(removed, "url.original") == "https://www.example.com:443/p"
+    assert event_field(removed, "url.username") is None
+    assert event_field(build(line, ALL_RULES["ip hash"]), "url.username") == "jo"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param(alb().replace(" 0.000 200 ", " 0.000  200 "), id="double space before"),
+        pytest.param(alb().replace("https ", "https  ", 1), id="double space after the type"),
+        pytest.param(alb().replace(" 200 200 ", " 200\t200 "), id="tab after the status"),
+    ],
+)
+@pytest.mark.parametrize("rules", [*ALL_RULES, "no other rule"])
+def test_drop_status_reads_the_status_the_parser_reads(line: str, rules: str) -> None:
+    """F6: whatever the other rules, the status dropped is the one the event would carry."""
+    assert event_field(build(line, None), "http.response.status_code") == 200
+    others = ALL_RULES.get(rules, PrivacyRules())
+    dropping = PrivacyRules(
+        redact_query=others.redact_query,
+        client_ip=others.client_ip,
+        hash_key=others.hash_key,
+        drop=DropRules(status=parse_status_filter(["2xx"])),
+    )
+    builder = EventBuilder(bucket="b", key="k", privacy=dropping)
+    assert builder.build(line.encode(), 0) is None
+    assert builder.dropped == 1

@@ -10,10 +10,10 @@ import orjson
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from elb_log_shipper.formats import EventBuilder
+from elb_log_shipper.formats import EventBuilder, detect_format
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
 from tests.support.events import strings
-from tests.unit.test_privacy import alb, classic, connection, nlb
+from tests.unit.test_privacy import alb, built_both_ways, classic, connection, nlb
 
 # Query strings as clients send them, with the characters that matter: separators, a second `?`,
 # fragments, ALB's `\x22` for a quote, percent-escapes.
@@ -94,6 +94,60 @@ def test_client_ip_truncate_leaves_no_full_address(data: st.DataObject, address:
         assert not [text for text in texts if address in text], mode
 
 
+@st.composite
+def damaged_lines(draw: st.DrawFn, address: str) -> str:
+    """A line of any format with ``address`` as its client (and, for ALB and Classic, a query
+    with ``s3cr3tTok``), damaged as logs are: a field lost or added, a raw quote, another line
+    run into it, a client port that is no port."""
+    makers: list[Callable[[str], str]] = [alb, classic, nlb, connection]
+    line = draw(st.sampled_from(makers))(address)
+    fields = line.split(" ")
+    at = draw(st.integers(0, len(fields) - 1))
+    damage = draw(st.sampled_from(["lost", "added", "quote", "run together", "port"]))
+    if damage == "lost":
+        del fields[at]
+    elif damage == "added":
+        fields.insert(at, draw(st.sampled_from(["x", "-", '"', '"a b"', "192.0.2.1:80", "1"])))
+    elif damage == "quote":
+        fields[at] = draw(st.sampled_from(['"', "x"])) + fields[at] + '"'
+    elif damage == "run together":
+        other = draw(st.sampled_from(makers))(address)
+        return line + draw(st.sampled_from(["", " "])) + other[: draw(st.integers(1, len(other)))]
+    else:
+        port = draw(st.sampled_from(["-", "+1", "1x", "", "٢", "99999"]))
+        return (
+            line.replace(":2817 ", f":{port} ")
+            .replace(":51341 ", f":{port} ")
+            .replace(" 36280 ", f" {port} ")
+        )
+    return " ".join(fields)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data(), addresses)
+def test_damaged_lines_keep_no_address_and_no_query_value(
+    data: st.DataObject, address: str
+) -> None:
+    """Whatever field the parser ends up reading a value into, or if the line fails."""
+    assume(truncates(address))
+    # The address must be told apart from the rest of the lines (`0.0.0.1` is in `10.0.0.1`).
+    assume(not any(address in make("192.0.2.1") for make in (alb, classic, nlb, connection)))
+    line = data.draw(damaged_lines(address))
+    for rules in (
+        PrivacyRules(client_ip=ClientAddress.TRUNCATE),
+        PrivacyRules(redact_query=QueryRedaction.VALUES, client_ip=ClientAddress.TRUNCATE),
+        PrivacyRules(
+            redact_query=QueryRedaction.ALL, client_ip=ClientAddress.HASH, hash_key=b"k" * 16
+        ),
+    ):
+        gone = (
+            (address, "s3cr3tTok") if rules.redact_query is not QueryRedaction.NONE else (address,)
+        )
+        for event in built_both_ways(line, rules):
+            found = [(value, text) for value in gone for text in strings(event) if value in text]
+            assert not found, rules
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300), st.sampled_from(list(QueryRedaction)), addresses)
 def test_any_text_gives_one_event_under_every_rule(
@@ -158,7 +212,9 @@ def test_the_short_path_gives_the_line_of_the_longer_paths(
     line: str, redaction: QueryRedaction
 ) -> None:
     """``CLIENT_IP=truncate``'s short path answers the longer paths' line, or leaves it to them."""
-    privacy = PrivacyRules(redact_query=redaction, client_ip=ClientAddress.TRUNCATE).compile()
+    privacy = PrivacyRules(redact_query=redaction, client_ip=ClientAddress.TRUNCATE).compile(
+        detect_format
+    )
     assert privacy is not None
     short = privacy.truncated(line)
     assert short in (None, privacy.apply(line))

@@ -17,6 +17,7 @@ from elb_log_shipper.formats import alb, classic, connection, nlb
 from elb_log_shipper.formats._tokenizer import tokenize, tokenize_split
 from elb_log_shipper.formats._values import ECS, timestamp
 from elb_log_shipper.framing import MAX_LINE_BYTES, Batch, OversizedLine
+from elb_log_shipper.privacy import TRACE_ID_TAIL
 
 if TYPE_CHECKING:
     from elb_log_shipper.privacy import LinePrivacy, PrivacyRules
@@ -190,7 +191,7 @@ class EventBuilder:
         self._id_prefix = f"{digest}-"
         self._keep_original = keep_original
         # None unless a rule changes something: the default costs one test per line.
-        self._privacy = None if privacy is None else privacy.compile()
+        self._privacy = None if privacy is None else privacy.compile(detect_format)
         # The rules' short path for the common line, if they have one: the line rewritten as text
         # in one step, then parsed as any line is.
         self._common_line = None if self._privacy is None else self._privacy.common_line
@@ -262,16 +263,22 @@ class EventBuilder:
                 text = raw.decode()  # type: ignore[union-attr]
                 event = _parse(text)
             elif isinstance(raw, str):
-                # Rewritten by the rules' short path in `prepared`: parsed as any line.
+                # Rewritten by the rules' short path in `prepared` (`_short_path_parsed`, inline).
                 text = raw
-                event = _parse(text)
+                parts = text.split('"')
+                if (
+                    len(parts) != _ALB_PARTS
+                    or len(parts[24]) > TRACE_ID_TAIL
+                    or "\\" in text
+                    or (event := alb.parse_quoted_parts(parts)) is None  # type: ignore[assignment]
+                ):
+                    text, event = self._reread(text)
             else:
                 text = raw.decode()
                 if (common := self._common_line) is not None and (
                     rewritten := common(text)
                 ) is not None:
-                    text = rewritten
-                    event = _parse(text)
+                    text, event = self._short_path_parsed(rewritten)
                 else:
                     private = self._private(self._privacy, text)
                     if private is None:
@@ -285,9 +292,9 @@ class EventBuilder:
                 raw.decode(errors="replace"), offset, f"invalid UTF-8 at byte {error.start}"
             )
         except ParseError as error:
-            return self._failure(text, offset, str(error))
+            return self._parse_failure(raw, text, offset, str(error))
         except (ValueError, IndexError, KeyError) as error:  # pragma: no cover - a parser bug
-            return self._failure(text, offset, f"parser error: {error!r}")
+            return self._parse_failure(raw, text, offset, f"parser error: {error!r}")
         meta = event["event"]
         meta["id"] = self._id_prefix + str(offset)
         if self._keep_original:
@@ -299,6 +306,30 @@ class EventBuilder:
         else:
             event["log"] = {"offset": offset, "file": self._file}
         return event
+
+    def _short_path_parsed(self, text: str) -> tuple[str, Event]:
+        """A line that the rules' short path rewrote, reading it as the common ALB line, and its
+        event: parsed as that line (as `_parse` parses it). A line the parser reads otherwise (two
+        lines run together), or with more than a trace id after its last quote, is handed to
+        ``_reread``."""
+        parts = text.split('"')
+        if (
+            len(parts) == _ALB_PARTS
+            and len(parts[24]) <= TRACE_ID_TAIL
+            and "\\" not in text
+            and (event := alb.parse_quoted_parts(parts)) is not None
+        ):
+            return text, event
+        return self._reread(text)
+
+    def _reread(self, text: str) -> tuple[str, Event]:
+        """A line the short path rewrote, rewritten again by the rules' paths that read every
+        field (the short path only truncates addresses and redacts the request's query, which
+        doing again leaves as they are), and its event."""
+        assert self._privacy is not None  # only the rules have a short path
+        rewritten = self._privacy.apply(text, drops=False)
+        assert rewritten is not None  # no drop filter, so no drop
+        return rewritten, _parse(rewritten)
 
     @staticmethod
     def _private(privacy: LinePrivacy, text: str) -> tuple[str, Event | None] | None:
@@ -325,6 +356,15 @@ class EventBuilder:
                 # Not the common layout after all: the edits to `parts` are dropped.
         rewritten = privacy.apply(text)
         return None if rewritten is None else (rewritten, None)
+
+    def _parse_failure(self, raw: bytes | str, text: str, offset: int, reason: str) -> Event:
+        """The event of a line the parser refused: with privacy rules, the line as read and the
+        reason (which may quote a field) scrubbed as a whole (``LinePrivacy.redact``), since
+        their rewrite by field number assumed a layout the line does not have."""
+        if self._privacy is None:
+            return self._failure(text, offset, reason)
+        line = raw if isinstance(raw, str) else raw.decode()
+        return self.failure(line, offset, self._privacy.redact(reason))
 
     def failure(self, text: str, offset: int, reason: str) -> Event:
         """The event of a line that cannot be parsed: the raw text is always kept (redacted as
