@@ -25,6 +25,8 @@ Three layers, each used by the next, and the worker-process side of ``ship --job
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -673,8 +675,16 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
 
         sender: ObjectSender = LogstashSender(state.pool, on_wait=on_wait)
         return _deliver_in_worker(ref, sender, state, s3_client, context), None
-    with tempfile.NamedTemporaryFile(dir=state.setup.spool_dir, delete=False) as spool:
-        result = _deliver_in_worker(ref, StdoutSender(spool), state, s3_client, context)
+    spool = tempfile.NamedTemporaryFile(dir=state.setup.spool_dir, delete=False)  # noqa: SIM115
+    try:
+        with spool:
+            result = _deliver_in_worker(ref, StdoutSender(spool), state, s3_client, context)
+    except BaseException:
+        # Nobody copies a failed object's lines: its spool would hold the disk (a full TMPDIR
+        # then fails every later object) until the run ends.
+        with contextlib.suppress(OSError):
+            os.unlink(spool.name)
+        raise
     return result, spool.name
 
 

@@ -310,14 +310,16 @@ class _Run(Generic[T, R]):
             stopping = self.halted or stop.is_set()
             if not stopping:
                 self.dispatch(jobs, window)
-            live = [w for w in self.workers if w.index is not None or not w.ready]
-            if not any(w.index is not None for w in live) and (
+            if not any(w.index is not None for w in self.workers) and (
                 stopping or self.started >= len(self.items)
             ):
                 self.exit_all()
                 return self.done
-            ready = connection.wait([w.conn for w in live], timeout=tick_seconds)
-            for worker in live:
+            # Idle workers too: one that dies while idle (OOM, kill) is replaced, not found
+            # dead by the next send.
+            workers = list(self.workers)
+            ready = connection.wait([w.conn for w in workers], timeout=tick_seconds)
+            for worker in workers:
                 if worker.conn in ready:
                     self.read(worker, stopping)
             self.hand_back()
@@ -327,9 +329,15 @@ class _Run(Generic[T, R]):
         wanted = min(len(self.items), self.done + window) - self.started
         starting = sum(1 for w in self.workers if not w.ready)
         idle = [w for w in self.workers if w.ready and w.index is None]
-        for worker in idle[: max(wanted, 0)]:
+        for worker in idle:
+            if wanted <= 0:
+                break
+            try:
+                worker.conn.send((self.started, self.items[self.started]))
+            except OSError:  # it died since the last wait: nothing was in flight
+                self.forget(worker)
+                continue
             worker.index = self.started
-            worker.conn.send((self.started, self.items[self.started]))
             self.started += 1
             wanted -= 1
         while wanted > starting and len(self.workers) < jobs:
@@ -344,8 +352,13 @@ class _Run(Generic[T, R]):
             name=f"elb-log-shipper-worker-{len(self.workers)}",
             daemon=True,
         )
-        process.start()
-        theirs.close()
+        try:
+            process.start()
+        except (EOFError, OSError) as error:  # the fork server died (Ctrl-C as it started)
+            ours.close()
+            raise WorkerStartError(f"a worker process could not start: {error!r}") from error
+        finally:
+            theirs.close()
         return _Worker(process, ours)
 
     def read(self, worker: _Worker, stopping: bool) -> None:
@@ -375,9 +388,7 @@ class _Run(Generic[T, R]):
             pass  # its end of the pipe is closed: it died, or is dying
         else:
             return
-        worker.process.join(EXIT_JOIN_SECONDS)
-        self.workers.remove(worker)
-        worker.conn.close()
+        self.forget(worker)
         if not worker.ready and not stopping:
             raise WorkerStartError(
                 f"a worker process {_describe_exit(worker.process.exitcode)} before it was ready"
@@ -387,6 +398,12 @@ class _Run(Generic[T, R]):
                 worker.index,
                 ItemFailed(f"its worker process {_describe_exit(worker.process.exitcode)}"),
             )
+
+    def forget(self, worker: _Worker) -> None:
+        """Drop a worker that died (``dispatch`` starts a replacement when one is needed)."""
+        worker.process.join(EXIT_JOIN_SECONDS)
+        self.workers.remove(worker)
+        worker.conn.close()
 
     def arrived(self, index: int, result: R | ItemFailed) -> None:
         # Judged on arrival, not on hand-back: a worker that finds Logstash down must not

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -13,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.corpus import alb_lines
 
+from elb_log_shipper.config import Settings
+from elb_log_shipper.pipeline import WorkerSetup, ship_in_worker, start_worker, stop_worker
+from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.workers import ItemFailed, WorkerStartError, run_in_processes, usable_cpus
 from tests.support import worker_tasks as tasks
 
@@ -77,6 +82,15 @@ def test_an_item_whose_worker_dies_or_raises_fails_alone(fate: str, reason: str)
     assert isinstance(failed, ItemFailed)
     assert str(failed) == reason
     assert [result for index, result in results if index != 2] == ["a", "b", "c", "d", "e"]
+
+
+def test_a_worker_killed_while_idle_is_replaced_and_no_item_fails() -> None:
+    # Item 0 keeps one worker busy; the other takes items 1-3 (the reorder window of 2 jobs)
+    # and is killed once idle. Items 4 and 5 go to the worker left and a replacement. Before,
+    # the dead worker was found by the send of item 4: BrokenPipeError out of the run.
+    items = [("a", 2.0, 0.0), ("b", 0.0, 0.5)] + [(name, 0.0, 0.0) for name in "cdef"]
+    results = run(tasks.die_when_idle, items, jobs=2)
+    assert results == list(enumerate("abcdef"))
 
 
 def test_every_worker_dying_still_ends_the_run() -> None:
@@ -274,3 +288,42 @@ def test_a_killed_worker_is_a_failed_item_not_a_hang(command: Any) -> None:
     failed = [r for r in results if "failed" in r["result"]]
     assert [r["result"]["failed"] for r in failed] == ["its worker process was killed by SIGKILL"]
     assert all(r["result"]["batches"] == 300 for r in results if r not in failed)
+
+
+# The shipper's task in a worker process.
+
+
+class _Context:
+    """What a worker process gives ``ship_in_worker`` (``workers.WorkerContext``), unwatched."""
+
+    def should_stop(self) -> bool:
+        return False
+
+    def add_progress(self, count: int) -> None:
+        pass
+
+    def set_note(self, note: str | None) -> None:
+        pass
+
+
+def test_a_spool_that_cannot_be_written_is_removed(tmp_path: Path) -> None:
+    """An object whose JSON lines do not fit the spool's disk raises, and its partial spool
+    goes: left until the run ends, on a small TMPDIR it failed every later object too. The
+    file size limit (RLIMIT_FSIZE, writes past it fail with EFBIG) stands in for a full disk."""
+    log = tmp_path / "alb.log"
+    log.write_text("".join(line + "\n" for line in alb_lines(2_000)))
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    limit = 256 * 1024  # the events are some 1.4 MB of JSON lines
+    start_worker(WorkerSetup(Settings(), str(spool_dir)))
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old_limit[1]))
+    try:
+        with pytest.raises(OSError, match="File too large"):
+            ship_in_worker(ObjectRef.local(str(log)), _Context())
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+        stop_worker()
+    assert list(spool_dir.iterdir()) == []

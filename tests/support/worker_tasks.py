@@ -61,6 +61,16 @@ def die_on(item: str, context: ItemContext) -> str:
     return item
 
 
+def die_when_idle(item: tuple[str, float, float], context: ItemContext) -> str:
+    """Sleep ``item[1]`` seconds and return ``item[0]``; with ``item[2]`` set, SIGKILL this
+    process that many seconds later, when it is idle (as the OOM killer or ``kill`` may)."""
+    name, seconds, die_after = item
+    time.sleep(seconds)
+    if die_after:
+        threading.Timer(die_after, os.kill, (os.getpid(), signal.SIGKILL)).start()
+    return name
+
+
 def unpicklable(item: int, context: ItemContext) -> object:
     return threading.Lock()
 
