@@ -293,6 +293,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Whoever read our stdout went away (`| head`): stop quietly, as Unix tools do. What is
+        # left in stdout's buffer goes nowhere, instead of failing again at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_FAILED
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -436,14 +443,21 @@ class _Run:
 
         def counted(index: int, result: Any) -> None:
             nonlocal done
-            done = index + 1
+            # Counted once handed on: a second Ctrl-C in the middle of on_done (copying a spool
+            # to a slow stdout) leaves the object to the resume commands, not lost.
             on_done(index, result)
+            done = index + 1
 
         with self.signals.installed():
             try:
                 run(counted)
             except KeyboardInterrupt:
                 self.forced = True
+            except WorkerStartError:
+                # Ctrl-C reaches the fork server too, which ignores it only once its preloads are
+                # imported: a worker that could not start then is part of the stop.
+                if not self.stop.is_set():
+                    raise
             finally:
                 self.progress.clear()
         return done
@@ -470,11 +484,11 @@ class _Run:
                 with open(spooled, "rb") as spool:
                     shutil.copyfileobj(spool, stdout)
                 os.unlink(spooled)
-            results.append(result)
             if obj.skip_reason is None:
                 self.progress.object_done(obj.size)
             if result.error or not (self.args.quiet or result.quiet or obj.quiet):
                 self.progress.print(format_result(result))
+            results.append(result)  # last: an object is in results once it is done with
 
         def is_fatal(done: tuple[ObjectResult, str | None] | ItemFailed) -> bool:
             return not isinstance(done, ItemFailed) and done[0].delivery_failed

@@ -25,6 +25,7 @@ from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
 from tests.support.cli_runner import (
+    COMMAND,
     Run,
     interrupt_command,
     printed_resume_commands,
@@ -339,3 +340,31 @@ def test_ctrl_c_in_a_directory_then_the_resume_commands_ship_every_line_once(
         got = Counter((e["log"]["file"]["path"], e["log"]["offset"]) for e in slow.events)
     # Together, every line exactly once.
     assert got == expected
+
+
+def big_logs(root: Path, objects: int, lines: int) -> list[Path]:
+    root.mkdir()
+    paths = []
+    for n in range(objects):
+        path = root / f"f{n}.log"
+        path.write_text("".join(line + "\n" for line in alb_lines(lines, seed=n)))
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_stdout_closed_by_its_reader_ends_quietly(tmp_path: Path, jobs: str) -> None:
+    """``ship ... --to - | head -1``: the reader goes away, and the command stops with no
+    traceback (it printed one, from the copy of a spool or from the sender)."""
+    (path,) = big_logs(tmp_path / "logs", 1, 5_000)
+    process = subprocess.Popen(
+        [*COMMAND, "ship", str(path), "--to", "-", "--jobs", jobs, "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert json.loads(process.stdout.readline())["event"]["id"]
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=60) == cli.EXIT_FAILED
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
