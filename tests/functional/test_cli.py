@@ -6,12 +6,16 @@ moto over HTTP, Logstash the json_lines receiver or the beats server.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -368,3 +372,63 @@ def test_stdout_closed_by_its_reader_ends_quietly(tmp_path: Path, jobs: str) -> 
     err = process.stderr.read().decode()
     assert process.wait(timeout=60) == cli.EXIT_FAILED
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_a_second_ctrl_c_while_an_object_is_copied_to_stdout_leaves_it_to_the_resume(
+    tmp_path: Path,
+) -> None:
+    """With workers, the parent copies each object's spool to stdout. A second Ctrl-C during
+    that copy (stdout's reader is slow) stopped it part-way, yet the object counted as done:
+    no resume command shipped the rest of it."""
+    paths = big_logs(tmp_path / "logs", 3, 3_000)  # some 2 MB of JSON lines each
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [*COMMAND, "ship", str(tmp_path / "logs"), "--to", "-", "--jobs", "2", "--quiet"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    # The pipe is full: the parent is blocked copying the first object, nobody reading.
+    end = time.monotonic() + 30
+    while _unread(read_end) < 60 * 1024 and time.monotonic() < end:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    with os.fdopen(read_end, "rb") as reader:
+        first_out = reader.read()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == cli.EXIT_INTERRUPTED, err
+    shipped = Counter(_line_keys(first_out))
+    for command in printed_resume_commands(err):
+        resumed = subprocess.run([*COMMAND, *command], capture_output=True, check=True)
+        shipped.update(_line_keys(resumed.stdout))
+    expected = {(str(path), offset) for path in paths for offset in _line_offsets(path)}
+    assert set(shipped) == expected, "lines were lost"
+
+
+def _unread(fd: int) -> int:
+    raw = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    count: int = struct.unpack("i", raw)[0]
+    return count
+
+
+def _line_keys(out: bytes) -> list[tuple[str, int]]:
+    """(file, offset) of each event in ``out``, but for a last line the interruption cut."""
+    keys = []
+    for line in out.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        keys.append((event["log"]["file"]["path"], event["log"]["offset"]))
+    return keys
+
+
+def _line_offsets(path: Path) -> list[int]:
+    offsets, offset = [], 0
+    for line in path.read_bytes().splitlines(keepends=True):
+        offsets.append(offset)
+        offset += len(line)
+    return offsets
