@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 
 from elb_log_shipper.errors import ObjectChangedError, SourceError
-from elb_log_shipper.framing import Batch, LineDecoder, sniff_compression
+from elb_log_shipper.framing import SNIFF_BYTES, Batch, LineDecoder, sniff_compression
 from elb_log_shipper.refs import ObjectRef
 
 if TYPE_CHECKING:
@@ -228,6 +228,10 @@ class LineReader:
         chunks = self._stream(response["Body"], 0)
         try:
             first = next(chunks, b"")
+            # A read cut short (S3 closing after a byte; the retry brings the rest) must not
+            # decide the format from too few bytes: a lone 0x1f is no gzip header.
+            while len(first) < SNIFF_BYTES and (more := next(chunks, b"")):
+                first += more
             self.compressed = sniff_compression(first)
             if self.compressed or ref.start_offset == 0:
                 self._decoder = LineDecoder(

@@ -125,6 +125,20 @@ def test_gzip_resume_inflates_from_the_start_in_one_get(s3: S3Client, bucket: st
     assert len(recorder.gets) == 1 and "Range" not in recorder.gets[0]
 
 
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_resume_after_a_last_line_without_newline_yields_nothing(
+    moto: MotoServer, s3: S3Client, bucket: str, compress: bool
+) -> None:
+    # Where a hop resumes when all of such an object was delivered and the confirmation then
+    # failed: it was refused ("not at the start of a line") and dead-lettered.
+    key = f"no-final-newline-{compress}.log"
+    moto.put_object(bucket, key, DATA.rstrip(b"\n"), compress=compress)
+    whole = LineReader(ObjectRef(bucket, key), s3)
+    assert read_all(whole) == EXPECTED
+    rest = LineReader(ObjectRef(bucket, key, start_offset=whole.resume_offset), s3)
+    assert read_all(rest) == []
+
+
 @pytest.mark.parametrize("key", ["plain.log", "gzip.log"])
 def test_resume_inside_a_line_is_an_error(s3: S3Client, bucket: str, key: str) -> None:
     ref = ObjectRef(bucket, key, start_offset=OFFSETS[5] + 3)
@@ -246,6 +260,20 @@ def test_a_connection_reset_mid_stream_resumes_with_a_range(
     assert reader.retries == 2
     assert [get.get("Range") for get in flaky.gets] == [None, "bytes=700-", "bytes=1400-"]
     assert all(get["IfMatch"] == f'"{reader.etag}"' for get in flaky.gets[1:])
+
+
+@pytest.mark.parametrize("start", [0, OFFSETS[150]], ids=["fresh", "resumed"])
+def test_a_read_cut_after_its_first_byte_does_not_decide_the_format(
+    s3: S3Client, bucket: str, start: int
+) -> None:
+    # S3 closing cleanly after one byte: the first chunk is b"\x1f" alone. Judged from it, the
+    # gzip object was read as one line of binary (fresh), or refused as resumed beyond its end.
+    flaky = FlakyClient(s3, failures=1, limit=1)
+    ref = ObjectRef(bucket, "gzip.log", start_offset=start)
+    reader = LineReader(ref, cast("S3Client", flaky), chunk_size=1000)
+    assert read_all(reader) == [line for line in EXPECTED if line[0] >= start]
+    assert reader.compressed is True
+    assert reader.retries == 1
 
 
 def test_too_many_resets_are_a_source_error_after_the_lines_read(s3: S3Client, bucket: str) -> None:
