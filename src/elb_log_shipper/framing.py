@@ -180,7 +180,17 @@ class LineFramer:
     [(7, b'second')]
     """
 
-    __slots__ = ("_buf", "_full", "_head", "_last_byte", "_line_start", "_max", "_pos", "_skip_to")
+    __slots__ = (
+        "_buf",
+        "_full",
+        "_head",
+        "_last_byte",
+        "_line_start",
+        "_max",
+        "_pos",
+        "_skip_to",
+        "_unended",
+    )
 
     def __init__(
         self, *, start_offset: int = 0, stream_offset: int = 0, max_line_bytes: int = MAX_LINE_BYTES
@@ -200,6 +210,9 @@ class LineFramer:
         self._head: bytes | None = None  # the kept beginning while an oversized line streams by
         self._full = 0  # raw length of the oversized line so far
         self._last_byte = 0  # last byte of the oversized line so far, to drop a final \r
+        # The resume point came right after a byte that is no \n: only the end of the stream may
+        # follow (a resume at the end of data whose last line has no \n leaves nothing).
+        self._unended = False
 
     @property
     def offset(self) -> int:
@@ -218,6 +231,8 @@ class LineFramer:
             start = self._skip(data)
             if start < 0:
                 return []
+        elif self._unended and data:
+            raise self._not_a_line_start()
         self._pos += len(data) - start
         out: Batch = []
         if self._head is not None:
@@ -272,12 +287,19 @@ class LineFramer:
             return -1
         # need >= 1: the stream starts before the resume point, so the byte before it is here.
         if data[need - 1] != _NL:
-            raise SourceError(
-                f"resume offset {self._skip_to} is not at the start of a line: "
-                "the object changed or the offset is wrong"
-            )
+            if need < len(data):
+                raise self._not_a_line_start()
+            # Unless more comes, the resume point is the end of data whose last line has no
+            # \n: a hop that resumes after all of it was delivered (feed raises if more comes).
+            self._unended = True
         self._pos = self._skip_to
         return need
+
+    def _not_a_line_start(self) -> SourceError:
+        return SourceError(
+            f"resume offset {self._skip_to} is not at the start of a line: "
+            "the object changed or the offset is wrong"
+        )
 
     def _hold(self, data: bytes, start: int) -> None:
         """Keep ``data[start:]``, the start of an unfinished line, within the line limit."""

@@ -235,6 +235,26 @@ def test_resume_offset_beyond_the_end_is_an_error() -> None:
     assert frame([b"abc\n"], LineFramer(start_offset=4)) == []  # resuming at the very end
 
 
+@pytest.mark.parametrize("chunks", [[b"abc\nde"], [b"abc\n", b"de"], [b"abc\nd", b"e"]])
+def test_resuming_at_the_end_of_a_last_line_without_newline_yields_nothing(
+    chunks: list[bytes],
+) -> None:
+    # Where a hop resumes when every line of such an object was delivered: the reader's
+    # resume_offset after the last line. It was refused as "not at the start of a line".
+    whole = LineFramer()
+    assert frame(chunks, whole) == [(0, b"abc", None), (4, b"de", None)]
+    framer = LineFramer(start_offset=whole.resume_offset)
+    assert frame(chunks, framer) == []
+    assert framer.resume_offset == 6
+
+
+def test_resuming_inside_the_last_line_is_still_an_error_when_more_follows() -> None:
+    framer = LineFramer(start_offset=6)
+    assert framer.feed(b"abc\nde") == []
+    with pytest.raises(SourceError, match="resume offset 6 is not at the start of a line"):
+        framer.feed(b"f\n")
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
