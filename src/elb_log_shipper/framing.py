@@ -36,6 +36,7 @@ __all__ = [
     "INFLATE_RATIO_FLOOR_BYTES",
     "INFLATE_STEP_BYTES",
     "MAX_DECOMPRESSED_BYTES",
+    "MAX_GZIP_HEADER_BYTES",
     "MAX_INFLATE_RATIO",
     "MAX_LINE_BYTES",
     "SNIFF_BYTES",
@@ -45,6 +46,7 @@ __all__ = [
     "LineDecoder",
     "LineFramer",
     "OversizedLine",
+    "gzip_header_end",
     "is_gzip",
     "sniff_compression",
 ]
@@ -71,6 +73,10 @@ MAX_DECOMPRESSED_BYTES = 32 * 1024**3
 
 # RFC 1952: every gzip member starts with these two bytes.
 GZIP_MAGIC = b"\x1f\x8b"
+# The longest gzip member header kept whole before inflating (a name, a comment and an extra
+# field of this much are no log's); past it the data is corrupt.
+MAX_GZIP_HEADER_BYTES = 1024 * 1024
+_FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 0x02, 0x04, 0x08, 0x10
 
 # Compressions ELB never writes, by their magic bytes, so that such an object is refused in one
 # sentence instead of shipped as garbage parse failures. bzip2 is "BZh", a block-size digit and
@@ -361,6 +367,35 @@ class LineFramer:
             offset += size + 1
 
 
+def gzip_header_end(data: bytes) -> int | None:
+    """Where the gzip member header that ``data`` starts with ends (RFC 1952: ten bytes, then
+    the optional extra field, name, comment and header CRC its flags announce), or None when
+    ``data`` holds only part of it.
+
+    >>> import gzip
+    >>> gzip_header_end(gzip.compress(b"a", mtime=0))
+    10
+    >>> gzip_header_end(b"\\x1f\\x8b\\x08\\x08" + bytes(6) + b"name, cut")  # FNAME: no end yet
+    """
+    if len(data) < 10:
+        return None
+    flags = data[3]
+    end = 10
+    if flags & _FEXTRA:
+        if len(data) < end + 2:
+            return None
+        end += 2 + int.from_bytes(data[end : end + 2], "little")
+    for field in (_FNAME, _FCOMMENT):
+        if flags & field:
+            zero = data.find(b"\0", end)
+            if zero < 0:
+                return None
+            end = zero + 1
+    if flags & _FHCRC:
+        end += 2
+    return end if end <= len(data) else None
+
+
 class GzipInflater:
     """Inflate a gzip stream of one or more members in bounded steps.
 
@@ -377,6 +412,7 @@ class GzipInflater:
     """
 
     __slots__ = (
+        "_header",
         "_max_output",
         "_max_ratio",
         "_member",
@@ -397,6 +433,8 @@ class GzipInflater:
         self._max_output = max_output
         self._step = step
         self._member: isal_zlib.Decompress | None = None
+        # The start of a member whose header has not all arrived (see feed).
+        self._header = b""
         self.bytes_in = 0
         """Compressed bytes fed."""
         self.bytes_out = 0
@@ -410,6 +448,8 @@ class GzipInflater:
         while data:
             member = self._member
             if member is None:
+                if self._header:
+                    data, self._header = self._header + data, b""
                 data = data.lstrip(b"\0")
                 if not data:
                     return
@@ -419,6 +459,17 @@ class GzipInflater:
                         f"gzip data is corrupt in member {self.members + 1} near compressed byte "
                         f"{self.bytes_in - len(data)}: no gzip header"
                     )
+                if gzip_header_end(data) is None:
+                    # ISA-L misreads a header with optional fields (name and comment, extra
+                    # field, header CRC) given in parts (intel/isa-l#224): it gets it whole.
+                    if len(data) > MAX_GZIP_HEADER_BYTES:
+                        raise SourceError(
+                            f"gzip data is corrupt in member {self.members + 1} near compressed "
+                            f"byte {self.bytes_in - len(data)}: a header of over "
+                            f"{MAX_GZIP_HEADER_BYTES} bytes"
+                        )
+                    self._header = data
+                    return
                 member = self._member = isal_zlib.decompressobj(wbits=31)
             while True:
                 try:
@@ -442,7 +493,7 @@ class GzipInflater:
 
     def finish(self) -> None:
         """Raise SourceError if the stream ended inside a gzip member."""
-        if self._member is not None:
+        if self._member is not None or self._header:
             raise SourceError(
                 f"gzip data is truncated: it ends inside member {self.members + 1} after "
                 f"{self.bytes_in} compressed bytes"
