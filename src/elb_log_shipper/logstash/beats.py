@@ -225,22 +225,15 @@ class BeatsConnection(Connection):
         are applied, and ``take_confirmed()`` hands over the windows they confirm."""
         if self.closed:
             return False
-        sock = self._sock
-        sock.settimeout(0.0)
         try:
-            # Read to the end of what arrived: Logstash closes right after a final ACK when its
+            # To the end of what arrived: Logstash closes right after a final ACK when its
             # client_inactivity_timeout strikes, and the ACK must not hide the close.
-            for _ in range(_LAST_READS):
-                data = sock.recv(RECV_BYTES)
-                if not data:
-                    self.close()  # Logstash closed it (or went away); its ACKs still count
-                    return False
-                self._received += data
-        except (BlockingIOError, ssl.SSLWantReadError):
-            return True
+            ended = self._read_arrived()
         except OSError as error:
             return self.dead_unless_fatal(error)
-        return True
+        if ended:
+            self.close()  # Logstash closed it (or went away); its ACKs still count
+        return not ended
 
     def last_words(self) -> None:
         """Before the socket closes, the ACKs that arrived confirm their windows: a write that
@@ -248,14 +241,8 @@ class BeatsConnection(Connection):
         after a reset. Without this, a window Logstash acknowledged would be resent."""
         if not self._in_flight:
             return
-        sock = self._sock
         with contextlib.suppress(OSError, ValueError):
-            sock.settimeout(0.0)
-            for _ in range(_LAST_READS):
-                data = sock.recv(RECV_BYTES)
-                if not data:
-                    break
-                self._received += data
+            self._read_arrived()
         # A reply that is no ACK breaks the protocol: the next connection reports it.
         with contextlib.suppress(DeliveryError):
             self._take_acks()
@@ -264,6 +251,21 @@ class BeatsConnection(Connection):
         self._received += data
 
     # Internals.
+
+    def _read_arrived(self) -> bool:
+        """Read what has arrived into the ACK buffer, without waiting (at most ``_LAST_READS``
+        reads); True when the peer has closed. Raises OSError for a failed read."""
+        sock = self._sock
+        sock.settimeout(0.0)
+        for _ in range(_LAST_READS):
+            try:
+                data = sock.recv(RECV_BYTES)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return False
+            if not data:
+                return True
+            self._received += data
+        return False
 
     def _await_acks(self, deadline: float | None, until: int) -> None:
         """Read ACKs until at most ``until`` windows are unacknowledged. Any ACK, partial or
