@@ -27,9 +27,10 @@ Each invocation:
 How failures surface, by trigger:
 
 - SQS: never raises for an object. A message fails (``batchItemFailures``, so SQS retries it
-  and after ``maxReceiveCount`` dead-letters it) when it could not be read, when one of its
-  objects is ``FAILED`` (S3 or Logstash failing, hop budget spent, events not confirmed) or
-  when its continuation could not be sent. The other messages of the batch succeed.
+  and after ``maxReceiveCount`` dead-letters it) when it could not be read (logged, and counted
+  in ``ObjectsFailed``), when one of its objects is ``FAILED`` (S3 or Logstash failing, hop
+  budget spent, events not confirmed) or when its continuation could not be sent. The other
+  messages of the batch succeed.
 - S3 notification, SNS, EventBridge, direct invocation (asynchronous): when any object is
   ``FAILED`` the invocation raises, after confirming what was sent, so that Lambda retries the
   whole event and, after its retries, sends it to the on-failure destination (dead-letter
@@ -384,8 +385,10 @@ def _log_objects(
         if item.sqs_message_id is not None:
             extra["message_id"] = item.sqs_message_id
         if ledger.outcome is Outcome.HANDED_OFF and retry_event:
+            # No continuation was sent: the retry of the event starts the object again.
             extra["error"] = "not handed off: the whole event is retried"
-        if ledger.outcome is Outcome.FAILED:
+            logger.info("object not handed off", extra=extra)
+        elif ledger.outcome is Outcome.FAILED:
             logger.error("object failed", extra=extra)
         elif ledger.outcome is Outcome.DEAD_LETTERED:
             logger.error("object dead-lettered", extra=extra)
@@ -396,11 +399,17 @@ def _log_objects(
 
 
 def _add_metrics(trigger: Trigger, shipment: Shipment, handoffs: int) -> None:
+    """The invocation's metrics (README, Metrics and alarms): every one on every invocation that
+    got this far, zeros included, so that a sum over a period is a sum over invocations and a
+    rate has its denominator; counts are per attempt (a retry reads and counts again)."""
     ledgers = shipment.results
     count = MetricUnit.Count
     outcomes = [ledger.outcome for ledger in ledgers]
     metrics.add_metric(Metric.OBJECTS_SHIPPED, count, outcomes.count(Outcome.SHIPPED))
     failed = sum(map(outcomes.count, (Outcome.FAILED, Outcome.REJECTED, Outcome.DEAD_LETTERED)))
+    # An SQS message that could not be read names objects that will not ship until someone
+    # looks: counted with them, not left to the dead-letter alarm after five receives.
+    failed += len(trigger.rejected)
     metrics.add_metric(Metric.OBJECTS_FAILED, count, failed)
     metrics.add_metric(Metric.LINES_READ, count, sum(ledger.lines for ledger in ledgers))
     metrics.add_metric(Metric.EVENTS_SENT, count, shipment.events_confirmed)

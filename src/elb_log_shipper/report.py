@@ -214,11 +214,14 @@ def format_run(
 ) -> str:
     """The end of a ``ship`` run: one row per fate of an object, then the one summary line.
 
-    ``seconds`` is the run's wall-clock time, from which the rate is computed (per-object times
-    overlap when objects run in parallel, so adding them up would overstate the time).
-    ``not_shipped`` counts the objects left by Ctrl-C or a dead Logstash (stopped or never
-    started); ``excluded`` the listed objects outside --since/--until, by reason;
-    ``listed_by_date`` the prefixes of which only the day folders in range were listed.
+    The rows add up to the summary: ``shipped``, ``stopped`` (objects stopped part-way, by
+    Ctrl-C: what they read and sent before the stop; shown only when there are some) and
+    ``failed`` (failed, rejected or dead-lettered). ``seconds`` is the run's wall-clock time,
+    from which the rate is computed (per-object times overlap when objects run in parallel, so
+    adding them up would overstate the time). ``not_shipped`` counts the objects left by Ctrl-C
+    or a dead Logstash (stopped or never started): what to do about them is the caller's to say
+    (resume commands, or run again); ``excluded`` the listed objects outside --since/--until, by
+    reason; ``listed_by_date`` the prefixes of which only the day folders in range were listed.
 
     >>> ok = ObjectResult(ObjectRef("", "a.log"), lines=4, events_sent=4, events_confirmed=4,
     ...     bytes_read=400, seconds=30.0)
@@ -232,8 +235,10 @@ wall clock (4 lines/s)
     """
     header = ("", "objects", "lines", "parse failures", "sent", "bytes read")
     rows: list[tuple[str, ...]] = [header]
+    stopped = [r for r in results if r.outcome is Outcome.HANDED_OFF]
     for name, group in (
         ("shipped", [r for r in results if r.outcome is Outcome.SHIPPED]),
+        *([("stopped", stopped)] if stopped else []),
         ("failed", [r for r in results if _is_failed(r)]),
     ):
         rows.append(
@@ -249,7 +254,7 @@ wall clock (4 lines/s)
     skipped = Counter(r.skip_reason for r in results if r.outcome is Outcome.SKIPPED)
     notes = [("skipped", sum(skipped.values()), _reasons(skipped))]
     if not_shipped:
-        notes.append(("left", not_shipped, "stopped or not started: resume them"))
+        notes.append(("left", not_shipped, "stopped or not started"))
     if excluded:
         notes.append(("excluded", sum(excluded.values()), _reasons(excluded)))
     rows += [(name, f"{count:,}") for name, count, _ in notes]

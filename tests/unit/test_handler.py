@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 
 import pytest
 
@@ -11,6 +12,7 @@ from elb_log_shipper import handler
 from elb_log_shipper.config import ENV
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.refs import ObjectRef
+from elb_log_shipper.report import ObjectResult, Outcome
 from elb_log_shipper.triggers import TriggerKind, make_continuation, parse_event
 from tests.support.lambda_events import dead_letter_record
 
@@ -74,6 +76,39 @@ def test_metric_names_are_the_ones_the_template_uses() -> None:
         "EventsTruncated", "BytesRead", "Retries", "Reconnects", "ShipSeconds", "LagSeconds",
         "Handoffs", "DeliveryFailures", "EventsDropped", "EventsResent", "ObjectsSkipped",
     }  # fmt: skip
+
+
+def test_an_object_whose_event_is_retried_is_not_logged_as_handed_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One object of an S3 event failed and the event is retried whole: the other, stopped at
+    # the deadline, sent no continuation. Its line must not say it was handed off.
+    trigger = parse_event(
+        {
+            "Records": [
+                {
+                    "eventSource": "aws:s3",
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": "logs"}, "object": {"key": key}},
+                }
+                for key in ("a.log", "b.log")
+            ]
+        }
+    )
+    ledgers = [
+        ObjectResult(ObjectRef("logs", "a.log"), Outcome.HANDED_OFF, lines=5, next_offset=90),
+        ObjectResult(ObjectRef("logs", "b.log"), Outcome.FAILED, error="S3 failed"),
+    ]
+    caplog.set_level(logging.INFO)
+    handler._log_objects(trigger.to_ship, ledgers, retry_event=True)
+    lines = [(r.levelname, r.getMessage(), getattr(r, "error", None)) for r in caplog.records]
+    assert lines == [
+        ("INFO", "object not handed off", "not handed off: the whole event is retried"),
+        ("ERROR", "object failed", "S3 failed"),
+    ]
+    caplog.clear()
+    handler._log_objects(trigger.to_ship[:1], ledgers[:1], retry_event=False)
+    assert [r.getMessage() for r in caplog.records] == ["object handed off"]
 
 
 def test_dead_letter_record_replays_as_its_payload() -> None:

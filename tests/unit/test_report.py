@@ -63,9 +63,28 @@ def test_left_and_excluded_objects_and_the_date_listing_are_noted() -> None:
         excluded=Counter({"before --since": 2}),
         listed_by_date=["s3://b/AWSLogs/"],
     )
-    assert "left            3  stopped or not started: resume them" in text
+    # What to do about them is the caller's to say: resume commands after Ctrl-C, none after
+    # Logstash failed (the command is run again).
+    assert "left            3  stopped or not started\n" in text
     assert "excluded        2  before --since: 2" in text
     assert "only the yyyy/mm/dd folders from --since to --until under s3://b/AWSLogs/" in text
+
+
+def test_the_rows_add_up_to_the_summary_with_objects_stopped_part_way() -> None:
+    stopped = ObjectResult(
+        REF, Outcome.HANDED_OFF, lines=50, events_sent=50, events_confirmed=40, next_offset=900
+    )
+    failed = ObjectResult(REF, Outcome.FAILED, lines=7, parse_failures=1, error="x")
+    text = format_run([shipped(100), stopped, failed], seconds=1.0, not_shipped=1)
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[1:4]}
+    assert rows["stopped"][:4] == ["1", "50", "0", "40"]
+    assert sum(int(row[1]) for row in rows.values()) == 157
+    assert sum(int(row[3]) for row in rows.values()) == 140
+    assert text.splitlines()[-1].startswith(
+        "3 objects (0 skipped, 1 failed): 157 lines, 1 parse failures, 140 sent, "
+    )
+    # No row for a fate no object had.
+    assert "stopped" not in format_run([shipped(1)], seconds=1.0)
 
 
 @pytest.mark.parametrize(
