@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import collections
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,7 @@ from tests.support.faults import (
     RefusingServer,
     ResettingServer,
     SlowReadingServer,
+    UnansweredAddress,
 )
 from tests.support.receiver import (
     POOL_NOT_A_STALL_TIMEOUT,
@@ -409,6 +412,70 @@ def test_liveness_check_does_not_wait_for_the_socket_timeout(
         assert sock.gettimeout() == timeout
     finally:
         conn.close()
+
+
+# A host with several addresses, some unreachable.
+
+MANY_ADDRESSES_NAME = "logstash.test"
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The addresses ``MANY_ADDRESSES_NAME`` resolves to (fill the list), in that order, as a
+    DNS name with several A records does; every other name resolves as usual. The resolver is
+    the one thing faked: the machine's own resolves ``localhost`` to 127.0.0.1 alone."""
+    addresses: list[str] = []
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        names = addresses if host == MANY_ADDRESSES_NAME else [host]
+        return [info for name in names for info in resolve(name, port, *args, **kwargs)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return addresses
+
+
+def test_an_unreachable_address_of_the_host_costs_one_connection_not_every_one(
+    healthy: JsonLinesReceiver, resolver: list[str]
+) -> None:
+    # Its first address never answers: each connect once waited the whole connect timeout on
+    # it before trying the next (10 s for these 5 objects); now the pool tries it last for a
+    # while.
+    resolver.extend(["127.0.0.2", "127.0.0.1"])
+    with UnansweredAddress("127.0.0.2", healthy.port):
+        pool = SocketPool(
+            settings_for(healthy, host=MANY_ADDRESSES_NAME, pool_size=1, connect_timeout=2.0)
+        )
+        started = time.monotonic()
+        for index in range(5):
+            stats = ship(pool, batches(100, 50, prefix=f"o{index}"))
+            assert stats.events_confirmed == 100
+        elapsed = time.monotonic() - started
+    assert healthy.connection_count == 5
+    assert len(healthy.event_ids()) == 500
+    # The first connection gives the dead address half the timeout; no later one tries it.
+    assert elapsed < 2.0, f"took {elapsed:.1f}s"
+
+
+def test_unreachable_addresses_do_not_carry_a_connect_past_the_deadline(
+    healthy: JsonLinesReceiver, resolver: list[str]
+) -> None:
+    # Each of three dead addresses was given the whole time left, so the connect ran 3 s past
+    # a 2 s deadline and nothing was delivered; now they share it, and the live one is reached.
+    resolver.extend(["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.1"])
+    dead = [UnansweredAddress(f"127.0.0.{last}", healthy.port) for last in (2, 3, 4)]
+    try:
+        pool = SocketPool(
+            settings_for(healthy, host=MANY_ADDRESSES_NAME, pool_size=1, connect_timeout=5.0)
+        )
+        started = time.monotonic()
+        stats = ship(pool, batches(100, 50), seconds=2.0)
+        elapsed = time.monotonic() - started
+    finally:
+        for address in dead:
+            address.close()
+    assert stats.events_confirmed == 100
+    assert elapsed < 2.0, f"took {elapsed:.1f}s with a 2 s deadline"
 
 
 # Deadlines and abort.

@@ -10,7 +10,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver
 
@@ -22,6 +22,7 @@ __all__ = [
     "ResettingServer",
     "SlowReadingServer",
     "StopsReadingServer",
+    "UnansweredAddress",
 ]
 
 
@@ -173,3 +174,25 @@ class CappedServer(JsonLinesReceiver):
         if self._stopping.wait(self.hold_seconds):
             return
         super().serve(sock, record)
+
+
+class UnansweredAddress:
+    """``host:port`` where a connect hangs until it times out, as at an unreachable address (a
+    host down, a blackholed AAAA record): a listener whose backlog one connection fills, after
+    which the kernel drops every SYN."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind((host, port))
+        self._listener.listen(0)
+        self._filler = socket.create_connection((host, port), timeout=1.0)
+
+    def close(self) -> None:
+        self._filler.close()
+        self._listener.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -19,7 +19,7 @@ import ssl
 import struct
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -29,6 +29,7 @@ from elb_log_shipper.logstash.confirmed import Ticket
 
 __all__ = [
     "JSON_LINES",
+    "Address",
     "Batch",
     "BatchFormat",
     "Connection",
@@ -68,6 +69,10 @@ FIRST_FLIGHT_BYTES = 256 * 1024
 TLS13_VERDICT_SECONDS = 0.5
 # Linux's largest default receive buffer (tcp_rmem max) is 6 MiB: a peer cannot hold more unread.
 PEER_BUFFER_BYTES_CAP = 8 * 1024 * 1024
+
+
+# A socket address as getaddrinfo gives it: (host, port) or, for IPv6, (host, port, flow, scope).
+Address = tuple[Any, ...]
 
 
 class ConnectionLostError(Exception):
@@ -363,6 +368,8 @@ class Connection:
         self._fd = None if isinstance(sock, ssl.SSLSocket) else sock.fileno()
         self._settings = settings
         self.peer = f"{settings.host}:{settings.port}"
+        # The host's addresses that ``open`` failed to connect to before this one worked.
+        self.unreachable: list[Address] = []
         # Confirmed and not yet counted by the worker (see take_confirmed).
         self.confirmed: list[Batch] = []
         # Whether anything was confirmed on it while it stayed open (beats): a loss after that is
@@ -392,9 +399,15 @@ class Connection:
         *,
         alone: bool = True,
         await_verdict: bool = True,
+        avoid: Collection[Address] = (),
     ) -> Self:
-        """Connect (and handshake) within ``connect_timeout``.
+        """Connect (and handshake) within ``connect_timeout``, and never past ``deadline``.
 
+        A host with several addresses (A and AAAA records, several Logstash nodes) has them
+        tried in the resolver's order, those in ``avoid`` (which failed lately: ``unreachable``
+        of an earlier connection) last, each within its share of the time left, so that an
+        unreachable one neither costs every connection the whole timeout nor keeps the others
+        from being tried.
         ``alone``: no other connection of the pool is open, so a TLS handshake that the peer
         leaves unanswered or closes cannot be a connection cap: it is a plaintext port.
         ``await_verdict``: after a TLS 1.3 handshake, wait for the server's verdict on our client
@@ -408,21 +421,18 @@ class Connection:
         host = settings.host
         if not host:
             raise ConfigurationError(f"{ENV.LOGSTASH_HOST} is not set")
-        timeout = settings.connect_timeout
-        if deadline is not None:
-            timeout = min(timeout, deadline - time.monotonic())
-            if timeout <= 0:
-                raise DeliveryError("the deadline passed before a connection to Logstash opened")
         peer = f"{host}:{settings.port}"
-        try:
-            sock = socket.create_connection((host, settings.port), timeout=timeout)
-        except OSError as error:
-            raise ConnectionLostError(
-                f"cannot connect to {peer}: {error}",
-                refused=isinstance(error, ConnectionRefusedError),
-            ) from error
+        sock, unreachable = _connect_any(
+            host, settings.port, _connect_budget(settings, deadline), avoid
+        )
         _set_keepalive(sock)
         if context is not None:
+            try:
+                timeout = _connect_budget(settings, deadline)
+            except DeliveryError:
+                sock.close()
+                raise
+            sock.settimeout(timeout)
             try:
                 sock = context.wrap_socket(sock, server_hostname=host)
             except ssl.SSLError as error:
@@ -446,7 +456,9 @@ class Connection:
                 ) from error
             if await_verdict and sock.version() == "TLSv1.3":
                 _await_tls13_verdict(sock, peer, min(timeout, TLS13_VERDICT_SECONDS))
-        return cls(sock, settings)
+        conn = cls(sock, settings)
+        conn.unreachable = unreachable
+        return conn
 
     # What each protocol defines.
 
@@ -799,6 +811,60 @@ def _await_tls13_verdict(sock: ssl.SSLSocket, peer: str, timeout: float) -> None
             f"TLS session with {peer} broke: {error}", refused=True
         ) from error
     sock.settimeout(previous)
+
+
+def _connect_budget(settings: Settings, deadline: float | None) -> float:
+    """Seconds a connect or a TLS handshake may take: ``connect_timeout``, or less to end by
+    ``deadline``; DeliveryError when the deadline has passed."""
+    timeout = settings.connect_timeout
+    if deadline is not None:
+        timeout = min(timeout, deadline - time.monotonic())
+        if timeout <= 0:
+            raise DeliveryError("the deadline passed before a connection to Logstash opened")
+    return timeout
+
+
+def _connect_any(
+    host: str, port: int, timeout: float, avoid: Collection[Address]
+) -> tuple[socket.socket, list[Address]]:
+    """A TCP connection to one of ``host``'s addresses within ``timeout`` for them all, and the
+    addresses that failed before it: in the resolver's order but those in ``avoid`` last,
+    each attempt given an equal share of the time left. (``socket.create_connection`` gives
+    every address the whole timeout: a dead first one cost each connection all of it, and
+    several dead ones ran past the deadline.)
+
+    Raises ConnectionLostError, ``refused`` when every address refused.
+    """
+    peer = f"{host}:{port}"
+    end = time.monotonic() + timeout
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise ConnectionLostError(f"cannot connect to {peer}: {error}") from error
+    infos.sort(key=lambda info: info[4] in avoid)  # stable: each group keeps its order
+    errors: list[OSError] = []
+    failed: list[Address] = []
+    for tried, (family, kind, proto, _, address) in enumerate(infos):
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left / (len(infos) - tried))
+            sock.connect(address)
+        except OSError as error:
+            sock.close()
+            errors.append(error)
+            failed.append(address)
+            continue
+        return sock, failed
+    if not errors:
+        errors.append(TimeoutError("timed out"))
+    tried_all = f" ({len(errors)} of its {len(infos)} addresses)" if len(infos) > 1 else ""
+    raise ConnectionLostError(
+        f"cannot connect to {peer}{tried_all}: {errors[-1]}",
+        refused=all(isinstance(error, ConnectionRefusedError) for error in errors),
+    ) from errors[-1]
 
 
 def _set_keepalive(sock: socket.socket) -> None:
