@@ -7,6 +7,7 @@ check that every line arrived at least once, and count the duplicates.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -20,6 +21,7 @@ __all__ = [
     "NeverReadingServer",
     "RefusingServer",
     "ResettingServer",
+    "SlowHandshakeServer",
     "SlowReadingServer",
     "StopsReadingServer",
     "UnansweredAddress",
@@ -89,6 +91,19 @@ class SlowReadingServer(JsonLinesReceiver):
                 return
             self.feed(record, data)
             time.sleep(1 / self.READS_PER_SECOND)
+
+
+class SlowHandshakeServer(JsonLinesReceiver):
+    """Answers a connection's TLS handshake only ``delay`` seconds after accepting it (a busy
+    Logstash), then serves it normally."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, *, delay: float, **kwargs: Any) -> None:
+        self.delay = delay
+        super().__init__(ssl_context, **kwargs)
+
+    def _handle(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        self._stopping.wait(self.delay)
+        super()._handle(sock, record)
 
 
 class NeverReadingServer(JsonLinesReceiver):

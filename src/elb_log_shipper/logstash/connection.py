@@ -442,13 +442,17 @@ class Connection:
                 ) from error
             except TimeoutError as error:
                 sock.close()
-                if alone:
+                # Unanswered for the whole connect timeout, it is a plaintext port; cut short by
+                # the deadline, it may be a busy TLS input: a retry (or the deadline) decides.
+                if alone and timeout >= settings.connect_timeout:
                     raise DeliveryError(
                         f"{peer} accepted the connection but did not answer the TLS handshake "
                         f"in {timeout:.1f}s, as a plaintext input does: set {ENV.LOGSTASH_TLS}"
                         "=false (tcp:// on the command line), or enable ssl on the input"
                     ) from error
-                raise ConnectionLostError(f"TLS handshake with {peer} timed out") from error
+                raise ConnectionLostError(
+                    f"TLS handshake with {peer} timed out after {timeout:.1f}s"
+                ) from error
             except OSError as error:
                 sock.close()
                 raise ConnectionLostError(
