@@ -36,11 +36,22 @@ def _reset(sock: socket.socket) -> None:
 class ResettingServer(JsonLinesReceiver):
     """Resets the first ``resets`` connections after reading ``after_bytes`` from each; with
     ``after_bytes=None``, after reading everything up to the client's FIN (a Logstash that read
-    every event and crashed before it could close: the close that confirms never comes)."""
+    every event and crashed before it could close: the close that confirms never comes).
+    ``wait_seconds``: wait this long before the reset, so the client has written everything
+    (its kernel holds it, acknowledged and unread) and waits for the close (a Logstash that
+    stopped reading and then crashed, or closed on a decoding error)."""
 
-    def __init__(self, *, after_bytes: int | None, resets: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        after_bytes: int | None,
+        resets: int = 1,
+        wait_seconds: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         self.after_bytes = after_bytes
         self.resets = resets
+        self.wait_seconds = wait_seconds
         super().__init__(**kwargs)
 
     def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
@@ -56,6 +67,7 @@ class ResettingServer(JsonLinesReceiver):
             if not data:
                 return
             self.feed(record, data)
+        self._stopping.wait(self.wait_seconds)
         _reset(sock)
 
 

@@ -751,12 +751,15 @@ class JsonLinesConnection(Connection):
         while True:
             self.set_timeout(wait_slice(deadline, f"waiting for {self.peer} to read"))
             try:
-                data = self._sock.recv(RECV_BYTES)
+                data = self._receive()
             except TimeoutError:
                 queued = _data_unacknowledged_after_fin(self._sock)
                 # While our queue holds data the peer's window updates show its reading; once
                 # all is acknowledged, give it time to read what it holds.
                 watchdog.check(unread_allowance if not queued else 0.0)
+                continue
+            except ssl.SSLWantReadError:
+                watchdog.progressed()  # TLS records without data (a session ticket): alive
                 continue
             except ssl.SSLZeroReturnError:
                 return  # Logstash's close_notify: its side is closed
@@ -769,6 +772,27 @@ class JsonLinesConnection(Connection):
             if not data:
                 return
             watchdog.progressed()  # Logstash sends nothing; any bytes only show it is alive
+
+    def _receive(self) -> bytes:
+        """What the peer sends next (``b""``: it closed), waiting up to the socket's timeout.
+
+        Over TLS the raw socket is asked first, and the TLS layer then reads only the records
+        already there, without waiting: CPython's ssl module reports a reset as a bare EOF (its
+        SSL_read_ex fails alike for both), which would pass for the close that confirms, so the
+        TLS layer must never be the one to meet the end of the stream. The raw socket raises
+        ConnectionResetError for a reset and gives ``b""`` for a FIN.
+        """
+        sock = self._sock
+        if not isinstance(sock, ssl.SSLSocket) or sock.pending():
+            return sock.recv(RECV_BYTES)
+        if not socket.socket.recv(sock, 1, socket.MSG_PEEK):
+            return b""
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            return sock.recv(RECV_BYTES)  # SSLWantReadError once the records are read
+        finally:
+            sock.settimeout(timeout)
 
 
 def _await_tls13_verdict(sock: ssl.SSLSocket, peer: str, timeout: float) -> None:
