@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import elb_log_shipper
 from elb_log_shipper.config import Settings
 from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import ROTATE_BYTES, DeliveryStats, LogstashSender, SocketPool
@@ -350,6 +354,51 @@ def test_file_descriptors_do_not_grow(healthy: JsonLinesReceiver) -> None:
     assert after_1000 == after_10
     assert healthy.connection_count == 1_000
     assert len(healthy.events) == 3_000
+
+
+# Ships 100 batches of 20 events with a pool of 4, its descriptors limited to the numbers in use
+# (the highest is listdir's own, free again after it): about one connection can open at a time.
+# The codec that resolving imports, and the library a thread needs to exit, are loaded before the
+# limit; they would otherwise fail to load under it.
+OUT_OF_DESCRIPTORS_SCRIPT = """
+import json, os, resource, socket, sys, threading, time
+from elb_log_shipper.config import Settings
+from elb_log_shipper.logstash import LogstashSender, SocketPool
+port = int(sys.argv[1])
+socket.getaddrinfo("127.0.0.1", port)
+warm = threading.Thread(target=lambda: None)
+warm.start()
+warm.join()
+pool = SocketPool(Settings(host="127.0.0.1", port=port, pool_size=4, stall_timeout=5.0))
+sender = LogstashSender(pool, deadline=time.monotonic() + 30)
+batch = b"".join(b'{"id":"e"}\\n' for _ in range(20))
+highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, hard))
+for _ in range(100):
+    sender.send(batch, 20)
+stats = sender.finish(time.monotonic() + 30)
+print(json.dumps({"confirmed": stats.events_confirmed, "opened": pool.connections_opened}))
+"""
+
+
+def test_out_of_descriptors_is_a_retry_not_a_crash(healthy: JsonLinesReceiver) -> None:
+    # socket() failing with EMFILE is a failed connect like any other: the writers that cannot
+    # open one wait and retry while another delivers. It once escaped as an OSError and failed
+    # the delivery ("Logstash writer crashed: OSError(24, 'Too many open files')").
+    source = os.path.dirname(os.path.dirname(elb_log_shipper.__file__))
+    done = subprocess.run(
+        [sys.executable, "-c", OUT_OF_DESCRIPTORS_SCRIPT, str(healthy.port)],
+        env={**os.environ, "PYTHONPATH": source},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["confirmed"] == 2_000
+    healthy.wait_idle()
+    assert len(healthy.events) == 2_000
 
 
 def test_connection_is_reused_across_senders_until_confirmed(healthy: JsonLinesReceiver) -> None:

@@ -876,12 +876,15 @@ def _connect_any(
         left = end - time.monotonic()
         if left <= 0:
             break
-        sock = socket.socket(family, kind, proto)
+        sock: socket.socket | None = None
         try:
+            # Inside: socket() itself fails when the process is out of descriptors (EMFILE).
+            sock = socket.socket(family, kind, proto)
             sock.settimeout(left / (len(infos) - tried))
             sock.connect(address)
         except OSError as error:
-            sock.close()
+            if sock is not None:
+                sock.close()
             errors.append(error)
             failed.append(address)
             continue
