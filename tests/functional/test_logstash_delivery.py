@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+import elb_log_shipper
 from elb_log_shipper.config import Settings
 from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import ROTATE_BYTES, DeliveryStats, LogstashSender, SocketPool
@@ -22,6 +28,7 @@ from tests.support.faults import (
     RefusingServer,
     ResettingServer,
     SlowReadingServer,
+    UnansweredAddress,
 )
 from tests.support.receiver import (
     POOL_NOT_A_STALL_TIMEOUT,
@@ -152,6 +159,20 @@ def test_tls_peer_closing_without_close_notify_still_confirms(certs: CertBundle)
     assert sorted(server.event_ids()) == sorted(f"e-{i}" for i in range(30))
     assert sum(s.reconnects for s in stats) == 0
     assert server.connection_count == 30
+
+
+def test_tls_reset_while_waiting_for_the_close_is_no_confirmation(certs: CertBundle) -> None:
+    # The receiver stops reading after 50 KB and resets once every byte is in its kernel,
+    # acknowledged: Python's TLS layer reads a reset as a bare EOF, which passed for the close
+    # that confirms, and the lines the receiver never read were lost (609 of these 1,000).
+    with ResettingServer(
+        ssl_context=certs.server_context(), after_bytes=50_000, wait_seconds=0.5
+    ) as server:
+        pool = SocketPool(settings_for(server, tls=True, ca_file=certs.ca_file, pool_size=1))
+        stats = ship(pool, batches(1_000, 250))
+        server.wait_idle()
+    assert_at_least_once(server, 1_000, stats)
+    assert stats.reconnects == 1
 
 
 def test_tls_client_certificate_required(certs: CertBundle) -> None:
@@ -335,6 +356,51 @@ def test_file_descriptors_do_not_grow(healthy: JsonLinesReceiver) -> None:
     assert len(healthy.events) == 3_000
 
 
+# Ships 100 batches of 20 events with a pool of 4, its descriptors limited to the numbers in use
+# (the highest is listdir's own, free again after it): about one connection can open at a time.
+# The codec that resolving imports, and the library a thread needs to exit, are loaded before the
+# limit; they would otherwise fail to load under it.
+OUT_OF_DESCRIPTORS_SCRIPT = """
+import json, os, resource, socket, sys, threading, time
+from elb_log_shipper.config import Settings
+from elb_log_shipper.logstash import LogstashSender, SocketPool
+port = int(sys.argv[1])
+socket.getaddrinfo("127.0.0.1", port)
+warm = threading.Thread(target=lambda: None)
+warm.start()
+warm.join()
+pool = SocketPool(Settings(host="127.0.0.1", port=port, pool_size=4, stall_timeout=5.0))
+sender = LogstashSender(pool, deadline=time.monotonic() + 30)
+batch = b"".join(b'{"id":"e"}\\n' for _ in range(20))
+highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, hard))
+for _ in range(100):
+    sender.send(batch, 20)
+stats = sender.finish(time.monotonic() + 30)
+print(json.dumps({"confirmed": stats.events_confirmed, "opened": pool.connections_opened}))
+"""
+
+
+def test_out_of_descriptors_is_a_retry_not_a_crash(healthy: JsonLinesReceiver) -> None:
+    # socket() failing with EMFILE is a failed connect like any other: the writers that cannot
+    # open one wait and retry while another delivers. It once escaped as an OSError and failed
+    # the delivery ("Logstash writer crashed: OSError(24, 'Too many open files')").
+    source = os.path.dirname(os.path.dirname(elb_log_shipper.__file__))
+    done = subprocess.run(
+        [sys.executable, "-c", OUT_OF_DESCRIPTORS_SCRIPT, str(healthy.port)],
+        env={**os.environ, "PYTHONPATH": source},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["confirmed"] == 2_000
+    healthy.wait_idle()
+    assert len(healthy.events) == 2_000
+
+
 def test_connection_is_reused_across_senders_until_confirmed(healthy: JsonLinesReceiver) -> None:
     pool = SocketPool(settings_for(healthy, pool_size=1))
     first = ship(pool, batches(100, 50, prefix="a"), confirm=False)
@@ -379,6 +445,9 @@ def test_dead_pooled_connection_is_replaced_without_blocking(
     assert all(counts[i] == 1 for i in all_ids(100, "b"))
     assert all(counts[i] <= 2 for i in all_ids(100, "a"))
     assert stats.events_confirmed == 200
+    # The resend is counted (EventsResent: the most that can arrive twice); it once was not.
+    assert stats.events_resent == 100 and stats.retries == 2
+    assert len(ids) - 200 <= stats.events_resent
 
 
 @pytest.mark.timeout(30)
@@ -406,6 +475,71 @@ def test_liveness_check_does_not_wait_for_the_socket_timeout(
         assert sock.gettimeout() == timeout
     finally:
         conn.close()
+
+
+# A host with several addresses, some unreachable.
+
+MANY_ADDRESSES_NAME = "logstash.test"
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The addresses ``MANY_ADDRESSES_NAME`` resolves to (fill the list), in that order, as a
+    DNS name with several A records does; every other name resolves as usual. The resolver is
+    the one thing faked: the machine's own resolves ``localhost`` to 127.0.0.1 alone."""
+    addresses: list[str] = []
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        names = addresses if host == MANY_ADDRESSES_NAME else [host]
+        return [info for name in names for info in resolve(name, port, *args, **kwargs)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return addresses
+
+
+def test_an_unreachable_address_of_the_host_costs_one_connection_not_every_one(
+    healthy: JsonLinesReceiver, resolver: list[str]
+) -> None:
+    # Its first address never answers: each connect once waited the whole connect timeout on
+    # it before trying the next (10 s for these 5 objects); now the pool tries it last for a
+    # while.
+    resolver.extend(["127.0.0.2", "127.0.0.1"])
+    with UnansweredAddress("127.0.0.2", healthy.port):
+        pool = SocketPool(
+            settings_for(healthy, host=MANY_ADDRESSES_NAME, pool_size=1, connect_timeout=2.0)
+        )
+        started = time.monotonic()
+        for index in range(5):
+            stats = ship(pool, batches(100, 50, prefix=f"o{index}"))
+            assert stats.events_confirmed == 100
+        elapsed = time.monotonic() - started
+    assert healthy.connection_count == 5
+    assert len(healthy.event_ids()) == 500
+    # The first connection gives the dead address half the timeout (1 s); no later one tries it.
+    assert elapsed < 4.0, f"took {elapsed:.1f}s"
+
+
+def test_unreachable_addresses_do_not_carry_a_connect_past_the_deadline(
+    healthy: JsonLinesReceiver, resolver: list[str]
+) -> None:
+    # Each of three dead addresses was given the whole time left (4 s), so the connect ran far
+    # past the deadline and nothing was delivered; now the four addresses share it (1 s each),
+    # and the live one is reached with a second to spare.
+    resolver.extend(["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.1"])
+    dead = [UnansweredAddress(f"127.0.0.{last}", healthy.port) for last in (2, 3, 4)]
+    try:
+        pool = SocketPool(
+            settings_for(healthy, host=MANY_ADDRESSES_NAME, pool_size=1, connect_timeout=5.0)
+        )
+        started = time.monotonic()
+        stats = ship(pool, batches(100, 50), seconds=4.0)
+        elapsed = time.monotonic() - started
+    finally:
+        for address in dead:
+            address.close()
+    assert stats.events_confirmed == 100
+    assert elapsed < 4.0, f"took {elapsed:.1f}s with a 4 s deadline"
 
 
 # Deadlines and abort.

@@ -14,6 +14,7 @@ from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import LogstashSender, SocketPool
 from tests.functional.test_logstash_delivery import all_ids, batches, settings_for, ship
 from tests.support.certs import CertBundle
+from tests.support.faults import SlowHandshakeServer
 from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver
 
 # Each case fails on its first connection; a retry storm would take far longer than this.
@@ -126,6 +127,24 @@ def test_plaintext_answer_on_a_tls_port_names_the_tls_setting(certs: CertBundle)
     with Banner() as server:
         message = fails_at_once(server, ca_file=certs.ca_file)
     assert ENV.LOGSTASH_TLS in message
+
+
+def test_a_handshake_cut_short_by_the_deadline_is_not_called_a_plaintext_port(
+    certs: CertBundle,
+) -> None:
+    # A TLS input that answers its handshake after 1 s, reached with 0.5 s left: the handshake
+    # times out because time ran out, not because the port speaks no TLS. It was reported as a
+    # plaintext port ("set LOGSTASH_TLS=false"), advice that would turn TLS off for nothing.
+    with SlowHandshakeServer(certs.server_context(), delay=1.0) as server:
+        pool = SocketPool(
+            settings_for(server, tls=True, pool_size=1, ca_file=certs.ca_file, connect_timeout=5.0)
+        )
+        with pytest.raises(DeliveryError) as raised:
+            ship(pool, batches(100, 50), seconds=0.5)
+        pool.close()
+    message = str(raised.value)
+    assert "deadline" in message, message
+    assert "plaintext" not in message and ENV.LOGSTASH_TLS not in message, message
 
 
 def test_a_pooled_sender_fails_once_for_all_its_connections(certs: CertBundle) -> None:

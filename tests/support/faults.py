@@ -7,10 +7,11 @@ check that every line arrived at least once, and count the duplicates.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver
 
@@ -20,8 +21,10 @@ __all__ = [
     "NeverReadingServer",
     "RefusingServer",
     "ResettingServer",
+    "SlowHandshakeServer",
     "SlowReadingServer",
     "StopsReadingServer",
+    "UnansweredAddress",
 ]
 
 
@@ -33,11 +36,22 @@ def _reset(sock: socket.socket) -> None:
 class ResettingServer(JsonLinesReceiver):
     """Resets the first ``resets`` connections after reading ``after_bytes`` from each; with
     ``after_bytes=None``, after reading everything up to the client's FIN (a Logstash that read
-    every event and crashed before it could close: the close that confirms never comes)."""
+    every event and crashed before it could close: the close that confirms never comes).
+    ``wait_seconds``: wait this long before the reset, so the client has written everything
+    (its kernel holds it, acknowledged and unread) and waits for the close (a Logstash that
+    stopped reading and then crashed, or closed on a decoding error)."""
 
-    def __init__(self, *, after_bytes: int | None, resets: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        after_bytes: int | None,
+        resets: int = 1,
+        wait_seconds: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         self.after_bytes = after_bytes
         self.resets = resets
+        self.wait_seconds = wait_seconds
         super().__init__(**kwargs)
 
     def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
@@ -53,6 +67,7 @@ class ResettingServer(JsonLinesReceiver):
             if not data:
                 return
             self.feed(record, data)
+        self._stopping.wait(self.wait_seconds)
         _reset(sock)
 
 
@@ -88,6 +103,19 @@ class SlowReadingServer(JsonLinesReceiver):
                 return
             self.feed(record, data)
             time.sleep(1 / self.READS_PER_SECOND)
+
+
+class SlowHandshakeServer(JsonLinesReceiver):
+    """Answers a connection's TLS handshake only ``delay`` seconds after accepting it (a busy
+    Logstash), then serves it normally."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, *, delay: float, **kwargs: Any) -> None:
+        self.delay = delay
+        super().__init__(ssl_context, **kwargs)
+
+    def _handle(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        self._stopping.wait(self.delay)
+        super()._handle(sock, record)
 
 
 class NeverReadingServer(JsonLinesReceiver):
@@ -173,3 +201,25 @@ class CappedServer(JsonLinesReceiver):
         if self._stopping.wait(self.hold_seconds):
             return
         super().serve(sock, record)
+
+
+class UnansweredAddress:
+    """``host:port`` where a connect hangs until it times out, as at an unreachable address (a
+    host down, a blackholed AAAA record): a listener whose backlog one connection fills, after
+    which the kernel drops every SYN."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind((host, port))
+        self._listener.listen(0)
+        self._filler = socket.create_connection((host, port), timeout=1.0)
+
+    def close(self) -> None:
+        self._filler.close()
+        self._listener.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

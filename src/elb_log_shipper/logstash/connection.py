@@ -19,7 +19,7 @@ import ssl
 import struct
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -29,6 +29,7 @@ from elb_log_shipper.logstash.confirmed import Ticket
 
 __all__ = [
     "JSON_LINES",
+    "Address",
     "Batch",
     "BatchFormat",
     "Connection",
@@ -68,6 +69,10 @@ FIRST_FLIGHT_BYTES = 256 * 1024
 TLS13_VERDICT_SECONDS = 0.5
 # Linux's largest default receive buffer (tcp_rmem max) is 6 MiB: a peer cannot hold more unread.
 PEER_BUFFER_BYTES_CAP = 8 * 1024 * 1024
+
+
+# A socket address as getaddrinfo gives it: (host, port) or, for IPv6, (host, port, flow, scope).
+Address = tuple[Any, ...]
 
 
 class ConnectionLostError(Exception):
@@ -363,6 +368,8 @@ class Connection:
         self._fd = None if isinstance(sock, ssl.SSLSocket) else sock.fileno()
         self._settings = settings
         self.peer = f"{settings.host}:{settings.port}"
+        # The host's addresses that ``open`` failed to connect to before this one worked.
+        self.unreachable: list[Address] = []
         # Confirmed and not yet counted by the worker (see take_confirmed).
         self.confirmed: list[Batch] = []
         # Whether anything was confirmed on it while it stayed open (beats): a loss after that is
@@ -392,9 +399,15 @@ class Connection:
         *,
         alone: bool = True,
         await_verdict: bool = True,
+        avoid: Collection[Address] = (),
     ) -> Self:
-        """Connect (and handshake) within ``connect_timeout``.
+        """Connect (and handshake) within ``connect_timeout``, and never past ``deadline``.
 
+        A host with several addresses (A and AAAA records, several Logstash nodes) has them
+        tried in the resolver's order, those in ``avoid`` (which failed lately: ``unreachable``
+        of an earlier connection) last, each within its share of the time left, so that an
+        unreachable one neither costs every connection the whole timeout nor keeps the others
+        from being tried.
         ``alone``: no other connection of the pool is open, so a TLS handshake that the peer
         leaves unanswered or closes cannot be a connection cap: it is a plaintext port.
         ``await_verdict``: after a TLS 1.3 handshake, wait for the server's verdict on our client
@@ -408,21 +421,18 @@ class Connection:
         host = settings.host
         if not host:
             raise ConfigurationError(f"{ENV.LOGSTASH_HOST} is not set")
-        timeout = settings.connect_timeout
-        if deadline is not None:
-            timeout = min(timeout, deadline - time.monotonic())
-            if timeout <= 0:
-                raise DeliveryError("the deadline passed before a connection to Logstash opened")
         peer = f"{host}:{settings.port}"
-        try:
-            sock = socket.create_connection((host, settings.port), timeout=timeout)
-        except OSError as error:
-            raise ConnectionLostError(
-                f"cannot connect to {peer}: {error}",
-                refused=isinstance(error, ConnectionRefusedError),
-            ) from error
+        sock, unreachable = _connect_any(
+            host, settings.port, _connect_budget(settings, deadline), avoid
+        )
         _set_keepalive(sock)
         if context is not None:
+            try:
+                timeout = _connect_budget(settings, deadline)
+            except DeliveryError:
+                sock.close()
+                raise
+            sock.settimeout(timeout)
             try:
                 sock = context.wrap_socket(sock, server_hostname=host)
             except ssl.SSLError as error:
@@ -432,13 +442,17 @@ class Connection:
                 ) from error
             except TimeoutError as error:
                 sock.close()
-                if alone:
+                # Unanswered for the whole connect timeout, it is a plaintext port; cut short by
+                # the deadline, it may be a busy TLS input: a retry (or the deadline) decides.
+                if alone and timeout >= settings.connect_timeout:
                     raise DeliveryError(
                         f"{peer} accepted the connection but did not answer the TLS handshake "
                         f"in {timeout:.1f}s, as a plaintext input does: set {ENV.LOGSTASH_TLS}"
                         "=false (tcp:// on the command line), or enable ssl on the input"
                     ) from error
-                raise ConnectionLostError(f"TLS handshake with {peer} timed out") from error
+                raise ConnectionLostError(
+                    f"TLS handshake with {peer} timed out after {timeout:.1f}s"
+                ) from error
             except OSError as error:
                 sock.close()
                 raise ConnectionLostError(
@@ -446,7 +460,9 @@ class Connection:
                 ) from error
             if await_verdict and sock.version() == "TLSv1.3":
                 _await_tls13_verdict(sock, peer, min(timeout, TLS13_VERDICT_SECONDS))
-        return cls(sock, settings)
+        conn = cls(sock, settings)
+        conn.unreachable = unreachable
+        return conn
 
     # What each protocol defines.
 
@@ -735,12 +751,15 @@ class JsonLinesConnection(Connection):
         while True:
             self.set_timeout(wait_slice(deadline, f"waiting for {self.peer} to read"))
             try:
-                data = self._sock.recv(RECV_BYTES)
+                data = self._receive()
             except TimeoutError:
                 queued = _data_unacknowledged_after_fin(self._sock)
                 # While our queue holds data the peer's window updates show its reading; once
                 # all is acknowledged, give it time to read what it holds.
                 watchdog.check(unread_allowance if not queued else 0.0)
+                continue
+            except ssl.SSLWantReadError:
+                watchdog.progressed()  # TLS records without data (a session ticket): alive
                 continue
             except ssl.SSLZeroReturnError:
                 return  # Logstash's close_notify: its side is closed
@@ -753,6 +772,27 @@ class JsonLinesConnection(Connection):
             if not data:
                 return
             watchdog.progressed()  # Logstash sends nothing; any bytes only show it is alive
+
+    def _receive(self) -> bytes:
+        """What the peer sends next (``b""``: it closed), waiting up to the socket's timeout.
+
+        Over TLS the raw socket is asked first, and the TLS layer then reads only the records
+        already there, without waiting: CPython's ssl module reports a reset as a bare EOF (its
+        SSL_read_ex fails alike for both), which would pass for the close that confirms, so the
+        TLS layer must never be the one to meet the end of the stream. The raw socket raises
+        ConnectionResetError for a reset and gives ``b""`` for a FIN.
+        """
+        sock = self._sock
+        if not isinstance(sock, ssl.SSLSocket) or sock.pending():
+            return sock.recv(RECV_BYTES)
+        if not socket.socket.recv(sock, 1, socket.MSG_PEEK):
+            return b""
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            return sock.recv(RECV_BYTES)  # SSLWantReadError once the records are read
+        finally:
+            sock.settimeout(timeout)
 
 
 def _await_tls13_verdict(sock: ssl.SSLSocket, peer: str, timeout: float) -> None:
@@ -799,6 +839,63 @@ def _await_tls13_verdict(sock: ssl.SSLSocket, peer: str, timeout: float) -> None
             f"TLS session with {peer} broke: {error}", refused=True
         ) from error
     sock.settimeout(previous)
+
+
+def _connect_budget(settings: Settings, deadline: float | None) -> float:
+    """Seconds a connect or a TLS handshake may take: ``connect_timeout``, or less to end by
+    ``deadline``; DeliveryError when the deadline has passed."""
+    timeout = settings.connect_timeout
+    if deadline is not None:
+        timeout = min(timeout, deadline - time.monotonic())
+        if timeout <= 0:
+            raise DeliveryError("the deadline passed before a connection to Logstash opened")
+    return timeout
+
+
+def _connect_any(
+    host: str, port: int, timeout: float, avoid: Collection[Address]
+) -> tuple[socket.socket, list[Address]]:
+    """A TCP connection to one of ``host``'s addresses within ``timeout`` for them all, and the
+    addresses that failed before it: in the resolver's order but those in ``avoid`` last,
+    each attempt given an equal share of the time left. (``socket.create_connection`` gives
+    every address the whole timeout: a dead first one cost each connection all of it, and
+    several dead ones ran past the deadline.)
+
+    Raises ConnectionLostError, ``refused`` when every address refused.
+    """
+    peer = f"{host}:{port}"
+    end = time.monotonic() + timeout
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise ConnectionLostError(f"cannot connect to {peer}: {error}") from error
+    infos.sort(key=lambda info: info[4] in avoid)  # stable: each group keeps its order
+    errors: list[OSError] = []
+    failed: list[Address] = []
+    for tried, (family, kind, proto, _, address) in enumerate(infos):
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        sock: socket.socket | None = None
+        try:
+            # Inside: socket() itself fails when the process is out of descriptors (EMFILE).
+            sock = socket.socket(family, kind, proto)
+            sock.settimeout(left / (len(infos) - tried))
+            sock.connect(address)
+        except OSError as error:
+            if sock is not None:
+                sock.close()
+            errors.append(error)
+            failed.append(address)
+            continue
+        return sock, failed
+    if not errors:
+        errors.append(TimeoutError("timed out"))
+    tried_all = f" ({len(errors)} of its {len(infos)} addresses)" if len(infos) > 1 else ""
+    raise ConnectionLostError(
+        f"cannot connect to {peer}{tried_all}: {errors[-1]}",
+        refused=all(isinstance(error, ConnectionRefusedError) for error in errors),
+    ) from errors[-1]
 
 
 def _set_keepalive(sock: socket.socket) -> None:

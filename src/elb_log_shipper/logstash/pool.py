@@ -16,6 +16,7 @@ from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash.beats import BeatsConnection, split_events
 from elb_log_shipper.logstash.connection import (
     WAIT_SLICE_SECONDS,
+    Address,
     Batch,
     Connection,
     ConnectionLostError,
@@ -40,6 +41,10 @@ MIN_ROTATE_BYTES = 16 * 1024
 # opens no more than were working, and tries one more after this long without a refusal, so a
 # cap that was lifted is found again within a minute or so.
 REGROW_CONNECTIONS_AFTER_SECONDS = 10.0
+# An address of the host that failed while another worked is tried last for this long, then in
+# the resolver's order again: a node that came back gets its share of connections within a
+# minute, and a dead one costs a share of LOGSTASH_CONNECT_TIMEOUT once a minute.
+AVOID_UNREACHABLE_SECONDS = 60.0
 # Beats windows start small and grow by half on every acknowledged window that filled them, up to
 # ``beats_window_max``; a loss halves them (libbeat's slow start: libbeat/outputs/logstash/
 # window.go starts at 10 and grows by 1.5x). A pipeline batch of ALB events holds ~100.
@@ -89,6 +94,10 @@ class SocketPool:
         # Whether a connection has opened (and, over TLS 1.3, passed the server's verdict on our
         # client certificate, which is the same for every later one).
         self._opened_once = False
+        # The host's addresses that failed while another took the connection, and when: tried
+        # last for a while, so a dead one among them (an unreachable AAAA record, a node down)
+        # costs one connection a while, not every one.
+        self._unreachable: dict[Address, float] = {}
         self.counters = PoolCounters()
 
     @property
@@ -202,6 +211,13 @@ class SocketPool:
         with self._cond:
             others = len(self._idle) + len(self._lent) + self._connecting - 1
             await_verdict = not self._opened_once
+            now = time.monotonic()
+            self._unreachable = {
+                address: since
+                for address, since in self._unreachable.items()
+                if now - since < AVOID_UNREACHABLE_SECONDS
+            }
+            avoid = set(self._unreachable)
         try:
             conn = self._connection_class.open(
                 self.settings,
@@ -209,6 +225,7 @@ class SocketPool:
                 self._context,
                 alone=others == 0,
                 await_verdict=await_verdict,
+                avoid=avoid,
             )
         except ConnectionLostError as error:
             with self._cond:
@@ -228,6 +245,8 @@ class SocketPool:
             self._connecting -= 1
             self._lent.add(conn)
             self._opened_once = True
+            failed_at = time.monotonic()
+            self._unreachable.update((address, failed_at) for address in conn.unreachable)
             self.counters.connections_opened += 1
         conn.times_lent += 1
         return conn

@@ -460,10 +460,16 @@ class _Worker(threading.Thread):
                 self._back_off(error)
             return
         finally:
-            # Batches a dead pooled connection still held go first, like any unconfirmed ones;
-            # those its last ACKs confirmed count.
+            # Batches a dead pooled connection still held go first, like any unconfirmed ones,
+            # and count as resent (the peer may have read them before the connection died);
+            # those its last ACKs confirmed count as confirmed.
             pending[:0] = inherited
             self._confirmed(settled)
+            if inherited:
+                self._sender.count(
+                    retries=len(inherited),
+                    events_resent=sum(batch.events for batch in inherited),
+                )
         if self._conn.times_lent == 1:
             self._sender.count(connections_opened=1)
 
