@@ -98,7 +98,8 @@ class ObjectResult:
     hops_spent: bool = False
     """FAILED because the object was handed off more than ``max_hops`` times."""
     delivery_failed: bool = False
-    """The sink failed (Logstash unreachable): later objects would fail the same way."""
+    """The sink failed (Logstash unreachable), for this object or one before it: later objects
+    would fail the same way, and retrying the object later can succeed."""
 
     @property
     def events(self) -> int:
