@@ -76,6 +76,7 @@ from elb_log_shipper.report import (
     format_plan,
     format_result,
     format_run,
+    is_failed,
     listed_by_date_note,
 )
 from elb_log_shipper.workers import (
@@ -485,7 +486,7 @@ class _Run:
                     shutil.copyfileobj(spool, stdout)
                 os.unlink(spooled)
             if obj.skip_reason is None:
-                self.progress.object_done(obj.size)
+                self.progress.object_done(obj.size, failed=is_failed(result))
             if result.error or not (self.args.quiet or result.quiet or obj.quiet):
                 self.progress.print(format_result(result))
             results.append(result)  # last: an object is in results once it is done with
@@ -597,9 +598,12 @@ class _Run:
         if self._interrupted(finished, unfinished, stopped=stopped, rejected=rejected):
             return EXIT_INTERRUPTED
         if any(r.delivery_failed for r in results):
+            # The objects Logstash failed were not shipped either (not only those left).
+            failed = sum(1 for r in results if r.outcome is Outcome.FAILED)
             print(
-                f"{PROG}: stopped because Logstash could not be reached; {not_shipped} objects "
-                "were not shipped: check the destination and run the command again",
+                f"{PROG}: stopped because Logstash could not be reached; "
+                f"{not_shipped + failed} objects were not shipped: check the destination and run "
+                "the command again",
                 file=self.stderr,
             )
             return EXIT_FAILED
@@ -624,7 +628,7 @@ class _Run:
             if invocation.queued:
                 queued.append(obj.size)
             if obj.skip_reason is None:
-                self.progress.object_done(obj.size)
+                self.progress.object_done(obj.size, failed=invocation.error is not None)
             if invocation.error is not None:
                 self.progress.print(f"{obj.ref.uri}: not queued: {invocation.error}")
             elif not self.args.quiet and not obj.quiet:

@@ -38,8 +38,12 @@ How failures surface, by trigger:
   ``event.id`` makes the lines shipped twice one document downstream.
 - Logstash failing part-way through an object: the part it confirmed counts, and the object is
   ``HANDED_OFF`` from its confirmed offset (a continuation, as at the deadline), so the next
-  attempt does not start again from byte 0. An object of which nothing was confirmed is
-  ``FAILED``, as above.
+  attempt does not start again from byte 0. Of an asynchronous event, an object of which
+  nothing was confirmed, and one not started after Logstash failed, is ``HANDED_OFF`` from
+  where it began (``_park_undelivered``): it waits for Logstash in the continuation queue
+  (about 2.5 hours of retries) instead of failing the event, which Lambda would dead-letter
+  within minutes. Of an SQS message, or without ``CONTINUATION_QUEUE_URL``, it is ``FAILED``,
+  as above.
 - Objects ``REJECTED`` (gone, not the object the event names, bad gzip, another compression)
   are logged and counted in ``ObjectsFailed`` and fail nothing: retrying cannot help. Their
   ``error`` in the result says why in one sentence (what ``sam local invoke`` prints).
@@ -257,6 +261,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         privacy=privacy,
     )
     _dead_letter(shipment.results, settings, container)
+    if trigger.kind is not TriggerKind.SQS:
+        _park_undelivered(shipment, settings)
     retry_event = trigger.kind is not TriggerKind.SQS and any(
         ledger.outcome is Outcome.FAILED for ledger in shipment.results
     )
@@ -312,6 +318,28 @@ def _hand_off(
             continue
         sent += 1
     return sent
+
+
+def _park_undelivered(shipment: Shipment, settings: Settings) -> None:
+    """Hand each object of an asynchronous event that failed only because Logstash did (nothing
+    of it confirmed, or not started) to the continuation queue from where it began, instead of
+    failing the event.
+
+    Lambda retries an asynchronous event twice, one and two minutes apart, and then sends it to
+    the dead-letter queue: a Logstash down for a few minutes (an upgrade, a blocked pipeline)
+    would dead-letter every object written meanwhile, for an operator to replay. A continuation
+    that fails is retried by SQS after the queue's visibility timeout, up to its
+    ``maxReceiveCount`` (the template's 30 minutes and 5 receives: about 2.5 hours), and the
+    objects ship by themselves once Logstash is back. Without ``CONTINUATION_QUEUE_URL`` the
+    event fails, as before.
+    """
+    if shipment.delivery_error is None or settings.continuation_queue_url is None:
+        return
+    for ledger in shipment.results:
+        if ledger.outcome is Outcome.FAILED and ledger.delivery_failed and not ledger.hops_spent:
+            ledger.outcome = Outcome.HANDED_OFF
+            ledger.next_offset = ledger.ref.start_offset
+            ledger.error = f"{ledger.error}; retried from the continuation queue"
 
 
 def _send(container: _Container, queue_url: str, message: Mapping[str, Any]) -> Exception | None:

@@ -537,7 +537,10 @@ def ship_objects(
         if shipment.delivery_error is not None:
             # Logstash is failing: every later object would wait as long to fail the same way.
             result = ObjectResult(
-                ref, Outcome.FAILED, error="not started: delivery to Logstash failed"
+                ref,
+                Outcome.FAILED,
+                error="not started: delivery to Logstash failed",
+                delivery_failed=True,
             )
         elif ref.hop > settings.max_hops:
             result = ObjectResult(
@@ -602,7 +605,7 @@ def _unconfirmed_hand_off(shipment: Shipment, senders: Sequence[LogstashSender |
     """After a delivery failure, only what was confirmed counts.
 
     Each object that sent events and is not confirmed to its end is handed off from its
-    confirmed progress, or FAILED when nothing of it was confirmed.
+    confirmed progress, or FAILED (``delivery_failed``) when nothing of it was confirmed.
     """
     error = shipment.delivery_error
     for result, sender in zip(shipment.results, senders, strict=True):
@@ -619,6 +622,7 @@ def _unconfirmed_hand_off(shipment: Shipment, senders: Sequence[LogstashSender |
         else:
             result.outcome = Outcome.FAILED
             result.next_offset = None
+            result.delivery_failed = True
     for result in shipment.results:
         if result.delivery_failed and result.next_offset is not None:
             result.outcome = Outcome.HANDED_OFF

@@ -50,6 +50,8 @@ class Snapshot:
     verb: str = "shipped"
     note: str | None = None
     """What the command is waiting for, when it waits (``Progress.set_note``)."""
+    failed: int = 0
+    """Objects done that failed (or were not queued): not among ``objects_done``."""
 
 
 def format_duration(seconds: float) -> str:
@@ -85,12 +87,15 @@ def render(snap: Snapshot) -> str:
     '10/40 objects shipped, 2,000 lines, 1.00 MiB of 4.00 MiB, 205 KiB/s, about 15 s left'
     >>> render(Snapshot(0, 1, 64, 0, 1024, 9.0, note="waiting for Logstash"))
     '0/1 objects shipped, 64 lines, 0 B of 1.00 KiB, 0 KiB/s; waiting for Logstash'
+    >>> render(Snapshot(3, 5, 64, 1024, 1024, 1.0, failed=2))
+    '3/5 objects shipped, 2 failed, 64 lines, 1.00 KiB of 1.00 KiB, 1 KiB/s'
     """
     rate = snap.bytes_done / snap.seconds if snap.seconds > 0 else 0.0
+    failed = f"{snap.failed:,} failed, " if snap.failed else ""
     text = (
-        f"{snap.objects_done}/{snap.objects_total} objects {snap.verb}, {snap.lines:,} lines, "
-        f"{format_bytes(snap.bytes_done)} of {format_bytes(snap.bytes_total)}, "
-        f"{rate / 1024:,.0f} KiB/s"
+        f"{snap.objects_done}/{snap.objects_total} objects {snap.verb}, {failed}"
+        f"{snap.lines:,} lines, {format_bytes(snap.bytes_done)} of "
+        f"{format_bytes(snap.bytes_total)}, {rate / 1024:,.0f} KiB/s"
     )
     if rate > 0 and snap.bytes_done < snap.bytes_total:
         text += f", about {format_duration((snap.bytes_total - snap.bytes_done) / rate)} left"
@@ -136,6 +141,7 @@ class Progress:
         self._lock = threading.Lock()
         self._lines = 0
         self._objects_done = 0
+        self._objects_failed = 0
         self._bytes_done = 0
         self._note: str | None = None
         self._drawn = False
@@ -144,8 +150,12 @@ class Progress:
         with self._lock:
             self._lines += count
 
-    def object_done(self, size: int) -> None:
-        self._objects_done += 1
+    def object_done(self, size: int, *, failed: bool = False) -> None:
+        """An object of ``size`` stored bytes is done with: shipped (queued), or ``failed``."""
+        if failed:
+            self._objects_failed += 1
+        else:
+            self._objects_done += 1
         self._bytes_done += size
 
     def set_note(self, note: str | None) -> None:
@@ -164,6 +174,7 @@ class Progress:
             self._clock() - self._started,
             self._verb,
             self._note,
+            self._objects_failed,
         )
 
     def tick(self) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "format_plan",
     "format_result",
     "format_run",
+    "is_failed",
 ]
 
 
@@ -98,7 +99,8 @@ class ObjectResult:
     hops_spent: bool = False
     """FAILED because the object was handed off more than ``max_hops`` times."""
     delivery_failed: bool = False
-    """The sink failed (Logstash unreachable): later objects would fail the same way."""
+    """The sink failed (Logstash unreachable), for this object or one before it: later objects
+    would fail the same way, and retrying the object later can succeed."""
 
     @property
     def events(self) -> int:
@@ -200,7 +202,8 @@ def format_result(result: ObjectResult) -> str:
     return text
 
 
-def _is_failed(result: ObjectResult) -> bool:
+def is_failed(result: ObjectResult) -> bool:
+    """Whether ``result`` is a failure of its object: failed, rejected or dead-lettered."""
     return result.outcome in (Outcome.FAILED, Outcome.REJECTED, Outcome.DEAD_LETTERED)
 
 
@@ -239,7 +242,7 @@ wall clock (4 lines/s)
     for name, group in (
         ("shipped", [r for r in results if r.outcome is Outcome.SHIPPED]),
         *([("stopped", stopped)] if stopped else []),
-        ("failed", [r for r in results if _is_failed(r)]),
+        ("failed", [r for r in results if is_failed(r)]),
     ):
         rows.append(
             (
@@ -282,7 +285,7 @@ def _summary(results: Sequence[ObjectResult], seconds: float) -> str:
     dropped = sum(r.dropped for r in read)
     summary = (
         f"{len(read)} objects ({len(results) - len(read)} skipped, "
-        f"{sum(1 for r in read if _is_failed(r))} failed): {lines} lines, "
+        f"{sum(1 for r in read if is_failed(r))} failed): {lines} lines, "
         f"{sum(r.parse_failures for r in read)} parse failures, "
         f"{sum(r.events_confirmed for r in read)} sent, "
         f"{sum(r.bytes_read for r in read)} bytes in {seconds:.2f} s wall clock "

@@ -67,9 +67,9 @@ def sqs_event(*bodies: dict[str, Any]) -> dict[str, Any]:
 
 
 def put_lines(
-    moto: MotoServer, count: int, name: str, *, compress: bool = True
+    moto: MotoServer, count: int, name: str, *, compress: bool = True, bucket: str | None = None
 ) -> tuple[str, str, list[bytes]]:
-    bucket = moto.new_bucket()
+    bucket = bucket or moto.new_bucket()
     key = alb_key(name)
     lines = alb_lines(count)
     store(moto, bucket, key, joined(lines), compress=compress)
@@ -144,13 +144,22 @@ def test_refused_for_a_while_then_delivers(moto: MotoServer, container_for: Any)
 def test_never_reading_server_fails_cleanly_before_the_deadline(
     moto: MotoServer, container_for: Any, trigger: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bucket, key, _ = put_lines(moto, 3_000, f"never{trigger}")
+    bucket, key, lines = put_lines(moto, 3_000, f"never{trigger}")
     with NeverReadingServer() as server:
         container = container_for(server)
         started = time.monotonic()
         if trigger == "s3":
-            with pytest.raises(DeliveryError):
-                container.invoke(s3_event(bucket, key), budget=60)
+            # Not a failed event, which Lambda would retry twice within three minutes and then
+            # dead-letter: each object waits in the continuation queue from its start, the one
+            # Logstash failed and the one not started after it.
+            _, second, second_lines = put_lines(moto, 10, "neverafter", bucket=bucket)
+            result = container.invoke(s3_event(bucket, key, second), budget=60)
+            assert [(r["outcome"], r["next_offset"]) for r in result["objects"]] == [
+                ("handed_off", 0),
+                ("handed_off", 0),
+            ], result
+            assert "retried from the continuation queue" in result["objects"][0]["error"]
+            assert result["objects"][1]["error"].startswith("not started")
         else:
             result = container.invoke(sqs_event(make_continuation(ObjectRef(bucket, key))), 60)
             assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
@@ -159,7 +168,33 @@ def test_never_reading_server_fails_cleanly_before_the_deadline(
     assert elapsed < 15, f"{elapsed:.1f}s of a 60 s budget"
     output = capsys.readouterr().out
     assert metric(output, "DeliveryFailures") == 1
-    assert metric(output, "ObjectsFailed") == 1
+    assert metric(output, "ObjectsFailed") == (0 if trigger == "s3" else 1)
+    assert metric(output, "Handoffs") == (2 if trigger == "s3" else 0)
+    if trigger == "sqs":
+        return
+    # Once Logstash is back, the continuations ship both objects whole.
+    bodies = [json.loads(m["Body"]) for m in container.continuations()]
+    assert sorted((b["key"], b["offset"], b["hop"]) for b in bodies) == sorted(
+        [(key, 0, 1), (second, 0, 1)]
+    )
+    with receiver() as server:
+        container = container_for(server)
+        result = container.invoke(sqs_event(*bodies))
+        assert [o["outcome"] for o in result["objects"]] == ["shipped", "shipped"]
+        server.wait_idle()
+        assert set(received(server)) == expected(key, lines) | expected(second, second_lines)
+
+
+def test_an_event_whose_objects_logstash_failed_is_retried_without_a_continuation_queue(
+    moto: MotoServer, container_for: Any
+) -> None:
+    """Without CONTINUATION_QUEUE_URL nothing can wait for Logstash: the event fails (Lambda
+    retries it, then dead-letters it), as it must not be dropped."""
+    bucket, key, _ = put_lines(moto, 100, "nevernoqueue")
+    with NeverReadingServer() as server:
+        container = container_for(server, **{ENV.CONTINUATION_QUEUE_URL: ""})
+        with pytest.raises(DeliveryError):
+            container.invoke(s3_event(bucket, key), budget=60)
 
 
 @pytest.mark.parametrize("trigger", ["s3", "sqs"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from elb_log_shipper.backfill import DateRange, PlannedObject, fan_out, parse_s3_uri
 from elb_log_shipper.cli import _resume_offset, build_parser, resume_commands, ship_parser
 from elb_log_shipper.errors import ConfigurationError
-from elb_log_shipper.progress import Snapshot, render
+from elb_log_shipper.progress import Progress, Snapshot, render
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.report import ObjectResult, Outcome
 
@@ -289,6 +290,13 @@ def test_fan_out_raises_a_task_error_on_the_calling_thread() -> None:
 )
 def test_render(snap: Snapshot, expected: str) -> None:
     assert render(snap) == expected
+
+
+def test_failed_objects_are_not_counted_as_shipped() -> None:
+    progress = Progress(io.StringIO(), objects=3, bytes_total=300, interactive=False)
+    progress.object_done(100)
+    progress.object_done(100, failed=True)
+    assert render(progress.snapshot()).startswith("1/3 objects shipped, 1 failed, 0 lines, 200 B")
 
 
 # Every option of `ship` gives a value here that is not its default; an option added to the
