@@ -55,7 +55,7 @@ from elb_log_shipper.backfill import (
     parse_date,
     plan_sources,
 )
-from elb_log_shipper.config import ENV, Settings
+from elb_log_shipper.config import DEFAULT_POOL_SIZE, ENV, MAX_POOL_SIZE, Settings
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.logstash import LogstashSender, SocketPool, parse_destination
 from elb_log_shipper.pipeline import (
@@ -219,7 +219,13 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
         "--client-cert", help="client certificate for Logstash (tls://, beats+tls://)"
     )
     logstash.add_argument("--client-key", help="key of the client certificate")
-    logstash.add_argument("--pool-size", type=int, help="most connections to Logstash at once")
+    logstash.add_argument(
+        "--pool-size",
+        type=int,
+        metavar="N",
+        help=f"{ENV.LOGSTASH_POOL_SIZE}: most connections to Logstash at once, per worker process, "
+        f"1 to {MAX_POOL_SIZE} (default: the variable, else {DEFAULT_POOL_SIZE})",
+    )
     logstash.add_argument(
         "--no-original",
         action="store_true",
@@ -354,6 +360,12 @@ def _check_usage(args: argparse.Namespace) -> None:
             )
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         raise ConfigurationError(f"--jobs {args.jobs} is out of range: use 1 to {MAX_JOBS}")
+    # Checked here, not by Settings: a flag's value is an override, which skips the variable's
+    # range check, and a pool of 0 connections waits for one forever.
+    if args.pool_size is not None and not 1 <= args.pool_size <= MAX_POOL_SIZE:
+        raise ConfigurationError(
+            f"--pool-size {args.pool_size} is out of range: use 1 to {MAX_POOL_SIZE}"
+        )
     if args.start_offset is not None and args.start_offset < 0:
         raise ConfigurationError("--start-offset needs a byte offset of 0 or more")
     if args.progress_every <= 0:

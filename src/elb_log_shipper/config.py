@@ -25,6 +25,7 @@ from elb_log_shipper.privacy import (
 
 __all__ = [
     "ENV",
+    "MAX_POOL_SIZE",
     "MIN_DEADLINE_MARGIN",
     "PROTOCOLS",
     "PROTOCOL_BEATS",
@@ -90,6 +91,8 @@ DEFAULT_BEATS_COMPRESSION = 3
 # Logstash's tcp input handles a few connections per client well; more only costs file descriptors
 # on both sides, and a 1-vCPU Lambda cannot fill more than a few sockets anyway.
 DEFAULT_POOL_SIZE = 4
+# Far more than one process can fill; a larger pool only holds sockets open on Logstash.
+MAX_POOL_SIZE = 64
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # A connection that accepts no byte for this long is dead; a slow reader that keeps reading is not.
 DEFAULT_STALL_TIMEOUT = 20.0
@@ -201,7 +204,7 @@ class Settings:
             "ca_file": _text(env, ENV.LOGSTASH_CA_FILE),
             "client_cert_file": _text(env, ENV.LOGSTASH_CLIENT_CERT_FILE),
             "client_key_file": _text(env, ENV.LOGSTASH_CLIENT_KEY_FILE),
-            "pool_size": _int(env, ENV.LOGSTASH_POOL_SIZE, DEFAULT_POOL_SIZE, 1, 64),
+            "pool_size": _int(env, ENV.LOGSTASH_POOL_SIZE, DEFAULT_POOL_SIZE, 1, MAX_POOL_SIZE),
             "connect_timeout": _float(
                 env, ENV.LOGSTASH_CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, 0.1, 60
             ),

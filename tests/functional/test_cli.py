@@ -133,6 +133,10 @@ def test_missing_file_is_a_usage_error_in_one_sentence(
         (["ship", "x.log", "--via-lambda", "f"], "--via-lambda ships S3 objects only"),
         (["ship", "s3://b/", "--to", "-", "--jobs", "0"], "--jobs 0 is out of range"),
         (["ship", "s3://b/k", "--to", "-", "--start-offset", "-1"], "a byte offset of 0 or more"),
+        # Once accepted: a pool of 0 (or fewer) connections waited for one forever, SIGTERM too.
+        (["ship", "x.log", "--to", "tcp://h:1", "--pool-size", "0"], "--pool-size 0 is out of"),
+        (["ship", "x.log", "--to", "tcp://h:1", "--pool-size", "-2"], "use 1 to 64"),
+        (["ship", "x.log", "--to", "tcp://h:1", "--pool-size", "65"], "--pool-size 65 is out of"),
         (
             ["ship", "s3://b/", "--to", "-", "--since", "2024-03-02", "--until", "2024-03-01"],
             "is after --until",
