@@ -10,6 +10,7 @@ one.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -29,7 +30,8 @@ import boto3
 import pytest
 from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
 
-from elb_log_shipper.config import ENV
+from elb_log_shipper.config import ENV, Settings
+from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.formats import PARSE_FAILURE_TAG
 from tests.support.docs import table_names
 from tests.support.receiver import JsonLinesReceiver
@@ -435,6 +437,89 @@ def test_the_continuation_queue_leaves_copies_to_new_objects_and_survives_thrott
             for parameter in ("ReservedConcurrency", "ContinuationConcurrency")
         )
         assert continuation < reserved, name
+
+
+def rule_holds(node: Any, values: Mapping[str, str]) -> Any:
+    """Evaluate a rule function of the template's Rules (``Fn::Equals``, ``Fn::Not``,
+    ``Fn::And``, ``Fn::Or``, ``Ref``) for the parameter ``values``, as CloudFormation does."""
+    if not isinstance(node, dict):
+        return node
+    ((function, arguments),) = node.items()
+    if function == "Ref":
+        return values[arguments]
+    results = [rule_holds(argument, values) for argument in arguments]
+    if function == "Fn::Equals":
+        return results[0] == results[1]
+    if function == "Fn::Not":
+        return not results[0]
+    if function == "Fn::And":
+        return all(results)
+    if function == "Fn::Or":
+        return any(results)
+    raise AssertionError(f"rule function {function} is not evaluated here")
+
+
+def refused_by_rules(values: Mapping[str, str]) -> list[str]:
+    """What the template's Rules say of a deploy with the parameter ``values``."""
+    refused = []
+    for rule in template().get("Rules", {}).values():
+        if rule_holds(rule.get("RuleCondition", True), values):
+            refused += [
+                assertion["AssertDescription"]
+                for assertion in rule["Assertions"]
+                if not rule_holds(assertion["Assert"], values)
+            ]
+    return refused
+
+
+def deployed_environment(values: Mapping[str, str]) -> dict[str, str]:
+    """The function's environment for the parameter ``values`` (a resource's Ref: a URL)."""
+    loaded = template()
+    variables = loaded["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    environ = {}
+    for name, value in variables.items():
+        if isinstance(value, dict):
+            (reference,) = value.values()
+            environ[name] = values.get(reference, f"https://sqs.example/{reference}")
+        else:
+            environ[name] = str(value)
+    return environ
+
+
+def parameter_values(**given: str) -> dict[str, str]:
+    """Every parameter's value: its default, or what ``given`` says."""
+    parameters = template()["Parameters"]
+    values = {name: str(spec.get("Default", "")) for name, spec in parameters.items()}
+    values.update({"LogstashHost": "logstash.internal", "LogBucketName": "elb-logs"}, **given)
+    return values
+
+
+def test_the_template_refuses_the_parameters_the_function_would_refuse() -> None:
+    """A combination that deploys but that the function refuses at every cold start fails every
+    object into the dead-letter queue: the template's Rules refuse it at deploy time instead."""
+    choices = {
+        "ClientIp": template()["Parameters"]["ClientIp"]["AllowedValues"],
+        "ClientIpHashKeyParameter": ["", "/elb-log-shipper/client-ip-hash-key"],
+        "LogstashTls": ["true", "false"],
+        "LogstashCaFile": ["", str(TEMPLATE)],  # a file that exists, as the bundle must
+    }
+    refused = 0
+    for combination in itertools.product(*choices.values()):
+        values = parameter_values(**dict(zip(choices, combination, strict=True)))
+        try:
+            Settings.from_env(deployed_environment(values)).require_destination()
+            function_refuses = False
+        except ConfigurationError:
+            function_refuses = True
+        assert bool(refused_by_rules(values)) is function_refuses, combination
+        refused += function_refuses
+    assert refused == 4 + 6 - 1  # hash without its key, a CA file without TLS, and both
+    config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
+    for name, environment in config.items():
+        if isinstance(environment, dict):  # not `version`
+            values = parameter_values(**samconfig_overrides(environment))
+            assert refused_by_rules(values) == [], name
+            Settings.from_env(deployed_environment(values)).require_destination()
 
 
 # ------------------------------------------------------------------------------------ package
