@@ -7,7 +7,9 @@ overrides to the same function, so both validate settings the same way.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from enum import StrEnum
@@ -191,7 +193,7 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
-            "host": _text(env, ENV.LOGSTASH_HOST),
+            "host": _host(env, ENV.LOGSTASH_HOST),
             "port": _int(env, ENV.LOGSTASH_PORT, DEFAULT_LOGSTASH_PORT, 1, 65535),
             "tls": _bool(env, ENV.LOGSTASH_TLS, False),
             "protocol": _choice(env, ENV.LOGSTASH_PROTOCOL, Protocol, Protocol.JSON_LINES),
@@ -370,6 +372,28 @@ class Settings:
 def _text(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+# A DNS name (letters, digits, '-', '.', and '_' as some private zones use) or an IPv4 address;
+# IPv6 addresses are told by ipaddress. Anything else (a port, a scheme, a path, a space) cannot
+# be resolved: taken, it failed each invocation after a minute of retries, as if Logstash were down.
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _host(env: Mapping[str, str], name: str) -> str | None:
+    """A host name or an IP address (IPv6 without brackets)."""
+    value = _text(env, name)
+    if value is None or _HOST_NAME.fullmatch(value):
+        return value
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"{name}={value!r} is not a host name or an IP address: give the port in "
+            f"{ENV.LOGSTASH_PORT}, TLS in {ENV.LOGSTASH_TLS}, the protocol in "
+            f"{ENV.LOGSTASH_PROTOCOL}, and an IPv6 address without brackets"
+        ) from None
+    return value
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -367,9 +367,38 @@ def test_every_template_parameter_is_documented() -> None:
     assert documented - declared == set(), "in docs/deploy.md but not in template.yaml"
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "logstash.internal",
+        "10.0.0.5",
+        "fd00::5",
+        "::1",
+        "fe80::1%eth0",
+        "logstash.internal:5044",
+        "10.0.0.5:5044",
+        "tcp://logstash.internal:5044",
+        "[fd00::5]",
+        "logstash.internal/",
+    ],
+)
+def test_the_template_takes_the_logstash_hosts_the_function_takes(host: str) -> None:
+    """A host:port or a URL deployed, and every invocation then failed: it is refused at once."""
+    pattern = template()["Parameters"]["LogstashHost"]["AllowedPattern"]
+    try:
+        Settings.from_env({ENV.LOGSTASH_HOST: host})
+        accepted = True
+    except ConfigurationError:
+        accepted = False
+    assert (re.fullmatch(pattern, host) is not None) is accepted
+
+
 def override_value_problems(name: str, value: str, parameter: Mapping[str, Any]) -> list[str]:
-    """What CloudFormation would refuse about ``name=value`` (allowed values and number bounds)."""
+    """What CloudFormation would refuse about ``name=value`` (pattern, allowed values, number
+    bounds)."""
     problems = []
+    if "AllowedPattern" in parameter and not re.fullmatch(parameter["AllowedPattern"], value):
+        problems.append(f"{name}={value}: does not match {parameter['AllowedPattern']}")
     if "AllowedValues" in parameter and value not in map(str, parameter["AllowedValues"]):
         problems.append(f"{name}={value}: not one of {parameter['AllowedValues']}")
     if parameter.get("Type") == "Number":
