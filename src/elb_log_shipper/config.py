@@ -250,7 +250,7 @@ class Settings:
                 values[name] = value
         if (
             values["protocol"] == Protocol.BEATS
-            and ENV.LOGSTASH_BATCH_BYTES not in env
+            and _text(env, ENV.LOGSTASH_BATCH_BYTES) is None  # unset or blank: the default
             and overrides.get("batch_bytes") is None
         ):
             values["batch_bytes"] = DEFAULT_BEATS_BATCH_BYTES

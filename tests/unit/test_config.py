@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from elb_log_shipper.config import (
+    DEFAULT_BEATS_BATCH_BYTES,
     DEFAULT_MAX_EVENT_BYTES,
     ENV,
     MIN_DEADLINE_MARGIN,
@@ -145,6 +146,15 @@ def test_each_setting_is_read_and_validated(
 )
 def test_a_host_is_a_name_or_an_address(host: str) -> None:
     assert Settings.from_env({ENV.LOGSTASH_HOST: host}).host == host
+
+
+@pytest.mark.parametrize("blank", ["", " "])
+def test_a_blank_batch_size_is_the_protocol_default_as_if_unset(blank: str) -> None:
+    """Blank was taken as set: beats then sent 256 KiB windows instead of its 1 MiB default."""
+    beats = {ENV.LOGSTASH_PROTOCOL: "beats"}
+    unset = Settings.from_env(beats).batch_bytes
+    assert Settings.from_env({**beats, ENV.LOGSTASH_BATCH_BYTES: blank}).batch_bytes == unset
+    assert unset == DEFAULT_BEATS_BATCH_BYTES
 
 
 def test_defaults() -> None:
