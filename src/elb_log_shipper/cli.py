@@ -234,13 +234,16 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
     private = ship.add_argument_group(
         "privacy and volume (the function's settings of the same names; README, Privacy)"
     )
+    # Lower-cased before the choices are checked, as the variables are read.
     private.add_argument(
         "--redact-query",
+        type=str.lower,
         choices=[choice.value for choice in QueryRedaction],
         help=f"{ENV.REDACT_QUERY}: keep query strings, redact their values, or drop them",
     )
     private.add_argument(
         "--client-ip",
+        type=str.lower,
         choices=[choice.value for choice in ClientAddress],
         help=f"{ENV.CLIENT_IP}: keep client addresses, truncate them (/24, /48) or hash them",
     )

@@ -153,6 +153,21 @@ def test_usage_errors_exit_2_with_one_sentence(
     assert len(run.err.strip().splitlines()) == 1
 
 
+def test_privacy_flags_take_any_case_as_their_variables_do(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REDACT_QUERY=Values was taken and --redact-query Values refused (exit 2)."""
+    (tmp_path / "a.log").write_text(ALB_LINES[0] + "\n")
+    plain = run_cli(capsys, "ship", str(tmp_path), "--to", "-")
+    privacy = ["--redact-query", "ALL", "--client-ip", "Truncate"]
+    flags = run_cli(capsys, "ship", str(tmp_path), "--to", "-", *privacy)
+    monkeypatch.setenv(ENV.REDACT_QUERY, "ALL")
+    monkeypatch.setenv(ENV.CLIENT_IP, "Truncate")
+    variables = run_cli(capsys, "ship", str(tmp_path), "--to", "-")
+    assert (flags.status, variables.status) == (cli.EXIT_OK, cli.EXIT_OK), flags.err
+    assert flags.out == variables.out != plain.out
+
+
 def test_bad_date_and_both_targets_are_argparse_usage_errors(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
