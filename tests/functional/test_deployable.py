@@ -551,6 +551,29 @@ def test_the_template_refuses_the_parameters_the_function_would_refuse() -> None
             Settings.from_env(deployed_environment(values)).require_destination()
 
 
+def architecture_run(command: str) -> str:
+    """The Architecture a printed ``sam build`` or ``sam local invoke`` uses: its own
+    --parameter-overrides, else samconfig.toml's default environment (SAM reads
+    ``default.global`` for every command, and a flag replaces the whole list)."""
+    given = re.search(r"--parameter-overrides ((?:\S+=\S+ ?)+)", command)
+    if given is not None:
+        overrides = dict(item.partition("=")[::2] for item in given.group(1).split())
+    else:
+        overrides = samconfig_overrides(tomllib.loads(SAMCONFIG.read_text())["default"])
+    return str(overrides.get("Architecture", template()["Parameters"]["Architecture"]["Default"]))
+
+
+@pytest.mark.parametrize("document", [DEPLOY_DOC, ROOT / "README.md"], ids=lambda p: p.name)
+def test_the_local_invoke_steps_run_the_architecture_they_build(document: Path) -> None:
+    """A package built for x86_64 and invoked as arm64 (samconfig's) cannot import orjson."""
+    (block,) = [b for b in document.read_text().split("```")[1::2] if "sam local invoke" in b]
+    lines = block.replace("\\\n", " ").splitlines()  # continued lines joined
+    commands = [c.strip() for line in lines for c in line.split("&&")]
+    (build,) = [c for c in commands if re.search(r"\bsam build\b", c)]
+    (invoke,) = [c for c in commands if re.search(r"\bsam local invoke\b", c)]
+    assert architecture_run(invoke) == architecture_run(build), (build, invoke)
+
+
 # ------------------------------------------------------------------------------------ package
 
 
