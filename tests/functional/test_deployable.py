@@ -348,6 +348,13 @@ def test_function_environment_is_what_settings_read() -> None:
     known = {value for name, value in vars(ENV).items() if name.isupper()}
     assert variables - known <= EXTRA_VARIABLES, variables - known - EXTRA_VARIABLES
     assert {ENV.LOGSTASH_HOST, ENV.CONTINUATION_QUEUE_URL} <= variables
+    # What reaching a Logstash with TLS takes, mutual TLS included (logstash/pipeline.conf).
+    assert {
+        ENV.LOGSTASH_TLS,
+        ENV.LOGSTASH_CA_FILE,
+        ENV.LOGSTASH_CLIENT_CERT_FILE,
+        ENV.LOGSTASH_CLIENT_KEY_FILE,
+    } <= variables
     assert function["Handler"] == "elb_log_shipper.handler.lambda_handler"
     assert function["CodeUri"] == "src/"
     assert loaded["Globals"]["Function"]["Runtime"] == "python3.13"
@@ -501,26 +508,20 @@ def refused_by_rules(values: Mapping[str, str]) -> list[str]:
     return refused
 
 
-def deployed_environment(values: Mapping[str, str]) -> dict[str, str]:
-    """The function's environment for the parameter ``values`` (a resource's Ref: a URL)."""
-    loaded = template()
-    variables = loaded["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
-    environ = {}
-    for name, value in variables.items():
-        if isinstance(value, dict):
-            (reference,) = value.values()
-            environ[name] = values.get(reference, f"https://sqs.example/{reference}")
-        else:
-            environ[name] = str(value)
-    return environ
-
-
 def parameter_values(**given: str) -> dict[str, str]:
     """Every parameter's value: its default, or what ``given`` says."""
     parameters = template()["Parameters"]
     values = {name: str(spec.get("Default", "")) for name, spec in parameters.items()}
     values.update({"LogstashHost": "logstash.internal", "LogBucketName": "elb-logs"}, **given)
     return values
+
+
+def deployed_environment(values: Mapping[str, str]) -> dict[str, str]:
+    """The function's environment for the parameter ``values``."""
+    queues = {
+        name: f"https://sqs.example/{name}" for name in ("ContinuationQueue", "DeadLetterQueue")
+    }
+    return function_environ({**values, **queues})
 
 
 def test_the_template_refuses_the_parameters_the_function_would_refuse() -> None:
@@ -530,7 +531,10 @@ def test_the_template_refuses_the_parameters_the_function_would_refuse() -> None
         "ClientIp": template()["Parameters"]["ClientIp"]["AllowedValues"],
         "ClientIpHashKeyParameter": ["", "/elb-log-shipper/client-ip-hash-key"],
         "LogstashTls": ["true", "false"],
-        "LogstashCaFile": ["", str(TEMPLATE)],  # a file that exists, as the bundle must
+        # Files that exist, as the function checks.
+        "LogstashCaFile": ["", str(TEMPLATE)],
+        "LogstashClientCertFile": ["", str(TEMPLATE)],
+        "LogstashClientKeyFile": ["", str(SAMCONFIG)],
     }
     refused = 0
     for combination in itertools.product(*choices.values()):
@@ -542,7 +546,9 @@ def test_the_template_refuses_the_parameters_the_function_would_refuse() -> None
             function_refuses = True
         assert bool(refused_by_rules(values)) is function_refuses, combination
         refused += function_refuses
-    assert refused == 4 + 6 - 1  # hash without its key, a CA file without TLS, and both
+    # Accepted: 5 of the 6 privacy choices (not hash without a key) with 5 of the 16 TLS ones
+    # (without TLS no file; with it, any CA file and both certificate files or neither).
+    assert refused == 96 - 5 * 5
     config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
     for name, environment in config.items():
         if isinstance(environment, dict):  # not `version`
@@ -694,6 +700,8 @@ def test_built_package_ships_an_object_under_python313(
                 "LogstashProtocol": "json_lines",
                 "LogstashTls": "false",
                 "LogstashCaFile": "",
+                "LogstashClientCertFile": "",
+                "LogstashClientKeyFile": "",
                 "LogstashPoolSize": "2",
                 "DeadlineMarginSeconds": "30",
                 "LogPrefix": "AWSLogs/",
