@@ -371,7 +371,7 @@ def _check_usage(args: argparse.Namespace) -> None:
         )
     if args.start_offset is not None and args.start_offset < 0:
         raise ConfigurationError("--start-offset needs a byte offset of 0 or more")
-    if args.progress_every <= 0:
+    if not args.progress_every > 0:  # nan too: it compares false with every time
         raise ConfigurationError("--progress-every needs a positive number of seconds")
 
 

@@ -142,6 +142,7 @@ def test_missing_file_is_a_usage_error_in_one_sentence(
             "is after --until",
         ),
         (["ship", "s3://b/", "--to", "udp://x"], "no known scheme"),
+        (["ship", "x.log", "--to", "-", "--progress-every", "nan"], "a positive number of"),
     ],
 )
 def test_usage_errors_exit_2_with_one_sentence(
