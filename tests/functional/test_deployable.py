@@ -9,6 +9,7 @@ one.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 import json
@@ -196,7 +197,9 @@ def lambda_architecture() -> str:
     ]
 
 
+@functools.cache
 def template() -> dict[str, Any]:
+    """template.yaml, read once: the tests only read it (the rules test reads it 600 times)."""
     loaded: dict[str, Any] = cfn_yaml.load(str(TEMPLATE))
     return loaded
 
@@ -475,15 +478,18 @@ def test_the_continuation_queue_leaves_copies_to_new_objects_and_survives_thrott
         assert continuation < reserved, name
 
 
-def rule_holds(node: Any, values: Mapping[str, str]) -> Any:
+def rule_holds(node: Any, values: Mapping[str, str | list[str]]) -> Any:
     """Evaluate a rule function of the template's Rules (``Fn::Equals``, ``Fn::Not``,
-    ``Fn::And``, ``Fn::Or``, ``Ref``) for the parameter ``values``, as CloudFormation does."""
+    ``Fn::And``, ``Fn::Or``, ``Fn::EachMemberEquals``, ``Ref``) for the parameter ``values``,
+    as CloudFormation does."""
     if not isinstance(node, dict):
         return node
     ((function, arguments),) = node.items()
     if function == "Ref":
         return values[arguments]
     results = [rule_holds(argument, values) for argument in arguments]
+    if function == "Fn::EachMemberEquals":
+        return all(member == results[1] for member in results[0])
     if function == "Fn::Equals":
         return results[0] == results[1]
     if function == "Fn::Not":
@@ -497,13 +503,20 @@ def rule_holds(node: Any, values: Mapping[str, str]) -> Any:
 
 def refused_by_rules(values: Mapping[str, str]) -> list[str]:
     """What the template's Rules say of a deploy with the parameter ``values``."""
+    loaded = template()
+    typed: dict[str, str | list[str]] = {
+        name: value.split(",")
+        if loaded["Parameters"][name]["Type"] == "CommaDelimitedList"
+        else value
+        for name, value in values.items()
+    }
     refused = []
-    for rule in template().get("Rules", {}).values():
-        if rule_holds(rule.get("RuleCondition", True), values):
+    for rule in loaded.get("Rules", {}).values():
+        if rule_holds(rule.get("RuleCondition", True), typed):
             refused += [
                 assertion["AssertDescription"]
                 for assertion in rule["Assertions"]
-                if not rule_holds(assertion["Assert"], values)
+                if not rule_holds(assertion["Assert"], typed)
             ]
     return refused
 
@@ -555,6 +568,26 @@ def test_the_template_refuses_the_parameters_the_function_would_refuse() -> None
             values = parameter_values(**samconfig_overrides(environment))
             assert refused_by_rules(values) == [], name
             Settings.from_env(deployed_environment(values)).require_destination()
+
+
+@pytest.mark.parametrize(
+    ("subnets", "groups", "refused"),
+    [
+        ("", "", False),
+        ("subnet-1,subnet-2", "sg-1", False),
+        ("", "sg-1", True),
+        ("subnet-1", "", True),
+    ],
+)
+def test_a_vpc_takes_both_subnets_and_security_groups(
+    subnets: str, groups: str, refused: bool
+) -> None:
+    """Security groups without subnets deployed a function outside the VPC (HasVpcConfig looks
+    at SubnetIds alone), which cannot reach a private Logstash; the rules refuse half a VPC."""
+    values = parameter_values(SubnetIds=subnets, SecurityGroupIds=groups)
+    assert bool(refused_by_rules(values)) is refused
+    has_vpc = template()["Conditions"]["HasVpcConfig"]
+    assert has_vpc == {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "SubnetIds"}]}, ""]}]}
 
 
 def architecture_run(command: str) -> str:
