@@ -352,6 +352,10 @@ _PRIVACY_VARIABLES = (
 )
 
 
+# The --to schemes that connect with TLS (logstash.parse_destination).
+_TLS_SCHEMES = ("tls://", "beats+tls://")
+
+
 def _check_usage(args: argparse.Namespace) -> None:
     if args.to is None and args.via_lambda is None and not args.dry_run:
         raise ConfigurationError("say where to ship: --to -, --to tcp://host:port or --via-lambda")
@@ -363,6 +367,12 @@ def _check_usage(args: argparse.Namespace) -> None:
             )
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         raise ConfigurationError(f"--jobs {args.jobs} is out of range: use 1 to {MAX_JOBS}")
+    tls_files = args.ca_file or args.client_cert or args.client_key
+    if tls_files and not (args.to or "").strip().lower().startswith(_TLS_SCHEMES):
+        # Settings would refuse it too, naming LOGSTASH_TLS, a variable the user did not set.
+        raise ConfigurationError(
+            "--ca-file, --client-cert and --client-key are for TLS: use --to tls:// or beats+tls://"
+        )
     # Checked here, not by Settings: a flag's value is an override, which skips the variable's
     # range check, and a pool of 0 connections waits for one forever.
     if args.pool_size is not None and not 1 <= args.pool_size <= MAX_POOL_SIZE:

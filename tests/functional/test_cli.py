@@ -143,6 +143,9 @@ def test_missing_file_is_a_usage_error_in_one_sentence(
         ),
         (["ship", "s3://b/", "--to", "udp://x"], "no known scheme"),
         (["ship", "x.log", "--to", "-", "--progress-every", "nan"], "a positive number of"),
+        # Refused before, but for a variable the user had not set (LOGSTASH_TLS=true).
+        (["ship", "x.log", "--to", "tcp://h:1", "--ca-file", "c.pem"], "use --to tls:// or"),
+        (["ship", "x.log", "--to", "-", "--client-cert", "c.pem"], "are for TLS: use --to tls://"),
     ],
 )
 def test_usage_errors_exit_2_with_one_sentence(
