@@ -480,7 +480,8 @@ def test_the_continuation_queue_leaves_copies_to_new_objects_and_survives_thrott
 
 def rule_holds(node: Any, values: Mapping[str, str | list[str]]) -> Any:
     """Evaluate a rule function of the template's Rules (``Fn::Equals``, ``Fn::Not``,
-    ``Fn::And``, ``Fn::Or``, ``Fn::EachMemberEquals``, ``Ref``) for the parameter ``values``,
+    ``Fn::And``, ``Fn::Or``, ``Fn::Contains``, ``Fn::EachMemberEquals``, ``Ref``) for the
+    parameter ``values``,
     as CloudFormation does."""
     if not isinstance(node, dict):
         return node
@@ -490,6 +491,8 @@ def rule_holds(node: Any, values: Mapping[str, str | list[str]]) -> Any:
     results = [rule_holds(argument, values) for argument in arguments]
     if function == "Fn::EachMemberEquals":
         return all(member == results[1] for member in results[0])
+    if function == "Fn::Contains":
+        return results[1] in results[0]
     if function == "Fn::Equals":
         return results[0] == results[1]
     if function == "Fn::Not":
@@ -588,6 +591,24 @@ def test_a_vpc_takes_both_subnets_and_security_groups(
     assert bool(refused_by_rules(values)) is refused
     has_vpc = template()["Conditions"]["HasVpcConfig"]
     assert has_vpc == {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "SubnetIds"}]}, ""]}]}
+
+
+@pytest.mark.parametrize("reserved", range(3, 9))
+def test_a_small_reserved_concurrency_needs_a_smaller_continuation_concurrency(
+    reserved: int,
+) -> None:
+    """ReservedConcurrency=3 with ContinuationConcurrency left at 5 deployed, and the queue's
+    throttled invokes dead-lettered hand-offs; the rules refuse it where the default breaks."""
+    default = int(template()["Parameters"]["ContinuationConcurrency"]["Default"])
+    for continuation in range(2, 10):
+        values = parameter_values(
+            ReservedConcurrency=str(reserved), ContinuationConcurrency=str(continuation)
+        )
+        refused = bool(refused_by_rules(values))
+        if continuation < reserved:
+            assert not refused, (reserved, continuation)
+        elif reserved <= default:  # every pair the default can break (rules do no arithmetic)
+            assert refused, (reserved, continuation)
 
 
 def architecture_run(command: str) -> str:
