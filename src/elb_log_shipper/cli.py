@@ -55,7 +55,7 @@ from elb_log_shipper.backfill import (
     parse_date,
     plan_sources,
 )
-from elb_log_shipper.config import ENV, Settings
+from elb_log_shipper.config import DEFAULT_POOL_SIZE, ENV, MAX_POOL_SIZE, Settings
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.logstash import LogstashSender, SocketPool, parse_destination
 from elb_log_shipper.pipeline import (
@@ -220,7 +220,13 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
         "--client-cert", help="client certificate for Logstash (tls://, beats+tls://)"
     )
     logstash.add_argument("--client-key", help="key of the client certificate")
-    logstash.add_argument("--pool-size", type=int, help="most connections to Logstash at once")
+    logstash.add_argument(
+        "--pool-size",
+        type=int,
+        metavar="N",
+        help=f"{ENV.LOGSTASH_POOL_SIZE}: most connections to Logstash at once, per worker process, "
+        f"1 to {MAX_POOL_SIZE} (default: the variable, else {DEFAULT_POOL_SIZE})",
+    )
     logstash.add_argument(
         "--no-original",
         action="store_true",
@@ -229,13 +235,16 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
     private = ship.add_argument_group(
         "privacy and volume (the function's settings of the same names; README, Privacy)"
     )
+    # Lower-cased before the choices are checked, as the variables are read.
     private.add_argument(
         "--redact-query",
+        type=str.lower,
         choices=[choice.value for choice in QueryRedaction],
         help=f"{ENV.REDACT_QUERY}: keep query strings, redact their values, or drop them",
     )
     private.add_argument(
         "--client-ip",
+        type=str.lower,
         choices=[choice.value for choice in ClientAddress],
         help=f"{ENV.CLIENT_IP}: keep client addresses, truncate them (/24, /48) or hash them",
     )
@@ -344,6 +353,10 @@ _PRIVACY_VARIABLES = (
 )
 
 
+# The --to schemes that connect with TLS (logstash.parse_destination).
+_TLS_SCHEMES = ("tls://", "beats+tls://")
+
+
 def _check_usage(args: argparse.Namespace) -> None:
     if args.to is None and args.via_lambda is None and not args.dry_run:
         raise ConfigurationError("say where to ship: --to -, --to tcp://host:port or --via-lambda")
@@ -355,9 +368,21 @@ def _check_usage(args: argparse.Namespace) -> None:
             )
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         raise ConfigurationError(f"--jobs {args.jobs} is out of range: use 1 to {MAX_JOBS}")
+    tls_files = args.ca_file or args.client_cert or args.client_key
+    if tls_files and not (args.to or "").strip().lower().startswith(_TLS_SCHEMES):
+        # Settings would refuse it too, naming LOGSTASH_TLS, a variable the user did not set.
+        raise ConfigurationError(
+            "--ca-file, --client-cert and --client-key are for TLS: use --to tls:// or beats+tls://"
+        )
+    # Checked here, not by Settings: a flag's value is an override, which skips the variable's
+    # range check, and a pool of 0 connections waits for one forever.
+    if args.pool_size is not None and not 1 <= args.pool_size <= MAX_POOL_SIZE:
+        raise ConfigurationError(
+            f"--pool-size {args.pool_size} is out of range: use 1 to {MAX_POOL_SIZE}"
+        )
     if args.start_offset is not None and args.start_offset < 0:
         raise ConfigurationError("--start-offset needs a byte offset of 0 or more")
-    if args.progress_every <= 0:
+    if not args.progress_every > 0:  # nan too: it compares false with every time
         raise ConfigurationError("--progress-every needs a positive number of seconds")
 
 

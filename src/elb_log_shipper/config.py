@@ -7,7 +7,9 @@ overrides to the same function, so both validate settings the same way.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from enum import StrEnum
@@ -25,6 +27,7 @@ from elb_log_shipper.privacy import (
 
 __all__ = [
     "ENV",
+    "MAX_POOL_SIZE",
     "MIN_DEADLINE_MARGIN",
     "PROTOCOLS",
     "PROTOCOL_BEATS",
@@ -90,6 +93,8 @@ DEFAULT_BEATS_COMPRESSION = 3
 # Logstash's tcp input handles a few connections per client well; more only costs file descriptors
 # on both sides, and a 1-vCPU Lambda cannot fill more than a few sockets anyway.
 DEFAULT_POOL_SIZE = 4
+# Far more than one process can fill; a larger pool only holds sockets open on Logstash.
+MAX_POOL_SIZE = 64
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # A connection that accepts no byte for this long is dead; a slow reader that keeps reading is not.
 DEFAULT_STALL_TIMEOUT = 20.0
@@ -188,7 +193,7 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
-            "host": _text(env, ENV.LOGSTASH_HOST),
+            "host": _host(env, ENV.LOGSTASH_HOST),
             "port": _int(env, ENV.LOGSTASH_PORT, DEFAULT_LOGSTASH_PORT, 1, 65535),
             "tls": _bool(env, ENV.LOGSTASH_TLS, False),
             "protocol": _choice(env, ENV.LOGSTASH_PROTOCOL, Protocol, Protocol.JSON_LINES),
@@ -201,7 +206,7 @@ class Settings:
             "ca_file": _text(env, ENV.LOGSTASH_CA_FILE),
             "client_cert_file": _text(env, ENV.LOGSTASH_CLIENT_CERT_FILE),
             "client_key_file": _text(env, ENV.LOGSTASH_CLIENT_KEY_FILE),
-            "pool_size": _int(env, ENV.LOGSTASH_POOL_SIZE, DEFAULT_POOL_SIZE, 1, 64),
+            "pool_size": _int(env, ENV.LOGSTASH_POOL_SIZE, DEFAULT_POOL_SIZE, 1, MAX_POOL_SIZE),
             "connect_timeout": _float(
                 env, ENV.LOGSTASH_CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, 0.1, 60
             ),
@@ -245,7 +250,7 @@ class Settings:
                 values[name] = value
         if (
             values["protocol"] == Protocol.BEATS
-            and ENV.LOGSTASH_BATCH_BYTES not in env
+            and _text(env, ENV.LOGSTASH_BATCH_BYTES) is None  # unset or blank: the default
             and overrides.get("batch_bytes") is None
         ):
             values["batch_bytes"] = DEFAULT_BEATS_BATCH_BYTES
@@ -367,6 +372,28 @@ class Settings:
 def _text(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+# A DNS name (letters, digits, '-', '.', and '_' as some private zones use) or an IPv4 address;
+# IPv6 addresses are told by ipaddress. Anything else (a port, a scheme, a path, a space) cannot
+# be resolved: taken, it failed each invocation after a minute of retries, as if Logstash were down.
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _host(env: Mapping[str, str], name: str) -> str | None:
+    """A host name or an IP address (IPv6 without brackets)."""
+    value = _text(env, name)
+    if value is None or _HOST_NAME.fullmatch(value):
+        return value
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"{name}={value!r} is not a host name or an IP address: give the port in "
+            f"{ENV.LOGSTASH_PORT}, TLS in {ENV.LOGSTASH_TLS}, the protocol in "
+            f"{ENV.LOGSTASH_PROTOCOL}, and an IPv6 address without brackets"
+        ) from None
+    return value
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -133,11 +133,19 @@ def test_missing_file_is_a_usage_error_in_one_sentence(
         (["ship", "x.log", "--via-lambda", "f"], "--via-lambda ships S3 objects only"),
         (["ship", "s3://b/", "--to", "-", "--jobs", "0"], "--jobs 0 is out of range"),
         (["ship", "s3://b/k", "--to", "-", "--start-offset", "-1"], "a byte offset of 0 or more"),
+        # Once accepted: a pool of 0 (or fewer) connections waited for one forever, SIGTERM too.
+        (["ship", "x.log", "--to", "tcp://h:1", "--pool-size", "0"], "--pool-size 0 is out of"),
+        (["ship", "x.log", "--to", "tcp://h:1", "--pool-size", "-2"], "use 1 to 64"),
+        (["ship", "x.log", "--to", "tcp://h:1", "--pool-size", "65"], "--pool-size 65 is out of"),
         (
             ["ship", "s3://b/", "--to", "-", "--since", "2024-03-02", "--until", "2024-03-01"],
             "is after --until",
         ),
         (["ship", "s3://b/", "--to", "udp://x"], "no known scheme"),
+        (["ship", "x.log", "--to", "-", "--progress-every", "nan"], "a positive number of"),
+        # Refused before, but for a variable the user had not set (LOGSTASH_TLS=true).
+        (["ship", "x.log", "--to", "tcp://h:1", "--ca-file", "c.pem"], "use --to tls:// or"),
+        (["ship", "x.log", "--to", "-", "--client-cert", "c.pem"], "are for TLS: use --to tls://"),
     ],
 )
 def test_usage_errors_exit_2_with_one_sentence(
@@ -147,6 +155,21 @@ def test_usage_errors_exit_2_with_one_sentence(
     assert run.status == cli.EXIT_USAGE
     assert message in run.err
     assert len(run.err.strip().splitlines()) == 1
+
+
+def test_privacy_flags_take_any_case_as_their_variables_do(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REDACT_QUERY=Values was taken and --redact-query Values refused (exit 2)."""
+    (tmp_path / "a.log").write_text(ALB_LINES[0] + "\n")
+    plain = run_cli(capsys, "ship", str(tmp_path), "--to", "-")
+    privacy = ["--redact-query", "ALL", "--client-ip", "Truncate"]
+    flags = run_cli(capsys, "ship", str(tmp_path), "--to", "-", *privacy)
+    monkeypatch.setenv(ENV.REDACT_QUERY, "ALL")
+    monkeypatch.setenv(ENV.CLIENT_IP, "Truncate")
+    variables = run_cli(capsys, "ship", str(tmp_path), "--to", "-")
+    assert (flags.status, variables.status) == (cli.EXIT_OK, cli.EXIT_OK), flags.err
+    assert flags.out == variables.out != plain.out
 
 
 def test_bad_date_and_both_targets_are_argparse_usage_errors(

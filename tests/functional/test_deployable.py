@@ -9,7 +9,9 @@ one.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -29,7 +31,8 @@ import boto3
 import pytest
 from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
 
-from elb_log_shipper.config import ENV
+from elb_log_shipper.config import ENV, Settings
+from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.formats import PARSE_FAILURE_TAG
 from tests.support.docs import table_names
 from tests.support.receiver import JsonLinesReceiver
@@ -194,7 +197,9 @@ def lambda_architecture() -> str:
     ]
 
 
+@functools.cache
 def template() -> dict[str, Any]:
+    """template.yaml, read once: the tests only read it (the rules test reads it 600 times)."""
     loaded: dict[str, Any] = cfn_yaml.load(str(TEMPLATE))
     return loaded
 
@@ -346,6 +351,13 @@ def test_function_environment_is_what_settings_read() -> None:
     known = {value for name, value in vars(ENV).items() if name.isupper()}
     assert variables - known <= EXTRA_VARIABLES, variables - known - EXTRA_VARIABLES
     assert {ENV.LOGSTASH_HOST, ENV.CONTINUATION_QUEUE_URL} <= variables
+    # What reaching a Logstash with TLS takes, mutual TLS included (logstash/pipeline.conf).
+    assert {
+        ENV.LOGSTASH_TLS,
+        ENV.LOGSTASH_CA_FILE,
+        ENV.LOGSTASH_CLIENT_CERT_FILE,
+        ENV.LOGSTASH_CLIENT_KEY_FILE,
+    } <= variables
     assert function["Handler"] == "elb_log_shipper.handler.lambda_handler"
     assert function["CodeUri"] == "src/"
     assert loaded["Globals"]["Function"]["Runtime"] == "python3.13"
@@ -365,9 +377,38 @@ def test_every_template_parameter_is_documented() -> None:
     assert documented - declared == set(), "in docs/deploy.md but not in template.yaml"
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "logstash.internal",
+        "10.0.0.5",
+        "fd00::5",
+        "::1",
+        "fe80::1%eth0",
+        "logstash.internal:5044",
+        "10.0.0.5:5044",
+        "tcp://logstash.internal:5044",
+        "[fd00::5]",
+        "logstash.internal/",
+    ],
+)
+def test_the_template_takes_the_logstash_hosts_the_function_takes(host: str) -> None:
+    """A host:port or a URL deployed, and every invocation then failed: it is refused at once."""
+    pattern = template()["Parameters"]["LogstashHost"]["AllowedPattern"]
+    try:
+        Settings.from_env({ENV.LOGSTASH_HOST: host})
+        accepted = True
+    except ConfigurationError:
+        accepted = False
+    assert (re.fullmatch(pattern, host) is not None) is accepted
+
+
 def override_value_problems(name: str, value: str, parameter: Mapping[str, Any]) -> list[str]:
-    """What CloudFormation would refuse about ``name=value`` (allowed values and number bounds)."""
+    """What CloudFormation would refuse about ``name=value`` (pattern, allowed values, number
+    bounds)."""
     problems = []
+    if "AllowedPattern" in parameter and not re.fullmatch(parameter["AllowedPattern"], value):
+        problems.append(f"{name}={value}: does not match {parameter['AllowedPattern']}")
     if "AllowedValues" in parameter and value not in map(str, parameter["AllowedValues"]):
         problems.append(f"{name}={value}: not one of {parameter['AllowedValues']}")
     if parameter.get("Type") == "Number":
@@ -435,6 +476,162 @@ def test_the_continuation_queue_leaves_copies_to_new_objects_and_survives_thrott
             for parameter in ("ReservedConcurrency", "ContinuationConcurrency")
         )
         assert continuation < reserved, name
+
+
+def rule_holds(node: Any, values: Mapping[str, str | list[str]]) -> Any:
+    """Evaluate a rule function of the template's Rules (``Fn::Equals``, ``Fn::Not``,
+    ``Fn::And``, ``Fn::Or``, ``Fn::Contains``, ``Fn::EachMemberEquals``, ``Ref``) for the
+    parameter ``values``,
+    as CloudFormation does."""
+    if not isinstance(node, dict):
+        return node
+    ((function, arguments),) = node.items()
+    if function == "Ref":
+        return values[arguments]
+    results = [rule_holds(argument, values) for argument in arguments]
+    if function == "Fn::EachMemberEquals":
+        return all(member == results[1] for member in results[0])
+    if function == "Fn::Contains":
+        return results[1] in results[0]
+    if function == "Fn::Equals":
+        return results[0] == results[1]
+    if function == "Fn::Not":
+        return not results[0]
+    if function == "Fn::And":
+        return all(results)
+    if function == "Fn::Or":
+        return any(results)
+    raise AssertionError(f"rule function {function} is not evaluated here")
+
+
+def refused_by_rules(values: Mapping[str, str]) -> list[str]:
+    """What the template's Rules say of a deploy with the parameter ``values``."""
+    loaded = template()
+    typed: dict[str, str | list[str]] = {
+        name: value.split(",")
+        if loaded["Parameters"][name]["Type"] == "CommaDelimitedList"
+        else value
+        for name, value in values.items()
+    }
+    refused = []
+    for rule in loaded.get("Rules", {}).values():
+        if rule_holds(rule.get("RuleCondition", True), typed):
+            refused += [
+                assertion["AssertDescription"]
+                for assertion in rule["Assertions"]
+                if not rule_holds(assertion["Assert"], typed)
+            ]
+    return refused
+
+
+def parameter_values(**given: str) -> dict[str, str]:
+    """Every parameter's value: its default, or what ``given`` says."""
+    parameters = template()["Parameters"]
+    values = {name: str(spec.get("Default", "")) for name, spec in parameters.items()}
+    values.update({"LogstashHost": "logstash.internal", "LogBucketName": "elb-logs"}, **given)
+    return values
+
+
+def deployed_environment(values: Mapping[str, str]) -> dict[str, str]:
+    """The function's environment for the parameter ``values``."""
+    queues = {
+        name: f"https://sqs.example/{name}" for name in ("ContinuationQueue", "DeadLetterQueue")
+    }
+    return function_environ({**values, **queues})
+
+
+def test_the_template_refuses_the_parameters_the_function_would_refuse() -> None:
+    """A combination that deploys but that the function refuses at every cold start fails every
+    object into the dead-letter queue: the template's Rules refuse it at deploy time instead."""
+    choices = {
+        "ClientIp": template()["Parameters"]["ClientIp"]["AllowedValues"],
+        "ClientIpHashKeyParameter": ["", "/elb-log-shipper/client-ip-hash-key"],
+        "LogstashTls": ["true", "false"],
+        # Files that exist, as the function checks.
+        "LogstashCaFile": ["", str(TEMPLATE)],
+        "LogstashClientCertFile": ["", str(TEMPLATE)],
+        "LogstashClientKeyFile": ["", str(SAMCONFIG)],
+    }
+    refused = 0
+    for combination in itertools.product(*choices.values()):
+        values = parameter_values(**dict(zip(choices, combination, strict=True)))
+        try:
+            Settings.from_env(deployed_environment(values)).require_destination()
+            function_refuses = False
+        except ConfigurationError:
+            function_refuses = True
+        assert bool(refused_by_rules(values)) is function_refuses, combination
+        refused += function_refuses
+    # Accepted: 5 of the 6 privacy choices (not hash without a key) with 5 of the 16 TLS ones
+    # (without TLS no file; with it, any CA file and both certificate files or neither).
+    assert refused == 96 - 5 * 5
+    config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
+    for name, environment in config.items():
+        if isinstance(environment, dict):  # not `version`
+            values = parameter_values(**samconfig_overrides(environment))
+            assert refused_by_rules(values) == [], name
+            Settings.from_env(deployed_environment(values)).require_destination()
+
+
+@pytest.mark.parametrize(
+    ("subnets", "groups", "refused"),
+    [
+        ("", "", False),
+        ("subnet-1,subnet-2", "sg-1", False),
+        ("", "sg-1", True),
+        ("subnet-1", "", True),
+    ],
+)
+def test_a_vpc_takes_both_subnets_and_security_groups(
+    subnets: str, groups: str, refused: bool
+) -> None:
+    """Security groups without subnets deployed a function outside the VPC (HasVpcConfig looks
+    at SubnetIds alone), which cannot reach a private Logstash; the rules refuse half a VPC."""
+    values = parameter_values(SubnetIds=subnets, SecurityGroupIds=groups)
+    assert bool(refused_by_rules(values)) is refused
+    has_vpc = template()["Conditions"]["HasVpcConfig"]
+    assert has_vpc == {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "SubnetIds"}]}, ""]}]}
+
+
+@pytest.mark.parametrize("reserved", range(3, 9))
+def test_a_small_reserved_concurrency_needs_a_smaller_continuation_concurrency(
+    reserved: int,
+) -> None:
+    """ReservedConcurrency=3 with ContinuationConcurrency left at 5 deployed, and the queue's
+    throttled invokes dead-lettered hand-offs; the rules refuse it where the default breaks."""
+    default = int(template()["Parameters"]["ContinuationConcurrency"]["Default"])
+    for continuation in range(2, 10):
+        values = parameter_values(
+            ReservedConcurrency=str(reserved), ContinuationConcurrency=str(continuation)
+        )
+        refused = bool(refused_by_rules(values))
+        if continuation < reserved:
+            assert not refused, (reserved, continuation)
+        elif reserved <= default:  # every pair the default can break (rules do no arithmetic)
+            assert refused, (reserved, continuation)
+
+
+def architecture_run(command: str) -> str:
+    """The Architecture a printed ``sam build`` or ``sam local invoke`` uses: its own
+    --parameter-overrides, else samconfig.toml's default environment (SAM reads
+    ``default.global`` for every command, and a flag replaces the whole list)."""
+    given = re.search(r"--parameter-overrides ((?:\S+=\S+ ?)+)", command)
+    if given is not None:
+        overrides = dict(item.partition("=")[::2] for item in given.group(1).split())
+    else:
+        overrides = samconfig_overrides(tomllib.loads(SAMCONFIG.read_text())["default"])
+    return str(overrides.get("Architecture", template()["Parameters"]["Architecture"]["Default"]))
+
+
+@pytest.mark.parametrize("document", [DEPLOY_DOC, ROOT / "README.md"], ids=lambda p: p.name)
+def test_the_local_invoke_steps_run_the_architecture_they_build(document: Path) -> None:
+    """A package built for x86_64 and invoked as arm64 (samconfig's) cannot import orjson."""
+    (block,) = [b for b in document.read_text().split("```")[1::2] if "sam local invoke" in b]
+    lines = block.replace("\\\n", " ").splitlines()  # continued lines joined
+    commands = [c.strip() for line in lines for c in line.split("&&")]
+    (build,) = [c for c in commands if re.search(r"\bsam build\b", c)]
+    (invoke,) = [c for c in commands if re.search(r"\bsam local invoke\b", c)]
+    assert architecture_run(invoke) == architecture_run(build), (build, invoke)
 
 
 # ------------------------------------------------------------------------------------ package
@@ -557,6 +754,8 @@ def test_built_package_ships_an_object_under_python313(
                 "LogstashProtocol": "json_lines",
                 "LogstashTls": "false",
                 "LogstashCaFile": "",
+                "LogstashClientCertFile": "",
+                "LogstashClientKeyFile": "",
                 "LogstashPoolSize": "2",
                 "DeadlineMarginSeconds": "30",
                 "LogPrefix": "AWSLogs/",

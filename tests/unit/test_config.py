@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from elb_log_shipper.config import (
+    DEFAULT_BEATS_BATCH_BYTES,
     DEFAULT_MAX_EVENT_BYTES,
     ENV,
     MIN_DEADLINE_MARGIN,
@@ -20,7 +21,18 @@ from tests.support.docs import table_names
 
 # (variable, field, good text, parsed value, [(bad text, part of the message)])
 TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
-    (ENV.LOGSTASH_HOST, "host", " logstash.internal ", "logstash.internal", []),
+    (
+        ENV.LOGSTASH_HOST,
+        "host",
+        " logstash.internal ",
+        "logstash.internal",
+        [
+            ("logstash.internal:5044", "is not a host name or an IP address: give the port in"),
+            ("tcp://10.0.0.5:5044", "is not a host name"),
+            ("[fd00::5]", "an IPv6 address without brackets"),
+            ("log stash", "is not a host name"),
+        ],
+    ),
     (
         ENV.LOGSTASH_PORT,
         "port",
@@ -127,6 +139,22 @@ def test_each_setting_is_read_and_validated(
             Settings.from_env({variable: wrong})
         assert variable in str(raised.value)
         assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "host", ["10.0.0.5", "fd00::5", "::ffff:10.0.0.5", "fe80::1%eth0", "logstash_1.internal"]
+)
+def test_a_host_is_a_name_or_an_address(host: str) -> None:
+    assert Settings.from_env({ENV.LOGSTASH_HOST: host}).host == host
+
+
+@pytest.mark.parametrize("blank", ["", " "])
+def test_a_blank_batch_size_is_the_protocol_default_as_if_unset(blank: str) -> None:
+    """Blank was taken as set: beats then sent 256 KiB windows instead of its 1 MiB default."""
+    beats = {ENV.LOGSTASH_PROTOCOL: "beats"}
+    unset = Settings.from_env(beats).batch_bytes
+    assert Settings.from_env({**beats, ENV.LOGSTASH_BATCH_BYTES: blank}).batch_bytes == unset
+    assert unset == DEFAULT_BEATS_BATCH_BYTES
 
 
 def test_defaults() -> None:
