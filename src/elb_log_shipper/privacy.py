@@ -411,8 +411,8 @@ class LinePrivacy:
         rewritten as ``apply`` rewrites it, or ``otherwise`` (None) for any other line.
 
         One match reads and rewrites the line as the parser will read it; with a query to redact,
-        only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` or `#` after it, no user
-        information in the URL).
+        only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` after it, no `#` or `@` in
+        the line: no user information in the URL or the redirect).
 
         This match reads only the line's head and its request: the caller parses the answer as
         the common ALB line (``alb.parse_quoted_parts``), and hands back to ``apply`` any line the
@@ -430,16 +430,18 @@ class LinePrivacy:
             if found is None or '"' in (network := found[1]):
                 return otherwise
             return f"{network}0{found[2]}"
-        if "#" in text or "\\" in text:
-            # A fragment or an escape: `_request` reads them on its longer branch.
+        if "#" in text or "\\" in text or "@" in text:
+            # A fragment or an escape, which `_request` reads on its longer branch, or user
+            # information, in the URL or another URL field (a redirect): the longer paths read
+            # them (and a line with an `@` elsewhere, which is rare, costs them no more).
             return otherwise
         found = _COMMON_QUERY.match(text)
         if found is None:
             return otherwise
         network, port_to_request, path, query, version_on = found.groups()
-        if '"' in path or '"' in query or "?" in version_on or '"' in network or "@" in path:
-            # The request is not the first quoted field, another URL field (a redirect) may hold
-            # a query, or the URL user information: the longer paths read them.
+        if '"' in path or '"' in query or "?" in version_on or '"' in network:
+            # The request is not the first quoted field, or another URL field (a redirect) may
+            # hold a query: the longer paths read them.
             return otherwise
         if self._removes_query:
             return f"{network}0{port_to_request}{path}{version_on}"

@@ -720,6 +720,10 @@ LEAKS: dict[str, Leak] = {
         classic(request="GET http://jo:pa55w0rd@www.example.com:80/p HTTP/1.1"),
         secrets=("pa55w0rd", "jo:"),
     ),
+    "alb, password in the redirect, query in the url": Leak(
+        alb(redirect="https://jo:pa55w0rd@h:443/cb"),
+        secrets=("jo%40example.com", "s3cr3tTok", "pa55w0rd", "jo:"),
+    ),
 }
 LEAK_RULES = {
     **ALL_RULES,
