@@ -344,11 +344,15 @@ def parse_url(url: str) -> dict[str, Any]:
     """
     start = url.find("://")
     if start > 0:
+        # The authority ends at the first `/`, `?` or `#` (RFC 3986, section 3.2).
         end = len(url)
         slash = url.find("/", start + 3)
         if slash >= 0:
             end = slash
         mark = url.find("?", start + 3, end)
+        if mark >= 0:
+            end = mark
+        mark = url.find("#", start + 3, end)
         if mark >= 0:
             end = mark
         prefix = url[:end]
@@ -361,6 +365,9 @@ def parse_url(url: str) -> dict[str, Any]:
             _authorities[prefix] = base
         if base is not None:
             fields = {"original": url, **base}
+            if url[end : end + 1] != "/":
+                # No path (`http://a.com`, `http://a.com?q`): an empty one, as uri_parts gives.
+                fields["path"] = ""
             if end < len(url):
                 _add_path(fields, url[end:])
             return fields
