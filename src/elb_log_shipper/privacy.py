@@ -600,9 +600,13 @@ class LinePrivacy:
         values = [text[start:end] for start, end in spans]
         count = len(values)
         layout = _LAYOUTS.get(self._detect_format(values))
-        if layout is None or (layout.fixed and count > layout.documented):
-            # No format the parser knows, or a field split in two: nothing says which value is
-            # the client's, nor where the request ends.
+        if (
+            layout is None
+            or (layout.fixed and count > layout.documented)
+            or _request_unquoted(text, spans, layout)
+        ):
+            # No format the parser knows, a field split in two, or a field lost or added before
+            # the request: nothing says which value is the client's, nor where the request ends.
             return self._scrub(text)
 
         def value(index: int) -> str:
@@ -828,6 +832,17 @@ def _documented_alb(text: str) -> bool:
     return (
         text.count('"') in _DOCUMENTED_ALB_QUOTES and len(text[text.rfind('"') + 1 :].split()) <= 1
     )
+
+
+def _request_unquoted(text: str, spans: list[tuple[int, int]], layout: _Layout) -> bool:
+    """Whether the line has a field where its format has the quoted request, and that field is
+    not quoted: a field was added before it (or lost, with another), and the parser reads the
+    request as the next field, the user agent, which the rules never take as a URL."""
+    index = layout.request
+    if not 0 <= index < len(spans):
+        return False
+    start = spans[index][0]
+    return text[start - 1 : start] != '"'
 
 
 def _url_marks(text: str, start: int) -> bool:

@@ -731,6 +731,14 @@ LEAKS: dict[str, Leak] = {
     "alb, a password after the trace id": Leak(
         alb(later=" http://jo:pa55w0rd@h"), secrets=("jo%40example.com", "s3cr3tTok", "pa55w0rd")
     ),
+    # A field added before the request of a line that still parses (cut short, or Classic's
+    # 12-field layout of before 2015): the parser reads the request as the user agent.
+    "alb, a field added before the request, cut": Leak(
+        alb().replace(" 200 200 ", " 200 200 200 ").split(" ECDHE")[0]
+    ),
+    "classic, a field added before the request": Leak(
+        classic().replace(" 200 200 ", " 200 200 200 ").rsplit(' "curl', 1)[0]
+    ),
     "alb, password in the redirect, query in the url": Leak(
         alb(redirect="https://jo:pa55w0rd@h:443/cb"),
         secrets=("jo%40example.com", "s3cr3tTok", "pa55w0rd", "jo:"),
