@@ -266,12 +266,12 @@ class EventBuilder:
                 text = raw
                 parts = text.split('"')
                 if (
-                    len(parts) != _ALB_PARTS
-                    # An address after the last quote (`_short_path_parsed`).
+                    "\\" in text
+                    or (event := alb.parse_quoted_parts(parts)) is None  # type: ignore[assignment]
+                    # An address after the last quote (`_short_path_parsed`); 25 parts, as
+                    # `parse_quoted_parts` answers only for those.
                     or "." in (tail := parts[24])
                     or ":" in tail
-                    or "\\" in text
-                    or (event := alb.parse_quoted_parts(parts)) is None  # type: ignore[assignment]
                 ):
                     text, event = self._reread(text)
             else:
@@ -316,11 +316,11 @@ class EventBuilder:
         alone. (A `?`, `#` or `@` there the short path has refused: ``LinePrivacy.truncated``.)"""
         parts = text.split('"')
         if (
-            len(parts) == _ALB_PARTS
+            "\\" not in text
+            and (event := alb.parse_quoted_parts(parts)) is not None
+            # 25 parts, as `parse_quoted_parts` answers only for those.
             and "." not in (tail := parts[24])
             and ":" not in tail
-            and "\\" not in text
-            and (event := alb.parse_quoted_parts(parts)) is not None
         ):
             return text, event
         return self._reread(text)
