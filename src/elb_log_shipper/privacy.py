@@ -72,7 +72,6 @@ from typing import TypeVar, overload
 __all__ = [
     "MIN_HASH_KEY_BYTES",
     "REDACTED",
-    "TRACE_ID_TAIL",
     "ClientAddress",
     "DropRules",
     "FormatDetector",
@@ -92,11 +91,14 @@ FormatDetector = Callable[[list[str]], str | None]
 REDACTED = "REDACTED"
 # A shorter HMAC key could be guessed; 16 bytes is 128 bits, as much as the digest we keep.
 MIN_HASH_KEY_BYTES = 16
-# What follows the last quote of a common ALB line: ` TID_` and 32 hex digits (conn_trace_id), or
-# nothing. A longer tail is read by the rules' longer paths, which read every field: it may hold
-# later fields written unquoted, or another line run into this one (a line's head before its
-# client is longer than this). Measured, not split: one `len` a line on the common paths.
-TRACE_ID_TAIL = 37
+# What follows the last quote of a common ALB line is ` TID_` and 32 hex digits (conn_trace_id),
+# or nothing; but the parser keeps whatever stands there as later fields, and the common layout's
+# paths (`truncated`, `alb_parts`) do not rewrite it. So they take only a tail that the longer
+# paths, which scrub every field after the documented ones, leave as it is: one without `.` or `:`
+# (no address) and, with a query rule, without `?`, `#` or `@` (no query, fragment or user
+# information). Later fields written unquoted, or another line run into this one (its
+# timestamp), fail the same tests. An `in` a character: a C scan each, cheaper than a split or a
+# regular expression.
 # Memo of anonymised addresses: cleared when full, like the parser's memos.
 _MEMO_LIMIT = 4096
 # Pseudonymous addresses are RFC 4193 unique local IPv6 (fd00::/8): a valid `ip` for
@@ -411,13 +413,13 @@ class LinePrivacy:
         rewritten as ``apply`` rewrites it, or ``otherwise`` (None) for any other line.
 
         One match reads and rewrites the line as the parser will read it; with a query to redact,
-        only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` or `#` after it, no user
-        information in the URL).
+        only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` after it, no `#` or `@` in
+        the line: no user information in the URL or the redirect).
 
         This match reads only the line's head and its request: the caller parses the answer as
         the common ALB line (``alb.parse_quoted_parts``), and hands back to ``apply`` any line the
-        parser does not read so, or that has more after its last quote than a trace id (two lines
-        run together, fields the parser reads unquoted).
+        parser does not read so, or with a `.` or `:` after its last quote (an address in a later
+        field, another line run into this one); a `?`, `#` or `@` there this match refuses.
 
         >>> from elb_log_shipper.formats import detect_format
         >>> rules = PrivacyRules(QueryRedaction.VALUES, ClientAddress.TRUNCATE)
@@ -430,16 +432,18 @@ class LinePrivacy:
             if found is None or '"' in (network := found[1]):
                 return otherwise
             return f"{network}0{found[2]}"
-        if "#" in text or "\\" in text:
-            # A fragment or an escape: `_request` reads them on its longer branch.
+        if "#" in text or "\\" in text or "@" in text:
+            # A fragment or an escape, which `_request` reads on its longer branch, or user
+            # information, in the URL or another URL field (a redirect): the longer paths read
+            # them (and a line with an `@` elsewhere, which is rare, costs them no more).
             return otherwise
         found = _COMMON_QUERY.match(text)
         if found is None:
             return otherwise
         network, port_to_request, path, query, version_on = found.groups()
-        if '"' in path or '"' in query or "?" in version_on or '"' in network or "@" in path:
-            # The request is not the first quoted field, another URL field (a redirect) may hold
-            # a query, or the URL user information: the longer paths read them.
+        if '"' in path or '"' in query or "?" in version_on or '"' in network:
+            # The request is not the first quoted field, or another URL field (a redirect) may
+            # hold a query: the longer paths read them.
             return otherwise
         if self._removes_query:
             return f"{network}0{port_to_request}{path}{version_on}"
@@ -462,16 +466,21 @@ class LinePrivacy:
 
     def alb_parts(self, text: str, parts: list[str]) -> str | bool:
         """Redact an ALB line of the common layout in ``parts = text.split('"')`` (25 parts: the
-        request is ``parts[1]``, the user agent ``parts[3]``, the redirect URL ``parts[13]``, no
-        more than a trace id after the last quote), in place, and return the line they make;
-        False when a drop filter matches it; True when the line is not one this can read (take
-        ``apply``).
+        request is ``parts[1]``, the user agent ``parts[3]``, the redirect URL ``parts[13]``, after
+        the last quote nothing that the rules would rewrite), in place, and return the line they
+        make; False when a drop filter matches it; True when the line is not one this can read
+        (take ``apply``).
 
         The caller must use the edited parts only if the parser accepts the same layout
         (``alb.parse_quoted_parts``), which makes ``parts[13]`` the redirect URL.
         """
         head = parts[0]
-        if parts[2] != " " or len(parts[24]) > TRACE_ID_TAIL:
+        tail = parts[24]
+        if (
+            parts[2] != " "
+            or (self._anonymises and ("." in tail or ":" in tail))
+            or (self._redacts_query and ("?" in tail or "#" in tail or "@" in tail))
+        ):
             return True
         request = parts[1]
         found = _ALB_IPV4_CLIENT.match(head) if self._truncates_alone else None
@@ -591,9 +600,13 @@ class LinePrivacy:
         values = [text[start:end] for start, end in spans]
         count = len(values)
         layout = _LAYOUTS.get(self._detect_format(values))
-        if layout is None or (layout.fixed and count > layout.documented):
-            # No format the parser knows, or a field split in two: nothing says which value is
-            # the client's, nor where the request ends.
+        if (
+            layout is None
+            or (layout.fixed and count > layout.documented)
+            or _request_unquoted(text, spans, layout)
+        ):
+            # No format the parser knows, a field split in two, or a field lost or added before
+            # the request: nothing says which value is the client's, nor where the request ends.
             return self._scrub(text)
 
         def value(index: int) -> str:
@@ -819,6 +832,17 @@ def _documented_alb(text: str) -> bool:
     return (
         text.count('"') in _DOCUMENTED_ALB_QUOTES and len(text[text.rfind('"') + 1 :].split()) <= 1
     )
+
+
+def _request_unquoted(text: str, spans: list[tuple[int, int]], layout: _Layout) -> bool:
+    """Whether the line has a field where its format has the quoted request, and that field is
+    not quoted: a field was added before it (or lost, with another), and the parser reads the
+    request as the next field, the user agent, which the rules never take as a URL."""
+    index = layout.request
+    if not 0 <= index < len(spans):
+        return False
+    start = spans[index][0]
+    return text[start - 1 : start] != '"'
 
 
 def _url_marks(text: str, start: int) -> bool:

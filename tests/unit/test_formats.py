@@ -769,6 +769,34 @@ URL_CASES = {
         "coap+tcp://a.com:5683/x",
         {"url.scheme": "coap+tcp", "url.domain": "a.com", "url.port": 5683, "url.path": "/x"},
     ),
+    # An absolute URL without a path: java.net.URI gives an empty path (uri_parts' own test:
+    # `http://www.google.com` has path ""), and its authority ends at `?` or `#` as at `/`.
+    "no path: an empty path": (
+        "http://example.com",
+        {"url.domain": "example.com", "url.path": "", "url.query": ABSENT, "url.port": ABSENT},
+    ),
+    "no path, a port and a query": (
+        "http://example.com:80?x=1",
+        {"url.domain": "example.com", "url.port": 80, "url.path": "", "url.query": "x=1"},
+    ),
+    "no path, a fragment": (
+        "http://example.com#top",
+        {"url.domain": "example.com", "url.path": "", "url.fragment": "top", "url.port": ABSENT},
+    ),
+    "no path, an @ in the fragment is no user": (
+        "http://a.com#x@b.com",
+        {"url.domain": "a.com", "url.username": ABSENT, "url.fragment": "x@b.com"},
+    ),
+    "no path, a : in the fragment is no port": (
+        "http://a.com:8080#x:1",
+        {"url.domain": "a.com", "url.port": 8080, "url.path": "", "url.fragment": "x:1"},
+    ),
+    # CONNECT's target (authority form): uri_parts reads `example.com` as a scheme; we read
+    # nothing from it (docs/elb-log-formats.md, section 8).
+    "an authority alone: no url parts": (
+        "example.com:443",
+        {"url.original": "example.com:443", "url.scheme": ABSENT, "url.domain": ABSENT},
+    ),
     # A deliberate difference (docs/elb-log-formats.md, section 8): uri_parts would decode these.
     "percent-encoded parts are kept as sent": (
         "http://a.com:80/s%20x.js?q=a%20b&r=%2F",

@@ -198,3 +198,44 @@ def test_a_number_elb_does_not_write_fails_the_line_naming_the_field(
         assert event.get("tags") == [PARSE_FAILURE_TAG], field(event, path)
         assert event["error"]["message"].startswith(reason)
         assert text in event["error"]["message"]
+
+
+# The TLS protocol as each format writes it, and texts it never writes: digits of other scripts
+# (Arabic-Indic, fullwidth, superscript), which str.isdigit also accepts, and numbers of no TLS
+# version. A text that names no version keeps aws.elb.ssl_protocol and gives no tls.version, as
+# for any other unknown protocol: the line is not lost for a field derived from another.
+TLS_PROTOCOLS: dict[str, tuple[str, str] | None] = {
+    "TLSv1.2": ("1.2", "tls"),
+    "TLSv1": ("1.0", "tls"),
+    "tlsv12": ("1.2", "tls"),
+    "tlsv13": ("1.3", "tls"),
+    "SSLv3": ("3.0", "ssl"),
+    "TLSv\u0661.\u0662": None,
+    "tlsv\u0661\u0662": None,
+    "TLSv\uff11.\uff12": None,
+    "TLSv\u00b2": None,
+    "TLSv1..2": None,
+    "TLSv1.": None,
+    "TLSv.2": None,
+    "TLSv1.2.3": None,
+    "TLSv1_2": None,
+}
+TLS_LINES = {
+    "alb": ALB.replace(" TLSv1.2 ", " {protocol} "),
+    "classic": CLASSIC.replace(" - -", " ECDHE-RSA-AES128-GCM-SHA256 {protocol}"),
+    "nlb": NLB.replace(" tlsv12 ", " {protocol} "),
+    "connection": CONNECTION.replace(" TLSv1.2 ", " {protocol} "),
+}
+
+
+@pytest.mark.parametrize("protocol", TLS_PROTOCOLS)
+@pytest.mark.parametrize("name", TLS_LINES)
+def test_tls_version_is_read_from_ascii_digits_only(name: str, protocol: str) -> None:
+    line = TLS_LINES[name].format(**{**DEFAULTS, "protocol": protocol})
+    event = built(EventBuilder(bucket="b", key="k", version="v"), line.encode(), 0)
+    assert PARSE_FAILURE_TAG not in event.get("tags", []), event.get("error")
+    assert violations(orjson.loads(orjson.dumps(event))) == []
+    assert field(event, "aws.elb.ssl_protocol") == protocol
+    expected = TLS_PROTOCOLS[protocol]
+    got = (field(event, "tls.version"), field(event, "tls.version_protocol"))
+    assert got == (expected or (None, None))

@@ -720,6 +720,29 @@ LEAKS: dict[str, Leak] = {
         classic(request="GET http://jo:pa55w0rd@www.example.com:80/p HTTP/1.1"),
         secrets=("pa55w0rd", "jo:"),
     ),
+    # Session 15: a short field after the last quote (no longer than a trace id), which the
+    # parser keeps as a later field, and which the common layout's paths did not read.
+    "alb, the client after the last quote": Leak(alb(later=" 203.0.113.77:2817")),
+    "alb, the client after the trace id": Leak(alb(later=" 203.0.113.77")),
+    "alb ipv6, the client after the last quote": Leak(alb(V6, later=f" {V6}"), V6),
+    "alb, a query after the trace id": Leak(
+        alb(later=" /p?token=s3cr3tT"), secrets=("jo%40example.com", "s3cr3tTok", "s3cr3tT")
+    ),
+    "alb, a password after the trace id": Leak(
+        alb(later=" http://jo:pa55w0rd@h"), secrets=("jo%40example.com", "s3cr3tTok", "pa55w0rd")
+    ),
+    # A field added before the request of a line that still parses (cut short, or Classic's
+    # 12-field layout of before 2015): the parser reads the request as the user agent.
+    "alb, a field added before the request, cut": Leak(
+        alb().replace(" 200 200 ", " 200 200 200 ").split(" ECDHE")[0]
+    ),
+    "classic, a field added before the request": Leak(
+        classic().replace(" 200 200 ", " 200 200 200 ").rsplit(' "curl', 1)[0]
+    ),
+    "alb, password in the redirect, query in the url": Leak(
+        alb(redirect="https://jo:pa55w0rd@h:443/cb"),
+        secrets=("jo%40example.com", "s3cr3tTok", "pa55w0rd", "jo:"),
+    ),
 }
 LEAK_RULES = {
     **ALL_RULES,

@@ -98,12 +98,15 @@ def test_client_ip_truncate_leaves_no_full_address(data: st.DataObject, address:
 def damaged_lines(draw: st.DrawFn, address: str) -> str:
     """A line of any format with ``address`` as its client (and, for ALB and Classic, a query
     with ``s3cr3tTok``), damaged as logs are: a field lost or added, a raw quote, another line
-    run into it, a client port that is no port."""
+    run into it, a client port that is no port, a short field appended (which an ALB line's
+    common paths once took for its trace id)."""
     makers: list[Callable[[str], str]] = [alb, classic, nlb, connection]
     line = draw(st.sampled_from(makers))(address)
     fields = line.split(" ")
     at = draw(st.integers(0, len(fields) - 1))
-    damage = draw(st.sampled_from(["lost", "added", "quote", "run together", "port"]))
+    damage = draw(st.sampled_from(["lost", "added", "quote", "run together", "port", "appended"]))
+    if damage == "appended":
+        return f"{line} {draw(st.sampled_from([address, f'{address}:1', '/p?t=s3cr3tTok']))}"
     if damage == "lost":
         del fields[at]
     elif damage == "added":

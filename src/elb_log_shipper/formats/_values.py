@@ -245,7 +245,16 @@ _TLS_PROTOCOLS: dict[str, tuple[str, str] | None] = {}
 
 
 def tls_version(value: str) -> tuple[str, str] | None:
-    """``TLSv1.2`` / ``tlsv12`` / ``SSLv3`` → (version, protocol), e.g. ``("1.2", "tls")``."""
+    """``TLSv1.2`` / ``tlsv12`` / ``SSLv3`` → (version, protocol), e.g. ``("1.2", "tls")``; None
+    for a text that names no version in ASCII digits (``TLSv1_2``, ``TLSv1..2``, other digits).
+
+    ``str.isdigit`` is also true of other scripts' digits and of superscripts: ``tls.version``
+    held Arabic-Indic digits, or ``².0``. The field is derived from ``aws.elb.ssl_protocol``,
+    which keeps the text as written, so such a text leaves it out rather than failing the line.
+
+    >>> tls_version("tlsv13"), tls_version("TLSv\u0661.\u0662")
+    (('1.3', 'tls'), None)
+    """
     try:
         return _TLS_PROTOCOLS[value]
     except KeyError:
@@ -255,11 +264,14 @@ def tls_version(value: str) -> tuple[str, str] | None:
     for protocol in ("tls", "ssl"):
         if lower.startswith(protocol + "v"):
             number = lower[len(protocol) + 1 :]
-            if number.isdigit() and len(number) == 2:
-                number = f"{number[0]}.{number[1]}"
-            elif number.isdigit():
-                number = f"{number}.0"
-            if number.replace(".", "").isdigit():
+            major, dot, minor = number.partition(".")
+            if not (number.isascii() and major.isdigit()):
+                break
+            if not dot and len(number) == 2:
+                result = (f"{number[0]}.{number[1]}", protocol)
+            elif not dot:
+                result = (f"{number}.0", protocol)
+            elif minor.isdigit():
                 result = (number, protocol)
     if len(_TLS_PROTOCOLS) < MEMO_LIMIT:
         _TLS_PROTOCOLS[value] = result
@@ -332,11 +344,15 @@ def parse_url(url: str) -> dict[str, Any]:
     """
     start = url.find("://")
     if start > 0:
+        # The authority ends at the first `/`, `?` or `#` (RFC 3986, section 3.2).
         end = len(url)
         slash = url.find("/", start + 3)
         if slash >= 0:
             end = slash
         mark = url.find("?", start + 3, end)
+        if mark >= 0:
+            end = mark
+        mark = url.find("#", start + 3, end)
         if mark >= 0:
             end = mark
         prefix = url[:end]
@@ -349,6 +365,9 @@ def parse_url(url: str) -> dict[str, Any]:
             _authorities[prefix] = base
         if base is not None:
             fields = {"original": url, **base}
+            if url[end : end + 1] != "/":
+                # No path (`http://a.com`, `http://a.com?q`): an empty one, as uri_parts gives.
+                fields["path"] = ""
             if end < len(url):
                 _add_path(fields, url[end:])
             return fields

@@ -17,7 +17,6 @@ from elb_log_shipper.formats import alb, classic, connection, nlb
 from elb_log_shipper.formats._tokenizer import tokenize, tokenize_split
 from elb_log_shipper.formats._values import ECS, timestamp
 from elb_log_shipper.framing import MAX_LINE_BYTES, Batch, OversizedLine
-from elb_log_shipper.privacy import TRACE_ID_TAIL
 
 if TYPE_CHECKING:
     from elb_log_shipper.privacy import LinePrivacy, PrivacyRules
@@ -267,10 +266,12 @@ class EventBuilder:
                 text = raw
                 parts = text.split('"')
                 if (
-                    len(parts) != _ALB_PARTS
-                    or len(parts[24]) > TRACE_ID_TAIL
-                    or "\\" in text
+                    "\\" in text
                     or (event := alb.parse_quoted_parts(parts)) is None  # type: ignore[assignment]
+                    # An address after the last quote (`_short_path_parsed`); 25 parts, as
+                    # `parse_quoted_parts` answers only for those.
+                    or "." in (tail := parts[24])
+                    or ":" in tail
                 ):
                     text, event = self._reread(text)
             else:
@@ -309,15 +310,17 @@ class EventBuilder:
 
     def _short_path_parsed(self, text: str) -> tuple[str, Event]:
         """A line that the rules' short path rewrote, reading it as the common ALB line, and its
-        event: parsed as that line (as `_parse` parses it). A line the parser reads otherwise (two
-        lines run together), or with more than a trace id after its last quote, is handed to
-        ``_reread``."""
+        event: parsed as that line (as `_parse` parses it). A line the parser reads otherwise, or
+        with a `.` or `:` after its last quote (an address in a later field, two lines run
+        together), is handed to ``_reread``: the short path rewrites the client and the request
+        alone. (A `?`, `#` or `@` there the short path has refused: ``LinePrivacy.truncated``.)"""
         parts = text.split('"')
         if (
-            len(parts) == _ALB_PARTS
-            and len(parts[24]) <= TRACE_ID_TAIL
-            and "\\" not in text
+            "\\" not in text
             and (event := alb.parse_quoted_parts(parts)) is not None
+            # 25 parts, as `parse_quoted_parts` answers only for those.
+            and "." not in (tail := parts[24])
+            and ":" not in tail
         ):
             return text, event
         return self._reread(text)
