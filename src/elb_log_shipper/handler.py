@@ -112,6 +112,7 @@ class Metric:
 
     OBJECTS_SHIPPED = "ObjectsShipped"
     OBJECTS_FAILED = "ObjectsFailed"
+    OBJECTS_REJECTED = "ObjectsRejected"
     LINES_READ = "LinesRead"
     EVENTS_SENT = "EventsSent"
     PARSE_FAILURES = "ParseFailures"
@@ -439,6 +440,9 @@ def _add_metrics(trigger: Trigger, shipment: Shipment, handoffs: int) -> None:
     # looks: counted with them, not left to the dead-letter alarm after five receives.
     failed += len(trigger.rejected)
     metrics.add_metric(Metric.OBJECTS_FAILED, count, failed)
+    # Of those, the ones no retry will ship: their lines after the fault are lost unless someone
+    # acts (a truncated or corrupt gzip, an object deleted or overwritten before it was read).
+    metrics.add_metric(Metric.OBJECTS_REJECTED, count, outcomes.count(Outcome.REJECTED))
     metrics.add_metric(Metric.LINES_READ, count, sum(ledger.lines for ledger in ledgers))
     metrics.add_metric(Metric.EVENTS_SENT, count, shipment.events_confirmed)
     parse_failures = sum(ledger.parse_failures for ledger in ledgers)

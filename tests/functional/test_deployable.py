@@ -60,6 +60,7 @@ SHIPPER_METRICS = frozenset(
     {
         "ObjectsShipped",
         "ObjectsFailed",
+        "ObjectsRejected",
         "LinesRead",
         "EventsSent",
         "ParseFailures",

@@ -287,6 +287,7 @@ def test_a_dead_lettered_object_is_a_failed_object_and_not_a_hand_off(
     assert result["batchItemFailures"] == []
     values = read_document(capsys.readouterr().out)
     assert (values["ObjectsFailed"], values["Handoffs"], values["LinesRead"]) == (1, 0, 0)
+    assert values["ObjectsRejected"] == 0  # the dead-letter queue holds it, to replay
     assert len(container.take_messages(dead_letters)) == 1
 
 

@@ -588,6 +588,8 @@ def test_bad_input_is_reported_and_good_objects_delivered(
     assert outcomes[keys["longurl"]]["oversized_events"] == 1
     output = capsys.readouterr().out
     assert metric(output, "ObjectsFailed") == 3
+    # All three are rejected: no retry will ship the rest of them (the rejected-objects alarm).
+    assert metric(output, "ObjectsRejected") == 3
     # The long URL's event, and the 50 MB line's failure event (256 KiB of it kept).
     assert metric(output, "EventsTruncated") == 2
 

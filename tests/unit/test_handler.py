@@ -75,6 +75,7 @@ def test_metric_names_are_the_ones_the_template_uses() -> None:
         "ObjectsShipped", "ObjectsFailed", "LinesRead", "EventsSent", "ParseFailures",
         "EventsTruncated", "BytesRead", "Retries", "Reconnects", "ShipSeconds", "LagSeconds",
         "Handoffs", "DeliveryFailures", "EventsDropped", "EventsResent", "ObjectsSkipped",
+        "ObjectsRejected",
     }  # fmt: skip
 
 
