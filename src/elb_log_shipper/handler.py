@@ -240,8 +240,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     {'objects': [{'bucket': 'elb-logs-example', 'outcome': 'shipped', ...}, ...]}
     """
     container = _container
+    # Read first: the time this invocation has is the function's timeout.
+    started_with = context.get_remaining_time_in_millis() / 1000
     try:
         settings = container.require_settings()
+        _require_time(settings, started_with)
         privacy = container.privacy_rules(settings)
     except ConfigurationError as error:
         logger.error("invalid configuration", extra={"error": str(error)})
@@ -319,6 +322,19 @@ def _hand_off(
             continue
         sent += 1
     return sent
+
+
+def _require_time(settings: Settings, seconds: float) -> None:
+    """Raise ConfigurationError when an invocation that starts with ``seconds`` left (the
+    function's timeout) is inside ``DEADLINE_MARGIN_SECONDS`` already: it would hand every
+    object off unread, and each hop would do the same until ``MAX_HOPS`` dead-lettered it.
+    Lambda's default timeout of 3 s, for one, is less than the default margin of 30 s."""
+    if seconds <= settings.deadline_margin:
+        raise ConfigurationError(
+            f"the invocation started with {seconds:.1f}s left, within "
+            f"{ENV.DEADLINE_MARGIN_SECONDS}={settings.deadline_margin:g}, so nothing could be "
+            "shipped: set the function's timeout well above it (the template sets 300 s)"
+        )
 
 
 def _park_undelivered(shipment: Shipment, settings: Settings) -> None:

@@ -361,7 +361,7 @@ def test_the_hops_of_a_notified_object_report_lag_and_those_of_a_backfill_do_not
         if live
         else make_continuation(ObjectRef(bucket, key))
     )
-    first = container.invoke(first_event, budget=MIN_DEADLINE_MARGIN)
+    first = container.invoke(first_event, budget=MIN_DEADLINE_MARGIN, late=True)
     assert first["objects"][0]["outcome"] == "handed_off"
     capsys.readouterr()
     (message,) = container.continuations()

@@ -347,7 +347,7 @@ def test_objects_not_started_at_the_margin_are_handed_off(
     with receiver() as server:
         container = container_for(server, **{ENV.DEADLINE_MARGIN_SECONDS: "30"})
         # Already inside the margin: nothing starts, everything is handed off at offset 0.
-        result = container.invoke(s3_event(bucket, *keys), budget=29)
+        result = container.invoke(s3_event(bucket, *keys), budget=29, late=True)
         assert [o["outcome"] for o in result["objects"]] == ["handed_off"] * 3
         bodies = [json.loads(m["Body"]) for m in container.continuations()]
         assert sorted((b["key"], b["offset"], b["hop"]) for b in bodies) == [
@@ -413,7 +413,9 @@ def test_a_hand_off_that_cannot_be_sent_fails_so_that_nothing_is_dropped(
             **{ENV.CONTINUATION_QUEUE_URL: missing, ENV.DEADLINE_MARGIN_SECONDS: "30"},
         )
         # Inside the margin: the object is handed off unstarted, and the message cannot go.
-        result = container.invoke(sqs_event(make_continuation(ObjectRef(bucket, key))), budget=29)
+        result = container.invoke(
+            sqs_event(make_continuation(ObjectRef(bucket, key))), budget=29, late=True
+        )
         (report,) = result["objects"]
         assert report["outcome"] == "failed"
         assert f"could not be sent to {missing}" in report["error"]
@@ -424,7 +426,7 @@ def test_a_hand_off_that_cannot_be_sent_fails_so_that_nothing_is_dropped(
         assert metric(output, "ObjectsFailed") == 1
         # An S3 notification raises instead, so that Lambda retries the whole event.
         with pytest.raises(ShipperError, match="could not be sent"):
-            container.invoke(s3_event(bucket, key), budget=29)
+            container.invoke(s3_event(bucket, key), budget=29, late=True)
         # With time enough the retry needs no hand-off, and ships every line.
         result = container.invoke(s3_event(bucket, key))
         assert [o["outcome"] for o in result["objects"]] == ["shipped"]

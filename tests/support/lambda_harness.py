@@ -82,7 +82,12 @@ def offsets(lines: list[bytes], start: int = 0) -> set[int]:
 
 
 class FakeContext:
-    """The parts of the Lambda context the handler and Powertools read; time runs for real."""
+    """The parts of the Lambda context the handler and Powertools read; time runs for real.
+
+    ``started_with``, when given, is what the first reading of the remaining time shows (the
+    function's timeout, as the handler sees it when the invocation starts); every later reading
+    counts down from ``budget``: as if earlier work had spent the rest, without waiting for it.
+    """
 
     function_name = "elb-log-shipper-test"
     function_version = "$LATEST"
@@ -91,11 +96,17 @@ class FakeContext:
     log_group_name = "/aws/lambda/elb-log-shipper-test"
     log_stream_name = "2026/11/28/[$LATEST]0123456789abcdef"
 
-    def __init__(self, budget: float = 300.0, request_id: str = "req-1") -> None:
+    def __init__(
+        self, budget: float = 300.0, request_id: str = "req-1", started_with: float | None = None
+    ) -> None:
         self.deadline = time.monotonic() + budget
         self.aws_request_id = request_id
+        self._first: float | None = started_with
 
     def get_remaining_time_in_millis(self) -> int:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return int(first * 1000)
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
@@ -106,8 +117,14 @@ class Container:
     moto: MotoServer
     queue_url: str
 
-    def invoke(self, event: Mapping[str, Any], budget: float = 300.0) -> dict[str, Any]:
-        result: dict[str, Any] = handler.lambda_handler(dict(event), FakeContext(budget))
+    def invoke(
+        self, event: Mapping[str, Any], budget: float = 300.0, *, late: bool = False
+    ) -> dict[str, Any]:
+        """``late``: the invocation starts with 300 s (the template's timeout), and ``budget``
+        is what is left once it looks again: objects meet the deadline margin before they
+        start."""
+        context = FakeContext(budget, started_with=300.0 if late else None)
+        result: dict[str, Any] = handler.lambda_handler(dict(event), context)
         return result
 
     def continuations(self) -> list[dict[str, Any]]:

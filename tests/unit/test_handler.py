@@ -62,6 +62,29 @@ def test_configuration_error_is_raised_by_every_invocation(
     assert all(getattr(r, "error", "").startswith(message) for r in errors)
 
 
+class ThreeSecondContext(Context):
+    """Lambda's default timeout, which a function deployed without the template gets."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 3_000
+
+
+def test_a_timeout_within_the_deadline_margin_is_a_configuration_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Without the check every object was handed off unread, hop after hop, to the dead-letter
+    # queue ("handed off 11 times, more than MAX_HOPS"), and nothing said why.
+    handler.cold_start({ENV.LOGSTASH_HOST: "127.0.0.1"})
+    event = make_continuation(ObjectRef("logs", "x.log"))
+    with pytest.raises(
+        ConfigurationError, match=f"3.0s left, within {ENV.DEADLINE_MARGIN_SECONDS}=30"
+    ):
+        handler.lambda_handler(event, ThreeSecondContext())
+    assert [r.message for r in caplog.records if r.levelname == "ERROR"] == [
+        "invalid configuration"
+    ]
+
+
 def test_lag_is_measured_from_the_newest_timestamp() -> None:
     now = dt.datetime(2026, 11, 28, 23, 45, tzinfo=dt.UTC)
     stamps = ["2026-11-28T23:40:00.000000Z", None, "2026-11-28T23:44:30.250000Z", "garbage"]
