@@ -324,7 +324,7 @@ def _split_request(request: str) -> _Request:
     )
 
 
-_authorities: dict[str, dict[str, Any] | None] = {}
+_authorities: dict[str, tuple[dict[str, Any] | None, int]] = {}
 
 # RFC 3986, section 3.1. Only text that starts the URL and ends at its first `://` can be one.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
@@ -344,28 +344,28 @@ def parse_url(url: str) -> dict[str, Any]:
     """
     start = url.find("://")
     if start > 0:
-        # The authority ends at the first `/`, `?` or `#` (RFC 3986, section 3.2).
-        end = len(url)
+        # The authority ends at the first `/`, `?` or `#` (RFC 3986, section 3.2). Memoised by
+        # the URL up to its first `/` (which holds the others when they come first): the
+        # authority's parts, and where it ends.
         slash = url.find("/", start + 3)
-        if slash >= 0:
-            end = slash
-        mark = url.find("?", start + 3, end)
-        if mark >= 0:
-            end = mark
-        mark = url.find("#", start + 3, end)
-        if mark >= 0:
-            end = mark
-        prefix = url[:end]
+        prefix = url if slash < 0 else url[:slash]
         try:
-            base = _authorities[prefix]
+            base, end = _authorities[prefix]
         except KeyError:
+            end = len(prefix)
+            mark = prefix.find("?", start + 3)
+            if mark >= 0:
+                end = mark
+            mark = prefix.find("#", start + 3, end)
+            if mark >= 0:
+                end = mark
             base = _authority(url[:start], url[start + 3 : end])
             if len(_authorities) >= MEMO_LIMIT:
                 _authorities.clear()
-            _authorities[prefix] = base
+            _authorities[prefix] = base, end
         if base is not None:
             fields = {"original": url, **base}
-            if url[end : end + 1] != "/":
+            if end != slash:
                 # No path (`http://a.com`, `http://a.com?q`): an empty one, as uri_parts gives.
                 fields["path"] = ""
             if end < len(url):
