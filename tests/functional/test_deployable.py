@@ -759,6 +759,7 @@ def test_built_package_ships_an_object_under_python313(
                 "LogstashClientKeyFile": "",
                 "LogstashPoolSize": "2",
                 "DeadlineMarginSeconds": "30",
+                "LogBucketName": bucket,
                 "LogPrefix": "AWSLogs/",
                 "KeepOriginal": "true",
                 "MaxEventBytes": "61440",
