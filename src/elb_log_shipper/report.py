@@ -29,6 +29,7 @@ __all__ = [
     "format_result",
     "format_run",
     "is_failed",
+    "printable",
 ]
 
 
@@ -173,6 +174,20 @@ def format_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.2f} {unit}"
         count /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (control characters, line breaks,
+    terminal escapes) written as Python escapes it: a line printed for the user must stay one
+    line and leave the terminal alone, and an S3 key, which anyone who may write to the bucket
+    chooses, may hold any character.
+
+    >>> print(printable("s3://logs/a\\x1b[2Jb\\nc.log"))
+    s3://logs/a\\x1b[2Jb\\nc.log
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def format_result(result: ObjectResult) -> str:
