@@ -370,6 +370,16 @@ def test_alarms_and_dashboard_use_only_emitted_metrics() -> None:
     assert used <= SHIPPER_METRICS, used - SHIPPER_METRICS
 
 
+def test_every_alarm_is_on_the_dashboard() -> None:
+    # The dashboard's alarm widget is where an operator sees at a glance what is wrong.
+    resources = template()["Resources"]
+    alarms = {name for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::ToJsonString"]
+    (widget,) = [w for w in body["widgets"] if w["type"] == "alarm"]
+    shown = {ref["Fn::GetAtt"][0] for ref in widget["properties"]["alarms"]}
+    assert shown == alarms, alarms - shown
+
+
 def test_every_template_parameter_is_documented() -> None:
     """The deploy guide's table is where users look up a parameter: none missing, none stale."""
     declared = set(template()["Parameters"])
