@@ -322,6 +322,23 @@ def test_an_sse_kms_bucket_of_nlb_logs_can_be_read_through_s3_only(key: str, val
     }
 
 
+@pytest.mark.parametrize("client_ip", ["keep", "truncate", "hash"])
+def test_the_role_may_read_the_hash_key_only_when_it_hashes(client_ip: str) -> None:
+    # The key pseudonymises every address: a stack that keeps or truncates them does not read
+    # it, so its role may not either (a parameter name left set after a switch from hash).
+    loaded = template()
+    policy = loaded["Resources"]["ShipperRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    (granted,) = [s for s in policy["Statement"] if "Fn::If" in s and "ssm:" in json.dumps(s)]
+    condition, read, otherwise = granted["Fn::If"]
+    assert read["Action"] == "ssm:GetParameter"
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    values = parameter_values(ClientIp=client_ip, ClientIpHashKeyParameter="/elb/key")
+    assert rule_holds(loaded["Conditions"][condition], values) is (client_ip == "hash")
+    assert not rule_holds(
+        loaded["Conditions"][condition], {**values, "ClientIpHashKeyParameter": ""}
+    )
+
+
 def test_a_created_bucket_takes_nlb_access_logs() -> None:
     bucket_policy = template()["Resources"]["LogBucketPolicy"]["Properties"]["PolicyDocument"]
     by_sid = statements(bucket_policy)
