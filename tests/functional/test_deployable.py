@@ -339,6 +339,26 @@ def test_the_role_may_read_the_hash_key_only_when_it_hashes(client_ip: str) -> N
     )
 
 
+@pytest.mark.parametrize(
+    ("prefix", "valid"),
+    [
+        ("AWSLogs/", True),
+        ("prod alb/AWSLogs/", True),
+        ("team-a/prod_alb.v2/AWSLogs/", True),
+        ("AWSLogs/*/elasticloadbalancing/", False),
+        ("*", False),
+        ("AWSLogs/12345678901?/", False),
+        ("${aws:userid}/AWSLogs/", False),
+    ],
+)
+def test_the_log_prefix_is_literal_in_the_read_grant(prefix: str, valid: bool) -> None:
+    # The prefix ends up in the role's s3:GetObject resource, where IAM reads `*` and `?` as
+    # wildcards and `${...}` as a policy variable: a grant wider than the keys the rule and the
+    # function take literally (which then ship nothing).
+    parameter = template()["Parameters"]["LogPrefix"]
+    assert (re.fullmatch(parameter["AllowedPattern"], prefix) is not None) is valid
+
+
 def test_a_created_bucket_takes_nlb_access_logs() -> None:
     bucket_policy = template()["Resources"]["LogBucketPolicy"]["Properties"]["PolicyDocument"]
     by_sid = statements(bucket_policy)
