@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -78,6 +77,7 @@ from elb_log_shipper.report import (
     format_run,
     is_failed,
     listed_by_date_note,
+    shell_word,
 )
 from elb_log_shipper.workers import (
     ItemFailed,
@@ -727,7 +727,7 @@ class _Run:
             counts.append(f"{rejected} rejected (not retried: running them again cannot help)")
         print(f"{PROG}: interrupted; {', '.join(counts)}. To resume, run:", file=self.stderr)
         for command in resume_commands(self.args, self.plan.objects, finished, unfinished):
-            print(f"  {shlex.join([PROG, *command])}", file=self.stderr)
+            print(f"  {' '.join(map(shell_word, [PROG, *command]))}", file=self.stderr)
         return True
 
 

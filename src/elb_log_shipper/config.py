@@ -58,6 +58,7 @@ class ENV:
     DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
     MAX_HOPS = "MAX_HOPS"
     LOG_PREFIX = "LOG_PREFIX"
+    LOG_BUCKET = "LOG_BUCKET"
     KEEP_ORIGINAL = "KEEP_ORIGINAL"
     REDACT_QUERY = "REDACT_QUERY"
     CLIENT_IP = "CLIENT_IP"
@@ -167,6 +168,9 @@ class Settings:
     log_prefix: str | None = None
     """The function ships only keys that start with this (the template's ``LogPrefix``, the
     keys its role may read) and skips others with a reason; ``None`` ships every key."""
+    log_bucket: str | None = None
+    """The function ships only objects of this bucket (the template's ``LogBucketName``, the
+    one its role may read) and skips others with a reason; ``None`` ships from any bucket."""
     keep_original: bool = True
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     """Events larger than this ship with their longest texts cut (tagged ``_elbtruncated``)."""
@@ -224,6 +228,7 @@ class Settings:
             "max_hops": _int(env, ENV.MAX_HOPS, DEFAULT_MAX_HOPS, 1, 10_000),
             # Not stripped: a key may start or end with a space.
             "log_prefix": env.get(ENV.LOG_PREFIX) or None,
+            "log_bucket": _text(env, ENV.LOG_BUCKET),
             "keep_original": _bool(env, ENV.KEEP_ORIGINAL, True),
             "max_event_bytes": _int(
                 env,

@@ -11,10 +11,11 @@ and a key that cannot be read fails the invocation like a configuration error.
 Each invocation:
 
 1. ``triggers.parse_event`` says what invoked the function and which objects to ship. The ELB
-   test file and ``s3:TestEvent`` are skipped quietly; health-check logs and keys outside
-   ``LOG_PREFIX`` (which the role may not read: S3 would answer 403, a failure retried until it
-   is dead-lettered) are skipped with a log line; every skip counts in ``ObjectsSkipped``. Every
-   other key is shipped (an unknown one's lines count as parse failures).
+   test file and ``s3:TestEvent`` are skipped quietly; health-check logs, objects of another
+   bucket than ``LOG_BUCKET`` and keys outside ``LOG_PREFIX`` (which the role may not read: S3
+   would answer 403, a failure retried until it is dead-lettered) are skipped with a log line;
+   every skip counts in ``ObjectsSkipped``. Every other key is shipped (an unknown one's lines
+   count as parse failures).
 2. ``pipeline.ship_objects`` ships them, stops at the deadline margin, and confirms delivery.
 3. After that confirmation, one continuation message per object handed off goes to
    ``CONTINUATION_QUEUE_URL``; the SQS trigger brings it back to this function. It says whether
@@ -250,7 +251,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.error("invalid configuration", extra={"error": str(error)})
         raise
     try:
-        trigger = parse_event(event, log_prefix=settings.log_prefix)
+        trigger = parse_event(event, log_prefix=settings.log_prefix, log_bucket=settings.log_bucket)
     except TriggerError as error:
         logger.error("unrecognised event", extra={"error": str(error)})
         raise

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from elb_log_shipper.report import format_bytes
+from elb_log_shipper.report import format_bytes, printable
 
 __all__ = [
     "DEFAULT_INTERVAL_SECONDS",
@@ -192,9 +192,10 @@ class Progress:
         self._stream.flush()
 
     def print(self, text: str) -> None:
-        """Write a line of text; the progress line is drawn again on the next tick."""
+        """Write a line of text, its characters that are not printable escaped (``printable``:
+        it names objects); the progress line is drawn again on the next tick."""
         self.clear()
-        self._stream.write(text + "\n")
+        self._stream.write(printable(text) + "\n")
 
     def clear(self) -> None:
         if self._drawn:

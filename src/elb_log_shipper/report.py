@@ -10,6 +10,7 @@ these functions return.
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +30,8 @@ __all__ = [
     "format_result",
     "format_run",
     "is_failed",
+    "printable",
+    "shell_word",
 ]
 
 
@@ -173,6 +176,47 @@ def format_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.2f} {unit}"
         count /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (control characters, line breaks,
+    terminal escapes) written as Python escapes it: a line printed for the user must stay one
+    line and leave the terminal alone, and an S3 key, which anyone who may write to the bucket
+    chooses, may hold any character.
+
+    >>> print(printable("s3://logs/a\\x1b[2Jb\\nc.log"))
+    s3://logs/a\\x1b[2Jb\\nc.log
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def shell_word(word: str) -> str:
+    r"""``word`` quoted for a shell command the user copies: ``shlex.quote``'s, or, for a word
+    with characters that are not printable (a key or a file name may hold any), bash's
+    ``$'...'`` with those written as escapes, which bash and zsh read back to the same word and
+    which leaves the terminal alone.
+
+    >>> print(shell_word("s3://logs/a b.log"), shell_word("a\x1b[2J'\nb.log"))
+    's3://logs/a b.log' $'a\x1b[2J\'\x0ab.log'
+    """
+    if word.isprintable():
+        return shlex.quote(word)
+    out = []
+    for char in word:
+        code = ord(char)
+        if char in "\\'":
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "$'" + "".join(out) + "'"
 
 
 def format_result(result: ObjectResult) -> str:
@@ -324,9 +368,9 @@ def format_plan(plan: Plan, function: str | None = None) -> str:
     out = []
     for obj in plan.objects:
         if obj.skip_reason is None:
-            out.append(f"{obj.size:>12}  {obj.ref.uri}\n")
+            out.append(f"{obj.size:>12}  {printable(obj.ref.uri)}\n")
         else:
-            out.append(f"{'skip':>12}  {obj.ref.uri}  ({obj.skip_reason})\n")
+            out.append(f"{'skip':>12}  {printable(obj.ref.uri)}  ({obj.skip_reason})\n")
     skipped = Counter(o.skip_reason for o in plan.objects if o.skip_reason)
     verb = "would ship" if function is None else f"would invoke {function} for"
     total = plan.bytes_to_ship

@@ -43,9 +43,11 @@ continuations are not live: their age says when the object was written, not how 
 shipper is. A continuation without the ``live`` key (written before it existed, or by hand) is
 not live.
 
-**Log prefix.** ``parse_event(event, log_prefix=...)`` skips, with a reason, every object whose
-key does not start with the prefix: the function may read only keys under it (the template's
-``LogPrefix``), and a topic or queue may announce others, which S3 would refuse with 403.
+**Log bucket and prefix.** ``parse_event(event, log_bucket=..., log_prefix=...)`` skips, with a
+reason, every object in another bucket or whose key does not start with the prefix: the function
+may read only keys under it in its one bucket (the template's ``LogBucketName`` and
+``LogPrefix``), and a topic or queue may announce others, which S3 would refuse with 403 (or
+hand over, to a role granted more than the template's).
 
 The ETag and version an event names pin the object read (``ObjectRef.etag``/``version_id``):
 the function ships that object or none. The one exception is ``SAMPLE_ETAG``, the placeholder
@@ -204,10 +206,13 @@ def classify(ref: ObjectRef) -> Decision:
     return Decision(info)
 
 
-def parse_event(event: Mapping[str, Any], *, log_prefix: str | None = None) -> Trigger:
+def parse_event(
+    event: Mapping[str, Any], *, log_prefix: str | None = None, log_bucket: str | None = None
+) -> Trigger:
     """Turn a Lambda event into the objects it names.
 
-    With ``log_prefix``, an object whose key does not start with it is skipped, with the reason.
+    With ``log_bucket``, an object in another bucket is skipped, with the reason; with
+    ``log_prefix``, so is an object whose key does not start with it.
     Raises ``TriggerError`` for an event of no known shape. In an SQS batch, a message that
     cannot be read does not fail the others: it is listed in ``Trigger.rejected``.
 
@@ -222,9 +227,9 @@ def parse_event(event: Mapping[str, Any], *, log_prefix: str | None = None) -> T
     "the key is outside LOG_PREFIX 'AWSLogs/', the only keys this function may read"
     """
     trigger = _parse_event(event)
-    if log_prefix is None:
+    if log_prefix is None and log_bucket is None:
         return trigger
-    items = tuple(_within_prefix(item, log_prefix) for item in trigger.items)
+    items = tuple(_within_scope(item, log_bucket, log_prefix) for item in trigger.items)
     return replace(trigger, items=items)
 
 
@@ -503,12 +508,21 @@ def _replayed(items: Sequence[WorkItem]) -> tuple[WorkItem, ...]:
     return tuple(replace(item, live=False) for item in items)
 
 
-def _within_prefix(item: WorkItem, log_prefix: str) -> WorkItem:
-    if not item.ship or item.ref.key.startswith(log_prefix):
+def _within_scope(item: WorkItem, log_bucket: str | None, log_prefix: str | None) -> WorkItem:
+    if not item.ship:
         return item
-    reason = (
-        f"the key is outside {ENV.LOG_PREFIX} {log_prefix!r}, the only keys this function may read"
-    )
+    if log_bucket is not None and item.ref.bucket != log_bucket:
+        reason = (
+            f"the bucket is not {ENV.LOG_BUCKET} {log_bucket!r}, the only bucket this function "
+            "may read"
+        )
+    elif log_prefix is not None and not item.ref.key.startswith(log_prefix):
+        reason = (
+            f"the key is outside {ENV.LOG_PREFIX} {log_prefix!r}, the only keys this function "
+            "may read"
+        )
+    else:
+        return item
     return replace(item, skip_reason=reason, quiet=False)
 
 

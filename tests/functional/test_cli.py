@@ -369,6 +369,42 @@ def test_ctrl_c_in_a_directory_then_the_resume_commands_ship_every_line_once(
     assert got == expected
 
 
+def test_names_that_are_not_printable_reach_the_terminal_escaped_and_resume_exactly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A file name (an S3 key alike) may hold terminal escapes and line breaks: the report, the
+    # dry run and the resume commands must show them as text, and the commands, read by bash,
+    # must still name the very files, so that every line arrives once.
+    root = tmp_path / "logs"
+    names = [f"f{n:02d}\x1b]0;owned\x07\x1b[2K\r\nx\\'.log" for n in range(20)]
+    written = write_tree(root, names, 20)
+    expected = Counter((path, offset) for path, offsets in written.items() for offset in offsets)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LOGSTASH_")}
+    dry = run_cli(capsys, "ship", str(root), "--dry-run")
+    assert dry.status == cli.EXIT_OK, dry.err
+    assert dry.out.count("\n") == len(names) + 1
+    with SlowReadingServer(bytes_per_second=256 * 1024) as slow:
+        argv = ["ship", str(root), "--to", f"tcp://127.0.0.1:{slow.port}"]
+        argv += ["--jobs", "2", "--pool-size", "2", "--progress-every", "0.2"]
+        first = interrupt_command(argv, env, when=lambda: len(slow.events) >= 60)
+        assert first.status == cli.EXIT_INTERRUPTED, first.err
+        assert all(line.isprintable() for line in first.err.splitlines()), first.err
+        printed = [line for line in first.err.splitlines() if line.startswith(f"  {cli.PROG} ")]
+        assert printed, first.err
+        resumes = []
+        for line in printed:
+            words = subprocess.run(
+                ["bash", "-c", "printf '%s\\0' " + line], capture_output=True, check=True
+            ).stdout.decode()
+            resumes.append(words.split("\0")[1:-1])
+        assert any("--start-after" in r for r in resumes), first.err
+        slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
+        run_resume_commands(capsys, resumes)
+        slow.wait_idle()
+        got = Counter((e["log"]["file"]["path"], e["log"]["offset"]) for e in slow.events)
+    assert got == expected
+
+
 def big_logs(root: Path, objects: int, lines: int) -> list[Path]:
     root.mkdir()
     paths = []

@@ -322,6 +322,43 @@ def test_an_sse_kms_bucket_of_nlb_logs_can_be_read_through_s3_only(key: str, val
     }
 
 
+@pytest.mark.parametrize("client_ip", ["keep", "truncate", "hash"])
+def test_the_role_may_read_the_hash_key_only_when_it_hashes(client_ip: str) -> None:
+    # The key pseudonymises every address: a stack that keeps or truncates them does not read
+    # it, so its role may not either (a parameter name left set after a switch from hash).
+    loaded = template()
+    policy = loaded["Resources"]["ShipperRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    (granted,) = [s for s in policy["Statement"] if "Fn::If" in s and "ssm:" in json.dumps(s)]
+    condition, read, otherwise = granted["Fn::If"]
+    assert read["Action"] == "ssm:GetParameter"
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    values = parameter_values(ClientIp=client_ip, ClientIpHashKeyParameter="/elb/key")
+    assert rule_holds(loaded["Conditions"][condition], values) is (client_ip == "hash")
+    assert not rule_holds(
+        loaded["Conditions"][condition], {**values, "ClientIpHashKeyParameter": ""}
+    )
+
+
+@pytest.mark.parametrize(
+    ("prefix", "valid"),
+    [
+        ("AWSLogs/", True),
+        ("prod alb/AWSLogs/", True),
+        ("team-a/prod_alb.v2/AWSLogs/", True),
+        ("AWSLogs/*/elasticloadbalancing/", False),
+        ("*", False),
+        ("AWSLogs/12345678901?/", False),
+        ("${aws:userid}/AWSLogs/", False),
+    ],
+)
+def test_the_log_prefix_is_literal_in_the_read_grant(prefix: str, valid: bool) -> None:
+    # The prefix ends up in the role's s3:GetObject resource, where IAM reads `*` and `?` as
+    # wildcards and `${...}` as a policy variable: a grant wider than the keys the rule and the
+    # function take literally (which then ship nothing).
+    parameter = template()["Parameters"]["LogPrefix"]
+    assert (re.fullmatch(parameter["AllowedPattern"], prefix) is not None) is valid
+
+
 def test_a_created_bucket_takes_nlb_access_logs() -> None:
     bucket_policy = template()["Resources"]["LogBucketPolicy"]["Properties"]["PolicyDocument"]
     by_sid = statements(bucket_policy)
@@ -368,6 +405,16 @@ def test_alarms_and_dashboard_use_only_emitted_metrics() -> None:
     used = set(metric_names(template()["Resources"]))
     assert used, "no ElbLogShipper metric found in alarms or dashboard"
     assert used <= SHIPPER_METRICS, used - SHIPPER_METRICS
+
+
+def test_every_alarm_is_on_the_dashboard() -> None:
+    # The dashboard's alarm widget is where an operator sees at a glance what is wrong.
+    resources = template()["Resources"]
+    alarms = {name for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::ToJsonString"]
+    (widget,) = [w for w in body["widgets"] if w["type"] == "alarm"]
+    shown = {ref["Fn::GetAtt"][0] for ref in widget["properties"]["alarms"]}
+    assert shown == alarms, alarms - shown
 
 
 def test_every_template_parameter_is_documented() -> None:
@@ -759,6 +806,7 @@ def test_built_package_ships_an_object_under_python313(
                 "LogstashClientKeyFile": "",
                 "LogstashPoolSize": "2",
                 "DeadlineMarginSeconds": "30",
+                "LogBucketName": bucket,
                 "LogPrefix": "AWSLogs/",
                 "KeepOriginal": "true",
                 "MaxEventBytes": "61440",

@@ -434,6 +434,48 @@ def test_a_key_outside_the_log_prefix_is_skipped_not_retried_into_the_dead_lette
     assert metric(output, "ObjectsFailed") == 0
 
 
+def test_an_object_of_another_bucket_is_skipped_not_read(
+    monkeypatch: pytest.MonkeyPatch,
+    moto: MotoServer,
+    logstash: JsonLinesReceiver,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A topic fed by several buckets (or a hand-written replay) names an object of another
+    # bucket under the same AWSLogs/ prefix. The template's role may not read it (403, retried
+    # into the dead-letter queue); a role granted more would read it and ship another bucket's
+    # data to Logstash. Moto grants everything: any GET here is a read of the other bucket.
+    log_bucket, other_bucket = moto.new_bucket(), moto.new_bucket()
+    store(moto, other_bucket, ALB_KEY, joined(ALB_DATA), compress=True)
+    event = edit_bucket_and_key("sns-s3.json", other_bucket, quote_plus(ALB_KEY, safe="/"))
+    container = start_container(
+        monkeypatch,
+        moto,
+        logstash.port,
+        **{ENV.LOG_PREFIX: "AWSLogs/", ENV.LOG_BUCKET: log_bucket},
+    )
+    with FaultyS3(moto) as s3:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint_url)
+        try:
+            result = container.invoke(event)
+        finally:
+            stop_container()
+
+    assert result["objects"] == []
+    assert s3.gets == []
+    assert not received(logstash)
+    skipped = [r for r in log_records(caplog) if r["message"] == "object skipped"]
+    assert [(r["bucket"], r["reason"]) for r in skipped] == [
+        (
+            other_bucket,
+            f"the bucket is not LOG_BUCKET {log_bucket!r}, the only bucket this function may read",
+        )
+    ]
+    output = capsys.readouterr().out
+    assert metric(output, "ObjectsSkipped") == 1
+    assert metric(output, "ObjectsFailed") == 0
+
+
 # ------------------------------------------------------ the local-invoke recipe (docs/deploy.md)
 
 

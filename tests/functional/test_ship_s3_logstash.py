@@ -412,6 +412,22 @@ def test_unreachable_logstash_stops_a_parallel_run_after_the_objects_in_flight(
     assert "could not be reached; 6 objects were not shipped" in run.stderr, run.stderr
 
 
+def test_a_key_cannot_write_terminal_escapes_or_lines_into_the_report(
+    capsys: pytest.CaptureFixture[str], moto: MotoServer, receiver: JsonLinesReceiver
+) -> None:
+    # Whoever may write to the bucket chooses its keys: one that sets the terminal's title,
+    # erases the line above and forges a report line must reach the terminal as text.
+    bucket = moto.new_bucket("elb-logs")
+    key = f"{_DAY}x\x1b]0;owned\x07\x1b[1A\x1b[2K\rs3://a/b.log: 9 lines\x0b\x85.log"
+    obj = make_object(moto, bucket, key, list(CLASSIC_LINES), compress=False)
+    run = run_cli(capsys, f"s3://{bucket}/{_DAY}", "--to", destination(receiver), "--jobs", "1")
+    assert run.status == cli.EXIT_OK
+    assert len(receiver.events) == len(CLASSIC_LINES)
+    assert all(char.isprintable() for char in run.stderr.replace("\n", ""))
+    shown = f"s3://{bucket}/{_DAY}x\\x1b]0;owned\\x07\\x1b[1A\\x1b[2K\\rs3://a/b.log: 9 lines"
+    assert f"{shown}\\x0b\\x85.log: {len(obj.lines)} lines" in run.stderr
+
+
 def test_missing_object_is_reported_and_fails(
     capsys: pytest.CaptureFixture[str], receiver: JsonLinesReceiver, bucket: str
 ) -> None:

@@ -80,6 +80,7 @@ TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
         "prod alb/AWSLogs/",
         [("é" * 513, "is 1026 bytes long: S3 keys are at most 1024, so it matches no object")],
     ),
+    (ENV.LOG_BUCKET, "log_bucket", " elb-logs ", "elb-logs", []),
     (ENV.KEEP_ORIGINAL, "keep_original", "false", False, [("nope", "is not a boolean")]),
     (
         ENV.MAX_EVENT_BYTES,

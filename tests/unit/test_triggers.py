@@ -580,6 +580,28 @@ def test_keys_outside_the_log_prefix_are_skipped_with_the_reason() -> None:
     assert len(parse_event(message).to_ship) == 2
 
 
+def test_objects_of_another_bucket_are_skipped_with_the_reason() -> None:
+    theirs = s3_record("AWSLogs/1/b.log.gz")
+    theirs["s3"]["bucket"] = {"name": "someone-elses-logs"}
+    message = {"Records": [s3_record("AWSLogs/1/a.log.gz"), theirs]}
+    for event in (
+        {"Records": [sns_record(message)]},
+        {"Records": [sqs_record("m", message)]},
+        message,
+        make_continuation(ObjectRef("someone-elses-logs", "AWSLogs/1/b.log.gz")),
+    ):
+        trigger = parse_event(event, log_bucket=BUCKET, log_prefix="AWSLogs/")
+        assert all(item.ref.bucket == BUCKET for item in trigger.to_ship)
+        (outside,) = [item for item in trigger.items if not item.ship]
+        assert outside.ref.bucket == "someone-elses-logs"
+        assert not outside.quiet
+        assert outside.skip_reason == (
+            f"the bucket is not LOG_BUCKET {BUCKET!r}, the only bucket this function may read"
+        )
+    # Without a bucket, every bucket's objects are shipped, as before.
+    assert len(parse_event(message, log_prefix="AWSLogs/").to_ship) == 2
+
+
 def test_the_log_prefix_keeps_an_earlier_skip_reason() -> None:
     event = {"Records": [s3_record("other/x.log", "ObjectRemoved:Delete")]}
     (item,) = parse_event(event, log_prefix="AWSLogs/").items
