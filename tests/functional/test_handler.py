@@ -417,12 +417,7 @@ def test_a_key_outside_the_log_prefix_is_skipped_not_retried_into_the_dead_lette
     event = edit_bucket_and_key("sns-s3.json", bucket, quote_plus(key, safe="/"))
     container = start_container(monkeypatch, moto, logstash.port, **{ENV.LOG_PREFIX: "AWSLogs/"})
     with FaultyS3(moto, error=(403, "AccessDenied")) as role_outside_prefix:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", role_outside_prefix.endpoint_url)
-        try:
-            result = container.invoke(event)
-        finally:
-            stop_container()
-
+        result = invoke_once_through(role_outside_prefix, container, event, monkeypatch)
     assert result["objects"] == []
     assert role_outside_prefix.gets == []
     skipped = [r for r in log_records(caplog) if r["message"] == "object skipped"]
@@ -455,12 +450,7 @@ def test_an_object_of_another_bucket_is_skipped_not_read(
         **{ENV.LOG_PREFIX: "AWSLogs/", ENV.LOG_BUCKET: log_bucket},
     )
     with FaultyS3(moto) as s3:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint_url)
-        try:
-            result = container.invoke(event)
-        finally:
-            stop_container()
-
+        result = invoke_once_through(s3, container, event, monkeypatch)
     assert result["objects"] == []
     assert s3.gets == []
     assert not received(logstash)
@@ -474,6 +464,18 @@ def test_an_object_of_another_bucket_is_skipped_not_read(
     output = capsys.readouterr().out
     assert metric(output, "ObjectsSkipped") == 1
     assert metric(output, "ObjectsFailed") == 0
+
+
+def invoke_once_through(
+    s3: FaultyS3, container: Container, event: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """Invoke ``container`` once with S3 behind the proxy ``s3`` (which counts the reads), then
+    stop it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint_url)
+    try:
+        return container.invoke(event)
+    finally:
+        stop_container()
 
 
 # ------------------------------------------------------ the local-invoke recipe (docs/deploy.md)
