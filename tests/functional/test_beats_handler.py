@@ -15,7 +15,6 @@ from tests.functional.test_reliability import (
     HOP_MARGIN_SECONDS,
     HOP_WORK_SECONDS,
     open_descriptors,
-    put_lines,
     s3_event,
 )
 from tests.support.beats_server import BeatsServer, Faults, WindowRecord
@@ -27,6 +26,7 @@ from tests.support.lambda_harness import (
     expected,
     joined,
     metric,
+    put_lines,
     received,
 )
 from tests.support.s3server import MotoServer

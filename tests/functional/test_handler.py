@@ -43,6 +43,7 @@ from tests.support.lambda_harness import (
     metric,
     offsets,
     pin_s3_record,
+    put_lines,
     received,
     start_container,
     stop_container,
@@ -351,10 +352,7 @@ def test_the_hops_of_a_notified_object_report_lag_and_those_of_a_backfill_do_not
     live: bool,
 ) -> None:
     container = container_for(logstash, **HAND_OFF_AT_ONCE)
-    bucket = moto.new_bucket()
-    lines = alb_lines(50)
-    key = alb_key("lag1")
-    store(moto, bucket, key, joined(lines), compress=True)
+    bucket, key, lines = put_lines(moto, 50, "lag1")
     # An S3 notification, or what `ship --via-lambda` sends for an old object.
     first_event = (
         edit_bucket_and_key("s3-put.json", bucket, key)

@@ -35,6 +35,7 @@ from tests.support.lambda_harness import (
     alb_lines,
     emf_documents,
     joined,
+    put_lines,
     received,
     start_container,
     stop_container,
@@ -156,9 +157,7 @@ def test_logstash_down_is_counted_even_when_the_invocation_raises(
     capsys: pytest.CaptureFixture[str],
     trigger: str,
 ) -> None:
-    bucket = moto.new_bucket()
-    key = alb_key(f"down{trigger}")
-    store(moto, bucket, key, joined(alb_lines(30)), compress=True)
+    bucket, key, _ = put_lines(moto, 30, f"down{trigger}")
     # Without a continuation queue to wait in, an asynchronous event fails (see
     # test_reliability for the object handed off to wait for Logstash).
     no_queue = {ENV.CONTINUATION_QUEUE_URL: ""} if trigger == "s3" else {}
@@ -201,10 +200,7 @@ def test_the_hops_of_an_object_count_each_line_once_and_the_object_once(
     logstash: JsonLinesReceiver,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    bucket = moto.new_bucket()
-    key = alb_key("hops")
-    lines = alb_lines(25_000)
-    store(moto, bucket, key, joined(lines), compress=True)
+    bucket, key, lines = put_lines(moto, 25_000, "hops")
     container = container_for(
         logstash,
         **{
@@ -242,9 +238,7 @@ def test_skipped_objects_and_an_unreadable_message_are_counted(
     logstash: JsonLinesReceiver,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    bucket = moto.new_bucket()
-    key = alb_key("good")
-    store(moto, bucket, key, joined(alb_lines(5)), compress=True)
+    bucket, key, _ = put_lines(moto, 5, "good")
     health = (
         f"{DAY}health_check_log_123456789012_elasticloadbalancing_us-east-1_"
         "app.my-alb.50dc6c495c0c9188_20261128T2340Z_10.0.1.7_2a3b4c5d.log.gz"
@@ -271,9 +265,7 @@ def test_a_dead_lettered_object_is_a_failed_object_and_not_a_hand_off(
     logstash: JsonLinesReceiver,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    bucket = moto.new_bucket()
-    key = alb_key("deadletter")
-    store(moto, bucket, key, joined(alb_lines(5)), compress=True)
+    bucket, key, _ = put_lines(moto, 5, "deadletter")
     sqs = boto3.client("sqs", **moto.client_kwargs())
     dead_letters = sqs.create_queue(QueueName=f"dead-letters-{bucket}")["QueueUrl"]
     container = container_for(

@@ -34,6 +34,7 @@ from tests.support.lambda_harness import (
     expected,
     joined,
     metric,
+    put_lines,
     received,
     store,
 )
@@ -64,16 +65,6 @@ def sqs_event(*bodies: dict[str, Any]) -> dict[str, Any]:
             for i, body in enumerate(bodies)
         ]
     }
-
-
-def put_lines(
-    moto: MotoServer, count: int, name: str, *, compress: bool = True, bucket: str | None = None
-) -> tuple[str, str, list[bytes]]:
-    bucket = bucket or moto.new_bucket()
-    key = alb_key(name)
-    lines = alb_lines(count)
-    store(moto, bucket, key, joined(lines), compress=compress)
-    return bucket, key, lines
 
 
 # ------------------------------------------------------------------------------------ faults

@@ -243,3 +243,15 @@ def store(moto: MotoServer, bucket: str, key: str, data: bytes, compress: bool) 
     result: dict[str, Any] = dict(moto.put_object(bucket, key, data, compress=compress))
     result["size"] = moto.client().head_object(Bucket=bucket, Key=key)["ContentLength"]
     return result
+
+
+def put_lines(
+    moto: MotoServer, count: int, name: str, *, compress: bool = True, bucket: str | None = None
+) -> tuple[str, str, list[bytes]]:
+    """``count`` ALB lines stored as the object ``alb_key(name)`` of ``bucket`` (a new bucket
+    when None): the bucket, the key and the lines."""
+    bucket = bucket or moto.new_bucket()
+    key = alb_key(name)
+    lines = alb_lines(count)
+    store(moto, bucket, key, joined(lines), compress=compress)
+    return bucket, key, lines
