@@ -30,8 +30,11 @@ Off the common ALB layout, every field after the request but the user agent that
 ``#`` or ``@`` is taken as a URL, and every field after the ones the format documents (the
 parser's later and extra fields: two lines run together put a second client there) is scrubbed
 (every address anonymised, every ``?``/``#`` tail redacted), so that a line of an unusual
-layout fails closed. A Classic line with more than its 15 fields has a field split in two (a raw
-quote in the request), so which one is the user agent is unknown: it is scrubbed as a whole.
+layout fails closed. A line cut short with another run into it before its last documented field
+(a stray timestamp, an ALB field unquoted that is always quoted, a serial number that is not
+hex: ``_second_line_within``) is scrubbed as a whole. A Classic line with more than its 15
+fields has a field split in two (a raw quote in the request), so which one is the user agent is
+unknown: it is scrubbed as a whole.
 
 A line of no known format is scrubbed as a whole: every IP address in it is anonymised and
 everything from its first ``?`` or ``#`` to its end is taken as a query, since nothing says which
@@ -604,9 +607,11 @@ class LinePrivacy:
             layout is None
             or (layout.fixed and count > layout.documented)
             or _request_unquoted(text, spans, layout)
+            or _second_line_within(text, spans, layout)
         ):
-            # No format the parser knows, a field split in two, or a field lost or added before
-            # the request: nothing says which value is the client's, nor where the request ends.
+            # No format the parser knows, a field split in two, a field lost or added before
+            # the request, or another line run into this one before its last documented field:
+            # nothing says which value is the client's, nor where the request ends.
             return self._scrub(text)
 
         def value(index: int) -> str:
@@ -804,18 +809,62 @@ class _Layout:
     status: int = -1
     request: int = -1
     agent: int = -1
+    times: tuple[int, ...] = ()
+    """The fields that hold the line's own timestamps, in order: each starts with one, but the
+    validity, which holds two."""
+    validity: int = -1
+    """The field that holds a certificate's validity (``NotBefore=...;NotAfter=...``)."""
+    serial: int = -1
+    """The field that holds a certificate's serial number: hex digits (or ``-``)."""
+    texts: frozenset[int] = frozenset()
+    """Free-text fields (URLs, user agents, certificate subjects), where a timestamp after a
+    ``=`` or ``/`` is part of a value."""
+    quoted: frozenset[int] = frozenset()
+    """The fields that the format always writes quoted."""
 
 
 # By the parser's name of the format (`formats.detect_format`). Classic's 15 fields have not
 # changed since 2015; AWS appends fields to the others (reference section 1).
 _LAYOUTS: dict[str | None, _Layout] = {
-    "alb": _Layout(client=3, bare_client=False, documented=29, status=8, request=12, agent=13),
-    "classic": _Layout(
-        client=2, bare_client=False, documented=15, fixed=True, status=7, request=11, agent=12
+    "alb": _Layout(
+        client=3,
+        bare_client=False,
+        documented=29,
+        status=8,
+        request=12,
+        agent=13,
+        times=(1, 21),
+        texts=frozenset({12, 13, 23}),
+        quoted=frozenset({17, 19, 22, 23, 24, 27, 28}),
     ),
-    "nlb": _Layout(client=5, bare_client=False, documented=22),
-    "connection": _Layout(client=1, bare_client=True, documented=11),
+    "classic": _Layout(
+        client=2,
+        bare_client=False,
+        documented=15,
+        fixed=True,
+        status=7,
+        request=11,
+        agent=12,
+        times=(0,),
+        texts=frozenset({11, 12}),
+    ),
+    "nlb": _Layout(client=5, bare_client=False, documented=22, times=(2, 21)),
+    "connection": _Layout(
+        client=1,
+        bare_client=True,
+        documented=11,
+        times=(0, 8),
+        validity=8,
+        serial=9,
+        texts=frozenset({7}),
+    ),
 }
+# A timestamp as the formats write one (`2026-11-28T23:39:01.186641Z`, NLB's without fraction or
+# zone), found from its `T` (a literal the regex engine skips to). Another line run into this
+# one brings its own, in its first three fields, before its client.
+_RUN_IN_TIME = re.compile(r"T(?<=[0-9]{4}-[0-9]{2}-[0-9]{2}T)[0-9]{2}:[0-9]{2}:[0-9]{2}")
+# A serial number's characters (`FEF257372D5C14D4`), and `-` for none.
+_HEX = "0123456789ABCDEFabcdef-"
 # Quotes in an ALB line of a documented layout: 12 quoted fields, or 15 with 2025's transforms.
 _DOCUMENTED_ALB_QUOTES = frozenset({24, 30})
 # In a scrubbed text's query, one parameter: a name (no space or quote), its `=` and its value;
@@ -827,10 +876,15 @@ _USERINFO = re.compile(r'(?<=://)[^/?#\s"]*@')
 
 def _documented_alb(text: str) -> bool:
     """Whether an ALB line has the quoted fields of a documented layout and at most one field
-    after the last: the fields after its request are the documented ones, not a second line
-    run into it."""
+    after the last, without an address or a timestamp (a trace id, or nothing): the fields after
+    its request are the documented ones, not a second line run into it (whose quotes may make up
+    the count)."""
+    tail = text[text.rfind('"') + 1 :]
     return (
-        text.count('"') in _DOCUMENTED_ALB_QUOTES and len(text[text.rfind('"') + 1 :].split()) <= 1
+        text.count('"') in _DOCUMENTED_ALB_QUOTES
+        and len(tail.split()) <= 1
+        and "." not in tail
+        and ":" not in tail
     )
 
 
@@ -843,6 +897,54 @@ def _request_unquoted(text: str, spans: list[tuple[int, int]], layout: _Layout) 
         return False
     start = spans[index][0]
     return text[start - 1 : start] != '"'
+
+
+def _second_line_within(text: str, spans: list[tuple[int, int]], layout: _Layout) -> bool:
+    """Whether another line seems run into this one (the first cut short, a newline lost) before
+    the last field that its format documents, where its client would pass for another value:
+    a field the format always quotes not quoted, a certificate serial number that is no hex, or
+    a timestamp anywhere in those fields but the line's own (a second line brings one before
+    its client). The fields after the documented ones are scrubbed anyway."""
+    count = len(spans)
+    for index in layout.quoted:
+        if index < count and text[spans[index][0] - 1 : spans[index][0]] != '"':
+            return True
+    if 0 <= layout.serial < count and text[slice(*spans[layout.serial])].strip(_HEX):
+        return True
+    end = len(text) if layout.documented >= count else spans[layout.documented][0]
+    # Searched between the line's own timestamps: from after the `T` of each (the timestamp
+    # that starts the field; matches start at their `T`), past a well-formed validity.
+    position = 0
+    for index in layout.times:
+        if index >= count:
+            break
+        start, stop = spans[index]
+        if _time_within(text, position, start, spans, layout):
+            return True
+        position = min(start + 11, stop)
+        if (
+            index == layout.validity
+            and text.startswith("NotBefore=", start)
+            and text.find(";NotAfter=", start, stop) > 0
+        ):
+            position = stop
+    return _time_within(text, position, end, spans, layout)
+
+
+def _time_within(
+    text: str, position: int, end: int, spans: list[tuple[int, int]], layout: _Layout
+) -> bool:
+    """Whether ``text[position:end]`` holds a timestamp, but for one after a ``=`` or ``/`` in a
+    free-text field (``?since=...``, ``/logs/...``, ``bot/...``)."""
+    count = len(spans)
+    while (found := _RUN_IN_TIME.search(text, position, end)) is not None:
+        date = found.start() - 10
+        if text[date - 1 : date] not in ("=", "/") or not any(
+            spans[index][0] <= date < spans[index][1] for index in layout.texts if index < count
+        ):
+            return True
+        position = found.end()
+    return False
 
 
 def _url_marks(text: str, start: int) -> bool:

@@ -24,14 +24,17 @@ says otherwise. Every such difference is a rule in ``_agrees`` below, with its r
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from elb_log_shipper.formats import PARSE_FAILURE_TAG, parse_line
+from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, parse_line
+from elb_log_shipper.privacy import ClientAddress, PrivacyRules
 from tests.support.events import field
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "peer-fixtures"
@@ -167,3 +170,24 @@ def test_agrees_with_peer_parsers(line: str, expected: dict[str, Any]) -> None:
 
 def test_every_fixture_line_is_used() -> None:
     assert len(_cases()) >= 59
+
+
+def _real_lines() -> list[str]:
+    return [json.loads(text)["line"] for text in LINES.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("line", _real_lines())
+def test_the_privacy_rules_change_only_the_client_of_a_real_line(line: str) -> None:
+    """With ``CLIENT_IP=truncate``, a real line's event is its event without rules but for the
+    client's address: the rules never take a real line for two run together (which scrubs every
+    address in it, the target's too), whatever its age and layout (unquoted target lists and
+    domain names, fewer fields, later fields)."""
+    plain = orjson.dumps(EventBuilder().build(line.encode(), 0)).decode()
+    client = field(orjson.loads(plain), "source.ip")
+    rules = PrivacyRules(client_ip=ClientAddress.TRUNCATE)
+    private = orjson.dumps(EventBuilder(privacy=rules).build(line.encode(), 0)).decode()
+    if client is None:
+        assert private == plain
+        return
+    network = ipaddress.ip_network(f"{client}/{24 if '.' in client else 48}", strict=False)
+    assert private == plain.replace(client, str(network.network_address))
