@@ -73,6 +73,16 @@ def test_any_bytes_give_one_located_event(raw: bytes, offset: int) -> None:
 
 @settings(max_examples=500)
 @given(st.one_of(elb_ish, mutated_sample()))
+# Lists of quoted items (NLB's ALPN list), which the fast path reads since session 16.
+@example('h2 "h2","http/1.1" 2020-04-01T08:51:20')
+@example('"h2","http/1.1"')
+@example('a "x","y","z" b "q"')
+@example('a "x","y""z" b')
+@example('a "x","y",z b')
+@example('a "x","y"z "w"')
+@example('a "x","" "w",')
+@example('a "x" ,"y" b')
+@example(',"x" a')
 def test_fast_tokenizer_agrees_with_the_character_loop(line: str) -> None:
     try:
         slow: list[str] | None = _split_slow(line)

@@ -13,7 +13,8 @@ The rules (shared/reference/elb-log-formats.md, section 1):
 - A quote that never closes makes the line unparseable.
 
 Two implementations give the same answer: a fast path built on ``str.split`` (C speed) for the
-lines without backslashes, and a character loop for the rest. (The common ALB layout skips even
+lines without backslashes (NLB's ALPN list included: most TLS lines have one), and a character
+loop for the rest. (The common ALB layout skips even
 the fast path: ``alb.parse_quoted_parts`` reads its fields straight from ``line.split('"')``.)
 """
 
@@ -49,17 +50,29 @@ def tokenize_split(line: str, parts: list[str]) -> list[str]:
 def _split_fast(parts: list[str]) -> list[str] | None:
     """Fields from ``line.split('"')``: even parts are unquoted text, odd parts quoted values.
 
-    Returns None when a quote opens in the middle of a token (the ALPN list), which the slow path
-    handles.
+    Quoted items joined by commas (NLB's ALPN list, ``"h2","http/1.1"``) make one field, kept with
+    its quotes, as the slow path keeps it. Returns None when a quote opens in the middle of a
+    token, which the slow path handles.
     """
     fields: list[str] = []
     last = len(parts) - 1
+    listed = False  # whether the last field is a list of quoted items, kept quoted
     for i in range(0, last, 2):
         text = parts[i]
         if text == " ":
             # The common case between two quoted fields: nothing to split.
             fields.append(parts[i + 1])
+            listed = False
             continue
+        if text == "," and i:
+            # `"a","b"`: the next item of a list (a line without backslashes, so the items need
+            # no escaping).
+            if not listed:
+                fields[-1] = f'"{fields[-1]}"'
+                listed = True
+            fields[-1] += f',"{parts[i + 1]}"'
+            continue
+        listed = False
         # A quote may only open at the start of the line or after a space.
         if text:
             if text[-1] != " ":
