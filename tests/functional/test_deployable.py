@@ -382,6 +382,73 @@ def test_a_created_bucket_takes_nlb_access_logs() -> None:
     assert acl_check["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${LogBucketName}"}
 
 
+_NO_VALUE = object()
+
+
+def resolved(node: Any, values: Mapping[str, str]) -> Any:
+    """``node`` of the template as deployed with the parameter ``values``: each ``Fn::If`` taken
+    by its condition (evaluated as CloudFormation does), each parameter ``Ref`` replaced by its
+    value, ``AWS::NoValue`` removed."""
+    if isinstance(node, list):
+        return [item for item in (resolved(i, values) for i in node) if item is not _NO_VALUE]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Fn::If"}:
+        condition, then, otherwise = node["Fn::If"]
+        holds = rule_holds(template()["Conditions"][condition], values)
+        return resolved(then if holds else otherwise, values)
+    if set(node) == {"Ref"}:
+        if node["Ref"] == "AWS::NoValue":
+            return _NO_VALUE
+        return values.get(node["Ref"], node)
+    pairs = ((key, resolved(value, values)) for key, value in node.items())
+    return {key: value for key, value in pairs if value is not _NO_VALUE}
+
+
+@pytest.mark.parametrize("days", ["90", "15", "3653"])
+def test_a_created_bucket_deletes_its_logs_after_the_retention(days: str) -> None:
+    """The logs keep every client address and query in full: the bucket the stack creates
+    expires them (data minimisation, and the user's storage bill) unless told to keep them."""
+    values = parameter_values(CreateLogBucket="true", LogBucketRetentionDays=days)
+    bucket = resolved(template()["Resources"]["LogBucket"], values)
+    assert bucket["Condition"] == "ShouldCreateLogBucket"
+    (rule,) = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert rule["ExpirationInDays"] == days
+    # The whole bucket, which the stack creates for the logs; noncurrent versions too, should
+    # versioning be turned on (an expired object would otherwise stay as one).
+    assert not {"Prefix", "Filter"} & set(rule)
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+
+
+def test_a_created_bucket_keeps_its_logs_with_a_retention_of_0() -> None:
+    values = parameter_values(CreateLogBucket="true", LogBucketRetentionDays="0")
+    bucket = resolved(template()["Resources"]["LogBucket"], values)
+    assert "LifecycleConfiguration" not in bucket["Properties"]
+    assert bucket["Properties"]["BucketName"] == values["LogBucketName"]
+
+
+def test_the_retention_outlives_the_dead_letters_by_default() -> None:
+    """A dead letter replayed within the queue's retention must still find its object (else it
+    is rejected as NoSuchKey): the default retention is longer; samconfig's `default`, the one
+    environment that creates its bucket, says it."""
+    loaded = template()
+    parameter = loaded["Parameters"]["LogBucketRetentionDays"]
+    assert parameter["Type"] == "Number"
+    assert parameter["MinValue"] == 0
+    dead_letters = loaded["Resources"]["DeadLetterQueue"]["Properties"]
+    assert parameter["Default"] * 86400 > dead_letters["MessageRetentionPeriod"]
+    config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
+    for name, environment in config.items():
+        if isinstance(environment, dict):  # not `version`
+            given = samconfig_overrides(environment)
+            creates = given.get("CreateLogBucket") == "true"
+            assert ("LogBucketRetentionDays" in given) is creates, name
+    assert samconfig_overrides(config["default"])["LogBucketRetentionDays"] == str(
+        parameter["Default"]
+    )
+
+
 def test_function_environment_is_what_settings_read() -> None:
     loaded = template()
     function = loaded["Resources"][FUNCTION]["Properties"]
