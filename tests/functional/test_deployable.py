@@ -322,6 +322,24 @@ def test_an_sse_kms_bucket_of_nlb_logs_can_be_read_through_s3_only(key: str, val
     }
 
 
+def test_the_role_may_list_the_whole_bucket_to_tell_a_missing_object_from_a_denied_one() -> None:
+    """S3 answers 404 NoSuchKey (rejected at once) rather than 403 AccessDenied (retried, then
+    dead-lettered as a missing grant) for an expired or deleted object only to a caller that may
+    list the bucket. An s3:prefix condition would not count: the GetObject that S3 authorises
+    has no s3:prefix (docs/deploy.md, IAM). Reading stays limited to LogPrefix."""
+    policy = template()["Resources"]["ShipperRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    by_sid = statements(policy)
+    assert by_sid["TellMissingFromForbidden"] == {
+        "Sid": "TellMissingFromForbidden",
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${LogBucketName}"},
+    }
+    assert by_sid["ReadLogObjects"]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::${LogBucketName}/${LogPrefix}*"
+    }
+
+
 @pytest.mark.parametrize("client_ip", ["keep", "truncate", "hash"])
 def test_the_role_may_read_the_hash_key_only_when_it_hashes(client_ip: str) -> None:
     # The key pseudonymises every address: a stack that keeps or truncates them does not read
