@@ -322,6 +322,24 @@ def test_an_sse_kms_bucket_of_nlb_logs_can_be_read_through_s3_only(key: str, val
     }
 
 
+def test_the_role_may_list_the_whole_bucket_to_tell_a_missing_object_from_a_denied_one() -> None:
+    """S3 answers 404 NoSuchKey (rejected at once) rather than 403 AccessDenied (retried, then
+    dead-lettered as a missing grant) for an expired or deleted object only to a caller that may
+    list the bucket. An s3:prefix condition would not count: the GetObject that S3 authorises
+    has no s3:prefix (docs/deploy.md, IAM). Reading stays limited to LogPrefix."""
+    policy = template()["Resources"]["ShipperRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    by_sid = statements(policy)
+    assert by_sid["TellMissingFromForbidden"] == {
+        "Sid": "TellMissingFromForbidden",
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${LogBucketName}"},
+    }
+    assert by_sid["ReadLogObjects"]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::${LogBucketName}/${LogPrefix}*"
+    }
+
+
 @pytest.mark.parametrize("client_ip", ["keep", "truncate", "hash"])
 def test_the_role_may_read_the_hash_key_only_when_it_hashes(client_ip: str) -> None:
     # The key pseudonymises every address: a stack that keeps or truncates them does not read
@@ -380,6 +398,73 @@ def test_a_created_bucket_takes_nlb_access_logs() -> None:
     assert write["Condition"]["StringEquals"]["s3:x-amz-acl"] == "bucket-owner-full-control"
     assert acl_check["Action"] == "s3:GetBucketAcl"
     assert acl_check["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${LogBucketName}"}
+
+
+_NO_VALUE = object()
+
+
+def resolved(node: Any, values: Mapping[str, str]) -> Any:
+    """``node`` of the template as deployed with the parameter ``values``: each ``Fn::If`` taken
+    by its condition (evaluated as CloudFormation does), each parameter ``Ref`` replaced by its
+    value, ``AWS::NoValue`` removed."""
+    if isinstance(node, list):
+        return [item for item in (resolved(i, values) for i in node) if item is not _NO_VALUE]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Fn::If"}:
+        condition, then, otherwise = node["Fn::If"]
+        holds = rule_holds(template()["Conditions"][condition], values)
+        return resolved(then if holds else otherwise, values)
+    if set(node) == {"Ref"}:
+        if node["Ref"] == "AWS::NoValue":
+            return _NO_VALUE
+        return values.get(node["Ref"], node)
+    pairs = ((key, resolved(value, values)) for key, value in node.items())
+    return {key: value for key, value in pairs if value is not _NO_VALUE}
+
+
+@pytest.mark.parametrize("days", ["90", "15", "3653"])
+def test_a_created_bucket_deletes_its_logs_after_the_retention(days: str) -> None:
+    """The logs keep every client address and query in full: the bucket the stack creates
+    expires them (data minimisation, and the user's storage bill) unless told to keep them."""
+    values = parameter_values(CreateLogBucket="true", LogBucketRetentionDays=days)
+    bucket = resolved(template()["Resources"]["LogBucket"], values)
+    assert bucket["Condition"] == "ShouldCreateLogBucket"
+    (rule,) = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert rule["ExpirationInDays"] == days
+    # The whole bucket, which the stack creates for the logs; noncurrent versions too, should
+    # versioning be turned on (an expired object would otherwise stay as one).
+    assert not {"Prefix", "Filter"} & set(rule)
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+
+
+def test_a_created_bucket_keeps_its_logs_with_a_retention_of_0() -> None:
+    values = parameter_values(CreateLogBucket="true", LogBucketRetentionDays="0")
+    bucket = resolved(template()["Resources"]["LogBucket"], values)
+    assert "LifecycleConfiguration" not in bucket["Properties"]
+    assert bucket["Properties"]["BucketName"] == values["LogBucketName"]
+
+
+def test_the_retention_outlives_the_dead_letters_by_default() -> None:
+    """A dead letter replayed within the queue's retention must still find its object (else it
+    is rejected as NoSuchKey): the default retention is longer; samconfig's `default`, the one
+    environment that creates its bucket, says it."""
+    loaded = template()
+    parameter = loaded["Parameters"]["LogBucketRetentionDays"]
+    assert parameter["Type"] == "Number"
+    assert parameter["MinValue"] == 0
+    dead_letters = loaded["Resources"]["DeadLetterQueue"]["Properties"]
+    assert parameter["Default"] * 86400 > dead_letters["MessageRetentionPeriod"]
+    config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
+    for name, environment in config.items():
+        if isinstance(environment, dict):  # not `version`
+            given = samconfig_overrides(environment)
+            creates = given.get("CreateLogBucket") == "true"
+            assert ("LogBucketRetentionDays" in given) is creates, name
+    assert samconfig_overrides(config["default"])["LogBucketRetentionDays"] == str(
+        parameter["Default"]
+    )
 
 
 def test_function_environment_is_what_settings_read() -> None:

@@ -15,11 +15,10 @@ from typing import Any
 import boto3
 import orjson
 import pytest
-from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from bench.corpus import HEALTH_CHECK_AGENT, alb_lines, with_health_checks
 
 from elb_log_shipper.errors import ConfigurationError
-from elb_log_shipper.hashkey import fetch_hash_key
+from elb_log_shipper.hashkey import fetch_hash_key, forget_hash_key_client
 from elb_log_shipper.pipeline import ship_object
 from elb_log_shipper.privacy import DropRules, PrivacyRules
 from elb_log_shipper.refs import ObjectRef
@@ -42,13 +41,12 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module", autouse=True)
 def _powertools_clients() -> Iterator[None]:
-    """Powertools keeps one SSM client per process, made at its first fetch: make it against this
-    module's moto server, and close it with the module (no stale sockets for later tests)."""
-    DEFAULT_PROVIDERS.clear()
+    """The hash key's Powertools provider keeps one SSM client per process, made at its first
+    fetch: make it against this module's moto server, and close it with the module (no stale
+    sockets for later tests)."""
+    forget_hash_key_client()
     yield
-    for provider in DEFAULT_PROVIDERS.values():
-        provider.client.close()
-    DEFAULT_PROVIDERS.clear()
+    forget_hash_key_client()
 
 
 KEY = "a-test-key-of-32-bytes-0123456789"
@@ -69,11 +67,12 @@ def query_values(line: str) -> list[str]:
     return [pair.partition("=")[2] for pair in query.split("&")]
 
 
-def put_key(moto: MotoServer, value: str = KEY) -> str:
-    """A new SecureString holding ``value``; its name is new, so no cache of Powertools has it."""
+def put_key(moto: MotoServer, value: str = KEY, kind: str = "SecureString") -> str:
+    """A new parameter of type ``kind`` holding ``value``; its name is new, so no cache of
+    Powertools has it."""
     name = f"/elb-log-shipper/test/client-ip-hash-key-{time.monotonic_ns()}"
     ssm = boto3.client("ssm", **moto.client_kwargs())
-    ssm.put_parameter(Name=name, Value=value, Type="SecureString")
+    ssm.put_parameter(Name=name, Value=value, Type=kind)
     return name
 
 
@@ -184,6 +183,75 @@ def test_handler_fails_in_one_sentence_without_its_key(
     assert not logstash.events
 
 
+def refused_in_clear(name: str, kind: str) -> str:
+    """The start of the sentence that refuses the key in parameter ``name`` of type ``kind``."""
+    return f"CLIENT_IP_HASH_KEY_PARAMETER={name} is a {kind} parameter, not a SecureString: "
+
+
+@pytest.mark.parametrize("kind", ["String", "StringList"])
+def test_a_key_stored_in_clear_is_refused_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer, kind: str
+) -> None:
+    # A String parameter is stored unencrypted and shown in clear (console, history, CloudTrail):
+    # no place for a pseudonymisation key. It was taken as a SecureString is.
+    for variable, value in moto.environ().items():
+        monkeypatch.setenv(variable, value)
+    name = put_key(moto, kind=kind)
+    with pytest.raises(ConfigurationError) as refused:
+        fetch_hash_key(name)
+    message = str(refused.value)
+    assert message.startswith(refused_in_clear(name, kind)), message
+    assert "Delete it (its history keeps the key)" in message
+    assert f"aws ssm put-parameter --type SecureString --name {name} --value" in message
+    assert KEY not in message
+
+
+def test_handler_refuses_a_key_stored_in_clear_and_ships_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+    moto: MotoServer,
+    logstash: JsonLinesReceiver,
+) -> None:
+    name = put_key(moto, kind="String")
+    container = start_container(
+        monkeypatch, moto, logstash.port, CLIENT_IP="hash", CLIENT_IP_HASH_KEY_PARAMETER=name
+    )
+    try:
+        bucket = moto.new_bucket()
+        key = alb_key("clear-key")
+        store(moto, bucket, key, joined([line.encode() for line in CORPUS[:20]]), compress=True)
+        with pytest.raises(ConfigurationError, match=refused_in_clear(name, "String")):
+            container.invoke(make_continuation(ObjectRef(bucket, key)))
+    finally:
+        stop_container()
+    assert not logstash.events
+
+
+def test_the_key_and_its_type_come_from_one_cached_ssm_call(
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+) -> None:
+    """Checking the type costs no second request: GetParameter returns it with the value, and
+    Powertools caches both for HASH_KEY_MAX_AGE_SECONDS (one SSM call per cold start)."""
+    for variable, value in moto.environ().items():
+        monkeypatch.setenv(variable, value)
+    secure, clear = put_key(moto), put_key(moto, kind="String")
+    calls: list[str] = []
+    session = boto3.session.Session()
+    session.events.register(
+        "before-call.ssm.GetParameter",
+        lambda params, **_: calls.append(json.loads(params["body"])["Name"]),
+    )
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    forget_hash_key_client()  # the next fetch makes its client from this session
+    try:
+        assert [fetch_hash_key(secure) for _ in range(3)] == [KEY.encode()] * 3
+        for _ in range(2):
+            with pytest.raises(ConfigurationError, match=refused_in_clear(clear, "String")):
+                fetch_hash_key(clear)
+    finally:
+        forget_hash_key_client()
+    assert calls == [secure, clear]
+
+
 def test_cli_flags_hash_with_the_same_key_and_truncate(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -215,6 +283,26 @@ def test_cli_flags_hash_with_the_same_key_and_truncate(
     assert [json.loads(line)["source"]["ip"] for line in truncated.out.splitlines()] == [
         client_address(line).rpartition(".")[0] + ".0" for line in kept
     ]
+
+
+def test_cli_refuses_a_key_stored_in_clear(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    moto: MotoServer,
+    tmp_path: Path,
+) -> None:
+    for variable, value in moto.environ().items():
+        monkeypatch.setenv(variable, value)
+    name = put_key(moto, kind="String")
+    path = tmp_path / "alb.log"
+    path.write_text(CORPUS[0] + "\n")
+    run = run_command(
+        capsys, "ship", str(path), "--to", "-",
+        "--client-ip", "hash", "--client-ip-hash-key-parameter", name,
+    )  # fmt: skip
+    assert run.status == 2
+    assert refused_in_clear(name, "String") in run.err
+    assert run.out == ""
 
 
 @pytest.mark.parametrize(
