@@ -446,25 +446,28 @@ def test_a_created_bucket_keeps_its_logs_with_a_retention_of_0() -> None:
     assert bucket["Properties"]["BucketName"] == values["LogBucketName"]
 
 
-def test_the_retention_outlives_the_dead_letters_by_default() -> None:
-    """A dead letter replayed within the queue's retention must still find its object (else it
-    is rejected as NoSuchKey): the default retention is longer; samconfig's `default`, the one
-    environment that creates its bucket, says it."""
+def test_the_retention_deletes_nothing_unless_set() -> None:
+    """A lifecycle rule expires the objects already in the bucket too, so a default would delete
+    the logs of every stack updated to this template: the default keeps them, and samconfig's
+    `default`, the one environment that creates its bucket, says so where a user will change it.
+    The value suggested outlives the dead letters (a replay must still find its object)."""
     loaded = template()
     parameter = loaded["Parameters"]["LogBucketRetentionDays"]
     assert parameter["Type"] == "Number"
     assert parameter["MinValue"] == 0
+    assert parameter["Default"] == 0
+    bucket = resolved(loaded["Resources"]["LogBucket"], parameter_values(CreateLogBucket="true"))
+    assert "LifecycleConfiguration" not in bucket["Properties"]
     dead_letters = loaded["Resources"]["DeadLetterQueue"]["Properties"]
-    assert parameter["Default"] * 86400 > dead_letters["MessageRetentionPeriod"]
+    assert "90 suits most" in parameter["Description"]
+    assert dead_letters["MessageRetentionPeriod"] < 90 * 86400
     config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
     for name, environment in config.items():
         if isinstance(environment, dict):  # not `version`
             given = samconfig_overrides(environment)
             creates = given.get("CreateLogBucket") == "true"
             assert ("LogBucketRetentionDays" in given) is creates, name
-    assert samconfig_overrides(config["default"])["LogBucketRetentionDays"] == str(
-        parameter["Default"]
-    )
+    assert samconfig_overrides(config["default"])["LogBucketRetentionDays"] == "0"
 
 
 def test_function_environment_is_what_settings_read() -> None:
