@@ -319,11 +319,18 @@ class LineReader:
 
     def _stream(self, body: StreamingBody, position: int) -> Generator[bytes, None, None]:
         """Chunks of the object from ``position``; a broken connection resumes where it broke."""
+        # boto3 has loaded urllib3 already; imported here, a local file never loads it.
+        from urllib3.exceptions import SSLError as TLSError  # noqa: PLC0415
+
+        # What a body read raises when its connection broke, each cured by a ranged GET from the
+        # bytes received: botocore wraps a reset or a timeout, but not a TLS record that fails
+        # its check (a byte corrupted in transit, which TLS catches instead of TCP).
+        broken_read = (HTTPClientError, IncompleteReadError, TLSError)
         try:
             while True:
                 try:
                     chunk = body.read(self._chunk_size)
-                except (HTTPClientError, IncompleteReadError) as exc:
+                except broken_read as exc:
                     body.close()
                     if self._halt.is_set():
                         return  # nobody wants the rest: no new GET

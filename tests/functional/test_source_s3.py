@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError, ResponseStreamingError
 from elb_log_shipper.errors import ObjectChangedError, SourceError
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.source import MAX_READ_RETRIES, LineReader, read_lines
+from tests.support.certs import CertBundle
 from tests.support.s3server import FaultyS3, MotoServer
 
 if TYPE_CHECKING:
@@ -286,6 +287,22 @@ def test_too_many_resets_are_a_source_error_after_the_lines_read(s3: S3Client, b
     assert caught.value.transient
     assert lines == EXPECTED[: len(lines)]
     assert lines[-1][0] + len(lines[-1][1]) < 3000 * (MAX_READ_RETRIES + 1)
+
+
+@pytest.mark.parametrize("key", ["plain.log", "gzip.log"])
+def test_a_tls_record_corrupted_mid_stream_resumes_with_a_range(
+    moto: MotoServer, bucket: str, certs: CertBundle, key: str
+) -> None:
+    # A byte corrupted in transit fails its TLS record's check: urllib3 raises its SSLError,
+    # which botocore passes on unwrapped (it wraps a reset). It escaped the reader, not retried.
+    size = moto.client().head_object(Bucket=bucket, Key=key)["ContentLength"]
+    with FaultyS3(moto, tls=certs.server_context(), garble_after=size // 2) as faulty:
+        client = faulty.client(verify=certs.ca_file)
+        reader = LineReader(ObjectRef(bucket, key), client, chunk_size=1000)
+        assert read_all(reader) == EXPECTED
+    assert faulty.garble_after is None  # the record was sent
+    assert reader.retries == 1
+    assert len(faulty.gets) == 2
 
 
 class DenyingClient:
