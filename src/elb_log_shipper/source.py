@@ -29,7 +29,13 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    FlexibleChecksumError,
+    HTTPClientError,
+    IncompleteReadError,
+)
 
 from elb_log_shipper.errors import ObjectChangedError, SourceError
 from elb_log_shipper.framing import SNIFF_BYTES, Batch, LineDecoder, sniff_compression
@@ -330,6 +336,14 @@ class LineReader:
             while True:
                 try:
                     chunk = body.read(self._chunk_size)
+                except FlexibleChecksumError as exc:
+                    # Raised at the end of a whole-object GET, its lines yielded already: which of
+                    # them hold the bad bytes cannot be told, so only a new read helps.
+                    raise SourceError(
+                        f"the bytes read do not match the object's S3 checksum ({exc}): lines "
+                        "shipped from it may be corrupt; ship it again from its start",
+                        transient=True,
+                    ) from exc
                 except broken_read as exc:
                     body.close()
                     if self._halt.is_set():

@@ -305,6 +305,24 @@ def test_a_tls_record_corrupted_mid_stream_resumes_with_a_range(
     assert len(faulty.gets) == 2
 
 
+def test_bytes_that_do_not_match_the_s3_checksum_are_a_transient_source_error(
+    moto: MotoServer, bucket: str
+) -> None:
+    # boto3 asks S3 for the object's checksum and checks the body against it at its end: a
+    # mismatch raised botocore's FlexibleChecksumError, which escaped the reader.
+    head = moto.client().head_object(Bucket=bucket, Key="plain.log", ChecksumMode="ENABLED")
+    assert head.get("ChecksumCRC32")
+    with FaultyS3(moto, corrupt_at=OFFSETS[150] + 10) as faulty:
+        reader = LineReader(ObjectRef(bucket, "plain.log"), faulty.client(), chunk_size=1000)
+        lines: list[tuple[int, bytes]] = []
+        with pytest.raises(SourceError, match="do not match the object's S3 checksum") as caught:
+            for batch in reader:
+                lines.extend(batch)
+    assert caught.value.transient
+    assert str(caught.value).startswith(f"s3://{bucket}/plain.log: ")
+    assert len(lines) == len(EXPECTED)  # the check comes at the end, after every line
+
+
 class DenyingClient:
     def get_object(self, **kwargs: Any) -> Any:
         response: Any = {

@@ -203,8 +203,9 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         stall_after = faults.stall_after if is_object_read and response.status < 300 else None
         if stall_after is not None:
             # The stall is at a byte of the object: a ranged read (bytes=N-) reaches it sooner.
-            first_byte = re.match(r"bytes=(\d+)-", self.headers.get("Range", ""))
-            stall_after = max(0, stall_after - int(first_byte[1])) if first_byte else stall_after
+            stall_after = max(0, stall_after - _range_start(self.headers))
+        if faults.corrupt_at is not None and is_object_read and response.status < 300:
+            payload = _flip_byte(payload, faults.corrupt_at - _range_start(self.headers))
         garble_after = faults.garble_after if is_object_read and response.status < 300 else None
         try:
             if garble_after is not None and garble_after < len(payload):
@@ -247,6 +248,19 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
+def _range_start(headers: Any) -> int:
+    """The first byte of the object a read asks for (``Range: bytes=N-``), or 0."""
+    first_byte = re.match(r"bytes=(\d+)-", headers.get("Range", ""))
+    return int(first_byte[1]) if first_byte else 0
+
+
+def _flip_byte(payload: bytes, index: int) -> bytes:
+    """``payload`` with one bit of byte ``index`` flipped, when it holds that byte."""
+    if not 0 <= index < len(payload):
+        return payload
+    return payload[:index] + bytes([payload[index] ^ 1]) + payload[index + 1 :]
+
+
 class _ProxyServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     faults: FaultyS3
@@ -269,6 +283,8 @@ class FaultyS3:
     - ``stall_after = n``: each object read sends its headers and its body up to the object's
       byte ``n`` (a ranged read from beyond it, none), then stays silent, the connection open,
       until ``released`` is set (``release()``);
+    - ``corrupt_at = n``: each object read carries the object's byte ``n`` with a bit flipped
+      (a corruption the transport let through; the client's checksum check finds it);
     - ``tls``: HTTPS with this server context (``CertBundle.server_context()``); and then
       ``garble_after = n``: the next object read sends its body up to byte ``n``, then a TLS
       record that fails its integrity check, and hangs up (once: the read that resumes is
@@ -285,6 +301,7 @@ class FaultyS3:
     stall_after: int | None = None
     tls: ssl.SSLContext | None = field(default=None, repr=False)
     garble_after: int | None = None
+    corrupt_at: int | None = None
     released: threading.Event = field(default_factory=threading.Event)
     gets: list[str] = field(default_factory=list)
     """The paths of the object reads received."""
