@@ -501,6 +501,17 @@ def _s3_error(
         )
     if code == "NoSuchBucket":
         return SourceError(f"the bucket of {uri} does not exist (NoSuchBucket)")
+    if code == "InvalidObjectState":
+        # A 403 too, but no grant is missing: lifecycle rules archive old logs, which a backfill
+        # meets. Transient like a denial: once restored, the object reads. (Intelligent-Tiering
+        # names its archive tier as well.)
+        names = (error.get(field) for field in ("StorageClass", "AccessTier"))
+        where = " ".join(str(name) for name in names if name) or "an archive"
+        return SourceError(
+            f"{uri} is archived in {where}, which S3 does not read ({code}): restore it "
+            "(aws s3api restore-object), then ship it again",
+            transient=True,
+        )
     if code == "AccessDenied" or status == 403:
         # A missing grant (with s3:ListBucket a deleted object answers 404, not 403), which
         # people fix: transient, so the event is kept and, after Lambda's retries, waits in

@@ -19,6 +19,7 @@ from tests.support.s3server import FaultyS3, MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import StorageClassType
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -368,6 +369,22 @@ def test_s3_answers_are_classified_where_they_happen(
         LineReader(ObjectRef(bucket, "plain.log"), faulty.client()).open()
     assert caught.value.transient is transient
     assert type(caught.value) is SourceError
+
+
+@pytest.mark.parametrize("storage_class", ["GLACIER", "DEEP_ARCHIVE"])
+def test_an_archived_object_says_to_restore_it(
+    moto: MotoServer, s3: S3Client, storage_class: StorageClassType
+) -> None:
+    # S3 answers 403 InvalidObjectState: it was reported as access denied, "grant s3:GetObject".
+    bucket = moto.new_bucket()
+    s3.put_object(Bucket=bucket, Key="old.log", Body=DATA, StorageClass=storage_class)
+    with pytest.raises(SourceError) as caught:
+        LineReader(ObjectRef(bucket, "old.log"), s3).open()
+    assert str(caught.value) == (
+        f"s3://{bucket}/old.log is archived in {storage_class}, which S3 does not read "
+        "(InvalidObjectState): restore it (aws s3api restore-object), then ship it again"
+    )
+    assert caught.value.transient
 
 
 def test_an_unreachable_s3_is_transient(moto: MotoServer) -> None:
