@@ -215,14 +215,23 @@ def plan_sources(
             found = False
             for ref in walk_directory(source, start_after):
                 found = True
-                _add_listed(plan, index, ref, os.path.getsize(ref.key), dates)
+                _add_listed(plan, index, ref, _file_size(ref.key), dates)
             if not found:
                 plan.empty_prefixes.append(source)
         elif os.path.isfile(source):
-            _add(plan, PlannedObject(ObjectRef.local(source), index, os.path.getsize(source)))
+            _add(plan, PlannedObject(ObjectRef.local(source), index, _file_size(source)))
         else:
             raise ConfigurationError(f"{source}: no such file or directory")
     return plan
+
+
+def _file_size(path: str) -> int:
+    """The size of the file ``path``; 0 when it cannot be read (a link to nothing, a file gone
+    since it was listed), which shipping it then reports for that file alone."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def walk_directory(root: str, start_after: str | None = None) -> Iterator[ObjectRef]:

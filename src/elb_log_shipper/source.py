@@ -29,7 +29,13 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    FlexibleChecksumError,
+    HTTPClientError,
+    IncompleteReadError,
+)
 
 from elb_log_shipper.errors import ObjectChangedError, SourceError
 from elb_log_shipper.framing import SNIFF_BYTES, Batch, LineDecoder, sniff_compression
@@ -319,11 +325,26 @@ class LineReader:
 
     def _stream(self, body: StreamingBody, position: int) -> Generator[bytes, None, None]:
         """Chunks of the object from ``position``; a broken connection resumes where it broke."""
+        # boto3 has loaded urllib3 already; imported here, a local file never loads it.
+        from urllib3.exceptions import SSLError as TLSError  # noqa: PLC0415
+
+        # What a body read raises when its connection broke, each cured by a ranged GET from the
+        # bytes received: botocore wraps a reset or a timeout, but not a TLS record that fails
+        # its check (a byte corrupted in transit, which TLS catches instead of TCP).
+        broken_read = (HTTPClientError, IncompleteReadError, TLSError)
         try:
             while True:
                 try:
                     chunk = body.read(self._chunk_size)
-                except (HTTPClientError, IncompleteReadError) as exc:
+                except FlexibleChecksumError as exc:
+                    # Raised at the end of a whole-object GET, its lines yielded already: which of
+                    # them hold the bad bytes cannot be told, so only a new read helps.
+                    raise SourceError(
+                        f"the bytes read do not match the object's S3 checksum ({exc}): lines "
+                        "shipped from it may be corrupt; ship it again from its start",
+                        transient=True,
+                    ) from exc
+                except broken_read as exc:
                     body.close()
                     if self._halt.is_set():
                         return  # nobody wants the rest: no new GET
@@ -480,6 +501,17 @@ def _s3_error(
         )
     if code == "NoSuchBucket":
         return SourceError(f"the bucket of {uri} does not exist (NoSuchBucket)")
+    if code == "InvalidObjectState":
+        # A 403 too, but no grant is missing: lifecycle rules archive old logs, which a backfill
+        # meets. Transient like a denial: once restored, the object reads. (Intelligent-Tiering
+        # names its archive tier as well.)
+        names = (error.get(field) for field in ("StorageClass", "AccessTier"))
+        where = " ".join(str(name) for name in names if name) or "an archive"
+        return SourceError(
+            f"{uri} is archived in {where}, which S3 does not read ({code}): restore it "
+            "(aws s3api restore-object), then ship it again",
+            transient=True,
+        )
     if code == "AccessDenied" or status == 403:
         # A missing grant (with s3:ListBucket a deleted object answers 404, not 403), which
         # people fix: transient, so the event is kept and, after Lambda's retries, waits in

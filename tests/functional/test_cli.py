@@ -117,6 +117,19 @@ def test_directory_ships_every_file_in_name_order(
     assert "2 objects (0 skipped, 0 failed)" in run.err
 
 
+def test_a_link_to_nothing_in_a_directory_fails_alone(
+    capsys: pytest.CaptureFixture[str], logs: Path
+) -> None:
+    # Planning the directory took the size of every file and raised FileNotFoundError.
+    (logs / "gone.log").symlink_to(logs / "nowhere.log")
+    run = run_cli(capsys, "ship", str(logs), "--to", "-")
+    assert run.status == cli.EXIT_FAILED, run.err
+    assert [e["event"]["original"] for e in events(run.out)] == [*ALB_LINES, *CLASSIC_LINES]
+    assert f"{logs / 'gone.log'}: 0 lines" in run.err
+    assert "No such file or directory" in run.err
+    assert "3 objects (0 skipped, 1 failed)" in run.err
+
+
 def test_missing_file_is_a_usage_error_in_one_sentence(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -14,10 +14,12 @@ from botocore.exceptions import ClientError, ResponseStreamingError
 from elb_log_shipper.errors import ObjectChangedError, SourceError
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.source import MAX_READ_RETRIES, LineReader, read_lines
+from tests.support.certs import CertBundle
 from tests.support.s3server import FaultyS3, MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import StorageClassType
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -288,6 +290,40 @@ def test_too_many_resets_are_a_source_error_after_the_lines_read(s3: S3Client, b
     assert lines[-1][0] + len(lines[-1][1]) < 3000 * (MAX_READ_RETRIES + 1)
 
 
+@pytest.mark.parametrize("key", ["plain.log", "gzip.log"])
+def test_a_tls_record_corrupted_mid_stream_resumes_with_a_range(
+    moto: MotoServer, bucket: str, certs: CertBundle, key: str
+) -> None:
+    # A byte corrupted in transit fails its TLS record's check: urllib3 raises its SSLError,
+    # which botocore passes on unwrapped (it wraps a reset). It escaped the reader, not retried.
+    size = moto.client().head_object(Bucket=bucket, Key=key)["ContentLength"]
+    with FaultyS3(moto, tls=certs.server_context(), garble_after=size // 2) as faulty:
+        client = faulty.client(verify=certs.ca_file)
+        reader = LineReader(ObjectRef(bucket, key), client, chunk_size=1000)
+        assert read_all(reader) == EXPECTED
+    assert faulty.garble_after is None  # the record was sent
+    assert reader.retries == 1
+    assert len(faulty.gets) == 2
+
+
+def test_bytes_that_do_not_match_the_s3_checksum_are_a_transient_source_error(
+    moto: MotoServer, bucket: str
+) -> None:
+    # boto3 asks S3 for the object's checksum and checks the body against it at its end: a
+    # mismatch raised botocore's FlexibleChecksumError, which escaped the reader.
+    head = moto.client().head_object(Bucket=bucket, Key="plain.log", ChecksumMode="ENABLED")
+    assert head.get("ChecksumCRC32")
+    with FaultyS3(moto, corrupt_at=OFFSETS[150] + 10) as faulty:
+        reader = LineReader(ObjectRef(bucket, "plain.log"), faulty.client(), chunk_size=1000)
+        lines: list[tuple[int, bytes]] = []
+        with pytest.raises(SourceError, match="do not match the object's S3 checksum") as caught:
+            for batch in reader:
+                lines.extend(batch)
+    assert caught.value.transient
+    assert str(caught.value).startswith(f"s3://{bucket}/plain.log: ")
+    assert len(lines) == len(EXPECTED)  # the check comes at the end, after every line
+
+
 class DenyingClient:
     def get_object(self, **kwargs: Any) -> Any:
         response: Any = {
@@ -333,6 +369,22 @@ def test_s3_answers_are_classified_where_they_happen(
         LineReader(ObjectRef(bucket, "plain.log"), faulty.client()).open()
     assert caught.value.transient is transient
     assert type(caught.value) is SourceError
+
+
+@pytest.mark.parametrize("storage_class", ["GLACIER", "DEEP_ARCHIVE"])
+def test_an_archived_object_says_to_restore_it(
+    moto: MotoServer, s3: S3Client, storage_class: StorageClassType
+) -> None:
+    # S3 answers 403 InvalidObjectState: it was reported as access denied, "grant s3:GetObject".
+    bucket = moto.new_bucket()
+    s3.put_object(Bucket=bucket, Key="old.log", Body=DATA, StorageClass=storage_class)
+    with pytest.raises(SourceError) as caught:
+        LineReader(ObjectRef(bucket, "old.log"), s3).open()
+    assert str(caught.value) == (
+        f"s3://{bucket}/old.log is archived in {storage_class}, which S3 does not read "
+        "(InvalidObjectState): restore it (aws s3api restore-object), then ship it again"
+    )
+    assert caught.value.transient
 
 
 def test_an_unreachable_s3_is_transient(moto: MotoServer) -> None:

@@ -24,7 +24,10 @@ import http.client
 import http.server
 import itertools
 import logging
+import os
 import re
+import socket
+import ssl
 import sys
 import threading
 import urllib.request
@@ -200,9 +203,17 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         stall_after = faults.stall_after if is_object_read and response.status < 300 else None
         if stall_after is not None:
             # The stall is at a byte of the object: a ranged read (bytes=N-) reaches it sooner.
-            first_byte = re.match(r"bytes=(\d+)-", self.headers.get("Range", ""))
-            stall_after = max(0, stall_after - int(first_byte[1])) if first_byte else stall_after
+            stall_after = max(0, stall_after - _range_start(self.headers))
+        if faults.corrupt_at is not None and is_object_read and response.status < 300:
+            payload = _flip_byte(payload, faults.corrupt_at - _range_start(self.headers))
+        garble_after = faults.garble_after if is_object_read and response.status < 300 else None
         try:
+            if garble_after is not None and garble_after < len(payload):
+                faults.garble_after = None  # once: the ranged read that resumes is served
+                self.wfile.write(payload[:garble_after])
+                self.wfile.flush()
+                self._send_garbled_record()
+                return
             if stall_after is None or stall_after >= len(payload):
                 self.wfile.write(payload)
                 return
@@ -214,6 +225,14 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(payload[stall_after:])
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up on the stalled body
+
+    def _send_garbled_record(self) -> None:
+        """Write, under the TLS layer, an application-data record that fails its integrity check
+        (a byte corrupted in transit, which TCP let through and TLS catches), and hang up."""
+        record = b"\x17\x03\x03\x00\x40" + os.urandom(64)
+        with socket.socket(fileno=os.dup(self.connection.fileno())) as raw:
+            raw.sendall(record)
+        self.close_connection = True
 
     def _answer_error(self, status: int, code: str) -> None:
         body = (
@@ -227,6 +246,19 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def _range_start(headers: Any) -> int:
+    """The first byte of the object a read asks for (``Range: bytes=N-``), or 0."""
+    first_byte = re.match(r"bytes=(\d+)-", headers.get("Range", ""))
+    return int(first_byte[1]) if first_byte else 0
+
+
+def _flip_byte(payload: bytes, index: int) -> bytes:
+    """``payload`` with one bit of byte ``index`` flipped, when it holds that byte."""
+    if not 0 <= index < len(payload):
+        return payload
+    return payload[:index] + bytes([payload[index] ^ 1]) + payload[index + 1 :]
 
 
 class _ProxyServer(http.server.ThreadingHTTPServer):
@@ -250,7 +282,13 @@ class FaultyS3:
     - ``listing_error = (403, "AccessDenied")``: so do bucket listings;
     - ``stall_after = n``: each object read sends its headers and its body up to the object's
       byte ``n`` (a ranged read from beyond it, none), then stays silent, the connection open,
-      until ``released`` is set (``release()``).
+      until ``released`` is set (``release()``);
+    - ``corrupt_at = n``: each object read carries the object's byte ``n`` with a bit flipped
+      (a corruption the transport let through; the client's checksum check finds it);
+    - ``tls``: HTTPS with this server context (``CertBundle.server_context()``); and then
+      ``garble_after = n``: the next object read sends its body up to byte ``n``, then a TLS
+      record that fails its integrity check, and hangs up (once: the read that resumes is
+      served).
 
     Point a client at ``endpoint_url`` (boto3's ``AWS_ENDPOINT_URL_S3``); use it as a context
     manager, which stops it and releases every stalled response.
@@ -261,6 +299,9 @@ class FaultyS3:
     error_keys: frozenset[str] | None = None
     listing_error: tuple[int, str] | None = None
     stall_after: int | None = None
+    tls: ssl.SSLContext | None = field(default=None, repr=False)
+    garble_after: int | None = None
+    corrupt_at: int | None = None
     released: threading.Event = field(default_factory=threading.Event)
     gets: list[str] = field(default_factory=list)
     """The paths of the object reads received."""
@@ -272,12 +313,16 @@ class FaultyS3:
     def endpoint_url(self) -> str:
         assert self._server is not None, "use FaultyS3 as a context manager"
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{host!s}:{port}"
 
-    def client(self, **config: Any) -> S3Client:
-        """An S3 client for this endpoint (see ``MotoServer.client_kwargs``)."""
+    def client(self, *, verify: str | None = None, **config: Any) -> S3Client:
+        """An S3 client for this endpoint (see ``MotoServer.client_kwargs``); ``verify`` is the
+        CA file that signed the ``tls`` certificate."""
         kwargs = self.moto.client_kwargs(**config)
         kwargs["endpoint_url"] = self.endpoint_url
+        if verify is not None:
+            kwargs["verify"] = verify
         return boto3.client("s3", **kwargs)
 
     def release(self) -> None:
@@ -287,6 +332,8 @@ class FaultyS3:
 
     def __enter__(self) -> FaultyS3:
         server = _ProxyServer(("127.0.0.1", 0), _ProxyHandler)
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         server.faults = self
         self._server = server
         threading.Thread(target=server.serve_forever, name="faulty-s3", daemon=True).start()
