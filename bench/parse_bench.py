@@ -12,6 +12,9 @@ processes on the machine disturb it less than wall time):
 
     make bench        # or: .venv/bin/python -m bench.parse_bench --lines 50000
 
+``--formats`` measures only ours, parse only, over lines of each log format (ALB, Classic, NLB,
+connection logs) with the defaults and with the privacy rules (``formats_table``).
+
 The corpus is generated (bench/corpus.py, fixed seed): realistic ALB lines of 30 fields.
 
 The privacy rules (issue 14) are measured in the same run: ``REDACT_QUERY=values`` with
@@ -40,7 +43,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bench.corpus import alb_lines, with_health_checks
+from bench.corpus import (
+    alb_lines,
+    classic_lines,
+    connection_lines,
+    nlb_lines,
+    with_health_checks,
+)
 from elb_log_shipper.formats import EventBuilder
 from elb_log_shipper.pipeline import ship_object
 from elb_log_shipper.privacy import (
@@ -227,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         "--privacy-only", action="store_true", help="measure only ours with and without privacy"
     )
     parser.add_argument(
+        "--formats",
+        action="store_true",
+        help="measure only ours, parse only, per log format, with and without the privacy rules",
+    )
+    parser.add_argument(
         "--slice",
         type=int,
         default=SLICE_LINES,
@@ -235,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.privacy_only:
         print(privacy_table(list(alb_lines(args.lines)), args.repeat, args.slice))
+        return 0
+    if args.formats:
+        print(formats_table(args.lines, args.repeat))
         return 0
 
     texts = list(alb_lines(args.lines))
@@ -373,6 +390,48 @@ def privacy_table(texts: list[str], repeat: int, slice_lines: int = SLICE_LINES)
             f"| 30 % health checks, defaults | | {rates['health']:,.0f} |",
             f"| 30 % health checks, DROP_USER_AGENT_PREFIXES=ELB-HealthChecker/ | | "
             f"{rates['health dropped']:,.0f} lines read/s ({change('health dropped')}) |",
+        ]
+    )
+
+
+FORMATS: dict[str, Callable[[int], Iterable[str]]] = {
+    "ALB": alb_lines,
+    "Classic": classic_lines,
+    "NLB": nlb_lines,
+    "ALB connection log": connection_lines,
+}
+
+
+def formats_table(count: int, repeat: int) -> str:
+    """Ours, parse only, over ``count`` generated lines of each format (bench/corpus.py), with the
+    defaults and with ``REDACT_QUERY=values`` and ``CLIENT_IP=truncate``, as a markdown table:
+    lines/s of CPU time, the best of ``repeat`` runs, the two configurations alternating.
+
+    Only ALB lines take the privacy rules' short path; the other formats take the path that
+    reads every field, which this shows the cost of."""
+    rows = []
+    for name, make in FORMATS.items():
+        data = with_offsets([text.encode() for text in make(count)])
+        best = {"defaults": 0.0, "rules": 0.0}
+        for _ in range(repeat):
+            for config, privacy in (("defaults", None), ("rules", REDACT_AND_TRUNCATE)):
+                started = time.process_time()
+                ours_parse(data, privacy)
+                rate = len(data) / (time.process_time() - started)
+                best[config] = max(best[config], rate)
+        change = (best["defaults"] / best["rules"] - 1) * 100
+        rows.append(
+            f"| {name} | {best['defaults']:,.0f} | {best['rules']:,.0f} | {change:+.0f} % |"
+        )
+    return "\n".join(
+        [
+            f"{count:,} lines of each format, parse only, best of {repeat} (CPU time), Python "
+            f"{platform.python_version()}:",
+            "",
+            "| format | defaults (lines/s) | REDACT_QUERY=values, CLIENT_IP=truncate (lines/s) "
+            "| time per line with the rules |",
+            "|---|---:|---:|---:|",
+            *rows,
         ]
     )
 
