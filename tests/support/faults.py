@@ -6,12 +6,13 @@ check that every line arrived at least once, and count the duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import struct
 import threading
 import time
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver
 
@@ -24,6 +25,7 @@ __all__ = [
     "SlowHandshakeServer",
     "SlowReadingServer",
     "StopsReadingServer",
+    "TlsLastWordsServer",
     "UnansweredAddress",
 ]
 
@@ -69,6 +71,95 @@ class ResettingServer(JsonLinesReceiver):
             self.feed(record, data)
         self._stopping.wait(self.wait_seconds)
         _reset(sock)
+
+
+def _tls_records(data: bytes) -> list[bytes]:
+    """``data`` cut into TLS records (a 5-byte header whose last two bytes are the length)."""
+    records = []
+    while data:
+        end = 5 + struct.unpack_from("!H", data, 3)[0]
+        records.append(data[:end])
+        data = data[end:]
+    return records
+
+
+class TlsLastWordsServer(JsonLinesReceiver):
+    """TLS over memory BIOs, so that it decides when each record goes out. Its first
+    connection ends with TLS records that carry no data, ``last_words``: ``"close_notify"`` (a
+    Logstash closing the channel: Netty sends close_notify, then closes) or ``"ticket"`` (a TLS
+    1.3 session ticket held back since the handshake). ``reset``: it reads only ``after_bytes``,
+    waits ``wait_seconds`` (the client has written everything and waits for the close), sends
+    them and resets at once, our bytes unread (a pipeline stopping); otherwise it reads up to
+    the client's close and closes after them (a FIN). Later connections are read to the end.
+    ``last_words_sent`` is set just before they go out, ``reset_sent`` once the reset has.
+    """
+
+    def __init__(
+        self,
+        tls_context: ssl.SSLContext,
+        *,
+        last_words: Literal["close_notify", "ticket"],
+        reset: bool,
+        after_bytes: int = 0,
+        wait_seconds: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        self.tls_context = tls_context
+        self.last_words = last_words
+        self.reset = reset
+        self.after_bytes = after_bytes
+        self.wait_seconds = wait_seconds
+        self.last_words_sent = threading.Event()
+        self.reset_sent = threading.Event()
+        super().__init__(**kwargs)  # no ssl_context: serve() speaks TLS itself
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.tls_context.wrap_bio(incoming, outgoing, server_side=True)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    return
+                incoming.write(data)
+        # TLS 1.3 writes its session tickets once the handshake is done: the first answers the
+        # client's wait for a verdict on its certificate, the others can be last words.
+        tickets = _tls_records(outgoing.read())
+        kept = 1 if tls.version() == "TLSv1.3" else len(tickets)
+        sock.sendall(b"".join(tickets[:kept]))
+        last = record.index == 0
+        resetting = last and self.reset
+        while not resetting or record.bytes_read < self.after_bytes:
+            try:
+                plain = tls.read(RECV_BYTES)
+            except ssl.SSLWantReadError:
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    break
+                incoming.write(data)
+                continue
+            if not plain:
+                break  # the client's close_notify: it sent everything
+            self.feed(record, plain)
+        if not last:
+            return
+        self._stopping.wait(self.wait_seconds if resetting else 0.0)
+        words = b"".join(tickets[kept:])  # held tickets go first either way: records are numbered
+        if self.last_words == "close_notify":
+            incoming.read()  # records received but never decrypted: unread, like the kernel's
+            with contextlib.suppress(ssl.SSLWantReadError):
+                tls.unwrap()  # writes close_notify, then would wait for the client's
+            words += outgoing.read()
+        self.last_words_sent.set()
+        sock.sendall(words)
+        if resetting:
+            _reset(sock)
+            sock.close()
+            self.reset_sent.set()
 
 
 class ClosingServer(JsonLinesReceiver):

@@ -69,6 +69,11 @@ FIRST_FLIGHT_BYTES = 256 * 1024
 TLS13_VERDICT_SECONDS = 0.5
 # Linux's largest default receive buffer (tcp_rmem max) is 6 MiB: a peer cannot hold more unread.
 PEER_BUFFER_BYTES_CAP = 8 * 1024 * 1024
+# OpenSSL 3 reports the end of the stream without close_notify (a FIN) as an error of its own
+# (SSL_R_UNEXPECTED_EOF_WHILE_READING, documented as fit for control flow), so an EOF error
+# without a reason is a failed read: a reset. OpenSSL 1.1 reports both without a reason, so
+# there a reset that the TLS layer meets first still passes for a close.
+_TLS_EOF_HAS_A_REASON = ssl.OPENSSL_VERSION_INFO >= (3, 0)
 
 
 # A socket address as getaddrinfo gives it: (host, port) or, for IPv6, (host, port, flow, scope).
@@ -748,10 +753,11 @@ class JsonLinesConnection(Connection):
         unread_allowance = (
             min(self.carried_bytes, PEER_BUFFER_BYTES_CAP) / SLOWEST_LIVE_READER_BYTES_PER_SECOND
         )
+        tls_closed = False
         while True:
             self.set_timeout(wait_slice(deadline, f"waiting for {self.peer} to read"))
             try:
-                data = self._receive()
+                data = self._receive(tls_closed=tls_closed)
             except TimeoutError:
                 queued = _data_unacknowledged_after_fin(self._sock)
                 # While our queue holds data the peer's window updates show its reading; once
@@ -762,7 +768,12 @@ class JsonLinesConnection(Connection):
                 watchdog.progressed()  # TLS records without data (a session ticket): alive
                 continue
             except ssl.SSLZeroReturnError:
-                return  # Logstash's close_notify: its side is closed
+                # Logstash's close_notify says that it closes, not that it read everything: a
+                # channel closed early (a pipeline stopping) sends it too, and then the kernel
+                # resets for our unread bytes, right behind it. The TCP close decides.
+                tls_closed = True
+                watchdog.progressed()
+                continue
             except ssl.SSLEOFError:
                 # A FIN without close_notify (peers often skip it when they close): still a
                 # close, not a reset. A peer that closes with our bytes unread makes its kernel
@@ -773,7 +784,7 @@ class JsonLinesConnection(Connection):
                 return
             watchdog.progressed()  # Logstash sends nothing; any bytes only show it is alive
 
-    def _receive(self) -> bytes:
+    def _receive(self, *, tls_closed: bool = False) -> bytes:
         """What the peer sends next (``b""``: it closed), waiting up to the socket's timeout.
 
         Over TLS the raw socket is asked first, and the TLS layer then reads only the records
@@ -781,17 +792,36 @@ class JsonLinesConnection(Connection):
         SSL_read_ex fails alike for both), which would pass for the close that confirms, so the
         TLS layer must never be the one to meet the end of the stream. The raw socket raises
         ConnectionResetError for a reset and gives ``b""`` for a FIN.
+
+        A reset that arrives behind those records (a peer that sends one and resets at once)
+        still meets the TLS layer, which consumes it: afterwards the socket shows nothing of it
+        (no SO_ERROR, a peek gives ``b""``), so only the TLS layer's error tells. Python 3.13
+        raises ConnectionResetError; before it, SSLEOFError without a reason, raised here as
+        ConnectionLostError (on OpenSSL 3, which names the EOF of a FIN).
+
+        ``tls_closed``: the peer's close_notify was read; only the raw socket is read after it.
         """
         sock = self._sock
         if not isinstance(sock, ssl.SSLSocket) or sock.pending():
             return sock.recv(RECV_BYTES)
+        if tls_closed:
+            return socket.socket.recv(sock, RECV_BYTES)
         if not socket.socket.recv(sock, 1, socket.MSG_PEEK):
             return b""
         timeout = sock.gettimeout()
         sock.settimeout(0.0)
+        # recv() would return b"" for an SSLEOFError; its reason tells a FIN from a reset.
+        sock.suppress_ragged_eofs = False  # type: ignore[attr-defined]  # typeshed omits it
         try:
             return sock.recv(RECV_BYTES)  # SSLWantReadError once the records are read
+        except ssl.SSLEOFError as error:
+            if error.reason is None and _TLS_EOF_HAS_A_REASON:
+                raise ConnectionLostError(
+                    f"{self.peer} reset the connection while we waited for its close ({error})"
+                ) from error
+            raise
         finally:
+            sock.suppress_ragged_eofs = True  # type: ignore[attr-defined]
             sock.settimeout(timeout)
 
 
