@@ -7,11 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from elb_log_shipper.formats import EventBuilder
-from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
+from elb_log_shipper.privacy import (
+    _FIELD,
+    ClientAddress,
+    PrivacyRules,
+    QueryRedaction,
+    _field_spans,
+)
 from tests.support.events import strings
 from tests.unit.test_privacy import (
     alb,
@@ -232,3 +238,20 @@ def test_the_short_path_gives_the_line_of_the_longer_paths(
     """``CLIENT_IP=truncate``'s short path gives the event of the longer paths, or leaves the
     line to them."""
     assert shipped_as_the_longer_paths_ship_it(line, redaction)
+
+
+# Text made of what splits fields (whitespace of every kind, quotes, commas, backslashes).
+field_text = st.text(
+    alphabet=st.sampled_from(list(' ",ab\\\t\n\x1c\x85\xa0\u2028\u3000-')), max_size=40
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(field_text, common_lines(), st.text(max_size=80)))
+@example('a "b","c" d "e"f "g""h" ,"i"')
+@example('x"y z"w "a"1')
+def test_fields_are_read_by_split_as_the_field_expression_reads_them(text: str) -> None:
+    """The longer path's fields, read with `str.split` where the line allows, are the spans
+    that `_FIELD` gives (quoted values inside their quotes, a list as its first item)."""
+    expected = [match.span(match.lastindex or 0) for match in _FIELD.finditer(text)]
+    assert _field_spans(text) == expected
