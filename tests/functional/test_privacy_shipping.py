@@ -82,6 +82,12 @@ def pseudonym(address: str, key: str = KEY) -> str:
     return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
 
 
+def point_boto3_at(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment that sends boto3's requests (SSM, S3) to the moto server."""
+    for variable, value in moto.environ().items():
+        monkeypatch.setenv(variable, value)
+
+
 def test_health_checks_are_dropped_exactly_and_counted(tmp_path: Path) -> None:
     assert len(HEALTH_CHECKS) == LINES * 3 // 10
     path = tmp_path / "alb.log"
@@ -194,8 +200,7 @@ def test_a_key_stored_in_clear_is_refused_with_the_fix(
 ) -> None:
     # A String parameter is stored unencrypted and shown in clear (console, history, CloudTrail):
     # no place for a pseudonymisation key. It was taken as a SecureString is.
-    for variable, value in moto.environ().items():
-        monkeypatch.setenv(variable, value)
+    point_boto3_at(moto, monkeypatch)
     name = put_key(moto, kind=kind)
     with pytest.raises(ConfigurationError) as refused:
         fetch_hash_key(name)
@@ -231,8 +236,7 @@ def test_the_key_and_its_type_come_from_one_cached_ssm_call(
 ) -> None:
     """Checking the type costs no second request: GetParameter returns it with the value, and
     Powertools caches both for HASH_KEY_MAX_AGE_SECONDS (one SSM call per cold start)."""
-    for variable, value in moto.environ().items():
-        monkeypatch.setenv(variable, value)
+    point_boto3_at(moto, monkeypatch)
     secure, clear = put_key(moto), put_key(moto, kind="String")
     calls: list[str] = []
     session = boto3.session.Session()
@@ -258,8 +262,7 @@ def test_cli_flags_hash_with_the_same_key_and_truncate(
     moto: MotoServer,
     tmp_path: Path,
 ) -> None:
-    for variable, value in moto.environ().items():
-        monkeypatch.setenv(variable, value)
+    point_boto3_at(moto, monkeypatch)
     name = put_key(moto)
     path = tmp_path / "alb.log"
     path.write_text("".join(line + "\n" for line in CORPUS[:20]))
@@ -291,8 +294,7 @@ def test_cli_refuses_a_key_stored_in_clear(
     moto: MotoServer,
     tmp_path: Path,
 ) -> None:
-    for variable, value in moto.environ().items():
-        monkeypatch.setenv(variable, value)
+    point_boto3_at(moto, monkeypatch)
     name = put_key(moto, kind="String")
     path = tmp_path / "alb.log"
     path.write_text(CORPUS[0] + "\n")
@@ -339,8 +341,7 @@ def test_redaction_settings_from_the_environment(
 def test_the_key_may_be_a_secrets_manager_secret_read_through_ssm(
     monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:
-    for variable, value in moto.environ().items():
-        monkeypatch.setenv(variable, value)
+    point_boto3_at(moto, monkeypatch)
     secrets = boto3.client("secretsmanager", **moto.client_kwargs())
     secrets.create_secret(Name="elb-log-shipper-test-key", SecretString=KEY)
     key = fetch_hash_key("/aws/reference/secretsmanager/elb-log-shipper-test-key")
