@@ -6,10 +6,11 @@ rewritten text, so every field derived from a value (``event.original``, ``url.*
 redacted form, whatever fields the parser emits. A line that matches a drop filter never becomes
 an event: ``LinePrivacy.apply`` answers None for it.
 
-The paths, from the cheapest: with ``CLIENT_IP=truncate`` and no drop filter, the common ALB line
-is rewritten in one regex match (``LinePrivacy.truncated``, the text then parsed as any line);
-other common ALB lines are redacted in the parser's own split (``LinePrivacy.alb_parts``); any
-other line is read field by field (``LinePrivacy.apply``). Each gives the same text.
+The paths, from the cheapest: with ``CLIENT_IP=truncate`` and no drop filter, the common line of
+every format is rewritten in one regex match (``LinePrivacy.truncated``, the text then parsed as
+any line); other common ALB lines are redacted in the parser's own split
+(``LinePrivacy.alb_parts``); any other line is read field by field (``LinePrivacy.apply``). Each
+gives the same text.
 
 Where the values live in a line, by format (shared/reference/elb-log-formats.md):
 
@@ -152,6 +153,56 @@ _COMMON_CLIENT = re.compile(rf"{_COMMON_HEAD}(:[0-9]++ .*+)", re.DOTALL)
 # scan: a quote in them is looked for after the match.
 _COMMON_QUERY = re.compile(
     rf'{_COMMON_HEAD}(:[0-9]++ [^"]*+")([^?]++)(\?[^ ]*+)( HTTP/[^" ]*+".*+)', re.DOTALL
+)
+# The short paths of the other formats (`LinePrivacy._truncated_other`): a line each pattern
+# reads is one that the path reading every field (`_by_fields`) gives only the client anonymised
+# (and a Classic request's query redacted, a connection log's later fields scrubbed), so the
+# rewrite is the same text for a fraction of the cost. Their fields are tokens of printable ASCII
+# without a quote or a backslash (so the fields and their spans are the ones `_field_spans` and
+# the tokenizer read), one space apart. What a pattern does not read (more or fewer fields, a
+# field of another shape, a quote inside a token, any other whitespace) is left to the longer
+# path, as is any line with a timestamp in a field that holds none (checked after the match:
+# another line run into it).
+_WORD = r"[!#-\[\]-~]++"
+# A token that holds no URL mark either (`?`, `#`, `@`): fields that `_by_fields` takes as a URL
+# when they have one.
+_PLAIN_WORD = r"[!$->A-\[\]-~]++"
+# The client: an IPv4 address and its port, in two groups (up to the byte that truncation
+# zeroes, and the port), matched as the ALB line's is; or any other address and port, in a third
+# (IPv6, or what is no address: `LinePrivacy._client_port` reads it, as `_by_fields` does). It
+# has a colon, which makes a Classic line Classic (`formats.detect_format`).
+_IPV4_NETWORK = rf"{_ASCII_OCTET}\.{_ASCII_OCTET}\.{_ASCII_OCTET}\."
+_CLIENT_PORT = rf"(?:({_IPV4_NETWORK}){_ASCII_OCTET}(:[0-9]++)|([0-9A-Fa-f.]*+:[0-9A-Fa-f:.]++))"
+# Classic, its 15 fields (12 in files before 2015): the time, the name, the client, eight numbers
+# and addresses, the quoted request, then the quoted user agent, the TLS cipher and protocol.
+# Groups: the time and the name; the client's three; from the client to the request's opening
+# quote; the request; the rest.
+_CLASSIC_LINE = re.compile(
+    rf"([0-9]{{4}}-{_WORD} {_WORD} ){_CLIENT_PORT}"
+    rf'((?: {_WORD}){{8}} ")([^"\\]*+)'
+    rf'("(?: "[^"\\]*+" {_PLAIN_WORD} {_PLAIN_WORD})?)'
+)
+# NLB, its 21 fields and the connection's creation time if written (22 documented): `tls`, the
+# version, the time, the name, the listener, the client; then fields that may be quoted lists
+# (`"h2","http/1.1"`). Groups: the line up to the client; the time; the client's three; the rest
+# of the line; the creation time.
+_NLB_FIELD = rf'(?:{_WORD}|"[^"\\]*+"(?:,"[^"\\]*+")*+)'
+_NLB_LINE = re.compile(
+    rf"(tls [0-9]++\.[0-9]++ ({_WORD}) {_WORD} {_WORD} ){_CLIENT_PORT}"
+    rf"((?: {_NLB_FIELD}){{15}}(?: ({_WORD}))?)"
+)
+# An ALB connection log, its 11 documented fields, then any later ones (the trace id, the key
+# exchange, the load balancer, its address): the time, the client (an address alone), its port,
+# the listener's port, the TLS protocol, cipher and handshake latency, the quoted certificate
+# subject, the validity, the serial number (hex), the verification status. Groups: the time; the
+# client, IPv4 up to the byte that truncation zeroes, or any other; the documented rest; the
+# validity; the later fields, each after a space, but for a last one that is an IPv4 address; that
+# address up to the byte that truncation zeroes.
+_CONNECTION_LINE = re.compile(
+    rf"([0-9]{{4}}-{_WORD} )"
+    rf"(?:({_IPV4_NETWORK}){_ASCII_OCTET}|([0-9A-Fa-f:.]++))"
+    rf'( [0-9]++ {_WORD} {_WORD} {_WORD} {_WORD} "[^"\\]*+" ({_WORD}) [0-9A-Fa-f-]++ '
+    rf"{_WORD})((?: {_WORD})*?)(?: ({_IPV4_NETWORK}){_ASCII_OCTET})?"
 )
 # In a query or fragment (`?...#...`): what follows a parameter's first `=`, and a parameter
 # without `=`, which may well be the value itself (`?a3f9c2`).
@@ -416,8 +467,9 @@ class LinePrivacy:
     def truncated(self, text: str, otherwise: _T) -> str | _T: ...
 
     def truncated(self, text: str, otherwise: object = None) -> object:
-        """An ALB line whose client is IPv4, with ``CLIENT_IP=truncate`` and no drop filter,
-        rewritten as ``apply`` rewrites it, or ``otherwise`` (None) for any other line.
+        """A line of the common layout of its format, with ``CLIENT_IP=truncate`` and no drop
+        filter, rewritten as ``apply`` rewrites it, or ``otherwise`` (None) for any other line.
+        An ALB line's client must be IPv4.
 
         One match reads and rewrites the line as the parser will read it; with a query to redact,
         only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` after it, no `#` or `@` in
@@ -428,6 +480,9 @@ class LinePrivacy:
         parser does not read so, or with a `.` or `:` after its last quote (an address in a later
         field, another line run into this one); a `?`, `#` or `@` there this match refuses.
 
+        A Classic, NLB or connection-log line is answered as ``apply`` rewrites it, which needs no
+        such check (``_truncated_other``).
+
         >>> from elb_log_shipper.formats import detect_format
         >>> rules = PrivacyRules(QueryRedaction.VALUES, ClientAddress.TRUNCATE)
         >>> line = rules.compile(detect_format)
@@ -436,7 +491,9 @@ class LinePrivacy:
         """
         if not self._redacts_query or ("?" not in text and "#" not in text and "@" not in text):
             found = _COMMON_CLIENT.match(text)
-            if found is None or '"' in (network := found[1]):
+            if found is None:
+                return self._truncated_other(text, otherwise)
+            if '"' in (network := found[1]):
                 return otherwise
             return f"{network}0{found[2]}"
         if "#" in text or "\\" in text or "@" in text:
@@ -446,7 +503,7 @@ class LinePrivacy:
             return otherwise
         found = _COMMON_QUERY.match(text)
         if found is None:
-            return otherwise
+            return self._truncated_other(text, otherwise)
         network, port_to_request, path, query, version_on = found.groups()
         if '"' in path or '"' in query or "?" in version_on or '"' in network:
             # The request is not the first quoted field, or another URL field (a redirect) may
@@ -455,6 +512,74 @@ class LinePrivacy:
         if self._removes_query:
             return f"{network}0{port_to_request}{path}{version_on}"
         return f"{network}0{port_to_request}{path}{_query_values(query)}{version_on}"
+
+    def _truncated_other(self, text: str, otherwise: object) -> object:
+        """A Classic, NLB or connection-log line of the common shape (``_CLASSIC_LINE``,
+        ``_NLB_LINE``, ``_CONNECTION_LINE``), exactly as ``apply`` rewrites it; ``otherwise``
+        for any other line. An IPv4 client is truncated in the match, any other anonymised as
+        ``_by_fields`` does it.
+
+        Unlike an ALB line's, the answer needs no check by the caller: the pattern reads every
+        field, and a timestamp outside the line's own time fields (``_second_line_within``, which
+        would have the longer path scrub the whole line) sends the line there.
+
+        >>> from elb_log_shipper.formats import detect_format
+        >>> rules = PrivacyRules(QueryRedaction.VALUES, ClientAddress.TRUNCATE)
+        >>> line = rules.compile(detect_format)
+        >>> text = line.truncated('2015-05-13T23:39:43.945958Z lb 192.0.2.7:2817 - -1 -1 -1 504 - '
+        ...                       '0 0 "GET http://h:80/p?u=jo HTTP/1.1" "curl" - -')
+        >>> text[28:]
+        'lb 192.0.2.0:2817 - -1 -1 -1 504 - 0 0 "GET http://h:80/p?u=REDACTED HTTP/1.1" "curl" - -'
+        """
+        if (found := _CLASSIC_LINE.fullmatch(text)) is not None:
+            head, network, port, client, port_to_request, request, rest = found.groups()
+            # The search starts after the `T` of the line's own timestamp, as
+            # `_second_line_within` does.
+            if _RUN_IN_TIME.search(text, min(11, text.find(" "))) is not None:
+                return otherwise
+            if self._redacts_query and _url_marks(request, 0):
+                request = self._request(request)
+            client = self._matched_client(network, port, client)
+            return f"{head}{client}{port_to_request}{request}{rest}"
+        if (found := _NLB_LINE.fullmatch(text)) is not None:
+            head, _, network, port, client, rest, created = found.groups()
+            start, stop = found.span(2)
+            end = len(text) if created is None else found.start(7)
+            if _RUN_IN_TIME.search(text, min(start + 11, stop), end) is not None or (
+                created is not None and _RUN_IN_TIME.search(text, min(end + 11, len(text)))
+            ):
+                return otherwise
+            return f"{head}{self._matched_client(network, port, client)}{rest}"
+        if (found := _CONNECTION_LINE.fullmatch(text)) is not None:
+            head, network, client, rest, _, later, last = found.groups()
+            start, stop = found.span(5)
+            if text.startswith("NotBefore=", start) and text.find(";NotAfter=", start, stop) > 0:
+                # A well-formed validity holds two timestamps of the line's own.
+                after = stop
+            else:
+                after = min(start + 11, stop)
+            if (
+                _RUN_IN_TIME.search(text, min(11, text.find(" ")), start) is not None
+                or _RUN_IN_TIME.search(text, after) is not None
+            ):
+                return otherwise
+            # What `_by_fields` does to the fields after the documented ones: every address
+            # anonymised (the load balancer's, last, truncated here), every URL redacted; the
+            # others it leaves as they are.
+            if "." in later or ":" in later or (self._redacts_query and _url_marks(later, 0)):
+                later = " ".join(map(self._scrub_field, later.split(" ")))
+            if last is not None:
+                later = f"{later} {last}0"
+            if network is None:
+                return f"{head}{self._address(client)}{rest}{later}"
+            return f"{head}{network}0{rest}{later}"
+        return otherwise
+
+    def _matched_client(self, network: str | None, port: str, client: str) -> str:
+        """The client that ``_CLIENT_PORT`` matched, anonymised: an IPv4 address truncated
+        (``network`` up to its last byte, ``port`` with its colon), any other read as
+        ``_by_fields`` reads it."""
+        return self._client_port(client) if network is None else f"{network}0{port}"
 
     def redact(self, text: str) -> str:
         """A line that failed to parse (or that no parser reads: too long, not UTF-8), or the

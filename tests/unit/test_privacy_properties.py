@@ -8,9 +8,10 @@ from typing import Any
 
 import orjson
 from hypothesis import assume, example, given, settings
+from hypothesis import event as label
 from hypothesis import strategies as st
 
-from elb_log_shipper.formats import EventBuilder
+from elb_log_shipper.formats import EventBuilder, detect_format
 from elb_log_shipper.privacy import (
     _FIELD,
     ClientAddress,
@@ -237,6 +238,91 @@ def test_the_short_path_gives_the_line_of_the_longer_paths(
 ) -> None:
     """``CLIENT_IP=truncate``'s short path gives the event of the longer paths, or leaves the
     line to them."""
+    assert shipped_as_the_longer_paths_ship_it(line, redaction)
+
+
+# What a field of the other formats may be made into: a timestamp (another line's, or one in a
+# URL), an address, a quote, a URL mark, whitespace, a list, nothing.
+odd_fields = st.sampled_from(
+    [
+        "2026-11-28T23:38:49.364000Z",
+        "2020-04-01T08:51:20",
+        "?since=2026-11-28T23:38:49Z",
+        "/p?q=s3cr3t",
+        "198.51.100.9",
+        "198.51.100.9:80",
+        "2001:db8::9",
+        '"',
+        '"a b"',
+        '"h2","http/1.1"',
+        "#f",
+        "u@h",
+        "\\",
+        "a\tb",
+        "-",
+        "",
+        "FEF2",
+        "x",
+    ]
+)
+
+
+@st.composite
+def other_format_lines(draw: st.DrawFn) -> str:
+    """Classic, NLB and connection-log lines near the common ones: odd clients and queries, a
+    field changed, added or lost, later fields, another line run in, whitespace."""
+    odd = st.integers(0, 3).map(lambda n: n == 0)
+    client = draw(st.one_of(ipv4_like, addresses) if draw(odd) else st.ip_addresses(v=4).map(str))
+    kind = draw(st.sampled_from(["classic", "nlb", "connection"]))
+    if kind == "classic":
+        query = draw(st.sampled_from([f"?{draw(queries)}", f"?{draw(plain_queries)}", ""]))
+        line = classic(
+            client,
+            f"GET http://www.example.com:80/p{query} HTTP/1.1",
+            agent=draw(st.sampled_from(["curl/7.38.0", "bot?v=1", "-"])),
+        )
+    else:
+        line = (nlb if kind == "nlb" else connection)(client)
+    fields = line.split(" ")
+    change = draw(st.sampled_from(["none", "replace", "insert", "delete", "append", "run in"]))
+    at = draw(st.integers(0, len(fields) - 1))
+    if change == "replace":
+        fields[at] = draw(odd_fields)
+    elif change == "insert":
+        fields.insert(at, draw(odd_fields))
+    elif change == "delete":
+        del fields[at]
+    elif change == "append":
+        fields += draw(st.lists(odd_fields, min_size=1, max_size=3))
+    line = " ".join(fields)
+    if change == "run in":
+        makers: list[Callable[[str], str]] = [alb, classic, nlb, connection]
+        other = draw(st.sampled_from(makers))("192.0.2.1")
+        cut = draw(st.integers(1, len(line)))
+        line = line[:cut] + draw(st.sampled_from(["", " "])) + other
+    if draw(odd):
+        spaces = [i for i, char in enumerate(line) if char == " "]
+        at = draw(st.sampled_from(spaces))
+        line = f"{line[:at]}{draw(head_whitespace)}{line[at + 1 :]}"
+    return line
+
+
+@settings(max_examples=500, deadline=None)
+@given(other_format_lines(), st.sampled_from(list(QueryRedaction)))
+@example(connection() + " x25519 app/my-alb/1 10.0.1.130", QueryRedaction.VALUES)
+@example(nlb() + " 2020-04-01T08:51:20", QueryRedaction.NONE)
+def test_the_short_path_of_the_other_formats_gives_the_line_of_the_longer_path(
+    line: str, redaction: QueryRedaction
+) -> None:
+    """For Classic, NLB and connection logs the short path answers ``apply``'s line itself (no
+    caller reads it again), or leaves the line to it; the events are the same either way."""
+    privacy = PrivacyRules(redact_query=redaction, client_ip=ClientAddress.TRUNCATE).compile(
+        detect_format
+    )
+    assert privacy is not None
+    short = privacy.truncated(line)
+    label("left to the longer path" if short is None else "taken")
+    assert short is None or short == privacy.apply(line)
     assert shipped_as_the_longer_paths_ship_it(line, redaction)
 
 

@@ -63,6 +63,11 @@ PREPARE_LINES = 64
 # `line.split('"')` of an ALB line of the common layout: 12 quoted fields.
 _ALB_PARTS = 25
 
+# The first character of a line rewritten by the privacy rules' short path for a format other than
+# ALB (`LinePrivacy.truncated`): a Classic or connection log's timestamp, NLB's `tls`. No ALB type
+# starts with one.
+_SHORT_PATH_OTHER_FORMATS = frozenset("0123456789t")
+
 # ALB and NLB lines are recognised by their first field alone.
 _BY_FIRST_FIELD: dict[str, Callable[[list[str]], Event]] = {
     **dict.fromkeys(alb.TYPES, alb.parse),
@@ -83,6 +88,15 @@ def _parse(text: str) -> Event:
         if len(parts) == _ALB_PARTS and (event := alb.parse_quoted_parts(parts)) is not None:
             return event
         fields = tokenize_split(text, parts)
+    parser = _BY_FIRST_FIELD.get(fields[0]) if fields else None
+    return parser(fields) if parser is not None else _parse_fields(text, fields)
+
+
+def _parse_split(text: str, parts: list[str]) -> Event:
+    """``_parse(text)`` for a line without backslashes, given ``parts = text.split('"')``."""
+    if len(parts) == _ALB_PARTS and (event := alb.parse_quoted_parts(parts)) is not None:
+        return event
+    fields = tokenize_split(text, parts)
     parser = _BY_FIRST_FIELD.get(fields[0]) if fields else None
     return parser(fields) if parser is not None else _parse_fields(text, fields)
 
@@ -273,7 +287,7 @@ class EventBuilder:
                     or "." in (tail := parts[24])
                     or ":" in tail
                 ):
-                    text, event = self._reread(text)
+                    text, event = self._off_the_common_alb_layout(text, parts)
             else:
                 text = raw.decode()
                 if (common := self._common_line) is not None and (
@@ -323,6 +337,15 @@ class EventBuilder:
             and ":" not in tail
         ):
             return text, event
+        return self._off_the_common_alb_layout(text, parts)
+
+    def _off_the_common_alb_layout(self, text: str, parts: list[str]) -> tuple[str, Event]:
+        """A line the short path rewrote that is not read as the common ALB line (``parts =
+        text.split('"')``), and its event. The short path of the other formats answers a line
+        as ``apply`` rewrites it (``LinePrivacy.truncated``), without a backslash: it is parsed
+        as it is. An ALB line is read again by the longer paths (``_reread``)."""
+        if text[0] in _SHORT_PATH_OTHER_FORMATS:
+            return text, _parse_split(text, parts)
         return self._reread(text)
 
     def _reread(self, text: str) -> tuple[str, Event]:
