@@ -111,6 +111,21 @@ _PSEUDO_PREFIX = b"\xfd"
 _PSEUDO_DIGEST_BYTES = 15
 # GA-style truncation: IPv4 to /24, IPv6 to /48.
 _IPV6_KEEP_MASK = ((1 << 48) - 1) << 80
+# An IPv6 address written in hex groups alone, as `ipaddress` accepts one: eight groups of one to
+# four hex digits, or fewer (up to seven) around one `::`, by the count of groups on each side.
+# The form `_ipv6_network` reads.
+_HEX_GROUP = "[0-9A-Fa-f]{1,4}"
+_IPV6_HEX = re.compile(
+    rf"(?:{_HEX_GROUP}:){{7}}{_HEX_GROUP}"
+    rf"|(?:{_HEX_GROUP}:){{1,7}}:"
+    rf"|(?:{_HEX_GROUP}:){{1,6}}:{_HEX_GROUP}"
+    rf"|(?:{_HEX_GROUP}:){{1,5}}(?::{_HEX_GROUP}){{1,2}}"
+    rf"|(?:{_HEX_GROUP}:){{1,4}}(?::{_HEX_GROUP}){{1,3}}"
+    rf"|(?:{_HEX_GROUP}:){{1,3}}(?::{_HEX_GROUP}){{1,4}}"
+    rf"|(?:{_HEX_GROUP}:){{1,2}}(?::{_HEX_GROUP}){{1,5}}"
+    rf"|{_HEX_GROUP}:(?::{_HEX_GROUP}){{1,6}}"
+    rf"|:(?:(?::{_HEX_GROUP}){{1,7}}|:)"
+)
 
 _ALB_TYPES = frozenset({"http", "https", "h2", "grpcs", "ws", "wss"})
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -910,8 +925,11 @@ class LinePrivacy:
         return _IPV4_ANYWHERE.sub(lambda match: self._address(match.group()), text)
 
     def _anonymise(self, address: str) -> str | None:
-        if self._truncates and _IPV4.fullmatch(address):
-            return address[: address.rfind(".")] + ".0"
+        if self._truncates:
+            if _IPV4.fullmatch(address):
+                return address[: address.rfind(".")] + ".0"
+            if (network := _ipv6_network(address)) is not None:
+                return network
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -1146,6 +1164,28 @@ def _ipv6_within(candidate: str) -> tuple[int, int] | None:
                 continue
             return start, end
     return None
+
+
+def _ipv6_network(address: str) -> str | None:
+    """The /48 network of an IPv6 address of hex groups alone (no IPv4 tail, no zone), written as
+    ``ipaddress`` writes it (RFC 5952: lower case, no leading zeros, the longest run of zero
+    groups as ``::``), for a fifth of its cost; None for any other text (``ipaddress`` decides).
+
+    >>> _ipv6_network("2001:DB8:0:12::9a"), _ipv6_network("::1"), _ipv6_network("1::2:3:4:5:6:7")
+    ('2001:db8::', '::', '1:0:2::')
+    """
+    if _IPV6_HEX.fullmatch(address) is None:
+        return None
+    head, double_colon, tail = address.partition("::")
+    groups = head.split(":") if head else []
+    if double_colon:
+        later = tail.split(":") if tail else []
+        groups += ["0"] * (8 - len(groups) - len(later)) + later
+    kept = [int(group, 16) for group in groups[:3]]
+    # The five zero groups of the host part, with any zero groups before them: one `::`.
+    while kept and not kept[-1]:
+        kept.pop()
+    return ":".join(map("{:x}".format, kept)) + "::"
 
 
 def _scrubbed_parameter(match: re.Match[str]) -> str:

@@ -18,6 +18,7 @@ from elb_log_shipper.privacy import (
     PrivacyRules,
     QueryRedaction,
     _field_spans,
+    _ipv6_network,
 )
 from tests.support.events import strings
 from tests.unit.test_privacy import (
@@ -324,6 +325,60 @@ def test_the_short_path_of_the_other_formats_gives_the_line_of_the_longer_path(
     label("left to the longer path" if short is None else "taken")
     assert short is None or short == privacy.apply(line)
     assert shipped_as_the_longer_paths_ship_it(line, redaction)
+
+
+def ipv6_network_by_ipaddress(text: str) -> str | None:
+    """``CLIENT_IP=truncate``'s /48 of an IPv6 address as ``ipaddress`` gives it; None if it is
+    not one."""
+    try:
+        address = ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    if address.scope_id is not None or "." in text:
+        return None
+    return str(ipaddress.IPv6Address(int(address) & ((1 << 48) - 1) << 80))
+
+
+@st.composite
+def ipv6_texts(draw: st.DrawFn) -> str:
+    """An IPv6 address as it may be written: compressed or not, in either case, zeros
+    shortened or padded, some groups zero."""
+    groups = draw(st.lists(st.one_of(st.just(0), st.integers(0, 0xFFFF)), min_size=8, max_size=8))
+    address = ipaddress.IPv6Address(sum(group << (16 * (7 - i)) for i, group in enumerate(groups)))
+    text = draw(st.sampled_from([str(address), address.exploded]))
+    if draw(st.booleans()):
+        text = text.upper()
+    return text
+
+
+@settings(max_examples=300, deadline=None)
+@given(ipv6_texts())
+def test_ipv6_networks_are_written_as_ipaddress_writes_them(text: str) -> None:
+    """The /48 that truncation keeps of an IPv6 address, read without ``ipaddress`` for speed,
+    is exactly ``ipaddress``'s (RFC 5952 form), however the address is written."""
+    assert _ipv6_network(text) == ipv6_network_by_ipaddress(text) is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet=st.sampled_from(list("0123456789abcdefABCDEF:")), max_size=45),
+        st.lists(
+            st.sampled_from(["", "0", "1", "ab", "ffff", "0000", "12345", "g"]), max_size=10
+        ).map(":".join),
+    )
+)
+@example("1:2:3:4:5:6:7::")
+@example("::1:2:3:4:5:6:7")
+@example("1::2:3:4:5:6:7")
+@example(":::")
+@example("1:2:3:4:5:6:7:8:9")
+@example("1::2::3")
+def test_text_that_is_no_ipv6_address_is_left_to_ipaddress(text: str) -> None:
+    """Any other text is read the same, or left to ``ipaddress`` (an IPv4 tail, a zone, or no
+    address at all)."""
+    network = _ipv6_network(text)
+    assert network is None or network == ipv6_network_by_ipaddress(text)
 
 
 # Text made of what splits fields (whitespace of every kind, quotes, commas, backslashes).
