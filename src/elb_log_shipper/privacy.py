@@ -128,6 +128,8 @@ _IPV6_HEX = re.compile(
 )
 
 _ALB_TYPES = frozenset({"http", "https", "h2", "grpcs", "ws", "wss"})
+# What those start with; none of the other formats' lines does (a digit, `tls`).
+_ALB_INITIALS = frozenset("hgw")
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 # An IPv4 client and its port: the part truncation keeps, and the port.
@@ -168,6 +170,14 @@ _COMMON_CLIENT = re.compile(rf"{_COMMON_HEAD}(:[0-9]++ .*+)", re.DOTALL)
 # scan: a quote in them is looked for after the match.
 _COMMON_QUERY = re.compile(
     rf'{_COMMON_HEAD}(:[0-9]++ [^"]*+")([^?]++)(\?[^ ]*+)( HTTP/[^" ]*+".*+)', re.DOTALL
+)
+# The same two patterns for an ALB line whose client is not IPv4 (IPv6, or no address at all),
+# which `_client_port` anonymises as the longer paths do. Groups: the line up to the client; the
+# client and its port; then as above.
+_ALB_HEAD_FIELDS = r"((?:https?|h2|grpcs|wss?) [!-~]++ [!-~]++ )([0-9A-Fa-f.]*+:[0-9A-Fa-f:.]++)"
+_ALB_ANY_CLIENT = re.compile(rf"{_ALB_HEAD_FIELDS}( .*+)", re.DOTALL)
+_ALB_ANY_CLIENT_QUERY = re.compile(
+    rf'{_ALB_HEAD_FIELDS}( [^"]*+")([^?]++)(\?[^ ]*+)( HTTP/[^" ]*+".*+)', re.DOTALL
 )
 # The short paths of the other formats (`LinePrivacy._truncated_other`): a line each pattern
 # reads is one that the path reading every field (`_by_fields`) gives only the client anonymised
@@ -546,6 +556,8 @@ class LinePrivacy:
         >>> text[28:]
         'lb 192.0.2.0:2817 - -1 -1 -1 504 - 0 0 "GET http://h:80/p?u=REDACTED HTTP/1.1" "curl" - -'
         """
+        if text[:1] in _ALB_INITIALS:
+            return self._truncated_alb(text, otherwise)
         if (found := _CLASSIC_LINE.fullmatch(text)) is not None:
             head, network, port, client, port_to_request, request, rest = found.groups()
             # The search starts after the `T` of the line's own timestamp, as
@@ -589,6 +601,33 @@ class LinePrivacy:
                 return f"{head}{self._address(client)}{rest}{later}"
             return f"{head}{network}0{rest}{later}"
         return otherwise
+
+    def _truncated_alb(self, text: str, otherwise: object) -> object:
+        """``truncated`` for an ALB line whose client is an address but not IPv4 as that match
+        reads it (``_ALB_ANY_CLIENT``, ``_ALB_ANY_CLIENT_QUERY``): the same answer, with the
+        client anonymised by ``_client_port`` as the longer paths do it, for the caller to check
+        in the same way. A client that is no address is left to the longer paths, which may
+        scrub the whole line."""
+        if not self._redacts_query or ("?" not in text and "#" not in text and "@" not in text):
+            found = _ALB_ANY_CLIENT.match(text)
+            if found is None or '"' in (head := found[1]):
+                return otherwise
+            client = self._client_port(found[2])
+            if client.startswith(REDACTED):
+                return otherwise
+            return f"{head}{client}{found[3]}"
+        # `truncated` has refused a line with a `#`, `@` or backslash.
+        found = _ALB_ANY_CLIENT_QUERY.match(text)
+        if found is None:
+            return otherwise
+        head, client, port_to_request, path, query, version_on = found.groups()
+        if '"' in path or '"' in query or "?" in version_on or '"' in head:
+            return otherwise
+        client = self._client_port(client)
+        if client.startswith(REDACTED):
+            return otherwise
+        query = "" if self._removes_query else _query_values(query)
+        return f"{head}{client}{port_to_request}{path}{query}{version_on}"
 
     def _matched_client(self, network: str | None, port: str, client: str) -> str:
         """The client that ``_CLIENT_PORT`` matched, anonymised: an IPv4 address truncated
@@ -1014,6 +1053,14 @@ _RUN_IN_TIME = re.compile(r"T(?<=[0-9]{4}-[0-9]{2}-[0-9]{2}T)[0-9]{2}:[0-9]{2}:[
 _HEX = "0123456789ABCDEFabcdef-"
 # Quotes in an ALB line of a documented layout: 12 quoted fields, or 15 with 2025's transforms.
 _DOCUMENTED_ALB_QUOTES = frozenset({24, 30})
+# How many fields each unquoted part of such a line holds (`text.split('"')`, its even parts up to
+# the last quote): the head's 12; none between two quoted fields; the TLS cipher and protocol and
+# the target group; the rule's priority and the request's creation time; with the transforms,
+# the connection's trace id (`TID_...`) before them.
+_ALB_UNQUOTED_FIELDS = {
+    24: (12, 0, 3, 0, 0, 2, 0, 0, 0, 0, 0, 0),
+    30: (12, 0, 3, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1, 0, 0),
+}
 # In a scrubbed text's query, one parameter: a name (no space or quote), its `=` and its value;
 # or anything else up to the next `&` or `#`.
 _SCRUBBED_PARAMETER = re.compile(r'(?<=[?&#])(?:([^=&#\s"]+=)([^&#]*)|[^&#]+)')
@@ -1022,17 +1069,20 @@ _USERINFO = re.compile(r'(?<=://)[^/?#\s"]*@')
 
 
 def _documented_alb(text: str) -> bool:
-    """Whether an ALB line has the quoted fields of a documented layout and at most one field
-    after the last, without an address or a timestamp (a trace id, or nothing): the fields after
-    its request are the documented ones, not a second line run into it (whose quotes may make up
-    the count)."""
-    tail = text[text.rfind('"') + 1 :]
-    return (
-        text.count('"') in _DOCUMENTED_ALB_QUOTES
-        and len(tail.split()) <= 1
-        and "." not in tail
-        and ":" not in tail
-    )
+    """Whether an ALB line has the fields of a documented layout between its quoted ones, and at
+    most one after the last, without an address or a timestamp (a trace id, or nothing): the
+    fields after its request are the documented ones, not a second line run into it (whose
+    quotes may make up the count, and whose fields would stand where the layout has none)."""
+    parts = text.split('"')
+    quotes = len(parts) - 1
+    if quotes not in _DOCUMENTED_ALB_QUOTES:
+        return False
+    tail = parts[quotes]
+    if len(tail.split()) > 1 or "." in tail or ":" in tail:
+        return False
+    if quotes == 30 and ("." in (trace := parts[24]) or ":" in trace):
+        return False
+    return list(map(len, map(str.split, parts[0:quotes:2]))) == list(_ALB_UNQUOTED_FIELDS[quotes])
 
 
 def _request_unquoted(text: str, spans: list[tuple[int, int]], layout: _Layout) -> bool:
@@ -1125,15 +1175,30 @@ def _time_within(
     text: str, position: int, end: int, spans: list[tuple[int, int]], layout: _Layout
 ) -> bool:
     """Whether ``text[position:end]`` holds a timestamp, but for one after a ``=`` or ``/`` in a
-    free-text field (``?since=...``, ``/logs/...``, ``bot/...``)."""
+    free-text field (``?since=...``, ``/logs/...``, ``bot/...``) with no address after it in
+    that field: a line cut just after a ``/`` of its user agent, with a Classic line or a
+    connection log run in (their timestamp first, their client next), has one."""
     count = len(spans)
     while (found := _RUN_IN_TIME.search(text, position, end)) is not None:
         date = found.start() - 10
-        if text[date - 1 : date] not in ("=", "/") or not any(
-            spans[index][0] <= date < spans[index][1] for index in layout.texts if index < count
-        ):
+        if text[date - 1 : date] not in ("=", "/"):
+            return True
+        within = [spans[index] for index in layout.texts if index < count]
+        stop = next((stop for start, stop in within if start <= date < stop), -1)
+        if stop < 0 or any(map(_is_address, text[found.end() : stop].split())):
             return True
         position = found.end()
+    return False
+
+
+def _is_address(token: str) -> bool:
+    """Whether ``token`` is an IP address, or one with a port."""
+    for candidate in (token, token.rpartition(":")[0]):
+        try:
+            ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        return True
     return False
 
 

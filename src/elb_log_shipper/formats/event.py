@@ -179,6 +179,7 @@ class EventBuilder:
         "_file",
         "_id_prefix",
         "_keep_original",
+        "_prepared_chunks",
         "_privacy",
         "_s3",
         "_short_path",
@@ -212,6 +213,9 @@ class EventBuilder:
         self._short_path: Callable[[str, bytes], str | bytes] | None = (
             None if self._common_line is None or self._privacy is None else self._privacy.truncated
         )
+        # The chunks of lines, as read, that `prepared` rewrote in the batch it was last given:
+        # a line that the short path cannot settle is read again as read (`_as_read`).
+        self._prepared_chunks: list[Batch] = []
         self.dropped = 0
         """Lines a drop filter matched: no event was built for them."""
         self.failures = 0
@@ -250,6 +254,7 @@ class EventBuilder:
         """
         if self._short_path is None:
             return lines
+        self._prepared_chunks = []
         starts = range(0, len(lines), PREPARE_LINES)
         return chain.from_iterable(map(self._prepare, repeat(lines), starts))
 
@@ -263,6 +268,7 @@ class EventBuilder:
             texts = list(map(self._short_path, map(bytes.decode, raws), raws))
         except UnicodeDecodeError:
             return chunk
+        self._prepared_chunks.append(chunk)
         return list(zip(offsets, texts, strict=True))
 
     def build(self, raw: bytes | str, offset: int) -> Event | None:
@@ -287,13 +293,13 @@ class EventBuilder:
                     or "." in (tail := parts[24])
                     or ":" in tail
                 ):
-                    text, event = self._off_the_common_alb_layout(text, parts)
+                    text, event = self._off_the_common_alb_layout(text, parts, offset)
             else:
                 text = raw.decode()
                 if (common := self._common_line) is not None and (
                     rewritten := common(text)
                 ) is not None:
-                    text, event = self._short_path_parsed(rewritten)
+                    text, event = self._short_path_parsed(rewritten, text)
                 else:
                     private = self._private(self._privacy, text)
                     if private is None:
@@ -322,12 +328,13 @@ class EventBuilder:
             event["log"] = {"offset": offset, "file": self._file}
         return event
 
-    def _short_path_parsed(self, text: str) -> tuple[str, Event]:
-        """A line that the rules' short path rewrote, reading it as the common ALB line, and its
-        event: parsed as that line (as `_parse` parses it). A line the parser reads otherwise, or
-        with a `.` or `:` after its last quote (an address in a later field, two lines run
-        together), is handed to ``_reread``: the short path rewrites the client and the request
-        alone. (A `?`, `#` or `@` there the short path has refused: ``LinePrivacy.truncated``.)"""
+    def _short_path_parsed(self, text: str, line: str) -> tuple[str, Event]:
+        """``text``, the rules' short path's rewrite of ``line``, and its event: parsed as the
+        common ALB line (as `_parse` parses it). A line the parser reads otherwise, or with a `.`
+        or `:` after its last quote (an address in a later field, two lines run together), is
+        read by the longer paths (``_reread``): the short path rewrites the client and the
+        request alone. (A `?`, `#` or `@` there the short path has refused:
+        ``LinePrivacy.truncated``.)"""
         parts = text.split('"')
         if (
             "\\" not in text
@@ -337,23 +344,26 @@ class EventBuilder:
             and ":" not in tail
         ):
             return text, event
-        return self._off_the_common_alb_layout(text, parts)
-
-    def _off_the_common_alb_layout(self, text: str, parts: list[str]) -> tuple[str, Event]:
-        """A line the short path rewrote that is not read as the common ALB line (``parts =
-        text.split('"')``), and its event. The short path of the other formats answers a line
-        as ``apply`` rewrites it (``LinePrivacy.truncated``), without a backslash: it is parsed
-        as it is. An ALB line is read again by the longer paths (``_reread``)."""
         if text[0] in _SHORT_PATH_OTHER_FORMATS:
             return text, _parse_split(text, parts)
-        return self._reread(text)
+        return self._reread(line)
 
-    def _reread(self, text: str) -> tuple[str, Event]:
-        """A line the short path rewrote, rewritten again by the rules' paths that read every
-        field (the short path only truncates addresses and redacts the request's query, which
-        doing again leaves as they are), and its event."""
+    def _off_the_common_alb_layout(
+        self, text: str, parts: list[str], offset: int
+    ) -> tuple[str, Event]:
+        """A line that ``prepared`` rewrote (``parts = text.split('"')``) that is not read as the
+        common ALB line, and its event. The short path of the other formats answers a line as
+        ``apply`` rewrites it (``LinePrivacy.truncated``), without a backslash: it is parsed as
+        it is. An ALB line is read by the longer paths (``_reread``) as it was read."""
+        if text[0] in _SHORT_PATH_OTHER_FORMATS:
+            return text, _parse_split(text, parts)
+        return self._reread(self._as_read(text, offset))
+
+    def _reread(self, line: str) -> tuple[str, Event]:
+        """A line as read that the short path rewrote but cannot settle, rewritten by the rules'
+        paths that read every field, and its event: as if the short path had refused it."""
         assert self._privacy is not None  # only the rules have a short path
-        rewritten = self._privacy.apply(text, drops=False)
+        rewritten = self._privacy.apply(line, drops=False)
         assert rewritten is not None  # no drop filter, so no drop
         return rewritten, _parse(rewritten)
 
@@ -389,8 +399,22 @@ class EventBuilder:
         their rewrite by field number assumed a layout the line does not have."""
         if self._privacy is None:
             return self._failure(text, offset, reason)
-        line = raw if isinstance(raw, str) else raw.decode()
+        line = self._as_read(raw, offset) if isinstance(raw, str) else raw.decode()
         return self.failure(line, offset, self._privacy.redact(reason))
+
+    def _as_read(self, text: str, offset: int) -> str:
+        """The line at ``offset`` as read, for a line that ``prepared`` rewrote as ``text`` in the
+        batch it was last given: what the longer paths and a failure event read, as for a line
+        the short path refused (reading the rewritten line again can give another text: an IPv6
+        client anonymised, then scrubbed with its port taken for part of the address). ``text``
+        itself when this builder did not prepare the line in that batch. Only such lines look
+        it up: one that fails to parse, an ALB line the short path cannot settle."""
+        for chunk in self._prepared_chunks:
+            if chunk[0][0] <= offset <= chunk[-1][0]:
+                for at, raw in chunk:
+                    if at == offset:
+                        return raw.decode()
+        return text
 
     def failure(self, text: str, offset: int, reason: str) -> Event:
         """The event of a line that cannot be parsed: the raw text is always kept (redacted as
