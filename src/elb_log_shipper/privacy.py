@@ -664,6 +664,9 @@ class LinePrivacy:
         tail = parts[24]
         if (
             parts[2] != " "
+            # Another line's head (its time, its client) in the last quoted field: a line cut
+            # just after that field's opening quote, another cut after its first quote run in.
+            or ":" in parts[23]
             or (self._anonymises and ("." in tail or ":" in tail))
             or (self._redacts_query and ("?" in tail or "#" in tail or "@" in tail))
         ):
@@ -1081,6 +1084,10 @@ def _documented_alb(text: str) -> bool:
     if len(tail.split()) > 1 or "." in tail or ":" in tail:
         return False
     if quotes == 30 and ("." in (trace := parts[24]) or ":" in trace):
+        return False
+    if ":" in parts[quotes - 1]:
+        # The last quoted field (a classification reason, a transform status) holds another
+        # line's head: the first cut just after its opening quote, the second after its first.
         return False
     return list(map(len, map(str.split, parts[0:quotes:2]))) == list(_ALB_UNQUOTED_FIELDS[quotes])
 

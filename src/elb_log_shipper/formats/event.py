@@ -290,10 +290,12 @@ class EventBuilder:
                 if (
                     "\\" in text
                     or (event := alb.parse_quoted_parts(parts)) is None  # type: ignore[assignment]
-                    # An address after the last quote (`_short_path_parsed`); 25 parts, as
-                    # `parse_quoted_parts` answers only for those.
+                    # An address after the last quote, another line's head in the last quoted
+                    # field (`_short_path_parsed`); 25 parts, as `parse_quoted_parts` answers
+                    # only for those.
                     or "." in (tail := parts[24])
                     or ":" in tail
+                    or ":" in parts[23]
                 ):
                     text, event = self._off_the_common_alb_layout(text, parts, offset)
             else:
@@ -333,7 +335,8 @@ class EventBuilder:
     def _short_path_parsed(self, text: str, line: str) -> tuple[str, Event]:
         """``text``, the rules' short path's rewrite of ``line``, and its event: parsed as the
         common ALB line (as `_parse` parses it). A line the parser reads otherwise, or with a `.`
-        or `:` after its last quote (an address in a later field, two lines run together), is
+        or `:` after its last quote (an address in a later field, two lines run together) or a
+        `:` in its last quoted field (another line's head), is
         read by the longer paths (``_reread``): the short path rewrites the client and the
         request alone. (A `?`, `#` or `@` there the short path has refused:
         ``LinePrivacy.truncated``.)"""
@@ -344,6 +347,10 @@ class EventBuilder:
             # 25 parts, as `parse_quoted_parts` answers only for those.
             and "." not in (tail := parts[24])
             and ":" not in tail
+            # The last quoted field, classification_reason (a code such as `AmbiguousUri`): a
+            # line cut just after its opening quote, with another cut after its first quote run
+            # in, has that line's head there (its time, its client).
+            and ":" not in parts[23]
         ):
             return text, event
         if text[0] in _SHORT_PATH_OTHER_FORMATS:
