@@ -67,6 +67,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -115,6 +116,9 @@ _IPV6_KEEP_MASK = ((1 << 48) - 1) << 80
 # four hex digits, or fewer (up to seven) around one `::`, by the count of groups on each side.
 # The form `_ipv6_network` reads.
 _HEX_GROUP = "[0-9A-Fa-f]{1,4}"
+# An IPv6 address's 16 bytes as its eight groups, and the groups written without `::`.
+_EIGHT_GROUPS = struct.Struct(">8H")
+_EIGHT_HEX_GROUPS = ":".join(["%x"] * 8)
 _IPV6_HEX = re.compile(
     rf"(?:{_HEX_GROUP}:){{7}}{_HEX_GROUP}"
     rf"|(?:{_HEX_GROUP}:){{1,7}}:"
@@ -972,6 +976,9 @@ class LinePrivacy:
                 return address[: address.rfind(".")] + ".0"
             if (network := _ipv6_network(address)) is not None:
                 return network
+        elif self._hashes and (packed := _packed(address)) is not None:
+            digest = hmac.digest(self._key, packed, hashlib.sha256)
+            return _pseudonym(_PSEUDO_PREFIX + digest[:_PSEUDO_DIGEST_BYTES])
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -1246,6 +1253,19 @@ def _ipv6_network(address: str) -> str | None:
     >>> _ipv6_network("2001:DB8:0:12::9a"), _ipv6_network("::1"), _ipv6_network("1::2:3:4:5:6:7")
     ('2001:db8::', '::', '1:0:2::')
     """
+    groups = _ipv6_groups(address)
+    if groups is None:
+        return None
+    kept = [int(group, 16) for group in groups[:3]]
+    # The five zero groups of the host part, with any zero groups before them: one `::`.
+    while kept and not kept[-1]:
+        kept.pop()
+    return ":".join(map("{:x}".format, kept)) + "::"
+
+
+def _ipv6_groups(address: str) -> list[str] | None:
+    """The eight hex groups of an IPv6 address of hex groups alone (``_IPV6_HEX``), ``::``
+    expanded; None for any other text."""
     if _IPV6_HEX.fullmatch(address) is None:
         return None
     head, double_colon, tail = address.partition("::")
@@ -1253,11 +1273,29 @@ def _ipv6_network(address: str) -> str | None:
     if double_colon:
         later = tail.split(":") if tail else []
         groups += ["0"] * (8 - len(groups) - len(later)) + later
-    kept = [int(group, 16) for group in groups[:3]]
-    # The five zero groups of the host part, with any zero groups before them: one `::`.
-    while kept and not kept[-1]:
-        kept.pop()
-    return ":".join(map("{:x}".format, kept)) + "::"
+    return groups
+
+
+def _packed(address: str) -> bytes | None:
+    """The bytes of an IPv4 address (ASCII digits) or of an IPv6 address of hex groups alone,
+    as ``ipaddress`` packs them, for a fraction of its cost; None for any other text (``ipaddress``
+    decides: an IPv4 tail, a zone, no address)."""
+    if address.isascii() and _IPV4.fullmatch(address):
+        return bytes(map(int, address.split(".")))
+    groups = _ipv6_groups(address)
+    if groups is None:
+        return None
+    return _EIGHT_GROUPS.pack(*(int(group, 16) for group in groups))
+
+
+def _pseudonym(packed: bytes) -> str:
+    """The IPv6 address of 16 bytes, written as ``ipaddress`` writes it: without a zero group,
+    each group in lower-case hex without leading zeros (a zero group, 8 in 65,536 of these
+    pseudonyms, goes to ``ipaddress``, which decides whether to write ``::``)."""
+    groups = _EIGHT_GROUPS.unpack(packed)
+    if 0 in groups:
+        return str(ipaddress.IPv6Address(packed))
+    return _EIGHT_HEX_GROUPS % groups
 
 
 def _scrubbed_parameter(match: re.Match[str]) -> str:

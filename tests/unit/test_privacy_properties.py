@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,7 @@ from elb_log_shipper.privacy import (
     QueryRedaction,
     _field_spans,
     _ipv6_network,
+    _pseudonym,
 )
 from tests.support.events import strings
 from tests.unit.test_privacy import (
@@ -347,7 +350,10 @@ def ipv6_texts(draw: st.DrawFn) -> str:
     shortened or padded, some groups zero."""
     groups = draw(st.lists(st.one_of(st.just(0), st.integers(0, 0xFFFF)), min_size=8, max_size=8))
     address = ipaddress.IPv6Address(sum(group << (16 * (7 - i)) for i, group in enumerate(groups)))
-    text = draw(st.sampled_from([str(address), address.exploded]))
+    # Python 3.13 writes an IPv4-mapped address with its IPv4 tail (`::ffff:0.0.0.0`), which
+    # `ipaddress` reads: exploded, it is hex groups alone.
+    compressed = str(address) if "." not in str(address) else address.exploded
+    text = draw(st.sampled_from([compressed, address.exploded]))
     if draw(st.booleans()):
         text = text.upper()
     return text
@@ -381,6 +387,52 @@ def test_text_that_is_no_ipv6_address_is_left_to_ipaddress(text: str) -> None:
     address at all)."""
     network = _ipv6_network(text)
     assert network is None or network == ipv6_network_by_ipaddress(text)
+
+
+HASH_KEY = b"k" * 16
+
+
+def pseudonym_by_ipaddress(text: str) -> str | None:
+    """``CLIENT_IP=hash``'s pseudonym of an address as ``ipaddress`` reads and writes it; None if
+    it is not one."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    digest = hmac.digest(HASH_KEY, address.packed, hashlib.sha256)
+    return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(str),
+        ipv6_texts(),
+        st.text(alphabet=st.sampled_from(list("0123456789abcdefAF:.%٣")), max_size=30),
+    )
+)
+@example("::ffff:203.0.113.7")
+@example("fe80::1%eth0")
+@example("203.0.113.07")
+@example("٣.0.113.7")
+@example("2001:db8::")
+def test_hashed_addresses_are_the_pseudonyms_ipaddress_gives(text: str) -> None:
+    """``CLIENT_IP=hash`` reads and writes addresses without ``ipaddress`` where it can, for
+    speed: the pseudonym is ``ipaddress``'s, byte for byte, for any text."""
+    privacy = PrivacyRules(client_ip=ClientAddress.HASH, hash_key=HASH_KEY).compile(detect_format)
+    assert privacy is not None
+    assert privacy._anonymise(text) == pseudonym_by_ipaddress(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([0, 0, 1, 0xABC, 0xFFFF]), min_size=7, max_size=7))
+def test_pseudonyms_with_zero_groups_are_written_as_ipaddress_writes_them(
+    groups: list[int],
+) -> None:
+    """A pseudonym's zero groups (rare in a digest, so drawn here) are written as ``ipaddress``
+    writes them (``::`` for the longest run of two or more)."""
+    packed = bytes.fromhex("fd00" + "".join(f"{group:04x}" for group in groups))
+    assert _pseudonym(packed) == str(ipaddress.IPv6Address(packed))
 
 
 # Text made of what splits fields (whitespace of every kind, quotes, commas, backslashes).
