@@ -116,9 +116,6 @@ _IPV6_KEEP_MASK = ((1 << 48) - 1) << 80
 # four hex digits, or fewer (up to seven) around one `::`, by the count of groups on each side.
 # The form `_ipv6_network` reads.
 _HEX_GROUP = "[0-9A-Fa-f]{1,4}"
-# An IPv6 address's 16 bytes as its eight groups, and the groups written without `::`.
-_EIGHT_GROUPS = struct.Struct(">8H")
-_EIGHT_HEX_GROUPS = ":".join(["%x"] * 8)
 _IPV6_HEX = re.compile(
     rf"(?:{_HEX_GROUP}:){{7}}{_HEX_GROUP}"
     rf"|(?:{_HEX_GROUP}:){{1,7}}:"
@@ -130,6 +127,9 @@ _IPV6_HEX = re.compile(
     rf"|{_HEX_GROUP}:(?::{_HEX_GROUP}){{1,6}}"
     rf"|:(?:(?::{_HEX_GROUP}){{1,7}}|:)"
 )
+# An IPv6 address's 16 bytes as its eight groups, and the groups written without `::`.
+_EIGHT_GROUPS = struct.Struct(">8H")
+_EIGHT_HEX_GROUPS = ":".join(["%x"] * 8)
 
 _ALB_TYPES = frozenset({"http", "https", "h2", "grpcs", "ws", "wss"})
 # What those start with; none of the other formats' lines does (a digit, `tls`).
@@ -175,9 +175,9 @@ _COMMON_CLIENT = re.compile(rf"{_COMMON_HEAD}(:[0-9]++ .*+)", re.DOTALL)
 _COMMON_QUERY = re.compile(
     rf'{_COMMON_HEAD}(:[0-9]++ [^"]*+")([^?]++)(\?[^ ]*+)( HTTP/[^" ]*+".*+)', re.DOTALL
 )
-# The same two patterns for an ALB line whose client is not IPv4 (IPv6, or no address at all),
-# which `_client_port` anonymises as the longer paths do. Groups: the line up to the client; the
-# client and its port; then as above.
+# The same two patterns for an ALB line whose client is not IPv4 as they read it (IPv6), which
+# `_client_port` anonymises as the longer paths do (`LinePrivacy._truncated_alb` refuses a client
+# that is no address). Groups: the line up to the client; the client and its port; then as above.
 _ALB_HEAD_FIELDS = r"((?:https?|h2|grpcs|wss?) [!-~]++ [!-~]++ )([0-9A-Fa-f.]*+:[0-9A-Fa-f:.]++)"
 _ALB_ANY_CLIENT = re.compile(rf"{_ALB_HEAD_FIELDS}( .*+)", re.DOTALL)
 _ALB_ANY_CLIENT_QUERY = re.compile(
@@ -498,7 +498,8 @@ class LinePrivacy:
     def truncated(self, text: str, otherwise: object = None) -> object:
         """A line of the common layout of its format, with ``CLIENT_IP=truncate`` and no drop
         filter, rewritten as ``apply`` rewrites it, or ``otherwise`` (None) for any other line.
-        An ALB line's client must be IPv4.
+        An ALB line's client must be an address: IPv4 in this match, any other in
+        ``_truncated_alb``'s.
 
         One match reads and rewrites the line as the parser will read it; with a query to redact,
         only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` after it, no `#` or `@` in
@@ -546,7 +547,8 @@ class LinePrivacy:
         """A Classic, NLB or connection-log line of the common shape (``_CLASSIC_LINE``,
         ``_NLB_LINE``, ``_CONNECTION_LINE``), exactly as ``apply`` rewrites it; ``otherwise``
         for any other line. An IPv4 client is truncated in the match, any other anonymised as
-        ``_by_fields`` does it.
+        ``_by_fields`` does it. (An ALB line that ``truncated``'s match refused is
+        ``_truncated_alb``'s.)
 
         Unlike an ALB line's, the answer needs no check by the caller: the pattern reads every
         field, and a timestamp outside the line's own time fields (``_second_line_within``, which
