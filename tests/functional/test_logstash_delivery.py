@@ -87,6 +87,15 @@ def ship(
     return sender.finish(time.monotonic() + seconds, confirm=confirm)
 
 
+def ship_1000_over_tls(server: JsonLinesReceiver, certs: CertBundle) -> DeliveryStats:
+    """1,000 events in batches of 250 over one TLS connection at a time, until ``server`` is
+    idle: the TLS close and reset cases."""
+    pool = SocketPool(settings_for(server, tls=True, ca_file=certs.ca_file, pool_size=1))
+    stats = ship(pool, batches(1_000, 250))
+    server.wait_idle()
+    return stats
+
+
 def assert_in_order_per_connection(server: JsonLinesReceiver) -> None:
     for record in server.records:
         numbers = [int(event["id"].rsplit("-", 1)[1]) for event in record.events]
@@ -170,9 +179,7 @@ def test_tls_reset_while_waiting_for_the_close_is_no_confirmation(certs: CertBun
     with ResettingServer(
         ssl_context=certs.server_context(), after_bytes=50_000, wait_seconds=0.5
     ) as server:
-        pool = SocketPool(settings_for(server, tls=True, ca_file=certs.ca_file, pool_size=1))
-        stats = ship(pool, batches(1_000, 250))
-        server.wait_idle()
+        stats = ship_1000_over_tls(server, certs)
     assert_at_least_once(server, 1_000, stats)
     assert stats.reconnects == 1
 
@@ -191,9 +198,7 @@ def test_tls_close_notify_then_reset_is_no_confirmation(
         after_bytes=50_000,
         wait_seconds=0.3,
     ) as server:
-        pool = SocketPool(settings_for(server, tls=True, ca_file=certs.ca_file, pool_size=1))
-        stats = ship(pool, batches(1_000, 250))
-        server.wait_idle()
+        stats = ship_1000_over_tls(server, certs)
     assert_at_least_once(server, 1_000, stats)
     assert stats.reconnects == 1
 
@@ -221,9 +226,7 @@ def test_tls_reset_behind_a_ticket_is_no_confirmation(
             return tls_recv(sock, buflen, flags)
 
         monkeypatch.setattr(ssl.SSLSocket, "recv", recv_after_the_reset)
-        pool = SocketPool(settings_for(server, tls=True, ca_file=certs.ca_file, pool_size=1))
-        stats = ship(pool, batches(1_000, 250))
-        server.wait_idle()
+        stats = ship_1000_over_tls(server, certs)
     assert server.reset_sent.is_set()
     assert_at_least_once(server, 1_000, stats)
     assert stats.reconnects == 1
@@ -245,9 +248,7 @@ def test_tls_records_before_a_graceful_close_still_confirm(
     with TlsLastWordsServer(
         certs.server_context(maximum_version=version), last_words=last_words, reset=False
     ) as server:
-        pool = SocketPool(settings_for(server, tls=True, ca_file=certs.ca_file, pool_size=1))
-        stats = ship(pool, batches(1_000, 250))
-        server.wait_idle()
+        stats = ship_1000_over_tls(server, certs)
     assert sorted(server.event_ids()) == sorted(all_ids(1_000))
     assert stats.events_confirmed == 1_000
     assert stats.reconnects == 0
