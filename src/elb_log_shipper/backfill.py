@@ -83,7 +83,8 @@ R = TypeVar("R")
 
 
 class ListingError(ShipperError):
-    """An S3 prefix could not be listed (no such bucket, no permission, no network)."""
+    """An S3 prefix could not be listed (no such bucket, no permission, no network), or a folder
+    under a directory SOURCE (no permission)."""
 
 
 def parse_date(text: str) -> dt.date:
@@ -243,17 +244,49 @@ def walk_directory(root: str, start_after: str | None = None) -> Iterator[Object
 
     The order is by position, not by the text of the path (``root/z.log`` comes before
     ``root/a/x.log``), so a resume point whose file has gone since resumes at the same place.
+
+    Links to folders are followed, each folder walked once, where the walk first reaches it.
+    Raises ListingError for a folder that cannot be listed.
     """
     after = _resume_position(root, start_after) if start_after else None
-    for folder, folders, files in os.walk(root):
+    walked: set[tuple[int, int]] = set()
+    _first_visit(root, walked)
+    for folder, folders, files in os.walk(root, onerror=_unlistable, followlinks=True):
         here = _folder_position(os.path.relpath(folder, root))
+        folders.sort()
+        # A folder that a link leads to is walked too, once: not again through another link to
+        # it (the same files under two names would be shipped twice, with two sets of ids), and
+        # not round a loop of links.
+        folders[:] = [name for name in folders if _first_visit(os.path.join(folder, name), walked)]
         if after is not None:
             # A folder wholly before the resume point (not on its way) holds nothing after it.
             folders[:] = [name for name in folders if (*here, (1, name)) >= after[: len(here) + 1]]
-        folders.sort()
         for name in sorted(files):
             if after is None or (*here, (0, name)) > after:
                 yield ObjectRef.local(os.path.join(folder, name))
+
+
+def _unlistable(error: OSError) -> None:
+    """A folder under a directory SOURCE that cannot be listed: the whole command stops before
+    shipping anything, rather than leave that folder's files out without a word."""
+    raise ListingError(
+        f"cannot list the folder {error.filename}: {error.strerror}; nothing was shipped "
+        "(check its permissions, or name the folders to ship one by one)"
+    ) from error
+
+
+def _first_visit(path: str, walked: set[tuple[int, int]]) -> bool:
+    """Whether the folder ``path`` (or the folder a link there leads to) is not walked yet, and
+    mark it walked. A link that leads nowhere is kept: walking it reports it (``_unlistable``)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return True
+    identity = (info.st_dev, info.st_ino)
+    if identity in walked:
+        return False
+    walked.add(identity)
+    return True
 
 
 # Where a path comes in walk_directory's order: (1, name) for each folder on the way, (0, name)

@@ -10,10 +10,12 @@ import fcntl
 import gzip
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 from collections import Counter
@@ -128,6 +130,74 @@ def test_a_link_to_nothing_in_a_directory_fails_alone(
     assert f"{logs / 'gone.log'}: 0 lines" in run.err
     assert "No such file or directory" in run.err
     assert "3 objects (0 skipped, 1 failed)" in run.err
+
+
+def test_links_to_folders_are_walked_each_folder_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The walk used to leave out every folder reached through a link, without a word.
+    root = tmp_path / "logs"
+    write_tree(root, ["a/x.log", "b/y.log"], 1)
+    write_tree(tmp_path / "archive", ["z.log"], 1)
+    (root / "c").symlink_to(tmp_path / "archive")  # elsewhere: walked
+    (root / "d").symlink_to(root / "a")  # a folder walked already: not again
+    (root / "b" / "up").symlink_to(root)  # a loop
+    run = run_cli(capsys, "ship", str(root), "--to", "-")
+    assert run.status == cli.EXIT_OK, run.err
+    shipped = [e["log"]["file"]["path"] for e in events(run.out)]
+    assert shipped == [str(root / name) for name in ("a/x.log", "b/y.log", "c/z.log")]
+
+
+def _as_nobody(argv: list[str], out: Path, err: Path) -> int:
+    """``cli.main(argv)`` in a forked child, as ``nobody`` when this process has root's right to
+    read any folder: its exit status, its output written to ``out`` and ``err``. The command
+    must fail before it starts worker processes (their modules are root's)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child, which reports only through its exit status
+        status = 99
+        try:
+            with out.open("w") as sys.stdout, err.open("w") as sys.stderr:
+                if os.geteuid() == 0:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                status = cli.main(argv)
+        finally:
+            os._exit(status)
+    _, waited = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(waited)
+
+
+def test_a_folder_that_cannot_be_listed_stops_the_command_before_anything_ships(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The walk used to skip such a folder without a word: its lines were never shipped, and the
+    # command exited 0. The tree is readable by all but that folder (pytest's own is not).
+    top = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        root = top / "logs"
+        write_tree(root, ["a/x.log", "b/y.log", "c/z.log"], 1)
+        for path in root.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        root.chmod(0o755)
+        (root / "b").chmod(0o000)
+        out, err = tmp_path / "out", tmp_path / "err"
+        status = _as_nobody(["ship", str(root), "--to", "-"], out, err)
+        assert status == cli.EXIT_USAGE, err.read_text()
+        assert err.read_text() == (
+            f"elb-log-shipper: cannot list the folder {root / 'b'}: Permission denied; nothing "
+            "was shipped (check its permissions, or name the folders to ship one by one)\n"
+        )
+        assert out.read_bytes() == b""
+        # The folder readable again, the same tree ships whole (in this process: the child
+        # could not start the command's worker processes, whose modules only root may read).
+        (root / "b").chmod(0o755)
+        run = run_cli(capsys, "ship", str(root), "--to", "-")
+        assert run.status == cli.EXIT_OK, run.err
+        assert len(events(run.out)) == 3
+    finally:
+        (top / "logs" / "b").chmod(0o755)
+        shutil.rmtree(top)
 
 
 def test_missing_file_is_a_usage_error_in_one_sentence(
