@@ -6,11 +6,11 @@ rewritten text, so every field derived from a value (``event.original``, ``url.*
 redacted form, whatever fields the parser emits. A line that matches a drop filter never becomes
 an event: ``LinePrivacy.apply`` answers None for it.
 
-The paths, from the cheapest: with ``CLIENT_IP=truncate`` and no drop filter, the common line of
-every format is rewritten in one regex match (``LinePrivacy.truncated``, the text then parsed as
-any line); other common ALB lines are redacted in the parser's own split
-(``LinePrivacy.alb_parts``); any other line is read field by field (``LinePrivacy.apply``). Each
-gives the same text.
+The paths, from the cheapest: with ``CLIENT_IP=truncate`` or ``hash`` and no drop filter, the
+common line of every format is rewritten in one regex match (``LinePrivacy.rewritten``, the
+text then parsed as any line); other common ALB lines are redacted in the parser's own split
+(``LinePrivacy.alb_parts``); any other line is read field by field (``LinePrivacy.apply``).
+Each gives the same text.
 
 Where the values live in a line, by format (shared/reference/elb-log-formats.md):
 
@@ -98,7 +98,7 @@ REDACTED = "REDACTED"
 MIN_HASH_KEY_BYTES = 16
 # What follows the last quote of a common ALB line is ` TID_` and 32 hex digits (conn_trace_id),
 # or nothing; but the parser keeps whatever stands there as later fields, and the common layout's
-# paths (`truncated`, `alb_parts`) do not rewrite it. So they take only a tail that the longer
+# paths (`rewritten`, `alb_parts`) do not rewrite it. So they take only a tail that the longer
 # paths, which scrub every field after the documented ones, leave as it is: one without `.` or `:`
 # (no address) and, with a query rule, without `?`, `#` or `@` (no query, fragment or user
 # information). Later fields written unquoted, or another line run into this one (its
@@ -151,9 +151,10 @@ _ALB_IPV4_CLIENT = re.compile(
     rf"([!-~]++ [!-~]++ [!-~]++ {_ASCII_OCTET}\.{_ASCII_OCTET}\.{_ASCII_OCTET}\.)"
     rf"{_ASCII_OCTET}(:[0-9]+ )"
 )
-# The common ALB line as the parser reads it, for CLIENT_IP=truncate (`LinePrivacy.truncated`): an
-# ALB type, then two fields of printable ASCII but the quote, one space after each (so they are
-# the fields that `str.split()` and the tokenizer give), an IPv4 client and its port. The fields
+# The common ALB line as the parser reads it, for CLIENT_IP=truncate (`LinePrivacy.rewritten`;
+# with hash, `_ALB_ANY_CLIENT` below reads every ALB line): an ALB type, then two fields of
+# printable ASCII but the quote, one space after each (so they are the fields that `str.split()`
+# and the tokenizer give), an IPv4 client and its port. The fields
 # are matched as one character range (`[!-~]`, cheaper for the engine than the range and the `!`
 # that leaving out the quote takes): a quote in them is looked for in the first group after the
 # match. Groups: the line up to the byte that truncation zeroes, and the rest of the line from the
@@ -176,14 +177,14 @@ _COMMON_QUERY = re.compile(
     rf'{_COMMON_HEAD}(:[0-9]++ [^"]*+")([^?]++)(\?[^ ]*+)( HTTP/[^" ]*+".*+)', re.DOTALL
 )
 # The same two patterns for an ALB line whose client is not IPv4 as they read it (IPv6), which
-# `_client_port` anonymises as the longer paths do (`LinePrivacy._truncated_alb` refuses a client
+# `_client_port` anonymises as the longer paths do (`LinePrivacy._rewritten_alb` refuses a client
 # that is no address). Groups: the line up to the client; the client and its port; then as above.
 _ALB_HEAD_FIELDS = r"((?:https?|h2|grpcs|wss?) [!-~]++ [!-~]++ )([0-9A-Fa-f.]*+:[0-9A-Fa-f:.]++)"
 _ALB_ANY_CLIENT = re.compile(rf"{_ALB_HEAD_FIELDS}( .*+)", re.DOTALL)
 _ALB_ANY_CLIENT_QUERY = re.compile(
     rf'{_ALB_HEAD_FIELDS}( [^"]*+")([^?]++)(\?[^ ]*+)( HTTP/[^" ]*+".*+)', re.DOTALL
 )
-# The short paths of the other formats (`LinePrivacy._truncated_other`): a line each pattern
+# The short paths of the other formats (`LinePrivacy._rewritten_other`): a line each pattern
 # reads is one that the path reading every field (`_by_fields`) gives only the client anonymised
 # (and a Classic request's query redacted, a connection log's later fields scrubbed), so the
 # rewrite is the same text for a fraction of the cost. Their fields are tokens of printable ASCII
@@ -196,12 +197,12 @@ _WORD = r"[!#-\[\]-~]++"
 # A token that holds no URL mark either (`?`, `#`, `@`): fields that `_by_fields` takes as a URL
 # when they have one.
 _PLAIN_WORD = r"[!$->A-\[\]-~]++"
-# The client: an IPv4 address and its port, in two groups (up to the byte that truncation
-# zeroes, and the port), matched as the ALB line's is; or any other address and port, in a third
-# (IPv6, or what is no address: `LinePrivacy._client_port` reads it, as `_by_fields` does). It
-# has a colon, which makes a Classic line Classic (`formats.detect_format`).
+# The client: an IPv4 address and its port, in three groups (up to the byte that truncation
+# zeroes, that byte, and the port), matched as the ALB line's is; or any other address and port,
+# in a fourth (IPv6, or what is no address: `LinePrivacy._client_port` reads it, as `_by_fields`
+# does). It has a colon, which makes a Classic line Classic (`formats.detect_format`).
 _IPV4_NETWORK = rf"{_ASCII_OCTET}\.{_ASCII_OCTET}\.{_ASCII_OCTET}\."
-_CLIENT_PORT = rf"(?:({_IPV4_NETWORK}){_ASCII_OCTET}(:[0-9]++)|([0-9A-Fa-f.]*+:[0-9A-Fa-f:.]++))"
+_CLIENT_PORT = rf"(?:({_IPV4_NETWORK})({_ASCII_OCTET})(:[0-9]++)|([0-9A-Fa-f.]*+:[0-9A-Fa-f:.]++))"
 # Classic, its 15 fields (12 in files before 2015): the time, the name, the client, eight numbers
 # and addresses, the quoted request, then the quoted user agent, the TLS cipher and protocol.
 # Groups: the time and the name; the client's three; from the client to the request's opening
@@ -454,11 +455,12 @@ class LinePrivacy:
         "_detect_format",
         "_drop",
         "_hashes",
-        "_key",
+        "_mac",
         "_redacts",
         "_redacts_query",
         "_removes_query",
         "_rules",
+        "_short_path",
         "_truncates",
         "_truncates_alone",
     )
@@ -474,7 +476,11 @@ class LinePrivacy:
         self._truncates = rules.client_ip is ClientAddress.TRUNCATE
         self._hashes = rules.client_ip is ClientAddress.HASH
         self._truncates_alone = self._truncates and not rules.drop
-        self._key = rules.hash_key or b""
+        self._short_path = self._anonymises and not rules.drop
+        # The keyed HMAC, copied for each address: its key is read once, not on every call as
+        # `hmac.digest` reads it (OpenSSL 3 then looks the digest up again each time: about
+        # 21,000 instructions a call, against some 15,000 for a copy, its update and digest).
+        self._mac = hmac.new(rules.hash_key or b"", digestmod=hashlib.sha256)
         self._drop = rules.drop if rules.drop else None
         self._redacts = self._redacts_query or self._anonymises
         self._addresses: dict[str, str] = {}
@@ -485,21 +491,22 @@ class LinePrivacy:
         function that answers the line as ``apply`` rewrites it, or None when the line is not one
         it reads (take ``apply``, or the parser's own split with ``alb_parts``).
 
-        The short path is ``CLIENT_IP=truncate`` without drop filters, with any ``REDACT_QUERY``.
+        The short path is ``CLIENT_IP=truncate`` or ``hash`` without drop filters, with any
+        ``REDACT_QUERY``.
         """
-        return self.truncated if self._truncates_alone else None
+        return self.rewritten if self._short_path else None
 
     @overload
-    def truncated(self, text: str) -> str | None: ...
+    def rewritten(self, text: str) -> str | None: ...
 
     @overload
-    def truncated(self, text: str, otherwise: _T) -> str | _T: ...
+    def rewritten(self, text: str, otherwise: _T) -> str | _T: ...
 
-    def truncated(self, text: str, otherwise: object = None) -> object:
-        """A line of the common layout of its format, with ``CLIENT_IP=truncate`` and no drop
-        filter, rewritten as ``apply`` rewrites it, or ``otherwise`` (None) for any other line.
-        An ALB line's client must be an address: IPv4 in this match, any other in
-        ``_truncated_alb``'s.
+    def rewritten(self, text: str, otherwise: object = None) -> object:
+        """A line of the common layout of its format, with ``CLIENT_IP=truncate`` or ``hash``
+        and no drop filter, rewritten as ``apply`` rewrites it, or ``otherwise`` (None) for any
+        other line. An ALB line's client must be an address: with truncation, IPv4 in this
+        match, any other in ``_rewritten_alb``'s; with hashing, any in ``_rewritten_alb``'s.
 
         One match reads and rewrites the line as the parser will read it; with a query to redact,
         only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` after it, no `#` or `@` in
@@ -511,18 +518,27 @@ class LinePrivacy:
         field, another line run into this one); a `?`, `#` or `@` there this match refuses.
 
         A Classic, NLB or connection-log line is answered as ``apply`` rewrites it, which needs no
-        such check (``_truncated_other``).
+        such check (``_rewritten_other``).
 
         >>> from elb_log_shipper.formats import detect_format
         >>> rules = PrivacyRules(QueryRedaction.VALUES, ClientAddress.TRUNCATE)
         >>> line = rules.compile(detect_format)
-        >>> line.truncated('http t app/a 192.0.2.7:80 1 "GET /p?u=jo HTTP/1.1" "-" 2')
+        >>> line.rewritten('http t app/a 192.0.2.7:80 1 "GET /p?u=jo HTTP/1.1" "-" 2')
         'http t app/a 192.0.2.0:80 1 "GET /p?u=REDACTED HTTP/1.1" "-" 2'
         """
+        if not self._truncates:
+            # Hashing: straight to the patterns that read any client (`_rewritten_other` hands an
+            # ALB line to `_rewritten_alb`), after the refusals that truncation makes below: with
+            # a query rule, a line with a `#` or `@`, or with a `?` and a backslash.
+            if self._redacts_query and (
+                "#" in text or "@" in text or ("\\" in text and "?" in text)
+            ):
+                return otherwise
+            return self._rewritten_other(text, otherwise)
         if not self._redacts_query or ("?" not in text and "#" not in text and "@" not in text):
             found = _COMMON_CLIENT.match(text)
             if found is None:
-                return self._truncated_other(text, otherwise)
+                return self._rewritten_other(text, otherwise)
             if '"' in (network := found[1]):
                 return otherwise
             return f"{network}0{found[2]}"
@@ -533,7 +549,7 @@ class LinePrivacy:
             return otherwise
         found = _COMMON_QUERY.match(text)
         if found is None:
-            return self._truncated_other(text, otherwise)
+            return self._rewritten_other(text, otherwise)
         network, port_to_request, path, query, version_on = found.groups()
         if '"' in path or '"' in query or "?" in version_on or '"' in network:
             # The request is not the first quoted field, or another URL field (a redirect) may
@@ -543,12 +559,12 @@ class LinePrivacy:
             return f"{network}0{port_to_request}{path}{version_on}"
         return f"{network}0{port_to_request}{path}{_query_values(query)}{version_on}"
 
-    def _truncated_other(self, text: str, otherwise: object) -> object:
+    def _rewritten_other(self, text: str, otherwise: object) -> object:
         """A Classic, NLB or connection-log line of the common shape (``_CLASSIC_LINE``,
         ``_NLB_LINE``, ``_CONNECTION_LINE``), exactly as ``apply`` rewrites it; ``otherwise``
         for any other line. An IPv4 client is truncated in the match, any other anonymised as
-        ``_by_fields`` does it. (An ALB line that ``truncated``'s match refused is
-        ``_truncated_alb``'s.)
+        ``_by_fields`` does it. (An ALB line that ``rewritten``'s match refused is
+        ``_rewritten_alb``'s.)
 
         Unlike an ALB line's, the answer needs no check by the caller: the pattern reads every
         field, and a timestamp outside the line's own time fields (``_second_line_within``, which
@@ -557,32 +573,32 @@ class LinePrivacy:
         >>> from elb_log_shipper.formats import detect_format
         >>> rules = PrivacyRules(QueryRedaction.VALUES, ClientAddress.TRUNCATE)
         >>> line = rules.compile(detect_format)
-        >>> text = line.truncated('2015-05-13T23:39:43.945958Z lb 192.0.2.7:2817 - -1 -1 -1 504 - '
+        >>> text = line.rewritten('2015-05-13T23:39:43.945958Z lb 192.0.2.7:2817 - -1 -1 -1 504 - '
         ...                       '0 0 "GET http://h:80/p?u=jo HTTP/1.1" "curl" - -')
         >>> text[28:]
         'lb 192.0.2.0:2817 - -1 -1 -1 504 - 0 0 "GET http://h:80/p?u=REDACTED HTTP/1.1" "curl" - -'
         """
         if text[:1] in _ALB_INITIALS:
-            return self._truncated_alb(text, otherwise)
+            return self._rewritten_alb(text, otherwise)
         if (found := _CLASSIC_LINE.fullmatch(text)) is not None:
-            head, network, port, client, port_to_request, request, rest = found.groups()
+            head, network, octet, port, client, port_to_request, request, rest = found.groups()
             # The search starts after the `T` of the line's own timestamp, as
             # `_second_line_within` does.
             if _RUN_IN_TIME.search(text, min(11, text.find(" "))) is not None:
                 return otherwise
             if self._redacts_query and _url_marks(request, 0):
                 request = self._request(request)
-            client = self._matched_client(network, port, client)
+            client = self._matched_client(network, octet, port, client)
             return f"{head}{client}{port_to_request}{request}{rest}"
         if (found := _NLB_LINE.fullmatch(text)) is not None:
-            head, _, network, port, client, rest, created = found.groups()
+            head, _, network, octet, port, client, rest, created = found.groups()
             start, stop = found.span(2)
-            end = len(text) if created is None else found.start(7)
+            end = len(text) if created is None else found.start(8)
             if _RUN_IN_TIME.search(text, min(start + 11, stop), end) is not None or (
                 created is not None and _RUN_IN_TIME.search(text, min(end + 11, len(text)))
             ):
                 return otherwise
-            return f"{head}{self._matched_client(network, port, client)}{rest}"
+            return f"{head}{self._matched_client(network, octet, port, client)}{rest}"
         if (found := _CONNECTION_LINE.fullmatch(text)) is not None:
             head, network, client, rest, _, later, last = found.groups()
             start, stop = found.span(5)
@@ -601,19 +617,23 @@ class LinePrivacy:
             # others it leaves as they are.
             if "." in later or ":" in later or (self._redacts_query and _url_marks(later, 0)):
                 later = " ".join(map(self._scrub_field, later.split(" ")))
-            if last is not None:
+            if last is not None and self._truncates:
                 later = f"{later} {last}0"
+            elif last is not None:
+                later = f"{later} {self._address(text[found.start(7) :])}"
             if network is None:
                 return f"{head}{self._address(client)}{rest}{later}"
-            return f"{head}{network}0{rest}{later}"
+            if self._truncates:
+                return f"{head}{network}0{rest}{later}"
+            return f"{head}{self._address(text[found.start(2) : found.start(4)])}{rest}{later}"
         return otherwise
 
-    def _truncated_alb(self, text: str, otherwise: object) -> object:
-        """``truncated`` for an ALB line whose client is an address but not IPv4 as that match
-        reads it (``_ALB_ANY_CLIENT``, ``_ALB_ANY_CLIENT_QUERY``): the same answer, with the
-        client anonymised by ``_client_port`` as the longer paths do it, for the caller to check
-        in the same way. A client that is no address is left to the longer paths, which may
-        scrub the whole line."""
+    def _rewritten_alb(self, text: str, otherwise: object) -> object:
+        """``rewritten`` for an ALB line whose client is an address but not IPv4 as that match
+        reads it, or any address with hashing (``_ALB_ANY_CLIENT``, ``_ALB_ANY_CLIENT_QUERY``):
+        the same answer, with the client anonymised by ``_client_port`` as the longer paths do
+        it, for the caller to check in the same way. A client that is no address is left to the
+        longer paths, which may scrub the whole line."""
         if not self._redacts_query or ("?" not in text and "#" not in text and "@" not in text):
             found = _ALB_ANY_CLIENT.match(text)
             if found is None or '"' in (head := found[1]):
@@ -622,7 +642,7 @@ class LinePrivacy:
             if client.startswith(REDACTED):
                 return otherwise
             return f"{head}{client}{found[3]}"
-        # `truncated` has refused a line with a `#`, `@` or backslash.
+        # `rewritten` has refused a line with a `#`, `@` or backslash.
         found = _ALB_ANY_CLIENT_QUERY.match(text)
         if found is None:
             return otherwise
@@ -635,11 +655,18 @@ class LinePrivacy:
         query = "" if self._removes_query else _query_values(query)
         return f"{head}{client}{port_to_request}{path}{query}{version_on}"
 
-    def _matched_client(self, network: str | None, port: str, client: str) -> str:
-        """The client that ``_CLIENT_PORT`` matched, anonymised: an IPv4 address truncated
-        (``network`` up to its last byte, ``port`` with its colon), any other read as
-        ``_by_fields`` reads it."""
-        return self._client_port(client) if network is None else f"{network}0{port}"
+    def _matched_client(
+        self, network: str | None, octet: str | None, port: str | None, client: str | None
+    ) -> str:
+        """The client that ``_CLIENT_PORT`` matched, anonymised: IPv4 (``network`` up to its
+        last byte, ``octet`` that byte, ``port`` with its colon) truncated or hashed, any other
+        (``client``) read as ``_by_fields`` reads it."""
+        if network is None:
+            assert client is not None  # the other alternative matched
+            return self._client_port(client)
+        if self._truncates:
+            return f"{network}0{port}"
+        return self._client_port(f"{network}{octet}{port}")
 
     def redact(self, text: str) -> str:
         """A line that failed to parse (or that no parser reads: too long, not UTF-8), or the
@@ -972,6 +999,12 @@ class LinePrivacy:
             text = "".join(pieces)
         return _IPV4_ANYWHERE.sub(lambda match: self._address(match.group()), text)
 
+    def _digest(self, packed: bytes) -> bytes:
+        """The HMAC-SHA256 of the address ``packed`` with the rules' key."""
+        mac = self._mac.copy()
+        mac.update(packed)
+        return mac.digest()
+
     def _anonymise(self, address: str) -> str | None:
         if self._truncates:
             if _IPV4.fullmatch(address):
@@ -979,14 +1012,14 @@ class LinePrivacy:
             if (network := _ipv6_network(address)) is not None:
                 return network
         elif self._hashes and (packed := _packed(address)) is not None:
-            digest = hmac.digest(self._key, packed, hashlib.sha256)
+            digest = self._digest(packed)
             return _pseudonym(_PSEUDO_PREFIX + digest[:_PSEUDO_DIGEST_BYTES])
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return None
         if self._hashes:
-            digest = hmac.digest(self._key, ip.packed, hashlib.sha256)
+            digest = self._digest(ip.packed)
             return str(ipaddress.IPv6Address(_PSEUDO_PREFIX + digest[:_PSEUDO_DIGEST_BYTES]))
         if ip.version == 4:
             return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFF00))

@@ -5,6 +5,7 @@ Every check reads every string of the serialised event (keys included), not chos
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -467,33 +468,38 @@ def test_truncation_finds_the_client_the_parser_reads(head: Any) -> None:
         assert not leaks(build(line, rules), ("203.0.113.77",))
 
 
-# --- the short path of CLIENT_IP=truncate ---------------------------------------------------------
+# --- the short path of CLIENT_IP=truncate and hash -----------------------------------------------
 
-TRUNCATING = {
-    redaction: PrivacyRules(redact_query=redaction, client_ip=ClientAddress.TRUNCATE)
+ANONYMISING = (ClientAddress.TRUNCATE, ClientAddress.HASH)
+SHORT_PATH_RULES = {
+    (client, redaction): PrivacyRules(
+        redact_query=redaction,
+        client_ip=client,
+        hash_key=KEY if client is ClientAddress.HASH else None,
+    )
+    for client in ANONYMISING
     for redaction in QueryRedaction
 }
 # The same rules without the short path: a drop filter that drops nothing turns it off.
 THE_LONGER_PATHS = {
-    redaction: PrivacyRules(
-        redact_query=redaction,
-        client_ip=ClientAddress.TRUNCATE,
-        drop=DropRules(methods=frozenset({"NO-SUCH-METHOD"})),
-    )
-    for redaction in QueryRedaction
+    settings: dataclasses.replace(rules, drop=DropRules(methods=frozenset({"NO-SUCH-METHOD"})))
+    for settings, rules in SHORT_PATH_RULES.items()
 }
 
 
-def shipped_as_the_longer_paths_ship_it(line: str, redaction: QueryRedaction) -> bool:
+def shipped_as_the_longer_paths_ship_it(
+    line: str, redaction: QueryRedaction, client: ClientAddress = ClientAddress.TRUNCATE
+) -> bool:
     """Whether the event of ``line`` with the short path is the one the longer paths give: the
     short path's line, or, when the parser does not read that as the common layout, the longer
     paths' reading of it (``EventBuilder._reread``)."""
     raw = line.encode()
-    short = _as_written(EventBuilder(privacy=TRUNCATING[redaction]).build(raw, 0))
+    rules = SHORT_PATH_RULES[client, redaction]
+    short = _as_written(EventBuilder(privacy=rules).build(raw, 0))
     # The same line rewritten ahead by `prepared`, as the pipeline builds it.
-    builder = EventBuilder(privacy=TRUNCATING[redaction])
+    builder = EventBuilder(privacy=rules)
     ahead = [_as_written(builder.build(text, at)) for at, text in builder.prepared([(0, raw)])]
-    longer = _as_written(EventBuilder(privacy=THE_LONGER_PATHS[redaction]).build(raw, 0))
+    longer = _as_written(EventBuilder(privacy=THE_LONGER_PATHS[client, redaction]).build(raw, 0))
     return short == longer and ahead == [longer]
 
 
@@ -565,7 +571,7 @@ SHORT_PATH_LEAVES = {
     "not an alb line": alb().replace("https ", "httpx ", 1),
     "garbage": "garbage 203.0.113.77:5000 GET /p?token=s3cr3t other",
 }
-# The other formats' short path (`LinePrivacy._truncated_other`): the line `apply` gives, exactly.
+# The other formats' short path (`LinePrivacy._rewritten_other`): the line `apply` gives, exactly.
 CLASSIC_12 = classic().split(' "curl')[0]
 CONNECTION_11 = connection().removesuffix(" TID_3180a73013c8ca4bac2f731159d4b0fe")
 NLB_21 = nlb().removesuffix(" 2020-04-01T08:51:20")
@@ -642,17 +648,18 @@ SHORT_PATH_LINES = {
 }
 
 
+@pytest.mark.parametrize("client", ANONYMISING)
 @pytest.mark.parametrize("redaction", list(QueryRedaction))
 @pytest.mark.parametrize("name", SHORT_PATH_LINES)
 def test_the_short_path_rewrites_as_the_longer_paths_do(
-    name: str, redaction: QueryRedaction
+    name: str, redaction: QueryRedaction, client: ClientAddress
 ) -> None:
-    """``truncated`` answers a line whose event is the one ``apply``'s line gives, or None (and
+    """``rewritten`` answers a line whose event is the one ``apply``'s line gives, or None (and
     ``apply`` then runs)."""
     line = SHORT_PATH_LINES[name]
-    privacy = TRUNCATING[redaction].compile(detect_format)
+    privacy = SHORT_PATH_RULES[client, redaction].compile(detect_format)
     assert privacy is not None
-    short = privacy.truncated(line)
+    short = privacy.rewritten(line)
     takes = (
         name in SHORT_PATH_TAKES
         or name in SHORT_PATH_TAKES_OTHER_FORMATS
@@ -665,7 +672,7 @@ def test_the_short_path_rewrites_as_the_longer_paths_do(
         )
     )
     assert (short is not None) == takes
-    assert shipped_as_the_longer_paths_ship_it(line, redaction)
+    assert shipped_as_the_longer_paths_ship_it(line, redaction, client)
     if short is not None:
         assert "203.0.113.77" not in short
         assert redaction is QueryRedaction.NONE or "s3cr3t" not in short
@@ -674,11 +681,17 @@ def test_the_short_path_rewrites_as_the_longer_paths_do(
         assert short == privacy.apply(line)
 
 
-def test_the_short_path_is_taken_only_for_truncation_without_drop_filters() -> None:
-    rules_with_a_short_path = tuple(TRUNCATING.values())
+def test_the_short_path_is_taken_only_for_anonymised_clients_without_drop_filters() -> None:
+    rules_with_a_short_path = (
+        *SHORT_PATH_RULES.values(),
+        ALL_RULES["ip truncate"],
+        ALL_RULES["ip hash"],
+        ALL_RULES["everything"],
+    )
     for rules in (
         *ALL_RULES.values(),
         *rules_with_a_short_path,
+        *THE_LONGER_PATHS.values(),
         PrivacyRules(client_ip=ClientAddress.TRUNCATE, drop=DropRules(methods=frozenset({"X"}))),
     ):
         privacy = rules.compile(detect_format)
@@ -708,9 +721,10 @@ def _events(builder: EventBuilder, lines: Iterable[tuple[int, bytes | str]]) -> 
     ]
 
 
+@pytest.mark.parametrize("client", ANONYMISING)
 @pytest.mark.parametrize("redaction", list(QueryRedaction))
 def test_prepared_lines_give_the_events_of_the_lines_themselves(
-    redaction: QueryRedaction,
+    redaction: QueryRedaction, client: ClientAddress
 ) -> None:
     """``EventBuilder.prepared`` rewrites runs of lines ahead of ``build``: every event is the one
     ``build`` gives the raw line, at the same offset, whatever chunk a line falls in; a chunk
@@ -725,7 +739,7 @@ def test_prepared_lines_give_the_events_of_the_lines_themselves(
         lines.append((offset, raw))
         offset += len(raw) + 1
     assert len(lines) > 3 * PREPARE_LINES
-    rules = TRUNCATING[redaction]
+    rules = SHORT_PATH_RULES[client, redaction]
     # One builder prepares and builds, as the pipeline's does.
     builder = EventBuilder(bucket="b", key="k", privacy=rules)
     prepared = list(builder.prepared(lines))
@@ -740,7 +754,7 @@ def test_prepared_lines_give_the_events_of_the_lines_themselves(
     privacy = rules.compile(detect_format)
     assert privacy is not None
     for (_, line), (_, raw) in zip(prepared, lines, strict=True):
-        assert line is raw or line == privacy.truncated(raw.decode())
+        assert line is raw or line == privacy.rewritten(raw.decode())
     assert _events(builder, prepared) == _events(
         EventBuilder(bucket="b", key="k", privacy=rules), lines
     )
@@ -748,7 +762,11 @@ def test_prepared_lines_give_the_events_of_the_lines_themselves(
 
 def test_prepared_lines_are_the_lines_themselves_without_a_short_path() -> None:
     lines = [(0, alb().encode())]
-    for rules in (None, ALL_RULES["query values"], ALL_RULES["ip hash"]):
+    for rules in (
+        None,
+        ALL_RULES["query values"],
+        THE_LONGER_PATHS[ClientAddress.HASH, QueryRedaction.ALL],
+    ):
         assert EventBuilder(privacy=rules).prepared(lines) is lines
 
 

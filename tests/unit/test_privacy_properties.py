@@ -25,6 +25,8 @@ from elb_log_shipper.privacy import (
 )
 from tests.support.events import strings
 from tests.unit.test_privacy import (
+    ANONYMISING,
+    SHORT_PATH_RULES,
     alb,
     built_both_ways,
     classic,
@@ -238,13 +240,13 @@ def common_lines(draw: st.DrawFn) -> str:
 
 
 @settings(max_examples=500, deadline=None)
-@given(common_lines(), st.sampled_from(list(QueryRedaction)))
+@given(common_lines(), st.sampled_from(list(QueryRedaction)), st.sampled_from(ANONYMISING))
 def test_the_short_path_gives_the_line_of_the_longer_paths(
-    line: str, redaction: QueryRedaction
+    line: str, redaction: QueryRedaction, client: ClientAddress
 ) -> None:
-    """``CLIENT_IP=truncate``'s short path gives the event of the longer paths, or leaves the
-    line to them."""
-    assert shipped_as_the_longer_paths_ship_it(line, redaction)
+    """``CLIENT_IP=truncate``'s and ``hash``'s short path gives the event of the longer paths,
+    or leaves the line to them."""
+    assert shipped_as_the_longer_paths_ship_it(line, redaction, client)
 
 
 # What a field of the other formats may be made into: a timestamp (another line's, or one in a
@@ -314,22 +316,25 @@ def other_format_lines(draw: st.DrawFn) -> str:
 
 
 @settings(max_examples=500, deadline=None)
-@given(other_format_lines(), st.sampled_from(list(QueryRedaction)))
-@example(connection() + " x25519 app/my-alb/1 10.0.1.130", QueryRedaction.VALUES)
-@example(nlb() + " 2020-04-01T08:51:20", QueryRedaction.NONE)
+@given(other_format_lines(), st.sampled_from(list(QueryRedaction)), st.sampled_from(ANONYMISING))
+@example(
+    connection() + " x25519 app/my-alb/1 10.0.1.130", QueryRedaction.VALUES, ClientAddress.HASH
+)
+@example(
+    connection() + " x25519 app/my-alb/1 10.0.1.130", QueryRedaction.VALUES, ClientAddress.TRUNCATE
+)
+@example(nlb() + " 2020-04-01T08:51:20", QueryRedaction.NONE, ClientAddress.TRUNCATE)
 def test_the_short_path_of_the_other_formats_gives_the_line_of_the_longer_path(
-    line: str, redaction: QueryRedaction
+    line: str, redaction: QueryRedaction, client: ClientAddress
 ) -> None:
     """For Classic, NLB and connection logs the short path answers ``apply``'s line itself (no
     caller reads it again), or leaves the line to it; the events are the same either way."""
-    privacy = PrivacyRules(redact_query=redaction, client_ip=ClientAddress.TRUNCATE).compile(
-        detect_format
-    )
+    privacy = SHORT_PATH_RULES[client, redaction].compile(detect_format)
     assert privacy is not None
-    short = privacy.truncated(line)
+    short = privacy.rewritten(line)
     label("left to the longer path" if short is None else "taken")
     assert short is None or short == privacy.apply(line)
-    assert shipped_as_the_longer_paths_ship_it(line, redaction)
+    assert shipped_as_the_longer_paths_ship_it(line, redaction, client)
 
 
 def ipv6_network_by_ipaddress(text: str) -> str | None:

@@ -64,7 +64,7 @@ PREPARE_LINES = 64
 _ALB_PARTS = 25
 
 # The first character of a line rewritten by the privacy rules' short path for a format other than
-# ALB (`LinePrivacy.truncated`): a Classic or connection log's timestamp, NLB's `tls`. No ALB type
+# ALB (`LinePrivacy.rewritten`): a Classic or connection log's timestamp, NLB's `tls`. No ALB type
 # starts with one.
 _SHORT_PATH_OTHER_FORMATS = frozenset("0123456789t")
 
@@ -214,7 +214,7 @@ class EventBuilder:
         self._common_line = None if self._privacy is None else self._privacy.common_line
         # The same, for `prepared`: a line it does not rewrite is answered with its raw bytes.
         self._short_path: Callable[[str, bytes], str | bytes] | None = (
-            None if self._common_line is None or self._privacy is None else self._privacy.truncated
+            None if self._common_line is None or self._privacy is None else self._privacy.rewritten
         )
         # The chunks of lines, as read, that `prepared` rewrote in the batch it was last given:
         # a line that the short path cannot settle is read again as read (`_as_read`).
@@ -342,7 +342,7 @@ class EventBuilder:
         `:` in its last quoted field (another line's head), is
         read by the longer paths (``_reread``): the short path rewrites the client and the
         request alone. (A `?`, `#` or `@` there the short path has refused:
-        ``LinePrivacy.truncated``.)"""
+        ``LinePrivacy.rewritten``.)"""
         parts = text.split('"')
         if (
             "\\" not in text
@@ -365,7 +365,7 @@ class EventBuilder:
     ) -> tuple[str, Event]:
         """A line that ``prepared`` rewrote (``parts = text.split('"')``) that is not read as the
         common ALB line, and its event. The short path of the other formats answers a line as
-        ``apply`` rewrites it (``LinePrivacy.truncated``), without a backslash: it is parsed as
+        ``apply`` rewrites it (``LinePrivacy.rewritten``), without a backslash: it is parsed as
         it is. An ALB line is read by the longer paths (``_reread``) as it was read."""
         if text[0] in _SHORT_PATH_OTHER_FORMATS:
             return text, _parse_split(text, parts)
