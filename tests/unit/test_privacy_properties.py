@@ -17,6 +17,7 @@ from elb_log_shipper.formats import EventBuilder, detect_format
 from elb_log_shipper.privacy import (
     _FIELD,
     ClientAddress,
+    DropRules,
     PrivacyRules,
     QueryRedaction,
     _field_spans,
@@ -335,6 +336,45 @@ def test_the_short_path_of_the_other_formats_gives_the_line_of_the_longer_path(
     label("left to the longer path" if short is None else "taken")
     assert short is None or short == privacy.apply(line)
     assert shipped_as_the_longer_paths_ship_it(line, redaction, client)
+
+
+# Drop filters that many lines match: every method but one, 2xx, agents starting with a letter
+# or `-`, and common paths.
+DROP_ALONE = PrivacyRules(
+    drop=DropRules(
+        user_agent_prefixes=("c", "M", "-"),
+        methods=frozenset({"GET", "POST", "-"}),
+        status=frozenset({"200", "204", "-"}),
+        path_prefixes=("/p", "/api/"),
+        path_suffixes=(".png",),
+    )
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(other_format_lines(), st.text(max_size=60)))
+@example(connection().replace(" 36280 ", ' "36280" '))
+@example(classic().replace(" my-loadbalancer ", ' "my lb" '))
+@example(connection().replace(" ", "\t", 2))
+@example("2023-12-20T22:43:21Z 203.0.113.77")
+@example("tls")
+@example("tls\t1.0")
+def test_drop_filters_alone_keep_a_line_without_a_request_as_reading_every_field_does(
+    line: str,
+) -> None:
+    """With drop filters alone, an NLB line is kept without reading every field, and a line
+    without a request (a connection log, no known format) once its format is known; any other
+    line is decided by reading every field. The answer is the one that path gives."""
+    privacy = DROP_ALONE.compile(detect_format)
+    assert privacy is not None
+    assume(line.split(" ", 1)[0] not in ("http", "https", "h2", "grpcs", "ws", "wss"))
+    kept = privacy.apply(line)
+    label("dropped" if kept is None else "kept")
+    assert kept == privacy._by_fields(line, DROP_ALONE.drop)
+    # Drop filters alone never change a line, and drop only lines with a request (as the
+    # fields read: a first field of `"h2",...` is an ALB type).
+    fields = [line[start:end] for start, end in _field_spans(line)]
+    assert kept == line or (kept is None and detect_format(fields) in ("alb", "classic"))
 
 
 def ipv6_network_by_ipaddress(text: str) -> str | None:
