@@ -55,6 +55,24 @@ class Faults:
     close_after_ack_connections: int = 0
 
 
+# Linux's TCP state while our FIN is not yet acknowledged (`tcp_info.tcpi_state`).
+_TCP_FIN_WAIT1 = 4
+
+
+def _close_once_the_client_has_the_fin(sock: socket.socket, timeout: float = 2.0) -> None:
+    """Half-close, then wait until the client's kernel has acknowledged our FIN (the socket left
+    FIN_WAIT1), before the caller closes. Logstash's idle close comes long before the client
+    uses the connection again; a client checking it right after ``wait_idle`` must likewise find
+    it closed, however loaded the machine is (its kernel may process the FIN late)."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != _TCP_FIN_WAIT1:
+                return
+            time.sleep(0.005)
+
+
 @dataclass
 class WindowRecord:
     """One window the server read completely."""
@@ -127,6 +145,7 @@ class BeatsServer(JsonLinesReceiver):
                 if not self._answer(sock, window, record):
                     return
                 if record.index < self.faults.close_after_ack_connections:
+                    _close_once_the_client_has_the_fin(sock)
                     return
                 if record.index < self.faults.break_after_ack_connections:
                     self._break(sock, reader)
