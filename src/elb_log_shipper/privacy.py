@@ -476,7 +476,7 @@ class LinePrivacy:
         self._truncates = rules.client_ip is ClientAddress.TRUNCATE
         self._hashes = rules.client_ip is ClientAddress.HASH
         self._truncates_alone = self._truncates and not rules.drop
-        self._short_path = self._anonymises and not rules.drop
+        self._short_path = self._anonymises
         # The keyed HMAC, copied for each address: its key is read once, not on every call as
         # `hmac.digest` reads it (OpenSSL 3 then looks the digest up again each time: about
         # 21,000 instructions a call, against some 15,000 for a copy, its update and digest).
@@ -486,13 +486,20 @@ class LinePrivacy:
         self._addresses: dict[str, str] = {}
 
     @property
+    def drops(self) -> bool:
+        """Whether the rules have drop filters: their short path then takes only NLB lines and
+        connection logs (``rewritten``)."""
+        return self._drop is not None
+
+    @property
     def common_line(self) -> Callable[[str], str | None] | None:
         """The short path of these rules for the common line, or None when they have none: a
         function that answers the line as ``apply`` rewrites it, or None when the line is not one
         it reads (take ``apply``, or the parser's own split with ``alb_parts``).
 
-        The short path is ``CLIENT_IP=truncate`` or ``hash`` without drop filters, with any
-        ``REDACT_QUERY``.
+        The short path is ``CLIENT_IP=truncate`` or ``hash``, with any ``REDACT_QUERY``; with drop
+        filters, it takes only the lines they cannot drop (NLB lines and connection logs, which
+        have no request, status or user agent).
         """
         return self.rewritten if self._short_path else None
 
@@ -503,10 +510,11 @@ class LinePrivacy:
     def rewritten(self, text: str, otherwise: _T) -> str | _T: ...
 
     def rewritten(self, text: str, otherwise: object = None) -> object:
-        """A line of the common layout of its format, with ``CLIENT_IP=truncate`` or ``hash``
-        and no drop filter, rewritten as ``apply`` rewrites it, or ``otherwise`` (None) for any
-        other line. An ALB line's client must be an address: with truncation, IPv4 in this
-        match, any other in ``_rewritten_alb``'s; with hashing, any in ``_rewritten_alb``'s.
+        """A line of the common layout of its format, with ``CLIENT_IP=truncate`` or ``hash``,
+        rewritten as ``apply`` rewrites it, or ``otherwise`` (None) for any other line (and,
+        with drop filters, for any ALB or Classic line: the longer paths decide whether to drop
+        it). An ALB line's client must be an address: with truncation, IPv4 in this match, any
+        other in ``_rewritten_alb``'s; with hashing, any in ``_rewritten_alb``'s.
 
         One match reads and rewrites the line as the parser will read it; with a query to redact,
         only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` after it, no `#` or `@` in
@@ -526,10 +534,16 @@ class LinePrivacy:
         >>> line.rewritten('http t app/a 192.0.2.7:80 1 "GET /p?u=jo HTTP/1.1" "-" 2')
         'http t app/a 192.0.2.0:80 1 "GET /p?u=REDACTED HTTP/1.1" "-" 2'
         """
-        if not self._truncates:
-            # Hashing: straight to the patterns that read any client (`_rewritten_other` hands an
-            # ALB line to `_rewritten_alb`), after the refusals that truncation makes below: with
-            # a query rule, a line with a `#` or `@`, or with a `?` and a backslash.
+        if self._drop is not None and text[:4] != "tls " and not text[:1].isdigit():
+            # Drop filters: only the lines that they cannot drop, NLB's (`tls `) and connection
+            # logs (a timestamp first, as Classic lines, which their pattern refuses), the first
+            # thing told.
+            return otherwise
+        if not self._truncates or self._drop is not None:
+            # Hashing, or drop filters: straight to the patterns that read any client
+            # (`_rewritten_other` hands an ALB line to `_rewritten_alb`), after the refusals that
+            # truncation makes below: with a query rule, a line with a `#` or `@`, or with a `?`
+            # and a backslash.
             if self._redacts_query and (
                 "#" in text or "@" in text or ("\\" in text and "?" in text)
             ):
@@ -580,7 +594,9 @@ class LinePrivacy:
         """
         if text[:1] in _ALB_INITIALS:
             return self._rewritten_alb(text, otherwise)
-        if (found := _CLASSIC_LINE.fullmatch(text)) is not None:
+        # With drop filters, only the lines that they cannot drop (`rewritten`): what the NLB and
+        # connection-log patterns read, and not Classic's.
+        if self._drop is None and (found := _CLASSIC_LINE.fullmatch(text)) is not None:
             head, network, octet, port, client, port_to_request, request, rest = found.groups()
             # The search starts after the `T` of the line's own timestamp, as
             # `_second_line_within` does.
@@ -714,7 +730,9 @@ class LinePrivacy:
             # 12 fields, each followed by one space: the client is the fourth, the status the
             # ninth.
             tokens = head.split(" ", 4)
-            if head.count(" ") != 12 or len(tokens) != 5:
+            if head.count(" ") != 12 or len(tokens) != 5 or tokens[0] not in _ALB_TYPES:
+                # Not the common layout, or not an ALB line (which the parser then fails: a drop
+                # filter must not drop it unread).
                 return True
             drop = self._drop
             if drop is not None and drop.matches(

@@ -480,7 +480,9 @@ SHORT_PATH_RULES = {
     for client in ANONYMISING
     for redaction in QueryRedaction
 }
-# The same rules without the short path: a drop filter that drops nothing turns it off.
+# The same rules with a drop filter that drops nothing: ALB and Classic lines then take the longer
+# paths (NLB lines and connection logs, which no drop filter can drop, still take the short path:
+# their short path's line is compared with `apply`'s itself).
 THE_LONGER_PATHS = {
     settings: dataclasses.replace(rules, drop=DropRules(methods=frozenset({"NO-SUCH-METHOD"})))
     for settings, rules in SHORT_PATH_RULES.items()
@@ -681,9 +683,10 @@ def test_the_short_path_rewrites_as_the_longer_paths_do(
         assert short == privacy.apply(line)
 
 
-def test_the_short_path_is_taken_only_for_anonymised_clients_without_drop_filters() -> None:
+def test_the_short_path_is_taken_for_anonymised_clients() -> None:
     rules_with_a_short_path = (
         *SHORT_PATH_RULES.values(),
+        *THE_LONGER_PATHS.values(),
         ALL_RULES["ip truncate"],
         ALL_RULES["ip hash"],
         ALL_RULES["everything"],
@@ -691,12 +694,78 @@ def test_the_short_path_is_taken_only_for_anonymised_clients_without_drop_filter
     for rules in (
         *ALL_RULES.values(),
         *rules_with_a_short_path,
-        *THE_LONGER_PATHS.values(),
-        PrivacyRules(client_ip=ClientAddress.TRUNCATE, drop=DropRules(methods=frozenset({"X"}))),
+        PrivacyRules(drop=DropRules(methods=frozenset({"X"}))),
     ):
         privacy = rules.compile(detect_format)
         assert privacy is not None
         assert (privacy.common_line is not None) == (rules in rules_with_a_short_path), rules
+
+
+# Drop filters that the test lines match (their method, status, agent and path), but for the
+# lines that have no request, status or user agent.
+DROPPING = DropRules(
+    user_agent_prefixes=("Mozilla/", "curl/"),
+    methods=frozenset({"GET"}),
+    status=frozenset({"200", "504"}),
+    path_prefixes=("/p",),
+)
+
+
+@pytest.mark.parametrize("client", ANONYMISING)
+@pytest.mark.parametrize("redaction", list(QueryRedaction))
+@pytest.mark.parametrize("name", SHORT_PATH_LINES)
+def test_with_drop_filters_the_short_path_takes_only_the_lines_they_cannot_drop(
+    name: str, redaction: QueryRedaction, client: ClientAddress
+) -> None:
+    """With drop filters, NLB lines and connection logs (no request, status or user agent: never
+    dropped) take the short path as without them; ALB and Classic lines are left to the longer
+    paths, which decide whether to drop them."""
+    line = SHORT_PATH_LINES[name]
+    rules = dataclasses.replace(SHORT_PATH_RULES[client, redaction], drop=DROPPING)
+    privacy = rules.compile(detect_format)
+    unfiltered = SHORT_PATH_RULES[client, redaction].compile(detect_format)
+    assert privacy is not None and unfiltered is not None
+    short = privacy.rewritten(line)
+    if not line.startswith(("tls ", "2023-")):  # not NLB, not a connection log
+        assert short is None
+    else:
+        assert short == unfiltered.rewritten(line)
+        assert short is None or short == privacy.apply(line)
+        # Their events are those of the rules without drop filters.
+        raw = line.encode()
+        events = [_as_written(EventBuilder(privacy=rules).build(raw, 0))]
+        builder = EventBuilder(privacy=rules)
+        events += [
+            _as_written(builder.build(text, at)) for at, text in builder.prepared([(0, raw)])
+        ]
+        unfiltered_event = EventBuilder(privacy=SHORT_PATH_RULES[client, redaction]).build(raw, 0)
+        assert events == [_as_written(unfiltered_event)] * 2
+
+
+def test_drop_filters_drop_the_short_path_lines_that_they_match() -> None:
+    # Otherwise the test above could hold with nothing dropped.
+    privacy = dataclasses.replace(
+        SHORT_PATH_RULES[ClientAddress.TRUNCATE, QueryRedaction.VALUES], drop=DROPPING
+    ).compile(detect_format)
+    assert privacy is not None
+    dropped = {name for name, line in SHORT_PATH_LINES.items() if privacy.apply(line) is None}
+    assert {"alb", "ipv6", "classic", "classic ipv6"} <= dropped
+    assert not any(SHORT_PATH_LINES[name].startswith(("tls ", "2023-")) for name in dropped)
+
+
+def test_a_line_of_no_known_type_is_not_dropped_unread_but_fails() -> None:
+    # Its 25 quoted parts made it look like the common ALB line, and a drop filter that its
+    # request matched dropped it without a word: it now fails to parse, counted, its text kept.
+    line = SHORT_PATH_LINES["not an alb line"]
+    for rules in (
+        PrivacyRules(drop=DROPPING),
+        THE_LONGER_PATHS[ClientAddress.TRUNCATE, QueryRedaction.VALUES],
+    ):
+        builder = EventBuilder(privacy=dataclasses.replace(rules, drop=DROPPING))
+        event = builder.build(line.encode(), 0)
+        assert event is not None, rules
+        assert PARSE_FAILURE_TAG in event["tags"]
+        assert (builder.dropped, builder.failures) == (0, 1)
 
 
 def _as_written(event: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -765,7 +834,7 @@ def test_prepared_lines_are_the_lines_themselves_without_a_short_path() -> None:
     for rules in (
         None,
         ALL_RULES["query values"],
-        THE_LONGER_PATHS[ClientAddress.HASH, QueryRedaction.ALL],
+        PrivacyRules(drop=DROPPING),
     ):
         assert EventBuilder(privacy=rules).prepared(lines) is lines
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -27,6 +28,7 @@ from elb_log_shipper.privacy import (
 from tests.support.events import strings
 from tests.unit.test_privacy import (
     ANONYMISING,
+    DROPPING,
     SHORT_PATH_RULES,
     alb,
     built_both_ways,
@@ -317,20 +319,35 @@ def other_format_lines(draw: st.DrawFn) -> str:
 
 
 @settings(max_examples=500, deadline=None)
-@given(other_format_lines(), st.sampled_from(list(QueryRedaction)), st.sampled_from(ANONYMISING))
-@example(
-    connection() + " x25519 app/my-alb/1 10.0.1.130", QueryRedaction.VALUES, ClientAddress.HASH
+@given(
+    other_format_lines(),
+    st.sampled_from(list(QueryRedaction)),
+    st.sampled_from(ANONYMISING),
+    st.sampled_from([None, DROPPING]),
 )
 @example(
-    connection() + " x25519 app/my-alb/1 10.0.1.130", QueryRedaction.VALUES, ClientAddress.TRUNCATE
+    connection() + " x25519 app/my-alb/1 10.0.1.130",
+    QueryRedaction.VALUES,
+    ClientAddress.HASH,
+    None,
 )
-@example(nlb() + " 2020-04-01T08:51:20", QueryRedaction.NONE, ClientAddress.TRUNCATE)
+@example(
+    connection() + " x25519 app/my-alb/1 10.0.1.130",
+    QueryRedaction.VALUES,
+    ClientAddress.TRUNCATE,
+    DROPPING,
+)
+@example(nlb() + " 2020-04-01T08:51:20", QueryRedaction.NONE, ClientAddress.TRUNCATE, None)
 def test_the_short_path_of_the_other_formats_gives_the_line_of_the_longer_path(
-    line: str, redaction: QueryRedaction, client: ClientAddress
+    line: str, redaction: QueryRedaction, client: ClientAddress, drop: DropRules | None
 ) -> None:
     """For Classic, NLB and connection logs the short path answers ``apply``'s line itself (no
-    caller reads it again), or leaves the line to it; the events are the same either way."""
-    privacy = SHORT_PATH_RULES[client, redaction].compile(detect_format)
+    caller reads it again), or leaves the line to it; the events are the same either way. With
+    drop filters, it never takes a line that they drop."""
+    rules = SHORT_PATH_RULES[client, redaction]
+    if drop is not None:
+        rules = dataclasses.replace(rules, drop=drop)
+    privacy = rules.compile(detect_format)
     assert privacy is not None
     short = privacy.rewritten(line)
     label("left to the longer path" if short is None else "taken")

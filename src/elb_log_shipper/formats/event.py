@@ -75,6 +75,17 @@ _BY_FIRST_FIELD: dict[str, Callable[[list[str]], Event]] = {
 }
 
 
+def _never_dropped(raw: bytes) -> bool:
+    """Whether the line ``raw`` is an NLB line or a connection log as the privacy rules' short
+    path reads one, which no drop filter drops (``LinePrivacy.rewritten``)."""
+    if raw[:4] == b"tls ":
+        return True
+    try:
+        return raw[:1].isdigit() and detect_format(raw.decode().split(None, 3)) == "connection"
+    except UnicodeDecodeError:
+        return False
+
+
 def _parse(text: str) -> Event:
     """The event fields of one line, or ParseError.
 
@@ -179,6 +190,7 @@ class EventBuilder:
     __slots__ = (
         "_cloud",
         "_common_line",
+        "_drops",
         "_file",
         "_id_prefix",
         "_keep_original",
@@ -211,11 +223,15 @@ class EventBuilder:
         self._privacy = None if privacy is None else privacy.compile(detect_format)
         # The rules' short path for the common line, if they have one: the line rewritten as text
         # in one step, then parsed as any line is.
-        self._common_line = None if self._privacy is None else self._privacy.common_line
+        common_line = None if self._privacy is None else self._privacy.common_line
         # The same, for `prepared`: a line it does not rewrite is answered with its raw bytes.
         self._short_path: Callable[[str, bytes], str | bytes] | None = (
-            None if self._common_line is None or self._privacy is None else self._privacy.rewritten
+            None if common_line is None or self._privacy is None else self._privacy.rewritten
         )
+        # With drop filters, the short path takes only NLB lines and connection logs: `prepared`
+        # offers it only batches that start with one, and `build` does not ask it again.
+        self._drops = self._privacy is not None and self._privacy.drops
+        self._common_line = None if self._drops else common_line
         # The chunks of lines, as read, that `prepared` rewrote in the batch it was last given:
         # a line that the short path cannot settle is read again as read (`_as_read`).
         self._prepared_chunks: list[Batch] = []
@@ -240,7 +256,8 @@ class EventBuilder:
     def prepared(self, lines: Batch) -> Iterable[tuple[int, bytes | str]]:
         """``lines`` (offset, raw bytes) for ``build``, each line that the privacy rules' short
         path rewrites (``LinePrivacy.common_line``) already rewritten, as text; ``lines``
-        themselves when the rules have no short path (the defaults).
+        themselves when the rules have no short path (the defaults), or when they have drop
+        filters and the first line is neither an NLB line nor a connection log.
 
         The lines are rewritten ``PREPARE_LINES`` at a time, lazily, before they are parsed:
         the regular expression's code and data then stay in the CPU's caches for a run of lines,
@@ -257,7 +274,11 @@ class EventBuilder:
         >>> list(builder.prepared([(0, line), (48, b"x")]))
         [(0, 'http t app/a 192.0.2.0:80 1 "GET / HTTP/1.1"'), (48, b'x')]
         """
-        if self._short_path is None:
+        if self._short_path is None or (
+            # With drop filters, the short path takes only NLB lines and connection logs, and an
+            # object holds one format: a batch of any other is left as it is.
+            self._drops and not _never_dropped(lines[0][1] if lines else b"")
+        ):
             return lines
         self._prepared_chunks = []
         starts = range(0, len(lines), PREPARE_LINES)
