@@ -753,6 +753,38 @@ def test_drop_filters_drop_the_short_path_lines_that_they_match() -> None:
     assert not any(SHORT_PATH_LINES[name].startswith(("tls ", "2023-")) for name in dropped)
 
 
+@pytest.mark.parametrize(
+    ("drop", "line", "dropped"),
+    [
+        (DropRules(status=frozenset({"200"})), classic(), True),
+        (DropRules(status=frozenset({"404"})), classic(), False),
+        (DropRules(status=frozenset({"504"})), classic(status="504"), True),
+        (DropRules(user_agent_prefixes=("curl/",)), classic(), True),
+        (DropRules(user_agent_prefixes=("Mozilla/",)), classic(), False),
+        (DropRules(user_agent_prefixes=("curl/",)), CLASSIC_12, False),  # no agent: `-`
+        (DropRules(methods=frozenset({"GET"})), classic(), True),
+        (DropRules(methods=frozenset({"GET"})), classic(request="- - - ", status="-"), False),
+        (DropRules(path_prefixes=("/p",)), classic(), True),
+        (DropRules(path_suffixes=(".png",)), classic(), False),
+        # A time in it, which the match leaves to the path that reads every field: a value in
+        # a URL, not another line's, so that path drops it too.
+        (
+            DropRules(methods=frozenset({"GET"})),
+            classic(request="GET http://h:80/p?since=2026-11-28T23:39:01Z HTTP/1.1"),
+            True,
+        ),
+    ],
+)
+def test_drop_filters_alone_read_a_classic_line_from_one_match(
+    drop: DropRules, line: str, dropped: bool
+) -> None:
+    privacy = PrivacyRules(drop=drop).compile(detect_format)
+    assert privacy is not None
+    kept = privacy.apply(line)
+    assert kept == privacy._by_fields(line, drop)
+    assert kept == (None if dropped else line)
+
+
 def test_a_line_of_no_known_type_is_not_dropped_unread_but_fails() -> None:
     # Its 25 quoted parts made it look like the common ALB line, and a drop filter that its
     # request matched dropped it without a word: it now fails to parse, counted, its text kept.
