@@ -487,8 +487,8 @@ class LinePrivacy:
 
     @property
     def drops(self) -> bool:
-        """Whether the rules have drop filters: their short path then takes only NLB lines and
-        connection logs (``rewritten``)."""
+        """Whether the rules have drop filters: their short path then takes no ALB line, and a
+        Classic line only when no filter matches it (``rewritten``)."""
         return self._drop is not None
 
     @property
@@ -498,8 +498,8 @@ class LinePrivacy:
         it reads (take ``apply``, or the parser's own split with ``alb_parts``).
 
         The short path is ``CLIENT_IP=truncate`` or ``hash``, with any ``REDACT_QUERY``; with drop
-        filters, it takes only the lines they cannot drop (NLB lines and connection logs, which
-        have no request, status or user agent).
+        filters, it takes the lines they cannot drop (NLB lines and connection logs, which have
+        no request, status or user agent) and the Classic lines that none matches.
         """
         return self.rewritten if self._short_path else None
 
@@ -512,9 +512,10 @@ class LinePrivacy:
     def rewritten(self, text: str, otherwise: object = None) -> object:
         """A line of the common layout of its format, with ``CLIENT_IP=truncate`` or ``hash``,
         rewritten as ``apply`` rewrites it, or ``otherwise`` (None) for any other line (and,
-        with drop filters, for any ALB or Classic line: the longer paths decide whether to drop
-        it). An ALB line's client must be an address: with truncation, IPv4 in this match, any
-        other in ``_rewritten_alb``'s; with hashing, any in ``_rewritten_alb``'s.
+        with drop filters, for any ALB line and a Classic line that a filter matches: the
+        longer paths decide whether to drop them). An ALB line's client must be an address:
+        with truncation, IPv4 in this match, any other in ``_rewritten_alb``'s; with hashing,
+        any in ``_rewritten_alb``'s.
 
         One match reads and rewrites the line as the parser will read it; with a query to redact,
         only the common request (``METHOD PATH?QUERY HTTP/x``, no `?` after it, no `#` or `@` in
@@ -535,9 +536,9 @@ class LinePrivacy:
         'http t app/a 192.0.2.0:80 1 "GET /p?u=REDACTED HTTP/1.1" "-" 2'
         """
         if self._drop is not None and text[:4] != "tls " and not text[:1].isdigit():
-            # Drop filters: only the lines that they cannot drop, NLB's (`tls `) and connection
-            # logs (a timestamp first, as Classic lines, which their pattern refuses), the first
-            # thing told.
+            # Drop filters: not an ALB line (the longer paths decide whether to drop it), the
+            # first thing told. An NLB line (`tls `) or a connection log they cannot drop; a
+            # Classic line (a timestamp first, as a connection log) is taken if none matches it.
             return otherwise
         if not self._truncates or self._drop is not None:
             # Hashing, or drop filters: straight to the patterns that read any client
@@ -594,13 +595,14 @@ class LinePrivacy:
         """
         if text[:1] in _ALB_INITIALS:
             return self._rewritten_alb(text, otherwise)
-        # With drop filters, only the lines that they cannot drop (`rewritten`): what the NLB and
-        # connection-log patterns read, and not Classic's.
-        if self._drop is None and (found := _CLASSIC_LINE.fullmatch(text)) is not None:
+        if (found := _CLASSIC_LINE.fullmatch(text)) is not None:
             head, network, octet, port, client, port_to_request, request, rest = found.groups()
             # The search starts after the `T` of the line's own timestamp, as
             # `_second_line_within` does.
             if _RUN_IN_TIME.search(text, min(11, text.find(" "))) is not None:
+                return otherwise
+            if self._drop is not None and _classic_dropped(found, self._drop):
+                # The longer path drops it (`rewritten`).
                 return otherwise
             if self._redacts_query and _url_marks(request, 0):
                 request = self._request(request)
@@ -802,16 +804,11 @@ class LinePrivacy:
                 # its arguments parsed the old way.)
                 return text
             if (found := _CLASSIC_LINE.fullmatch(text)) is not None and (
-                # As the short path (`_rewritten_other`): another line's time sends the line to
-                # `_by_fields`, which keeps it whole.
+                # As the short path (`_rewritten_other`): a time that may be another line's
+                # sends the line to `_by_fields`.
                 _RUN_IN_TIME.search(text, min(11, text.find(" "))) is None
             ):
-                # A Classic line of the common shape: its status (the fifth field after the
-                # client), request and user agent (none in a line of 12 fields) as `_by_fields`
-                # reads them, from one match.
-                rest = found[8]
-                agent = rest[3 : rest.find('"', 3)] if len(rest) > 1 else "-"
-                return None if drop.matches(found[6].split(" ")[5], found[7], agent) else text
+                return None if _classic_dropped(found, drop) else text
             return self._by_fields(text, drop)
         # The common ALB line: one match finds its client and its request. When another URL
         # field may hold a query or user information (a `?`, `#` or `@` after the request), or
@@ -1150,6 +1147,15 @@ _ALB_UNQUOTED_FIELDS = {
 _SCRUBBED_PARAMETER = re.compile(r'(?<=[?&#])(?:([^=&#\s"]+=)([^&#]*)|[^&#]+)')
 # A URL's user information, up to the last `@` of its authority.
 _USERINFO = re.compile(r'(?<=://)[^/?#\s"]*@')
+
+
+def _classic_dropped(found: re.Match[str], drop: DropRules) -> bool:
+    """Whether ``drop`` matches the Classic line that ``_CLASSIC_LINE`` read as ``found``: its
+    status (the fifth field after the client), request and user agent (none, `-`, in a line of
+    12 fields), as ``_by_fields`` reads them."""
+    rest = found[8]
+    agent = rest[3 : rest.find('"', 3)] if len(rest) > 1 else "-"
+    return drop.matches(found[6].split(" ")[5], found[7], agent)
 
 
 def _documented_alb(text: str) -> bool:

@@ -711,22 +711,26 @@ DROPPING = DropRules(
 )
 
 
+@pytest.mark.parametrize(
+    "drop", [DROPPING, DropRules(methods=frozenset({"DELETE"}))], ids=["matching", "not matching"]
+)
 @pytest.mark.parametrize("client", ANONYMISING)
 @pytest.mark.parametrize("redaction", list(QueryRedaction))
 @pytest.mark.parametrize("name", SHORT_PATH_LINES)
-def test_with_drop_filters_the_short_path_takes_only_the_lines_they_cannot_drop(
-    name: str, redaction: QueryRedaction, client: ClientAddress
+def test_with_drop_filters_the_short_path_takes_only_the_lines_they_keep(
+    name: str, redaction: QueryRedaction, client: ClientAddress, drop: DropRules
 ) -> None:
     """With drop filters, NLB lines and connection logs (no request, status or user agent: never
-    dropped) take the short path as without them; ALB and Classic lines are left to the longer
-    paths, which decide whether to drop them."""
+    dropped), and Classic lines that no filter matches, take the short path as without them;
+    ALB lines, and Classic lines a filter matches, are left to the longer paths, which decide
+    whether to drop them."""
     line = SHORT_PATH_LINES[name]
-    rules = dataclasses.replace(SHORT_PATH_RULES[client, redaction], drop=DROPPING)
+    rules = dataclasses.replace(SHORT_PATH_RULES[client, redaction], drop=drop)
     privacy = rules.compile(detect_format)
     unfiltered = SHORT_PATH_RULES[client, redaction].compile(detect_format)
     assert privacy is not None and unfiltered is not None
     short = privacy.rewritten(line)
-    if not line.startswith(("tls ", "2023-")):  # not NLB, not a connection log
+    if line.startswith("http") or privacy.apply(line) is None:  # ALB, or dropped
         assert short is None
     else:
         assert short == unfiltered.rewritten(line)
@@ -751,6 +755,13 @@ def test_drop_filters_drop_the_short_path_lines_that_they_match() -> None:
     dropped = {name for name, line in SHORT_PATH_LINES.items() if privacy.apply(line) is None}
     assert {"alb", "ipv6", "classic", "classic ipv6"} <= dropped
     assert not any(SHORT_PATH_LINES[name].startswith(("tls ", "2023-")) for name in dropped)
+    # And that the Classic lines it takes with filters that match none are some.
+    privacy = dataclasses.replace(
+        SHORT_PATH_RULES[ClientAddress.TRUNCATE, QueryRedaction.VALUES],
+        drop=DropRules(methods=frozenset({"DELETE"})),
+    ).compile(detect_format)
+    assert privacy is not None
+    assert privacy.rewritten(classic()) is not None
 
 
 @pytest.mark.parametrize(

@@ -75,17 +75,6 @@ _BY_FIRST_FIELD: dict[str, Callable[[list[str]], Event]] = {
 }
 
 
-def _never_dropped(raw: bytes) -> bool:
-    """Whether the line ``raw`` is an NLB line or a connection log as the privacy rules' short
-    path reads one, which no drop filter drops (``LinePrivacy.rewritten``)."""
-    if raw[:4] == b"tls ":
-        return True
-    try:
-        return raw[:1].isdigit() and detect_format(raw.decode().split(None, 3)) == "connection"
-    except UnicodeDecodeError:
-        return False
-
-
 def _parse(text: str) -> Event:
     """The event fields of one line, or ParseError.
 
@@ -228,8 +217,8 @@ class EventBuilder:
         self._short_path: Callable[[str, bytes], str | bytes] | None = (
             None if common_line is None or self._privacy is None else self._privacy.rewritten
         )
-        # With drop filters, the short path takes only NLB lines and connection logs: `prepared`
-        # offers it only batches that start with one, and `build` does not ask it again.
+        # With drop filters, the short path takes no ALB line: `prepared` offers it only batches
+        # of other formats, and `build` does not ask it again.
         self._drops = self._privacy is not None and self._privacy.drops
         self._common_line = None if self._drops else common_line
         # The chunks of lines, as read, that `prepared` rewrote in the batch it was last given:
@@ -257,7 +246,7 @@ class EventBuilder:
         """``lines`` (offset, raw bytes) for ``build``, each line that the privacy rules' short
         path rewrites (``LinePrivacy.common_line``) already rewritten, as text; ``lines``
         themselves when the rules have no short path (the defaults), or when they have drop
-        filters and the first line is neither an NLB line nor a connection log.
+        filters and the first line is an ALB line's.
 
         The lines are rewritten ``PREPARE_LINES`` at a time, lazily, before they are parsed:
         the regular expression's code and data then stay in the CPU's caches for a run of lines,
@@ -275,9 +264,10 @@ class EventBuilder:
         [(0, 'http t app/a 192.0.2.0:80 1 "GET / HTTP/1.1"'), (48, b'x')]
         """
         if self._short_path is None or (
-            # With drop filters, the short path takes only NLB lines and connection logs, and an
-            # object holds one format: a batch of any other is left as it is.
-            self._drops and not _never_dropped(lines[0][1] if lines else b"")
+            # With drop filters, the short path takes no ALB line, and an object holds one
+            # format: a batch whose first line is not NLB (`tls `) or timestamped (Classic, a
+            # connection log) is left as it is.
+            self._drops and lines and lines[0][1][:4] != b"tls " and not lines[0][1][:1].isdigit()
         ):
             return lines
         self._prepared_chunks = []
