@@ -261,6 +261,10 @@ def test_a_final_ack_then_a_close_while_idle_confirms_and_replaces_the_connectio
         first.send(in_format(batches(16, 16)[0], first.batch_format), 16, 10)
         first.finish(time.monotonic() + 30, confirm=False)
         assert first.confirmed_offset is None
+        # The kernel accepts before the server's thread counts the connection: without this,
+        # `wait_idle` could return before the server had it, and the second window would go
+        # out on it before its close (a reconnect, not a replacement while idle).
+        server.wait_for_connections(1)
         server.wait_idle()
         stats = ship(pool, batches(16, 16, prefix="b"))
         pool.close()
