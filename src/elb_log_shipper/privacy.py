@@ -596,11 +596,9 @@ class LinePrivacy:
         if text[:1] in _ALB_INITIALS:
             return self._rewritten_alb(text, otherwise)
         if (found := _CLASSIC_LINE.fullmatch(text)) is not None:
-            head, network, octet, port, client, port_to_request, request, rest = found.groups()
-            # The search starts after the `T` of the line's own timestamp, as
-            # `_second_line_within` does.
-            if _RUN_IN_TIME.search(text, min(11, text.find(" "))) is not None:
+            if not _alone(found):
                 return otherwise
+            head, network, octet, port, client, port_to_request, request, rest = found.groups()
             if self._drop is not None and _classic_dropped(found, self._drop):
                 # The longer path drops it (`rewritten`).
                 return otherwise
@@ -803,11 +801,8 @@ class LinePrivacy:
                 # field. (A slice and a compare: `startswith` costs about 1,000 instructions,
                 # its arguments parsed the old way.)
                 return text
-            if (found := _CLASSIC_LINE.fullmatch(text)) is not None and (
-                # As the short path (`_rewritten_other`): a time that may be another line's
-                # sends the line to `_by_fields`.
-                _RUN_IN_TIME.search(text, min(11, text.find(" "))) is None
-            ):
+            if (found := _CLASSIC_LINE.fullmatch(text)) is not None and _alone(found):
+                # As the short path (`_rewritten_other`) reads it.
                 return None if _classic_dropped(found, drop) else text
             return self._by_fields(text, drop)
         # The common ALB line: one match finds its client and its request. When another URL
@@ -1147,6 +1142,14 @@ _ALB_UNQUOTED_FIELDS = {
 _SCRUBBED_PARAMETER = re.compile(r'(?<=[?&#])(?:([^=&#\s"]+=)([^&#]*)|[^&#]+)')
 # A URL's user information, up to the last `@` of its authority.
 _USERINFO = re.compile(r'(?<=://)[^/?#\s"]*@')
+
+
+def _alone(found: re.Match[str]) -> bool:
+    """Whether the Classic line that ``_CLASSIC_LINE`` read as ``found`` holds no other line's
+    time (which would have the path that reads every field scrub it whole): the search starts
+    after the `T` of the line's own timestamp, as ``_second_line_within`` does."""
+    text = found.string
+    return _RUN_IN_TIME.search(text, min(11, text.find(" "))) is None
 
 
 def _classic_dropped(found: re.Match[str], drop: DropRules) -> bool:
