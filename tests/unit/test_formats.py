@@ -733,6 +733,30 @@ def test_every_date_field_fails_the_line_on_any_other_form(name: str, date: str)
     assert event["event"]["original"] == line
 
 
+# The fraction's point replaced, in a time whose seconds a line before this one held: the seconds
+# are then known to be valid (a memo), and the rest of the time must still be checked.
+NOT_A_POINT = [
+    "2018-07-02T22:23:00x186641Z",
+    "2018-07-02T22:23:00/186641Z",
+    "2018-07-02T22:23:00:186641Z",
+]
+
+
+@pytest.mark.parametrize("date", NOT_A_POINT)
+@pytest.mark.parametrize("name", DATE_FIELDS)
+def test_a_date_of_seconds_seen_before_still_fails_the_line_without_its_point(
+    name: str, date: str
+) -> None:
+    template, reason, path = DATE_FIELDS[name]
+    seen = "2018-07-02T22:23:00.186641Z"
+    check(template.format(seen), {path: seen})
+    line = template.format(date)
+    event = parse_line(line)
+    assert event.get("tags") == [PARSE_FAILURE_TAG], event
+    assert event["error"]["message"] == f"{reason}: {date!r} is not an ISO 8601 timestamp"
+    assert event["event"]["original"] == line
+
+
 # --- URLs: every format with a request line. --------------------------------------------------
 
 URL_LINES = {

@@ -202,7 +202,11 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
     """
     try:
         if not (
-            len(ts) == 27 and ts[26] == "Z" and valid_seconds.get(ts[:19]) and ts[20:26].isdigit()
+            len(ts) == 27
+            and ts[26] == "Z"
+            and ts[19] == "."
+            and valid_seconds.get(ts[:19])
+            and ts[20:26].isdigit()
         ):
             ts = timestamp(ts, "time")
         # Every ALB line carries an HTTP status, so Elastic's pipeline calls it `http`.
@@ -308,6 +312,7 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
             if not (
                 len(created) == 27
                 and created[26] == "Z"
+                and created[19] == "."
                 and valid_seconds.get(created[:19])
                 and created[20:26].isdigit()
             ):
