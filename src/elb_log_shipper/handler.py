@@ -90,8 +90,9 @@ if TYPE_CHECKING:
 
 __all__ = ["cold_start", "lambda_handler", "logger", "metrics"]
 
-# What template.yaml sets; used when POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE are
-# not set (sam local, tests), so that metrics always have a namespace to go to.
+# Used when POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE are not set (sam local, tests),
+# so that metrics always have a namespace to go to. template.yaml sets the same namespace, and the
+# stack's name as the service: each stack's metrics are its own.
 DEFAULT_SERVICE = "elb-log-shipper"
 DEFAULT_METRICS_NAMESPACE = "ElbLogShipper"
 METRIC_DIMENSION_ENVIRONMENT = "environment"

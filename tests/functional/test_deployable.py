@@ -832,10 +832,15 @@ def test_package_is_small(package: Path) -> None:
 # ------------------------------------------------------------------------------------ end to end
 
 
+# The stack the end-to-end test deploys, as its function's environment names it.
+STACK_NAME = "elb-log-shipper-green"
+
+
 def function_environ(parameters: Mapping[str, str]) -> dict[str, str]:
     """The function's environment variables as the template sets them, with ``Ref``s resolved
-    from ``parameters`` (parameter or resource name -> value)."""
+    from ``parameters`` (parameter or resource name -> value) and the stack's name."""
     variables = template()["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    parameters = {"AWS::StackName": STACK_NAME, **parameters}
     resolved = {}
     for name, value in variables.items():
         if isinstance(value, dict):
@@ -953,5 +958,5 @@ def test_built_package_ships_an_object_under_python313(
     assert {d["Namespace"] for d in directives} == {"ElbLogShipper"}
     shipped_doc = next(doc for doc in emf if "LinesRead" in doc)
     assert shipped_doc["environment"] == "green"
-    assert shipped_doc["service"] == "elb-log-shipper"
+    assert shipped_doc["service"] == STACK_NAME  # each stack's metrics are its own
     assert shipped_doc["LinesRead"] in (len(ALB_LINES), [len(ALB_LINES)])

@@ -332,10 +332,12 @@ def test_every_alarm_and_widget_reads_a_metric_the_function_emits_as_it_emits_it
     variables = loaded["Resources"]["ShipperFunction"]["Properties"]["Environment"]["Variables"]
     # The handler's fall-backs (sam local, tests) are what the template sets.
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == handler.DEFAULT_METRICS_NAMESPACE
-    assert variables["POWERTOOLS_SERVICE_NAME"] == handler.DEFAULT_SERVICE
+    # Each stack's metrics are its own: two stacks (of one colour, on two buckets) in an account
+    # and region must not feed each other's alarms.
+    assert variables["POWERTOOLS_SERVICE_NAME"] == {"Ref": "AWS::StackName"}
     assert variables[ENV.DEPLOYMENT_ENVIRONMENT] == {"Ref": "Environment"}
     emitted_dimensions = {
-        "service": handler.DEFAULT_SERVICE,
+        "service": {"Ref": "AWS::StackName"},
         handler.METRIC_DIMENSION_ENVIRONMENT: {"Ref": "Environment"},
     }
     alarms = {
