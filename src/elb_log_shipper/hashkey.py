@@ -9,16 +9,27 @@ the command line) build their privacy rules here.
 A parameter of another type than SecureString is refused: a ``String`` or ``StringList`` is stored
 unencrypted and shown in clear in the console, in the parameter's history and in CloudTrail, where
 a pseudonymisation key must not be (AWS: no sensitive data in a String or StringList parameter).
+
+SSM that does not answer (a function in a VPC without a route to it, throttling, an outage) costs
+seconds, not botocore's minutes, and does not stop a container that read the key before: when a
+refresh gets no answer, the key read last is used for up to ``HASH_KEY_STALE_LIMIT_SECONDS``
+(SSM is asked again after ``HASH_KEY_RETRY_SECONDS``). An answer that refuses (no such parameter,
+access denied) is never covered so: deleting the parameter stops the hashing at the next refresh.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import BaseProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.config import Config
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError
@@ -26,7 +37,12 @@ from elb_log_shipper.privacy import ClientAddress, PrivacyRules
 
 __all__ = [
     "HASH_KEY_MAX_AGE_SECONDS",
+    "HASH_KEY_RETRY_SECONDS",
+    "HASH_KEY_STALE_LIMIT_SECONDS",
     "SECURE_STRING",
+    "SSM_CONNECT_TIMEOUT",
+    "SSM_MAX_ATTEMPTS",
+    "SSM_READ_TIMEOUT",
     "fetch_hash_key",
     "forget_hash_key_client",
     "privacy_rules",
@@ -34,6 +50,21 @@ __all__ = [
 
 # A rotated key reaches warm containers within this time; until then they hash with the old one.
 HASH_KEY_MAX_AGE_SECONDS = 300
+# How long a key read before is used when SSM does not answer a refresh: an outage of SSM (or of
+# the route to it) shorter than this costs nothing; a longer one fails invocations, which Lambda
+# and the continuation queue retry.
+HASH_KEY_STALE_LIMIT_SECONDS = 3600
+# While the stale key is in use, SSM is asked again after this long, not on every invocation
+# (each unanswered request costs up to its timeouts).
+HASH_KEY_RETRY_SECONDS = 60
+# GetParameter answers in milliseconds. botocore's defaults (60 s to connect, 60 s to read, three
+# attempts) made an unreachable endpoint cost three minutes of every invocation: at most
+# 2 x (2 + 3) s here, and the message says what to look at.
+SSM_CONNECT_TIMEOUT = 2.0
+SSM_READ_TIMEOUT = 3.0
+SSM_MAX_ATTEMPTS = 2
+
+_log = logging.getLogger(__name__)
 # The one parameter type that is encrypted at rest (KMS) and hidden in the console and history.
 # GetParameter names a Secrets Manager secret read through /aws/reference/secretsmanager/ this too.
 SECURE_STRING = "SecureString"
@@ -51,15 +82,43 @@ class _TypedParameters(BaseProvider):
     """
 
     def __init__(self) -> None:
-        self.client = boto3.client("ssm")
+        self.client = boto3.client(
+            "ssm",
+            config=Config(
+                connect_timeout=SSM_CONNECT_TIMEOUT,
+                read_timeout=SSM_READ_TIMEOUT,
+                retries={"mode": "standard", "total_max_attempts": SSM_MAX_ATTEMPTS},
+            ),
+        )
         super().__init__(client=self.client)  # type: ignore[no-untyped-call]
 
     def _get(self, name: str, **sdk_options: Any) -> dict[str, str]:
         found = self.client.get_parameter(Name=name, WithDecryption=True)["Parameter"]
-        return {"Type": str(found["Type"]), "Value": str(found["Value"])}
+        parameter = {"Type": str(found["Type"]), "Value": str(found["Value"])}
+        _answered[name] = (parameter, time.monotonic())
+        return parameter
 
     def _get_multiple(self, path: str, **sdk_options: Any) -> dict[str, str]:
         raise NotImplementedError("the hash key is one parameter")
+
+
+# The last answer SSM gave for each parameter, and when (time.monotonic()): what a refresh that
+# gets no answer falls back on. Kept for the process, as a container outlives its clients.
+_answered: dict[str, tuple[dict[str, str], float]] = {}
+# Parameter name -> when SSM may be asked again, while its stale key is in use.
+_quiet_until: dict[str, float] = {}
+
+
+def _unanswered(error: BaseException | None) -> bool:
+    """Whether ``error`` says SSM gave no answer (no connection, a timeout, a connection closed
+    mid-answer, throttling, a server error), as opposed to an answer that refuses."""
+    if isinstance(error, BotoConnectionError | HTTPClientError):
+        return True
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        code = error.response.get("Error", {}).get("Code", "")
+        return status >= 500 or "Throttl" in code
+    return False
 
 
 @functools.cache
@@ -71,7 +130,8 @@ def _parameters() -> _TypedParameters:
 
 def forget_hash_key_client() -> None:
     """Close the SSM client and forget what it cached; the next fetch builds a new one from the
-    environment then (tests that move from one SSM endpoint to another)."""
+    environment then (tests that move from one SSM endpoint to another). SSM's last answers
+    stay: they stand in for an answer SSM does not give, whichever client asked."""
     if _parameters.cache_info().currsize:
         _parameters().client.close()
     _parameters.cache_clear()
@@ -86,14 +146,37 @@ def fetch_hash_key(name: str) -> bytes:
     >>> fetch_hash_key("/elb-log-shipper/client-ip-hash-key")  # doctest: +SKIP
     b'...'
     """
-    try:
-        parameter = _parameters().get(name, max_age=HASH_KEY_MAX_AGE_SECONDS)
-    except GetParameterError as error:
-        raise ConfigurationError(
-            f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} could not be read ({error}): create it "
-            "as a SecureString and grant ssm:GetParameter on it"
-        ) from None
-    assert isinstance(parameter, dict), parameter
+    parameter = None
+    if time.monotonic() < _quiet_until.get(name, 0.0):
+        parameter = _stale(name)  # SSM did not answer a moment ago: not asked again yet
+    if parameter is None:
+        try:
+            fetched = _parameters().get(name, max_age=HASH_KEY_MAX_AGE_SECONDS)
+            assert isinstance(fetched, dict), fetched
+            parameter = fetched
+            _quiet_until.pop(name, None)
+        except GetParameterError as error:
+            # Powertools raises GetParameterError from within its handler of botocore's error.
+            if not _unanswered(error.__context__):
+                raise ConfigurationError(
+                    f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} could not be read ({error}): "
+                    "create it as a SecureString and grant ssm:GetParameter on it"
+                ) from None
+            parameter = _stale(name)
+            if parameter is None:
+                raise ConfigurationError(
+                    f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} could not be read: SSM did not "
+                    f"answer ({error}). A function in a VPC reaches SSM through an interface "
+                    "endpoint (com.amazonaws.REGION.ssm) or a NAT gateway"
+                ) from None
+            now = time.monotonic()
+            _quiet_until[name] = now + HASH_KEY_RETRY_SECONDS
+            _log.warning(
+                "SSM did not answer for %s (%s): hashing with the key read %.0f s ago",
+                name,
+                error,
+                now - _answered[name][1],
+            )
     if parameter["Type"] != SECURE_STRING:
         raise ConfigurationError(
             f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} is a {parameter['Type']} parameter, not a "
@@ -104,6 +187,15 @@ def fetch_hash_key(name: str) -> bytes:
             '--value "$(openssl rand -base64 32)"'
         )
     return str(parameter["Value"]).encode()
+
+
+def _stale(name: str) -> dict[str, str] | None:
+    """SSM's last answer for ``name``, to stand in for one it did not give; None when there is
+    none, or when it is older than ``HASH_KEY_STALE_LIMIT_SECONDS``."""
+    answered = _answered.get(name)
+    if answered is None or time.monotonic() - answered[1] > HASH_KEY_STALE_LIMIT_SECONDS:
+        return None
+    return answered[0]
 
 
 def privacy_rules(settings: Settings) -> PrivacyRules | None:

@@ -18,13 +18,20 @@ import pytest
 from bench.corpus import HEALTH_CHECK_AGENT, alb_lines, with_health_checks
 
 from elb_log_shipper.errors import ConfigurationError
-from elb_log_shipper.hashkey import fetch_hash_key, forget_hash_key_client
+from elb_log_shipper.hashkey import (
+    SSM_CONNECT_TIMEOUT,
+    SSM_MAX_ATTEMPTS,
+    SSM_READ_TIMEOUT,
+    fetch_hash_key,
+    forget_hash_key_client,
+)
 from elb_log_shipper.pipeline import ship_object
 from elb_log_shipper.privacy import DropRules, PrivacyRules
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.triggers import make_continuation
 from tests.support.cli_runner import run_command
 from tests.support.events import strings
+from tests.support.faults import NeverReadingServer
 from tests.support.lambda_harness import (
     alb_key,
     joined,
@@ -229,6 +236,75 @@ def test_handler_refuses_a_key_stored_in_clear_and_ships_nothing(
     finally:
         stop_container()
     assert not logstash.events
+
+
+# The longest SSM may take to not answer: every attempt's connect and read timeouts, and a second
+# of botocore's backoff between attempts.
+SSM_SILENCE = SSM_MAX_ATTEMPTS * (SSM_CONNECT_TIMEOUT + SSM_READ_TIMEOUT) + 1.0
+
+
+@pytest.fixture
+def silent_ssm(monkeypatch: pytest.MonkeyPatch, moto: MotoServer) -> Iterator[NeverReadingServer]:
+    """An SSM endpoint that accepts connections and never answers (a VPC without a route to SSM
+    drops them instead; a connect timeout is the same wait). boto3 reaches moto for the rest."""
+    point_boto3_at(moto, monkeypatch)
+    with NeverReadingServer() as silent:
+        yield silent
+    forget_hash_key_client()
+
+
+def test_an_ssm_that_does_not_answer_fails_in_seconds_and_says_where_to_look(
+    monkeypatch: pytest.MonkeyPatch, silent_ssm: NeverReadingServer
+) -> None:
+    # botocore's defaults (60 s to connect, 60 to read, 3 attempts) cost three minutes of every
+    # invocation, then blamed a missing grant.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", f"http://127.0.0.1:{silent_ssm.port}")
+    forget_hash_key_client()
+    name = f"/elb-log-shipper/test/never-read-{time.monotonic_ns()}"
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError) as failed:
+        fetch_hash_key(name)
+    assert time.monotonic() - started < SSM_SILENCE
+    message = str(failed.value)
+    assert message.startswith(f"CLIENT_IP_HASH_KEY_PARAMETER={name} could not be read: SSM did")
+    assert "interface endpoint (com.amazonaws.REGION.ssm) or a NAT gateway" in message
+    assert silent_ssm.connection_count == SSM_MAX_ATTEMPTS
+
+
+def test_a_refresh_ssm_does_not_answer_hashes_with_the_key_read_before(
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer, silent_ssm: NeverReadingServer
+) -> None:
+    name = put_key(moto)
+    forget_hash_key_client()
+    assert fetch_hash_key(name) == KEY.encode()
+    # The cached key expires (a new client, an empty cache) while SSM does not answer.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", f"http://127.0.0.1:{silent_ssm.port}")
+    forget_hash_key_client()
+    assert fetch_hash_key(name) == KEY.encode()
+    assert silent_ssm.connection_count == SSM_MAX_ATTEMPTS
+    # Not asked again on every invocation while the key read before stands in.
+    started = time.monotonic()
+    assert [fetch_hash_key(name) for _ in range(3)] == [KEY.encode()] * 3
+    assert time.monotonic() - started < SSM_READ_TIMEOUT
+    assert silent_ssm.connection_count == SSM_MAX_ATTEMPTS
+
+
+def test_a_parameter_deleted_stops_the_hashing_at_the_next_refresh(
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+) -> None:
+    # An answer that refuses is not covered by the key read before: deleting a leaked key's
+    # parameter must stop its use.
+    point_boto3_at(moto, monkeypatch)
+    name = put_key(moto)
+    forget_hash_key_client()
+    try:
+        assert fetch_hash_key(name) == KEY.encode()
+        boto3.client("ssm", **moto.client_kwargs()).delete_parameter(Name=name)
+        forget_hash_key_client()  # the cached key expires
+        with pytest.raises(ConfigurationError, match="ParameterNotFound"):
+            fetch_hash_key(name)
+    finally:
+        forget_hash_key_client()
 
 
 def test_the_key_and_its_type_come_from_one_cached_ssm_call(
