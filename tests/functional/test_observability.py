@@ -399,3 +399,22 @@ def test_the_readme_documents_every_metric_and_every_alarm() -> None:
     for name in alarm_names():
         assert f"| `{name}` |" in readme.split("\n## ", 1)[0], name
         assert f"| `{name}` |" in deploy.split("\n## ", 1)[0], name
+
+
+def test_the_dashboard_shows_every_queue_metric_that_retiring_a_stack_waits_for() -> None:
+    # docs/deploy.md drains a stack before deleting it (its continuations would be lost): each
+    # CloudWatch metric its steps read must be a line of the dashboard they point at.
+    deploy = DEPLOY_DOC.read_text(encoding="utf-8")
+    waited_for = set(re.findall(r"`(ApproximateNumberOfMessages\w+)`", deploy))
+    assert waited_for >= {
+        "ApproximateNumberOfMessagesVisible",
+        "ApproximateNumberOfMessagesNotVisible",
+    }
+    dashboard = template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+    continuation_queue = {"Fn::GetAtt": ["ContinuationQueue", "QueueName"]}
+    shown = {
+        name
+        for namespace, name, dimensions in metric_references(dashboard)
+        if namespace == "AWS/SQS" and dimensions.get("QueueName") == continuation_queue
+    }
+    assert shown >= waited_for, waited_for - shown
