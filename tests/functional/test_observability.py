@@ -365,6 +365,15 @@ def test_alarms_stay_quiet_without_traffic_and_their_math_is_well_formed() -> No
         if resource["Type"] != "AWS::CloudWatch::Alarm":
             continue
         alarm = resource["Properties"]
+        if name == "SilenceAlarm":
+            # The one alarm that watches for silence, set on the live colour: off (it can never
+            # fire) unless SilenceAlarmHours is set.
+            on = "HasSilenceAlarm"
+            assert alarm["TreatMissingData"] == {"Fn::If": [on, "breaching", "notBreaching"]}
+            assert alarm["Threshold"] == {"Fn::If": [on, 1, 0]}
+            assert alarm["ComparisonOperator"] == "LessThanThreshold"
+            assert alarm["Statistic"] == "Sum"
+            continue
         # No traffic (a colour on standby, a quiet night) is not an incident.
         assert alarm["TreatMissingData"] == "notBreaching", name
         periods = alarm["EvaluationPeriods"]
