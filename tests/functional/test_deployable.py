@@ -295,6 +295,17 @@ def statements(policy_document: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
+# Each customer managed KMS key the role may decrypt with: its parameter -> the condition that
+# grants it and the one service through which it may be used.
+KMS_KEY_GRANTS = {
+    # An SSE-KMS bucket of NLB logs.
+    "LogBucketKmsKeyArn": ("HasLogBucketKmsKey", "s3"),
+    # The SecureString of ClientIp=hash.
+    "ClientIpHashKeyKmsKeyArn": ("HasClientIpHashKmsKey", "ssm"),
+}
+
+
+@pytest.mark.parametrize("name", KMS_KEY_GRANTS)
 @pytest.mark.parametrize(
     ("key", "valid"),
     [
@@ -305,21 +316,34 @@ def statements(policy_document: Mapping[str, Any]) -> dict[str, Any]:
         ("1234abcd-12ab-34cd-56ef-1234567890ab", False),
     ],
 )
-def test_an_sse_kms_bucket_of_nlb_logs_can_be_read_through_s3_only(key: str, valid: bool) -> None:
+def test_a_customer_managed_key_is_used_through_its_service_only(
+    name: str, key: str, valid: bool
+) -> None:
     loaded = template()
-    parameter = loaded["Parameters"]["LogBucketKmsKeyArn"]
+    parameter = loaded["Parameters"][name]
     assert (re.fullmatch(parameter["AllowedPattern"], key) is not None) is valid
     assert parameter["Default"] == ""
     policy = loaded["Resources"]["ShipperRole"]["Properties"]["Policies"][0]["PolicyDocument"]
-    (granted,) = [s for s in policy["Statement"] if "Fn::If" in s and "kms" in json.dumps(s)]
+    granting, service = KMS_KEY_GRANTS[name]
+    (granted,) = [s for s in policy["Statement"] if s.get("Fn::If", [None])[0] == granting]
     condition, decrypt, otherwise = granted["Fn::If"]
-    assert condition == "HasLogBucketKmsKey"
     assert otherwise == {"Ref": "AWS::NoValue"}
     assert decrypt["Action"] == "kms:Decrypt"
-    assert decrypt["Resource"] == {"Ref": "LogBucketKmsKeyArn"}
+    assert decrypt["Resource"] == {"Ref": name}
     assert decrypt["Condition"] == {
-        "StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.${AWS::URLSuffix}"}}
+        "StringEquals": {
+            "kms:ViaService": {"Fn::Sub": f"{service}.${{AWS::Region}}.${{AWS::URLSuffix}}"}
+        }
     }
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": name}, ""]}]} in (
+        loaded["Conditions"][condition].get("Fn::And", [loaded["Conditions"][condition]])
+    )
+
+
+def test_the_hash_keys_kms_grant_comes_only_with_hashing() -> None:
+    # A key ARN left set after a switch from hash to keep or truncate grants nothing.
+    conditions = template()["Conditions"]
+    assert {"Condition": "HasClientIpHashKey"} in conditions["HasClientIpHashKmsKey"]["Fn::And"]
 
 
 def test_the_role_may_list_the_whole_bucket_to_tell_a_missing_object_from_a_denied_one() -> None:
@@ -727,6 +751,16 @@ def test_a_vpc_takes_both_subnets_and_security_groups(
     assert bool(refused_by_rules(values)) is refused
     has_vpc = template()["Conditions"]["HasVpcConfig"]
     assert has_vpc == {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "SubnetIds"}]}, ""]}]}
+
+
+def test_a_function_in_a_vpc_reaches_an_ipv6_logstash_only_when_asked() -> None:
+    """LogstashHost takes an IPv6 address, but a VPC function sends IPv4 alone unless Lambda's
+    Ipv6AllowedForDualStack is set: every object was a delivery failure."""
+    loaded = template()
+    assert loaded["Parameters"]["VpcIpv6"]["Default"] == "false"
+    vpc = loaded["Resources"][FUNCTION]["Properties"]["VpcConfig"]["Fn::If"]
+    assert vpc[0] == "HasVpcConfig"
+    assert vpc[1]["Ipv6AllowedForDualStack"] == {"Ref": "VpcIpv6"}
 
 
 @pytest.mark.parametrize("reserved", range(3, 9))
