@@ -190,7 +190,9 @@ class _Container:
                 config=Config(
                     connect_timeout=SQS_CONNECT_TIMEOUT,
                     read_timeout=SQS_READ_TIMEOUT,
-                    retries={"max_attempts": SQS_MAX_ATTEMPTS, "mode": "standard"},
+                    # total_max_attempts counts the first attempt; botocore's max_attempts counts
+                    # retries (with it, three attempts did not fit the reserve).
+                    retries={"total_max_attempts": SQS_MAX_ATTEMPTS, "mode": "standard"},
                 ),
             )
         return self.sqs

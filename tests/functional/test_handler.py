@@ -22,9 +22,11 @@ import pytest
 from elb_log_shipper import handler
 from elb_log_shipper.config import ENV, MIN_DEADLINE_MARGIN
 from elb_log_shipper.errors import ShipperError
+from elb_log_shipper.pipeline import HANDOFF_RESERVE_SECONDS
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from elb_log_shipper.triggers import make_continuation
+from tests.support.faults import NeverReadingServer
 from tests.support.lambda_events import dead_letter_record
 from tests.support.lambda_harness import (
     ALB_KEY,
@@ -374,6 +376,30 @@ def test_the_hops_of_a_notified_object_report_lag_and_those_of_a_backfill_do_not
     # The samples' lines are from 2026-11-28: an old object for the backfill, which would have
     # set off the lag alarm (LagSeconds over 1800 s for 15 minutes).
     assert lag_reported(output) is live
+
+
+def test_a_hand_off_that_sqs_does_not_answer_gives_up_within_the_reserve(
+    container_for: Any,
+    logstash: JsonLinesReceiver,
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The continuation is sent after the hard deadline, within HANDOFF_RESERVE_SECONDS of the
+    # function's end. botocore's `max_attempts` counts retries, not attempts: SQS had three, not
+    # the two the reserve was sized for.
+    container = container_for(logstash, **HAND_OFF_AT_ONCE)
+    bucket, key, _ = put_lines(moto, 50, "silent-sqs")
+    with NeverReadingServer() as silent:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{silent.port}")
+        started = time.monotonic()
+        # The event fails, and Lambda retries it: nothing is dropped.
+        with pytest.raises(ShipperError, match="the continuation could not be sent"):
+            container.invoke(
+                make_continuation(ObjectRef(bucket, key)), budget=MIN_DEADLINE_MARGIN, late=True
+            )
+        took = time.monotonic() - started
+        assert silent.connection_count == handler.SQS_MAX_ATTEMPTS
+    assert took < HANDOFF_RESERVE_SECONDS
 
 
 def test_a_replayed_dead_letter_reports_no_lag(
