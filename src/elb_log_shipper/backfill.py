@@ -35,6 +35,7 @@ import json
 import os
 import queue
 import re
+import stat
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import PaginatorConfigTypeDef
 
 __all__ = [
+    "NOT_A_FILE",
     "DateRange",
     "Invocation",
     "LazyClients",
@@ -64,6 +66,7 @@ __all__ = [
     "invoke_async",
     "list_dated",
     "list_prefix",
+    "not_a_file",
     "parse_date",
     "parse_s3_uri",
     "plan_sources",
@@ -221,9 +224,28 @@ def plan_sources(
                 plan.empty_prefixes.append(source)
         elif os.path.isfile(source):
             _add(plan, PlannedObject(ObjectRef.local(source), index, _file_size(source)))
+        elif os.path.exists(source):
+            raise ConfigurationError(
+                f"{source}: {NOT_A_FILE}; name a file, a folder or an s3:// object or prefix"
+            )
         else:
             raise ConfigurationError(f"{source}: no such file or directory")
     return plan
+
+
+# A FIFO, a socket or a device found in a folder is not read: opening a FIFO waits for a writer,
+# forever if none comes (and past Ctrl-C: the open is not interrupted), and a device may never
+# end. ELB logs are files.
+NOT_A_FILE = "not a regular file (a FIFO, a socket or a device)"
+
+
+def not_a_file(path: str) -> bool:
+    """Whether ``path`` is there but no regular file (after links). A path that cannot be read
+    at all is left to shipping, which reports it for that file alone."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _file_size(path: str) -> int:
@@ -516,6 +538,9 @@ def _add_listed(plan: Plan, index: int, ref: ObjectRef, size: int, dates: DateRa
     reason = dates.exclusion(ref.key)
     if reason is not None:
         plan.excluded[reason] += 1
+        return
+    if ref.is_local and not_a_file(ref.key):
+        plan.objects.append(PlannedObject(ref, index, size, listed=True, skip_reason=NOT_A_FILE))
         return
     _add(plan, PlannedObject(ref, index, size, listed=True))
 

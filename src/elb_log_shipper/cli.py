@@ -77,6 +77,7 @@ from elb_log_shipper.report import (
     format_run,
     is_failed,
     listed_by_date_note,
+    objects,
     shell_word,
 )
 from elb_log_shipper.workers import (
@@ -321,10 +322,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     }
     if args.no_original:
         overrides["keep_original"] = False
-    if args.to not in (None, "-"):
-        overrides.update(parse_destination(args.to).settings())
-    # The privacy flags are read as their variables are, so they are checked the same way.
+    destination = None if args.to in (None, "-") else parse_destination(args.to)
+    if destination is not None:
+        overrides.update(destination.settings())
     environ = dict(os.environ)
+    if args.dry_run or args.via_lambda is not None or destination is None or not destination.tls:
+        # No TLS connection to Logstash in this run (stdout, a dry run, the function's own, or
+        # plain tcp:// or beats://): the function's TLS files in the environment are not this
+        # run's settings, and would be refused as TLS files without TLS. The flags still are.
+        for name in _TLS_FILE_VARIABLES:
+            environ.pop(name, None)
+    # The privacy flags are read as their variables are, so they are checked the same way.
     for name in _PRIVACY_VARIABLES:
         value = getattr(args, name.lower())
         if value is not None:
@@ -341,6 +349,11 @@ def _privacy_rules(settings: Settings) -> PrivacyRules | None:
     return settings.privacy_rules()
 
 
+_TLS_FILE_VARIABLES = (
+    ENV.LOGSTASH_CA_FILE,
+    ENV.LOGSTASH_CLIENT_CERT_FILE,
+    ENV.LOGSTASH_CLIENT_KEY_FILE,
+)
 _PRIVACY_VARIABLES = (
     ENV.REDACT_QUERY,
     ENV.CLIENT_IP,
@@ -452,9 +465,14 @@ class _Run:
     def _tick(self) -> None:
         if self.stop.is_set() and not self.announced:
             self.announced = True
+            stopping = (
+                "queueing no more objects"
+                if self.args.via_lambda
+                else "stopping the objects in progress at their next batch"
+            )
             self.progress.print(
-                f"{PROG}: {self.signals.signal_name or 'SIGTERM'}: stopping the objects in "
-                "progress at their next batch (Ctrl-C again to quit at once)"
+                f"{PROG}: {self.signals.signal_name or 'SIGTERM'}: {stopping} (a second Ctrl-C "
+                "or SIGTERM quits at once)"
             )
         self.progress.tick()
 
@@ -624,10 +642,10 @@ class _Run:
             return EXIT_INTERRUPTED
         if any(r.delivery_failed for r in results):
             # The objects Logstash failed were not shipped either (not only those left).
-            failed = sum(1 for r in results if r.outcome is Outcome.FAILED)
+            unsent = not_shipped + sum(1 for r in results if r.outcome is Outcome.FAILED)
             print(
-                f"{PROG}: stopped because Logstash could not be reached; "
-                f"{not_shipped + failed} objects were not shipped: check the destination and run "
+                f"{PROG}: stopped because Logstash could not be reached; {objects(unsent)} "
+                f"{'was' if unsent == 1 else 'were'} not shipped: check the destination and run "
                 "the command again",
                 file=self.stderr,
             )
@@ -681,7 +699,7 @@ class _Run:
         errors = sum(1 for i in invocations if i.error is not None)
         skipped = sum(1 for i in invocations if i.obj.skip_reason is not None)
         print(
-            f"queued {len(queued)} objects ({format_bytes(sum(queued))}, {sum(queued)} bytes) "
+            f"queued {objects(len(queued))} ({format_bytes(sum(queued))}, {sum(queued)} bytes) "
             f"for {function}; {errors} not queued, {skipped} skipped, "
             f"{len(self.plan.objects) - done} not tried, "
             f"{sum(self.plan.excluded.values())} outside the dates "

@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from elb_log_shipper.backfill import LazyClients
+from elb_log_shipper.backfill import NOT_A_FILE, LazyClients, not_a_file
 from elb_log_shipper.config import DEFAULT_BATCH_BYTES, DEFAULT_MAX_EVENT_BYTES, ENV, Settings
 from elb_log_shipper.errors import DeliveryError, SourceError
 from elb_log_shipper.formats import EventBuilder
@@ -419,6 +419,9 @@ def deliver_object(
         return ObjectResult(
             ref, Outcome.SKIPPED, skip_reason=decision.skip_reason, quiet=decision.quiet
         )
+    if ref.is_local and not_a_file(ref.key):
+        # A FIFO found in a folder: opening it would wait for a writer, past Ctrl-C.
+        return ObjectResult(ref, Outcome.SKIPPED, skip_reason=NOT_A_FILE)
     started = time.monotonic()
     try:
         result = ship_object(

@@ -30,6 +30,7 @@ __all__ = [
     "format_result",
     "format_run",
     "is_failed",
+    "objects",
     "printable",
     "shell_word",
 ]
@@ -163,6 +164,15 @@ start_offset=10, hop=1)
             "newest_timestamp": self.newest_timestamp,
             "error": self.error,
         }
+
+
+def objects(count: int) -> str:
+    """``count`` objects, in English.
+
+    >>> objects(1), objects(2)
+    ('1 object', '2 objects')
+    """
+    return f"{count} object" if count == 1 else f"{count} objects"
 
 
 def format_bytes(count: float) -> str:
@@ -328,7 +338,7 @@ def _summary(results: Sequence[ObjectResult], seconds: float) -> str:
     rate = lines / seconds if seconds > 0 else 0.0
     dropped = sum(r.dropped for r in read)
     summary = (
-        f"{len(read)} objects ({len(results) - len(read)} skipped, "
+        f"{objects(len(read))} ({len(results) - len(read)} skipped, "
         f"{sum(1 for r in read if is_failed(r))} failed): {lines} lines, "
         f"{sum(r.parse_failures for r in read)} parse failures, "
         f"{sum(r.events_confirmed for r in read)} sent, "
@@ -363,7 +373,7 @@ def format_plan(plan: Plan, function: str | None = None) -> str:
     >>> plan = Plan([PlannedObject(ObjectRef("b", "k.log"), 0, 2048)])
     >>> print(format_plan(plan), end="")
             2048  s3://b/k.log
-    would ship 1 objects, 2.00 KiB (2048 bytes); skip 0; 0 outside the dates
+    would ship 1 object, 2.00 KiB (2048 bytes); skip 0; 0 outside the dates
     """
     out = []
     for obj in plan.objects:
@@ -375,7 +385,7 @@ def format_plan(plan: Plan, function: str | None = None) -> str:
     verb = "would ship" if function is None else f"would invoke {function} for"
     total = plan.bytes_to_ship
     summary = (
-        f"{verb} {len(plan.to_ship)} objects, {format_bytes(total)} ({total} bytes); "
+        f"{verb} {objects(len(plan.to_ship))}, {format_bytes(total)} ({total} bytes); "
         f"skip {sum(skipped.values())}"
     )
     if skipped:

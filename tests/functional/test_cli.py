@@ -6,6 +6,7 @@ moto over HTTP, Logstash the json_lines receiver or the beats server.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gzip
 import json
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -132,6 +134,47 @@ def test_a_link_to_nothing_in_a_directory_fails_alone(
     assert "3 objects (0 skipped, 1 failed)" in run.err
 
 
+def _end_a_wait_on(fifo: Path, after: float) -> threading.Timer:
+    """After ``after`` seconds, open ``fifo`` for writing and close it, which ends a reader's
+    wait for a writer (its read then sees an empty file); nothing when no one reads it."""
+
+    def write_nothing() -> None:
+        with contextlib.suppress(OSError):  # ENXIO: no reader waits
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    timer = threading.Timer(after, write_nothing)
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_fifo_in_a_folder_is_skipped_not_waited_on(
+    capsys: pytest.CaptureFixture[str], logs: Path, jobs: str
+) -> None:
+    # Opening a FIFO waits for a writer: the command hung there for good, past SIGTERM. (Were it
+    # to open it, the timer would end the wait, and the test fail on what the command printed.)
+    fifo = logs / "sub" / "c.fifo"
+    os.mkfifo(fifo)
+    timer = _end_a_wait_on(fifo, after=10.0)
+    try:
+        run = run_cli(capsys, "ship", str(logs), "--to", "-", "--jobs", jobs)
+    finally:
+        timer.cancel()
+    assert run.status == cli.EXIT_OK, run.err
+    assert [e["event"]["original"] for e in events(run.out)] == [*ALB_LINES, *CLASSIC_LINES]
+    assert f"skipped {fifo}: not a regular file (a FIFO, a socket or a device)" in run.err
+    assert "(1 skipped, 0 failed)" in run.err
+    dry = run_cli(capsys, "ship", str(logs), "--dry-run")
+    assert f"skip  {fifo}  (not a regular file" in dry.out + dry.err
+    # Named alone, it is no source to ship: a usage error that says what it is.
+    alone = run_cli(capsys, "ship", str(fifo), "--to", "-")
+    assert alone.status == cli.EXIT_USAGE
+    assert alone.err == (
+        f"elb-log-shipper: {fifo}: not a regular file (a FIFO, a socket or a device); name a "
+        "file, a folder or an s3:// object or prefix\n"
+    )
+
+
 def test_links_to_folders_are_walked_each_folder_once(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -240,6 +283,38 @@ def test_usage_errors_exit_2_with_one_sentence(
     assert len(run.err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "to",
+    [["--to", "-"], ["--dry-run"], ["--to", "tcp://127.0.0.1:{port}"]],
+    ids=["stdout", "dry run", "plain tcp"],
+)
+@pytest.mark.parametrize("tls", ["true", None], ids=["LOGSTASH_TLS=true", "LOGSTASH_TLS unset"])
+def test_the_functions_tls_files_in_the_environment_do_not_stop_a_run_without_tls(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    to: list[str],
+    tls: str | None,
+) -> None:
+    # With the function's environment exported (README: the command reads its settings), these
+    # failed with 'LOGSTASH_CA_FILE and client certificates need LOGSTASH_TLS=true', which set
+    # or not, --to tcp:// overrides: no way to preview a backfill or print its events.
+    (tmp_path / "a.log").write_text(ALB_LINES[0] + "\n")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read\n")
+    if tls is not None:
+        monkeypatch.setenv(ENV.LOGSTASH_TLS, tls)
+    monkeypatch.setenv(ENV.LOGSTASH_CA_FILE, str(ca))
+    with JsonLinesReceiver() as receiver:
+        argv = [part.format(port=receiver.port) for part in to]
+        run = run_cli(capsys, "ship", str(tmp_path / "a.log"), *argv)
+        assert run.status == cli.EXIT_OK, run.err
+        if "--dry-run" not in to:
+            receiver.wait_idle()
+            shipped = events(run.out) + receiver.events
+            assert [e["event"]["original"] for e in shipped] == [ALB_LINES[0]]
+
+
 def test_privacy_flags_take_any_case_as_their_variables_do(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -309,7 +384,7 @@ def test_one_s3_object_to_tcp_end_to_end(
     assert run.status == cli.EXIT_OK, run.err
     assert [e["event"]["original"] for e in got] == list(ALB_LINES)
     assert {e["aws"]["s3"]["object"]["key"] for e in got} == {S3_KEY}
-    assert "1 objects (0 skipped, 0 failed)" in run.err
+    assert "1 object (0 skipped, 0 failed)" in run.err
 
 
 def test_start_offset_ships_the_rest_of_one_object(

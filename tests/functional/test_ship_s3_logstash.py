@@ -378,7 +378,7 @@ def test_unreachable_logstash_fails_fast_with_one_sentence(
     assert "check that it is up" in message
     # Later objects would fail the same way: the command stops instead of trying each.
     assert alb_object.uri not in run.stderr
-    assert "1 objects (0 skipped, 1 failed)" in run.stderr
+    assert "1 object (0 skipped, 1 failed)" in run.stderr
 
 
 def test_unreachable_logstash_stops_a_parallel_run_after_the_objects_in_flight(
