@@ -585,7 +585,9 @@ class _Run:
 
         def task(obj: PlannedObject) -> tuple[ObjectResult, None]:
             sender: ObjectSender = (
-                LogstashSender(pool, on_wait=on_wait) if pool else StdoutSender(stdout)
+                LogstashSender(pool, on_wait=on_wait, should_stop=self.stop.is_set)
+                if pool
+                else StdoutSender(stdout)
             )
             result = deliver_object(
                 obj.ref,
@@ -734,7 +736,9 @@ class _Run:
         """
         if not (self.stop.is_set() or self.forced):
             return False
-        if finished >= len(self.plan.objects) and not stopped:
+        if finished >= len(self.plan.objects) and not unfinished:
+            # Every object was handed back, none left to go on with (stopped part-way, or
+            # failed: the stop may have cut the confirmation of the last one short).
             return False
         failed = len(unfinished) - stopped
         done = finished - len(unfinished) - rejected

@@ -680,7 +680,9 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
         def on_wait(waiting_for_ack: float | None) -> None:
             context.set_note(ack_wait_note(waiting_for_ack))
 
-        sender: ObjectSender = LogstashSender(state.pool, on_wait=on_wait)
+        sender: ObjectSender = LogstashSender(
+            state.pool, on_wait=on_wait, should_stop=context.should_stop
+        )
         return _deliver_in_worker(ref, sender, state, s3_client, context), None
     spool = tempfile.NamedTemporaryFile(dir=state.setup.spool_dir, delete=False)  # noqa: SIM115
     try:

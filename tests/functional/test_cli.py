@@ -29,6 +29,7 @@ from bench.corpus import alb_lines
 
 from elb_log_shipper import cli
 from elb_log_shipper.config import ENV
+from elb_log_shipper.logstash.sender import STOP_GRACE_SECONDS
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
@@ -40,7 +41,7 @@ from tests.support.cli_runner import (
     run_command,
     run_resume_commands,
 )
-from tests.support.faults import SlowReadingServer
+from tests.support.faults import RefusingServer, SlowReadingServer
 from tests.support.receiver import JsonLinesReceiver
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer
 
@@ -524,6 +525,34 @@ def test_ctrl_c_in_a_directory_then_the_resume_commands_ship_every_line_once(
         slow.wait_idle()
         got = Counter((e["log"]["file"]["path"], e["log"]["offset"]) for e in slow.events)
     # Together, every line exactly once.
+    assert got == expected
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_sigterm_while_logstash_is_down_ends_the_run_in_seconds_and_it_resumes_whole(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, jobs: str
+) -> None:
+    # The stop waited for delivery to give up (three stall timeouts, a minute): a container's
+    # stop (SIGTERM, then SIGKILL 10 s later) killed the command before it printed how to
+    # resume. Delivery now ends STOP_GRACE_SECONDS after the signal at the latest.
+    root = tmp_path / "logs"
+    written = write_tree(root, ["a.log", "b.log"], 20)
+    expected = Counter((path, offset) for path, offsets in written.items() for offset in offsets)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LOGSTASH_")}
+    signalled_after = 2.0
+    with RefusingServer(refuse_for=signalled_after + STOP_GRACE_SECONDS + 3.0) as down:
+        argv = ["ship", str(root), "--to", f"tcp://127.0.0.1:{down.port}", "--jobs", jobs]
+        started = time.monotonic()
+        first = interrupt_command(
+            argv, env, when=lambda: False, stop_signal=signal.SIGTERM, within=signalled_after
+        )
+        took = time.monotonic() - started - signalled_after
+        assert first.status == cli.EXIT_INTERRUPTED, first.err
+        assert took < STOP_GRACE_SECONDS + 3.0, first.err
+        # Run once Logstash is back (the commands retry until it is): every line, once.
+        run_resume_commands(capsys, printed_resume_commands(first.err))
+        down.wait_idle()
+        got = Counter((e["log"]["file"]["path"], e["log"]["offset"]) for e in down.events)
     assert got == expected
 
 

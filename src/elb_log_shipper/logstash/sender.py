@@ -38,6 +38,11 @@ GIVE_UP_AFTER_FAILURES = 3
 GIVE_UP_AFTER_STALL_TIMEOUTS = 3.0
 # How long abort() waits for its workers; each wakes at least every WAIT_SLICE_SECONDS.
 ABORT_JOIN_SECONDS = 2.0
+# Once the caller asks to stop (Ctrl-C, SIGTERM), how long delivery may still go on: enough for a
+# healthy Logstash to confirm what it was sent, short enough to end, print the resume commands
+# and exit within the 10 s a container's stop (docker stop) allows before SIGKILL, also while
+# Logstash is down (the retries would otherwise go on until they give up).
+STOP_GRACE_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -85,10 +90,15 @@ class LogstashSender:
         deadline: float | None = None,
         *,
         on_wait: Callable[[float | None], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self._pool = pool
         self.deadline = deadline
         self._on_wait = on_wait
+        # Asked while the caller waits: once true, delivery ends STOP_GRACE_SECONDS later at the
+        # latest (_stop_by), whatever deadline send() or finish() has.
+        self._should_stop = should_stop
+        self._stop_by: float | None = None
         self._told_wait = False
         size = pool.settings.pool_size
         self._queue: queue.Queue[Batch | None] = queue.Queue(
@@ -158,13 +168,14 @@ class LogstashSender:
         if self._finished:
             raise RuntimeError("finish() called twice, or after abort()")
         self._finished = True
-        self.deadline = deadline
+        self.deadline = _sooner(deadline, self._stop_by)
         self.confirm_on_finish = confirm
+        self._notice_stop()
         try:
             for _ in self._workers:
                 self._put(None)
             for worker in self._workers:
-                self._join(worker, deadline)
+                self._join(worker)
                 if worker.is_alive():
                     raise DeliveryError("a Logstash writer did not finish by the deadline")
             self._raise_failure()
@@ -267,12 +278,13 @@ class LogstashSender:
         finally:
             self._wait_over()
 
-    def _join(self, worker: _Worker, deadline: float | None) -> None:
-        """Wait for ``worker`` to end, at most until a little past ``deadline``."""
-        timeout = _join_timeout(deadline)
-        end = None if timeout is None else time.monotonic() + timeout
+    def _join(self, worker: _Worker) -> None:
+        """Wait for ``worker`` to end, at most until a little past the deadline (which a stop
+        may bring closer while waiting)."""
+        started = time.monotonic()
         try:
             while True:
+                end = _join_end(self.deadline, started)
                 left = None if end is None else end - time.monotonic()
                 if left is not None and left <= 0:
                     return
@@ -283,8 +295,17 @@ class LogstashSender:
         finally:
             self._wait_over()
 
+    def _notice_stop(self) -> None:
+        """Once the caller asks to stop, end delivery STOP_GRACE_SECONDS from now at the latest:
+        the workers give up then (``deadline``), and what they had not confirmed is not counted
+        as delivered."""
+        if self._stop_by is None and self._should_stop is not None and self._should_stop():
+            self._stop_by = time.monotonic() + STOP_GRACE_SECONDS
+            self.deadline = _sooner(self.deadline, self._stop_by)
+
     def _waited(self) -> None:
         """The caller's thread waited a slice for the workers: tell ``on_wait``."""
+        self._notice_stop()
         if self._on_wait is not None:
             self._told_wait = True
             self._on_wait(self.waiting_for_ack)
@@ -523,8 +544,17 @@ class _Worker(threading.Thread):
             raise _StoppedError
 
 
-def _join_timeout(deadline: float | None) -> float | None:
-    """Workers check the deadline themselves; waiting a little past it lets them report why."""
+def _sooner(first: float | None, second: float | None) -> float | None:
+    """The earlier of two deadlines, either of which may be None (none)."""
+    if first is None:
+        return second
+    return first if second is None else min(first, second)
+
+
+def _join_end(deadline: float | None, started: float) -> float | None:
+    """When to stop waiting for a worker, since ``started``: workers check the deadline
+    themselves, and waiting a little past it (or past ``started``, when it has gone by) lets
+    them report why."""
     if deadline is None:
         return None
-    return max(0.0, deadline - time.monotonic()) + 2 * WAIT_SLICE_SECONDS + 1.0
+    return max(deadline, started) + 2 * WAIT_SLICE_SECONDS + 1.0
