@@ -279,19 +279,22 @@ class Settings:
         if (self.client_cert_file is None) != (self.client_key_file is None):
             raise ConfigurationError(
                 f"set both {ENV.LOGSTASH_CLIENT_CERT_FILE} and {ENV.LOGSTASH_CLIENT_KEY_FILE} "
-                "for a client certificate, or neither"
+                "(--client-cert and --client-key on the command line) for a client certificate, "
+                "or neither"
             )
         if (self.ca_file or self.client_cert_file) and not self.tls:
             raise ConfigurationError(
                 f"{ENV.LOGSTASH_CA_FILE} and client certificates need {ENV.LOGSTASH_TLS}=true"
             )
-        for path, name in (
-            (self.ca_file, ENV.LOGSTASH_CA_FILE),
-            (self.client_cert_file, ENV.LOGSTASH_CLIENT_CERT_FILE),
-            (self.client_key_file, ENV.LOGSTASH_CLIENT_KEY_FILE),
+        for path, name, flag in (
+            (self.ca_file, ENV.LOGSTASH_CA_FILE, "--ca-file"),
+            (self.client_cert_file, ENV.LOGSTASH_CLIENT_CERT_FILE, "--client-cert"),
+            (self.client_key_file, ENV.LOGSTASH_CLIENT_KEY_FILE, "--client-key"),
         ):
             if path is not None and not os.path.isfile(path):
-                raise ConfigurationError(f"{name}={path} is not a readable file")
+                raise ConfigurationError(
+                    f"{name}={path} is not a readable file (on the command line: {flag})"
+                )
         prefix_bytes = len((self.log_prefix or "").encode(errors="surrogateescape"))
         if prefix_bytes > MAX_KEY_BYTES:
             raise ConfigurationError(

@@ -44,7 +44,8 @@ def test_untrusted_certificate_names_the_ca_file(certs: CertBundle) -> None:
     with JsonLinesReceiver(certs.server_context()) as server:
         message = fails_at_once(server, ca_file=certs.other_ca_file)
     assert "failed verification" in message
-    assert ENV.LOGSTASH_CA_FILE in message
+    # Both ways to set it: the function's variable, the command's flag.
+    assert f"set {ENV.LOGSTASH_CA_FILE} (--ca-file on the command line)" in message
 
 
 def test_hostname_mismatch_names_the_host_setting(certs: CertBundle) -> None:
@@ -52,7 +53,7 @@ def test_hostname_mismatch_names_the_host_setting(certs: CertBundle) -> None:
     with JsonLinesReceiver(certs.server_context(misnamed=True)) as server:
         message = fails_at_once(server, ca_file=certs.ca_file)
     assert "failed verification" in message
-    assert ENV.LOGSTASH_HOST in message
+    assert f"set {ENV.LOGSTASH_HOST} (the host of --to on the command line)" in message
 
 
 def test_expired_certificate_says_renew_it(certs: CertBundle) -> None:
@@ -81,6 +82,7 @@ def test_missing_client_certificate_names_the_client_cert_settings(
             ca_file=certs.ca_file,
         )
     assert ENV.LOGSTASH_CLIENT_CERT_FILE in message and ENV.LOGSTASH_CLIENT_KEY_FILE in message
+    assert "(--client-cert and --client-key on the command line)" in message
     assert server.handshake_errors
 
 

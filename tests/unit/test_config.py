@@ -168,11 +168,15 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({ENV.LOGSTASH_CLIENT_CERT_FILE: "/etc/hosts"}, "set both"),
+        (
+            {ENV.LOGSTASH_CLIENT_CERT_FILE: "/etc/hosts"},
+            "set both .* \\(--client-cert and --client-key on the command line\\)",
+        ),
         ({ENV.LOGSTASH_CA_FILE: "/etc/hosts"}, f"need {ENV.LOGSTASH_TLS}=true"),
         (
             {ENV.LOGSTASH_TLS: "true", ENV.LOGSTASH_CA_FILE: "/nonexistent/ca.pem"},
-            f"{ENV.LOGSTASH_CA_FILE}=/nonexistent/ca.pem is not a readable file",
+            f"{ENV.LOGSTASH_CA_FILE}=/nonexistent/ca.pem is not a readable file \\(on the "
+            "command line: --ca-file\\)",
         ),
     ],
 )

@@ -98,8 +98,9 @@ class ConnectionLostError(Exception):
 
 # OpenSSL reasons (``ssl.SSLError.reason``) that retrying cannot fix, with the remedy for each.
 _CLIENT_CERT_REMEDY = (
-    f"set {ENV.LOGSTASH_CLIENT_CERT_FILE} and {ENV.LOGSTASH_CLIENT_KEY_FILE} to a client "
-    "certificate signed by a CA in the input's ssl_certificate_authorities"
+    f"set {ENV.LOGSTASH_CLIENT_CERT_FILE} and {ENV.LOGSTASH_CLIENT_KEY_FILE} (--client-cert and "
+    "--client-key on the command line) to a client certificate signed by a CA in the input's "
+    "ssl_certificate_authorities"
 )
 _PLAINTEXT_REMEDY = (
     f"the port does not speak TLS: set {ENV.LOGSTASH_TLS}=false (tcp:// on the command line), "
@@ -128,10 +129,10 @@ _EXPIRED, _NOT_YET_VALID, _HOSTNAME_MISMATCH, _IP_MISMATCH = 10, 9, 62, 64
 _VERIFY_REMEDIES = {
     _EXPIRED: "renew the certificate of the input (its ssl_certificate)",
     _NOT_YET_VALID: "check the clocks, or the validity dates of the input's ssl_certificate",
-    _HOSTNAME_MISMATCH: f"set {ENV.LOGSTASH_HOST} to a name the certificate lists (or reissue "
-    "the certificate for this name)",
-    _IP_MISMATCH: f"set {ENV.LOGSTASH_HOST} to a name the certificate lists (or reissue the "
-    "certificate for this address)",
+    _HOSTNAME_MISMATCH: f"set {ENV.LOGSTASH_HOST} (the host of --to on the command line) to a "
+    "name the certificate lists (or reissue the certificate for this name)",
+    _IP_MISMATCH: f"set {ENV.LOGSTASH_HOST} (the host of --to on the command line) to a name the "
+    "certificate lists (or reissue the certificate for this address)",
 }
 
 
@@ -140,7 +141,8 @@ def tls_failure(error: ssl.SSLError, peer: str) -> DeliveryError | None:
     fix; None for one that may be transient (a reset or a close mid-handshake)."""
     if isinstance(error, ssl.SSLCertVerificationError):
         remedy = _VERIFY_REMEDIES.get(
-            error.verify_code, f"set {ENV.LOGSTASH_CA_FILE} to the CA that signed it"
+            error.verify_code,
+            f"set {ENV.LOGSTASH_CA_FILE} (--ca-file on the command line) to the CA that signed it",
         )
         return DeliveryError(
             f"the TLS certificate of Logstash at {peer} failed verification "
@@ -266,7 +268,8 @@ def build_ssl_context(settings: Settings) -> ssl.SSLContext:
     except (ssl.SSLError, OSError) as error:
         raise ConfigurationError(
             f"cannot load the TLS files ({ENV.LOGSTASH_CA_FILE}, {ENV.LOGSTASH_CLIENT_CERT_FILE}, "
-            f"{ENV.LOGSTASH_CLIENT_KEY_FILE}): {error}; check they are PEM files"
+            f"{ENV.LOGSTASH_CLIENT_KEY_FILE}; --ca-file, --client-cert, --client-key on the "
+            f"command line): {error}; check they are PEM files"
         ) from error
     # create_default_context already sets both; stated because hostname checking is a requirement.
     context.check_hostname = True
