@@ -112,6 +112,10 @@ _PSEUDO_PREFIX = b"\xfd"
 _PSEUDO_DIGEST_BYTES = 15
 # GA-style truncation: IPv4 to /24, IPv6 to /48.
 _IPV6_KEEP_MASK = ((1 << 48) - 1) << 80
+# A 6to4 address (2002::/16, RFC 3056) carries an IPv4 address in bits 16-47: its /48 is that whole
+# address, so it is kept to /40, the IPv4 address's /24.
+_SIX_TO_FOUR = 0x2002
+_SIX_TO_FOUR_KEEP_MASK = ((1 << 40) - 1) << 88
 # An IPv6 address written in hex groups alone, as `ipaddress` accepts one: eight groups of one to
 # four hex digits, or fewer (up to seven) around one `::`, by the count of groups on each side.
 # The form `_ipv6_network` reads.
@@ -757,6 +761,14 @@ class LinePrivacy:
         if self._redacts_query:
             if "?" in request or "#" in request or "@" in request:
                 redacted = self._request(request)
+            rest = text[len(head) + len(request) + 2 :]  # from the user agent on
+            if ("?" in rest or "#" in rest or "@" in rest) and any(
+                "?" in parts[index] or "#" in parts[index] or "@" in parts[index]
+                for index in _ALB_OTHER_PARTS
+            ):
+                # A query or user information in a field other than the URLs (a trace id, a
+                # domain, an error reason): the longer path takes it as a URL, failing closed.
+                return True
             redirect = parts[13]
             if redirect != "-" and ("?" in redirect or "#" in redirect or "@" in redirect):
                 # Rare: the redirect URL moves what follows it, so the parts are joined.
@@ -813,7 +825,7 @@ class LinePrivacy:
         if (
             head is not None
             and (not self._redacts_query or not _url_marks(text, head.end()))
-            and _documented_alb(text)
+            and _documented_alb(text, self._anonymises)
         ):
             return self._alb(text, head, drop)
         return self._by_fields(text, drop)
@@ -998,6 +1010,9 @@ class LinePrivacy:
         address, colon, port = token.rpartition(":")
         if not colon or not port.isdigit():
             return REDACTED
+        if address[:1] == "[" and address[-1:] == "]":
+            # `[2001:db8::1]:443`, which the parser reads too (its brackets removed).
+            return f"[{self._address(address[1:-1])}]:{port}"
         return f"{self._address(address)}:{port}"
 
     def _address(self, address: str) -> str:
@@ -1054,6 +1069,8 @@ class LinePrivacy:
             return str(ipaddress.IPv6Address(_PSEUDO_PREFIX + digest[:_PSEUDO_DIGEST_BYTES]))
         if ip.version == 4:
             return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFF00))
+        if int(ip) >> 112 == _SIX_TO_FOUR:
+            return str(ipaddress.IPv6Address(int(ip) & _SIX_TO_FOUR_KEEP_MASK))
         return str(ipaddress.IPv6Address(int(ip) & _IPV6_KEEP_MASK))
 
 
@@ -1127,6 +1144,9 @@ _LAYOUTS: dict[str | None, _Layout] = {
 _RUN_IN_TIME = re.compile(r"T(?<=[0-9]{4}-[0-9]{2}-[0-9]{2}T)[0-9]{2}:[0-9]{2}:[0-9]{2}")
 # A serial number's characters (`FEF257372D5C14D4`), and `-` for none.
 _HEX = "0123456789ABCDEFabcdef-"
+# The parts of an ALB line's `text.split('"')` (25 parts) after its user agent, but the redirect
+# URL's (13): the fields that `_by_fields` takes as a URL when they hold a `?`, `#` or `@`.
+_ALB_OTHER_PARTS = tuple(index for index in range(4, 24) if index != 13)
 # Quotes in an ALB line of a documented layout: 12 quoted fields, or 15 with 2025's transforms.
 _DOCUMENTED_ALB_QUOTES = frozenset({24, 30})
 # How many fields each unquoted part of such a line holds (`text.split('"')`, its even parts up to
@@ -1141,7 +1161,9 @@ _ALB_UNQUOTED_FIELDS = {
 # or anything else up to the next `&` or `#`.
 _SCRUBBED_PARAMETER = re.compile(r'(?<=[?&#])(?:([^=&#\s"]+=)([^&#]*)|[^&#]+)')
 # A URL's user information, up to the last `@` of its authority.
-_USERINFO = re.compile(r'(?<=://)[^/?#\s"]*@')
+# User information ends at the authority's last `@`, as the parser reads it: any character but
+# `/`, `?`, `#` before it, spaces too (`jo:pa ss@`); a quote bounds it to its field.
+_USERINFO = re.compile(r'(?<=://)[^/?#"]*@')
 
 
 def _alone(found: re.Match[str]) -> bool:
@@ -1161,11 +1183,15 @@ def _classic_dropped(found: re.Match[str], drop: DropRules) -> bool:
     return drop.matches(found[6].split(" ")[5], found[7], agent)
 
 
-def _documented_alb(text: str) -> bool:
+def _documented_alb(text: str, anonymises: bool) -> bool:
     """Whether an ALB line has the fields of a documented layout between its quoted ones, and at
     most one after the last, without an address or a timestamp (a trace id, or nothing): the
     fields after its request are the documented ones, not a second line run into it (whose
-    quotes may make up the count, and whose fields would stand where the layout has none)."""
+    quotes may make up the count, and whose fields would stand where the layout has none).
+
+    With ``anonymises``, also that 2025's transformed host and URI (fields the rules take as
+    later ones, with every address anonymised) hold no ``.`` or ``:``: an address there is the
+    longer path's."""
     parts = text.split('"')
     quotes = len(parts) - 1
     if quotes not in _DOCUMENTED_ALB_QUOTES:
@@ -1173,7 +1199,11 @@ def _documented_alb(text: str) -> bool:
     tail = parts[quotes]
     if len(tail.split()) > 1 or "." in tail or ":" in tail:
         return False
-    if quotes == 30 and ("." in (trace := parts[24]) or ":" in trace):
+    if quotes == 30 and (
+        "." in (trace := parts[24])
+        or ":" in trace
+        or (anonymises and any("." in parts[i] or ":" in parts[i] for i in (25, 27)))
+    ):
         return False
     if ":" in parts[quotes - 1]:
         # The last quoted field (a classification reason, a transform status) holds another
@@ -1340,6 +1370,9 @@ def _ipv6_network(address: str) -> str | None:
     if groups is None:
         return None
     kept = [int(group, 16) for group in groups[:3]]
+    if kept[0] == _SIX_TO_FOUR:
+        # 6to4 (2002::/16): the /48 is the whole IPv4 address it carries; keep its /24.
+        kept[2] &= 0xFF00
     # The five zero groups of the host part, with any zero groups before them: one `::`.
     while kept and not kept[-1]:
         kept.pop()

@@ -468,6 +468,32 @@ def test_truncation_finds_the_client_the_parser_reads(head: Any) -> None:
         assert not leaks(build(line, rules), ("203.0.113.77",))
 
 
+@pytest.mark.parametrize(
+    ("client", "read", "truncated"),
+    [
+        # The bracketed form, which the parser reads (brackets removed): it was REDACTED, no
+        # address for source.ip's `ip` mapping.
+        ("[2001:db8:abcd:12::1]", "2001:db8:abcd:12::1", "2001:db8:abcd::"),
+        # 6to4 (2002::/16) carries an IPv4 address in its /48 (203.0.113.77): kept to its /24.
+        ("2002:cb00:714d::1", "2002:cb00:714d::1", "2002:cb00:7100::"),
+        ("2002:CB00:714D:1:2::9", "2002:CB00:714D:1:2::9", "2002:cb00:7100::"),
+        ("[2002:cb00:714d::1]", "2002:cb00:714d::1", "2002:cb00:7100::"),
+    ],
+)
+def test_ipv6_clients_are_truncated_as_the_parser_reads_them(
+    client: str, read: str, truncated: str
+) -> None:
+    for line in (alb(client), classic(client), nlb(client)):
+        assert event_field(build(line, None), "source.ip") == read
+        dropping = LEAK_RULES["query all, ip truncate, a drop filter"]
+        for rules in (ALL_RULES["ip truncate"], dropping):
+            for event in built_both_ways(line, rules):
+                assert event_field(event, "source.ip") == truncated
+                assert not leaks(event, ("cb00:714d", "CB00:714D", "12::1"))
+        hashed = event_field(build(line, ALL_RULES["ip hash"]), "source.ip")
+        assert ipaddress.ip_address(hashed) in ipaddress.ip_network("fd00::/8")
+
+
 # --- the short path of CLIENT_IP=truncate and hash -----------------------------------------------
 
 ANONYMISING = (ClientAddress.TRUNCATE, ClientAddress.HASH)
@@ -1035,6 +1061,37 @@ LEAKS: dict[str, Leak] = {
     "alb, password in the redirect, query in the url": Leak(
         alb(redirect="https://jo:pa55w0rd@h:443/cb"),
         secrets=("jo%40example.com", "s3cr3tTok", "pa55w0rd", "jo:"),
+    ),
+    # Session 19's review. A query in a field that is no URL: the parser's own split redacted
+    # the request and the redirect URL only; the other paths take any such field as a URL.
+    "alb, a query in the trace id": Leak(
+        alb().replace(
+            '"Root=1-58337262-36d228ad5d99923122bbe355"',
+            '"Root=1-58337262-36d228ad5d99923122bbe355;Self=x?sid=s3cr3tS"',
+        ),
+        secrets=("jo%40example.com", "s3cr3tTok", "s3cr3tS"),
+    ),
+    "alb, a query in the error reason": Leak(
+        alb().replace('"forward" "-" "-"', '"forward" "-" "Err?x=s3cr3tE"'),
+        secrets=("jo%40example.com", "s3cr3tTok", "s3cr3tE"),
+    ),
+    "alb without query, a query in the error reason": Leak(
+        alb(url="/p").replace('"forward" "-" "-"', '"forward" "-" "Err?x=s3cr3tE"'),
+        secrets=("s3cr3tE",),
+    ),
+    # User information holding a space: the parser's authority ends at `/`, `?` or `#` only.
+    "alb, a space in the password": Leak(
+        alb(url="https://jo:pa ss@www.example.com:443/p?x=1"), secrets=("pa ss", "jo:")
+    ),
+    "classic, a space in the password": Leak(
+        classic(request="GET http://jo:pa ss@www.example.com:80/p HTTP/1.1"),
+        secrets=("pa ss", "jo:"),
+    ),
+    # 2025's transforms (30 quotes): an address in the transformed host and URI.
+    "alb, an address in the transformed host and uri": Leak(
+        alb(url="/p", later=' "198.51.100.23" "/v2/198.51.100.23/x" "TransformSuccessful"'),
+        "198.51.100.23",
+        secrets=(),
     ),
 }
 LEAK_RULES = {

@@ -403,6 +403,9 @@ def ipv6_network_by_ipaddress(text: str) -> str | None:
         return None
     if address.scope_id is not None or "." in text:
         return None
+    if address.sixtofour is not None:
+        # A 6to4 address's /48 is the IPv4 address it carries: kept to that address's /24.
+        return str(ipaddress.IPv6Address(int(address) & ((1 << 40) - 1) << 88))
     return str(ipaddress.IPv6Address(int(address) & ((1 << 48) - 1) << 80))
 
 
@@ -424,6 +427,9 @@ def ipv6_texts(draw: st.DrawFn) -> str:
 
 @settings(max_examples=300, deadline=None)
 @given(ipv6_texts())
+@example("2002:cb00:714d::1")
+@example("2002:CB00:71FF:12::")
+@example("2002::1")
 def test_ipv6_networks_are_written_as_ipaddress_writes_them(text: str) -> None:
     """The /48 that truncation keeps of an IPv6 address, read without ``ipaddress`` for speed,
     is exactly ``ipaddress``'s (RFC 5952 form), however the address is written."""
