@@ -645,10 +645,11 @@ class _Run:
         if any(r.delivery_failed for r in results):
             # The objects Logstash failed were not shipped either (not only those left).
             unsent = not_shipped + sum(1 for r in results if r.outcome is Outcome.FAILED)
+            # Not always unreachable: a certificate refused, a server that is no Logstash input.
             print(
-                f"{PROG}: stopped because Logstash could not be reached; {objects(unsent)} "
-                f"{'was' if unsent == 1 else 'were'} not shipped: check the destination and run "
-                "the command again",
+                f"{PROG}: stopped because delivery to Logstash failed (the error above says why); "
+                f"{objects(unsent)} {'was' if unsent == 1 else 'were'} not shipped: fix the "
+                "cause and run the command again",
                 file=self.stderr,
             )
             return EXIT_FAILED

@@ -549,6 +549,8 @@ def test_sigterm_while_logstash_is_down_ends_the_run_in_seconds_and_it_resumes_w
         took = time.monotonic() - started - signalled_after
         assert first.status == cli.EXIT_INTERRUPTED, first.err
         assert took < STOP_GRACE_SECONDS + 3.0, first.err
+        # Said as a stop, not as a deadline the user never set.
+        assert "stopped (Ctrl-C or SIGTERM) before Logstash confirmed every batch" in first.err
         # Run once Logstash is back (the commands retry until it is): every line, once.
         run_resume_commands(capsys, printed_resume_commands(first.err))
         down.wait_idle()

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 import pytest
@@ -683,3 +684,32 @@ def test_connection_cap_means_fewer_connections_not_smaller_confirmations() -> N
     regrowths = int(elapsed // REGROW_CONNECTIONS_AFTER_SECONDS)
     assert server.turned_away <= 2 * 16 + regrowths, (server.turned_away, elapsed)
     assert pool.connection_limit <= 3 + 1 + regrowths
+
+
+class _QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_peer_that_answers_is_no_tcp_input_and_nothing_counts_as_delivered() -> None:
+    # Python's own HTTP server read our first line, answered 400 and closed gracefully (after
+    # the pool's batches had shrunk to what it read whole): its close passed for the tcp
+    # input's confirmation, and every line was reported delivered. Logstash's tcp input never
+    # writes.
+    http = ThreadingHTTPServer(("127.0.0.1", 0), _QuietHandler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    try:
+        settings = Settings(
+            host="127.0.0.1",
+            port=http.server_address[1],
+            pool_size=1,
+            connect_timeout=1.0,
+            stall_timeout=STALL_TIMEOUT,
+        )
+        pool = SocketPool(settings)
+        with pytest.raises(DeliveryError, match=r"answered with data .*it is not a tcp input"):
+            ship(pool, batches(200, 20), seconds=30)
+        pool.close()
+    finally:
+        http.shutdown()
+        http.server_close()

@@ -409,7 +409,9 @@ def test_unreachable_logstash_stops_a_parallel_run_after_the_objects_in_flight(
     assert 1 <= len(errors) <= 2, run.stderr
     assert objects[-1].uri not in run.stderr
     # Not one was shipped: those that failed and those never started.
-    assert "could not be reached; 6 objects were not shipped" in run.stderr, run.stderr
+    assert "delivery to Logstash failed (the error above says why); 6 objects were not shipped" in (
+        run.stderr
+    ), run.stderr
 
 
 def test_a_key_cannot_write_terminal_escapes_or_lines_into_the_report(

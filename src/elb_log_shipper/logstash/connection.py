@@ -785,7 +785,15 @@ class JsonLinesConnection(Connection):
                 return
             if not data:
                 return
-            watchdog.progressed()  # Logstash sends nothing; any bytes only show it is alive
+            # Logstash's tcp input never writes: a peer that answers is another server (an HTTP
+            # server's 400, a beats input's ACK), which may still close gracefully after reading
+            # our bytes, and must not pass for a confirmation. Retrying cannot help.
+            self.close()
+            raise DeliveryError(
+                f"{self.peer} answered with data ({bytes(data[:40])!r}), which Logstash's tcp "
+                "input never sends: it is not a tcp input; check "
+                f"{ENV.LOGSTASH_PORT} and {ENV.LOGSTASH_PROTOCOL} (on the command line, --to)"
+            )
 
     def _receive(self, *, tls_closed: bool = False) -> bytes:
         """What the peer sends next (``b""``: it closed), waiting up to the socket's timeout.

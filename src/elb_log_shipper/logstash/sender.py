@@ -150,7 +150,10 @@ class LogstashSender:
             self._queue.qsize() > 0 and len(self._workers) < self._pool.settings.pool_size
         ):
             self._start_worker()
-        self._put(item)
+        try:
+            self._put(item)
+        except DeliveryError as error:
+            raise self._as_stopped(error) from error
         with self._lock:
             self._stats.events_sent += events
             self._stats.bytes_sent += len(batch)
@@ -181,6 +184,9 @@ class LogstashSender:
             self._raise_failure()
             if confirm:
                 self._confirm_idle_pooled()
+        except DeliveryError as error:
+            self.abort()
+            raise self._as_stopped(error) from error
         except BaseException:
             self.abort()
             raise
@@ -294,6 +300,15 @@ class LogstashSender:
                 self._waited()
         finally:
             self._wait_over()
+
+    def _as_stopped(self, error: DeliveryError) -> DeliveryError:
+        """``error``, said as what it is once the caller asked to stop: the stop's grace, not
+        Logstash, ended the delivery (a deadline the caller never set)."""
+        if self._stop_by is None:
+            return error
+        return DeliveryError(
+            f"stopped (Ctrl-C or SIGTERM) before Logstash confirmed every batch: {error}"
+        )
 
     def _notice_stop(self) -> None:
         """Once the caller asks to stop, end delivery STOP_GRACE_SECONDS from now at the latest:
