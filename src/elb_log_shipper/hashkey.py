@@ -28,7 +28,7 @@ import boto3
 from aws_lambda_powertools.utilities.parameters import BaseProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ClientError, HTTPClientError, NoRegionError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from elb_log_shipper.config import ENV, Settings
@@ -151,7 +151,14 @@ def fetch_hash_key(name: str) -> bytes:
         parameter = _stale(name)  # SSM did not answer a moment ago: not asked again yet
     if parameter is None:
         try:
-            fetched = _parameters().get(name, max_age=HASH_KEY_MAX_AGE_SECONDS)
+            provider = _parameters()
+        except NoRegionError:
+            raise ConfigurationError(
+                f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} cannot be read without an AWS "
+                "region: set AWS_REGION (or AWS_DEFAULT_REGION) to the parameter's region"
+            ) from None
+        try:
+            fetched = provider.get(name, max_age=HASH_KEY_MAX_AGE_SECONDS)
             assert isinstance(fetched, dict), fetched
             parameter = fetched
             _quiet_until.pop(name, None)

@@ -289,6 +289,21 @@ def test_a_refresh_ssm_does_not_answer_hashes_with_the_key_read_before(
     assert silent_ssm.connection_count == SSM_MAX_ATTEMPTS
 
 
+def test_no_region_is_a_configuration_error_that_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # botocore's NoRegionError went up as a traceback from the command.
+    for variable in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    forget_hash_key_client()
+    try:
+        with pytest.raises(ConfigurationError, match="without an AWS region: set AWS_REGION"):
+            fetch_hash_key("/elb-log-shipper/test/no-region")
+    finally:
+        forget_hash_key_client()
+
+
 def test_a_parameter_deleted_stops_the_hashing_at_the_next_refresh(
     monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:
