@@ -21,7 +21,12 @@ from tests.functional.test_logstash_delivery import all_ids, batches, ship
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
 from tests.support.lambda_harness import alb_lines
-from tests.support.receiver import POOL_NOT_A_STALL_TIMEOUT, JsonLinesReceiver, in_format
+from tests.support.receiver import (
+    POOL_NOT_A_STALL_TIMEOUT,
+    ConnectionRecord,
+    JsonLinesReceiver,
+    in_format,
+)
 from tests.support.timbersnake_server import TimbersnakeServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -184,6 +189,27 @@ def test_slow_acks_without_keepalives_past_the_stall_timeout_are_resent() -> Non
             ship(pool, batches(200, 100), seconds=8)
         pool.close()
     assert set(server.event_ids()) >= {"e-0"}
+
+
+class _SilentReader(JsonLinesReceiver):
+    """Reads every byte and never answers, as Logstash's tcp input does; keeps nothing (beats
+    frames are no JSON lines)."""
+
+    def feed(self, record: ConnectionRecord, data: bytes) -> None:
+        pass
+
+
+def test_a_peer_silent_since_the_connect_is_named_as_maybe_a_tcp_input() -> None:
+    # Beats sent to a tcp input (which reads every frame and never answers) retried for two
+    # minutes, saying Logstash had not read our events, which it had.
+    with _SilentReader() as tcp_input:
+        pool = SocketPool(beats_settings(tcp_input, pool_size=1, stall_timeout=STALL_TIMEOUT))
+        with pytest.raises(DeliveryError) as failed:
+            ship(pool, batches(200, 100), seconds=8)
+        pool.close()
+    message = str(failed.value)
+    assert "has sent nothing since we connected, not even a keep-alive" in message, message
+    assert f"{ENV.LOGSTASH_PROTOCOL}=json_lines (tcp:// on the command line)" in message
 
 
 def test_partial_acks_then_final() -> None:

@@ -298,9 +298,17 @@ class BeatsConnection(Connection):
             except TimeoutError:
                 try:
                     watchdog.check()
-                except ConnectionLostError:
+                except ConnectionLostError as error:
                     self.close()
-                    raise
+                    if self.windows_acked or self.partial_acks or self.keepalives:
+                        raise
+                    # Not a byte since we connected: a beats input acknowledges, or sends
+                    # keep-alives while its pipeline is busy, within seconds.
+                    raise ConnectionLostError(
+                        f"{error}; {self.peer} has sent nothing since we connected, not even a "
+                        "keep-alive: if it is Logstash's tcp input, not a beats input, set "
+                        f"{ENV.LOGSTASH_PROTOCOL}=json_lines (tcp:// on the command line)"
+                    ) from error
                 continue
             except OSError as error:
                 self._lost(error, "reading ACKs from")
