@@ -55,6 +55,9 @@ PORT_MAX: Final = 65535
 # An HTTP status code has three digits (RFC 9110, section 15).
 STATUS_MAX: Final = 999
 
+# Whether the seconds of a timestamp are a valid date and time, by those seconds and the point
+# that follows them (`2018-07-02T22:23:00.`): a key takes the point with it, so that a caller
+# that reads a memoised timestamp's first 20 characters has checked the point too.
 valid_seconds: dict[str, bool] = {}
 
 # The seconds of a timestamp as ELB writes it, in ASCII digits. `datetime.fromisoformat` alone also
@@ -86,23 +89,26 @@ def timestamp(value: str, name: str) -> str:
         and value[20:26].isdigit()
         and value.isascii()  # O(1) for a str: its ASCII-ness is a flag
     ):
-        head = value[:19]
-        ok = valid_seconds.get(head)
+        ok = valid_seconds.get(value[:20])
         if ok is None:
-            ok = _check_seconds(head)
+            ok = _check_seconds(value[:19])
         if ok:
             return value
     return _timestamp_slow(value, name)
 
 
-def _check_seconds(head: str) -> bool:
+def _check_seconds(seconds: str) -> bool:
+    """Whether ``seconds`` (19 characters) is a valid date and time, remembered under
+    ``seconds`` and the point (``valid_seconds``)."""
     try:
-        valid = _SECONDS_LAYOUT.fullmatch(head) is not None and bool(datetime.fromisoformat(head))
+        valid = _SECONDS_LAYOUT.fullmatch(seconds) is not None and bool(
+            datetime.fromisoformat(seconds)
+        )
     except ValueError:
         valid = False
     if len(valid_seconds) >= MEMO_LIMIT:
         valid_seconds.clear()
-    valid_seconds[head] = valid
+    valid_seconds[f"{seconds}."] = valid
     return valid
 
 

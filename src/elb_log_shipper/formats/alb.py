@@ -202,11 +202,9 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
     """
     try:
         if not (
-            len(ts) == 27
-            and ts[26] == "Z"
-            and ts[19] == "."
-            and valid_seconds.get(ts[:19])
-            and ts[20:26].isdigit()
+            # The memo's key holds the point after the seconds: a time whose seconds are known
+            # but whose point is another character is read (and failed) by timestamp().
+            len(ts) == 27 and ts[26] == "Z" and valid_seconds.get(ts[:20]) and ts[20:26].isdigit()
         ):
             ts = timestamp(ts, "time")
         # Every ALB line carries an HTTP status, so Elastic's pipeline calls it `http`.
@@ -312,8 +310,7 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
             if not (
                 len(created) == 27
                 and created[26] == "Z"
-                and created[19] == "."
-                and valid_seconds.get(created[:19])
+                and valid_seconds.get(created[:20])
                 and created[20:26].isdigit()
             ):
                 created = timestamp(created, "request_creation_time")
