@@ -485,6 +485,26 @@ def test_connection_log_cases(line: str, expected: dict[str, Any]) -> None:
     check(line, expected)
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        # A Classic line whose client is `-`: its third field has no colon, so it reads as a
+        # connection log, which took the load balancer's name for the client's address (and a
+        # status code for a certificate subject) without a word.
+        '2015-05-13T23:39:43.945958Z my-lb - - -1 -1 -1 504 - 0 0 "GET http://a:80/ HTTP/1.1"'
+        ' "curl" - -',
+        "2023-10-04T17:05:15.514108Z my-lb 36280 443 TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256"
+        ' 4.036 "-" - - Success TID_3',
+    ],
+    ids=["classic with client -", "connection log with a name for its client"],
+)
+def test_a_connection_log_whose_client_is_no_address_fails(line: str) -> None:
+    event = parse_line(line)
+    assert event.get("tags") == [PARSE_FAILURE_TAG], event
+    assert event["error"]["message"] == "client_ip: 'my-lb' is no IP address"
+    assert event["event"]["original"] == line
+
+
 def test_access_log_test_line() -> None:
     line = "Enable AccessLog for ELB: my-loadbalancer at 2015-05-13T23:39:43.945958Z"
     check(
