@@ -539,18 +539,19 @@ def _add_listed(plan: Plan, index: int, ref: ObjectRef, size: int, dates: DateRa
     if reason is not None:
         plan.excluded[reason] += 1
         return
-    if ref.is_local and not_a_file(ref.key):
-        plan.objects.append(PlannedObject(ref, index, size, listed=True, skip_reason=NOT_A_FILE))
-        return
     _add(plan, PlannedObject(ref, index, size, listed=True))
 
 
 def _add(plan: Plan, obj: PlannedObject) -> None:
+    """Plan ``obj``, skipped for the reason shipping it would give (``deliver_object``, in the
+    same order: its key first, then what the path is)."""
     decision = classify(obj.ref)
     if not decision.ship:
         obj = PlannedObject(
             obj.ref, obj.source, obj.size, obj.listed, decision.skip_reason, decision.quiet
         )
+    elif obj.ref.is_local and not_a_file(obj.ref.key):
+        obj = PlannedObject(obj.ref, obj.source, obj.size, obj.listed, NOT_A_FILE)
     plan.objects.append(obj)
 
 

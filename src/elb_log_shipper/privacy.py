@@ -1160,9 +1160,8 @@ _ALB_UNQUOTED_FIELDS = {
 # In a scrubbed text's query, one parameter: a name (no space or quote), its `=` and its value;
 # or anything else up to the next `&` or `#`.
 _SCRUBBED_PARAMETER = re.compile(r'(?<=[?&#])(?:([^=&#\s"]+=)([^&#]*)|[^&#]+)')
-# A URL's user information, up to the last `@` of its authority.
-# User information ends at the authority's last `@`, as the parser reads it: any character but
-# `/`, `?`, `#` before it, spaces too (`jo:pa ss@`); a quote bounds it to its field.
+# A URL's user information, up to the last `@` of its authority, as the parser reads it: any
+# character but `/`, `?`, `#` before it, spaces too (`jo:pa ss@`); a quote bounds it to its field.
 _USERINFO = re.compile(r'(?<=://)[^/?#"]*@')
 
 
