@@ -94,6 +94,38 @@ def test_file_to_stdout_one_event_per_line_in_order(
     assert offsets == sorted(offsets)
 
 
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_a_file_saved_with_a_byte_order_mark_ships_its_first_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, compress: bool
+) -> None:
+    # An editor's UTF-8 byte-order mark before the first line; ELB writes none.
+    data = "\ufeff".encode() + "".join(line + "\n" for line in CLASSIC_LINES).encode()
+    path = tmp_path / "saved.log"
+    path.write_bytes(gzip.compress(data) if compress else data)
+    run = run_cli(capsys, "ship", str(path), "--to", "-")
+    assert run.status == cli.EXIT_OK, run.err
+    got = events(run.out)
+    assert [event["event"]["original"] for event in got] == list(CLASSIC_LINES)
+    # Every line parsed as it is without the mark (the samples hold one line that is no log).
+    plain = tmp_path / "plain.log"
+    plain.write_bytes(data[3:])
+    reference = run_cli(capsys, "ship", str(plain), "--to", "-")
+    assert "tags" not in got[0]
+    assert [event.get("tags") for event in got] == [
+        event.get("tags") for event in events(reference.out)
+    ]
+    assert got[0]["log"]["offset"] == 0
+    # Offsets count the mark: resumed at the second line, the rest of the events as they were.
+    second = str(got[1]["log"]["offset"])
+    again = run_cli(capsys, "ship", str(path), "--to", "-", "--start-offset", second)
+    assert again.status == cli.EXIT_OK, again.err
+    # (A parse failure's @timestamp is when it was read, so ids and lines are compared.)
+    resumed = events(again.out)
+    assert [(e["event"]["id"], e["event"]["original"]) for e in resumed] == [
+        (e["event"]["id"], e["event"]["original"]) for e in got[1:]
+    ]
+
+
 def test_lines_with_20_digit_integers_give_one_event_each_and_exit_0(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

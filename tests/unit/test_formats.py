@@ -13,6 +13,7 @@ import pytest
 
 from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, parse_line
 from elb_log_shipper.formats._tokenizer import _split_fast, _split_slow, tokenize
+from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
 from tests.support.events import built, field
 
 ABSENT = object()
@@ -576,6 +577,41 @@ def test_invalid_utf8_is_a_failure_that_keeps_the_text() -> None:
     assert "invalid UTF-8" in event["error"]["message"]
     assert event["event"]["original"].startswith("http ")
     assert event["log"]["offset"] == 10
+
+
+BOM_LINES = {
+    "alb": " ".join(ALB_FIELDS),
+    "classic": CLASSIC_CASES["http, 15 fields"][0],
+    "nlb": next(iter(NLB_CASES.values()))[0],
+    "connection": next(iter(CONNECTION_CASES.values()))[0],
+}
+
+
+@pytest.mark.parametrize("line", BOM_LINES.values(), ids=BOM_LINES.keys())
+@pytest.mark.parametrize(
+    "privacy",
+    [None, PrivacyRules(QueryRedaction.VALUES, ClientAddress.TRUNCATE)],
+    ids=["defaults", "rules"],
+)
+def test_a_byte_order_mark_before_the_first_line_is_not_part_of_it(
+    line: str, privacy: PrivacyRules | None
+) -> None:
+    # An editor may save a local file with one; ELB writes none.
+    builder = EventBuilder(key="f.log", privacy=privacy)
+    bom = "\ufeff".encode()
+    plain = built(builder, line.encode(), 0)
+    assert "tags" not in plain, plain
+    with_bom = built(builder, bom + line.encode(), 0)
+    assert with_bom == plain
+    # Rewritten ahead by `prepared`, as the pipeline builds the lines with privacy rules.
+    ahead = [builder.build(raw, at) for at, raw in builder.prepared([(0, bom + line.encode())])]
+    assert ahead == [plain]
+    # Anywhere else it is no byte-order mark: the line fails, kept whole.
+    later = built(builder, bom + line.encode(), 7)
+    assert later["tags"] == [PARSE_FAILURE_TAG]
+    twice = built(builder, bom + bom + line.encode(), 0)
+    assert twice["tags"] == [PARSE_FAILURE_TAG]
+    assert builder.failures == 2
 
 
 def test_builder_adds_where_the_line_came_from() -> None:

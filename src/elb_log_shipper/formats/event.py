@@ -68,6 +68,10 @@ _ALB_PARTS = 25
 # starts with one.
 _SHORT_PATH_OTHER_FORMATS = frozenset("0123456789t")
 
+# UTF-8's byte-order mark. ELB writes none, but an editor may put one before a local file's first
+# line; the line is read without it (``EventBuilder.build``), at offset 0 still.
+_BOM = "\ufeff"
+
 # ALB and NLB lines are recognised by their first field alone.
 _BY_FIRST_FIELD: dict[str, Callable[[list[str]], Event]] = {
     **dict.fromkeys(alb.TYPES, alb.parse),
@@ -331,6 +335,14 @@ class EventBuilder:
                 raw.decode(errors="replace"), offset, f"invalid UTF-8 at byte {error.start}"
             )
         except ParseError as error:
+            # Only a line that fails pays for this test, and only the first. One mark: a second
+            # fails the line.
+            if (
+                offset == 0
+                and (line := self._read_as(raw)).startswith(_BOM)
+                and not line.startswith(_BOM, 1)
+            ):
+                return self.build(line[1:].encode(), 0)
             return self._parse_failure(raw, text, offset, str(error))
         except (ValueError, IndexError, KeyError) as error:  # pragma: no cover - a parser bug
             return self._parse_failure(raw, text, offset, f"parser error: {error!r}")
@@ -424,6 +436,11 @@ class EventBuilder:
             return self._failure(text, offset, reason)
         line = self._as_read(raw, offset) if isinstance(raw, str) else raw.decode()
         return self.failure(line, offset, self._privacy.redact(reason))
+
+    def _read_as(self, raw: bytes | str) -> str:
+        """The first line (offset 0) as read: ``raw`` decoded, or the line that ``prepared``
+        rewrote as ``raw``."""
+        return self._as_read(raw, 0) if isinstance(raw, str) else raw.decode()
 
     def _as_read(self, text: str, offset: int) -> str:
         """The line at ``offset`` as read, for a line that ``prepared`` rewrote as ``text`` in the
