@@ -553,6 +553,39 @@ FAILURES = {
         'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4 - 0 0 0 200 - 1 2 "GET / HTTP/1.1"',
         "client:port",
     ),
+    "alb client no address": (
+        'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.400:5 - 0 0 0 200 - 1 2 "GET / HTTP/1.1"',
+        "client:port: '1.2.3.400:5' holds no IP address",
+    ),
+    "alb client redacted before": (
+        'http 2018-07-02T22:23:00.186641Z app/x/1 REDACTED:5 - 0 0 0 200 - 1 2 "GET / HTTP/1.1"',
+        "client:port: 'REDACTED:5' holds no IP address",
+    ),
+    "alb client with a leading zero": (
+        'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.04:5 - 0 0 0 200 - 1 2 "GET / HTTP/1.1"',
+        "client:port: '1.2.3.04:5' holds no IP address",
+    ),
+    "classic client no address": (
+        "2015-05-13T23:39:43.945958Z lb 192.0.2.999:2817 10.0.0.1:80 0.1 0.1 0.1 200 200 0 29"
+        ' "GET http://a.com:80/ HTTP/1.1" "curl" - -',
+        "client:port: '192.0.2.999:2817' holds no IP address",
+    ),
+    "nlb client no address": (
+        "tls 2.0 2020-04-01T08:51:42 net/my-nlb/c6e77e28c25b2234 g3d4b5e8bb8464cd 1.2.3:57 "
+        "10.0.0.1:443 5 2 98 246 - arn:aws:acm:us-east-2:67:certificate/ab - ECDHE-RSA-AES128-SHA"
+        " tlsv12 - e.com - - - 2020-04-01T08:51:42",
+        "client:port: '1.2.3:57' holds no IP address",
+    ),
+    "nlb destination no address": (
+        "tls 2.0 2020-04-01T08:51:42 net/my-nlb/c6e77e28c25b2234 g3d4b5e8bb8464cd 1.2.3.4:57 "
+        "10.0.0.300:443 5 2 98 246 - arn:aws:acm:us-east-2:67:certificate/ab - ECDHE-RSA-AES128-SHA"
+        " tlsv12 - e.com - - - 2020-04-01T08:51:42",
+        "destination:port: '10.0.0.300:443' holds no IP address",
+    ),
+    "connection client no address": (
+        '2023-10-04T17:05:15.514108Z 1.2.3.4.5 36280 443 TLSv1.2 ECDHE 4.036 "-" - - Success',
+        "client_ip: '1.2.3.4.5' is no IP address",
+    ),
     "classic with a user agent holding a raw newline, first half": (
         '2015-05-13T23:39:43.945958Z lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 200 200 0 29 "GET'
         ' http://a.com:80/ HTTP/1.1" "Mozilla/5.0 (broken',

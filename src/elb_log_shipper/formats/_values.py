@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any, Final
 
 from elb_log_shipper.errors import ParseError
@@ -26,6 +27,8 @@ __all__ = [
     "duration",
     "host_port",
     "integer",
+    "ip_address",
+    "ip_port",
     "milliseconds",
     "parse_request",
     "seconds",
@@ -245,6 +248,40 @@ def host_port(value: str, name: str) -> tuple[str, int]:
         if not ip:
             raise ParseError(f"{name}: {value!r} is not an address:port")
     return ip, number
+
+
+def ip_address(ip: str) -> bool:
+    """Whether ``ip`` is an address that an Elasticsearch ``ip`` field takes: IPv4 as four
+    decimal bytes without leading zeros, or IPv6 (no zone). The C library's parser, about 0.1 µs:
+    a damaged address fails its line as a damaged number does, instead of the document.
+
+    >>> [ip_address(ip) for ip in ("192.0.2.7", "2001:db8::1", "::ffff:192.0.2.7")]
+    [True, True, True]
+    >>> [ip_address(ip) for ip in ("999.0.2.7", "192.0.2", "192.0.2.07", "fe80::1%eth0", "-")]
+    [False, False, False, False, False]
+    """
+    try:
+        inet_pton(AF_INET6 if ":" in ip else AF_INET, ip)
+    except (OSError, ValueError):  # ValueError: a NUL in the text
+        return False
+    return True
+
+
+def ip_port(value: str, name: str) -> tuple[str, int]:
+    """``host_port`` of a field whose address goes to an ``ip`` field (``source.ip``,
+    ``destination.ip``): the address must be one (``ip_address``).
+
+    >>> ip_port("192.0.2.7:80", "client:port")
+    ('192.0.2.7', 80)
+    >>> ip_port("192.0.2.700:80", "client:port")
+    Traceback (most recent call last):
+    ...
+    elb_log_shipper.errors.ParseError: client:port: '192.0.2.700:80' holds no IP address
+    """
+    ip, port = host_port(value, name)
+    if not ip_address(ip):
+        raise ParseError(f"{name}: {value!r} holds no IP address")
+    return ip, port
 
 
 _TLS_PROTOCOLS: dict[str, tuple[str, str] | None] = {}

@@ -12,6 +12,7 @@ serialised, never mutated after they are built, so sharing is safe.
 from __future__ import annotations
 
 from collections.abc import Callable
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
 from elb_log_shipper.errors import ParseError
@@ -26,6 +27,7 @@ from elb_log_shipper.formats._values import (
     duration,
     host_port,
     integer,
+    ip_port,
     parse_request,
     seconds,
     timestamp,
@@ -235,6 +237,8 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
             if number > PORT_MAX or ip[0] == "[":
                 # Rare: a bracketed IPv6 address, or a port no TCP port can be.
                 ip, number = host_port(client, "client:port")
+            # `_values.ip_address`, inline: an `ip` field takes nothing else.
+            inet_pton(AF_INET6 if ":" in ip else AF_INET, ip)
             out["source"] = {"address": ip, "ip": ip, "port": number}
         backend = _backends.get(target, _NO_BACKENDS).get(target_status)
         if backend is None:
@@ -336,7 +340,7 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
             if len(later) > len(_LATER_FIELDS):
                 elb["extra_fields"] = later[len(_LATER_FIELDS) :]
         return out
-    except ValueError:
+    except (ValueError, OSError):  # OSError: `inet_pton`
         # The fast path converts without naming fields; find the culprit for the message.
         checked = [client, target, request_time, target_time, response_time, status]
         raise ParseError(diagnose([*checked, target_status, received, sent])) from None
@@ -351,7 +355,7 @@ def diagnose(values: list[str]) -> str:
 def _first_invalid(values: list[str]) -> str | None:
     """``diagnose``'s answer; None when every value is valid."""
     checks: tuple[tuple[str, Callable[[str], object]], ...] = (
-        ("client:port", lambda v: v == "-" or host_port(v, "")),
+        ("client:port", lambda v: v == "-" or ip_port(v, "")),
         ("target:port", lambda v: v == "-" or host_port(v, "")),
         ("request_processing_time", lambda v: duration(v, "")),
         ("target_processing_time", lambda v: duration(v, "")),

@@ -10,10 +10,12 @@ from typing import Any
 from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats._values import (
     ECS,
+    MEMO_LIMIT,
     STATUS_MAX,
     byte_count,
     host_port,
     integer,
+    ip_port,
     parse_request,
     seconds,
     timestamp,
@@ -27,6 +29,19 @@ MIN_FIELDS = 11
 KNOWN_FIELDS = 15
 
 
+_backends: dict[str, tuple[str, str]] = {}
+
+
+def _backend(value: str) -> tuple[str, str]:
+    """The instance's address and port; the integration maps aws.elb.backend.port as a
+    keyword."""
+    ip, port = host_port(value, "backend:port")
+    if len(_backends) >= MEMO_LIMIT:
+        _backends.clear()
+    found = _backends[value] = (ip, str(port))
+    return found
+
+
 def parse(f: list[str]) -> dict[str, Any]:
     """Event fields of one Classic access-log line split into fields ``f``."""
     n = len(f)
@@ -37,14 +52,13 @@ def parse(f: list[str]) -> dict[str, Any]:
     event: dict[str, Any] = {"kind": "event", "dataset": "aws.elb_logs", "end": ts}
     out: dict[str, Any] = {"@timestamp": ts, "ecs": ECS, "event": event, "aws": {"elb": elb}}
     if (v := f[2]) != "-":
-        ip, port = host_port(v, "client:port")
+        ip, port = ip_port(v, "client:port")
         out["source"] = {"address": ip, "ip": ip, "port": port}
     backend: dict[str, Any] = {}
     # No instance reached: `-` (and `-1` in some old files).
     if (v := f[3]) != "-" and v != "-1":
-        ip, port = host_port(v, "backend:port")
-        # The integration maps aws.elb.backend.port as a keyword.
-        backend["ip"], backend["port"] = ip, str(port)
+        # A handful of instances: each read once.
+        backend["ip"], backend["port"] = _backends.get(v) or _backend(v)
     if (time := seconds(f[4], "request_processing_time")) is not None:
         elb["request_processing_time"] = time
     if (time := seconds(f[5], "backend_processing_time")) is not None:

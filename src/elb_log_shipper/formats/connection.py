@@ -17,6 +17,7 @@ from elb_log_shipper.formats._values import (
     PORT_MAX,
     duration,
     integer,
+    ip_address,
     timestamp,
     tls_version,
 )
@@ -46,10 +47,9 @@ def parse(f: list[str]) -> dict[str, Any]:
     ip = f[1]
     if ip[:1] == "[" and ip[-1:] == "]":
         ip = ip[1:-1]
-    if "." not in ip and ":" not in ip and ip != "-":
-        # Addresses are not validated (docs/elb-log-formats.md, section 7), but one always has a
-        # dot or a colon: a name here is another line read as a connection log (a Classic line
-        # whose client is `-` has its load balancer's name in this place).
+    if ip != "-" and not ip_address(ip):
+        # Also how a Classic line whose client is `-` is told from a connection log: its load
+        # balancer's name is in this place.
         raise ParseError(f"client_ip: {ip!r} is no IP address")
     port = integer(f[2], "client_port", PORT_MAX)
     # client.* is what Elastic's pipeline sets; source.* is what every other format of ours

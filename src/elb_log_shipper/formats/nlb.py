@@ -10,8 +10,9 @@ from typing import Any
 from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats._values import (
     ECS,
+    MEMO_LIMIT,
     byte_count,
-    host_port,
+    ip_port,
     milliseconds,
     timestamp,
     tls_version,
@@ -22,6 +23,16 @@ __all__ = ["KNOWN_FIELDS", "MIN_FIELDS", "parse"]
 # Through sent_bytes: fewer fields is a truncated line.
 MIN_FIELDS = 11
 KNOWN_FIELDS = 22
+
+
+_destinations: dict[str, tuple[str, int]] = {}
+
+
+def _destination(value: str) -> tuple[str, int]:
+    if len(_destinations) >= MEMO_LIMIT:
+        _destinations.clear()
+    found = _destinations[value] = ip_port(value, "destination:port")
+    return found
 
 
 def parse(f: list[str]) -> dict[str, Any]:
@@ -48,10 +59,11 @@ def parse(f: list[str]) -> dict[str, Any]:
     source: dict[str, Any] = {}
     destination: dict[str, Any] = {}
     if (v := f[5]) != "-":
-        ip, port = host_port(v, "client:port")
+        ip, port = ip_port(v, "client:port")
         source["address"], source["ip"], source["port"] = ip, ip, port
     if (v := f[6]) != "-":
-        ip, port = host_port(v, "destination:port")
+        # A handful of targets: checked once each.
+        ip, port = _destinations.get(v) or _destination(v)
         destination["ip"], destination["port"] = ip, port
         # ECS calls the target the destination; Elastic's integration calls it the backend (its
         # port a keyword), and its dashboards read that: both are set.
