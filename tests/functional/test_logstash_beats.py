@@ -276,11 +276,15 @@ def test_an_ack_unread_when_the_connection_breaks_still_confirms_its_window(
     assert stats.events_resent == 16  # the second window only
 
 
-def test_a_final_ack_then_a_close_while_idle_confirms_and_replaces_the_connection() -> None:
-    """Logstash's client_inactivity_timeout can close a connection right after its last ACK:
-    the ACK confirms its window, and the connection is replaced as one closed while idle,
-    not found broken by writing into it."""
-    faults = Faults(ack_delay=0.2, close_after_ack_connections=1)
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "reset"])
+def test_a_final_ack_then_a_close_while_idle_confirms_and_replaces_the_connection(
+    reset: bool,
+) -> None:
+    """Logstash's client_inactivity_timeout (or a reload, a shutdown) can close a connection
+    right after its last ACK: the ACK confirms its window, and the connection is replaced as
+    one closed while idle, not found broken by writing into it. Logstash closes with a reset
+    (SO_LINGER 0), which must not hide the ACK read before it."""
+    faults = Faults(ack_delay=0.2, close_after_ack_connections=1, reset_on_close=reset)
     with BeatsServer(faults=faults) as server:
         pool = SocketPool(beats_settings(server, pool_size=1))
         first = LogstashSender(pool, deadline=time.monotonic() + 30)
@@ -292,6 +296,8 @@ def test_a_final_ack_then_a_close_while_idle_confirms_and_replaces_the_connectio
         # out on it before its close (a reconnect, not a replacement while idle).
         server.wait_for_connections(1)
         server.wait_idle()
+        if reset:
+            time.sleep(0.2)  # no FIN to wait for: the reset reaches the client's kernel
         stats = ship(pool, batches(16, 16, prefix="b"))
         pool.close()
     assert first.confirmed_offset == 10
@@ -302,17 +308,41 @@ def test_a_final_ack_then_a_close_while_idle_confirms_and_replaces_the_connectio
     assert len(ids) == 32 and len(set(ids)) == 32
 
 
+def ship_until_the_deadline(pool: SocketPool, seconds: float, count: int) -> LogstashSender:
+    """Ship ``count`` events in batches of 100 within ``seconds``, which must fail at the
+    deadline; the sender, aborted, and the pool closed."""
+    sender = LogstashSender(pool, deadline=time.monotonic() + seconds)
+    with pytest.raises(DeliveryError, match="deadline"):
+        for index, batch in enumerate(batches(count, 100)):
+            sender.send(in_format(batch, sender.batch_format), 100, index + 1)
+        sender.finish(time.monotonic() + seconds)
+    sender.abort()
+    pool.close()
+    return sender
+
+
+def test_a_peer_that_resets_after_every_ack_meets_a_backoff_not_a_reconnect_storm() -> None:
+    """A beats input that drops each connection right after acknowledging a window (its
+    out-of-memory closer, an exception on the next window, a proxy cutting connections) is
+    alive: delivery goes on, and no acknowledged window is sent again. But each such loss waits
+    longer before the next connection, as libbeat's backoff does: it reconnected at once, some
+    400 times a second on this machine."""
+    faults = Faults(close_after_ack_connections=10**6, reset_on_close=True)
+    with BeatsServer(faults=faults) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        sender = ship_until_the_deadline(pool, 3.0, 50_000)
+    assert 3 <= server.connection_count <= 40, server.connection_count
+    assert sender.confirmed_offset is not None
+    ids = server.event_ids()
+    duplicated = {event_id for event_id, seen in collections.Counter(ids).items() if seen > 1}
+    assert duplicated <= set(server.unacknowledged_ids())
+
+
 def test_keepalives_only_fail_at_the_deadline_with_nothing_confirmed() -> None:
     faults = Faults(never_ack=True, keepalive_interval=0.2)
     with BeatsServer(faults=faults) as server:
         pool = SocketPool(beats_settings(server, pool_size=1, stall_timeout=STALL_TIMEOUT))
-        sender = LogstashSender(pool, deadline=time.monotonic() + 2)
-        with pytest.raises(DeliveryError, match="deadline"):
-            for index, batch in enumerate(batches(500, 100)):
-                sender.send(in_format(batch, sender.batch_format), 100, index + 1)
-            sender.finish(time.monotonic() + 2)
-        sender.abort()
-        pool.close()
+        sender = ship_until_the_deadline(pool, 2.0, 500)
     assert sender.confirmed_offset is None
     assert sender.stats.reconnects == 0
 

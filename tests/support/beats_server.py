@@ -51,8 +51,10 @@ class Faults:
     break_after_ack_connections: int = 0
     stall_after_ack: bool = False
     # The first n connections close right after their first final ACK (Logstash's
-    # client_inactivity_timeout striking as the ACK goes out).
+    # client_inactivity_timeout striking as the ACK goes out); with ``reset_on_close``, as
+    # Logstash's beats input closes every connection (SO_LINGER 0: a reset, not a FIN).
     close_after_ack_connections: int = 0
+    reset_on_close: bool = False
 
 
 # Linux's TCP state while our FIN is not yet acknowledged (`tcp_info.tcpi_state`).
@@ -145,7 +147,12 @@ class BeatsServer(JsonLinesReceiver):
                 if not self._answer(sock, window, record):
                     return
                 if record.index < self.faults.close_after_ack_connections:
-                    _close_once_the_client_has_the_fin(sock)
+                    if self.faults.reset_on_close:
+                        sock.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                    else:
+                        _close_once_the_client_has_the_fin(sock)
                     return
                 if record.index < self.faults.break_after_ack_connections:
                     self._break(sock, reader)

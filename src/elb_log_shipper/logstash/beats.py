@@ -230,6 +230,8 @@ class BeatsConnection(Connection):
             # client_inactivity_timeout strikes, and the ACK must not hide the close.
             ended = self._read_arrived()
         except OSError as error:
+            # Logstash closes with a reset (SO_LINGER 0): the ACKs read before it still count.
+            self.close()
             return self.dead_unless_fatal(error)
         if ended:
             self.close()  # Logstash closed it (or went away); its ACKs still count

@@ -383,6 +383,7 @@ class Connection:
         # Whether anything was confirmed on it while it stayed open (beats): a loss after that is
         # one dropped connection of a live peer, not a peer that is down.
         self.made_progress = False
+        self.opened_at = time.monotonic()
         # What the peer had acknowledged after the handshake, and when the socket closed: a
         # connection turned away at a connection cap breaks with no more than the first flight
         # acknowledged (the kernel acknowledges what arrives before the close).

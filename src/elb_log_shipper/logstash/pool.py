@@ -137,14 +137,17 @@ class SocketPool:
     def lost_unconfirmed(self, conn: Connection) -> bool:
         """A connection broke before its confirmation: turned away at a connection cap while
         others are open, open fewer (and return True); else the peer closes after some bytes,
-        confirm sooner."""
+        confirm sooner (beats: smaller windows, unless some were acknowledged on it)."""
         with self._cond:
             others = sum(1 for other in self._lent if other is not conn and not other.closed)
             if conn.turned_away() and others:
                 self._refused(others + len(self._idle))
                 return True
             if isinstance(conn, BeatsConnection):
-                self._window = max(BEATS_WINDOW_MIN, self._window // 2)
+                if not conn.made_progress:
+                    # Windows of this size were acknowledged on a connection lost after them:
+                    # the size is not why.
+                    self._window = max(BEATS_WINDOW_MIN, self._window // 2)
             elif conn.carried_bytes:
                 floor = min(MIN_ROTATE_BYTES, self.rotate_bytes)
                 within = min(self._confirm_within, conn.carried_bytes) // 2
@@ -199,7 +202,12 @@ class SocketPool:
             conn = self._take_slot(deadline, stop)
             if conn is None:
                 break
-            if conn.is_alive():
+            try:
+                alive = conn.is_alive()
+            except BaseException:
+                self.discard(conn)  # a fatal TLS alert: its slot is free again
+                raise
+            if alive:
                 conn.times_lent += 1
                 return conn
             inherited.extend(conn.take_unconfirmed())

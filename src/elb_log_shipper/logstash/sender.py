@@ -30,6 +30,11 @@ QUEUE_BATCHES_PER_CONNECTION = 2
 # Full-jitter exponential backoff between reconnects: first wait up to 50 ms, never above 2 s.
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 2.0
+# A connection the peer drops after confirming on it (a beats input that resets after each ACK, a
+# proxy cutting connections) is no sign the peer is down, but reconnecting at once, again and again,
+# ran at hundreds of connections a second: such losses wait as reconnects do (the same backoff,
+# never giving up), until a connection lasts this long.
+CHURN_RESET_SECONDS = 10.0
 # Give up when connections keep failing without confirming anything: at least this many
 # failures, spread over at least this many stall timeouts (a restart takes seconds; a Logstash
 # that refuses or never reads for longer is down, and the caller's time is better spent retrying
@@ -366,6 +371,7 @@ class _Worker(threading.Thread):
         self._conn: Connection | None = None
         self._failures = 0
         self._first_failure = 0.0
+        self._churn = 0  # connections lost in a row soon after confirming on them
 
     def run(self) -> None:
         try:
@@ -523,11 +529,30 @@ class _Worker(threading.Thread):
             retries=len(batches),
             events_resent=sum(batch.events for batch in batches),
         )
-        # Turned away at a cap, the pool now opens fewer; dropped after confirming on it, the
-        # peer is alive: neither is a reason to wait or to give up.
-        if not capped and not conn.made_progress:
+        # Turned away at a cap, the pool now opens fewer: no reason to wait. Dropped after
+        # confirming on it, the peer is alive: no reason to give up, but a reason to wait when it
+        # keeps happening.
+        if conn.made_progress:
+            self._wait_after_churn(conn)
+        elif not capped:
             self._back_off(error)
         return batches
+
+    def _wait_after_churn(self, conn: Connection) -> None:
+        """Wait before replacing ``conn``, lost after confirming on it: not at all if it lasted
+        ``CHURN_RESET_SECONDS``, else longer for each such loss in a row (full jitter, as
+        ``_back_off``), within the deadline."""
+        now = time.monotonic()
+        if now - conn.opened_at >= CHURN_RESET_SECONDS:
+            self._churn = 0
+            return
+        self._churn += 1
+        delay = random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**self._churn))
+        deadline = self._sender.deadline
+        if deadline is not None:
+            delay = min(delay, max(0.0, deadline - now))
+        if self._sender.stopped.wait(delay):
+            raise _StoppedError
 
     def _back_off(self, error: ConnectionLostError) -> None:
         """Wait before reconnecting (full jitter); DeliveryError once it is time to give up."""
