@@ -301,6 +301,26 @@ def test_every_field_we_emit_or_enrich_is_in_the_index_template() -> None:
     assert ENRICHED - mapped == set()
 
 
+def _active(name: str) -> str:
+    conf = (ROOT / "logstash" / name).read_text(encoding="utf-8")
+    lines = conf.splitlines()
+    return "\n".join(line for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def test_the_beats_example_lands_the_documents_of_the_tcp_example() -> None:
+    """The beats input tags every event it decodes (logstash-input-beats'
+    RawEventTransform: "beats_input_raw_event"; with a `message`, the codec's tag): the beats
+    variant takes those tags off, and is otherwise the tcp variant from its filter on."""
+    tcp, beats = _active("pipeline.conf"), _active("pipeline-beats.conf")
+    removal = re.search(r" *mutate \{ remove_tag => \[([^\]]*)\] \}\n", beats)
+    assert removal is not None
+    assert set(re.findall(r'"([^"]+)"', removal[1])) == {
+        "beats_input_raw_event",
+        "beats_input_codec_plain_applied",
+    }
+    assert beats[beats.index("filter {") :].replace(removal[0], "") == tcp[tcp.index("filter {") :]
+
+
 def test_the_enrichment_pipeline_enriches_and_does_not_parse() -> None:
     pipeline = json.loads(ENRICH_PIPELINE.read_text(encoding="utf-8"))
     steps = [next(iter(processor.items())) for processor in pipeline["processors"]]
@@ -312,8 +332,11 @@ def test_the_enrichment_pipeline_enriches_and_does_not_parse() -> None:
     }
 
 
-def test_the_logstash_example_writes_where_the_template_applies_without_reparsing() -> None:
-    conf = (ROOT / "logstash" / "pipeline.conf").read_text(encoding="utf-8")
+@pytest.mark.parametrize("name", ["pipeline.conf", "pipeline-beats.conf"])
+def test_the_logstash_example_writes_where_the_template_applies_without_reparsing(
+    name: str,
+) -> None:
+    conf = (ROOT / "logstash" / name).read_text(encoding="utf-8")
     active = "\n".join(line for line in conf.splitlines() if not line.lstrip().startswith("#"))
     outputs = active.split("elasticsearch {")[1:]
     assert len(outputs) == 2  # with event.id, and the guard without
