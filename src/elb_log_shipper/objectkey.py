@@ -38,6 +38,9 @@ class KeyKind(StrEnum):
     CONNECTION = "connection"
     HEALTH_CHECK = "health_check"
     TEST_FILE = "test_file"
+    # Another service's logs in the same layout (AWSLogs/<account>/CloudTrail/..., vpcflowlogs,
+    # WAFLogs...): a central logging bucket holds them beside ELB's.
+    OTHER_SERVICE = "other_service"
     UNKNOWN = "unknown"
 
 
@@ -117,6 +120,10 @@ _FILE = re.compile(
     r"\.log(?P<gz>\.gz)?"
 )
 
+# The last `AWSLogs/<account>/<folder>/` of a key: the folder names the service that wrote it.
+_SERVICE = re.compile(rf"(?:.*/)?AWSLogs/{_ACCOUNT}/(?P<service>[^/]+)/", re.DOTALL)
+_NOT_OTHER_SERVICES = frozenset({"elasticloadbalancing", "ELBAccessLogTestFile"})
+
 _KIND_OF_PREFIX = {
     None: KeyKind.ACCESS,
     "conn_log_": KeyKind.CONNECTION,
@@ -137,6 +144,8 @@ def parse_key(key: str) -> KeyInfo:
     '2024-02-07T09:55:00+00:00'
     >>> parse_key("not/a/log.txt").kind
     <KeyKind.UNKNOWN: 'unknown'>
+    >>> parse_key("AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/01/x.json.gz").kind
+    <KeyKind.OTHER_SERVICE: 'other_service'>
     """
     test_file = _TEST_FILE.fullmatch(key)
     if test_file:
@@ -149,6 +158,9 @@ def parse_key(key: str) -> KeyInfo:
 
     folders = _FOLDERS.fullmatch(key)
     if folders is None:
+        service = _SERVICE.match(key)
+        if service is not None and service["service"] not in _NOT_OTHER_SERVICES:
+            return KeyInfo(key=key, kind=KeyKind.OTHER_SERVICE)
         return KeyInfo(key=key, kind=KeyKind.UNKNOWN)
     known = KeyInfo(
         key=key,

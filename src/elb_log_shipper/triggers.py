@@ -188,9 +188,10 @@ class Trigger:
 def classify(ref: ObjectRef) -> Decision:
     """Decide from its key whether an object is shipped.
 
-    The ELB test file is skipped quietly; health-check logs are skipped with a reason (their
-    format is not one we parse); everything else is shipped, unknown keys included, whose lines
-    then count as parse failures downstream rather than vanish here.
+    The ELB test file is skipped quietly; health-check logs and other services' logs beside ELB's
+    (``AWSLogs/<account>/CloudTrail/...``) are skipped with a reason (their format is not one we
+    parse); everything else is shipped, unknown keys included, whose lines then count as parse
+    failures downstream rather than vanish here.
 
     >>> decision = classify(ObjectRef("logs", "AWSLogs/123456789012/ELBAccessLogTestFile"))
     >>> decision.skip_reason, decision.quiet
@@ -203,6 +204,12 @@ def classify(ref: ObjectRef) -> Decision:
         return Decision(info, "ELB access log test file", quiet=True)
     if info.kind is KeyKind.HEALTH_CHECK:
         return Decision(info, "health check logs are not shipped: their format is not supported")
+    if info.kind is KeyKind.OTHER_SERVICE:
+        return Decision(
+            info,
+            "another service's logs (AWSLogs/<account>/<service>/ names a service other than "
+            "elasticloadbalancing); narrow the notification's prefix to ELB's folders",
+        )
     return Decision(info)
 
 

@@ -144,7 +144,6 @@ UNKNOWN_NOTHING = [
     f"AWSLogs/{ACCOUNT}/ELBAccessLogTestFile.txt",
     f"AWSLogs/1234/elasticloadbalancing/us-east-1/2026/11/28/{FILE}x_20261128T2340Z_1.2.3.4_a.log",
     f"AWSLogs/{ACCOUNT}/elasticloadbalancing/US-EAST-1/2026/11/28/x.log",
-    f"AWSLogs/{ACCOUNT}/cloudtrail/us-east-1/2026/11/28/x.json.gz",
     DAY + "sub/" + FILE + "my-lb_20261128T2340Z_10.0.2.8_5f6g7h8j.log",
 ]
 
@@ -167,6 +166,19 @@ UNKNOWN_UNDER_DAY = [
 @pytest.mark.parametrize("key", UNKNOWN_NOTHING)
 def test_unknown_keys(key: str) -> None:
     assert parse_key(key) == KeyInfo(key=key, kind=KeyKind.UNKNOWN)
+
+
+OTHER_SERVICES = [
+    f"AWSLogs/{ACCOUNT}/cloudtrail/us-east-1/2026/11/28/x.json.gz",
+    f"AWSLogs/{ACCOUNT}/CloudTrail-Digest/us-east-1/2026/11/28/x.json.gz",
+    f"central/AWSLogs/{ACCOUNT}/vpcflowlogs/us-east-1/2026/11/28/x.log.gz",
+    f"AWSLogs/{ACCOUNT}/elasticloadbalancing/x/AWSLogs/{ACCOUNT}/Config/us-east-1/x.json.gz",
+]
+
+
+@pytest.mark.parametrize("key", OTHER_SERVICES)
+def test_other_services_folders_beside_elbs(key: str) -> None:
+    assert parse_key(key) == KeyInfo(key=key, kind=KeyKind.OTHER_SERVICE)
 
 
 @pytest.mark.parametrize("key", UNKNOWN_UNDER_DAY)

@@ -241,6 +241,31 @@ def test_health_check_log_is_skipped_with_a_reason() -> None:
         (TEST_FILE_KEY, KeyKind.TEST_FILE, False, True),
         ("prefix/" + TEST_FILE_KEY, KeyKind.TEST_FILE, False, True),
         ("some/other/file.log", KeyKind.UNKNOWN, True, False),
+        # Other services' logs in a central logging bucket, under the same AWSLogs/<account>/.
+        (
+            "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/28/"
+            "123456789012_CloudTrail_us-east-1_20261128T2340Z_a1.json.gz",
+            KeyKind.OTHER_SERVICE,
+            False,
+            False,
+        ),
+        (
+            "org/AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/28/"
+            "123456789012_vpcflowlogs_us-east-1_fl-1_20261128T2340Z_a1.log.gz",
+            KeyKind.OTHER_SERVICE,
+            False,
+            False,
+        ),
+        (
+            "AWSLogs/123456789012/WAFLogs/cloudfront/acl/2026/11/28/23/40/x.log.gz",
+            KeyKind.OTHER_SERVICE,
+            False,
+            False,
+        ),
+        # ELB's own folder, even when not a key ELB writes, and an ELB key under a prefix that
+        # holds another account's folder: shipped.
+        (DAY + "sub/extra.log", KeyKind.UNKNOWN, True, False),
+        ("AWSLogs/123456789012/CloudTrail/x/" + ALB_KEY, KeyKind.ACCESS, True, False),
     ],
 )
 def test_classify(key: str, kind: KeyKind, ship: bool, quiet: bool) -> None:
@@ -248,6 +273,14 @@ def test_classify(key: str, kind: KeyKind, ship: bool, quiet: bool) -> None:
     assert decision.key_info.kind is kind
     assert (decision.ship, decision.quiet) == (ship, quiet)
     assert (decision.skip_reason is None) == ship
+
+
+def test_another_services_logs_are_skipped_with_a_reason_that_says_what_to_change() -> None:
+    key = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/28/x.json.gz"
+    (item,) = parse_event({"Records": [s3_record(key)]}).items
+    assert (item.ship, item.quiet) == (False, False)
+    assert item.skip_reason is not None
+    assert "another service" in item.skip_reason and "prefix" in item.skip_reason
 
 
 def test_classify_reads_local_paths_too() -> None:
