@@ -598,6 +598,7 @@ FAILURES = {
 def test_bad_lines_become_failure_events(line: str, reason: str) -> None:
     event = parse_line(line)
     assert event["tags"] == [PARSE_FAILURE_TAG]
+    assert event["event"]["kind"] == "pipeline_error"
     assert event["event"]["original"] == line
     assert reason in event["error"]["message"]
     assert event["@timestamp"].endswith("Z")

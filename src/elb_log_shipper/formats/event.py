@@ -144,7 +144,8 @@ def _failure(text: str, reason: str) -> Event:
     return {
         "@timestamp": _now(),
         "ecs": ECS,
-        "event": {"kind": "event", "dataset": DATASET, "original": text},
+        # ECS: an error met while ingesting the event, which holds the original.
+        "event": {"kind": "pipeline_error", "dataset": DATASET, "original": text},
         "tags": [PARSE_FAILURE_TAG],
         "error": {"message": reason},
     }
