@@ -32,6 +32,7 @@ it fails again.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -196,7 +197,8 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="worker processes, each shipping one object at a time with its own S3 client and "
-        "Logstash pool (default: one per usable CPU); with --via-lambda, invocations in flight "
+        "Logstash pool (default: one per usable CPU; with --to -, 1: more spool each object's "
+        "JSON lines in TMPDIR until its turn); with --via-lambda, invocations in flight "
         f"(default: {DEFAULT_INVOKE_JOBS})",
     )
     running.add_argument(
@@ -402,7 +404,16 @@ def _check_usage(args: argparse.Namespace) -> None:
 def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
     _check_usage(args)
     settings = _settings(args)
-    jobs = args.jobs or (DEFAULT_INVOKE_JOBS if args.via_lambda is not None else usable_cpus())
+    if args.jobs:
+        jobs = args.jobs
+    elif args.via_lambda is not None:
+        jobs = DEFAULT_INVOKE_JOBS
+    elif args.to == "-":
+        # JSON lines in plan order: from several processes each object's output would wait on
+        # disk (TMPDIR, about four times its log's size) until its turn.
+        jobs = 1
+    else:
+        jobs = usable_cpus()
     clients = LazyClients(jobs)
     plan = plan_sources(
         args.sources,
@@ -540,8 +551,8 @@ class _Run:
         if self.jobs == 1:
             finished = self._ship_here(settings, stdout, s3_client, on_done, privacy)
         else:
-            with tempfile.TemporaryDirectory(prefix=f"{PROG}-") as spool_dir:
-                setup = WorkerSetup(settings, spool_dir if self.args.to == "-" else None, privacy)
+            with self._spool() as spool_dir:
+                setup = WorkerSetup(settings, spool_dir, privacy)
                 finished = self._fan_out(
                     lambda counted: run_in_processes(
                         ship_in_worker,
@@ -562,6 +573,20 @@ class _Run:
                 )
         stdout.flush()
         return self._report(results, finished)
+
+    def _spool(self) -> contextlib.AbstractContextManager[str | None]:
+        """For ``--to -`` from worker processes, a temporary folder for each object's JSON lines
+        until its turn; else none."""
+        if self.args.to != "-":
+            return contextlib.nullcontext()
+        try:
+            return tempfile.TemporaryDirectory(prefix=f"{PROG}-")
+        except OSError as error:
+            raise ConfigurationError(
+                f"--jobs {self.jobs} with --to - keeps each object's JSON lines in a temporary "
+                f"folder until its turn, and none could be made ({error}): set TMPDIR to a "
+                "writable folder, or use --jobs 1"
+            ) from error
 
     def _ship_here(
         self,

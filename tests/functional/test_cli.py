@@ -154,6 +154,24 @@ def test_directory_ships_every_file_in_name_order(
     assert "2 objects (0 skipped, 0 failed)" in run.err
 
 
+def test_stdout_is_written_by_one_process_by_default_with_no_spool(
+    capsys: pytest.CaptureFixture[str], logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With several workers each object's JSON lines wait in TMPDIR until their turn (some four
+    # times the log's size): where no temporary folder can be made, that fails at once.
+    not_a_folder = tmp_path / "not-a-folder"
+    not_a_folder.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))
+    run = run_cli(capsys, "ship", str(logs), "--to", "-")
+    assert run.status == cli.EXIT_OK, run.err
+    assert [e["event"]["original"] for e in events(run.out)] == [*ALB_LINES, *CLASSIC_LINES]
+    # Asked for: one sentence that says what to change, no traceback.
+    run = run_cli(capsys, "ship", str(logs), "--to", "-", "--jobs", "2")
+    assert run.status == cli.EXIT_USAGE
+    assert "set TMPDIR to a writable folder, or use --jobs 1" in run.err
+    assert "Traceback" not in run.err and run.out == ""
+
+
 def test_a_link_to_nothing_in_a_directory_fails_alone(
     capsys: pytest.CaptureFixture[str], logs: Path
 ) -> None:
