@@ -20,7 +20,8 @@ Shapes understood:
    function): each ``Sns.Message`` is an S3 notification (or ``s3:TestEvent``), read as in an
    SQS body.
 3. EventBridge, ``source == "aws.s3"``: ``detail.bucket.name`` and ``detail.object.key``, which
-   is taken as written. The S3 documentation says notification keys are URL-encoded; its
+   is taken as written, unless it holds a ``%`` and names an ELB log once percent-decoded
+   (``_eventbridge_key``). The S3 documentation says notification keys are URL-encoded; its
    EventBridge page (ev-events) says no such thing and shows plain keys.
 4. Continuation: the message this function sends itself, through its queue, to carry on
    reading an object from a byte offset (``make_continuation`` / ``parse_continuation``).
@@ -61,7 +62,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from elb_log_shipper.config import ENV
 from elb_log_shipper.errors import InputError
@@ -479,11 +480,9 @@ def _eventbridge_items(event: Mapping[str, Any], message_id: str | None) -> list
         )
     detail = _mapping(event.get("detail"), "detail")
     obj = _mapping(detail.get("object"), "detail.object")
-    # The key is used as written. Powertools' S3EventBridgeNotificationObject.key applies
-    # unquote_plus, which would turn a literal "+" into a space; AWS documents no encoding here.
     ref = ObjectRef(
         bucket=_text(_mapping(detail.get("bucket"), "detail.bucket").get("name"), "bucket name"),
-        key=_text(obj.get("key"), "detail.object.key"),
+        key=_eventbridge_key(_text(obj.get("key"), "detail.object.key")),
         version_id=_optional_text(obj.get("version-id"), "detail.object.version-id"),
         etag=_etag(obj.get("etag"), "detail.object.etag"),
         size=_optional_count(obj.get("size"), "detail.object.size"),
@@ -492,6 +491,30 @@ def _eventbridge_items(event: Mapping[str, Any], message_id: str | None) -> list
     if detail_type != _EVENTBRIDGE_OBJECT_CREATED:
         return [_item(ref, message_id, f"EventBridge event {detail_type!r} is not Object Created")]
     return [_item(ref, message_id, live=True)]
+
+
+def _eventbridge_key(key: str) -> str:
+    """An EventBridge event's key, as written, or percent-decoded when it holds a ``%`` and
+    decodes to an ELB log's key.
+
+    AWS documents no encoding here, and Powertools' S3EventBridgeNotificationObject.key applies
+    ``unquote_plus`` (a literal ``+`` would become a space). ELB writes no ``%`` in its keys, but
+    an IPv6 node's address in the file name holds colons, which S3's notifications encode
+    (``%3A``): a key with a ``%`` that names an ELB log once decoded was encoded, and is decoded
+    without reading ``+`` as a space. Any other key is used as written.
+
+    >>> _eventbridge_key("AWSLogs/123456789012/elasticloadbalancing/us-east-1/2026/11/28/"
+    ...     "123456789012_elasticloadbalancing_us-east-1_app.a.b1_20261128T2340Z_2600%3A1f18%3A%3A1"
+    ...     "_x.log.gz")[-28:]
+    'T2340Z_2600:1f18::1_x.log.gz'
+    >>> _eventbridge_key("a/100%25 b+c.log")
+    'a/100%25 b+c.log'
+    """
+    if "%" in key:
+        decoded = unquote(key)
+        if parse_key(decoded).is_log:
+            return decoded
+    return key
 
 
 def _continuation_item(message: Mapping[str, Any], message_id: str | None) -> WorkItem:

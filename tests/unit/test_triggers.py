@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from elb_log_shipper.errors import InputError
-from elb_log_shipper.objectkey import KeyKind, LoadBalancerType
+from elb_log_shipper.objectkey import KeyKind, LoadBalancerType, parse_key
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.triggers import (
     CONTINUATION_MARKER,
@@ -424,6 +424,21 @@ def test_eventbridge_key_is_taken_as_written() -> None:
     event = load("eventbridge-object-created.json")
     event["detail"]["object"]["key"] = "a+b%3Ac d.log"
     assert refs(parse_event(event))[0].key == "a+b%3Ac d.log"
+
+
+IPV6_NODE_KEY = ALB_KEY  # its node's address holds colons
+
+
+@pytest.mark.parametrize(
+    "written", [IPV6_NODE_KEY, IPV6_NODE_KEY.replace(":", "%3A")], ids=["as-is", "encoded"]
+)
+def test_eventbridge_key_of_an_ipv6_node_is_read_encoded_or_not(written: str) -> None:
+    # AWS documents no encoding of EventBridge keys, and S3's notifications encode the colons of
+    # an IPv6 node's address: a key that names an ELB log once decoded was encoded.
+    assert ":" in IPV6_NODE_KEY and parse_key(IPV6_NODE_KEY).is_log
+    event = load("eventbridge-object-created.json")
+    event["detail"]["object"]["key"] = written
+    assert refs(parse_event(event))[0].key == IPV6_NODE_KEY
 
 
 def test_eventbridge_with_version_and_etag_pins_them() -> None:
