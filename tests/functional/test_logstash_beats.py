@@ -4,6 +4,7 @@ server (tests/support/beats_server.py) and timbersnake's, from PyPI. Plain TCP a
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -410,3 +411,29 @@ def test_the_pipeline_sends_every_event_with_metadata_also_failed_and_cut_ones(
     assert all(event["@metadata"] == METADATA for event in events)
     tags = collections.Counter(tag for event in events for tag in event.get("tags", []))
     assert tags == {"_elbparsefailure": 1, "_elbtruncated": 1}
+
+
+def test_a_restart_of_logstash_leaves_the_pool_its_size() -> None:
+    """A restart (an upgrade, a crash) in the middle of a run: the connections die, the port
+    refuses for a while, then a new input listens on it. A refused connection means nobody
+    listens, not a connection cap (a cap accepts and turns away): once Logstash is back the
+    pool may open as many connections as before. It stayed at one, regrowing by one every 10 s
+    of confirmations, and every line still arrives."""
+    first = BeatsServer(faults=Faults(ack_delay=0.05))
+    second = BeatsServer(port=first.port, listen_now=False)
+    pool = SocketPool(beats_settings(first, pool_size=4))
+    shipped: list[DeliveryStats] = []
+    shipping = threading.Thread(target=lambda: shipped.append(ship(pool, batches(40_000, 100))))
+    with second:
+        with first:
+            shipping.start()
+            time.sleep(0.7)
+            assert pool.open_connections > 1
+        time.sleep(1.0)  # `first` is gone: its connections closed, its port refusing
+        second.listen()
+        shipping.join(timeout=30)
+        limit = pool.connection_limit
+        pool.close()
+    assert shipped and shipped[0].events_confirmed == 40_000
+    assert set(first.event_ids()) | set(second.event_ids()) == all_ids(40_000)
+    assert limit == 4

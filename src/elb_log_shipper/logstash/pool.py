@@ -242,6 +242,11 @@ class SocketPool:
                 if error.refused and open_now:
                     self._refused(open_now)
                     error.capped = True
+                elif error.refused:
+                    # Refused with none open: the receiver is down (a restart), not at a cap. The
+                    # refusals met while its connections were dying, unnoticed, were the same
+                    # outage: once it is back, the pool may open as many as before.
+                    self._connection_limit = self.settings.pool_size
                 self._cond.notify_all()
             raise
         except BaseException:
