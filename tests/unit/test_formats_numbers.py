@@ -77,7 +77,7 @@ FIELDS: list[tuple[str, str, str, Any, str]] = [
     (NLB, "handshake_time", "aws.elb.tls_handshake_time.ms", LONG, "tls_handshake_time"),
     (NLB, "received", "source.bytes", LONG, "received_bytes"),
     (NLB, "sent", "destination.bytes", LONG, "sent_bytes"),
-    (CONNECTION, "client_port", "source.port", PORT, "client_port"),
+    (CONNECTION, "client_port", "client.port", PORT, "client_port"),
     (CONNECTION, "listener_port", "aws.elb.listener", PORT, "listener_port"),
     (CONNECTION, "latency", "aws.elb.tls_handshake_latency", "float", "tls_handshake_latency"),
 ]

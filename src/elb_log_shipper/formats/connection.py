@@ -52,11 +52,10 @@ def parse(f: list[str]) -> dict[str, Any]:
         # balancer's name is in this place.
         raise ParseError(f"client_ip: {ip!r} is no IP address")
     port = integer(f[2], "client_port", PORT_MAX)
-    # client.* is what Elastic's pipeline sets; source.* is what every other format of ours
-    # sets (and what geo views read): both, as ECS allows.
+    # client.*, as Elastic's pipeline sets it, and not source.*: its dashboards count and map
+    # source.ip over the whole data stream, where a TLS connection is no request.
     if ip != "-":
         out["client"] = {"ip": ip} if port is None else {"ip": ip, "port": port}
-        out["source"] = {"address": ip, **out["client"]}
     if (v := f[3]) != "-":
         integer(v, "listener_port", PORT_MAX)
         elb["listener"] = v
