@@ -539,7 +539,8 @@ def _replayed(items: Sequence[WorkItem]) -> tuple[WorkItem, ...]:
 
 
 def _within_scope(item: WorkItem, log_bucket: str | None, log_prefix: str | None) -> WorkItem:
-    if not item.ship:
+    # Another service's logs outside the scope: the scope, which the deployment sets, says why.
+    if not item.ship and item.key_info.kind is not KeyKind.OTHER_SERVICE:
         return item
     if log_bucket is not None and item.ref.bucket != log_bucket:
         reason = (

@@ -73,7 +73,9 @@ def log_key(day: int, n: int, *, end_day: int | None = None, kind: str = "") -> 
 
 TEST_FILE = f"AWSLogs/{ACCOUNT}/ELBAccessLogTestFile"
 HEALTH_CHECK = log_key(7, 900, kind="health_check_log_")
-UNDATED = f"AWSLogs/{ACCOUNT}/notes/readme.txt"
+UNDATED = f"AWSLogs/{ACCOUNT}/elasticloadbalancing/notes/readme.txt"
+# Another service's log beside ELB's (a central logging bucket): skipped, with the reason.
+OTHER_SERVICE = f"AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2024/03/01/{ACCOUNT}_CloudTrail_x.json.gz"
 # Delivered on the 6th (its folder) for an interval that ended on the 5th: the folder decides.
 LATE = log_key(6, 901, end_day=5)
 
@@ -141,6 +143,7 @@ def prefix(moto: MotoServer) -> Prefix:
         (TEST_FILE, ["Enable AccessLog for ELB: my-lb at 2024-03-01T00:00:00.000Z"], False),
         (HEALTH_CHECK, ["health check line"], True),
         (UNDATED, ["not a log line"], False),
+        (OTHER_SERVICE, ['{"Records": []}'], True),
     ]
     stored = [put(bucket, key, lines, compress=compress) for key, lines, compress in specs]
     assert len(stored) > 1_000
@@ -195,8 +198,8 @@ def test_prefix_of_over_1000_objects_ships_every_line_once(
         events = receiver.events
     assert run.status == cli.EXIT_OK, run.err
     # Without a date filter the undated key is shipped (its line a parse failure); the test
-    # file and the health-check log are not.
-    shipped = set(prefix.objects) - {TEST_FILE, HEALTH_CHECK}
+    # file, the health-check log and another service's log are not.
+    shipped = set(prefix.objects) - {TEST_FILE, HEALTH_CHECK, OTHER_SERVICE}
     assert len(shipped) > 1_000
     assert received(events) == expected_lines(prefix, shipped)
     ids = [event["event"]["id"] for event in events]
@@ -207,7 +210,7 @@ def test_prefix_of_over_1000_objects_ships_every_line_once(
     assert re.search(rf"^shipped\s+{len(shipped):,}\s", run.err, re.M), run.err
     assert "ELB access log test file: 1" in run.err
     assert "health check logs are not shipped" in run.err
-    assert f"{len(shipped)} objects (2 skipped, 0 failed)" in run.err
+    assert f"{len(shipped)} objects (3 skipped, 0 failed)" in run.err
 
 
 # Choosing objects.
@@ -279,13 +282,14 @@ def test_dry_run_lists_sizes_and_skips_without_reading(
     assert not [r for r in caplog.records if object_get.search(r.getMessage())]
 
     listed = {uri: int(size) for size, uri in re.findall(r"^ +(\d+)  (s3://\S+)$", run.out, re.M)}
-    shipped = set(prefix.objects) - {TEST_FILE, HEALTH_CHECK}
+    shipped = set(prefix.objects) - {TEST_FILE, HEALTH_CHECK, OTHER_SERVICE}
     assert listed == {f"s3://{prefix.bucket}/{key}": prefix.objects[key].size for key in shipped}
     assert f"skip  s3://{prefix.bucket}/{TEST_FILE}  (ELB access log test file)" in run.out
     assert f"skip  s3://{prefix.bucket}/{HEALTH_CHECK}  (health check logs" in run.out
+    assert f"skip  s3://{prefix.bucket}/{OTHER_SERVICE}  (another service's logs" in run.out
     total = sum(prefix.objects[key].size for key in shipped)
     assert f"would ship {len(shipped)} objects, " in run.out
-    assert f"({total} bytes); skip 2 " in run.out
+    assert f"({total} bytes); skip 3 " in run.out
 
     # With a date filter only the day folders in range are listed.
     run = run_cli(capsys, prefix.uri, "--dry-run", "--since", "2024-03-08")

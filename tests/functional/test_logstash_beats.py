@@ -331,9 +331,10 @@ def test_a_peer_that_resets_after_every_ack_meets_a_backoff_not_a_reconnect_stor
     faults = Faults(close_after_ack_connections=10**6, reset_on_close=True)
     with BeatsServer(faults=faults) as server:
         pool = SocketPool(beats_settings(server, pool_size=1))
-        sender = ship_until_the_deadline(pool, 3.0, 50_000)
+        ship_until_the_deadline(pool, 3.0, 50_000)
     assert 3 <= server.connection_count <= 40, server.connection_count
-    assert sender.confirmed_offset is not None
+    # Delivery goes on: each connection had a window acknowledged.
+    assert sum(1 for window in server.windows if window.acked) >= server.connection_count - 1
     ids = server.event_ids()
     duplicated = {event_id for event_id, seen in collections.Counter(ids).items() if seen > 1}
     assert duplicated <= set(server.unacknowledged_ids())
