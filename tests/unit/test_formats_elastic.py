@@ -277,8 +277,17 @@ def test_the_index_template_is_a_data_stream_template_for_elb_logs() -> None:
     assert settings["default_pipeline"] == "_none"
 
 
+# What Logstash adds to every event, mapped as Logstash's own index templates map it: left to
+# dynamic mapping it would be text (and keyword), unlike Elastic's logs templates, whose
+# ecs@mappings map strings as keyword: a conflict across the data stream's backing indices once
+# the integration's template takes over.
+LOGSTASH_FIELDS = {"@version": "keyword"}
+
+
 def test_the_index_template_maps_every_field_with_elastics_type() -> None:
     mapped = _mapped(_template()["template"]["mappings"]["properties"])
+    for path, type_ in LOGSTASH_FIELDS.items():
+        assert mapped.pop(path) == {"type": type_}, path
     for path, mapping in mapped.items():
         assert path in DEFINITIONS, path
         expected = DEFINITIONS[path]["type"]
