@@ -265,10 +265,13 @@ _FIELD = re.compile(
     re.DOTALL,
 )
 # In a text scrubbed as a whole, whatever touches it: what may be an IPv6 address (two colons or
-# more, with an IPv4 tail or a zone), checked by ipaddress; then every IPv4 address, found by its
-# octets wherever it starts (`ip:203.0.113.7`, `cafe203.0.113.7:80`).
+# more, with an IPv4 tail or a zone), checked by ipaddress; then every IPv4 address
+# (`_DOTTED_RUN`).
 _ASCII_OCTET_ANY = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_ANYWHERE = re.compile(rf"{_ASCII_OCTET_ANY}(?:\.{_ASCII_OCTET_ANY}){{3}}")
+# The same texts' IPv4 candidates: four numbers with dots between them, taken whole (not next to
+# another digit), whatever stands around them (`ip:203.0.113.7`, `cafe203.0.113.7:80`).
+_DOTTED_RUN = re.compile(r"(?<![0-9])[0-9]+(?:\.[0-9]+){3}(?![0-9])")
 # The last group is taken whole (`::1:51341`): an address anonymised before the rest of a group
 # would give back the address with that rest (`::` and `1`).
 _IPV6_LIKE = re.compile(
@@ -1043,7 +1046,15 @@ class LinePrivacy:
                 position = search = end
             pieces.append(text[position:])
             text = "".join(pieces)
-        return _IPV4_ANYWHERE.sub(lambda match: self._address(match.group()), text)
+        return _DOTTED_RUN.sub(self._dotted, text)
+
+    def _dotted(self, match: re.Match[str]) -> str:
+        """A run of four dot-separated numbers (``_DOTTED_RUN``) anonymised if it is an IPv4
+        address, else replaced whole: a damaged address (a leading zero, a byte past 255) or one
+        run into other digits. Matching octets inside it would leave the rest of a damaged
+        address as it was (``203.0.113.099`` read as ``203.0.113.0`` then ``99``)."""
+        run = match.group()
+        return self._address(run) if _IPV4.fullmatch(run) else REDACTED
 
     def _digest(self, packed: bytes) -> bytes:
         """The HMAC-SHA256 of the address ``packed`` with the rules' key."""

@@ -559,10 +559,6 @@ FAILURES = {
         'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.400:5 - 0 0 0 200 - 1 2 "GET / HTTP/1.1"',
         "client:port: '1.2.3.400:5' holds no IP address",
     ),
-    "alb client redacted before": (
-        'http 2018-07-02T22:23:00.186641Z app/x/1 REDACTED:5 - 0 0 0 200 - 1 2 "GET / HTTP/1.1"',
-        "client:port: 'REDACTED:5' holds no IP address",
-    ),
     "alb client with a leading zero": (
         'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.04:5 - 0 0 0 200 - 1 2 "GET / HTTP/1.1"',
         "client:port: '1.2.3.04:5' holds no IP address",

@@ -26,6 +26,7 @@ from elb_log_shipper.privacy import (
     parse_status_filter,
     request_path,
 )
+from tests.support.elastic import violations
 from tests.support.events import field as event_field
 from tests.support.events import strings
 
@@ -1283,3 +1284,38 @@ def test_drop_status_reads_the_status_the_parser_reads(line: str, rules: str) ->
     builder = EventBuilder(bucket="b", key="k", privacy=dropping)
     assert builder.build(line.encode(), 0) is None
     assert builder.dropped == 1
+
+
+@pytest.mark.parametrize("client", ["203.0.113.099", "1.2.3.04", "203.0.113.777", "203.0.113"])
+@pytest.mark.parametrize("rules", ["ip truncate", "ip hash"])
+@pytest.mark.parametrize("make", [alb, classic, nlb, connection], ids=lambda f: f.__name__)
+def test_a_damaged_client_is_redacted_not_kept_in_a_failure(
+    make: Any, rules: str, client: str
+) -> None:
+    """A client that is no address (a leading zero, a byte past 255, a byte missing): the parser
+    fails such a line without privacy rules; with them, the rules answer REDACTED for it, and
+    the line is parsed with ``address`` REDACTED and no ``ip`` field. Before, it failed, and the
+    failure event's scrub read ``203.0.113.099`` as the address ``203.0.113.0`` then ``99``: the
+    whole client stayed in ``event.original``."""
+    line = make(client)
+    assert PARSE_FAILURE_TAG in build(line, None).get("tags", [])
+    for event in built_both_ways(line, ALL_RULES[rules]):
+        decoded = orjson.loads(orjson.dumps(event))
+        assert PARSE_FAILURE_TAG not in decoded.get("tags", []), decoded.get("error")
+        assert not leaks(decoded, (client,)), leaks(decoded, (client,))
+        side = "client" if make is connection else "source"
+        assert event_field(decoded, f"{side}.address") == REDACTED
+        assert event_field(decoded, f"{side}.ip") is None
+        assert violations(decoded) == []
+
+
+@pytest.mark.parametrize("rules", ["ip truncate", "ip hash"])
+def test_a_text_scrubbed_whole_keeps_no_part_of_a_damaged_address(rules: str) -> None:
+    # A failure's text: four numbers with dots are an address, anonymised, or replaced whole.
+    # Octets matched inside a run read `203.0.113.099` as `203.0.113.0` and `99`, the address kept.
+    line = ALL_RULES[rules].compile(detect_format)
+    assert line is not None
+    scrubbed = line.redact("x 203.0.113.099 1.2.3.04:5 1203.0.113.7 y")
+    assert scrubbed == "x REDACTED REDACTED:5 REDACTED y"
+    anonymised = line.redact("ip:203.0.113.7 cafe203.0.113.7:80")
+    assert "203.0.113.7" not in anonymised and anonymised.startswith("ip:")

@@ -14,6 +14,7 @@ from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any, Final
 
 from elb_log_shipper.errors import ParseError
+from elb_log_shipper.privacy import REDACTED
 
 __all__ = [
     "ECS",
@@ -22,6 +23,7 @@ __all__ = [
     "LONG_MAX",
     "MEMO_LIMIT",
     "PORT_MAX",
+    "REDACTED",
     "STATUS_MAX",
     "byte_count",
     "duration",
@@ -252,8 +254,10 @@ def host_port(value: str, name: str) -> tuple[str, int]:
 
 def ip_address(ip: str) -> bool:
     """Whether ``ip`` is an address that an Elasticsearch ``ip`` field takes: IPv4 as four
-    decimal bytes without leading zeros, or IPv6 (no zone). The C library's parser, about 0.1 µs:
-    a damaged address fails its line as a damaged number does, instead of the document.
+    decimal bytes without leading zeros, or IPv6 (a little stricter than Elasticsearch, which also
+    takes a zone, or a group of more than four digits: ELB writes neither). The C library's
+    parser, about 0.1 µs: a damaged address fails its line as a damaged number does, instead of
+    the document.
 
     >>> [ip_address(ip) for ip in ("192.0.2.7", "2001:db8::1", "::ffff:192.0.2.7")]
     [True, True, True]
@@ -269,7 +273,8 @@ def ip_address(ip: str) -> bool:
 
 def ip_port(value: str, name: str) -> tuple[str, int]:
     """``host_port`` of a field whose address goes to an ``ip`` field (``source.ip``,
-    ``destination.ip``): the address must be one (``ip_address``).
+    ``destination.ip``): the address must be one (``ip_address``), or ``REDACTED``, the privacy
+    rules' answer for a client that is none (the caller then sets no ``ip`` field).
 
     >>> ip_port("192.0.2.7:80", "client:port")
     ('192.0.2.7', 80)
@@ -279,7 +284,7 @@ def ip_port(value: str, name: str) -> tuple[str, int]:
     elb_log_shipper.errors.ParseError: client:port: '192.0.2.700:80' holds no IP address
     """
     ip, port = host_port(value, name)
-    if not ip_address(ip):
+    if not ip_address(ip) and ip != REDACTED:
         raise ParseError(f"{name}: {value!r} holds no IP address")
     return ip, port
 

@@ -21,6 +21,7 @@ from elb_log_shipper.formats._values import (
     LONG_MAX,
     MEMO_LIMIT,
     PORT_MAX,
+    REDACTED,
     STATUS_MAX,
     _seconds,
     byte_count,
@@ -238,8 +239,15 @@ def _event(  # noqa: PLR0917 - locals from one call are cheaper than a list read
                 # Rare: a bracketed IPv6 address, or a port no TCP port can be.
                 ip, number = host_port(client, "client:port")
             # `_values.ip_address`, inline: an `ip` field takes nothing else.
-            inet_pton(AF_INET6 if ":" in ip else AF_INET, ip)
-            out["source"] = {"address": ip, "ip": ip, "port": number}
+            try:
+                inet_pton(AF_INET6 if ":" in ip else AF_INET, ip)
+            except OSError:
+                if ip != REDACTED:
+                    raise
+                # The privacy rules' answer for a client that is no address: no `ip` field.
+                out["source"] = {"address": ip, "port": number}
+            else:
+                out["source"] = {"address": ip, "ip": ip, "port": number}
         backend = _backends.get(target, _NO_BACKENDS).get(target_status)
         if backend is None:
             backend = _backend(target, target_status)

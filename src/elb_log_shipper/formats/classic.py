@@ -11,6 +11,7 @@ from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats._values import (
     ECS,
     MEMO_LIMIT,
+    REDACTED,
     STATUS_MAX,
     byte_count,
     host_port,
@@ -53,7 +54,11 @@ def parse(f: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"@timestamp": ts, "ecs": ECS, "event": event, "aws": {"elb": elb}}
     if (v := f[2]) != "-":
         ip, port = ip_port(v, "client:port")
-        out["source"] = {"address": ip, "ip": ip, "port": port}
+        out["source"] = (
+            {"address": ip, "ip": ip, "port": port}
+            if ip != REDACTED
+            else {"address": ip, "port": port}  # the privacy rules' answer for no address
+        )
     backend: dict[str, Any] = {}
     # No instance reached: `-` (and `-1` in some old files).
     if (v := f[3]) != "-" and v != "-1":

@@ -15,6 +15,7 @@ from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats._values import (
     ECS,
     PORT_MAX,
+    REDACTED,
     duration,
     integer,
     ip_address,
@@ -47,14 +48,17 @@ def parse(f: list[str]) -> dict[str, Any]:
     ip = f[1]
     if ip[:1] == "[" and ip[-1:] == "]":
         ip = ip[1:-1]
-    if ip != "-" and not ip_address(ip):
+    if ip not in ("-", REDACTED) and not ip_address(ip):
         # Also how a Classic line whose client is `-` is told from a connection log: its load
         # balancer's name is in this place.
         raise ParseError(f"client_ip: {ip!r} is no IP address")
     port = integer(f[2], "client_port", PORT_MAX)
     # client.*, as Elastic's pipeline sets it, and not source.*: its dashboards count and map
     # source.ip over the whole data stream, where a TLS connection is no request.
-    if ip != "-":
+    if ip == REDACTED:
+        # The privacy rules' answer for a client that is no address: no `ip` field.
+        out["client"] = {"address": ip} if port is None else {"address": ip, "port": port}
+    elif ip != "-":
         out["client"] = {"ip": ip} if port is None else {"ip": ip, "port": port}
     if (v := f[3]) != "-":
         integer(v, "listener_port", PORT_MAX)

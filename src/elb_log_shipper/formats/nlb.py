@@ -11,6 +11,7 @@ from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats._values import (
     ECS,
     MEMO_LIMIT,
+    REDACTED,
     byte_count,
     ip_port,
     milliseconds,
@@ -60,7 +61,9 @@ def parse(f: list[str]) -> dict[str, Any]:
     destination: dict[str, Any] = {}
     if (v := f[5]) != "-":
         ip, port = ip_port(v, "client:port")
-        source["address"], source["ip"], source["port"] = ip, ip, port
+        source["address"], source["port"] = ip, port
+        if ip != REDACTED:  # the privacy rules' answer for a client that is no address
+            source["ip"] = ip
     if (v := f[6]) != "-":
         # A handful of targets: checked once each.
         ip, port = _destinations.get(v) or _destination(v)
