@@ -159,7 +159,12 @@ def parse_key(key: str) -> KeyInfo:
     folders = _FOLDERS.fullmatch(key)
     if folders is None:
         service = _SERVICE.match(key)
-        if service is not None and service["service"] not in _NOT_OTHER_SERVICES:
+        if (
+            service is not None
+            and service["service"] not in _NOT_OTHER_SERVICES
+            # An ELB log's own name, in folders of someone's making (a copy, an archive).
+            and _FILE.fullmatch(key.rpartition("/")[2]) is None
+        ):
             return KeyInfo(key=key, kind=KeyKind.OTHER_SERVICE)
         return KeyInfo(key=key, kind=KeyKind.UNKNOWN)
     known = KeyInfo(

@@ -181,6 +181,16 @@ def test_other_services_folders_beside_elbs(key: str) -> None:
     assert parse_key(key) == KeyInfo(key=key, kind=KeyKind.OTHER_SERVICE)
 
 
+@pytest.mark.parametrize(
+    "folders",
+    [f"AWSLogs/{ACCOUNT}/us-east-1/2026/11/28/", f"elb/AWSLogs/{ACCOUNT}/elb-archive/"],
+    ids=["copied-without-its-service-folder", "archived"],
+)
+def test_an_elb_log_in_folders_of_someones_making_is_not_another_services(folders: str) -> None:
+    key = folders + FILE + "my-lb_20261128T2340Z_10.0.2.8_5f6g7h8j.log"
+    assert parse_key(key).kind is KeyKind.UNKNOWN  # shipped, as any key not known to be other
+
+
 @pytest.mark.parametrize("key", UNKNOWN_UNDER_DAY)
 def test_unknown_file_in_a_day_folder_keeps_account_region_and_date(key: str) -> None:
     info = parse_key(key)
