@@ -111,12 +111,12 @@ _FOLDERS = re.compile(
     re.DOTALL,
 )
 
-# Names are letters, digits and hyphens, so "_" separates the fields. The node IP is any
-# underscore-free run (an IPv6 node address has colons), and is absent for NLBs.
+# Names are letters, digits and hyphens, so "_" separates the fields. The node IP is IPv4 or IPv6
+# (colons), and is absent for NLBs.
 _FILE = re.compile(
     rf"(?P<log>conn_log_|health_check_log_)?(?P<account>{_ACCOUNT})_elasticloadbalancing_"
     rf"(?P<region>{_REGION})_(?P<lb>[A-Za-z0-9.-]+)_"
-    r"(?P<end>[0-9]{8}T[0-9]{4}Z)(?:_(?P<ip>[^_/]+))?_(?P<random>[A-Za-z0-9]+)"
+    r"(?P<end>[0-9]{8}T[0-9]{4}Z)(?:_(?P<ip>[0-9A-Fa-f.:]+))?_(?P<random>[A-Za-z0-9]+)"
     r"\.log(?P<gz>\.gz)?"
 )
 

@@ -498,10 +498,11 @@ def _eventbridge_key(key: str) -> str:
     decodes to an ELB log's key.
 
     AWS documents no encoding here, and Powertools' S3EventBridgeNotificationObject.key applies
-    ``unquote_plus`` (a literal ``+`` would become a space). ELB writes no ``%`` in its keys, but
-    an IPv6 node's address in the file name holds colons, which S3's notifications encode
-    (``%3A``): a key with a ``%`` that names an ELB log once decoded was encoded, and is decoded
-    without reading ``+`` as a space. Any other key is used as written.
+    ``unquote_plus`` (a literal ``+`` would become a space). ELB writes no ``%`` in its file
+    names, but an IPv6 node's address in one holds colons, which S3's notifications encode
+    (``%3A``): a key that names no ELB log as written, and one once decoded, was encoded, and is
+    decoded without reading ``+`` as a space. Any other key is used as written (a prefix of the
+    user's may hold a ``%``).
 
     >>> _eventbridge_key("AWSLogs/123456789012/elasticloadbalancing/us-east-1/2026/11/28/"
     ...     "123456789012_elasticloadbalancing_us-east-1_app.a.b1_20261128T2340Z_2600%3A1f18%3A%3A1"
@@ -509,8 +510,12 @@ def _eventbridge_key(key: str) -> str:
     'T2340Z_2600:1f18::1_x.log.gz'
     >>> _eventbridge_key("a/100%25 b+c.log")
     'a/100%25 b+c.log'
+    >>> _eventbridge_key("team%41/AWSLogs/123456789012/elasticloadbalancing/us-east-1/2026/11/"
+    ...     "28/123456789012_elasticloadbalancing_us-east-1_app.a.b1_20261128T2340Z_10.0.0.1_x.log"
+    ...     )[:9]
+    'team%41/A'
     """
-    if "%" in key:
+    if "%" in key and not parse_key(key).is_log:
         decoded = unquote(key)
         if parse_key(decoded).is_log:
             return decoded

@@ -441,6 +441,14 @@ def test_eventbridge_key_of_an_ipv6_node_is_read_encoded_or_not(written: str) ->
     assert refs(parse_event(event))[0].key == IPV6_NODE_KEY
 
 
+def test_eventbridge_key_whose_prefix_holds_a_percent_is_taken_as_written() -> None:
+    # A prefix of the user's may hold a `%`: a key that names an ELB log as written is one.
+    key = "team%41/" + CLASSIC_KEY
+    event = load("eventbridge-object-created.json")
+    event["detail"]["object"]["key"] = key
+    assert refs(parse_event(event))[0].key == key
+
+
 def test_eventbridge_with_version_and_etag_pins_them() -> None:
     event = load("eventbridge-object-created.json")
     event["detail"]["object"].update({"version-id": ALB_VERSION, "etag": ALB_ETAG})
