@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -21,6 +23,7 @@ import elb_log_shipper
 from elb_log_shipper.config import Settings
 from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import ROTATE_BYTES, DeliveryStats, LogstashSender, SocketPool
+from elb_log_shipper.logstash.connection import ConnectionLostError
 from elb_log_shipper.logstash.pool import REGROW_CONNECTIONS_AFTER_SECONDS
 from tests.support.certs import CertBundle
 from tests.support.faults import (
@@ -684,6 +687,60 @@ def test_connection_cap_means_fewer_connections_not_smaller_confirmations() -> N
     regrowths = int(elapsed // REGROW_CONNECTIONS_AFTER_SECONDS)
     assert server.turned_away <= 2 * 16 + regrowths, (server.turned_away, elapsed)
     assert pool.connection_limit <= 3 + 1 + regrowths
+
+
+class HandshakeCappedServer(CappedServer):
+    """A TLS receiver at its cap that turns a connection away in the handshake: it reads the
+    client's hello, then resets (CappedServer resets at accept, which the client may see at its
+    connect or in the handshake, as the timing falls)."""
+
+    def admit(self, sock: socket.socket) -> bool:
+        with self._lock:
+            if self.active < self.cap:
+                return True
+            self.turned_away += 1
+        sock.settimeout(5)
+        with contextlib.suppress(OSError):
+            sock.recv(1)  # the ClientHello has come: the client is in its handshake
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        return False
+
+
+def test_a_cap_shared_with_other_clients_keeps_the_limit_learned_from_it(
+    certs: CertBundle,
+) -> None:
+    """A TLS receiver at its cap accepts and resets before the handshake completes: a refusal,
+    not a receiver that is down. When other clients hold the cap, it turns away a pool that
+    holds no connection of its own (a json_lines pool between objects): what the pool learned
+    stays, rather than going back to 16 and meeting the cap again 13 times."""
+    with HandshakeCappedServer(
+        ssl_context=certs.server_context(), cap=3, hold_seconds=0.2
+    ) as server:
+        pool = SocketPool(
+            settings_for(server, tls=True, pool_size=16, stall_timeout=2.0, ca_file=certs.ca_file)
+        )
+        ship(pool, batches(60_000, 2_000), seconds=50)
+        learned = pool.connection_limit
+        assert server.turned_away > 0 and learned < 16
+        assert pool.open_connections == 0
+        client = ssl.create_default_context(cafile=certs.ca_file)
+        others = [
+            client.wrap_socket(
+                socket.create_connection(("127.0.0.1", server.port)), server_hostname="localhost"
+            )
+            for _ in range(3)
+        ]
+        try:
+            server.wait_for_connections(3)
+            with pytest.raises(ConnectionLostError) as refused:
+                pool.acquire(time.monotonic() + 5, [])
+            assert refused.value.refused and not refused.value.no_listener
+            assert pool.connection_limit == learned
+        finally:
+            for sock in others:
+                sock.close()
+            pool.close()
 
 
 class _QuietHandler(BaseHTTPRequestHandler):

@@ -89,9 +89,12 @@ class ConnectionLostError(Exception):
     connection cap does.
     """
 
-    def __init__(self, message: str, *, refused: bool = False) -> None:
+    def __init__(self, message: str, *, refused: bool = False, no_listener: bool = False) -> None:
         super().__init__(message)
-        self.refused = refused
+        self.refused = refused or no_listener
+        # Refused by the peer's TCP stack (ECONNREFUSED): nothing listens on the port, as while
+        # Logstash restarts. A receiver at a cap accepts, then turns the connection away.
+        self.no_listener = no_listener
         # Set by the pool when the refusal came while other connections worked: a cap.
         self.capped = False
 
@@ -936,7 +939,7 @@ def _connect_any(
     tried_all = f" ({len(errors)} of its {len(infos)} addresses)" if len(infos) > 1 else ""
     raise ConnectionLostError(
         f"cannot connect to {peer}{tried_all}: {errors[-1]}",
-        refused=all(isinstance(error, ConnectionRefusedError) for error in errors),
+        no_listener=all(isinstance(error, ConnectionRefusedError) for error in errors),
     ) from errors[-1]
 
 

@@ -242,10 +242,12 @@ class SocketPool:
                 if error.refused and open_now:
                     self._refused(open_now)
                     error.capped = True
-                elif error.refused:
-                    # Refused with none open: the receiver is down (a restart), not at a cap. The
-                    # refusals met while its connections were dying, unnoticed, were the same
-                    # outage: once it is back, the pool may open as many as before.
+                elif error.no_listener:
+                    # Refused by the TCP stack with none open: nothing listens (a restart), no
+                    # cap. The refusals met while its connections were dying, unnoticed, were the
+                    # same outage: once it is back, the pool may open as many as before. (A cap
+                    # accepts, then turns away; shared with other clients, it may turn away a pool
+                    # that holds none: what the pool learned from it stays.)
                     self._connection_limit = self.settings.pool_size
                 self._cond.notify_all()
             raise
