@@ -541,7 +541,8 @@ class _Worker(threading.Thread):
     def _wait_after_churn(self, conn: Connection) -> None:
         """Wait before replacing ``conn``, lost after confirming on it: not at all if it lasted
         ``CHURN_RESET_SECONDS``, else longer for each such loss in a row (full jitter, as
-        ``_back_off``), within the deadline."""
+        ``_back_off``); DeliveryError when the deadline comes first, as ``_back_off`` does, so
+        that the time left goes to the hand-off, not to a wait."""
         now = time.monotonic()
         if now - conn.opened_at >= CHURN_RESET_SECONDS:
             self._churn = 0
@@ -549,8 +550,11 @@ class _Worker(threading.Thread):
         self._churn += 1
         delay = random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**self._churn))
         deadline = self._sender.deadline
-        if deadline is not None:
-            delay = min(delay, max(0.0, deadline - now))
+        if deadline is not None and deadline - now <= delay:
+            raise DeliveryError(
+                f"{conn.peer} keeps closing connections after acknowledging, and the deadline "
+                "is near"
+            )
         if self._sender.stopped.wait(delay):
             raise _StoppedError
 
