@@ -580,6 +580,12 @@ FAILURES = {
         " tlsv12 - e.com - - - 2020-04-01T08:51:42",
         "destination:port: '10.0.0.300:443' holds no IP address",
     ),
+    "nlb destination redacted": (
+        "tls 2.0 2020-04-01T08:51:42 net/my-nlb/c6e77e28c25b2234 g3d4b5e8bb8464cd 1.2.3.4:57 "
+        "REDACTED:443 5 2 98 246 - arn:aws:acm:us-east-2:67:certificate/ab - ECDHE-RSA-AES128-SHA"
+        " tlsv12 - e.com - - - 2020-04-01T08:51:42",
+        "destination:port: 'REDACTED:443' holds no IP address",
+    ),
     "connection client no address": (
         '2023-10-04T17:05:15.514108Z 1.2.3.4.5 36280 443 TLSv1.2 ECDHE 4.036 "-" - - Success',
         "client_ip: '1.2.3.4.5' is no IP address",

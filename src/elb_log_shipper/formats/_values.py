@@ -26,6 +26,7 @@ __all__ = [
     "REDACTED",
     "STATUS_MAX",
     "byte_count",
+    "client_source",
     "duration",
     "host_port",
     "integer",
@@ -273,8 +274,7 @@ def ip_address(ip: str) -> bool:
 
 def ip_port(value: str, name: str) -> tuple[str, int]:
     """``host_port`` of a field whose address goes to an ``ip`` field (``source.ip``,
-    ``destination.ip``): the address must be one (``ip_address``), or ``REDACTED``, the privacy
-    rules' answer for a client that is none (the caller then sets no ``ip`` field).
+    ``destination.ip``): the address must be one (``ip_address``).
 
     >>> ip_port("192.0.2.7:80", "client:port")
     ('192.0.2.7', 80)
@@ -284,9 +284,25 @@ def ip_port(value: str, name: str) -> tuple[str, int]:
     elb_log_shipper.errors.ParseError: client:port: '192.0.2.700:80' holds no IP address
     """
     ip, port = host_port(value, name)
-    if not ip_address(ip) and ip != REDACTED:
+    if not ip_address(ip):
         raise ParseError(f"{name}: {value!r} holds no IP address")
     return ip, port
+
+
+def client_source(value: str, name: str = "client:port") -> dict[str, Any]:
+    """``source`` of a client field (``ip:port``): ``address``, ``ip`` and ``port``; for
+    ``REDACTED``, the privacy rules' answer for a client that is no address, no ``ip`` (ALB's
+    parser does the same inline).
+
+    >>> client_source("REDACTED:80")
+    {'address': 'REDACTED', 'port': 80}
+    """
+    ip, port = host_port(value, name)
+    if ip == REDACTED:
+        return {"address": ip, "port": port}
+    if not ip_address(ip):
+        raise ParseError(f"{name}: {value!r} holds no IP address")
+    return {"address": ip, "ip": ip, "port": port}
 
 
 _TLS_PROTOCOLS: dict[str, tuple[str, str] | None] = {}

@@ -25,10 +25,10 @@ from elb_log_shipper.formats._values import (
     STATUS_MAX,
     _seconds,
     byte_count,
+    client_source,
     duration,
     host_port,
     integer,
-    ip_port,
     parse_request,
     seconds,
     timestamp,
@@ -363,7 +363,7 @@ def diagnose(values: list[str]) -> str:
 def _first_invalid(values: list[str]) -> str | None:
     """``diagnose``'s answer; None when every value is valid."""
     checks: tuple[tuple[str, Callable[[str], object]], ...] = (
-        ("client:port", lambda v: v == "-" or ip_port(v, "")),
+        ("client:port", lambda v: v == "-" or client_source(v, "")),
         ("target:port", lambda v: v == "-" or host_port(v, "")),
         ("request_processing_time", lambda v: duration(v, "")),
         ("target_processing_time", lambda v: duration(v, "")),

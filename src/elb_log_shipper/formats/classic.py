@@ -11,12 +11,11 @@ from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats._values import (
     ECS,
     MEMO_LIMIT,
-    REDACTED,
     STATUS_MAX,
     byte_count,
+    client_source,
     host_port,
     integer,
-    ip_port,
     parse_request,
     seconds,
     timestamp,
@@ -53,12 +52,7 @@ def parse(f: list[str]) -> dict[str, Any]:
     event: dict[str, Any] = {"kind": "event", "dataset": "aws.elb_logs", "end": ts}
     out: dict[str, Any] = {"@timestamp": ts, "ecs": ECS, "event": event, "aws": {"elb": elb}}
     if (v := f[2]) != "-":
-        ip, port = ip_port(v, "client:port")
-        out["source"] = (
-            {"address": ip, "ip": ip, "port": port}
-            if ip != REDACTED
-            else {"address": ip, "port": port}  # the privacy rules' answer for no address
-        )
+        out["source"] = client_source(v)
     backend: dict[str, Any] = {}
     # No instance reached: `-` (and `-1` in some old files).
     if (v := f[3]) != "-" and v != "-1":

@@ -340,7 +340,7 @@ class EventBuilder:
             # fails the line.
             if (
                 offset == 0
-                and (line := self._read_as(raw)).startswith(_BOM)
+                and (line := self._line_as_read(raw, 0)).startswith(_BOM)
                 and not line.startswith(_BOM, 1)
             ):
                 return self.build(line[1:].encode(), 0)
@@ -435,13 +435,12 @@ class EventBuilder:
         their rewrite by field number assumed a layout the line does not have."""
         if self._privacy is None:
             return self._failure(text, offset, reason)
-        line = self._as_read(raw, offset) if isinstance(raw, str) else raw.decode()
-        return self.failure(line, offset, self._privacy.redact(reason))
+        return self.failure(self._line_as_read(raw, offset), offset, self._privacy.redact(reason))
 
-    def _read_as(self, raw: bytes | str) -> str:
-        """The first line (offset 0) as read: ``raw`` decoded, or the line that ``prepared``
-        rewrote as ``raw``."""
-        return self._as_read(raw, 0) if isinstance(raw, str) else raw.decode()
+    def _line_as_read(self, raw: bytes | str, offset: int) -> str:
+        """The line at ``offset`` as read: ``raw`` decoded, or the line that ``prepared``
+        rewrote as ``raw`` (``_as_read``)."""
+        return self._as_read(raw, offset) if isinstance(raw, str) else raw.decode()
 
     def _as_read(self, text: str, offset: int) -> str:
         """The line at ``offset`` as read, for a line that ``prepared`` rewrote as ``text`` in the

@@ -11,8 +11,8 @@ from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats._values import (
     ECS,
     MEMO_LIMIT,
-    REDACTED,
     byte_count,
+    client_source,
     ip_port,
     milliseconds,
     timestamp,
@@ -57,13 +57,8 @@ def parse(f: list[str]) -> dict[str, Any]:
         "end": ts,
     }
     out: dict[str, Any] = {"@timestamp": ts, "ecs": ECS, "event": event, "aws": {"elb": elb}}
-    source: dict[str, Any] = {}
+    source: dict[str, Any] = {} if (v := f[5]) == "-" else client_source(v)
     destination: dict[str, Any] = {}
-    if (v := f[5]) != "-":
-        ip, port = ip_port(v, "client:port")
-        source["address"], source["port"] = ip, port
-        if ip != REDACTED:  # the privacy rules' answer for a client that is no address
-            source["ip"] = ip
     if (v := f[6]) != "-":
         # A handful of targets: checked once each.
         ip, port = _destinations.get(v) or _destination(v)
