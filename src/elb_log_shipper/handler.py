@@ -107,6 +107,8 @@ S3_READ_TIMEOUT = 20.0
 SQS_CONNECT_TIMEOUT = 1.0
 SQS_READ_TIMEOUT = 1.5
 SQS_MAX_ATTEMPTS = 2
+# The outcomes whose lines were delivered as far as they were read, when no error says otherwise.
+_DELIVERED = frozenset({Outcome.SHIPPED, Outcome.HANDED_OFF})
 
 
 class Metric:
@@ -437,6 +439,9 @@ def _log_objects(
             # No continuation was sent: the retry of the event starts the object again.
             extra["error"] = "not handed off: the whole event is retried"
             logger.info("object not handed off", extra=extra)
+        elif ledger.outcome is Outcome.HANDED_OFF and ledger.error is not None:
+            # Parked after a failure (Logstash down): a filter on warnings and errors sees it.
+            logger.warning("object handed off", extra=extra)
         elif ledger.outcome is Outcome.FAILED:
             logger.error("object failed", extra=extra)
         elif ledger.outcome is Outcome.DEAD_LETTERED:
@@ -486,10 +491,13 @@ def _add_metrics(trigger: Trigger, shipment: Shipment, handoffs: int) -> None:
     metrics.add_metric(Metric.OBJECTS_SKIPPED, count, len(trigger.items) - len(trigger.to_ship))
     delivery_failures = 0 if shipment.delivery_error is None else 1
     metrics.add_metric(Metric.DELIVERY_FAILURES, count, delivery_failures)
+    # Lag is of lines delivered: an object Logstash did not confirm (its hand-off or failure
+    # carries the error) read lines that did not arrive, and during an outage the graph would
+    # show the usual delay while nothing arrives.
     live = (
         ledger.newest_timestamp
         for item, ledger in zip(trigger.to_ship, ledgers, strict=True)
-        if item.live
+        if item.live and ledger.error is None and ledger.outcome in _DELIVERED
     )
     lag = lag_seconds(list(live))
     if lag is not None:

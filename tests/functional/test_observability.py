@@ -35,6 +35,7 @@ from tests.support.lambda_harness import (
     alb_lines,
     emf_documents,
     joined,
+    log_records,
     put_lines,
     received,
     start_container,
@@ -175,6 +176,34 @@ def test_logstash_down_is_counted_even_when_the_invocation_raises(
     assert values["ObjectsFailed"] == 1
     assert values["EventsSent"] == 0
     assert values["LinesRead"] == 30  # read, not delivered: the retry reads them again
+
+
+def test_an_object_parked_while_logstash_is_down_reports_no_lag_and_warns(
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A live object (an S3 notification) that waits in the continuation queue for Logstash: its
+    # lines were read, none arrived. Lag is of lines delivered, or the lag graph and alarm would
+    # look as on any day while nothing arrives.
+    bucket, key, _ = put_lines(moto, 30, "parked")
+    container = start_container(monkeypatch, moto, closed_port())
+    capsys.readouterr()
+    try:
+        result = container.invoke(s3_event(bucket, key), budget=60)
+    finally:
+        stop_container()
+
+    assert result["objects"][0]["outcome"] == "handed_off"
+    values = read_document(capsys.readouterr().out)
+    assert (values["Handoffs"], values["DeliveryFailures"], values["EventsSent"]) == (1, 1, 0)
+    assert values["LinesRead"] == 30
+    assert "LagSeconds" not in values
+    (parked,) = [r for r in log_records(caplog) if r["message"] == "object handed off"]
+    # An outage seen by a filter on warnings and errors, with its cause.
+    assert parked["level"] == "WARNING"
+    assert "delivery to Logstash failed" in parked["error"]
 
 
 def invoke_once(container: Container, bucket: str, key: str, trigger: str) -> Any:
@@ -390,6 +419,23 @@ def test_alarms_stay_quiet_without_traffic_and_their_math_is_well_formed() -> No
                 assert used - {"if", "fill"} <= ids, (name, used - ids)
             else:
                 assert query["MetricStat"]["Stat"] == "Sum", name
+
+
+def test_the_backlog_alarm_is_above_an_events_own_retries_and_the_dashboard_is_regional() -> None:
+    loaded = template()
+    resources = loaded["Resources"]
+    function = resources["ShipperFunction"]["Properties"]
+    timeout = function.get("Timeout", loaded["Globals"]["Function"]["Timeout"])
+    retries = function["EventInvokeConfig"]["MaximumRetryAttempts"]
+    # Lambda waits 1 then 2 minutes between an asynchronous event's attempts: an event whose
+    # attempts all time out is that old at its last one, and must not read as a backlog.
+    own_retries_ms = 1000 * (retries * timeout + sum(60 * 2**n for n in range(retries)))
+    backlog = resources["AsyncBacklogAlarm"]["Properties"]
+    assert (backlog["MetricName"], backlog["Statistic"]) == ("AsyncEventAge", "Maximum")
+    assert backlog["Threshold"] > own_retries_ms
+    # Dashboards are global to an account: a stack name deployed in two regions needs two.
+    name = resources["Dashboard"]["Properties"]["DashboardName"]
+    assert name == {"Fn::Sub": "${AWS::StackName}-${AWS::Region}"}
 
 
 def alarm_names() -> set[str]:
