@@ -169,7 +169,8 @@ class DateRange:
 class PlannedObject:
     """One object of the plan. ``source`` is the index of the SOURCE argument it came from;
     ``size`` is in stored bytes (0 when unknown); ``listed`` is True for objects found under a
-    prefix, which ``--start-after`` can resume."""
+    prefix, which ``--start-after`` can resume; ``missing`` is True for a key that named neither
+    an object nor a prefix when planned (its read reports it, as a failure)."""
 
     ref: ObjectRef
     source: int
@@ -177,6 +178,7 @@ class PlannedObject:
     listed: bool = False
     skip_reason: str | None = None
     quiet: bool = False
+    missing: bool = False
 
 
 @dataclass(slots=True)
@@ -413,7 +415,7 @@ def _plan_s3(
     if key and not key.endswith("/") and not start_after:
         # Neither an object nor a prefix: plan it as the object it names, whose read then
         # reports that it does not exist.
-        _add(plan, PlannedObject(ObjectRef(bucket, key), index))
+        _add(plan, PlannedObject(ObjectRef(bucket, key), index, missing=True))
     else:
         plan.empty_prefixes.append(source)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import os
 import shutil
 import sys
@@ -151,7 +152,9 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
         "--to",
         metavar="DEST",
         help="'-' for JSON lines on stdout; tcp:// or tls:// (Logstash tcp input), beats:// or "
-        "beats+tls:// (beats input), then host:port",
+        "beats+tls:// (beats input), then host:port (port 5044 if left out; an IPv6 address in "
+        "brackets). The whole destination: LOGSTASH_HOST, _PORT, _TLS and _PROTOCOL are the "
+        "function's settings, not read here",
     )
     target.add_argument(
         "--via-lambda",
@@ -421,8 +424,9 @@ def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
         dates=DateRange(args.since, args.until),
         start_after=args.start_after,
     )
+    within = _dates_named(args.since, args.until)
     for source in plan.empty_prefixes:
-        print(f"{PROG}: no objects under {source}", file=stderr)
+        print(f"{PROG}: no objects under {source}{within}", file=stderr)
     if args.start_offset:
         _start_at(plan, args.start_offset)
     if args.dry_run:
@@ -439,6 +443,21 @@ def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
         return run.ship_all(settings, stdout, clients.s3, _privacy_rules(settings))
     finally:
         stdout.flush()
+
+
+def _dates_named(since: dt.date | None, until: dt.date | None) -> str:
+    """The delivery dates a listing kept, as the end of a sentence; empty when all were kept.
+
+    >>> _dates_named(dt.date(2024, 3, 1), None)
+    ' delivered from 2024-03-01 on'
+    """
+    if since and until:
+        return f" delivered from {since} to {until}"
+    if since:
+        return f" delivered from {since} on"
+    if until:
+        return f" delivered up to {until}"
+    return ""
 
 
 def _start_at(plan: Plan, offset: int) -> None:
@@ -539,7 +558,9 @@ class _Run:
                 with open(spooled, "rb") as spool:
                     shutil.copyfileobj(spool, stdout)
                 os.unlink(spooled)
-            if obj.skip_reason is None:
+            # A stopped object (handed off) is neither shipped nor failed: its resume command
+            # ships the rest.
+            if obj.skip_reason is None and result.outcome is not Outcome.HANDED_OFF:
                 self.progress.object_done(obj.size, failed=is_failed(result))
             if result.error or not (self.args.quiet or result.quiet or obj.quiet):
                 self.progress.print(format_result(result))

@@ -287,7 +287,7 @@ def format_run(
     shipped        2      8               0     8       800 B
     failed         0      0               0     0         0 B
     skipped        0
-    2 objects (0 skipped, 0 failed): 8 lines, 0 parse failures, 8 sent, 800 bytes in 2.00 s \
+    2 objects read (0 failed), 0 skipped: 8 lines, 0 parse failures, 8 sent, 800 bytes in 2.00 s \
 wall clock (4 lines/s)
     """
     header = ("", "objects", "lines", "parse failures", "sent", "bytes read")
@@ -338,8 +338,8 @@ def _summary(results: Sequence[ObjectResult], seconds: float) -> str:
     rate = lines / seconds if seconds > 0 else 0.0
     dropped = sum(r.dropped for r in read)
     summary = (
-        f"{objects(len(read))} ({len(results) - len(read)} skipped, "
-        f"{sum(1 for r in read if is_failed(r))} failed): {lines} lines, "
+        f"{objects(len(read))} read ({sum(1 for r in read if is_failed(r))} failed), "
+        f"{len(results) - len(read)} skipped: {lines} lines, "
         f"{sum(r.parse_failures for r in read)} parse failures, "
         f"{sum(r.events_confirmed for r in read)} sent, "
         f"{sum(r.bytes_read for r in read)} bytes in {seconds:.2f} s wall clock "
@@ -356,7 +356,7 @@ def _summary(results: Sequence[ObjectResult], seconds: float) -> str:
 def listed_by_date_note(sources: Sequence[str]) -> str:
     """The note that only the day folders in range were listed under ``sources``."""
     return (
-        f"listed by delivery date: only the yyyy/mm/dd folders from --since to --until under "
+        f"listed by delivery date: only the yyyy/mm/dd folders within --since/--until under "
         f"{', '.join(sources)}"
     )
 
@@ -377,15 +377,18 @@ def format_plan(plan: Plan, function: str | None = None) -> str:
     """
     out = []
     for obj in plan.objects:
-        if obj.skip_reason is None:
+        if obj.missing:
+            out.append(f"{'not found':>12}  {printable(obj.ref.uri)}  (no such object or prefix)\n")
+        elif obj.skip_reason is None:
             out.append(f"{obj.size:>12}  {printable(obj.ref.uri)}\n")
         else:
             out.append(f"{'skip':>12}  {printable(obj.ref.uri)}  ({obj.skip_reason})\n")
     skipped = Counter(o.skip_reason for o in plan.objects if o.skip_reason)
+    missing = sum(obj.missing for obj in plan.objects)
     verb = "would ship" if function is None else f"would invoke {function} for"
     total = plan.bytes_to_ship
     summary = (
-        f"{verb} {objects(len(plan.to_ship))}, {format_bytes(total)} ({total} bytes); "
+        f"{verb} {objects(len(plan.to_ship) - missing)}, {format_bytes(total)} ({total} bytes); "
         f"skip {sum(skipped.values())}"
     )
     if skipped:
@@ -393,6 +396,8 @@ def format_plan(plan: Plan, function: str | None = None) -> str:
     summary += f"; {sum(plan.excluded.values())} outside the dates"
     if plan.excluded:
         summary += f" ({_reasons(plan.excluded)})"
+    if missing:
+        summary += f"; {missing} not found (a run fails on {'it' if missing == 1 else 'them'})"
     out.append(summary + "\n")
     if plan.listed_by_date:
         out.append(listed_by_date_note(plan.listed_by_date) + "\n")

@@ -210,7 +210,7 @@ def test_prefix_of_over_1000_objects_ships_every_line_once(
     assert re.search(rf"^shipped\s+{len(shipped):,}\s", run.err, re.M), run.err
     assert "ELB access log test file: 1" in run.err
     assert "health check logs are not shipped" in run.err
-    assert f"{len(shipped)} objects (3 skipped, 0 failed)" in run.err
+    assert f"{len(shipped)} objects read (0 failed), 3 skipped" in run.err
 
 
 # Choosing objects.
@@ -296,6 +296,17 @@ def test_dry_run_lists_sizes_and_skips_without_reading(
     assert run.status == cli.EXIT_OK, run.err
     assert f"would ship {FEW_PER_DAY} objects" in run.out
     assert "; 0 outside the dates\nlisted by delivery date: only the yyyy/mm/dd folders" in run.out
+
+    # A key that names nothing is no object to ship: the real run would fail on it.
+    missing = f"s3://{prefix.bucket}/AWSLogs/no-such.log"
+    run = run_cli(capsys, missing, "--dry-run")
+    assert f"   not found  {missing}  (no such object or prefix)\n" in run.out
+    assert "would ship 0 objects, 0 B (0 bytes); skip 0; 0 outside the dates; 1 not found" in (
+        run.out
+    )
+    # Nothing in the dates under a prefix that holds objects: the dates say why.
+    run = run_cli(capsys, prefix.uri, "--dry-run", "--since", "2030-01-01")
+    assert f"no objects under {prefix.uri} delivered from 2030-01-01 on" in run.err
 
     # The control: a real run over the same listing does read objects, and the log shows it.
     caplog.clear()

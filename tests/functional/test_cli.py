@@ -151,7 +151,7 @@ def test_directory_ships_every_file_in_name_order(
     run = run_cli(capsys, "ship", str(logs), "--to", "-", "--jobs", "2")
     assert run.status == cli.EXIT_OK, run.err
     assert [e["event"]["original"] for e in events(run.out)] == [*ALB_LINES, *CLASSIC_LINES]
-    assert "2 objects (0 skipped, 0 failed)" in run.err
+    assert "2 objects read (0 failed), 0 skipped" in run.err
 
 
 def test_stdout_is_written_by_one_process_by_default_with_no_spool(
@@ -182,7 +182,7 @@ def test_a_link_to_nothing_in_a_directory_fails_alone(
     assert [e["event"]["original"] for e in events(run.out)] == [*ALB_LINES, *CLASSIC_LINES]
     assert f"{logs / 'gone.log'}: 0 lines" in run.err
     assert "No such file or directory" in run.err
-    assert "3 objects (0 skipped, 1 failed)" in run.err
+    assert "3 objects read (1 failed), 0 skipped" in run.err
 
 
 def _end_a_wait_on(fifo: Path, after: float) -> threading.Timer:
@@ -214,7 +214,7 @@ def test_a_fifo_in_a_folder_is_skipped_not_waited_on(
     assert run.status == cli.EXIT_OK, run.err
     assert [e["event"]["original"] for e in events(run.out)] == [*ALB_LINES, *CLASSIC_LINES]
     assert f"skipped {fifo}: not a regular file (a FIFO, a socket or a device)" in run.err
-    assert "(1 skipped, 0 failed)" in run.err
+    assert "read (0 failed), 1 skipped" in run.err
     dry = run_cli(capsys, "ship", str(logs), "--dry-run")
     assert f"skip  {fifo}  (not a regular file" in dry.out + dry.err
     # Named alone, it is no source to ship: a usage error that says what it is.
@@ -435,7 +435,7 @@ def test_one_s3_object_to_tcp_end_to_end(
     assert run.status == cli.EXIT_OK, run.err
     assert [e["event"]["original"] for e in got] == list(ALB_LINES)
     assert {e["aws"]["s3"]["object"]["key"] for e in got} == {S3_KEY}
-    assert "1 object (0 skipped, 0 failed)" in run.err
+    assert "1 object read (0 failed), 0 skipped" in run.err
 
 
 def test_start_offset_ships_the_rest_of_one_object(

@@ -30,5 +30,6 @@ def test_demo_ships_every_sample_line_to_the_local_receiver() -> None:
     # One line per object, then the run's summary with its wall-clock rate.
     for sample in SAMPLE_OBJECTS:
         assert f"{sample.key}: {len(sample.lines)} lines, " in run.stdout
-    assert f"{len(SAMPLE_OBJECTS)} objects (0 skipped, 0 failed): {expected} lines" in run.stdout
+    summary = f"{len(SAMPLE_OBJECTS)} objects read (0 failed), 0 skipped: {expected} lines"
+    assert summary in run.stdout
     assert "Traceback" not in run.stderr

@@ -347,7 +347,7 @@ def test_report_per_object_and_summary(
         assert int(report["bytes"]) == stored
         assert float(report["seconds"]) >= 0
     total = ALB_LINE_COUNT + classic_lines
-    assert f"2 objects (0 skipped, 0 failed): {total} lines, " in run.stderr
+    assert f"2 objects read (0 failed), 0 skipped: {total} lines, " in run.stderr
     assert f"{total} sent" in run.stderr
     assert re.search(r" s wall clock \([\d,]+ lines/s\)$", run.stderr, re.MULTILINE)
 
@@ -378,7 +378,7 @@ def test_unreachable_logstash_fails_fast_with_one_sentence(
     assert "check that it is up" in message
     # Later objects would fail the same way: the command stops instead of trying each.
     assert alb_object.uri not in run.stderr
-    assert "1 object (0 skipped, 1 failed)" in run.stderr
+    assert "1 object read (1 failed), 0 skipped" in run.stderr
 
 
 def test_unreachable_logstash_stops_a_parallel_run_after_the_objects_in_flight(

@@ -28,7 +28,7 @@ def test_the_summary_rate_is_wall_clock_whatever_the_objects_took() -> None:
     text = format_run([shipped(1000) for _ in range(4)], seconds=10.0)
     summary = text.splitlines()[-1]
     assert summary.endswith("in 10.00 s wall clock (400 lines/s)")
-    assert summary.startswith("4 objects (0 skipped, 0 failed): 4000 lines, ")
+    assert summary.startswith("4 objects read (0 failed), 0 skipped: 4000 lines, ")
 
 
 def test_the_summary_says_how_many_events_were_resent_only_when_some_were() -> None:
@@ -67,7 +67,7 @@ def test_left_and_excluded_objects_and_the_date_listing_are_noted() -> None:
     # Logstash failed (the command is run again).
     assert "left            3  stopped or not started\n" in text
     assert "excluded        2  before --since: 2" in text
-    assert "only the yyyy/mm/dd folders from --since to --until under s3://b/AWSLogs/" in text
+    assert "only the yyyy/mm/dd folders within --since/--until under s3://b/AWSLogs/" in text
 
 
 def test_the_rows_add_up_to_the_summary_with_objects_stopped_part_way() -> None:
@@ -81,7 +81,7 @@ def test_the_rows_add_up_to_the_summary_with_objects_stopped_part_way() -> None:
     assert sum(int(row[1]) for row in rows.values()) == 157
     assert sum(int(row[3]) for row in rows.values()) == 140
     assert text.splitlines()[-1].startswith(
-        "3 objects (0 skipped, 1 failed): 157 lines, 1 parse failures, 140 sent, "
+        "3 objects read (1 failed), 0 skipped: 157 lines, 1 parse failures, 140 sent, "
     )
     # No row for a fate no object had.
     assert "stopped" not in format_run([shipped(1)], seconds=1.0)

@@ -132,6 +132,11 @@ def parse_destination(url: str) -> Destination:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as error:
+        if parts.netloc.count(":") > 1 and "[" not in parts.netloc:
+            raise ConfigurationError(
+                f"destination {url!r} has an IPv6 address without brackets: write it as "
+                f"{parts.scheme}://[address]:port"
+            ) from None
         raise ConfigurationError(f"destination {url!r} is invalid ({error}): {hint}") from None
     if parts.scheme not in _SCHEMES:
         raise ConfigurationError(f"destination {url!r} has no known scheme: {hint}")
