@@ -133,15 +133,18 @@ _IPV6_HEX = re.compile(
 )
 # An IPv6 address's 16 bytes as its eight groups, and the groups written without `::`.
 _EIGHT_GROUPS = struct.Struct(">8H")
+# The colons of an IPv6 address of eight groups.
+_IPV6_COLONS = 7
 _EIGHT_HEX_GROUPS = ":".join(["%x"] * 8)
 
 _ALB_TYPES = frozenset({"http", "https", "h2", "grpcs", "ws", "wss"})
 # What those start with; none of the other formats' lines does (a digit, `tls`).
 _ALB_INITIALS = frozenset("hgw")
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# ASCII digits: `\d` would also take `٣`, which the parser refuses in an address (inet_pton).
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 # An IPv4 client and its port: the part truncation keeps, and the port.
-_IPV4_PORT = re.compile(rf"({_OCTET}\.{_OCTET}\.{_OCTET}\.){_OCTET}(:\d+)")
+_IPV4_PORT = re.compile(rf"({_OCTET}\.{_OCTET}\.{_OCTET}\.){_OCTET}(:[0-9]+)")
 # The head of an ALB line (before its first quote) whose client, the fourth field as str.split()
 # reads it, is IPv4: up to the part that truncation keeps; then, after the last byte, the port.
 # Printable ASCII fields (possessive: a field ends at its space) and ASCII digits: character
@@ -248,7 +251,7 @@ _BARE_PARAMETER = re.compile(r"(?<=[?&#])[^=&#]+(?=[&#]|$)")
 # parser splits them (a no-break space too), so the client is the one the parser reads.
 _ALB_HEAD = re.compile(
     r"(?:https?|h2|grpcs|wss?)\s+[^\s\"]+\s+[^\s\"]+\s+"
-    rf"(?P<client>(?P<network>{_OCTET}\.{_OCTET}\.{_OCTET}\.){_OCTET}(?P<port>:\d+)|[^\s\"]+)"
+    rf"(?P<client>(?P<network>{_OCTET}\.{_OCTET}\.{_OCTET}\.){_OCTET}(?P<port>:[0-9]+)|[^\s\"]+)"
     r'\s[^"]*"(?P<request>[^"\\]*)"'
 )
 # One field, by the tokenizer's rules: a quoted value (backslash escapes; a closing quote ends it;
@@ -1038,6 +1041,12 @@ class LinePrivacy:
             while (found := _IPV6_LIKE.search(text, search)) is not None:
                 within = _ipv6_within(found.group())
                 if within is None:
+                    if _damaged_ipv6(found.group()):
+                        # An address run into more hex digits (`...:eeee:12342023-...`, a line
+                        # cut after its client): replaced whole, as a damaged IPv4 run is.
+                        pieces += (text[position : found.start()], REDACTED)
+                        position = search = found.end()
+                        continue
                     # Not an address as matched: one may start inside it.
                     search = found.start() + 1
                     continue
@@ -1157,6 +1166,8 @@ _RUN_IN_TIME = re.compile(r"T(?<=[0-9]{4}-[0-9]{2}-[0-9]{2}T)[0-9]{2}:[0-9]{2}:[
 _HEX = "0123456789ABCDEFabcdef-"
 # The parts of an ALB line's `text.split('"')` (25 parts) after its user agent, but the redirect
 # URL's (13): the fields that `_by_fields` takes as a URL when they hold a `?`, `#` or `@`.
+# No field's span (`_time_within`).
+_NO_SPAN = (-1, -1)
 _ALB_OTHER_PARTS = tuple(index for index in range(4, 24) if index != 13)
 # Quotes in an ALB line of a documented layout: 12 quoted fields, or 15 with 2025's transforms.
 _DOCUMENTED_ALB_QUOTES = frozenset({24, 30})
@@ -1311,18 +1322,24 @@ def _second_line_within(text: str, spans: list[tuple[int, int]], layout: _Layout
 def _time_within(
     text: str, position: int, end: int, spans: list[tuple[int, int]], layout: _Layout
 ) -> bool:
-    """Whether ``text[position:end]`` holds a timestamp, but for one after a ``=`` or ``/`` in a
-    free-text field (``?since=...``, ``/logs/...``, ``bot/...``) with no address after it in
-    that field: a line cut just after a ``/`` of its user agent, with a Classic line or a
-    connection log run in (their timestamp first, their client next), has one."""
+    """Whether ``text[position:end]`` holds a timestamp, but for one in a free-text field with
+    no address after it in that field: anywhere in a quoted one (``?since=...``,
+    ``?range=...Z,2015-...``, ``MyApp (build 2015-...)``), after a ``=`` or ``/`` in an unquoted
+    one. Another line run into a quoted field leaves its quote open, so the field runs on to the
+    next quote, past the other line's client (only a type, the load balancer and a listener
+    stand between its timestamp and its client, none quoted): a line cut in its user agent,
+    with a Classic line or a connection log run in, is caught whatever character the cut left
+    before the timestamp. In an unquoted field the other line's client is the next field."""
     count = len(spans)
     while (found := _RUN_IN_TIME.search(text, position, end)) is not None:
         date = found.start() - 10
-        if text[date - 1 : date] not in ("=", "/"):
-            return True
         within = [spans[index] for index in layout.texts if index < count]
-        stop = next((stop for start, stop in within if start <= date < stop), -1)
-        if stop < 0 or any(map(_is_address, text[found.end() : stop].split())):
+        start, stop = next(
+            ((start, stop) for start, stop in within if start <= date < stop), _NO_SPAN
+        )
+        if stop < 0 or (text[start - 1 : start] != '"' and text[date - 1 : date] not in ("=", "/")):
+            return True
+        if any(map(_is_address, text[found.end() : stop].split())):
             return True
         position = found.end()
     return False
@@ -1353,6 +1370,11 @@ def _ipv6_within(candidate: str) -> tuple[int, int] | None:
     colons = [index for index, char in enumerate(candidate) if char == ":"]
     ends = sorted({len(candidate), *colons, *(index + 1 for index in colons)}, reverse=True)
     for end in ends:
+        if end < len(candidate) and candidate[end] != ":" and candidate[end - 1] == ":":
+            # An address that ends in `::` with hex digits after it (`2001:db8::12340`): those
+            # digits would join its anonymised form into an address again (`2001:db8::` and
+            # `12340`). `_damaged_ipv6` tells what it is.
+            continue
         for start in starts:
             text = candidate[start:end]
             count = text.count(":")
@@ -1366,6 +1388,23 @@ def _ipv6_within(candidate: str) -> tuple[int, int] | None:
                 continue
             return start, end
     return None
+
+
+def _damaged_ipv6(candidate: str) -> bool:
+    """Whether ``candidate`` (an ``_IPV6_LIKE`` match that holds no address as a whole) starts
+    with an IPv6 address cut inside its last group: an address with more hex digits run into it.
+    Times (``23:39:01``) have too few colons for one, and are told without ``ipaddress``."""
+    last = candidate.rfind(":")
+    if "::" not in candidate[: last + 1] and candidate.count(":", 0, last + 1) < _IPV6_COLONS:
+        return False
+    for start in (0, 1) if candidate[:1] == ":" else (0,):
+        for end in range(last + 2, min(last + 6, len(candidate) + 1)):
+            try:
+                ipaddress.IPv6Address(candidate[start:end])
+            except ValueError:
+                continue
+            return True
+    return False
 
 
 def _ipv6_network(address: str) -> str | None:

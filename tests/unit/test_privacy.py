@@ -1286,8 +1286,20 @@ def test_drop_status_reads_the_status_the_parser_reads(line: str, rules: str) ->
     assert builder.dropped == 1
 
 
-@pytest.mark.parametrize("client", ["203.0.113.099", "1.2.3.04", "203.0.113.777", "203.0.113"])
-@pytest.mark.parametrize("rules", ["ip truncate", "ip hash"])
+# A client with an Arabic-Indic digit, which `\d` matched as a digit in the rules' patterns: the
+# rules truncated it to a valid address (198.51.100.0) that the line never held.
+DAMAGED_CLIENTS = ["203.0.113.099", "1.2.3.04", "203.0.113.777", "203.0.113", "198.51.100.\u0663"]
+# The same rules with a drop filter that matches nothing: the longer paths, by field.
+WITH_A_DROP_FILTER = {
+    name: dataclasses.replace(ALL_RULES[name], drop=DropRules(methods=frozenset({"TRACE"})))
+    for name in ("ip truncate", "ip hash")
+}
+
+
+@pytest.mark.parametrize("client", DAMAGED_CLIENTS)
+@pytest.mark.parametrize(
+    "rules", ["ip truncate", "ip hash", "ip truncate, drop filter", "ip hash, drop filter"]
+)
 @pytest.mark.parametrize("make", [alb, classic, nlb, connection], ids=lambda f: f.__name__)
 def test_a_damaged_client_is_redacted_not_kept_in_a_failure(
     make: Any, rules: str, client: str
@@ -1299,7 +1311,9 @@ def test_a_damaged_client_is_redacted_not_kept_in_a_failure(
     whole client stayed in ``event.original``."""
     line = make(client)
     assert PARSE_FAILURE_TAG in build(line, None).get("tags", [])
-    for event in built_both_ways(line, ALL_RULES[rules]):
+    name, _, drop = rules.partition(", ")
+    privacy = WITH_A_DROP_FILTER[name] if drop else ALL_RULES[name]
+    for event in built_both_ways(line, privacy):
         decoded = orjson.loads(orjson.dumps(event))
         assert PARSE_FAILURE_TAG not in decoded.get("tags", []), decoded.get("error")
         assert not leaks(decoded, (client,)), leaks(decoded, (client,))
@@ -1319,3 +1333,56 @@ def test_a_text_scrubbed_whole_keeps_no_part_of_a_damaged_address(rules: str) ->
     assert scrubbed == "x REDACTED REDACTED:5 REDACTED y"
     anonymised = line.redact("ip:203.0.113.7 cafe203.0.113.7:80")
     assert "203.0.113.7" not in anonymised and anonymised.startswith("ip:")
+
+
+# Timestamps that a user's request or user agent holds, not another line's: found anywhere in a
+# quoted field, with no address after them in it. Only those after a `=` or `/` were: a `,` or a
+# space sent the line to the whole-line scrub, which ended its request at the `?` (a parse
+# failure, the line's fields lost) or read the IPv6 client and its port as one address.
+TIMES_IN_FREE_TEXT = {
+    "classic query": classic(
+        request="GET http://h:80/r?range=2015-05-01T00:00:00Z,2015-05-13T00:00:00Z HTTP/1.1"
+    ),
+    "classic agent, IPv6 client": classic(
+        "2001:db8::1", request="GET http://h:80/r?a=1 HTTP/1.1", agent="MyApp (2015-05-13T23:39:43)"
+    ),
+    "alb query and agent": alb(
+        url="https://h:443/r?range=2015-05-01T00:00:00Z,2015-05-13T00:00:00Z",
+        agent="MyApp (build 2015-05-13T23:39:43)",
+    ),
+}
+
+
+@pytest.mark.parametrize("rules", ALL_RULES)
+@pytest.mark.parametrize("name", TIMES_IN_FREE_TEXT)
+def test_a_timestamp_in_a_request_or_user_agent_costs_no_field(name: str, rules: str) -> None:
+    line = TIMES_IN_FREE_TEXT[name]
+    plain = build(line, None)
+    assert PARSE_FAILURE_TAG not in plain.get("tags", [])
+    for event in built_both_ways(line, ALL_RULES[rules]):
+        decoded = orjson.loads(orjson.dumps(event))
+        assert PARSE_FAILURE_TAG not in decoded.get("tags", []), decoded.get("error")
+        assert event_field(decoded, "source.port") == event_field(plain, "source.port")
+        assert event_field(decoded, "http.request.method") == "GET"
+        if ALL_RULES[rules].redact_query is not QueryRedaction.NONE:
+            assert not leaks(decoded, ("2015-05-01T00:00:00Z",))
+
+
+@pytest.mark.parametrize("rules", ["ip truncate", "ip hash"])
+def test_an_ipv6_address_run_into_more_hex_digits_is_replaced_whole(rules: str) -> None:
+    # A line cut after its IPv6 client, another run in: the last group took the other line's
+    # first digits (`...eeee:12342023-10-04...`), no address matched as a whole, and the scrub
+    # kept it in clear, where a damaged IPv4 run is replaced.
+    client = "2001:db8:aaaa:bbbb:cccc:dddd:eeee:1234"
+    line = nlb(client)[: nlb(client).index(client) + len(client)] + connection()
+    for event in built_both_ways(line, ALL_RULES[rules]):
+        decoded = orjson.loads(orjson.dumps(event))
+        assert PARSE_FAILURE_TAG in decoded["tags"]
+        assert not leaks(decoded, (client, "203.0.113.77")), leaks(decoded, (client,))
+    scrubbing = ALL_RULES[rules].compile(detect_format)
+    assert scrubbing is not None
+    # An address ending in `::` with digits after it: anonymised, the digits would make it whole.
+    assert scrubbing.redact("x 2001:db8::12340 y") == "x REDACTED y"
+    # Times and ports stay as they are.
+    kept = scrubbing.redact("at 23:39:43 from [::1]:51341")
+    assert kept.startswith("at 23:39:43 from [") and "::1]" not in kept
