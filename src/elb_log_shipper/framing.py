@@ -567,7 +567,9 @@ class LineDecoder:
         return self._framer.resume_offset
 
     def feed(self, data: bytes) -> Iterator[Batch]:
-        """Yield the batches of lines that ``data`` completes."""
+        """Yield the batches of lines that ``data`` completes: one for each step of inflation
+        (or for ``data``, when plain) once the format is known, empty when the step completed no
+        line, so that a reader can tell time passing where blank lines give no line at all."""
         self.bytes_in += len(data)
         if self.compressed is None:
             data = self._sniffed + data
@@ -593,10 +595,6 @@ class LineDecoder:
         if self.compressed:
             feed_framer = self._framer.feed
             for piece in self._inflater.feed(data):
-                lines = feed_framer(piece)
-                if lines:
-                    yield lines
+                yield feed_framer(piece)
         else:
-            lines = self._framer.feed(data)
-            if lines:
-                yield lines
+            yield self._framer.feed(data)

@@ -232,9 +232,11 @@ def ship_object(
     try:
         with reader:
             for lines in reader:
-                if should_stop is not None and lines and should_stop():
-                    # Hand off at a line boundary: this batch is the next hop's first.
-                    result.next_offset = lines[0][0]
+                if should_stop is not None and should_stop():
+                    # Hand off at a line boundary: this batch is the next hop's first. An empty
+                    # batch (a step of blank lines, which give no line) is checked too: an
+                    # object of them would otherwise run past the deadline unchecked.
+                    result.next_offset = lines[0][0] if lines else reader.resume_offset
                     result.outcome = Outcome.HANDED_OFF
                     break
                 lines_read += len(lines)

@@ -378,6 +378,46 @@ def test_the_hops_of_a_notified_object_report_lag_and_those_of_a_backfill_do_not
     assert lag_reported(output) is live
 
 
+# Blank lines give no line: before, the deadline was asked only when a line came out, so an
+# object of them ran past it (to Lambda's kill) with nothing handed off.
+BLANK_BYTES = 20 * 1024 * 1024
+# Work time before the deadline margin: a few steps of inflation (1 MiB each) of the blank lines,
+# far from all of them (some 3 s here).
+BLANK_WORK_SECONDS = 1.0
+
+
+def test_a_run_of_blank_lines_is_handed_off_at_the_deadline(
+    container_for: Any, logstash: JsonLinesReceiver, moto: MotoServer
+) -> None:
+    container = container_for(
+        logstash,
+        **{
+            ENV.LOGSTASH_STALL_TIMEOUT: NOT_A_STALL_TIMEOUT,
+            ENV.DEADLINE_MARGIN_SECONDS: f"{MIN_DEADLINE_MARGIN:g}",
+        },
+    )
+    bucket, key = moto.new_bucket(), alb_key("blank")
+    lines = alb_lines(20)
+    store(moto, bucket, key, b"\n" * BLANK_BYTES + joined(lines), compress=True)
+
+    first = container.invoke(
+        edit_bucket_and_key("s3-put.json", bucket, key),
+        budget=MIN_DEADLINE_MARGIN + BLANK_WORK_SECONDS,
+    )
+
+    (report,) = first["objects"]
+    assert report["outcome"] == "handed_off"
+    # Stopped within the blank lines, after some steps of inflation, not at the first line.
+    assert 0 < report["next_offset"] < BLANK_BYTES
+    hops = 0
+    while (messages := container.continuations()) and hops < 10:
+        (message,) = messages
+        container.invoke({"Records": [sqs_record(message["MessageId"], message["Body"])]})
+        hops += 1
+    assert hops >= 1
+    assert received(logstash) == {(key, BLANK_BYTES + offset): 1 for offset in offsets(lines)}
+
+
 def test_a_hand_off_that_sqs_does_not_answer_gives_up_within_the_reserve(
     container_for: Any,
     logstash: JsonLinesReceiver,

@@ -11,9 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
-from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, parse_line
+from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, alb, parse_line
 from elb_log_shipper.formats._tokenizer import _split_fast, _split_slow, tokenize
+from elb_log_shipper.formats._values import MEMO_LIMIT
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
+from elb_log_shipper.samples import ALB_LINES
 from tests.support.events import built, field
 
 ABSENT = object()
@@ -946,3 +948,14 @@ def test_url_parts_as_uri_parts_splits_them(name: str, url: tuple[str, dict[str,
     text, expected = url
     event = check(URL_LINES[name].format(text), expected)
     assert get(event, "url.original") == text
+
+
+def test_the_two_level_memos_stay_bounded_over_values_that_never_repeat() -> None:
+    # A container parses for hours: one cipher (or target) with ever new protocols (or status
+    # codes) grew the inner dicts of these memos without bound; only the outer one was bounded.
+    line = next(line for line in ALB_LINES if " TLSv1.2 " in line and " 200 200 " in line)
+    for n in range(MEMO_LIMIT + 100):
+        varied = line.replace(" TLSv1.2 ", f" TLSv{n} ").replace(" 200 200 ", f" 200 {n % 600} ")
+        assert PARSE_FAILURE_TAG not in (parse_line(varied).get("tags") or [])
+    for memo in (alb._tls, alb._backends):
+        assert 0 < sum(map(len, memo.values())) <= MEMO_LIMIT

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from socket import AF_INET, AF_INET6, inet_pton
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from elb_log_shipper.errors import ParseError
 from elb_log_shipper.formats._values import (
@@ -43,10 +43,35 @@ TYPES = frozenset({"http", "https", "h2", "grpcs", "ws", "wss"})
 MIN_FIELDS = 12
 KNOWN_FIELDS = 33
 
-_backends: dict[str, dict[str, dict[str, Any]]] = {}
+_V = TypeVar("_V")
+
+
+class _PairMemo(Generic[_V]):
+    """Values by two keys, read on the per-line path as ``by_outer.get(a, {}).get(b)``, and
+    bounded as the other memos are, in its values over all its inner dicts: bounding the outer
+    dict alone let the lines of one target (or cipher) with ever new status codes (or
+    protocols) grow it for the container's life."""
+
+    __slots__ = ("_count", "by_outer")
+
+    def __init__(self) -> None:
+        self.by_outer: dict[str, dict[str, _V]] = {}
+        self._count = 0
+
+    def remember(self, outer: str, inner: str, value: _V) -> None:
+        if self._count >= MEMO_LIMIT:
+            self.by_outer.clear()  # in place: the module's names for it stay valid
+            self._count = 0
+        self.by_outer.setdefault(outer, {})[inner] = value
+        self._count += 1
+
+
+_BACKENDS: _PairMemo[dict[str, Any]] = _PairMemo()
+_backends = _BACKENDS.by_outer
 _NO_BACKENDS: dict[str, dict[str, Any]] = {}
 _agents: dict[str, dict[str, str]] = {}
-_tls: dict[str, dict[str, dict[str, str]]] = {}
+_TLS: _PairMemo[dict[str, str]] = _PairMemo()
+_tls = _TLS.by_outer
 _target_groups: dict[str, dict[str, str]] = {}
 _certificates: dict[str, dict[str, str]] = {}
 _domains: dict[str, dict[str, str]] = {}
@@ -412,9 +437,7 @@ def _backend(target: str, code: str) -> dict[str, Any]:
     if code != "-":
         status = integer(code, "target_status_code", STATUS_MAX)
         backend["http"] = {"response": {"status_code": status}}
-    if len(_backends) >= MEMO_LIMIT:
-        _backends.clear()
-    _backends.setdefault(target, {})[code] = backend
+    _BACKENDS.remember(target, code, backend)
     return backend
 
 
@@ -435,7 +458,5 @@ def _tls_fields(cipher: str, protocol: str) -> dict[str, str]:
     version = tls_version(protocol) if protocol != "-" else None
     if version is not None:
         tls["version"], tls["version_protocol"] = version
-    if len(_tls) >= MEMO_LIMIT:
-        _tls.clear()
-    _tls.setdefault(cipher, {})[protocol] = tls
+    _TLS.remember(cipher, protocol, tls)
     return tls
