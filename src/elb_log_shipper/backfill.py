@@ -402,6 +402,7 @@ def _plan_s3(
             _add(plan, PlannedObject(head, index, head.size or 0))
             return
     refs = list_dated(s3, bucket, key, dates, start_after)
+    by_date = refs is not None
     if refs is None:
         refs = list_prefix(s3, bucket, key, start_after)
     else:
@@ -412,7 +413,9 @@ def _plan_s3(
         _add_listed(plan, index, ref, ref.size or 0, dates)
     if found:
         return
-    if key and not key.endswith("/") and not start_after:
+    # Listed by date, a prefix says nothing of the keys outside the dates: no object, but
+    # perhaps a prefix with none in the dates.
+    if key and not key.endswith("/") and not start_after and not by_date:
         # Neither an object nor a prefix: plan it as the object it names, whose read then
         # reports that it does not exist.
         _add(plan, PlannedObject(ObjectRef(bucket, key), index, missing=True))

@@ -232,10 +232,16 @@ def ship_object(
     try:
         with reader:
             for lines in reader:
-                if should_stop is not None and should_stop():
+                if (
+                    should_stop is not None
+                    and (lines or reader.resume_offset > ref.start_offset)
+                    and should_stop()
+                ):
                     # Hand off at a line boundary: this batch is the next hop's first. An empty
-                    # batch (a step of blank lines, which give no line) is checked too: an
-                    # object of them would otherwise run past the deadline unchecked.
+                    # batch (a step of blank lines, which give no line) is checked too, once it
+                    # is past where this hop began: an object of them would otherwise run past
+                    # the deadline unchecked; before that (a gzip hop inflating up to its resume
+                    # point) a hand-off would gain nothing, and the first batch must go.
                     result.next_offset = lines[0][0] if lines else reader.resume_offset
                     result.outcome = Outcome.HANDED_OFF
                     break

@@ -1346,10 +1346,13 @@ def _time_within(
 
 
 def _is_address(token: str) -> bool:
-    """Whether ``token`` is an IP address, or one with a port."""
+    """Whether ``token`` is an IP address, or one with a port, an IPv6 one bracketed or not
+    (``[2001:db8::9]:2817``, which the parser reads as a client too)."""
     for candidate in (token, token.rpartition(":")[0]):
         try:
-            ipaddress.ip_address(candidate)
+            ipaddress.ip_address(
+                candidate[1:-1] if candidate[:1] == "[" and candidate[-1:] == "]" else candidate
+            )
         except ValueError:
             continue
         return True

@@ -397,7 +397,8 @@ def format_plan(plan: Plan, function: str | None = None) -> str:
     if plan.excluded:
         summary += f" ({_reasons(plan.excluded)})"
     if missing:
-        summary += f"; {missing} not found (a run fails on {'it' if missing == 1 else 'them'})"
+        who = "a run fails" if function is None else f"{function} fails"
+        summary += f"; {missing} not found ({who} on {'it' if missing == 1 else 'them'})"
     out.append(summary + "\n")
     if plan.listed_by_date:
         out.append(listed_by_date_note(plan.listed_by_date) + "\n")

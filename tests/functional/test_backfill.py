@@ -304,9 +304,12 @@ def test_dry_run_lists_sizes_and_skips_without_reading(
     assert "would ship 0 objects, 0 B (0 bytes); skip 0; 0 outside the dates; 1 not found" in (
         run.out
     )
-    # Nothing in the dates under a prefix that holds objects: the dates say why.
-    run = run_cli(capsys, prefix.uri, "--dry-run", "--since", "2030-01-01")
-    assert f"no objects under {prefix.uri} delivered from 2030-01-01 on" in run.err
+    # Nothing in the dates under a prefix that holds objects: the dates say why, whether the
+    # prefix ends with a `/` or not (it is no missing object).
+    for under in (prefix.uri, f"s3://{prefix.bucket}/{FOLDER}"):
+        run = run_cli(capsys, under, "--dry-run", "--since", "2030-01-01")
+        assert f"no objects under {under} delivered from 2030-01-01 on" in run.err
+        assert "not found" not in run.out
 
     # The control: a real run over the same listing does read objects, and the log shows it.
     caplog.clear()

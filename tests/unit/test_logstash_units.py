@@ -46,6 +46,8 @@ def test_parse_destination(url: str, expected: tuple[str, int, bool, str]) -> No
         ("tcp://user@host:5000", "more than"),
         # As LOGSTASH_HOST takes it, but a URL needs the brackets.
         ("beats://2001:db8::1:5044", r"without brackets: write it as beats://\[address\]:port"),
+        ("tcp://[2001:db8::1:5044", "invalid"),
+        ("tcp://2001:db8::1]:5044", "invalid"),
     ],
 )
 def test_parse_destination_rejects(url: str, message: str) -> None:

@@ -132,10 +132,12 @@ def parse_destination(url: str) -> Destination:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as error:
-        if parts.netloc.count(":") > 1 and "[" not in parts.netloc:
+        scheme, _, netloc = url.strip().partition("://")
+        # An address with a port has at least three colons (`::1:5044`).
+        if netloc.count(":") > 2 and "[" not in netloc and "]" not in netloc:
             raise ConfigurationError(
-                f"destination {url!r} has an IPv6 address without brackets: write it as "
-                f"{parts.scheme}://[address]:port"
+                f"destination {url!r} looks like an IPv6 address without brackets: write it "
+                f"as {scheme}://[address]:port"
             ) from None
         raise ConfigurationError(f"destination {url!r} is invalid ({error}): {hint}") from None
     if parts.scheme not in _SCHEMES:
