@@ -561,7 +561,9 @@ class _Run:
             # A stopped object (handed off) is neither shipped nor failed: its resume command
             # ships the rest.
             if obj.skip_reason is None and result.outcome is not Outcome.HANDED_OFF:
-                self.progress.object_done(obj.size, failed=is_failed(result))
+                self.progress.object_done(
+                    obj.size, failed=is_failed(result), read=result.bytes_read
+                )
             if result.error or not (self.args.quiet or result.quiet or obj.quiet):
                 self.progress.print(format_result(result))
             results.append(result)  # last: an object is in results once it is done with
@@ -584,7 +586,7 @@ class _Run:
                         initializer=start_worker,
                         initargs=(setup,),
                         finalizer=stop_worker,
-                        on_progress=self.progress.add_lines,
+                        on_progress=self.progress.add,
                         on_note=self.progress.set_note,
                         on_tick=self._tick,
                         is_fatal=is_fatal,
@@ -625,6 +627,9 @@ class _Run:
             self.progress.add_lines(count)
             self._tick()
 
+        def on_read(size: int) -> None:
+            self.progress.add_read(size)
+
         def on_wait(waiting_for_ack: float | None) -> None:
             self.progress.set_note(ack_wait_note(waiting_for_ack))
             self._tick()
@@ -643,6 +648,7 @@ class _Run:
                 should_stop=self.stop.is_set,
                 on_events=on_events,
                 privacy=privacy,
+                on_read=on_read,
             )
             return result, None
 

@@ -178,9 +178,12 @@ def ship_object(
     s3_client: S3Client | None = None,
     should_stop: Callable[[], bool] | None = None,
     batch_format: BatchFormat = JSON_LINES,
+    on_read: Callable[[int], None] | None = None,
 ) -> ObjectResult:
     """Read ``ref``, turn every line into one event and send them to ``sink`` in batches, each
-    built as ``batch_format`` says (JSON lines, or the beats sink's frames).
+    built as ``batch_format`` says (JSON lines, or the beats sink's frames). ``on_read`` is told
+    the bytes read from the object as stored since it was last told, for a progress line: in
+    all, the result's ``bytes_read``.
 
     ``should_stop`` is asked before each batch of lines (about a MiB of log), and by the reader
     while an S3 read stalls; when it answers True the function returns with ``next_offset`` set
@@ -229,9 +232,13 @@ def ship_object(
     # The offset of each pending event's line: a part of a batch can be confirmed on its own.
     pending_offsets: list[int] = []
     append_offset = pending_offsets.append
+    told = 0  # the bytes read that on_read was told of
     try:
         with reader:
             for lines in reader:
+                if on_read is not None and (read := reader.bytes_read) != told:
+                    on_read(read - told)
+                    told = read
                 if (
                     should_stop is not None
                     and (lines or reader.resume_offset > ref.start_offset)
@@ -305,6 +312,8 @@ def ship_object(
     result.unserialisable = unserialisable
     result.newest_timestamp = newest or None
     result.bytes_read = reader.bytes_read
+    if on_read is not None and result.bytes_read != told:
+        on_read(result.bytes_read - told)
     result.bytes_decompressed = reader.bytes_decompressed
     result.retries = reader.retries
     result.seconds = time.monotonic() - started
@@ -408,6 +417,7 @@ def deliver_object(
     should_stop: Callable[[], bool] | None = None,
     on_events: Callable[[int], None] | None = None,
     privacy: PrivacyRules | None = None,
+    on_read: Callable[[int], None] | None = None,
 ) -> ObjectResult:
     """Ship one object to ``sender`` and confirm it: the one way an object is delivered.
 
@@ -416,7 +426,8 @@ def deliver_object(
     unconfirmed in the pool for a later finish (``ship_objects``). A DeliveryError does not
     propagate: the result is ``FAILED`` with ``delivery_failed`` set, and ``next_offset`` is
     the sink's confirmed progress when some of the object was confirmed. ``on_events`` is told
-    how many events each batch handed on (for progress).
+    how many events each batch handed on, ``on_read`` how many bytes were read (for progress:
+    ``ship_object``).
 
     >>> with open(os.devnull, "wb") as out:  # doctest: +SKIP
     ...     deliver_object(ObjectRef.local("alb.log"), StdoutSender(out), settings).outcome
@@ -442,6 +453,7 @@ def deliver_object(
             s3_client=s3_client,
             should_stop=should_stop,
             batch_format=sender.batch_format,
+            on_read=on_read,
         )
         if not result.delivery_failed:
             try:
@@ -720,4 +732,5 @@ def _deliver_in_worker(
         should_stop=context.should_stop,
         on_events=context.add_progress,
         privacy=state.setup.privacy,
+        on_read=lambda size: context.add_progress(0, size),
     )

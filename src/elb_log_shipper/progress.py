@@ -39,7 +39,8 @@ ACK_WAIT_NOTE_SECONDS = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Counters at one moment. Bytes are stored (compressed) bytes of finished objects."""
+    """Counters at one moment. Bytes are stored (compressed) bytes: of finished objects, and
+    those read so far of the objects being shipped."""
 
     objects_done: int
     objects_total: int
@@ -107,7 +108,8 @@ def render(snap: Snapshot) -> str:
 class Progress:
     """Counts what a command did and shows it on ``stream``.
 
-    ``add_lines`` may be called from any thread; the rest from the thread that runs the
+    ``add_lines`` and ``add_read`` may be called from any thread; the rest from the thread that
+    runs the
     command, which calls ``tick`` often (``fan_out`` does). ``print`` writes a line of its own
     without tearing the progress line.
 
@@ -143,6 +145,7 @@ class Progress:
         self._objects_done = 0
         self._objects_failed = 0
         self._bytes_done = 0
+        self._bytes_reading = 0  # read of the objects not done yet
         self._note: str | None = None
         self._drawn = False
 
@@ -150,13 +153,28 @@ class Progress:
         with self._lock:
             self._lines += count
 
-    def object_done(self, size: int, *, failed: bool = False) -> None:
-        """An object of ``size`` stored bytes is done with: shipped (queued), or ``failed``."""
+    def add_read(self, size: int) -> None:
+        """``size`` more stored bytes read of an object not done yet: the bytes and the time left
+        move while a large object is shipped, not only when it ends."""
+        with self._lock:
+            self._bytes_reading += size
+
+    def add(self, lines: int, read: int) -> None:
+        """``add_lines`` and ``add_read`` at once (a worker process's progress)."""
+        with self._lock:
+            self._lines += lines
+            self._bytes_reading += read
+
+    def object_done(self, size: int, *, failed: bool = False, read: int = 0) -> None:
+        """An object of ``size`` stored bytes is done with: shipped (queued), or ``failed``;
+        ``read`` is what ``add_read`` was told of it (its result's ``bytes_read``)."""
         if failed:
             self._objects_failed += 1
         else:
             self._objects_done += 1
         self._bytes_done += size
+        with self._lock:
+            self._bytes_reading -= read
 
     def set_note(self, note: str | None) -> None:
         """Say what the command waits for (shown after the counters), or nothing (None)."""
@@ -164,12 +182,12 @@ class Progress:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            lines = self._lines
+            lines, reading = self._lines, self._bytes_reading
         return Snapshot(
             self._objects_done,
             self._objects,
             lines,
-            self._bytes_done,
+            min(self._bytes_done + max(reading, 0), self._bytes_total),
             self._bytes_total,
             self._clock() - self._started,
             self._verb,

@@ -17,8 +17,8 @@ What the parent sees:
   ``function`` returned, or an ``ItemFailed`` when it raised or its process died (killed,
   segfault). The items handed back are always ``items[:n]``; that prefix is what makes a resume
   point exact.
-- ``on_progress(count)`` with the increments the children post through
-  ``context.add_progress``, summed by the caller.
+- ``on_progress(count, size)`` with the increments the children post through
+  ``context.add_progress`` (items of work done, and their size), summed by the caller.
 - After ``stop`` is set (``StopSignals``: the first Ctrl-C or SIGTERM), no item starts, and
   ``context.should_stop()`` turns True in every child: a function that checks it between batches
   returns early, saying how far it got, and that result is handed back like any other. A second
@@ -114,8 +114,9 @@ class ItemContext(Protocol):
     def should_stop(self) -> bool:
         """True once the run is stopping: return early at the next safe point."""
 
-    def add_progress(self, count: int) -> None:
-        """Add ``count`` to the run's progress (summed over all workers in the parent)."""
+    def add_progress(self, count: int, size: int = 0) -> None:
+        """Add ``count`` things done, of ``size`` (say lines, and the bytes read for them), to the
+        run's progress (summed over all workers in the parent)."""
 
     def set_note(self, note: str | None) -> None:
         """Say what this item waits for (the parent's ``on_note``), or that it no longer waits."""
@@ -128,14 +129,16 @@ class WorkerContext:
         self._conn = conn
         self._stop_flag = stop_flag
         self._unposted = 0
+        self._unposted_size = 0
         self._posted_at = time.monotonic()
         self._note: str | None = None
 
     def should_stop(self) -> bool:
         return bool(self._stop_flag.value)
 
-    def add_progress(self, count: int) -> None:
+    def add_progress(self, count: int, size: int = 0) -> None:
         self._unposted += count
+        self._unposted_size += size
         now = time.monotonic()
         if now - self._posted_at >= PROGRESS_POST_SECONDS:
             self.flush()
@@ -148,9 +151,9 @@ class WorkerContext:
 
     def flush(self) -> None:
         """Post the progress not posted yet (before a result, so the sums are complete)."""
-        if self._unposted:
-            self._conn.send(("progress", self._unposted))
-            self._unposted = 0
+        if self._unposted or self._unposted_size:
+            self._conn.send(("progress", self._unposted, self._unposted_size))
+            self._unposted = self._unposted_size = 0
 
 
 class StopSignals:
@@ -202,7 +205,7 @@ def run_in_processes(
     initializer: Callable[..., None] | None = None,
     initargs: tuple[Any, ...] = (),
     finalizer: Callable[[], None] | None = None,
-    on_progress: Callable[[int], None] = lambda count: None,
+    on_progress: Callable[[int, int], None] = lambda count, size: None,
     on_note: Callable[[str | None], None] = lambda note: None,
     on_tick: Callable[[], None] = lambda: None,
     is_fatal: Callable[[R | ItemFailed], bool] = lambda result: False,
@@ -272,7 +275,7 @@ class _Run(Generic[T, R]):
         function: Callable[[T, ItemContext], R],
         items: Sequence[T],
         on_result: Callable[[int, R | ItemFailed], None],
-        on_progress: Callable[[int], None],
+        on_progress: Callable[[int, int], None],
         on_note: Callable[[str | None], None],
         is_fatal: Callable[[R | ItemFailed], bool],
         spec: _WorkerSpec,
@@ -373,7 +376,7 @@ class _Run(Generic[T, R]):
                 message = worker.conn.recv()
                 kind = message[0]
                 if kind == "progress":
-                    self.on_progress(message[1])
+                    self.on_progress(message[1], message[2])
                 elif kind == "note":
                     self.on_note(message[1])
                 elif kind == "result":

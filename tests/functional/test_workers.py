@@ -49,9 +49,10 @@ def test_results_come_back_once_each_in_input_order() -> None:
 def test_progress_from_every_worker_is_summed() -> None:
     total = 0
 
-    def add(count: int) -> None:
+    def add(count: int, size: int) -> None:
         nonlocal total
         total += count
+        assert size == 0
 
     results = run(tasks.square, list(range(40)), on_progress=add)
     assert total == sum(range(40))
@@ -299,7 +300,7 @@ class _Context:
     def should_stop(self) -> bool:
         return False
 
-    def add_progress(self, count: int) -> None:
+    def add_progress(self, count: int, size: int = 0) -> None:
         pass
 
     def set_note(self, note: str | None) -> None:

@@ -138,7 +138,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(json.dumps(record) + "\n")
         sys.stdout.flush()
 
-    def on_progress(increment: int) -> None:
+    def on_progress(increment: int, size: int) -> None:
         nonlocal progress
         progress += increment
         emit({"progress": progress})
