@@ -108,10 +108,9 @@ def render(snap: Snapshot) -> str:
 class Progress:
     """Counts what a command did and shows it on ``stream``.
 
-    ``add_lines`` and ``add_read`` may be called from any thread; the rest from the thread that
-    runs the
-    command, which calls ``tick`` often (``fan_out`` does). ``print`` writes a line of its own
-    without tearing the progress line.
+    ``add_lines``, ``add_read`` and ``add`` may be called from any thread; the rest from the
+    thread that runs the command, which calls ``tick`` often (``fan_out`` does). ``print`` writes
+    a line of its own without tearing the progress line.
 
     >>> import io
     >>> progress = Progress(io.StringIO(), objects=2, bytes_total=100, interactive=False)
