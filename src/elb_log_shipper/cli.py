@@ -856,14 +856,24 @@ def resume_commands(
     first = objects[finished]
     before = objects[finished - 1] if finished else None
     if first.listed and before is not None and before.source == first.source:
-        commands.append(["ship", sources[first.source], *options, "--start-after", before.ref.key])
+        commands.append(["ship", sources[first.source], *options, _start_after(before.ref.key)])
         rest = sources[first.source + 1 :]
     else:
         rest = sources[first.source :]
     if rest:
-        original = ["--start-after", args.start_after] if args.start_after else []
+        original = [_start_after(args.start_after)] if args.start_after else []
         commands.append(["ship", *rest, *options, *original])
     return commands
+
+
+def _start_after(key: str) -> str:
+    """``--start-after`` with ``key`` in one argument: a key that starts with ``-`` would be read
+    as an option of its own.
+
+    >>> _start_after("-a.log")
+    '--start-after=-a.log'
+    """
+    return f"--start-after={key}"
 
 
 def ship_options(args: argparse.Namespace) -> list[str]:

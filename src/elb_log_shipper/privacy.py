@@ -1168,6 +1168,10 @@ _HEX = "0123456789ABCDEFabcdef-"
 # URL's (13): the fields that `_by_fields` takes as a URL when they hold a `?`, `#` or `@`.
 # No field's span (`_time_within`).
 _NO_SPAN = (-1, -1)
+# The longest address token: a bracketed IPv6 address with an IPv4 tail, a zone and a port.
+_LONGEST_ADDRESS_TOKEN = 80
+# A token as `str.split()` reads one.
+_TOKEN = re.compile(r"\S+")
 _ALB_OTHER_PARTS = tuple(index for index in range(4, 24) if index != 13)
 # Quotes in an ALB line of a documented layout: 12 quoted fields, or 15 with 2025's transforms.
 _DOCUMENTED_ALB_QUOTES = frozenset({24, 30})
@@ -1331,23 +1335,46 @@ def _time_within(
     with a Classic line or a connection log run in, is caught whatever character the cut left
     before the timestamp. In an unquoted field the other line's client is the next field."""
     count = len(spans)
+    within = [spans[index] for index in layout.texts if index < count]
+    # The start of the last address token of each field looked at (-1: none), found once: a
+    # field of many timestamps would otherwise have its rest read again for each (a 40 KB user
+    # agent of them took 15 s a line).
+    last_address: dict[int, int] = {}
     while (found := _RUN_IN_TIME.search(text, position, end)) is not None:
         date = found.start() - 10
-        within = [spans[index] for index in layout.texts if index < count]
         start, stop = next(
             ((start, stop) for start, stop in within if start <= date < stop), _NO_SPAN
         )
         if stop < 0 or (text[start - 1 : start] != '"' and text[date - 1 : date] not in ("=", "/")):
             return True
-        if any(map(_is_address, text[found.end() : stop].split())):
-            return True
         position = found.end()
+        last = last_address.get(start)
+        if last is None:
+            last = last_address[start] = _last_address_token(text, start, stop)
+        if last >= position:
+            return True
+        # The rest of the timestamp's own token (`...:43;192.0.2.7`), as a token of its own.
+        rest = _TOKEN.match(text, position, stop)
+        if rest is not None and _is_address(rest.group()):
+            return True
     return False
+
+
+def _last_address_token(text: str, start: int, stop: int) -> int:
+    """Where the last whitespace-separated token of ``text[start:stop]`` that is an address
+    (``_is_address``) starts; -1 if none is."""
+    last = -1
+    for token in _TOKEN.finditer(text, start, stop):
+        if _is_address(token.group()):
+            last = token.start()
+    return last
 
 
 def _is_address(token: str) -> bool:
     """Whether ``token`` is an IP address, or one with a port, an IPv6 one bracketed or not
     (``[2001:db8::9]:2817``, which the parser reads as a client too)."""
+    if len(token) > _LONGEST_ADDRESS_TOKEN or ("." not in token and ":" not in token):
+        return False
     for candidate in (token, token.rpartition(":")[0]):
         try:
             ipaddress.ip_address(
@@ -1381,9 +1408,15 @@ def _ipv6_within(candidate: str) -> tuple[int, int] | None:
         for start in starts:
             text = candidate[start:end]
             count = text.count(":")
-            # An address has 8 groups, or `::`, or 6 groups and an IPv4 tail: anything else is
-            # told without ipaddress (times such as `23:39:01` are common).
-            if "::" not in text and count != 7 and not (count == 6 and "." in text):
+            # An address has 8 groups, or one `::`, or 6 groups and an IPv4 tail, never `:::`:
+            # anything else is told without ipaddress (times such as `23:39:01` are common, and
+            # a run of colons would be tried at each of its characters).
+            doubled = text.count("::")
+            if (
+                doubled > 1
+                or ":::" in text
+                or (not doubled and count != _IPV6_COLONS and not (count == 6 and "." in text))
+            ):
                 continue
             try:
                 ipaddress.IPv6Address(text)
@@ -1401,6 +1434,9 @@ def _damaged_ipv6(candidate: str) -> bool:
     if "::" not in candidate[: last + 1] and candidate.count(":", 0, last + 1) < _IPV6_COLONS:
         return False
     for start in (0, 1) if candidate[:1] == ":" else (0,):
+        head = candidate[start : last + 1]
+        if ":::" in head or head.count("::") > 1:
+            continue
         for end in range(last + 2, min(last + 6, len(candidate) + 1)):
             try:
                 ipaddress.IPv6Address(candidate[start:end])

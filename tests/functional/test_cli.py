@@ -571,7 +571,12 @@ def test_ctrl_c_in_a_directory_then_the_resume_commands_ship_every_line_once(
         assert first.status == cli.EXIT_INTERRUPTED, first.err
         resumes = printed_resume_commands(first.err)
         # The directory resumes after the last file done, which the walk had got past.
-        (after,) = [r[r.index("--start-after") + 1] for r in resumes if "--start-after" in r]
+        (after,) = [
+            word.removeprefix("--start-after=")
+            for resume in resumes
+            for word in resume
+            if word.startswith("--start-after=")
+        ]
         assert after in written, first.err
         assert after != str(root / names[-1]), first.err
         slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
@@ -640,7 +645,7 @@ def test_names_that_are_not_printable_reach_the_terminal_escaped_and_resume_exac
                 ["bash", "-c", "printf '%s\\0' " + line], capture_output=True, check=True
             ).stdout.decode()
             resumes.append(words.split("\0")[1:-1])
-        assert any("--start-after" in r for r in resumes), first.err
+        assert any(w.startswith("--start-after=") for r in resumes for w in r), first.err
         slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
         run_resume_commands(capsys, resumes)
         slow.wait_idle()

@@ -97,15 +97,24 @@ def test_resume_one_prefix_with_start_after_the_last_key_done() -> None:
     argv = ["ship", "s3://b/p/", *options, "--start-after", "p/0"]
     objects = [planned(0, "p/1"), planned(0, "p/2"), planned(0, "p/3")]
     assert resume_commands(parse(argv), objects, 2) == [
-        ["ship", "s3://b/p/", *options, "--start-after", "p/2"]
+        ["ship", "s3://b/p/", *options, "--start-after=p/2"]
     ]
+
+
+def test_resume_after_a_key_that_starts_with_a_dash_parses_back() -> None:
+    # `--start-after -a.log` would read `-a.log` as an option: the command printed to resume
+    # after such a key (an S3 prefix's, a file's) did not run.
+    argv = ["ship", "s3://b/", "--to", "-"]
+    objects = [planned(0, "-a.log"), planned(0, "-b.log")]
+    (resumed,) = resume_commands(parse(argv), objects, 1)
+    assert parse(resumed).start_after == "-a.log"
 
 
 def test_resume_before_anything_of_the_prefix_keeps_the_given_start_after() -> None:
     argv = ["ship", "--start-after=p/0", "s3://b/p/", "--to", "tcp://h:1"]
     objects = [planned(0, "p/1")]
     assert resume_commands(parse(argv), objects, 0) == [
-        ["ship", "s3://b/p/", "--to", "tcp://h:1", "--start-after", "p/0"]
+        ["ship", "s3://b/p/", "--to", "tcp://h:1", "--start-after=p/0"]
     ]
 
 
@@ -118,7 +127,7 @@ def test_resume_drops_finished_sources_and_splits_a_prefix_from_the_rest() -> No
         PlannedObject(ObjectRef.local("./dir/x.log"), 2, listed=True),
     ]
     assert resume_commands(parse(argv), objects, 2) == [
-        ["ship", "s3://b/p/", "--to", "-", "--start-after", "p/1"],
+        ["ship", "s3://b/p/", "--to", "-", "--start-after=p/1"],
         ["ship", "./dir", "--to", "-"],
     ]
     # A source whose first object was not done is named again whole.
@@ -338,7 +347,7 @@ def test_resume_options_round_trip_through_the_parser() -> None:
             flag = next(s for s in action.option_strings if s.startswith("--"))
             value = RESUME_SAMPLES[action.dest]
             argv += [flag] if value is True else [flag, str(value)]
-        argv += ["--start-after", "p/0"]
+        argv += ["--start-after=p/0"]
         args = parse(argv)
         (resumed,) = resume_commands(args, [planned(0, "p/1")], 0)
         assert vars(parse(resumed)) == vars(args)
@@ -353,7 +362,7 @@ def test_resume_ships_the_rest_of_each_object_stopped_part_way_then_the_objects_
     assert resume_commands(parse(argv), objects, 3, stopped) == [
         ["ship", "s3://b/p/2", "--to", "-", "--jobs", "2", "--start-offset", "4096"],
         ["ship", "s3://b/p/3", "--to", "-", "--jobs", "2", "--start-offset", "512"],
-        ["ship", "s3://b/p/", "--to", "-", "--jobs", "2", "--start-after", "p/3"],
+        ["ship", "s3://b/p/", "--to", "-", "--jobs", "2", "--start-after=p/3"],
     ]
     # Stopped in the last objects: nothing else is left.
     assert resume_commands(parse(argv), objects, 4, [(objects[3], 7)]) == [
