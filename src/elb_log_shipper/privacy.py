@@ -1164,14 +1164,14 @@ _LAYOUTS: dict[str | None, _Layout] = {
 _RUN_IN_TIME = re.compile(r"T(?<=[0-9]{4}-[0-9]{2}-[0-9]{2}T)[0-9]{2}:[0-9]{2}:[0-9]{2}")
 # A serial number's characters (`FEF257372D5C14D4`), and `-` for none.
 _HEX = "0123456789ABCDEFabcdef-"
-# The parts of an ALB line's `text.split('"')` (25 parts) after its user agent, but the redirect
-# URL's (13): the fields that `_by_fields` takes as a URL when they hold a `?`, `#` or `@`.
 # No field's span (`_time_within`).
 _NO_SPAN = (-1, -1)
 # The longest address token: a bracketed IPv6 address with an IPv4 tail, a zone and a port.
 _LONGEST_ADDRESS_TOKEN = 80
 # A token as `str.split()` reads one.
 _TOKEN = re.compile(r"\S+")
+# The parts of an ALB line's `text.split('"')` (25 parts) after its user agent, but the redirect
+# URL's (13): the fields that `_by_fields` takes as a URL when they hold a `?`, `#` or `@`.
 _ALB_OTHER_PARTS = tuple(index for index in range(4, 24) if index != 13)
 # Quotes in an ALB line of a documented layout: 12 quoted fields, or 15 with 2025's transforms.
 _DOCUMENTED_ALB_QUOTES = frozenset({24, 30})
