@@ -58,7 +58,7 @@ from elb_log_shipper.backfill import (
 )
 from elb_log_shipper.config import DEFAULT_POOL_SIZE, ENV, MAX_POOL_SIZE, Settings
 from elb_log_shipper.errors import ConfigurationError
-from elb_log_shipper.logstash import LogstashSender, SocketPool, parse_destination
+from elb_log_shipper.logstash import LogstashSender, Retrying, SocketPool, parse_destination
 from elb_log_shipper.pipeline import (
     ObjectSender,
     StdoutSender,
@@ -69,7 +69,7 @@ from elb_log_shipper.pipeline import (
     stop_worker,
 )
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
-from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress, ack_wait_note
+from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress, wait_note
 from elb_log_shipper.report import (
     ObjectResult,
     Outcome,
@@ -630,8 +630,8 @@ class _Run:
         def on_read(size: int) -> None:
             self.progress.add_read(size)
 
-        def on_wait(waiting_for_ack: float | None) -> None:
-            self.progress.set_note(ack_wait_note(waiting_for_ack))
+        def on_wait(waiting_for_ack: float | None, retrying: Retrying | None) -> None:
+            self.progress.set_note(wait_note(waiting_for_ack, retrying))
             self._tick()
 
         def task(obj: PlannedObject) -> tuple[ObjectResult, None]:

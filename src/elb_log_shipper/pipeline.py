@@ -45,11 +45,12 @@ from elb_log_shipper.logstash import (
     BatchFormat,
     DeliveryStats,
     LogstashSender,
+    Retrying,
     SocketPool,
 )
 from elb_log_shipper.objectkey import parse_key
 from elb_log_shipper.privacy import PrivacyRules
-from elb_log_shipper.progress import ack_wait_note
+from elb_log_shipper.progress import wait_note
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.report import ObjectResult, Outcome
 from elb_log_shipper.source import LineReader
@@ -697,8 +698,8 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
     s3_client = None if ref.is_local else state.clients.s3()
     if state.pool is not None:
 
-        def on_wait(waiting_for_ack: float | None) -> None:
-            context.set_note(ack_wait_note(waiting_for_ack))
+        def on_wait(waiting_for_ack: float | None, retrying: Retrying | None) -> None:
+            context.set_note(wait_note(waiting_for_ack, retrying))
 
         sender: ObjectSender = LogstashSender(
             state.pool, on_wait=on_wait, should_stop=context.should_stop

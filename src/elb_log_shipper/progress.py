@@ -13,17 +13,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from elb_log_shipper.report import format_bytes, printable
+
+if TYPE_CHECKING:
+    from elb_log_shipper.logstash import Retrying
 
 __all__ = [
     "DEFAULT_INTERVAL_SECONDS",
     "Progress",
     "Snapshot",
-    "ack_wait_note",
     "format_duration",
     "render",
+    "wait_note",
 ]
 
 # A plain progress line this often when stderr is not a terminal: often enough to show a backfill
@@ -69,13 +72,19 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def ack_wait_note(waiting_for_ack: float | None) -> str | None:
-    """The progress line's note for a wait of ``waiting_for_ack`` seconds for Logstash's
-    acknowledgement (``LogstashSender.waiting_for_ack``), or None when there is nothing to say.
+def wait_note(waiting_for_ack: float | None, retrying: Retrying | None = None) -> str | None:
+    """The progress line's note while a ``LogstashSender`` waits (its ``on_wait``): for a
+    connection that keeps failing (``retrying``), or for Logstash's acknowledgement
+    (``waiting_for_ack`` seconds); None when there is nothing to say.
 
-    >>> ack_wait_note(0.2) is None, ack_wait_note(75.0)
+    >>> wait_note(0.2) is None, wait_note(75.0)
     (True, 'waiting for Logstash to acknowledge (1:15)')
     """
+    if retrying is not None and retrying.seconds >= ACK_WAIT_NOTE_SECONDS:
+        return (
+            f"Logstash failed {retrying.failures} times in a row for "
+            f"{format_duration(retrying.seconds)}, retrying (last: {retrying.last})"
+        )
     if waiting_for_ack is None or waiting_for_ack < ACK_WAIT_NOTE_SECONDS:
         return None
     return f"waiting for Logstash to acknowledge ({format_duration(waiting_for_ack)})"

@@ -601,6 +601,7 @@ def test_sigterm_while_logstash_is_down_ends_the_run_in_seconds_and_it_resumes_w
     signalled_after = 2.0
     with RefusingServer(refuse_for=signalled_after + STOP_GRACE_SECONDS + 3.0) as down:
         argv = ["ship", str(root), "--to", f"tcp://127.0.0.1:{down.port}", "--jobs", jobs]
+        argv += ["--progress-every", "0.2"]
         started = time.monotonic()
         first = interrupt_command(
             argv, env, when=lambda: False, stop_signal=signal.SIGTERM, within=signalled_after
@@ -610,6 +611,9 @@ def test_sigterm_while_logstash_is_down_ends_the_run_in_seconds_and_it_resumes_w
         assert took < STOP_GRACE_SECONDS + 3.0, first.err
         # Said as a stop, not as a deadline the user never set.
         assert "stopped (Ctrl-C or SIGTERM) before Logstash confirmed every batch" in first.err
+        # While it retried, the progress line said so (it said nothing, for a minute).
+        retrying = [line for line in first.err.splitlines() if "retrying (last: " in line]
+        assert retrying and retrying[0].startswith("progress: "), first.err
         # Run once Logstash is back (the commands retry until it is): every line, once.
         run_resume_commands(capsys, printed_resume_commands(first.err))
         down.wait_idle()

@@ -80,7 +80,7 @@ from elb_log_shipper.config import (
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.logstash.connection import JSON_LINES, BatchFormat
 from elb_log_shipper.logstash.pool import ROTATE_BYTES, SocketPool
-from elb_log_shipper.logstash.sender import DeliveryStats, LogstashSender
+from elb_log_shipper.logstash.sender import DeliveryStats, LogstashSender, Retrying
 
 __all__ = [
     "JSON_LINES",
@@ -89,6 +89,7 @@ __all__ = [
     "DeliveryStats",
     "Destination",
     "LogstashSender",
+    "Retrying",
     "SocketPool",
     "parse_destination",
 ]

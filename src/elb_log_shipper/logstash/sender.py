@@ -73,6 +73,17 @@ class _StoppedError(Exception):
     """A worker noticed abort(); it leaves quietly."""
 
 
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """A connection to Logstash failing in a row, as ``on_wait`` hears of it."""
+
+    failures: int
+    seconds: float
+    """Since the first of them."""
+    last: str
+    """What the last one said."""
+
+
 class LogstashSender:
     """Deliver the batches of one object, at least once.
 
@@ -80,8 +91,8 @@ class LogstashSender:
     as the queue fills) and blocks while the queue is full. ``finish()`` waits for the queue to
     drain and confirms every connection used; ``abort()`` stops without confirming. While either
     blocks, ``on_wait`` (if given) is called on the caller's thread about every
-    ``WAIT_SLICE_SECONDS`` with ``waiting_for_ack``, and with None once the wait is over, so that
-    a display can say what it waits for.
+    ``WAIT_SLICE_SECONDS`` with ``waiting_for_ack`` and ``retrying``, and with None and None once
+    the wait is over, so that a display can say what it waits for.
 
     >>> sender = LogstashSender(pool, deadline=time.monotonic() + 60)  # doctest: +SKIP
     >>> sender.send(b'{"a":1}\\n{"a":2}\\n', events=2)  # doctest: +SKIP
@@ -94,7 +105,7 @@ class LogstashSender:
         pool: SocketPool,
         deadline: float | None = None,
         *,
-        on_wait: Callable[[float | None], None] | None = None,
+        on_wait: Callable[[float | None, Retrying | None], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self._pool = pool
@@ -233,6 +244,13 @@ class LogstashSender:
         ]
         return time.monotonic() - min(since) if since else None
 
+    @property
+    def retrying(self) -> Retrying | None:
+        """The connection that has failed longest in a row, reconnecting (any thread); None when
+        none is."""
+        found = [state for worker in self._workers if (state := worker.retrying()) is not None]
+        return max(found, key=lambda state: state.seconds) if found else None
+
     # Called by workers.
 
     def count(self, **increments: int) -> None:
@@ -328,13 +346,13 @@ class LogstashSender:
         self._notice_stop()
         if self._on_wait is not None:
             self._told_wait = True
-            self._on_wait(self.waiting_for_ack)
+            self._on_wait(self.waiting_for_ack, self.retrying)
 
     def _wait_over(self) -> None:
         """The caller's thread stopped waiting: tell ``on_wait`` (None) if it was told."""
         if self._told_wait and self._on_wait is not None:
             self._told_wait = False
-            self._on_wait(None)
+            self._on_wait(None, None)
 
     def _raise_failure(self) -> None:
         with self._lock:
@@ -371,6 +389,7 @@ class _Worker(threading.Thread):
         self._conn: Connection | None = None
         self._failures = 0
         self._first_failure = 0.0
+        self._last_failure = ""
         self._churn = 0  # connections lost in a row soon after confirming on them
 
     def run(self) -> None:
@@ -392,6 +411,14 @@ class _Worker(threading.Thread):
             raise
         finally:
             self.drop_connection()
+
+    def retrying(self) -> Retrying | None:
+        """Failures in a row of this worker's connections, while it has none and reconnects (any
+        thread): a connection that came back is not news until it fails."""
+        failures = self._failures
+        if not failures or self._conn is not None:
+            return None
+        return Retrying(failures, time.monotonic() - self._first_failure, self._last_failure)
 
     def waiting_since(self) -> float | None:
         """When the current connection began waiting for an acknowledgement, or None (any
@@ -563,6 +590,7 @@ class _Worker(threading.Thread):
         now = time.monotonic()
         if self._failures == 0:
             self._first_failure = now
+        self._last_failure = str(error)
         self._failures += 1
         stall = self._pool.settings.stall_timeout
         failing_for = now - self._first_failure
