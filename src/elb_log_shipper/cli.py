@@ -386,6 +386,10 @@ def _check_usage(args: argparse.Namespace) -> None:
             )
     if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
         raise ConfigurationError(f"--jobs {args.jobs} is out of range: use 1 to {MAX_JOBS}")
+    if args.start_after is not None and not isinstance(args.start_after, str):
+        # argparse reads `--start-after=--` as no value at all ([]): it would list from the
+        # start, shipping again what a resume command says is done.
+        raise ConfigurationError("--start-after needs a key or path: `--` is none")
     tls_files = args.ca_file or args.client_cert or args.client_key
     if tls_files and not (args.to or "").strip().lower().startswith(_TLS_SCHEMES):
         # Settings would refuse it too, naming LOGSTASH_TLS, a variable the user did not set.
@@ -552,7 +556,11 @@ class _Run:
         def on_done(index: int, done: tuple[ObjectResult, str | None] | ItemFailed) -> None:
             obj = self.plan.objects[index]
             if isinstance(done, ItemFailed):
-                done = ObjectResult(obj.ref, Outcome.FAILED, error=str(done)), None
+                # Its bytes read as its progress counted them, for object_done to take back.
+                failed = ObjectResult(
+                    obj.ref, Outcome.FAILED, error=str(done), bytes_read=done.size
+                )
+                done = failed, None
             result, spooled = done
             if spooled is not None:  # a worker process's JSON lines, in plan order
                 with open(spooled, "rb") as spool:

@@ -1166,8 +1166,6 @@ _RUN_IN_TIME = re.compile(r"T(?<=[0-9]{4}-[0-9]{2}-[0-9]{2}T)[0-9]{2}:[0-9]{2}:[
 _HEX = "0123456789ABCDEFabcdef-"
 # No field's span (`_time_within`).
 _NO_SPAN = (-1, -1)
-# The longest address token: a bracketed IPv6 address with an IPv4 tail, a zone and a port.
-_LONGEST_ADDRESS_TOKEN = 80
 # A token as `str.split()` reads one.
 _TOKEN = re.compile(r"\S+")
 # The parts of an ALB line's `text.split('"')` (25 parts) after its user agent, but the redirect
@@ -1373,7 +1371,7 @@ def _last_address_token(text: str, start: int, stop: int) -> int:
 def _is_address(token: str) -> bool:
     """Whether ``token`` is an IP address, or one with a port, an IPv6 one bracketed or not
     (``[2001:db8::9]:2817``, which the parser reads as a client too)."""
-    if len(token) > _LONGEST_ADDRESS_TOKEN or ("." not in token and ":" not in token):
+    if "." not in token and ":" not in token:
         return False
     for candidate in (token, token.rpartition(":")[0]):
         try:

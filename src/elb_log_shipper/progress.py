@@ -176,12 +176,12 @@ class Progress:
     def object_done(self, size: int, *, failed: bool = False, read: int = 0) -> None:
         """An object of ``size`` stored bytes is done with: shipped (queued), or ``failed``;
         ``read`` is what ``add_read`` was told of it (its result's ``bytes_read``)."""
-        if failed:
-            self._objects_failed += 1
-        else:
-            self._objects_done += 1
-        self._bytes_done += size
         with self._lock:
+            if failed:
+                self._objects_failed += 1
+            else:
+                self._objects_done += 1
+            self._bytes_done += size
             self._bytes_reading -= read
 
     def set_note(self, note: str | None) -> None:
@@ -190,18 +190,17 @@ class Progress:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            lines, reading = self._lines, self._bytes_reading
-        return Snapshot(
-            self._objects_done,
-            self._objects,
-            lines,
-            min(self._bytes_done + max(reading, 0), self._bytes_total),
-            self._bytes_total,
-            self._clock() - self._started,
-            self._verb,
-            self._note,
-            self._objects_failed,
-        )
+            return Snapshot(
+                self._objects_done,
+                self._objects,
+                self._lines,
+                min(self._bytes_done + max(self._bytes_reading, 0), self._bytes_total),
+                self._bytes_total,
+                self._clock() - self._started,
+                self._verb,
+                self._note,
+                self._objects_failed,
+            )
 
     def tick(self) -> None:
         """Show progress if it is due."""

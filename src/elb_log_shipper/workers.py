@@ -51,7 +51,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import connection
 from types import FrameType
 from typing import Any, Final, Generic, Protocol, TypeVar
@@ -98,6 +98,9 @@ class ItemFailed:
     reason: str
     details: str = ""
     """The child's traceback, when there is one."""
+    size: int = 0
+    """The size its progress posted (``add_progress``) before it failed: the caller's count of
+    it, which no result will take back."""
 
     def __str__(self) -> str:
         return self.reason
@@ -266,6 +269,7 @@ class _Worker:
         self.conn: connection.Connection = conn
         self.ready = False
         self.index: int | None = None  # the item in flight
+        self.posted_size = 0  # its progress's size so far
 
 
 class _Run(Generic[T, R]):
@@ -341,6 +345,7 @@ class _Run(Generic[T, R]):
                 self.forget(worker)
                 continue
             worker.index = self.started
+            worker.posted_size = 0
             self.started += 1
             wanted -= 1
         while wanted > starting and len(self.workers) < jobs:
@@ -376,11 +381,14 @@ class _Run(Generic[T, R]):
                 message = worker.conn.recv()
                 kind = message[0]
                 if kind == "progress":
+                    worker.posted_size += message[2]
                     self.on_progress(message[1], message[2])
                 elif kind == "note":
                     self.on_note(message[1])
                 elif kind == "result":
                     _, index, result = message
+                    if isinstance(result, ItemFailed):
+                        result = replace(result, size=worker.posted_size)
                     self.arrived(index, result)
                     worker.index = None
                 elif kind == "ready":
@@ -399,7 +407,10 @@ class _Run(Generic[T, R]):
         if worker.index is not None:
             self.arrived(
                 worker.index,
-                ItemFailed(f"its worker process {_describe_exit(worker.process.exitcode)}"),
+                ItemFailed(
+                    f"its worker process {_describe_exit(worker.process.exitcode)}",
+                    size=worker.posted_size,
+                ),
             )
 
     def forget(self, worker: _Worker) -> None:

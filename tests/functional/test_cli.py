@@ -320,6 +320,8 @@ def test_missing_file_is_a_usage_error_in_one_sentence(
         ),
         (["ship", "s3://b/", "--to", "udp://x"], "no known scheme"),
         (["ship", "x.log", "--to", "-", "--progress-every", "nan"], "a positive number of"),
+        # argparse reads `--start-after=--` as no value: the listing would start again.
+        (["ship", "s3://b/", "--to", "-", "--start-after=--"], "--start-after needs a key"),
         # Refused before, but for a variable the user had not set (LOGSTASH_TLS=true).
         (["ship", "x.log", "--to", "tcp://h:1", "--ca-file", "c.pem"], "use --to tls:// or"),
         (["ship", "x.log", "--to", "-", "--client-cert", "c.pem"], "are for TLS: use --to tls://"),

@@ -82,6 +82,8 @@ def test_an_item_whose_worker_dies_or_raises_fails_alone(fate: str, reason: str)
     failed = results[2][1]
     assert isinstance(failed, ItemFailed)
     assert str(failed) == reason
+    # What its progress counted, which no result will take back (the progress line's bytes).
+    assert failed.size == tasks.DIE_SIZE
     assert [result for index, result in results if index != 2] == ["a", "b", "c", "d", "e"]
 
 

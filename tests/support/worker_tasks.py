@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from elb_log_shipper.workers import (
+    PROGRESS_POST_SECONDS,
     ItemContext,
     ItemFailed,
     StopSignals,
@@ -49,9 +50,16 @@ def sleepy_square(item: tuple[int, float], context: ItemContext) -> int:
     return square(value, context)
 
 
+DIE_SIZE = 7
+
+
 def die_on(item: str, context: ItemContext) -> str:
     """``kill`` kills its own process with SIGKILL, ``segfault`` reads address 0, ``raise``
-    raises; anything else comes back unchanged."""
+    raises; anything else comes back unchanged. Each first posts progress of size ``DIE_SIZE``
+    (posted at once: a post waits PROGRESS_POST_SECONDS after the last)."""
+    context.add_progress(0, DIE_SIZE)
+    time.sleep(PROGRESS_POST_SECONDS * 1.5)
+    context.add_progress(0, 0)
     if item == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if item == "segfault":
