@@ -418,14 +418,15 @@ class LineReader:
 def read_lines(
     ref: ObjectRef, s3_client: S3Client | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE
 ) -> Iterator[Batch]:
-    """Yield batches of ``(offset, line)`` from an S3 object or local file, streaming.
+    """Yield batches of ``(offset, line)`` from an S3 object or local file, streaming; a batch
+    is empty when a step of reading completed no line (blank lines give none).
 
     The shortcut for ``LineReader(ref, s3_client, chunk_size=...)`` when the caller needs no
     ETag or counters.
 
     >>> for batch in read_lines(ObjectRef("logs", "AWSLogs/1/x.log.gz")):  # doctest: +SKIP
-    ...     print(batch[0])
-    (0, b'h2 2024-03-01T00:00:01.123456Z app/web/50dc6c495c0c9188 ...')
+    ...     print(batch[:1])
+    [(0, b'h2 2024-03-01T00:00:01.123456Z app/web/50dc6c495c0c9188 ...')]
     """
     return iter(LineReader(ref, s3_client, chunk_size=chunk_size))
 
