@@ -632,11 +632,11 @@ class _Run:
         pool = SocketPool(settings) if self.args.to != "-" else None
 
         def on_events(count: int) -> None:
-            self.progress.add_lines(count)
+            self.progress.add(lines=count)
             self._tick()
 
         def on_read(size: int) -> None:
-            self.progress.add_read(size)
+            self.progress.add(read=size)
 
         def on_wait(waiting_for_ack: float | None, retrying: Retrying | None) -> None:
             self.progress.set_note(wait_note(waiting_for_ack, retrying))

@@ -268,17 +268,15 @@ _FIELD = re.compile(
     re.DOTALL,
 )
 # In a text scrubbed as a whole, whatever touches it: what may be an IPv6 address (two colons or
-# more, with an IPv4 tail or a zone), checked by ipaddress; then every IPv4 address
+# more, with an IPv4 tail (`_IPV4`) or a zone), checked by ipaddress; then every IPv4 address
 # (`_DOTTED_RUN`).
-_ASCII_OCTET_ANY = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4_ANYWHERE = re.compile(rf"{_ASCII_OCTET_ANY}(?:\.{_ASCII_OCTET_ANY}){{3}}")
 # The same texts' IPv4 candidates: four numbers with dots between them, taken whole (not next to
 # another digit), whatever stands around them (`ip:203.0.113.7`, `cafe203.0.113.7:80`).
 _DOTTED_RUN = re.compile(r"(?<![0-9])[0-9]+(?:\.[0-9]+){3}(?![0-9])")
 # The last group is taken whole (`::1:51341`): an address anonymised before the rest of a group
 # would give back the address with that rest (`::` and `1`).
 _IPV6_LIKE = re.compile(
-    rf"(?:[0-9A-Fa-f]{{0,4}}:){{2,7}}(?:{_IPV4_ANYWHERE.pattern}|[0-9A-Fa-f]+)?"
+    rf"(?:[0-9A-Fa-f]{{0,4}}:){{2,7}}(?:{_IPV4.pattern}|[0-9A-Fa-f]+)?"
     r"(?:%[0-9A-Za-z_.-]+)?"
 )
 
@@ -1405,16 +1403,7 @@ def _ipv6_within(candidate: str) -> tuple[int, int] | None:
             continue
         for start in starts:
             text = candidate[start:end]
-            count = text.count(":")
-            # An address has 8 groups, or one `::`, or 6 groups and an IPv4 tail, never `:::`:
-            # anything else is told without ipaddress (times such as `23:39:01` are common, and
-            # a run of colons would be tried at each of its characters).
-            doubled = text.count("::")
-            if (
-                doubled > 1
-                or ":::" in text
-                or (not doubled and count != _IPV6_COLONS and not (count == 6 and "." in text))
-            ):
+            if not _ipv6_shaped(text):
                 continue
             try:
                 ipaddress.IPv6Address(text)
@@ -1429,19 +1418,27 @@ def _damaged_ipv6(candidate: str) -> bool:
     with an IPv6 address cut inside its last group: an address with more hex digits run into it.
     Times (``23:39:01``) have too few colons for one, and are told without ``ipaddress``."""
     last = candidate.rfind(":")
-    if "::" not in candidate[: last + 1] and candidate.count(":", 0, last + 1) < _IPV6_COLONS:
-        return False
     for start in (0, 1) if candidate[:1] == ":" else (0,):
-        head = candidate[start : last + 1]
-        if ":::" in head or head.count("::") > 1:
-            continue
         for end in range(last + 2, min(last + 6, len(candidate) + 1)):
+            if not _ipv6_shaped(text := candidate[start:end]):
+                continue
             try:
-                ipaddress.IPv6Address(candidate[start:end])
+                ipaddress.IPv6Address(text)
             except ValueError:
                 continue
             return True
     return False
+
+
+def _ipv6_shaped(text: str) -> bool:
+    """Whether ``text`` has the colons of an IPv6 address: eight groups, one ``::``, or six groups
+    and an IPv4 tail, never ``:::``. Anything else is told without ipaddress: times such as
+    ``23:39:01`` are common, and a run of colons would be tried at each of its characters."""
+    doubled = text.count("::")
+    if doubled > 1 or ":::" in text:
+        return False
+    count = text.count(":")
+    return bool(doubled) or count == _IPV6_COLONS or (count == 6 and "." in text)
 
 
 def _ipv6_network(address: str) -> str | None:

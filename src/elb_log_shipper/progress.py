@@ -3,7 +3,7 @@
 On a terminal the line is redrawn in place (``\\r`` and erase-to-end-of-line) a few times a
 second; in a log file or a CI job a plain ``progress:`` line is written every ``interval``
 seconds instead, which reads well and does not fill the log with carriage returns. No
-dependency: one line of text is all either needs. ``add_lines`` is the one call made from
+dependency: one line of text is all either needs. ``Progress.add`` is the one call made from
 worker threads; the rest runs on the command's own thread.
 """
 
@@ -117,13 +117,13 @@ def render(snap: Snapshot) -> str:
 class Progress:
     """Counts what a command did and shows it on ``stream``.
 
-    ``add_lines``, ``add_read`` and ``add`` may be called from any thread; the rest from the
-    thread that runs the command, which calls ``tick`` often (``fan_out`` does). ``print`` writes
-    a line of its own without tearing the progress line.
+    ``add`` may be called from any thread; the rest from the thread that runs the command, which
+    calls ``tick`` often (``fan_out`` does). ``print`` writes a line of its own without tearing
+    the progress line.
 
     >>> import io
     >>> progress = Progress(io.StringIO(), objects=2, bytes_total=100, interactive=False)
-    >>> progress.add_lines(5); progress.object_done(50)
+    >>> progress.add(5); progress.object_done(50)
     >>> progress.snapshot().lines, progress.snapshot().objects_done
     (5, 1)
     """
@@ -157,25 +157,16 @@ class Progress:
         self._note: str | None = None
         self._drawn = False
 
-    def add_lines(self, count: int) -> None:
-        with self._lock:
-            self._lines += count
-
-    def add_read(self, size: int) -> None:
-        """``size`` more stored bytes read of an object not done yet: the bytes and the time left
-        move while a large object is shipped, not only when it ends."""
-        with self._lock:
-            self._bytes_reading += size
-
-    def add(self, lines: int, read: int) -> None:
-        """``add_lines`` and ``add_read`` at once (a worker process's progress)."""
+    def add(self, lines: int = 0, read: int = 0) -> None:
+        """``lines`` more lines, and ``read`` more stored bytes read of objects not done yet: the
+        bytes and the time left move while a large object is shipped, not only when it ends."""
         with self._lock:
             self._lines += lines
             self._bytes_reading += read
 
     def object_done(self, size: int, *, failed: bool = False, read: int = 0) -> None:
         """An object of ``size`` stored bytes is done with: shipped (queued), or ``failed``;
-        ``read`` is what ``add_read`` was told of it (its result's ``bytes_read``)."""
+        ``read`` is what ``add`` was told of it (its result's ``bytes_read``)."""
         with self._lock:
             if failed:
                 self._objects_failed += 1
