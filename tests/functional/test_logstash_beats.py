@@ -171,16 +171,49 @@ def test_keepalives_past_the_stall_timeout_are_not_a_failure(
     certs: CertBundle, transport: str
 ) -> None:
     faults = Faults(ack_delay=3 * STALL_TIMEOUT, keepalive_interval=STALL_TIMEOUT / 4)
+    # Two windows (16 + 14), 3 s each.
+    server, stats = ship_on_one_connection(certs, transport, faults, batches(30, 30))
+    assert_exactly_once(server, 30)
+    assert stats.reconnects == 0
+
+
+def ship_on_one_connection(
+    certs: CertBundle, transport: str, faults: Faults, events: list[bytes]
+) -> tuple[BeatsServer, DeliveryStats]:
+    """Ship ``events`` through a pool of one connection with ``STALL_TIMEOUT`` to a server with
+    ``faults``, over ``transport`` (tcp or tls); the server (stopped) and the delivery stats."""
     context = certs.server_context() if transport == "tls" else None
     with BeatsServer(context, faults=faults) as server:
         settings = beats_settings(server, pool_size=1, stall_timeout=STALL_TIMEOUT)
         if transport == "tls":
             settings = settings.with_changes(tls=True, ca_file=certs.ca_file)
         pool = SocketPool(settings)
-        stats = ship(pool, batches(30, 30))  # two windows (16 + 14), 3 s each
+        stats = ship(pool, events)
         pool.close()
-    assert_exactly_once(server, 30)
+    return server, stats
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_a_pipelined_window_that_logstash_gives_no_keepalive_is_not_resent(
+    certs: CertBundle, transport: str
+) -> None:
+    """Logstash sends keep-alives only while a flag is set that every read sets and the end of
+    every batch clears: the last window of an object, read while the one before it was still
+    processing, waits in a blocked pipeline with no keep-alive at all. It was resent after the
+    stall timeout, every object's last window delivered twice while Logstash's outputs were
+    slow. Silence for half the stall timeout now writes an empty window, a read that sets the
+    flag again."""
+    faults = Faults(
+        logstash_keepalives=True,
+        ack_delay=1.5 * STALL_TIMEOUT,
+        keepalive_interval=STALL_TIMEOUT / 4,
+    )
+    # Three windows of 16, pipelined two at a time.
+    server, stats = ship_on_one_connection(certs, transport, faults, batches(48, 16))
+    assert_exactly_once(server, 48)
     assert stats.reconnects == 0
+    assert server.connection_count == 1
+    assert server.empty_windows >= 1 and server.keepalives_sent >= 1
 
 
 def test_slow_acks_without_keepalives_past_the_stall_timeout_are_resent() -> None:

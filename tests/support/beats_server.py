@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import socket
 import struct
+import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support.receiver import ConnectionRecord, JsonLinesReceiver
+from tests.support.receiver import JOIN_SECONDS, ConnectionRecord, JsonLinesReceiver
 
 __all__ = ["BeatsServer", "Faults", "WindowRecord"]
 
@@ -55,6 +58,14 @@ class Faults:
     # Logstash's beats input closes every connection (SO_LINGER 0: a reset, not a FIN).
     close_after_ack_connections: int = 0
     reset_on_close: bool = False
+    # Keep-alives as Logstash's beats input sends them (with ``ack_delay`` for its blocked
+    # pipeline, ``keepalive_interval`` for its 5 s writer-idle timer): windows are read as they
+    # arrive and processed one after another on another thread, and a keep-alive goes out only
+    # while a flag is set that every read sets and the end of every window's processing clears
+    # (logstash-input-beats: ``ConnectionHandler.channelRead`` and ``userEventTriggered``,
+    # ``BeatsHandler.channelRead0``). A window read while the one before it was processing is
+    # processed with the flag cleared: no keep-alive until the client writes again.
+    logstash_keepalives: bool = False
 
 
 # Linux's TCP state while our FIN is not yet acknowledged (`tcp_info.tcpi_state`).
@@ -93,12 +104,15 @@ class _Reader:
         self.sock = sock
         self.buffer = bytearray()
         self.bytes_read = 0
+        self.on_read: Callable[[], None] | None = None
 
     def exactly(self, count: int) -> bytes:
         while len(self.buffer) < count:
             data = self.sock.recv(64 * 1024)
             if not data:
                 raise _ClosedError
+            if self.on_read is not None:
+                self.on_read()
             self.bytes_read += len(data)
             self.buffer += data
         out = bytes(self.buffer[:count])
@@ -113,6 +127,8 @@ class BeatsServer(JsonLinesReceiver):
         self.faults = faults or Faults()
         self.windows: list[WindowRecord] = []
         self.windows_completed = 0
+        self.empty_windows = 0
+        self.keepalives_sent = 0
         super().__init__(ssl_context, **kwargs)
 
     # Inspection.
@@ -139,6 +155,9 @@ class BeatsServer(JsonLinesReceiver):
         # As Netty, so Logstash, does: ACKs go out at once, not after the client's delayed ACK.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         reader = _Reader(sock)
+        if self.faults.logstash_keepalives:
+            self._serve_as_logstash(sock, reader, record)
+            return
         with contextlib.suppress(_ClosedError):
             while True:
                 window = self._read_window(reader, record)
@@ -159,10 +178,16 @@ class BeatsServer(JsonLinesReceiver):
                     return
 
     def _read_window(self, reader: _Reader, record: ConnectionRecord) -> WindowRecord | None:
-        header = reader.exactly(2)
-        if header != b"2W":
-            raise AssertionError(f"expected a window frame, got {header!r}")
-        (count,) = struct.unpack(">I", reader.exactly(4))
+        count = 0
+        while count == 0:
+            # An empty window is only a size, which the next window's replaces, as in
+            # logstash-input-beats' BeatsParser: no batch, no ACK.
+            header = reader.exactly(2)
+            if header != b"2W":
+                raise AssertionError(f"expected a window frame, got {header!r}")
+            (count,) = struct.unpack(">I", reader.exactly(4))
+            with self._lock:
+                self.empty_windows += count == 0
         window = WindowRecord(connection=record.index)
         if record.index < self.faults.close_mid_window_connections:
             reader.exactly(8)  # a little of the window, then gone
@@ -245,6 +270,68 @@ class BeatsServer(JsonLinesReceiver):
             return
         time.sleep(0.2)  # the client is blocked writing by now
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def _serve_as_logstash(
+        self, sock: socket.socket, reader: _Reader, record: ConnectionRecord
+    ) -> None:
+        """``Faults.logstash_keepalives``: this thread reads windows as they arrive (each read
+        sets the keep-alive flag); one thread processes them in order, each for ``ack_delay``,
+        then ACKs it and clears the flag; one sends ``ACK 0`` after ``keepalive_interval`` of
+        its own silence while the flag is set."""
+        interval = self.faults.keepalive_interval or 5.0
+        windows: queue.Queue[WindowRecord | None] = queue.Queue()
+        flag = threading.Event()  # logstash-input-beats' CHANNEL_SEND_KEEP_ALIVE
+        done = threading.Event()
+        send_lock = threading.Lock()
+        last_write = [time.monotonic()]
+
+        def write(data: bytes) -> None:
+            with send_lock:
+                sock.sendall(data)
+                last_write[0] = time.monotonic()
+
+        def process() -> None:
+            while (window := windows.get()) is not None:
+                if self._stopping.wait(self.faults.ack_delay):
+                    return
+                try:
+                    write(_ACK.pack(b"2A", len(window.events)))
+                except OSError:
+                    return  # the client has gone: the window stays unacknowledged
+                with self._lock:
+                    window.acked = True
+                flag.clear()  # BeatsHandler.channelRead0's finally
+
+        def keep_alive() -> None:
+            while not done.wait(0.01) and not self._stopping.is_set():
+                with send_lock:
+                    idle = time.monotonic() - last_write[0] >= interval
+                if idle and flag.is_set():
+                    try:
+                        write(_ACK.pack(b"2A", 0))
+                    except OSError:
+                        return
+                    with self._lock:
+                        self.keepalives_sent += 1
+                elif idle:
+                    with send_lock:
+                        last_write[0] = time.monotonic()  # Netty's idle timer fires again later
+
+        reader.on_read = flag.set  # ConnectionHandler.channelRead
+        threads = [threading.Thread(target=f, daemon=True) for f in (process, keep_alive)]
+        for thread in threads:
+            thread.start()
+        try:
+            with contextlib.suppress(_ClosedError, OSError):
+                while True:
+                    window = self._read_window(reader, record)
+                    assert window is not None  # no close_mid_window fault here
+                    windows.put(window)
+        finally:
+            windows.put(None)
+            done.set()
+            for thread in threads:
+                thread.join(timeout=JOIN_SECONDS)
 
     def _acked_on(self, connection: int) -> int:
         """How many windows this server acknowledged on connection number ``connection``."""

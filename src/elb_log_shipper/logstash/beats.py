@@ -53,6 +53,7 @@ __all__ = [
     "BEAT_NAME",
     "METADATA",
     "PIPELINED_WINDOWS",
+    "SILENCE_PROBE",
     "BeatsConnection",
     "encode_window",
     "frame_events",
@@ -69,6 +70,16 @@ BEAT_VERSION = "0.1.0"
 # (``last_words``: Linux keeps received bytes readable after a reset), so a window Logstash
 # acknowledged is not sent twice, however many were in flight.
 PIPELINED_WINDOWS = 2
+# An empty window (``2W`` of 0 events), written when a wait for ACKs has heard nothing for half
+# the stall timeout. Logstash's beats input sends its keep-alives (``ACK 0`` every 5 s of its own
+# silence) only while a flag is set, which every read sets and the end of every batch clears
+# (``ConnectionHandler``, ``BeatsHandler`` in logstash-input-beats): a window read while the
+# one before it was still being processed, pipelined, is processed with the flag cleared, so it
+# gets no keep-alive however long it waits in a blocked pipeline, and the stall timeout would
+# resend it (duplicates). The empty window is a read that sets the flag again; Logstash's
+# parser only takes its size (the next window's replaces it), go-lumber skips it, and a server
+# that answers it answers with ``ACK 0``, a keep-alive.
+SILENCE_PROBE = b"2W\x00\x00\x00\x00"
 # What a breaking connection reads at most for ACKs (``last_words``), in reads of RECV_BYTES: an
 # ACK is 6 bytes, so one read is plenty; the bound stops a peer that floods us.
 _LAST_READS = 16
@@ -186,6 +197,7 @@ class BeatsConnection(Connection):
         self.windows_acked = 0
         self.partial_acks = 0
         self.keepalives = 0
+        self.silence_probes = 0
 
     def write(self, batch: Batch, deadline: float | None) -> None:
         """Frame ``batch`` as one window and write it, after waiting (reading ACKs) until fewer
@@ -292,12 +304,19 @@ class BeatsConnection(Connection):
             self.waiting_since = None
 
     def _read_acks(self, deadline: float | None, until: int, watchdog: Watchdog) -> None:
-        """The blocking part of ``_await_acks``."""
+        """The blocking part of ``_await_acks``. Silence for half the stall timeout is answered
+        with one empty window (``SILENCE_PROBE``) until the peer is heard again."""
+        probe_after = self._settings.stall_timeout / 2
+        heard = time.monotonic()
+        probed = False
         while len(self._in_flight) > until:
             self.set_timeout(wait_slice(deadline, f"waiting for {self.peer} to acknowledge"))
             try:
                 data = self._sock.recv(RECV_BYTES)
             except TimeoutError:
+                if not probed and time.monotonic() - heard >= probe_after:
+                    probed = True
+                    self._probe_silence(deadline)
                 try:
                     watchdog.check()
                 except ConnectionLostError as error:
@@ -316,6 +335,15 @@ class BeatsConnection(Connection):
                 self._lost(error, "reading ACKs from")
             self._arrived(data)
             watchdog.progressed()
+            heard = time.monotonic()
+            probed = False
+
+    def _probe_silence(self, deadline: float | None) -> None:
+        """Write ``SILENCE_PROBE``: six bytes, which the socket takes at once unless the peer has
+        stopped reading (then the stall timeout decides, as for a window)."""
+        self.silence_probes += 1
+        self.carried_bytes += len(SILENCE_PROBE)
+        self.send_all(SILENCE_PROBE, deadline)
 
     def _arrived(self, data: bytes) -> None:
         """Take what a read returned: ACKs, or the end of the connection (``b""``)."""
