@@ -319,6 +319,22 @@ CLASSIC_CASES = {
         ' 0.1 200 200 0 29 "GET http://a.com:80/ HTTP/1.1" "-" - -',
         {"source.ip": "2001:db8:85a3:0:0:8a2e:370:7334", "source.port": 2817},
     ),
+    "tcp listener, no instance reached: a failed connection": (
+        "2015-05-13T23:39:43.945958Z my-loadbalancer 192.168.131.39:2817 - -1 -1 -1 - - 57 0"
+        ' "- - - " "-" - -',
+        {
+            "aws.elb.protocol": "tcp",
+            "aws.elb.backend": ABSENT,
+            "aws.elb.request_processing_time": ABSENT,
+            "source.bytes": 57,
+            "event.outcome": "failure",
+        },
+    ),
+    "tcp listener, the instance reached but the request not dispatched": (
+        "2015-05-13T23:39:43.945958Z lb 192.168.131.39:2817 10.0.0.1:80 -1 -1 -1 - - 0 0"
+        ' "- - - " "-" - -',
+        {"aws.elb.backend.ip": "10.0.0.1", "event.outcome": "failure"},
+    ),
     "tcp listener with -1 byte counts: no count, no field": (
         "2015-05-13T23:39:43.945958Z lb 192.168.131.39:2817 10.0.0.1:80 0.001065 0.000015"
         ' 0.000023 - - -1 -1 "- - - " "-" - -',

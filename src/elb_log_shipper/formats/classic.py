@@ -103,10 +103,15 @@ def parse(f: list[str]) -> dict[str, Any]:
         del http["response"]
     if http:
         out["http"] = http
-    if status is None:
-        event["outcome"] = "success" if code is None or code < 400 else "failure"
-    else:
+    if status is not None:
         event["outcome"] = "success" if status < 400 else "failure"
+    elif code is not None:
+        event["outcome"] = "success" if code < 400 else "failure"
+    else:
+        # A TCP/SSL listener writes no status: a connection that reached no instance (backend
+        # `-`, times `-1`: it could not be dispatched, or the client sent nothing) failed.
+        reached = "ip" in backend and "request_processing_time" in elb
+        event["outcome"] = "success" if reached else "failure"
 
     if n > 12 and (v := f[12]) != "-" and v:
         out["user_agent"] = {"original": v}
