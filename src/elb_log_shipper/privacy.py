@@ -315,7 +315,7 @@ def parse_status_filter(items: Iterable[str]) -> frozenset[str]:
         text = item.strip().lower()
         if len(text) == 3 and text[0] in "12345" and text[1:] == "xx":
             codes.update(f"{text[0]}{n:02d}" for n in range(100))
-        elif len(text) == 3 and text.isdigit() and text[0] in "12345":
+        elif len(text) == 3 and text.isascii() and text.isdigit() and text[0] in "12345":
             codes.add(text)
         else:
             raise ValueError(item)

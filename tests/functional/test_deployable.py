@@ -276,8 +276,9 @@ def test_an_sns_subscription_is_optional_and_only_its_topic_may_invoke(
     topic: str, valid: bool
 ) -> None:
     resources = template()["Resources"]
-    parameter = template()["Parameters"]["NotificationTopicArn"]
-    assert (re.fullmatch(parameter["AllowedPattern"], topic) is not None) is valid
+    for name in ("NotificationTopicArn", "AlarmTopicArn"):
+        parameter = template()["Parameters"][name]
+        assert (re.fullmatch(parameter["AllowedPattern"], topic) is not None) is valid
     subscription = resources["NotificationSubscription"]
     permission = resources["NotificationPermission"]
     assert subscription["Condition"] == permission["Condition"] == "HasNotificationTopic"
@@ -554,13 +555,87 @@ def test_every_template_parameter_is_documented() -> None:
 )
 def test_the_template_takes_the_logstash_hosts_the_function_takes(host: str) -> None:
     """A host:port or a URL deployed, and every invocation then failed: it is refused at once."""
-    pattern = template()["Parameters"]["LogstashHost"]["AllowedPattern"]
+    assert_template_takes_what_the_function_takes("LogstashHost", ENV.LOGSTASH_HOST, host)
+
+
+def assert_template_takes_what_the_function_takes(parameter: str, name: str, value: str) -> None:
+    """The template's ``parameter`` takes ``value`` exactly when the function's settings take
+    it as its environment variable ``name`` (beside a Logstash host, unless it is the host)."""
+    pattern = template()["Parameters"][parameter]["AllowedPattern"]
     try:
-        Settings.from_env({ENV.LOGSTASH_HOST: host})
+        Settings.from_env({ENV.LOGSTASH_HOST: "logstash.internal", name: value})
         accepted = True
     except ConfigurationError:
         accepted = False
-    assert (re.fullmatch(pattern, host) is not None) is accepted
+    assert (re.fullmatch(pattern, value) is not None) is accepted
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        *(
+            (ENV.DROP_STATUS, value)
+            for value in (
+                "",
+                "2xx,304",
+                " 2XX , 304 ",
+                "2xx,,304,",
+                "5xx",
+                "30x",
+                "200 304",
+                "2xx;304",
+                "600",
+                "1",
+                "3\u0660\u0664",  # Arabic-Indic digits
+                "2xx,30",
+            )
+        ),
+        *(
+            (ENV.DROP_METHODS, value)
+            for value in (
+                "",
+                "OPTIONS,HEAD",
+                " options , head ",
+                "GET;HEAD",
+                "GE T",
+                "GET,",
+                "P0ST",
+            )
+        ),
+        *(
+            (ENV.DROP_PATH_PREFIXES, value)
+            for value in ("", "/static/", " /a , /b ", "/a,,", "static/", "/a, b", "/a/,x")
+        ),
+    ],
+)
+def test_the_template_takes_the_drop_filters_the_function_takes(name: str, value: str) -> None:
+    """A drop filter the function refuses deployed, and every object then failed at every cold
+    start into the dead-letter queue: the parameter's pattern refuses it at deploy time."""
+    parameter = {
+        ENV.DROP_STATUS: "DropStatus",
+        ENV.DROP_METHODS: "DropMethods",
+        ENV.DROP_PATH_PREFIXES: "DropPathPrefixes",
+    }[name]
+    assert_template_takes_what_the_function_takes(parameter, name, value)
+
+
+@pytest.mark.parametrize(
+    ("path", "valid"),
+    [
+        ("", True),
+        ("/var/task/certs/ca.pem", True),
+        ("/opt/certs/client.key", True),
+        ("certs/ca.pem", False),
+        ("/etc/ssl/ca.pem", False),
+        ("/var/task/", False),
+    ],
+)
+def test_certificate_files_are_paths_in_the_package_or_a_layer(path: str, valid: bool) -> None:
+    """Only the package (/var/task) and layers (/opt) are there when the function starts: any
+    other path is a file the function cannot find at every cold start."""
+    parameters = template()["Parameters"]
+    for name in ("LogstashCaFile", "LogstashClientCertFile", "LogstashClientKeyFile"):
+        assert (re.fullmatch(parameters[name]["AllowedPattern"], path) is not None) is valid
 
 
 def override_value_problems(name: str, value: str, parameter: Mapping[str, Any]) -> list[str]:
@@ -700,6 +775,28 @@ def deployed_environment(values: Mapping[str, str]) -> dict[str, str]:
     return function_environ({**values, **queues})
 
 
+def test_every_queue_and_the_bucket_refuse_plain_http() -> None:
+    """Continuations and dead letters carry bucket names and keys, as the bucket holds the logs:
+    a policy on each refuses any request that is not over TLS (the queues had none)."""
+    resources = template()["Resources"]
+    guarded: set[str] = set()
+    for resource in resources.values():
+        if resource["Type"] not in ("AWS::SQS::QueuePolicy", "AWS::S3::BucketPolicy"):
+            continue
+        properties = resource["Properties"]
+        for statement in properties["PolicyDocument"]["Statement"]:
+            if statement.get("Effect") == "Deny" and statement.get("Condition") == {
+                "Bool": {"aws:SecureTransport": "false"}
+            }:
+                assert statement["Principal"] == "*"
+                assert statement["Action"] in ("sqs:*", "s3:*")
+                targets = properties.get("Queues") or [properties["Bucket"]]
+                guarded.update(target["Ref"] for target in targets)
+    queues = {name for name, r in resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    assert queues == {"ContinuationQueue", "DeadLetterQueue"}
+    assert guarded >= {*queues, "LogBucket"}
+
+
 def test_the_template_refuses_the_parameters_the_function_would_refuse() -> None:
     """A combination that deploys but that the function refuses at every cold start fails every
     object into the dead-letter queue: the template's Rules refuse it at deploy time instead."""
@@ -761,6 +858,22 @@ def test_a_function_in_a_vpc_reaches_an_ipv6_logstash_only_when_asked() -> None:
     vpc = loaded["Resources"][FUNCTION]["Properties"]["VpcConfig"]["Fn::If"]
     assert vpc[0] == "HasVpcConfig"
     assert vpc[1]["Ipv6AllowedForDualStack"] == {"Ref": "VpcIpv6"}
+
+
+def test_a_function_in_a_vpc_may_do_what_lambdas_vpc_policy_grants_and_no_more_outside() -> None:
+    """AWSLambdaVPCAccessExecutionRole (v3, 2024) grants ec2:DescribeSubnets besides the network
+    interfaces that AWSLambdaENIManagementAccess grants: the role has it in a VPC, and neither
+    outside one."""
+    role = template()["Resources"]["ShipperRole"]["Properties"]
+    managed = role["ManagedPolicyArns"]["Fn::If"]
+    assert managed[0] == "HasVpcConfig" and managed[2] == {"Ref": "AWS::NoValue"}
+    statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+    describe = [
+        s["Fn::If"] for s in statements if "Fn::If" in s and s["Fn::If"][0] == "HasVpcConfig"
+    ]
+    assert len(describe) == 1
+    granted, otherwise = describe[0][1:]
+    assert granted["Action"] == "ec2:DescribeSubnets" and otherwise == {"Ref": "AWS::NoValue"}
 
 
 @pytest.mark.parametrize("reserved", range(3, 9))
