@@ -193,18 +193,25 @@ def ship_on_one_connection(
     return server, stats
 
 
-@pytest.mark.parametrize("transport", ["tcp", "tls"])
+@pytest.mark.parametrize(
+    ("transport", "empty_window_ack"),
+    [("tcp", False), ("tls", False), ("tcp", True)],
+    ids=["tcp", "tls", "tcp-empty-window-acknowledged"],
+)
 def test_a_pipelined_window_that_logstash_gives_no_keepalive_is_not_resent(
-    certs: CertBundle, transport: str
+    certs: CertBundle, transport: str, empty_window_ack: bool
 ) -> None:
     """Logstash sends keep-alives only while a flag is set that every read sets and the end of
     every batch clears: the last window of an object, read while the one before it was still
     processing, waits in a blocked pipeline with no keep-alive at all. It was resent after the
     stall timeout, every object's last window delivered twice while Logstash's outputs were
-    slow. Silence for half the stall timeout now writes an empty window, a read that sets the
-    flag again."""
+    slow. A wait for ACKs that hears nothing for a while (``probe_after_silence``) now writes
+    an empty window, a read that sets the flag again. Current Logstash also answers it, after
+    the blocked window, with ACK 0 (which arrives once nothing is in flight); earlier versions
+    only read it."""
     faults = Faults(
         logstash_keepalives=True,
+        empty_window_ack=empty_window_ack,
         ack_delay=1.5 * STALL_TIMEOUT,
         keepalive_interval=STALL_TIMEOUT / 4,
     )

@@ -66,6 +66,10 @@ class Faults:
     # ``BeatsHandler.channelRead0``). A window read while the one before it was processing is
     # processed with the flag cleared: no keep-alive until the client writes again.
     logstash_keepalives: bool = False
+    # An empty window (``2W`` of 0) is answered with ``ACK 0``, in order, as current Logstash does
+    # (its BeatsParser passes an empty batch on, BeatsHandler acknowledges it with seq 0); by
+    # default it is only a size that the next window's replaces, as in earlier versions.
+    empty_window_ack: bool = False
 
 
 # Linux's TCP state while our FIN is not yet acknowledged (`tcp_info.tcpi_state`).
@@ -163,6 +167,9 @@ class BeatsServer(JsonLinesReceiver):
                 window = self._read_window(reader, record)
                 if window is None:
                     return  # closed on purpose
+                if not window.events:
+                    sock.sendall(_ACK.pack(b"2A", 0))  # an empty window, with empty_window_ack
+                    continue
                 if not self._answer(sock, window, record):
                     return
                 if record.index < self.faults.close_after_ack_connections:
@@ -180,14 +187,18 @@ class BeatsServer(JsonLinesReceiver):
     def _read_window(self, reader: _Reader, record: ConnectionRecord) -> WindowRecord | None:
         count = 0
         while count == 0:
-            # An empty window is only a size, which the next window's replaces, as in
-            # logstash-input-beats' BeatsParser: no batch, no ACK.
+            # An empty window is only a size, which the next window's replaces, as in earlier
+            # versions of logstash-input-beats' BeatsParser; with ``empty_window_ack``, a
+            # window without events (not recorded), answered with ``ACK 0`` as current ones do.
             header = reader.exactly(2)
             if header != b"2W":
                 raise AssertionError(f"expected a window frame, got {header!r}")
             (count,) = struct.unpack(">I", reader.exactly(4))
-            with self._lock:
-                self.empty_windows += count == 0
+            if count == 0:
+                with self._lock:
+                    self.empty_windows += 1
+                if self.faults.empty_window_ack:
+                    return WindowRecord(connection=record.index)
         window = WindowRecord(connection=record.index)
         if record.index < self.faults.close_mid_window_connections:
             reader.exactly(8)  # a little of the window, then gone
@@ -292,7 +303,8 @@ class BeatsServer(JsonLinesReceiver):
 
         def process() -> None:
             while (window := windows.get()) is not None:
-                if self._stopping.wait(self.faults.ack_delay):
+                # An empty batch has no event to wait for the pipeline with.
+                if window.events and self._stopping.wait(self.faults.ack_delay):
                     return
                 try:
                     write(_ACK.pack(b"2A", len(window.events)))

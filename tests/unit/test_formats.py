@@ -335,6 +335,11 @@ CLASSIC_CASES = {
         ' "- - - " "-" - -',
         {"aws.elb.backend.ip": "10.0.0.1", "event.outcome": "failure"},
     ),
+    "http listener, no status and no instance: success, as before (the doc's rule is TCP's)": (
+        "2015-05-13T23:39:43.945958Z lb 1.2.3.4:2817 - -1 -1 -1 - - 0 0"
+        ' "GET http://a.com:80/ HTTP/1.1" "curl" - -',
+        {"aws.elb.protocol": "http", "event.outcome": "success"},
+    ),
     "tcp listener with -1 byte counts: no count, no field": (
         "2015-05-13T23:39:43.945958Z lb 192.168.131.39:2817 10.0.0.1:80 0.001065 0.000015"
         ' 0.000023 - - -1 -1 "- - - " "-" - -',

@@ -107,6 +107,8 @@ def parse(f: list[str]) -> dict[str, Any]:
         event["outcome"] = "success" if status < 400 else "failure"
     elif code is not None:
         event["outcome"] = "success" if code < 400 else "failure"
+    elif is_http:
+        event["outcome"] = "success"
     else:
         # A TCP/SSL listener writes no status: a connection that reached no instance (backend
         # `-`, times `-1`: it could not be dispatched, or the client sent nothing) failed.

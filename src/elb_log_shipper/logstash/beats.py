@@ -70,16 +70,18 @@ BEAT_VERSION = "0.1.0"
 # (``last_words``: Linux keeps received bytes readable after a reset), so a window Logstash
 # acknowledged is not sent twice, however many were in flight.
 PIPELINED_WINDOWS = 2
-# An empty window (``2W`` of 0 events), written when a wait for ACKs has heard nothing for half
-# the stall timeout. Logstash's beats input sends its keep-alives (``ACK 0`` every 5 s of its own
-# silence) only while a flag is set, which every read sets and the end of every batch clears
-# (``ConnectionHandler``, ``BeatsHandler`` in logstash-input-beats): a window read while the
-# one before it was still being processed, pipelined, is processed with the flag cleared, so it
-# gets no keep-alive however long it waits in a blocked pipeline, and the stall timeout would
-# resend it (duplicates). The empty window is a read that sets the flag again; Logstash's
-# parser only takes its size (the next window's replaces it), go-lumber skips it, and a server
-# that answers it answers with ``ACK 0``, a keep-alive.
+# An empty window (``2W`` of 0 events), written when a wait for ACKs has heard nothing for a
+# while (``probe_after``). Logstash's beats input sends its keep-alives (``ACK 0`` after
+# ``LOGSTASH_KEEPALIVE_SECONDS`` of its own silence) only while a flag is set, which every read
+# sets and the end of every batch clears (``ConnectionHandler``, ``BeatsHandler`` in
+# logstash-input-beats): a window read while the one before it was still being processed,
+# pipelined, is processed with the flag cleared, so it gets no keep-alive however long it waits
+# in a blocked pipeline, and the stall timeout would resend it (duplicates). The empty window is
+# a read that sets the flag again. Current Logstash answers it, after the batches before it,
+# with ``ACK 0`` (an empty batch); older versions only took its size; go-lumber's server skips it.
 SILENCE_PROBE = b"2W\x00\x00\x00\x00"
+# Logstash's writer-idle timer: a keep-alive comes at most this long after the flag is set.
+LOGSTASH_KEEPALIVE_SECONDS = 5.0
 # What a breaking connection reads at most for ACKs (``last_words``), in reads of RECV_BYTES: an
 # ACK is 6 bytes, so one read is plenty; the bound stops a peer that floods us.
 _LAST_READS = 16
@@ -110,6 +112,17 @@ def isal_level(compression: int) -> int:
     [1, 2, 2, 3]
     """
     return _ISAL_LEVELS[compression]
+
+
+def probe_after_silence(stall_timeout: float) -> float:
+    """How long a wait for ACKs hears nothing before it writes ``SILENCE_PROBE``: half the stall
+    timeout, and early enough that Logstash's keep-alive (``LOGSTASH_KEEPALIVE_SECONDS`` after
+    the probe, at most) arrives a second before the timeout.
+
+    >>> [probe_after_silence(timeout) for timeout in (20.0, 10.0, 5.0)]
+    [10.0, 4.0, 0.0]
+    """
+    return max(0.0, min(stall_timeout / 2, stall_timeout - LOGSTASH_KEEPALIVE_SECONDS - 1))
 
 
 def frame_events(lines: list[bytes]) -> bytes:
@@ -304,9 +317,9 @@ class BeatsConnection(Connection):
             self.waiting_since = None
 
     def _read_acks(self, deadline: float | None, until: int, watchdog: Watchdog) -> None:
-        """The blocking part of ``_await_acks``. Silence for half the stall timeout is answered
-        with one empty window (``SILENCE_PROBE``) until the peer is heard again."""
-        probe_after = self._settings.stall_timeout / 2
+        """The blocking part of ``_await_acks``. Silence for ``probe_after`` is answered with
+        one empty window (``SILENCE_PROBE``) until the peer is heard again."""
+        probe_after = probe_after_silence(self._settings.stall_timeout)
         heard = time.monotonic()
         probed = False
         while len(self._in_flight) > until:
@@ -314,9 +327,14 @@ class BeatsConnection(Connection):
             try:
                 data = self._sock.recv(RECV_BYTES)
             except TimeoutError:
-                if not probed and time.monotonic() - heard >= probe_after:
+                now = time.monotonic()
+                if (
+                    not probed
+                    and now - heard >= probe_after
+                    and (deadline is None or now < deadline)
+                ):
                     probed = True
-                    self._probe_silence(deadline)
+                    self._probe_silence(deadline, watchdog)
                 try:
                     watchdog.check()
                 except ConnectionLostError as error:
@@ -338,11 +356,13 @@ class BeatsConnection(Connection):
             heard = time.monotonic()
             probed = False
 
-    def _probe_silence(self, deadline: float | None) -> None:
+    def _probe_silence(self, deadline: float | None, watchdog: Watchdog) -> None:
         """Write ``SILENCE_PROBE``: six bytes, which the socket takes at once unless the peer has
-        stopped reading (then the stall timeout decides, as for a window)."""
+        stopped reading (then the stall timeout decides, as for a window). The peer's kernel
+        acknowledging them is no sign of its Logstash: ``watchdog`` does not count it."""
         self.silence_probes += 1
         self.carried_bytes += len(SILENCE_PROBE)
+        watchdog.queue_ours()
         self.send_all(SILENCE_PROBE, deadline)
 
     def _arrived(self, data: bytes) -> None:

@@ -297,16 +297,32 @@ class Watchdog:
         self._stall_timeout = stall_timeout
         self._last_progress = time.monotonic()
         self._last_queued: int | None = None
+        # Bytes of ours whose acknowledgement proves nothing (a beats silence probe): the send
+        # queue shrinking counts only below this level, the queue before they were written.
+        self._floor: int | None = None
 
     def progressed(self) -> None:
         self._last_progress = time.monotonic()
         self._last_queued = None
+        self._floor = None
+
+    def queue_ours(self) -> None:
+        """Bytes about to be written are no progress when the peer's kernel acknowledges them:
+        until ``progressed``, the send queue shrinking counts only below its level now."""
+        queued = _send_queue_bytes(self._sock)
+        if queued is not None:
+            self._floor = queued if self._floor is None else min(self._floor, queued)
 
     def check(self, allowance: float = 0.0) -> None:
         """Raise ConnectionLostError when stalled for longer than the timeout plus ``allowance``."""
         now = time.monotonic()
         queued = _send_queue_bytes(self._sock)
-        if queued is not None and self._last_queued is not None and queued < self._last_queued:
+        if (
+            queued is not None
+            and self._last_queued is not None
+            and queued < self._last_queued
+            and (self._floor is None or queued < self._floor)
+        ):
             self._last_progress = now
         self._last_queued = queued
         if now - self._last_progress > self._stall_timeout + allowance:
