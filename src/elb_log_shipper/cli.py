@@ -709,10 +709,21 @@ class _Run:
             print(
                 f"{PROG}: stopped because delivery to Logstash failed (the error above says why); "
                 f"{objects(unsent)} {'was' if unsent == 1 else 'were'} not shipped: fix the "
-                "cause and run the command again",
+                "cause, then run:",
                 file=self.stderr,
             )
+            self._print_commands(finished, unfinished)
             return EXIT_FAILED
+        if unfinished:
+            # Failed objects (a read that failed for good, an archived or changed object): the
+            # whole command again would ship every other object twice.
+            print(
+                f"{PROG}: {objects(len(unfinished))} failed (the errors above say why); to ship "
+                f"{'it' if len(unfinished) == 1 else 'them'} once the cause is fixed, each from "
+                "its first line not shipped, run:",
+                file=self.stderr,
+            )
+            self._print_commands(finished, unfinished)
         failed = any(r.outcome in (Outcome.FAILED, Outcome.REJECTED) for r in results)
         return EXIT_FAILED if failed or not_shipped else EXIT_OK
 
@@ -809,9 +820,15 @@ class _Run:
         if rejected:
             counts.append(f"{rejected} rejected (not retried: running them again cannot help)")
         print(f"{PROG}: interrupted; {', '.join(counts)}. To resume, run:", file=self.stderr)
+        self._print_commands(finished, unfinished)
+        return True
+
+    def _print_commands(
+        self, finished: int, unfinished: Sequence[tuple[PlannedObject, int]]
+    ) -> None:
+        """The ``resume_commands`` from ``finished``, one a line, as a shell reads them."""
         for command in resume_commands(self.args, self.plan.objects, finished, unfinished):
             print(f"  {' '.join(map(shell_word, [PROG, *command]))}", file=self.stderr)
-        return True
 
 
 def _resume_offset(result: ObjectResult) -> int | None:

@@ -505,6 +505,38 @@ def test_ctrl_c_after_a_failed_object_prints_a_command_that_retries_it(
     assert got == expected_lines(logs, set(logs.objects))
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_run_with_a_failed_object_prints_the_command_that_ships_it_alone(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer, jobs: str
+) -> None:
+    # A run that ended with a failed object (archived, denied, read failing for good) said
+    # only "1 failed": the whole command again would ship every other object twice.
+    logs = put_logs(
+        moto.new_bucket(f"failed-alone-{jobs}"),
+        [dated_key(ACCOUNT, REGION, "2024/03/01", n) for n in range(6)],
+    )
+    denied = sorted(logs.objects)[2]
+    with (
+        FaultyS3(moto, error=(403, "AccessDenied"), error_keys=frozenset({denied})) as faulty,
+        JsonLinesReceiver() as receiver,
+    ):
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        to = f"tcp://127.0.0.1:{receiver.port}"
+        first = run_cli(capsys, logs.uri, "--to", to, "--jobs", jobs, "--quiet")
+        assert first.status == cli.EXIT_FAILED, first.err
+        assert "1 object failed (the errors above say why); to ship it once" in first.err
+        commands = printed_resume_commands(first.err)
+        uri = f"s3://{logs.bucket}/{denied}"
+        options = ["--to", to, "--jobs", jobs, "--quiet", "--start-offset", "0"]
+        assert commands == [["ship", uri, *options]], first.err
+        faulty.error = None  # the grant is fixed
+        run_resume_commands(capsys, commands)
+        receiver.wait_idle()
+        got = received(receiver.events)
+    # Together, every line exactly once.
+    assert got == expected_lines(logs, set(logs.objects))
+
+
 def test_ctrl_c_after_an_invocation_not_queued_prints_a_command_that_queues_it(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:

@@ -27,6 +27,7 @@ from elb_log_shipper.pipeline import deliver_object
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.samples import CLASSIC_LINES
 from tests.support.certs import CertBundle
+from tests.support.cli_runner import printed_resume_commands
 from tests.support.receiver import JsonLinesReceiver
 from tests.support.s3server import MotoServer
 
@@ -376,9 +377,19 @@ def test_unreachable_logstash_fails_fast_with_one_sentence(
     assert f"127.0.0.1:{port}" in message
     assert "refused" in message.lower()
     assert "check that it is up" in message
-    # Later objects would fail the same way: the command stops instead of trying each.
-    assert alb_object.uri not in run.stderr
+    # Later objects would fail the same way: the command stops instead of trying each, and
+    # says how to ship the failed one and those never tried, without the others again.
+    assert alb_object.uri not in reported(run)
     assert "1 object read (1 failed), 0 skipped" in run.stderr
+    assert printed_resume_commands(run.stderr) == [
+        ["ship", classic_object.uri, "--to", to, "--jobs", "1", "--start-offset", "0"],
+        ["ship", alb_object.uri, "--to", to, "--jobs", "1"],
+    ]
+
+
+def reported(run: Run) -> str:
+    """What a run wrote to stderr but the commands it printed to go on."""
+    return "\n".join(line for line in run.stderr.splitlines() if not line.startswith("  "))
 
 
 def test_unreachable_logstash_stops_a_parallel_run_after_the_objects_in_flight(
@@ -407,11 +418,15 @@ def test_unreachable_logstash_stops_a_parallel_run_after_the_objects_in_flight(
     # Each worker learns it on its own object; no object starts after the first failure.
     errors = [line for line in run.stderr.splitlines() if "error:" in line and "refused" in line]
     assert 1 <= len(errors) <= 2, run.stderr
-    assert objects[-1].uri not in run.stderr
+    assert objects[-1].uri not in reported(run)
     # Not one was shipped: those that failed and those never started.
     assert "delivery to Logstash failed (the error above says why); 6 objects were not shipped" in (
         run.stderr
     ), run.stderr
+    # The commands printed ship all six: the failed ones from their start, then the rest.
+    commands = printed_resume_commands(run.stderr)
+    named = [word for command in commands for word in command if word.startswith("s3://")]
+    assert named == [obj.uri for obj in objects], run.stderr
 
 
 def test_a_key_cannot_write_terminal_escapes_or_lines_into_the_report(
