@@ -42,7 +42,7 @@ How failures surface, by trigger:
   attempt does not start again from byte 0. Of an asynchronous event, an object of which
   nothing was confirmed, and one not started after Logstash failed, is ``HANDED_OFF`` from
   where it began (``_park_undelivered``): it waits for Logstash in the continuation queue
-  (about 2.5 hours of retries) instead of failing the event, which Lambda would dead-letter
+  (about 2 hours of retries) instead of failing the event, which Lambda would dead-letter
   within minutes. Of an SQS message, or without ``CONTINUATION_QUEUE_URL``, it is ``FAILED``,
   as above.
 - Objects ``REJECTED`` (gone, not the object the event names, bad gzip, another compression)
@@ -352,7 +352,7 @@ def _park_undelivered(shipment: Shipment, settings: Settings) -> None:
     the dead-letter queue: a Logstash down for a few minutes (an upgrade, a blocked pipeline)
     would dead-letter every object written meanwhile, for an operator to replay. A continuation
     that fails is retried by SQS after the queue's visibility timeout, up to its
-    ``maxReceiveCount`` (the template's 30 minutes and 5 receives: about 2.5 hours), and the
+    ``maxReceiveCount`` (the template's 30 minutes and 5 receives: about 2 hours), and the
     objects ship by themselves once Logstash is back. Without ``CONTINUATION_QUEUE_URL`` the
     event fails, as before.
     """

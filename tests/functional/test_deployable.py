@@ -686,6 +686,15 @@ def samconfig_overrides(environment: Mapping[str, Any]) -> dict[str, str]:
     return dict(override.partition("=")[::2] for override in listed)
 
 
+def test_hand_off_chains_are_not_cut_by_lambdas_recursive_loop_detection() -> None:
+    """The function writes continuations to the queue that invokes it: Lambda's loop detection
+    (Terminate by default) stopped every chain after about 16 invocations, dead-lettering the
+    rest of the object without a word, long before MAX_HOPS (100); the hop limit is the guard."""
+    properties = template()["Resources"][FUNCTION]["Properties"]
+    assert properties["RecursiveLoop"] == "Allow"
+    assert Settings().max_hops > 16
+
+
 def test_the_continuation_queue_leaves_copies_to_new_objects_and_survives_throttling() -> None:
     """The queue's event source mapping ignores reserved concurrency: capped below it, it leaves
     copies to EventBridge and SNS events; 5 receives (AWS's least) outlast throttled invokes."""
