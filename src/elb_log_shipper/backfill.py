@@ -60,6 +60,7 @@ __all__ = [
     "Invocation",
     "LazyClients",
     "ListingError",
+    "ListingUnavailableError",
     "Plan",
     "PlannedObject",
     "fan_out",
@@ -74,6 +75,10 @@ __all__ = [
 
 # Keys per ListObjectsV2 page: the most S3 returns.
 LIST_PAGE_SIZE = 1000
+# Attempts of each S3 request of the command (the first and its retries): throttling lasts.
+S3_MAX_ATTEMPTS = 8
+_SERVER_ERROR = 500
+_THROTTLED = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded"})
 # Results that may wait for an earlier, slower object before being handed back, per job: enough
 # to keep every job busy behind one slow object, few enough that spooled stdout stays small.
 REORDER_WINDOW_PER_JOB = 2
@@ -88,6 +93,10 @@ R = TypeVar("R")
 class ListingError(ShipperError):
     """An S3 prefix could not be listed (no such bucket, no permission, no network), or a folder
     under a directory SOURCE (no permission)."""
+
+
+class ListingUnavailableError(ListingError):
+    """S3 throttled or failed a listing past the retries: nothing to fix but to wait."""
 
 
 def parse_date(text: str) -> dt.date:
@@ -384,6 +393,12 @@ def _listing_errors(bucket: str, prefix: str) -> Iterator[None]:
         yield
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "error")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status >= _SERVER_ERROR or code in _THROTTLED:
+            raise ListingUnavailableError(
+                f"cannot list s3://{bucket}/{prefix} ({code}): S3 is throttling or failing "
+                f"and still was after {S3_MAX_ATTEMPTS} attempts; run the command again later"
+            ) from None
         raise ListingError(
             f"cannot list s3://{bucket}/{prefix} ({code}): check the bucket name, the "
             "credentials and their s3:ListBucket permission"
@@ -704,7 +719,13 @@ class LazyClients:
             import boto3  # noqa: PLC0415 - a local file never needs it; it costs 0.1 s to load
             from botocore.config import Config  # noqa: PLC0415
 
-            config = Config(max_pool_connections=self._connections)
+            # A backfill lists and reads for hours: S3 answers a busy prefix with 503 SlowDown
+            # for a while, which botocore's default 3 attempts did not outlast (a listing then
+            # failed the whole run). Standard retries back off up to 20 s an attempt.
+            config = Config(
+                max_pool_connections=self._connections,
+                retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
+            )
             self._s3 = boto3.client("s3", config=config)
         return self._s3
 

@@ -49,6 +49,7 @@ from elb_log_shipper.backfill import (
     Invocation,
     LazyClients,
     ListingError,
+    ListingUnavailableError,
     Plan,
     PlannedObject,
     fan_out,
@@ -300,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(sys.stdout)
         return _ship(args, sys.stdout.buffer, sys.stderr)
+    except ListingUnavailableError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except (ConfigurationError, ListingError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -690,6 +690,23 @@ def test_listing_by_date_declines_what_it_cannot_narrow(
     assert list_dated(moto.client(), bucket, prefix, dates, None) is None
 
 
+def test_a_throttled_listing_is_retried_past_botocores_default(
+    capsys: pytest.CaptureFixture[str], moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # S3 answers a busy prefix with 503 SlowDown for a while: botocore's default 3 attempts
+    # gave up on the listing, and the whole backfill ended with exit 2 ("check the bucket name,
+    # the credentials and their s3:ListBucket permission").
+    logs = put_logs(
+        moto.new_bucket("throttled"), [dated_key(ACCOUNT, REGION, "2024/03/01", n) for n in (0, 1)]
+    )
+    # Three errors in a row: past botocore's default of 3 attempts, within the command's.
+    with FaultyS3(moto, listing_error=(503, "SlowDown"), listing_errors_left=3) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        run = run_cli(capsys, logs.uri, "--to", "-", "--quiet")
+    assert run.status == cli.EXIT_OK, run.err
+    assert received(stdout_events(run.out)) == expected_lines(logs, set(logs.objects))
+
+
 @pytest.mark.parametrize("may_list", [True, False], ids=["with ListBucket", "without"])
 def test_a_named_key_denied_blames_the_read_grant_and_counts_as_a_failed_object(
     capsys: pytest.CaptureFixture[str],

@@ -181,7 +181,14 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             if faults.error_keys is None or key in faults.error_keys:
                 self._answer_error(*faults.error)
                 return
-        if not names_a_key and self.command == "GET" and faults.listing_error is not None:
+        if (
+            not names_a_key
+            and self.command == "GET"
+            and faults.listing_error is not None
+            and (faults.listing_errors_left is None or faults.listing_errors_left > 0)
+        ):
+            if faults.listing_errors_left is not None:
+                faults.listing_errors_left -= 1
             self._answer_error(*faults.listing_error)
             return
         upstream = http.client.HTTPConnection(faults.moto.host, faults.moto.port, timeout=30)
@@ -279,7 +286,8 @@ class FaultyS3:
 
     - ``error = (503, "SlowDown")``: object reads and HEADs get that S3 error answer (with
       ``error_keys``, only those of these keys: one object failing among others);
-    - ``listing_error = (403, "AccessDenied")``: so do bucket listings;
+    - ``listing_error = (403, "AccessDenied")``: so do bucket listings (with
+      ``listing_errors_left = n``, only the next n of them: S3 throttling a while);
     - ``stall_after = n``: each object read sends its headers and its body up to the object's
       byte ``n`` (a ranged read from beyond it, none), then stays silent, the connection open,
       until ``released`` is set (``release()``);
@@ -298,6 +306,7 @@ class FaultyS3:
     error: tuple[int, str] | None = None
     error_keys: frozenset[str] | None = None
     listing_error: tuple[int, str] | None = None
+    listing_errors_left: int | None = None
     stall_after: int | None = None
     tls: ssl.SSLContext | None = field(default=None, repr=False)
     garble_after: int | None = None

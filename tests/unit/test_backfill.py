@@ -10,10 +10,19 @@ import time
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from elb_log_shipper.backfill import DateRange, PlannedObject, fan_out, parse_s3_uri
+from elb_log_shipper.backfill import (
+    DateRange,
+    ListingError,
+    ListingUnavailableError,
+    PlannedObject,
+    _listing_errors,
+    fan_out,
+    parse_s3_uri,
+)
 from elb_log_shipper.cli import _resume_offset, build_parser, resume_commands, ship_parser
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.progress import Progress, Snapshot, render
@@ -386,3 +395,33 @@ def test_help_and_readme_say_the_same_of_ctrl_c(claim: str) -> None:
     assert claim in (ship_parser().description or "")
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert claim in " ".join(readme.split())  # wrapped: compare the words
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "unavailable"),
+    [
+        (503, "SlowDown", True),
+        (500, "InternalError", True),
+        (503, "ServiceUnavailable", True),
+        (400, "Throttling", True),
+        (403, "AccessDenied", False),
+        (404, "NoSuchBucket", False),
+        (400, "InvalidArgument", False),
+    ],
+)
+def test_a_listing_that_s3_throttled_says_to_wait_not_to_check_names_and_grants(
+    status: int, code: str, unavailable: bool
+) -> None:
+    # A listing still throttled after the retries ended the command with exit 2 (a usage error)
+    # and "check the bucket name, the credentials and their s3:ListBucket permission".
+    answer = {
+        "Error": {"Code": code, "Message": "-"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    with pytest.raises(ListingError) as caught, _listing_errors("logs", "AWSLogs/"):
+        raise ClientError(answer, "ListObjectsV2")  # type: ignore[arg-type]
+    assert isinstance(caught.value, ListingUnavailableError) is unavailable
+    message = str(caught.value)
+    assert message.startswith(f"cannot list s3://logs/AWSLogs/ ({code}): ")
+    assert ("run the command again later" in message) is unavailable
+    assert ("s3:ListBucket" in message) is not unavailable
