@@ -581,7 +581,7 @@ class _Run:
             results.append(result)  # last: an object is in results once it is done with
 
         def is_fatal(done: tuple[ObjectResult, str | None] | ItemFailed) -> bool:
-            return not isinstance(done, ItemFailed) and done[0].delivery_failed
+            return not isinstance(done, ItemFailed) and done[0].stops_run
 
         if self.jobs == 1:
             finished = self._ship_here(settings, stdout, s3_client, on_done, privacy)
@@ -672,7 +672,7 @@ class _Run:
                     counted,
                     jobs=1,
                     stop=self.stop,
-                    is_fatal=lambda done: done[0].delivery_failed,
+                    is_fatal=lambda done: done[0].stops_run,
                     on_tick=self._tick,
                 ),
                 on_done,
@@ -706,14 +706,19 @@ class _Run:
         rejected = sum(1 for r in results if r.outcome is Outcome.REJECTED)
         if self._interrupted(finished, unfinished, stopped=stopped, rejected=rejected):
             return EXIT_INTERRUPTED
-        if any(r.delivery_failed for r in results):
-            # The objects Logstash failed were not shipped either (not only those left).
+        stopped_by = next((r for r in results if r.stops_run), None)
+        if stopped_by is not None:
+            # The objects that failed were not shipped either (not only those never tried).
+            # Logstash not always unreachable: a certificate refused, a server that is no input.
             unsent = not_shipped + sum(1 for r in results if r.outcome is Outcome.FAILED)
-            # Not always unreachable: a certificate refused, a server that is no Logstash input.
+            why, remedy = (
+                ("delivery to Logstash failed", "fix the cause")
+                if stopped_by.delivery_failed
+                else ("S3 refused the credentials", "renew them")
+            )
             print(
-                f"{PROG}: stopped because delivery to Logstash failed (the error above says why); "
-                f"{objects(unsent)} {'was' if unsent == 1 else 'were'} not shipped: fix the "
-                "cause, then run:",
+                f"{PROG}: stopped because {why} (the error above says why); {objects(unsent)} "
+                f"{'was' if unsent == 1 else 'were'} not shipped: {remedy}, then run:",
                 file=self.stderr,
             )
             self._print_commands(finished, unfinished)

@@ -57,6 +57,14 @@ class SourceError(InputError):
         self.transient = transient
 
 
+class CredentialsError(SourceError):
+    """S3 refused or never got the caller's credentials (expired, wrong, a clock off): every
+    other read would fail the same way until they are renewed. Transient."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=True)
+
+
 class ObjectChangedError(SourceError):
     """The object is not the one named: its ETag or version differs from the event's, or it
     changed between the first read and a resumed read. Never transient."""

@@ -105,6 +105,14 @@ class ObjectResult:
     delivery_failed: bool = False
     """The sink failed (Logstash unreachable), for this object or one before it: later objects
     would fail the same way, and retrying the object later can succeed."""
+    credentials_refused: bool = False
+    """FAILED because S3 refused the credentials (expired, wrong): later objects would fail
+    the same way until they are renewed."""
+
+    @property
+    def stops_run(self) -> bool:
+        """Whether later objects would fail the same way: a run goes on with no other."""
+        return self.delivery_failed or self.credentials_refused
 
     @property
     def events(self) -> int:

@@ -456,10 +456,10 @@ def test_ctrl_c_stops_cleanly_and_the_printed_command_resumes(
     assert both == expected_lines(logs, set(keys))
 
 
-def new_day_of_logs(moto: MotoServer, name: str) -> Prefix:
-    """A bucket of its own holding one day of 40 log objects (``put_logs``)."""
+def new_day_of_logs(moto: MotoServer, name: str, count: int = 40) -> Prefix:
+    """A bucket of its own holding one day of ``count`` log objects (``put_logs``)."""
     bucket = moto.new_bucket(name)
-    return put_logs(bucket, [dated_key(ACCOUNT, REGION, "2024/03/01", n) for n in range(40)])
+    return put_logs(bucket, [dated_key(ACCOUNT, REGION, "2024/03/01", n) for n in range(count)])
 
 
 def resumes_retrying(first: Run, uri: str) -> list[list[str]]:
@@ -511,10 +511,7 @@ def test_a_run_with_a_failed_object_prints_the_command_that_ships_it_alone(
 ) -> None:
     # A run that ended with a failed object (archived, denied, read failing for good) said
     # only "1 failed": the whole command again would ship every other object twice.
-    logs = put_logs(
-        moto.new_bucket(f"failed-alone-{jobs}"),
-        [dated_key(ACCOUNT, REGION, "2024/03/01", n) for n in range(6)],
-    )
+    logs = new_day_of_logs(moto, f"failed-alone-{jobs}", 6)
     denied = sorted(logs.objects)[2]
     with (
         FaultyS3(moto, error=(403, "AccessDenied"), error_keys=frozenset({denied})) as faulty,
@@ -535,6 +532,35 @@ def test_a_run_with_a_failed_object_prints_the_command_that_ships_it_alone(
         got = received(receiver.events)
     # Together, every line exactly once.
     assert got == expected_lines(logs, set(logs.objects))
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_credentials_that_expire_stop_the_run_at_the_first_object_with_the_commands_to_resume(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer, jobs: str
+) -> None:
+    # A backfill on a session's credentials (an hour): once they expired it went on, failed
+    # every object left in a few minutes ("grant s3:GetObject"), and printed nothing to resume.
+    logs = new_day_of_logs(moto, f"expired-{jobs}", 8)
+    with FaultyS3(moto, error=(400, "ExpiredToken")) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        first = run_cli(capsys, logs.uri, "--to", "-", "--jobs", jobs, "--quiet")
+        assert first.status == cli.EXIT_FAILED, first.err
+        assert "S3 refused the credentials reading" in first.err
+        assert "(ExpiredToken): they expired or are not valid" in first.err
+        assert "grant s3:GetObject" not in first.err
+        assert "stopped because S3 refused the credentials" in first.err
+        # No object starts after the first refusal: those in flight then are all that was tried.
+        tried = {urllib.parse.unquote(path).rsplit("/", 1)[1] for path in faulty.gets}
+        assert 1 <= len(tried) <= int(jobs), faulty.gets
+        commands = printed_resume_commands(first.err)
+        faulty.error = None  # renewed
+        out = ""
+        for command in commands:
+            run = run_command(capsys, *command)
+            assert run.status == cli.EXIT_OK, run.err
+            out += run.out
+    # Together, every line exactly once.
+    assert received(stdout_events(first.out + out)) == expected_lines(logs, set(logs.objects))
 
 
 def test_ctrl_c_after_an_invocation_not_queued_prints_a_command_that_queues_it(
@@ -696,9 +722,7 @@ def test_a_throttled_listing_is_retried_past_botocores_default(
     # S3 answers a busy prefix with 503 SlowDown for a while: botocore's default 3 attempts
     # gave up on the listing, and the whole backfill ended with exit 2 ("check the bucket name,
     # the credentials and their s3:ListBucket permission").
-    logs = put_logs(
-        moto.new_bucket("throttled"), [dated_key(ACCOUNT, REGION, "2024/03/01", n) for n in (0, 1)]
-    )
+    logs = new_day_of_logs(moto, "throttled", 2)
     # Three errors in a row: past botocore's default of 3 attempts, within the command's.
     with FaultyS3(moto, listing_error=(503, "SlowDown"), listing_errors_left=3) as faulty:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
