@@ -530,16 +530,17 @@ def _head(s3: S3Client, bucket: str, key: str) -> ObjectRef | None:
     """The object ``key`` names, or None when there is none.
 
     A 403 is the object as named, unpinned: S3 answers 403 for a key these credentials may not
-    read and, without s3:ListBucket, for a missing one. Listing would only fail the same way
-    and blame s3:ListBucket; reading it reports the denial and the grants to check, and counts
-    as a failed object, not a usage error.
+    read and, without s3:ListBucket, for a missing one; reading it reports the denial and the
+    grants to check, and counts as a failed object, not a usage error. But a grant of
+    s3:GetObject on ``prefix/*`` denies the key ``prefix`` itself while s3:ListBucket lists what
+    is under it: when a listing finds keys under ``key``, it is a prefix (None).
     """
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as error:
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status == _FORBIDDEN:
-            return ObjectRef(bucket, key)
+            return None if _lists_more_than(s3, bucket, key) else ObjectRef(bucket, key)
         if status == _NOT_FOUND:
             return None
         raise ListingError(f"cannot look up s3://{bucket}/{key}: {error}") from None
@@ -552,6 +553,16 @@ def _head(s3: S3Client, bucket: str, key: str) -> ObjectRef | None:
         etag=head["ETag"].strip('"'),
         size=head["ContentLength"],
     )
+
+
+def _lists_more_than(s3: S3Client, bucket: str, key: str) -> bool:
+    """Whether listing ``key`` as a prefix finds a key other than ``key`` itself (False when
+    the listing is denied too, or fails)."""
+    try:
+        page = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=2)
+    except (ClientError, BotoCoreError):
+        return False
+    return any(item["Key"] != key for item in page.get("Contents", ()))
 
 
 def _add_listed(plan: Plan, index: int, ref: ObjectRef, size: int, dates: DateRange) -> None:

@@ -731,6 +731,22 @@ def test_a_throttled_listing_is_retried_past_botocores_default(
     assert received(stdout_events(run.out)) == expected_lines(logs, set(logs.objects))
 
 
+def test_a_prefix_without_its_slash_is_listed_when_only_reading_it_is_denied(
+    capsys: pytest.CaptureFixture[str], moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A least-privilege policy grants s3:GetObject on AWSLogs/* and s3:ListBucket: the HEAD of
+    # the key `AWSLogs` is denied, which planned it as one object (denied when read) instead
+    # of the prefix that the listing would have found.
+    logs = new_day_of_logs(moto, "head-denied", 3)
+    source = f"s3://{logs.bucket}/AWSLogs"
+    denied = frozenset({"AWSLogs"})
+    with FaultyS3(moto, error=(403, "AccessDenied"), error_keys=denied) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        run = run_cli(capsys, source, "--to", "-", "--quiet")
+    assert run.status == cli.EXIT_OK, run.err
+    assert received(stdout_events(run.out)) == expected_lines(logs, set(logs.objects))
+
+
 @pytest.mark.parametrize("may_list", [True, False], ids=["with ListBucket", "without"])
 def test_a_named_key_denied_blames_the_read_grant_and_counts_as_a_failed_object(
     capsys: pytest.CaptureFixture[str],
