@@ -411,12 +411,31 @@ def _batch_item_failures(
     return [{"itemIdentifier": message_id} for message_id in unique]
 
 
+def _abandoned(trigger: Trigger) -> list[WorkItem]:
+    """The continuations this version skips: an object part-shipped under another scope (a
+    deploy that changed LOG_PREFIX or LOG_BUCKET meanwhile) whose rest would be dropped. Counted
+    as rejected objects (their alarm), not as the skips that new notifications make."""
+    return [
+        item
+        for item in trigger.items
+        if not item.ship and (item.ref.start_offset > 0 or item.ref.hop > 0)
+    ]
+
+
 def _log_skips(trigger: Trigger) -> None:
+    abandoned = {id(item) for item in _abandoned(trigger)}
     for item in trigger.items:
         if item.ship:
             continue
-        extra = {"bucket": item.ref.bucket, "key": item.ref.key, "reason": item.skip_reason}
-        if item.quiet:
+        extra: dict[str, object] = {
+            "bucket": item.ref.bucket,
+            "key": item.ref.key,
+            "reason": item.skip_reason,
+        }
+        if id(item) in abandoned:
+            extra["offset"] = item.ref.start_offset
+            logger.error("continuation not shipped: the rest of the object is lost", extra=extra)
+        elif item.quiet:
             logger.debug("object skipped", extra=extra)
         else:
             logger.info("object skipped", extra=extra)
@@ -464,10 +483,13 @@ def _add_metrics(trigger: Trigger, shipment: Shipment, handoffs: int) -> None:
     # An SQS message that could not be read names objects that will not ship until someone
     # looks: counted with them, not left to the dead-letter alarm after five receives.
     failed += len(trigger.rejected)
-    metrics.add_metric(Metric.OBJECTS_FAILED, count, failed)
+    abandoned = len(_abandoned(trigger))
+    metrics.add_metric(Metric.OBJECTS_FAILED, count, failed + abandoned)
     # Of those, the ones no retry will ship: their lines after the fault are lost unless someone
-    # acts (a truncated or corrupt gzip, an object deleted or overwritten before it was read).
-    metrics.add_metric(Metric.OBJECTS_REJECTED, count, outcomes.count(Outcome.REJECTED))
+    # acts (a truncated or corrupt gzip, an object deleted or overwritten before it was read, a
+    # continuation that a deploy put outside the function's scope).
+    rejected = outcomes.count(Outcome.REJECTED) + abandoned
+    metrics.add_metric(Metric.OBJECTS_REJECTED, count, rejected)
     metrics.add_metric(Metric.LINES_READ, count, sum(ledger.lines for ledger in ledgers))
     metrics.add_metric(Metric.EVENTS_SENT, count, shipment.events_confirmed)
     parse_failures = sum(ledger.parse_failures for ledger in ledgers)
@@ -488,7 +510,8 @@ def _add_metrics(trigger: Trigger, shipment: Shipment, handoffs: int) -> None:
     metrics.add_metric(Metric.EVENTS_RESENT, count, resent)
     metrics.add_metric(Metric.SHIP_SECONDS, MetricUnit.Seconds, round(shipment.seconds, 3))
     metrics.add_metric(Metric.HANDOFFS, count, handoffs)
-    metrics.add_metric(Metric.OBJECTS_SKIPPED, count, len(trigger.items) - len(trigger.to_ship))
+    skipped = len(trigger.items) - len(trigger.to_ship) - abandoned
+    metrics.add_metric(Metric.OBJECTS_SKIPPED, count, skipped)
     delivery_failures = 0 if shipment.delivery_error is None else 1
     metrics.add_metric(Metric.DELIVERY_FAILURES, count, delivery_failures)
     # Lag is of lines delivered: an object Logstash did not confirm (its hand-off or failure

@@ -312,6 +312,35 @@ def test_a_dead_lettered_object_is_a_failed_object_and_not_a_hand_off(
     assert len(container.take_messages(dead_letters)) == 1
 
 
+def test_a_continuation_a_deploy_put_outside_the_scope_is_a_rejected_object(
+    moto: MotoServer,
+    container_for: Any,
+    logstash: JsonLinesReceiver,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A deploy that changed LOG_PREFIX while objects were part-way: their continuations were
+    # skipped like a new notification outside the scope, an INFO line and ObjectsSkipped; the
+    # rest of each object was lost and no alarm said so.
+    bucket, key, _ = put_lines(moto, 5, "rescoped")
+    container = container_for(logstash, **{ENV.LOG_PREFIX: "elsewhere/"})
+    capsys.readouterr()
+
+    rest = ObjectRef(bucket, key, etag="e", start_offset=1234, hop=3)
+    result = container.invoke(sqs_event(make_continuation(rest)))
+
+    assert result["batchItemFailures"] == []  # nothing a retry could ship
+    out = capsys.readouterr().out
+    values = read_document(out)
+    assert (values["ObjectsRejected"], values["ObjectsFailed"], values["ObjectsSkipped"]) == (
+        1,
+        1,
+        0,
+    )
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["continuation not shipped: the rest of the object is lost"]
+
+
 def test_an_event_of_no_known_shape_prints_no_document(
     container: Container, capsys: pytest.CaptureFixture[str]
 ) -> None:
