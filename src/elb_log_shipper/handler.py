@@ -276,6 +276,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     retry_event = trigger.kind is not TriggerKind.SQS and any(
         ledger.outcome is Outcome.FAILED for ledger in shipment.results
     )
+    if trigger.kind is TriggerKind.SQS:
+        _hold_with_failed_messages(to_ship, shipment.results)
     handoffs = 0
     if not retry_event:
         handoffs = _hand_off(to_ship, shipment.results, settings, container)
@@ -297,6 +299,25 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             f"first: {failed[0].ref.uri}: {failed[0].error}"
         )
     return result
+
+
+def _hold_with_failed_messages(items: Sequence[WorkItem], ledgers: Sequence[ObjectResult]) -> None:
+    """An object handed off whose SQS message names another object that FAILED is not handed
+    off: the message is retried whole (``batchItemFailures``), and each retry would start one
+    more chain of continuations for it. It fails with its message instead, as an asynchronous
+    event that is retried sends no continuation."""
+    failed = {
+        item.sqs_message_id
+        for item, ledger in zip(items, ledgers, strict=True)
+        if ledger.outcome is Outcome.FAILED
+    }
+    for item, ledger in zip(items, ledgers, strict=True):
+        if ledger.outcome is Outcome.HANDED_OFF and item.sqs_message_id in failed:
+            ledger.outcome = Outcome.FAILED
+            ledger.error = (
+                "not handed off: another object of its SQS message failed, and the message is "
+                "retried whole"
+            )
 
 
 def _hand_off(

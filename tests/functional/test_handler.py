@@ -142,6 +142,37 @@ def test_s3_notification_ships_every_line_of_every_record(
     assert not [r for r in log_records(caplog) if "GET http" in json.dumps(r)]
 
 
+def test_an_object_is_not_handed_off_when_its_sqs_message_is_retried_for_another(
+    container_for: Any,
+    logstash: JsonLinesReceiver,
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One SQS message naming two objects, one handed off and one failed: the message is retried
+    # whole, and each attempt sent one more continuation for the first, a chain each, every one
+    # reading and shipping the rest of the object.
+    container = container_for(logstash, **HAND_OFF_AT_ONCE)
+    bucket = moto.new_bucket()
+    denied, key = alb_key("denied"), alb_key("blank")
+    store(moto, bucket, denied, joined(alb_lines(5)), compress=True)
+    # Handed off inside its blank lines (as in test_a_run_of_blank_lines_is_handed_off_at_the_
+    # deadline), after the denied one failed.
+    store(moto, bucket, key, b"\n" * BLANK_BYTES + joined(alb_lines(20)), compress=True)
+    records = [
+        {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+         "s3": {"bucket": {"name": bucket}, "object": {"key": name}}}
+        for name in (denied, key)
+    ]  # fmt: skip
+    event = {"Records": [sqs_record("m-1", json.dumps({"Records": records}))]}
+    with FaultyS3(moto, error=(403, "AccessDenied"), error_keys=frozenset({denied})) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        result = container.invoke(event, budget=MIN_DEADLINE_MARGIN + BLANK_WORK_SECONDS)
+    assert [o["outcome"] for o in result["objects"]] == ["failed", "failed"]
+    assert "another object of its SQS message failed" in result["objects"][1]["error"]
+    assert result["batchItemFailures"] == [{"itemIdentifier": "m-1"}]
+    assert container.continuations() == []
+
+
 def test_sqs_batch_of_s3_sns_and_test_event_messages(
     container: Container,
     logstash: JsonLinesReceiver,
