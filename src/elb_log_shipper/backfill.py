@@ -42,7 +42,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 
 from elb_log_shipper.errors import ConfigurationError, ShipperError
 from elb_log_shipper.objectkey import parse_key
@@ -393,8 +398,7 @@ def _listing_errors(bucket: str, prefix: str) -> Iterator[None]:
         yield
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "error")
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if status >= _SERVER_ERROR or code in _THROTTLED:
+        if _unavailable(error):
             raise ListingUnavailableError(
                 f"cannot list s3://{bucket}/{prefix} ({code}): S3 is throttling or failing "
                 f"and still was after {S3_MAX_ATTEMPTS} attempts; run the command again later"
@@ -404,7 +408,22 @@ def _listing_errors(bucket: str, prefix: str) -> Iterator[None]:
             "credentials and their s3:ListBucket permission"
         ) from None
     except BotoCoreError as error:
-        raise ListingError(f"cannot list s3://{bucket}/{prefix}: {error}") from None
+        raise _botocore_error(f"cannot list s3://{bucket}/{prefix}", error) from None
+
+
+def _unavailable(error: ClientError) -> bool:
+    """Whether S3 answered a server error or throttled: a later run can succeed."""
+    code = error.response.get("Error", {}).get("Code", "")
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return status >= _SERVER_ERROR or code in _THROTTLED
+
+
+def _botocore_error(what: str, error: BotoCoreError) -> ListingError:
+    """``what`` failed with ``error`` before S3 answered: no credentials (fix the setup), or
+    the network or S3 not answering after the retries (run again later)."""
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return ListingError(f"{what}: {error}")
+    return ListingUnavailableError(f"{what}: {error}; run the command again later")
 
 
 def _plan_s3(
@@ -543,9 +562,10 @@ def _head(s3: S3Client, bucket: str, key: str) -> ObjectRef | None:
             return None if _lists_more_than(s3, bucket, key) else ObjectRef(bucket, key)
         if status == _NOT_FOUND:
             return None
-        raise ListingError(f"cannot look up s3://{bucket}/{key}: {error}") from None
+        kind = ListingUnavailableError if _unavailable(error) else ListingError
+        raise kind(f"cannot look up s3://{bucket}/{key}: {error}") from None
     except BotoCoreError as error:
-        raise ListingError(f"cannot look up s3://{bucket}/{key}: {error}") from None
+        raise _botocore_error(f"cannot look up s3://{bucket}/{key}", error) from None
     return ObjectRef(
         bucket,
         key,
@@ -556,13 +576,14 @@ def _head(s3: S3Client, bucket: str, key: str) -> ObjectRef | None:
 
 
 def _lists_more_than(s3: S3Client, bucket: str, key: str) -> bool:
-    """Whether listing ``key`` as a prefix finds a key other than ``key`` itself (False when
-    the listing is denied too, or fails)."""
+    """Whether ``key`` is a folder: keys under ``key/`` (False when the listing is denied too,
+    or fails). Another key that only starts with ``key`` (``a.log.gz`` for ``a.log``) is not."""
+    folder = f"{key}/"
     try:
-        page = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=2)
+        page = s3.list_objects_v2(Bucket=bucket, Prefix=folder, MaxKeys=1)
     except (ClientError, BotoCoreError):
         return False
-    return any(item["Key"] != key for item in page.get("Contents", ()))
+    return bool(page.get("Contents"))
 
 
 def _add_listed(plan: Plan, index: int, ref: ObjectRef, size: int, dates: DateRange) -> None:
@@ -733,9 +754,13 @@ class LazyClients:
             # A backfill lists and reads for hours: S3 answers a busy prefix with 503 SlowDown
             # for a while, which botocore's default 3 attempts did not outlast (a listing then
             # failed the whole run). Standard retries back off up to 20 s an attempt.
+            # An endpoint that stalls is given 10 s to connect and 30 s to answer, each of
+            # the attempts (botocore's 60 s made 8 attempts 8 minutes).
             config = Config(
                 max_pool_connections=self._connections,
                 retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
+                connect_timeout=10,
+                read_timeout=30,
             )
             self._s3 = boto3.client("s3", config=config)
         return self._s3

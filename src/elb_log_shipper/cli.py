@@ -435,7 +435,7 @@ def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
     within = _dates_named(args.since, args.until)
     for source in plan.empty_prefixes:
         print(f"{PROG}: no objects under {source}{within}", file=stderr)
-    if args.start_offset:
+    if args.start_offset is not None:
         _start_at(plan, args.start_offset)
     if args.dry_run:
         stdout.write(format_plan(plan, args.via_lambda).encode())
@@ -795,7 +795,18 @@ class _Run:
         not_queued = [(i.obj, i.obj.ref.start_offset) for i in invocations if i.error is not None]
         if self._interrupted(done, not_queued):
             return EXIT_INTERRUPTED
-        return EXIT_FAILED if errors or done < len(self.plan.objects) else EXIT_OK
+        if errors or done < len(self.plan.objects):
+            # Running the whole command again would queue every other object a second time.
+            print(
+                f"{PROG}: {errors} not queued (the errors above say why); to queue "
+                f"{'it' if errors == 1 else 'them'}"
+                f"{' and the objects not tried' if done < len(self.plan.objects) else ''} "
+                "once the cause is fixed, run:",
+                file=self.stderr,
+            )
+            self._print_commands(done, not_queued)
+            return EXIT_FAILED
+        return EXIT_OK
 
     # Resuming.
 
@@ -844,9 +855,10 @@ def _resume_offset(result: ObjectResult) -> int | None:
     """Where a resume command goes on with the object of ``result``: the first line not
     shipped of an object stopped part-way or failed; None for an object done or rejected.
 
-    A failed read's lines before the fault were shipped (``offset_sent``). After a delivery
-    failure only the confirmed lines count (``next_offset``, or none at all), and a worker that
-    died reported nothing: they go on from where the object began.
+    A failed read's lines before the fault were shipped (``offset_sent``), but for a checksum
+    that failed at the end of the object, which makes them all suspect (``restart``). After a
+    delivery failure only the confirmed lines count (``next_offset``, or none at all), and a
+    worker that died reported nothing: they go on from where the object began.
     """
     if result.outcome is Outcome.HANDED_OFF:
         return result.next_offset
@@ -854,7 +866,7 @@ def _resume_offset(result: ObjectResult) -> int | None:
         return None
     if result.next_offset is not None:
         return result.next_offset
-    if result.delivery_failed:
+    if result.delivery_failed or result.restart:
         return result.ref.start_offset
     return max(result.offset_sent, result.ref.start_offset)
 

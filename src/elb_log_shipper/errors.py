@@ -48,21 +48,25 @@ class SourceError(InputError):
     denied (a grant people fix) is transient; an object that is gone, changed or holds bad bytes
     is not.
 
+    ``restart``: the lines already read are suspect too (a checksum that failed at the end of
+    the object), so a retry ships it from its start, not from where it stopped.
+
     >>> SourceError("s3://logs/x.log: SlowDown", transient=True).transient
     True
     """
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    def __init__(self, message: str, *, transient: bool = False, restart: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        self.restart = restart
 
 
 class CredentialsError(SourceError):
     """S3 refused or never got the caller's credentials (expired, wrong, a clock off): every
     other read would fail the same way until they are renewed. Transient."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, transient=True)
+    def __init__(self, message: str, *, transient: bool = True, restart: bool = False) -> None:
+        super().__init__(message, transient=True, restart=restart)
 
 
 class ObjectChangedError(SourceError):

@@ -344,6 +344,7 @@ def _source_failed(result: ObjectResult, error: SourceError) -> None:
     result.error = str(error)
     result.outcome = Outcome.FAILED if error.transient else Outcome.REJECTED
     result.credentials_refused = isinstance(error, CredentialsError)
+    result.restart = error.restart
 
 
 def _delivery_failed(result: ObjectResult, error: DeliveryError) -> None:

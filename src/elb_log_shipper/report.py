@@ -108,6 +108,9 @@ class ObjectResult:
     credentials_refused: bool = False
     """FAILED because S3 refused the credentials (expired, wrong): later objects would fail
     the same way until they are renewed."""
+    restart: bool = False
+    """FAILED with the lines already read suspect (an S3 checksum that failed): a retry ships
+    the object from its start."""
 
     @property
     def stops_run(self) -> bool:

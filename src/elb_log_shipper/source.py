@@ -215,7 +215,7 @@ class LineReader:
         """``exc``, or the same error with the object's name in front."""
         if self.ref.uri in str(exc):
             return exc
-        return type(exc)(f"{self.ref.uri}: {exc}", transient=exc.transient)
+        return type(exc)(f"{self.ref.uri}: {exc}", transient=exc.transient, restart=exc.restart)
 
     # S3
 
@@ -353,6 +353,7 @@ class LineReader:
                         f"the bytes read do not match the object's S3 checksum ({exc}): lines "
                         "shipped from it may be corrupt; ship it again from its start",
                         transient=True,
+                        restart=True,
                     ) from exc
                 except broken_read as exc:
                     body.close()

@@ -563,6 +563,69 @@ def test_credentials_that_expire_stop_the_run_at_the_first_object_with_the_comma
     assert received(stdout_events(first.out + out)) == expected_lines(logs, set(logs.objects))
 
 
+def test_an_object_whose_checksum_failed_is_shipped_again_from_its_start(
+    capsys: pytest.CaptureFixture[str], moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The checksum is checked at the end of the object, every line sent already: the command
+    # printed went on from its end, shipped nothing and exited 0, the suspect lines never sent
+    # again, though the error said to ship it from its start.
+    bucket = moto.new_bucket("checksum")
+    key = dated_key(ACCOUNT, REGION, "2024/03/01", 0)
+    lines = list(alb_lines(50, seed=7))
+    body = "".join(f"{line}\n" for line in lines).encode()
+    moto.client().put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="CRC32")
+    uri = f"s3://{bucket}/{key}"
+    with FaultyS3(moto, corrupt_at=len(body) // 2) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        first = run_cli(capsys, uri, "--to", "-", "--quiet")
+        assert first.status == cli.EXIT_FAILED, first.err
+        assert "do not match the object's S3 checksum" in first.err
+        commands = printed_resume_commands(first.err)
+        assert commands == [["ship", uri, "--to", "-", "--quiet", "--start-offset", "0"]]
+        faulty.corrupt_at = None
+        again = run_command(capsys, *commands[0])
+    assert again.status == cli.EXIT_OK, again.err
+    starts = [sum(len(line) + 1 for line in lines[:n]) for n in range(len(lines))]
+    assert [e["log"]["offset"] for e in stdout_events(again.out)] == starts
+
+
+def test_a_denied_key_is_no_folder_for_another_key_that_starts_with_it(
+    capsys: pytest.CaptureFixture[str], moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only keys under `KEY/` make the denied KEY a prefix: `x.log.gz` beside `x.log` was shipped.
+    bucket = moto.new_bucket("sibling")
+    for name in ("d/x.log", "d/x.log.gz"):
+        put(bucket, name, list(alb_lines(3, seed=1)), compress=False)
+    denied = frozenset({"d/x.log"})
+    with FaultyS3(moto, error=(403, "AccessDenied"), error_keys=denied) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        run = run_cli(capsys, f"s3://{bucket}/d/x.log", "--to", "-")
+    assert run.status == cli.EXIT_FAILED, run.err
+    assert run.out == ""
+    assert "x.log.gz" not in run.err
+
+
+def test_an_invocation_not_queued_prints_the_command_that_queues_it_alone(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+) -> None:
+    # Without Ctrl-C, a run with an invocation refused printed no command: the whole command
+    # again would queue every other object a second time.
+    logs = new_day_of_logs(moto, "not-queued-alone", 5)
+    refused = sorted(logs.objects)[2]
+    with LambdaStub(functions={"shipper"}, refused_keys={refused}) as stub:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", stub.endpoint_url)
+        first = run_cli(capsys, logs.uri, "--via-lambda", "shipper", "--jobs", "1")
+        assert first.status == cli.EXIT_FAILED, first.err
+        assert "1 not queued (the errors above say why); to queue it once" in first.err
+        commands = printed_resume_commands(first.err)
+        assert [command[1] for command in commands] == [f"s3://{logs.bucket}/{refused}"]
+        stub.refused_keys.clear()
+        run_resume_commands(capsys, commands)
+        invoked = Counter(call.payload["key"] for call in stub.calls)
+    # Together, every object queued exactly once.
+    assert invoked == Counter(list(logs.objects))
+
+
 def test_ctrl_c_after_an_invocation_not_queued_prints_a_command_that_queues_it(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:

@@ -10,7 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -425,3 +431,23 @@ def test_a_listing_that_s3_throttled_says_to_wait_not_to_check_names_and_grants(
     assert message.startswith(f"cannot list s3://logs/AWSLogs/ ({code}): ")
     assert ("run the command again later" in message) is unavailable
     assert ("s3:ListBucket" in message) is not unavailable
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (EndpointConnectionError(endpoint_url="https://s3.example"), True),
+        (ReadTimeoutError(endpoint_url="https://s3.example"), True),
+        (NoCredentialsError(), False),
+    ],
+    ids=["no connection", "no answer", "no credentials"],
+)
+def test_a_listing_that_got_no_answer_is_no_usage_error(
+    error: BotoCoreError, unavailable: bool
+) -> None:
+    # A stalled or unreachable endpoint, after the retries, ended the command with exit 2 (a
+    # usage error); missing credentials still are one (the setup is wrong).
+    with pytest.raises(ListingError) as caught, _listing_errors("logs", "AWSLogs/"):
+        raise error
+    assert isinstance(caught.value, ListingUnavailableError) is unavailable
+    assert ("run the command again later" in str(caught.value)) is unavailable
