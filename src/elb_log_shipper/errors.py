@@ -65,9 +65,6 @@ class CredentialsError(SourceError):
     """S3 refused or never got the caller's credentials (expired, wrong, a clock off): every
     other read would fail the same way until they are renewed. Transient."""
 
-    def __init__(self, message: str, *, transient: bool = True, restart: bool = False) -> None:
-        super().__init__(message, transient=True, restart=restart)
-
 
 class ObjectChangedError(SourceError):
     """The object is not the one named: its ETag or version differs from the event's, or it

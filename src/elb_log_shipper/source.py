@@ -328,7 +328,8 @@ class LineReader:
             raise _s3_error(exc, ref, self.etag, named_by_event=named_by_event) from exc
         except _NO_CREDENTIALS as exc:
             raise CredentialsError(
-                f"no usable AWS credentials to read {ref.uri}: {exc}; {_RENEW_CREDENTIALS}"
+                f"no usable AWS credentials to read {ref.uri}: {exc}; {_RENEW_CREDENTIALS}",
+                transient=True,
             ) from exc
         except BotoCoreError as exc:
             raise SourceError(f"cannot read {ref.uri}: {exc}", transient=True) from exc
@@ -542,7 +543,8 @@ def _s3_error(
         # Before the 403 branch: no grant is missing, and every other read fails alike.
         return CredentialsError(
             f"S3 refused the credentials reading {uri} ({code}): they expired or are not valid, "
-            f"or this machine's clock is off; {_RENEW_CREDENTIALS}"
+            f"or this machine's clock is off; {_RENEW_CREDENTIALS}",
+            transient=True,
         )
     if code == "InvalidObjectState":
         # A 403 too, but no grant is missing: lifecycle rules archive old logs, which a backfill
