@@ -5,19 +5,21 @@ will be shipped:
 
 - ``s3://bucket/key`` naming an existing object is that object, whatever the filters say.
 - ``s3://bucket/prefix/`` (a trailing ``/``, an empty key, or a key that names no object) is
-  every object listed under the prefix, in key order, after ``start_after`` when given. A key
-  that names no object and lists nothing is planned as the object it names, so shipping it
-  reports that it does not exist.
+  every object listed under the prefix whose name is one ELB gives its logs (all of them with
+  ``any_key``), in key order, after ``start_after`` when given. A key that names no object and
+  lists nothing is planned as the object it names, so shipping it reports that it does not
+  exist.
 - A directory is every file under it in walk order (``walk_directory``), after ``start_after``
   when that names a path under it; a file is that file.
 
 The date filter (``DateRange``) selects among listed objects (prefixes and directories) by the
 ``yyyy/mm/dd`` folders ELB writes them under: the delivery date, in UTC, both bounds inclusive. A
 key without such a date is excluded when a bound is given (we cannot tell whether it is in
-range) and included otherwise. With a bound, a prefix at or below ``AWSLogs/`` is not listed
-whole: ``list_dated`` walks ELB's folders and lists only the day folders in the range. Objects
-named exactly are never filtered. ``triggers.classify`` then marks the ELB test file and
-health-check logs as skipped, as the Lambda function does.
+range) and included otherwise. With a bound, a prefix is not listed whole: ``list_dated``
+walks ELB's folders and lists only the day folders in the range (above ``AWSLogs/``, it finds
+each ``AWSLogs/`` folder first). Objects named exactly are never filtered.
+``triggers.classify`` then marks the ELB test file and health-check logs as skipped, as the
+Lambda function does.
 
 ``fan_out`` runs a task per object (on worker threads when there are several jobs) and hands the
 results back to the calling thread in listing order, so the finished objects are always a prefix
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import heapq
 import json
 import os
 import queue
@@ -50,7 +53,7 @@ from botocore.exceptions import (
 )
 
 from elb_log_shipper.errors import ConfigurationError, ShipperError
-from elb_log_shipper.objectkey import parse_key
+from elb_log_shipper.objectkey import has_log_name, parse_key
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.triggers import classify, make_continuation
 
@@ -201,6 +204,8 @@ class Plan:
 
     objects: list[PlannedObject] = field(default_factory=list)
     excluded: Counter[str] = field(default_factory=Counter)
+    # Objects listed under S3 prefixes that are not named like ELB's logs, left out.
+    not_logs: int = 0
     empty_prefixes: list[str] = field(default_factory=list)
     # S3 prefixes listed by delivery date (only the yyyy/mm/dd folders in range were listed).
     listed_by_date: list[str] = field(default_factory=list)
@@ -220,17 +225,28 @@ def plan_sources(
     *,
     dates: DateRange | None = None,
     start_after: str | None = None,
+    any_key: bool = False,
 ) -> Plan:
     """The objects the SOURCE arguments name, in shipping order (see the module docstring).
 
-    ``s3_client`` is called once, on the first S3 source. Raises ConfigurationError for a
+    ``s3_client`` is called once, on the first S3 source. Objects listed under an S3 prefix
+    whose keys are not named like ELB's logs (``has_log_name``) are counted in
+    ``Plan.not_logs`` and left out, unless ``any_key``. Raises ConfigurationError for a
     missing local path or a malformed S3 URI, ListingError when a prefix cannot be listed.
     """
     dates = dates or DateRange()
     plan = Plan()
     for index, source in enumerate(sources):
         if source.startswith("s3://"):
-            _plan_s3(plan, index, source, s3_client(), dates=dates, start_after=start_after)
+            _plan_s3(
+                plan,
+                index,
+                source,
+                s3_client(),
+                dates=dates,
+                start_after=start_after,
+                any_key=any_key,
+            )
         elif os.path.isdir(source):
             found = False
             for ref in walk_directory(source, start_after):
@@ -427,7 +443,14 @@ def _botocore_error(what: str, error: BotoCoreError) -> ListingError:
 
 
 def _plan_s3(
-    plan: Plan, index: int, source: str, s3: S3Client, *, dates: DateRange, start_after: str | None
+    plan: Plan,
+    index: int,
+    source: str,
+    s3: S3Client,
+    *,
+    dates: DateRange,
+    start_after: str | None,
+    any_key: bool,
 ) -> None:
     bucket, key = parse_s3_uri(source)
     if key and not key.endswith("/"):
@@ -444,7 +467,12 @@ def _plan_s3(
     found = False
     for ref in refs:
         found = True
-        _add_listed(plan, index, ref, ref.size or 0, dates)
+        # A bucket that holds ELB's logs often holds others too (S3 server access logs, other
+        # services', query results): read, each would be all parse failures at 4x its size.
+        if any_key or has_log_name(ref.key):
+            _add_listed(plan, index, ref, ref.size or 0, dates)
+        else:
+            plan.not_logs += 1
     if found:
         return
     # Listed by date, a prefix says nothing of the keys outside the dates: no object, but
@@ -462,6 +490,7 @@ _UNDER_AWSLOGS = re.compile(r"(?P<root>(?:.*/)?AWSLogs/)(?P<rest>.*)", re.DOTALL
 # The folders below `AWSLogs/` down to the files: account, service, region, year, month, day.
 _FOLDER_LEVELS = 6
 _SERVICE = "elasticloadbalancing"
+_AWSLOGS = "AWSLogs/"
 _YEAR, _DAY = 3, 5
 
 
@@ -471,7 +500,8 @@ def list_dated(
     """The objects under ``prefix`` that can be in ``dates``, found by walking the folders ELB
     writes (``AWSLogs/<account>/elasticloadbalancing/<region>/<yyyy>/<mm>/<dd>/``) and listing
     only the day folders in the range; None when that cannot be done (no date bound, or a
-    prefix above ``AWSLogs/`` or inside a day folder), for a plain listing.
+    prefix inside a day folder), for a plain listing. Above ``AWSLogs/`` (the bucket root, ELB's
+    own prefix), see ``_above_awslogs``.
 
     A month of logs under a region's prefix is about 9,000 keys per load-balancer node, so a
     week's backfill from a bucket that holds years lists a few thousand keys instead of
@@ -479,9 +509,11 @@ def list_dated(
     ``dates.exclusion`` rejects, in the same order: only folders that cannot hold a key in the
     range are left out, and the keys listed still go through the date filter.
     """
-    found = _UNDER_AWSLOGS.fullmatch(prefix)
-    if found is None or not dates.bounded:
+    if not dates.bounded:
         return None
+    found = _UNDER_AWSLOGS.fullmatch(prefix)
+    if found is None:
+        return _above_awslogs(s3, bucket, prefix, dates, start_after)
     *complete, partial = found["rest"].split("/")
     if len(complete) >= _FOLDER_LEVELS:
         return None
@@ -490,6 +522,40 @@ def list_dated(
             return iter(())
     path = found["root"] + "".join(name + "/" for name in complete)
     return _DateWalk(s3, bucket, dates, start_after).walk(len(complete), path, partial, complete)
+
+
+def _above_awslogs(
+    s3: S3Client, bucket: str, prefix: str, dates: DateRange, start_after: str | None
+) -> Iterator[ObjectRef]:
+    """``list_dated`` above ``AWSLogs/``: one listing with ``AWSLogs/`` as S3's delimiter rolls
+    every ``.../AWSLogs/`` folder up into one name, each then walked by date; the keys outside
+    them come in key order among them when the date filter keeps them: none, unless the prefix
+    ends inside the name ``AWSLogs/`` (``s3://bucket/AWS``), which S3 then looks for after it
+    in vain, so that every key under it comes listed, as a plain listing would."""
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket,
+        Prefix=prefix,
+        Delimiter=_AWSLOGS,
+        PaginationConfig={"PageSize": LIST_PAGE_SIZE},
+    )
+    with _listing_errors(bucket, prefix):
+        for page in pages:
+            keys = [(item["Key"], item) for item in page.get("Contents", [])]
+            folders = [(common["Prefix"], None) for common in page.get("CommonPrefixes", [])]
+            for name, item in heapq.merge(keys, folders, key=lambda pair: pair[0]):
+                if item is not None:
+                    # Dated only when the prefix cuts inside `AWSLogs/`; out of range, not listed.
+                    if (not start_after or name > start_after) and dates.exclusion(name) is None:
+                        yield ObjectRef(
+                            bucket, name, etag=item["ETag"].strip('"'), size=item["Size"]
+                        )
+                elif start_after and name < start_after and not start_after.startswith(name):
+                    continue  # every key in it sorts before the resume point
+                elif _UNDER_AWSLOGS.fullmatch(name):
+                    yield from _DateWalk(s3, bucket, dates, start_after).walk(0, name, "", [])
+                else:  # `xAWSLogs/`: no folder of ELB's
+                    listed = list_prefix(s3, bucket, name, start_after)
+                    yield from (ref for ref in listed if dates.exclusion(ref.key) is None)
 
 
 @dataclass(frozen=True, slots=True)

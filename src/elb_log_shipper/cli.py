@@ -80,6 +80,7 @@ from elb_log_shipper.report import (
     format_run,
     is_failed,
     listed_by_date_note,
+    not_logs_note,
     objects,
     shell_word,
 )
@@ -189,6 +190,13 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
         metavar="BYTES",
         help="with a SOURCE naming one object: start at this byte offset of its decompressed "
         "lines (printed after Ctrl-C for an object it stopped part-way)",
+    )
+    chosen.add_argument(
+        "--any-key",
+        action="store_true",
+        help="under an S3 prefix, also ship objects whose names are not ELB log file names "
+        "(by default they are counted and left out: S3 server access logs, other services' "
+        "logs, query results); an object named exactly is always shipped",
     )
     chosen.add_argument(
         "--dry-run",
@@ -431,6 +439,7 @@ def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
         clients.s3,
         dates=DateRange(args.since, args.until),
         start_after=args.start_after,
+        any_key=args.any_key,
     )
     within = _dates_named(args.since, args.until)
     for source in plan.empty_prefixes:
@@ -699,6 +708,7 @@ class _Run:
                 seconds=time.monotonic() - self.started,
                 not_shipped=not_shipped,
                 excluded=self.plan.excluded,
+                not_logs=self.plan.not_logs,
                 listed_by_date=self.plan.listed_by_date,
             ),
             file=self.stderr,
@@ -785,8 +795,8 @@ class _Run:
             f"queued {objects(len(queued))} ({format_bytes(sum(queued))}, {sum(queued)} bytes) "
             f"for {function}; {errors} not queued, {skipped} skipped, "
             f"{len(self.plan.objects) - done} not tried, "
-            f"{sum(self.plan.excluded.values())} outside the dates "
-            f"in {time.monotonic() - self.started:.1f} s",
+            f"{sum(self.plan.excluded.values())} outside the dates"
+            f"{not_logs_note(self.plan.not_logs)} in {time.monotonic() - self.started:.1f} s",
             file=self.stderr,
         )
         if self.plan.listed_by_date:

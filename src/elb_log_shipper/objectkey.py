@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["KeyInfo", "KeyKind", "LoadBalancerType", "parse_key"]
+__all__ = ["KeyInfo", "KeyKind", "LoadBalancerType", "has_log_name", "parse_key"]
 
 
 class KeyKind(StrEnum):
@@ -206,6 +206,21 @@ def parse_key(key: str) -> KeyInfo:
         node_ip=name["ip"],
         gzip_suffix=name["gz"] is not None,
     )
+
+
+def has_log_name(key: str) -> bool:
+    """Whether ``key`` has a name ELB gives: a log file's (in any folders: a copy or an archive
+    keeps it) or the test file's. Not S3 server access logs, CloudTrail's, CloudFront's, Athena's
+    results or anything else a bucket holds beside ELB's logs.
+
+    >>> has_log_name("backup/123456789012_elasticloadbalancing_us-east-1_my-lb_"
+    ...     "20240301T0005Z_10.0.0.1_x1y2.log")
+    True
+    >>> has_log_name("logs/2024-03-01-00-05-12-ABCDEF0123456789")
+    False
+    """
+    name = key.rpartition("/")[2]
+    return _FILE.fullmatch(name) is not None or _TEST_FILE.fullmatch(key) is not None
 
 
 def _lb_type(lb: str) -> LoadBalancerType | None:

@@ -278,6 +278,7 @@ def format_run(
     seconds: float,
     not_shipped: int = 0,
     excluded: Counter[str] | None = None,
+    not_logs: int = 0,
     listed_by_date: Sequence[str] = (),
 ) -> str:
     """The end of a ``ship`` run: one row per fate of an object, then the one summary line.
@@ -289,7 +290,8 @@ def format_run(
     adding them up would overstate the time). ``not_shipped`` counts the objects left by Ctrl-C
     or a dead Logstash (stopped or never started): what to do about them is the caller's to say
     (resume commands, or run again); ``excluded`` the listed objects outside --since/--until, by
-    reason; ``listed_by_date`` the prefixes of which only the day folders in range were listed.
+    reason; ``not_logs`` the listed objects not named like ELB's logs; ``listed_by_date`` the
+    prefixes of which only the day folders in range were listed.
 
     >>> ok = ObjectResult(ObjectRef("", "a.log"), lines=4, events_sent=4, events_confirmed=4,
     ...     bytes_read=400, seconds=30.0)
@@ -325,6 +327,8 @@ wall clock (4 lines/s)
         notes.append(("left", not_shipped, "stopped or not started"))
     if excluded:
         notes.append(("excluded", sum(excluded.values()), _reasons(excluded)))
+    if not_logs:
+        notes.append(("not logs", not_logs, NOT_LOGS))
     rows += [(name, f"{count:,}") for name, count, _ in notes]
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
     text = [
@@ -362,6 +366,14 @@ def _summary(results: Sequence[ObjectResult], seconds: float) -> str:
     if resent:
         summary += f"; {resent} events resent after a connection failed (may arrive twice)"
     return summary
+
+
+NOT_LOGS = "listed, not named like ELB log files (--any-key ships them)"
+
+
+def not_logs_note(count: int) -> str:
+    """The summaries' clause for ``count`` listed objects not named like ELB's logs."""
+    return f"; {count:,} not ELB log files (--any-key ships them)" if count else ""
 
 
 def listed_by_date_note(sources: Sequence[str]) -> str:
@@ -407,6 +419,7 @@ def format_plan(plan: Plan, function: str | None = None) -> str:
     summary += f"; {sum(plan.excluded.values())} outside the dates"
     if plan.excluded:
         summary += f" ({_reasons(plan.excluded)})"
+    summary += not_logs_note(plan.not_logs)
     if missing:
         who = "a run fails" if function is None else f"{function} fails"
         summary += f"; {missing} not found ({who} on {'it' if missing == 1 else 'them'})"

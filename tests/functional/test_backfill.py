@@ -197,9 +197,9 @@ def test_prefix_of_over_1000_objects_ships_every_line_once(
         receiver.wait_idle()
         events = receiver.events
     assert run.status == cli.EXIT_OK, run.err
-    # Without a date filter the undated key is shipped (its line a parse failure); the test
-    # file, the health-check log and another service's log are not.
-    shipped = set(prefix.objects) - {TEST_FILE, HEALTH_CHECK, OTHER_SERVICE}
+    # The test file and the health-check log are skipped; the readme and another service's log
+    # are no ELB log files: not even read.
+    shipped = set(prefix.objects) - {TEST_FILE, HEALTH_CHECK, UNDATED, OTHER_SERVICE}
     assert len(shipped) > 1_000
     assert received(events) == expected_lines(prefix, shipped)
     ids = [event["event"]["id"] for event in events]
@@ -210,7 +210,8 @@ def test_prefix_of_over_1000_objects_ships_every_line_once(
     assert re.search(rf"^shipped\s+{len(shipped):,}\s", run.err, re.M), run.err
     assert "ELB access log test file: 1" in run.err
     assert "health check logs are not shipped" in run.err
-    assert f"{len(shipped)} objects read (0 failed), 3 skipped" in run.err
+    assert f"{len(shipped)} objects read (0 failed), 2 skipped" in run.err
+    assert re.search(r"^not logs\s+2\s+listed, not named like ELB log files", run.err, re.M)
 
 
 # Choosing objects.
@@ -231,13 +232,19 @@ def test_since_until_keep_both_boundary_days_by_delivery_folder(
     assert not re.search(r"^excluded", run.err, re.M), run.err
 
 
+@pytest.mark.parametrize("root", ["AWSLogs/", ""], ids=["AWSLogs", "bucket-root"])
 def test_a_date_range_lists_only_its_day_folders(
-    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, prefix: Prefix
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    prefix: Prefix,
+    root: str,
 ) -> None:
     # The moto server logs each ListObjectsV2 request it serves (werkzeug): the query says what
-    # was listed. Folders are walked with a delimiter; only days 6 and 7 are listed whole.
+    # was listed. Folders are walked with a delimiter; only days 6 and 7 are listed whole. Above
+    # AWSLogs/, a listing with the delimiter `AWSLogs/` finds it first.
     caplog.set_level(logging.INFO, logger="werkzeug")
-    run = run_cli(capsys, prefix.uri, "--since", "2024-03-06", "--until", "2024-03-07", "--dry-run")
+    source = f"s3://{prefix.bucket}/{root}"
+    run = run_cli(capsys, source, "--since", "2024-03-06", "--until", "2024-03-07", "--dry-run")
     assert run.status == cli.EXIT_OK, run.err
     listings = [
         dict(urllib.parse.parse_qsl(found[1]))
@@ -249,10 +256,19 @@ def test_a_date_range_lists_only_its_day_folders(
         )
     ]
     assert listings, "no listing was logged"
-    assert all(listing.get("delimiter") == "/" for listing in listings), listings
-    days = sorted(listing["prefix"] for listing in listings if listing["prefix"].count("/") == 7)
+    above = [listing for listing in listings if listing.get("delimiter") == "AWSLogs/"]
+    # (moto pages a name rolled up over a thousand keys, as S3 does not: a page or more)
+    assert {listing.get("prefix", "") for listing in above} == (
+        set() if root == "AWSLogs/" else {root}
+    )
+    assert all(listing.get("delimiter") == "/" for listing in listings if listing not in above)
+    days = sorted(
+        listing["prefix"] for listing in listings if listing.get("prefix", "").count("/") == 7
+    )
     assert days == [f"{FOLDER}/06/", f"{FOLDER}/07/"]
     assert f"would ship {len(prefix.logs(6, 7))} objects" in run.out
+    note = "listed by delivery date: only the yyyy/mm/dd folders within --since/--until under"
+    assert f"{note} {source}\n" in run.out
 
 
 def test_stdout_stays_ordered_by_object_with_two_jobs(
@@ -282,14 +298,24 @@ def test_dry_run_lists_sizes_and_skips_without_reading(
     assert not [r for r in caplog.records if object_get.search(r.getMessage())]
 
     listed = {uri: int(size) for size, uri in re.findall(r"^ +(\d+)  (s3://\S+)$", run.out, re.M)}
-    shipped = set(prefix.objects) - {TEST_FILE, HEALTH_CHECK, OTHER_SERVICE}
+    shipped = set(prefix.objects) - {TEST_FILE, HEALTH_CHECK, UNDATED, OTHER_SERVICE}
     assert listed == {f"s3://{prefix.bucket}/{key}": prefix.objects[key].size for key in shipped}
     assert f"skip  s3://{prefix.bucket}/{TEST_FILE}  (ELB access log test file)" in run.out
     assert f"skip  s3://{prefix.bucket}/{HEALTH_CHECK}  (health check logs" in run.out
-    assert f"skip  s3://{prefix.bucket}/{OTHER_SERVICE}  (another service's logs" in run.out
+    assert UNDATED not in run.out
+    assert OTHER_SERVICE not in run.out
     total = sum(prefix.objects[key].size for key in shipped)
     assert f"would ship {len(shipped)} objects, " in run.out
-    assert f"({total} bytes); skip 3 " in run.out
+    assert f"({total} bytes); skip 2 " in run.out
+    assert "; 2 not ELB log files (--any-key ships them)\n" in run.out
+
+    # With --any-key the readme is planned (a real run reads it: parse failures); another
+    # service's log is still skipped, with the reason.
+    run = run_cli(capsys, prefix.uri, "--dry-run", "--any-key")
+    assert f"{prefix.objects[UNDATED].size:>12}  s3://{prefix.bucket}/{UNDATED}\n" in run.out
+    assert f"skip  s3://{prefix.bucket}/{OTHER_SERVICE}  (another service's logs" in run.out
+    assert f"would ship {len(shipped) + 1} objects, " in run.out
+    assert "not ELB log files" not in run.out
 
     # With a date filter only the day folders in range are listed.
     run = run_cli(capsys, prefix.uri, "--dry-run", "--since", "2024-03-08")
@@ -317,6 +343,46 @@ def test_dry_run_lists_sizes_and_skips_without_reading(
     assert run.status == cli.EXIT_OK, run.err
     reads = [r for r in caplog.records if object_get.search(r.getMessage())]
     assert len(reads) == FEW_PER_DAY
+
+
+def test_a_bucket_root_ships_the_elb_logs_and_reads_nothing_else(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, moto: MotoServer
+) -> None:
+    # A central logging bucket: ELB's logs beside S3 server access logs and query results. A
+    # copy of an ELB log under a folder of someone's making keeps its name, and is shipped.
+    bucket = moto.new_bucket("central")
+    elb, copy = log_key(6, 1), f"backup/{log_key(6, 2).rpartition('/')[2]}"
+    access_log = "s3-access/2024-03-06-00-05-12-ABCDEF0123456789"
+    results = "athena/results/2024/03/06/query.csv"
+    logs = {
+        key: put(bucket, key, list(alb_lines(3, seed=n)), compress=True)
+        for n, key in enumerate([elb, copy])
+    }
+    others = {
+        access_log: put(
+            bucket, access_log, ["79a5 central [06/Mar/2024:00:00:00 +0000] x"], compress=False
+        ),
+        results: put(bucket, results, ['"a","b"', '"1","2"'], compress=False),
+    }
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    run = run_cli(capsys, f"s3://{bucket}/", "--to", "-")
+    assert run.status == cli.EXIT_OK, run.err
+    events = stdout_events(run.out)
+    assert received(events) == Counter(
+        (key, offset) for key, stored in logs.items() for offset in stored.lines
+    )
+    reads = [r.getMessage() for r in caplog.records if f'"GET /{bucket}/' in r.getMessage()]
+    assert not [read for read in reads if any(f"/{key} " in read for key in others)], reads
+    assert re.search(r"^not logs\s+2\s+listed, not named like ELB log files", run.err, re.M)
+
+    # Named exactly, or with --any-key, they are read: every line a parse failure, kept whole.
+    for argv in ([f"s3://{bucket}/{access_log}"], [f"s3://{bucket}/", "--any-key"]):
+        run = run_cli(capsys, *argv, "--to", "-")
+        assert run.status == cli.EXIT_OK, run.err
+        failures = [e for e in stdout_events(run.out) if "_elbparsefailure" in e.get("tags", [])]
+        assert {e["aws"]["s3"]["object"]["key"] for e in failures} >= {access_log}
+        assert "not logs" not in run.err
+    assert {e["aws"]["s3"]["object"]["key"] for e in failures} == set(others)
 
 
 # Through the Lambda function: one asynchronous invocation per object.
@@ -663,6 +729,11 @@ TRICKY_KEYS = [
     f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/03/06/not-an-elb-name.txt",
     # Not ELB's: not in the date range for the filter either (no yyyy/mm/dd/<file> at the end).
     f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/03/06/sub/{ACCOUNT}_{ELB}_{REGION}_lb_x.log",
+    # Outside any AWSLogs/ folder, for a listing above it to find in order among them.
+    "a.txt",
+    "team/AWSLogs",
+    "team/notes.txt",
+    f"team/xAWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/03/06/{ACCOUNT}_{ELB}_{REGION}_lb_x.log",
 ]
 
 
@@ -715,6 +786,18 @@ def day(text: str | None) -> dt.date | None:
         (f"AWSLogs/{ACCOUNT}/{ELB}/eu-", "2024-03-07", None, None),
         ("AWSLogs/2109", "2024-03-07", None, None),
         ("team/AWSLogs/", "2024-02-29", "2024-03-06", None),
+        # Above AWSLogs/: the bucket root, ELB's own prefix, or part of either.
+        ("", "2024-03-06", None, None),
+        ("", "2024-02-29", "2024-03-06", dated_key(ACCOUNT, REGION, "2024/03/05", 1)),
+        ("", "2024-01-01", None, "b"),
+        ("", "2024-01-01", None, "team/AWSLogs"),
+        ("", "2024-01-01", None, "team/AWSLogs/"),
+        ("", None, "2024-01-01", dated_key(ACCOUNT, REGION, "2024/01/01", 0, root="team/")),
+        ("team/", "2024-02-29", "2024-03-06", None),
+        ("te", "2024-03-06", None, None),
+        # Cut inside the name `AWSLogs/`, which the delimiter then cannot find: listed whole.
+        ("AWSLogs", "2024-03-06", None, None),
+        ("AWS", "2024-03-05", "2024-03-05", None),
     ],
 )
 def test_listing_by_date_equals_listing_all_then_filtering(
@@ -760,14 +843,17 @@ def test_the_compared_listings_are_not_empty(moto: MotoServer, tricky: str) -> N
     # Accounts, regions, days (02/29, 03/05 and 03/06) and objects a day; and the odd file in
     # 03/06, which its folder dates; not 02/30, 2024/3/06 or the sub-folder.
     assert len(list(walked)) == 2 * 2 * 3 * 2 + 1
+    # From the bucket root, the same and the three days under team/AWSLogs/.
+    walked = list_dated(moto.client(), tricky, "", dates, None)
+    assert walked is not None
+    assert len(list(walked)) == 2 * 2 * 3 * 2 + 1 + 3
 
 
 @pytest.mark.parametrize(
     ("prefix", "since"),
     [
         ("AWSLogs/", None),  # no date bound: nothing to narrow
-        ("", "2024-03-06"),  # above AWSLogs/: the folders before it are unknown
-        ("team/", "2024-03-06"),
+        ("", None),
         (f"AWSLogs/{ACCOUNT}/{ELB}/{REGION}/2024/03/06/", "2024-03-06"),  # a day: list it
     ],
 )

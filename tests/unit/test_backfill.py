@@ -331,6 +331,7 @@ RESUME_SAMPLES = {
     "since": "2024-03-01",
     "until": "2024-03-07",
     "dry_run": True,
+    "any_key": True,
     "jobs": "3",
     "quiet": True,
     "progress_every": "2.5",

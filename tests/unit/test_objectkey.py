@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from elb_log_shipper.objectkey import KeyInfo, KeyKind, LoadBalancerType, parse_key
+from elb_log_shipper.objectkey import KeyInfo, KeyKind, LoadBalancerType, has_log_name, parse_key
 
 ACCOUNT = "123456789012"
 DAY = f"AWSLogs/{ACCOUNT}/elasticloadbalancing/us-east-1/2026/11/28/"
@@ -286,3 +286,49 @@ def test_any_damage_to_a_real_key_never_raises(
 ) -> None:
     key = case[0][:at] + noise + case[0][at:]
     assert parse_key(key).key == key
+
+
+# What a backfill under a prefix reads: names ELB gives, wherever they are; nothing else a
+# logging bucket holds.
+NAMED_LIKE_ELB = [
+    CLASSIC,
+    ALB,
+    NLB,
+    CONNECTION,
+    HEALTH,
+    f"AWSLogs/{ACCOUNT}/ELBAccessLogTestFile",
+    f"team/AWSLogs/{ACCOUNT}/ELBAccessLogTestFile",
+    "backup/2026/" + CLASSIC.rpartition("/")[2],
+    CLASSIC.rpartition("/")[2],
+    DAY + "sub/" + FILE + "my-lb_20261128T2340Z_10.0.2.8_5f6g7h8j.log",
+]
+NOT_NAMED_LIKE_ELB = [
+    "",
+    "AWSLogs/",
+    DAY + "notes.txt",
+    DAY + FILE + "my-lb_20261128T2340Z_10.0.2.8_5f6g7h8j.txt",
+    DAY + FILE + "my-lb_20261128T2340Z_10.0.2.8_5f6g7h8j.log.gz.tmp",
+    DAY + "access_log_" + FILE + "my-lb_20261128T2340Z_10.0.2.8_5f6g7h8j.log",
+    "s3-access/2026-11-28-23-40-12-ABCDEF0123456789",  # S3 server access logs
+    "cloudfront/E2ABCDEFGHIJKL.2026-11-28-23.a1b2c3d4.gz",
+    "athena/results/2026/11/28/3f2a.csv",
+    *OTHER_SERVICES,
+    f"AWSLogs/{ACCOUNT}/ELBAccessLogTestFile.txt",
+]
+
+
+@pytest.mark.parametrize("key", NAMED_LIKE_ELB)
+def test_names_elb_gives_are_log_names(key: str) -> None:
+    assert has_log_name(key)
+
+
+@pytest.mark.parametrize("key", NOT_NAMED_LIKE_ELB)
+def test_other_names_are_not(key: str) -> None:
+    assert not has_log_name(key)
+
+
+@given(st.sampled_from(NAMED_LIKE_ELB + NOT_NAMED_LIKE_ELB), st.text(max_size=20))
+def test_every_key_parse_key_knows_as_elbs_has_a_log_name(key: str, prefix: str) -> None:
+    for candidate in (key, f"{prefix}/{key}"):
+        if parse_key(candidate).kind not in (KeyKind.UNKNOWN, KeyKind.OTHER_SERVICE):
+            assert has_log_name(candidate)
