@@ -112,11 +112,19 @@ def parse_date(text: str) -> dt.date:
 
     >>> parse_date("2024-03-01")
     datetime.date(2024, 3, 1)
+
+    Only that form: ``date.fromisoformat`` also takes ``20240301`` and the week date
+    ``2024-W09-5``, which a typo can turn into another valid day.
     """
     try:
+        if _ISO_DAY.fullmatch(text) is None:
+            raise ValueError(text)
         return dt.date.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+
+
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -175,7 +175,9 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
         "--until",
         type=_date_argument,
         metavar="YYYY-MM-DD",
-        help="only objects delivered on or before this UTC day",
+        help="only objects delivered on or before this UTC day (a day's last interval, 5 "
+        "minutes, Classic's up to 60, is delivered in the next day's folder: for whole days of "
+        "traffic, add a day and take the lines' @timestamp as the truth)",
     )
     chosen.add_argument(
         "--start-after",
@@ -648,29 +650,38 @@ class _Run:
             self.progress.add(lines=count)
             self._tick()
 
+        read = [0]  # bytes of the current object its progress counted
+
         def on_read(size: int) -> None:
+            read[0] += size
             self.progress.add(read=size)
 
         def on_wait(waiting_for_ack: float | None, retrying: Retrying | None) -> None:
             self.progress.set_note(wait_note(waiting_for_ack, retrying))
             self._tick()
 
-        def task(obj: PlannedObject) -> tuple[ObjectResult, None]:
+        def task(obj: PlannedObject) -> tuple[ObjectResult, None] | ItemFailed:
             sender: ObjectSender = (
                 LogstashSender(pool, on_wait=on_wait, should_stop=self.stop.is_set)
                 if pool
                 else StdoutSender(stdout)
             )
-            result = deliver_object(
-                obj.ref,
-                sender,
-                settings,
-                s3_client=None if obj.ref.is_local else s3_client(),
-                should_stop=self.stop.is_set,
-                on_events=on_events,
-                privacy=privacy,
-                on_read=on_read,
-            )
+            read[0] = 0
+            try:
+                result = deliver_object(
+                    obj.ref,
+                    sender,
+                    settings,
+                    s3_client=None if obj.ref.is_local else s3_client(),
+                    should_stop=self.stop.is_set,
+                    on_events=on_events,
+                    privacy=privacy,
+                    on_read=on_read,
+                )
+            except Exception as error:  # noqa: BLE001 - the object fails, the run goes on
+                # As a worker process reports it (``workers``): one object's defect must not end
+                # the run without its summary and the commands that ship what is left.
+                return ItemFailed(f"{type(error).__name__}: {error}", size=read[0])
             return result, None
 
         try:
@@ -681,7 +692,7 @@ class _Run:
                     counted,
                     jobs=1,
                     stop=self.stop,
-                    is_fatal=lambda done: done[0].stops_run,
+                    is_fatal=lambda done: not isinstance(done, ItemFailed) and done[0].stops_run,
                     on_tick=self._tick,
                 ),
                 on_done,

@@ -11,7 +11,7 @@ files", "connection log files", "health check log files")::
 - Classic: ``<lb>`` is the load balancer's name (letters, digits, hyphens), files end ``.log``.
 - ALB: ``<lb>`` is ``app.<name>.<id>`` (the resource id ``app/<name>/<id>`` with ``/`` made
   ``.``), files end ``.log.gz``. Connection logs start ``conn_log_`` (with an underscore, whatever
-  older docs said), health-check logs ``health_check_log_``.
+  older docs said: their ``conn_log.`` is taken too), health-check logs ``health_check_log_``.
 - NLB: ``<lb>`` is ``net.<name>.<id>``, ``.log.gz``, and no ``<node-ip>``.
 - ``<end-time>`` (``20140215T2340Z``, UTC) ends the interval the file covers; ``<yyyy>/<mm>/<dd>``
   is the day the file was delivered, so a file ending at 23:55 can sit in the next day's folder.
@@ -114,7 +114,7 @@ _FOLDERS = re.compile(
 # Names are letters, digits and hyphens, so "_" separates the fields. The node IP is IPv4 or IPv6
 # (colons), and is absent for NLBs.
 _FILE = re.compile(
-    rf"(?P<log>conn_log_|health_check_log_)?(?P<account>{_ACCOUNT})_elasticloadbalancing_"
+    rf"(?:(?P<log>conn_log|health_check_log)[._])?(?P<account>{_ACCOUNT})_elasticloadbalancing_"
     rf"(?P<region>{_REGION})_(?P<lb>[A-Za-z0-9.-]+)_"
     r"(?P<end>[0-9]{8}T[0-9]{4}Z)(?:_(?P<ip>[0-9A-Fa-f.:]+))?_(?P<random>[A-Za-z0-9]+)"
     r"\.log(?P<gz>\.gz)?"
@@ -126,8 +126,8 @@ _NOT_OTHER_SERVICES = frozenset({"elasticloadbalancing", "ELBAccessLogTestFile"}
 
 _KIND_OF_PREFIX = {
     None: KeyKind.ACCESS,
-    "conn_log_": KeyKind.CONNECTION,
-    "health_check_log_": KeyKind.HEALTH_CHECK,
+    "conn_log": KeyKind.CONNECTION,
+    "health_check_log": KeyKind.HEALTH_CHECK,
 }
 
 

@@ -213,6 +213,10 @@ def printable(text: str) -> str:
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
+# Python's file names hold a byte 0x80-0xFF that is not UTF-8 as U+DC80-U+DCFF.
+_SURROGATE_ESCAPES = 0xDC80
+
+
 def shell_word(word: str) -> str:
     r"""``word`` quoted for a shell command the user copies: ``shlex.quote``'s, or, for a word
     with characters that are not printable (a key or a file name may hold any), bash's
@@ -221,6 +225,11 @@ def shell_word(word: str) -> str:
 
     >>> print(shell_word("s3://logs/a b.log"), shell_word("a\x1b[2J'\nb.log"))
     's3://logs/a b.log' $'a\x1b[2J\'\x0ab.log'
+
+    A file name's byte that is not UTF-8, which Python holds as a surrogate, is that byte:
+
+    >>> print(shell_word(b"caf\xe9.log".decode("utf-8", "surrogateescape")))
+    $'caf\xe9.log'
     """
     if word.isprintable():
         return shlex.quote(word)
@@ -233,6 +242,8 @@ def shell_word(word: str) -> str:
             out.append(char)
         elif code < 0x80:
             out.append(f"\\x{code:02x}")
+        elif _SURROGATE_ESCAPES <= code < _SURROGATE_ESCAPES + 0x80:
+            out.append(f"\\x{code - _SURROGATE_ESCAPES + 0x80:02x}")
         elif code < 0x10000:
             out.append(f"\\u{code:04x}")
         else:

@@ -386,9 +386,18 @@ def test_privacy_flags_take_any_case_as_their_variables_do(
 def test_bad_date_and_both_targets_are_argparse_usage_errors(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    run = run_cli(capsys, "ship", "s3://b/", "--to", "-", "--since", "March")
-    assert run.status == cli.EXIT_USAGE
-    assert "'March' is not a date: use YYYY-MM-DD" in run.err
+    # fromisoformat's other forms too: a typo of one digit can make 2024-W09-5 (2024-03-01).
+    for text in (
+        "March",
+        "20240301",
+        "2024-W09-5",
+        "2024-03-01T00:00",
+        "2024-3-1",
+        "\uff12\uff10\uff12\uff14-03-01",
+    ):
+        run = run_cli(capsys, "ship", "s3://b/", "--to", "-", "--since", text)
+        assert run.status == cli.EXIT_USAGE
+        assert f"{text!r} is not a date: use YYYY-MM-DD" in run.err
     run = run_cli(capsys, "ship", "s3://b/", "--to", "-", "--via-lambda", "f")
     assert run.status == cli.EXIT_USAGE
     assert "not allowed with argument" in run.err
@@ -626,13 +635,17 @@ def test_sigterm_while_logstash_is_down_ends_the_run_in_seconds_and_it_resumes_w
 def test_names_that_are_not_printable_reach_the_terminal_escaped_and_resume_exactly(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    # A file name (an S3 key alike) may hold terminal escapes and line breaks: the report, the
-    # dry run and the resume commands must show them as text, and the commands, read by bash,
-    # must still name the very files, so that every line arrives once.
+    # A file name (an S3 key alike) may hold terminal escapes and line breaks, and bytes that
+    # are not UTF-8 (Latin-1's é): the report, the dry run and the resume commands must show
+    # them as text, and the commands, read by bash, must still name the very files, so that
+    # every line arrives once. Events show such a byte as \xNN.
     root = tmp_path / "logs"
-    names = [f"f{n:02d}\x1b]0;owned\x07\x1b[2K\r\nx\\'.log" for n in range(20)]
+    names = [f"f{n:02d}\x1b]0;owned\x07\x1b[2K\r\nx\\'.log" for n in range(16)]
+    names += [os.fsdecode(b"g%02d-caf\xe9.log" % n) for n in range(4)]
     written = write_tree(root, names, 20)
-    expected = Counter((path, offset) for path, offsets in written.items() for offset in offsets)
+    expected = Counter(
+        (as_text(path), offset) for path, offsets in written.items() for offset in offsets
+    )
     env = {name: value for name, value in os.environ.items() if not name.startswith("LOGSTASH_")}
     dry = run_cli(capsys, "ship", str(root), "--dry-run")
     assert dry.status == cli.EXIT_OK, dry.err
@@ -647,9 +660,11 @@ def test_names_that_are_not_printable_reach_the_terminal_escaped_and_resume_exac
         assert printed, first.err
         resumes = []
         for line in printed:
-            words = subprocess.run(
-                ["bash", "-c", "printf '%s\\0' " + line], capture_output=True, check=True
-            ).stdout.decode()
+            words = os.fsdecode(
+                subprocess.run(
+                    ["bash", "-c", "printf '%s\\0' " + line], capture_output=True, check=True
+                ).stdout
+            )
             resumes.append(words.split("\0")[1:-1])
         assert any(w.startswith("--start-after=") for r in resumes for w in r), first.err
         slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
@@ -657,6 +672,43 @@ def test_names_that_are_not_printable_reach_the_terminal_escaped_and_resume_exac
         slow.wait_idle()
         got = Counter((e["log"]["file"]["path"], e["log"]["offset"]) for e in slow.events)
     assert got == expected
+
+
+def as_text(path: str) -> str:
+    """A file name as events show it: a byte that is not UTF-8 as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_file_name_that_is_not_utf8_ships_with_the_others(tmp_path: Path, jobs: str) -> None:
+    # Latin-1's é in a name: the one job's run stopped with a UnicodeEncodeError traceback
+    # (the event id's digest), shipping no file after it.
+    root = tmp_path / "logs"
+    names = ["café-utf8.log", os.fsdecode(b"caf\xe9-latin1.log"), "zz-after.log"]
+    written = write_tree(root, names, 3)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "elb_log_shipper.cli",
+            "ship",
+            str(root),
+            "--to",
+            "-",
+            "--jobs",
+            jobs,
+        ],
+        capture_output=True,
+        check=False,
+    )
+    assert run.returncode == cli.EXIT_OK, run.stderr
+    shipped = [json.loads(line) for line in run.stdout.splitlines()]
+    got = Counter((e["log"]["file"]["path"], e["log"]["offset"]) for e in shipped)
+    assert got == Counter(
+        (as_text(p), offset) for p, offsets in written.items() for offset in offsets
+    )
+    assert f"{root}/caf\\xe9-latin1.log" in {path for path, _ in got}
+    assert len({e["event"]["id"] for e in shipped}) == len(shipped)
 
 
 def big_logs(root: Path, objects: int, lines: int) -> list[Path]:

@@ -131,12 +131,13 @@ def _expected(name: str, value: int, bounds: Any) -> Any:
     if value == -1 and name in MINUS_ONE_IS_NONE:
         return None
     if bounds == "float":
-        # The parser reads the text as a float: what counts is the value after rounding.
+        # The parser reads the text as a float: what counts is the value after rounding. A time
+        # is never negative but for -1.
         try:
             number = float(value)
         except OverflowError:
             return "fail"
-        return number if abs(number) <= FLOAT_MAX else "fail"
+        return number if 0 <= number <= FLOAT_MAX else "fail"
     low, high = bounds
     return value if low <= value <= high else "fail"
 
@@ -239,3 +240,42 @@ def test_tls_version_is_read_from_ascii_digits_only(name: str, protocol: str) ->
     expected = TLS_PROTOCOLS[protocol]
     got = (field(event, "tls.version"), field(event, "tls.version_protocol"))
     assert got == (expected or (None, None))
+
+
+# Times written as decimals: -1 in any notation is "none", as `-1` is; no other time is negative
+# (an Elasticsearch float would take -0.5 as a duration); -0 is 0.
+TIMES = [case for case in FIELDS if case[3] == "float" or case[2].endswith(".ms")]
+
+
+# NLB's milliseconds are integers: `-0` is out of their range there, as for any count.
+NONE_OR_ZERO = [
+    pytest.param(case, text, expected, id=f"{case[0].split()[0][:5]}-{case[1]}{text}")
+    for case in TIMES
+    for text, expected in [("-1.0", None), ("-1.000", None), ("-0", 0)]
+    if text != "-0" or case[3] == "float"
+]
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), NONE_OR_ZERO)
+def test_a_time_of_minus_one_in_any_notation_is_none(
+    case: tuple[str, str, str, Any, str], text: str, expected: float | None
+) -> None:
+    template, name, path, _, _ = case
+    event = built(EventBuilder(), template.format(**{**DEFAULTS, name: text}).encode(), 0)
+    assert PARSE_FAILURE_TAG not in event.get("tags", []), event.get("error")
+    got = field(event, path)
+    assert got == expected
+    assert repr(got) != "-0.0"
+
+
+@pytest.mark.parametrize("text", ["-0.5", "-2", "-1.5", "-0.001"])
+@pytest.mark.parametrize("case", TIMES, ids=[f"{t.split()[0][:5]}-{n}" for t, n, *_ in TIMES])
+def test_any_other_negative_time_fails_the_line_naming_the_field(
+    case: tuple[str, str, str, Any, str], text: str
+) -> None:
+    template, name, _, _, reason = case
+    line = template.format(**{**DEFAULTS, name: text})
+    event = built(EventBuilder(), line.encode(), 0)
+    assert event.get("tags") == [PARSE_FAILURE_TAG]
+    assert event["error"]["message"].startswith(reason)
+    assert event["event"]["original"] == line

@@ -232,6 +232,7 @@ _noise = st.text(alphabet=st.characters(codec="utf-8"), max_size=20)
 _KINDS = {
     "": KeyKind.ACCESS,
     "conn_log_": KeyKind.CONNECTION,
+    "conn_log.": KeyKind.CONNECTION,  # as AWS's user guide once spelled it
     "health_check_log_": KeyKind.HEALTH_CHECK,
 }
 
@@ -295,6 +296,7 @@ NAMED_LIKE_ELB = [
     ALB,
     NLB,
     CONNECTION,
+    CONNECTION.replace("/conn_log_", "/conn_log."),
     HEALTH,
     f"AWSLogs/{ACCOUNT}/ELBAccessLogTestFile",
     f"team/AWSLogs/{ACCOUNT}/ELBAccessLogTestFile",

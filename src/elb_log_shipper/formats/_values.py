@@ -185,7 +185,13 @@ def byte_count(value: str, name: str) -> int | None:
 
 
 def duration(value: str, name: str) -> float | None:
-    """Seconds or milliseconds as a float; None for ``-1`` (not dispatched) and ``-``."""
+    """Seconds or milliseconds as a float; None for ``-1`` (not dispatched, however written:
+    ``-1.0``) and ``-``. No other time is negative: a ParseError, as for any value that is no
+    time (``-0`` is 0).
+
+    >>> duration("-1.000", "t"), duration("-0", "t"), duration("0.001", "t")
+    (None, 0.0, 0.001)
+    """
     if value in {"-1", "-"}:
         return None
     if _DECIMAL.fullmatch(value) is None:
@@ -194,7 +200,11 @@ def duration(value: str, name: str) -> float | None:
     # 1e999 reads as infinity, which no `float` mapping accepts.
     if not -FLOAT_MAX <= number <= FLOAT_MAX:
         raise ParseError(f"{name}: {value!r} is not a finite number")
-    return number
+    if number < 0:
+        if number == -1:
+            return None
+        raise ParseError(f"{name}: {value!r} is negative, and not -1 (not dispatched)")
+    return number + 0.0  # -0.0 is 0.0
 
 
 def milliseconds(value: str, name: str) -> int | None:
@@ -203,12 +213,11 @@ def milliseconds(value: str, name: str) -> int | None:
     if _is_integer_text(value) or value == "-":
         return byte_count(value, name)
     fraction = duration(value, name)  # a fraction, or not a number at all
-    assert fraction is not None  # `-1` and `-` are integer text
-    number = int(fraction)
-    if 0 <= number <= LONG_MAX:
-        return number
-    if number == -1:
+    if fraction is None:  # -1.0
         return None
+    number = int(fraction)
+    if number <= LONG_MAX:
+        return number
     raise ParseError(f"{name}: {value!r} is out of range 0-{LONG_MAX}")
 
 

@@ -208,8 +208,11 @@ class EventBuilder:
         keep_original: bool = True,
         privacy: PrivacyRules | None = None,
     ) -> None:
+        # A local file's name need not be UTF-8: Python holds its other bytes as surrogates
+        # (U+DC80-U+DCFF), encoded back as they were; the name in an event shows them as \xNN.
         digest = hashlib.blake2b(
-            f"{bucket}\n{key}\n{version or ''}".encode(), digest_size=12
+            f"{bucket}\n{key}\n{version or ''}".encode("utf-8", "surrogateescape"),
+            digest_size=12,
         ).hexdigest()
         self._id_prefix = f"{digest}-"
         self._keep_original = keep_original
@@ -245,7 +248,8 @@ class EventBuilder:
         self._s3: Event | None = (
             {"bucket": {"name": bucket}, "object": {"key": key}} if bucket else None
         )
-        self._file: Event | None = None if bucket else {"path": key}
+        path = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        self._file: Event | None = None if bucket else {"path": path}
 
     def prepared(self, lines: Batch) -> Iterable[tuple[int, bytes | str]]:
         """``lines`` (offset, raw bytes) for ``build``, each line that the privacy rules' short
