@@ -678,6 +678,8 @@ class _Run:
                     privacy=privacy,
                     on_read=on_read,
                 )
+            except BrokenPipeError:
+                raise  # stdout's reader is gone (`| head`): the run ends, quietly (`main`)
             except Exception as error:  # noqa: BLE001 - the object fails, the run goes on
                 # As a worker process reports it (``workers``): one object's defect must not end
                 # the run without its summary and the commands that ship what is left.

@@ -159,6 +159,20 @@ class WorkerContext:
             self._unposted = self._unposted_size = 0
 
 
+def _set_between_signals(stop: threading.Event) -> None:
+    """``stop.set()`` with SIGINT and SIGTERM held back until it returns: ``StopSignals``'s
+    handler sets ``stop`` too, and run inside this thread's ``set`` it would wait forever for
+    the lock that ``set`` holds (an Event's lock is not reentrant)."""
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if on_main_thread:
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, StopSignals.SIGNALS)
+    try:
+        stop.set()
+    finally:
+        if on_main_thread:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 class StopSignals:
     """SIGINT and SIGTERM while a run goes on: the first sets ``stop``, the second raises
     KeyboardInterrupt (quit at once).
@@ -310,8 +324,8 @@ class _Run(Generic[T, R]):
     ) -> int:
         window = REORDER_WINDOW_PER_JOB * jobs
         while True:
-            if self.stop_flag.value:  # a worker got SIGTERM: the whole run stops
-                stop.set()
+            if self.stop_flag.value and not stop.is_set():  # a worker got SIGTERM: all stop
+                _set_between_signals(stop)
             if stop.is_set():
                 self.stop_flag.value = True
             stopping = self.halted or stop.is_set()

@@ -4,6 +4,7 @@ server (tests/support/beats_server.py) and timbersnake's, from PyPI. Plain TCP a
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -483,3 +484,35 @@ def test_a_restart_of_logstash_leaves_the_pool_its_size() -> None:
     assert shipped and shipped[0].events_confirmed == 40_000
     assert set(first.event_ids()) | set(second.event_ids()) == all_ids(40_000)
     assert limit == 4
+
+
+def test_an_abort_is_no_news_of_logstash_and_leaves_the_pools_limits_as_they_were() -> None:
+    """``abort`` shuts its writers' sockets down; each writer took that for Logstash dropping
+    the connection, and the pool, which outlives the sender (the whole command, a warm Lambda
+    container), opened fewer connections or sent smaller windows afterwards (4 connections
+    down to 1, windows of 16 events down to 1-8, in the review's runs)."""
+    with BeatsServer(faults=Faults(ack_delay=5.0)) as server:
+        pool = SocketPool(beats_settings(server, pool_size=4, stall_timeout=30.0))
+        before = (pool.connection_limit, pool.window, pool.counters.refusals)
+        sender = LogstashSender(pool, deadline=time.monotonic() + 60)
+        payload = [in_format(batch, sender.batch_format) for batch in batches(4_000, 200)]
+
+        def send() -> None:  # blocks once every writer waits for its ACKs; ends at the abort
+            with contextlib.suppress(DeliveryError):
+                for index, batch in enumerate(payload):
+                    sender.send(batch, 200, index + 1)
+
+        sending = threading.Thread(target=send)
+        sending.start()
+        deadline = time.monotonic() + 10
+        while server.connection_count < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # every writer waits for its ACKs
+        sender.abort()
+        sending.join(5)
+        after = (pool.connection_limit, pool.window, pool.counters.refusals)
+        pool.close()
+    assert not sending.is_alive()
+    assert server.connection_count == 4
+    assert before == (4, 16, 0)
+    assert after == before

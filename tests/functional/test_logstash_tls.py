@@ -197,3 +197,24 @@ def test_a_tls13_server_that_issues_no_tickets_still_gets_every_event(
         assert server.connection_count == 1
     else:
         assert server.connection_count > 1
+
+
+def test_a_writer_still_connecting_when_aborted_writes_nothing_once_connected(
+    certs: CertBundle,
+) -> None:
+    """``abort`` waits 2 s for its writers; one still in a slow TLS handshake outlived it, and
+    once connected wrote its batch: Logstash indexed events counted as not delivered (an object
+    already failed or handed off, shipped again), and in Lambda the thread went on in the next
+    invocation."""
+    with SlowHandshakeServer(certs.server_context(), delay=3.0) as server:
+        pool = SocketPool(
+            settings_for(server, tls=True, pool_size=1, ca_file=certs.ca_file, connect_timeout=5.0)
+        )
+        sender = LogstashSender(pool, deadline=time.monotonic() + 60)
+        sender.send(batches(100, 100)[0], 100, 1000)
+        time.sleep(0.3)  # the writer is in the handshake
+        sender.abort()
+        pool.close()
+        time.sleep(4.0)  # the handshake done, and time to write
+        assert server.connection_count == 1  # the handshake did complete
+        assert server.events == []

@@ -277,7 +277,11 @@ class SocketPool:
         return None
 
     def release(self, conn: Connection) -> None:
-        """Give a connection back for reuse (closed ones just free their slot)."""
+        """Give a connection back for reuse (closed ones just free their slot, and those shut
+        down by ``close`` are closed)."""
+        if conn.interrupted:
+            self.discard(conn)
+            return
         with self._cond:
             self._lent.discard(conn)
             if not conn.closed:
@@ -294,16 +298,24 @@ class SocketPool:
             self._cond.notify_all()
 
     def close(self) -> None:
-        """Close every socket (process exit, tests). Unconfirmed batches on them are dropped;
-        confirm first (``LogstashSender(pool).finish(deadline)``) to keep them. The pool stays
-        usable and opens new connections when asked."""
+        """Close every idle socket and shut down those lent (process exit, tests). Unconfirmed
+        batches on them are dropped; confirm first (``LogstashSender(pool).finish(deadline)``)
+        to keep them. The pool stays usable and opens new connections when asked.
+
+        A lent connection is only shut down (``Connection.interrupt``): its writer, if it still
+        runs, may be between a check and a system call on its descriptor, which closing would
+        free for the next socket opened (an S3 read's, another connection's) to receive its
+        bytes. The writer's own ``discard`` closes it.
+        """
         with self._cond:
-            conns = [*self._idle, *self._lent]
+            idle, lent = [*self._idle], [*self._lent]
             self._idle.clear()
             self._lent.clear()
             self._cond.notify_all()
-        for conn in conns:
+        for conn in idle:
             conn.close()
+        for conn in lent:
+            conn.interrupt()
 
     def _refused(self, working: int) -> None:
         """Called under the lock: the receiver turned a connection away while ``working`` were

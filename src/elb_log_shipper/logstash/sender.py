@@ -495,6 +495,11 @@ class _Worker(threading.Thread):
         """
         pending = batches
         while pending:
+            if self._sender.stopped.is_set():
+                # Aborted (or another writer failed) while this one reconnected or wrote: a
+                # connection that opened after `abort` gave up waiting for this thread must
+                # carry nothing, or the peer reads batches already counted as not delivered.
+                raise _StoppedError
             if self._conn is None:
                 self._connect(pending)
                 continue
@@ -543,10 +548,16 @@ class _Worker(threading.Thread):
             self._sender.count(connections_opened=1)
 
     def _lose(self, error: ConnectionLostError) -> list[Batch]:
-        """Drop the broken connection; return the batches it had not confirmed."""
+        """Drop the broken connection; return the batches it had not confirmed (_StoppedError
+        once the sender stopped)."""
         conn = self._conn
         assert conn is not None
         self._conn = None
+        if self._sender.stopped.is_set():
+            # Our own `abort` shut the socket (or another writer failed): no news of the peer,
+            # whose limits (connections, window) must not shrink for it, and nothing to resend.
+            self._pool.discard(conn)
+            raise _StoppedError
         conn.close()
         capped = self._pool.lost_unconfirmed(conn)
         batches = conn.take_unconfirmed()
