@@ -318,6 +318,39 @@ def test_unavailable_destination_fails_before_deadline() -> None:
         assert time.monotonic() - started < 10
 
 
+@pytest.mark.parametrize("outage", ["refused", "never-reading"])
+def test_after_giving_up_the_pool_gives_up_at_the_next_failure_until_logstash_confirms(
+    outage: str,
+) -> None:
+    """In a warm Lambda container during an outage, every object billed the same minute of
+    retries (three stall timeouts) before its hand-off: 60-81 s an attempt, six attempts an
+    object. Once delivery gave up, a later sender of the same pool gives up at its first
+    failure; a Logstash back confirms, and that ends it."""
+    server: JsonLinesReceiver = (
+        RefusingServer(refuse_for=300) if outage == "refused" else NeverReadingServer()
+    )
+    with server:
+        pool = SocketPool(settings_for(server, pool_size=1))
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="failed"):
+            ship(pool, batches(100, 50), seconds=60)
+        first = time.monotonic() - started
+        assert first >= 3 * STALL_TIMEOUT
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match=r"still fails .* as it did when delivery gave up"):
+            ship(pool, batches(100, 50, prefix="second"), seconds=60)
+        second = time.monotonic() - started
+        assert second < first / 2, (first, second)
+        if isinstance(server, NeverReadingServer):
+            server.resume_reading()
+        else:
+            server.listen()
+        stats = ship(pool, batches(100, 50, prefix="third"), seconds=60)
+        assert stats.events_confirmed == 100
+        assert pool.gave_up_lately() is None
+    assert all_ids(100, "third") <= set(server.event_ids())
+
+
 def test_never_reading_server_fails_cleanly_before_deadline() -> None:
     with NeverReadingServer() as server:
         pool = SocketPool(settings_for(server, pool_size=1))

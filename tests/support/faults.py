@@ -214,6 +214,7 @@ class NeverReadingServer(JsonLinesReceiver):
 
     def __init__(self, **kwargs: Any) -> None:
         self._release = threading.Event()
+        self._reading = threading.Event()
         kwargs.setdefault("rcvbuf", 64 * 1024)
         super().__init__(**kwargs)
 
@@ -221,6 +222,14 @@ class NeverReadingServer(JsonLinesReceiver):
         while not self._release.wait(0.05):
             if self._stopping.is_set():
                 return
+            if self._reading.is_set():
+                super().serve(sock, record)
+                return
+
+    def resume_reading(self) -> None:
+        """Read every connection from now on, as a healthy receiver does (the pipeline
+        unblocked)."""
+        self._reading.set()
 
     def stop(self) -> None:
         self._release.set()

@@ -45,6 +45,12 @@ REGROW_CONNECTIONS_AFTER_SECONDS = 10.0
 # the resolver's order again: a node that came back gets its share of connections within a
 # minute, and a dead one costs a share of LOGSTASH_CONNECT_TIMEOUT once a minute.
 AVOID_UNREACHABLE_SECONDS = 60.0
+# After delivery gave up on Logstash (refused, or never reading, for three stall timeouts: a
+# minute by default), a later sender of the same pool gives up at its first failure for this
+# long, and each such give-up starts it again: in a warm Lambda container during an outage,
+# every object (each notification, each of SQS's retries) otherwise billed the same minute of
+# retries before its hand-off. The first confirmation ends it.
+REMEMBER_OUTAGE_SECONDS = 300.0
 # Beats windows start small and grow by half on every acknowledged window that filled them, up to
 # ``beats_window_max``; a loss halves them (libbeat's slow start: libbeat/outputs/logstash/
 # window.go starts at 10 and grows by 1.5x). A pipeline batch of ALB events holds ~100.
@@ -98,6 +104,8 @@ class SocketPool:
         # last for a while, so a dead one among them (an unreachable AAAA record, a node down)
         # costs one connection a while, not every one.
         self._unreachable: dict[Address, float] = {}
+        # When delivery last gave up on Logstash, until something is confirmed again.
+        self._gave_up_at: float | None = None
         self.counters = PoolCounters()
 
     @property
@@ -154,10 +162,25 @@ class SocketPool:
                 self._confirm_within = max(floor, within)
             return False
 
+    def gave_up(self) -> None:
+        """Delivery gave up on Logstash (``REMEMBER_OUTAGE_SECONDS``)."""
+        with self._cond:
+            self._gave_up_at = time.monotonic()
+
+    def gave_up_lately(self) -> float | None:
+        """Seconds since delivery last gave up on Logstash, when that was within
+        ``REMEMBER_OUTAGE_SECONDS`` and nothing was confirmed since; else None."""
+        with self._cond:
+            if self._gave_up_at is None:
+                return None
+            ago = time.monotonic() - self._gave_up_at
+            return ago if ago < REMEMBER_OUTAGE_SECONDS else None
+
     def confirmed(self, batches: list[Batch]) -> None:
         """Batches were confirmed (a connection closed gracefully, or beats windows were
-        acknowledged): let the limits grow back."""
+        acknowledged): let the limits grow back, and forget an outage."""
         with self._cond:
+            self._gave_up_at = None
             if self.settings.protocol == PROTOCOL_BEATS:
                 for batch in batches:
                     if batch.events >= self._window:

@@ -605,10 +605,20 @@ class _Worker(threading.Thread):
         self._failures += 1
         stall = self._pool.settings.stall_timeout
         failing_for = now - self._first_failure
+        gave_up_ago = self._pool.gave_up_lately()
+        if gave_up_ago is not None:
+            # Failing still, as when delivery last gave up on it: no second minute of retries.
+            self._pool.gave_up()
+            raise DeliveryError(
+                f"Logstash at {self._pool.settings.host}:{self._pool.settings.port} still fails "
+                f"(last: {error}), as it did when delivery gave up on it {gave_up_ago:.0f}s ago; "
+                "check that it is up and its pipeline is not blocked"
+            ) from error
         if (
             self._failures >= GIVE_UP_AFTER_FAILURES
             and failing_for >= GIVE_UP_AFTER_STALL_TIMEOUTS * stall
         ):
+            self._pool.gave_up()
             raise DeliveryError(
                 f"Logstash at {self._pool.settings.host}:{self._pool.settings.port} failed "
                 f"{self._failures} times in {failing_for:.1f}s without reading our events "
