@@ -197,14 +197,16 @@ def duration(value: str, name: str) -> float | None:
     if _DECIMAL.fullmatch(value) is None:
         raise ParseError(f"{name}: {value!r} is not a number")
     number = float(value)
-    # 1e999 reads as infinity, which no `float` mapping accepts.
-    if not -FLOAT_MAX <= number <= FLOAT_MAX:
-        raise ParseError(f"{name}: {value!r} is not a finite number")
-    if number < 0:
+    if value[0] == "-":  # a test of the text: no float is made for the common time
         if number == -1:
             return None
+        if number == 0:
+            return 0.0  # not -0.0
         raise ParseError(f"{name}: {value!r} is negative, and not -1 (not dispatched)")
-    return number + 0.0  # -0.0 is 0.0
+    # 1e999 reads as infinity, which no `float` mapping accepts.
+    if number > FLOAT_MAX:
+        raise ParseError(f"{name}: {value!r} is not a finite number")
+    return number
 
 
 def milliseconds(value: str, name: str) -> int | None:
