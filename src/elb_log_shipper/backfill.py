@@ -483,9 +483,14 @@ def _plan_s3(
             plan.not_logs += 1
     if found:
         return
-    # Listed by date, a prefix says nothing of the keys outside the dates: no object, but
-    # perhaps a prefix with none in the dates.
-    if key and not key.endswith("/") and not start_after and not by_date:
+    # Listed by date, nothing found says nothing of the keys outside the dates: a prefix with
+    # none in the dates, unless one more listing finds no key under it at all.
+    if (
+        key
+        and not key.endswith("/")
+        and not start_after
+        and not (by_date and _lists_any(s3, bucket, key))
+    ):
         # Neither an object nor a prefix: plan it as the object it names, whose read then
         # reports that it does not exist.
         _add(plan, PlannedObject(ObjectRef(bucket, key), index, missing=True))
@@ -498,6 +503,7 @@ _UNDER_AWSLOGS = re.compile(r"(?P<root>(?:.*/)?AWSLogs/)(?P<rest>.*)", re.DOTALL
 # The folders below `AWSLogs/` down to the files: account, service, region, year, month, day.
 _FOLDER_LEVELS = 6
 _SERVICE = "elasticloadbalancing"
+_ACCOUNT = re.compile(r"[0-9]{12}")
 _AWSLOGS = "AWSLogs/"
 _YEAR, _DAY = 3, 5
 
@@ -523,6 +529,8 @@ def list_dated(
     if found is None:
         return _above_awslogs(s3, bucket, prefix, dates, start_after)
     *complete, partial = found["rest"].split("/")
+    if complete and not _ACCOUNT.fullmatch(complete[0]):
+        return _above_awslogs(s3, bucket, prefix, dates, start_after)  # `AWSLogs/backup/`
     if len(complete) >= _FOLDER_LEVELS:
         return None
     for level, name in enumerate(complete):
@@ -585,7 +593,11 @@ class _DateWalk:
             # Every key of a folder that sorts before start_after without holding it is before.
             if start_after and folder < start_after and not start_after.startswith(folder):
                 continue
-            if _may_hold(level, name, names, self.dates):
+            if level == 0 and not _ACCOUNT.fullmatch(name):
+                # No account: a copy's folder (`AWSLogs/backup/`), whose own `AWSLogs/` folders
+                # hold keys ELB's layout dates (the last `AWSLogs/` of a key counts).
+                yield from _above_awslogs(s3, bucket, folder, self.dates, start_after)
+            elif _may_hold(level, name, names, self.dates):
                 yield from self.walk(level + 1, folder, "", [*names, name])
 
 
@@ -647,6 +659,13 @@ def _head(s3: S3Client, bucket: str, key: str) -> ObjectRef | None:
         etag=head["ETag"].strip('"'),
         size=head["ContentLength"],
     )
+
+
+def _lists_any(s3: S3Client, bucket: str, prefix: str) -> bool:
+    """Whether any key starts with ``prefix``."""
+    with _listing_errors(bucket, prefix):
+        page = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    return bool(page.get("Contents"))
 
 
 def _lists_more_than(s3: S3Client, bucket: str, key: str) -> bool:

@@ -379,12 +379,12 @@ def _summary(results: Sequence[ObjectResult], seconds: float) -> str:
     return summary
 
 
-NOT_LOGS = "listed, not named like ELB log files (--any-key ships them)"
+NOT_LOGS = "listed, not named like ELB log files (--any-key reads them)"
 
 
 def not_logs_note(count: int) -> str:
     """The summaries' clause for ``count`` listed objects not named like ELB's logs."""
-    return f"; {count:,} not ELB log files (--any-key ships them)" if count else ""
+    return f"; {count:,} not ELB log files (--any-key reads them)" if count else ""
 
 
 def listed_by_date_note(sources: Sequence[str]) -> str:

@@ -163,14 +163,17 @@ def _set_between_signals(stop: threading.Event) -> None:
     """``stop.set()`` with SIGINT and SIGTERM held back until it returns: ``StopSignals``'s
     handler sets ``stop`` too, and run inside this thread's ``set`` it would wait forever for
     the lock that ``set`` holds (an Event's lock is not reentrant)."""
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    if on_main_thread:
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, StopSignals.SIGNALS)
+    if threading.current_thread() is not threading.main_thread():
+        stop.set()  # no handler runs on this thread
+        return
+    # The mask as it is (a query): a handler that runs when the mask changes and raises (the
+    # second Ctrl-C) must not leave the signals blocked for the rest of the run.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, StopSignals.SIGNALS)
         stop.set()
     finally:
-        if on_main_thread:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 class StopSignals:

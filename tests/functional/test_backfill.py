@@ -307,7 +307,7 @@ def test_dry_run_lists_sizes_and_skips_without_reading(
     total = sum(prefix.objects[key].size for key in shipped)
     assert f"would ship {len(shipped)} objects, " in run.out
     assert f"({total} bytes); skip 2 " in run.out
-    assert "; 2 not ELB log files (--any-key ships them)\n" in run.out
+    assert "; 2 not ELB log files (--any-key reads them)\n" in run.out
 
     # With --any-key the readme is planned (a real run reads it: parse failures); another
     # service's log is still skipped, with the reason.
@@ -330,6 +330,10 @@ def test_dry_run_lists_sizes_and_skips_without_reading(
     assert "would ship 0 objects, 0 B (0 bytes); skip 0; 0 outside the dates; 1 not found" in (
         run.out
     )
+    # With dates too, below AWSLogs/ or above it (a typo'd name exited 0 there, "no objects").
+    for missing in (f"s3://{prefix.bucket}/AWSLogs/no-such.log", f"s3://{prefix.bucket}/typo.gz"):
+        run = run_cli(capsys, missing, "--dry-run", "--since", "2024-03-01")
+        assert f"   not found  {missing}  (no such object or prefix)\n" in run.out
     # Nothing in the dates under a prefix that holds objects: the dates say why, whether the
     # prefix ends with a `/` or not (it is no missing object).
     for under in (prefix.uri, f"s3://{prefix.bucket}/{FOLDER}"):
@@ -737,6 +741,9 @@ TRICKY_KEYS = [
 ]
 
 
+NESTED = ["AWSLogs/backup/", "team/AWSLogs/copy/"]
+
+
 def dated_key(account: str, region: str, day: str, n: int = 0, root: str = "") -> str:
     end = day.replace("/", "") + "T0005Z"
     return (
@@ -756,6 +763,8 @@ def tricky(moto: MotoServer) -> str:
         for region in (REGION, "eu-west-1"):
             keys += [dated_key(account, region, day, n) for day in days for n in range(2)]
     keys += [dated_key(ACCOUNT, REGION, day, root="team/") for day in days]
+    # Copies in a folder of someone's making below AWSLogs/: the key's last AWSLogs/ dates it.
+    keys += [dated_key(ACCOUNT, REGION, "2024/03/06", root=root) for root in NESTED]
     for key in keys:
         s3_backends[DEFAULT_ACCOUNT_ID]["aws"].put_object(bucket, key, b"x\n")
     return bucket
@@ -798,6 +807,11 @@ def day(text: str | None) -> dt.date | None:
         # Cut inside the name `AWSLogs/`, which the delimiter then cannot find: listed whole.
         ("AWSLogs", "2024-03-06", None, None),
         ("AWS", "2024-03-05", "2024-03-05", None),
+        # Below AWSLogs/, a folder that is no account: its own AWSLogs/ folders are found.
+        ("AWSLogs/backup/", "2024-03-06", None, None),
+        ("AWSLogs/bac", "2024-03-06", None, None),
+        ("AWSLogs/", "2024-03-06", None, f"AWSLogs/{ACCOUNT}/"),
+        ("team/AWSLogs/", "2024-03-06", "2024-03-06", None),
     ],
 )
 def test_listing_by_date_equals_listing_all_then_filtering(
@@ -841,12 +855,13 @@ def test_the_compared_listings_are_not_empty(moto: MotoServer, tricky: str) -> N
     walked = list_dated(moto.client(), tricky, "AWSLogs/", dates, None)
     assert walked is not None
     # Accounts, regions, days (02/29, 03/05 and 03/06) and objects a day; and the odd file in
-    # 03/06, which its folder dates; not 02/30, 2024/3/06 or the sub-folder.
-    assert len(list(walked)) == 2 * 2 * 3 * 2 + 1
-    # From the bucket root, the same and the three days under team/AWSLogs/.
+    # 03/06, which its folder dates; not 02/30, 2024/3/06 or the sub-folder; and the copy
+    # under AWSLogs/backup/AWSLogs/.
+    assert len(list(walked)) == 2 * 2 * 3 * 2 + 1 + 1
+    # From the bucket root, the same, the three days under team/AWSLogs/, and its copy.
     walked = list_dated(moto.client(), tricky, "", dates, None)
     assert walked is not None
-    assert len(list(walked)) == 2 * 2 * 3 * 2 + 1 + 3
+    assert len(list(walked)) == 2 * 2 * 3 * 2 + 1 + 1 + 3 + 1
 
 
 @pytest.mark.parametrize(

@@ -341,6 +341,9 @@ def test_after_giving_up_the_pool_gives_up_at_the_next_failure_until_logstash_co
             ship(pool, batches(100, 50, prefix="second"), seconds=60)
         second = time.monotonic() - started
         assert second < first / 2, (first, second)
+        # Only a full give-up starts the memory: the fast one did not make it last longer.
+        gave_up_ago = pool.gave_up_lately()
+        assert gave_up_ago is not None and gave_up_ago >= second
         if isinstance(server, NeverReadingServer):
             server.resume_reading()
         else:
@@ -349,6 +352,20 @@ def test_after_giving_up_the_pool_gives_up_at_the_next_failure_until_logstash_co
         assert stats.events_confirmed == 100
         assert pool.gave_up_lately() is None
     assert all_ids(100, "third") <= set(server.event_ids())
+
+
+def test_after_giving_up_a_reset_is_retried_as_ever() -> None:
+    """The memory of a give-up answers failures of its kind (no connection, a stall): a
+    Logstash back that resets one connection (a restart's last, a proxy) is no outage, and
+    failing the object for it would send it to wait half an hour in the queue."""
+    with ResettingServer(after_bytes=1000, resets=1) as server:
+        pool = SocketPool(settings_for(server, pool_size=1))
+        pool.gave_up()  # as a give-up a minute ago left it
+        stats = ship(pool, batches(500, 10))
+        pool.close()
+    assert stats.reconnects == 1
+    assert stats.events_confirmed == 500
+    assert all_ids(500) <= set(server.event_ids())
 
 
 def test_never_reading_server_fails_cleanly_before_deadline() -> None:

@@ -346,7 +346,8 @@ class BeatsConnection(Connection):
                     raise ConnectionLostError(
                         f"{error}; {self.peer} has sent nothing since we connected, not even a "
                         "keep-alive: if it is Logstash's tcp input, not a beats input, set "
-                        f"{ENV.LOGSTASH_PROTOCOL}=json_lines (tcp:// on the command line)"
+                        f"{ENV.LOGSTASH_PROTOCOL}=json_lines (tcp:// on the command line)",
+                        outage=error.outage,
                     ) from error
                 continue
             except OSError as error:

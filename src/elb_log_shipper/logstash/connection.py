@@ -89,8 +89,18 @@ class ConnectionLostError(Exception):
     connection cap does.
     """
 
-    def __init__(self, message: str, *, refused: bool = False, no_listener: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        refused: bool = False,
+        no_listener: bool = False,
+        outage: bool = False,
+    ) -> None:
         super().__init__(message)
+        # No connection at all (refused, timed out, the name not resolved) or a stall: what a
+        # Logstash that is down or blocked gives, not a reset of a working one.
+        self.outage = outage or no_listener
         self.refused = refused or no_listener
         # Refused by the peer's TCP stack (ECONNREFUSED): nothing listens on the port, as while
         # Logstash restarts. A receiver at a cap accepts, then turns the connection away.
@@ -328,7 +338,8 @@ class Watchdog:
         if now - self._last_progress > self._stall_timeout + allowance:
             raise ConnectionLostError(
                 f"no progress for {self._stall_timeout + allowance:.1f}s "
-                f"({queued if queued is not None else '?'} bytes still queued)"
+                f"({queued if queued is not None else '?'} bytes still queued)",
+                outage=True,
             )
 
 
@@ -479,7 +490,7 @@ class Connection:
                         "=false (tcp:// on the command line), or enable ssl on the input"
                     ) from error
                 raise ConnectionLostError(
-                    f"TLS handshake with {peer} timed out after {timeout:.1f}s"
+                    f"TLS handshake with {peer} timed out after {timeout:.1f}s", outage=True
                 ) from error
             except OSError as error:
                 sock.close()
@@ -929,7 +940,7 @@ def _connect_any(
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as error:
-        raise ConnectionLostError(f"cannot connect to {peer}: {error}") from error
+        raise ConnectionLostError(f"cannot connect to {peer}: {error}", outage=True) from error
     infos.sort(key=lambda info: info[4] in avoid)  # stable: each group keeps its order
     errors: list[OSError] = []
     failed: list[Address] = []
@@ -956,6 +967,7 @@ def _connect_any(
     raise ConnectionLostError(
         f"cannot connect to {peer}{tried_all}: {errors[-1]}",
         no_listener=all(isinstance(error, ConnectionRefusedError) for error in errors),
+        outage=True,
     ) from errors[-1]
 
 

@@ -46,10 +46,11 @@ REGROW_CONNECTIONS_AFTER_SECONDS = 10.0
 # minute, and a dead one costs a share of LOGSTASH_CONNECT_TIMEOUT once a minute.
 AVOID_UNREACHABLE_SECONDS = 60.0
 # After delivery gave up on Logstash (refused, or never reading, for three stall timeouts: a
-# minute by default), a later sender of the same pool gives up at its first failure for this
-# long, and each such give-up starts it again: in a warm Lambda container during an outage,
-# every object (each notification, each of SQS's retries) otherwise billed the same minute of
-# retries before its hand-off. The first confirmation ends it.
+# minute by default), a later sender of the same pool gives up at its first failure of the same
+# kind (no connection, or a stall; not a reset) for this long: in a warm Lambda container during
+# an outage, every object (each notification, each of SQS's retries) otherwise billed the same
+# minute of retries before its hand-off. The first confirmation ends it; only a full give-up
+# starts it again.
 REMEMBER_OUTAGE_SECONDS = 300.0
 # Beats windows start small and grow by half on every acknowledged window that filled them, up to
 # ``beats_window_max``; a loss halves them (libbeat's slow start: libbeat/outputs/logstash/

@@ -605,10 +605,10 @@ class _Worker(threading.Thread):
         self._failures += 1
         stall = self._pool.settings.stall_timeout
         failing_for = now - self._first_failure
-        gave_up_ago = self._pool.gave_up_lately()
+        gave_up_ago = self._pool.gave_up_lately() if error.outage else None
         if gave_up_ago is not None:
-            # Failing still, as when delivery last gave up on it: no second minute of retries.
-            self._pool.gave_up()
+            # Down still (no connection, or a stall), as when delivery last gave up on it: no
+            # second minute of retries. A reset or a close is no such sign: retried as ever.
             raise DeliveryError(
                 f"Logstash at {self._pool.settings.host}:{self._pool.settings.port} still fails "
                 f"(last: {error}), as it did when delivery gave up on it {gave_up_ago:.0f}s ago; "
