@@ -45,13 +45,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
+from elb_log_shipper.awssetup import CREDENTIALS_REFUSED, NO_CREDENTIALS, client_setup
 from elb_log_shipper.errors import ConfigurationError, ShipperError
 from elb_log_shipper.objectkey import has_log_name, parse_key
 from elb_log_shipper.refs import ObjectRef
@@ -91,6 +87,7 @@ _THROTTLED = frozenset({"SlowDown", "Throttling", "ThrottlingException", "Reques
 # to keep every job busy behind one slow object, few enough that spooled stdout stays small.
 REORDER_WINDOW_PER_JOB = 2
 # HeadObject answers without a body, so only the status tells these apart.
+_BAD_REQUEST = 400
 _FORBIDDEN = 403
 _NOT_FOUND = 404
 
@@ -136,7 +133,16 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not uri.startswith("s3://") or not bucket:
         raise ConfigurationError(f"{uri}: use s3://bucket/key or s3://bucket/prefix/")
+    if _BUCKET_NAME.fullmatch(bucket) is None:
+        raise ConfigurationError(
+            f"{uri}: {bucket!r} is no S3 bucket name (letters, digits, '.', '-' and '_')"
+        )
     return bucket, key
+
+
+# What botocore accepts as a bucket name (its own check, before any request): names of today's
+# rules, and the upper case and underscores of buckets made in us-east-1 before 2018.
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,6 +433,12 @@ def _listing_errors(bucket: str, prefix: str) -> Iterator[None]:
                 f"cannot list s3://{bucket}/{prefix} ({code}): S3 is throttling or failing "
                 f"and still was after {S3_MAX_ATTEMPTS} attempts; run the command again later"
             ) from None
+        if code in CREDENTIALS_REFUSED:
+            raise ListingUnavailableError(
+                f"cannot list s3://{bucket}/{prefix}: S3 refused the credentials ({code}): they "
+                "expired or are not valid, or this machine's clock is off; renew them (aws sso "
+                "login, a new session) and run the command again"
+            ) from None
         raise ListingError(
             f"cannot list s3://{bucket}/{prefix} ({code}): check the bucket name, the "
             "credentials and their s3:ListBucket permission"
@@ -445,8 +457,11 @@ def _unavailable(error: ClientError) -> bool:
 def _botocore_error(what: str, error: BotoCoreError) -> ListingError:
     """``what`` failed with ``error`` before S3 answered: no credentials (fix the setup), or
     the network or S3 not answering after the retries (run again later)."""
-    if isinstance(error, NoCredentialsError | PartialCredentialsError):
-        return ListingError(f"{what}: {error}")
+    if isinstance(error, NO_CREDENTIALS):
+        return ListingError(
+            f"{what}: no usable AWS credentials ({error}); set them up or renew them (aws "
+            "configure, aws sso login, AWS_PROFILE)"
+        )
     return ListingUnavailableError(f"{what}: {error}; run the command again later")
 
 
@@ -644,12 +659,18 @@ def _head(s3: S3Client, bucket: str, key: str) -> ObjectRef | None:
         head = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as error:
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status == _FORBIDDEN:
+        if status in (_FORBIDDEN, _BAD_REQUEST):
+            # A HEAD's answer has no body, so no error code: a 400 (expired credentials, a
+            # clock off) is left to the object's read too, which names it.
             return None if _lists_more_than(s3, bucket, key) else ObjectRef(bucket, key)
         if status == _NOT_FOUND:
             return None
-        kind = ListingUnavailableError if _unavailable(error) else ListingError
-        raise kind(f"cannot look up s3://{bucket}/{key}: {error}") from None
+        if _unavailable(error):
+            raise ListingUnavailableError(
+                f"cannot look up s3://{bucket}/{key}: S3 is throttling or failing and still was "
+                f"after {S3_MAX_ATTEMPTS} attempts ({error}); run the command again later"
+            ) from None
+        raise ListingError(f"cannot look up s3://{bucket}/{key}: {error}") from None
     except BotoCoreError as error:
         raise _botocore_error(f"cannot look up s3://{bucket}/{key}", error) from None
     return ObjectRef(
@@ -855,7 +876,8 @@ class LazyClients:
                 connect_timeout=10,
                 read_timeout=30,
             )
-            self._s3 = boto3.client("s3", config=config)
+            with client_setup("s3"):
+                self._s3 = boto3.client("s3", config=config)
         return self._s3
 
     def lambda_client(self) -> LambdaClient:
@@ -868,7 +890,8 @@ class LazyClients:
                 max_pool_connections=self._connections,
                 retries={"mode": "standard", "max_attempts": 5},
             )
-            self._lambda = boto3.client("lambda", config=config)
+            with client_setup("lambda"):
+                self._lambda = boto3.client("lambda", config=config)
         return self._lambda
 
 

@@ -302,7 +302,23 @@ class Settings:
                 f"most {MAX_KEY_BYTES}, so it matches no object; set the prefix the load "
                 "balancers write under, such as AWSLogs/"
             )
+        if self.log_prefix is not None and self.log_prefix.startswith("/"):
+            raise ConfigurationError(
+                f"{ENV.LOG_PREFIX}={self.log_prefix!r} starts with '/', which no key ELB writes "
+                "does: set it as the load balancers' prefix reads, such as AWSLogs/"
+            )
+        if self.log_bucket is not None and ("/" in self.log_bucket or ":" in self.log_bucket):
+            raise ConfigurationError(
+                f"{ENV.LOG_BUCKET}={self.log_bucket!r} is no bucket name: set the name alone "
+                "(logs, not s3://logs/)"
+            )
         self.drop_rules()
+        if self.client_ip is ClientAddress.KEEP and self.client_ip_hash_key_parameter:
+            raise ConfigurationError(
+                f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER} is set but {ENV.CLIENT_IP} is keep, so client "
+                f"addresses ship in full: set {ENV.CLIENT_IP}=hash to hash them, or unset the "
+                "parameter (on the command line: --client-ip hash)"
+            )
         if self.client_ip is ClientAddress.HASH and not self.client_ip_hash_key_parameter:
             raise ConfigurationError(
                 f"{ENV.CLIENT_IP}=hash needs {ENV.CLIENT_IP_HASH_KEY_PARAMETER}: the name of the "

@@ -31,6 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError, NoRegionError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from elb_log_shipper.awssetup import client_setup
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules
@@ -150,13 +151,14 @@ def fetch_hash_key(name: str) -> bytes:
     if time.monotonic() < _quiet_until.get(name, 0.0):
         parameter = _stale(name)  # SSM did not answer a moment ago: not asked again yet
     if parameter is None:
-        try:
-            provider = _parameters()
-        except NoRegionError:
-            raise ConfigurationError(
-                f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} cannot be read without an AWS "
-                "region: set AWS_REGION (or AWS_DEFAULT_REGION) to the parameter's region"
-            ) from None
+        with client_setup("ssm"):
+            try:
+                provider = _parameters()
+            except NoRegionError:
+                raise ConfigurationError(
+                    f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} cannot be read without an AWS "
+                    "region: set AWS_REGION (or AWS_DEFAULT_REGION) to the parameter's region"
+                ) from None
         try:
             fetched = provider.get(name, max_age=HASH_KEY_MAX_AGE_SECONDS)
             assert isinstance(fetched, dict), fetched

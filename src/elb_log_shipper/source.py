@@ -32,17 +32,12 @@ from typing import IO, TYPE_CHECKING, Any
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    CredentialRetrievalError,
     FlexibleChecksumError,
     HTTPClientError,
     IncompleteReadError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    SSOTokenLoadError,
-    TokenRetrievalError,
-    UnauthorizedSSOTokenError,
 )
 
+from elb_log_shipper.awssetup import CREDENTIALS_REFUSED, NO_CREDENTIALS, RENEW_CREDENTIALS
 from elb_log_shipper.errors import CredentialsError, ObjectChangedError, SourceError
 from elb_log_shipper.framing import SNIFF_BYTES, Batch, LineDecoder, sniff_compression
 from elb_log_shipper.refs import ObjectRef
@@ -326,9 +321,9 @@ class LineReader:
         except ClientError as exc:
             named_by_event = not self._etag_learned and ref.start_offset == 0
             raise _s3_error(exc, ref, self.etag, named_by_event=named_by_event) from exc
-        except _NO_CREDENTIALS as exc:
+        except NO_CREDENTIALS as exc:
             raise CredentialsError(
-                f"no usable AWS credentials to read {ref.uri}: {exc}; {_RENEW_CREDENTIALS}",
+                f"no usable AWS credentials to read {ref.uri}: {exc}; {RENEW_CREDENTIALS}",
                 transient=True,
             ) from exc
         except BotoCoreError as exc:
@@ -475,31 +470,6 @@ def _offer(
     return False
 
 
-# S3's answers to credentials that expired or are wrong, or to a request signed with a clock
-# off: every other request with them fails the same way (the command stops at the first).
-_CREDENTIALS_REFUSED = frozenset(
-    {
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidToken",
-        "TokenRefreshRequired",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "RequestTimeTooSkewed",
-    }
-)
-# botocore's errors for credentials it could not find or refresh (an SSO session over).
-_NO_CREDENTIALS = (
-    NoCredentialsError,
-    PartialCredentialsError,
-    CredentialRetrievalError,
-    TokenRetrievalError,
-    UnauthorizedSSOTokenError,
-    SSOTokenLoadError,
-)
-_RENEW_CREDENTIALS = "renew them (aws sso login, a new session), then ship what is left"
-
-
 def _s3_error(
     exc: ClientError, ref: ObjectRef, etag: str | None, *, named_by_event: bool
 ) -> SourceError:
@@ -539,11 +509,11 @@ def _s3_error(
         )
     if code == "NoSuchBucket":
         return SourceError(f"the bucket of {uri} does not exist (NoSuchBucket)")
-    if code in _CREDENTIALS_REFUSED:
+    if code in CREDENTIALS_REFUSED:
         # Before the 403 branch: no grant is missing, and every other read fails alike.
         return CredentialsError(
             f"S3 refused the credentials reading {uri} ({code}): they expired or are not valid, "
-            f"or this machine's clock is off; {_RENEW_CREDENTIALS}",
+            f"or this machine's clock is off; {RENEW_CREDENTIALS}",
             transient=True,
         )
     if code == "InvalidObjectState":

@@ -24,6 +24,7 @@ import urllib.parse
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -631,6 +632,77 @@ def test_credentials_that_expire_stop_the_run_at_the_first_object_with_the_comma
             out += run.out
     # Together, every line exactly once.
     assert received(stdout_events(first.out + out)) == expected_lines(logs, set(logs.objects))
+
+
+@pytest.mark.parametrize("code", ["ExpiredToken", "InvalidAccessKeyId"])
+def test_credentials_refused_by_a_listing_say_to_renew_them_and_exit_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer, code: str
+) -> None:
+    # The listing said "check the bucket name, the credentials and their s3:ListBucket
+    # permission", exit 2, where a read says to renew them, exit 1.
+    logs = new_day_of_logs(moto, f"list-{code.lower()}", 1)
+    with FaultyS3(moto, listing_error=(400, code)) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        run = run_cli(capsys, logs.uri, "--to", "-")
+    assert run.status == cli.EXIT_FAILED, run.err
+    assert f"S3 refused the credentials ({code}): they expired or are not valid" in run.err
+    assert "renew them (aws sso login, a new session) and run the command again" in run.err
+    assert "s3:ListBucket" not in run.err
+
+
+def test_a_key_whose_lookup_answers_400_is_read_for_the_error_it_names(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+) -> None:
+    # A HEAD's 400 carries no code (no body): "An error occurred (400) when calling the
+    # HeadObject operation: Bad Request", exit 2. The read names it, as for any object.
+    logs = new_day_of_logs(moto, "head-400", 1)
+    (key,) = logs.objects
+    with FaultyS3(moto, error=(400, "ExpiredToken")) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        run = run_cli(capsys, f"s3://{logs.bucket}/{key}", "--to", "-")
+    assert run.status == cli.EXIT_FAILED, run.err
+    assert "S3 refused the credentials reading" in run.err
+    assert "(ExpiredToken)" in run.err
+    assert "HeadObject" not in run.err
+
+
+def test_an_aws_setup_that_cannot_work_is_a_usage_error_in_one_sentence(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # botocore's ProfileNotFound and "Invalid endpoint" came up as tracebacks.
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_PROFILE", "nosuch")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    run = run_cli(capsys, "s3://logs/AWSLogs/", "--to", "-")
+    assert run.status == cli.EXIT_USAGE
+    assert run.err.strip() == (
+        f"{cli.PROG}: cannot set up the AWS s3 client: The config profile (nosuch) could not be "
+        "found; check AWS_PROFILE, AWS_REGION and AWS_ENDPOINT_URL"
+    )
+    monkeypatch.delenv("AWS_PROFILE")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "notaurl")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    run = run_cli(capsys, "s3://logs/AWSLogs/", "--via-lambda", "f")
+    assert run.status == cli.EXIT_USAGE
+    assert "cannot set up the AWS s3 client: Invalid endpoint: notaurl" in run.err
+    assert "Traceback" not in run.err
+
+
+def test_no_credentials_for_a_listing_say_how_to_set_them_up(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # boto3's default session keeps the credentials it found first in this process.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    run = run_cli(capsys, "s3://logs/AWSLogs/", "--to", "-")
+    assert run.status == cli.EXIT_USAGE
+    assert "no usable AWS credentials (Unable to locate credentials); set them up or renew" in (
+        run.err
+    )
 
 
 def test_an_object_whose_checksum_failed_is_shipped_again_from_its_start(

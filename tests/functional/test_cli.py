@@ -319,6 +319,7 @@ def test_missing_file_is_a_usage_error_in_one_sentence(
             "is after --until",
         ),
         (["ship", "s3://b/", "--to", "udp://x"], "no known scheme"),
+        (["ship", "s3://Bad_Bucket!/x", "--to", "-"], "'Bad_Bucket!' is no S3 bucket name"),
         (["ship", "x.log", "--to", "-", "--progress-every", "nan"], "a positive number of"),
         # argparse reads `--start-after=--` as no value: the listing would start again.
         (["ship", "s3://b/", "--to", "-", "--start-after=--"], "--start-after needs a key"),

@@ -392,6 +392,7 @@ def test_the_role_may_read_the_hash_key_only_when_it_hashes(client_ip: str) -> N
         ("*", False),
         ("AWSLogs/12345678901?/", False),
         ("${aws:userid}/AWSLogs/", False),
+        ("/AWSLogs/", False),  # no key ELB writes starts with `/`: the function refuses it
     ],
 )
 def test_the_log_prefix_is_literal_in_the_read_grant(prefix: str, valid: bool) -> None:
@@ -828,9 +829,10 @@ def test_the_template_refuses_the_parameters_the_function_would_refuse() -> None
             function_refuses = True
         assert bool(refused_by_rules(values)) is function_refuses, combination
         refused += function_refuses
-    # Accepted: 5 of the 6 privacy choices (not hash without a key) with 5 of the 16 TLS ones
-    # (without TLS no file; with it, any CA file and both certificate files or neither).
-    assert refused == 96 - 5 * 5
+    # Accepted: 4 of the 6 privacy choices (not hash without a key, not keep with one) with 5
+    # of the 16 TLS ones (without TLS no file; with it, any CA file and both certificate files
+    # or neither).
+    assert refused == 96 - 4 * 5
     config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
     for name, environment in config.items():
         if isinstance(environment, dict):  # not `version`

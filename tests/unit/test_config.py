@@ -78,9 +78,18 @@ TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
         "log_prefix",
         "prod alb/AWSLogs/",
         "prod alb/AWSLogs/",
-        [("é" * 513, "is 1026 bytes long: S3 keys are at most 1024, so it matches no object")],
+        [
+            ("é" * 513, "is 1026 bytes long: S3 keys are at most 1024, so it matches no object"),
+            ("/AWSLogs/", "starts with '/', which no key ELB writes does"),
+        ],
     ),
-    (ENV.LOG_BUCKET, "log_bucket", " elb-logs ", "elb-logs", []),
+    (
+        ENV.LOG_BUCKET,
+        "log_bucket",
+        " elb-logs ",
+        "elb-logs",
+        [("s3://elb-logs", "is no bucket name"), ("elb-logs/AWSLogs", "is no bucket name")],
+    ),
     (ENV.KEEP_ORIGINAL, "keep_original", "false", False, [("nope", "is not a boolean")]),
     (
         ENV.MAX_EVENT_BYTES,
@@ -107,7 +116,6 @@ TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
         [("some", "is not valid: use one of none, values, all")],
     ),
     (ENV.CLIENT_IP, "client_ip", "truncate", ClientAddress.TRUNCATE, [("mask", "is not valid")]),
-    (ENV.CLIENT_IP_HASH_KEY_PARAMETER, "client_ip_hash_key_parameter", "/k", "/k", []),
     (
         ENV.DROP_USER_AGENT_PREFIXES,
         "drop_user_agent_prefixes",
@@ -125,7 +133,9 @@ TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
 def test_the_table_covers_every_variable() -> None:
     variables = {value for name, value in vars(ENV).items() if name.isupper()}
     files = {ENV.LOGSTASH_CA_FILE, ENV.LOGSTASH_CLIENT_CERT_FILE, ENV.LOGSTASH_CLIENT_KEY_FILE}
-    assert variables - files == {row[0] for row in TABLE}
+    # Valid only beside another (CLIENT_IP): test_the_hash_key_parameter_goes_with_hash.
+    apart = {ENV.CLIENT_IP_HASH_KEY_PARAMETER}
+    assert variables - files - apart == {row[0] for row in TABLE}
 
 
 @pytest.mark.parametrize(("variable", "name", "text", "value", "bad"), TABLE)
@@ -273,6 +283,23 @@ def test_invalid_privacy_settings_name_the_variable(environ: dict[str, str], mes
     with pytest.raises(ConfigurationError) as raised:
         Settings.from_env(environ)
     assert str(raised.value).startswith(message)
+
+
+def test_the_hash_key_parameter_goes_with_hash() -> None:
+    """Set without CLIENT_IP=hash, the parameter said "hash the addresses" and they shipped in
+    full: refused with keep; with truncate, unused (nothing ships in full)."""
+    hashed = Settings.from_env({ENV.CLIENT_IP: "hash", ENV.CLIENT_IP_HASH_KEY_PARAMETER: "/k"})
+    assert hashed.client_ip_hash_key_parameter == "/k"
+    assert Settings.from_env({ENV.CLIENT_IP_HASH_KEY_PARAMETER: ""}).client_ip is ClientAddress.KEEP
+    for keep in ({}, {ENV.CLIENT_IP: "keep"}):
+        with pytest.raises(ConfigurationError) as raised:
+            Settings.from_env({**keep, ENV.CLIENT_IP_HASH_KEY_PARAMETER: "/k"})
+        assert str(raised.value).startswith(
+            "CLIENT_IP_HASH_KEY_PARAMETER is set but CLIENT_IP is keep, so client addresses ship "
+            "in full"
+        )
+    truncated = {ENV.CLIENT_IP: "truncate", ENV.CLIENT_IP_HASH_KEY_PARAMETER: "/k"}
+    assert Settings.from_env(truncated).client_ip is ClientAddress.TRUNCATE
 
 
 def test_hash_needs_its_key_and_a_long_one() -> None:

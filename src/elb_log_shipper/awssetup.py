@@ -1,0 +1,69 @@
+"""Making AWS clients: an AWS setup that cannot work is a configuration error in one sentence.
+
+``boto3.client`` raises before any request when the setup itself is wrong: a profile that is not
+in the config (``AWS_PROFILE``), no region where the service needs one, an endpoint URL that is
+no URL. Those are the user's to fix, as a bad flag is, not failures to retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from botocore.exceptions import (
+    BotoCoreError,
+    CredentialRetrievalError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    SSOTokenLoadError,
+    TokenRetrievalError,
+    UnauthorizedSSOTokenError,
+)
+
+from elb_log_shipper.errors import ConfigurationError
+
+__all__ = ["CREDENTIALS_REFUSED", "NO_CREDENTIALS", "RENEW_CREDENTIALS", "client_setup"]
+
+# S3's answers to credentials that expired or are wrong, or to a request signed with a clock
+# off: every other request with them fails the same way (the command stops at the first).
+CREDENTIALS_REFUSED = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "RequestTimeTooSkewed",
+    }
+)
+# botocore's errors for credentials it could not find or refresh (an SSO session over).
+NO_CREDENTIALS = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    TokenRetrievalError,
+    UnauthorizedSSOTokenError,
+    SSOTokenLoadError,
+)
+RENEW_CREDENTIALS = "renew them (aws sso login, a new session), then ship what is left"
+
+
+@contextlib.contextmanager
+def client_setup(service: str) -> Iterator[None]:
+    """Around ``boto3.client(service, ...)``: its setup errors as ConfigurationError.
+
+    >>> with client_setup("s3"):
+    ...     raise ValueError("Invalid endpoint: notaurl")
+    Traceback (most recent call last):
+    ...
+    elb_log_shipper.errors.ConfigurationError: cannot set up the AWS s3 client: Invalid \
+endpoint: notaurl; check AWS_PROFILE, AWS_REGION and AWS_ENDPOINT_URL
+    """
+    try:
+        yield
+    except (BotoCoreError, ValueError) as error:
+        raise ConfigurationError(
+            f"cannot set up the AWS {service} client: {error}; check AWS_PROFILE, AWS_REGION "
+            "and AWS_ENDPOINT_URL"
+        ) from None
