@@ -23,6 +23,7 @@ the S3 answer is known.
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import threading
@@ -379,7 +380,7 @@ class LineReader:
         try:
             file = open(ref.key, "rb")  # noqa: SIM115 - closed by _file_chunks or close()
         except OSError as exc:
-            raise SourceError(f"cannot read {ref.key}: {exc.strerror or exc}") from exc
+            raise _local_error(ref.key, exc) from exc
         try:
             self.size = os.fstat(file.fileno()).st_size
             first = file.read(self._chunk_size)
@@ -403,7 +404,7 @@ class LineReader:
                 )
         except OSError as exc:
             file.close()
-            raise SourceError(f"cannot read {ref.key}: {exc.strerror or exc}") from exc
+            raise _local_error(ref.key, exc) from exc
         except BaseException:
             file.close()
             raise
@@ -415,11 +416,22 @@ class LineReader:
                 try:
                     chunk = file.read(self._chunk_size)
                 except OSError as exc:
-                    raise SourceError(f"cannot read {self.ref.key}: {exc.strerror or exc}") from exc
+                    raise _local_error(self.ref.key, exc) from exc
                 if not chunk:
                     return
                 self.bytes_read += len(chunk)
                 yield chunk
+
+
+# A local file's errors that its owner fixes (a permission) or that pass (a device's I/O error):
+# the run's resume commands read it again, as for an S3 object access denied.
+_LOCAL_TRANSIENT = frozenset({errno.EACCES, errno.EPERM, errno.EIO})
+
+
+def _local_error(path: str, exc: OSError) -> SourceError:
+    return SourceError(
+        f"cannot read {path}: {exc.strerror or exc}", transient=exc.errno in _LOCAL_TRANSIENT
+    )
 
 
 def read_lines(

@@ -261,19 +261,26 @@ def _as_nobody(argv: list[str], out: Path, err: Path) -> int:
     return os.waitstatus_to_exitcode(waited)
 
 
+def tree_for_nobody(names: list[str], lines: int) -> tuple[Path, Path, dict[str, list[int]]]:
+    """``write_tree`` under ``logs`` in a new folder of /tmp, all readable by ``nobody``
+    (pytest's own folders are not): that folder (to remove), the root, and the lines."""
+    top = Path(tempfile.mkdtemp(dir="/tmp"))
+    top.chmod(0o755)
+    root = top / "logs"
+    written = write_tree(root, names, lines)
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    root.chmod(0o755)
+    return top, root, written
+
+
 def test_a_folder_that_cannot_be_listed_stops_the_command_before_anything_ships(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # The walk used to skip such a folder without a word: its lines were never shipped, and the
     # command exited 0. The tree is readable by all but that folder (pytest's own is not).
-    top = Path(tempfile.mkdtemp(dir="/tmp"))
+    top, root, _ = tree_for_nobody(["a/x.log", "b/y.log", "c/z.log"], 1)
     try:
-        top.chmod(0o755)
-        root = top / "logs"
-        write_tree(root, ["a/x.log", "b/y.log", "c/z.log"], 1)
-        for path in root.rglob("*"):
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        root.chmod(0o755)
         (root / "b").chmod(0o000)
         out, err = tmp_path / "out", tmp_path / "err"
         status = _as_nobody(["ship", str(root), "--to", "-"], out, err)
@@ -291,6 +298,31 @@ def test_a_folder_that_cannot_be_listed_stops_the_command_before_anything_ships(
         assert len(events(run.out)) == 3
     finally:
         (top / "logs" / "b").chmod(0o755)
+        shutil.rmtree(top)
+
+
+def test_a_file_that_cannot_be_read_fails_and_the_printed_command_ships_it_once_readable(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Counted as rejected ("reading it again cannot help"): no command to ship it, while a
+    # chmod does help, as a grant does for an S3 object access denied.
+    top, root, written = tree_for_nobody(["a.log", "b.log", "c.log"], 2)
+    try:
+        (root / "b.log").chmod(0o000)
+        out, err = tmp_path / "out", tmp_path / "err"
+        status = _as_nobody(["ship", str(root), "--to", "-", "--jobs", "1"], out, err)
+        assert status == cli.EXIT_FAILED, err.read_text()
+        assert f"cannot read {root / 'b.log'}: Permission denied" in err.read_text()
+        commands = printed_resume_commands(err.read_text())
+        assert commands == [
+            ["ship", str(root / "b.log"), "--to", "-", "--jobs", "1", "--start-offset", "0"]
+        ]
+        (root / "b.log").chmod(0o644)
+        run = run_cli(capsys, *commands[0])
+        assert run.status == cli.EXIT_OK, run.err
+        got = [e["log"]["file"]["path"] for e in events(out.read_text() + run.out)]
+        assert Counter(got) == Counter(p for p, offsets in written.items() for _ in offsets)
+    finally:
         shutil.rmtree(top)
 
 

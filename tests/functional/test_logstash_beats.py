@@ -516,3 +516,22 @@ def test_an_abort_is_no_news_of_logstash_and_leaves_the_pools_limits_as_they_wer
     assert server.connection_count == 4
     assert before == (4, 16, 0)
     assert after == before
+
+
+# The test server asserts it reads window frames (a client's wrong frame must fail loudly); a TLS
+# hello fails that in its thread, as Logstash's parser throws and closes.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_beats_over_tls_to_a_plain_beats_port_gives_up_naming_the_tls_setting(
+    certs: CertBundle,
+) -> None:
+    """A beats input without ssl closes at a TLS hello: each handshake broke, and the give-up
+    blamed Logstash being down or blocked."""
+    with BeatsServer() as server:
+        settings = beats_settings(
+            server, pool_size=1, tls=True, ca_file=certs.ca_file, stall_timeout=1.0
+        )
+        pool = SocketPool(settings)
+        with pytest.raises(DeliveryError) as raised:
+            ship(pool, batches(100, 50), seconds=30)
+        pool.close()
+    assert "or the port is not a beats input with TLS, as the destination says" in str(raised.value)

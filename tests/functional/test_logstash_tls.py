@@ -218,3 +218,23 @@ def test_a_writer_still_connecting_when_aborted_writes_nothing_once_connected(
         time.sleep(4.0)  # the handshake done, and time to write
         assert server.connection_count == 1  # the handshake did complete
         assert server.events == []
+
+
+def test_plain_tcp_to_a_tls_port_gives_up_naming_the_protocol_and_tls_settings(
+    certs: CertBundle,
+) -> None:
+    """The give-up said only "check that it is up and its pipeline is not blocked", for a port
+    that drops every connection because it speaks TLS (or is another input)."""
+    with JsonLinesReceiver(certs.server_context()) as server:
+        pool = SocketPool(settings_for(server, pool_size=1))
+        with pytest.raises(DeliveryError) as raised:
+            ship(pool, batches(100, 50), seconds=30)
+        pool.close()
+    message = str(raised.value)
+    assert "without reading our events" in message
+    assert message.endswith(
+        "; or the port is not a tcp input (json_lines) without TLS, as the destination says "
+        "(LOGSTASH_PROTOCOL and LOGSTASH_TLS, the scheme of --to): a port of another input or "
+        "TLS setting drops every connection so"
+    )
+    assert server.events == []

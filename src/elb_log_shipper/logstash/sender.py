@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from elb_log_shipper.config import PROTOCOL_BEATS
+from elb_log_shipper.config import ENV, PROTOCOL_BEATS
 from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash.beats import BEATS_FRAMES
 from elb_log_shipper.logstash.confirmed import ConfirmedProgress
@@ -623,6 +623,7 @@ class _Worker(threading.Thread):
                 f"Logstash at {self._pool.settings.host}:{self._pool.settings.port} failed "
                 f"{self._failures} times in {failing_for:.1f}s without reading our events "
                 f"(last: {error}); check that it is up and its pipeline is not blocked"
+                f"{self._mismatch_hint(error)}"
             ) from error
         ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**self._failures)
         delay = random.uniform(0, ceiling)
@@ -635,6 +636,23 @@ class _Worker(threading.Thread):
                 ) from error
         if self._sender.stopped.wait(delay):
             raise _StoppedError
+
+    def _mismatch_hint(self, error: ConnectionLostError) -> str:
+        """For a peer that took connections and dropped them (not refused, not a stall): the
+        port may speak another protocol or TLS setting than the destination names, which the
+        same drops give (a beats input closes at a TLS hello or a JSON line, a TLS port at
+        plain bytes)."""
+        if error.outage:
+            return ""
+        settings = self._pool.settings
+        beats = settings.protocol == PROTOCOL_BEATS
+        what = "a beats input" if beats else "a tcp input (json_lines)"
+        what += " with TLS" if settings.tls else " without TLS"
+        return (
+            f"; or the port is not {what}, as the destination says ({ENV.LOGSTASH_PROTOCOL} and "
+            f"{ENV.LOGSTASH_TLS}, the scheme of --to): a port of another input or TLS setting "
+            "drops every connection so"
+        )
 
 
 def _sooner(first: float | None, second: float | None) -> float | None:
