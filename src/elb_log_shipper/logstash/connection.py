@@ -267,6 +267,17 @@ def cut_batch(batch: Batch, chunks: list[tuple[bytes, int]]) -> list[Batch]:
     ]
 
 
+def _unloadable(files: str, error: OSError, what: str) -> ConfigurationError:
+    """The sentence for TLS ``files`` that could not be loaded, with what they must be."""
+    if isinstance(error, ssl.SSLError) and error.reason == "KEY_VALUES_MISMATCH":
+        why = "the key is not the certificate's key"
+    elif isinstance(error, PermissionError):
+        why = "not readable by this user: check its permissions"
+    else:
+        why = f"{error}; check it is {what}"
+    return ConfigurationError(f"cannot load {files}: {why}")
+
+
 def build_ssl_context(settings: Settings) -> ssl.SSLContext:
     """A client TLS context: system trust store or ``ca_file``, hostname checked, optional client
     certificate (Logstash ``ssl_client_authentication``).
@@ -275,15 +286,22 @@ def build_ssl_context(settings: Settings) -> ssl.SSLContext:
     """
     try:
         context = ssl.create_default_context(cafile=settings.ca_file)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if settings.client_cert_file and settings.client_key_file:
-            context.load_cert_chain(settings.client_cert_file, settings.client_key_file)
     except (ssl.SSLError, OSError) as error:
-        raise ConfigurationError(
-            f"cannot load the TLS files ({ENV.LOGSTASH_CA_FILE}, {ENV.LOGSTASH_CLIENT_CERT_FILE}, "
-            f"{ENV.LOGSTASH_CLIENT_KEY_FILE}; --ca-file, --client-cert, --client-key on the "
-            f"command line): {error}; check they are PEM files"
+        raise _unloadable(
+            f"{ENV.LOGSTASH_CA_FILE}={settings.ca_file} (--ca-file)", error, "a PEM CA bundle"
         ) from error
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.client_cert_file and settings.client_key_file:
+        try:
+            context.load_cert_chain(settings.client_cert_file, settings.client_key_file)
+        except (ssl.SSLError, OSError) as error:
+            raise _unloadable(
+                f"{ENV.LOGSTASH_CLIENT_CERT_FILE}={settings.client_cert_file} with "
+                f"{ENV.LOGSTASH_CLIENT_KEY_FILE}={settings.client_key_file} (--client-cert, "
+                "--client-key)",
+                error,
+                "a PEM certificate and its own private key, not encrypted",
+            ) from error
     # create_default_context already sets both; stated because hostname checking is a requirement.
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
