@@ -345,7 +345,13 @@ def _settings(args: argparse.Namespace) -> Settings:
     destination = None if args.to in (None, "-") else parse_destination(args.to)
     if destination is not None:
         overrides.update(destination.settings())
-    environ = dict(os.environ)
+    # The function's own settings (the destination comes from --to) are not this run's: a
+    # value the function would refuse must not stop a command that does not read it. Nor is a
+    # variable that a flag replaces.
+    environ = {name: value for name, value in os.environ.items() if name not in _FUNCTION_ONLY}
+    for flag, name in _FLAG_VARIABLES:
+        if getattr(args, flag) not in (None, False):
+            environ.pop(name, None)
     if args.dry_run or args.via_lambda is not None or destination is None or not destination.tls:
         # No TLS connection to Logstash in this run (stdout, a dry run, the function's own, or
         # plain tcp:// or beats://): the function's TLS files in the environment are not this
@@ -369,6 +375,28 @@ def _privacy_rules(settings: Settings) -> PrivacyRules | None:
     return settings.privacy_rules()
 
 
+_FUNCTION_ONLY = frozenset(
+    {
+        ENV.LOGSTASH_HOST,
+        ENV.LOGSTASH_PORT,
+        ENV.LOGSTASH_TLS,
+        ENV.LOGSTASH_PROTOCOL,
+        ENV.DEADLINE_MARGIN_SECONDS,
+        ENV.CONTINUATION_QUEUE_URL,
+        ENV.DEAD_LETTER_QUEUE_URL,
+        ENV.MAX_HOPS,
+        ENV.LOG_PREFIX,
+        ENV.LOG_BUCKET,
+    }
+)
+# The flags that replace a variable, by argparse name.
+_FLAG_VARIABLES = (
+    ("pool_size", ENV.LOGSTASH_POOL_SIZE),
+    ("no_original", ENV.KEEP_ORIGINAL),
+    ("ca_file", ENV.LOGSTASH_CA_FILE),
+    ("client_cert", ENV.LOGSTASH_CLIENT_CERT_FILE),
+    ("client_key", ENV.LOGSTASH_CLIENT_KEY_FILE),
+)
 _TLS_FILE_VARIABLES = (
     ENV.LOGSTASH_CA_FILE,
     ENV.LOGSTASH_CLIENT_CERT_FILE,

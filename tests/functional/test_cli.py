@@ -401,6 +401,37 @@ def test_the_functions_tls_files_in_the_environment_do_not_stop_a_run_without_tl
             assert [e["event"]["original"] for e in shipped] == [ALB_LINES[0]]
 
 
+def test_the_functions_own_settings_and_variables_a_flag_replaces_are_not_checked(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each stopped `ship ... --to -` with exit 2, though --help says the command does not read
+    # the destination's variables, and a flag did not win over a variable it replaces.
+    (tmp_path / "a.log").write_text(ALB_LINES[0] + "\n")
+    for name, value in {
+        ENV.LOGSTASH_HOST: "http://x",
+        ENV.LOGSTASH_PORT: "abc",
+        ENV.LOGSTASH_TLS: "maybe",
+        ENV.LOGSTASH_PROTOCOL: "udp",
+        ENV.DEADLINE_MARGIN_SECONDS: "5",
+        ENV.MAX_HOPS: "0",
+        ENV.LOG_PREFIX: "/AWSLogs/",
+        ENV.LOG_BUCKET: "s3://logs",
+        ENV.LOGSTASH_POOL_SIZE: "abc",
+        ENV.KEEP_ORIGINAL: "nope",
+    }.items():
+        monkeypatch.setenv(name, value)
+    run = run_cli(
+        capsys, "ship", str(tmp_path / "a.log"), "--to", "-", "--pool-size", "2", "--no-original"
+    )
+    assert run.status == cli.EXIT_OK, run.err
+    (event,) = events(run.out)
+    assert "original" not in event["event"]
+    # A variable the command reads, when no flag replaces it, is still checked.
+    run = run_cli(capsys, "ship", str(tmp_path / "a.log"), "--to", "-", "--pool-size", "2")
+    assert run.status == cli.EXIT_USAGE
+    assert run.err == f"{cli.PROG}: KEEP_ORIGINAL='nope' is not a boolean: use true or false\n"
+
+
 def test_privacy_flags_take_any_case_as_their_variables_do(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
