@@ -763,8 +763,9 @@ class _Run:
             # The objects that failed were not shipped either (not only those never tried).
             # Logstash not always unreachable: a certificate refused, a server that is no input.
             unsent = not_shipped + sum(1 for r in results if r.outcome is Outcome.FAILED)
+            destination = "stdout" if self.args.to == "-" else "Logstash"
             why, remedy = (
-                ("delivery to Logstash failed", "fix the cause")
+                (f"delivery to {destination} failed", "fix the cause")
                 if stopped_by.delivery_failed
                 else ("S3 refused the credentials", "renew them")
             )

@@ -34,6 +34,7 @@ __all__ = [
     "PROTOCOL_JSON_LINES",
     "Protocol",
     "Settings",
+    "is_host",
 ]
 
 
@@ -404,19 +405,30 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
 _HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
+def is_host(text: str) -> bool:
+    """Whether ``text`` is a host name or an IP address (IPv6 without brackets).
+
+    >>> is_host("logstash.internal"), is_host("fe80::1%eth0"), is_host("bad host")
+    (True, True, False)
+    """
+    if _HOST_NAME.fullmatch(text):
+        return True
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _host(env: Mapping[str, str], name: str) -> str | None:
     """A host name or an IP address (IPv6 without brackets)."""
     value = _text(env, name)
-    if value is None or _HOST_NAME.fullmatch(value):
-        return value
-    try:
-        ipaddress.IPv6Address(value)
-    except ValueError:
+    if value is not None and not is_host(value):
         raise ConfigurationError(
             f"{name}={value!r} is not a host name or an IP address: give the port in "
             f"{ENV.LOGSTASH_PORT}, TLS in {ENV.LOGSTASH_TLS}, the protocol in "
             f"{ENV.LOGSTASH_PROTOCOL}, and an IPv6 address without brackets"
-        ) from None
+        )
     return value
 
 

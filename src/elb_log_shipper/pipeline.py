@@ -138,7 +138,13 @@ class StdoutSender:
     def send(
         self, batch: bytes, events: int, end_offset: int, line_offsets: list[int] | None = None
     ) -> None:
-        self._stream.write(batch)
+        try:
+            self._stream.write(batch)
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): the command ends quietly
+        except OSError as error:
+            # A full disk, a quota: every object would fail alike, as for Logstash failing.
+            raise DeliveryError(f"cannot write to stdout: {error.strerror or error}") from error
         self._stats.events_sent += events
         self._stats.events_confirmed += events
         self.confirmed_offset = end_offset

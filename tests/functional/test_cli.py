@@ -352,6 +352,9 @@ def test_missing_file_is_a_usage_error_in_one_sentence(
         ),
         (["ship", "s3://b/", "--to", "udp://x"], "no known scheme"),
         (["ship", "s3://Bad_Bucket!/x", "--to", "-"], "'Bad_Bucket!' is no S3 bucket name"),
+        (["ship", "s3://b/", "--to", "tcp://bad host:5044"], "'bad host' is not a host name"),
+        (["ship", "s3://b/", "--to", "tcp://h:abc"], "has no port from 1 to 65535"),
+        (["ship", "s3://b/", "--to", "beats://h:70000"], "has no port from 1 to 65535"),
         (["ship", "x.log", "--to", "-", "--progress-every", "nan"], "a positive number of"),
         # argparse reads `--start-after=--` as no value: the listing would start again.
         (["ship", "s3://b/", "--to", "-", "--start-after=--"], "--start-after needs a key"),
@@ -430,6 +433,26 @@ def test_the_functions_own_settings_and_variables_a_flag_replaces_are_not_checke
     run = run_cli(capsys, "ship", str(tmp_path / "a.log"), "--to", "-", "--pool-size", "2")
     assert run.status == cli.EXIT_USAGE
     assert run.err == f"{cli.PROG}: KEEP_ORIGINAL='nope' is not a boolean: use true or false\n"
+
+
+def test_stdout_that_cannot_be_written_stops_the_run_at_the_first_object(tmp_path: Path) -> None:
+    # A full disk failed every object alike, each with "OSError: [Errno 28] No space left on
+    # device": the first failure stops the run, with the commands that ship what is left.
+    root = tmp_path / "logs"
+    write_tree(root, ["a.log", "b.log", "c.log"], 2_000)
+    with open("/dev/full", "wb") as full:
+        run = subprocess.run(
+            [sys.executable, "-m", "elb_log_shipper.cli", "ship", str(root), "--to", "-"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    assert run.returncode == cli.EXIT_FAILED, run.stderr
+    assert "cannot write to stdout: No space left on device" in run.stderr
+    assert run.stderr.count("No space left on device") == 1
+    assert "stopped because delivery to stdout failed" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 def test_privacy_flags_take_any_case_as_their_variables_do(

@@ -76,6 +76,7 @@ from elb_log_shipper.config import (
     DEFAULT_LOGSTASH_PORT,
     PROTOCOL_BEATS,
     PROTOCOL_JSON_LINES,
+    is_host,
 )
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.logstash.connection import JSON_LINES, BatchFormat
@@ -140,11 +141,19 @@ def parse_destination(url: str) -> Destination:
                 f"destination {url!r} looks like an IPv6 address without brackets: write it "
                 f"as {scheme}://[address]:port"
             ) from None
+        if "Port" in str(error):  # urllib's "Port could not be cast..." or "out of range"
+            raise ConfigurationError(
+                f"destination {url!r} has no port from 1 to 65535: {hint}"
+            ) from None
         raise ConfigurationError(f"destination {url!r} is invalid ({error}): {hint}") from None
     if parts.scheme not in _SCHEMES:
         raise ConfigurationError(f"destination {url!r} has no known scheme: {hint}")
     if not parts.hostname:
         raise ConfigurationError(f"destination {url!r} has no host: {hint}")
+    if not is_host(parts.hostname):
+        raise ConfigurationError(
+            f"destination {url!r}: {parts.hostname!r} is not a host name or an IP address: {hint}"
+        )
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise ConfigurationError(f"destination {url!r} has more than a host and port: {hint}")
     if port == 0:
