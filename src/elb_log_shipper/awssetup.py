@@ -62,8 +62,13 @@ endpoint: notaurl; check AWS_PROFILE, AWS_REGION and AWS_ENDPOINT_URL
     """
     try:
         yield
+    except NO_CREDENTIALS as error:  # a credential_process or SSO cache that failed
+        raise ConfigurationError(
+            f"no usable AWS credentials for the {service} client ({str(error).strip()}); set "
+            "them up or renew them (aws configure, aws sso login, AWS_PROFILE)"
+        ) from None
     except (BotoCoreError, ValueError) as error:
         raise ConfigurationError(
-            f"cannot set up the AWS {service} client: {error}; check AWS_PROFILE, AWS_REGION "
-            "and AWS_ENDPOINT_URL"
+            f"cannot set up the AWS {service} client: {str(error).strip()}; check AWS_PROFILE, "
+            "AWS_REGION and AWS_ENDPOINT_URL"
         ) from None

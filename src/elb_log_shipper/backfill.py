@@ -133,7 +133,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not uri.startswith("s3://") or not bucket:
         raise ConfigurationError(f"{uri}: use s3://bucket/key or s3://bucket/prefix/")
-    if _BUCKET_NAME.fullmatch(bucket) is None:
+    if _BUCKET_NAME.fullmatch(bucket) is None and not bucket.startswith("arn:"):
         raise ConfigurationError(
             f"{uri}: {bucket!r} is no S3 bucket name (letters, digits, '.', '-' and '_')"
         )
@@ -141,7 +141,8 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 # What botocore accepts as a bucket name (its own check, before any request): names of today's
-# rules, and the upper case and underscores of buckets made in us-east-1 before 2018.
+# rules, and the upper case and underscores of buckets made in us-east-1 before 2018. An access
+# point's ARN (arn:aws:s3:<region>:<account>:accesspoint:<name>) is left to botocore.
 _BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
 
 
@@ -695,7 +696,16 @@ def _lists_more_than(s3: S3Client, bucket: str, key: str) -> bool:
     folder = f"{key}/"
     try:
         page = s3.list_objects_v2(Bucket=bucket, Prefix=folder, MaxKeys=1)
-    except (ClientError, BotoCoreError):
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in CREDENTIALS_REFUSED or _unavailable(error):
+            # Not a denial of this listing: what the listing's own error says (renew, retry).
+            with _listing_errors(bucket, folder):
+                raise
+        return False
+    except BotoCoreError as error:
+        if isinstance(error, NO_CREDENTIALS):
+            raise _botocore_error(f"cannot list s3://{bucket}/{folder}", error) from None
         return False
     return bool(page.get("Contents"))
 

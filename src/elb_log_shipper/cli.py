@@ -363,6 +363,14 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, name.lower())
         if value is not None:
             environ[name] = value
+    if (
+        args.client_ip is not None
+        and args.client_ip.strip().lower() != ClientAddress.HASH
+        and args.client_ip_hash_key_parameter is None
+    ):
+        # --client-ip keep (or truncate) says no hashing: the function's key parameter, in the
+        # environment, is not this run's.
+        environ.pop(ENV.CLIENT_IP_HASH_KEY_PARAMETER, None)
     return Settings.from_env(environ, **overrides)
 
 
@@ -490,7 +498,24 @@ def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
     try:
         return run.ship_all(settings, stdout, clients.s3, _privacy_rules(settings))
     finally:
+        _flush_written(stdout)
+
+
+def _flush_written(stdout: IO[bytes]) -> None:
+    """Flush stdout at the end of a run. Every batch was flushed as it was written, so a flush
+    that fails here fails on what a write that failed left in the buffer, and the object it
+    belonged to was reported failed then (a broken pipe still ends the command quietly)."""
+    try:
         stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError:
+        # What is left cannot be written: to /dev/null with it, or the interpreter's own flush
+        # at exit fails again ("Exception ignored", exit status 120).
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stdout.fileno())
+            os.close(devnull)
 
 
 def _dates_named(since: dt.date | None, until: dt.date | None) -> str:
@@ -528,6 +553,8 @@ class _Run:
         self.jobs = jobs
         self.stop = threading.Event()
         self.signals = StopSignals(self.stop)
+        # Set when stdout could not be written (--jobs N, --to -): the run stops.
+        self._stdout_error: str | None = None
         self.announced = False
         self.forced = False
         self.progress = Progress(
@@ -607,9 +634,7 @@ class _Run:
                 done = failed, None
             result, spooled = done
             if spooled is not None:  # a worker process's JSON lines, in plan order
-                with open(spooled, "rb") as spool:
-                    shutil.copyfileobj(spool, stdout)
-                os.unlink(spooled)
+                self._copy_spooled(spooled, stdout, result)
             # A stopped object (handed off) is neither shipped nor failed: its resume command
             # ships the rest.
             if obj.skip_reason is None and result.outcome is not Outcome.HANDED_OFF:
@@ -621,7 +646,10 @@ class _Run:
             results.append(result)  # last: an object is in results once it is done with
 
         def is_fatal(done: tuple[ObjectResult, str | None] | ItemFailed) -> bool:
-            return not isinstance(done, ItemFailed) and done[0].stops_run
+            # Judged as results arrive: stdout failing is found as they are handed back.
+            return self._stdout_error is not None or (
+                not isinstance(done, ItemFailed) and done[0].stops_run
+            )
 
         if self.jobs == 1:
             finished = self._ship_here(settings, stdout, s3_client, on_done, privacy)
@@ -646,7 +674,7 @@ class _Run:
                     ),
                     on_done,
                 )
-        stdout.flush()
+        _flush_written(stdout)
         return self._report(results, finished)
 
     def _spool(self) -> contextlib.AbstractContextManager[str | None]:
@@ -662,6 +690,31 @@ class _Run:
                 f"folder until its turn, and none could be made ({error}): set TMPDIR to a "
                 "writable folder, or use --jobs 1"
             ) from error
+
+    def _copy_spooled(self, spooled: str, stdout: IO[bytes], result: ObjectResult) -> None:
+        """Copy a worker's spooled JSON lines to stdout; when stdout cannot be written (a full
+        disk), this object and every later one fail as a delivery does, and the run stops."""
+        try:
+            if self._stdout_error is None:
+                with open(spooled, "rb") as spool:
+                    shutil.copyfileobj(spool, stdout)
+                stdout.flush()
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): the command ends quietly (`main`)
+        except OSError as error:
+            self._stdout_error = f"cannot write to stdout: {error.strerror or error}"
+        finally:
+            os.unlink(spooled)
+        if self._stdout_error is None:
+            return
+        # None of its lines reached stdout: whatever became of it, it goes on from its start.
+        if result.outcome is Outcome.HANDED_OFF:
+            result.next_offset = result.ref.start_offset
+        elif result.outcome in (Outcome.SHIPPED, Outcome.FAILED):
+            result.outcome = Outcome.FAILED
+            result.delivery_failed = True
+            result.next_offset = None
+            result.error = f"delivery to stdout failed: {self._stdout_error}"
 
     def _ship_here(
         self,
@@ -763,9 +816,9 @@ class _Run:
             # The objects that failed were not shipped either (not only those never tried).
             # Logstash not always unreachable: a certificate refused, a server that is no input.
             unsent = not_shipped + sum(1 for r in results if r.outcome is Outcome.FAILED)
-            destination = "stdout" if self.args.to == "-" else "Logstash"
+            destination = "writing the events" if self.args.to == "-" else "delivery to Logstash"
             why, remedy = (
-                (f"delivery to {destination} failed", "fix the cause")
+                (f"{destination} failed", "fix the cause")
                 if stopped_by.delivery_failed
                 else ("S3 refused the credentials", "renew them")
             )

@@ -318,7 +318,8 @@ class Settings:
             raise ConfigurationError(
                 f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER} is set but {ENV.CLIENT_IP} is keep, so client "
                 f"addresses ship in full: set {ENV.CLIENT_IP}=hash to hash them, or unset the "
-                "parameter (on the command line: --client-ip hash)"
+                "parameter (on the command line: --client-ip hash, or --client-ip keep to ship "
+                "them in full)"
             )
         if self.client_ip is ClientAddress.HASH and not self.client_ip_hash_key_parameter:
             raise ConfigurationError(

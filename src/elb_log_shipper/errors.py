@@ -72,4 +72,9 @@ class ObjectChangedError(SourceError):
 
 
 class DeliveryError(ShipperError):
-    """Events could not be delivered to Logstash within the time allowed."""
+    """Events could not be delivered to Logstash within the time allowed (or, ``destination``
+    says, written to the stream a command ships to)."""
+
+    def __init__(self, message: str, *, destination: str = "Logstash") -> None:
+        super().__init__(message)
+        self.destination = destination

@@ -126,12 +126,14 @@ class ObjectSender(EventSink, Protocol):
 
 
 class StdoutSender:
-    """JSON lines to a binary stream: a batch written is a batch delivered."""
+    """JSON lines to a binary stream: a batch written (and flushed) is a batch delivered.
+    ``name`` is what the stream is, for the error when it cannot be written."""
 
     batch_format = JSON_LINES
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], name: str = "stdout") -> None:
         self._stream = stream
+        self._name = name
         self._stats = DeliveryStats()
         self.confirmed_offset: int | None = None
 
@@ -140,11 +142,16 @@ class StdoutSender:
     ) -> None:
         try:
             self._stream.write(batch)
+            # Flushed: a buffer that fails later (a full disk) would fail the next object for
+            # this one's lines, counted as sent.
+            self._stream.flush()
         except BrokenPipeError:
             raise  # the reader went away (`| head`): the command ends quietly
         except OSError as error:
             # A full disk, a quota: every object would fail alike, as for Logstash failing.
-            raise DeliveryError(f"cannot write to stdout: {error.strerror or error}") from error
+            raise DeliveryError(
+                f"cannot write to {self._name}: {error.strerror or error}", destination=self._name
+            ) from error
         self._stats.events_sent += events
         self._stats.events_confirmed += events
         self.confirmed_offset = end_offset
@@ -359,7 +366,7 @@ def _delivery_failed(result: ObjectResult, error: DeliveryError) -> None:
     earlier = "" if result.error is None else f" (and: {result.error})"
     result.outcome = Outcome.FAILED
     result.delivery_failed = True
-    result.error = f"delivery to Logstash failed: {error}{earlier}"
+    result.error = f"delivery to {error.destination} failed: {error}{earlier}"
     result.next_offset = None
 
 
@@ -714,16 +721,31 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
         )
         return _deliver_in_worker(ref, sender, state, s3_client, context), None
     spool = tempfile.NamedTemporaryFile(dir=state.setup.spool_dir, delete=False)  # noqa: SIM115
+    name = f"the spool folder {state.setup.spool_dir} (TMPDIR)"
     try:
-        with spool:
-            result = _deliver_in_worker(ref, StdoutSender(spool), state, s3_client, context)
+        try:
+            result = _deliver_in_worker(ref, StdoutSender(spool, name), state, s3_client, context)
+        finally:
+            # What a write that failed left in the buffer fails again: that failure is told.
+            with contextlib.suppress(OSError):
+                spool.close()
     except BaseException:
-        # Nobody copies a failed object's lines: its spool would hold the disk (a full TMPDIR
-        # then fails every later object) until the run ends.
-        with contextlib.suppress(OSError):
-            os.unlink(spool.name)
+        _remove(spool.name)
         raise
+    if result.delivery_failed:
+        # Nobody copies a failed object's lines (a spool cut mid-line, here): its spool would
+        # hold the disk (a full TMPDIR then fails every later object) until the run ends. None
+        # of it reached stdout: the object goes on from where it began.
+        _remove(spool.name)
+        result.next_offset = None
+        result.error = (result.error or "").partition(" (confirmed up to byte ")[0]
+        return result, None
     return result, spool.name
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _deliver_in_worker(

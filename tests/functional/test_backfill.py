@@ -666,6 +666,23 @@ def test_a_key_whose_lookup_answers_400_is_read_for_the_error_it_names(
     assert "HeadObject" not in run.err
 
 
+def test_a_prefix_without_its_slash_and_credentials_refused_is_no_object_to_resume(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+) -> None:
+    # The HEAD's 400 made the one listing that tells a folder decide, which swallowed its own
+    # ExpiredToken: the prefix was shipped as an object, and the printed command
+    # (--start-offset on a prefix) exited 2 once the credentials were renewed.
+    logs = new_day_of_logs(moto, "prefix-expired", 1)
+    folder = next(iter(logs.objects)).rsplit("/", 1)[0]
+    expired = (400, "ExpiredToken")
+    with FaultyS3(moto, error=expired, listing_error=expired) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        run = run_cli(capsys, f"s3://{logs.bucket}/{folder}", "--to", "-")
+    assert run.status == cli.EXIT_FAILED, run.err
+    assert "S3 refused the credentials (ExpiredToken)" in run.err
+    assert "--start-offset" not in run.err
+
+
 def test_an_aws_setup_that_cannot_work_is_a_usage_error_in_one_sentence(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -53,6 +53,9 @@ S3_KEY = (
 )
 
 
+PYTHON_CLI = [sys.executable, "-m", "elb_log_shipper.cli"]
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Run:
     return run_command(capsys, *argv)
 
@@ -435,24 +438,54 @@ def test_the_functions_own_settings_and_variables_a_flag_replaces_are_not_checke
     assert run.err == f"{cli.PROG}: KEEP_ORIGINAL='nope' is not a boolean: use true or false\n"
 
 
-def test_stdout_that_cannot_be_written_stops_the_run_at_the_first_object(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("jobs", "lines"), [("1", 2_000), ("1", 1), ("2", 2_000)])
+def test_stdout_that_cannot_be_written_stops_the_run_with_the_commands_for_every_object(
+    tmp_path: Path, jobs: str, lines: int
+) -> None:
     # A full disk failed every object alike, each with "OSError: [Errno 28] No space left on
-    # device": the first failure stops the run, with the commands that ship what is left.
+    # device"; with small objects stdout's buffer counted their lines as sent and the run ended
+    # in a traceback at its last flush; with --jobs 2 the parent's copy of a spool raised. Now
+    # the run stops, every object among the commands that ship it again. Python's stdout is
+    # buffered here as it is for an operator (no PYTHONUNBUFFERED).
     root = tmp_path / "logs"
-    write_tree(root, ["a.log", "b.log", "c.log"], 2_000)
+    written = write_tree(root, ["a.log", "b.log", "c.log"], lines)
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     with open("/dev/full", "wb") as full:
         run = subprocess.run(
-            [sys.executable, "-m", "elb_log_shipper.cli", "ship", str(root), "--to", "-"],
+            [*PYTHON_CLI, "ship", str(root), "--to", "-", "--jobs", jobs],
             stdout=full,
             stderr=subprocess.PIPE,
             text=True,
             check=False,
+            env=environ,
         )
     assert run.returncode == cli.EXIT_FAILED, run.stderr
-    assert "cannot write to stdout: No space left on device" in run.stderr
-    assert run.stderr.count("No space left on device") == 1
-    assert "stopped because delivery to stdout failed" in run.stderr
+    assert "delivery to stdout failed: cannot write to stdout: No space left on device" in (
+        run.stderr
+    )
+    assert "stopped because writing the events failed" in run.stderr
     assert "Traceback" not in run.stderr
+    covered: set[str] = set()
+    for command in printed_resume_commands(run.stderr):
+        if "--start-offset" in command:
+            covered.add(command[1])  # one object, again
+        else:
+            after = [w.split("=", 1)[1] for w in command if w.startswith("--start-after=")]
+            covered |= {path for path in written if not after or path > after[0]}
+    assert covered == set(written), run.stderr
+
+
+def test_client_ip_keep_sets_the_functions_hash_key_parameter_aside(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.log").write_text(ALB_LINES[0] + "\n")
+    monkeypatch.setenv(ENV.CLIENT_IP_HASH_KEY_PARAMETER, "/elb/key")
+    run = run_cli(capsys, "ship", str(tmp_path / "a.log"), "--to", "-")
+    assert run.status == cli.EXIT_USAGE
+    assert "CLIENT_IP_HASH_KEY_PARAMETER is set but CLIENT_IP is keep" in run.err
+    for choice in ("keep", "truncate"):
+        run = run_cli(capsys, "ship", str(tmp_path / "a.log"), "--to", "-", "--client-ip", choice)
+        assert run.status == cli.EXIT_OK, run.err
 
 
 def test_privacy_flags_take_any_case_as_their_variables_do(

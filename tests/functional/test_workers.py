@@ -310,9 +310,11 @@ class _Context:
 
 
 def test_a_spool_that_cannot_be_written_is_removed(tmp_path: Path) -> None:
-    """An object whose JSON lines do not fit the spool's disk raises, and its partial spool
-    goes: left until the run ends, on a small TMPDIR it failed every later object too. The
-    file size limit (RLIMIT_FSIZE, writes past it fail with EFBIG) stands in for a full disk."""
+    """An object whose JSON lines do not fit the spool's disk fails as a delivery does (the run
+    stops), naming the spool's folder, and its partial spool goes: left until the run ends, on
+    a small TMPDIR it failed every later object too, and copied to stdout it would have cut a
+    line. The file size limit (RLIMIT_FSIZE, writes past it fail with EFBIG) stands in for a
+    full disk."""
     log = tmp_path / "alb.log"
     log.write_text("".join(line + "\n" for line in alb_lines(2_000)))
     spool_dir = tmp_path / "spool"
@@ -323,10 +325,15 @@ def test_a_spool_that_cannot_be_written_is_removed(tmp_path: Path) -> None:
     old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old_limit[1]))
     try:
-        with pytest.raises(OSError, match="File too large"):
-            ship_in_worker(ObjectRef.local(str(log)), _Context())
+        result, spooled = ship_in_worker(ObjectRef.local(str(log)), _Context())
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
         signal.signal(signal.SIGXFSZ, old_handler)
         stop_worker()
+    assert spooled is None
+    assert result.delivery_failed
+    assert result.error == (
+        f"delivery to the spool folder {spool_dir} (TMPDIR) failed: cannot write to the spool "
+        f"folder {spool_dir} (TMPDIR): File too large"
+    )
     assert list(spool_dir.iterdir()) == []

@@ -85,7 +85,15 @@ def test_date_range_is_the_inclusive_interval(since: D, until: D, day: D) -> Non
 
 @pytest.mark.parametrize(
     ("uri", "expected"),
-    [("s3://b/", ("b", "")), ("s3://b", ("b", "")), ("s3://b/p/k", ("b", "p/k"))],
+    [
+        ("s3://b/", ("b", "")),
+        ("s3://b", ("b", "")),
+        ("s3://b/p/k", ("b", "p/k")),
+        (
+            "s3://arn:aws:s3:eu-west-1:123456789012:accesspoint:elb-logs/AWSLogs/",
+            ("arn:aws:s3:eu-west-1:123456789012:accesspoint:elb-logs", "AWSLogs/"),
+        ),
+    ],
 )
 def test_parse_s3_uri(uri: str, expected: tuple[str, str]) -> None:
     assert parse_s3_uri(uri) == expected

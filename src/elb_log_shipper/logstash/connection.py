@@ -272,7 +272,7 @@ def _unloadable(files: str, error: OSError, what: str) -> ConfigurationError:
     if isinstance(error, ssl.SSLError) and error.reason == "KEY_VALUES_MISMATCH":
         why = "the key is not the certificate's key"
     elif isinstance(error, PermissionError):
-        why = "not readable by this user: check its permissions"
+        why = f"{error.filename or 'a file'} is not readable by this user: check its permissions"
     else:
         why = f"{error}; check it is {what}"
     return ConfigurationError(f"cannot load {files}: {why}")
