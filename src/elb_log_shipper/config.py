@@ -8,6 +8,7 @@ overrides to the same function, so both validate settings the same way.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -482,6 +483,8 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r} is not a number of seconds") from None
+    if math.isnan(value):
+        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds")
     if not low <= value <= high:
-        raise ConfigurationError(f"{name}={value} is out of range: use {low} to {high}")
+        raise ConfigurationError(f"{name}={value:g} is out of range: use {low:g} to {high:g}")
     return value

@@ -68,7 +68,11 @@ TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
         "deadline_margin",
         "45",
         45.0,
-        [("901", "out of range"), ("5", "is too small: use at least 10 s")],
+        [
+            ("901", "is out of range: use 0 to 900"),
+            ("5", "is too small: use at least 10 s"),
+            ("nan", "is not a number of seconds"),
+        ],
     ),
     (ENV.CONTINUATION_QUEUE_URL, "continuation_queue_url", "https://q", "https://q", []),
     (ENV.DEAD_LETTER_QUEUE_URL, "dead_letter_queue_url", "https://d", "https://d", []),
