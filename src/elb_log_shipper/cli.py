@@ -34,8 +34,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import io
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from elb_log_shipper.demo import run_demo  # noqa: PLC0415
 
             return run_demo(sys.stdout)
-        return _ship(args, sys.stdout.buffer, sys.stderr)
+        return _ship(args, _buffered(sys.stdout.buffer), sys.stderr)
     except ListingUnavailableError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -422,6 +422,9 @@ _PRIVACY_VARIABLES = (
 )
 
 
+# How much of a worker's spool the parent copies to stdout at a time.
+SPOOL_COPY_BYTES = 1 << 20
+
 # The --to schemes that connect with TLS (logstash.parse_destination).
 _TLS_SCHEMES = ("tls://", "beats+tls://")
 
@@ -486,8 +489,15 @@ def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
     if args.start_offset is not None:
         _start_at(plan, args.start_offset)
     if args.dry_run:
-        stdout.write(format_plan(plan, args.via_lambda).encode())
-        stdout.flush()
+        try:
+            stdout.write(format_plan(plan, args.via_lambda).encode())
+            stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            print(f"{PROG}: cannot write to stdout: {error.strerror or error}", file=stderr)
+            _flush_written(stdout)
+            return EXIT_FAILED
         return EXIT_OK
     # More jobs than objects would only start processes (or threads) with nothing to do.
     run = _Run(args, plan, stderr, max(1, min(jobs, len(plan.to_ship))))
@@ -499,6 +509,17 @@ def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
         return run.ship_all(settings, stdout, clients.s3, _privacy_rules(settings))
     finally:
         _flush_written(stdout)
+
+
+def _buffered(stdout: IO[bytes]) -> IO[bytes]:
+    """``stdout`` buffered. Under ``PYTHONUNBUFFERED`` (CI, most container images) it is the
+    raw file, whose ``write`` may write part of what it is given (a file size limit reached, a
+    signal during a write to a pipe) and say so only in its return value: a batch would count
+    as written with its end missing. A buffered writer writes all of it, or raises. Its own raw
+    file, so that closing it leaves ``sys.stdout`` open."""
+    if not isinstance(stdout, io.RawIOBase):
+        return stdout
+    return io.BufferedWriter(io.FileIO(stdout.fileno(), "wb", closefd=False))
 
 
 def _flush_written(stdout: IO[bytes]) -> None:
@@ -695,26 +716,47 @@ class _Run:
         """Copy a worker's spooled JSON lines to stdout; when stdout cannot be written (a full
         disk), this object and every later one fail as a delivery does, and the run stops."""
         try:
+            with open(spooled, "rb") as spool:
+                while self._stdout_error is None and (chunk := spool.read(SPOOL_COPY_BYTES)):
+                    self._write_out(stdout, chunk)
             if self._stdout_error is None:
-                with open(spooled, "rb") as spool:
-                    shutil.copyfileobj(spool, stdout)
-                stdout.flush()
+                self._write_out(stdout, b"")
         except BrokenPipeError:
-            raise  # the reader went away (`| head`): the command ends quietly (`main`)
-        except OSError as error:
-            self._stdout_error = f"cannot write to stdout: {error.strerror or error}"
+            raise
+        except OSError as error:  # the spool itself (not stdout): this object only
+            result.outcome = Outcome.FAILED
+            result.next_offset = None
+            result.restart = True  # none of it, or part of it, reached stdout
+            result.events_confirmed = 0
+            result.error = f"its spooled events could not be read back: {error}"
         finally:
-            os.unlink(spooled)
+            with contextlib.suppress(OSError):
+                os.unlink(spooled)
         if self._stdout_error is None:
             return
-        # None of its lines reached stdout: whatever became of it, it goes on from its start.
+        # Not all of its lines reached stdout: whatever became of it, it goes on from its start
+        # (a rejected object too: the lines before its fault).
+        result.events_confirmed = 0
         if result.outcome is Outcome.HANDED_OFF:
             result.next_offset = result.ref.start_offset
-        elif result.outcome in (Outcome.SHIPPED, Outcome.FAILED):
+        elif result.outcome is not Outcome.SKIPPED:
             result.outcome = Outcome.FAILED
             result.delivery_failed = True
             result.next_offset = None
             result.error = f"delivery to stdout failed: {self._stdout_error}"
+
+    def _write_out(self, stdout: IO[bytes], chunk: bytes) -> None:
+        """Write ``chunk`` to stdout (flush it, for ``b""``); a failure other than a broken pipe
+        (the reader gone: the command ends quietly, ``main``) stops the run."""
+        try:
+            if chunk:
+                stdout.write(chunk)
+            else:
+                stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            self._stdout_error = str(error.strerror or error)
 
     def _ship_here(
         self,

@@ -149,9 +149,8 @@ class StdoutSender:
             raise  # the reader went away (`| head`): the command ends quietly
         except OSError as error:
             # A full disk, a quota: every object would fail alike, as for Logstash failing.
-            raise DeliveryError(
-                f"cannot write to {self._name}: {error.strerror or error}", destination=self._name
-            ) from error
+            # "delivery to <name> failed: <why>" (``_delivery_failed``).
+            raise DeliveryError(str(error.strerror or error), destination=self._name) from error
         self._stats.events_sent += events
         self._stats.events_confirmed += events
         self.confirmed_offset = end_offset
@@ -735,9 +734,10 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
     if result.delivery_failed:
         # Nobody copies a failed object's lines (a spool cut mid-line, here): its spool would
         # hold the disk (a full TMPDIR then fails every later object) until the run ends. None
-        # of it reached stdout: the object goes on from where it began.
+        # of it reaches stdout: the object goes on from where it began.
         _remove(spool.name)
         result.next_offset = None
+        result.events_confirmed = 0
         result.error = (result.error or "").partition(" (confirmed up to byte ")[0]
         return result, None
     return result, spool.name

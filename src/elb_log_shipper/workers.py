@@ -448,6 +448,10 @@ class _Run(Generic[T, R]):
             result = self.waiting.pop(self.done)
             self.done += 1
             self.on_result(self.done - 1, result)
+            # Judged again: handing back can find what arriving could not (stdout failing as
+            # the parent copies a spool), and no other object should start.
+            if self.is_fatal(result):
+                self.halted = True
 
     def exit_all(self) -> None:
         """Tell idle workers to run their finalizer and exit; wait for them."""
