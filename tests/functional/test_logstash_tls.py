@@ -6,12 +6,15 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from pathlib import Path
 
 import pytest
+import trustme
 
-from elb_log_shipper.config import ENV
-from elb_log_shipper.errors import DeliveryError
+from elb_log_shipper.config import ENV, Settings
+from elb_log_shipper.errors import ConfigurationError, DeliveryError
 from elb_log_shipper.logstash import LogstashSender, SocketPool
+from elb_log_shipper.logstash.connection import build_ssl_context
 from tests.functional.test_logstash_delivery import all_ids, batches, settings_for, ship
 from tests.support.certs import CertBundle
 from tests.support.faults import SlowHandshakeServer
@@ -238,3 +241,21 @@ def test_plain_tcp_to_a_tls_port_gives_up_naming_the_protocol_and_tls_settings(
         "TLS setting drops every connection so"
     )
     assert server.events == []
+
+
+def test_a_client_key_of_another_certificate_is_named_as_such(tmp_path: Path) -> None:
+    # One sentence named all three files and said "check they are PEM files", which they were.
+    ca = trustme.CA()
+    mine, other = ca.issue_cert("client"), ca.issue_cert("other")
+    cert, key = tmp_path / "client.pem", tmp_path / "other.key"
+    mine.cert_chain_pems[0].write_to_path(str(cert))
+    other.private_key_pem.write_to_path(str(key))
+    settings = Settings(
+        host="127.0.0.1", tls=True, client_cert_file=str(cert), client_key_file=str(key)
+    )
+    with pytest.raises(ConfigurationError) as raised:
+        build_ssl_context(settings)
+    assert str(raised.value) == (
+        f"cannot load LOGSTASH_CLIENT_CERT_FILE={cert} with LOGSTASH_CLIENT_KEY_FILE={key} "
+        "(--client-cert, --client-key): the key is not the certificate's key"
+    )

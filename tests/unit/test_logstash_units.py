@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-import trustme
 
 from elb_log_shipper.config import Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
@@ -69,24 +68,6 @@ def test_unreadable_tls_files_are_a_configuration_error(tmp_path: Path) -> None:
         build_ssl_context(settings)
     assert str(raised.value).startswith(f"cannot load LOGSTASH_CA_FILE={bad} (--ca-file): ")
     assert str(raised.value).endswith("check it is a PEM CA bundle")
-
-
-def test_a_client_key_of_another_certificate_is_named_as_such(tmp_path: Path) -> None:
-    # One sentence named all three files and said "check they are PEM files", which they were.
-    ca = trustme.CA()
-    mine, other = ca.issue_cert("client"), ca.issue_cert("other")
-    cert, key = tmp_path / "client.pem", tmp_path / "other.key"
-    mine.cert_chain_pems[0].write_to_path(str(cert))
-    other.private_key_pem.write_to_path(str(key))
-    settings = Settings(
-        host="127.0.0.1", tls=True, client_cert_file=str(cert), client_key_file=str(key)
-    )
-    with pytest.raises(ConfigurationError) as raised:
-        build_ssl_context(settings)
-    assert str(raised.value) == (
-        f"cannot load LOGSTASH_CLIENT_CERT_FILE={cert} with LOGSTASH_CLIENT_KEY_FILE={key} "
-        "(--client-cert, --client-key): the key is not the certificate's key"
-    )
 
 
 def test_tls_context_verifies_hostnames() -> None:
