@@ -127,13 +127,16 @@ class ObjectSender(EventSink, Protocol):
 
 class StdoutSender:
     """JSON lines to a binary stream: a batch written (and flushed) is a batch delivered.
-    ``name`` is what the stream is, for the error when it cannot be written."""
+    ``name`` is what the stream is, for the error when it cannot be written; ``whole``: the
+    stream counts only if all of it is written (a worker's spool, thrown away when a write
+    fails), so a failure takes back what the batches before it confirmed."""
 
     batch_format = JSON_LINES
 
-    def __init__(self, stream: IO[bytes], name: str = "stdout") -> None:
+    def __init__(self, stream: IO[bytes], name: str = "stdout", *, whole: bool = False) -> None:
         self._stream = stream
         self._name = name
+        self._whole = whole
         self._stats = DeliveryStats()
         self.confirmed_offset: int | None = None
 
@@ -148,6 +151,9 @@ class StdoutSender:
         except BrokenPipeError:
             raise  # the reader went away (`| head`): the command ends quietly
         except OSError as error:
+            if self._whole:
+                self._stats.events_confirmed = 0
+                self.confirmed_offset = None
             # A full disk, a quota: every object would fail alike, as for Logstash failing.
             # "delivery to <name> failed: <why>" (``_delivery_failed``).
             raise DeliveryError(str(error.strerror or error), destination=self._name) from error
@@ -723,7 +729,8 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
     name = f"the spool folder {state.setup.spool_dir} (TMPDIR)"
     try:
         try:
-            result = _deliver_in_worker(ref, StdoutSender(spool, name), state, s3_client, context)
+            sender = StdoutSender(spool, name, whole=True)
+            result = _deliver_in_worker(ref, sender, state, s3_client, context)
         finally:
             # What a write that failed left in the buffer fails again: that failure is told.
             with contextlib.suppress(OSError):
@@ -734,11 +741,8 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
     if result.delivery_failed:
         # Nobody copies a failed object's lines (a spool cut mid-line, here): its spool would
         # hold the disk (a full TMPDIR then fails every later object) until the run ends. None
-        # of it reaches stdout: the object goes on from where it began.
+        # of it reaches stdout: the object goes on from where it began (``whole``).
         _remove(spool.name)
-        result.next_offset = None
-        result.events_confirmed = 0
-        result.error = (result.error or "").partition(" (confirmed up to byte ")[0]
         return result, None
     return result, spool.name
 
