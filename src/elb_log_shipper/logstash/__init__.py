@@ -38,7 +38,10 @@ still lose them; with ``queue.type: persisted`` they are in the queue's pages. A
 close, a stall or the deadline mean nothing on that connection is confirmed: its batches are
 resent on another connection (so Logstash may receive duplicates, never fewer lines). When a
 decode error makes Logstash close the channel early, unread bytes make its kernel send a reset,
-which we treat as a failure.
+which we treat as a failure. Another input on the port (a beats input, which closes at our first
+byte) may read a small batch whole, our FIN with it, before it closes: that close would pass for
+the tcp input's, so a pool's first confirmation gives the peer time to close on our bytes before
+our FIN (``PROVE_INPUT_SECONDS``); once one has passed, the peer has shown it reads to our FIN.
 
 Each connection keeps the batches written since it opened; it is confirmed (closed and reopened)
 at the end of each object and after carrying ``ROTATE_BYTES``, which bounds both the resend

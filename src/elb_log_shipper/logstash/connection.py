@@ -21,7 +21,7 @@ import termios
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
@@ -67,6 +67,15 @@ FIRST_FLIGHT_BYTES = 256 * 1024
 # or an alert about one round trip later. A pool's first connection waits this long for that
 # verdict before writing (a server that sends no tickets costs this once per pool).
 TLS13_VERDICT_SECONDS = 0.5
+# A port of another input (a beats input, as 5044 usually is) closes at our first bytes, which it
+# cannot decode; when it read a small batch whole, our FIN with it, that close would pass for the
+# tcp input's. Until one connection of a pool has been confirmed so, a confirmation waits this
+# long, plus two round trips, after the connection's first write before our FIN (once per pool,
+# and only when the batches were written within that time: a small object's).
+PROVE_INPUT_SECONDS = 0.05
+PROVE_INPUT_MAX_SECONDS = 1.0
+# struct tcp_info: tcpi_rtt, the smoothed round-trip time in microseconds, a u32.
+_TCPI_RTT_OFFSET = 68
 # Linux's largest default receive buffer (tcp_rmem max) is 6 MiB: a peer cannot hold more unread.
 PEER_BUFFER_BYTES_CAP = 8 * 1024 * 1024
 # OpenSSL 3 reports the end of the stream without close_notify (a FIN) as an error of its own
@@ -395,6 +404,26 @@ def _acked_bytes(sock: socket.socket) -> int | None:
     return acked
 
 
+def _round_trip_seconds(sock: socket.socket) -> float:
+    """The kernel's smoothed round-trip time to the peer (Linux tcpi_rtt), or 0."""
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+    except (OSError, AttributeError):
+        return 0.0
+    if len(raw) < _TCPI_RTT_OFFSET + 4:
+        return 0.0
+    micros: int = struct.unpack_from("I", raw, _TCPI_RTT_OFFSET)[0]
+    return micros / 1_000_000
+
+
+@dataclass(slots=True)
+class InputProof:
+    """Whether a pool's peer has yet to show that it is a tcp input (JsonLinesConnection's
+    ``confirm``): shared by the pool's connections."""
+
+    needed: bool = True
+
+
 def wait_slice(deadline: float | None, what: str) -> float:
     """How long the next blocking call may wait; DeliveryError once the deadline has passed."""
     if deadline is None:
@@ -692,9 +721,14 @@ class JsonLinesConnection(Connection):
     def __init__(self, sock: socket.socket, settings: Settings) -> None:
         super().__init__(sock, settings)
         self.unconfirmed: list[Batch] = []
+        # The pool's (SocketPool.acquire sets it); a connection of its own proves nothing.
+        self.input_proof = InputProof()
+        self._first_write_at: float | None = None
 
     def write(self, batch: Batch, deadline: float | None) -> None:
         self.unconfirmed.append(batch)
+        if self._first_write_at is None:
+            self._first_write_at = time.monotonic()
         self.carried_bytes += len(batch.data)
         self.send_all(batch.data, deadline)
 
@@ -713,7 +747,10 @@ class JsonLinesConnection(Connection):
         ConnectionLostError when the peer resets, closed before our FIN, stalls, or closes with
         our bytes unacknowledged; DeliveryError when the deadline passes.
         """
+        proving = self.input_proof.needed
         try:
+            if proving:
+                self._give_time_to_close_early(deadline)
             if self._peer_has_closed():
                 raise ConnectionLostError(f"{self.peer} closed the connection before we finished")
             self._half_close()
@@ -735,7 +772,35 @@ class JsonLinesConnection(Connection):
             self.close()
             raise
         self.close()
+        if proving:
+            self.input_proof.needed = False
         self.confirmed += self.take_unconfirmed()
+
+    def _give_time_to_close_early(self, deadline: float | None) -> None:
+        """Before the FIN of a pool's first confirmation: wait until ``PROVE_INPUT_SECONDS``
+        and two round trips have passed since the first write. Raises ConnectionLostError when
+        the peer closes or resets meanwhile, DeliveryError when it answers.
+
+        A tcp input closes only after reading our FIN; a beats input closes at its first byte.
+        A batch it read whole, our FIN with it, would end in a close like the tcp input's, so the
+        FIN waits until such a peer would have closed. Once a connection of the pool has been
+        confirmed after this wait, the peer has shown it is no such input.
+        """
+        if self._first_write_at is None:
+            return
+        grace = PROVE_INPUT_SECONDS + 2 * _round_trip_seconds(self._sock)
+        until = self._first_write_at + min(grace, PROVE_INPUT_MAX_SECONDS)
+        while (left := until - time.monotonic()) > 0:
+            self.set_timeout(min(left, wait_slice(deadline, f"waiting for {self.peer}")))
+            try:
+                data = self._receive()
+            except (TimeoutError, ssl.SSLWantReadError):
+                continue  # nothing, or TLS records without data (a session ticket)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                data = b""
+            if data:
+                self._not_a_tcp_input(data)
+            raise ConnectionLostError(f"{self.peer} closed the connection before we finished")
 
     def is_alive(self) -> bool:
         """Whether a pooled connection can be reused, without blocking.
@@ -834,15 +899,18 @@ class JsonLinesConnection(Connection):
                 return
             if not data:
                 return
-            # Logstash's tcp input never writes: a peer that answers is another server (an HTTP
-            # server's 400, a beats input's ACK), which may still close gracefully after reading
-            # our bytes, and must not pass for a confirmation. Retrying cannot help.
-            self.close()
-            raise DeliveryError(
-                f"{self.peer} answered with data ({bytes(data[:40])!r}), which Logstash's tcp "
-                "input never sends: it is not a tcp input; check "
-                f"{ENV.LOGSTASH_PORT} and {ENV.LOGSTASH_PROTOCOL} (on the command line, --to)"
-            )
+            self._not_a_tcp_input(data)
+
+    def _not_a_tcp_input(self, data: bytes) -> NoReturn:
+        # Logstash's tcp input never writes: a peer that answers is another server (an HTTP
+        # server's 400, a beats input's ACK), which may still close gracefully after reading
+        # our bytes, and must not pass for a confirmation. Retrying cannot help.
+        self.close()
+        raise DeliveryError(
+            f"{self.peer} answered with data ({bytes(data[:40])!r}), which Logstash's tcp "
+            "input never sends: it is not a tcp input; check "
+            f"{ENV.LOGSTASH_PORT} and {ENV.LOGSTASH_PROTOCOL} (on the command line, --to)"
+        )
 
     def _receive(self, *, tls_closed: bool = False) -> bytes:
         """What the peer sends next (``b""``: it closed), waiting up to the socket's timeout.

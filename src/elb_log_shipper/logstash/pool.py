@@ -20,6 +20,7 @@ from elb_log_shipper.logstash.connection import (
     Batch,
     Connection,
     ConnectionLostError,
+    InputProof,
     JsonLinesConnection,
     build_ssl_context,
     split_batch,
@@ -107,6 +108,8 @@ class SocketPool:
         self._unreachable: dict[Address, float] = {}
         # When delivery last gave up on Logstash, until something is confirmed again.
         self._gave_up_at: float | None = None
+        # Whether the peer has yet to show it is a tcp input (JsonLinesConnection.confirm).
+        self._input_proof = InputProof()
         self.counters = PoolCounters()
 
     @property
@@ -287,6 +290,8 @@ class SocketPool:
             failed_at = time.monotonic()
             self._unreachable.update((address, failed_at) for address in conn.unreachable)
             self.counters.connections_opened += 1
+        if isinstance(conn, JsonLinesConnection):
+            conn.input_proof = self._input_proof
         conn.times_lent += 1
         return conn
 
