@@ -92,7 +92,11 @@ TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
         "log_bucket",
         " elb-logs ",
         "elb-logs",
-        [("s3://elb-logs", "is no bucket name"), ("elb-logs/AWSLogs", "is no bucket name")],
+        [
+            ("s3://elb-logs", "is no bucket name"),
+            ("elb-logs/AWSLogs", "is no bucket name"),
+            ("elb-logs:x", "is no bucket name"),
+        ],
     ),
     (ENV.KEEP_ORIGINAL, "keep_original", "false", False, [("nope", "is not a boolean")]),
     (
@@ -177,6 +181,34 @@ def test_defaults() -> None:
     assert settings.host is None
     assert settings.max_event_bytes == DEFAULT_MAX_EVENT_BYTES
     assert settings.keep_original is True
+    # Every variable unset gives the default the class declares (and the README's table names).
+    assert settings == Settings()
+
+
+# (variable, the lowest and highest values taken): each taken, and each just beyond refused.
+BOUNDS = [
+    (ENV.LOGSTASH_PORT, "1", "65535", "0", "65536"),
+    (ENV.LOGSTASH_POOL_SIZE, "1", "64", "0", "65"),
+    (ENV.LOGSTASH_CONNECT_TIMEOUT, "0.1", "60", "0.09", "60.1"),
+    (ENV.LOGSTASH_STALL_TIMEOUT, "0.1", "600", "0.09", "600.1"),
+    (ENV.LOGSTASH_BATCH_BYTES, "1024", "16777216", "1023", "16777217"),
+    (ENV.DEADLINE_MARGIN_SECONDS, str(MIN_DEADLINE_MARGIN), "900", "9.9", "900.1"),
+    (ENV.MAX_HOPS, "1", "10000", "0", "10001"),
+    (ENV.MAX_EVENT_BYTES, "4096", "67108864", "4095", "67108865"),
+    (ENV.LOGSTASH_BEATS_WINDOW_MAX, "1", "65536", "0", "65537"),
+    (ENV.LOGSTASH_BEATS_COMPRESSION, "0", "9", "-1", "10"),
+]
+
+
+@pytest.mark.parametrize(("variable", "low", "high", "below", "above"), BOUNDS)
+def test_each_range_is_taken_to_its_ends_and_no_further(
+    variable: str, low: str, high: str, below: str, above: str
+) -> None:
+    for taken in (low, high):
+        Settings.from_env({variable: taken})
+    for refused in (below, above):
+        with pytest.raises(ConfigurationError, match=f"{variable}.*(out of range|too small)"):
+            Settings.from_env({variable: refused})
 
 
 @pytest.mark.parametrize(

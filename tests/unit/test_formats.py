@@ -400,6 +400,12 @@ NLB_CASES = {
             "event.outcome": "success",
         },
     ),
+    # Not written by NLB: a fraction is cut as Elasticsearch cuts it for a long; -0 is 0, as
+    # for the other times (a float path and an integer path).
+    "a fractional connection time and a handshake time of -0": (
+        NLB_BASE.replace(" 5 2 98 246 ", " 5.7 -0 98 246 ") + " - - -",
+        {"aws.elb.connection_time.ms": 5, "aws.elb.tls_handshake_time.ms": 0},
+    ),
     'alpn list "h2","http/1.1", 22 fields': (
         NLB_BASE + ' h2 h2 "h2","http/1.1" 2018-12-20T02:59:30',
         {
@@ -613,6 +619,32 @@ FAILURES = {
         '2023-10-04T17:05:15.514108Z 1.2.3.4.5 36280 443 TLSv1.2 ECDHE 4.036 "-" - - Success',
         "client_ip: '1.2.3.4.5' is no IP address",
     ),
+    "classic client with a closing bracket alone": (
+        "2015-05-13T23:39:43.945958Z lb 192.168.131.39]:2817 10.0.0.1:80 0.1 0.1 0.1 200 200 0 29"
+        ' "GET http://a.com:80/ HTTP/1.1" "curl" - -',
+        "client:port: '192.168.131.39]:2817' is not an address:port",
+    ),
+    # The backend's and the target's addresses are keywords, which would take a damaged one.
+    "classic backend with an opening bracket alone": (
+        "2015-05-13T23:39:43.945958Z lb 192.0.2.7:2817 [10.0.0.1:80 0.1 0.1 0.1 200 200 0 29"
+        ' "GET http://a.com:80/ HTTP/1.1" "curl" - -',
+        "backend:port: '[10.0.0.1:80' is not an address:port",
+    ),
+    "classic backend with a closing bracket alone": (
+        "2015-05-13T23:39:43.945958Z lb 192.0.2.7:2817 10.0.0.1]:80 0.1 0.1 0.1 200 200 0 29"
+        ' "GET http://a.com:80/ HTTP/1.1" "curl" - -',
+        "backend:port: '10.0.0.1]:80' is not an address:port",
+    ),
+    "alb target with an opening bracket alone": (
+        "http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 [2001:db8::1:443 0 0 0 200 200 1 2"
+        ' "GET / HTTP/1.1"',
+        "target:port: '[2001:db8::1:443' is not an address:port",
+    ),
+    "alb target of brackets alone": (
+        "http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 []:443 0 0 0 200 200 1 2"
+        ' "GET / HTTP/1.1"',
+        "target:port: '[]:443' is not an address:port",
+    ),
     "classic with a user agent holding a raw newline, first half": (
         '2015-05-13T23:39:43.945958Z lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 200 200 0 29 "GET'
         ' http://a.com:80/ HTTP/1.1" "Mozilla/5.0 (broken',
@@ -724,6 +756,11 @@ TOKENIZER_CASES = {
     "alpn list": ('a "h2","http/1.1" b', ["a", '"h2","http/1.1"', "b"]),
     "quotes inside a token": ('a b"c d"e f', ["a", 'b"c d"e', "f"]),
     "tabs": ("a\tb", ["a", "b"]),
+    # A list of quoted items right after a quoted field, and lists whose first item holds an
+    # escape: the list is one field, kept as written.
+    "a list after a quoted field": ('a "b" "h2","http/1.1" c', ["a", "b", '"h2","http/1.1"', "c"]),
+    "a list with an escaped backslash": ('x "a\\\\b","c" y', ["x", '"a\\\\b","c"', "y"]),
+    "a list with an escaped quote": ('x "a\\"b","c" y', ["x", '"a\\"b","c"', "y"]),
 }
 
 
@@ -740,6 +777,8 @@ def test_tokenizer(line: str, fields: list[str]) -> None:
         'a "h2","http/1.1"',
         '"h2","http/1.1" b',
         'a "x","y","z" "w" v',
+        'a "b" "h2","http/1.1" c',
+        'x "a\\\\b","c" y',
         NLB_BASE + ' h2 h2 "h2","http/1.1" 2020-04-01T08:51:20',
     ],
 )
@@ -811,6 +850,8 @@ VALID_DATES = {
     "2018-07-02T22:23:00Z": "2018-07-02T22:23:00.000000Z",
     "2018-07-02T22:23:00.186Z": "2018-07-02T22:23:00.186000Z",
     "2018-07-02T22:23:00.186641123Z": "2018-07-02T22:23:00.186641Z",
+    # The length of ELB's form (27 characters) without its `Z`, which is not ELB's form.
+    "2018-07-02T22:23:00.1234567": "2018-07-02T22:23:00.123456Z",
 }
 # ISO 8601 forms that datetime.fromisoformat reads but Elasticsearch's date format does not, and
 # digits other than ASCII's: each a parse failure naming the field, never an unreadable date.
@@ -829,6 +870,10 @@ INVALID_DATES = {
     "devanagari digits in the seconds": "2018-07-02T22:23:\u0966\u0966",
     "offset after the seconds": "2018-07-02T22:23:00+01:00",
     "month 13": "2018-13-02T22:23:00.186641Z",
+    # ELB's length (27 characters), each with one character out of place.
+    "a letter in the fraction": "2018-07-02T22:23:00.x86641Z",
+    "a lowercase zone": "2018-07-02T22:23:00.186641z",
+    "ten digits of fraction": "2018-07-02T22:23:00.1866411234Z",
 }
 
 

@@ -29,6 +29,7 @@ from elb_log_shipper.framing import (
     LineDecoder,
     LineFramer,
     OversizedLine,
+    gzip_header_end,
     is_gzip,
 )
 
@@ -150,6 +151,10 @@ def test_resume_offset_moves_past_empty_lines_and_to_the_end_at_finish() -> None
         (b"abcdX\r\n", [(0, b"abcd", 5)]),
         (b"abcdefgh", [(0, b"abcd", 8)]),
         (b"abcdefg\r", [(0, b"abcd", 7)]),
+        # Starting inside a chunk, after other lines: the length counts from the line's start.
+        (b"ab\nabcdefghij\nxy\n", [(0, b"ab", None), (3, b"abcd", 10), (14, b"xy", None)]),
+        (b"ab\n\nabcdefghij\r\n", [(0, b"ab", None), (4, b"abcd", 10)]),
+        (b"ab\nabcdefghij", [(0, b"ab", None), (3, b"abcd", 10)]),
     ],
 )
 def test_oversized_lines_keep_their_beginning(data: bytes, expected: Expected) -> None:
@@ -482,6 +487,21 @@ def test_output_limit_stops_inflation() -> None:
         decode([gzip.compress(b"a\n" * 1000)], decoder)
 
 
+def test_the_output_limit_takes_exactly_its_size() -> None:
+    assert sum(map(len, GzipInflater(max_output=1000).feed(gzip.compress(bytes(1000))))) == 1000
+    with pytest.raises(SourceError, match="inflates beyond 1000 bytes"):
+        list(GzipInflater(max_output=1000).feed(gzip.compress(bytes(1001))))
+
+
+def test_an_object_past_the_ratio_floor_within_the_ratio_is_inflated_whole() -> None:
+    # About 48:1 (each 64 KiB, a KiB of noise that deflate's 32 KiB window cannot find again).
+    block = os.urandom(1024) + bytes(63 * 1024)
+    data = block * (INFLATE_RATIO_FLOOR_BYTES // len(block) + 16)
+    inflater = GzipInflater()
+    assert sum(map(len, inflater.feed(gzip.compress(data, compresslevel=1)))) == len(data)
+    assert inflater.bytes_out == len(data) > INFLATE_RATIO_FLOOR_BYTES
+
+
 def test_small_objects_may_compress_better_than_the_ratio() -> None:
     data = b"\n" * (4 * 1024 * 1024) + b"x\n"  # about 1000:1, but far below the floor
     assert decode([gzip.compress(data)]) == [(len(data) - 2, b"x", None)]
@@ -546,3 +566,36 @@ def test_a_huge_line_in_gzip_is_cut_in_bounded_memory() -> None:
 def test_a_huge_chunk_holding_a_long_line_is_cut() -> None:
     data = b"a\n" + b"y" * (3 * MAX_LINE_BYTES) + b"\nb\n" + b"z" * (2 * MAX_LINE_BYTES)
     assert frame([data]) == reference(data)
+
+
+# --- Where a gzip member's header ends, against the standard library's reader. ----------------
+
+_FTEXT, _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 1, 2, 4, 8, 16
+
+
+def _member_header(flags: int, extra: bytes) -> bytes:
+    header = b"\x1f\x8b\x08" + bytes([flags]) + bytes(4) + b"\x00\xff"
+    if flags & _FEXTRA:
+        header += struct.pack("<H", len(extra)) + extra
+    if flags & _FNAME:
+        header += b"access.log\0"
+    if flags & _FCOMMENT:
+        header += b"a comment\0"
+    if flags & _FHCRC:
+        header += b"\x12\x34"
+    return header
+
+
+@pytest.mark.parametrize("extra", [b"", b"AP\x02\x00hi"], ids=["empty extra", "extra"])
+@pytest.mark.parametrize("flags", range(32))
+def test_a_gzip_header_ends_where_the_gzip_module_reads_it_to(flags: int, extra: bytes) -> None:
+    """Every combination of the optional fields, cut at every length around its end: None until
+    the whole header is there (ISA-L must never be handed part of one: intel/isa-l#224), then
+    its length, whatever follows."""
+    member = _member_header(flags, extra) + zlib.compressobj(wbits=-15).compress(b"x") + bytes(8)
+    reader = io.BytesIO(member)
+    gzip._read_gzip_header(reader)  # type: ignore[attr-defined]  # the oracle: CPython's own
+    length = reader.tell()
+    for cut in range(len(member) + 1):
+        expected = length if cut >= length else None
+        assert gzip_header_end(member[:cut]) == expected, (flags, cut)

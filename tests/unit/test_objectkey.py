@@ -134,6 +134,17 @@ def test_load_balancer_id_is_the_resource_id_log_lines_carry(
     assert parse_key(key).load_balancer_id == load_balancer_id
 
 
+# ELB's names with an account of 11 or 13 digits, or a region without its hyphens, in both the
+# folders and the file's name.
+OUT_OF_SHAPE = [
+    DAY.replace(ACCOUNT, account)
+    + FILE.replace(ACCOUNT, account)
+    + "my-lb_20261128T2340Z_1.2.3.4_a.log"
+    for account in ("12345678901", "1234567890123")
+] + [
+    (DAY + FILE).replace("us-east-1", "useast1") + "my-lb_20261128T2340Z_1.2.3.4_a.log",
+]
+
 # Keys that are not ELB logs. The ones under a valid day folder keep what the folders say.
 UNKNOWN_NOTHING = [
     "",
@@ -145,6 +156,7 @@ UNKNOWN_NOTHING = [
     f"AWSLogs/1234/elasticloadbalancing/us-east-1/2026/11/28/{FILE}x_20261128T2340Z_1.2.3.4_a.log",
     f"AWSLogs/{ACCOUNT}/elasticloadbalancing/US-EAST-1/2026/11/28/x.log",
     DAY + "sub/" + FILE + "my-lb_20261128T2340Z_10.0.2.8_5f6g7h8j.log",
+    *OUT_OF_SHAPE,
 ]
 
 UNKNOWN_UNDER_DAY = [
@@ -316,6 +328,7 @@ NOT_NAMED_LIKE_ELB = [
     "athena/results/2026/11/28/3f2a.csv",
     *OTHER_SERVICES,
     f"AWSLogs/{ACCOUNT}/ELBAccessLogTestFile.txt",
+    *OUT_OF_SHAPE,
 ]
 
 

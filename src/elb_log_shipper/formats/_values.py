@@ -211,9 +211,19 @@ def duration(value: str, name: str) -> float | None:
 
 def milliseconds(value: str, name: str) -> int | None:
     """Whole milliseconds (NLB's connection and handshake times, mapped as ``long``); None for
-    ``-1`` and ``-``. A fraction, which NLB does not write, is cut as Elasticsearch would."""
+    ``-1`` and ``-``. A fraction, which NLB does not write, is cut as Elasticsearch would; any
+    other negative time is a ParseError (``-0`` is 0), as in ``duration``.
+
+    >>> milliseconds("2.5", "t"), milliseconds("-0", "t"), milliseconds("-1.0", "t")
+    (2, 0, None)
+    """
     if _is_integer_text(value) or value == "-":
-        return byte_count(value, name)
+        try:
+            return byte_count(value, name)
+        except ParseError:
+            if value[0] == "-" and int(value) == 0:
+                return 0
+            raise
     fraction = duration(value, name)  # a fraction, or not a number at all
     if fraction is None:  # -1.0
         return None
@@ -250,6 +260,9 @@ def host_port(value: str, name: str) -> tuple[str, int]:
     ('2001:db8::1', 443)
     >>> host_port("[2001:db8::1]:443", "client:port")
     ('2001:db8::1', 443)
+    >>> host_port("[10.0.0.1:80", "target:port")
+    Traceback (most recent call last):
+    elb_log_shipper.errors.ParseError: target:port: '[10.0.0.1:80' is not an address:port
     """
     ip, sep, port = value.rpartition(":")
     if not sep or not ip or not port.isdigit() or not port.isascii():
@@ -257,10 +270,12 @@ def host_port(value: str, name: str) -> tuple[str, int]:
     number = int(port)
     if number > PORT_MAX:
         raise ParseError(f"{name}: {value!r} has a port out of range 0-{PORT_MAX}")
-    if ip[0] == "[" and ip[-1] == "]":
-        ip = ip[1:-1]
-        if not ip:
+    if ip[0] == "[" or ip[-1] == "]":
+        # A bracket without its pair is a damaged field (a target's address is a keyword, which
+        # would take it as it is).
+        if len(ip) < 3 or ip[0] != "[" or ip[-1] != "]":
             raise ParseError(f"{name}: {value!r} is not an address:port")
+        ip = ip[1:-1]
     return ip, number
 
 
