@@ -147,7 +147,8 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
         nargs="+",
         metavar="SOURCE",
         help="a local file or directory, s3://bucket/key, or s3://bucket/prefix/ (every object "
-        "under it; a key that names no object is a prefix too)",
+        "under it named as ELB names its logs, see --any-key; a key that names no object is a "
+        "prefix too)",
     )
     target = ship.add_mutually_exclusive_group()
     target.add_argument(

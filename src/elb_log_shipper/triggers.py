@@ -209,7 +209,8 @@ def classify(ref: ObjectRef) -> Decision:
         return Decision(
             info,
             "another service's logs (AWSLogs/<account>/<service>/ names a service other than "
-            "elasticloadbalancing); narrow the notification's prefix to ELB's folders",
+            "elasticloadbalancing); narrow the notification's or the command's prefix to ELB's "
+            "folders",
         )
     return Decision(info)
 
