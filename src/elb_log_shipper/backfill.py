@@ -6,9 +6,10 @@ will be shipped:
 - ``s3://bucket/key`` naming an existing object is that object, whatever the filters say.
 - ``s3://bucket/prefix/`` (a trailing ``/``, an empty key, or a key that names no object) is
   every object listed under the prefix whose name is one ELB gives its logs (all of them with
-  ``any_key``), in key order, after ``start_after`` when given. A key that names no object and
-  lists nothing is planned as the object it names, so shipping it reports that it does not
-  exist.
+  ``any_key``), in key order, after ``start_after`` when given. A key (a prefix too, but the
+  bucket's root) under which nothing at all is listed is planned as the object it names, so
+  shipping it reports that it does not exist; one with keys but none in the dates is an empty
+  prefix (``Plan.empty_prefixes``).
 - A directory is every file under it in walk order (``walk_directory``), after ``start_after``
   when that names a path under it; a file is that file.
 
@@ -501,14 +502,9 @@ def _plan_s3(
         return
     # Listed by date, nothing found says nothing of the keys outside the dates: a prefix with
     # none in the dates, unless one more listing finds no key under it at all.
-    if (
-        key
-        and not key.endswith("/")
-        and not start_after
-        and not (by_date and _lists_any(s3, bucket, key))
-    ):
-        # Neither an object nor a prefix: plan it as the object it names, whose read then
-        # reports that it does not exist.
+    if key and not start_after and not (by_date and _lists_any(s3, bucket, key)):
+        # Neither an object nor a prefix with anything under it (a folder's name ends with `/`):
+        # plan it as the object it names, whose read then reports that it does not exist.
         _add(plan, PlannedObject(ObjectRef(bucket, key), index, missing=True))
     else:
         plan.empty_prefixes.append(source)

@@ -895,6 +895,8 @@ class _Run:
         def task(obj: PlannedObject) -> Invocation:
             if obj.skip_reason is not None:
                 return Invocation(obj)
+            if obj.missing:  # the function would only fail to read it
+                return Invocation(obj, error=f"no such object or prefix in {obj.ref.bucket}")
             return invoke_async(client, function, obj)
 
         def on_done(index: int, invocation: Invocation) -> None:
@@ -914,7 +916,7 @@ class _Run:
 
         def first_failed(invocation: Invocation) -> bool:
             # Nothing queued yet and this failed: a wrong name or permission fails them all.
-            return invocation.error is not None and not queued
+            return invocation.error is not None and not queued and not invocation.obj.missing
 
         done = self._fan_out(
             lambda counted: fan_out(

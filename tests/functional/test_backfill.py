@@ -335,6 +335,15 @@ def test_dry_run_lists_sizes_and_skips_without_reading(
     for missing in (f"s3://{prefix.bucket}/AWSLogs/no-such.log", f"s3://{prefix.bucket}/typo.gz"):
         run = run_cli(capsys, missing, "--dry-run", "--since", "2024-03-01")
         assert f"   not found  {missing}  (no such object or prefix)\n" in run.out
+    # A folder that holds nothing (a typo'd day or account): not found, as a mistyped key; it
+    # exited 0 ("no objects under ...").
+    for missing in (f"s3://{prefix.bucket}/AWSLogs/no-such/", f"s3://{prefix.bucket}/typo/"):
+        for dates in ([], ["--since", "2024-03-01"]):
+            run = run_cli(capsys, missing, "--dry-run", *dates)
+            assert f"   not found  {missing}  (no such object or prefix)\n" in run.out, dates
+    run = run_cli(capsys, f"s3://{prefix.bucket}/AWSLogs/no-such/", "--to", "-")
+    assert run.status == cli.EXIT_FAILED
+    assert "AWSLogs/no-such/ does not exist (NoSuchKey)" in run.err
     # Nothing in the dates under a prefix that holds objects: the dates say why, whether the
     # prefix ends with a `/` or not (it is no missing object).
     for under in (prefix.uri, f"s3://{prefix.bucket}/{FOLDER}"):
@@ -450,6 +459,15 @@ def test_via_lambda_against_moto_reports_a_missing_function_once(
     run = run_cli(capsys, prefix.uri, "--since", "2024-03-08", "--via-lambda", "shipper")
     assert run.status == cli.EXIT_OK, run.err
     assert f"queued {FEW_PER_DAY} objects" in run.err
+
+    # A name that holds nothing is not queued (the function would fail to read it), and does
+    # not stop the others as a wrong function name does.
+    missing = f"s3://{prefix.bucket}/AWSLogs/no-such/"
+    run = run_cli(capsys, missing, prefix.uri, "--since", "2024-03-08", "--via-lambda", "shipper")
+    assert run.status == cli.EXIT_FAILED
+    assert f"{missing}: not queued: no such object or prefix in {prefix.bucket}" in run.err
+    assert f"queued {FEW_PER_DAY} objects" in run.err
+    assert "1 not queued" in run.err
 
     run = run_cli(capsys, prefix.uri, "--since", "2024-03-06", "--via-lambda", "no-such-function")
     assert run.status == cli.EXIT_FAILED
