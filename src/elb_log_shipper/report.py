@@ -274,7 +274,9 @@ def format_result(result: ObjectResult) -> str:
     if result.outcome is Outcome.HANDED_OFF:
         text += f"; stopped before offset {result.next_offset}"
     if result.error:
-        text += f"; error: {result.error}"
+        # Errors name their object for the function's log; this line already starts with it.
+        error = result.error.removeprefix(f"{uri} ")
+        text += f"; error: {error}"
     return text
 
 

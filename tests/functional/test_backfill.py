@@ -343,7 +343,8 @@ def test_dry_run_lists_sizes_and_skips_without_reading(
             assert f"   not found  {missing}  (no such object or prefix)\n" in run.out, dates
     run = run_cli(capsys, f"s3://{prefix.bucket}/AWSLogs/no-such/", "--to", "-")
     assert run.status == cli.EXIT_FAILED
-    assert "AWSLogs/no-such/ does not exist (NoSuchKey)" in run.err
+    assert "AWSLogs/no-such/: 0 lines, 0 parse failures, 0 sent, 0 bytes read" in run.err
+    assert "; error: does not exist (NoSuchKey): it was deleted, or the bucket or key" in run.err
     # Nothing in the dates under a prefix that holds objects: the dates say why, whether the
     # prefix ends with a `/` or not (it is no missing object).
     for under in (prefix.uri, f"s3://{prefix.bucket}/{FOLDER}"):

@@ -99,6 +99,11 @@ def test_the_rows_add_up_to_the_summary_with_objects_stopped_part_way() -> None:
             "; stopped before offset 80",
         ),
         (ObjectResult(REF, Outcome.FAILED, error="boom"), "; error: boom"),
+        # Named once: the line starts with the object's URI.
+        (
+            ObjectResult(REF, Outcome.REJECTED, error=f"{REF.uri} does not exist (NoSuchKey)"),
+            "; error: does not exist (NoSuchKey)",
+        ),
         (ObjectResult(REF, oversized_events=2), ", 2 events truncated to MAX_EVENT_BYTES"),
         (ObjectResult(REF, unserialisable=1), ", 1 events not serialisable (kept as failures)"),
     ],
