@@ -65,9 +65,11 @@ from elb_log_shipper.pipeline import (
     StdoutSender,
     WorkerSetup,
     deliver_object,
+    file_position,
     ship_in_worker,
     start_worker,
     stop_worker,
+    take_back,
 )
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
 from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress, wait_note
@@ -716,12 +718,15 @@ class _Run:
     def _copy_spooled(self, spooled: str, stdout: IO[bytes], result: ObjectResult) -> None:
         """Copy a worker's spooled JSON lines to stdout; when stdout cannot be written (a full
         disk), this object and every later one fail as a delivery does, and the run stops."""
+        start = file_position(stdout)
         try:
             with open(spooled, "rb") as spool:
                 while self._stdout_error is None and (chunk := spool.read(SPOOL_COPY_BYTES)):
                     self._write_out(stdout, chunk)
             if self._stdout_error is None:
                 self._write_out(stdout, b"")
+            else:
+                take_back(stdout, start)  # the object goes on from its start
         except BrokenPipeError:
             raise
         except OSError as error:  # the spool itself (not stdout): this object only

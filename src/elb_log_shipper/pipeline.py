@@ -26,7 +26,10 @@ Three layers, each used by the next, and the worker-process side of ``ship --job
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import io
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -125,11 +128,40 @@ class ObjectSender(EventSink, Protocol):
         """The counters so far."""
 
 
+def file_position(stream: IO[bytes]) -> int | None:
+    """Where the next write to ``stream`` lands when it is a regular file (its end, when it was
+    opened to append, as ``>>`` does), or None: a pipe, a terminal, no descriptor."""
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
+            return os.fstat(fd).st_size
+        return os.lseek(fd, 0, os.SEEK_CUR)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def take_back(stream: IO[bytes], position: int | None) -> None:
+    """After a failed write to the process's stdout: cut a regular file back to ``position``
+    (what whole batches left it at; None leaves it), so that it ends with a whole line and the
+    printed commands' output can be appended to it; then point the descriptor at /dev/null, as
+    what the buffer still holds would land after the cut at the next flush."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        fd = stream.fileno()
+        if position is not None:
+            os.ftruncate(fd, position)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+
 class StdoutSender:
     """JSON lines to a binary stream: a batch written (and flushed) is a batch delivered.
     ``name`` is what the stream is, for the error when it cannot be written; ``whole``: the
     stream counts only if all of it is written (a worker's spool, thrown away when a write
-    fails), so a failure takes back what the batches before it confirmed."""
+    fails), so a failure takes back what the batches before it confirmed. Otherwise the stream
+    is the process's stdout, which a failed write leaves as ``take_back`` says."""
 
     batch_format = JSON_LINES
 
@@ -143,6 +175,7 @@ class StdoutSender:
     def send(
         self, batch: bytes, events: int, end_offset: int, line_offsets: list[int] | None = None
     ) -> None:
+        start = None if self._whole else file_position(self._stream)
         try:
             self._stream.write(batch)
             # Flushed: a buffer that fails later (a full disk) would fail the next object for
@@ -154,6 +187,8 @@ class StdoutSender:
             if self._whole:
                 self._stats.events_confirmed = 0
                 self.confirmed_offset = None
+            else:
+                take_back(self._stream, start)
             # A full disk, a quota: every object would fail alike, as for Logstash failing.
             # "delivery to <name> failed: <why>" (``_delivery_failed``).
             raise DeliveryError(str(error.strerror or error), destination=self._name) from error

@@ -443,7 +443,7 @@ def test_the_functions_own_settings_and_variables_a_flag_replaces_are_not_checke
 def ship_in_a_child(
     root: Path,
     jobs: str,
-    stdout: IO[bytes],
+    stdout: IO[bytes] | int,
     environ: dict[str, str],
     preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
@@ -491,37 +491,55 @@ def test_stdout_that_cannot_be_written_stops_the_run_with_the_commands_for_every
     assert covered == set(written), run.stderr
 
 
+@pytest.mark.parametrize("append", [False, True], ids=[">", ">>"])
 @pytest.mark.parametrize("unbuffered", [True, False], ids=["PYTHONUNBUFFERED", "buffered"])
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_file_size_limit_on_stdout_loses_no_line_once_the_printed_commands_ran(
-    tmp_path: Path, unbuffered: bool, jobs: str
+    tmp_path: Path, unbuffered: bool, jobs: str, append: bool
 ) -> None:
     # Under PYTHONUNBUFFERED stdout is the raw file, whose write may write part of a batch and
     # say so only in its return value: 104 of 18,000 events were lost (a batch's end counted
     # as written), 8 with --jobs 2. The file size limit (EFBIG past it) makes writes partial.
+    # The file ended with a cut line, which the printed commands' output, appended, ran into
+    # (one line of invalid JSON), and with --jobs 2 the lines of the object being copied came
+    # again: the file is now cut back to its last whole batch (object), so appending the
+    # printed commands' output gives every event once.
     root = tmp_path / "logs"
     written = write_tree(root, [f"f{n}.log" for n in range(4)], 1_500)
     environ = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     if unbuffered:
         environ["PYTHONUNBUFFERED"] = "1"
-    first, rest = tmp_path / "first.json", tmp_path / "rest.json"
+    output = tmp_path / "events.json"
 
-    def limited() -> None:  # in the child: writes past 1.5 MB of stdout fail
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, resource.RLIM_INFINITY))
+    # Appended to (>>), the file's earlier lines stay whatever is cut, even when the first
+    # write fails (a file opened to append is at offset 0 until it is written).
+    earlier = b'{"earlier": true}\n' * 3 if append else b""
+    limit = len(earlier) + 100_000 if append else 6_000_000  # in the first batch, or object 2
 
-    with first.open("wb") as out:
-        run = ship_in_a_child(root, jobs, out, environ, limited)
+    def limited() -> None:  # in the child: writes past the limit fail
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    output.write_bytes(earlier)
+    # As a shell opens it: O_APPEND, at offset 0 (Python's open() would seek to the end).
+    descriptor = os.open(output, os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC))
+    try:
+        run = ship_in_a_child(root, jobs, descriptor, environ, limited)
+    finally:
+        os.close(descriptor)
     assert run.returncode == cli.EXIT_FAILED, run.stderr
     assert "Traceback" not in run.stderr
-    with rest.open("wb") as out:
+    assert output.read_bytes().startswith(earlier)
+    assert output.read_bytes().endswith(b"}\n")
+    with output.open("ab") as out:
         for command in printed_resume_commands(run.stderr):
             subprocess.run([*PYTHON_CLI, *command], stdout=out, check=True, env=environ)
-    got: set[tuple[str, int]] = set()
-    for line in (first.read_bytes() + rest.read_bytes()).splitlines():
-        with contextlib.suppress(ValueError):  # a line the limit cut
-            event = json.loads(line)
-            got.add((event["log"]["file"]["path"], event["log"]["offset"]))
-    assert got == {(path, offset) for path, offsets in written.items() for offset in offsets}
+    got = [
+        (event["log"]["file"]["path"], event["log"]["offset"])
+        for event in map(json.loads, output.read_bytes()[len(earlier) :].splitlines())
+    ]
+    assert sorted(got) == sorted(
+        (path, offset) for path, offsets in written.items() for offset in offsets
+    )
 
 
 def test_client_ip_keep_sets_the_functions_hash_key_parameter_aside(
