@@ -25,7 +25,7 @@ from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import ROTATE_BYTES, DeliveryStats, LogstashSender, SocketPool
 from elb_log_shipper.logstash.connection import Batch, ConnectionLostError
 from elb_log_shipper.logstash.pool import REGROW_CONNECTIONS_AFTER_SECONDS
-from tests.support.beats_server import BeatsServer
+from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
 from tests.support.faults import (
     CappedServer,
@@ -828,17 +828,32 @@ def test_json_lines_to_a_beats_input_counts_no_small_batch_delivered(
     certs: CertBundle, tls: bool
 ) -> None:
     """A beats input closes at our first byte, which is no protocol version. One event's batch
-    was read whole before that close, our FIN with it, and the close that followed passed for
-    the tcp input's: the object was reported shipped and nothing was indexed (the retries after
-    a close that came first won the race in the end). Now a pool's first confirmation gives the
-    peer time to close on our bytes, and each retry does again, so delivery gives up."""
-    with BeatsServer(certs.server_context() if tls else None) as server:
+    was read whole before that close, our close_notify and FIN with it, and the close that
+    followed passed for the tcp input's: the object was reported shipped and nothing was indexed.
+    Now, until the peer has shown it is a tcp input, a confirmation gives the peer time to close
+    on our bytes before our FIN, and each retry does again, so delivery gives up."""
+    faults = Faults(close_on_garbage_after=0.01)
+    with BeatsServer(certs.server_context() if tls else None, faults=faults) as server:
         pool = SocketPool(settings_for(server, pool_size=1, tls=tls, ca_file=certs.ca_file))
         with pytest.raises(DeliveryError) as raised:
             ship(pool, batches(1, 1, pad=10), seconds=30)
         pool.close()
     assert "or the port is not a tcp input (json_lines)" in str(raised.value)
     assert server.connection_count > 1  # retried, and never counted delivered
+
+
+def test_one_slow_close_of_a_beats_input_does_not_pass_it_for_a_tcp_input() -> None:
+    """One confirmation after the wait proved the pool for good: a beats input slow to close
+    once (a pause) passed for a tcp input, and every later small object was counted delivered.
+    The first object here is lost that way (nothing tells it); the second must not be."""
+    faults = Faults(close_on_garbage_after=0.01, first_close_on_garbage_after=0.3)
+    with BeatsServer(faults=faults) as server:
+        pool = SocketPool(settings_for(server, pool_size=1))
+        first = ship(pool, batches(1, 1, pad=10), seconds=30)
+        with pytest.raises(DeliveryError, match="or the port is not a tcp input"):
+            ship(pool, batches(1, 1, prefix="second", pad=10), seconds=30)
+        pool.close()
+    assert first.events_confirmed == 1
 
 
 def test_closing_the_pool_under_a_writer_shuts_its_connection_down_and_keeps_its_descriptor() -> (

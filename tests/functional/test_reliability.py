@@ -459,9 +459,9 @@ def test_object_changed_before_resume_is_rejected(moto: MotoServer, container_fo
 
 
 def open_descriptors(*, but_to_port: int) -> int:
-    """Descriptors open in this process, but the connections to or from ``but_to_port``: the
-    moto server's, whose keep-alive connections botocore pools (up to ``max_pool_connections``),
-    one more whenever two reads overlapped, which a loaded machine makes likelier."""
+    """Descriptors open in this process, but those on ``but_to_port``: the moto server's
+    listener and the server side of its connections, which close on its threads' time (it
+    answers with `Connection: close`), so that a loaded machine can catch some still open."""
     count = 0
     for fd in os.listdir("/proc/self/fd"):
         try:

@@ -70,10 +70,27 @@ class Faults:
     # (its BeatsParser passes an empty batch on, BeatsHandler acknowledges it with seq 0); by
     # default it is only a size that the next window's replaces, as in earlier versions.
     empty_window_ack: bool = False
+    # Bytes that are no frame (json_lines from a client set for the tcp input) are met as
+    # Logstash's beats input meets them: it closes the connection at its first byte, having read
+    # what had arrived within this many seconds (Netty reads what is there): a small batch, with
+    # the client's close_notify and FIN when they came that soon, so that it closes gracefully.
+    # None: a test failure (AssertionError), as for any other protocol error.
+    close_on_garbage_after: float | None = None
+    # The first connection does it this much later (a pause of Logstash's, once).
+    first_close_on_garbage_after: float | None = None
 
 
 # Linux's TCP state while our FIN is not yet acknowledged (`tcp_info.tcpi_state`).
 _TCP_FIN_WAIT1 = 4
+
+
+def _read_what_came(sock: socket.socket, seconds: float) -> None:
+    """Read, without waiting, what arrives within ``seconds`` (TLS: to the peer's close_notify)."""
+    time.sleep(seconds)
+    sock.setblocking(False)
+    with contextlib.suppress(OSError):  # BlockingIOError, SSLWantReadError, a reset: all read
+        while sock.recv(64 * 1024):
+            pass
 
 
 def _close_once_the_client_has_the_fin(sock: socket.socket, timeout: float = 2.0) -> None:
@@ -97,6 +114,10 @@ class WindowRecord:
     connection: int
     events: list[dict[str, Any]] = field(default_factory=list)
     acked: bool = False
+
+
+class _NotAFrameError(Exception):
+    pass
 
 
 class _ClosedError(Exception):
@@ -164,7 +185,12 @@ class BeatsServer(JsonLinesReceiver):
             return
         with contextlib.suppress(_ClosedError):
             while True:
-                window = self._read_window(reader, record)
+                try:
+                    window = self._read_window(reader, record)
+                except _NotAFrameError:
+                    first = record.index == 0 and self.faults.first_close_on_garbage_after
+                    _read_what_came(sock, first or self.faults.close_on_garbage_after or 0.0)
+                    return
                 if window is None:
                     return  # closed on purpose
                 if not window.events:
@@ -192,6 +218,8 @@ class BeatsServer(JsonLinesReceiver):
             # window without events (not recorded), answered with ``ACK 0`` as current ones do.
             header = reader.exactly(2)
             if header != b"2W":
+                if self.faults.close_on_garbage_after is not None:
+                    raise _NotAFrameError
                 raise AssertionError(f"expected a window frame, got {header!r}")
             (count,) = struct.unpack(">I", reader.exactly(4))
             if count == 0:

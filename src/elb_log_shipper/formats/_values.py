@@ -214,15 +214,19 @@ def milliseconds(value: str, name: str) -> int | None:
     ``-1`` and ``-``. A fraction, which NLB does not write, is cut as Elasticsearch would; any
     other negative time is a ParseError (``-0`` is 0), as in ``duration``.
 
-    >>> milliseconds("2.5", "t"), milliseconds("-0", "t"), milliseconds("-1.0", "t")
+    >>> milliseconds("2.5", "t"), milliseconds("-0", "t"), milliseconds("-01", "t")
     (2, 0, None)
     """
     if _is_integer_text(value) or value == "-":
         try:
             return byte_count(value, name)
         except ParseError:
-            if value[0] == "-" and int(value) == 0:
+            # Read from the text: int() refuses more than 4,300 digits.
+            magnitude = value[1:].lstrip("0") if value[0] == "-" else None
+            if magnitude == "":
                 return 0
+            if magnitude == "1":
+                return None
             raise
     fraction = duration(value, name)  # a fraction, or not a number at all
     if fraction is None:  # -1.0

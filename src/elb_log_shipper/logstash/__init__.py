@@ -40,8 +40,9 @@ resent on another connection (so Logstash may receive duplicates, never fewer li
 decode error makes Logstash close the channel early, unread bytes make its kernel send a reset,
 which we treat as a failure. Another input on the port (a beats input, which closes at our first
 byte) may read a small batch whole, our FIN with it, before it closes: that close would pass for
-the tcp input's, so a pool's first confirmation gives the peer time to close on our bytes before
-our FIN (``PROVE_INPUT_SECONDS``); once one has passed, the peer has shown it reads to our FIN.
+the tcp input's, so until the peer has shown it reads to our FIN (three confirmations so, or one
+of a connection that carried 256 KiB; an early close or a reset starts it over: ``InputProof``),
+a confirmation gives the peer time to close on our bytes before our FIN (``PROVE_INPUT_SECONDS``).
 
 Each connection keeps the batches written since it opened; it is confirmed (closed and reopened)
 at the end of each object and after carrying ``ROTATE_BYTES``, which bounds both the resend

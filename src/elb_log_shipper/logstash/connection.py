@@ -69,11 +69,16 @@ FIRST_FLIGHT_BYTES = 256 * 1024
 TLS13_VERDICT_SECONDS = 0.5
 # A port of another input (a beats input, as 5044 usually is) closes at our first bytes, which it
 # cannot decode; when it read a small batch whole, our FIN with it, that close would pass for the
-# tcp input's. Until one connection of a pool has been confirmed so, a confirmation waits this
-# long, plus two round trips, after the connection's first write before our FIN (once per pool,
-# and only when the batches were written within that time: a small object's).
+# tcp input's. Until the peer has shown it is a tcp input (InputProof), a confirmation waits this
+# long, plus two round trips, after the connection's first write before our FIN (only when the
+# batches were written within that time: a small object's).
 PROVE_INPUT_SECONDS = 0.05
 PROVE_INPUT_MAX_SECONDS = 1.0
+# What shows it: this many confirmations after that wait (one slow close, a pause of the peer's,
+# cannot pass for it), or one of a connection that carried this much: such an input reads one
+# buffer (64 KiB at most in Netty) before it closes, and a close with our bytes unread is a reset.
+PROVE_INPUT_CONFIRMATIONS = 3
+PROVE_INPUT_BYTES = 256 * 1024
 # struct tcp_info: tcpi_rtt, the smoothed round-trip time in microseconds, a u32.
 _TCPI_RTT_OFFSET = 68
 # Linux's largest default receive buffer (tcp_rmem max) is 6 MiB: a peer cannot hold more unread.
@@ -418,10 +423,25 @@ def _round_trip_seconds(sock: socket.socket) -> float:
 
 @dataclass(slots=True)
 class InputProof:
-    """Whether a pool's peer has yet to show that it is a tcp input (JsonLinesConnection's
-    ``confirm``): shared by the pool's connections."""
+    """How far a pool's peer has shown that it is a tcp input (JsonLinesConnection's
+    ``confirm``), shared by the pool's connections. A peer that closes or resets a connection
+    before its confirmation starts it over. (Threads may race on the count: at worst one wait
+    more.)"""
 
-    needed: bool = True
+    confirmations: int = 0
+
+    @property
+    def needed(self) -> bool:
+        return self.confirmations < PROVE_INPUT_CONFIRMATIONS
+
+    def confirmed(self, carried_bytes: int, *, waited: bool) -> None:
+        if carried_bytes >= PROVE_INPUT_BYTES:
+            self.confirmations = PROVE_INPUT_CONFIRMATIONS
+        elif waited:
+            self.confirmations += 1
+
+    def doubted(self) -> None:
+        self.confirmations = 0
 
 
 def wait_slice(deadline: float | None, what: str) -> float:
@@ -730,7 +750,11 @@ class JsonLinesConnection(Connection):
         if self._first_write_at is None:
             self._first_write_at = time.monotonic()
         self.carried_bytes += len(batch.data)
-        self.send_all(batch.data, deadline)
+        try:
+            self.send_all(batch.data, deadline)
+        except ConnectionLostError:
+            self.input_proof.doubted()
+            raise
 
     def has_unconfirmed(self) -> bool:
         return bool(self.unconfirmed)
@@ -767,24 +791,29 @@ class JsonLinesConnection(Connection):
             self.close()
             if fatal is not None:
                 raise fatal from error
+            self.input_proof.doubted()
             raise ConnectionLostError(f"closing {self.peer} failed: {error}") from error
-        except (ConnectionLostError, DeliveryError):
+        except ConnectionLostError:
+            self.close()
+            if not self.interrupted:
+                self.input_proof.doubted()
+            raise
+        except DeliveryError:
             self.close()
             raise
         self.close()
-        if proving:
-            self.input_proof.needed = False
+        self.input_proof.confirmed(self.carried_bytes, waited=proving)
         self.confirmed += self.take_unconfirmed()
 
     def _give_time_to_close_early(self, deadline: float | None) -> None:
-        """Before the FIN of a pool's first confirmation: wait until ``PROVE_INPUT_SECONDS``
-        and two round trips have passed since the first write. Raises ConnectionLostError when
-        the peer closes or resets meanwhile, DeliveryError when it answers.
+        """Before the FIN, while the pool's peer has not shown it is a tcp input (InputProof):
+        wait until ``PROVE_INPUT_SECONDS`` and two round trips have passed since the first
+        write. Raises ConnectionLostError when the peer closes or resets meanwhile (or delivery
+        is stopped), DeliveryError when it answers or the deadline passes.
 
         A tcp input closes only after reading our FIN; a beats input closes at its first byte.
         A batch it read whole, our FIN with it, would end in a close like the tcp input's, so the
-        FIN waits until such a peer would have closed. Once a connection of the pool has been
-        confirmed after this wait, the peer has shown it is no such input.
+        FIN waits until such a peer would have closed.
         """
         if self._first_write_at is None:
             return
@@ -798,6 +827,8 @@ class JsonLinesConnection(Connection):
                 continue  # nothing, or TLS records without data (a session ticket)
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 data = b""
+            if self.interrupted:
+                raise ConnectionLostError("delivery was stopped")
             if data:
                 self._not_a_tcp_input(data)
             raise ConnectionLostError(f"{self.peer} closed the connection before we finished")
