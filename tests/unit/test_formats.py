@@ -622,7 +622,7 @@ FAILURES = {
     "classic client with a closing bracket alone": (
         "2015-05-13T23:39:43.945958Z lb 192.168.131.39]:2817 10.0.0.1:80 0.1 0.1 0.1 200 200 0 29"
         ' "GET http://a.com:80/ HTTP/1.1" "curl" - -',
-        "client:port: '192.168.131.39]:2817' is not an address:port",
+        "client:port: '192.168.131.39]:2817' holds no IP address",
     ),
     # The backend's and the target's addresses are keywords, which would take a damaged one.
     "classic backend with an opening bracket alone": (

@@ -35,6 +35,7 @@ __all__ = [
     "milliseconds",
     "parse_request",
     "seconds",
+    "target_port",
     "timestamp",
     "tls_version",
     "valid_seconds",
@@ -267,6 +268,9 @@ def host_port(value: str, name: str) -> tuple[str, int]:
     >>> host_port("[10.0.0.1:80", "target:port")
     Traceback (most recent call last):
     elb_log_shipper.errors.ParseError: target:port: '[10.0.0.1:80' is not an address:port
+
+    A closing bracket without its opening one is left to the caller: ``ip_address`` refuses it
+    for an ``ip`` field, ``target_port`` for a keyword.
     """
     ip, sep, port = value.rpartition(":")
     if not sep or not ip or not port.isdigit() or not port.isascii():
@@ -274,13 +278,26 @@ def host_port(value: str, name: str) -> tuple[str, int]:
     number = int(port)
     if number > PORT_MAX:
         raise ParseError(f"{name}: {value!r} has a port out of range 0-{PORT_MAX}")
-    if ip[0] == "[" or ip[-1] == "]":
-        # A bracket without its pair is a damaged field (a target's address is a keyword, which
-        # would take it as it is).
-        if len(ip) < 3 or ip[0] != "[" or ip[-1] != "]":
+    if ip[0] == "[":
+        if ip[-1] != "]" or len(ip) < 3:
             raise ParseError(f"{name}: {value!r} is not an address:port")
         ip = ip[1:-1]
     return ip, number
+
+
+def target_port(value: str, name: str) -> tuple[str, int]:
+    """``host_port`` of a target's or backend's field, whose address is a keyword (which would
+    take a damaged one as it is): a bracket without its pair fails the line. Memoised by its
+    callers, so off the path of most lines.
+
+    >>> target_port("10.0.0.1]:80", "backend:port")
+    Traceback (most recent call last):
+    elb_log_shipper.errors.ParseError: backend:port: '10.0.0.1]:80' is not an address:port
+    """
+    ip, port = host_port(value, name)
+    if ip[-1] == "]":
+        raise ParseError(f"{name}: {value!r} is not an address:port")
+    return ip, port
 
 
 def ip_address(ip: str) -> bool:

@@ -31,6 +31,7 @@ from elb_log_shipper.formats._values import (
     integer,
     parse_request,
     seconds,
+    target_port,
     timestamp,
     tls_version,
     valid_seconds,
@@ -389,7 +390,7 @@ def _first_invalid(values: list[str]) -> str | None:
     """``diagnose``'s answer; None when every value is valid."""
     checks: tuple[tuple[str, Callable[[str], object]], ...] = (
         ("client:port", lambda v: v == "-" or client_source(v, "")),
-        ("target:port", lambda v: v == "-" or host_port(v, "")),
+        ("target:port", lambda v: v == "-" or target_port(v, "")),
         ("request_processing_time", lambda v: duration(v, "")),
         ("target_processing_time", lambda v: duration(v, "")),
         ("response_processing_time", lambda v: duration(v, "")),
@@ -431,7 +432,7 @@ def _status(text: str) -> tuple[int, str]:
 def _backend(target: str, code: str) -> dict[str, Any]:
     backend: dict[str, Any] = {}
     if target != "-":
-        ip, port = host_port(target, "target:port")
+        ip, port = target_port(target, "target:port")
         # The integration maps aws.elb.backend.port as a keyword.
         backend["ip"], backend["port"] = ip, str(port)
     if code != "-":

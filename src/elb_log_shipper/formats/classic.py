@@ -14,10 +14,10 @@ from elb_log_shipper.formats._values import (
     STATUS_MAX,
     byte_count,
     client_source,
-    host_port,
     integer,
     parse_request,
     seconds,
+    target_port,
     timestamp,
     tls_version,
 )
@@ -35,7 +35,7 @@ _backends: dict[str, tuple[str, str]] = {}
 def _backend(value: str) -> tuple[str, str]:
     """The instance's address and port; the integration maps aws.elb.backend.port as a
     keyword."""
-    ip, port = host_port(value, "backend:port")
+    ip, port = target_port(value, "backend:port")
     if len(_backends) >= MEMO_LIMIT:
         _backends.clear()
     found = _backends[value] = (ip, str(port))
