@@ -1448,3 +1448,99 @@ def test_a_client_with_a_long_zone_run_in_is_not_kept() -> None:
     zoned = "fe80::1%" + "e" * 73
     kept = kept_of_lines_run_in(alb(), [connection(zoned)], zoned)
     assert not kept, kept[:3]
+
+
+# --- Found by mutation testing (mutmut, session 24): outputs no test held to. --------------------
+
+VALUES = PrivacyRules(redact_query=QueryRedaction.VALUES)
+
+
+def applied(rules: PrivacyRules, line: str) -> str:
+    """``line`` as ``rules`` rewrite it (and keep it)."""
+    privacy = rules.compile(detect_format)
+    assert privacy is not None
+    rewritten = privacy.apply(line)
+    assert rewritten is not None
+    return rewritten
+
+
+@pytest.mark.parametrize(
+    ("url", "request_line"),
+    [
+        # A value holding a path; a bare parameter holding one; a fragment after a value; a bare
+        # parameter after a value, then a fragment; user information with an '@' in it.
+        (
+            "https://ex.com:443/login?next=/account/jo&sid=9f2c",
+            "GET https://ex.com:443/login?next=REDACTED&sid=REDACTED HTTP/1.1",
+        ),
+        ("https://ex.com:443/p?jo/secret", "GET https://ex.com:443/p?REDACTED HTTP/1.1"),
+        (
+            "https://ex.com:443/p?code=1#a3f9c2secret",
+            "GET https://ex.com:443/p?code=REDACTED#REDACTED HTTP/1.1",
+        ),
+        (
+            "https://ex.com:443/p?a=1&secret#x",
+            "GET https://ex.com:443/p?a=REDACTED&REDACTED#REDACTED HTTP/1.1",
+        ),
+        ("https://jo:p@ss@ex.com:443/", "GET https://REDACTED@ex.com:443/ HTTP/1.1"),
+    ],
+)
+def test_values_redact_each_shape_of_query_exactly(url: str, request_line: str) -> None:
+    assert applied(VALUES, alb(url=url)).split('"')[1] == request_line
+
+
+@pytest.mark.parametrize(
+    ("redirect", "expected"),
+    [
+        ("?token=abc", "?token=REDACTED"),
+        ("https://x/cb?a=1&secret", "https://x/cb?a=REDACTED&REDACTED"),
+    ],
+)
+def test_values_redact_a_redirect_url_exactly(redirect: str, expected: str) -> None:
+    assert f'"forward" "{expected}" "-"' in applied(VALUES, alb(redirect=redirect))
+
+
+@pytest.mark.parametrize(
+    ("client", "truncated"),
+    [
+        # 6to4 (2002::/16) holds an IPv4 address in its next 32 bits: /40 keeps only 8 of them.
+        ("2002:cb00:7107:1:2:3:5.6.7.8", "2002:cb00:7100::"),
+        ("2001:db8:1:2:3:4:5.6.7.8", "2001:db8:1::"),
+        ("2001:db8:1:2::9%eth0", "2001:db8:1::"),
+    ],
+)
+def test_truncation_of_the_addresses_ipaddress_reads(client: str, truncated: str) -> None:
+    rewritten = applied(PrivacyRules(client_ip=ClientAddress.TRUNCATE), alb(client=client))
+    assert rewritten.split(" ")[3] == f"{truncated}:2817"
+
+
+def test_a_drop_filter_beside_hash_changes_no_client() -> None:
+    hashed = PrivacyRules(client_ip=ClientAddress.HASH, hash_key=KEY)
+    filtered = dataclasses.replace(hashed, drop=DropRules(methods=frozenset({"OPTIONS"})))
+    line = alb(client="192.0.2.7")
+    plain, with_filter = (rules.compile(detect_format) for rules in (hashed, filtered))
+    assert plain is not None and with_filter is not None
+    assert with_filter.apply(line) == plain.apply(line)
+    assert "192.0.2." not in str(with_filter.apply(line))
+
+
+@pytest.mark.parametrize("client", [ClientAddress.KEEP, ClientAddress.TRUNCATE])
+def test_drop_status_beside_other_rules_reads_the_load_balancers_status(
+    client: ClientAddress,
+) -> None:
+    def rules(status: str) -> Any:
+        drop = DropRules(status=parse_status_filter([status]))
+        return PrivacyRules(client_ip=client, drop=drop).compile(detect_format)
+
+    # The load balancer's 502 (no target status): dropped; the target's 304 under a 200: kept.
+    assert rules("5xx").apply(alb(status="502").replace(" 502 200 ", " 502 - ")) is None
+    assert rules("304").apply(alb(status="200").replace(" 200 200 ", " 200 304 ")) is not None
+
+
+@pytest.mark.parametrize("client", [ClientAddress.KEEP, ClientAddress.TRUNCATE])
+def test_drop_user_agent_prefixes_beside_other_rules(client: ClientAddress) -> None:
+    drop = DropRules(user_agent_prefixes=("ELB-HealthChecker",))
+    privacy = PrivacyRules(client_ip=client, drop=drop).compile(detect_format)
+    assert privacy is not None
+    assert privacy.apply(alb(agent="ELB-HealthChecker/2.0")) is None
+    assert privacy.apply(alb(agent="Mozilla/5.0 ELB-HealthChecker")) is not None

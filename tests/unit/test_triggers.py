@@ -713,3 +713,38 @@ def test_parse_event_does_not_modify_the_event() -> None:
     before = copy.deepcopy(event)
     parse_event(event)
     assert event == before
+
+
+# --- Found by mutation testing (mutmut, session 24): what no test held to. ----------------------
+
+
+def test_an_s3_notification_pins_the_version_and_etag_it_names() -> None:
+    record = s3_record("a.log", versionId="v3", eTag="9b2cf535f27731c974343645a3985328", size=7)
+    (ref,) = refs(parse_event({"Records": [record]}))
+    assert (ref.version_id, ref.etag) == ("v3", "9b2cf535f27731c974343645a3985328")
+
+
+def test_the_hop_of_a_replayed_dead_letter_reads_back_as_not_live() -> None:
+    """The continuation a replayed item hands off must parse again: a ``live`` of anything but
+    true or false fails the next hop (the rest of the object lost)."""
+    record = dead_letter_record({"Records": [s3_record("a.log")]})
+    (item,) = parse_event(record).items
+    continuation = json.loads(json.dumps(make_continuation(item.ref, live=item.live)))
+    (hop,) = parse_event(continuation).items
+    assert hop.live is False
+    assert hop.ref.key == "a.log"
+
+
+@pytest.mark.parametrize("event_name", ["ObjectRemoved:Delete", "ObjectRestore:Completed"])
+def test_a_skipped_record_keeps_its_object_for_the_log(event_name: str) -> None:
+    (item,) = parse_event({"Records": [s3_record("a.log", event_name)]}).items
+    assert item.ref == ObjectRef(BUCKET, "a.log")
+
+
+def test_a_log_bucket_alone_skips_objects_of_other_buckets() -> None:
+    event = {"Records": [s3_record("a.log")]}
+    (item,) = parse_event(event, log_bucket="other-bucket").items
+    assert not item.ship
+    assert item.skip_reason is not None and "other-bucket" in item.skip_reason
+    (kept,) = parse_event(event, log_bucket=BUCKET).items
+    assert kept.ship
