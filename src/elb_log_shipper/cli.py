@@ -536,10 +536,7 @@ def _flush_written(stdout: IO[bytes]) -> None:
     except OSError:
         # What is left cannot be written: to /dev/null with it, or the interpreter's own flush
         # at exit fails again ("Exception ignored", exit status 120).
-        with contextlib.suppress(OSError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, stdout.fileno())
-            os.close(devnull)
+        take_back(stdout, None)
 
 
 def _dates_named(since: dt.date | None, until: dt.date | None) -> str:
