@@ -7,6 +7,7 @@ be parsed becomes an event tagged ``_elbparsefailure`` that keeps the raw text a
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from itertools import chain, repeat
@@ -151,6 +152,25 @@ def _failure(text: str, reason: str) -> Event:
     }
 
 
+# More digits than int() reads (sys.get_int_max_str_digits(), 4,300 by default).
+_TOO_MANY_DIGITS = re.compile(r"\S*?([0-9]{4301,})\S*")
+
+
+def _unexpected(text: str, error: Exception) -> str:
+    """Why a line failed that the parsers did not refuse with a ParseError of their own.
+
+    A number too long for ``int()`` (which raises ValueError rather than take quadratic time)
+    is said as such: it is out of range of every numeric field. Any other error is a parser bug.
+    The per-line code catches neither: a ``try`` on its path would cost every line.
+    """
+    if isinstance(error, ValueError) and (found := _TOO_MANY_DIGITS.search(text)):
+        return (
+            f"{found[0][:24]!r}...: a number of {len(found[1]):,} digits is out of range of "
+            "every numeric field"
+        )
+    return f"parser error: {error!r}"
+
+
 def parse_line(text: str) -> Event:
     """Parse one line into an event without object context. Never raises.
 
@@ -161,8 +181,8 @@ def parse_line(text: str) -> Event:
         return _parse(text)
     except ParseError as error:
         return _failure(text, str(error))
-    except (ValueError, IndexError, KeyError) as error:  # pragma: no cover - a parser bug
-        return _failure(text, f"parser error: {error!r}")
+    except (ValueError, IndexError, KeyError) as error:
+        return _failure(text, _unexpected(text, error))
 
 
 class EventBuilder:
@@ -349,8 +369,8 @@ class EventBuilder:
             ):
                 return self.build(line[1:].encode(), 0)
             return self._parse_failure(raw, text, offset, str(error))
-        except (ValueError, IndexError, KeyError) as error:  # pragma: no cover - a parser bug
-            return self._parse_failure(raw, text, offset, f"parser error: {error!r}")
+        except (ValueError, IndexError, KeyError) as error:
+            return self._parse_failure(raw, text, offset, _unexpected(text, error))
         meta = event["event"]
         meta["id"] = self._id_prefix + str(offset)
         if self._keep_original:
