@@ -475,9 +475,11 @@ class GzipInflater:
                 try:
                     out = member.decompress(data, self._step)
                 except _InflateError as exc:
+                    # ISA-L does not say where: in the input of this call (a damaged byte can
+                    # decode as other data and be found later, by the CRC-32 at the latest).
                     raise SourceError(
-                        f"gzip data is corrupt in member {self.members + 1} near compressed byte "
-                        f"{self.bytes_in - len(data)}: {exc}"
+                        f"gzip data is corrupt in member {self.members + 1}, found in compressed "
+                        f"bytes {self.bytes_in - len(data)}-{self.bytes_in - 1}: {exc}"
                     ) from exc
                 data = member.unused_data if member.eof else member.unconsumed_tail
                 if out:

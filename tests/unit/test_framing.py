@@ -8,6 +8,8 @@ import io
 import itertools
 import lzma
 import os
+import random
+import re
 import struct
 import tracemalloc
 import zipfile
@@ -372,6 +374,32 @@ def test_a_wrong_gzip_trailer_is_an_error(flip: int, what: str) -> None:
     data[flip] ^= 0x01  # the trailer's CRC-32 or uncompressed length no longer matches
     with pytest.raises(SourceError, match="gzip data is corrupt in member 1"):
         decode([bytes(data)])
+
+
+@pytest.mark.parametrize("chunk", [64 * 1024, 10**9])
+def test_a_corrupt_block_is_placed_among_the_compressed_bytes_where_it_is_found(
+    chunk: int,
+) -> None:
+    # Far into a member (many steps of output in), a block whose header holds the reserved type:
+    # the message names compressed bytes around it, not where the chunk or the member began.
+    rng = random.Random(7)
+    lines = b"".join(b"%d %x\n" % (i, rng.getrandbits(256)) for i in range(40_000))
+    deflate = zlib.compressobj(1, wbits=31)
+    head = deflate.compress(lines[: len(lines) * 3 // 4]) + deflate.flush(zlib.Z_FULL_FLUSH)
+    at = len(head)  # a flush ends byte-aligned: the next block's header bits start here
+    damaged = bytearray(head + deflate.compress(lines[len(lines) * 3 // 4 :]) + deflate.flush())
+    damaged[at] = 0b110  # BFINAL 0, BTYPE 11: reserved
+    inflater = GzipInflater()
+    with pytest.raises(SourceError) as caught:
+        for piece in split_at(bytes(damaged), range(0, len(damaged), chunk)):
+            for _ in inflater.feed(piece):
+                pass
+    assert inflater.bytes_out >= INFLATE_STEP_BYTES
+    found = re.search(r"in member 1, found in compressed bytes (\d+)-(\d+): ", str(caught.value))
+    assert found, caught.value
+    first, last = int(found[1]), int(found[2])
+    assert first <= at <= last < len(damaged)
+    assert last - first < chunk
 
 
 @pytest.mark.parametrize("garbage", [b"x", b"\x1fx", b"PK\x03\x04"])
