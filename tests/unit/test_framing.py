@@ -376,12 +376,10 @@ def test_a_wrong_gzip_trailer_is_an_error(flip: int, what: str) -> None:
         decode([bytes(data)])
 
 
-@pytest.mark.parametrize("chunk", [64 * 1024, 10**9])
-def test_a_corrupt_block_is_placed_among_the_compressed_bytes_where_it_is_found(
-    chunk: int,
-) -> None:
-    # Far into a member (many steps of output in), a block whose header holds the reserved type:
-    # the message names compressed bytes around it, not where the chunk or the member began.
+def _damaged_far_in() -> tuple[bytes, bytes, int]:
+    """Lines, and a gzip member of them damaged far in (many steps of output before it): a block
+    whose header holds the reserved type, which an inflater meets as such (not only at the CRC-32).
+    Also where the damage is."""
     rng = random.Random(7)
     lines = b"".join(b"%d %x\n" % (i, rng.getrandbits(256)) for i in range(40_000))
     deflate = zlib.compressobj(1, wbits=31)
@@ -389,9 +387,17 @@ def test_a_corrupt_block_is_placed_among_the_compressed_bytes_where_it_is_found(
     at = len(head)  # a flush ends byte-aligned: the next block's header bits start here
     damaged = bytearray(head + deflate.compress(lines[len(lines) * 3 // 4 :]) + deflate.flush())
     damaged[at] = 0b110  # BFINAL 0, BTYPE 11: reserved
+    return lines, bytes(damaged), at
+
+
+@pytest.mark.parametrize("chunk", [64 * 1024, 10**9])
+def test_a_corrupt_block_is_placed_among_the_compressed_bytes_where_it_is_found(
+    chunk: int,
+) -> None:
+    _, damaged, at = _damaged_far_in()
     inflater = GzipInflater()
     with pytest.raises(SourceError) as caught:
-        for piece in split_at(bytes(damaged), range(0, len(damaged), chunk)):
+        for piece in split_at(damaged, range(0, len(damaged), chunk)):
             for _ in inflater.feed(piece):
                 pass
     assert inflater.bytes_out >= INFLATE_STEP_BYTES
@@ -400,6 +406,24 @@ def test_a_corrupt_block_is_placed_among_the_compressed_bytes_where_it_is_found(
     first, last = int(found[1]), int(found[2])
     assert first <= at <= last < len(damaged)
     assert last - first < chunk
+
+
+@pytest.mark.parametrize("chunk", [64 * 1024, 10**9])
+def test_a_corrupt_gzip_gives_its_lines_but_at_most_a_step_of_text_before_the_damage(
+    chunk: int,
+) -> None:
+    # What the README and deploy.md promise: the lines before the fault, less at most the last
+    # step's text (ISA-L drops a failing call's output and cannot say where in it it failed).
+    lines, damaged, _ = _damaged_far_in()
+    decoder = LineDecoder()
+    batches: list[Batch] = []
+    with pytest.raises(SourceError, match="corrupt"):
+        for piece in split_at(damaged, range(0, len(damaged), chunk)):
+            batches.extend(decoder.feed(piece))
+    given = flatten(batches)
+    before_damage = len(lines) * 3 // 4
+    assert given == reference(lines[: given[-1][0] + len(given[-1][1]) + 1])
+    assert before_damage - INFLATE_STEP_BYTES <= given[-1][0] < before_damage
 
 
 @pytest.mark.parametrize("garbage", [b"x", b"\x1fx", b"PK\x03\x04"])
