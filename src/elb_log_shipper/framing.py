@@ -17,6 +17,7 @@ chunks that hold a ``\\r`` or an oversized line.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from itertools import accumulate
 from operator import itemgetter
@@ -39,13 +40,16 @@ __all__ = [
     "MAX_GZIP_HEADER_BYTES",
     "MAX_INFLATE_RATIO",
     "MAX_LINE_BYTES",
+    "SALVAGE_PIECE_BYTES",
     "SNIFF_BYTES",
     "Batch",
+    "CorruptGzipError",
     "GzipInflater",
     "Line",
     "LineDecoder",
     "LineFramer",
     "OversizedLine",
+    "SalvagingGzipInflater",
     "gzip_header_end",
     "is_gzip",
     "sniff_compression",
@@ -396,6 +400,12 @@ def gzip_header_end(data: bytes) -> int | None:
     return end if end <= len(data) else None
 
 
+class CorruptGzipError(SourceError):
+    """ISA-L found a gzip member's deflate data or trailer corrupt, and dropped the output of the
+    step that found it: up to ``INFLATE_STEP_BYTES`` of text before the damage, which
+    ``SalvagingGzipInflater`` can give from a second reading of the object."""
+
+
 class GzipInflater:
     """Inflate a gzip stream of one or more members in bounded steps.
 
@@ -432,7 +442,7 @@ class GzipInflater:
         self._max_ratio = max_ratio
         self._max_output = max_output
         self._step = step
-        self._member: isal_zlib.Decompress | None = None
+        self._member: isal_zlib.Decompress | zlib._Decompress | None = None
         # The start of a member whose header has not all arrived (see feed).
         self._header = b""
         self.bytes_in = 0
@@ -476,8 +486,9 @@ class GzipInflater:
                     out = member.decompress(data, self._step)
                 except _InflateError as exc:
                     # ISA-L does not say where: in the input of this call (a damaged byte can
-                    # decode as other data and be found later, by the CRC-32 at the latest).
-                    raise SourceError(
+                    # decode as other data and be found later, by the CRC-32 at the latest). The
+                    # call's output is lost with it: ``SalvagingGzipInflater`` gets it back.
+                    raise CorruptGzipError(
                         f"gzip data is corrupt in member {self.members + 1}, found in compressed "
                         f"bytes {self.bytes_in - len(data)}-{self.bytes_in - 1}: {exc}"
                     ) from exc
@@ -514,6 +525,98 @@ class GzipInflater:
                 f"gzip data inflates more than {self._max_ratio:g}:1 ({consumed} bytes to "
                 f"{self.bytes_out}): refusing it as a gzip bomb"
             )
+
+
+# What SalvagingGzipInflater gives zlib at a time: its output is at most ~1 MiB (zlib's ceiling
+# is about 1030:1), and a copy of zlib's state (its 32 KiB window) for each is cheap beside it.
+SALVAGE_PIECE_BYTES = 1024
+
+
+class SalvagingGzipInflater(GzipInflater):
+    """``GzipInflater`` for a second reading of an object found corrupt (``CorruptGzipError``):
+    zlib, fed ``SALVAGE_PIECE_BYTES`` at a time from a copy of its state, and a byte at a time
+    through the piece that fails, so that every byte that inflates before the damage comes out,
+    as ``zcat`` gives it, and the damage is placed to the byte. Several times slower than ISA-L:
+    for the objects that need it only. The same limits on output apply.
+
+    >>> import gzip
+    >>> data = bytearray(gzip.compress(b"a\\n" * 5000, mtime=0))
+    >>> data[20] ^= 0xFF
+    >>> inflater = SalvagingGzipInflater()
+    >>> try:
+    ...     out = b"".join(inflater.feed(bytes(data)))
+    ... except SourceError as error:
+    ...     print(str(error).replace(": ", ":\\n"))
+    gzip data is corrupt in member 1 at compressed byte 28:
+    Error -3 while decompressing data:
+    invalid bit length repeat
+    """
+
+    __slots__ = ()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Yield the decompressed bytes of ``data``, in pieces of about ``step`` bytes; raise
+        SourceError at the damage, after yielding all that came before it."""
+        position = self.bytes_in
+        self.bytes_in += len(data)
+        pending: list[bytes] = []
+        size = 0
+        try:
+            for start in range(0, len(data), SALVAGE_PIECE_BYTES):
+                for out in self._inflate(
+                    data[start : start + SALVAGE_PIECE_BYTES], position + start
+                ):
+                    pending.append(out)
+                    size += len(out)
+                    if size >= self._step:
+                        yield b"".join(pending)
+                        pending, size = [], 0
+        except SourceError:
+            if pending:
+                yield b"".join(pending)
+            raise
+        if pending:
+            yield b"".join(pending)
+
+    def _inflate(self, data: bytes, position: int) -> Iterator[bytes]:
+        """Inflate ``data``, which starts at compressed byte ``position``."""
+        while data:
+            member = self._member
+            if member is None:
+                rest = data.lstrip(b"\0")
+                position += len(data) - len(rest)
+                data = rest
+                if not data:
+                    return
+                if data[:2] != GZIP_MAGIC[: len(data[:2])]:
+                    raise SourceError(
+                        f"gzip data is corrupt in member {self.members + 1} at compressed byte "
+                        f"{position}: no gzip header"
+                    )
+                member = self._member = zlib.decompressobj(wbits=31)
+            member = cast("zlib._Decompress", member)  # this class makes only zlib's
+            saved = member.copy()
+            try:
+                out = member.decompress(data)
+            except zlib.error as exc:
+                if len(data) == 1:
+                    raise SourceError(
+                        f"gzip data is corrupt in member {self.members + 1} at compressed byte "
+                        f"{position}: {exc}"
+                    ) from exc
+                self._member = saved
+                for at in range(len(data)):
+                    yield from self._inflate(data[at : at + 1], position + at)
+                return
+            rest = member.unused_data if member.eof else b""
+            position += len(data) - len(rest)
+            if out:
+                self._count(len(out), position)
+                yield out
+            if member.eof:
+                self.members += 1
+                self._member = None
+            data = rest
 
 
 class LineDecoder:

@@ -12,6 +12,11 @@ read never mixes two versions of an object: a change raises ``ObjectChangedError
 version named by the event pins the first GET the same way: the object read is the one the event
 names, or none.
 
+Corrupt gzip: ISA-L drops the text of the step in which it meets the damage (up to 1 MiB), so the
+object is read a second time (pinned the same way) and inflated from its start by the slower,
+byte-exact ``framing.SalvagingGzipInflater``, for the lines from the first not yet given up to the
+damage; the error that follows names the compressed byte.
+
 Deadline (``should_stop``): the S3 reads then run in a thread one or two chunks ahead of the
 caller, which overlaps the network with the parsing and lets a read that stalls be abandoned.
 While a chunk is awaited, ``should_stop()`` is asked every ``READ_POLL_SECONDS``; when it answers
@@ -40,7 +45,14 @@ from botocore.exceptions import (
 
 from elb_log_shipper.awssetup import CREDENTIALS_REFUSED, NO_CREDENTIALS, RENEW_CREDENTIALS
 from elb_log_shipper.errors import CredentialsError, ObjectChangedError, SourceError
-from elb_log_shipper.framing import SNIFF_BYTES, Batch, LineDecoder, sniff_compression
+from elb_log_shipper.framing import (
+    SNIFF_BYTES,
+    Batch,
+    CorruptGzipError,
+    LineDecoder,
+    SalvagingGzipInflater,
+    sniff_compression,
+)
 from elb_log_shipper.refs import ObjectRef
 
 if TYPE_CHECKING:
@@ -124,6 +136,9 @@ class LineReader:
         """Stored (compressed) bytes received."""
         self.retries = 0
         """Reads resumed after the connection broke mid-stream."""
+        self.salvaged = False
+        """Whether a second reading of the object began, for the lines before a corrupt gzip
+        block (``framing.SalvagingGzipInflater``)."""
         self.stopped_at: int | None = None
         """Set when ``should_stop`` ended the reading early: the offset of the first line not
         yielded (the ``start_offset`` of a hand-off)."""
@@ -188,11 +203,19 @@ class LineReader:
         try:
             if decoder is None:  # stopped before S3 answered
                 return
-            if self._first:
-                yield from decoder.feed(self._first)
-                self._first = b""
-            for chunk in chunks:
-                yield from decoder.feed(chunk)
+            try:
+                if self._first:
+                    yield from decoder.feed(self._first)
+                    self._first = b""
+                for chunk in chunks:
+                    yield from decoder.feed(chunk)
+            except CorruptGzipError:
+                # ISA-L dropped the text of its last step before the damage: read it again.
+                decoder = self._salvage(decoder.resume_offset)
+                chunks = self._chunks
+                assert chunks is not None
+                for chunk in chunks:
+                    yield from decoder.feed(chunk)
             if self._stalled:
                 self.stopped_at = decoder.resume_offset
                 return
@@ -206,6 +229,31 @@ class LineReader:
             raise named from exc
         finally:
             self.close()
+
+    def _salvage(self, resume_offset: int) -> LineDecoder:
+        """Start reading the object again for a ``SalvagingGzipInflater``, which gives the lines
+        from ``resume_offset`` up to the damage that ISA-L found; the decoder, and the new chunks
+        in ``_chunks``. The first reading stops; the second is pinned to the same ETag."""
+        assert self._chunks is not None
+        self.salvaged = True
+        self._chunks.close()
+        self._halt.set()
+        self._halt = threading.Event()
+        if self.ref.is_local:
+            try:
+                file = open(self.ref.key, "rb")  # noqa: SIM115 - closed by _file_chunks or close()
+            except OSError as exc:
+                raise _local_error(self.ref.key, exc) from exc
+            chunks = self._file_chunks(file)
+        else:
+            chunks = self._stream(self._get(0)["Body"], 0)
+            if self._should_stop is not None:
+                chunks = self._read_ahead(chunks, self._should_stop)
+        self._chunks = chunks
+        decoder = self._decoder = LineDecoder(
+            start_offset=resume_offset, compressed=True, inflater=SalvagingGzipInflater()
+        )
+        return decoder
 
     def _named(self, exc: SourceError) -> SourceError:
         """``exc``, or the same error with the object's name in front."""
@@ -339,6 +387,7 @@ class LineReader:
         # bytes received: botocore wraps a reset or a timeout, but not a TLS record that fails
         # its check (a byte corrupted in transit, which TLS catches instead of TCP).
         broken_read = (HTTPClientError, IncompleteReadError, TLSError)
+        halt = self._halt  # this reading's: a second one (see _salvage) has its own
         try:
             while True:
                 try:
@@ -354,7 +403,7 @@ class LineReader:
                     ) from exc
                 except broken_read as exc:
                     body.close()
-                    if self._halt.is_set():
+                    if halt.is_set():
                         return  # nobody wants the rest: no new GET
                     if self.retries >= MAX_READ_RETRIES:
                         raise SourceError(

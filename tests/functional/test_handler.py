@@ -22,10 +22,12 @@ import pytest
 from elb_log_shipper import handler
 from elb_log_shipper.config import ENV, MIN_DEADLINE_MARGIN
 from elb_log_shipper.errors import ShipperError
+from elb_log_shipper.framing import INFLATE_STEP_BYTES
 from elb_log_shipper.pipeline import HANDOFF_RESERVE_SECONDS
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from elb_log_shipper.triggers import make_continuation
+from tests.support.damaged import damaged_gzip
 from tests.support.faults import NeverReadingServer
 from tests.support.lambda_events import dead_letter_record
 from tests.support.lambda_harness import (
@@ -685,6 +687,31 @@ def test_an_object_in_a_compression_elb_never_writes_is_rejected_in_one_sentence
         "gzip or plain text: decompress it and ship the log itself"
     )
     assert logstash.events == []
+
+
+def test_a_corrupt_gzip_object_ships_every_line_before_the_damage_and_is_rejected(
+    container: Container, logstash: JsonLinesReceiver, moto: MotoServer
+) -> None:
+    # Over a step of text (1 MiB) before the damage, which ISA-L's failing call drops: the
+    # function reads the object again for it.
+    bucket = moto.new_bucket()
+    key = alb_key("damaged")
+    lines = alb_lines(8000)
+    damage = damaged_gzip(text=joined(lines))
+    moto.client().put_object(Bucket=bucket, Key=key, Body=damage.data)
+    intact = [line for line in lines if damage.text.index(line) < damage.intact]
+    assert len(joined(intact)) == damage.intact > INFLATE_STEP_BYTES
+
+    result = container.invoke(edit_bucket_and_key("s3-put.json", bucket, key))
+
+    (rejected,) = result["objects"]
+    assert (rejected["outcome"], rejected["lines"]) == ("rejected", len(intact))
+    assert rejected["error"] == (
+        f"s3://{bucket}/{key}: gzip data is corrupt in member 1 at compressed byte {damage.at}: "
+        "Error -3 while decompressing data: invalid block type"
+    )
+    assert set(received(logstash)) == expected(key, intact)
+    assert max(received(logstash).values()) == 1
 
 
 # ------------------------------------------------------------------------ S3 -> SNS -> Lambda

@@ -10,6 +10,7 @@ import pytest
 from elb_log_shipper.errors import SourceError
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.source import LineReader
+from tests.support.damaged import damaged_gzip, reference_lines
 
 LINES = [b"line %d \xff" % i for i in range(500)]  # invalid UTF-8 stays bytes
 DATA = b"\r\n".join(LINES)  # no final newline
@@ -83,6 +84,39 @@ def test_a_truncated_gzip_file_yields_its_complete_lines_then_fails(tmp_path: Pa
         for batch in LineReader(ObjectRef.local(str(path)), chunk_size=64):
             lines.extend(batch)
     assert lines and lines == EXPECTED[: len(lines)]
+
+
+@pytest.mark.parametrize("chunk", [4096, 1024 * 1024])
+def test_a_corrupt_gzip_file_gives_every_line_before_the_damage_once(
+    tmp_path: Path, chunk: int
+) -> None:
+    damage = damaged_gzip()
+    path = tmp_path / "damaged.log.gz"
+    path.write_bytes(damage.data)
+    reader = LineReader(ObjectRef.local(str(path)), chunk_size=chunk)
+    lines: list[tuple[int, bytes]] = []
+    with pytest.raises(SourceError) as caught:
+        for batch in reader:
+            lines.extend(batch)
+    assert lines == reference_lines(damage.text[: damage.intact])
+    assert str(caught.value) == (
+        f"{path}: gzip data is corrupt in member 1 at compressed byte {damage.at}: "
+        "Error -3 while decompressing data: invalid block type"
+    )
+    assert reader.salvaged
+
+
+def test_a_corrupt_gzip_file_gone_before_its_second_reading_says_so(tmp_path: Path) -> None:
+    damage = damaged_gzip()
+    path = tmp_path / "damaged.log.gz"
+    path.write_bytes(damage.data)
+    lines: list[tuple[int, bytes]] = []
+    with pytest.raises(SourceError, match=f"cannot read {path}: No such file"):
+        for batch in LineReader(ObjectRef.local(str(path)), chunk_size=4096):
+            if not lines:
+                path.unlink()  # the open file reads on; the second opening finds nothing
+            lines.extend(batch)
+    assert lines == reference_lines(damage.text)[: len(lines)]
 
 
 def test_a_reader_iterates_once(files: dict[str, Path]) -> None:

@@ -15,6 +15,7 @@ from elb_log_shipper.errors import ObjectChangedError, SourceError
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.source import MAX_READ_RETRIES, LineReader, read_lines
 from tests.support.certs import CertBundle
+from tests.support.damaged import damaged_gzip, reference_lines
 from tests.support.s3server import FaultyS3, MotoServer
 
 if TYPE_CHECKING:
@@ -402,6 +403,54 @@ def test_bad_bytes_are_permanent(moto: MotoServer, s3: S3Client) -> None:
     with pytest.raises(SourceError, match="truncated") as caught:
         read_all(LineReader(ObjectRef(bucket, "cut.log.gz"), s3))
     assert not caught.value.transient
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+@pytest.mark.parametrize("start", [0, 1, 30_000])
+def test_a_corrupt_gzip_object_gives_every_line_before_the_damage_once(
+    moto: MotoServer, s3: S3Client, read_ahead: bool, start: int
+) -> None:
+    # ISA-L drops up to a step of text before the damage (tests/unit/test_framing.py): the
+    # reader reads the object again, pinned to its ETag, for the lines from the first not yet
+    # given up to the damage, then fails as before, placing the damage to the byte.
+    damage = damaged_gzip()
+    bucket = moto.new_bucket()
+    moto.put_object(bucket, "damaged.log.gz", damage.data)
+    expected = reference_lines(damage.text[: damage.intact])
+    start_offset = expected[start][0] if start else 0
+    ref = ObjectRef(bucket, "damaged.log.gz", start_offset=start_offset)
+    reader = LineReader(
+        ref, s3, chunk_size=256 * 1024, should_stop=(lambda: False) if read_ahead else None
+    )
+    lines: list[tuple[int, bytes]] = []
+    with pytest.raises(SourceError) as caught:
+        for batch in reader:
+            lines.extend(batch)
+    assert lines == expected[start:]
+    assert str(caught.value) == (
+        f"s3://{bucket}/damaged.log.gz: gzip data is corrupt in member 1 at compressed byte "
+        f"{damage.at}: Error -3 while decompressing data: invalid block type"
+    )
+    assert not caught.value.transient
+    assert reader.salvaged
+    assert reader.bytes_read > len(damage.data)  # read twice, in part
+
+
+def test_a_corrupt_gzip_object_changed_before_its_second_reading_is_not_mixed(
+    moto: MotoServer, s3: S3Client
+) -> None:
+    damage = damaged_gzip()
+    bucket = moto.new_bucket()
+    moto.put_object(bucket, "damaged.log.gz", damage.data)
+    reader = LineReader(ObjectRef(bucket, "damaged.log.gz"), s3, chunk_size=256 * 1024)
+    lines: list[tuple[int, bytes]] = []
+    with pytest.raises(ObjectChangedError):
+        for batch in reader:
+            if not lines:  # the first reading's stream goes on; the second GET meets the change
+                moto.put_object(bucket, "damaged.log.gz", damage.data + b"\0")
+            lines.extend(batch)
+    assert reader.salvaged
+    assert lines == reference_lines(damage.text)[: len(lines)]
 
 
 # --- pins from the event ---------------------------------------------------------------------
