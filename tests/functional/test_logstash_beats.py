@@ -16,6 +16,7 @@ from elb_log_shipper.config import ENV, PROTOCOL_BEATS, Settings
 from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
 from elb_log_shipper.logstash.beats import BEAT_NAME, METADATA
+from elb_log_shipper.logstash.pool import BEATS_WINDOW_START
 from elb_log_shipper.pipeline import deliver_object
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.report import Outcome
@@ -374,11 +375,29 @@ def test_a_peer_that_resets_after_every_ack_meets_a_backoff_not_a_reconnect_stor
         pool = SocketPool(beats_settings(server, pool_size=1))
         ship_until_the_deadline(pool, 3.0, 50_000)
     assert 3 <= server.connection_count <= 40, server.connection_count
-    # Delivery goes on: each connection had a window acknowledged.
+    # Delivery goes on: each connection had a window acknowledged. Such a loss is no failure of
+    # the peer's: the window does not shrink for it.
     assert sum(1 for window in server.windows if window.acked) >= server.connection_count - 1
+    assert pool.window >= BEATS_WINDOW_START
     ids = server.event_ids()
     duplicated = {event_id for event_id, seen in collections.Counter(ids).items() if seen > 1}
     assert duplicated <= set(server.unacknowledged_ids())
+
+
+def test_a_peer_that_resets_after_acks_gets_every_event_from_a_sender_without_a_deadline() -> None:
+    """The command's sender has no deadline: the wait after such a loss is taken all the same,
+    and every event arrives."""
+    faults = Faults(close_after_ack_connections=4, reset_on_close=True)
+    with BeatsServer(faults=faults) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        sender = LogstashSender(pool)
+        for index, batch in enumerate(batches(1_000, 100)):
+            sender.send(in_format(batch, sender.batch_format), 100, index + 1)
+        stats = sender.finish()
+        pool.close()
+    assert stats.events_confirmed == 1_000
+    assert server.connection_count == 5
+    assert_duplicates_only_from_unacknowledged(server, 1_000)
 
 
 def test_keepalives_only_fail_at_the_deadline_with_nothing_confirmed() -> None:
@@ -388,6 +407,23 @@ def test_keepalives_only_fail_at_the_deadline_with_nothing_confirmed() -> None:
         sender = ship_until_the_deadline(pool, 2.0, 500)
     assert sender.confirmed_offset is None
     assert sender.stats.reconnects == 0
+
+
+def test_keepalives_only_end_the_wait_for_acks_at_the_deadline_saying_so() -> None:
+    # One window, written at once: the wait is the ACK wait's own, which ends at the deadline
+    # and says what it waited for (not that a writer outlived the deadline, a second later).
+    faults = Faults(never_ack=True, keepalive_interval=0.2)
+    with BeatsServer(faults=faults) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1, stall_timeout=STALL_TIMEOUT))
+        started = time.monotonic()
+        sender = LogstashSender(pool, deadline=started + 2.0)
+        sender.send(in_format(batches(10, 10)[0], sender.batch_format), 10, 1)
+        with pytest.raises(DeliveryError, match=r"deadline passed while waiting for .* acknowl"):
+            sender.finish(started + 2.0)
+        assert time.monotonic() - started < 2.0 + 0.5
+        sender.abort()
+        pool.close()
+    assert sender.confirmed_offset is None
 
 
 def test_loss_shrinks_the_window() -> None:

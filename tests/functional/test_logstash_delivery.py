@@ -30,6 +30,7 @@ from tests.support.certs import CertBundle
 from tests.support.faults import (
     CappedServer,
     ClosingServer,
+    HalfClosesUnreadServer,
     NeverReadingServer,
     RefusingServer,
     ResettingServer,
@@ -704,6 +705,33 @@ def test_abort_stops_workers_and_confirms_nothing() -> None:
         assert not [t for t in threading.enumerate() if t.name.startswith("logstash-writer")]
 
 
+def test_abort_during_a_blocked_write_gives_the_pool_its_slot_back() -> None:
+    """A warm invocation's sender takes the slot that an aborted one's writer held while its
+    write was blocked (a peer that never reads): the pool is not left one connection short."""
+    with NeverReadingServer() as server:
+        pool = SocketPool(settings_for(server, pool_size=1, stall_timeout=30.0))
+        sender = LogstashSender(pool, deadline=time.monotonic() + 30)
+        failed: list[BaseException] = []
+
+        def feed() -> None:
+            try:
+                for batch in batches(20_000, 1_000, pad=300):
+                    sender.send(batch, 1_000)
+            except DeliveryError as error:
+                failed.append(error)
+
+        feeding = threading.Thread(target=feed)
+        feeding.start()
+        time.sleep(1.0)  # 6 MB against a peer that never reads: the writer blocks in a write
+        sender.abort()
+        feeding.join(10)
+        assert failed and not feeding.is_alive()
+        assert pool.open_connections == 0
+        conn = pool.acquire(time.monotonic() + 1.5, [])
+        pool.discard(conn)
+        pool.close()
+
+
 def test_connection_cap_means_fewer_connections_not_smaller_confirmations() -> None:
     """Issue 12 item 3: a receiver that resets every connection beyond 3 gets 200k lines exactly
     once from a 16-connection pool, with at most twice the connections an uncapped receiver
@@ -854,6 +882,20 @@ def test_one_slow_close_of_a_beats_input_does_not_pass_it_for_a_tcp_input() -> N
             ship(pool, batches(1, 1, prefix="second", pad=10), seconds=30)
         pool.close()
     assert first.events_confirmed == 1
+
+
+def test_a_peer_that_closes_before_acknowledging_our_bytes_confirms_nothing() -> None:
+    """A graceful close confirms only what the peer's TCP acknowledged: a peer that stopped
+    reading (its window closed) and then sent its FIN has not had our last bytes."""
+    with HalfClosesUnreadServer(after=0.5) as server:
+        pool = SocketPool(settings_for(server, pool_size=1, stall_timeout=5.0))
+        conn = pool.acquire(time.monotonic() + 5, [])
+        conn.write(Batch(batches(200, 200)[0], 200), time.monotonic() + 5)
+        with pytest.raises(ConnectionLostError, match=r"closed with \d+ of our bytes unacknowl"):
+            conn.confirm(time.monotonic() + 5)
+        assert conn.confirmed == []
+        pool.discard(conn)
+        pool.close()
 
 
 def test_closing_the_pool_under_a_writer_shuts_its_connection_down_and_keeps_its_descriptor() -> (

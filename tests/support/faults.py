@@ -19,6 +19,7 @@ from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiv
 __all__ = [
     "CappedServer",
     "ClosingServer",
+    "HalfClosesUnreadServer",
     "NeverReadingServer",
     "RefusingServer",
     "ResettingServer",
@@ -234,6 +235,25 @@ class NeverReadingServer(JsonLinesReceiver):
     def stop(self) -> None:
         self._release.set()
         super().stop()
+
+
+class HalfClosesUnreadServer(JsonLinesReceiver):
+    """Never reads, and ``after`` seconds into each connection sends its FIN (``shutdown``),
+    holding the socket open a while longer: our bytes sit unacknowledged behind a closed window
+    when the peer's close arrives, which confirms nothing."""
+
+    def __init__(self, *, after: float = 0.5, hold: float = 3.0, **kwargs: Any) -> None:
+        self.after = after
+        self.hold = hold
+        kwargs.setdefault("rcvbuf", 4096)
+        super().__init__(**kwargs)
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        if self._stopping.wait(self.after):
+            return
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        self._stopping.wait(self.hold)
 
 
 class StopsReadingServer(NeverReadingServer):
