@@ -330,9 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # Whoever read our stdout went away (`| head`): stop quietly, as Unix tools do. What is
         # left in stdout's buffer goes nowhere, instead of failing again at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        take_back(sys.stdout, None)
         return EXIT_FAILED
 
 

@@ -142,7 +142,7 @@ def file_position(stream: IO[bytes]) -> int | None:
         return None
 
 
-def take_back(stream: IO[bytes], position: int | None) -> None:
+def take_back(stream: IO[Any], position: int | None) -> None:
     """After a failed write to the process's stdout: cut a regular file back to ``position``
     (what whole batches left it at; None leaves it), so that it ends with a whole line and the
     printed commands' output can be appended to it; then point the descriptor at /dev/null, as
