@@ -15,8 +15,9 @@ import pytest
 from elb_log_shipper.config import ENV, PROTOCOL_BEATS, Settings
 from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
-from elb_log_shipper.logstash.beats import BEAT_NAME, METADATA
+from elb_log_shipper.logstash.beats import BEAT_NAME, METADATA, PIPELINED_WINDOWS
 from elb_log_shipper.logstash.pool import BEATS_WINDOW_START
+from elb_log_shipper.logstash.sender import LAG_IN_FLIGHTS, QUEUE_BATCHES_PER_CONNECTION
 from elb_log_shipper.pipeline import deliver_object
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.report import Outcome
@@ -424,6 +425,25 @@ def test_keepalives_only_end_the_wait_for_acks_at_the_deadline_saying_so() -> No
         sender.abort()
         pool.close()
     assert sender.confirmed_offset is None
+
+
+def test_one_connection_stuck_on_keepalives_holds_the_others_near_the_oldest_window() -> None:
+    """One Logstash node's pipeline blocks (keep-alives only) while the pool's other connection
+    is healthy: the hand-off resumes from the oldest unacknowledged window, so whatever the
+    healthy one delivered after it is sent again. It went on to the end of the object (all but
+    the stuck windows acknowledged, to be sent again the next hop); now it stops
+    ``LAG_IN_FLIGHTS`` times what the pool holds in flight beyond that window, and waits."""
+    faults = Faults(keepalives_only_connections=1, acks_before_keepalives_only=1)
+    with BeatsServer(faults=faults) as server:
+        settings = beats_settings(server, pool_size=2, stall_timeout=30.0, beats_window_max=16)
+        pool = SocketPool(settings)
+        sender = ship_until_the_deadline(pool, 3.0, 5_000)
+    acknowledged = sum(len(window.events) for window in server.windows if window.acked)
+    # The pool's flight: 2 connections x (2 windows of 16 events + 2 queued batches of 100).
+    in_flight = 2 * (PIPELINED_WINDOWS * 16 + QUEUE_BATCHES_PER_CONNECTION * 100)
+    assert acknowledged <= 16 + LAG_IN_FLIGHTS * in_flight
+    assert sender.stats.events_sent < 5_000 / 2
+    assert sender.confirmed_offset is None  # the stuck window is the first batch's
 
 
 def test_loss_shrinks_the_window() -> None:

@@ -25,11 +25,13 @@ from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import ROTATE_BYTES, DeliveryStats, LogstashSender, SocketPool
 from elb_log_shipper.logstash.connection import Batch, ConnectionLostError
 from elb_log_shipper.logstash.pool import REGROW_CONNECTIONS_AFTER_SECONDS
+from elb_log_shipper.logstash.sender import LAG_IN_FLIGHTS, QUEUE_BATCHES_PER_CONNECTION
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
 from tests.support.faults import (
     CappedServer,
     ClosingServer,
+    FirstConnectionStuckServer,
     HalfClosesUnreadServer,
     NeverReadingServer,
     RefusingServer,
@@ -730,6 +732,31 @@ def test_abort_during_a_blocked_write_gives_the_pool_its_slot_back() -> None:
         conn = pool.acquire(time.monotonic() + 1.5, [])
         pool.discard(conn)
         pool.close()
+
+
+def test_one_connection_stuck_holds_the_others_near_the_oldest_unconfirmed_batch() -> None:
+    """One Logstash node stops reading (and never closes) while the pool's other connection is
+    healthy: a hand-off or retry resumes from the stuck connection's first batch, so the lines
+    the healthy one delivered after it are sent again. It went on to the end of the object; now
+    it stops ``LAG_IN_FLIGHTS`` times the pool's flight beyond that batch, and its own carry is
+    confirmed while it waits (else it would wait for a batch that never comes)."""
+    payload = batches(20_000, 50, pad=300)  # about 16 KB a batch, 6.6 MB in all
+    with FirstConnectionStuckServer() as server:
+        pool = SocketPool(settings_for(server, pool_size=2, stall_timeout=30.0), rotate_bytes=2**18)
+        sender = LogstashSender(pool, deadline=time.monotonic() + 3.0)
+        with pytest.raises(DeliveryError, match="deadline"):
+            for batch in payload:
+                sender.send(batch, 50)
+            sender.finish(time.monotonic() + 3.0)
+        sender.abort()
+        pool.close()
+        server.wait_idle()
+    largest = max(map(len, payload))
+    in_flight = 2 * (2**18 + largest + QUEUE_BATCHES_PER_CONNECTION * largest)
+    delivered = sum(record.bytes_read for record in server.records if record.index != 0)
+    assert 0 < delivered <= LAG_IN_FLIGHTS * in_flight
+    assert sender.stats.events_confirmed > 0  # the healthy connection's carry, confirmed
+    assert sender.stats.events_sent < 20_000 / 4
 
 
 def test_connection_cap_means_fewer_connections_not_smaller_confirmations() -> None:

@@ -19,6 +19,7 @@ from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiv
 __all__ = [
     "CappedServer",
     "ClosingServer",
+    "FirstConnectionStuckServer",
     "HalfClosesUnreadServer",
     "NeverReadingServer",
     "RefusingServer",
@@ -269,6 +270,27 @@ class StopsReadingServer(NeverReadingServer):
             JsonLinesReceiver.serve(self, sock, record)
         else:
             super().serve(sock, record)
+
+
+class FirstConnectionStuckServer(JsonLinesReceiver):
+    """The first connection is read for ``read_bytes``, then never again nor closed (one
+    Logstash node blocked, behind a load balancer); every later one is healthy."""
+
+    def __init__(self, *, read_bytes: int = 64 * 1024, **kwargs: Any) -> None:
+        self.read_bytes = read_bytes
+        kwargs.setdefault("rcvbuf", 64 * 1024)
+        super().__init__(**kwargs)
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        if record.index != 0:
+            super().serve(sock, record)
+            return
+        while record.bytes_read < self.read_bytes:
+            data = sock.recv(RECV_BYTES)
+            if not data:
+                return
+            self.feed(record, data)
+        self._stopping.wait()
 
 
 class RefusingServer(JsonLinesReceiver):

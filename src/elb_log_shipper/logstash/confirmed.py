@@ -6,6 +6,10 @@ confirms it, a worker of this sender or the final ``LogstashSender(pool).finish(
 one, advances the right sender's progress. A batch cut into parts (beats windows smaller than the
 batch) hands each part a ticket of its own, ending at the part's last line, when the batch knows
 where its lines start; otherwise the parts share its ticket.
+
+The bytes of the open tickets (the oldest unconfirmed batch and every one sent after it, confirmed
+or not) are what a hand-off or a retry from the confirmed offset sends again: the sender keeps
+them bounded (``open_bytes``, ``wait_below``).
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ __all__ = ["ConfirmedProgress", "Ticket"]
 class Ticket:
     """One queued batch's claim on its sender's progress; confirmed once all its parts are."""
 
-    __slots__ = ("_parts", "_progress", "end_offset")
+    __slots__ = ("_parts", "_progress", "end_offset", "size")
 
-    def __init__(self, progress: ConfirmedProgress, end_offset: int | None) -> None:
+    def __init__(self, progress: ConfirmedProgress, end_offset: int | None, size: int = 0) -> None:
         self._progress = progress
         self.end_offset = end_offset
+        self.size = size
         self._parts = 1
 
     def split(self, parts: int) -> None:
@@ -61,17 +66,30 @@ class ConfirmedProgress:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._open: collections.deque[Ticket] = collections.deque()
         self._offset: int | None = None
+        self._open_bytes = 0
 
-    def issue(self, end_offset: int | None) -> Ticket:
-        """A ticket for the next batch in send order; ``None`` when the caller tracks no offset
-        (the batch still has to be confirmed before later ones count)."""
-        ticket = Ticket(self, end_offset)
+    def issue(self, end_offset: int | None, size: int = 0) -> Ticket:
+        """A ticket for the next batch in send order, of ``size`` bytes; ``None`` when the caller
+        tracks no offset (the batch still has to be confirmed before later ones count)."""
+        ticket = Ticket(self, end_offset, size)
         with self._lock:
             self._open.append(ticket)
+            self._open_bytes += size
         return ticket
+
+    @property
+    def open_bytes(self) -> int:
+        """Bytes of the oldest unconfirmed ticket and of every one issued after it."""
+        with self._lock:
+            return self._open_bytes
+
+    def wait_below(self, limit: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for ``open_bytes`` to be at most ``limit``."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._open_bytes <= limit, timeout)
 
     @property
     def offset(self) -> int | None:
@@ -81,8 +99,9 @@ class ConfirmedProgress:
 
     def divide(self, ticket: Ticket, end_offsets: list[int]) -> list[Ticket]:
         """``Ticket.divide``: the new tickets take ``ticket``'s place in send order."""
+        # The bytes stay with the last part: they are sent again until it is confirmed.
         parts = [Ticket(self, end) for end in end_offsets]
-        parts.append(Ticket(self, ticket.end_offset))
+        parts.append(Ticket(self, ticket.end_offset, ticket.size))
         with self._lock:
             if ticket._parts != 1:
                 raise ValueError("a ticket shared by parts cannot be divided")
@@ -101,5 +120,7 @@ class ConfirmedProgress:
             ticket._parts -= 1
             while self._open and self._open[0]._parts <= 0:
                 done = self._open.popleft()
+                self._open_bytes -= done.size
                 if done.end_offset is not None:
                     self._offset = done.end_offset
+            self._lock.notify_all()

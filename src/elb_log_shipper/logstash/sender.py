@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from elb_log_shipper.config import ENV, PROTOCOL_BEATS
 from elb_log_shipper.errors import DeliveryError
-from elb_log_shipper.logstash.beats import BEATS_FRAMES
+from elb_log_shipper.logstash.beats import BEATS_FRAMES, PIPELINED_WINDOWS
 from elb_log_shipper.logstash.confirmed import ConfirmedProgress
 from elb_log_shipper.logstash.connection import (
     JSON_LINES,
@@ -48,6 +48,12 @@ ABORT_JOIN_SECONDS = 2.0
 # and exit within the 10 s a container's stop (docker stop) allows before SIGKILL, also while
 # Logstash is down (the retries would otherwise go on until they give up).
 STOP_GRACE_SECONDS = 5.0
+# How far the other connections may run ahead of the oldest batch not yet confirmed, as a multiple
+# of what a healthy pool holds in flight (each connection's unconfirmed batches, and the queue):
+# a hand-off or a retry resumes from the confirmed offset, so whatever was sent after that batch
+# is sent again. One connection stuck while the others go on (a Logstash node whose pipeline is
+# blocked, behind a load balancer) sent the rest of the object, to send it again the next hop.
+LAG_IN_FLIGHTS = 2
 
 
 @dataclass(slots=True)
@@ -71,6 +77,14 @@ class DeliveryStats:
 
 class _StoppedError(Exception):
     """A worker noticed abort(); it leaves quietly."""
+
+
+class _Flush:
+    """What ``next_batch`` answers an idle worker while the caller waits for the oldest batch in
+    flight to be confirmed: confirm what your connection holds (``confirm_current``)."""
+
+
+_FLUSH = _Flush()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +141,10 @@ class LogstashSender:
         self._failure: DeliveryError | None = None
         self._finished = False
         self._progress = ConfirmedProgress()
+        # Set while send() waits for confirmations (LAG_IN_FLIGHTS): idle workers confirm what
+        # they hold (json_lines closes only when it must, beats reads ACKs only when it writes).
+        self._flush = threading.Event()
+        self._largest_batch = 0
         self.confirm_on_finish = True
         self.batch_format = BEATS_FRAMES if pool.settings.protocol == PROTOCOL_BEATS else JSON_LINES
         """How ``send`` takes batches: the pipeline builds them so (``ship_object``)."""
@@ -161,7 +179,8 @@ class LogstashSender:
                 f"a batch must be in the sink's format, {self.batch_format.name} "
                 "(the pipeline builds it with batch_format.join)"
             )
-        item = Batch(batch, events, self._progress.issue(end_offset), line_offsets)
+        self._wait_for_the_oldest(len(batch), events)
+        item = Batch(batch, events, self._progress.issue(end_offset, len(batch)), line_offsets)
         if not self._workers or (
             self._queue.qsize() > 0 and len(self._workers) < self._pool.settings.pool_size
         ):
@@ -264,14 +283,17 @@ class LogstashSender:
                 self._failure = error
         self._stop.set()
 
-    def next_batch(self) -> Batch | None:
-        """The next batch, or None when finish() says there are no more."""
+    def next_batch(self) -> Batch | _Flush | None:
+        """The next batch, or None when finish() says there are no more; ``_FLUSH`` while none
+        comes because send() waits for confirmations."""
         while True:
             if self._stop.is_set():
                 raise _StoppedError
             try:
                 return self._queue.get(timeout=WAIT_SLICE_SECONDS)
             except queue.Empty:
+                if self._flush.is_set():
+                    return _FLUSH
                 continue
 
     @property
@@ -288,6 +310,44 @@ class LogstashSender:
         worker = _Worker(self, name=f"logstash-writer-{len(self._workers)}")
         self._workers.append(worker)
         worker.start()
+
+    def _lag_limit(self, size: int, events: int) -> int:
+        """How many bytes may be in flight from the oldest batch not yet confirmed, with a batch
+        of ``size`` bytes and ``events`` events to send: ``LAG_IN_FLIGHTS`` times what the pool
+        holds when healthy (each connection's windows or carry, and the queue's batches)."""
+        largest = self._largest_batch = max(self._largest_batch, size)
+        if self._pool.settings.protocol == PROTOCOL_BEATS:
+            window = min(largest, self._pool.window * size // max(events, 1))
+            per_connection = PIPELINED_WINDOWS * window
+        else:
+            per_connection = self._pool.confirm_within + largest
+        queued = QUEUE_BATCHES_PER_CONNECTION * largest
+        return LAG_IN_FLIGHTS * self._pool.settings.pool_size * (per_connection + queued)
+
+    def _wait_for_the_oldest(self, size: int, events: int) -> None:
+        """Before a batch of ``size`` bytes goes out: wait while the bytes in flight from the
+        oldest batch not yet confirmed would pass ``_lag_limit``, the idle workers confirming
+        what they hold; DeliveryError at the deadline, as a full queue gives."""
+        limit = self._lag_limit(size, events) - size
+        progress = self._progress
+        if progress.open_bytes <= limit:
+            return
+        self._flush.set()
+        try:
+            while not progress.wait_below(limit, WAIT_SLICE_SECONDS):
+                self._raise_failure()
+                if self._stop.is_set():
+                    raise DeliveryError("delivery was aborted")
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    raise DeliveryError(
+                        "Logstash did not confirm the oldest batch in flight before the deadline"
+                    )
+                self._waited()
+        except DeliveryError as error:
+            raise self._as_stopped(error) from error
+        finally:
+            self._flush.clear()
+            self._wait_over()
 
     def _put(self, item: Batch | None) -> None:
         try:
@@ -398,6 +458,10 @@ class _Worker(threading.Thread):
                 batch = self._sender.next_batch()
                 if batch is None:
                     break
+                if isinstance(batch, _Flush):
+                    if self._conn is not None and self._conn.has_unconfirmed():
+                        self.confirm_current()
+                    continue
                 self._deliver(batch)
             if self._sender.confirm_on_finish:
                 self.confirm_current()
