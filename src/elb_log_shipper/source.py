@@ -246,7 +246,9 @@ class LineReader:
                 raise _local_error(self.ref.key, exc) from exc
             chunks = self._file_chunks(file)
         else:
-            chunks = self._stream(self._get(0)["Body"], 0)
+            # The GET in the generator: with should_stop, the read-ahead thread sends it, so a
+            # stalled or failing S3 hands off as for the first reading.
+            chunks = self._chunks_again()
             if self._should_stop is not None:
                 chunks = self._read_ahead(chunks, self._should_stop)
         self._chunks = chunks
@@ -254,6 +256,10 @@ class LineReader:
             start_offset=resume_offset, compressed=True, inflater=SalvagingGzipInflater()
         )
         return decoder
+
+    def _chunks_again(self) -> Generator[bytes, None, None]:
+        """The object's chunks from its start, by a second GET (pinned as the first)."""
+        yield from self._stream(self._get(0)["Body"], 0)
 
     def _named(self, exc: SourceError) -> SourceError:
         """``exc``, or the same error with the object's name in front."""

@@ -24,6 +24,7 @@ from elb_log_shipper.report import Outcome
 from tests.functional.test_logstash_delivery import all_ids, batches, ship
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
+from tests.support.faults import CapAtAccept
 from tests.support.lambda_harness import alb_lines
 from tests.support.receiver import (
     POOL_NOT_A_STALL_TIMEOUT,
@@ -444,6 +445,45 @@ def test_one_connection_stuck_on_keepalives_holds_the_others_near_the_oldest_win
     assert acknowledged <= 16 + LAG_IN_FLIGHTS * in_flight
     assert sender.stats.events_sent < 5_000 / 2
     assert sender.confirmed_offset is None  # the stuck window is the first batch's
+
+
+class CappedBeatsServer(CapAtAccept, BeatsServer):
+    """A beats input behind something that admits ``cap`` connections at a time (a proxy)."""
+
+
+def test_a_pool_of_four_capped_at_one_beats_connection_delivers_everything() -> None:
+    """Workers beyond the pool's cut limit hold a batch each, waiting for a slot, while the one
+    connection stays open (beats): the wait for the oldest batch (LAG_IN_FLIGHTS) has the idle
+    worker give its connection back, or it waited for a batch that waits for that connection,
+    until the deadline (forever in the command)."""
+    with CappedBeatsServer(cap=1) as server:
+        pool = SocketPool(beats_settings(server, pool_size=4, stall_timeout=5.0))
+        started = time.monotonic()
+        sender = LogstashSender(pool)  # no deadline, as the command's
+        finished = threading.Event()
+        outcome: list[object] = []
+
+        def ship_all() -> None:
+            try:
+                for index, batch in enumerate(batches(20_000, 100)):
+                    sender.send(in_format(batch, sender.batch_format), 100, index + 1)
+                outcome.append(sender.finish())
+            except DeliveryError as error:
+                outcome.append(error)
+            finally:
+                finished.set()
+
+        threading.Thread(target=ship_all, daemon=True).start()
+        done = finished.wait(30)
+        if not done:
+            sender.abort()
+        pool.close()
+    assert done, "delivery hung"
+    (stats,) = outcome
+    assert isinstance(stats, DeliveryStats) and stats.events_confirmed == 20_000
+    assert server.turned_away > 0
+    assert time.monotonic() - started < 30
+    assert_duplicates_only_from_unacknowledged(server, 20_000)
 
 
 def test_loss_shrinks_the_window() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import threading
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
@@ -13,7 +14,7 @@ from botocore.exceptions import ClientError, ResponseStreamingError
 
 from elb_log_shipper.errors import ObjectChangedError, SourceError
 from elb_log_shipper.refs import ObjectRef
-from elb_log_shipper.source import MAX_READ_RETRIES, LineReader, read_lines
+from elb_log_shipper.source import MAX_READ_RETRIES, READ_POLL_SECONDS, LineReader, read_lines
 from tests.support.certs import CertBundle
 from tests.support.damaged import damaged_gzip, reference_lines
 from tests.support.s3server import FaultyS3, MotoServer
@@ -434,6 +435,38 @@ def test_a_corrupt_gzip_object_gives_every_line_before_the_damage_once(
     assert not caught.value.transient
     assert reader.salvaged
     assert reader.bytes_read > len(damage.data)  # read twice, in part
+
+
+def test_a_second_reading_that_stalls_hands_off_when_asked(moto: MotoServer) -> None:
+    # The second GET is the read-ahead thread's, as the first: a stalled S3 ends the reading
+    # when should_stop says so, at the first line not given, for the next hop to go on from.
+    damage = damaged_gzip()
+    bucket = moto.new_bucket()
+    moto.put_object(bucket, "damaged.log.gz", damage.data)
+    asked_after: list[float] = []
+
+    def should_stop() -> bool:
+        if not asked_after:
+            asked_after.append(time.monotonic())
+        return True
+
+    with FaultyS3(moto, stall_reads_after=1) as faulty:
+        client = faulty.client(read_timeout=120)
+        reader = LineReader(
+            ObjectRef(bucket, "damaged.log.gz"),
+            client,
+            chunk_size=256 * 1024,
+            should_stop=should_stop,
+        )
+        lines = read_all(reader)
+        stopped = time.monotonic()
+        assert faulty.stalls == 1
+        faulty.release()
+    assert reader.salvaged
+    assert stopped - asked_after[0] < 2 * READ_POLL_SECONDS + 0.5
+    expected = reference_lines(damage.text[: damage.intact])
+    assert lines == expected[: len(lines)]
+    assert reader.stopped_at == expected[len(lines)][0]
 
 
 def test_a_corrupt_gzip_object_changed_before_its_second_reading_is_not_mixed(

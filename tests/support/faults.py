@@ -17,6 +17,7 @@ from typing import Any, Literal, Self
 from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver
 
 __all__ = [
+    "CapAtAccept",
     "CappedServer",
     "ClosingServer",
     "FirstConnectionStuckServer",
@@ -317,18 +318,15 @@ class RefusingServer(JsonLinesReceiver):
         super().stop()
 
 
-class CappedServer(JsonLinesReceiver):
+class CapAtAccept(JsonLinesReceiver):
     """Serves at most ``cap`` connections at a time and resets any other at accept, before
-    reading a byte, as syslog-ng (``max-connections``, default 10) and proxies with a limit do."""
+    reading a byte, as syslog-ng (``max-connections``, default 10) and proxies with a limit do.
+    A mixin for any receiver of these tests (``BeatsServer`` too)."""
 
-    def __init__(self, *, cap: int, hold_seconds: float = 0.0, **kwargs: Any) -> None:
-        """``hold_seconds``: each admitted connection waits this long before its first read (a
-        busy receiver), so the client's writes back up and it reaches for more connections
-        whatever the machine's speed."""
+    def __init__(self, *args: Any, cap: int, **kwargs: Any) -> None:
         self.cap = cap
-        self.hold_seconds = hold_seconds
         self.turned_away = 0
-        super().__init__(**kwargs)
+        super().__init__(*args, **kwargs)
 
     def admit(self, sock: socket.socket) -> bool:
         with self._lock:
@@ -338,6 +336,17 @@ class CappedServer(JsonLinesReceiver):
         _reset(sock)
         sock.close()
         return False
+
+
+class CappedServer(CapAtAccept):
+    """``CapAtAccept`` for json_lines."""
+
+    def __init__(self, *, cap: int, hold_seconds: float = 0.0, **kwargs: Any) -> None:
+        """``hold_seconds``: each admitted connection waits this long before its first read (a
+        busy receiver), so the client's writes back up and it reaches for more connections
+        whatever the machine's speed."""
+        self.hold_seconds = hold_seconds
+        super().__init__(cap=cap, **kwargs)
 
     def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
         if self._stopping.wait(self.hold_seconds):

@@ -176,6 +176,9 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         is_object_read = self.command == "GET" and names_a_key
         if is_object_read:
             faults.gets.append(self.path)
+            if faults.stall_reads_after is not None and len(faults.gets) > faults.stall_reads_after:
+                faults.stalls += 1
+                faults.released.wait(60)
         if names_a_key and self.command in ("GET", "HEAD") and faults.error is not None:
             _, _, key = unquote(urlsplit(self.path).path).lstrip("/").partition("/")
             if faults.error_keys is None or key in faults.error_keys:
@@ -291,6 +294,8 @@ class FaultyS3:
     - ``stall_after = n``: each object read sends its headers and its body up to the object's
       byte ``n`` (a ranged read from beyond it, none), then stays silent, the connection open,
       until ``released`` is set (``release()``);
+    - ``stall_reads_after = n``: the object reads after the first n send nothing, not even
+      their headers, until ``released`` is set;
     - ``corrupt_at = n``: each object read carries the object's byte ``n`` with a bit flipped
       (a corruption the transport let through; the client's checksum check finds it);
     - ``tls``: HTTPS with this server context (``CertBundle.server_context()``); and then
@@ -308,6 +313,7 @@ class FaultyS3:
     listing_error: tuple[int, str] | None = None
     listing_errors_left: int | None = None
     stall_after: int | None = None
+    stall_reads_after: int | None = None
     tls: ssl.SSLContext | None = field(default=None, repr=False)
     garble_after: int | None = None
     corrupt_at: int | None = None

@@ -220,6 +220,17 @@ def test_a_number_elb_does_not_write_fails_the_line_naming_the_field(
             assert text[:100] in message
 
 
+@pytest.mark.timeout(30)
+def test_a_line_of_long_digit_runs_is_said_out_of_range_in_one_pass() -> None:
+    # The message's search for the number ran a pattern retried from every position: minutes for
+    # such a line (a damaged file can hold anything). Now one pass; the line is near the limit.
+    listener = ("x" * 2_000 + "9" * 4_300) * 8  # digit runs just short of too long
+    line = NLB.format(**{**DEFAULTS, "received": "9" * 4_301}).replace("g3d4b5e8bb8464cd", listener)
+    event = parse_line(line)
+    assert event["tags"] == [PARSE_FAILURE_TAG]
+    assert event["error"]["message"] == repr("9" * 24) + TOO_LONG_SAID.replace("5,000", "4,301")
+
+
 # The TLS protocol as each format writes it, and texts it never writes: digits of other scripts
 # (Arabic-Indic, fullwidth, superscript), which str.isdigit also accepts, and numbers of no TLS
 # version. A text that names no version keeps aws.elb.ssl_protocol and gives no tls.version, as

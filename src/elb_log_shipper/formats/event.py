@@ -152,8 +152,10 @@ def _failure(text: str, reason: str) -> Event:
     }
 
 
-# More digits than int() reads (sys.get_int_max_str_digits(), 4,300 by default).
-_TOO_MANY_DIGITS = re.compile(r"\S*?([0-9]{4301,})\S*")
+# More digits than int() reads (sys.get_int_max_str_digits(), 4,300 by default). Each run of
+# digits is matched once, from its first digit: linear in the line, whatever it holds.
+_DIGITS = re.compile(r"[0-9]+")
+_INT_MAX_DIGITS = 4300
 
 
 def _unexpected(text: str, error: Exception) -> str:
@@ -163,11 +165,14 @@ def _unexpected(text: str, error: Exception) -> str:
     is said as such: it is out of range of every numeric field. Any other error is a parser bug.
     The per-line code catches neither: a ``try`` on its path would cost every line.
     """
-    if isinstance(error, ValueError) and (found := _TOO_MANY_DIGITS.search(text)):
-        return (
-            f"{found[0][:24]!r}...: a number of {len(found[1]):,} digits is out of range of "
-            "every numeric field"
-        )
+    if isinstance(error, ValueError):
+        for found in _DIGITS.finditer(text):
+            if len(digits := found[0]) > _INT_MAX_DIGITS:
+                start = text.rfind(" ", 0, found.start()) + 1
+                return (
+                    f"{text[start : start + 24]!r}...: a number of {len(digits):,} digits is out "
+                    "of range of every numeric field"
+                )
     return f"parser error: {error!r}"
 
 

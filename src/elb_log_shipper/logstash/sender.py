@@ -459,8 +459,11 @@ class _Worker(threading.Thread):
                 if batch is None:
                     break
                 if isinstance(batch, _Flush):
+                    # Confirm, and give the connection back: a beats one stays open, and another
+                    # worker may hold the oldest batch, waiting for a slot (the pool capped).
                     if self._conn is not None and self._conn.has_unconfirmed():
                         self.confirm_current()
+                    self.hand_back()
                     continue
                 self._deliver(batch)
             if self._sender.confirm_on_finish:
