@@ -486,6 +486,17 @@ def test_a_pool_of_four_capped_at_one_beats_connection_delivers_everything() -> 
     assert_duplicates_only_from_unacknowledged(server, 20_000)
 
 
+def test_no_window_holds_more_events_than_the_maximum() -> None:
+    with BeatsServer() as server:
+        pool = SocketPool(beats_settings(server, pool_size=2, beats_window_max=16))
+        # Batches of 24: each one window and a part of one more (cut in two, the case a test
+        # of more than one part missed), and of 100: several windows.
+        stats = ship(pool, batches(960, 24) + batches(1_000, 100, prefix="f"))
+        pool.close()
+    assert stats.events_confirmed == 1_960
+    assert max(len(window.events) for window in server.windows) == 16
+
+
 def test_loss_shrinks_the_window() -> None:
     with BeatsServer(faults=Faults(close_without_ack_connections=3)) as server:
         pool = SocketPool(beats_settings(server, pool_size=1, beats_window_max=64))

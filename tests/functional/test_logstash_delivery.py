@@ -911,6 +911,21 @@ def test_one_slow_close_of_a_beats_input_does_not_pass_it_for_a_tcp_input() -> N
     assert first.events_confirmed == 1
 
 
+def test_an_open_cut_off_by_the_deadline_gives_its_slot_back() -> None:
+    # A warm container's pool of one: the invocation whose deadline ended a connect must leave
+    # the slot to the next one.
+    with JsonLinesReceiver() as logstash:
+        pool = SocketPool(settings_for(logstash, pool_size=1))
+        with pytest.raises(DeliveryError, match="deadline"):
+            pool.acquire(time.monotonic() - 0.01, [])
+        assert pool.open_connections == 0
+        conn = pool.acquire(time.monotonic() + 5, [])
+        with pytest.raises(DeliveryError, match="busy"):
+            pool.acquire(time.monotonic() + 0.3, [])  # one slot, and it is lent
+        pool.discard(conn)
+        pool.close()
+
+
 def test_a_peer_that_closes_before_acknowledging_our_bytes_confirms_nothing() -> None:
     """A graceful close confirms only what the peer's TCP acknowledged: a peer that stopped
     reading (its window closed) and then sent its FIN has not had our last bytes."""

@@ -152,6 +152,26 @@ def test_a_handshake_cut_short_by_the_deadline_is_not_called_a_plaintext_port(
     assert "plaintext" not in message and ENV.LOGSTASH_TLS not in message, message
 
 
+def test_a_handshake_unanswered_after_one_succeeded_is_not_called_a_plaintext_port(
+    certs: CertBundle,
+) -> None:
+    # The pool's first connection is confirmed (closed) after its 64 KiB; the next one's
+    # handshake waits 1.5 s, past the connect timeout, with no other connection open. The port
+    # has spoken TLS: this is a busy input, to retry, not a plaintext port (which failed the
+    # object at once, "set LOGSTASH_TLS=false").
+    with SlowHandshakeServer(certs.server_context(), delay=1.5, only=frozenset({1})) as server:
+        pool = SocketPool(
+            settings_for(server, tls=True, pool_size=1, ca_file=certs.ca_file, connect_timeout=1.0),
+            rotate_bytes=64 * 1024,
+        )
+        stats = ship(pool, batches(2_000, 100), seconds=30)
+        pool.close()
+        server.wait_idle()
+    assert stats.events_confirmed == 2_000
+    assert set(server.event_ids()) == all_ids(2_000)
+    assert server.connection_count >= 3
+
+
 def test_a_pooled_sender_fails_once_for_all_its_connections(certs: CertBundle) -> None:
     """With several connections in the pool, the first fatal TLS failure stops the others: no
     connection is retried."""

@@ -201,14 +201,23 @@ class SlowReadingServer(JsonLinesReceiver):
 
 class SlowHandshakeServer(JsonLinesReceiver):
     """Answers a connection's TLS handshake only ``delay`` seconds after accepting it (a busy
-    Logstash), then serves it normally."""
+    Logstash), then serves it normally; with ``only``, just the connections of those indexes."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, *, delay: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext,
+        *,
+        delay: float,
+        only: frozenset[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.delay = delay
+        self.only = only
         super().__init__(ssl_context, **kwargs)
 
     def _handle(self, sock: socket.socket, record: ConnectionRecord) -> None:
-        self._stopping.wait(self.delay)
+        if self.only is None or record.index in self.only:
+            self._stopping.wait(self.delay)
         super()._handle(sock, record)
 
 

@@ -245,6 +245,9 @@ class SocketPool:
                 self.counters.dead_connections_replaced += 1
         with self._cond:
             others = len(self._idle) + len(self._lent) + self._connecting - 1
+            # A handshake unanswered is a plaintext port only if none ever succeeded here: once
+            # one did, the port speaks TLS, and the peer is busy (or capped).
+            alone = others == 0 and not self._opened_once
             await_verdict = not self._opened_once
             now = time.monotonic()
             self._unreachable = {
@@ -258,7 +261,7 @@ class SocketPool:
                 self.settings,
                 deadline,
                 self._context,
-                alone=others == 0,
+                alone=alone,
                 await_verdict=await_verdict,
                 avoid=avoid,
             )
