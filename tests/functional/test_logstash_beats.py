@@ -593,6 +593,43 @@ def test_a_restart_of_logstash_leaves_the_pool_its_size() -> None:
     assert limit == 4
 
 
+def test_a_restart_after_acknowledgements_is_ridden_out_by_a_pool_of_one() -> None:
+    """Windows acknowledged, then the port refuses for 2 s: a confirmation resets the count of
+    failures in a row, so the outage is retried, not given up on (a count left at one gave up,
+    and the pool failed every object for five minutes after)."""
+    first = BeatsServer(faults=Faults(ack_delay=0.05))
+    second = BeatsServer(port=first.port, listen_now=False)
+    pool = SocketPool(beats_settings(first, pool_size=1, stall_timeout=5.0))
+    shipped: list[DeliveryStats | DeliveryError] = []
+
+    def ship_all() -> None:
+        try:
+            shipped.append(ship(pool, batches(20_000, 100), seconds=60))
+        except DeliveryError as error:
+            shipped.append(error)
+
+    shipping = threading.Thread(target=ship_all)
+    with second:
+        try:
+            with first:
+                shipping.start()
+                deadline = time.monotonic() + 20
+                while not any(window.acked for window in first.windows):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+            time.sleep(2.0)  # `first` is gone: its connection closed, its port refusing
+        finally:
+            second.listen()
+            shipping.join(timeout=60)
+        gave_up = pool.gave_up_lately()
+        pool.close()
+    (stats,) = shipped
+    assert isinstance(stats, DeliveryStats), stats
+    assert stats.events_confirmed == 20_000
+    assert set(first.event_ids()) | set(second.event_ids()) == all_ids(20_000)
+    assert gave_up is None
+
+
 def test_an_abort_is_no_news_of_logstash_and_leaves_the_pools_limits_as_they_were() -> None:
     """``abort`` shuts its writers' sockets down; each writer took that for Logstash dropping
     the connection, and the pool, which outlives the sender (the whole command, a warm Lambda
