@@ -23,6 +23,7 @@ import elb_log_shipper
 from elb_log_shipper.config import Settings
 from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import ROTATE_BYTES, DeliveryStats, LogstashSender, SocketPool
+from elb_log_shipper.logstash import pool as logstash_pool
 from elb_log_shipper.logstash.connection import Batch, ConnectionLostError
 from elb_log_shipper.logstash.pool import REGROW_CONNECTIONS_AFTER_SECONDS
 from elb_log_shipper.logstash.sender import LAG_IN_FLIGHTS, QUEUE_BATCHES_PER_CONNECTION
@@ -793,6 +794,30 @@ def test_connection_cap_means_fewer_connections_not_smaller_confirmations() -> N
     regrowths = int(elapsed // REGROW_CONNECTIONS_AFTER_SECONDS)
     assert server.turned_away <= 2 * 16 + regrowths, (server.turned_away, elapsed)
     assert pool.connection_limit <= 3 + 1 + regrowths
+
+
+def test_a_cap_lifted_lets_the_limit_grow_back_to_the_pool_size_and_no_further(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A receiver capped at 2 teaches a pool of 4 its limit; once the cap is lifted, each spell of
+    # confirmations (10 s, here cut to 0.2 s once the cap is learned) gives one connection back,
+    # up to 4.
+    with CappedServer(cap=2, hold_seconds=0.2) as server:
+        pool = SocketPool(settings_for(server, pool_size=4, stall_timeout=2.0))
+        ship(pool, batches(20_000, 1_000, pad=300), seconds=30)
+        assert server.turned_away > 0
+        limits = [pool.connection_limit]
+        assert limits[0] <= 2
+        server.cap = 100
+        monkeypatch.setattr(logstash_pool, "REGROW_CONNECTIONS_AFTER_SECONDS", 0.2)
+        for _ in range(6):
+            time.sleep(0.25)
+            ship(pool, batches(200, 100), seconds=10)
+            limits.append(pool.connection_limit)
+        pool.close()
+    assert limits == sorted(limits)
+    assert limits[-1] == 4
+    assert max(limits) <= 4
 
 
 class HandshakeCappedServer(CappedServer):
