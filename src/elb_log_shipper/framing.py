@@ -460,15 +460,9 @@ class GzipInflater:
             if member is None:
                 if self._header:
                     data, self._header = self._header + data, b""
-                data = data.lstrip(b"\0")
+                data = self._member_start(data, self.bytes_in - len(data), "near")
                 if not data:
                     return
-                if data[:2] != GZIP_MAGIC[: len(data[:2])]:
-                    # Said at once: ISA-L would wait for a whole header before finding fault.
-                    raise SourceError(
-                        f"gzip data is corrupt in member {self.members + 1} near compressed byte "
-                        f"{self.bytes_in - len(data)}: no gzip header"
-                    )
                 if gzip_header_end(data) is None:
                     # ISA-L misreads a header with optional fields (name and comment, extra
                     # field, header CRC) given in parts (intel/isa-l#224): it gets it whole.
@@ -503,6 +497,18 @@ class GzipInflater:
                 # A full step with no input left may still leave output inside zlib: ask again.
                 if not data and len(out) < self._step:
                     return
+
+    def _member_start(self, data: bytes, position: int, where: str) -> bytes:
+        """``data``, which begins at compressed byte ``position`` between members, less the zero
+        padding before the next member; SourceError when that member does not start with the
+        gzip magic (said at once: ISA-L would wait for a whole header before finding fault)."""
+        rest = data.lstrip(b"\0")
+        if rest[:2] != GZIP_MAGIC[: len(rest[:2])]:
+            raise SourceError(
+                f"gzip data is corrupt in member {self.members + 1} {where} compressed byte "
+                f"{position + len(data) - len(rest)}: no gzip header"
+            )
+        return rest
 
     def finish(self) -> None:
         """Raise SourceError if the stream ended inside a gzip member."""
@@ -583,16 +589,11 @@ class SalvagingGzipInflater(GzipInflater):
         while data:
             member = self._member
             if member is None:
-                rest = data.lstrip(b"\0")
+                rest = self._member_start(data, position, "at")
                 position += len(data) - len(rest)
                 data = rest
                 if not data:
                     return
-                if data[:2] != GZIP_MAGIC[: len(data[:2])]:
-                    raise SourceError(
-                        f"gzip data is corrupt in member {self.members + 1} at compressed byte "
-                        f"{position}: no gzip header"
-                    )
                 member = self._member = zlib.decompressobj(wbits=31)
             member = cast("zlib._Decompress", member)  # this class makes only zlib's
             saved = member.copy()

@@ -240,11 +240,7 @@ class LineReader:
         self._halt.set()
         self._halt = threading.Event()
         if self.ref.is_local:
-            try:
-                file = open(self.ref.key, "rb")  # noqa: SIM115 - closed by _file_chunks or close()
-            except OSError as exc:
-                raise _local_error(self.ref.key, exc) from exc
-            chunks = self._file_chunks(file)
+            chunks = self._file_chunks(self._open_local())
         else:
             # The GET in the generator: with should_stop, the read-ahead thread sends it, so a
             # stalled or failing S3 hands off as for the first reading.
@@ -430,12 +426,15 @@ class LineReader:
 
     # Local files
 
+    def _open_local(self) -> IO[bytes]:
+        try:
+            return open(self.ref.key, "rb")  # closed by _file_chunks or close()
+        except OSError as exc:
+            raise _local_error(self.ref.key, exc) from exc
+
     def _open_file(self) -> None:
         ref = self.ref
-        try:
-            file = open(ref.key, "rb")  # noqa: SIM115 - closed by _file_chunks or close()
-        except OSError as exc:
-            raise _local_error(ref.key, exc) from exc
+        file = self._open_local()
         try:
             self.size = os.fstat(file.fileno()).st_size
             first = file.read(self._chunk_size)
