@@ -735,6 +735,54 @@ def test_abort_during_a_blocked_write_gives_the_pool_its_slot_back() -> None:
         pool.close()
 
 
+def failure_within(pool: SocketPool, seconds: float) -> tuple[str, float]:
+    """Send one small batch with ``seconds`` left, expecting failure: its message, and the
+    seconds it took to come."""
+    start = time.monotonic()
+    sender = LogstashSender(pool, deadline=start + seconds)
+    sender.send(batches(10, 10)[0], 10, 1)
+    with pytest.raises(DeliveryError) as raised:
+        sender.finish(start + seconds)
+    elapsed = time.monotonic() - start
+    sender.abort()
+    return str(raised.value), elapsed
+
+
+def test_a_writer_waiting_for_a_slot_fails_at_the_deadline_saying_the_pool_stayed_busy() -> None:
+    """The pool's one connection is lent elsewhere (another sender of the process, a warm
+    invocation's) until after the deadline: the writer waits for a slot until the deadline, and
+    the failure says why."""
+    with JsonLinesReceiver() as server:
+        pool = SocketPool(settings_for(server, pool_size=1))
+        held = pool.acquire(time.monotonic() + 5, [])
+        message, elapsed = failure_within(pool, 1.0)
+        pool.discard(held)
+        pool.close()
+    assert 1.0 <= elapsed < 1.5
+    assert message == "all 1 connections to Logstash stayed busy until the deadline"
+
+
+def test_an_aborted_writer_waiting_for_a_slot_ends_and_never_takes_it() -> None:
+    """Aborted while its writer waits for a slot, the sender leaves no thread behind, and the
+    slot, once freed, stays the pool's: the next sender gets the idle connection as it was."""
+    with JsonLinesReceiver() as server:
+        pool = SocketPool(settings_for(server, pool_size=1))
+        held = pool.acquire(time.monotonic() + 5, [])
+        sender = LogstashSender(pool, deadline=time.monotonic() + 60)
+        sender.send(batches(10, 10)[0], 10, 1)
+        time.sleep(0.3)  # the writer waits for the slot
+        sender.abort()
+        assert not [t for t in threading.enumerate() if t.name.startswith("logstash-writer")]
+        pool.release(held)
+        time.sleep(0.3)  # time for a writer that outlived the abort to take the slot
+        again = pool.acquire(time.monotonic() + 1, [])
+        assert again is held and not held.closed
+        pool.discard(again)
+        pool.close()
+        server.wait_idle()
+    assert server.events == []
+
+
 def test_one_connection_stuck_holds_the_others_near_the_oldest_unconfirmed_batch() -> None:
     """One Logstash node stops reading (and never closes) while the pool's other connection is
     healthy: a hand-off or retry resumes from the stuck connection's first batch, so the lines

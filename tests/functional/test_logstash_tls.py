@@ -15,7 +15,13 @@ from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
 from elb_log_shipper.logstash import LogstashSender, SocketPool
 from elb_log_shipper.logstash.connection import build_ssl_context
-from tests.functional.test_logstash_delivery import all_ids, batches, settings_for, ship
+from tests.functional.test_logstash_delivery import (
+    all_ids,
+    batches,
+    failure_within,
+    settings_for,
+    ship,
+)
 from tests.support.certs import CertBundle
 from tests.support.faults import SlowHandshakeServer
 from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver
@@ -150,6 +156,21 @@ def test_a_handshake_cut_short_by_the_deadline_is_not_called_a_plaintext_port(
     message = str(raised.value)
     assert "deadline" in message, message
     assert "plaintext" not in message and ENV.LOGSTASH_TLS not in message, message
+
+
+def test_a_handshake_slower_than_the_time_left_fails_at_the_deadline(certs: CertBundle) -> None:
+    """The connect timeout (5 s) is longer than the time left (1.5 s): the handshake is cut at
+    the deadline, not at the connect timeout. Cut there, the failure came 1.2-3.2 s after the
+    deadline: in Lambda, time the hand-off needed."""
+    with SlowHandshakeServer(certs.server_context(), delay=5.0) as server:
+        pool = SocketPool(
+            settings_for(server, tls=True, pool_size=1, ca_file=certs.ca_file, connect_timeout=5.0)
+        )
+        message, elapsed = failure_within(pool, 1.5)
+        pool.close()
+    assert elapsed < 2.0, f"failed {elapsed - 1.5:.1f} s after the deadline"
+    assert message.startswith("Logstash is unreachable and the deadline is near"), message
+    assert "timed out after 1.5s" in message, message
 
 
 def test_a_handshake_unanswered_after_one_succeeded_is_not_called_a_plaintext_port(
