@@ -15,7 +15,8 @@ names, or none.
 Corrupt gzip: ISA-L drops the text of the step in which it meets the damage (up to 1 MiB), so the
 object is read a second time (pinned the same way) and inflated from its start by the slower,
 byte-exact ``framing.SalvagingGzipInflater``, for the lines from the first not yet given up to the
-damage; the error that follows names the compressed byte.
+damage; the error that follows names the compressed byte. A local file is opened again only if it
+is still the same file, of the same size and modification time.
 
 Deadline (``should_stop``): the S3 reads then run in a thread one or two chunks ahead of the
 caller, which overlaps the network with the parsing and lets a read that stalls be abandoned.
@@ -155,6 +156,9 @@ class LineReader:
         # Whether ``etag`` came from a GET rather than from the event: a mismatch then means the
         # object changed while it was being read, not that the event named another object.
         self._etag_learned = False
+        # A local file's device, inode, size and modification time when first opened: a second
+        # opening (``_salvage``) must find the same.
+        self._identity: tuple[int, int, int, int] | None = None
 
     @property
     def bytes_decompressed(self) -> int:
@@ -240,7 +244,7 @@ class LineReader:
         self._halt.set()
         self._halt = threading.Event()
         if self.ref.is_local:
-            chunks = self._file_chunks(self._open_local())
+            chunks = self._file_chunks(self._open_local_again())
         else:
             # The GET in the generator: with should_stop, the read-ahead thread sends it, so a
             # stalled or failing S3 hands off as for the first reading.
@@ -432,11 +436,31 @@ class LineReader:
         except OSError as exc:
             raise _local_error(self.ref.key, exc) from exc
 
+    def _open_local_again(self) -> IO[bytes]:
+        """The file opened again (``_salvage``), if it is still the one first read: the same
+        file (device and inode), size and modification time, as an S3 object is pinned by its
+        ETag; else ObjectChangedError, so that no reading mixes two files."""
+        file = self._open_local()
+        try:
+            same = _identity(os.fstat(file.fileno())) == self._identity
+        except OSError as exc:
+            file.close()
+            raise _local_error(self.ref.key, exc) from exc
+        if not same:
+            file.close()
+            raise ObjectChangedError(
+                f"{self.ref.uri} changed since it was first read (another file, size or "
+                "modification time): ship it again from its start"
+            )
+        return file
+
     def _open_file(self) -> None:
         ref = self.ref
         file = self._open_local()
         try:
-            self.size = os.fstat(file.fileno()).st_size
+            status = os.fstat(file.fileno())
+            self.size = status.st_size
+            self._identity = _identity(status)
             first = file.read(self._chunk_size)
             self.bytes_read += len(first)
             self.compressed = sniff_compression(first)
@@ -480,6 +504,10 @@ class LineReader:
 # A local file's errors that its owner fixes (a permission) or that pass (a device's I/O error):
 # the run's resume commands read it again, as for an S3 object access denied.
 _LOCAL_TRANSIENT = frozenset({errno.EACCES, errno.EPERM, errno.EIO})
+
+
+def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
 def _local_error(path: str, exc: OSError) -> SourceError:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from elb_log_shipper.errors import SourceError
+from elb_log_shipper.errors import ObjectChangedError, SourceError
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.source import LineReader
 from tests.support.damaged import damaged_gzip, reference_lines
@@ -116,6 +116,30 @@ def test_a_corrupt_gzip_file_gone_before_its_second_reading_says_so(tmp_path: Pa
             if not lines:
                 path.unlink()  # the open file reads on; the second opening finds nothing
             lines.extend(batch)
+    assert lines == reference_lines(damage.text)[: len(lines)]
+
+
+def test_a_corrupt_gzip_file_replaced_before_its_second_reading_is_not_read_again(
+    tmp_path: Path,
+) -> None:
+    """Another file under the name (a copy run again, a rotation) when the reader opens it a
+    second time: the lines would have come from two files. As an S3 object's second reading is
+    pinned by its ETag, the file's is pinned by its inode, size and modification time."""
+    damage = damaged_gzip()
+    other = damaged_gzip(text=damage.text.replace(b" ", b"-"))
+    path = tmp_path / "damaged.log.gz"
+    path.write_bytes(damage.data)
+    lines: list[tuple[int, bytes]] = []
+    with pytest.raises(ObjectChangedError) as caught:
+        for batch in LineReader(ObjectRef.local(str(path)), chunk_size=4096):
+            if not lines:
+                (tmp_path / "new").write_bytes(other.data)
+                (tmp_path / "new").replace(path)  # the open file reads on, the old one
+            lines.extend(batch)
+    assert str(caught.value) == (
+        f"{path} changed since it was first read (another file, size or modification time): "
+        "ship it again from its start"
+    )
     assert lines == reference_lines(damage.text)[: len(lines)]
 
 
