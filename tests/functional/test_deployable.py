@@ -905,26 +905,37 @@ def test_a_small_reserved_concurrency_needs_a_smaller_continuation_concurrency(
             assert refused, (reserved, continuation)
 
 
-def architecture_run(command: str) -> str:
-    """The Architecture a printed ``sam build`` or ``sam local invoke`` uses: its own
+def parameters_run(command: str) -> dict[str, str]:
+    """The parameter overrides a printed ``sam build`` or ``sam local invoke`` uses: its own
     --parameter-overrides, else samconfig.toml's default environment (SAM reads
     ``default.global`` for every command, and a flag replaces the whole list)."""
     given = re.search(r"--parameter-overrides ((?:\S+=\S+ ?)+)", command)
     if given is not None:
-        overrides = dict(item.partition("=")[::2] for item in given.group(1).split())
-    else:
-        overrides = samconfig_overrides(tomllib.loads(SAMCONFIG.read_text())["default"])
+        return dict(item.partition("=")[::2] for item in given.group(1).split())
+    return samconfig_overrides(tomllib.loads(SAMCONFIG.read_text())["default"])
+
+
+def architecture_run(command: str) -> str:
+    """The Architecture a printed ``sam build`` or ``sam local invoke`` uses."""
+    overrides = parameters_run(command)
     return str(overrides.get("Architecture", template()["Parameters"]["Architecture"]["Default"]))
 
 
-@pytest.mark.parametrize("document", [DEPLOY_DOC, ROOT / "README.md"], ids=lambda p: p.name)
-def test_the_local_invoke_steps_run_the_architecture_they_build(document: Path) -> None:
-    """A package built for x86_64 and invoked as arm64 (samconfig's) cannot import orjson."""
+def local_invoke_commands(document: Path) -> tuple[str, str, str]:
+    """The block of ``document`` that shows ``sam local invoke``: its ``sam build`` and
+    ``sam local invoke`` commands, and the block itself."""
     (block,) = [b for b in document.read_text().split("```")[1::2] if "sam local invoke" in b]
     lines = block.replace("\\\n", " ").splitlines()  # continued lines joined
     commands = [c.strip() for line in lines for c in line.split("&&")]
     (build,) = [c for c in commands if re.search(r"\bsam build\b", c)]
     (invoke,) = [c for c in commands if re.search(r"\bsam local invoke\b", c)]
+    return build, invoke, block
+
+
+@pytest.mark.parametrize("document", [DEPLOY_DOC, ROOT / "README.md"], ids=lambda p: p.name)
+def test_the_local_invoke_steps_run_the_architecture_they_build(document: Path) -> None:
+    """A package built for x86_64 and invoked as arm64 (samconfig's) cannot import orjson."""
+    build, invoke, _ = local_invoke_commands(document)
     assert architecture_run(invoke) == architecture_run(build), (build, invoke)
 
 
@@ -1025,6 +1036,126 @@ def recipe_event(source: str, bucket: str, key: str) -> dict[str, Any]:
     return generated
 
 
+def invoke_package(
+    package: Path, env: Mapping[str, str], event_file: Path, tmp_path: Path
+) -> tuple[dict[str, Any], str, str]:
+    """Invoke the built package's handler on python3.13 with ``env`` (which sets PATH and
+    PYENV_VERSION for it) and the event in ``event_file``, as the Lambda runtime would: its
+    result, its standard output, and all its output."""
+    python = require_tool(shutil.which("python3.13", path=env["PATH"]), "python3.13 (pyenv)")
+    runtime = runtime_boto3(tmp_path / "runtime")
+    done = subprocess.run(
+        [python, "-I", "-S", "-c", INVOKE, str(package), str(runtime), str(event_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "HANDLER-RESULT" in done.stdout, output
+    result_line = next(line for line in done.stdout.splitlines() if "HANDLER-RESULT" in line)
+    result: dict[str, Any] = json.loads(result_line.split("HANDLER-RESULT ", 1)[1])
+    return result, done.stdout, output
+
+
+# The environment `sam local invoke FUNCTION --env-vars ENV_FILE` gives the function, resolved by
+# the SAM CLI's own code (run by its virtualenv's Python): the template's variables with their
+# `Ref`s resolved from the parameters (a resource, or a parameter without a value, resolves to its
+# own name), then ENV_FILE's values for the function. argv: template, function, env file, the
+# parameter overrides as JSON. The shell's variables, which the SAM CLI also applies, are left out.
+SAM_LOCAL_ENVIRONMENT = textwrap.dedent(
+    """
+    import json, sys
+    from samcli.lib.providers.sam_function_provider import SamFunctionProvider
+    from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
+    from samcli.local.lambdafn.env_vars import EnvironmentVariables
+
+    template, name, env_file, overrides = sys.argv[1:5]
+    stacks, _ = SamLocalStackProvider.get_stacks(
+        template,
+        parameter_overrides=json.loads(overrides),
+        global_parameter_overrides={"AWS::Region": "us-east-1"},
+    )
+    function = SamFunctionProvider(stacks).get(name)
+    with open(env_file) as file:
+        values = json.load(file)
+    environment = EnvironmentVariables(
+        function.name,
+        function.memory,
+        function.timeout,
+        function.handler,
+        function.logging_config,
+        variables=function.environment["Variables"],
+        shell_env_values={},
+        override_values=values.get(name, {}),
+        aws_creds={},
+    )
+    print(json.dumps(environment.resolve()))
+    """
+)
+
+
+def sam_local_environment(document: Path, tmp_path: Path) -> dict[str, str]:
+    """The function's environment in ``document``'s recipe for ``sam local invoke``: its
+    ``env.json`` (the here-document the recipe writes) and its command's parameters."""
+    _, invoke, block = local_invoke_commands(document)
+    written = re.search(r"cat > env\.json <<'EOF'\n(.*?)\nEOF", block, re.DOTALL)
+    if written is None:  # the README points to docs/deploy.md's
+        _, _, block = local_invoke_commands(DEPLOY_DOC)
+        written = re.search(r"cat > env\.json <<'EOF'\n(.*?)\nEOF", block, re.DOTALL)
+    assert written is not None, "no env.json in the recipe"
+    env_file = tmp_path / "env.json"
+    env_file.write_text(written.group(1))
+    python = require_tool(str(SAM.parent / "python"), "the SAM CLI (.venv-sam)")
+    output = run(
+        [
+            python,
+            "-c",
+            SAM_LOCAL_ENVIRONMENT,
+            str(TEMPLATE),
+            FUNCTION,
+            str(env_file),
+            json.dumps(parameters_run(invoke)),
+        ],
+        sam_environ(),
+    )
+    resolved: dict[str, str] = json.loads(output.splitlines()[-1])
+    return resolved
+
+
+@pytest.mark.parametrize("document", [DEPLOY_DOC, ROOT / "README.md"], ids=lambda p: p.name)
+def test_the_local_invoke_recipe_ships_the_object_its_event_names(
+    document: Path, package: Path, moto: MotoServer, logstash: JsonLinesReceiver, tmp_path: Path
+) -> None:
+    """The recipe's environment, as the SAM CLI resolves it, with a bucket of the user's. Its
+    first env.json left the bucket and queues to the template, which the SAM CLI resolves to
+    their names outside a stack: LOG_BUCKET was the text `LogBucketName`, and the object was
+    skipped (`"objects": []`)."""
+    bucket = moto.new_bucket("my-elb-logs")
+    moto.put_object(bucket, KEY, b"\n".join(ALB_LINES) + b"\n", compress=True)
+    event_file = tmp_path / "my-event.json"
+    event_file.write_text(json.dumps(recipe_event("events/s3-put.json", bucket, KEY)))
+    recipe = sam_local_environment(document, tmp_path)
+    # The container reaches the host as host.docker.internal; here the handler runs on the host.
+    assert recipe["LOGSTASH_HOST"] == "host.docker.internal"
+    recipe.update(LOGSTASH_HOST="127.0.0.1", LOGSTASH_PORT=str(logstash.port))
+    env = {
+        **{name: value for name, value in recipe.items() if not name.startswith("AWS_")},
+        "PATH": sam_environ()["PATH"],
+        "PYENV_VERSION": SAM_PYENV,
+        **moto.environ(),
+        "AWS_ENDPOINT_URL_S3": moto.endpoint_url,
+        "AWS_LAMBDA_FUNCTION_NAME": recipe["AWS_LAMBDA_FUNCTION_NAME"],
+        "LAMBDA_TASK_ROOT": str(package),
+    }
+    result, _, output = invoke_package(package, env, event_file, tmp_path)
+    assert [o["outcome"] for o in result["objects"]] == ["shipped"], output
+    logstash.wait_idle()
+    assert len({event["event"]["id"] for event in logstash.events}) == len(ALB_LINES), output
+
+
 @pytest.mark.parametrize("source", ["events/s3-put.json", "sam local generate-event s3 put"])
 def test_built_package_ships_an_object_under_python313(
     package: Path, moto: MotoServer, logstash: JsonLinesReceiver, tmp_path: Path, source: str
@@ -1076,21 +1207,7 @@ def test_built_package_ships_an_object_under_python313(
             }
         ),
     }
-    python = require_tool(shutil.which("python3.13", path=env["PATH"]), "python3.13 (pyenv)")
-    runtime = runtime_boto3(tmp_path / "runtime")
-    done = subprocess.run(
-        [python, "-I", "-S", "-c", INVOKE, str(package), str(runtime), str(event_file)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "HANDLER-RESULT" in done.stdout, output
-    result_line = next(line for line in done.stdout.splitlines() if "HANDLER-RESULT" in line)
-    result = json.loads(result_line.split("HANDLER-RESULT ", 1)[1])
+    result, stdout, output = invoke_package(package, env, event_file, tmp_path)
     assert [o["outcome"] for o in result["objects"]] == ["shipped"], output
 
     logstash.wait_idle()
@@ -1108,7 +1225,7 @@ def test_built_package_ships_an_object_under_python313(
     # Powertools' EMF documents: namespace and the environment dimension the dashboards use.
     emf = [
         json.loads(line)
-        for line in done.stdout.splitlines()
+        for line in stdout.splitlines()
         if line.startswith("{") and '"_aws"' in line
     ]
     assert emf, f"no EMF metrics printed:\n{output}"
