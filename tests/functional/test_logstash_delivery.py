@@ -735,6 +735,26 @@ def test_abort_during_a_blocked_write_gives_the_pool_its_slot_back() -> None:
         pool.close()
 
 
+def test_batches_cut_into_parts_give_their_bytes_back_once_confirmed() -> None:
+    """Batches larger than a connection carries before it is confirmed, with their lines'
+    offsets, are cut into parts of their own tickets. Each must give its bytes back when its
+    last part is confirmed: kept, they add up past the lag bound, and the sender waits for a
+    confirmation that came long ago, failing the object at the deadline with every line read."""
+    with JsonLinesReceiver() as server:
+        pool = SocketPool(settings_for(server, pool_size=1, stall_timeout=15.0), rotate_bytes=2**14)
+        sender = LogstashSender(pool, deadline=time.monotonic() + 20)
+        offset = 0
+        for number in range(30):  # about 110 KB a batch, 3.3 MB in all
+            events = [{"id": f"e-{number}-{i}", "message": "x" * 200} for i in range(500)]
+            offsets = [offset + 300 * i for i in range(500)]
+            offset += 300 * 500
+            sender.send(json_lines(events), 500, offset, offsets)
+        stats = sender.finish(time.monotonic() + 20)
+        pool.close()
+    assert stats.events_confirmed == 15_000
+    assert sender.confirmed_offset == offset
+
+
 def failure_within(pool: SocketPool, seconds: float) -> tuple[str, float]:
     """Send one small batch with ``seconds`` left, expecting failure: its message, and the
     seconds it took to come."""

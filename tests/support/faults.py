@@ -22,6 +22,7 @@ __all__ = [
     "ClosingServer",
     "FirstConnectionStuckServer",
     "HalfClosesUnreadServer",
+    "NeverClosingServer",
     "NeverReadingServer",
     "RefusingServer",
     "ResettingServer",
@@ -246,6 +247,21 @@ class NeverReadingServer(JsonLinesReceiver):
     def stop(self) -> None:
         self._release.set()
         super().stop()
+
+
+class NeverClosingServer(JsonLinesReceiver):
+    """Reads every connection to our FIN, but closes only its first ``closing`` connections and
+    holds the later ones open until stopped (a Logstash that read every event and whose close,
+    which confirms them, never comes)."""
+
+    def __init__(self, *, closing: int, **kwargs: Any) -> None:
+        self.closing = closing
+        super().__init__(**kwargs)
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        super().serve(sock, record)
+        if record.index >= self.closing:
+            self._stopping.wait()
 
 
 class HalfClosesUnreadServer(JsonLinesReceiver):

@@ -118,6 +118,33 @@ def test_confirmed_progress_is_the_longest_confirmed_prefix() -> None:
     assert progress.offset == 30
 
 
+def test_open_bytes_count_from_the_oldest_unconfirmed_batch() -> None:
+    """What a retry from the confirmed offset sends again, which the sender's lag bound keeps
+    below a limit: the bytes of the oldest unconfirmed batch and of every later one."""
+    progress = ConfirmedProgress()
+    first, second, third = progress.issue(10, 100), progress.issue(20, 200), progress.issue(30, 400)
+    third.confirm()
+    assert progress.open_bytes == 700  # confirmed, but after an unconfirmed one
+    first.confirm()
+    assert progress.open_bytes == 600
+    assert progress.wait_below(600, 0)  # at most the limit
+    assert not progress.wait_below(599, 0)
+    second.confirm()
+    assert progress.open_bytes == 0
+
+
+def test_a_divided_batch_gives_its_bytes_back_with_its_last_part() -> None:
+    progress = ConfirmedProgress()
+    parts = progress.issue(900, 1_000).divide([300, 600])
+    assert progress.open_bytes == 1_000
+    for part in parts[:-1]:
+        part.confirm()
+    assert progress.offset == 600
+    assert progress.open_bytes == 1_000  # the last part, unconfirmed, is sent again with its batch
+    parts[-1].confirm()
+    assert (progress.offset, progress.open_bytes) == (900, 0)
+
+
 def test_untracked_batches_still_hold_the_prefix_back() -> None:
     progress = ConfirmedProgress()
     untracked, tracked = progress.issue(None), progress.issue(50)
