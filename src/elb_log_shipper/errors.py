@@ -68,7 +68,8 @@ class CredentialsError(SourceError):
 
 class ObjectChangedError(SourceError):
     """The object is not the one named: its ETag or version differs from the event's, or it
-    changed between the first read and a resumed read. Never transient."""
+    changed between the first read and a resumed read (a local file: was written to before its
+    second reading). Never transient."""
 
 
 class DeliveryError(ShipperError):

@@ -15,8 +15,9 @@ names, or none.
 Corrupt gzip: ISA-L drops the text of the step in which it meets the damage (up to 1 MiB), so the
 object is read a second time (pinned the same way) and inflated from its start by the slower,
 byte-exact ``framing.SalvagingGzipInflater``, for the lines from the first not yet given up to the
-damage; the error that follows names the compressed byte. A local file is opened again only if it
-is still the same file, of the same size and modification time.
+damage; the error that follows names the compressed byte. A local file is read again by the
+descriptor of its first reading (the same file, whatever its name names by then), unless it was
+written to since: its size or modification time changed.
 
 Deadline (``should_stop``): the S3 reads then run in a thread one or two chunks ahead of the
 caller, which overlaps the network with the parsing and lets a read that stalls be abandoned.
@@ -156,9 +157,11 @@ class LineReader:
         # Whether ``etag`` came from a GET rather than from the event: a mismatch then means the
         # object changed while it was being read, not that the event named another object.
         self._etag_learned = False
-        # A local file's device, inode, size and modification time when first opened: a second
-        # opening (``_salvage``) must find the same.
-        self._identity: tuple[int, int, int, int] | None = None
+        # A local gzip file's descriptor, kept from its first opening for a second reading
+        # (``_salvage``): the same file, whatever its name names by then. And its size and
+        # modification time then, which the second reading must find unchanged.
+        self._again: int | None = None
+        self._written: tuple[int, int] | None = None
 
     @property
     def bytes_decompressed(self) -> int:
@@ -190,6 +193,9 @@ class LineReader:
         self._halt.set()
         if self._chunks is not None:
             self._chunks.close()
+        if self._again is not None:
+            os.close(self._again)
+            self._again = None
 
     def __enter__(self) -> LineReader:
         return self.open()
@@ -244,7 +250,7 @@ class LineReader:
         self._halt.set()
         self._halt = threading.Event()
         if self.ref.is_local:
-            chunks = self._file_chunks(self._open_local_again())
+            chunks = self._file_chunks(self._reopen_local())
         else:
             # The GET in the generator: with should_stop, the read-ahead thread sends it, so a
             # stalled or failing S3 hands off as for the first reading.
@@ -436,21 +442,25 @@ class LineReader:
         except OSError as exc:
             raise _local_error(self.ref.key, exc) from exc
 
-    def _open_local_again(self) -> IO[bytes]:
-        """The file opened again (``_salvage``), if it is still the one first read: the same
-        file (device and inode), size and modification time, as an S3 object is pinned by its
-        ETag; else ObjectChangedError, so that no reading mixes two files."""
-        file = self._open_local()
+    def _reopen_local(self) -> IO[bytes]:
+        """The file first read, from its start (``_salvage``), by the descriptor kept since: the
+        same file, renamed, replaced or deleted since or not; if it was written to (its size or
+        modification time differ), ObjectChangedError, as an S3 object's ETag would say, so that
+        no reading mixes two contents."""
+        descriptor, self._again = self._again, None
+        assert descriptor is not None  # kept for every gzip file (only gzip is salvaged)
+        file = os.fdopen(descriptor, "rb")
         try:
-            same = _identity(os.fstat(file.fileno())) == self._identity
+            file.seek(0)
+            same = _written(os.fstat(descriptor)) == self._written
         except OSError as exc:
             file.close()
             raise _local_error(self.ref.key, exc) from exc
         if not same:
             file.close()
             raise ObjectChangedError(
-                f"{self.ref.uri} changed since it was first read (another file, size or "
-                "modification time): ship it again from its start"
+                f"{self.ref.uri} changed since it was first read (written to: its size or "
+                "modification time differs): ship it again from its start"
             )
         return file
 
@@ -460,7 +470,7 @@ class LineReader:
         try:
             status = os.fstat(file.fileno())
             self.size = status.st_size
-            self._identity = _identity(status)
+            self._written = _written(status)
             first = file.read(self._chunk_size)
             self.bytes_read += len(first)
             self.compressed = sniff_compression(first)
@@ -486,6 +496,12 @@ class LineReader:
         except BaseException:
             file.close()
             raise
+        if self.compressed:
+            try:
+                self._again = os.dup(file.fileno())
+            except OSError as exc:
+                file.close()
+                raise _local_error(ref.key, exc) from exc
         self._chunks = self._file_chunks(file)
 
     def _file_chunks(self, file: IO[bytes]) -> Generator[bytes, None, None]:
@@ -506,8 +522,8 @@ class LineReader:
 _LOCAL_TRANSIENT = frozenset({errno.EACCES, errno.EPERM, errno.EIO})
 
 
-def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
-    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+def _written(status: os.stat_result) -> tuple[int, int]:
+    return status.st_size, status.st_mtime_ns
 
 
 def _local_error(path: str, exc: OSError) -> SourceError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import time
 from pathlib import Path
 
 import pytest
@@ -106,25 +107,40 @@ def test_a_corrupt_gzip_file_gives_every_line_before_the_damage_once(
     assert reader.salvaged
 
 
-def test_a_corrupt_gzip_file_gone_before_its_second_reading_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("change", ["deleted", "replaced"])
+def test_a_corrupt_gzip_file_gone_from_its_name_is_read_again_from_its_first_opening(
+    tmp_path: Path, change: str
+) -> None:
+    """Deleted, or another file under its name (a copy run again, a rotation), before the reader
+    reads it a second time: it reads the file it first opened, by the descriptor it kept. (It
+    reopened the name: a deleted file cost the lines of the last step before the damage, a
+    replaced one gave another file's lines under the same name.)"""
     damage = damaged_gzip()
     path = tmp_path / "damaged.log.gz"
     path.write_bytes(damage.data)
     lines: list[tuple[int, bytes]] = []
-    with pytest.raises(SourceError, match=f"cannot read {path}: No such file"):
+    with pytest.raises(SourceError) as caught:
         for batch in LineReader(ObjectRef.local(str(path)), chunk_size=4096):
             if not lines:
-                path.unlink()  # the open file reads on; the second opening finds nothing
+                if change == "deleted":
+                    path.unlink()
+                else:
+                    other = damaged_gzip(text=damage.text.replace(b" ", b"-"))
+                    (tmp_path / "new").write_bytes(other.data)
+                    (tmp_path / "new").replace(path)
             lines.extend(batch)
-    assert lines == reference_lines(damage.text)[: len(lines)]
+    assert lines == reference_lines(damage.text[: damage.intact])
+    assert str(caught.value).startswith(
+        f"{path}: gzip data is corrupt in member 1 at compressed byte {damage.at}:"
+    )
 
 
-def test_a_corrupt_gzip_file_replaced_before_its_second_reading_is_not_read_again(
+def test_a_corrupt_gzip_file_written_to_before_its_second_reading_is_not_read_again(
     tmp_path: Path,
 ) -> None:
-    """Another file under the name (a copy run again, a rotation) when the reader opens it a
-    second time: the lines would have come from two files. As an S3 object's second reading is
-    pinned by its ETag, the file's is pinned by its inode, size and modification time."""
+    """Rewritten in place (the same file, other bytes) before the second reading: the lines
+    would come from two contents. As an S3 object's second reading is pinned by its ETag, the
+    file's is by its size and modification time."""
     damage = damaged_gzip()
     other = damaged_gzip(text=damage.text.replace(b" ", b"-"))
     path = tmp_path / "damaged.log.gz"
@@ -133,12 +149,15 @@ def test_a_corrupt_gzip_file_replaced_before_its_second_reading_is_not_read_agai
     with pytest.raises(ObjectChangedError) as caught:
         for batch in LineReader(ObjectRef.local(str(path)), chunk_size=4096):
             if not lines:
-                (tmp_path / "new").write_bytes(other.data)
-                (tmp_path / "new").replace(path)  # the open file reads on, the old one
+                # Past the clock's tick (Linux stamps files at a jiffy's resolution, 1-10 ms), so
+                # that the write moves the modification time.
+                time.sleep(0.05)
+                with path.open("r+b") as file:
+                    file.write(other.data)
             lines.extend(batch)
     assert str(caught.value) == (
-        f"{path} changed since it was first read (another file, size or modification time): "
-        "ship it again from its start"
+        f"{path} changed since it was first read (written to: its size or modification time "
+        "differs): ship it again from its start"
     )
     assert lines == reference_lines(damage.text)[: len(lines)]
 
