@@ -1138,6 +1138,11 @@ def test_the_local_invoke_recipe_ships_the_object_its_event_names(
     event_file = tmp_path / "my-event.json"
     event_file.write_text(json.dumps(recipe_event("events/s3-put.json", bucket, KEY)))
     recipe = sam_local_environment(document, tmp_path)
+    # None of the function's variables holds a name the SAM CLI could not resolve: a queue's, or
+    # a parameter's.
+    ours = template()["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    unresolved = set(template()["Resources"]) | set(template()["Parameters"])
+    assert not {name for name in ours if recipe[name] in unresolved}
     # The container reaches the host as host.docker.internal; here the handler runs on the host.
     assert recipe["LOGSTASH_HOST"] == "host.docker.internal"
     recipe.update(LOGSTASH_HOST="127.0.0.1", LOGSTASH_PORT=str(logstash.port))
