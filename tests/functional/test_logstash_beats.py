@@ -444,7 +444,10 @@ def test_one_connection_stuck_on_keepalives_holds_the_others_near_the_oldest_win
     in_flight = 2 * (PIPELINED_WINDOWS * 16 + QUEUE_BATCHES_PER_CONNECTION * 100)
     assert acknowledged <= 16 + LAG_IN_FLIGHTS * in_flight
     assert sender.stats.events_sent < 5_000 / 2
-    assert sender.confirmed_offset is None  # the stuck window is the first batch's
+    # The stuck window is in the first batch its connection took: the first batch, or one of the
+    # next two when the other connection's writer took those first (1 run in 12 here, and once
+    # in CI, the first batch went to the healthy connection).
+    assert sender.confirmed_offset is None or sender.confirmed_offset <= 2
 
 
 class CappedBeatsServer(CapAtAccept, BeatsServer):
