@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,20 @@ def test_a_corrupt_gzip_file_gives_every_line_before_the_damage_once(
     assert reader.salvaged
 
 
+def read_changed_after_a_batch(
+    path: Path, change: Callable[[], None]
+) -> tuple[list[tuple[int, bytes]], SourceError]:
+    """Read the corrupt gzip file ``path``, calling ``change`` once its first batch is read
+    (before the second reading that its damage calls for): the lines, and the error it ends in."""
+    lines: list[tuple[int, bytes]] = []
+    with pytest.raises(SourceError) as caught:
+        for batch in LineReader(ObjectRef.local(str(path)), chunk_size=4096):
+            if not lines:
+                change()
+            lines.extend(batch)
+    return lines, caught.value
+
+
 @pytest.mark.parametrize("change", ["deleted", "replaced"])
 def test_a_corrupt_gzip_file_gone_from_its_name_is_read_again_from_its_first_opening(
     tmp_path: Path, change: str
@@ -118,19 +133,15 @@ def test_a_corrupt_gzip_file_gone_from_its_name_is_read_again_from_its_first_ope
     damage = damaged_gzip()
     path = tmp_path / "damaged.log.gz"
     path.write_bytes(damage.data)
-    lines: list[tuple[int, bytes]] = []
-    with pytest.raises(SourceError) as caught:
-        for batch in LineReader(ObjectRef.local(str(path)), chunk_size=4096):
-            if not lines:
-                if change == "deleted":
-                    path.unlink()
-                else:
-                    other = damaged_gzip(text=damage.text.replace(b" ", b"-"))
-                    (tmp_path / "new").write_bytes(other.data)
-                    (tmp_path / "new").replace(path)
-            lines.extend(batch)
+
+    def replace() -> None:
+        other = damaged_gzip(text=damage.text.replace(b" ", b"-"))
+        (tmp_path / "new").write_bytes(other.data)
+        (tmp_path / "new").replace(path)
+
+    lines, error = read_changed_after_a_batch(path, path.unlink if change == "deleted" else replace)
     assert lines == reference_lines(damage.text[: damage.intact])
-    assert str(caught.value).startswith(
+    assert str(error).startswith(
         f"{path}: gzip data is corrupt in member 1 at compressed byte {damage.at}:"
     )
 
@@ -145,17 +156,17 @@ def test_a_corrupt_gzip_file_written_to_before_its_second_reading_is_not_read_ag
     other = damaged_gzip(text=damage.text.replace(b" ", b"-"))
     path = tmp_path / "damaged.log.gz"
     path.write_bytes(damage.data)
-    lines: list[tuple[int, bytes]] = []
-    with pytest.raises(ObjectChangedError) as caught:
-        for batch in LineReader(ObjectRef.local(str(path)), chunk_size=4096):
-            if not lines:
-                # Past the clock's tick (Linux stamps files at a jiffy's resolution, 1-10 ms), so
-                # that the write moves the modification time.
-                time.sleep(0.05)
-                with path.open("r+b") as file:
-                    file.write(other.data)
-            lines.extend(batch)
-    assert str(caught.value) == (
+
+    def rewrite() -> None:
+        # Past the clock's tick (Linux stamps files at a jiffy's resolution, 1-10 ms), so that
+        # the write moves the modification time.
+        time.sleep(0.05)
+        with path.open("r+b") as file:
+            file.write(other.data)
+
+    lines, error = read_changed_after_a_batch(path, rewrite)
+    assert isinstance(error, ObjectChangedError)
+    assert str(error) == (
         f"{path} changed since it was first read (written to: its size or modification time "
         "differs): ship it again from its start"
     )
