@@ -57,7 +57,7 @@ from elb_log_shipper.triggers import classify, make_continuation
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import PaginatorConfigTypeDef
+    from mypy_boto3_s3.type_defs import ObjectTypeDef, PaginatorConfigTypeDef
 
 __all__ = [
     "NOT_A_FILE",
@@ -418,9 +418,47 @@ def list_prefix(
     with _listing_errors(bucket, prefix):
         for page in pages:
             for item in page.get("Contents", []):
-                yield ObjectRef(
-                    bucket, item["Key"], etag=item["ETag"].strip('"'), size=item["Size"]
-                )
+                yield _listed(bucket, item)
+
+
+# The storage classes whose objects S3 reads only once restored, which takes minutes to hours
+# (Glacier Instant Retrieval reads as any other). An object in an archive tier of
+# Intelligent-Tiering is listed as INTELLIGENT_TIERING: its read finds it.
+ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+
+
+def _listed(bucket: str, item: ObjectTypeDef) -> ObjectRef:
+    """The object of a listing's ``item``, pinned to its ETag, with its archive class."""
+    storage_class = item.get("StorageClass")
+    return ObjectRef(
+        bucket,
+        item["Key"],
+        etag=item["ETag"].strip('"'),
+        size=item["Size"],
+        archive=storage_class if storage_class in ARCHIVE_CLASSES else None,
+    )
+
+
+def not_restored(s3: S3Client, ref: ObjectRef) -> str | None:
+    """Why S3 cannot read ``ref`` now, which a listing found archived (``ref.archive``): it is
+    not restored, or its restore is still running; None when it is restored (or the HEAD that
+    asks fails: the read then says what is wrong)."""
+    if ref.archive is None:
+        return None
+    try:
+        head = s3.head_object(Bucket=ref.bucket, Key=ref.key)
+    except (BotoCoreError, ClientError):
+        return None
+    storage_class = head.get("StorageClass")
+    restore = head.get("Restore") or ""
+    if storage_class not in ARCHIVE_CLASSES or 'ongoing-request="false"' in restore:
+        return None  # moved out of the archive since it was listed, or restored
+    running = 'ongoing-request="true"' in restore
+    state = "its restore is still running" if running else "not restored"
+    return (
+        f"archived in {storage_class}, {state}: S3 reads it only once restored "
+        "(aws s3api restore-object)"
+    )
 
 
 @contextlib.contextmanager
@@ -574,9 +612,7 @@ def _above_awslogs(
                 if item is not None:
                     # Dated only when the prefix cuts inside `AWSLogs/`; out of range, not listed.
                     if (not start_after or name > start_after) and dates.exclusion(name) is None:
-                        yield ObjectRef(
-                            bucket, name, etag=item["ETag"].strip('"'), size=item["Size"]
-                        )
+                        yield _listed(bucket, item)
                 elif start_after and name < start_after and not start_after.startswith(name):
                     continue  # every key in it sorts before the resume point
                 elif _UNDER_AWSLOGS.fullmatch(name):
@@ -670,12 +706,14 @@ def _head(s3: S3Client, bucket: str, key: str) -> ObjectRef | None:
         raise ListingError(f"cannot look up s3://{bucket}/{key}: {error}") from None
     except BotoCoreError as error:
         raise _botocore_error(f"cannot look up s3://{bucket}/{key}", error) from None
+    storage_class = head.get("StorageClass")
     return ObjectRef(
         bucket,
         key,
         version_id=head.get("VersionId"),
         etag=head["ETag"].strip('"'),
         size=head["ContentLength"],
+        archive=storage_class if storage_class in ARCHIVE_CLASSES else None,
     )
 
 
@@ -903,11 +941,14 @@ class LazyClients:
 
 @dataclass(slots=True)
 class Invocation:
-    """One asynchronous invocation: queued, or the error that prevented it."""
+    """One asynchronous invocation: queued, or the error that prevented it (``archived``: the
+    object is archived and not restored, so it was not queued: the function would only fail to
+    read it)."""
 
     obj: PlannedObject
     queued: bool = False
     error: str | None = None
+    archived: bool = False
 
 
 # What Lambda answers to an accepted asynchronous invocation.

@@ -54,6 +54,7 @@ from elb_log_shipper.backfill import (
     PlannedObject,
     fan_out,
     invoke_async,
+    not_restored,
     parse_date,
     plan_sources,
 )
@@ -897,6 +898,9 @@ class _Run:
                 return Invocation(obj)
             if obj.missing:  # the function would only fail to read it
                 return Invocation(obj, error=f"no such object or prefix in {obj.ref.bucket}")
+            if obj.ref.archive is not None and (why := not_restored(clients.s3(), obj.ref)):
+                # The function would fail to read it, and dead-letter it; a HEAD asks first.
+                return Invocation(obj, error=why, archived=True)
             return invoke_async(client, function, obj)
 
         def on_done(index: int, invocation: Invocation) -> None:
@@ -916,7 +920,12 @@ class _Run:
 
         def first_failed(invocation: Invocation) -> bool:
             # Nothing queued yet and this failed: a wrong name or permission fails them all.
-            return invocation.error is not None and not queued and not invocation.obj.missing
+            return (
+                invocation.error is not None
+                and not queued
+                and not invocation.obj.missing
+                and not invocation.archived
+            )
 
         done = self._fan_out(
             lambda counted: fan_out(

@@ -8,6 +8,7 @@ differs: retry later, not fix the input.
 from __future__ import annotations
 
 __all__ = [
+    "ArchivedObjectError",
     "ConfigurationError",
     "DeliveryError",
     "InputError",
@@ -64,6 +65,12 @@ class SourceError(InputError):
 class CredentialsError(SourceError):
     """S3 refused or never got the caller's credentials (expired, wrong, a clock off): every
     other read would fail the same way until they are renewed. Transient."""
+
+
+class ArchivedObjectError(SourceError):
+    """The object is archived (S3 Glacier Flexible Retrieval or Deep Archive, or an archive tier
+    of Intelligent-Tiering) and not restored: S3 reads it only once a restore, which takes
+    minutes to hours, is done. Transient, but no retry within minutes can read it."""
 
 
 class ObjectChangedError(SourceError):

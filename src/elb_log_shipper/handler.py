@@ -398,7 +398,9 @@ def _send(container: _Container, queue_url: str, message: Mapping[str, Any]) -> 
 def _dead_letter(
     ledgers: Sequence[ObjectResult], settings: Settings, container: _Container
 ) -> None:
-    """Send each object past its hop budget to ``DEAD_LETTER_QUEUE_URL`` at once.
+    """Send each object past its hop budget, and each archived one (S3 Glacier, not restored),
+    to ``DEAD_LETTER_QUEUE_URL`` at once: retrying them cannot help (a restore takes hours; the
+    retries would come within minutes, or SQS's five receives within about two hours).
 
     The message is the object's continuation with ``hop`` back at 0 (so that replaying it to the
     continuation queue after a fix starts a fresh budget), not live (a replay is not lag), and
@@ -410,7 +412,7 @@ def _dead_letter(
     if queue_url is None:
         return
     for ledger in ledgers:
-        if ledger.outcome is not Outcome.FAILED or not ledger.hops_spent:
+        if ledger.outcome is not Outcome.FAILED or not (ledger.hops_spent or ledger.archived):
             continue
         body = {**make_continuation(replace(ledger.ref, hop=0)), "error": ledger.error}
         error = _send(container, queue_url, body)

@@ -40,7 +40,12 @@ import orjson
 
 from elb_log_shipper.backfill import NOT_A_FILE, LazyClients, not_a_file
 from elb_log_shipper.config import DEFAULT_BATCH_BYTES, DEFAULT_MAX_EVENT_BYTES, ENV, Settings
-from elb_log_shipper.errors import CredentialsError, DeliveryError, SourceError
+from elb_log_shipper.errors import (
+    ArchivedObjectError,
+    CredentialsError,
+    DeliveryError,
+    SourceError,
+)
 from elb_log_shipper.formats import EventBuilder
 from elb_log_shipper.framing import OversizedLine
 from elb_log_shipper.logstash import (
@@ -397,6 +402,7 @@ def _source_failed(result: ObjectResult, error: SourceError) -> None:
     result.error = str(error)
     result.outcome = Outcome.FAILED if error.transient else Outcome.REJECTED
     result.credentials_refused = isinstance(error, CredentialsError)
+    result.archived = isinstance(error, ArchivedObjectError)
     result.restart = error.restart
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["ObjectRef"]
 
@@ -15,6 +15,8 @@ class ObjectRef:
     offset in the *decompressed* stream at which a line starts (0, or a resume point handed off by
     an earlier invocation); ``hop`` counts those hand-offs. ``etag`` and ``version_id``, when known,
     pin the object: a resumed read of a changed object is an error, not a mix of two objects.
+    ``archive``, set by a listing, is the object's storage class when S3 reads it only once
+    restored (``GLACIER``, ``DEEP_ARCHIVE``); it is no part of the object's identity.
 
     >>> ObjectRef("logs", "AWSLogs/1/elasticloadbalancing/x.log.gz").uri
     's3://logs/AWSLogs/1/elasticloadbalancing/x.log.gz'
@@ -27,6 +29,7 @@ class ObjectRef:
     size: int | None = None
     start_offset: int = 0
     hop: int = 0
+    archive: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_local(self) -> bool:

@@ -108,6 +108,9 @@ class ObjectResult:
     credentials_refused: bool = False
     """FAILED because S3 refused the credentials (expired, wrong): later objects would fail
     the same way until they are renewed."""
+    archived: bool = False
+    """FAILED because S3 holds the object in an archive (Glacier) and it is not restored: no
+    retry within minutes can read it."""
     restart: bool = False
     """FAILED with the lines already read suspect (an S3 checksum that failed): a retry ships
     the object from its start."""
@@ -403,7 +406,8 @@ def _reasons(counts: Counter[Any]) -> str:
 
 def format_plan(plan: Plan, function: str | None = None) -> str:
     """What ``--dry-run`` prints: each object with its stored size, skips with their reason,
-    then the totals. Nothing here reads an object: sizes come from the listing.
+    then the totals. Nothing here reads an object: sizes and archive classes come from the
+    listing (an archived object may have been restored since; a run asks).
 
     >>> from elb_log_shipper.backfill import Plan, PlannedObject
     >>> plan = Plan([PlannedObject(ObjectRef("b", "k.log"), 0, 2048)])
@@ -415,6 +419,11 @@ def format_plan(plan: Plan, function: str | None = None) -> str:
     for obj in plan.objects:
         if obj.missing:
             out.append(f"{'not found':>12}  {printable(obj.ref.uri)}  (no such object or prefix)\n")
+        elif obj.skip_reason is None and obj.ref.archive is not None:
+            out.append(
+                f"{obj.size:>12}  {printable(obj.ref.uri)}  (archived in {obj.ref.archive}: "
+                "read only if restored)\n"
+            )
         elif obj.skip_reason is None:
             out.append(f"{obj.size:>12}  {printable(obj.ref.uri)}\n")
         else:
@@ -433,6 +442,12 @@ def format_plan(plan: Plan, function: str | None = None) -> str:
     if plan.excluded:
         summary += f" ({_reasons(plan.excluded)})"
     summary += not_logs_note(plan.not_logs)
+    archived = Counter(o.ref.archive for o in plan.to_ship if o.ref.archive is not None)
+    if archived:
+        summary += (
+            f"; {sum(archived.values())} of them archived ({_reasons(archived)}), which S3 reads "
+            "only once restored"
+        )
     if missing:
         who = "a run fails" if function is None else f"{function} fails"
         summary += f"; {missing} not found ({who} on {'it' if missing == 1 else 'them'})"

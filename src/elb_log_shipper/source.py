@@ -46,7 +46,12 @@ from botocore.exceptions import (
 )
 
 from elb_log_shipper.awssetup import CREDENTIALS_REFUSED, NO_CREDENTIALS, RENEW_CREDENTIALS
-from elb_log_shipper.errors import CredentialsError, ObjectChangedError, SourceError
+from elb_log_shipper.errors import (
+    ArchivedObjectError,
+    CredentialsError,
+    ObjectChangedError,
+    SourceError,
+)
 from elb_log_shipper.framing import (
     SNIFF_BYTES,
     Batch,
@@ -632,7 +637,7 @@ def _s3_error(
         # names its archive tier as well.)
         names = (error.get(field) for field in ("StorageClass", "AccessTier"))
         where = " ".join(str(name) for name in names if name) or "an archive"
-        return SourceError(
+        return ArchivedObjectError(
             f"{uri} is archived in {where}, which S3 does not read ({code}): restore it "
             "(aws s3api restore-object), then ship it again",
             transient=True,

@@ -51,6 +51,7 @@ from tests.support.s3server import DUMMY_ENVIRON, FaultyS3, MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_s3.literals import StorageClassType
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("user_environment")]
 
@@ -802,6 +803,74 @@ def test_an_invocation_not_queued_prints_the_command_that_queues_it_alone(
         invoked = Counter(call.payload["key"] for call in stub.calls)
     # Together, every object queued exactly once.
     assert invoked == Counter(list(logs.objects))
+
+
+def archive(moto: MotoServer, logs: Prefix, key: str, storage_class: StorageClassType) -> None:
+    """Move ``key`` into ``storage_class`` as a lifecycle rule does (its ETag stays)."""
+    moto.client().copy_object(
+        Bucket=logs.bucket,
+        Key=key,
+        CopySource={"Bucket": logs.bucket, "Key": key},
+        StorageClass=storage_class,
+    )
+
+
+def test_a_dry_run_marks_the_archived_objects(
+    capsys: pytest.CaptureFixture[str], moto: MotoServer
+) -> None:
+    logs = new_day_of_logs(moto, "archived-plan", 4)
+    keys = sorted(logs.objects)
+    archive(moto, logs, keys[0], "GLACIER")
+    archive(moto, logs, keys[2], "DEEP_ARCHIVE")
+    archive(moto, logs, keys[3], "GLACIER_IR")  # read as any other
+    run = run_cli(capsys, logs.uri, "--dry-run")
+    assert run.status == cli.EXIT_OK, run.err
+    marks = {line.split()[1]: line.split("  (")[1:] for line in run.out.splitlines()[:-1]}
+    uri = f"s3://{logs.bucket}/"
+    assert marks == {
+        uri + keys[0]: ["archived in GLACIER: read only if restored)"],
+        uri + keys[1]: [],
+        uri + keys[2]: ["archived in DEEP_ARCHIVE: read only if restored)"],
+        uri + keys[3]: [],
+    }
+    assert run.out.splitlines()[-1].endswith(
+        "; 2 of them archived (GLACIER: 1; DEEP_ARCHIVE: 1), which S3 reads only once restored"
+    )
+    # An object named alone is looked up, not listed: the same.
+    run = run_cli(capsys, uri + keys[2], "--dry-run")
+    assert run.out.splitlines()[0].endswith("  (archived in DEEP_ARCHIVE: read only if restored)")
+
+
+def test_via_lambda_queues_no_archived_object_that_is_not_restored(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+) -> None:
+    # The function cannot read an archived object: each was invoked, failed, was retried and
+    # dead-lettered, and a backfill over a year that a lifecycle rule archived made as many
+    # dead letters as objects. Restored ones read as any other.
+    logs = new_day_of_logs(moto, "archived-lambda", 5)
+    keys = sorted(logs.objects)
+    archive(moto, logs, keys[0], "GLACIER")  # first: it must not stop the run
+    archive(moto, logs, keys[2], "DEEP_ARCHIVE")
+    moto.client().restore_object(Bucket=logs.bucket, Key=keys[2], RestoreRequest={"Days": 1})
+    with LambdaStub(functions={"shipper"}) as stub:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", stub.endpoint_url)
+        first = run_cli(capsys, logs.uri, "--via-lambda", "shipper", "--jobs", "1")
+        assert first.status == cli.EXIT_FAILED, first.err
+        assert (
+            f"s3://{logs.bucket}/{keys[0]}: not queued: archived in GLACIER, not restored: S3 "
+            "reads it only once restored (aws s3api restore-object)"
+        ) in first.err
+        assert "queued 4 objects (" in first.err
+        assert "; 1 not queued, 0 skipped, 0 not tried" in first.err
+        assert Counter(call.payload["key"] for call in stub.calls) == Counter(keys[1:])
+        commands = printed_resume_commands(first.err)
+        assert [command[1] for command in commands] == [f"s3://{logs.bucket}/{keys[0]}"]
+
+        # Restored, the printed command queues it alone.
+        moto.client().restore_object(Bucket=logs.bucket, Key=keys[0], RestoreRequest={"Days": 1})
+        run_resume_commands(capsys, commands)
+        invoked = Counter(call.payload["key"] for call in stub.calls)
+    assert invoked == Counter(keys)
 
 
 def test_ctrl_c_after_an_invocation_not_queued_prints_a_command_that_queues_it(

@@ -10,7 +10,7 @@ import os
 import random
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -42,6 +42,9 @@ from tests.support.lambda_harness import (
 )
 from tests.support.receiver import receiver
 from tests.support.s3server import MotoServer
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.literals import StorageClassType
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -393,6 +396,66 @@ def test_hop_budget_spent_goes_straight_to_the_dead_letter_queue_and_replays(
         server.wait_idle()
         counts = received(server)
     assert set(counts) == expected(key, lines) - {(key, 0)}
+
+
+def put_archived(
+    moto: MotoServer, name: str, storage_class: StorageClassType
+) -> tuple[str, str, list[bytes]]:
+    """``put_lines`` of 10 lines, then the object moved to ``storage_class`` as a lifecycle rule
+    moves it."""
+    bucket, key, lines = put_lines(moto, 10, name)
+    moto.client().copy_object(
+        Bucket=bucket,
+        Key=key,
+        CopySource={"Bucket": bucket, "Key": key},
+        StorageClass=storage_class,
+    )
+    return bucket, key, lines
+
+
+@pytest.mark.parametrize("trigger", ["s3", "sqs"])
+def test_an_archived_object_goes_straight_to_the_dead_letter_queue_and_replays_once_restored(
+    moto: MotoServer, container_for: Any, trigger: str
+) -> None:
+    # An object in S3 Glacier (a backfill queued with --via-lambda, a replay after a lifecycle
+    # rule archived the log) was retried like any failure: twice within three minutes (an
+    # asynchronous event) or five times in two hours (SQS), each reading nothing, where a restore
+    # takes hours; then dead-lettered without saying why.
+    bucket, key, lines = put_archived(moto, f"archived-{trigger}", "DEEP_ARCHIVE")
+    sqs = boto3.client("sqs", **moto.client_kwargs())
+    dead_letters = sqs.create_queue(QueueName=f"dead-letter-{time.monotonic_ns()}")["QueueUrl"]
+    with receiver() as server:
+        container = container_for(server, **{ENV.DEAD_LETTER_QUEUE_URL: dead_letters})
+        if trigger == "s3":
+            # No exception: Lambda does not retry the event.
+            result = container.invoke(s3_event(bucket, key))
+        else:
+            result = container.invoke(sqs_event(make_continuation(ObjectRef(bucket, key, hop=2))))
+            assert result["batchItemFailures"] == []
+        (report,) = result["objects"]
+        assert report["outcome"] == "dead_lettered"
+        assert "is archived in DEEP_ARCHIVE" in report["error"]
+        [message] = container.take_messages(dead_letters)
+        dead = json.loads(message["Body"])
+        assert (dead["key"], dead["offset"], dead["hop"]) == (key, 0, 0)
+        assert "restore it (aws s3api restore-object)" in dead["error"]
+        assert server.connection_count == 0
+
+        moto.client().restore_object(Bucket=bucket, Key=key, RestoreRequest={"Days": 1})
+        shipped = container.invoke(sqs_event(dead))["objects"]
+        server.wait_idle()
+        assert [o["outcome"] for o in shipped] == ["shipped"]
+        assert set(received(server)) == expected(key, lines)
+
+
+def test_an_archived_object_without_a_dead_letter_queue_fails_to_be_retried(
+    moto: MotoServer, container_for: Any
+) -> None:
+    bucket, key, _ = put_archived(moto, "archived-no-dlq", "GLACIER")
+    with receiver() as server:
+        container = container_for(server)
+        with pytest.raises(ShipperError, match="is archived in GLACIER"):
+            container.invoke(s3_event(bucket, key))
 
 
 def test_a_hand_off_that_cannot_be_sent_fails_so_that_nothing_is_dropped(
