@@ -707,13 +707,14 @@ def _head(s3: S3Client, bucket: str, key: str) -> ObjectRef | None:
     except BotoCoreError as error:
         raise _botocore_error(f"cannot look up s3://{bucket}/{key}", error) from None
     storage_class = head.get("StorageClass")
+    restored = 'ongoing-request="false"' in (head.get("Restore") or "")
     return ObjectRef(
         bucket,
         key,
         version_id=head.get("VersionId"),
         etag=head["ETag"].strip('"'),
         size=head["ContentLength"],
-        archive=storage_class if storage_class in ARCHIVE_CLASSES else None,
+        archive=storage_class if storage_class in ARCHIVE_CLASSES and not restored else None,
     )
 
 

@@ -48,9 +48,11 @@ How failures surface, by trigger:
 - Objects ``REJECTED`` (gone, not the object the event names, bad gzip, another compression)
   are logged and counted in ``ObjectsFailed`` and fail nothing: retrying cannot help. Their
   ``error`` in the result says why in one sentence (what ``sam local invoke`` prints).
-- An object past ``MAX_HOPS`` goes straight to ``DEAD_LETTER_QUEUE_URL`` when that is set
-  (``DEAD_LETTERED``: logged, counted in ``ObjectsFailed``, fails nothing), as a continuation
-  with a fresh hop budget that can be replayed after a fix; otherwise it is ``FAILED``.
+- An object past ``MAX_HOPS``, or archived in S3 Glacier and not restored, goes straight to
+  ``DEAD_LETTER_QUEUE_URL`` when that is set (``DEAD_LETTERED``: logged, counted in
+  ``ObjectsFailed``, fails nothing), as a continuation with a fresh hop budget that can be
+  replayed after a fix; otherwise, or when its event (SQS: its message) is retried for another
+  object anyway, it is ``FAILED``.
 """
 
 from __future__ import annotations
@@ -270,9 +272,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         s3_client=container.s3_client() if to_ship else None,
         privacy=privacy,
     )
-    _dead_letter(shipment.results, settings, container)
     if trigger.kind is not TriggerKind.SQS:
         _park_undelivered(shipment, settings)
+    _dead_letter(to_ship, shipment.results, settings, container)
     retry_event = trigger.kind is not TriggerKind.SQS and any(
         ledger.outcome is Outcome.FAILED for ledger in shipment.results
     )
@@ -396,11 +398,20 @@ def _send(container: _Container, queue_url: str, message: Mapping[str, Any]) -> 
 
 
 def _dead_letter(
-    ledgers: Sequence[ObjectResult], settings: Settings, container: _Container
+    items: Sequence[WorkItem],
+    ledgers: Sequence[ObjectResult],
+    settings: Settings,
+    container: _Container,
 ) -> None:
     """Send each object past its hop budget, and each archived one (S3 Glacier, not restored),
     to ``DEAD_LETTER_QUEUE_URL`` at once: retrying them cannot help (a restore takes hours; the
     retries would come within minutes, or SQS's five receives within about two hours).
+
+    But not an object whose event (SQS: its message) is retried anyway, for another object that
+    failed (after ``_park_undelivered``): each retry would read it and dead-letter it again, and
+    a replay of the queue ship it as many times. It stays FAILED, and goes with its event or
+    message. (A continuation that cannot be sent later, ``_hand_off``, can still make its
+    message retried: a rarer case, left.)
 
     The message is the object's continuation with ``hop`` back at 0 (so that replaying it to the
     continuation queue after a fix starts a fresh budget), not live (a replay is not lag), and
@@ -411,8 +422,18 @@ def _dead_letter(
     queue_url = settings.dead_letter_queue_url
     if queue_url is None:
         return
-    for ledger in ledgers:
-        if ledger.outcome is not Outcome.FAILED or not (ledger.hops_spent or ledger.archived):
+    at_once = [
+        ledger.outcome is Outcome.FAILED and (ledger.hops_spent or ledger.archived)
+        for ledger in ledgers
+    ]
+    # The events or messages retried for another object (an event outside SQS is one unit).
+    retried = {
+        item.sqs_message_id
+        for item, ledger, goes in zip(items, ledgers, at_once, strict=True)
+        if ledger.outcome is Outcome.FAILED and not goes
+    }
+    for item, ledger, goes in zip(items, ledgers, at_once, strict=True):
+        if not goes or item.sqs_message_id in retried:
             continue
         body = {**make_continuation(replace(ledger.ref, hop=0)), "error": ledger.error}
         error = _send(container, queue_url, body)

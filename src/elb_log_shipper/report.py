@@ -432,22 +432,20 @@ def format_plan(plan: Plan, function: str | None = None) -> str:
     missing = sum(obj.missing for obj in plan.objects)
     verb = "would ship" if function is None else f"would invoke {function} for"
     total = plan.bytes_to_ship
-    summary = (
-        f"{verb} {objects(len(plan.to_ship) - missing)}, {format_bytes(total)} ({total} bytes); "
-        f"skip {sum(skipped.values())}"
-    )
+    summary = f"{verb} {objects(len(plan.to_ship) - missing)}"
+    archived = Counter(o.ref.archive for o in plan.to_ship if o.ref.archive is not None)
+    if archived:
+        summary += (
+            f" ({sum(archived.values())} archived: {_reasons(archived)}; S3 reads them only once "
+            "restored)"
+        )
+    summary += f", {format_bytes(total)} ({total} bytes); skip {sum(skipped.values())}"
     if skipped:
         summary += f" ({_reasons(skipped)})"
     summary += f"; {sum(plan.excluded.values())} outside the dates"
     if plan.excluded:
         summary += f" ({_reasons(plan.excluded)})"
     summary += not_logs_note(plan.not_logs)
-    archived = Counter(o.ref.archive for o in plan.to_ship if o.ref.archive is not None)
-    if archived:
-        summary += (
-            f"; {sum(archived.values())} of them archived ({_reasons(archived)}), which S3 reads "
-            "only once restored"
-        )
     if missing:
         who = "a run fails" if function is None else f"{function} fails"
         summary += f"; {missing} not found ({who} on {'it' if missing == 1 else 'them'})"

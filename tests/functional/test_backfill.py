@@ -833,12 +833,16 @@ def test_a_dry_run_marks_the_archived_objects(
         uri + keys[2]: ["archived in DEEP_ARCHIVE: read only if restored)"],
         uri + keys[3]: [],
     }
-    assert run.out.splitlines()[-1].endswith(
-        "; 2 of them archived (GLACIER: 1; DEEP_ARCHIVE: 1), which S3 reads only once restored"
+    assert run.out.splitlines()[-1].startswith(
+        "would ship 4 objects (2 archived: GLACIER: 1; DEEP_ARCHIVE: 1; S3 reads them only once "
+        "restored), "
     )
-    # An object named alone is looked up, not listed: the same.
+    # An object named alone is looked up, not listed: its HEAD says whether it is restored.
     run = run_cli(capsys, uri + keys[2], "--dry-run")
     assert run.out.splitlines()[0].endswith("  (archived in DEEP_ARCHIVE: read only if restored)")
+    moto.client().restore_object(Bucket=logs.bucket, Key=keys[2], RestoreRequest={"Days": 1})
+    run = run_cli(capsys, uri + keys[2], "--dry-run")
+    assert run.out.splitlines()[0].endswith(keys[2])
 
 
 def test_via_lambda_queues_no_archived_object_that_is_not_restored(

@@ -41,7 +41,7 @@ from tests.support.lambda_harness import (
     store,
 )
 from tests.support.receiver import receiver
-from tests.support.s3server import MotoServer
+from tests.support.s3server import FaultyS3, MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.literals import StorageClassType
@@ -446,6 +446,44 @@ def test_an_archived_object_goes_straight_to_the_dead_letter_queue_and_replays_o
         server.wait_idle()
         assert [o["outcome"] for o in shipped] == ["shipped"]
         assert set(received(server)) == expected(key, lines)
+
+
+@pytest.mark.parametrize("trigger", ["s3", "sqs"])
+def test_an_archived_object_is_dead_lettered_once_not_on_each_retry_for_another(
+    moto: MotoServer, container_for: Any, monkeypatch: pytest.MonkeyPatch, trigger: str
+) -> None:
+    # One event (SQS: one message) naming an archived object and one S3 denies for now: the
+    # event is retried for the denied one, and each attempt dead-lettered the archived one
+    # again (three dead letters for an event, one a receive for a message), each shipped by a
+    # replay of the queue. The archived one goes with its event instead; once the other reads,
+    # it is dead-lettered once. A failure that a retry can fix is never dead-lettered at once.
+    bucket, archived, _ = put_archived(moto, f"archived-retried-{trigger}", "GLACIER")
+    denied = alb_key("denied")
+    store(moto, bucket, denied, joined(alb_lines(5)), compress=True)
+    sqs = boto3.client("sqs", **moto.client_kwargs())
+    dead_letters = sqs.create_queue(QueueName=f"dead-letter-{time.monotonic_ns()}")["QueueUrl"]
+    if trigger == "s3":
+        event = s3_event(bucket, archived, denied)
+    else:
+        event = sqs_event(s3_event(bucket, archived, denied))
+    with receiver() as server:
+        container = container_for(server, **{ENV.DEAD_LETTER_QUEUE_URL: dead_letters})
+        with FaultyS3(moto, error=(403, "AccessDenied"), error_keys=frozenset({denied})) as faulty:
+            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+            for _attempt in range(3):
+                if trigger == "s3":
+                    with pytest.raises(ShipperError, match="objects failed and the event is"):
+                        container.invoke(event)
+                else:
+                    result = container.invoke(event)
+                    assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
+                    assert [o["outcome"] for o in result["objects"]] == ["failed", "failed"]
+            assert container.take_messages(dead_letters) == []
+            faulty.error = None  # the grant fixed
+            result = container.invoke(event)
+        assert [o["outcome"] for o in result["objects"]] == ["dead_lettered", "shipped"]
+        [message] = container.take_messages(dead_letters)
+        assert json.loads(message["Body"])["key"] == archived
 
 
 def test_an_archived_object_without_a_dead_letter_queue_fails_to_be_retried(
