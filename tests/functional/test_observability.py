@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -131,10 +132,14 @@ def test_a_shipped_object_counts_its_lines_failures_drops_and_truncations(
     )
     capsys.readouterr()
 
+    started = time.monotonic()
     result = container.invoke(s3_event(bucket, key))
+    elapsed = time.monotonic() - started
 
     (report,) = result["objects"]
     values = read_document(capsys.readouterr().out)
+    # The time spent shipping, to the millisecond (not whole seconds: 0 for this invocation).
+    assert 0 < report["seconds"] <= values["ShipSeconds"] <= elapsed
     dropped = sum(b"/items/1" in line for line in lines)
     assert dropped == 11  # /items/1 and /items/10 to /items/19
     assert values["LinesRead"] == len(lines) == report["lines"]
@@ -312,33 +317,45 @@ def test_a_dead_lettered_object_is_a_failed_object_and_not_a_hand_off(
     assert len(container.take_messages(dead_letters)) == 1
 
 
+@pytest.mark.parametrize(
+    "resume_points",
+    [[(1234, 3)], [(1, 0), (0, 1)]],
+    ids=["part-way", "a-replayed-dead-letter-and-a-first-hop"],
+)
 def test_a_continuation_a_deploy_put_outside_the_scope_is_a_rejected_object(
+    *,
     moto: MotoServer,
     container_for: Any,
     logstash: JsonLinesReceiver,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    resume_points: list[tuple[int, int]],
 ) -> None:
     # A deploy that changed LOG_PREFIX while objects were part-way: their continuations were
     # skipped like a new notification outside the scope, an INFO line and ObjectsSkipped; the
-    # rest of each object was lost and no alarm said so.
+    # rest of each object was lost and no alarm said so. So is a replayed dead letter (its hop
+    # back at 0) part-way through its object, and a first hop from the object's start.
     bucket, key, _ = put_lines(moto, 5, "rescoped")
     container = container_for(logstash, **{ENV.LOG_PREFIX: "elsewhere/"})
     capsys.readouterr()
 
-    rest = ObjectRef(bucket, key, etag="e", start_offset=1234, hop=3)
-    result = container.invoke(sqs_event(make_continuation(rest)))
+    rests = [
+        ObjectRef(bucket, key, etag="e", start_offset=offset, hop=hop)
+        for offset, hop in resume_points
+    ]
+    result = container.invoke(sqs_event(*map(make_continuation, rests)))
 
     assert result["batchItemFailures"] == []  # nothing a retry could ship
     out = capsys.readouterr().out
     values = read_document(out)
+    count = len(rests)
     assert (values["ObjectsRejected"], values["ObjectsFailed"], values["ObjectsSkipped"]) == (
-        1,
-        1,
+        count,
+        count,
         0,
     )
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert errors == ["continuation not shipped: the rest of the object is lost"]
+    assert errors == ["continuation not shipped: the rest of the object is lost"] * count
 
 
 def test_an_event_of_no_known_shape_prints_no_document(

@@ -92,7 +92,13 @@ def test_reset_mid_stream_delivers_every_line(
     # resent is counted.
     duplicates = sum(counts.values()) - len(lines)
     assert duplicates <= first_connection
-    assert 0 < duplicates <= metric(capsys.readouterr().out, "EventsResent")
+    output = capsys.readouterr().out
+    assert 0 < duplicates <= metric(output, "EventsResent")
+    # The metrics add the object's own resends to the shared confirmation's.
+    report = result["objects"][0]
+    assert report["retries"] >= 1
+    assert metric(output, "Retries") >= report["retries"]
+    assert metric(output, "Reconnects") >= report["reconnects"]
 
 
 def test_a_shared_confirmation_that_fails_resends_and_counts_it(
@@ -528,17 +534,33 @@ def test_a_hand_off_that_cannot_be_sent_fails_so_that_nothing_is_dropped(
         assert set(received(server)) == expected(key, lines)
 
 
-def test_a_dead_letter_that_cannot_be_sent_fails_the_message(
-    moto: MotoServer, container_for: Any
+@pytest.mark.parametrize("queue", ["continuation", "dead-letter"])
+def test_each_message_whose_hand_off_or_dead_letter_cannot_be_sent_fails_saying_so(
+    moto: MotoServer, container_for: Any, queue: str
 ) -> None:
-    bucket, key, _ = put_lines(moto, 10, "hopdlqgone")
+    # Two messages, each object handed off unstarted (inside the margin) or past its hop budget,
+    # and the queue its message goes to missing: each object is tried, fails saying why, and its
+    # message is retried (a `break` after the first left the second reported a success, with no
+    # message anywhere).
+    bucket, first, _ = put_lines(moto, 10, f"{queue}gone1")
+    _, second, _ = put_lines(moto, 10, f"{queue}gone2", bucket=bucket)
     missing = f"{moto.endpoint_url}/123456789012/no-such-queue"
+    if queue == "continuation":
+        settings = {ENV.CONTINUATION_QUEUE_URL: missing, ENV.DEADLINE_MARGIN_SECONDS: "30"}
+        hop, when = 0, {"budget": 29, "late": True}
+    else:
+        settings = {ENV.MAX_HOPS: "5", ENV.DEAD_LETTER_QUEUE_URL: missing}
+        hop, when = 6, {}
     with receiver() as server:
-        container = container_for(server, **{ENV.MAX_HOPS: "5", ENV.DEAD_LETTER_QUEUE_URL: missing})
-        result = container.invoke(sqs_event(make_continuation(ObjectRef(bucket, key, hop=6))))
-    assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
-    assert result["objects"][0]["outcome"] == "failed"
-    assert "could not be sent to" in result["objects"][0]["error"]
+        container = container_for(server, **settings)
+        event = sqs_event(
+            make_continuation(ObjectRef(bucket, first, hop=hop)),
+            make_continuation(ObjectRef(bucket, second, hop=hop)),
+        )
+        result = container.invoke(event, **when)
+    assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-1"}]
+    assert [o["outcome"] for o in result["objects"]] == ["failed", "failed"]
+    assert all(f"could not be sent to {missing}" in o["error"] for o in result["objects"])
 
 
 def test_object_changed_before_resume_is_rejected(moto: MotoServer, container_for: Any) -> None:
@@ -723,3 +745,127 @@ def test_s3_unreachable_is_transient(
         result = container.invoke(sqs_event(make_continuation(ObjectRef(bucket, key))))
         assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
         assert handler.lambda_handler is not None
+
+
+# Kills x__hand_off__mutmut_13 (`continue` -> `break` for an object not handed off: every object
+# after it in the batch lost its continuation, while its message was reported a success).
+def test_a_message_after_one_whose_hop_budget_is_spent_is_still_handed_off(
+    moto: MotoServer, container_for: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket, spent, _ = put_lines(moto, 10, "spentfirst")
+    _, key, _ = put_lines(moto, 10, "handedafter", bucket=bucket)
+    with receiver() as server:
+        container = container_for(server, **{ENV.MAX_HOPS: "5", ENV.DEADLINE_MARGIN_SECONDS: "30"})
+        # m-0 fails (hop budget spent, no dead-letter queue); m-1 is handed off unstarted.
+        event = sqs_event(
+            make_continuation(ObjectRef(bucket, spent, hop=6)),
+            make_continuation(ObjectRef(bucket, key)),
+        )
+        result = container.invoke(event, budget=29, late=True)
+        assert [o["outcome"] for o in result["objects"]] == ["failed", "handed_off"]
+        # m-1 succeeds: SQS deletes it, so its object must be waiting in the continuation queue.
+        assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
+        bodies = [json.loads(m["Body"]) for m in container.continuations()]
+        assert [(b["key"], b["offset"], b["hop"]) for b in bodies] == [(key, 0, 1)]
+    assert metric(capsys.readouterr().out, "Handoffs") == 1
+
+
+# Kills x__hand_off__mutmut_16 (outcome None: the invocation crashed with AttributeError),
+# x__hand_off__mutmut_17 (no error said why) and x__hand_off__mutmut_20 (`continue` -> `break`:
+# the second object stayed HANDED_OFF with no continuation, and its message was deleted).
+def test_a_hand_off_without_a_continuation_queue_fails_each_object_saying_so(
+    moto: MotoServer, container_for: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket, first, lines = put_lines(moto, 10, "noqueue1")
+    _, second, _ = put_lines(moto, 10, "noqueue2", bucket=bucket)
+    offset = len(lines[0]) + 1
+    with receiver() as server:
+        container = container_for(
+            server, **{ENV.CONTINUATION_QUEUE_URL: "", ENV.DEADLINE_MARGIN_SECONDS: "30"}
+        )
+        # Inside the margin: both objects are handed off unstarted, and there is nowhere to send
+        # their continuations. Both messages must be retried, each saying why.
+        event = sqs_event(
+            make_continuation(ObjectRef(bucket, first)),
+            make_continuation(ObjectRef(bucket, second, start_offset=offset, hop=1)),
+        )
+        result = container.invoke(event, budget=29, late=True)
+        assert [o["outcome"] for o in result["objects"]] == ["failed", "failed"]
+        assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-1"}]
+        assert [o["error"] for o in result["objects"]] == [
+            f"{ENV.CONTINUATION_QUEUE_URL} is not set, so the rest of the object from byte "
+            f"{start} cannot be handed off: set it to the continuation queue"
+            for start in (0, offset)
+        ]
+        output = capsys.readouterr().out
+        assert metric(output, "Handoffs") == 0
+        assert metric(output, "ObjectsFailed") == 2
+        # An S3 notification raises instead, so that Lambda retries the whole event.
+        with pytest.raises(ShipperError, match=f"{ENV.CONTINUATION_QUEUE_URL} is not set"):
+            container.invoke(s3_event(bucket, first), budget=29, late=True)
+        assert server.connection_count == 0
+
+
+# Kills x__park_undelivered__mutmut_4 and x__park_undelivered__mutmut_5 (`and` -> `or`: an
+# object that S3 failed was parked in the continuation queue with the ones Logstash failed, and
+# the event, which must be retried for it, succeeded).
+def test_an_event_with_an_object_s3_failed_is_retried_whole_when_logstash_fails_too(
+    moto: MotoServer, container_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket, denied, _ = put_lines(moto, 10, "parkdenied")
+    _, key, _ = put_lines(moto, 10, "parkdown", bucket=bucket)
+    with (
+        NeverReadingServer() as server,
+        FaultyS3(moto, error=(403, "AccessDenied"), error_keys=frozenset({denied})) as faulty,
+    ):
+        container = container_for(server)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        # The denied object fails first (S3), then Logstash fails the other: only the second may
+        # wait in the continuation queue, and the first fails the event.
+        with pytest.raises(DeliveryError):
+            container.invoke(s3_event(bucket, denied, key), budget=60)
+        # Retried whole by Lambda: no continuation, or its retry would start a second chain.
+        assert container.continuations() == []
+
+
+# Kills x__dead_letter__mutmut_3 (`or` -> `and`: with DEAD_LETTER_QUEUE_URL set, every FAILED
+# object went to the dead-letter queue at once, not only those past MAX_HOPS: a Logstash outage
+# dead-lettered SQS messages on their first receive instead of letting SQS retry them).
+def test_only_an_object_past_its_hop_budget_goes_to_the_dead_letter_queue(
+    moto: MotoServer, container_for: Any
+) -> None:
+    bucket, key, _ = put_lines(moto, 30, "dlqonlyhops")
+    sqs = boto3.client("sqs", **moto.client_kwargs())
+    dead_letters = sqs.create_queue(QueueName=f"dead-letter-{time.monotonic_ns()}")["QueueUrl"]
+    with NeverReadingServer() as server:
+        container = container_for(server, **{ENV.DEAD_LETTER_QUEUE_URL: dead_letters})
+        result = container.invoke(sqs_event(make_continuation(ObjectRef(bucket, key))), 60)
+    # Logstash failed: SQS retries the message (its maxReceiveCount decides), nothing is
+    # dead-lettered by the function.
+    assert result["objects"][0]["outcome"] == "failed"
+    assert result["batchItemFailures"] == [{"itemIdentifier": "m-0"}]
+    assert container.take_messages(dead_letters) == []
+
+
+# Kills x__dead_letter__mutmut_6 (`continue` -> `break` for an object not past its budget: an
+# object past MAX_HOPS after it in the batch was not dead-lettered, but failed its message).
+def test_an_object_past_its_hop_budget_after_one_that_shipped_is_dead_lettered(
+    moto: MotoServer, container_for: Any
+) -> None:
+    bucket, key, _ = put_lines(moto, 10, "dlqafter1")
+    _, spent, _ = put_lines(moto, 10, "dlqafter2", bucket=bucket)
+    sqs = boto3.client("sqs", **moto.client_kwargs())
+    dead_letters = sqs.create_queue(QueueName=f"dead-letter-{time.monotonic_ns()}")["QueueUrl"]
+    with receiver() as server:
+        container = container_for(
+            server, **{ENV.MAX_HOPS: "5", ENV.DEAD_LETTER_QUEUE_URL: dead_letters}
+        )
+        event = sqs_event(
+            make_continuation(ObjectRef(bucket, key)),
+            make_continuation(ObjectRef(bucket, spent, hop=6)),
+        )
+        result = container.invoke(event)
+        assert [o["outcome"] for o in result["objects"]] == ["shipped", "dead_lettered"]
+        assert result["batchItemFailures"] == []
+        [message] = container.take_messages(dead_letters)
+    assert (json.loads(message["Body"])["key"], json.loads(message["Body"])["hop"]) == (spent, 0)

@@ -158,3 +158,22 @@ def test_dead_letter_record_replays_as_its_payload() -> None:
     trigger = parse_event(redriven)
     assert trigger.kind is TriggerKind.SQS
     assert [(i.ref.key, i.sqs_message_id) for i in trigger.items] == [("b c.log", "m")]
+
+
+class MarginContext(Context):
+    """A function whose timeout is exactly the default deadline margin (30 s)."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+# Kills x__require_time__mutmut_1 (`<=` -> `<`): an invocation that starts with exactly the
+# margin left is out of time at once (pipeline: remaining() <= margin) and would hand every
+# object off unread, hop after hop, to the dead-letter queue.
+def test_a_timeout_equal_to_the_deadline_margin_is_a_configuration_error() -> None:
+    handler.cold_start({ENV.LOGSTASH_HOST: "127.0.0.1"})
+    event = make_continuation(ObjectRef("logs", "x.log"))
+    with pytest.raises(
+        ConfigurationError, match=f"30.0s left, within {ENV.DEADLINE_MARGIN_SECONDS}=30"
+    ):
+        handler.lambda_handler(event, MarginContext())
