@@ -751,10 +751,11 @@ class LinePrivacy:
                 return text
             anonymised = head
             client = tokens[3]
+            if self._anonymises and head.split(None, 4)[:4] != tokens[:4]:
+                # Other whitespace (a tab) in a field: the parser's client is elsewhere (the
+                # fourth token here may be the target, `-`, the client run into the name).
+                return True
             if self._anonymises and client != "-":
-                if head.split(None, 4)[:4] != tokens[:4]:
-                    # Other whitespace (a tab) in a field: the parser's client is elsewhere.
-                    return True
                 network = _IPV4_PORT.fullmatch(client)
                 if self._truncates and network is not None:
                     tokens[3] = f"{network[1]}0{network[2]}"
@@ -872,6 +873,7 @@ class LinePrivacy:
         if (
             layout is None
             or (layout.fixed and count > layout.documented)
+            or 0 <= layout.shorter < count < layout.documented
             or _request_unquoted(text, spans, layout)
             or _second_line_within(text, spans, layout)
         ):
@@ -1103,6 +1105,10 @@ class _Layout:
     """Fields whose meaning the rules rely on; those after them are scrubbed."""
     fixed: bool = False
     """The format never grows: a line with more fields than ``documented`` has one split."""
+    shorter: int = -1
+    """The field count of the format's older lines (Classic's before 2015, 12): a line with more
+    fields than that and fewer than ``documented`` has one split (a raw quote in its request),
+    so the field the layout calls the user agent is part of the request."""
     status: int = -1
     request: int = -1
     agent: int = -1
@@ -1139,6 +1145,7 @@ _LAYOUTS: dict[str | None, _Layout] = {
         bare_client=False,
         documented=15,
         fixed=True,
+        shorter=12,
         status=7,
         request=11,
         agent=12,
@@ -1183,8 +1190,9 @@ _ALB_UNQUOTED_FIELDS = {
 # or anything else up to the next `&` or `#`.
 _SCRUBBED_PARAMETER = re.compile(r'(?<=[?&#])(?:([^=&#\s"]+=)([^&#]*)|[^&#]+)')
 # A URL's user information, up to the last `@` of its authority, as the parser reads it: any
-# character but `/`, `?`, `#` before it, spaces too (`jo:pa ss@`); a quote bounds it to its field.
-_USERINFO = re.compile(r'(?<=://)[^/?#"]*@')
+# character but `/`, `?`, `#` before it, spaces too (`jo:pa ss@`), and an escaped quote (`\"`,
+# which the parser reads as a quote in the name); a raw quote bounds it to its field.
+_USERINFO = re.compile(r'(?<=://)(?:[^/?#"\\]|\\.)*@')
 
 
 def _alone(found: re.Match[str]) -> bool:

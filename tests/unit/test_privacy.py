@@ -933,7 +933,38 @@ GLUED = alb(url="/p").replace("TID_2", "TID_2" + alb("198.51.100.9", url="/q"))
 # An ALB line cut short after its chosen certificate (field 19): a line run in puts its
 # timestamp where request_creation_time stands.
 CUT_ALB = alb().split(" 1 2026-11-28T23:38:49")[0]
+# A Classic line of before 2015 (12 fields: no user agent, cipher or protocol).
+CLASSIC_12 = classic().rsplit(' "curl/7.38.0"', 1)[0]
 LEAKS: dict[str, Leak] = {
+    # Session 27 (an adversarial helper): a tab before the client and a target of `-`: the
+    # parser's split read the client, the rules' split of the head took the target for it.
+    "alb, a tab before the client, target -": Leak(
+        alb()
+        .replace("50dc6c495c0c9188 203.0.113.77", "50dc6c495c0c9188\t203.0.113.77")
+        .replace(" 10.0.0.1:443 0.000", " - 0.000")
+        .replace(" 200 200 ", " 200  200 ")
+    ),
+    # User information whose name holds an escaped quote (`\"`), which the parser reads as a
+    # quote: its pattern stopped at the backslash and kept the password.
+    "alb, escaped quote in the user information": Leak(
+        alb(url='https://jo\\"x:s3cr3tPw@www.example.com/p?token=s3cr3tTok'),
+        secrets=("s3cr3tPw", "s3cr3tTok"),
+    ),
+    "alb, escaped quote in the redirect's user information": Leak(
+        alb(url="/p", redirect='https://jo\\"x:s3cr3tPw@r.example.com/'), secrets=("s3cr3tPw",)
+    ),
+    "classic, escaped quote in the user information": Leak(
+        classic(request='GET http://jo:s3cr3tPw\\"@www.example.com:80/p HTTP/1.1'),
+        secrets=("s3cr3tPw",),
+    ),
+    # A 12-field Classic line whose request holds raw quotes: one more field (taken for the user
+    # agent, never redacted) or two (the second taken for the TLS cipher).
+    "classic (12 fields), raw quotes in the request: 13 fields": Leak(
+        CLASSIC_12.replace("/p?email=", '/p?q="hello"&email='), secrets=("s3cr3tTok",)
+    ),
+    "classic (12 fields), raw quotes in the request: 14 fields": Leak(
+        CLASSIC_12.replace("/p?email=", '/p?q="hello world"&email='), secrets=("s3cr3tTok",)
+    ),
     # F1: the parser reads a connection log whatever its port is; the rules must too.
     "connection, port -": Leak(connection().replace(" 36280 ", " - "), secrets=()),
     "connection ipv6, port -": Leak(connection(V6).replace(" 36280 ", " - "), V6, secrets=()),
