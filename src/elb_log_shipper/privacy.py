@@ -874,6 +874,7 @@ class LinePrivacy:
             layout is None
             or (layout.fixed and count > layout.documented)
             or 0 <= layout.shorter < count < layout.documented
+            or ('","' in text and _list_outside(text, spans, layout))
             or _request_unquoted(text, spans, layout)
             or _second_line_within(text, spans, layout)
         ):
@@ -1109,6 +1110,8 @@ class _Layout:
     """The field count of the format's older lines (Classic's before 2015, 12): a line with more
     fields than that and fewer than ``documented`` has one split (a raw quote in its request),
     so the field the layout calls the user agent is part of the request."""
+    lists: frozenset[int] = frozenset()
+    """The fields that may be quoted lists (``"h2","http/1.1"``, one field to the parser)."""
     status: int = -1
     request: int = -1
     agent: int = -1
@@ -1152,7 +1155,14 @@ _LAYOUTS: dict[str | None, _Layout] = {
         times=(0,),
         texts=frozenset({11, 12}),
     ),
-    "nlb": _Layout(client=5, bare_client=False, documented=22, times=(2, 21)),
+    "nlb": _Layout(
+        client=5,
+        bare_client=False,
+        documented=22,
+        times=(2, 21),
+        # The ALPN protocols, front and back end, and the client's preference list.
+        lists=frozenset({18, 19, 20}),
+    ),
     "connection": _Layout(
         client=1,
         bare_client=True,
@@ -1239,6 +1249,17 @@ def _documented_alb(text: str, anonymises: bool) -> bool:
         # line's head: the first cut just after its opening quote, the second after its first.
         return False
     return list(map(len, map(str.split, parts[0:quotes:2]))) == list(_ALB_UNQUOTED_FIELDS[quotes])
+
+
+def _list_outside(text: str, spans: list[tuple[int, int]], layout: _Layout) -> bool:
+    """Whether a quoted list (``"a","b"``) stands where the format writes none: the rules read
+    a list's first item (its span), and the parser may take all of it as the field's value (a
+    request, a redirect URL, a later field), query and addresses included."""
+    return any(
+        text.startswith('","', end)
+        for index, (_, end) in enumerate(spans)
+        if index not in layout.lists
+    )
 
 
 def _request_unquoted(text: str, spans: list[tuple[int, int]], layout: _Layout) -> bool:

@@ -957,6 +957,24 @@ LEAKS: dict[str, Leak] = {
         classic(request='GET http://jo:s3cr3tPw\\"@www.example.com:80/p HTTP/1.1'),
         secrets=("s3cr3tPw",),
     ),
+    # A quoted list (`"a","b"`, one field to the parser) where the format writes none: the rules
+    # read its first item, the parser took all of it (the request's version, the redirect URL,
+    # the transformed host, a later field).
+    "alb, a list in the request": Leak(
+        alb(url="/").replace('HTTP/1.1" "Mozilla', 'HTTP/1.1","/p?token=s3cr3tTok" "Mozilla'),
+        secrets=("s3cr3tTok",),
+    ),
+    "alb, a list in the redirect": Leak(
+        alb(url="/p", redirect='-","https://x.example/?token=s3cr3tTok'), secrets=("s3cr3tTok",)
+    ),
+    "alb, a list after the last field": Leak(
+        alb(url="/p", later=' "-","https://x.example/?token=s3cr3tTok 203.0.113.77"'),
+        secrets=("s3cr3tTok",),
+    ),
+    "classic, a list in the request": Leak(
+        classic(request='GET / HTTP/1.1","/p?token=s3cr3tTok'), secrets=("s3cr3tTok",)
+    ),
+    "nlb, a list after the last field": Leak(nlb() + ' "-","203.0.113.77"', secrets=()),
     # A 12-field Classic line whose request holds raw quotes: one more field (taken for the user
     # agent, never redacted) or two (the second taken for the TLS cipher).
     "classic (12 fields), raw quotes in the request: 13 fields": Leak(
