@@ -1200,9 +1200,10 @@ _ALB_UNQUOTED_FIELDS = {
 # or anything else up to the next `&` or `#`.
 _SCRUBBED_PARAMETER = re.compile(r'(?<=[?&#])(?:([^=&#\s"]+=)([^&#]*)|[^&#]+)')
 # A URL's user information, up to the last `@` of its authority, as the parser reads it: any
-# character but `/`, `?`, `#` before it, spaces too (`jo:pa ss@`), and an escaped quote (`\"`,
-# which the parser reads as a quote in the name); a raw quote bounds it to its field.
-_USERINFO = re.compile(r'(?<=://)(?:[^/?#"\\]|\\.)*@')
+# character but `/`, `?`, `#` before it, spaces and backslashes too (`jo:pa ss@`, `jo:pw\@`),
+# and an escaped quote (`\"`, which the parser reads as a quote in the name); a raw quote bounds
+# it to its field.
+_USERINFO = re.compile(r'(?<=://)(?:[^/?#"]|(?<=\\)")*@')
 
 
 def _alone(found: re.Match[str]) -> bool:

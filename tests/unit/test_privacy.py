@@ -953,6 +953,10 @@ LEAKS: dict[str, Leak] = {
     "alb, escaped quote in the redirect's user information": Leak(
         alb(url="/p", redirect='https://jo\\"x:s3cr3tPw@r.example.com/'), secrets=("s3cr3tPw",)
     ),
+    "alb, a backslash before the user information's @": Leak(
+        alb(url="https://jo:s3cr3tPw\\@www.example.com/p?token=s3cr3tTok"),
+        secrets=("s3cr3tPw", "s3cr3tTok"),
+    ),
     "classic, escaped quote in the user information": Leak(
         classic(request='GET http://jo:s3cr3tPw\\"@www.example.com:80/p HTTP/1.1'),
         secrets=("s3cr3tPw",),
