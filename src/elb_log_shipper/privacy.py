@@ -273,6 +273,12 @@ _FIELD = re.compile(
 # The same texts' IPv4 candidates: four numbers with dots between them, taken whole (not next to
 # another digit), whatever stands around them (`ip:203.0.113.7`, `cafe203.0.113.7:80`).
 _DOTTED_RUN = re.compile(r"(?<![0-9])[0-9]+(?:\.[0-9]+){3}(?![0-9])")
+# The first three bytes of an IPv4 address cut short after them (`203.0.113.` at the end of a
+# line or before a space or quote); not a version number (`7.38.0`), which no dot ends.
+_CUT_IPV4 = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){2}\.(?![0-9.])")
+# The groups of an IPv6 address that truncation keeps (/48): a cut address with more colons
+# than that holds more of it.
+_KEPT_GROUPS = 3
 # The last group is taken whole (`::1:51341`): an address anonymised before the rest of a group
 # would give back the address with that rest (`::` and `1`).
 _IPV6_LIKE = re.compile(
@@ -1042,9 +1048,11 @@ class LinePrivacy:
             while (found := _IPV6_LIKE.search(text, search)) is not None:
                 within = _ipv6_within(found.group())
                 if within is None:
-                    if _damaged_ipv6(found.group()):
+                    if _damaged_ipv6(found.group()) or found.group().count(":") > _KEPT_GROUPS:
                         # An address run into more hex digits (`...:eeee:12342023-...`, a line
-                        # cut after its client): replaced whole, as a damaged IPv4 run is.
+                        # cut after its client), or cut short with more groups than truncation
+                        # keeps (`2001:db8:abcd:12:34:`): replaced whole, as a damaged IPv4 run
+                        # is. (A time, `23:39:01`, has two colons.)
                         pieces += (text[position : found.start()], REDACTED)
                         position = search = found.end()
                         continue
@@ -1056,7 +1064,12 @@ class LinePrivacy:
                 position = search = end
             pieces.append(text[position:])
             text = "".join(pieces)
-        return _DOTTED_RUN.sub(self._dotted, text)
+        text = _DOTTED_RUN.sub(self._dotted, text)
+        if self._hashes and "." in text:
+            # Hashing keeps no byte of an address: nor the three of one cut short (`203.0.113.`),
+            # which truncation would keep anyway.
+            text = _CUT_IPV4.sub(REDACTED, text)
+        return text
 
     def _dotted(self, match: re.Match[str]) -> str:
         """A run of four dot-separated numbers (``_DOTTED_RUN``) anonymised if it is an IPv4
@@ -1127,6 +1140,8 @@ class _Layout:
     ``=`` or ``/`` is part of a value."""
     quoted: frozenset[int] = frozenset()
     """The fields that the format always writes quoted."""
+    unquoted: frozenset[int] = frozenset()
+    """The fields that the format never writes quoted."""
 
 
 # By the parser's name of the format (`formats.detect_format`). Classic's 15 fields have not
@@ -1142,6 +1157,9 @@ _LAYOUTS: dict[str | None, _Layout] = {
         times=(1, 21),
         texts=frozenset({12, 13, 23}),
         quoted=frozenset({17, 19, 22, 23, 24, 27, 28}),
+        # The TLS cipher and protocol, the target group, the rule's priority, the request's
+        # creation time, the connection's trace id.
+        unquoted=frozenset({14, 15, 16, 20, 21, 29}),
     ),
     "classic": _Layout(
         client=2,
@@ -1154,6 +1172,10 @@ _LAYOUTS: dict[str | None, _Layout] = {
         agent=12,
         times=(0,),
         texts=frozenset({11, 12}),
+        # The user agent: unquoted, the request split at a raw quote, and a quote later (an
+        # unclosed one) made the count up again.
+        quoted=frozenset({12}),
+        unquoted=frozenset({13, 14}),
     ),
     "nlb": _Layout(
         client=5,
@@ -1325,7 +1347,14 @@ def _second_line_within(text: str, spans: list[tuple[int, int]], layout: _Layout
     its client). The fields after the documented ones are scrubbed anyway."""
     count = len(spans)
     for index in layout.quoted:
-        if index < count and text[spans[index][0] - 1 : spans[index][0]] != '"':
+        # Opened after whitespace: a quoted value run into the token before it (`?q="x`, a raw
+        # quote in a request) is no field of the layout's.
+        if index < count and not _opened(text, spans[index][0]):
+            return True
+    for index in layout.unquoted:
+        if index < count and text[spans[index][0] - 1 : spans[index][0]] == '"':
+            # A quoted field where the format writes none: a field before it split in two
+            # (a raw `" "` in a URL) moved the quoted ones on.
             return True
     if 0 <= layout.serial < count and text[slice(*spans[layout.serial])].strip(_HEX):
         return True
@@ -1347,6 +1376,11 @@ def _second_line_within(text: str, spans: list[tuple[int, int]], layout: _Layout
         ):
             position = stop
     return _time_within(text, position, end, spans, layout)
+
+
+def _opened(text: str, start: int) -> bool:
+    """Whether the field whose value starts at ``start`` is quoted, its quote after whitespace."""
+    return start >= 2 and text[start - 1] == '"' and text[start - 2].isspace()
 
 
 def _time_within(

@@ -979,6 +979,28 @@ LEAKS: dict[str, Leak] = {
         classic(request='GET / HTTP/1.1","/p?token=s3cr3tTok'), secrets=("s3cr3tTok",)
     ),
     "nlb, a list after the last field": Leak(nlb() + ' "-","203.0.113.77"', secrets=()),
+    # A 15-field Classic line with a raw quote in its request and one in its TLS fields: the
+    # count is 15 again, the query's rest taken for the user agent (a token run into the
+    # request's closing quote) and never redacted.
+    "classic, raw quotes in the request and in the TLS fields": Leak(
+        classic(request="GET http://www.example.com:80/p?email=").replace(
+            '/p?email=" "curl/7.38.0" - -', '/p?email="s3cr3tA&t=s3cr3tTok HTTP/1.1" "curl" "- -'
+        ),
+        secrets=("s3cr3tA", "s3cr3tTok"),
+    ),
+    # An ALB URL field split in two by a raw `" "`: every field after it moved on by one, still
+    # quoted where the layout quotes, and the query's rest became the error reason.
+    "alb, a raw quote splitting the redirect": Leak(
+        alb(url="/p", redirect='https://r.example.com/x?a=1" "token=s3cr3tTok'),
+        secrets=("s3cr3tTok",),
+    ),
+    # A line cut inside its IPv6 client (a parse failure, scrubbed whole): 7 of its 8 groups
+    # stayed, where truncation keeps 3.
+    "alb cut inside its IPv6 client (fails)": Leak(
+        "h2 2026-11-28T23:39:01.186641Z app/my-alb/50dc6c495c0c9188 2001:db8:abcd:12:34:56:78:",
+        "2001:db8:abcd:12",
+        secrets=(),
+    ),
     # A 12-field Classic line whose request holds raw quotes: one more field (taken for the user
     # agent, never redacted) or two (the second taken for the TLS cipher).
     "classic (12 fields), raw quotes in the request: 13 fields": Leak(
@@ -1196,6 +1218,15 @@ def test_no_value_outlives_the_rules_off_the_common_layout(name: str, rules: str
         gone = (*gone, leak.client)
     for event in built_both_ways(leak.line, privacy):
         assert not leaks(event, gone)
+
+
+def test_hashing_keeps_no_byte_of_an_ipv4_client_cut_short() -> None:
+    # Truncation keeps three bytes of an address anyway; hashing promises none.
+    line = "2015-05-13T23:39:43.945958Z my-lb 203.0.113."
+    for event in built_both_ways(line, ALL_RULES["everything"]):
+        assert not leaks(event, ("203.0.113",))
+    for event in built_both_ways(line, ALL_RULES["ip truncate"]):
+        assert leaks(event, ("203.0.113.",))
 
 
 def _cuts(line: str) -> list[int]:
