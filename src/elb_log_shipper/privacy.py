@@ -1158,8 +1158,9 @@ _LAYOUTS: dict[str | None, _Layout] = {
         texts=frozenset({12, 13, 23}),
         quoted=frozenset({17, 19, 22, 23, 24, 27, 28}),
         # The TLS cipher and protocol, the target group, the rule's priority, the request's
-        # creation time, the connection's trace id.
-        unquoted=frozenset({14, 15, 16, 20, 21, 29}),
+        # creation time. (Not the connection's trace id: a line of before 2023 has later fields
+        # of its own there, which may be quoted.)
+        unquoted=frozenset({14, 15, 16, 20, 21}),
     ),
     "classic": _Layout(
         client=2,
@@ -1352,7 +1353,7 @@ def _second_line_within(text: str, spans: list[tuple[int, int]], layout: _Layout
         if index < count and not _opened(text, spans[index][0]):
             return True
     for index in layout.unquoted:
-        if index < count and text[spans[index][0] - 1 : spans[index][0]] == '"':
+        if index < count and _opened(text, spans[index][0]):
             # A quoted field where the format writes none: a field before it split in two
             # (a raw `" "` in a URL) moved the quoted ones on.
             return True
