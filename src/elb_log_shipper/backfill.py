@@ -427,15 +427,22 @@ def list_prefix(
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 
 
+def _archive(storage_class: str | None, restore: str | None = None) -> str | None:
+    """``storage_class`` when S3 reads its objects only once restored and ``restore`` (a HEAD's
+    ``Restore``, None from a listing) does not say that this one is; else None."""
+    if storage_class not in ARCHIVE_CLASSES or 'ongoing-request="false"' in (restore or ""):
+        return None
+    return storage_class
+
+
 def _listed(bucket: str, item: ObjectTypeDef) -> ObjectRef:
     """The object of a listing's ``item``, pinned to its ETag, with its archive class."""
-    storage_class = item.get("StorageClass")
     return ObjectRef(
         bucket,
         item["Key"],
         etag=item["ETag"].strip('"'),
         size=item["Size"],
-        archive=storage_class if storage_class in ARCHIVE_CLASSES else None,
+        archive=_archive(item.get("StorageClass")),
     )
 
 
@@ -449,11 +456,11 @@ def not_restored(s3: S3Client, ref: ObjectRef) -> str | None:
         head = s3.head_object(Bucket=ref.bucket, Key=ref.key)
     except (BotoCoreError, ClientError):
         return None
-    storage_class = head.get("StorageClass")
-    restore = head.get("Restore") or ""
-    if storage_class not in ARCHIVE_CLASSES or 'ongoing-request="false"' in restore:
+    restore = head.get("Restore")
+    storage_class = _archive(head.get("StorageClass"), restore)
+    if storage_class is None:
         return None  # moved out of the archive since it was listed, or restored
-    running = 'ongoing-request="true"' in restore
+    running = 'ongoing-request="true"' in (restore or "")
     state = "its restore is still running" if running else "not restored"
     return (
         f"archived in {storage_class}, {state}: S3 reads it only once restored "
@@ -706,15 +713,13 @@ def _head(s3: S3Client, bucket: str, key: str) -> ObjectRef | None:
         raise ListingError(f"cannot look up s3://{bucket}/{key}: {error}") from None
     except BotoCoreError as error:
         raise _botocore_error(f"cannot look up s3://{bucket}/{key}", error) from None
-    storage_class = head.get("StorageClass")
-    restored = 'ongoing-request="false"' in (head.get("Restore") or "")
     return ObjectRef(
         bucket,
         key,
         version_id=head.get("VersionId"),
         etag=head["ETag"].strip('"'),
         size=head["ContentLength"],
-        archive=storage_class if storage_class in ARCHIVE_CLASSES and not restored else None,
+        archive=_archive(head.get("StorageClass"), head.get("Restore")),
     )
 
 
