@@ -1123,7 +1123,7 @@ class _Layout:
     """The field count of the format's older lines (Classic's before 2015, 12): a line with more
     fields than that and fewer than ``documented`` has one split (a raw quote in its request),
     so the field the layout calls the user agent is part of the request."""
-    lists: frozenset[int] = frozenset()
+    lists: range = range(0)
     """The fields that may be quoted lists (``"h2","http/1.1"``, one field to the parser)."""
     status: int = -1
     request: int = -1
@@ -1184,7 +1184,7 @@ _LAYOUTS: dict[str | None, _Layout] = {
         documented=22,
         times=(2, 21),
         # The ALPN protocols, front and back end, and the client's preference list.
-        lists=frozenset({18, 19, 20}),
+        lists=range(18, 21),
     ),
     "connection": _Layout(
         client=1,
@@ -1279,10 +1279,16 @@ def _list_outside(text: str, spans: list[tuple[int, int]], layout: _Layout) -> b
     """Whether a quoted list (``"a","b"``) stands where the format writes none: the rules read
     a list's first item (its span), and the parser may take all of it as the field's value (a
     request, a redirect URL, a later field), query and addresses included."""
-    return any(
-        text.startswith('","', end)
-        for index, (_, end) in enumerate(spans)
-        if index not in layout.lists
+    lists = layout.lists
+    if not lists:
+        # Any list: the caller found a `","`, which is rare here (an escaped one in a value).
+        return any(text.startswith('","', end) for _, end in spans)
+    # Lists only in their fields: no `","` before the first, nor from the field after the last.
+    count = len(spans)
+    if lists.start >= count:
+        return True
+    return text.find('","', 0, spans[lists.start][0]) >= 0 or (
+        lists.stop < count and text.find('","', spans[lists.stop][0]) >= 0
     )
 
 
@@ -1347,16 +1353,20 @@ def _second_line_within(text: str, spans: list[tuple[int, int]], layout: _Layout
     a timestamp anywhere in those fields but the line's own (a second line brings one before
     its client). The fields after the documented ones are scrubbed anyway."""
     count = len(spans)
+    # A field is quoted when its quote follows whitespace (checked inline: this runs for every
+    # line the longer path reads). A quoted value run into the token before it (`?q="x`, a
+    # raw quote in a request) is no field of the layout's; a quoted field where the format writes
+    # none means a field before it split in two and moved the others on.
     for index in layout.quoted:
-        # Opened after whitespace: a quoted value run into the token before it (`?q="x`, a raw
-        # quote in a request) is no field of the layout's.
-        if index < count and not _opened(text, spans[index][0]):
-            return True
+        if index < count:
+            start = spans[index][0]
+            if not (start >= 2 and text[start - 1] == '"' and text[start - 2].isspace()):
+                return True
     for index in layout.unquoted:
-        if index < count and _opened(text, spans[index][0]):
-            # A quoted field where the format writes none: a field before it split in two
-            # (a raw `" "` in a URL) moved the quoted ones on.
-            return True
+        if index < count:
+            start = spans[index][0]
+            if start >= 2 and text[start - 1] == '"' and text[start - 2].isspace():
+                return True
     if 0 <= layout.serial < count and text[slice(*spans[layout.serial])].strip(_HEX):
         return True
     end = len(text) if layout.documented >= count else spans[layout.documented][0]
@@ -1377,11 +1387,6 @@ def _second_line_within(text: str, spans: list[tuple[int, int]], layout: _Layout
         ):
             position = stop
     return _time_within(text, position, end, spans, layout)
-
-
-def _opened(text: str, start: int) -> bool:
-    """Whether the field whose value starts at ``start`` is quoted, its quote after whitespace."""
-    return start >= 2 and text[start - 1] == '"' and text[start - 2].isspace()
 
 
 def _time_within(

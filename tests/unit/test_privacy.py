@@ -933,8 +933,6 @@ GLUED = alb(url="/p").replace("TID_2", "TID_2" + alb("198.51.100.9", url="/q"))
 # An ALB line cut short after its chosen certificate (field 19): a line run in puts its
 # timestamp where request_creation_time stands.
 CUT_ALB = alb().split(" 1 2026-11-28T23:38:49")[0]
-# A Classic line of before 2015 (12 fields: no user agent, cipher or protocol).
-CLASSIC_12 = classic().rsplit(' "curl/7.38.0"', 1)[0]
 LEAKS: dict[str, Leak] = {
     # Session 27 (an adversarial helper): a tab before the client and a target of `-`: the
     # parser's split read the client, the rules' split of the head took the target for it.
