@@ -223,10 +223,12 @@ _CLASSIC_LINE = re.compile(
 # version, the time, the name, the listener, the client; then fields that may be quoted lists
 # (`"h2","http/1.1"`). Groups: the line up to the client; the time; the client's three; the rest
 # of the line; the creation time.
+# Lists only in the three ALPN fields (18-20), as the path that reads every field takes them.
+_NLB_VALUE = rf'(?:{_WORD}|"[^"\\]*+")'
 _NLB_FIELD = rf'(?:{_WORD}|"[^"\\]*+"(?:,"[^"\\]*+")*+)'
 _NLB_LINE = re.compile(
     rf"(tls [0-9]++\.[0-9]++ ({_WORD}) {_WORD} {_WORD} ){_CLIENT_PORT}"
-    rf"((?: {_NLB_FIELD}){{15}}(?: ({_WORD}))?)"
+    rf"((?: {_NLB_VALUE}){{12}}(?: {_NLB_FIELD}){{3}}(?: ({_WORD}))?)"
 )
 # An ALB connection log, its 11 documented fields, then any later ones (the trace id, the key
 # exchange, the load balancer, its address): the time, the client (an address alone), its port,

@@ -662,6 +662,7 @@ SHORT_PATH_LEAVES_OTHER_FORMATS = {
     "classic, quote in a token": classic().replace(" 0.000073 ", ' 0.0"00073 '),
     "classic, port -": classic().replace(":2817 ", ":- "),
     "nlb, 23 fields": nlb() + " x",
+    "nlb, a list outside the ALPN fields": nlb().replace(" 5 2 98 ", ' "h2","http/1.1" 2 98 '),
     "nlb, 20 fields": NLB_21.removesuffix(' "h2","http/1.1"'),
     "nlb, another line's time": nlb().replace(" 5 2 98 ", " 5 2020-04-01T08:51:20 98 "),
     "nlb, a time after the creation time": nlb() + "2020-04-01T08:51:20",

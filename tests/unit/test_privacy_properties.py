@@ -338,6 +338,13 @@ def other_format_lines(draw: st.DrawFn) -> str:
     DROPPING,
 )
 @example(nlb() + " 2020-04-01T08:51:20", QueryRedaction.NONE, ClientAddress.TRUNCATE, None)
+@example(
+    # A list outside NLB's ALPN fields, which the longer path scrubs whole (session 27).
+    nlb().replace(" 5 2 98 ", ' "h2","http/1.1" 2 98 '),
+    QueryRedaction.NONE,
+    ClientAddress.TRUNCATE,
+    None,
+)
 def test_the_short_path_of_the_other_formats_gives_the_line_of_the_longer_path(
     line: str, redaction: QueryRedaction, client: ClientAddress, drop: DropRules | None
 ) -> None:
