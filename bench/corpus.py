@@ -65,6 +65,14 @@ def alb_lines(count: int, seed: int = 42) -> Iterator[str]:
         )
 
 
+def alb_2025_lines(count: int, seed: int = 42) -> Iterator[str]:
+    """``alb_lines`` in 2025's layout, which every ALB writes since: 33 fields, the transform
+    fields (transformed host and URI, the transform's status) after the trace id, ``-`` as on
+    every line of a load balancer without rewrite transforms."""
+    for line in alb_lines(count, seed):
+        yield f'{line} "-" "-" "-"'
+
+
 def _client(rnd: random.Random) -> str:
     """A client address as ELB writes it: mostly IPv4, some IPv6 (not bracketed)."""
     if rnd.random() < 0.1:

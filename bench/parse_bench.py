@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bench.corpus import (
+    alb_2025_lines,
     alb_lines,
     classic_lines,
     connection_lines,
@@ -400,6 +401,7 @@ def privacy_table(texts: list[str], repeat: int, slice_lines: int = SLICE_LINES)
 
 FORMATS: dict[str, Callable[[int], Iterable[str]]] = {
     "ALB": alb_lines,
+    "ALB, 2025 layout": alb_2025_lines,
     "Classic": classic_lines,
     "NLB": nlb_lines,
     "ALB connection log": connection_lines,

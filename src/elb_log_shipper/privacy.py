@@ -718,15 +718,17 @@ class LinePrivacy:
     def alb_parts(self, text: str, parts: list[str]) -> str | bool:
         """Redact an ALB line of the common layout in ``parts = text.split('"')`` (25 parts: the
         request is ``parts[1]``, the user agent ``parts[3]``, the redirect URL ``parts[13]``, after
-        the last quote nothing that the rules would rewrite), in place, and return the line they
-        make; False when a drop filter matches it; True when the line is not one this can read
-        (take ``apply``).
+        the last quote nothing that the rules would rewrite; or 31, 2025's layout, whose fields
+        after the 12th quoted one hold nothing the rules would rewrite either), in place, and
+        return the line they make; False when a drop filter matches it; True when the line is not
+        one this can read (take ``apply``).
 
         The caller must use the edited parts only if the parser accepts the same layout
         (``alb.parse_quoted_parts``), which makes ``parts[13]`` the redirect URL.
         """
         head = parts[0]
-        tail = parts[24]
+        # What follows the 12th quoted field: the later fields, which the longer paths scrub.
+        tail = parts[24] if len(parts) == 25 else '"'.join(parts[24:])
         if (
             parts[2] != " "
             # Another line's head (its time, its client) in the last quoted field: a line cut

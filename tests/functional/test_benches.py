@@ -146,7 +146,7 @@ def test_parse_bench_pairs_the_privacy_rounds() -> None:
 
 def test_parse_bench_measures_every_format_with_and_without_the_rules() -> None:
     out = run("-m", "bench.parse_bench", "--formats", "--lines", "300", "--repeat", "1")
-    for name in ("ALB", "Classic", "NLB", "ALB connection log"):
+    for name in ("ALB", "ALB, 2025 layout", "Classic", "NLB", "ALB connection log"):
         row = rf"^\| {name} \| [\d,]+ \| [\d,]+ \| [+-]\d+ % \| [\d,]+ \| [+-]\d+ % \|$"
         assert re.search(row, out, re.M), out
 

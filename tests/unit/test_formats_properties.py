@@ -116,9 +116,12 @@ AWS_EXAMPLES = [
     '"Root=1-58337364-23a8c76965a2ef7629b185e3" "-" "-" 0 2018-11-30T22:22:48.364000Z "forward" '
     '"-" "LambdaInvalidResponse" "-" "-" "-" "-" TID_1234abcd5678ef90',
 ]
+# 2025's layout (reference §3, fields 30-32), as every ALB writes it since: the three transform
+# fields after the connection's trace id, `-` when no transform ran.
+TRANSFORMED = f'{AWS_EXAMPLES[1]} "-" "-" "-"'
 ALB_LINES = [
     line
-    for line in SAMPLE_LINES + AWS_EXAMPLES
+    for line in [*SAMPLE_LINES, *AWS_EXAMPLES, TRANSFORMED]
     if alb.parse_quoted_parts(line.split('"')) is not None
 ]
 # Mostly values that break a field's type but keep the layout; some that break the layout.
@@ -156,8 +159,10 @@ def _outcome(parse: Callable[[], object]) -> object:
 
 
 def test_the_alb_samples_take_the_fast_path() -> None:
-    # Otherwise the property below would compare nothing.
-    assert len(ALB_LINES) == 5
+    # Otherwise the property below would compare nothing: 2018's layout and 2025's (a sample
+    # with a transform, and AWS's example with the transform fields added).
+    assert len(ALB_LINES) == 7
+    assert sum(len(line.split('"')) == 31 for line in ALB_LINES) == 2
 
 
 @settings(max_examples=2000)
@@ -191,6 +196,37 @@ def test_a_line_off_the_common_layout_takes_the_general_path(old: str, new: str)
     line = AWS_EXAMPLES[0].replace(old, new, 1)
     assert line != AWS_EXAMPLES[0]
     assert alb.parse_quoted_parts(line.split('"')) is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("ef90 ", "ef90 x "),  # two fields where the trace id stands
+        (' TID_1234abcd5678ef90 "', ' "'),  # none
+        ('ef90 "-"', 'ef90"-"'),  # no space before the transformed host
+        ('"-" "-" "-"', '"-""-" "-"'),
+        ('"-" "-" "-"', '"-" "-" x "-"'),
+        ('"-" "-" "-"', '"-" "-" "-" "-"'),  # a fourth quoted field
+    ],
+)
+def test_a_transformed_line_off_its_layout_takes_the_general_path(old: str, new: str) -> None:
+    assert alb.parse_quoted_parts(TRANSFORMED.split('"')) is not None
+    line = TRANSFORMED[::-1].replace(old[::-1], new[::-1], 1)[::-1]
+    assert line != TRANSFORMED
+    assert alb.parse_quoted_parts(line.split('"')) is None
+
+
+def test_a_transformed_line_reads_its_later_fields() -> None:
+    line = TRANSFORMED.removesuffix('"-" "-" "-"') + (
+        '"h.internal" "/v2?x=1" "TransformSuccess" 10.0.1.9'
+    )
+    event = alb.parse_quoted_parts(line.split('"'))
+    assert event is not None
+    elb = event["aws"]["elb"]
+    assert elb["connection_trace_id"] == "TID_1234abcd5678ef90"
+    assert (elb["transformed_host"], elb["transformed_uri"]) == ("h.internal", "/v2?x=1")
+    assert elb["request_transform_status"] == "TransformSuccess"
+    assert elb["extra_fields"] == ["10.0.1.9"]
 
 
 @settings(max_examples=500)

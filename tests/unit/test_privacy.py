@@ -56,6 +56,10 @@ def alb(
     )
 
 
+# The transform fields of 2025's layout when no transform ran.
+TRANSFORMS_NONE = ' "-" "-" "-"'
+
+
 def classic(
     client: str = "203.0.113.77",
     request: str = "GET http://www.example.com:80/p?email=jo%40example.com&token=s3cr3tTok "
@@ -564,8 +568,19 @@ SHORT_PATH_TAKES = {
     "ipv6, an address after the last quote": alb(V6, later=" 10.0.0.9:80"),
     "ipv6, another line run in": alb(V6, url="/p") + alb("198.51.100.9", url="/q"),
     "ipv6, cut in the request": alb(V6, url="/p").split(" HTTP/1.1")[0],
+    # 2025's layout, which every ALB writes since: the transform fields, `-` without a transform.
+    "2025 layout": alb(later=TRANSFORMS_NONE),
+    "2025 layout, ipv6": alb(V6, later=TRANSFORMS_NONE),
+    "2025 layout, a transform": alb(later=' "h.internal" "/v2/p" "TransformSuccessful"'),
+    "2025 layout, an address after the transform fields": alb(later=f"{TRANSFORMS_NONE} 10.0.1.9"),
+    "2025 layout, a time in the transform status": alb(
+        later=' "-" "-" "2026-11-28T23:39:01.186641Z"'
+    ),
 }
 SHORT_PATH_TAKES_WITHOUT_A_QUERY_RULE = {
+    "2025 layout, a query in the transformed uri": alb(
+        later=' "-" "/v2/p?token=s3cr3t" "TransformSuccessful"'
+    ),
     "\\x22 in the url": alb(url=r"https://h:443/s?q=\x22s3cr3t\x22&lang=en"),
     "fragment": alb(url="https://h:443/p?x=s3cr3t#frag=s3cr3t"),
     "fragment alone": alb(url="/cb#access_token=s3cr3t"),

@@ -30,6 +30,7 @@ from tests.unit.test_privacy import (
     ANONYMISING,
     DROPPING,
     SHORT_PATH_RULES,
+    TRANSFORMS_NONE,
     alb,
     built_both_ways,
     classic,
@@ -228,6 +229,18 @@ def common_lines(draw: st.DrawFn) -> str:
         redirect=draw(
             st.sampled_from(["https://h/cb?code=1", "https://h/cb"]) if draw(odd) else st.just("-")
         ),
+    )
+    # 2025's layout, as every ALB writes it since, with or without a transform.
+    line += draw(
+        st.sampled_from(
+            [
+                "",
+                TRANSFORMS_NONE,
+                f"{TRANSFORMS_NONE} 10.0.1.9",
+                ' "h.internal" "/v2?q=1" "TransformSuccessful"',
+                ' "-" "/v2/198.51.100.9" "-" x',
+            ]
+        )
     )
     if draw(odd):
         line = line.replace(":2817 ", draw(st.sampled_from([":2817\t", ":x ", " ", ":٢ "])))

@@ -118,6 +118,8 @@ def _check_strictly(args: list[str]) -> None:
 # What `line.split('"')` gives for the ALB layout of every file since 2018 (parts[1:24:2] are
 # the 12 quoted fields): 6 single spaces between neighbouring quoted fields.
 _ALB_SPACES = [" "] * 6
+# The parts of a line of 2025's layout, with the three quoted transform fields: 31.
+_TRANSFORMED_PARTS = 31
 
 
 def parse_quoted_parts(parts: list[str]) -> dict[str, Any] | None:
@@ -126,15 +128,29 @@ def parse_quoted_parts(parts: list[str]) -> dict[str, Any] | None:
     The fast path for nearly all real traffic: it reads the fields straight from the quoted and
     unquoted parts, without building the tokenizer's field list. It answers only for a line
     without backslashes in the common layout (12 quoted fields; 12, 3 and 2 unquoted fields
-    around them; plain tokens after them) and then gives exactly what the tokenizer and
+    around them; plain tokens after them; or, since 2025, the connection's trace id and three
+    more quoted fields before those tokens) and then gives exactly what the tokenizer and
     ``parse`` give, which a property test checks; for anything else it returns None.
     """
-    if len(parts) != 25:
+    count = len(parts)
+    if count == 25:
+        tail = parts[24]
+        later = tail.split() if tail else _NO_MORE
+    elif count == _TRANSFORMED_PARTS:
+        # 2025's layout: the connection's trace id between the last two groups of quoted fields,
+        # then the transformed host, the transformed URI and the transform's status, quoted.
+        trace = parts[24].split()
+        if len(trace) != 1 or parts[24][-1] != " " or parts[26] != " " or parts[28] != " ":
+            return None
+        tail = parts[30]
+        later = [trace[0], parts[25], parts[27], parts[29]]
+        if tail:
+            later += tail.split()
+    else:
         return None
     head = parts[0].split()
     middle = parts[4].split()
     created = parts[10].split()
-    tail = parts[24]
     if (
         len(head) != 12
         or head[0] not in TYPES
@@ -184,7 +200,7 @@ def parse_quoted_parts(parts: list[str]) -> dict[str, Any] | None:
         parts[19],
         parts[21],
         parts[23],
-        tail.split() if tail else _NO_MORE,
+        later,
     )
 
 

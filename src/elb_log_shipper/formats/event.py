@@ -61,8 +61,10 @@ _PARSERS: dict[str | None, Callable[[list[str]], Event]] = {
 # lines, few enough (some 60 KB of text) that the texts are still in cache when parsed.
 PREPARE_LINES = 64
 
-# `line.split('"')` of an ALB line of the common layout: 12 quoted fields.
+# `line.split('"')` of an ALB line of the common layout: 12 quoted fields, or 15 with 2025's
+# transform fields (`alb.parse_quoted_parts` reads both).
 _ALB_PARTS = 25
+_ALB_TRANSFORMED_PARTS = 31
 
 # The first character of a line rewritten by the privacy rules' short path for a format other than
 # ALB (`LinePrivacy.rewritten`): a Classic or connection log's timestamp, NLB's `tls`. No ALB type
@@ -90,11 +92,24 @@ def _parse(text: str) -> Event:
         fields = tokenize(text)
     else:
         parts = text.split('"')
-        if len(parts) == _ALB_PARTS and (event := alb.parse_quoted_parts(parts)) is not None:
+        if ((count := len(parts)) == _ALB_PARTS or count == _ALB_TRANSFORMED_PARTS) and (
+            event := alb.parse_quoted_parts(parts)
+        ) is not None:
             return event
         fields = tokenize_split(text, parts)
     parser = _BY_FIRST_FIELD.get(fields[0]) if fields else None
     return parser(fields) if parser is not None else _parse_fields(text, fields)
+
+
+def _transforms_unsettled(parts: list[str]) -> bool:
+    """Whether the rules' short path cannot settle an ALB line of 2025's layout that
+    ``alb.parse_quoted_parts`` read from ``parts`` (31): an address or a `:` in a field after the
+    documented ones (the trace id, the transform fields, a field after them), or another line's
+    head in the last quoted field before the trace id; the longer paths scrub what those fields
+    hold. (A query there the short path refused: ``LinePrivacy.rewritten``.) As for the layout
+    of 25 parts, a line the transforms left alone (`-`) is settled."""
+    later = '"'.join(parts[24:])
+    return ":" in parts[23] or "." in later or ":" in later
 
 
 def _parse_split(text: str, parts: list[str]) -> Event:
@@ -102,7 +117,9 @@ def _parse_split(text: str, parts: list[str]) -> Event:
 
     ``_parse`` keeps these lines inline rather than calling this: the call costs every line of
     the defaults 362 instructions (+0.4 %, callgrind over 5,000 ALB corpus lines)."""
-    if len(parts) == _ALB_PARTS and (event := alb.parse_quoted_parts(parts)) is not None:
+    if ((count := len(parts)) == _ALB_PARTS or count == _ALB_TRANSFORMED_PARTS) and (
+        event := alb.parse_quoted_parts(parts)
+    ) is not None:
         return event
     fields = tokenize_split(text, parts)
     parser = _BY_FIRST_FIELD.get(fields[0]) if fields else None
@@ -339,11 +356,13 @@ class EventBuilder:
                     "\\" in text
                     or (event := alb.parse_quoted_parts(parts)) is None  # type: ignore[assignment]
                     # An address after the last quote, another line's head in the last quoted
-                    # field (`_short_path_parsed`); 25 parts, as `parse_quoted_parts` answers
-                    # only for those.
-                    or "." in (tail := parts[24])
-                    or ":" in tail
-                    or ":" in parts[23]
+                    # field (`_short_path_parsed`); 25 parts or 31, as `parse_quoted_parts`
+                    # answers only for those.
+                    or (
+                        "." in (tail := parts[24]) or ":" in tail or ":" in parts[23]
+                        if len(parts) == _ALB_PARTS
+                        else _transforms_unsettled(parts)
+                    )
                 ):
                     text, event = self._off_the_common_alb_layout(text, parts, offset)
             else:
@@ -400,13 +419,17 @@ class EventBuilder:
         if (
             "\\" not in text
             and (event := alb.parse_quoted_parts(parts)) is not None
-            # 25 parts, as `parse_quoted_parts` answers only for those.
-            and "." not in (tail := parts[24])
-            and ":" not in tail
-            # The last quoted field, classification_reason (a code such as `AmbiguousUri`): a
-            # line cut just after its opening quote, with another cut after its first quote run
-            # in, has that line's head there (its time, its client).
-            and ":" not in parts[23]
+            and not (
+                # 25 parts or 31, as `parse_quoted_parts` answers only for those.
+                "." in (tail := parts[24])
+                or ":" in tail
+                # The last quoted field, classification_reason (a code such as `AmbiguousUri`): a
+                # line cut just after its opening quote, with another cut after its first quote
+                # run in, has that line's head there (its time, its client).
+                or ":" in parts[23]
+                if len(parts) == _ALB_PARTS
+                else _transforms_unsettled(parts)
+            )
         ):
             return text, event
         if text[0] in _SHORT_PATH_OTHER_FORMATS:
@@ -442,7 +465,7 @@ class EventBuilder:
         """
         if "\\" not in text:
             parts = text.split('"')
-            if len(parts) == _ALB_PARTS:
+            if (count := len(parts)) == _ALB_PARTS or count == _ALB_TRANSFORMED_PARTS:
                 kept = privacy.alb_parts(text, parts)
                 if kept is False:
                     return None
