@@ -786,6 +786,9 @@ class LinePrivacy:
                 return True
             redirect = parts[13]
             if redirect != "-" and ("?" in redirect or "#" in redirect or "@" in redirect):
+                if parts[15] != "-" and _first_mark(redirect) >= 0:
+                    # A reason after a redirect with a query: split by a raw quote (`_url_split`).
+                    return True
                 # Rare: the redirect URL moves what follows it, so the parts are joined.
                 parts[0] = anonymised
                 parts[1] = redacted
@@ -887,6 +890,7 @@ class LinePrivacy:
             or ('","' in text and _list_outside(text, spans, layout))
             or _request_unquoted(text, spans, layout)
             or _second_line_within(text, spans, layout)
+            or (self._redacts_query and layout is _ALB_LAYOUT and _url_split(text, spans, values))
         ):
             # No format the parser knows, a field split in two, a field lost or added before
             # the request, or another line run into this one before its last documented field:
@@ -1200,6 +1204,8 @@ _LAYOUTS: dict[str | None, _Layout] = {
         texts=frozenset({7}),
     ),
 }
+# ALB's, for the checks of its own (`_url_split`).
+_ALB_LAYOUT = _LAYOUTS["alb"]
 # A timestamp as the formats write one (`2026-11-28T23:39:01.186641Z`, NLB's without fraction or
 # zone), found from its `T` (a literal the regex engine skips to). Another line run into this
 # one brings its own, in its first three fields, before its client.
@@ -1277,6 +1283,27 @@ def _documented_alb(text: str, anonymises: bool) -> bool:
         # line's head: the first cut just after its opening quote, the second after its first.
         return False
     return list(map(len, map(str.split, parts[0:quotes:2]))) == list(_ALB_UNQUOTED_FIELDS[quotes])
+
+
+def _url_split(text: str, spans: list[tuple[int, int]], values: list[str]) -> bool:
+    """Whether a raw ``" "`` seems to have split a URL field of an ALB line that holds a query,
+    moving the query's rest into the next quoted field, which the rules do not take as a URL:
+    after a redirect URL with a query, any error reason (a redirect the load balancer made has
+    none); after a transformed URI with a query, a transform status that is no code, or a quoted
+    field after the status (the status moved on by one). ALB writes a quote in a value as
+    ``\\x22``, so only a forged line has one."""
+    count = len(values)
+    if count > 24 and values[24] != "-" and _first_mark(values[23]) >= 0:
+        return True
+    if count <= 32 or _first_mark(values[31]) < 0:
+        return False
+    if not _CODE.fullmatch(values[32]):
+        return True
+    return count > 33 and text[spans[33][0] - 1] == '"'
+
+
+# A status or reason code as ALB writes one (`TransformSuccessful`, `AuthInvalidCookie`), or `-`.
+_CODE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _list_outside(text: str, spans: list[tuple[int, int]], layout: _Layout) -> bool:

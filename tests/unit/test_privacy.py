@@ -1183,6 +1183,32 @@ LEAKS: dict[str, Leak] = {
         "198.51.100.23",
         secrets=(),
     ),
+    # Session 28: a URL field split by a raw `" "` (ALB writes `\x22`; a forged line), which
+    # moved the query's rest into the next quoted field: the error reason after a redirect URL,
+    # the transform status after a transformed URI (or further, the status moved on by one).
+    "alb, a redirect url split in its query": Leak(
+        alb(url="/p", redirect='https://r.example.com/x?a=1" "token=s3cr3tTok'),
+        secrets=("s3cr3tTok",),
+    ),
+    "alb, a redirect url split before a value": Leak(
+        alb(url="/p", redirect='https://r.example.com/x?token=" "s3cr3tTok'),
+        secrets=("s3cr3tTok",),
+    ),
+    # A field fewer as well: the quotes of the common layout (the parser's split of parts).
+    "alb, a redirect url split in its query, a field fewer": Leak(
+        alb(url="/p", redirect='https://r.example.com/x?a=1" "token=s3cr3tTok').replace(
+            '"200" "-" "-" TID_2', '"200" "-" TID_2'
+        ),
+        secrets=("s3cr3tTok",),
+    ),
+    "alb, a transformed uri split in its query": Leak(
+        alb(url="/p", later=' "-" "/v2/p?a=1" "token=s3cr3tTok" "TransformSuccessful"'),
+        secrets=("s3cr3tTok",),
+    ),
+    "alb, a transformed uri split into a code-like rest": Leak(
+        alb(url="/p", later=' "-" "/v2/p?token=s3cr" "3tTok" "TransformSuccessful"'),
+        secrets=("3tTok",),
+    ),
 }
 LEAK_RULES = {
     **ALL_RULES,
