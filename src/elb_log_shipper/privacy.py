@@ -734,10 +734,23 @@ class LinePrivacy:
             # Another line's head (its time, its client) in the last quoted field: a line cut
             # just after that field's opening quote, another cut after its first quote run in.
             or ":" in parts[23]
-            or (self._anonymises and ("." in tail or ":" in tail))
             or (self._redacts_query and ("?" in tail or "#" in tail or "@" in tail))
         ):
             return True
+        if self._anonymises and ("." in tail or ":" in tail):
+            # An address after the last quote (a field AWS appended since 2025's layout): the
+            # unquoted fields there scrubbed as the longer paths scrub them, the line then
+            # redacted as any other. Anywhere else among the later fields, theirs.
+            if len(parts) != 25 and not _settled_transforms(parts):
+                return True
+            later = parts[-1]
+            parts[-1] = ""
+            kept = self.alb_parts(text[: len(text) - len(later)], parts)
+            if isinstance(kept, bool):
+                parts[-1] = later
+                return kept
+            parts[-1] = self.scrubbed_later(later)
+            return kept + parts[-1]
         request = parts[1]
         found = _ALB_IPV4_CLIENT.match(head) if self._truncates_alone else None
         if found is not None:
@@ -958,6 +971,21 @@ class LinePrivacy:
         if self._removes_query:
             return ""
         return _SCRUBBED_PARAMETER.sub(_scrubbed_parameter, tail)
+
+    def scrubbed_later(self, text: str) -> str:
+        """``text``, unquoted fields after the ones its format documents, each scrubbed as the
+        path that reads every field scrubs such a field (an address in a field AWS appended
+        since, or in another line run in), the whitespace between them kept.
+
+        >>> from elb_log_shipper.formats import detect_format
+        >>> rules = PrivacyRules(client_ip=ClientAddress.TRUNCATE)
+        >>> rules.compile(detect_format).scrubbed_later(" TID_2 10.0.1.9 x")
+        ' TID_2 10.0.1.0 x'
+        """
+        return _TOKEN.sub(self._scrubbed_token, text)
+
+    def _scrubbed_token(self, token: re.Match[str]) -> str:
+        return self._scrub_field(token.group())
 
     def _scrub_field(self, value: str) -> str:
         """One field of a line after the fields its format documents: every URL's query and
@@ -1283,6 +1311,14 @@ def _documented_alb(text: str, anonymises: bool) -> bool:
         # line's head: the first cut just after its opening quote, the second after its first.
         return False
     return list(map(len, map(str.split, parts[0:quotes:2]))) == list(_ALB_UNQUOTED_FIELDS[quotes])
+
+
+def _settled_transforms(parts: list[str]) -> bool:
+    """Whether the fields of an ALB line of 2025's layout between its 12th quoted field and its
+    last quote (the trace id, the transform fields: ``parts[24:30]`` of ``text.split('"')``)
+    hold no address nor a `:`, which only the longer paths scrub."""
+    settled = '"'.join(parts[24:30])
+    return "." not in settled and ":" not in settled
 
 
 def _url_split(text: str, spans: list[tuple[int, int]], values: list[str]) -> bool:

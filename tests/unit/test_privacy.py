@@ -1662,3 +1662,57 @@ def test_drop_user_agent_prefixes_beside_other_rules(client: ClientAddress) -> N
     assert privacy is not None
     assert privacy.apply(alb(agent="ELB-HealthChecker/2.0")) is None
     assert privacy.apply(alb(agent="Mozilla/5.0 ELB-HealthChecker")) is not None
+
+
+# --- Fields after the last quote of the common ALB layouts (session 28) --------------------------
+
+# An address after the last quote: in a field AWS appended after 2025's layout, or after 2018's
+# trace id; with and without drop filters, whose rules redact the line in the parser's split.
+LATER_FIELD_LINES = {
+    "2024 layout, an address after the trace id": alb(url="/p?a=1", later=" 10.0.1.9"),
+    "2025 layout, an address after the transforms": alb(later=f"{TRANSFORMS_NONE} 10.0.1.9"),
+    "2025 layout, an ipv6 address and a port": alb(
+        V6, later=f"{TRANSFORMS_NONE} x [2001:db8::9]:443"
+    ),
+    "2025 layout, a transform, an address after it": alb(
+        later=' "h.internal" "/v2/p" "TransformSuccessful" 10.0.1.9'
+    ),
+    "2025 layout, addresses in the transformed host and after it": alb(
+        later=' "198.51.100.23" "/v2/p" "TransformSuccessful" 10.0.1.9'
+    ),
+    "2025 layout, a redirect with a query, an address": alb(
+        redirect="https://r.example.com/cb?code=s3cr3t", later=f"{TRANSFORMS_NONE} 10.0.1.9"
+    ),
+    "2025 layout, a query after the transforms": alb(later=f"{TRANSFORMS_NONE} /x?t=s3cr3t"),
+}
+LATER_FIELD_RULES = {
+    **ALL_RULES,
+    "ip truncate, a drop filter": PrivacyRules(
+        client_ip=ClientAddress.TRUNCATE, drop=DropRules(methods=frozenset({"TRACE"}))
+    ),
+    "query values, ip hash, a drop filter": PrivacyRules(
+        redact_query=QueryRedaction.VALUES,
+        client_ip=ClientAddress.HASH,
+        hash_key=KEY,
+        drop=DropRules(user_agent_prefixes=("kube-probe/",)),
+    ),
+}
+
+
+@pytest.mark.parametrize("rules", LATER_FIELD_RULES)
+@pytest.mark.parametrize("name", LATER_FIELD_LINES)
+def test_an_address_after_the_last_quote_is_scrubbed_as_reading_every_field_does(
+    name: str, rules: str
+) -> None:
+    """Each path that reads the common layout gives the line of ``apply`` (which reads such a
+    line field by field): the short path, the parser's split (``alb_parts``), and ``prepared``;
+    the address after the last quote is anonymised with any client rule."""
+    line, privacy = LATER_FIELD_LINES[name], LATER_FIELD_RULES[rules]
+    compiled = privacy.compile(detect_format)
+    assert compiled is not None
+    expected = compiled.apply(line)
+    assert expected is not None
+    events = built_both_ways(line, privacy)
+    assert [event["event"]["original"] for event in events] == [expected, expected]
+    if privacy.client_ip is not ClientAddress.KEEP:
+        assert not leaks(events[0], ("10.0.1.9", "2001:db8::9", "198.51.100.23"))

@@ -434,7 +434,7 @@ class EventBuilder:
             return text, event
         if text[0] in _SHORT_PATH_OTHER_FORMATS:
             return text, _parse_split(text, parts)
-        return self._reread(line)
+        return self._later_scrubbed(text, parts) or self._reread(line)
 
     def _off_the_common_alb_layout(
         self, text: str, parts: list[str], offset: int
@@ -445,7 +445,30 @@ class EventBuilder:
         it is. An ALB line is read by the longer paths (``_reread``) as it was read."""
         if text[0] in _SHORT_PATH_OTHER_FORMATS:
             return text, _parse_split(text, parts)
-        return self._reread(self._as_read(text, offset))
+        return self._later_scrubbed(text, parts) or self._reread(self._as_read(text, offset))
+
+    def _later_scrubbed(self, text: str, parts: list[str]) -> tuple[str, Event] | None:
+        """``text``, an ALB line of the common layout that the rules' short path rewrote
+        (``parts = text.split('"')``) whose only address or `:` outside the fields it rewrites
+        is after its last quote (a field AWS appended since 2025's layout), with the fields
+        there scrubbed as the longer paths scrub them, and its event; None for any other line,
+        which they read."""
+        count = len(parts)
+        if count == _ALB_TRANSFORMED_PARTS:
+            settled = '"'.join(parts[24:30])
+            if "." in settled or ":" in settled:
+                return None
+        elif count != _ALB_PARTS:
+            return None
+        if "\\" in text or ":" in parts[23]:
+            return None
+        assert self._privacy is not None  # only the rules have a short path
+        later = parts[-1]
+        parts[-1] = self._privacy.scrubbed_later(later)
+        event = alb.parse_quoted_parts(parts)
+        if event is None:
+            return None
+        return f"{text[: len(text) - len(later)]}{parts[-1]}", event
 
     def _reread(self, line: str) -> tuple[str, Event]:
         """A line as read that the short path rewrote but cannot settle, rewritten by the rules'
