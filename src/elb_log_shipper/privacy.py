@@ -492,7 +492,9 @@ class LinePrivacy:
         self._truncates = rules.client_ip is ClientAddress.TRUNCATE
         self._hashes = rules.client_ip is ClientAddress.HASH
         self._truncates_alone = self._truncates and not rules.drop
-        self._short_path = self._anonymises
+        # With `REDACT_QUERY` alone, only without drop filters (which may drop a line that the
+        # short path would answer).
+        self._short_path = self._anonymises or (self._redacts_query and not rules.drop)
         # The keyed HMAC, copied for each address: its key is read once, not on every call as
         # `hmac.digest` reads it (OpenSSL 3 then looks the digest up again each time: about
         # 21,000 instructions a call, against some 15,000 for a copy, its update and digest).
@@ -515,7 +517,9 @@ class LinePrivacy:
 
         The short path is ``CLIENT_IP=truncate`` or ``hash``, with any ``REDACT_QUERY``; with drop
         filters, it takes the lines they cannot drop (NLB lines and connection logs, which have
-        no request, status or user agent) and the Classic lines that none matches.
+        no request, status or user agent) and the Classic lines that none matches. With
+        ``REDACT_QUERY`` alone (no drop filter), it answers a line without a URL mark as it is
+        and a Classic, NLB or connection-log line of the common shape as ``apply`` rewrites it.
         """
         return self.rewritten if self._short_path else None
 
@@ -551,6 +555,17 @@ class LinePrivacy:
         >>> line.rewritten('http t app/a 192.0.2.7:80 1 "GET /p?u=jo HTTP/1.1" "-" 2')
         'http t app/a 192.0.2.0:80 1 "GET /p?u=REDACTED HTTP/1.1" "-" 2'
         """
+        if not self._anonymises and self._drop is None:
+            # `REDACT_QUERY` alone, without drop filters (`_short_path`). A line without a `?`,
+            # `#` or `@` holds nothing the rules redact, whatever its layout: `apply` leaves it
+            # as it is (nor does scrubbing it whole change it). Of the others, an ALB line is
+            # redacted in the parser's split (`alb_parts`) and a line with a fragment, user
+            # information or an escape by the longer paths.
+            if "?" not in text and "#" not in text and "@" not in text:
+                return text
+            if text[:1] in _ALB_INITIALS or "#" in text or "@" in text or "\\" in text:
+                return otherwise
+            return self._rewritten_other(text, otherwise)
         if self._drop is not None and text[:4] != "tls " and not text[:1].isdigit():
             # Drop filters: not an ALB line (the longer paths decide whether to drop it), the
             # first thing told. An NLB line (`tls `) or a connection log they cannot drop; a
@@ -649,6 +664,10 @@ class LinePrivacy:
             # others it leaves as they are.
             if "." in later or ":" in later or (self._redacts_query and _url_marks(later, 0)):
                 later = " ".join(map(self._scrub_field, later.split(" ")))
+            if not self._anonymises:
+                # `REDACT_QUERY` alone: the client and the last address as they are.
+                last_address = "" if last is None else f" {text[found.start(7) :]}"
+                return f"{head}{text[found.end(1) : found.start(4)]}{rest}{later}{last_address}"
             if last is not None and self._truncates:
                 later = f"{later} {last}0"
             elif last is not None:
@@ -692,7 +711,9 @@ class LinePrivacy:
     ) -> str:
         """The client that ``_CLIENT_PORT`` matched, anonymised: IPv4 (``network`` up to its
         last byte, ``octet`` that byte, ``port`` with its colon) truncated or hashed, any other
-        (``client``) read as ``_by_fields`` reads it."""
+        (``client``) read as ``_by_fields`` reads it; as it is without a client rule."""
+        if not self._anonymises:
+            return f"{network}{octet}{port}" if client is None else client
         if network is None:
             assert client is not None  # the other alternative matched
             return self._client_port(client)

@@ -508,14 +508,17 @@ def test_ipv6_clients_are_truncated_as_the_parser_reads_them(
 # --- the short path of CLIENT_IP=truncate and hash -----------------------------------------------
 
 ANONYMISING = (ClientAddress.TRUNCATE, ClientAddress.HASH)
+# The query rules alone, which have a short path too (without drop filters).
+QUERY_RULES = (QueryRedaction.VALUES, QueryRedaction.ALL)
 SHORT_PATH_RULES = {
     (client, redaction): PrivacyRules(
         redact_query=redaction,
         client_ip=client,
         hash_key=KEY if client is ClientAddress.HASH else None,
     )
-    for client in ANONYMISING
+    for client in (*ANONYMISING, ClientAddress.KEEP)
     for redaction in QueryRedaction
+    if client is not ClientAddress.KEEP or redaction is not QueryRedaction.NONE
 }
 # The same rules with a drop filter that drops nothing: ALB and Classic lines then take the longer
 # paths (NLB lines and connection logs, which no drop filter can drop, still take the short path:
@@ -732,17 +735,23 @@ def test_the_short_path_rewrites_as_the_longer_paths_do(
         assert short == privacy.apply(line)
 
 
-def test_the_short_path_is_taken_for_anonymised_clients() -> None:
+def test_the_short_path_is_taken_for_anonymised_clients_and_query_rules_alone() -> None:
+    query_rules_with_drop_filters = [
+        rules for (client, _), rules in THE_LONGER_PATHS.items() if client is ClientAddress.KEEP
+    ]
+    assert len(query_rules_with_drop_filters) == len(QUERY_RULES)
     rules_with_a_short_path = (
         *SHORT_PATH_RULES.values(),
-        *THE_LONGER_PATHS.values(),
-        ALL_RULES["ip truncate"],
-        ALL_RULES["ip hash"],
-        ALL_RULES["everything"],
+        *(
+            rules
+            for rules in THE_LONGER_PATHS.values()
+            if rules.client_ip is not ClientAddress.KEEP
+        ),
+        *ALL_RULES.values(),
     )
     for rules in (
-        *ALL_RULES.values(),
         *rules_with_a_short_path,
+        *query_rules_with_drop_filters,
         PrivacyRules(drop=DropRules(methods=frozenset({"X"}))),
     ):
         privacy = rules.compile(detect_format)
@@ -925,7 +934,7 @@ def test_prepared_lines_are_the_lines_themselves_without_a_short_path() -> None:
     lines = [(0, alb().encode())]
     for rules in (
         None,
-        ALL_RULES["query values"],
+        dataclasses.replace(ALL_RULES["query values"], drop=DropRules(methods=frozenset({"X"}))),
         PrivacyRules(drop=DROPPING),
     ):
         assert EventBuilder(privacy=rules).prepared(lines) is lines
@@ -1716,3 +1725,33 @@ def test_an_address_after_the_last_quote_is_scrubbed_as_reading_every_field_does
     assert [event["event"]["original"] for event in events] == [expected, expected]
     if privacy.client_ip is not ClientAddress.KEEP:
         assert not leaks(events[0], ("10.0.1.9", "2001:db8::9", "198.51.100.23"))
+
+
+# Lines with a `?` that the query rules alone read in the short path of the other formats.
+QUERY_ALONE_LINES = {
+    "connection, a query in a later field": connection() + " /x?t=s3cr3t",
+    "connection ipv4 last, a query before it": connection() + " /x?t=s3cr3t 10.0.1.130",
+    "connection ipv6, a query in a later field": connection(V6) + " /x?t=s3cr3t",
+    "nlb, a ? in a field": nlb().replace(" - ECDHE", " a?b ECDHE"),
+}
+
+
+@pytest.mark.parametrize("redaction", QUERY_RULES)
+@pytest.mark.parametrize("name", [*SHORT_PATH_LINES, *LATER_FIELD_LINES, *QUERY_ALONE_LINES])
+def test_the_short_path_of_query_rules_alone_rewrites_as_the_longer_paths_do(
+    name: str, redaction: QueryRedaction
+) -> None:
+    """With ``REDACT_QUERY`` alone, ``rewritten`` answers a line without a URL mark as it is,
+    which ``apply`` leaves as it is too, and a Classic, NLB or connection-log line as ``apply``
+    rewrites it; the events are the longer paths' (drop filters take the short path away)."""
+    line = {**SHORT_PATH_LINES, **LATER_FIELD_LINES, **QUERY_ALONE_LINES}[name]
+    privacy = SHORT_PATH_RULES[ClientAddress.KEEP, redaction].compile(detect_format)
+    assert privacy is not None
+    short = privacy.rewritten(line)
+    assert short is None or short == privacy.apply(line)
+    if "?" not in line and "#" not in line and "@" not in line:
+        assert short == line
+    if name in QUERY_ALONE_LINES:
+        assert short is not None
+        assert "s3cr3t" not in short
+    assert shipped_as_the_longer_paths_ship_it(line, redaction, ClientAddress.KEEP)
