@@ -219,6 +219,12 @@ _CLASSIC_LINE = re.compile(
     rf'((?: {_WORD}){{8}} ")([^"\\]*+)'
     rf'("(?: "[^"\\]*+" {_PLAIN_WORD} {_PLAIN_WORD})?)'
 )
+# The same Classic line read in the parser's split (`LinePrivacy.classic_fields`): its head (the
+# text before the request's quote: the time, the name, the client and the 8 numbers and
+# addresses, one space after each), with the same groups as above but the request and the rest;
+# and what follows the user agent (the TLS cipher and protocol).
+_CLASSIC_HEAD = re.compile(rf"([0-9]{{4}}-{_WORD} {_WORD} ){_CLIENT_PORT}((?: {_WORD}){{8}} )")
+_CLASSIC_TAIL = re.compile(rf" {_PLAIN_WORD} {_PLAIN_WORD}")
 # NLB, its 21 fields and the connection's creation time if written (22 documented): `tls`, the
 # version, the time, the name, the listener, the client; then fields that may be quoted lists
 # (`"h2","http/1.1"`). Groups: the line up to the client; the time; the client's three; the rest
@@ -510,6 +516,13 @@ class LinePrivacy:
         return self._drop is not None
 
     @property
+    def classic_split(self) -> Callable[[str, list[str]], tuple[str, list[str]] | None] | None:
+        """``classic_fields``, for the rules that rewrite every line's client and have no drop
+        filter; None for others (``CLIENT_IP=keep`` answers most lines as they are; drop
+        filters read Classic lines on their own paths)."""
+        return self.classic_fields if self._anonymises and self._drop is None else None
+
+    @property
     def common_line(self) -> Callable[[str], str | None] | None:
         """The short path of these rules for the common line, or None when they have none: a
         function that answers the line as ``apply`` rewrites it, or None when the line is not one
@@ -678,6 +691,54 @@ class LinePrivacy:
                 return f"{head}{network}0{rest}{later}"
             return f"{head}{self._address(text[found.start(2) : found.start(4)])}{rest}{later}"
         return otherwise
+
+    def classic_fields(self, text: str, parts: list[str]) -> tuple[str, list[str]] | None:
+        """A Classic line of the common shape (as ``_rewritten_other`` reads it: a line of 15
+        fields or 12, one space between them, tokens of printable ASCII, no other line's time
+        in it) redacted in the parser's own split ``parts = text.split('"')``: the line as
+        ``rewritten`` answers it and its fields as the tokenizer reads that line (the parser
+        takes them without splitting the line again); None for any other line (take
+        ``rewritten``). For the short path's rules (``common_line``), which have no drop filter.
+
+        >>> from elb_log_shipper.formats import detect_format
+        >>> rules = PrivacyRules(QueryRedaction.VALUES, ClientAddress.TRUNCATE)
+        >>> line = ('2015-05-13T23:39:43.945958Z lb 192.0.2.7:2817 - -1 -1 -1 504 - 0 0 '
+        ...         '"GET http://h:80/p?u=jo HTTP/1.1"')
+        >>> text, fields = rules.compile(detect_format).classic_fields(line, line.split('"'))
+        >>> text[28:]
+        'lb 192.0.2.0:2817 - -1 -1 -1 504 - 0 0 "GET http://h:80/p?u=REDACTED HTTP/1.1"'
+        >>> fields[2], fields[11]
+        ('192.0.2.0:2817', 'GET http://h:80/p?u=REDACTED HTTP/1.1')
+        """
+        count = len(parts)
+        if count == 5:
+            # ` "user agent" cipher protocol`
+            if parts[2] != " " or _CLASSIC_TAIL.fullmatch(parts[4]) is None:
+                return None
+        elif count != 3 or parts[2]:
+            return None
+        found = _CLASSIC_HEAD.fullmatch(parts[0])
+        if (
+            found is None
+            or "\\" in text
+            or _RUN_IN_TIME.search(text, min(11, text.find(" "))) is not None
+        ):
+            # Not the common shape, or another line's time in it (`_alone`): the longer paths.
+            return None
+        start, network, octet, port, client, numbers = found.groups()
+        client = self._matched_client(network, octet, port, client)
+        request = parts[1]
+        if self._redacts_query and ("?" in request or "#" in request or "@" in request):
+            request = self._request(request)
+        fields = start.split()
+        fields.append(client)
+        fields += numbers.split()
+        fields.append(request)
+        if count == 3:
+            return f'{start}{client}{numbers}"{request}"', fields
+        fields.append(parts[3])
+        fields += parts[4].split()
+        return f'{start}{client}{numbers}"{request}" "{parts[3]}"{parts[4]}', fields
 
     def _rewritten_alb(self, text: str, otherwise: object) -> object:
         """``rewritten`` for an ALB line whose client is an address but not IPv4 as that match

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, detect_format
+from elb_log_shipper.formats._tokenizer import tokenize
 from elb_log_shipper.formats.event import PREPARE_LINES
 from elb_log_shipper.framing import MAX_LINE_BYTES, OversizedLine
 from elb_log_shipper.privacy import (
@@ -670,6 +671,10 @@ SHORT_PATH_LEAVES_OTHER_FORMATS = {
     "connection, client -": connection("-"),
     "classic, 16 fields": classic() + " x",
     "classic, 13 fields": CLASSIC_12 + ' "curl/7.38.0"',
+    "classic, 14 fields, none quoted after the request": CLASSIC_12 + " - -",
+    "classic, an escaped backslash in the request": classic(
+        request="GET http://h:80/p\\\\q?a=s3cr3t HTTP/1.1"
+    ),
     "classic, escaped quote in the agent": classic(agent=r"a \"b\""),
     "classic, a time in the request": classic(
         request="GET http://h:80/p?since=2026-11-28T23:39:01Z HTTP/1.1"
@@ -938,6 +943,53 @@ def test_prepared_lines_are_the_lines_themselves_without_a_short_path() -> None:
         PrivacyRules(drop=DROPPING),
     ):
         assert EventBuilder(privacy=rules).prepared(lines) is lines
+
+
+@pytest.mark.parametrize("rules", [*SHORT_PATH_RULES.values(), *ALL_RULES.values()])
+def test_classic_lines_are_redacted_in_the_parsers_split_when_built(rules: PrivacyRules) -> None:
+    """With a client rule and no drop filter, a Classic batch is left to ``build`` (which
+    redacts each line in the parser's split, ``LinePrivacy.classic_fields``); its events are
+    the short path's. Other rules keep ``prepared``'s rewriting or none."""
+    privacy = rules.compile(detect_format)
+    assert privacy is not None
+    lines = [(0, classic().encode()), (200, nlb().encode())]
+    prepared = EventBuilder(privacy=rules).prepared(lines)
+    assert (prepared is lines) == (privacy.common_line is None or privacy.classic_split is not None)
+    assert (privacy.classic_split is not None) == (rules.client_ip is not ClientAddress.KEEP)
+
+
+@pytest.mark.parametrize("client", ANONYMISING)
+@pytest.mark.parametrize("redaction", list(QueryRedaction))
+@pytest.mark.parametrize(
+    "name",
+    [
+        name
+        for name, line in {
+            **SHORT_PATH_TAKES_OTHER_FORMATS,
+            **SHORT_PATH_TAKES_OTHER_FORMATS_WITHOUT_A_QUERY_RULE,
+            **SHORT_PATH_LEAVES_OTHER_FORMATS,
+        }.items()
+        if detect_format(line.split()) == "classic"
+    ],
+)
+def test_a_classic_line_in_the_parsers_split_is_the_short_paths_line(
+    name: str, redaction: QueryRedaction, client: ClientAddress
+) -> None:
+    """``classic_fields`` answers the line ``apply`` answers (``rewritten``'s, where that
+    answers), and the fields the tokenizer reads from it, for each Classic line of the short
+    path (it is the short path of Classic lines now); None for each that the short path leaves.
+    (It also takes the fragments and user information that ``rewritten`` leaves to ``apply``.)"""
+    line = SHORT_PATH_LINES[name]
+    privacy = SHORT_PATH_RULES[client, redaction].compile(detect_format)
+    assert privacy is not None
+    split = privacy.classic_fields(line, line.split('"'))
+    assert (split is None) == (name in SHORT_PATH_LEAVES_OTHER_FORMATS)
+    if split is not None:
+        text, fields = split
+        assert text == privacy.apply(line)
+        short = privacy.rewritten(line)
+        assert short is None or text == short
+        assert fields == tokenize(text)
 
 
 # --- lines off the common layout (review of the privacy rules) ------------------------------------

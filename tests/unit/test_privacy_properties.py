@@ -15,6 +15,7 @@ from hypothesis import event as label
 from hypothesis import strategies as st
 
 from elb_log_shipper.formats import EventBuilder, detect_format
+from elb_log_shipper.formats._tokenizer import tokenize
 from elb_log_shipper.privacy import (
     _FIELD,
     ClientAddress,
@@ -565,3 +566,24 @@ def test_query_rules_alone_leave_a_line_without_a_url_mark_as_it_is(
     assert privacy.apply(line) == line
     assert privacy.redact(line) == line
     assert privacy.rewritten(line) == line
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    other_format_lines(),
+    st.sampled_from(list(QueryRedaction)),
+    st.sampled_from([ClientAddress.TRUNCATE, ClientAddress.HASH]),
+)
+def test_a_classic_line_in_the_parsers_split_is_applys_line(
+    line: str, redaction: QueryRedaction, client: ClientAddress
+) -> None:
+    """``classic_fields`` answers ``apply``'s line and the fields the tokenizer reads from it
+    (the parser takes them without reading the line again), or leaves the line."""
+    privacy = SHORT_PATH_RULES[client, redaction].compile(detect_format)
+    assert privacy is not None
+    split = privacy.classic_fields(line, line.split('"'))
+    label("left" if split is None else "taken")
+    if split is not None:
+        text, fields = split
+        assert text == privacy.apply(line)
+        assert fields == tokenize(text)

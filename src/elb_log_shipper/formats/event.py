@@ -101,6 +101,13 @@ def _parse(text: str) -> Event:
     return parser(fields) if parser is not None else _parse_fields(text, fields)
 
 
+def _reads_as_classic(raw: bytes) -> bool:
+    """Whether ``raw`` would be read as a Classic line (``detect_format``: a digit first, a
+    `:` in its third field)."""
+    fields = raw.split(b" ", 3)
+    return raw[:1].isdigit() and len(fields) > 2 and b":" in fields[2]
+
+
 def _transforms_unsettled(parts: list[str]) -> bool:
     """Whether the rules' short path cannot settle an ALB line of 2025's layout that
     ``alb.parse_quoted_parts`` read from ``parts`` (31): an address or a `:` in a field after the
@@ -224,6 +231,7 @@ class EventBuilder:
     """
 
     __slots__ = (
+        "_classic",
         "_cloud",
         "_common_line",
         "_drops",
@@ -271,6 +279,9 @@ class EventBuilder:
         # of other formats, and `build` does not ask it again.
         self._drops = self._privacy is not None and self._privacy.drops
         self._common_line = None if self._drops else common_line
+        # A Classic line is redacted in the parser's split, which the parser then reads:
+        # `prepared` leaves its batches as they are.
+        self._classic = None if self._privacy is None else self._privacy.classic_split
         # The chunks of lines, as read, that `prepared` rewrote in the batch it was last given:
         # a line that the short path cannot settle is read again as read (`_as_read`).
         self._prepared_chunks: list[Batch] = []
@@ -314,11 +325,19 @@ class EventBuilder:
         >>> list(builder.prepared([(0, line), (48, b"x")]))
         [(0, 'http t app/a 192.0.2.0:80 1 "GET / HTTP/1.1"'), (48, b'x')]
         """
-        if self._short_path is None or (
-            # With drop filters, the short path takes no ALB line, and an object holds one
-            # format: a batch whose first line is not NLB (`tls `) or timestamped (Classic, a
-            # connection log) is left as it is.
-            self._drops and lines and lines[0][1][:4] != b"tls " and not lines[0][1][:1].isdigit()
+        if (
+            self._short_path is None
+            or (
+                # With drop filters, the short path takes no ALB line, and an object holds one
+                # format: a batch whose first line is not NLB (`tls `) or timestamped (Classic,
+                # a connection log) is left as it is.
+                self._drops
+                and lines
+                and lines[0][1][:4] != b"tls "
+                and not lines[0][1][:1].isdigit()
+            )
+            # Classic lines are redacted in `build`, in the parser's split.
+            or (self._classic is not None and lines and _reads_as_classic(lines[0][1]))
         ):
             return lines
         self._prepared_chunks = []
@@ -367,7 +386,16 @@ class EventBuilder:
                     text, event = self._off_the_common_alb_layout(text, parts, offset)
             else:
                 text = raw.decode()
-                if (common := self._common_line) is not None and (
+                if (
+                    (classic := self._classic) is not None
+                    and text[:1].isdigit()
+                    and (split := classic(text, text.split('"'))) is not None
+                ):
+                    # A Classic line, redacted in the parser's split: its fields are the ones
+                    # the tokenizer reads from the line rewritten.
+                    text, fields = split
+                    event = _parse_fields(text, fields)
+                elif (common := self._common_line) is not None and (
                     rewritten := common(text)
                 ) is not None:
                     text, event = self._short_path_parsed(rewritten, text)
