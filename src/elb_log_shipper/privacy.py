@@ -574,9 +574,12 @@ class LinePrivacy:
             # as it is (nor does scrubbing it whole change it). Of the others, an ALB line is
             # redacted in the parser's split (`alb_parts`) and a line with a fragment, user
             # information or an escape by the longer paths.
+            if "\\" in text:
+                # An escape, which the tokenizer reads on its slow path: the longer paths.
+                return otherwise
             if "?" not in text and "#" not in text and "@" not in text:
                 return text
-            if text[:1] in _ALB_INITIALS or "#" in text or "@" in text or "\\" in text:
+            if text[:1] in _ALB_INITIALS or "#" in text or "@" in text:
                 return otherwise
             return self._rewritten_other(text, otherwise)
         if self._drop is not None and text[:4] != "tls " and not text[:1].isdigit():
@@ -816,23 +819,15 @@ class LinePrivacy:
             # Another line's head (its time, its client) in the last quoted field: a line cut
             # just after that field's opening quote, another cut after its first quote run in.
             or ":" in parts[23]
+            # An address or a `:` in a later field, or more than one field after the last quote:
+            # `apply` reads every field of such a line (`_documented_alb`), and may scrub it
+            # whole (a line run in).
+            or "." in tail
+            or ":" in tail
+            or len(parts[-1].split()) > 1
             or (self._redacts_query and ("?" in tail or "#" in tail or "@" in tail))
         ):
             return True
-        if self._anonymises and ("." in tail or ":" in tail):
-            # An address after the last quote (a field AWS appended since 2025's layout): the
-            # unquoted fields there scrubbed as the longer paths scrub them, the line then
-            # redacted as any other. Anywhere else among the later fields, theirs.
-            if len(parts) != 25 and not _settled_transforms(parts):
-                return True
-            later = parts[-1]
-            parts[-1] = ""
-            kept = self.alb_parts(text[: len(text) - len(later)], parts)
-            if isinstance(kept, bool):
-                parts[-1] = later
-                return kept
-            parts[-1] = self.scrubbed_later(later)
-            return kept + parts[-1]
         request = parts[1]
         found = _ALB_IPV4_CLIENT.match(head) if self._truncates_alone else None
         if found is not None:
@@ -881,14 +876,10 @@ class LinePrivacy:
                 return True
             redirect = parts[13]
             if redirect != "-" and ("?" in redirect or "#" in redirect or "@" in redirect):
-                if parts[15] != "-" and _first_mark(redirect) >= 0:
-                    # A reason after a redirect with a query: split by a raw quote (`_url_split`).
-                    return True
-                # Rare: the redirect URL moves what follows it, so the parts are joined.
-                parts[0] = anonymised
-                parts[1] = redacted
-                parts[13] = self._url(redirect)
-                return '"'.join(parts)
+                # Rare: a redirect URL with a query, a fragment or user information. `apply`
+                # reads every field of such a line (it may be a URL split by a raw quote,
+                # `_url_split`, or a line run in, which it scrubs whole).
+                return True
         if anonymised is head and redacted is request:
             return text
         # The line rebuilt around the two edits: fewer steps than joining its 25 parts.
@@ -1053,21 +1044,6 @@ class LinePrivacy:
         if self._removes_query:
             return ""
         return _SCRUBBED_PARAMETER.sub(_scrubbed_parameter, tail)
-
-    def scrubbed_later(self, text: str) -> str:
-        """``text``, unquoted fields after the ones its format documents, each scrubbed as the
-        path that reads every field scrubs such a field (an address in a field AWS appended
-        since, or in another line run in), the whitespace between them kept.
-
-        >>> from elb_log_shipper.formats import detect_format
-        >>> rules = PrivacyRules(client_ip=ClientAddress.TRUNCATE)
-        >>> rules.compile(detect_format).scrubbed_later(" TID_2 10.0.1.9 x")
-        ' TID_2 10.0.1.0 x'
-        """
-        return _TOKEN.sub(self._scrubbed_token, text)
-
-    def _scrubbed_token(self, token: re.Match[str]) -> str:
-        return self._scrub_field(token.group())
 
     def _scrub_field(self, value: str) -> str:
         """One field of a line after the fields its format documents: every URL's query and
@@ -1372,9 +1348,9 @@ def _documented_alb(text: str, anonymises: bool) -> bool:
     fields after its request are the documented ones, not a second line run into it (whose
     quotes may make up the count, and whose fields would stand where the layout has none).
 
-    With ``anonymises``, also that 2025's transformed host and URI (fields the rules take as
-    later ones, with every address anonymised) hold no ``.`` or ``:``: an address there is the
-    longer path's."""
+    With ``anonymises``, also that 2025's transformed host, URI and transform status (fields
+    the rules take as later ones, with every address anonymised) hold no ``.`` or ``:``: an
+    address there is the longer path's."""
     parts = text.split('"')
     quotes = len(parts) - 1
     if quotes not in _DOCUMENTED_ALB_QUOTES:
@@ -1385,7 +1361,7 @@ def _documented_alb(text: str, anonymises: bool) -> bool:
     if quotes == 30 and (
         "." in (trace := parts[24])
         or ":" in trace
-        or (anonymises and any("." in parts[i] or ":" in parts[i] for i in (25, 27)))
+        or (anonymises and any("." in parts[i] or ":" in parts[i] for i in (25, 27, 29)))
     ):
         return False
     if ":" in parts[quotes - 1]:
@@ -1393,14 +1369,6 @@ def _documented_alb(text: str, anonymises: bool) -> bool:
         # line's head: the first cut just after its opening quote, the second after its first.
         return False
     return list(map(len, map(str.split, parts[0:quotes:2]))) == list(_ALB_UNQUOTED_FIELDS[quotes])
-
-
-def _settled_transforms(parts: list[str]) -> bool:
-    """Whether the fields of an ALB line of 2025's layout between its 12th quoted field and its
-    last quote (the trace id, the transform fields: ``parts[24:30]`` of ``text.split('"')``)
-    hold no address nor a `:`, which only the longer paths scrub."""
-    settled = '"'.join(parts[24:30])
-    return "." not in settled and ":" not in settled
 
 
 def _url_split(text: str, spans: list[tuple[int, int]], values: list[str]) -> bool:

@@ -565,7 +565,8 @@ def test_query_rules_alone_leave_a_line_without_a_url_mark_as_it_is(
     assert privacy is not None
     assert privacy.apply(line) == line
     assert privacy.redact(line) == line
-    assert privacy.rewritten(line) == line
+    # The short path's answer, but for a line with an escape (the longer paths').
+    assert privacy.rewritten(line) == (None if "\\" in line else line)
 
 
 @settings(max_examples=500, deadline=None)

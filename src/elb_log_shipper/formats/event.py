@@ -111,12 +111,13 @@ def _reads_as_classic(raw: bytes) -> bool:
 def _transforms_unsettled(parts: list[str]) -> bool:
     """Whether the rules' short path cannot settle an ALB line of 2025's layout that
     ``alb.parse_quoted_parts`` read from ``parts`` (31): an address or a `:` in a field after the
-    documented ones (the trace id, the transform fields, a field after them), or another line's
-    head in the last quoted field before the trace id; the longer paths scrub what those fields
-    hold. (A query there the short path refused: ``LinePrivacy.rewritten``.) As for the layout
-    of 25 parts, a line the transforms left alone (`-`) is settled."""
+    documented ones (the trace id, the transform fields, a field after them), more than one field
+    after the last quote, or another line's head in the last quoted field before the trace id;
+    the longer paths read such a line field by field. (A query there the short path refused:
+    ``LinePrivacy.rewritten``.) As for the layout of 25 parts, a line the transforms left alone
+    (`-`) is settled."""
     later = '"'.join(parts[24:])
-    return ":" in parts[23] or "." in later or ":" in later
+    return ":" in parts[23] or "." in later or ":" in later or len(parts[30].split()) > 1
 
 
 def _parse_split(text: str, parts: list[str]) -> Event:
@@ -378,7 +379,10 @@ class EventBuilder:
                     # field (`_short_path_parsed`); 25 parts or 31, as `parse_quoted_parts`
                     # answers only for those.
                     or (
-                        "." in (tail := parts[24]) or ":" in tail or ":" in parts[23]
+                        "." in (tail := parts[24])
+                        or ":" in tail
+                        or ":" in parts[23]
+                        or len(tail.split()) > 1
                         if len(parts) == _ALB_PARTS
                         else _transforms_unsettled(parts)
                     )
@@ -455,14 +459,17 @@ class EventBuilder:
                 # line cut just after its opening quote, with another cut after its first quote
                 # run in, has that line's head there (its time, its client).
                 or ":" in parts[23]
+                # More than the trace id after the last quote: `apply` reads every field of
+                # such a line, and may scrub it whole (a line run in).
+                or len(tail.split()) > 1
                 if len(parts) == _ALB_PARTS
                 else _transforms_unsettled(parts)
             )
         ):
             return text, event
-        if text[0] in _SHORT_PATH_OTHER_FORMATS:
+        if text[:1] in _SHORT_PATH_OTHER_FORMATS:
             return text, _parse_split(text, parts)
-        return self._later_scrubbed(text, parts) or self._reread(line)
+        return self._reread(line)
 
     def _off_the_common_alb_layout(
         self, text: str, parts: list[str], offset: int
@@ -471,32 +478,9 @@ class EventBuilder:
         common ALB line, and its event. The short path of the other formats answers a line as
         ``apply`` rewrites it (``LinePrivacy.rewritten``), without a backslash: it is parsed as
         it is. An ALB line is read by the longer paths (``_reread``) as it was read."""
-        if text[0] in _SHORT_PATH_OTHER_FORMATS:
+        if text[:1] in _SHORT_PATH_OTHER_FORMATS:
             return text, _parse_split(text, parts)
-        return self._later_scrubbed(text, parts) or self._reread(self._as_read(text, offset))
-
-    def _later_scrubbed(self, text: str, parts: list[str]) -> tuple[str, Event] | None:
-        """``text``, an ALB line of the common layout that the rules' short path rewrote
-        (``parts = text.split('"')``) whose only address or `:` outside the fields it rewrites
-        is after its last quote (a field AWS appended since 2025's layout), with the fields
-        there scrubbed as the longer paths scrub them, and its event; None for any other line,
-        which they read."""
-        count = len(parts)
-        if count == _ALB_TRANSFORMED_PARTS:
-            settled = '"'.join(parts[24:30])
-            if "." in settled or ":" in settled:
-                return None
-        elif count != _ALB_PARTS:
-            return None
-        if "\\" in text or ":" in parts[23]:
-            return None
-        assert self._privacy is not None  # only the rules have a short path
-        later = parts[-1]
-        parts[-1] = self._privacy.scrubbed_later(later)
-        event = alb.parse_quoted_parts(parts)
-        if event is None:
-            return None
-        return f"{text[: len(text) - len(later)]}{parts[-1]}", event
+        return self._reread(self._as_read(text, offset))
 
     def _reread(self, line: str) -> tuple[str, Event]:
         """A line as read that the short path rewrote but cannot settle, rewritten by the rules'
