@@ -699,9 +699,10 @@ class LinePrivacy:
         """A Classic line of the common shape (as ``_rewritten_other`` reads it: a line of 15
         fields or 12, one space between them, tokens of printable ASCII, no other line's time
         in it) redacted in the parser's own split ``parts = text.split('"')``: the line as
-        ``rewritten`` answers it and its fields as the tokenizer reads that line (the parser
-        takes them without splitting the line again); None for any other line (take
-        ``rewritten``). For the short path's rules (``common_line``), which have no drop filter.
+        ``apply`` rewrites it (``rewritten``'s answer, where that answers: this also takes a
+        request with a fragment or user information) and its fields as the tokenizer reads that
+        line (the parser takes them without splitting the line again); None for any other line
+        (take ``rewritten``). For the rules of ``classic_split``, which have no drop filter.
 
         >>> from elb_log_shipper.formats import detect_format
         >>> rules = PrivacyRules(QueryRedaction.VALUES, ClientAddress.TRUNCATE)
