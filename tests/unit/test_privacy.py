@@ -948,14 +948,16 @@ def test_prepared_lines_are_the_lines_themselves_without_a_short_path() -> None:
 @pytest.mark.parametrize("rules", [*SHORT_PATH_RULES.values(), *ALL_RULES.values()])
 def test_classic_lines_are_redacted_in_the_parsers_split_when_built(rules: PrivacyRules) -> None:
     """With a client rule and no drop filter, a Classic batch is left to ``build`` (which
-    redacts each line in the parser's split, ``LinePrivacy.classic_fields``); its events are
-    the short path's. Other rules keep ``prepared``'s rewriting or none."""
+    redacts each line in the parser's split, ``LinePrivacy.classic_fields``), and its events
+    are those of its lines built alone. Other rules keep ``prepared``'s rewriting or none."""
     privacy = rules.compile(detect_format)
     assert privacy is not None
     lines = [(0, classic().encode()), (200, nlb().encode())]
-    prepared = EventBuilder(privacy=rules).prepared(lines)
+    builder = EventBuilder(privacy=rules)
+    prepared = builder.prepared(lines)
     assert (prepared is lines) == (privacy.common_line is None or privacy.classic_split is not None)
     assert (privacy.classic_split is not None) == (rules.client_ip is not ClientAddress.KEEP)
+    assert _events(builder, prepared) == _events(EventBuilder(privacy=rules), lines)
 
 
 @pytest.mark.parametrize("client", ANONYMISING)

@@ -260,9 +260,9 @@ def common_lines(draw: st.DrawFn) -> str:
 def test_the_short_path_gives_the_line_of_the_longer_paths(
     line: str, redaction: QueryRedaction, client: ClientAddress
 ) -> None:
+    """``CLIENT_IP=truncate``'s and ``hash``'s short path, and ``REDACT_QUERY``'s alone, gives
+    the event of the longer paths, or leaves the line to them."""
     assume(client is not ClientAddress.KEEP or redaction is not QueryRedaction.NONE)
-    """``CLIENT_IP=truncate``'s and ``hash``'s short path gives the event of the longer paths,
-    or leaves the line to them."""
     assert shipped_as_the_longer_paths_ship_it(line, redaction, client)
 
 
