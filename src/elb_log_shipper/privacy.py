@@ -1065,6 +1065,7 @@ class LinePrivacy:
         if (
             0 < query < end
             and request.startswith("HTTP/", end + 1)
+            and request.find("?", end) < 0
             and "#" not in request
             and "\\" not in request
             and "@" not in request
@@ -1082,7 +1083,12 @@ class LinePrivacy:
         if end <= mark:
             # The mark is not in the URL (a version word such as `HTTP/1.1?`): redact to the end.
             end = len(request)
-        return _closed(request[:mark] + self._tail(request[mark:end])) + request[end:]
+        rest = request[end:]
+        if (later := _first_mark(rest)) >= 0:
+            # A mark in the version word too (`HTTP/1.1?t=...`, which the parser reads as the
+            # version): redacted to the end, as when the URL has none.
+            rest = _closed(rest[:later] + self._tail(rest[later:]))
+        return _closed(request[:mark] + self._tail(request[mark:end])) + rest
 
     def _url(self, url: str) -> str:
         """A URL field (redirect, transformed URI) with its query and user information

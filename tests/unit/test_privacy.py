@@ -1268,6 +1268,14 @@ LEAKS: dict[str, Leak] = {
         alb(url="/p", later=' "-" "/v2/p?a=1" "token=s3cr3tTok" "TransformSuccessful"'),
         secrets=("s3cr3tTok",),
     ),
+    # Session 28's review: a query in the version word after a URL with one, which the
+    # request's common branch kept (redacted when the URL has none).
+    "alb, a query in the version word after one in the url": Leak(
+        alb(url="/p?a=1").replace(' HTTP/1.1"', ' HTTP/1.1?t=s3cr3tTok"'), secrets=("s3cr3tTok",)
+    ),
+    "classic, a query in the version word after one in the url": Leak(
+        classic(request="GET http://h:80/p?a=1 HTTP/1.1?t=s3cr3tTok"), secrets=("s3cr3tTok",)
+    ),
     # Session 28's review: an address in 2025's transform status, which the head path kept.
     "alb, the client's address in the transform status": Leak(
         alb(url="/p", later=' "-" "-" "203.0.113.77"'), secrets=()
