@@ -108,16 +108,16 @@ def _reads_as_classic(raw: bytes) -> bool:
     return raw[:1].isdigit() and len(fields) > 2 and b":" in fields[2]
 
 
-def _transforms_unsettled(parts: list[str]) -> bool:
-    """Whether the rules' short path cannot settle an ALB line of 2025's layout that
-    ``alb.parse_quoted_parts`` read from ``parts`` (31): an address or a `:` in a field after the
-    documented ones (the trace id, the transform fields, a field after them), more than one field
-    after the last quote, or another line's head in the last quoted field before the trace id;
-    the longer paths read such a line field by field. (A query there the short path refused:
-    ``LinePrivacy.rewritten``.) As for the layout of 25 parts, a line the transforms left alone
-    (`-`) is settled."""
-    later = '"'.join(parts[24:])
-    return ":" in parts[23] or "." in later or ":" in later or len(parts[30].split()) > 1
+def _unsettled(parts: list[str]) -> bool:
+    """Whether the rules' short path cannot settle an ALB line that ``alb.parse_quoted_parts``
+    read from ``parts`` (25 parts, or 31 with 2025's transform fields): an address or a `:` in a
+    field after the documented ones (the trace id, the transform fields, a field after them),
+    more than one field after the last quote, or a `:` in the classification reason (a line cut
+    just after its opening quote, with another cut after its first quote run in, has that line's
+    head there: its time, its client). ``apply`` reads such a line field by field, and may scrub
+    it whole. (A query there the short path refused: ``LinePrivacy.rewritten``.)"""
+    later = parts[24] if len(parts) == _ALB_PARTS else '"'.join(parts[24:])
+    return ":" in parts[23] or "." in later or ":" in later or len(parts[-1].split()) > 1
 
 
 def _parse_split(text: str, parts: list[str]) -> Event:
@@ -375,17 +375,7 @@ class EventBuilder:
                 if (
                     "\\" in text
                     or (event := alb.parse_quoted_parts(parts)) is None  # type: ignore[assignment]
-                    # An address after the last quote, another line's head in the last quoted
-                    # field (`_short_path_parsed`); 25 parts or 31, as `parse_quoted_parts`
-                    # answers only for those.
-                    or (
-                        "." in (tail := parts[24])
-                        or ":" in tail
-                        or ":" in parts[23]
-                        or len(tail.split()) > 1
-                        if len(parts) == _ALB_PARTS
-                        else _transforms_unsettled(parts)
-                    )
+                    or _unsettled(parts)
                 ):
                     text, event = self._off_the_common_alb_layout(text, parts, offset)
             else:
@@ -451,20 +441,7 @@ class EventBuilder:
         if (
             "\\" not in text
             and (event := alb.parse_quoted_parts(parts)) is not None
-            and not (
-                # 25 parts or 31, as `parse_quoted_parts` answers only for those.
-                "." in (tail := parts[24])
-                or ":" in tail
-                # The last quoted field, classification_reason (a code such as `AmbiguousUri`): a
-                # line cut just after its opening quote, with another cut after its first quote
-                # run in, has that line's head there (its time, its client).
-                or ":" in parts[23]
-                # More than the trace id after the last quote: `apply` reads every field of
-                # such a line, and may scrub it whole (a line run in).
-                or len(tail.split()) > 1
-                if len(parts) == _ALB_PARTS
-                else _transforms_unsettled(parts)
-            )
+            and not _unsettled(parts)
         ):
             return text, event
         if text[:1] in _SHORT_PATH_OTHER_FORMATS:
