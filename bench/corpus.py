@@ -73,6 +73,15 @@ def alb_2025_lines(count: int, seed: int = 42) -> Iterator[str]:
         yield f'{line} "-" "-" "-"'
 
 
+def alb_2026_lines(count: int, seed: int = 42) -> Iterator[str]:
+    """``alb_2025_lines`` as ALB writes them in 2026: 34 fields, the last (undocumented) the
+    address of the load balancer node that handled the request, one of a node per zone."""
+    rnd = random.Random(seed)
+    nodes = [f"10.0.{zone}.{rnd.randrange(1, 255)}" for zone in (16, 32, 48)]
+    for line in alb_2025_lines(count, seed):
+        yield f"{line} {rnd.choice(nodes)}"
+
+
 def _client(rnd: random.Random) -> str:
     """A client address as ELB writes it: mostly IPv4, some IPv6 (not bracketed)."""
     if rnd.random() < 0.1:

@@ -45,6 +45,7 @@ from typing import Any
 
 from bench.corpus import (
     alb_2025_lines,
+    alb_2026_lines,
     alb_lines,
     classic_lines,
     connection_lines,
@@ -402,6 +403,7 @@ def privacy_table(texts: list[str], repeat: int, slice_lines: int = SLICE_LINES)
 FORMATS: dict[str, Callable[[int], Iterable[str]]] = {
     "ALB": alb_lines,
     "ALB, 2025 layout": alb_2025_lines,
+    "ALB, 2026 layout (node address)": alb_2026_lines,
     "Classic": classic_lines,
     "NLB": nlb_lines,
     "ALB connection log": connection_lines,

@@ -71,7 +71,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TypeVar, overload
 
 __all__ = [
@@ -478,6 +478,7 @@ class LinePrivacy:
         "_drop",
         "_hashes",
         "_mac",
+        "_node_tails",
         "_redacts",
         "_redacts_query",
         "_removes_query",
@@ -508,6 +509,9 @@ class LinePrivacy:
         self._drop = rules.drop if rules.drop else None
         self._redacts = self._redacts_query or self._anonymises
         self._addresses: dict[str, str] = {}
+        # The text after the last quote of 2026's lines (the load balancer node's address, one of
+        # a few per load balancer), scrubbed (`_node_tail`).
+        self._node_tails: dict[str, str | None] = {}
 
     @property
     def drops(self) -> bool:
@@ -786,6 +790,49 @@ class LinePrivacy:
             return f"{network}0{port}"
         return self._client_port(f"{network}{octet}{port}")
 
+    def node_line(self, text: str, parts: list[str]) -> str | None:
+        """An ALB line of 2026's layout that the short path rewrote (``parts = text.split('"')``,
+        31 parts: 2025's layout, and after the last quote the load balancer node's address) and
+        that the short path would settle but for that address (``formats.event._unsettled``):
+        the line with the address scrubbed as ``apply`` scrubs it, and ``parts[30]`` edited to
+        match; None for any other line.
+
+        >>> from elb_log_shipper.formats import detect_format
+        >>> rules = PrivacyRules(client_ip=ClientAddress.TRUNCATE).compile(detect_format)
+        >>> line = 'h2 ' + ' "x"' * 15 + ' 10.0.1.23'
+        >>> parts = line.split('"')
+        >>> rules.node_line(line, parts)[-12:], parts[30]
+        ('"x" 10.0.1.0', ' 10.0.1.0')
+        """
+        if len(parts) != _TRANSFORMED_PARTS or text[:1] not in _ALB_INITIALS:
+            return None
+        later = '"'.join(parts[24:30])
+        if ":" in parts[23] or "." in later or ":" in later:
+            return None
+        tail = parts[30]
+        node = self._node_tails.get(tail, tail)  # the memo, inline: one node of a few a line
+        if node is tail:
+            node = self._node_tail(tail)
+        if node is None:
+            return None
+        if node == tail:
+            return text
+        parts[30] = node
+        return text[: len(text) - len(tail)] + node
+
+    def _node_tail(self, tail: str) -> str | None:
+        """``tail``, the text after the last quote of an ALB line of 2025's layout, scrubbed as
+        the path that reads every field scrubs a field after the documented ones, when it is
+        2026's load balancer node address (``_node_address``); None for any other text."""
+        found = self._node_tails.get(tail, tail)
+        if found is not tail:
+            return found
+        scrubbed = f" {self._scrub_field(tail[1:])}" if _node_address(tail) else None
+        if len(self._node_tails) >= _MEMO_LIMIT:
+            self._node_tails.clear()
+        self._node_tails[tail] = scrubbed
+        return scrubbed
+
     def redact(self, text: str) -> str:
         """A line that failed to parse (or that no parser reads: too long, not UTF-8), or the
         reason given for it, scrubbed as a whole; drop filters do not apply.
@@ -805,16 +852,26 @@ class LinePrivacy:
         """Redact an ALB line of the common layout in ``parts = text.split('"')`` (25 parts: the
         request is ``parts[1]``, the user agent ``parts[3]``, the redirect URL ``parts[13]``, after
         the last quote nothing that the rules would rewrite; or 31, 2025's layout, whose fields
-        after the 12th quoted one hold nothing the rules would rewrite either), in place, and
-        return the line they make; False when a drop filter matches it; True when the line is not
-        one this can read (take ``apply``).
+        after the 12th quoted one hold nothing the rules would rewrite either, but for 2026's load
+        balancer node address after the last quote, scrubbed as ``apply`` scrubs it), in place,
+        and return the line they make; False when a drop filter matches it; True when the line is
+        not one this can read (take ``apply``).
 
         The caller must use the edited parts only if the parser accepts the same layout
         (``alb.parse_quoted_parts``), which makes ``parts[13]`` the redirect URL.
         """
         head = parts[0]
         # What follows the 12th quoted field: the later fields, which the longer paths scrub.
-        tail = parts[24] if len(parts) == 25 else '"'.join(parts[24:])
+        node = None
+        if len(parts) == _ALB_PARTS:
+            tail = parts[24]
+        elif ("." in (last := parts[30]) or ":" in last) and (
+            node := self._node_tail(last)
+        ) is not None:
+            # 2026's layout: the load balancer node's address after the last quote.
+            tail = '"'.join(parts[24:30])
+        else:
+            tail = '"'.join(parts[24:])
         if (
             parts[2] != " "
             # Another line's head (its time, its client) in the last quoted field: a line cut
@@ -881,6 +938,10 @@ class LinePrivacy:
                 # reads every field of such a line (it may be a URL split by a raw quote,
                 # `_url_split`, or a line run in, which it scrubs whole).
                 return True
+        if node is not None and node != parts[30]:
+            # The node's address scrubbed, at the end of the line.
+            text = text[: len(text) - len(parts[30])] + node
+            parts[30] = node
         if anonymised is head and redacted is request:
             return text
         # The line rebuilt around the two edits: fewer steps than joining its 25 parts.
@@ -936,7 +997,9 @@ class LinePrivacy:
         return self._by_fields(text, drop)
 
     def _alb(self, text: str, head: re.Match[str], drop: DropRules | None) -> str | None:
-        """An ALB line whose request, if any URL, holds a query."""
+        """An ALB line of a documented layout (``_documented_alb``) whose request, if any URL,
+        holds a query; in 2026's layout, the load balancer node's address after the last quote
+        is scrubbed as the path that reads every field scrubs a later field."""
         network, port, request = head.group("network", "port", "request")
         if drop is not None and drop.matches(
             # The status is the fifth field after the client.
@@ -952,14 +1015,23 @@ class LinePrivacy:
             client = f"{network}0{port}"
         elif self._anonymises and text[start:end] != "-":
             client = self._client_port(text[start:end])
+        tail = node = ""
+        if self._anonymises:
+            last = text.rfind('"') + 1
+            if text.find(".", last) >= 0 or text.find(":", last) >= 0:
+                # 2026's layout: an address alone after the last quote (`_documented_alb`).
+                tail = text[last:]
+                if (scrubbed := self._node_tail(tail)) is None:
+                    return self._by_fields(text, drop)
+                node = scrubbed
         if self._redacts_query and _url_marks(request, 0):
             request = self._request(request)
-        elif client is None:
+        elif client is None and node == tail:
             return text
         opened, closed = head.span("request")
-        return (
-            f"{text[:start]}{client or text[start:end]}{text[end:opened]}{request}{text[closed:]}"
-        )
+        client = client or text[start:end]
+        line = f"{text[:start]}{client}{text[end:opened]}{request}{text[closed:]}"
+        return line[: len(line) - len(tail)] + node if node != tail else line
 
     def _by_fields(self, text: str, drop: DropRules | None) -> str | None:
         spans = _field_spans(text)
@@ -1314,6 +1386,9 @@ _TOKEN = re.compile(r"\S+")
 _ALB_OTHER_PARTS = tuple(index for index in range(4, 24) if index != 13)
 # Quotes in an ALB line of a documented layout: 12 quoted fields, or 15 with 2025's transforms.
 _DOCUMENTED_ALB_QUOTES = frozenset({24, 30})
+_TRANSFORMED_QUOTES = 30
+_TRANSFORMED_PARTS = _TRANSFORMED_QUOTES + 1
+_ALB_PARTS = 25
 # How many fields each unquoted part of such a line holds (`text.split('"')`, its even parts up to
 # the last quote): the head's 12; none between two quoted fields; the TLS cipher and protocol and
 # the target group; the rule's priority and the request's creation time; with the transforms,
@@ -1351,9 +1426,13 @@ def _classic_dropped(found: re.Match[str], drop: DropRules) -> bool:
 
 def _documented_alb(text: str, anonymises: bool) -> bool:
     """Whether an ALB line has the fields of a documented layout between its quoted ones, and at
-    most one after the last, without an address or a timestamp (a trace id, or nothing): the
-    fields after its request are the documented ones, not a second line run into it (whose
-    quotes may make up the count, and whose fields would stand where the layout has none).
+    most one after the last, without an address or a timestamp (a trace id, or nothing), but for
+    2026's layout (2025's and the load balancer node's address after it, ``_node_address``, which
+    the rules scrub as a later field): the fields after its request are the documented ones, not
+    a second line run into it (whose quotes may make up the count, and whose fields would stand
+    where the layout has none). A second line run in brings its own quotes, so a line of 30 of
+    them and an address alone after the last is no line run in: the first line would have to be
+    cut before its request, its head then holding the other's fields too.
 
     With ``anonymises``, also that 2025's transformed host, URI and transform status (fields
     the rules take as later ones, with every address anonymised) hold no ``.`` or ``:``: an
@@ -1363,7 +1442,9 @@ def _documented_alb(text: str, anonymises: bool) -> bool:
     if quotes not in _DOCUMENTED_ALB_QUOTES:
         return False
     tail = parts[quotes]
-    if len(tail.split()) > 1 or "." in tail or ":" in tail:
+    if len(tail.split()) > 1 or (
+        ("." in tail or ":" in tail) and (quotes != _TRANSFORMED_QUOTES or not _node_address(tail))
+    ):
         return False
     if quotes == 30 and (
         "." in (trace := parts[24])
@@ -1376,6 +1457,16 @@ def _documented_alb(text: str, anonymises: bool) -> bool:
         # line's head: the first cut just after its opening quote, the second after its first.
         return False
     return list(map(len, map(str.split, parts[0:quotes:2]))) == list(_ALB_UNQUOTED_FIELDS[quotes])
+
+
+@lru_cache(maxsize=64)
+def _node_address(tail: str) -> bool:
+    """Whether ``tail``, the text after the last quote of an ALB line of 2025's layout, is one
+    address after one space: the 34th field of 2026's lines, the address of the load balancer
+    node that handled the request (``10.0.1.23``; one of a few per load balancer, hence the
+    memo). AWS has not documented it; the shipper keeps it in ``aws.elb.extra_fields``."""
+    token = tail[1:]
+    return tail[:1] == " " and token.split() == [token] and _is_address(token)
 
 
 def _url_split(text: str, spans: list[tuple[int, int]], values: list[str]) -> bool:

@@ -1779,9 +1779,18 @@ LATER_FIELD_LINES = {
     "2025 layout, a time in the domain, a redirect with a query": alb(
         redirect="https://r.example.com/cb?code=s3cr3t", later=TRANSFORMS_NONE
     ).replace('"www.example.com"', '"2026-11-28T23:39:01.186641Z"'),
-    "2025 layout, a line run into the agent, an address after the transforms": alb(
-        agent="Mozilla/5.0 2026-11-28T23:39:01.186641Z 198.51.100.23:2817",
-        later=f"{TRANSFORMS_NONE} 10.0.1.9",
+    # After 2025's layout, text that is no address alone (2026's node address): the longer path.
+    "2025 layout, a time after the transforms": alb(
+        later=f"{TRANSFORMS_NONE} 2026-11-28T23:39:01.186641Z"
+    ),
+    "2025 layout, a damaged address after the transforms": alb(
+        later=f"{TRANSFORMS_NONE} 10.0.1.300"
+    ),
+    "2025 layout, a named address after the transforms": alb(
+        later=f"{TRANSFORMS_NONE} ip=10.0.1.9"
+    ),
+    "2025 layout, an address run into a word after the transforms": alb(
+        later=f"{TRANSFORMS_NONE} x10.0.1.9"
     ),
 }
 LATER_FIELD_RULES = {
@@ -1814,7 +1823,65 @@ def test_an_address_after_the_last_quote_is_scrubbed_as_reading_every_field_does
     events = built_both_ways(line, privacy)
     assert [event["event"]["original"] for event in events] == [expected, expected]
     if privacy.client_ip is not ClientAddress.KEEP:
-        assert not leaks(events[0], ("10.0.1.9", "2001:db8::9", "198.51.100.23"))
+        assert not leaks(events[0], ("10.0.1.9", "2001:db8::9", "198.51.100.23", "10.0.1.300"))
+
+
+# 2026's ALB lines: 2025's layout and, after its last quote, the address of the load balancer
+# node that handled the request (undocumented; 34 fields), with each scrubbed form under
+# `CLIENT_IP=truncate`.
+NODES = {"10.0.1.9": "10.0.1.0", "2600:1f18:abcd:12::9": "2600:1f18:abcd::", "10.0.1.9:443": None}
+# A user agent that holds a time and an address. A line run into the agent would bring its own
+# quotes (no layout has that count), so this is text the client wrote, which the rules do not read
+# in a documented layout (README, "What it cannot protect").
+AGENT_WITH_AN_ADDRESS = "Mozilla/5.0 2026-11-28T23:39:01.186641Z 198.51.100.23:2817"
+
+
+@pytest.mark.parametrize("rules", LATER_FIELD_RULES)
+@pytest.mark.parametrize("agent", ["Mozilla/5.0", AGENT_WITH_AN_ADDRESS])
+@pytest.mark.parametrize("node", NODES)
+def test_2026s_layout_is_2025s_with_the_node_address_scrubbed(
+    node: str, agent: str, rules: str
+) -> None:
+    """``apply`` reads a line of 2026's layout as the same line of 2025's (session 29: it read
+    every field, about six times the parse, and scrubbed the line whole for an address in the
+    agent), the node's address scrubbed as a later field with any client rule; every path gives
+    that line, and the event keeps the node's address, so scrubbed, in ``aws.elb.extra_fields``."""
+    privacy = LATER_FIELD_RULES[rules]
+    compiled = privacy.compile(detect_format)
+    assert compiled is not None
+    line_2025 = alb(agent=agent, later=TRANSFORMS_NONE)
+    expected_2025 = compiled.apply(line_2025)
+    expected = compiled.apply(f"{line_2025} {node}")
+    assert expected_2025 is not None
+    assert expected is not None
+    head, _, scrubbed = expected.rpartition(" ")
+    assert head == expected_2025
+    if privacy.client_ip is ClientAddress.KEEP:
+        assert scrubbed == node
+    elif privacy.client_ip is ClientAddress.TRUNCATE and NODES[node] is not None:
+        assert scrubbed == NODES[node]
+    else:
+        assert node.removesuffix(":443") not in scrubbed
+    events = built_both_ways(f"{line_2025} {node}", privacy)
+    assert [event["event"]["original"] for event in events] == [expected, expected]
+    for event in events:
+        assert event["aws"]["elb"]["extra_fields"] == [scrubbed]
+        assert event["user_agent"]["original"] == agent
+
+
+@pytest.mark.parametrize("rules", ["ip truncate", "query values, ip hash, a drop filter"])
+def test_2026s_node_address_is_scrubbed_in_the_parsers_split_too(rules: str) -> None:
+    """With drop filters an ALB line is redacted in the parser's split (``alb_parts``): 2026's
+    line too, its node's address scrubbed, without taking the path that reads every field."""
+    compiled = LATER_FIELD_RULES[rules].compile(detect_format)
+    assert compiled is not None
+    line = alb(later=f"{TRANSFORMS_NONE} 10.0.1.9")
+    parts = line.split('"')
+    rewritten = compiled.alb_parts(line, parts)
+    assert isinstance(rewritten, str)
+    assert rewritten == compiled.apply(line)
+    assert parts[30] == rewritten[rewritten.rfind('"') + 1 :]
+    assert "10.0.1.9" not in rewritten
 
 
 # Lines with an escape, which the query rules alone leave to the longer paths (session 28's

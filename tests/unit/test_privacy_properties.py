@@ -237,6 +237,9 @@ def common_lines(draw: st.DrawFn) -> str:
                 "",
                 TRANSFORMS_NONE,
                 f"{TRANSFORMS_NONE} 10.0.1.9",
+                # 2026's: the load balancer node's address after 2025's layout.
+                f"{TRANSFORMS_NONE} 2600:1f18:abcd:12::9",
+                f"{TRANSFORMS_NONE} 10.0.1.9 ",
                 ' "h.internal" "/v2?q=1" "TransformSuccessful"',
                 ' "-" "/v2/198.51.100.9" "-" x',
             ]

@@ -65,6 +65,7 @@ PREPARE_LINES = 64
 # transform fields (`alb.parse_quoted_parts` reads both).
 _ALB_PARTS = 25
 _ALB_TRANSFORMED_PARTS = 31
+_COMMON_ALB_PARTS = frozenset({_ALB_PARTS, _ALB_TRANSFORMED_PARTS})
 
 # The first character of a line rewritten by the privacy rules' short path for a format other than
 # ALB (`LinePrivacy.rewritten`): a Classic or connection log's timestamp, NLB's `tls`. No ALB type
@@ -109,14 +110,17 @@ def _reads_as_classic(raw: bytes) -> bool:
 
 
 def _unsettled(parts: list[str]) -> bool:
-    """Whether the rules' short path cannot settle an ALB line that ``alb.parse_quoted_parts``
-    read from ``parts`` (25 parts, or 31 with 2025's transform fields): an address or a `:` in a
-    field after the documented ones (the trace id, the transform fields, a field after them),
+    """Whether the rules' short path cannot settle, as it rewrote it, a line of ``parts =
+    line.split('"')``: not 25 parts, nor 31 with 2025's transform fields (no common ALB line; the
+    parser tells the rest); an address or a `:` in a field after the documented ones (the trace
+    id, the transform fields, a field after them: 2026's node address, ``LinePrivacy.node_line``),
     more than one field after the last quote, or a `:` in the classification reason (a line cut
     just after its opening quote, with another cut after its first quote run in, has that line's
     head there: its time, its client). ``apply`` reads such a line field by field, and may scrub
     it whole. (A query there the short path refused: ``LinePrivacy.rewritten``.)"""
-    later = parts[24] if len(parts) == _ALB_PARTS else '"'.join(parts[24:])
+    if (count := len(parts)) not in _COMMON_ALB_PARTS:
+        return True
+    later = parts[24] if count == _ALB_PARTS else '"'.join(parts[24:])
     return ":" in parts[23] or "." in later or ":" in later or len(parts[-1].split()) > 1
 
 
@@ -372,11 +376,13 @@ class EventBuilder:
                 # Rewritten by the rules' short path in `prepared` (`_short_path_parsed`, inline).
                 text = raw
                 parts = text.split('"')
-                if (
-                    "\\" in text
-                    or (event := alb.parse_quoted_parts(parts)) is None  # type: ignore[assignment]
-                    or _unsettled(parts)
-                ):
+                if "\\" in text or _unsettled(parts):
+                    # 2026's ALB line (`_node_settled`), or off the common layout.
+                    if "\\" in text or (settled := self._node_settled(text, parts)) is None:
+                        text, event = self._off_the_common_alb_layout(text, parts, offset)
+                    else:
+                        text, event = settled
+                elif (event := alb.parse_quoted_parts(parts)) is None:  # type: ignore[assignment]
                     text, event = self._off_the_common_alb_layout(text, parts, offset)
             else:
                 text = raw.decode()
@@ -438,15 +444,31 @@ class EventBuilder:
         request alone. (A `?`, `#` or `@` there the short path has refused:
         ``LinePrivacy.rewritten``.)"""
         parts = text.split('"')
-        if (
-            "\\" not in text
-            and (event := alb.parse_quoted_parts(parts)) is not None
-            and not _unsettled(parts)
-        ):
-            return text, event
+        if "\\" not in text:
+            if not _unsettled(parts):
+                if (event := alb.parse_quoted_parts(parts)) is not None:
+                    return text, event
+            elif (settled := self._node_settled(text, parts)) is not None:
+                return settled
         if text[:1] in _SHORT_PATH_OTHER_FORMATS:
             return text, _parse_split(text, parts)
         return self._reread(line)
+
+    def _node_settled(self, text: str, parts: list[str]) -> tuple[str, Event] | None:
+        """A line of 2026's ALB layout that the short path rewrote (no backslash), with the load
+        balancer node's address after its last quote scrubbed as ``apply`` scrubs it, and its
+        event; None for any other line (an ALB line, which the caller reads again as read:
+        ``parts`` may have been edited)."""
+        assert self._privacy is not None  # only the rules have a short path
+        node = self._privacy.node_line(text, parts)
+        if node is None:
+            return None
+        event = alb.parse_quoted_parts(parts)
+        if event is None:
+            # Not the layout after all: no event, and the line goes to the longer paths as read
+            # (an ALB line: `_off_the_common_alb_layout` rereads it from its offset).
+            return None
+        return node, event
 
     def _off_the_common_alb_layout(
         self, text: str, parts: list[str], offset: int
