@@ -23,6 +23,14 @@ ALB_LINES = (
     f'"Root=1-58337281-1d84f3d73c47ec4e58577259" "www.example.com" "{_CERT}" 1 '
     f'2026-11-28T23:34:48.364000Z "authenticate,forward" "-" "-" "10.0.0.1:80" "200" "-" "-" '
     f"TID_1234abcd5678ef90",
+    # The same as ALB writes it since 2026: 2025's transform fields (none applied) and, last,
+    # the address of the load balancer node (undocumented; the one in the object's key).
+    f"https 2026-11-28T23:35:00.286641Z app/my-alb/50dc6c495c0c9188 192.168.131.40:2818 "
+    f'10.0.0.1:80 0.086 0.048 0.037 200 200 0 57 "GET https://www.example.com:443/?q=a HTTP/1.1" '
+    f'"curl/8.5.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 {_TG} '
+    f'"Root=1-58337281-1d84f3d73c47ec4e58577260" "www.example.com" "{_CERT}" 1 '
+    f'2026-11-28T23:34:48.464000Z "forward" "-" "-" "10.0.0.1:80" "200" "-" "-" '
+    f'TID_1234abcd5678ef92 "-" "-" "-" 10.0.1.15',
     # Lambda target that failed: no target, status `-`, error reason.
     f"http 2026-11-28T23:35:01.186641Z app/my-alb/50dc6c495c0c9188 192.168.131.39:2817 - "
     f'0.000 0.001 0.000 502 - 34 366 "GET http://www.example.com:80/ HTTP/1.1" "curl/7.46.0" '

@@ -159,10 +159,11 @@ def _outcome(parse: Callable[[], object]) -> object:
 
 
 def test_the_alb_samples_take_the_fast_path() -> None:
-    # Otherwise the property below would compare nothing: 2018's layout and 2025's (a sample
-    # with a transform, and AWS's example with the transform fields added).
-    assert len(ALB_LINES) == 7
-    assert sum(len(line.split('"')) == 31 for line in ALB_LINES) == 2
+    # Otherwise the property below would compare nothing: 2018's layout, 2025's (a sample with a
+    # transform, and AWS's example with the transform fields added) and 2026's (a sample with
+    # the load balancer node's address after them).
+    assert len(ALB_LINES) == 8
+    assert sum(len(line.split('"')) == 31 for line in ALB_LINES) == 3
 
 
 @settings(max_examples=2000)
