@@ -793,9 +793,10 @@ class LinePrivacy:
     def node_line(self, text: str, parts: list[str]) -> str | None:
         """An ALB line of 2026's layout that the short path rewrote (``parts = text.split('"')``,
         31 parts: 2025's layout, and after the last quote the load balancer node's address) and
-        that the short path would settle but for that address (``formats.event._unsettled``):
-        the line with the address scrubbed as ``apply`` scrubs it, and ``parts[30]`` edited to
-        match; None for any other line.
+        that the short path would settle but for what follows the last quote (the caller's
+        check: ``formats.event._unsettled``, which reads the other fields): the line with the
+        address scrubbed as ``apply`` scrubs it, and ``parts[30]`` edited to match; None when
+        that is no address alone.
 
         >>> from elb_log_shipper.formats import detect_format
         >>> rules = PrivacyRules(client_ip=ClientAddress.TRUNCATE).compile(detect_format)
@@ -805,9 +806,6 @@ class LinePrivacy:
         ('"x" 10.0.1.0', ' 10.0.1.0')
         """
         if len(parts) != _TRANSFORMED_PARTS or text[:1] not in _ALB_INITIALS:
-            return None
-        later = '"'.join(parts[24:30])
-        if ":" in parts[23] or "." in later or ":" in later:
             return None
         tail = parts[30]
         node = self._node_tails.get(tail, tail)  # the memo, inline: one node of a few a line

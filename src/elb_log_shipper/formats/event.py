@@ -109,19 +109,35 @@ def _reads_as_classic(raw: bytes) -> bool:
     return raw[:1].isdigit() and len(fields) > 2 and b":" in fields[2]
 
 
-def _unsettled(parts: list[str]) -> bool:
+# What `_unsettled` finds: the short path settles the line, it does not, or it does but for an
+# address alone after the last quote (2026's node address, `LinePrivacy.node_line`).
+_SETTLED = 0
+_UNSETTLED = 1
+_SETTLED_BUT_THE_LAST = 2
+
+
+def _unsettled(parts: list[str]) -> int:
     """Whether the rules' short path cannot settle, as it rewrote it, a line of ``parts =
-    line.split('"')``: not 25 parts, nor 31 with 2025's transform fields (no common ALB line; the
-    parser tells the rest); an address or a `:` in a field after the documented ones (the trace
-    id, the transform fields, a field after them: 2026's node address, ``LinePrivacy.node_line``),
-    more than one field after the last quote, or a `:` in the classification reason (a line cut
-    just after its opening quote, with another cut after its first quote run in, has that line's
-    head there: its time, its client). ``apply`` reads such a line field by field, and may scrub
-    it whole. (A query there the short path refused: ``LinePrivacy.rewritten``.)"""
+    line.split('"')`` (``_UNSETTLED``, ``_SETTLED``): not 25 parts, nor 31 with 2025's transform
+    fields (no common ALB line; the parser tells the rest); an address or a `:` in a field after
+    the documented ones (the trace id, the transform fields, a field after them), more than one
+    field after the last quote, or a `:` in the classification reason (a line cut just after its
+    opening quote, with another cut after its first quote run in, has that line's head there:
+    its time, its client). ``apply`` reads such a line field by field, and may scrub it whole.
+    (A query there the short path refused: ``LinePrivacy.rewritten``.) With 31 parts and a `.`
+    or `:` only after the last quote, ``_SETTLED_BUT_THE_LAST``: 2026's node address, if
+    ``LinePrivacy.node_line`` finds one there."""
     if (count := len(parts)) not in _COMMON_ALB_PARTS:
-        return True
-    later = parts[24] if count == _ALB_PARTS else '"'.join(parts[24:])
-    return ":" in parts[23] or "." in later or ":" in later or len(parts[-1].split()) > 1
+        return _UNSETTLED
+    if count == _ALB_PARTS:
+        later = parts[24]
+        last = ""
+    else:
+        later = '"'.join(parts[24:30])
+        last = parts[30]
+    if ":" in parts[23] or "." in later or ":" in later or len(parts[-1].split()) > 1:
+        return _UNSETTLED
+    return _SETTLED_BUT_THE_LAST if "." in last or ":" in last else _SETTLED
 
 
 def _parse_split(text: str, parts: list[str]) -> Event:
@@ -376,9 +392,11 @@ class EventBuilder:
                 # Rewritten by the rules' short path in `prepared` (`_short_path_parsed`, inline).
                 text = raw
                 parts = text.split('"')
-                if "\\" in text or _unsettled(parts):
+                if "\\" in text or (unsettled := _unsettled(parts)) == _UNSETTLED:
+                    text, event = self._off_the_common_alb_layout(text, parts, offset)
+                elif unsettled == _SETTLED_BUT_THE_LAST:
                     # 2026's ALB line (`_node_settled`), or off the common layout.
-                    if "\\" in text or (settled := self._node_settled(text, parts)) is None:
+                    if (settled := self._node_settled(text, parts)) is None:
                         text, event = self._off_the_common_alb_layout(text, parts, offset)
                     else:
                         text, event = settled
@@ -445,20 +463,24 @@ class EventBuilder:
         ``LinePrivacy.rewritten``.)"""
         parts = text.split('"')
         if "\\" not in text:
-            if not _unsettled(parts):
+            unsettled = _unsettled(parts)
+            if unsettled == _SETTLED:
                 if (event := alb.parse_quoted_parts(parts)) is not None:
                     return text, event
-            elif (settled := self._node_settled(text, parts)) is not None:
+            elif (
+                unsettled == _SETTLED_BUT_THE_LAST
+                and (settled := self._node_settled(text, parts)) is not None
+            ):
                 return settled
         if text[:1] in _SHORT_PATH_OTHER_FORMATS:
             return text, _parse_split(text, parts)
         return self._reread(line)
 
     def _node_settled(self, text: str, parts: list[str]) -> tuple[str, Event] | None:
-        """A line of 2026's ALB layout that the short path rewrote (no backslash), with the load
-        balancer node's address after its last quote scrubbed as ``apply`` scrubs it, and its
-        event; None for any other line (an ALB line, which the caller reads again as read:
-        ``parts`` may have been edited)."""
+        """A line of 2026's ALB layout that the short path rewrote (no backslash; ``_unsettled``
+        found it ``_SETTLED_BUT_THE_LAST``), with the load balancer node's address after its last
+        quote scrubbed as ``apply`` scrubs it, and its event; None for any other line (an ALB
+        line, which the caller reads again as read: ``parts`` may have been edited)."""
         assert self._privacy is not None  # only the rules have a short path
         node = self._privacy.node_line(text, parts)
         if node is None:
