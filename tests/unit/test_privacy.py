@@ -1351,6 +1351,8 @@ def _cuts(line: str) -> list[int]:
 SECOND_CLIENT = "198.51.100.9"
 SECOND_LINES = {
     "alb": alb(SECOND_CLIENT, url="/q?t=s3cr3tTwo"),
+    # 2026's layout: 30 quotes, then the load balancer node's address.
+    "alb 2026": alb(SECOND_CLIENT, url="/q?t=s3cr3tTwo", later=f"{TRANSFORMS_NONE} 10.0.1.8"),
     "classic": classic(SECOND_CLIENT, request="GET http://h:80/q?t=s3cr3tTwo HTTP/1.1"),
     "nlb": nlb(SECOND_CLIENT),
     "connection": connection(SECOND_CLIENT),
@@ -1362,7 +1364,7 @@ def _ends(line: str) -> list[int]:
     return [index + 1 for index, char in enumerate(line) if char == '"'] + [len(line)]
 
 
-@pytest.mark.parametrize("first", ["alb", "classic", "nlb", "connection"])
+@pytest.mark.parametrize("first", ["alb", "alb 2026", "classic", "nlb", "connection"])
 def test_a_line_cut_short_keeps_no_value_of_a_line_run_into_it(first: str) -> None:
     """Two lines run together, the first cut anywhere a field or a value starts, the second
     whole or cut after any of its quotes, with or without a space between them: neither the
@@ -1370,8 +1372,15 @@ def test_a_line_cut_short_keeps_no_value_of_a_line_run_into_it(first: str) -> No
     them. On the code before session 16, 266 of 11,096 such lines (cut at any character, the
     second whole) kept the second client; before session 17, 114 of 126,564 (the second cut
     too, the first at every 7th character) did, and 48 of 586,392 with the first cut at every
-    character (just after the opening quote of an ALB line's last quoted field)."""
-    line = {"alb": alb(), "classic": classic(), "nlb": nlb(), "connection": connection()}[first]
+    character (just after the opening quote of an ALB line's last quoted field). Session 29
+    added 2026's ALB layout, first and second, which the rules read as a documented layout."""
+    line = {
+        "alb": alb(),
+        "alb 2026": alb(later=f"{TRANSFORMS_NONE} 10.0.1.9"),
+        "classic": classic(),
+        "nlb": nlb(),
+        "connection": connection(),
+    }[first]
     kept = kept_of_lines_run_in(line, SECOND_LINES.values(), SECOND_CLIENT)
     assert not kept, kept[:3]
 
