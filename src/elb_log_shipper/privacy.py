@@ -846,14 +846,16 @@ class LinePrivacy:
         """
         return self._scrub(text)
 
-    def alb_parts(self, text: str, parts: list[str]) -> str | bool:
+    def alb_parts(self, text: str, parts: list[str]) -> str | bool | None:
         """Redact an ALB line of the common layout in ``parts = text.split('"')`` (25 parts: the
         request is ``parts[1]``, the user agent ``parts[3]``, the redirect URL ``parts[13]``, after
         the last quote nothing that the rules would rewrite; or 31, 2025's layout, whose fields
         after the 12th quoted one hold nothing the rules would rewrite either, but for 2026's load
         balancer node address after the last quote, scrubbed as ``apply`` scrubs it), in place,
-        and return the line they make; False when a drop filter matches it; True when the line is
-        not one this can read (take ``apply``).
+        and return the line they make; False when a drop filter matches it (drop filters alone);
+        with rules that redact, None when one does: drop it if the parser reads its layout
+        (``alb.common_layout``), else take ``apply``; True when the line is not one this can
+        read (take ``apply``).
 
         The caller must use the edited parts only if the parser accepts the same layout
         (``alb.parse_quoted_parts``), which makes ``parts[13]`` the redirect URL.
@@ -902,7 +904,17 @@ class LinePrivacy:
             if drop is not None and drop.matches(
                 _field(head, 8) if drop.status else "", request, parts[3]
             ):
-                return False
+                # Dropped, as `apply` drops it, with drop filters alone. With rules that redact,
+                # `apply` reads a line whose layout is off further on (a field split in two, a
+                # tab) whole, and may keep it, scrubbed, since nothing says which field is the
+                # agent or the status: dropped if the parser reads the layout (the caller's
+                # check; `apply` then takes it as documented) and, with a query rule, no URL mark
+                # follows the request; else `apply` decides.
+                if not self._redacts:
+                    return False
+                if self._redacts_query and _url_marks(text, len(head) + len(request) + 2):
+                    return True
+                return None
             if not self._redacts:
                 return text
             anonymised = head

@@ -175,6 +175,17 @@ def test_alb_fast_path_gives_what_the_tokenizer_path_gives(line: str) -> None:
         assert fast == _outcome(lambda: _parse_fields(line, tokenize(line)))
 
 
+@settings(max_examples=2000)
+@given(mutated_alb_line())
+def test_common_layout_is_the_layout_the_fast_path_reads(line: str) -> None:
+    """``alb.common_layout`` (a drop filter's check, without the event) answers as
+    ``parse_quoted_parts`` does: an event or a value's error for a line of the common layout,
+    None for any other."""
+    parts = line.split('"')
+    fast = _outcome(lambda: alb.parse_quoted_parts(parts))
+    assert alb.common_layout(parts) == (fast is not None)
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [

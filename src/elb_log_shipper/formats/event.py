@@ -523,9 +523,11 @@ class EventBuilder:
             parts = text.split('"')
             if (count := len(parts)) == _ALB_PARTS or count == _ALB_TRANSFORMED_PARTS:
                 kept = privacy.alb_parts(text, parts)
-                if kept is False:
+                if kept is False or (kept is None and alb.common_layout(parts)):
+                    # A drop filter matches it (with rules that redact, in a layout the parser
+                    # reads, which `apply` drops too).
                     return None
-                if kept is not True:
+                if isinstance(kept, str):
                     try:
                         event = alb.parse_quoted_parts(parts)
                     except (ParseError, ValueError, IndexError, KeyError):
@@ -533,7 +535,8 @@ class EventBuilder:
                         return kept, None
                     if event is not None:
                         return kept, event
-                # Not the common layout after all: the edits to `parts` are dropped.
+                # Not the common layout after all (the edits to `parts` are dropped), or a line
+                # a filter matches in a layout the parser does not read: `apply` decides.
         rewritten = privacy.apply(text)
         return None if rewritten is None else (rewritten, None)
 
