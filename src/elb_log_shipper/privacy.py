@@ -808,9 +808,7 @@ class LinePrivacy:
         if len(parts) != _TRANSFORMED_PARTS or text[:1] not in _ALB_INITIALS:
             return None
         tail = parts[30]
-        node = self._node_tails.get(tail, tail)  # the memo, inline: one node of a few a line
-        if node is tail:
-            node = self._node_tail(tail)
+        node = self._node_tail(tail)
         if node is None:
             return None
         if node == tail:
