@@ -31,7 +31,8 @@ How failures surface, by trigger:
   and after ``maxReceiveCount`` dead-letters it) when it could not be read (logged, and counted
   in ``ObjectsFailed``), when one of its objects is ``FAILED`` (S3 or Logstash failing, hop
   budget spent, events not confirmed) or when its continuation could not be sent. The other
-  messages of the batch succeed.
+  messages of the batch succeed. A failed message of the continuation queue comes back sooner
+  than the queue's visibility timeout for its first retries (``retry_after``, ``_back_off``).
 - S3 notification, SNS, EventBridge, direct invocation (asynchronous): when any object is
   ``FAILED`` the invocation raises, after confirming what was sent, so that Lambda retries the
   whole event and, after its retries, sends it to the on-failure destination (dead-letter
@@ -62,6 +63,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
@@ -109,6 +111,14 @@ S3_READ_TIMEOUT = 20.0
 SQS_CONNECT_TIMEOUT = 1.0
 SQS_READ_TIMEOUT = 1.5
 SQS_MAX_ATTEMPTS = 2
+# The longest an SQS call takes (SQS_MAX_ATTEMPTS of the two timeouts): a back-off is set only
+# with that much of the invocation left.
+SQS_CALL_SECONDS = SQS_MAX_ATTEMPTS * (SQS_CONNECT_TIMEOUT + SQS_READ_TIMEOUT)
+# When a continuation that failed comes back, after its 1st to 4th receive (`retry_after`): a
+# minute (a Logstash restart), five, then the queue's 30 minutes and an hour. With the queue's
+# 5 receives (the first at once) that is receives at 0, 1, 6, 36 and 96 minutes and the
+# dead-letter queue at about 126: the 2 hours of retries the queue gave at 30 minutes each.
+RETRY_AFTER_SECONDS = (60, 300, 1800, 3600)
 # The outcomes whose lines were delivered as far as they were read, when no error says otherwise.
 _DELIVERED = frozenset({Outcome.SHIPPED, Outcome.HANDED_OFF})
 
@@ -290,7 +300,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     _add_metrics(trigger, shipment, handoffs)
     result: dict[str, Any] = {"objects": [ledger.as_dict() for ledger in shipment.results]}
     if trigger.kind is TriggerKind.SQS:
-        result["batchItemFailures"] = _batch_item_failures(trigger, to_ship, shipment.results)
+        failures = _batch_item_failures(trigger, to_ship, shipment.results)
+        result["batchItemFailures"] = failures
+        _back_off(event, failures, settings, container, context)
         return result
     if retry_event:
         if shipment.delivery_error is not None:
@@ -374,9 +386,9 @@ def _park_undelivered(shipment: Shipment, settings: Settings) -> None:
     Lambda retries an asynchronous event twice, one and two minutes apart, and then sends it to
     the dead-letter queue: a Logstash down for a few minutes (an upgrade, a blocked pipeline)
     would dead-letter every object written meanwhile, for an operator to replay. A continuation
-    that fails is retried by SQS after the queue's visibility timeout, up to its
-    ``maxReceiveCount`` (the template's 30 minutes and 5 receives: about 2 hours), and the
-    objects ship by themselves once Logstash is back. Without ``CONTINUATION_QUEUE_URL`` the
+    that fails is retried by SQS 1, 5, 30 and 60 minutes after its first four failed receives
+    (``_back_off``), up to the queue's ``maxReceiveCount`` (the template's 5: about 2 hours),
+    and the objects ship by themselves once Logstash is back. Without ``CONTINUATION_QUEUE_URL`` the
     event fails, as before.
     """
     if shipment.delivery_error is None or settings.continuation_queue_url is None:
@@ -453,6 +465,84 @@ def _batch_item_failures(
             failed.append(item.sqs_message_id)
     unique = dict.fromkeys(failed)
     return [{"itemIdentifier": message_id} for message_id in unique]
+
+
+def retry_after(receive_count: int) -> int | None:
+    """Seconds until the continuation queue hands back a message that failed on its
+    ``receive_count``-th receive (``RETRY_AFTER_SECONDS``); None past those: the queue's own
+    visibility timeout (30 minutes).
+
+    >>> [retry_after(count) for count in range(1, 7)]
+    [60, 300, 1800, 3600, None, None]
+    """
+    if 1 <= receive_count <= len(RETRY_AFTER_SECONDS):
+        return RETRY_AFTER_SECONDS[receive_count - 1]
+    return None
+
+
+def _back_off(
+    event: Mapping[str, Any],
+    failures: Sequence[Mapping[str, str]],
+    settings: Settings,
+    container: _Container,
+    context: LambdaContext,
+) -> None:
+    """Set when each failed message of the continuation queue comes back (``retry_after``):
+    SQS would hand it back after the queue's visibility timeout, 30 minutes after each receive,
+    so a Logstash restarted in two minutes held the objects it failed for half an hour.
+
+    Best effort: a message of another queue, a record without its receipt handle or receive
+    count (a hand-made event), an invocation too near its end for one SQS call, or a call that
+    fails leaves the queue's timeout, as before (the call is logged)."""
+    queue_url = settings.continuation_queue_url
+    if not failures or queue_url is None:
+        return
+    failed = {failure["itemIdentifier"] for failure in failures}
+    records = event.get("Records")
+    for record in records if isinstance(records, list) else ():
+        if not isinstance(record, Mapping) or record.get("messageId") not in failed:
+            continue
+        handle = record.get("receiptHandle")
+        attributes = record.get("attributes")
+        count = (
+            attributes.get("ApproximateReceiveCount") if isinstance(attributes, Mapping) else None
+        )
+        if (
+            not isinstance(handle, str)
+            or not isinstance(count, str)
+            or not count.isdecimal()
+            or not _is_queue(record.get("eventSourceARN"), queue_url)
+            or (seconds := retry_after(int(count))) is None
+        ):
+            continue
+        extra = {"message_id": record["messageId"], "receive_count": int(count)}
+        if context.get_remaining_time_in_millis() / 1000 < SQS_CALL_SECONDS:
+            logger.warning("no time left to set when the message is retried", extra=extra)
+            return
+        try:
+            container.sqs_client().change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=seconds
+            )
+        except (BotoCoreError, ClientError) as error:
+            logger.warning(
+                "could not set when the message is retried", extra={**extra, "error": str(error)}
+            )
+            continue
+        logger.info("message retried later", extra={**extra, "retry_after_seconds": seconds})
+
+
+def _is_queue(arn: object, queue_url: str) -> bool:
+    """Whether ``arn`` (an SQS record's ``eventSourceARN``) is the queue at ``queue_url``: the
+    same account and name (``arn:aws:sqs:REGION:ACCOUNT:NAME``, ``https://HOST/ACCOUNT/NAME``).
+
+    >>> _is_queue("arn:aws:sqs:eu-west-1:123456789012:c", "https://sqs.eu-west-1.amazonaws.com/123456789012/c")
+    True
+    """
+    if not isinstance(arn, str):
+        return False
+    parts = arn.split(":")
+    path = urlsplit(queue_url).path.strip("/").split("/")
+    return len(parts) == 6 and parts[2] == "sqs" and len(path) == 2 and path == parts[4:]
 
 
 def _abandoned(trigger: Trigger) -> list[WorkItem]:

@@ -35,6 +35,7 @@ from tests.support.lambda_harness import (
     alb_lines,
     expected,
     joined,
+    log_records,
     metric,
     put_lines,
     received,
@@ -869,3 +870,122 @@ def test_an_object_past_its_hop_budget_after_one_that_shipped_is_dead_lettered(
         assert result["batchItemFailures"] == []
         [message] = container.take_messages(dead_letters)
     assert (json.loads(message["Body"])["key"], json.loads(message["Body"])["hop"]) == (spent, 0)
+
+
+# ---------------------------------------------------------------- back-off of failed continuations
+
+# The test queues' visibility timeout: a failed message whose back-off was not set is back after
+# this, where the first back-off (a minute) keeps it away.
+QUEUE_VISIBILITY_SECONDS = 2
+
+
+def received_event(sqs: Any, queue_url: str, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """The SQS event Lambda's event source mapping makes of ``body`` sent to ``queue_url`` and
+    received from it (receipt handle, receive count, queue ARN), and when it was received."""
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+    (message,) = sqs.receive_message(
+        QueueUrl=queue_url, AttributeNames=["All"], MaxNumberOfMessages=1
+    )["Messages"]
+    taken = time.monotonic()
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    record = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message["Attributes"],
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": arn["Attributes"]["QueueArn"],
+        "awsRegion": "us-east-1",
+    }
+    return {"Records": [record]}, taken
+
+
+def back_after_the_queues_timeout(sqs: Any, queue_url: str, received: float) -> bool:
+    """Whether the message received at ``received`` is back in the queue once the queue's
+    visibility timeout has passed."""
+    time.sleep(max(0.0, received + QUEUE_VISIBILITY_SECONDS + 1.0 - time.monotonic()))
+    response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=0)
+    return bool(response.get("Messages"))
+
+
+def test_a_continuation_logstash_failed_comes_back_in_a_minute_not_the_queues_half_hour(
+    moto: MotoServer, container_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQS hands a failed message back after the queue's visibility timeout (30 minutes), so a
+    Logstash restarted in two minutes held the objects it failed for half an hour: the function
+    sets the first retry a minute away (``retry_after``)."""
+    bucket, key, _ = put_lines(moto, 30, "backoff")
+    sqs = boto3.client("sqs", **moto.client_kwargs())
+    queue_url = sqs.create_queue(
+        QueueName=f"continuation-backoff-{time.monotonic_ns()}",
+        Attributes={"VisibilityTimeout": str(QUEUE_VISIBILITY_SECONDS)},
+    )["QueueUrl"]
+    with RefusingServer(refuse_for=3600) as server:
+        container = container_for(server, **{ENV.CONTINUATION_QUEUE_URL: queue_url})
+        event, received = received_event(sqs, queue_url, make_continuation(ObjectRef(bucket, key)))
+        result = container.invoke(event, 60)
+    message_id = event["Records"][0]["messageId"]
+    assert result["batchItemFailures"] == [{"itemIdentifier": message_id}]
+    assert not back_after_the_queues_timeout(sqs, queue_url, received)
+    (line,) = [r for r in log_records(caplog) if r["message"] == "message retried later"]
+    assert (line["message_id"], line["receive_count"], line["retry_after_seconds"]) == (
+        message_id,
+        1,
+        60,
+    )
+
+
+@pytest.mark.parametrize("case", ["past the schedule", "another queue", "no receipt handle"])
+def test_a_failed_message_the_back_off_does_not_cover_keeps_the_queues_timeout(
+    moto: MotoServer, container_for: Any, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    """After the 4th receive (the queue's timeout from then on), from a queue that is not the
+    continuation queue, or without its receipt handle, a failed message comes back as the queue
+    says; and the invocation reports it all the same."""
+    bucket, key, _ = put_lines(moto, 30, "nobackoff")
+    sqs = boto3.client("sqs", **moto.client_kwargs())
+    queues = [
+        sqs.create_queue(
+            QueueName=f"continuation-{name}-{time.monotonic_ns()}",
+            Attributes={"VisibilityTimeout": str(QUEUE_VISIBILITY_SECONDS)},
+        )["QueueUrl"]
+        for name in ("own", "other")
+    ]
+    queue_url = queues[1] if case == "another queue" else queues[0]
+    with RefusingServer(refuse_for=3600) as server:
+        container = container_for(server, **{ENV.CONTINUATION_QUEUE_URL: queues[0]})
+        event, received = received_event(sqs, queue_url, make_continuation(ObjectRef(bucket, key)))
+        record = event["Records"][0]
+        if case == "past the schedule":
+            record["attributes"]["ApproximateReceiveCount"] = str(
+                len(handler.RETRY_AFTER_SECONDS) + 1
+            )
+        elif case == "no receipt handle":
+            del record["receiptHandle"]
+        result = container.invoke(event, 60)
+    assert result["batchItemFailures"] == [{"itemIdentifier": record["messageId"]}]
+    assert back_after_the_queues_timeout(sqs, queue_url, received)
+    # Not even tried (another queue's receipt handle would fail the call).
+    messages = {r["message"] for r in log_records(caplog)}
+    assert not messages & {"message retried later", "could not set when the message is retried"}
+
+
+def test_a_back_off_sqs_refuses_is_logged_and_the_message_still_reported(
+    moto: MotoServer, container_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    bucket, key, _ = put_lines(moto, 30, "backoffrefused")
+    sqs = boto3.client("sqs", **moto.client_kwargs())
+    queue_url = sqs.create_queue(QueueName=f"continuation-refused-{time.monotonic_ns()}")[
+        "QueueUrl"
+    ]
+    with RefusingServer(refuse_for=3600) as server:
+        container = container_for(server, **{ENV.CONTINUATION_QUEUE_URL: queue_url})
+        event, _ = received_event(sqs, queue_url, make_continuation(ObjectRef(bucket, key)))
+        record = event["Records"][0]
+        record["receiptHandle"] = "not-a-receipt-handle"
+        result = container.invoke(event, 60)
+    assert result["batchItemFailures"] == [{"itemIdentifier": record["messageId"]}]
+    messages = [r["message"] for r in log_records(caplog)]
+    assert "could not set when the message is retried" in messages
+    assert "message retried later" not in messages

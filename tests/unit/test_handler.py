@@ -177,3 +177,38 @@ def test_a_timeout_equal_to_the_deadline_margin_is_a_configuration_error() -> No
         ConfigurationError, match=f"30.0s left, within {ENV.DEADLINE_MARGIN_SECONDS}=30"
     ):
         handler.lambda_handler(event, MarginContext())
+
+
+QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/elb-log-shipper-blue-continuations"
+
+
+@pytest.mark.parametrize(
+    ("arn", "same"),
+    [
+        ("arn:aws:sqs:eu-west-1:123456789012:elb-log-shipper-blue-continuations", True),
+        # Another queue of the account, the same name in another account, not SQS.
+        ("arn:aws:sqs:eu-west-1:123456789012:elb-log-shipper-green-continuations", False),
+        ("arn:aws:sqs:eu-west-1:210987654321:elb-log-shipper-blue-continuations", False),
+        ("arn:aws:sns:eu-west-1:123456789012:elb-log-shipper-blue-continuations", False),
+        ("arn:aws:sqs:eu-west-1:123456789012", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_the_back_off_is_set_only_for_the_continuation_queues_messages(
+    arn: object, same: bool
+) -> None:
+    assert handler._is_queue(arn, QUEUE_URL) is same
+
+
+def test_failed_continuations_come_back_sooner_then_later_and_as_often_as_before() -> None:
+    """The back-off keeps the retries' reach: the dead-letter queue after the queue's 5
+    receives (template.yaml) is still over 2 hours away (2.5 at the queue's 30 minutes each)."""
+    visibility, receives = 1800, 5
+    waits = [handler.retry_after(count) or visibility for count in range(1, receives + 1)]
+    assert waits[0] == 60
+    assert list(handler.RETRY_AFTER_SECONDS) == sorted(handler.RETRY_AFTER_SECONDS)
+    # Receives at 0, 1, 6, 36 and 96 minutes; the dead-letter queue at the sixth, 126.
+    assert sum(waits) >= 2 * 3600
+    assert all(wait <= 12 * 3600 for wait in waits)  # SQS's longest visibility timeout
+    assert handler.retry_after(0) is None
