@@ -201,6 +201,15 @@ _ALB_ANY_CLIENT_QUERY = re.compile(
 # path, as is any line with a timestamp in a field that holds none (checked after the match:
 # another line run into it).
 _WORD = r"[!#-\[\]-~]++"
+
+
+def _spaced(field: str, count: int) -> str:
+    """``count`` fields of the pattern ``field``, each after a space: ``(?: field){count}``
+    written out, which the regular expression engine matches without the state it keeps for
+    each round of a counted repeat (NLB's 15 fields: 1.1 µs a line against 1.35)."""
+    return f" {field}" * count
+
+
 # A token that holds no URL mark either (`?`, `#`, `@`): fields that `_by_fields` takes as a URL
 # when they have one.
 _PLAIN_WORD = r"[!$->A-\[\]-~]++"
@@ -216,14 +225,14 @@ _CLIENT_PORT = rf"(?:({_IPV4_NETWORK})({_ASCII_OCTET})(:[0-9]++)|([0-9A-Fa-f.]*+
 # quote; the request; the rest.
 _CLASSIC_LINE = re.compile(
     rf"([0-9]{{4}}-{_WORD} {_WORD} ){_CLIENT_PORT}"
-    rf'((?: {_WORD}){{8}} ")([^"\\]*+)'
+    rf'({_spaced(_WORD, 8)} ")([^"\\]*+)'
     rf'("(?: "[^"\\]*+" {_PLAIN_WORD} {_PLAIN_WORD})?)'
 )
 # The same Classic line read in the parser's split (`LinePrivacy.classic_fields`): its head (the
 # text before the request's quote: the time, the name, the client and the 8 numbers and
 # addresses, one space after each), with the same groups as above but the request and the rest;
 # and what follows the user agent (the TLS cipher and protocol).
-_CLASSIC_HEAD = re.compile(rf"([0-9]{{4}}-{_WORD} {_WORD} ){_CLIENT_PORT}((?: {_WORD}){{8}} )")
+_CLASSIC_HEAD = re.compile(rf"([0-9]{{4}}-{_WORD} {_WORD} ){_CLIENT_PORT}({_spaced(_WORD, 8)} )")
 _CLASSIC_TAIL = re.compile(rf" {_PLAIN_WORD} {_PLAIN_WORD}")
 # NLB, its 21 fields and the connection's creation time if written (22 documented): `tls`, the
 # version, the time, the name, the listener, the client; then fields that may be quoted lists
@@ -234,7 +243,7 @@ _NLB_VALUE = rf'(?:{_WORD}|"[^"\\]*+")'
 _NLB_FIELD = rf'(?:{_WORD}|"[^"\\]*+"(?:,"[^"\\]*+")*+)'
 _NLB_LINE = re.compile(
     rf"(tls [0-9]++\.[0-9]++ ({_WORD}) {_WORD} {_WORD} ){_CLIENT_PORT}"
-    rf"((?: {_NLB_VALUE}){{12}}(?: {_NLB_FIELD}){{3}}(?: ({_WORD}))?)"
+    rf"({_spaced(_NLB_VALUE, 12)}{_spaced(_NLB_FIELD, 3)}(?: ({_WORD}))?)"
 )
 # An ALB connection log, its 11 documented fields, then any later ones (the trace id, the key
 # exchange, the load balancer, its address): the time, the client (an address alone), its port,
