@@ -989,3 +989,27 @@ def test_a_back_off_sqs_refuses_is_logged_and_the_message_still_reported(
     messages = [r["message"] for r in log_records(caplog)]
     assert "could not set when the message is retried" in messages
     assert "message retried later" not in messages
+
+
+@pytest.mark.parametrize("budget", [60.0, handler.SQS_CALL_SECONDS - 2])
+def test_an_unreadable_message_backs_off_too_if_the_invocation_has_time_for_the_call(
+    moto: MotoServer, container_for: Any, caplog: pytest.LogCaptureFixture, budget: float
+) -> None:
+    """A message that is not understood fails without shipping anything and backs off like a
+    continuation; with less time left than one SQS call may take, the back-off is not tried
+    (the invocation must end in time), and the queue's timeout stands."""
+    sqs = boto3.client("sqs", **moto.client_kwargs())
+    queue_url = sqs.create_queue(
+        QueueName=f"continuation-unreadable-{time.monotonic_ns()}",
+        Attributes={"VisibilityTimeout": str(QUEUE_VISIBILITY_SECONDS)},
+    )["QueueUrl"]
+    with receiver() as server:
+        container = container_for(server, **{ENV.CONTINUATION_QUEUE_URL: queue_url})
+        event, received = received_event(sqs, queue_url, {"not": "a continuation"})
+        result = container.invoke(event, budget, late=True)
+    assert result["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    in_time = budget > handler.SQS_CALL_SECONDS
+    assert back_after_the_queues_timeout(sqs, queue_url, received) is not in_time
+    messages = {r["message"] for r in log_records(caplog)}
+    assert ("message retried later" in messages) is in_time
+    assert ("no time left to set when the message is retried" in messages) is not in_time
