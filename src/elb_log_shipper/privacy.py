@@ -69,7 +69,7 @@ import ipaddress
 import re
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property, lru_cache
 from typing import TypeVar, overload
@@ -495,6 +495,7 @@ class LinePrivacy:
         "_short_path",
         "_truncates",
         "_truncates_alone",
+        "_unfiltered",
     )
 
     def __init__(self, rules: PrivacyRules, detect_format: FormatDetector) -> None:
@@ -521,11 +522,19 @@ class LinePrivacy:
         # The text after the last quote of 2026's lines (the load balancer node's address, one of
         # a few per load balancer), scrubbed (`_node_tail`).
         self._node_tails: dict[str, str | None] = {}
+        # With drop filters and a client rule, the same rules without the filters: their short
+        # path rewrites the ALB lines that `build` then filters itself (`unfiltered`).
+        self._unfiltered = (
+            LinePrivacy(replace(rules, drop=DropRules()), detect_format)
+            if self._anonymises and rules.drop
+            else None
+        )
 
     @property
     def drops(self) -> bool:
-        """Whether the rules have drop filters: their short path then takes no ALB line, and a
-        Classic line only when no filter matches it (``rewritten``)."""
+        """Whether the rules have drop filters: their short path then takes no ALB line (but
+        ``unfiltered``'s does), and a Classic line only when no filter matches it
+        (``rewritten``)."""
         return self._drop is not None
 
     @property
@@ -534,6 +543,38 @@ class LinePrivacy:
         filter; None for others (``CLIENT_IP=keep`` answers most lines as they are; drop
         filters read Classic lines on their own paths)."""
         return self.classic_fields if self._anonymises and self._drop is None else None
+
+    @property
+    def unfiltered(self) -> LinePrivacy | None:
+        """With drop filters and a client rule, the same rules without the filters, whose short
+        path (``rewritten``) takes the ALB lines that these rules' leaves to the longer paths:
+        the caller drops the lines it settles as ``apply`` drops them (``common_dropped``) and
+        reads any other as read. None for other rules."""
+        return self._unfiltered
+
+    def common_dropped(self, text: str, parts: list[str]) -> bool | None:
+        """For a line of the common ALB layout that ``unfiltered``'s short path rewrote (``parts =
+        text.split('"')``; the caller reads the layout: 25 or 31 parts, the agent ``parts[3]``):
+        False when no drop filter matches it (``apply`` keeps it); True when one does, as
+        ``apply`` drops it if the parser reads its layout (the caller's check,
+        ``alb.common_layout``, as for ``alb_parts``); None when one does but, with a query rule,
+        a URL mark follows the request: ``apply`` decides. The rewrite changes none of the
+        fields the filters read (the status, the method, the path, the agent).
+
+        >>> from elb_log_shipper.formats import detect_format
+        >>> rules = PrivacyRules(client_ip=ClientAddress.TRUNCATE,
+        ...                      drop=DropRules(methods=frozenset({"OPTIONS"})))
+        >>> line = 'h2 t a 192.0.2.0:80 - 1 1 1 204 - 0 0 "OPTIONS /p HTTP/2.0" "curl" x'
+        >>> rules.compile(detect_format).common_dropped(line, line.split('"'))
+        True
+        """
+        drop = self._drop
+        assert drop is not None  # with drop filters only
+        if not drop.matches(_field(parts[0], 8) if drop.status else "", parts[1], parts[3]):
+            return False
+        if self._redacts_query and _url_marks(text, len(parts[0]) + len(parts[1]) + 2):
+            return None
+        return True
 
     @property
     def common_line(self) -> Callable[[str], str | None] | None:

@@ -774,24 +774,53 @@ DROPPING = DropRules(
 )
 
 
-@pytest.mark.parametrize(
-    "drop", [DROPPING, DropRules(methods=frozenset({"DELETE"}))], ids=["matching", "not matching"]
-)
+# Drop filters for ALB lines, each matching some of SHORT_PATH_LINES (by status, method, path,
+# agent) or none: with a client rule, `prepared` rewrites an ALB batch with the short path of the
+# rules without them, and `build` filters what it settles.
+ALB_DROPS = {
+    "matching": DROPPING,
+    "not matching": DropRules(methods=frozenset({"DELETE"})),
+    "status": DropRules(status=frozenset({"200"})),
+    "agent": DropRules(user_agent_prefixes=("Mozilla/",)),
+    "path": DropRules(path_prefixes=("/p",), path_suffixes=(".png",)),
+}
+
+
+def filtered_both_ways(
+    line: str, rules: PrivacyRules
+) -> tuple[list[dict[str, Any] | None], list[int]]:
+    """The event of ``line`` (None if dropped) built alone, which reads it by the longer paths
+    (drop filters keep ALB lines off the short path), and after ``prepared``; and each
+    builder's count of lines dropped."""
+    raw = line.encode()
+    alone = EventBuilder(bucket="b", key="k", privacy=rules)
+    events = [_as_written(alone.build(raw, 0))]
+    ahead = EventBuilder(bucket="b", key="k", privacy=rules)
+    events += [_as_written(ahead.build(text, at)) for at, text in ahead.prepared([(0, raw)])]
+    return events, [alone.dropped, ahead.dropped]
+
+
+@pytest.mark.parametrize("drop", ALB_DROPS)
 @pytest.mark.parametrize("client", ANONYMISING)
 @pytest.mark.parametrize("redaction", list(QueryRedaction))
 @pytest.mark.parametrize("name", SHORT_PATH_LINES)
 def test_with_drop_filters_the_short_path_takes_only_the_lines_they_keep(
-    name: str, redaction: QueryRedaction, client: ClientAddress, drop: DropRules
+    name: str, redaction: QueryRedaction, client: ClientAddress, drop: str
 ) -> None:
     """With drop filters, NLB lines and connection logs (no request, status or user agent: never
     dropped), and Classic lines that no filter matches, take the short path as without them;
     ALB lines, and Classic lines a filter matches, are left to the longer paths, which decide
-    whether to drop them."""
+    whether to drop them. An ALB batch, which ``prepared`` rewrites with the short path of the
+    rules without the filters, is dropped, or kept as it is kept, exactly as the longer paths
+    (and ``apply``) decide."""
     line = SHORT_PATH_LINES[name]
-    rules = dataclasses.replace(SHORT_PATH_RULES[client, redaction], drop=drop)
+    rules = dataclasses.replace(SHORT_PATH_RULES[client, redaction], drop=ALB_DROPS[drop])
     privacy = rules.compile(detect_format)
     unfiltered = SHORT_PATH_RULES[client, redaction].compile(detect_format)
     assert privacy is not None and unfiltered is not None
+    (alone, ahead), dropped = filtered_both_ways(line, rules)
+    assert ahead == alone
+    assert dropped[0] == dropped[1] == (alone is None) == (privacy.apply(line) is None)
     short = privacy.rewritten(line)
     if line.startswith("http") or privacy.apply(line) is None:  # ALB, or dropped
         assert short is None
@@ -872,6 +901,55 @@ def test_a_line_of_no_known_type_is_not_dropped_unread_but_fails() -> None:
         assert event is not None, rules
         assert PARSE_FAILURE_TAG in event["tags"]
         assert (builder.dropped, builder.failures) == (0, 1)
+
+
+def test_with_drop_filters_and_a_client_rule_alb_batches_take_the_short_path() -> None:
+    """Otherwise the test above could hold with every ALB line left as it was read: the common
+    ALB lines are rewritten ahead, and those a filter matches are dropped after it."""
+    rules = PrivacyRules(
+        QueryRedaction.VALUES,
+        ClientAddress.TRUNCATE,
+        drop=DropRules(user_agent_prefixes=("ELB-HealthChecker/",)),
+    )
+    lines = [alb(), alb(agent="ELB-HealthChecker/2.0", url="/health"), alb(later=TRANSFORMS_NONE)]
+    lines.append(alb(later=f"{TRANSFORMS_NONE} 10.0.1.9"))
+    batch, offset = [], 0
+    for line in lines:
+        batch.append((offset, line.encode()))
+        offset += len(line) + 1
+    builder = EventBuilder(bucket="b", key="k", privacy=rules)
+    prepared = list(builder.prepared(batch))
+    assert all(isinstance(text, str) for _, text in prepared)
+    events = [builder.build(text, at) for at, text in prepared]
+    assert [event is None for event in events] == [False, True, False, False]
+    assert builder.dropped == 1
+    assert events[3] is not None
+    assert events[3]["aws"]["elb"]["extra_fields"] == ["10.0.1.0"]
+    # Without a client rule (the query rule alone), drop filters leave ALB batches as read.
+    query_alone = dataclasses.replace(rules, client_ip=ClientAddress.KEEP)
+    builder = EventBuilder(bucket="b", key="k", privacy=query_alone)
+    assert list(builder.prepared(batch)) == batch
+
+
+@pytest.mark.parametrize("redaction", list(QueryRedaction))
+def test_a_filter_match_with_a_url_mark_after_the_request_is_left_to_apply(
+    redaction: QueryRedaction,
+) -> None:
+    """``common_dropped`` on a line the short path would not settle with a query rule (a
+    redirect URL with a query after the request): with a query rule, ``apply`` decides (a URL
+    split by a raw quote is scrubbed whole, not dropped); without one, the filter drops it."""
+    rules = PrivacyRules(
+        redaction, ClientAddress.TRUNCATE, drop=DropRules(status=frozenset({"200"}))
+    )
+    compiled = rules.compile(detect_format)
+    assert compiled is not None
+    line = alb(redirect="https://h/cb?code=s3cr3t")
+    expected = None if redaction is not QueryRedaction.NONE else True
+    assert compiled.common_dropped(line, line.split('"')) is expected
+    line = alb(redirect="https://h/cb")
+    assert compiled.common_dropped(line, line.split('"')) is True
+    line = alb(status="404", redirect="https://h/cb?code=s3cr3t")
+    assert compiled.common_dropped(line, line.split('"')) is False
 
 
 def _as_written(event: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ from tests.unit.test_privacy import (
     built_both_ways,
     classic,
     connection,
+    filtered_both_ways,
     nlb,
     shipped_as_the_longer_paths_ship_it,
 )
@@ -267,6 +268,37 @@ def test_the_short_path_gives_the_line_of_the_longer_paths(
     the event of the longer paths, or leaves the line to them."""
     assume(client is not ClientAddress.KEEP or redaction is not QueryRedaction.NONE)
     assert shipped_as_the_longer_paths_ship_it(line, redaction, client)
+
+
+# Drop filters that match some of `common_lines` and not others.
+alb_drops = st.builds(
+    DropRules,
+    user_agent_prefixes=st.sampled_from([(), ("-",), ("bot",), ("Mozilla/",)]),
+    methods=st.sampled_from([frozenset(), frozenset({"GET"}), frozenset({"OPTIONS"})]),
+    status=st.sampled_from([frozenset(), frozenset({"200"}), frozenset({"2x0", "404"})]),
+    path_prefixes=st.sampled_from([(), ("/p",), ("https://h",)]),
+    path_suffixes=st.sampled_from([(), ("/p",), (".png",)]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    common_lines(),
+    st.sampled_from(list(QueryRedaction)),
+    st.sampled_from([ClientAddress.TRUNCATE, ClientAddress.HASH]),
+    alb_drops,
+)
+def test_with_drop_filters_the_short_path_drops_and_keeps_as_the_longer_paths_do(
+    line: str, redaction: QueryRedaction, client: ClientAddress, drop: DropRules
+) -> None:
+    """With drop filters and a client rule, an ALB batch rewritten ahead by the short path of
+    the rules without the filters gives, line by line, the event the longer paths give, or
+    drops the line as they drop it."""
+    rules = dataclasses.replace(SHORT_PATH_RULES[client, redaction], drop=drop)
+    (alone, ahead), dropped = filtered_both_ways(line, rules)
+    label("dropped" if alone is None else "kept")
+    assert ahead == alone
+    assert dropped[0] == dropped[1]
 
 
 # What a field of the other formats may be made into: a timestamp (another line's, or one in a

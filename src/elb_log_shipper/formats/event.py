@@ -71,6 +71,8 @@ _COMMON_ALB_PARTS = frozenset({_ALB_PARTS, _ALB_TRANSFORMED_PARTS})
 # ALB (`LinePrivacy.rewritten`): a Classic or connection log's timestamp, NLB's `tls`. No ALB type
 # starts with one.
 _SHORT_PATH_OTHER_FORMATS = frozenset("0123456789t")
+# The first byte of an ALB line (its type: `http`, `https`, `h2`, `grpcs`, `ws`, `wss`).
+_ALB_INITIAL_BYTES = frozenset((b"h", b"g", b"w"))
 
 # UTF-8's byte-order mark. ELB writes none, but an editor may put one before a local file's first
 # line; the line is read without it (``EventBuilder.build``), at offset 0 still.
@@ -257,12 +259,14 @@ class EventBuilder:
         "_common_line",
         "_drops",
         "_file",
+        "_filtering",
         "_id_prefix",
         "_keep_original",
         "_prepared_chunks",
         "_privacy",
         "_s3",
         "_short_path",
+        "_unfiltered_line",
         "dropped",
         "failures",
         "too_long_lines",
@@ -297,9 +301,16 @@ class EventBuilder:
             None if common_line is None or self._privacy is None else self._privacy.rewritten
         )
         # With drop filters, the short path takes no ALB line: `prepared` offers it only batches
-        # of other formats, and `build` does not ask it again.
+        # of other formats, and `build` does not ask it again. With a client rule as well, an
+        # ALB batch takes the short path of the rules without the filters, and `build` filters
+        # the lines it settles (`_filtered`); `_filtering` says the batch last prepared did.
         self._drops = self._privacy is not None and self._privacy.drops
         self._common_line = None if self._drops else common_line
+        unfiltered = None if self._privacy is None else self._privacy.unfiltered
+        self._unfiltered_line: Callable[[str, bytes], str | bytes] | None = (
+            None if unfiltered is None else unfiltered.rewritten
+        )
+        self._filtering = False
         # A Classic line is redacted in the parser's split, which the parser then reads:
         # `prepared` leaves its batches as they are.
         self._classic = None if self._privacy is None else self._privacy.classic_split
@@ -329,7 +340,9 @@ class EventBuilder:
         """``lines`` (offset, raw bytes) for ``build``, each line that the privacy rules' short
         path rewrites (``LinePrivacy.common_line``) already rewritten, as text; ``lines``
         themselves when the rules have no short path (the defaults), or when they have drop
-        filters and the first line is an ALB line's.
+        filters and the first line is not an NLB line or timestamped (Classic, a connection log),
+        but for an ALB batch with a client rule: the short path of the rules without their drop
+        filters rewrites it (``LinePrivacy.unfiltered``), and ``build`` filters it.
 
         The lines are rewritten ``PREPARE_LINES`` at a time, lazily, before they are parsed:
         the regular expression's code and data then stay in the CPU's caches for a run of lines,
@@ -346,33 +359,36 @@ class EventBuilder:
         >>> list(builder.prepared([(0, line), (48, b"x")]))
         [(0, 'http t app/a 192.0.2.0:80 1 "GET / HTTP/1.1"'), (48, b'x')]
         """
+        short_path = self._short_path
         if (
-            self._short_path is None
-            or (
-                # With drop filters, the short path takes no ALB line, and an object holds one
-                # format: a batch whose first line is not NLB (`tls `) or timestamped (Classic,
-                # a connection log) is left as it is.
-                self._drops
-                and lines
-                and lines[0][1][:4] != b"tls "
-                and not lines[0][1][:1].isdigit()
-            )
+            short_path is None
             # Classic lines are redacted in `build`, in the parser's split.
             or (self._classic is not None and lines and _reads_as_classic(lines[0][1]))
         ):
             return lines
+        filtering = False
+        if self._drops and lines and lines[0][1][:4] != b"tls " and not lines[0][1][:1].isdigit():
+            # With drop filters, the short path takes no ALB line, and an object holds one
+            # format: a batch whose first line is not NLB (`tls `) or timestamped (Classic, a
+            # connection log) is left as it is, but for ALB lines with a client rule, which the
+            # rules' short path without the filters rewrites and `build` filters.
+            if self._unfiltered_line is None or lines[0][1][:1] not in _ALB_INITIAL_BYTES:
+                return lines
+            short_path, filtering = self._unfiltered_line, True
+        self._filtering = filtering
         self._prepared_chunks = []
         starts = range(0, len(lines), PREPARE_LINES)
-        return chain.from_iterable(map(self._prepare, repeat(lines), starts))
+        return chain.from_iterable(map(self._prepare, repeat(lines), starts, repeat(short_path)))
 
-    def _prepare(self, lines: Batch, start: int) -> list[tuple[int, bytes | str]] | Batch:
+    def _prepare(
+        self, lines: Batch, start: int, short_path: Callable[[str, bytes], str | bytes]
+    ) -> list[tuple[int, bytes | str]] | Batch:
         chunk = lines[start : start + PREPARE_LINES]
         offsets, raws = zip(*chunk, strict=True)
         if OversizedLine in map(type, raws):
             return chunk
-        assert self._short_path is not None
         try:
-            texts = list(map(self._short_path, map(bytes.decode, raws), raws))
+            texts = list(map(short_path, map(bytes.decode, raws), raws))
         except UnicodeDecodeError:
             return chunk
         self._prepared_chunks.append(chunk)
@@ -392,7 +408,14 @@ class EventBuilder:
                 # Rewritten by the rules' short path in `prepared` (`_short_path_parsed`, inline).
                 text = raw
                 parts = text.split('"')
-                if "\\" in text or (unsettled := _unsettled(parts)) == _UNSETTLED:
+                if self._filtering:
+                    # Rewritten without the drop filters: `build` filters it.
+                    filtered = self._filtered(text, parts, offset)
+                    if filtered is None:
+                        self.dropped += 1
+                        return None
+                    text, event = filtered
+                elif "\\" in text or (unsettled := _unsettled(parts)) == _UNSETTLED:
                     text, event = self._off_the_common_alb_layout(text, parts, offset)
                 elif unsettled == _SETTLED_BUT_THE_LAST:
                     # 2026's ALB line (`_node_settled`), or off the common layout.
@@ -475,6 +498,37 @@ class EventBuilder:
         if text[:1] in _SHORT_PATH_OTHER_FORMATS:
             return text, _parse_split(text, parts)
         return self._reread(line)
+
+    def _filtered(self, text: str, parts: list[str], offset: int) -> tuple[str, Event] | None:
+        """A line that ``prepared`` rewrote with the short path of the rules without their drop
+        filters (``LinePrivacy.unfiltered``; ``parts = text.split('"')``) and its event, or
+        None when a filter drops it, as ``apply`` decides: a line settled as the common ALB
+        layout (as ``_short_path_parsed`` settles it) is dropped or kept by its fields
+        (``LinePrivacy.common_dropped``); any other is read as read by the longer paths, which
+        drop it or rewrite it (``_private``)."""
+        privacy = self._privacy
+        assert privacy is not None  # only the rules have a short path
+        if "\\" not in text:
+            unsettled = _unsettled(parts)
+            if unsettled == _SETTLED_BUT_THE_LAST:
+                # 2026's layout: the node's address scrubbed (`_node_settled`).
+                node = privacy.node_line(text, parts)
+                if node is not None:
+                    text, unsettled = node, _SETTLED
+            if unsettled == _SETTLED:
+                dropped = privacy.common_dropped(text, parts)
+                if dropped is False:
+                    if (event := alb.parse_quoted_parts(parts)) is not None:
+                        return text, event
+                elif dropped and alb.common_layout(parts):
+                    return None
+        # Not the common layout, or a filter matches and `apply` decides (`parts` may have been
+        # edited): the longer paths, from the line as read.
+        private = self._private(privacy, self._as_read(text, offset))
+        if private is None:
+            return None
+        text, parsed = private
+        return text, _parse(text) if parsed is None else parsed
 
     def _node_settled(self, text: str, parts: list[str]) -> tuple[str, Event] | None:
         """A line of 2026's ALB layout that the short path rewrote (no backslash; ``_unsettled``
