@@ -142,6 +142,9 @@ def test_parse_bench_pairs_the_privacy_rounds() -> None:
         re.M,
     ), out
     assert re.search(rf"ELB-HealthChecker/ \| \| [\d,]+ lines read/s \({change}\) \|$", out, re.M)
+    assert re.search(
+        rf"DROP_METHODS=OPTIONS\) \| \| [\d,]+ lines read/s \({change}\) \|$", out, re.M
+    )
 
 
 def test_parse_bench_measures_every_format_with_and_without_the_rules() -> None:
