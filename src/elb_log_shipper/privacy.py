@@ -547,9 +547,9 @@ class LinePrivacy:
     @property
     def unfiltered(self) -> LinePrivacy | None:
         """With drop filters and a client rule, the same rules without the filters, whose short
-        path (``rewritten``) takes the ALB lines that these rules' leaves to the longer paths:
-        the caller drops the lines it settles as ``apply`` drops them (``common_dropped``) and
-        reads any other as read. None for other rules."""
+        path (``rewritten``) takes the ALB lines that these rules' short path leaves to the
+        longer paths: the caller drops the lines it settles as ``apply`` drops them
+        (``common_dropped``) and reads any other as read. None for other rules."""
         return self._unfiltered
 
     def common_dropped(self, text: str, parts: list[str]) -> bool | None:
