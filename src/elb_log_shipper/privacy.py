@@ -522,11 +522,11 @@ class LinePrivacy:
         # The text after the last quote of 2026's lines (the load balancer node's address, one of
         # a few per load balancer), scrubbed (`_node_tail`).
         self._node_tails: dict[str, str | None] = {}
-        # With drop filters and a client rule, the same rules without the filters: their short
-        # path rewrites the ALB lines that `build` then filters itself (`unfiltered`).
+        # With drop filters and a rule that rewrites, the same rules without the filters: their
+        # short path rewrites the ALB lines that `build` then filters itself (`unfiltered`).
         self._unfiltered = (
             LinePrivacy(replace(rules, drop=DropRules()), detect_format)
-            if self._anonymises and rules.drop
+            if self._redacts and rules.drop
             else None
         )
 
@@ -545,15 +545,23 @@ class LinePrivacy:
         return self.classic_fields if self._anonymises and self._drop is None else None
 
     @property
+    def redacts(self) -> bool:
+        """Whether the rules rewrite lines (a query rule or a client rule): not with drop filters
+        alone."""
+        return self._redacts
+
+    @property
     def unfiltered(self) -> LinePrivacy | None:
-        """With drop filters and a client rule, the same rules without the filters, whose short
-        path (``rewritten``) takes the ALB lines that these rules' short path leaves to the
+        """With drop filters and a rule that rewrites, the same rules without the filters, whose
+        short path (``rewritten``) takes the ALB lines that these rules' short path leaves to the
         longer paths: the caller drops the lines it settles as ``apply`` drops them
-        (``common_dropped``) and reads any other as read. None for other rules."""
+        (``common_dropped``) and reads any other as read. None for other rules (with drop
+        filters alone, the caller reads the lines as they are)."""
         return self._unfiltered
 
     def common_dropped(self, text: str, parts: list[str]) -> bool | None:
-        """For a line of the common ALB layout that ``unfiltered``'s short path rewrote (``parts =
+        """For a line of the common ALB layout that ``unfiltered``'s short path rewrote, or as read
+        with drop filters alone (``parts =
         text.split('"')``; the caller reads the layout: 25 or 31 parts, the agent ``parts[3]``):
         False when no drop filter matches it (``apply`` keeps it); True when one does, as
         ``apply`` drops it if the parser reads its layout (the caller's check,

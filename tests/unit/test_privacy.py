@@ -801,7 +801,7 @@ def filtered_both_ways(
 
 
 @pytest.mark.parametrize("drop", ALB_DROPS)
-@pytest.mark.parametrize("client", ANONYMISING)
+@pytest.mark.parametrize("client", [*ANONYMISING, ClientAddress.KEEP])
 @pytest.mark.parametrize("redaction", list(QueryRedaction))
 @pytest.mark.parametrize("name", SHORT_PATH_LINES)
 def test_with_drop_filters_the_short_path_takes_only_the_lines_they_keep(
@@ -811,16 +811,20 @@ def test_with_drop_filters_the_short_path_takes_only_the_lines_they_keep(
     dropped), and Classic lines that no filter matches, take the short path as without them;
     ALB lines, and Classic lines a filter matches, are left to the longer paths, which decide
     whether to drop them. An ALB batch, which ``prepared`` rewrites with the short path of the
-    rules without the filters, is dropped, or kept as it is kept, exactly as the longer paths
-    (and ``apply``) decide."""
+    rules without the filters (with drop filters alone, decodes as it is), is dropped, or kept
+    as it is kept, exactly as the longer paths (and ``apply``) decide."""
     line = SHORT_PATH_LINES[name]
-    rules = dataclasses.replace(SHORT_PATH_RULES[client, redaction], drop=ALB_DROPS[drop])
+    without = SHORT_PATH_RULES.get((client, redaction), PrivacyRules())
+    rules = dataclasses.replace(without, drop=ALB_DROPS[drop])
     privacy = rules.compile(detect_format)
-    unfiltered = SHORT_PATH_RULES[client, redaction].compile(detect_format)
-    assert privacy is not None and unfiltered is not None
+    assert privacy is not None
     (alone, ahead), dropped = filtered_both_ways(line, rules)
     assert ahead == alone
     assert dropped[0] == dropped[1] == (alone is None) == (privacy.apply(line) is None)
+    if client is ClientAddress.KEEP:
+        return
+    unfiltered = without.compile(detect_format)
+    assert unfiltered is not None
     short = privacy.rewritten(line)
     if line.startswith("http") or privacy.apply(line) is None:  # ALB, or dropped
         assert short is None
@@ -903,7 +907,7 @@ def test_a_line_of_no_known_type_is_not_dropped_unread_but_fails() -> None:
         assert (builder.dropped, builder.failures) == (0, 1)
 
 
-def test_with_drop_filters_and_a_client_rule_alb_batches_take_the_short_path() -> None:
+def test_with_drop_filters_alb_batches_take_the_short_path() -> None:
     """Otherwise the test above could hold with every ALB line left as it was read: the common
     ALB lines are rewritten ahead, and those a filter matches are dropped after it."""
     rules = PrivacyRules(
@@ -925,10 +929,24 @@ def test_with_drop_filters_and_a_client_rule_alb_batches_take_the_short_path() -
     assert builder.dropped == 1
     assert events[3] is not None
     assert events[3]["aws"]["elb"]["extra_fields"] == ["10.0.1.0"]
-    # Without a client rule (the query rule alone), drop filters leave ALB batches as read.
-    query_alone = dataclasses.replace(rules, client_ip=ClientAddress.KEEP)
-    builder = EventBuilder(bucket="b", key="k", privacy=query_alone)
-    assert list(builder.prepared(batch)) == batch
+    # With the query rule alone, a line with a query is left as read (the longer paths redact
+    # it), one without is answered as it is; with drop filters alone, every line as it is. Either
+    # way `build` drops the health check.
+    for client_ip, redaction, texts in (
+        (ClientAddress.KEEP, QueryRedaction.VALUES, [False, True, False, False]),
+        (ClientAddress.KEEP, QueryRedaction.NONE, [True] * 4),
+    ):
+        other = dataclasses.replace(rules, client_ip=client_ip, redact_query=redaction)
+        builder = EventBuilder(bucket="b", key="k", privacy=other)
+        prepared = list(builder.prepared(batch))
+        assert [isinstance(text, str) for _, text in prepared] == texts
+        assert [builder.build(text, at) is None for at, text in prepared] == [
+            False,
+            True,
+            False,
+            False,
+        ]
+        assert builder.dropped == 1
 
 
 @pytest.mark.parametrize("redaction", list(QueryRedaction))
@@ -1014,13 +1032,18 @@ def test_prepared_lines_give_the_events_of_the_lines_themselves(
 
 
 def test_prepared_lines_are_the_lines_themselves_without_a_short_path() -> None:
+    """The defaults; and, for the formats other than ALB (whose batches `build` filters itself:
+    test_with_drop_filters_alb_batches_take_the_short_path), the query rule with drop filters
+    and drop filters alone."""
     lines = [(0, alb().encode())]
+    assert EventBuilder(privacy=None).prepared(lines) is lines
     for rules in (
-        None,
         dataclasses.replace(ALL_RULES["query values"], drop=DropRules(methods=frozenset({"X"}))),
         PrivacyRules(drop=DROPPING),
     ):
-        assert EventBuilder(privacy=rules).prepared(lines) is lines
+        for line in (nlb(), classic(), connection()):
+            lines = [(0, line.encode())]
+            assert EventBuilder(privacy=rules).prepared(lines) is lines
 
 
 @pytest.mark.parametrize("rules", [*SHORT_PATH_RULES.values(), *ALL_RULES.values()])

@@ -118,6 +118,12 @@ _UNSETTLED = 1
 _SETTLED_BUT_THE_LAST = 2
 
 
+def _as_it_is(text: str, _raw: bytes) -> str:
+    """The short path of no rule (``EventBuilder.prepared`` with drop filters alone): the line as
+    read, decoded, for ``build`` to filter (``EventBuilder._filtered``)."""
+    return text
+
+
 def _unsettled(parts: list[str]) -> int:
     """Whether the rules' short path cannot settle, as it rewrote it, a line of ``parts =
     line.split('"')`` (``_UNSETTLED``, ``_SETTLED``): not 25 parts, nor 31 with 2025's transform
@@ -301,15 +307,17 @@ class EventBuilder:
             None if common_line is None or self._privacy is None else self._privacy.rewritten
         )
         # With drop filters, the short path takes no ALB line: `prepared` offers it only batches
-        # of other formats, and `build` does not ask it again. With a client rule as well, an
-        # ALB batch takes the short path of the rules without the filters, and `build` filters
-        # the lines it settles (`_filtered`); `_filtering` says the batch last prepared did.
+        # of other formats, and `build` does not ask it again. An ALB batch takes the short path
+        # of the rules without the filters instead (with drop filters alone, it is decoded as it
+        # is), and `build` filters the lines it settles (`_filtered`); `_filtering` says the
+        # batch last prepared did.
         self._drops = self._privacy is not None and self._privacy.drops
         self._common_line = None if self._drops else common_line
-        unfiltered = None if self._privacy is None else self._privacy.unfiltered
-        self._unfiltered_line: Callable[[str, bytes], str | bytes] | None = (
-            None if unfiltered is None else unfiltered.rewritten
-        )
+        self._unfiltered_line: Callable[[str, bytes], str | bytes] | None = None
+        if self._drops:
+            assert self._privacy is not None
+            unfiltered = self._privacy.unfiltered
+            self._unfiltered_line = _as_it_is if unfiltered is None else unfiltered.rewritten
         self._filtering = False
         # A Classic line is redacted in the parser's split, which the parser then reads:
         # `prepared` leaves its batches as they are.
@@ -359,22 +367,22 @@ class EventBuilder:
         >>> list(builder.prepared([(0, line), (48, b"x")]))
         [(0, 'http t app/a 192.0.2.0:80 1 "GET / HTTP/1.1"'), (48, b'x')]
         """
-        short_path = self._short_path
-        if (
-            short_path is None
+        if self._classic is not None and lines and _reads_as_classic(lines[0][1]):
             # Classic lines are redacted in `build`, in the parser's split.
-            or (self._classic is not None and lines and _reads_as_classic(lines[0][1]))
-        ):
             return lines
+        short_path = self._short_path
         filtering = False
         if self._drops and lines and lines[0][1][:4] != b"tls " and not lines[0][1][:1].isdigit():
             # With drop filters, the short path takes no ALB line, and an object holds one
             # format: a batch whose first line is not NLB (`tls `) or timestamped (Classic, a
-            # connection log) is left as it is, but for ALB lines with a client rule, which the
-            # rules' short path without the filters rewrites and `build` filters.
-            if self._unfiltered_line is None or lines[0][1][:1] not in _ALB_INITIAL_BYTES:
+            # connection log) is left as it is, but for ALB lines, which the rules' short path
+            # without the filters rewrites (or, with drop filters alone, decodes as they are)
+            # and `build` filters.
+            if lines[0][1][:1] not in _ALB_INITIAL_BYTES:
                 return lines
             short_path, filtering = self._unfiltered_line, True
+        if short_path is None:
+            return lines
         self._filtering = filtering
         self._prepared_chunks = []
         starts = range(0, len(lines), PREPARE_LINES)
@@ -509,8 +517,11 @@ class EventBuilder:
         privacy = self._privacy
         assert privacy is not None  # only the rules have a short path
         if "\\" not in text:
-            unsettled = _unsettled(parts)
-            if unsettled == _SETTLED_BUT_THE_LAST:
+            if not privacy.redacts:
+                # Drop filters alone, which change no line: the parser's layout is all there is
+                # to check.
+                unsettled = _SETTLED if len(parts) in _COMMON_ALB_PARTS else _UNSETTLED
+            elif (unsettled := _unsettled(parts)) == _SETTLED_BUT_THE_LAST:
                 # 2026's layout: the node's address scrubbed (`_node_settled`).
                 node = privacy.node_line(text, parts)
                 if node is not None:
