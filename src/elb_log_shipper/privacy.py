@@ -704,26 +704,11 @@ class LinePrivacy:
         """
         if text[:1] in _ALB_INITIALS:
             return self._rewritten_alb(text, otherwise)
-        if (found := _CLASSIC_LINE.fullmatch(text)) is not None:
-            if not _alone(found):
-                return otherwise
-            head, network, octet, port, client, port_to_request, request, rest = found.groups()
-            if self._drop is not None and _classic_dropped(found, self._drop):
-                # The longer path drops it (`rewritten`).
-                return otherwise
-            if self._redacts_query and _url_marks(request, 0):
-                request = self._request(request)
-            client = self._matched_client(network, octet, port, client)
-            return f"{head}{client}{port_to_request}{request}{rest}"
-        if (found := _NLB_LINE.fullmatch(text)) is not None:
-            head, _, network, octet, port, client, rest, created = found.groups()
-            start, stop = found.span(2)
-            end = len(text) if created is None else found.start(8)
-            if _RUN_IN_TIME.search(text, min(start + 11, stop), end) is not None or (
-                created is not None and _RUN_IN_TIME.search(text, min(end + 11, len(text)))
-            ):
-                return otherwise
-            return f"{head}{self._matched_client(network, octet, port, client)}{rest}"
+        # A connection log is tried before Classic: no line matches both (a Classic line's third
+        # field is its client and port, a connection log's the port alone), and a connection
+        # log, which nothing else rewrites, fails Classic's pattern late (0.26 µs); a Classic
+        # line comes here only with drop filters or the query rule alone, and fails this one
+        # early (its second or third field).
         if (found := _CONNECTION_LINE.fullmatch(text)) is not None:
             head, network, client, rest, _, later, last = found.groups()
             start, stop = found.span(5)
@@ -755,6 +740,26 @@ class LinePrivacy:
             if self._truncates:
                 return f"{head}{network}0{rest}{later}"
             return f"{head}{self._address(text[found.start(2) : found.start(4)])}{rest}{later}"
+        if (found := _CLASSIC_LINE.fullmatch(text)) is not None:
+            if not _alone(found):
+                return otherwise
+            head, network, octet, port, client, port_to_request, request, rest = found.groups()
+            if self._drop is not None and _classic_dropped(found, self._drop):
+                # The longer path drops it (`rewritten`).
+                return otherwise
+            if self._redacts_query and _url_marks(request, 0):
+                request = self._request(request)
+            client = self._matched_client(network, octet, port, client)
+            return f"{head}{client}{port_to_request}{request}{rest}"
+        if (found := _NLB_LINE.fullmatch(text)) is not None:
+            head, _, network, octet, port, client, rest, created = found.groups()
+            start, stop = found.span(2)
+            end = len(text) if created is None else found.start(8)
+            if _RUN_IN_TIME.search(text, min(start + 11, stop), end) is not None or (
+                created is not None and _RUN_IN_TIME.search(text, min(end + 11, len(text)))
+            ):
+                return otherwise
+            return f"{head}{self._matched_client(network, octet, port, client)}{rest}"
         return otherwise
 
     def classic_fields(self, text: str, parts: list[str]) -> tuple[str, list[str]] | None:
