@@ -775,8 +775,8 @@ DROPPING = DropRules(
 
 
 # Drop filters for ALB lines, each matching some of SHORT_PATH_LINES (by status, method, path,
-# agent) or none: with a client rule, `prepared` rewrites an ALB batch with the short path of the
-# rules without them, and `build` filters what it settles.
+# agent) or none: `prepared` rewrites an ALB batch with the short path of the rules without them
+# (with drop filters alone, decodes it as it is), and `build` filters what it settles.
 ALB_DROPS = {
     "matching": DROPPING,
     "not matching": DropRules(methods=frozenset({"DELETE"})),
