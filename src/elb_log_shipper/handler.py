@@ -302,7 +302,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if trigger.kind is TriggerKind.SQS:
         failures = _batch_item_failures(trigger, to_ship, shipment.results)
         result["batchItemFailures"] = failures
-        _back_off(event, failures, settings, container, context)
+        _back_off(trigger, failures, settings, container, context)
         return result
     if retry_event:
         if shipment.delivery_error is not None:
@@ -481,7 +481,7 @@ def retry_after(receive_count: int) -> int | None:
 
 
 def _back_off(
-    event: Mapping[str, Any],
+    trigger: Trigger,
     failures: Sequence[Mapping[str, str]],
     settings: Settings,
     container: _Container,
@@ -498,30 +498,20 @@ def _back_off(
     if not failures or queue_url is None:
         return
     failed = {failure["itemIdentifier"] for failure in failures}
-    records = event.get("Records")
-    for record in records if isinstance(records, list) else ():
-        if not isinstance(record, Mapping) or record.get("messageId") not in failed:
-            continue
-        handle = record.get("receiptHandle")
-        attributes = record.get("attributes")
-        count = (
-            attributes.get("ApproximateReceiveCount") if isinstance(attributes, Mapping) else None
-        )
+    for receipt in trigger.receipts:
         if (
-            not isinstance(handle, str)
-            or not isinstance(count, str)
-            or not count.isdecimal()
-            or not _is_queue(record.get("eventSourceARN"), queue_url)
-            or (seconds := retry_after(int(count))) is None
+            receipt.message_id not in failed
+            or not _is_queue(receipt.queue_arn, queue_url)
+            or (seconds := retry_after(receipt.receive_count)) is None
         ):
             continue
-        extra = {"message_id": record["messageId"], "receive_count": int(count)}
+        extra = {"message_id": receipt.message_id, "receive_count": receipt.receive_count}
         if context.get_remaining_time_in_millis() / 1000 < SQS_CALL_SECONDS:
             logger.warning("no time left to set when the message is retried", extra=extra)
             return
         try:
             container.sqs_client().change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=seconds
+                QueueUrl=queue_url, ReceiptHandle=receipt.receipt_handle, VisibilityTimeout=seconds
             )
         except (BotoCoreError, ClientError) as error:
             logger.warning(

@@ -560,9 +560,9 @@ class LinePrivacy:
         return self._unfiltered
 
     def common_dropped(self, text: str, parts: list[str]) -> bool | None:
-        """For a line of the common ALB layout that ``unfiltered``'s short path rewrote, or as read
-        with drop filters alone (``parts =
-        text.split('"')``; the caller reads the layout: 25 or 31 parts, the agent ``parts[3]``):
+        """For a line of the common ALB layout, as read or as ``unfiltered``'s short path rewrote
+        it (``parts = text.split('"')``; the caller reads the layout: 25 or 31 parts, the agent
+        ``parts[3]``; ``alb_parts`` and ``formats.EventBuilder`` ask):
         False when no drop filter matches it (``apply`` keeps it); True when one does, as
         ``apply`` drops it if the parser reads its layout (the caller's check,
         ``alb.common_layout``, as for ``alb_parts``); None when one does but, with a query rule,
@@ -961,21 +961,17 @@ class LinePrivacy:
                 # Not the common layout, or not an ALB line (which the parser then fails: a drop
                 # filter must not drop it unread).
                 return True
-            drop = self._drop
-            if drop is not None and drop.matches(
-                _field(head, 8) if drop.status else "", request, parts[3]
-            ):
+            dropped = False if self._drop is None else self.common_dropped(text, parts)
+            if dropped is not False:
                 # Dropped, as `apply` drops it, with drop filters alone. With rules that redact,
                 # `apply` reads a line whose layout is off further on (a field split in two, a
                 # tab) whole, and may keep it, scrubbed, since nothing says which field is the
                 # agent or the status: dropped if the parser reads the layout (the caller's
                 # check; `apply` then takes it as documented) and, with a query rule, no URL mark
-                # follows the request; else `apply` decides.
+                # follows the request (`common_dropped`); else `apply` decides.
                 if not self._redacts:
                     return False
-                if self._redacts_query and _url_marks(text, len(head) + len(request) + 2):
-                    return True
-                return None
+                return True if dropped is None else None
             if not self._redacts:
                 return text
             anonymised = head

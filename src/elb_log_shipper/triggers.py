@@ -75,6 +75,7 @@ __all__ = [
     "SAMPLE_ETAG",
     "Decision",
     "RejectedMessage",
+    "SqsReceipt",
     "Trigger",
     "TriggerError",
     "TriggerKind",
@@ -169,16 +170,31 @@ class RejectedMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class SqsReceipt:
+    """What SQS says of one message of the batch: the queue it came from, its receipt handle and
+    how many times it has been received (``ApproximateReceiveCount``): enough to set when a
+    failed one comes back (``handler._back_off``)."""
+
+    message_id: str
+    queue_arn: str
+    receipt_handle: str
+    receive_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class Trigger:
     """What invoked the function and the objects it named, in event order.
 
     ``rejected`` lists SQS messages that could not be read: report them as
     ``batchItemFailures`` so that SQS retries them and, in the end, dead-letters them.
+    ``receipts`` has each SQS message's receipt, where its record has one (not a hand-made
+    event's), read or not.
     """
 
     kind: TriggerKind
     items: tuple[WorkItem, ...] = ()
     rejected: tuple[RejectedMessage, ...] = ()
+    receipts: tuple[SqsReceipt, ...] = ()
 
     @property
     def to_ship(self) -> tuple[WorkItem, ...]:
@@ -360,6 +376,23 @@ def parse_continuation(message: Mapping[str, Any]) -> ObjectRef:
 # --- shapes -------------------------------------------------------------------------------------
 
 
+def _sqs_receipt(message_id: str, record: Mapping[str, Any]) -> SqsReceipt | None:
+    """The receipt of the SQS message of ``record``; None when the record has none (a hand-made
+    event: no receipt handle, no receive count, no queue)."""
+    arn = record.get("eventSourceARN")
+    handle = record.get("receiptHandle")
+    attributes = record.get("attributes")
+    count = attributes.get("ApproximateReceiveCount") if isinstance(attributes, Mapping) else None
+    if (
+        not isinstance(arn, str)
+        or not isinstance(handle, str)
+        or not isinstance(count, str)
+        or not count.isdecimal()
+    ):
+        return None
+    return SqsReceipt(message_id, arn, handle, int(count))
+
+
 def _parse_records(records: object) -> Trigger:
     if not isinstance(records, Sequence) or isinstance(records, str) or not records:
         raise TriggerError("the event's Records is not a non-empty list")
@@ -370,13 +403,16 @@ def _parse_records(records: object) -> Trigger:
     if sources == {"aws:sqs"}:
         items: list[WorkItem] = []
         rejected: list[RejectedMessage] = []
+        receipts: list[SqsReceipt] = []
         for record in records:
             message_id = _text(record.get("messageId"), "SQS record messageId")
             try:
                 items.extend(items_from_sqs_record(record))
             except TriggerError as error:
                 rejected.append(RejectedMessage(message_id, str(error)))
-        return Trigger(TriggerKind.SQS, tuple(items), tuple(rejected))
+            if (receipt := _sqs_receipt(message_id, record)) is not None:
+                receipts.append(receipt)
+        return Trigger(TriggerKind.SQS, tuple(items), tuple(rejected), tuple(receipts))
     if sources == {_SNS_SOURCE}:
         sns_items = (item for record in records for item in _sns_record_items(record, None))
         return Trigger(TriggerKind.SNS, tuple(sns_items))

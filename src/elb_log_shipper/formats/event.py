@@ -71,8 +71,8 @@ _COMMON_ALB_PARTS = frozenset({_ALB_PARTS, _ALB_TRANSFORMED_PARTS})
 # ALB (`LinePrivacy.rewritten`): a Classic or connection log's timestamp, NLB's `tls`. No ALB type
 # starts with one.
 _SHORT_PATH_OTHER_FORMATS = frozenset("0123456789t")
-# The first byte of an ALB line (its type: `http`, `https`, `h2`, `grpcs`, `ws`, `wss`).
-_ALB_INITIAL_BYTES = frozenset((b"h", b"g", b"w"))
+# The first byte of an ALB line: its type's.
+_ALB_INITIAL_BYTES = frozenset(kind[:1].encode() for kind in alb.TYPES)
 
 # UTF-8's byte-order mark. ELB writes none, but an editor may put one before a local file's first
 # line; the line is read without it (``EventBuilder.build``), at offset 0 still.
