@@ -4,6 +4,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The tests run in this many processes (pytest-xdist; 0: in pytest's own, one at a time). Most of
+# the functional tests wait on sockets, timeouts and deadlines rather than compute, so two workers
+# on a two-core machine take about 60 % of the time that one does; more than the cores starve the
+# in-process test servers of CPU (a busy receiver taken for a stalled one is a resend, and a test
+# that counts duplicates fails), so the default is 2, not the core count.
+PYTEST_WORKERS ?= 2
+PYTEST := pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 .PHONY: demo test lint typecheck unit unit-runtime functional deployable bench clean
 
@@ -25,13 +32,13 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/$(PYTEST) tests/unit -q
 
 functional: $(STAMP) tools
-	$(BIN)/pytest tests/functional -q
+	$(BIN)/$(PYTEST) tests/functional -q
 
 test: lint typecheck tools
-	$(BIN)/pytest -q
+	$(BIN)/$(PYTEST) -q
 	$(MAKE) unit-runtime
 
 bench: $(STAMP)
@@ -87,7 +94,7 @@ $(RUNTIME_STAMP): pyproject.toml
 unit-runtime:
 	@if PYENV_VERSION=$(SAM_PYENV) sh -c 'command -v $(RUNTIME_PYTHON)' >/dev/null; then \
 		$(MAKE) $(RUNTIME_STAMP) && $(RUNTIME_VENV)/bin/python --version && \
-		$(RUNTIME_VENV)/bin/pytest tests/unit -q -p no:cacheprovider; \
+		$(RUNTIME_VENV)/bin/$(PYTEST) tests/unit -q -p no:cacheprovider; \
 	elif [ "$${CI:-}" = true ]; then \
 		echo "unit-runtime: $(RUNTIME_PYTHON) is not on PATH (SAM_PYENV=$(SAM_PYENV))"; exit 1; \
 	else \

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 from bench.corpus import alb_lines
 
 from elb_log_shipper import cli
-from tests.support.cli_runner import run_command
+from tests.support.cli_runner import printed_resume_commands, run_command, run_resume_processes
 from tests.support.faults import SlowReadingServer
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer
 
@@ -108,26 +107,14 @@ def test_ctrl_c_during_a_two_job_backfill_then_the_resume_commands_ship_every_li
         assert "Traceback" not in stderr
         assert "SIGINT: stopping the objects in progress at their next batch" in stderr
         first = received(slow.events)
-        resumes = [
-            shlex.split(line.strip()) for line in stderr.splitlines() if line.startswith("  elb-")
-        ]
+        resumes = printed_resume_commands(stderr)
         # The two objects in flight stopped part-way resume at their offsets, the rest after
         # the last object handed back.
         offsets = [r for r in resumes if "--start-offset" in r]
         assert len(offsets) == 2, stderr
         assert len(resumes) == 3, stderr
         assert 0 < sum(first.values()) < sum(expected.values())
-        for resume in resumes:
-            assert resume[0] == "elb-log-shipper"
-            result = subprocess.run(
-                [*COMMAND, *resume[1:]],
-                check=False,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=90,
-            )
-            assert result.returncode == cli.EXIT_OK, result.stderr
+        run_resume_processes(resumes, env, timeout=90)
         slow.wait_idle()
         both = received(slow.events)
     # Together, every line exactly once.

@@ -298,12 +298,15 @@ def test_file_descriptors_stay_flat_over_1000_objects(
             assert result.error is None
             assert result.events_confirmed == 3
 
-    def settled_fds(expected: int | None) -> int:
-        """Open descriptors once the receiver's threads have closed their side."""
+    def settled_fds(most: int | None) -> int:
+        """Open descriptors once the receiver's threads have closed their side: for up to 5 s,
+        until there are at most ``most``. (The first count may catch a descriptor of the run
+        still closing, a socket or a thread's: the test asks that 990 objects more leave no
+        more open than that, not fewer.)"""
         receiver.wait_idle()
         end = time.monotonic() + 5
         count = open_fds()
-        while expected is not None and count != expected and time.monotonic() < end:
+        while most is not None and count > most and time.monotonic() < end:
             time.sleep(0.05)
             count = open_fds()
         return count
@@ -316,7 +319,7 @@ def test_file_descriptors_stay_flat_over_1000_objects(
     finally:
         pool.close()
 
-    assert after_1000 == after_10
+    assert after_1000 <= after_10
     assert pool.open_connections == 0
     assert len(receiver.events) == 3_000
     assert receiver.max_active <= 2

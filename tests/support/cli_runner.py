@@ -70,3 +70,20 @@ def run_resume_commands(capsys: pytest.CaptureFixture[str], commands: list[list[
     for command in commands:
         run = run_command(capsys, *command)
         assert run.status == cli.EXIT_OK, (command, run.err)
+
+
+def run_resume_processes(
+    commands: list[list[str]], env: Mapping[str, str], timeout: float = 60.0
+) -> None:
+    """Run each command an interrupted run printed (``printed_resume_commands``) as a process of
+    its own, as a user runs them: each must finish (exit 0)."""
+    for command in commands:
+        result = subprocess.run(
+            [*COMMAND, *command],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert result.returncode == cli.EXIT_OK, (command, result.stderr)
