@@ -665,7 +665,10 @@ def ship_objects(
         shipment.confirmation = final.stats
         shipment.events_confirmed += shipment.confirmation.events_confirmed
     if shipment.delivery_error is not None:
-        pool.close()
+        # Beats windows acknowledged while their connection waited in the pool count (their
+        # senders' offsets move) before the hand-offs are decided.
+        settled = pool.close()
+        shipment.events_confirmed += sum(batch.events for batch in settled)
         _unconfirmed_hand_off(shipment, senders)
     shipment.seconds = time.monotonic() - started
     return shipment

@@ -18,11 +18,11 @@ from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
 from elb_log_shipper.logstash.beats import BEAT_NAME, METADATA, PIPELINED_WINDOWS
 from elb_log_shipper.logstash.pool import BEATS_WINDOW_START
 from elb_log_shipper.logstash.sender import LAG_IN_FLIGHTS, QUEUE_BATCHES_PER_CONNECTION
-from elb_log_shipper.pipeline import deliver_object
+from elb_log_shipper.pipeline import deliver_object, ship_objects
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.report import Outcome
 from tests.functional.test_logstash_delivery import all_ids, batches, ship
-from tests.support.beats_server import BeatsServer, Faults
+from tests.support.beats_server import BeatsServer, Faults, ack
 from tests.support.certs import CertBundle
 from tests.support.faults import CapAtAccept
 from tests.support.lambda_harness import alb_lines
@@ -130,6 +130,125 @@ def test_finish_without_confirm_is_confirmed_by_the_next_finish() -> None:
         assert first.confirmed_offset == 40
         pool.close()
     assert_exactly_once(server, 400)
+
+
+def test_acks_that_arrived_on_an_idle_connection_count_when_the_pool_closes() -> None:
+    """After a delivery error the function closes the pool, then hands off each object from its
+    confirmed offset: a final ACK that arrived while the connection waited in the pool was read
+    as it closed and thrown away, so lines Logstash had acknowledged were handed off again."""
+    with BeatsServer() as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        sender = LogstashSender(pool, deadline=time.monotonic() + 30)
+        sender.send(in_format(batches(16, 16)[0], sender.batch_format), 16, 10)
+        sender.finish(time.monotonic() + 30, confirm=False)
+        waited = time.monotonic() + 5.0
+        while not (server.windows and server.windows[0].acked) and time.monotonic() < waited:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the ACK crossing loopback into our socket
+        settled = pool.close()
+    assert sender.confirmed_offset == 10
+    assert [batch.events for batch in settled] == [16]
+
+
+def test_an_object_acknowledged_is_not_handed_off_again_when_a_later_one_times_out(
+    tmp_path: Path,
+) -> None:
+    """Through ``ship_objects`` (the function's path): every window of A is acknowledged, B's
+    pipeline blocks (keep-alives only) until the invocation's hard deadline. A was handed off
+    from before its end, its last windows' ACKs unread in the pool (5 runs of 5)."""
+    lines = alb_lines(1_040)
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_bytes(b"".join(line + b"\n" for line in lines[:1_000]))
+    second.write_bytes(b"".join(line + b"\n" for line in lines[1_000:]))
+    blocked = threading.Event()
+
+    def reply(sock: Any, connection: int, number: int, events: list[dict[str, Any]]) -> bool:
+        if events[0]["log"]["file"]["path"].endswith("a.log"):
+            sock.sendall(ack(len(events)))
+            return True
+        while not blocked.wait(0.2):  # Logstash's pipeline blocked: keep-alives only
+            sock.sendall(ack(0))
+        return False
+
+    with BeatsServer(faults=Faults(reply=reply)) as server:
+        settings = beats_settings(
+            server, pool_size=2, deadline_margin=2.0, beats_window_max=16, batch_bytes=64 * 1024
+        )
+        end = time.monotonic() + 6.0
+        try:
+            shipment = ship_objects(
+                [ObjectRef.local(str(first)), ObjectRef.local(str(second))],
+                SocketPool(settings),
+                settings,
+                remaining=lambda: end - time.monotonic(),
+            )
+        finally:
+            blocked.set()
+        ids = [
+            event["event"]["id"]
+            for event in server.events
+            if event["log"]["file"]["path"].endswith("a.log")
+        ]
+    assert shipment.delivery_error is not None  # B timed out, as intended
+    assert len(ids) == len(set(ids)) == 1_000  # every line of A, each acknowledged once
+    result = shipment.results[0]
+    assert result.outcome is Outcome.SHIPPED, (result.outcome, result.next_offset, result.error)
+
+
+def test_a_partial_ack_confirms_its_events_and_only_the_rest_is_resent() -> None:
+    """``2A seq`` below the window's count: its events up to seq are in Logstash's queue. A
+    connection lost after it resent the whole window; libbeat resends only the rest
+    (``msgRef.callback``: ``r.slice = r.slice[n:]``)."""
+    broke = threading.Event()
+
+    def reply(sock: Any, connection: int, number: int, events: list[dict[str, Any]]) -> bool:
+        if not broke.is_set():
+            broke.set()
+            sock.sendall(ack(10))  # events 1-10 taken, then the connection breaks
+            return False
+        sock.sendall(ack(len(events)))
+        return True
+
+    with BeatsServer(faults=Faults(reply=reply)) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        sender = LogstashSender(pool, deadline=time.monotonic() + 30)
+        offsets = list(range(0, 160, 10))
+        sender.send(in_format(batches(16, 16)[0], sender.batch_format), 16, 160, offsets)
+        stats = sender.finish(time.monotonic() + 30)
+        pool.close()
+    seen = collections.Counter(server.event_ids())
+    assert sorted(seen) == sorted(all_ids(16))
+    assert {event_id for event_id, count in seen.items() if count > 1} == {
+        f"e-{index}" for index in range(10, 16)
+    }
+    assert stats.events_confirmed == 16
+    assert stats.events_resent == 6
+    assert sender.confirmed_offset == 160
+
+
+def test_a_connection_dropped_after_acks_is_not_taken_for_a_connection_cap() -> None:
+    """A cap turns a connection away before it carries anything; one on which Logstash
+    acknowledged windows was admitted. Dropped while another was busy, it was counted a refusal:
+    the pool went down to one connection, growing back by one every 10 s."""
+    second_busy = threading.Event()
+
+    def reply(sock: Any, connection: int, number: int, events: list[dict[str, Any]]) -> bool:
+        if connection == 1:
+            second_busy.set()
+            time.sleep(0.02)
+        if connection == 0 and number == 3:
+            second_busy.wait(5)  # the pool's other connection is in use
+            return False  # dropped after three acknowledged windows
+        sock.sendall(ack(len(events)))
+        return True
+
+    with BeatsServer(faults=Faults(reply=reply)) as server:
+        pool = SocketPool(beats_settings(server, pool_size=2, beats_window_max=16))
+        stats = ship(pool, batches(4_000, 100))
+        pool.close()
+    assert second_busy.is_set()
+    assert stats.events_confirmed == 4_000
+    assert (pool.counters.refusals, pool.connection_limit) == (0, 2)
 
 
 # Faults.

@@ -26,7 +26,7 @@ from typing import Any
 
 from tests.support.receiver import JOIN_SECONDS, ConnectionRecord, JsonLinesReceiver
 
-__all__ = ["BeatsServer", "Faults", "WindowRecord"]
+__all__ = ["BeatsServer", "Faults", "WindowRecord", "ack"]
 
 _ACK = struct.Struct(">2sI")
 
@@ -78,6 +78,16 @@ class Faults:
     close_on_garbage_after: float | None = None
     # The first connection does it this much later (a pause of Logstash's, once).
     first_close_on_garbage_after: float | None = None
+    # A script that answers every window instead (for the rest of the faults above): given the
+    # socket, the connection's number, the window's number on it and its events, it writes what
+    # it likes (``ack(seq)``) and returns False to end the connection. It marks nothing
+    # acknowledged (``unacknowledged_ids`` does not apply).
+    reply: Callable[[socket.socket, int, int, list[dict[str, Any]]], bool] | None = None
+
+
+def ack(seq: int) -> bytes:
+    """An ACK frame of ``seq``, for ``Faults.reply`` scripts."""
+    return _ACK.pack(b"2A", seq)
 
 
 # Linux's TCP state while our FIN is not yet acknowledged (`tcp_info.tcpi_state`).
@@ -271,6 +281,10 @@ class BeatsServer(JsonLinesReceiver):
         """ACK ``window`` (or misbehave); False when the connection is to end."""
         faults = self.faults
         count = len(window.events)
+        if faults.reply is not None:
+            with self._lock:
+                number = sum(1 for w in self.windows if w.connection == record.index) - 1
+            return faults.reply(sock, record.index, number, window.events)
         if record.index < faults.close_without_ack_connections:
             return False
         if faults.drop_every_nth_window:

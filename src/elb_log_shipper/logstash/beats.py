@@ -31,6 +31,7 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Iterator
 from typing import NoReturn
 
 from isal import isal_zlib
@@ -177,6 +178,12 @@ def split_events(batch: Batch, most: int) -> list[Batch]:
     """
     if batch.events <= most:
         return [batch]
+    return _renumbered(batch, itertools.repeat(most))
+
+
+def _renumbered(batch: Batch, sizes: Iterator[int]) -> list[Batch]:
+    """``batch`` cut into windows of ``next(sizes)`` events each (the last one of what is left),
+    each numbered from 1 again (tickets: ``cut_batch``)."""
     data = batch.data
     view = memoryview(data)
     chunks: list[tuple[bytes, int]] = []
@@ -184,6 +191,7 @@ def split_events(batch: Batch, most: int) -> list[Batch]:
     while start < len(data):
         parts: list[bytes | memoryview] = []
         seq = 0
+        most = next(sizes)
         while seq < most and start < len(data):
             tag, _, length = _JSON.unpack_from(data, start)
             if tag != b"2J":
@@ -209,6 +217,9 @@ class BeatsConnection(Connection):
         self._received = bytearray()
         self.windows_acked = 0
         self.partial_acks = 0
+        # The highest partial ACK of the oldest window in flight: its events up to this one are
+        # in Logstash's queue (``last_words``).
+        self._head_acked = 0
         self.keepalives = 0
         self.silence_probes = 0
 
@@ -273,6 +284,15 @@ class BeatsConnection(Connection):
         # A reply that is no ACK breaks the protocol: the next connection reports it.
         with contextlib.suppress(DeliveryError):
             self._take_acks()
+        if self._head_acked and self._in_flight:
+            # A partial ACK: the events up to it are in Logstash's queue, so they count as
+            # confirmed and only the rest of the window is resent, as libbeat does
+            # (``msgRef.callback`` in outputs/logstash: ``r.slice = r.slice[n:]``).
+            head = self._in_flight.popleft()
+            taken, rest = _renumbered(head, iter((self._head_acked, head.events)))
+            self._head_acked = 0
+            self.confirmed.append(taken)
+            self._in_flight.appendleft(rest)
 
     def heard(self, data: bytes) -> None:
         self._received += data
@@ -396,10 +416,12 @@ class BeatsConnection(Connection):
                 self.confirmed.append(self._in_flight.popleft())
                 self.windows_acked += 1
                 self.made_progress = True
+                self._head_acked = 0
             elif seq == 0:
                 self.keepalives += 1
             elif seq < events:
                 self.partial_acks += 1
+                self._head_acked = max(self._head_acked, seq)
             else:  # as elastic/go-lumber's client: "invalid sequence number received"
                 del received[:offset]
                 self._protocol_error(f"acknowledged event {seq} of a window of {events}")

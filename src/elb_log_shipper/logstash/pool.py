@@ -152,7 +152,9 @@ class SocketPool:
         confirm sooner (beats: smaller windows, unless some were acknowledged on it)."""
         with self._cond:
             others = sum(1 for other in self._lent if other is not conn and not other.closed)
-            if conn.turned_away() and others:
+            # A beats connection on which windows were acknowledged was admitted: a cap turns a
+            # connection away before it carries anything.
+            if conn.turned_away() and not conn.made_progress and others:
                 self._refused(others + len(self._idle))
                 return True
             if isinstance(conn, BeatsConnection):
@@ -233,6 +235,8 @@ class SocketPool:
                 alive = conn.is_alive()
             except BaseException:
                 self.discard(conn)  # a fatal TLS alert: its slot is free again
+                if settled is not None:
+                    settled.extend(conn.take_confirmed())
                 raise
             if alive:
                 conn.times_lent += 1
@@ -329,10 +333,16 @@ class SocketPool:
                 self._idle.remove(conn)
             self._cond.notify_all()
 
-    def close(self) -> None:
+    def close(self) -> list[Batch]:
         """Close every idle socket and shut down those lent (process exit, tests). Unconfirmed
         batches on them are dropped; confirm first (``LogstashSender(pool).finish(deadline)``)
         to keep them. The pool stays usable and opens new connections when asked.
+
+        Returns the batches that the idle connections' last ACKs confirmed (beats: ACKs that
+        arrived while a connection waited in the pool, read as it closes), each confirmed to
+        the sender that queued it: a window Logstash acknowledged counts, and is not handed off
+        again (``pipeline.ship_objects`` closes the pool after a delivery error, then reads each
+        sender's confirmed offset).
 
         A lent connection is only shut down (``Connection.interrupt``): its writer, if it still
         runs, may be between a check and a system call on its descriptor, which closing would
@@ -344,10 +354,17 @@ class SocketPool:
             self._idle.clear()
             self._lent.clear()
             self._cond.notify_all()
+        settled: list[Batch] = []
         for conn in idle:
             conn.close()
+            settled += conn.take_confirmed()
         for conn in lent:
             conn.interrupt()
+        for batch in settled:
+            batch.confirmed()
+        if settled:
+            self.confirmed(settled)
+        return settled
 
     def _refused(self, working: int) -> None:
         """Called under the lock: the receiver turned a connection away while ``working`` were

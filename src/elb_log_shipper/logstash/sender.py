@@ -504,16 +504,25 @@ class _Worker(threading.Thread):
 
     def hand_back(self) -> None:
         """Return the current connection to the pool for reuse: a beats connection after its
-        windows were acknowledged, or any one with ``finish(confirm=False)``."""
-        if self._conn is not None:
-            self._pool.release(self._conn)
-            self._conn = None
+        windows were acknowledged, or any one with ``finish(confirm=False)``. One that
+        ``SocketPool.close`` shut down meanwhile is closed (``drop_connection``)."""
+        conn = self._conn
+        if conn is None:
+            return
+        if conn.interrupted:
+            self.drop_connection()
+            return
+        self._conn = None
+        self._pool.release(conn)
 
     def drop_connection(self) -> None:
-        """Close the current connection (if any): nothing on it counts as delivered."""
-        if self._conn is not None:
-            self._pool.discard(self._conn)
+        """Close the current connection (if any): nothing unconfirmed on it counts as delivered,
+        but what its last ACKs confirmed does (beats reads the ACKs that arrived as it closes)."""
+        conn = self._conn
+        if conn is not None:
             self._conn = None
+            self._pool.discard(conn)
+            self._confirmed(conn.take_confirmed())
 
     def confirm_current(self) -> None:
         """Confirm everything on the current connection; on loss resend its batches elsewhere
