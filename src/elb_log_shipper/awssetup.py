@@ -8,6 +8,7 @@ no URL. Those are the user's to fix, as a bad flag is, not failures to retry.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 from botocore.exceptions import (
@@ -22,7 +23,13 @@ from botocore.exceptions import (
 
 from elb_log_shipper.errors import ConfigurationError
 
-__all__ = ["CREDENTIALS_REFUSED", "NO_CREDENTIALS", "RENEW_CREDENTIALS", "client_setup"]
+__all__ = [
+    "CREDENTIALS_REFUSED",
+    "NO_CREDENTIALS",
+    "RENEW_CREDENTIALS",
+    "client_setup",
+    "region",
+]
 
 # S3's answers to credentials that expired or are wrong, or to a request signed with a clock
 # off: every other request with them fails the same way (the command stops at the first).
@@ -47,6 +54,22 @@ NO_CREDENTIALS = (
     SSOTokenLoadError,
 )
 RENEW_CREDENTIALS = "renew them (aws sso login, a new session), then ship what is left"
+
+
+def region() -> str | None:
+    """``AWS_REGION`` when it is set, for ``boto3.client(..., region_name=region())``; else None
+    (botocore's own order then: ``AWS_DEFAULT_REGION``, the profile's region).
+
+    botocore reads ``AWS_DEFAULT_REGION`` and not ``AWS_REGION``, which the AWS CLI v2 and the
+    other AWS SDKs read first, Lambda sets, and our messages name: with only ``AWS_REGION`` set,
+    a client had no region.
+
+    >>> os.environ["AWS_REGION"] = "eu-west-1"; region()
+    'eu-west-1'
+    >>> del os.environ["AWS_REGION"]; region() is None
+    True
+    """
+    return os.environ.get("AWS_REGION") or None
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from elb_log_shipper.awssetup import CREDENTIALS_REFUSED, NO_CREDENTIALS, client_setup
+from elb_log_shipper.awssetup import CREDENTIALS_REFUSED, NO_CREDENTIALS, client_setup, region
 from elb_log_shipper.errors import ConfigurationError, ShipperError
 from elb_log_shipper.objectkey import has_log_name, parse_key
 from elb_log_shipper.refs import ObjectRef
@@ -927,7 +927,7 @@ class LazyClients:
                 read_timeout=30,
             )
             with client_setup("s3"):
-                self._s3 = boto3.client("s3", config=config)
+                self._s3 = boto3.client("s3", config=config, region_name=region())
         return self._s3
 
     def lambda_client(self) -> LambdaClient:
@@ -941,7 +941,7 @@ class LazyClients:
                 retries={"mode": "standard", "max_attempts": 5},
             )
             with client_setup("lambda"):
-                self._lambda = boto3.client("lambda", config=config)
+                self._lambda = boto3.client("lambda", config=config, region_name=region())
         return self._lambda
 
 

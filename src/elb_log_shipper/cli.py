@@ -36,6 +36,7 @@ import contextlib
 import datetime as dt
 import io
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -373,7 +374,28 @@ def _settings(args: argparse.Namespace) -> Settings:
         # --client-ip keep (or truncate) says no hashing: the function's key parameter, in the
         # environment, is not this run's.
         environ.pop(ENV.CLIENT_IP_HASH_KEY_PARAMETER, None)
-    return Settings.from_env(environ, **overrides)
+    try:
+        return Settings.from_env(environ, **overrides)
+    except ConfigurationError as error:
+        raise ConfigurationError(_with_flags(str(error))) from None
+
+
+def _with_flags(message: str) -> str:
+    """``message``, a configuration error that names privacy variables, with the flags that set
+    them (``--drop-status`` for ``DROP_STATUS``): the user may have typed either.
+
+    >>> _with_flags("CLIENT_IP=hash needs CLIENT_IP_HASH_KEY_PARAMETER: the name of ...")
+    'CLIENT_IP=hash needs CLIENT_IP_HASH_KEY_PARAMETER: the name of ... (on the command line: \
+--client-ip, --client-ip-hash-key-parameter)'
+    """
+    if "on the command line" in message:
+        return message
+    flags = [
+        "--" + name.lower().replace("_", "-")
+        for name in _PRIVACY_VARIABLES
+        if re.search(rf"\b{name}(?![A-Z_])", message)
+    ]
+    return f"{message} (on the command line: {', '.join(flags)})" if flags else message
 
 
 def _privacy_rules(settings: Settings) -> PrivacyRules | None:

@@ -71,6 +71,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from elb_log_shipper.awssetup import region
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError, ShipperError
 from elb_log_shipper.hashkey import fetch_hash_key
@@ -189,6 +190,7 @@ class _Container:
         if self.s3 is None:
             self.s3 = boto3.client(
                 "s3",
+                region_name=region(),
                 config=Config(
                     connect_timeout=S3_CONNECT_TIMEOUT,
                     read_timeout=S3_READ_TIMEOUT,
@@ -201,6 +203,7 @@ class _Container:
         if self.sqs is None:
             self.sqs = boto3.client(
                 "sqs",
+                region_name=region(),
                 config=Config(
                     connect_timeout=SQS_CONNECT_TIMEOUT,
                     read_timeout=SQS_READ_TIMEOUT,

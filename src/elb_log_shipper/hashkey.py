@@ -31,7 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError, NoRegionError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from elb_log_shipper.awssetup import client_setup
+from elb_log_shipper.awssetup import CREDENTIALS_REFUSED, NO_CREDENTIALS, client_setup, region
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules
@@ -85,6 +85,7 @@ class _TypedParameters(BaseProvider):
     def __init__(self) -> None:
         self.client = boto3.client(
             "ssm",
+            region_name=region(),
             config=Config(
                 connect_timeout=SSM_CONNECT_TIMEOUT,
                 read_timeout=SSM_READ_TIMEOUT,
@@ -108,6 +109,17 @@ class _TypedParameters(BaseProvider):
 _answered: dict[str, tuple[dict[str, str], float]] = {}
 # Parameter name -> when SSM may be asked again, while its stale key is in use.
 _quiet_until: dict[str, float] = {}
+
+
+def _credentials_failed(error: BaseException | None) -> bool:
+    """Whether ``error`` says our credentials are missing, expired or refused: not the
+    parameter's fault, nor a missing grant."""
+    if isinstance(error, NO_CREDENTIALS):
+        return True
+    return (
+        isinstance(error, ClientError)
+        and error.response.get("Error", {}).get("Code", "") in CREDENTIALS_REFUSED
+    )
 
 
 def _unanswered(error: BaseException | None) -> bool:
@@ -166,6 +178,12 @@ def fetch_hash_key(name: str) -> bytes:
             _quiet_until.pop(name, None)
         except GetParameterError as error:
             # Powertools raises GetParameterError from within its handler of botocore's error.
+            if _credentials_failed(error.__context__):
+                raise ConfigurationError(
+                    f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} could not be read: no usable AWS "
+                    f"credentials ({error}); set them up or renew them (aws configure, aws sso "
+                    "login, AWS_PROFILE)"
+                ) from None
             if not _unanswered(error.__context__):
                 raise ConfigurationError(
                     f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} could not be read ({error}): "

@@ -45,7 +45,12 @@ from botocore.exceptions import (
     IncompleteReadError,
 )
 
-from elb_log_shipper.awssetup import CREDENTIALS_REFUSED, NO_CREDENTIALS, RENEW_CREDENTIALS
+from elb_log_shipper.awssetup import (
+    CREDENTIALS_REFUSED,
+    NO_CREDENTIALS,
+    RENEW_CREDENTIALS,
+    region,
+)
 from elb_log_shipper.errors import (
     ArchivedObjectError,
     CredentialsError,
@@ -370,7 +375,7 @@ class LineReader:
             # Imported here: a local file never needs boto3, which takes 0.1 s of CPU to load.
             import boto3  # noqa: PLC0415
 
-            self._s3 = boto3.client("s3")
+            self._s3 = boto3.client("s3", region_name=region())
         return self._s3
 
     def _get(self, range_start: int | None) -> GetObjectOutputTypeDef:
@@ -618,6 +623,13 @@ def _s3_error(
             f"named it, {hand_written}"
         )
     if code in ("NoSuchKey", "NotFound") or (status == 404 and code != "NoSuchBucket"):
+        if not ref.key or ref.key.endswith("/"):
+            # A folder that the command listed and found empty (a typo'd day or account): no
+            # object was deleted.
+            return SourceError(
+                f"{uri} holds nothing ({code or status}): no object has this key or prefix; "
+                "check the bucket and the path"
+            )
         return SourceError(
             f"{uri} does not exist ({code or status}): it was deleted, or the bucket or key "
             "is wrong"

@@ -345,6 +345,12 @@ def test_dry_run_lists_sizes_and_skips_without_reading(
     run = run_cli(capsys, f"s3://{prefix.bucket}/AWSLogs/no-such/", "--to", "-")
     assert run.status == cli.EXIT_FAILED
     assert "AWSLogs/no-such/: 0 lines, 0 parse failures, 0 sent, 0 bytes read" in run.err
+    # A folder: nothing was deleted, the path is wrong.
+    assert (
+        "; error: holds nothing (NoSuchKey): no object has this key or prefix; check the "
+        "bucket and the path"
+    ) in run.err, run.err
+    run = run_cli(capsys, f"s3://{prefix.bucket}/AWSLogs/no-such.log", "--to", "-")
     assert "; error: does not exist (NoSuchKey): it was deleted, or the bucket or key" in run.err
     # Nothing in the dates under a prefix that holds objects: the dates say why, whether the
     # prefix ends with a `/` or not (it is no missing object).

@@ -809,6 +809,7 @@ def test_sigterm_while_logstash_is_down_ends_the_run_in_seconds_and_it_resumes_w
         assert took < STOP_GRACE_SECONDS + 3.0, first.err
         # Said as a stop, not as a deadline the user never set.
         assert "stopped (Ctrl-C or SIGTERM) before Logstash confirmed every batch" in first.err
+        assert "deadline is near" not in first.err
         # While it retried, the progress line said so (it said nothing, for a minute).
         retrying = [line for line in first.err.splitlines() if "retrying (last: " in line]
         assert retrying and retrying[0].startswith("progress: "), first.err

@@ -323,6 +323,30 @@ def test_unavailable_destination_fails_before_deadline() -> None:
         assert time.monotonic() - started < 10
 
 
+def test_a_host_name_that_does_not_resolve_is_said_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo in the host ended in "check that it is up and its pipeline is not blocked". The
+    resolver's answer for the one name is stood in for: a real lookup would ask a DNS server,
+    and tests touch loopback only."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "logstash.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    settings = Settings(
+        host="logstash.invalid", port=5044, pool_size=1, stall_timeout=STALL_TIMEOUT
+    )
+    with pytest.raises(DeliveryError) as failed:
+        ship(SocketPool(settings), batches(10, 10), seconds=30)
+    message = str(failed.value)
+    assert "(last: cannot resolve logstash.invalid (Name or service not known))" in message
+    assert message.endswith(
+        "check the host name (LOGSTASH_HOST, the host of --to) and this machine's DNS"
+    ), message
+
+
 @pytest.mark.parametrize("outage", ["refused", "never-reading"])
 def test_after_giving_up_the_pool_gives_up_at_the_next_failure_until_logstash_confirms(
     outage: str,

@@ -42,7 +42,7 @@ from tests.support.lambda_harness import (
     store,
 )
 from tests.support.receiver import JsonLinesReceiver
-from tests.support.s3server import MotoServer
+from tests.support.s3server import REGION, MotoServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -307,6 +307,63 @@ def test_no_region_is_a_configuration_error_that_says_so(
         forget_hash_key_client()
 
 
+def fetch_in_environment(
+    monkeypatch: pytest.MonkeyPatch, name: str, unset: tuple[str, ...], **values: str
+) -> bytes:
+    """``fetch_hash_key(name)`` by a new client, the variables ``unset`` removed and ``values``
+    set (and boto3's default session forgotten: it keeps the credentials it found first)."""
+    for variable in unset:
+        monkeypatch.delenv(variable)
+    for variable, value in values.items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    forget_hash_key_client()
+    try:
+        return fetch_hash_key(name)
+    finally:
+        forget_hash_key_client()
+
+
+def test_aws_region_alone_gives_the_region(
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer, tmp_path: Path
+) -> None:
+    # The message above names AWS_REGION, which the AWS CLI v2 and Lambda set; botocore reads
+    # only AWS_DEFAULT_REGION, so setting AWS_REGION alone changed nothing.
+    point_boto3_at(moto, monkeypatch)
+    name = put_key(moto)
+    assert (
+        fetch_in_environment(
+            monkeypatch,
+            name,
+            ("AWS_DEFAULT_REGION",),
+            AWS_REGION=REGION,
+            AWS_CONFIG_FILE=str(tmp_path / "no-config"),
+        )
+        == KEY.encode()
+    )
+
+
+def test_no_credentials_is_said_so_not_blamed_on_the_parameter(
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer, tmp_path: Path
+) -> None:
+    # Without credentials the message said to create the parameter and grant ssm:GetParameter.
+    point_boto3_at(moto, monkeypatch)
+    name = put_key(moto)
+    credentials = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    with pytest.raises(ConfigurationError) as failed:
+        fetch_in_environment(
+            monkeypatch,
+            name,
+            credentials,
+            AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
+        )
+    message = str(failed.value)
+    assert message.startswith(f"CLIENT_IP_HASH_KEY_PARAMETER={name} could not be read: no usable")
+    assert "Unable to locate credentials" in message
+    assert "aws sso login" in message
+    assert "SecureString" not in message
+
+
 def test_a_parameter_deleted_stops_the_hashing_at_the_next_refresh(
     monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:
@@ -417,6 +474,11 @@ def test_cli_invalid_privacy_flags_are_usage_errors(
     run = run_command(capsys, "ship", str(path), "--to", "-", *flags)
     assert run.status == 2
     assert message in run.err
+    # The user typed a flag: the message names it beside the variable (and, for hash, the flag
+    # that gives the key too).
+    assert f"(on the command line: {flags[0]}" in run.err.splitlines()[-1], run.err
+    if flags[0] == "--client-ip":
+        assert run.err.rstrip().endswith("--client-ip-hash-key-parameter)"), run.err
 
 
 def test_redaction_settings_from_the_environment(

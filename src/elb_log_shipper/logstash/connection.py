@@ -110,8 +110,11 @@ class ConnectionLostError(Exception):
         refused: bool = False,
         no_listener: bool = False,
         outage: bool = False,
+        unresolved: bool = False,
     ) -> None:
         super().__init__(message)
+        # The host name did not resolve: a typo or this machine's DNS, not Logstash being down.
+        self.unresolved = unresolved
         # No connection at all (refused, timed out, the name not resolved) or a stall: what a
         # Logstash that is down or blocked gives, not a reset of a working one.
         self.outage = outage or no_listener
@@ -1056,6 +1059,11 @@ def _connect_any(
     end = time.monotonic() + timeout
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        # Retried as any outage (a resolver may fail for a moment), but said as what it is.
+        raise ConnectionLostError(
+            f"cannot resolve {host} ({error.strerror or error})", outage=True, unresolved=True
+        ) from error
     except OSError as error:
         raise ConnectionLostError(f"cannot connect to {peer}: {error}", outage=True) from error
     infos.sort(key=lambda info: info[4] in avoid)  # stable: each group keeps its order

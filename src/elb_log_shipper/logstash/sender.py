@@ -248,6 +248,12 @@ class LogstashSender:
         return self._progress.offset
 
     @property
+    def stopping(self) -> bool:
+        """Whether the caller asked to stop (``should_stop``): delivery ends within the stop's
+        grace."""
+        return self._stop_by is not None
+
+    @property
     def stats(self) -> DeliveryStats:
         """A snapshot of the counters so far."""
         with self._lock:
@@ -682,13 +688,18 @@ class _Worker(threading.Thread):
         stall = self._pool.settings.stall_timeout
         failing_for = now - self._first_failure
         gave_up_ago = self._pool.gave_up_lately() if error.outage else None
+        check = (
+            f"check the host name ({ENV.LOGSTASH_HOST}, the host of --to) and this machine's DNS"
+            if error.unresolved
+            else "check that it is up and its pipeline is not blocked"
+        )
         if gave_up_ago is not None:
             # Down still (no connection, or a stall), as when delivery last gave up on it: no
             # second minute of retries. A reset or a close is no such sign: retried as ever.
             raise DeliveryError(
                 f"Logstash at {self._pool.settings.host}:{self._pool.settings.port} still fails "
                 f"(last: {error}), as it did when delivery gave up on it {gave_up_ago:.0f}s ago; "
-                "check that it is up and its pipeline is not blocked"
+                f"{check}"
             ) from error
         if (
             self._failures >= GIVE_UP_AFTER_FAILURES
@@ -698,8 +709,7 @@ class _Worker(threading.Thread):
             raise DeliveryError(
                 f"Logstash at {self._pool.settings.host}:{self._pool.settings.port} failed "
                 f"{self._failures} times in {failing_for:.1f}s without reading our events "
-                f"(last: {error}); check that it is up and its pipeline is not blocked"
-                f"{self._mismatch_hint(error)}"
+                f"(last: {error}); {check}{self._mismatch_hint(error)}"
             ) from error
         ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**self._failures)
         delay = random.uniform(0, ceiling)
@@ -707,9 +717,10 @@ class _Worker(threading.Thread):
         if deadline is not None:
             left = deadline - now
             if left <= delay:
-                raise DeliveryError(
-                    f"Logstash is unreachable and the deadline is near (last: {error})"
-                ) from error
+                # Once a stop was asked, the stop's grace is the deadline (``_as_stopped`` says
+                # so): the command has none of its own.
+                near = "" if self._sender.stopping else " and the deadline is near"
+                raise DeliveryError(f"Logstash is unreachable{near} (last: {error})") from error
         if self._sender.stopped.wait(delay):
             raise _StoppedError
 
