@@ -246,8 +246,9 @@ def plan_sources(
     """The objects the SOURCE arguments name, in shipping order (see the module docstring).
 
     ``s3_client`` is called once, on the first S3 source. Objects listed under an S3 prefix
-    whose keys are not named like ELB's logs (``has_log_name``) are counted in
-    ``Plan.not_logs`` and left out, unless ``any_key``. Raises ConfigurationError for a
+    whose keys are not named like ELB's logs (``has_log_name``), and dot-files under a folder
+    (``.DS_Store``, ``.git/``), are counted in ``Plan.not_logs`` and left out, unless
+    ``any_key``. Raises ConfigurationError for a
     missing local path or a malformed S3 URI, ListingError when a prefix cannot be listed.
     """
     dates = dates or DateRange()
@@ -267,6 +268,11 @@ def plan_sources(
             found = False
             for ref in walk_directory(source, start_after):
                 found = True
+                if not any_key and _hidden(os.path.relpath(ref.key, source)):
+                    # A dot-file (.DS_Store) or what a dot-folder holds (.git/): no log ELB
+                    # delivered, and every line of it a parse failure.
+                    plan.not_logs += 1
+                    continue
                 _add_listed(plan, index, ref, _file_size(ref.key), dates)
             if not found:
                 plan.empty_prefixes.append(source)
@@ -279,6 +285,15 @@ def plan_sources(
         else:
             raise ConfigurationError(f"{source}: no such file or directory")
     return plan
+
+
+def _hidden(path: str) -> bool:
+    """Whether ``path``, relative to a folder SOURCE, is a dot-file or under a dot-folder.
+
+    >>> _hidden(".DS_Store"), _hidden("logs/.git/HEAD"), _hidden("2024/03/01/x.log.gz")
+    (True, True, False)
+    """
+    return any(part.startswith(".") for part in path.split(os.sep))
 
 
 # A FIFO, a socket or a device found in a folder is not read: opening a FIFO waits for a writer,

@@ -203,8 +203,9 @@ def _add_ship_parser(commands: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="under an S3 prefix, also ship objects whose names are not ELB log file names "
         "(by default they are counted and left out: S3 server access logs, query results; "
-        "other services' logs under AWSLogs/<account>/<service>/ stay skipped either way); an "
-        "object named exactly is always shipped",
+        "other services' logs under AWSLogs/<account>/<service>/ stay skipped either way), and "
+        "in a directory its dot-files (.DS_Store, .git/); an object named exactly is always "
+        "shipped",
     )
     chosen.add_argument(
         "--dry-run",

@@ -231,6 +231,32 @@ def test_a_fifo_in_a_folder_is_skipped_not_waited_on(
     )
 
 
+def test_dot_files_in_a_folder_are_counted_and_left_out_unless_any_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A folder synced from a bucket on a Mac ships its .DS_Store, and one under git its .git/:
+    # every line a parse failure (an S3 prefix leaves out what is not named as a log).
+    root = tmp_path / "logs"
+    written = write_tree(root, ["a.log", "sub/b.log", ".hidden/c.log"], 2)
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    run = run_cli(capsys, "ship", str(root), "--to", "-")
+    assert run.status == cli.EXIT_OK, run.err
+    shipped = [e["log"]["file"]["path"] for e in events(run.out)]
+    assert shipped == [str(root / "a.log")] * 2 + [str(root / "sub" / "b.log")] * 2
+    assert "\nnot logs        2  listed, not named like ELB log files (--any-key" in run.err
+    dry = run_cli(capsys, "ship", str(root), "--dry-run")
+    assert "would ship 2 objects" in dry.out
+    assert "; 2 not ELB log files (--any-key reads them)" in dry.out
+    everything = run_cli(capsys, "ship", str(root), "--to", "-", "--any-key")
+    paths = {e["log"]["file"]["path"] for e in events(everything.out)}
+    assert paths == {*written, str(root / ".DS_Store")}
+    # Named, a dot-folder is read as any folder.
+    hidden = run_cli(capsys, "ship", str(root / ".hidden"), "--to", "-")
+    assert [e["log"]["file"]["path"] for e in events(hidden.out)] == [
+        str(root / ".hidden" / "c.log")
+    ] * 2
+
+
 def test_links_to_folders_are_walked_each_folder_once(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
