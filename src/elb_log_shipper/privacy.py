@@ -259,10 +259,11 @@ _CONNECTION_LINE = re.compile(
     rf"{_WORD})((?: {_WORD})*?)(?: ({_IPV4_NETWORK}){_ASCII_OCTET})?"
 )
 # In a query or fragment (`?...#...`): what follows a parameter's first `=`, and a parameter
-# without `=`, which may well be the value itself (`?a3f9c2`).
-_PARAMETER_VALUE = re.compile(r"=[^&#]+")
+# without `=`, which may well be the value itself (`?a3f9c2`). Parameters are separated by `&` or
+# by `;` (HTML 4's recommendation, which some servers still read: `?a3f9c2;lang=en`).
+_PARAMETER_VALUE = re.compile(r"=[^&#;]+")
 _REDACTED_VALUE = f"={REDACTED}"
-_BARE_PARAMETER = re.compile(r"(?<=[?&#])[^=&#]+(?=[&#]|$)")
+_BARE_PARAMETER = re.compile(r"(?<=[?&#;])[^=&#;]+(?=[&#;]|$)")
 # The head of an ALB line up to its request (the first quoted field), with an IPv4 client split
 # into the part that truncation keeps and its port. Fields are split at any whitespace, as the
 # parser splits them (a no-break space too), so the client is the one the parser reads.
@@ -1148,6 +1149,20 @@ class LinePrivacy:
         # The fields after the documented ones (the parser's later and extra fields: the
         # transformed URI, an appended field, a second line run into this one): every address
         # and every URL's query in them.
+        if (
+            self._redacts_query
+            and layout is _ALB_LAYOUT
+            and any(
+                text[spans[index][0] - 1] != '"' and _url_marks(values[index], 0)
+                for index in range(layout.documented, count)
+            )
+        ):
+            # ALB's later fields are quoted (2025's transform fields) or an address (2026's
+            # node): an unquoted one with a URL mark is another line run in after a quote left
+            # open (the line cut inside a later quoted field), whose request is now unquoted
+            # tokens, a query with a space split among them. Its query runs on to the end of the
+            # line: scrubbed whole.
+            return self._scrub(text)
         for index in range(layout.documented, count):
             scrubbed = self._scrub_field(values[index])
             if scrubbed != values[index]:
@@ -1251,7 +1266,8 @@ class LinePrivacy:
         redacted = _PARAMETER_VALUE.sub(_REDACTED_VALUE, tail)
         # Each parameter with a value now holds one `=`; fewer `=` than parameters means some
         # have none (the costlier pass, rarely needed).
-        if redacted.count("=") < tail.count("&") + tail.count("#") + (tail[0] == "?"):
+        parameters = tail.count("&") + tail.count(";") + tail.count("#") + (tail[0] == "?")
+        if redacted.count("=") < parameters:
             redacted = _BARE_PARAMETER.sub(REDACTED, redacted)
         return redacted
 
@@ -1448,6 +1464,9 @@ _HEX = "0123456789ABCDEFabcdef-"
 _NO_SPAN = (-1, -1)
 # A token as `str.split()` reads one.
 _TOKEN = re.compile(r"\S+")
+# The longest token ``_is_address`` needs to read: a bracketed IPv6 address (45 characters with
+# an IPv4 tail) with a zone and a port, with room to spare.
+_LONGEST_ADDRESS_TOKEN = 128
 # The parts of an ALB line's `text.split('"')` (25 parts) after its user agent, but the redirect
 # URL's (13): the fields that `_by_fields` takes as a URL when they hold a `?`, `#` or `@`.
 _ALB_OTHER_PARTS = tuple(index for index in range(4, 24) if index != 13)
@@ -1466,7 +1485,7 @@ _ALB_UNQUOTED_FIELDS = {
 }
 # In a scrubbed text's query, one parameter: a name (no space or quote), its `=` and its value;
 # or anything else up to the next `&` or `#`.
-_SCRUBBED_PARAMETER = re.compile(r'(?<=[?&#])(?:([^=&#\s"]+=)([^&#]*)|[^&#]+)')
+_SCRUBBED_PARAMETER = re.compile(r'(?<=[?&#;])(?:([^=&#;\s"]+=)([^&#;]*)|[^&#;]+)')
 # A URL's user information, up to the last `@` of its authority, as the parser reads it: any
 # character but `/`, `?`, `#` before it, spaces and backslashes too (`jo:pa ss@`, `jo:pw\@`),
 # and an escaped quote (`\"`, which the parser reads as a quote in the name); a raw quote bounds
@@ -1701,9 +1720,15 @@ def _time_within(
             last = last_address[start] = _last_address_token(text, start, stop)
         if last >= position:
             return True
-        # The rest of the timestamp's own token (`...:43;192.0.2.7`), as a token of its own.
-        rest = _TOKEN.match(text, position, stop)
-        if rest is not None and _is_address(rest.group()):
+        # The rest of the timestamp's own token (`...:43;192.0.2.7`), as a token of its own:
+        # read no further than an address can be long, or a field of timestamps without a space
+        # (a client's path or user agent) is read to its end for each (16 KB: 0.4 s a line).
+        rest = _TOKEN.match(text, position, min(stop, position + _LONGEST_ADDRESS_TOKEN + 1))
+        if (
+            rest is not None
+            and rest.end() - rest.start() <= _LONGEST_ADDRESS_TOKEN
+            and _is_address(rest.group())
+        ):
             return True
     return False
 
@@ -1861,7 +1886,7 @@ def _query_values(query: str) -> str:
     redacted, values = _PARAMETER_VALUE.subn(_REDACTED_VALUE, query)
     # Fewer values than parameters means some have none, or no `=` (the costlier pass, rarely
     # needed).
-    if values <= query.count("&"):
+    if values <= query.count("&") + query.count(";"):
         redacted = _BARE_PARAMETER.sub(REDACTED, redacted)
     return redacted
 
