@@ -61,7 +61,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -160,7 +160,8 @@ class _Container:
     s3: S3Client | None = None
     sqs: SQSClient | None = None
     privacy: PrivacyRules | None = None
-    privacy_key: bytes | None = None
+    # The HMAC key: never in a repr (a log line or a traceback's locals), as PrivacyRules'.
+    privacy_key: bytes | None = field(default=None, repr=False)
     privacy_built: bool = False
 
     def privacy_rules(self, settings: Settings) -> PrivacyRules | None:

@@ -173,7 +173,7 @@ def fetch_hash_key(name: str) -> bytes:
                 ) from None
         try:
             fetched = provider.get(name, max_age=HASH_KEY_MAX_AGE_SECONDS)
-            assert isinstance(fetched, dict), fetched
+            assert isinstance(fetched, dict), type(fetched)  # never the answer: it holds the key
             parameter = fetched
             _quiet_until.pop(name, None)
         except GetParameterError as error:

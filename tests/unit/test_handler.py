@@ -212,3 +212,9 @@ def test_failed_continuations_come_back_sooner_then_later_and_as_often_as_before
     assert sum(waits) >= 2 * 3600
     assert all(wait <= 12 * 3600 for wait in waits)  # SQS's longest visibility timeout
     assert handler.retry_after(0) is None
+
+
+def test_the_containers_repr_holds_no_hash_key() -> None:
+    # A repr reaches logs and tracebacks; PrivacyRules already kept its key out of its own.
+    container = handler._Container(None, None, privacy_key=b"0123456789abcdef-s3cr3tKey")
+    assert "s3cr3tKey" not in repr(container)
