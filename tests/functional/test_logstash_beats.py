@@ -410,6 +410,27 @@ def test_ack_beyond_the_window_fails_at_once_naming_the_protocol_setting() -> No
     assert server.connection_count == 1
 
 
+def test_what_a_peer_sends_after_breaking_the_protocol_confirms_nothing() -> None:
+    """An ACK past the window, then what would be its final ACK: the connection closes on the
+    first, and its last words (the ACKs read as it closes) applied the second, confirming a
+    window for a peer that had just shown it is no beats input."""
+
+    def reply(sock: Any, connection: int, number: int, events: list[dict[str, Any]]) -> bool:
+        sock.sendall(ack(len(events) + 1) + ack(len(events)))
+        time.sleep(0.5)  # both in the client's socket before it reads the first
+        return False
+
+    with BeatsServer(faults=Faults(reply=reply)) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        sender = LogstashSender(pool, deadline=time.monotonic() + 30)
+        sender.send(in_format(batches(16, 16)[0], sender.batch_format), 16, 10)
+        with pytest.raises(DeliveryError, match="acknowledged event 17 of a window of 16"):
+            sender.finish(time.monotonic() + 30)
+        pool.close()
+    assert sender.confirmed_offset is None
+    assert sender.stats.events_confirmed == 0
+
+
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 @pytest.mark.parametrize("fault", ["reset", "stall"])
 def test_an_ack_unread_when_the_connection_breaks_still_confirms_its_window(

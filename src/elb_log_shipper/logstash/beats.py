@@ -220,6 +220,8 @@ class BeatsConnection(Connection):
         # The highest partial ACK of the oldest window in flight: its events up to this one are
         # in Logstash's queue (``last_words``).
         self._head_acked = 0
+        # The peer broke the protocol: nothing it sent after that counts (``last_words``).
+        self._broken = False
         self.keepalives = 0
         self.silence_probes = 0
 
@@ -279,11 +281,12 @@ class BeatsConnection(Connection):
         after a reset. Without this, a window Logstash acknowledged would be resent."""
         if not self._in_flight:
             return
-        with contextlib.suppress(OSError, ValueError):
-            self._read_arrived()
-        # A reply that is no ACK breaks the protocol: the next connection reports it.
-        with contextlib.suppress(DeliveryError):
-            self._take_acks()
+        if not self._broken:
+            with contextlib.suppress(OSError, ValueError):
+                self._read_arrived()
+            # A reply that is no ACK breaks the protocol: the next connection reports it.
+            with contextlib.suppress(DeliveryError):
+                self._take_acks()
         if self._head_acked and self._in_flight:
             # A partial ACK: the events up to it are in Logstash's queue, so they count as
             # confirmed and only the rest of the window is resent, as libbeat does
@@ -429,7 +432,10 @@ class BeatsConnection(Connection):
 
     def _protocol_error(self, what: str) -> NoReturn:
         """Close and raise the DeliveryError of a peer that breaks the protocol: a new connection
-        would meet the same peer."""
+        would meet the same peer. What it sent after the fault confirms nothing: a peer that
+        acknowledges events a window does not have may say anything next."""
+        self._broken = True
+        self._received.clear()
         self.close()
         raise DeliveryError(
             f"{self.peer} {what}: it is not a beats input; check "
