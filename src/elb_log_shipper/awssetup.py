@@ -64,10 +64,10 @@ def region() -> str | None:
     other AWS SDKs read first, Lambda sets, and our messages name: with only ``AWS_REGION`` set,
     a client had no region.
 
-    >>> os.environ["AWS_REGION"] = "eu-west-1"; region()
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"AWS_REGION": "eu-west-1"}):
+    ...     region()
     'eu-west-1'
-    >>> del os.environ["AWS_REGION"]; region() is None
-    True
     """
     return os.environ.get("AWS_REGION") or None
 

@@ -248,8 +248,8 @@ def plan_sources(
     ``s3_client`` is called once, on the first S3 source. Objects listed under an S3 prefix
     whose keys are not named like ELB's logs (``has_log_name``), and dot-files under a folder
     (``.DS_Store``, ``.git/``), are counted in ``Plan.not_logs`` and left out, unless
-    ``any_key``. Raises ConfigurationError for a
-    missing local path or a malformed S3 URI, ListingError when a prefix cannot be listed.
+    ``any_key``. Raises ConfigurationError for a missing local path or a malformed S3 URI,
+    ListingError when a prefix cannot be listed.
     """
     dates = dates or DateRange()
     plan = Plan()
