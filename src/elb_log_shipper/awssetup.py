@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from botocore.exceptions import (
     BotoCoreError,
+    ClientError,
     CredentialRetrievalError,
     NoCredentialsError,
     PartialCredentialsError,
@@ -27,7 +28,9 @@ __all__ = [
     "CREDENTIALS_REFUSED",
     "NO_CREDENTIALS",
     "RENEW_CREDENTIALS",
+    "SET_UP_CREDENTIALS",
     "client_setup",
+    "credentials_failed",
     "region",
 ]
 
@@ -54,6 +57,19 @@ NO_CREDENTIALS = (
     SSOTokenLoadError,
 )
 RENEW_CREDENTIALS = "renew them (aws sso login, a new session), then ship what is left"
+# What to do when botocore found no usable credentials (NO_CREDENTIALS).
+SET_UP_CREDENTIALS = "set them up or renew them (aws configure, aws sso login, AWS_PROFILE)"
+
+
+def credentials_failed(error: BaseException | None) -> bool:
+    """Whether ``error`` says our credentials are missing (``NO_CREDENTIALS``), expired or
+    refused (``CREDENTIALS_REFUSED``): no grant is missing, and every request fails alike."""
+    if isinstance(error, NO_CREDENTIALS):
+        return True
+    return (
+        isinstance(error, ClientError)
+        and error.response.get("Error", {}).get("Code", "") in CREDENTIALS_REFUSED
+    )
 
 
 def region() -> str | None:
@@ -87,8 +103,8 @@ endpoint: notaurl; check AWS_PROFILE, AWS_REGION and AWS_ENDPOINT_URL
         yield
     except NO_CREDENTIALS as error:  # a credential_process or SSO cache that failed
         raise ConfigurationError(
-            f"no usable AWS credentials for the {service} client ({str(error).strip()}); set "
-            "them up or renew them (aws configure, aws sso login, AWS_PROFILE)"
+            f"no usable AWS credentials for the {service} client ({str(error).strip()}); "
+            f"{SET_UP_CREDENTIALS}"
         ) from None
     except (BotoCoreError, ValueError) as error:
         raise ConfigurationError(

@@ -48,7 +48,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from elb_log_shipper.awssetup import CREDENTIALS_REFUSED, NO_CREDENTIALS, client_setup, region
+from elb_log_shipper.awssetup import (
+    CREDENTIALS_REFUSED,
+    NO_CREDENTIALS,
+    SET_UP_CREDENTIALS,
+    client_setup,
+    region,
+)
 from elb_log_shipper.errors import ConfigurationError, ShipperError
 from elb_log_shipper.objectkey import has_log_name, parse_key
 from elb_log_shipper.refs import ObjectRef
@@ -520,10 +526,7 @@ def _botocore_error(what: str, error: BotoCoreError) -> ListingError:
     """``what`` failed with ``error`` before S3 answered: no credentials (fix the setup), or
     the network or S3 not answering after the retries (run again later)."""
     if isinstance(error, NO_CREDENTIALS):
-        return ListingError(
-            f"{what}: no usable AWS credentials ({error}); set them up or renew them (aws "
-            "configure, aws sso login, AWS_PROFILE)"
-        )
+        return ListingError(f"{what}: no usable AWS credentials ({error}); {SET_UP_CREDENTIALS}")
     return ListingUnavailableError(f"{what}: {error}; run the command again later")
 
 

@@ -31,7 +31,12 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError, NoRegionError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from elb_log_shipper.awssetup import CREDENTIALS_REFUSED, NO_CREDENTIALS, client_setup, region
+from elb_log_shipper.awssetup import (
+    SET_UP_CREDENTIALS,
+    client_setup,
+    credentials_failed,
+    region,
+)
 from elb_log_shipper.config import ENV, Settings
 from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules
@@ -111,17 +116,6 @@ _answered: dict[str, tuple[dict[str, str], float]] = {}
 _quiet_until: dict[str, float] = {}
 
 
-def _credentials_failed(error: BaseException | None) -> bool:
-    """Whether ``error`` says our credentials are missing, expired or refused: not the
-    parameter's fault, nor a missing grant."""
-    if isinstance(error, NO_CREDENTIALS):
-        return True
-    return (
-        isinstance(error, ClientError)
-        and error.response.get("Error", {}).get("Code", "") in CREDENTIALS_REFUSED
-    )
-
-
 def _unanswered(error: BaseException | None) -> bool:
     """Whether ``error`` says SSM gave no answer (no connection, a timeout, a connection closed
     mid-answer, throttling, a server error), as opposed to an answer that refuses."""
@@ -178,11 +172,10 @@ def fetch_hash_key(name: str) -> bytes:
             _quiet_until.pop(name, None)
         except GetParameterError as error:
             # Powertools raises GetParameterError from within its handler of botocore's error.
-            if _credentials_failed(error.__context__):
+            if credentials_failed(error.__context__):
                 raise ConfigurationError(
                     f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} could not be read: no usable AWS "
-                    f"credentials ({error}); set them up or renew them (aws configure, aws sso "
-                    "login, AWS_PROFILE)"
+                    f"credentials ({error}); {SET_UP_CREDENTIALS}"
                 ) from None
             if not _unanswered(error.__context__):
                 raise ConfigurationError(
