@@ -29,6 +29,7 @@ __all__ = [
     "EXTRAS",
     "INTEGRATION",
     "json_type_problem",
+    "mapped_leaves",
     "violations",
 ]
 
@@ -156,3 +157,15 @@ def _walk(path: str, value: Any, found: list[str]) -> None:
             found.append(f"{path}: {item!r} {problem} ({definition['type']})")
         elif path.endswith(".bytes") and item < 0:
             found.append(f"{path}: {item!r} is a negative byte count")
+
+
+def mapped_leaves(properties: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """Every field of an index mapping's ``properties``, by its dotted name, with its mapping."""
+    leaves: dict[str, dict[str, Any]] = {}
+    for name, mapping in properties.items():
+        path = f"{prefix}.{name}" if prefix else name
+        if "properties" in mapping:
+            leaves.update(mapped_leaves(mapping["properties"], path))
+        else:
+            leaves[path] = mapping
+    return leaves

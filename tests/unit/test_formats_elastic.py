@@ -28,6 +28,7 @@ from tests.support.elastic import (
     ECS_DEFINITIONS,
     EXTRAS,
     INTEGRATION,
+    mapped_leaves,
     violations,
 )
 from tests.support.events import built, field
@@ -249,17 +250,6 @@ ENRICHED = {
 }
 
 
-def _mapped(properties: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
-    leaves: dict[str, dict[str, Any]] = {}
-    for name, mapping in properties.items():
-        path = f"{prefix}.{name}" if prefix else name
-        if "properties" in mapping:
-            leaves.update(_mapped(mapping["properties"], path))
-        else:
-            leaves[path] = mapping
-    return leaves
-
-
 def _template() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(TEMPLATE.read_text(encoding="utf-8"))
     return loaded
@@ -285,7 +275,7 @@ LOGSTASH_FIELDS = {"@version": "keyword"}
 
 
 def test_the_index_template_maps_every_field_with_elastics_type() -> None:
-    mapped = _mapped(_template()["template"]["mappings"]["properties"])
+    mapped = mapped_leaves(_template()["template"]["mappings"]["properties"])
     for path, type_ in LOGSTASH_FIELDS.items():
         assert mapped.pop(path) == {"type": type_}, path
     for path, mapping in mapped.items():
@@ -305,7 +295,7 @@ def test_the_index_template_maps_every_field_with_elastics_type() -> None:
 
 
 def test_every_field_we_emit_or_enrich_is_in_the_index_template() -> None:
-    mapped = set(_mapped(_template()["template"]["mappings"]["properties"]))
+    mapped = set(mapped_leaves(_template()["template"]["mappings"]["properties"]))
     build = partial(built, _builder())
     lines = [line for sample in SAMPLE_OBJECTS for line in sample.lines]
     lines += [line for generate in GENERATORS.values() for line in generate(2000)]
