@@ -15,7 +15,10 @@ files", "connection log files", "health check log files")::
 - NLB: ``<lb>`` is ``net.<name>.<id>``, ``.log.gz``, and no ``<node-ip>``.
 - ``<end-time>`` (``20140215T2340Z``, UTC) ends the interval the file covers; ``<yyyy>/<mm>/<dd>``
   is the day the file was delivered, so a file ending at 23:55 can sit in the next day's folder.
-- Enabling logging writes ``[prefix/]AWSLogs/<account>/ELBAccessLogTestFile``: not a log.
+- Enabling logging writes a test file, not a log: ``[prefix/]AWSLogs/<account>/`` then
+  ``ELBAccessLogTestFile`` (access logs), ``ELBConnectionLogTestFile`` (connection logs: AWS,
+  "Enable connection logs for your Application Load Balancer", step 4) or
+  ``ELBHealthCheckLogTestFile`` (health check logs).
 
 ``parse_key`` never raises: a key it does not recognise is ``KeyKind.UNKNOWN``, with whatever the
 folders did reveal (account, region, date) filled in.
@@ -28,7 +31,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["KeyInfo", "KeyKind", "LoadBalancerType", "has_log_name", "parse_key"]
+__all__ = ["TEST_FILES", "KeyInfo", "KeyKind", "LoadBalancerType", "has_log_name", "parse_key"]
 
 
 class KeyKind(StrEnum):
@@ -99,9 +102,17 @@ class KeyInfo:
 _ACCOUNT = r"[0-9]{12}"
 _REGION = r"[a-z0-9]+(?:-[a-z0-9]+)+"
 
+# The name of each test file ELB writes when a kind of log is enabled, and that kind.
+TEST_FILES = {
+    "ELBAccessLogTestFile": "access",
+    "ELBConnectionLogTestFile": "connection",
+    "ELBHealthCheckLogTestFile": "health check",
+}
+
 # Keys may hold any character, newlines included, hence DOTALL for the user's prefix.
 _TEST_FILE = re.compile(
-    rf"(?:(?P<prefix>.*)/)?AWSLogs/(?P<account>{_ACCOUNT})/ELBAccessLogTestFile", re.DOTALL
+    rf"(?:(?P<prefix>.*)/)?AWSLogs/(?P<account>{_ACCOUNT})/(?:{'|'.join(TEST_FILES)})",
+    re.DOTALL,
 )
 
 _FOLDERS = re.compile(
@@ -122,7 +133,7 @@ _FILE = re.compile(
 
 # The last `AWSLogs/<account>/<folder>/` of a key: the folder names the service that wrote it.
 _SERVICE = re.compile(rf"(?:.*/)?AWSLogs/{_ACCOUNT}/(?P<service>[^/]+)/", re.DOTALL)
-_NOT_OTHER_SERVICES = frozenset({"elasticloadbalancing", "ELBAccessLogTestFile"})
+_NOT_OTHER_SERVICES = frozenset({"elasticloadbalancing", *TEST_FILES})
 
 _KIND_OF_PREFIX = {
     None: KeyKind.ACCESS,
@@ -137,6 +148,8 @@ def parse_key(key: str) -> KeyInfo:
     Never raises: anything that is not an ELB log key is ``KeyKind.UNKNOWN``.
 
     >>> parse_key("logs/AWSLogs/123456789012/ELBAccessLogTestFile").kind
+    <KeyKind.TEST_FILE: 'test_file'>
+    >>> parse_key("AWSLogs/123456789012/ELBConnectionLogTestFile").kind
     <KeyKind.TEST_FILE: 'test_file'>
     >>> parse_key("AWSLogs/123456789012/elasticloadbalancing/eu-west-1/2024/02/07/"
     ...     "conn_log_123456789012_elasticloadbalancing_eu-west-1_app.web.5ede558f4b0e97a9_"

@@ -66,7 +66,7 @@ from urllib.parse import unquote, unquote_plus
 
 from elb_log_shipper.config import ENV
 from elb_log_shipper.errors import InputError
-from elb_log_shipper.objectkey import KeyInfo, KeyKind, parse_key
+from elb_log_shipper.objectkey import TEST_FILES, KeyInfo, KeyKind, parse_key
 from elb_log_shipper.refs import ObjectRef
 
 __all__ = [
@@ -205,10 +205,10 @@ class Trigger:
 def classify(ref: ObjectRef) -> Decision:
     """Decide from its key whether an object is shipped.
 
-    The ELB test file is skipped quietly; health-check logs and other services' logs beside ELB's
-    (``AWSLogs/<account>/CloudTrail/...``) are skipped with a reason (their format is not one we
-    parse); everything else is shipped, unknown keys included, whose lines then count as parse
-    failures downstream rather than vanish here.
+    ELB's test files (one per kind of log enabled) are skipped quietly; health-check logs and
+    other services' logs beside ELB's (``AWSLogs/<account>/CloudTrail/...``) are skipped with a
+    reason (their format is not one we parse); everything else is shipped, unknown keys
+    included, whose lines then count as parse failures downstream rather than vanish here.
 
     >>> decision = classify(ObjectRef("logs", "AWSLogs/123456789012/ELBAccessLogTestFile"))
     >>> decision.skip_reason, decision.quiet
@@ -218,7 +218,8 @@ def classify(ref: ObjectRef) -> Decision:
     """
     info = parse_key(ref.key)
     if info.kind is KeyKind.TEST_FILE:
-        return Decision(info, "ELB access log test file", quiet=True)
+        kind = TEST_FILES[ref.key.rpartition("/")[2]]
+        return Decision(info, f"ELB {kind} log test file", quiet=True)
     if info.kind is KeyKind.HEALTH_CHECK:
         return Decision(info, "health check logs are not shipped: their format is not supported")
     if info.kind is KeyKind.OTHER_SERVICE:

@@ -277,6 +277,33 @@ def test_test_file_and_test_event_are_skipped_quietly(
     assert not [r for r in log_records(caplog) if r["level"] != "DEBUG"]
 
 
+@pytest.mark.parametrize("name", ["ELBConnectionLogTestFile", "ELBHealthCheckLogTestFile"])
+def test_the_test_files_of_connection_and_health_check_logs_are_skipped_quietly(
+    container: Container,
+    logstash: JsonLinesReceiver,
+    moto: MotoServer,
+    name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Enabling ALB connection logs writes AWSLogs/<account>/ELBConnectionLogTestFile, "not an
+    # actual connection log file" (AWS, "Enable connection logs for your Application Load
+    # Balancer", step 4); health check logs write ELBHealthCheckLogTestFile. The rule's prefix
+    # matches them like any log, so the function receives their "Object Created" events.
+    # The content here is a stand-in: AWS documents none, and no line of it is a log line.
+    bucket = moto.new_bucket()
+    key = f"AWSLogs/123456789012/{name}"
+    store(moto, bucket, key, b"Enable ConnectionLog for ELB: my-alb\n", compress=False)
+    event = load_event("eventbridge-object-created.json")
+    event["detail"]["bucket"]["name"] = bucket
+    event["detail"]["object"].update(key=key, size=37)
+
+    result = container.invoke(event)
+
+    assert result == {"objects": []}
+    assert logstash.connection_count == 0
+    assert not [r for r in log_records(caplog) if r["level"] != "DEBUG"]
+
+
 def test_health_check_log_is_skipped_with_a_log_line(
     container: Container, logstash: JsonLinesReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -111,6 +111,11 @@ def test_user_prefix_is_kept_and_ignored(prefix: str) -> None:
     [
         (f"AWSLogs/{ACCOUNT}/ELBAccessLogTestFile", ""),
         (f"my/logs/AWSLogs/{ACCOUNT}/ELBAccessLogTestFile", "my/logs"),
+        # Enabling ALB connection logs writes its own test file (AWS, "Enable connection logs
+        # for your Application Load Balancer", step 4), and health check logs theirs.
+        (f"AWSLogs/{ACCOUNT}/ELBConnectionLogTestFile", ""),
+        (f"conn/AWSLogs/{ACCOUNT}/ELBConnectionLogTestFile", "conn"),
+        (f"health/AWSLogs/{ACCOUNT}/ELBHealthCheckLogTestFile", "health"),
     ],
 )
 def test_test_file(key: str, prefix: str) -> None:
@@ -153,6 +158,7 @@ UNKNOWN_NOTHING = [
     "x.log.gz",
     f"AWSLogs/{ACCOUNT}/ELBAccessLogTestFile/extra",
     f"AWSLogs/{ACCOUNT}/ELBAccessLogTestFile.txt",
+    f"AWSLogs/{ACCOUNT}/ELBSomethingLogTestFile",
     f"AWSLogs/1234/elasticloadbalancing/us-east-1/2026/11/28/{FILE}x_20261128T2340Z_1.2.3.4_a.log",
     f"AWSLogs/{ACCOUNT}/elasticloadbalancing/US-EAST-1/2026/11/28/x.log",
     DAY + "sub/" + FILE + "my-lb_20261128T2340Z_10.0.2.8_5f6g7h8j.log",
@@ -312,6 +318,8 @@ NAMED_LIKE_ELB = [
     HEALTH,
     f"AWSLogs/{ACCOUNT}/ELBAccessLogTestFile",
     f"team/AWSLogs/{ACCOUNT}/ELBAccessLogTestFile",
+    f"team/AWSLogs/{ACCOUNT}/ELBConnectionLogTestFile",
+    f"AWSLogs/{ACCOUNT}/ELBHealthCheckLogTestFile",
     "backup/2026/" + CLASSIC.rpartition("/")[2],
     CLASSIC.rpartition("/")[2],
     DAY + "sub/" + FILE + "my-lb_20261128T2340Z_10.0.2.8_5f6g7h8j.log",

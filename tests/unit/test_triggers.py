@@ -145,6 +145,23 @@ def test_sample_s3_test_event_is_nothing_to_do() -> None:
     assert parse_event(load("s3-test-event.json")) == Trigger(TriggerKind.S3)
 
 
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("ELBAccessLogTestFile", "ELB access log test file"),
+        ("ELBConnectionLogTestFile", "ELB connection log test file"),
+        ("ELBHealthCheckLogTestFile", "ELB health check log test file"),
+    ],
+)
+def test_each_elb_test_file_is_skipped_quietly_and_named(name: str, reason: str) -> None:
+    # events/s3-test-file.json, edited to name the test file of each kind of log ELB writes.
+    event = load("s3-test-file.json")
+    event["Records"][0]["s3"]["object"]["key"] = f"logs/AWSLogs/123456789012/{name}"
+    (item,) = parse_event(event).items
+    assert item.key_info.kind is KeyKind.TEST_FILE
+    assert (item.ship, item.quiet, item.skip_reason) == (False, True, reason)
+
+
 def test_sample_s3_test_file_is_skipped_quietly() -> None:
     trigger = parse_event(load("s3-test-file.json"))
     (item,) = trigger.items
