@@ -517,6 +517,15 @@ def _eventbridge_items(event: Mapping[str, Any], message_id: str | None) -> list
             "(source aws.s3) to this function"
         )
     detail = _mapping(event.get("detail"), "detail")
+    detail_type = event.get("detail-type")
+    if detail_type != _EVENTBRIDGE_OBJECT_CREATED and "object" not in detail:
+        # Not one of the bucket's EventBridge notifications (CloudTrail's "AWS API Call via
+        # CloudTrail" has source aws.s3 too): there is no object to skip, and a missing field
+        # would read as a damaged Object Created event.
+        raise TriggerError(
+            f"EventBridge event {detail_type!r} from aws.s3 names no object: route only the "
+            "bucket's 'Object Created' events (S3's EventBridge notifications) to this function"
+        )
     obj = _mapping(detail.get("object"), "detail.object")
     ref = ObjectRef(
         bucket=_text(_mapping(detail.get("bucket"), "detail.bucket").get("name"), "bucket name"),
@@ -525,7 +534,6 @@ def _eventbridge_items(event: Mapping[str, Any], message_id: str | None) -> list
         etag=_etag(obj.get("etag"), "detail.object.etag"),
         size=_optional_count(obj.get("size"), "detail.object.size"),
     )
-    detail_type = event.get("detail-type")
     if detail_type != _EVENTBRIDGE_OBJECT_CREATED:
         return [_item(ref, message_id, f"EventBridge event {detail_type!r} is not Object Created")]
     return [_item(ref, message_id, live=True)]

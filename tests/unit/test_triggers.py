@@ -473,6 +473,46 @@ def test_eventbridge_with_version_and_etag_pins_them() -> None:
     assert refs(parse_event(event)) == [ObjectRef(BUCKET, ALB_KEY, ALB_VERSION, ALB_ETAG)]
 
 
+def cloudtrail_put_object() -> dict[str, Any]:
+    """S3's PutObject as CloudTrail sends it to EventBridge (source aws.s3 too), what rules of
+    the pattern ``detail-type: [AWS API Call via CloudTrail], detail.eventName: [PutObject]``
+    matched before S3 had EventBridge notifications; the detail is a CloudTrail record (AWS,
+    "Amazon S3 CloudTrail events")."""
+    return {
+        "version": "0",
+        "id": "5c3b7d22-6f2a-4d17-9a0e-0e3c1b2a9f10",
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-28T23:40:12Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08",
+            "eventSource": "s3.amazonaws.com",
+            "eventName": "PutObject",
+            "awsRegion": "us-east-1",
+            "requestParameters": {"bucketName": BUCKET, "key": ALB_KEY},
+            "responseElements": None,
+            "readOnly": False,
+            "eventType": "AwsApiCall",
+            "managementEvent": False,
+            "eventCategory": "Data",
+        },
+    }
+
+
+def test_an_eventbridge_event_of_s3_that_names_no_object_says_its_detail_type() -> None:
+    # Before: "detail.object is missing or not a JSON object", as if an Object Created event
+    # had lost a field.
+    with pytest.raises(TriggerError) as caught:
+        parse_event(cloudtrail_put_object())
+    (rejected,) = parse_event({"Records": [sqs_record("m", cloudtrail_put_object())]}).rejected
+    for message in (str(caught.value), rejected.reason):
+        assert "'AWS API Call via CloudTrail'" in message
+        assert "Object Created" in message and "detail.object" not in message
+
+
 def test_eventbridge_other_s3_events_are_skipped_with_a_reason() -> None:
     event = load("eventbridge-object-created.json")
     event["detail-type"] = "Object Deleted"
