@@ -539,6 +539,24 @@ def test_every_template_parameter_is_documented() -> None:
     assert documented - declared == set(), "in docs/deploy.md but not in template.yaml"
 
 
+def test_the_parameters_table_gives_each_default_the_template_declares() -> None:
+    """A default in docs/deploy.md is what a deploy that leaves the parameter out gets."""
+    section = DEPLOY_DOC.read_text(encoding="utf-8").split("\n## Parameters\n", 1)[1]
+    rows = [row.split(" | ") for row in section.split("\n## ", 1)[0].splitlines()]
+    # The table writes a default as `value`, an empty one as `empty`, none as `(required)`.
+    documented = {
+        name: row[1].strip().replace("empty", "``")
+        for row in rows
+        if row[0].startswith("| `")
+        for name in re.findall(r"`(\w+)`", row[0])
+    }
+    declared = {
+        name: f"`{spec['Default']}`" if "Default" in spec else "(required)"
+        for name, spec in template()["Parameters"].items()
+    }
+    assert documented == declared
+
+
 @pytest.mark.parametrize(
     "host",
     [

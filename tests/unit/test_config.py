@@ -3,6 +3,8 @@ wrong, with the one-sentence message that names the variable."""
 
 from __future__ import annotations
 
+import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -347,3 +349,53 @@ def test_hash_needs_its_key_and_a_long_one() -> None:
     rules = settings.privacy_rules(b"k" * 16)
     assert rules is not None and rules.hash_key == b"k" * 16
     assert "k" * 16 not in repr(rules)
+
+
+# The README's words for a setting with no value, and the settings whose field is not named after
+# the variable (the others: the name in lower case, less LOGSTASH_).
+NO_VALUE = ("none", "empty", "system trust store", "(required by the function)")
+FIELD_OF = {
+    ENV.DEADLINE_MARGIN_SECONDS: "deadline_margin",
+    ENV.DEPLOYMENT_ENVIRONMENT: "environment",
+}
+UNITS = {"s": 1, "KiB": 1024, "MiB": 1024 * 1024}
+
+
+def documented_value(text: str) -> Any:
+    """A default as the README's Settings table writes it (``5 s``, ``256 KiB``, ``true``)."""
+    number = re.fullmatch(r"(\d+) (s|KiB|MiB)", text)
+    if number:
+        return int(number[1]) * UNITS[number[2]]
+    return {"true": True, "false": False}.get(text, int(text) if text.isdigit() else text)
+
+
+def readme_defaults() -> list[tuple[str, str]]:
+    """(variable, default) for each variable of the README's Settings table."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = [row.split(" | ") for row in section.splitlines() if row.startswith("| `")]
+    return [
+        (variable, row[1].strip())
+        for row in rows
+        for variable in re.findall(r"`([A-Z][A-Z0-9_]+)`", row[0])
+    ]
+
+
+@pytest.mark.parametrize(("variable", "documented"), readme_defaults())
+def test_the_readme_settings_table_gives_each_default_the_code_takes(
+    variable: str, documented: str
+) -> None:
+    field = FIELD_OF.get(variable, variable.lower().removeprefix("logstash_"))
+    default = getattr(Settings.from_env({}), field)
+    if isinstance(default, StrEnum):
+        assert documented == default.value
+        return
+    if documented.startswith(NO_VALUE):
+        assert default in (None, ())
+        return
+    # `256 KiB (beats: 1 MiB)`: the default of each protocol.
+    text, _, beats = documented.partition(" (beats: ")
+    assert documented_value(text) == default
+    if beats:
+        beats_default = getattr(Settings.from_env({ENV.LOGSTASH_PROTOCOL: "beats"}), field)
+        assert documented_value(beats.removesuffix(")")) == beats_default
