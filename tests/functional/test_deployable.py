@@ -347,6 +347,23 @@ def test_the_hash_keys_kms_grant_comes_only_with_hashing() -> None:
     assert {"Condition": "HasClientIpHashKey"} in conditions["HasClientIpHashKmsKey"]["Fn::And"]
 
 
+def test_every_grant_of_the_role_is_in_the_deploy_guide() -> None:
+    """docs/deploy.md, "IAM: an explicit role", is what a security review reads: each action and
+    managed policy the role may get is named there (``sqs:ReceiveMessage``, or ``DeleteMessage``
+    after it in a list)."""
+    section = DEPLOY_DOC.read_text(encoding="utf-8").split("\n### IAM: an explicit role\n", 1)[1]
+    named = set(re.findall(r"`([\w:*]+)", section.split("\n### ", 1)[0]))
+    role = template()["Resources"]["ShipperRole"]["Properties"]
+    granted: set[str] = set()
+    for statement in statements(role["Policies"][0]["PolicyDocument"]).values():
+        actions = statement["Action"]
+        granted.update([actions] if isinstance(actions, str) else actions)
+    missing = {action for action in granted if not {action, action.split(":")[1]} & named}
+    assert missing == set()
+    (managed,) = [arn["Fn::Sub"] for arn in role["ManagedPolicyArns"]["Fn::If"][1]]
+    assert managed.rsplit("/", 1)[1] in named
+
+
 def test_the_role_may_list_the_whole_bucket_to_tell_a_missing_object_from_a_denied_one() -> None:
     """S3 answers 404 NoSuchKey (rejected at once) rather than 403 AccessDenied (retried, then
     dead-lettered as a missing grant) for an expired or deleted object only to a caller that may
