@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,8 @@ from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.report import ObjectResult, Outcome
 from elb_log_shipper.triggers import TriggerKind, make_continuation, parse_event
 from tests.support.lambda_events import dead_letter_record
+
+DOCS = ("README.md", "docs/deploy.md")
 
 
 class Context:
@@ -212,6 +216,21 @@ def test_failed_continuations_come_back_sooner_then_later_and_as_often_as_before
     assert sum(waits) >= 2 * 3600
     assert all(wait <= 12 * 3600 for wait in waits)  # SQS's longest visibility timeout
     assert handler.retry_after(0) is None
+
+
+def test_the_docs_give_the_retry_schedule_the_function_sets() -> None:
+    """README and docs/deploy.md tell an operator how long an outage heals by itself."""
+    root = Path(__file__).resolve().parents[2]
+    docs = " ".join(" ".join((root / name).read_text(encoding="utf-8") for name in DOCS).split())
+    minutes = [seconds // 60 for seconds in handler.RETRY_AFTER_SECONDS]
+    schedules = re.findall(r"\b(\d+), (\d+), (\d+),? (?:and )?(\d+) minutes", docs)
+    assert schedules
+    assert {tuple(int(n) for n in schedule) for schedule in schedules} == {tuple(minutes)}
+    # The last receive, and the dead-letter queue the queue's visibility timeout (30 minutes) later.
+    last = re.findall(r"the last (\d+) minutes after the first", docs)
+    assert set(last) == {str(sum(minutes))}
+    dead_letter = re.findall(r"dead-letter queue is about \d hours away \((\d+) minutes\)", docs)
+    assert set(dead_letter) == {str(sum(minutes) + 30)}
 
 
 def test_the_containers_repr_holds_no_hash_key() -> None:
