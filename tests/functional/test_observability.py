@@ -507,6 +507,42 @@ def test_the_readme_documents_every_metric_and_every_alarm() -> None:
         assert f"| `{name}` |" in deploy.split("\n## ", 1)[0], name
 
 
+# How the alarm tables say when an alarm fires: "in 2 of 3 ... periods", "for 3 periods in a row".
+OUT_OF = re.compile(r"in (\d) of (\d)")
+IN_A_ROW = re.compile(r"for (\d) periods")
+# A threshold as written (`above 1800`, `> 15 minutes`, `above 1 %`), in the alarm's own unit.
+ABOVE = re.compile(r"(?:above|>) ([\d.]+) ?(minutes|%)?")
+MILLISECONDS = {"minutes": 60_000}
+
+
+@pytest.mark.parametrize("document", [README, DEPLOY_DOC], ids=lambda p: p.name)
+def test_the_alarm_tables_give_each_alarms_periods_and_threshold(document: Path) -> None:
+    """What a reader takes from "fires when" is what the template sets."""
+    alarms = {
+        alarm["AlarmName"]["Fn::Sub"].removeprefix("${AWS::StackName}-"): alarm
+        for resource in template()["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        for alarm in [resource["Properties"]]
+    }
+    rows = [row.split(" | ") for row in document.read_text(encoding="utf-8").splitlines()]
+    checked = set()
+    for row in rows:
+        name = re.fullmatch(r"\| `([a-z-]+)`", row[0])
+        if name is None or name[1] not in alarms or len(row) < 2:
+            continue
+        alarm, fires = alarms[name[1]], row[1]
+        periods = alarm["EvaluationPeriods"]
+        if found := OUT_OF.search(fires):
+            assert (int(found[1]), int(found[2])) == (alarm["DatapointsToAlarm"], periods)
+        if found := IN_A_ROW.search(fires):
+            assert int(found[1]) == periods and "DatapointsToAlarm" not in alarm, name[1]
+        if found := ABOVE.search(fires):
+            threshold = float(found[1]) * MILLISECONDS.get(found[2] or "", 1)
+            assert threshold == alarm["Threshold"], name[1]
+        checked.add(name[1])
+    assert checked == set(alarms)
+
+
 def test_the_dashboard_shows_every_queue_metric_that_retiring_a_stack_waits_for() -> None:
     # docs/deploy.md drains a stack before deleting it (its continuations would be lost): each
     # CloudWatch metric its steps read must be a line of the dashboard they point at.
