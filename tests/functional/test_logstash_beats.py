@@ -15,7 +15,12 @@ import pytest
 from elb_log_shipper.config import ENV, PROTOCOL_BEATS, Settings
 from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
-from elb_log_shipper.logstash.beats import BEAT_NAME, METADATA, PIPELINED_WINDOWS
+from elb_log_shipper.logstash.beats import (
+    BEAT_NAME,
+    METADATA,
+    PIPELINED_WINDOWS,
+    PROBE_SILENCE_MAX_SECONDS,
+)
 from elb_log_shipper.logstash.pool import BEATS_WINDOW_START
 from elb_log_shipper.logstash.sender import LAG_IN_FLIGHTS, QUEUE_BATCHES_PER_CONNECTION
 from elb_log_shipper.pipeline import deliver_object, ship_objects
@@ -343,6 +348,41 @@ def test_a_pipelined_window_that_logstash_gives_no_keepalive_is_not_resent(
     assert_exactly_once(server, 48)
     assert stats.reconnects == 0
     assert server.connection_count == 1
+    assert server.empty_windows >= 1 and server.keepalives_sent >= 1
+
+
+# Logstash's client_inactivity_timeout in the next test, above the silence after which the
+# shipper probes (PROBE_SILENCE_MAX_SECONDS) by a margin for a loaded machine, and below the
+# silence after which it probed before: half the stall timeout.
+INACTIVITY_TIMEOUT = PROBE_SILENCE_MAX_SECONDS + 2.5
+
+
+@pytest.mark.timeout(90)
+def test_a_pipelined_window_is_probed_before_logstash_closes_the_connection_as_idle() -> None:
+    """Logstash closes a connection that nothing was read from or written to for its
+    client_inactivity_timeout (all-idle), even while a window read from it waits in a blocked
+    pipeline: its keep-alives are what holds the close off, and a window read while the one
+    before it was processing gets none. The shipper probed such a window after half the stall
+    timeout, so with a stall timeout of twice Logstash's inactivity timeout or more (120 s
+    against the default 60 s), Logstash had reset the connection first, and the window, already
+    in its queue, was sent again. The probe now comes after at most twice Logstash's keep-alive
+    interval of silence, whatever the stall timeout."""
+    faults = Faults(
+        logstash_keepalives=True,
+        ack_delay=INACTIVITY_TIMEOUT + 1.0,
+        keepalive_interval=1.0,
+        client_inactivity_timeout=INACTIVITY_TIMEOUT,
+    )
+    stall_timeout = 4 * INACTIVITY_TIMEOUT
+    assert stall_timeout / 2 > INACTIVITY_TIMEOUT  # the old probe came after the close
+    with BeatsServer(faults=faults) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1, stall_timeout=stall_timeout))
+        # Two windows of 16, pipelined: the second is processed with the flag cleared.
+        stats = ship(pool, batches(32, 16), seconds=80)
+        pool.close()
+    assert_exactly_once(server, 32)
+    assert server.inactivity_closes == 0
+    assert stats.reconnects == 0
     assert server.empty_windows >= 1 and server.keepalives_sent >= 1
 
 

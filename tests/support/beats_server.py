@@ -70,6 +70,14 @@ class Faults:
     # (its BeatsParser passes an empty batch on, BeatsHandler acknowledges it with seq 0); by
     # default it is only a size that the next window's replaces, as in earlier versions.
     empty_window_ack: bool = False
+    # With ``logstash_keepalives``: close the connection (a reset) once nothing was read from it
+    # or written to it for this long, whatever it still processes, as Logstash's beats input
+    # does with ``client_inactivity_timeout`` (logstash-input-beats: ``Server.BeatsInitializer``
+    # gives Netty's ``IdleStateHandler`` that timeout as its all-idle time, and
+    # ``ConnectionHandler.userEventTriggered`` closes on ``ALL_IDLE`` without looking at pending
+    # batches; ``Server`` sets ``SO_LINGER`` 0). Its keep-alives are writes that hold it off; a
+    # window processed with the keep-alive flag cleared has none.
+    client_inactivity_timeout: float | None = None
     # Bytes that are no frame (json_lines from a client set for the tcp input) are met as
     # Logstash's beats input meets them: it closes the connection at its first byte, having read
     # what had arrived within this many seconds (Netty reads what is there): a small batch, with
@@ -164,6 +172,7 @@ class BeatsServer(JsonLinesReceiver):
         self.windows_completed = 0
         self.empty_windows = 0
         self.keepalives_sent = 0
+        self.inactivity_closes = 0
         super().__init__(ssl_context, **kwargs)
 
     # Inspection.
@@ -330,18 +339,41 @@ class BeatsServer(JsonLinesReceiver):
         """``Faults.logstash_keepalives``: this thread reads windows as they arrive (each read
         sets the keep-alive flag); one thread processes them in order, each for ``ack_delay``,
         then ACKs it and clears the flag; one sends ``ACK 0`` after ``keepalive_interval`` of
-        its own silence while the flag is set."""
+        its own silence while the flag is set, and closes the connection after
+        ``client_inactivity_timeout`` without a read or a write."""
         interval = self.faults.keepalive_interval or 5.0
+        inactivity = self.faults.client_inactivity_timeout
         windows: queue.Queue[WindowRecord | None] = queue.Queue()
         flag = threading.Event()  # logstash-input-beats' CHANNEL_SEND_KEEP_ALIVE
         done = threading.Event()
         send_lock = threading.Lock()
         last_write = [time.monotonic()]
+        # The last read or write, for the all-idle close (last_write also moves when the
+        # writer-idle timer fires with nothing to send).
+        last_exchange = [time.monotonic()]
+        closed = threading.Event()  # closed as idle: later writes fail
 
         def write(data: bytes) -> None:
             with send_lock:
+                if closed.is_set():  # Netty fails a write to a closed channel
+                    raise OSError("the connection was closed as idle")
                 sock.sendall(data)
-                last_write[0] = time.monotonic()
+                last_write[0] = last_exchange[0] = time.monotonic()
+
+        def read() -> None:
+            flag.set()  # ConnectionHandler.channelRead
+            with send_lock:
+                last_exchange[0] = time.monotonic()
+
+        def close_idle() -> None:
+            """ConnectionHandler's ALL_IDLE close, a reset (SO_LINGER 0); shutting the read side
+            wakes the reading thread, whose return closes the socket."""
+            with send_lock:
+                closed.set()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            socket.socket.shutdown(sock, socket.SHUT_RD)
+            with self._lock:
+                self.inactivity_closes += 1
 
         def process() -> None:
             while (window := windows.get()) is not None:
@@ -359,7 +391,13 @@ class BeatsServer(JsonLinesReceiver):
         def keep_alive() -> None:
             while not done.wait(0.01) and not self._stopping.is_set():
                 with send_lock:
-                    idle = time.monotonic() - last_write[0] >= interval
+                    now = time.monotonic()
+                    idle = now - last_write[0] >= interval
+                    inactive = inactivity is not None and now - last_exchange[0] >= inactivity
+                if inactive:
+                    with contextlib.suppress(OSError):
+                        close_idle()
+                    return
                 if idle and flag.is_set():
                     try:
                         write(_ACK.pack(b"2A", 0))
@@ -371,7 +409,7 @@ class BeatsServer(JsonLinesReceiver):
                     with send_lock:
                         last_write[0] = time.monotonic()  # Netty's idle timer fires again later
 
-        reader.on_read = flag.set  # ConnectionHandler.channelRead
+        reader.on_read = read
         threads = [threading.Thread(target=f, daemon=True) for f in (process, keep_alive)]
         for thread in threads:
             thread.start()

@@ -54,6 +54,7 @@ __all__ = [
     "BEAT_NAME",
     "METADATA",
     "PIPELINED_WINDOWS",
+    "PROBE_SILENCE_MAX_SECONDS",
     "SILENCE_PROBE",
     "BeatsConnection",
     "encode_window",
@@ -83,6 +84,14 @@ PIPELINED_WINDOWS = 2
 SILENCE_PROBE = b"2W\x00\x00\x00\x00"
 # Logstash's writer-idle timer: a keep-alive comes at most this long after the flag is set.
 LOGSTASH_KEEPALIVE_SECONDS = 5.0
+# The longest silence a wait for ACKs lets pass before it probes, whatever the stall timeout.
+# Logstash closes a connection it has neither read from nor written to for its
+# ``client_inactivity_timeout`` (default 60 s), even while a window read from it waits in its
+# pipeline (``ConnectionHandler`` closes on Netty's all-idle event, pending batches or not): a
+# window without keep-alives must be probed before then, or Logstash resets the connection and the
+# window, already in its queue, is sent again. Twice the keep-alive interval: a Logstash whose
+# flag is set has sent one by then.
+PROBE_SILENCE_MAX_SECONDS = 2 * LOGSTASH_KEEPALIVE_SECONDS
 # What a breaking connection reads at most for ACKs (``last_words``), in reads of RECV_BYTES: an
 # ACK is 6 bytes, so one read is plenty; the bound stops a peer that floods us.
 _LAST_READS = 16
@@ -118,12 +127,20 @@ def isal_level(compression: int) -> int:
 def probe_after_silence(stall_timeout: float) -> float:
     """How long a wait for ACKs hears nothing before it writes ``SILENCE_PROBE``: half the stall
     timeout, and early enough that Logstash's keep-alive (``LOGSTASH_KEEPALIVE_SECONDS`` after
-    the probe, at most) arrives a second before the timeout.
+    the probe, at most) arrives a second before the timeout; never more than
+    ``PROBE_SILENCE_MAX_SECONDS``, so that Logstash's inactivity close does not come first.
 
-    >>> [probe_after_silence(timeout) for timeout in (20.0, 10.0, 5.0)]
-    [10.0, 4.0, 0.0]
+    >>> [probe_after_silence(timeout) for timeout in (120.0, 20.0, 10.0, 5.0)]
+    [10.0, 10.0, 4.0, 0.0]
     """
-    return max(0.0, min(stall_timeout / 2, stall_timeout - LOGSTASH_KEEPALIVE_SECONDS - 1))
+    return max(
+        0.0,
+        min(
+            stall_timeout / 2,
+            stall_timeout - LOGSTASH_KEEPALIVE_SECONDS - 1,
+            PROBE_SILENCE_MAX_SECONDS,
+        ),
+    )
 
 
 def frame_events(lines: list[bytes]) -> bytes:
