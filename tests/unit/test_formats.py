@@ -650,6 +650,24 @@ FAILURES = {
         ' http://a.com:80/ HTTP/1.1" "Mozilla/5.0 (broken',
         "unclosed quote",
     ),
+    # A Classic request holding raw quotes (a probe's `"x"`): an odd number leaves a quote
+    # unclosed, an even number splits the request into more fields, which moved the others on:
+    # the event had the request's rest for its user agent, the user agent for its TLS cipher.
+    "classic request with raw quotes, 16 fields": (
+        "2015-05-13T23:39:43.945958Z lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 200 200 0 29"
+        ' "GET http://a.com:80/x""y HTTP/1.1" "curl/7.38.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2',
+        "Classic line has 16 fields, not 12 or 15",
+    ),
+    "classic request with a quoted word, 17 fields": (
+        "2015-05-13T23:39:43.945958Z lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 200 200 0 29"
+        ' "GET http://a.com:80/?q="a b" HTTP/1.1" "curl/7.38.0" - -',
+        "Classic line has 17 fields, not 12 or 15",
+    ),
+    "classic of 12 fields, request with raw quotes, 13 fields": (
+        "2015-04-10T08:11:09.865823Z lb 49.150.87.133:55128 - -1 -1 -1 408 - 1294336 0"
+        ' "PUT https://media.example.com:443/v?q="x" HTTP/1.1"',
+        "Classic line has 13 fields, not 12 or 15",
+    ),
 }
 
 

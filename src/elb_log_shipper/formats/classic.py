@@ -27,6 +27,10 @@ __all__ = ["KNOWN_FIELDS", "MIN_FIELDS", "parse"]
 # Through sent_bytes: fewer fields is a truncated line.
 MIN_FIELDS = 11
 KNOWN_FIELDS = 15
+# The request alone: the lines of before 2015, which AWS then extended to 15 fields once and for
+# all (the user agent and the TLS fields). Between the two, or past 15, a field was split: the
+# request holds raw quotes (an odd number leaves one unclosed), so every field after it moved on.
+_SHORTER_FIELDS = 12
 
 
 _backends: dict[str, tuple[str, str]] = {}
@@ -47,6 +51,11 @@ def parse(f: list[str]) -> dict[str, Any]:
     n = len(f)
     if n < MIN_FIELDS:
         raise ParseError(f"Classic line has {n} fields, at least {MIN_FIELDS} expected")
+    if n != KNOWN_FIELDS and n > _SHORTER_FIELDS:
+        raise ParseError(
+            f"Classic line has {n} fields, not {_SHORTER_FIELDS} or {KNOWN_FIELDS}: a field is "
+            "split (raw quotes in the request), so the fields after it cannot be told apart"
+        )
     ts = timestamp(f[0], "timestamp")
     elb: dict[str, Any] = {"name": f[1]}
     event: dict[str, Any] = {"kind": "event", "dataset": "aws.elb_logs", "end": ts}
@@ -126,6 +135,4 @@ def parse(f: list[str]) -> dict[str, Any]:
         if version is not None:
             tls = out.setdefault("tls", {})
             tls["version"], tls["version_protocol"] = version
-    if n > KNOWN_FIELDS:
-        elb["extra_fields"] = f[KNOWN_FIELDS:]
     return out
