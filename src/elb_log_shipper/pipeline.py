@@ -421,7 +421,7 @@ def _unserialisable(
 ) -> dict[str, Any]:
     """The failure event of a line whose event the encoder refused: the raw text (``raw``, or
     the text that the privacy rules made of it), tagged."""
-    text = raw if isinstance(raw, str) else raw.decode(errors="replace")
+    text = raw if isinstance(raw, str) else raw.decode(errors="backslashreplace")
     event = builder.failure(text, offset, f"the event could not be serialised: {error}")
     event["tags"].append(UNSERIALISABLE_TAG)
     return event

@@ -14,6 +14,7 @@ import pytest
 from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, alb, parse_line
 from elb_log_shipper.formats._tokenizer import _split_fast, _split_slow, tokenize
 from elb_log_shipper.formats._values import MEMO_LIMIT
+from elb_log_shipper.framing import MAX_LINE_BYTES, OversizedLine
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
 from elb_log_shipper.samples import ALB_LINES
 from tests.support.events import built, field
@@ -688,6 +689,28 @@ def test_invalid_utf8_is_a_failure_that_keeps_the_text() -> None:
     assert "invalid UTF-8" in event["error"]["message"]
     assert event["event"]["original"].startswith("http ")
     assert event["log"]["offset"] == 10
+
+
+# A Classic line whose user agent is Latin-1 (`café`), and Windows-1252 (`“x”`): not UTF-8.
+CLASSIC_LATIN1 = CLASSIC_CASES["http, 15 fields"][0].encode().replace(b"curl", b"caf\xe9")
+CLASSIC_CP1252 = CLASSIC_LATIN1.replace(b"caf\xe9", b"\x93x\x94")
+
+
+@pytest.mark.parametrize("raw", [CLASSIC_LATIN1, CLASSIC_CP1252])
+def test_a_line_that_is_not_utf8_keeps_its_bytes_in_the_failure(raw: bytes) -> None:
+    """``event.original`` is the raw line: a byte that is not UTF-8 is written as ``\\xNN``, as
+    ALB writes the bytes it escapes and as events show a file name's, not as U+FFFD, which made
+    every such byte the same character and the line's text unrecoverable."""
+    event = built(EventBuilder(bucket="b", key="k.log"), raw, 0)
+    assert event["tags"] == [PARSE_FAILURE_TAG]
+    assert "\ufffd" not in event["event"]["original"]
+    assert event["event"]["original"] == raw.decode("utf-8", "backslashreplace")
+
+
+def test_a_line_cut_inside_a_character_keeps_the_bytes_of_its_beginning() -> None:
+    head = b"x" * (MAX_LINE_BYTES - 1) + "é".encode()  # the limit falls inside the `é`
+    event = EventBuilder().too_long(OversizedLine(head[:MAX_LINE_BYTES], len(head)), 0)
+    assert event["event"]["original"] == "x" * (MAX_LINE_BYTES - 1) + "\\xc3"
 
 
 BOM_LINES = {

@@ -74,6 +74,11 @@ _SHORT_PATH_OTHER_FORMATS = frozenset("0123456789t")
 # The first byte of an ALB line: its type's.
 _ALB_INITIAL_BYTES = frozenset(kind[:1].encode() for kind in alb.TYPES)
 
+# How a failure event's text holds a byte that is not UTF-8: as `\xNN` (ALB's own escape, and how an
+# event shows a file name's), so that each stays visible and distinct: U+FFFD would make every such
+# byte the same character.
+_NOT_UTF8 = "backslashreplace"
+
 # UTF-8's byte-order mark. ELB writes none, but an editor may put one before a local file's first
 # line; the line is read without it (``EventBuilder.build``), at offset 0 still.
 _BOM = "\ufeff"
@@ -458,7 +463,7 @@ class EventBuilder:
         except UnicodeDecodeError as error:
             assert isinstance(raw, bytes)  # text never fails to decode
             return self.failure(
-                raw.decode(errors="replace"), offset, f"invalid UTF-8 at byte {error.start}"
+                raw.decode(errors=_NOT_UTF8), offset, f"invalid UTF-8 at byte {error.start}"
             )
         except ParseError as error:
             # Only a line that fails pays for this test, and only the first. One mark: a second
@@ -658,7 +663,7 @@ class EventBuilder:
         self.too_long_lines += 1
         full = raw.full_length if isinstance(raw, OversizedLine) else len(raw)
         return self.failure(
-            raw.decode(errors="replace"),
+            raw.decode(errors=_NOT_UTF8),
             offset,
             f"line of {full} bytes is longer than the {MAX_LINE_BYTES}-byte limit; "
             "its beginning is kept",
