@@ -281,6 +281,31 @@ CLASSIC_CASES = {
             "event.category": ["web"],
         },
     ),
+    # Fields AWS may append one day come after the cipher and the protocol: kept (§1), where a
+    # request split by raw quotes is a failure (FAILURES).
+    "fields appended after 15": (
+        "2015-05-13T23:39:43.945958Z my-loadbalancer 192.168.131.39:2817 10.0.0.1:80 0.000073"
+        ' 0.001048 0.000057 200 200 0 29 "GET http://www.example.com:80/ HTTP/1.1"'
+        ' "curl/7.38.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 new-field "-"',
+        {
+            "user_agent.original": "curl/7.38.0",
+            "tls.cipher": "ECDHE-RSA-AES128-GCM-SHA256",
+            "tls.version": "1.2",
+            "aws.elb.extra_fields": ["new-field", "-"],
+            "tags": ABSENT,
+        },
+    ),
+    "http listener, fields appended after 15": (
+        "2015-05-13T23:39:43.945958Z my-loadbalancer 192.168.131.39:2817 10.0.0.1:80 0.000073"
+        ' 0.001048 0.000057 200 200 0 29 "GET http://www.example.com:80/ HTTP/1.1"'
+        ' "curl/7.38.0" - - 42',
+        {
+            "url.original": "http://www.example.com:80/",
+            "tls": ABSENT,
+            "aws.elb.extra_fields": ["42"],
+            "tags": ABSENT,
+        },
+    ),
     'tcp listener, "- - - "': (
         "2015-05-13T23:39:43.945958Z my-loadbalancer 192.168.131.39:2817 10.0.0.1:80 0.001065"
         ' 0.000015 0.000023 - - 57 502 "- - - " "-" ECDHE-ECDSA-AES128-GCM-SHA256 TLSv1.2',

@@ -5,6 +5,7 @@ HTTP/HTTPS listeners log a request line; TCP/SSL listeners log ``"- - - "`` and 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from elb_log_shipper.errors import ParseError
@@ -27,10 +28,14 @@ __all__ = ["KNOWN_FIELDS", "MIN_FIELDS", "parse"]
 # Through sent_bytes: fewer fields is a truncated line.
 MIN_FIELDS = 11
 KNOWN_FIELDS = 15
-# The request alone: the lines of before 2015, which AWS then extended to 15 fields once and for
-# all (the user agent and the TLS fields). Between the two, or past 15, a field was split: the
-# request holds raw quotes (an odd number leaves one unclosed), so every field after it moved on.
+# The request alone: the lines of before 2015, which AWS then extended to 15 fields (the user agent
+# and the TLS fields). Between the two a field was split: the request holds raw quotes (an odd
+# number leaves one unclosed), so every field after it moved on.
 _SHORTER_FIELDS = 12
+# Past 15 fields, AWS may have appended some (§1: kept as extras), or the request was split as
+# above; the split shows where the cipher and the protocol should be: other fields' text.
+_CIPHER = re.compile(r"-|[A-Z0-9_-]+")
+_PROTOCOL = re.compile(r"-|(?:TLS|SSL)v[0-9.]+")
 
 
 _backends: dict[str, tuple[str, str]] = {}
@@ -51,7 +56,7 @@ def parse(f: list[str]) -> dict[str, Any]:
     n = len(f)
     if n < MIN_FIELDS:
         raise ParseError(f"Classic line has {n} fields, at least {MIN_FIELDS} expected")
-    if n != KNOWN_FIELDS and n > _SHORTER_FIELDS:
+    if n != KNOWN_FIELDS and n > _SHORTER_FIELDS and _split(f):
         raise ParseError(
             f"Classic line has {n} fields, not {_SHORTER_FIELDS} or {KNOWN_FIELDS}: a field is "
             "split (raw quotes in the request), so the fields after it cannot be told apart"
@@ -135,4 +140,17 @@ def parse(f: list[str]) -> dict[str, Any]:
         if version is not None:
             tls = out.setdefault("tls", {})
             tls["version"], tls["version_protocol"] = version
+    if n > KNOWN_FIELDS:
+        elb["extra_fields"] = f[KNOWN_FIELDS:]
     return out
+
+
+def _split(f: list[str]) -> bool:
+    """Whether a line of more than 12 fields, and not 15, has its request split by raw quotes:
+    13 or 14 fields, or more than 15 without a cipher and a protocol where 15 fields have them
+    (what AWS appends comes after them)."""
+    return (
+        len(f) < KNOWN_FIELDS
+        or _CIPHER.fullmatch(f[13]) is None
+        or _PROTOCOL.fullmatch(f[14]) is None
+    )
