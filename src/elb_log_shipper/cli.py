@@ -598,6 +598,9 @@ class _Run:
         self.signals = StopSignals(self.stop)
         # Set when stdout could not be written (--jobs N, --to -): the run stops.
         self._stdout_error: str | None = None
+        # Set when a worker process could not start after objects were handed back: the run
+        # stopped, and its report says so with the commands that ship the rest.
+        self._start_error: str | None = None
         self.announced = False
         self.forced = False
         self.progress = Progress(
@@ -645,11 +648,14 @@ class _Run:
                 run(counted)
             except KeyboardInterrupt:
                 self.forced = True
-            except WorkerStartError:
+            except WorkerStartError as error:
                 # Ctrl-C reaches the fork server too, which ignores it only once its preloads are
-                # imported: a worker that could not start then is part of the stop.
+                # imported: a worker that could not start then is part of the stop. Before any
+                # object was handed back nothing was shipped: the one sentence says it all.
                 if not self.stop.is_set():
-                    raise
+                    if not done:
+                        raise
+                    self._start_error = error.reason
             finally:
                 self.progress.clear()
         return done
@@ -879,18 +885,20 @@ class _Run:
         if self._interrupted(finished, unfinished, stopped=stopped, rejected=rejected):
             return EXIT_INTERRUPTED
         stopped_by = next((r for r in results if r.stops_run), None)
-        if stopped_by is not None:
+        if stopped_by is not None or self._start_error is not None:
             # The objects that failed were not shipped either (not only those never tried).
             # Logstash not always unreachable: a certificate refused, a server that is no input.
             unsent = not_shipped + sum(1 for r in results if r.outcome is Outcome.FAILED)
             destination = "writing the events" if self.args.to == "-" else "delivery to Logstash"
             why, remedy = (
-                (f"{destination} failed", "fix the cause")
-                if stopped_by.delivery_failed
-                else ("S3 refused the credentials", "renew them")
+                (f"{destination} failed (the error above says why)", "fix the cause")
+                if stopped_by is not None and stopped_by.delivery_failed
+                else ("S3 refused the credentials (the error above says why)", "renew them")
+                if stopped_by is not None
+                else (f"a worker process could not start ({self._start_error})", "fix the cause")
             )
             print(
-                f"{PROG}: stopped because {why} (the error above says why); {objects(unsent)} "
+                f"{PROG}: stopped because {why}; {objects(unsent)} "
                 f"{'was' if unsent == 1 else 'were'} not shipped: {remedy}, then run:",
                 file=self.stderr,
             )

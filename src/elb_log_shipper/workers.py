@@ -108,7 +108,15 @@ class ItemFailed:
 
 class WorkerStartError(RuntimeError):
     """A worker process could not start: its initializer raised, or it died before it was ready.
-    Every item would fail the same way, so the run stops."""
+    Every item would fail the same way, so the run stops: no item starts, and the error is
+    raised once the items in flight are handed back (a replacement for a worker that died
+    mid-run must not cost the other workers' objects, nor the results that say how far the
+    run got)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"a worker process could not start: {reason}")
+        self.reason = reason
+        """Why: the initializer's error, or how the process ended."""
 
 
 class ItemContext(Protocol):
@@ -247,7 +255,8 @@ def run_in_processes(
     as it arrives, even before the results ahead of it are handed back); the
     items in flight are told to stop (``context.should_stop()``) only when ``stop`` is set.
     A worker that dies is replaced while items remain. Raises WorkerStartError when a worker
-    cannot start, KeyboardInterrupt from a second Ctrl-C; either way the workers are gone.
+    cannot start (after the items in flight are handed back, as after a fatal result),
+    KeyboardInterrupt from a second Ctrl-C; either way the workers are gone.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
@@ -321,6 +330,7 @@ class _Run(Generic[T, R]):
         self.started = 0
         self.done = 0
         self.halted = False
+        self.start_error: str | None = None  # why a worker could not start: the run stops
 
     def loop(
         self, jobs: int, stop: threading.Event, on_tick: Callable[[], None], tick_seconds: float
@@ -338,6 +348,8 @@ class _Run(Generic[T, R]):
                 stopping or self.started >= len(self.items)
             ):
                 self.exit_all()
+                if self.start_error is not None:
+                    raise WorkerStartError(self.start_error)
                 return self.done
             # Idle workers too: one that dies while idle (OOM, kill) is replaced, not found
             # dead by the next send.
@@ -365,11 +377,19 @@ class _Run(Generic[T, R]):
             worker.posted_size = 0
             self.started += 1
             wanted -= 1
-        while wanted > starting and len(self.workers) < jobs:
-            self.workers.append(self.start_worker())
+        while wanted > starting and len(self.workers) < jobs and not self.halted:
+            if (started := self.start_worker()) is not None:
+                self.workers.append(started)
             starting += 1
 
-    def start_worker(self) -> _Worker:
+    def cannot_start(self, why: str) -> None:
+        """A worker could not start: start no item, and raise once the items in flight are back
+        (``loop``)."""
+        if self.start_error is None:
+            self.start_error = why
+        self.halted = True
+
+    def start_worker(self) -> _Worker | None:
         ours, theirs = self.context.Pipe()
         process = self.context.Process(
             target=_worker_main,
@@ -381,7 +401,8 @@ class _Run(Generic[T, R]):
             process.start()
         except (EOFError, OSError) as error:  # the fork server died (Ctrl-C as it started)
             ours.close()
-            raise WorkerStartError(f"a worker process could not start: {error!r}") from error
+            self.cannot_start(repr(error))
+            return None
         finally:
             theirs.close()
         return _Worker(process, ours)
@@ -410,17 +431,15 @@ class _Run(Generic[T, R]):
                     worker.index = None
                 elif kind == "ready":
                     worker.ready = True
-                else:  # "init failed"
-                    raise WorkerStartError(f"a worker process could not start: {message[1]}")
+                else:  # "init failed": it returns, closing its end of the pipe
+                    self.cannot_start(message[1])
         except (EOFError, OSError):
             pass  # its end of the pipe is closed: it died, or is dying
         else:
             return
         self.forget(worker)
         if not worker.ready and not stopping:
-            raise WorkerStartError(
-                f"a worker process {_describe_exit(worker.process.exitcode)} before it was ready"
-            )
+            self.cannot_start(f"it {_describe_exit(worker.process.exitcode)} before it was ready")
         if worker.index is not None:
             self.arrived(
                 worker.index,

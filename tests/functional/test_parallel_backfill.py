@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 from bench.corpus import alb_lines
 
 from elb_log_shipper import cli
+from tests.support.certs import CertBundle
 from tests.support.cli_runner import printed_resume_commands, run_command, run_resume_processes
 from tests.support.faults import SlowReadingServer
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer
@@ -176,3 +178,62 @@ def test_privacy_rules_reach_every_worker(
     ] * 40
     assert all("query" not in e.get("url", {}) for e in events)
     assert all(e["source"]["ip"].endswith(".0") for e in events)
+
+
+def test_a_worker_that_cannot_be_replaced_stops_the_run_with_the_commands_to_resume(
+    certs: CertBundle, tmp_path: Path
+) -> None:
+    """A worker dies mid-object (SIGKILL, as the OOM killer sends it) and its replacement cannot
+    start: here the CA file is gone by then. The run used to end at once with that one sentence:
+    the other worker's object cut off, no summary, no command to resume, though objects had been
+    shipped. It stops as after a delivery failure: the object in flight finishes, and the printed
+    commands ship the rest, the killed object from its start."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    expected: Counter[tuple[str, int]] = Counter()
+    for n in range(4):
+        lines = list(alb_lines(LINES, seed=n))
+        path = logs / f"{n}.log"
+        path.write_text("".join(line + "\n" for line in lines))
+        expected.update((str(path), offset) for offset in every_line(lines))
+    ca_file = tmp_path / "ca.pem"
+    shutil.copy(certs.ca_file, ca_file)
+    with SlowReadingServer(bytes_per_second=512 * 1024, ssl_context=certs.server_context()) as slow:
+        argv = ["ship", str(logs), "--to", f"tls://127.0.0.1:{slow.port}"]
+        argv += ["--ca-file", str(ca_file), "--jobs", "2", "--pool-size", "1"]
+        process = subprocess.Popen(
+            [*COMMAND, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        end = time.monotonic() + 60
+        while len(slow.events) < 100 and time.monotonic() < end and process.poll() is None:
+            time.sleep(0.02)
+        workers = [pid for child in children(process.pid) for pid in children(child)]
+        assert len(workers) == 2
+        ca_file.unlink()
+        os.kill(workers[0], signal.SIGKILL)
+        slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
+        _, stderr = process.communicate(timeout=90)
+        assert process.returncode == cli.EXIT_FAILED, stderr
+        assert "Traceback" not in stderr
+        assert "error: its worker process was killed by SIGKILL" in stderr
+        stopped = [line for line in stderr.splitlines() if "stopped because" in line]
+        assert len(stopped) == 1, stderr
+        assert stopped[0].startswith(
+            f"{cli.PROG}: stopped because a worker process could not start ("
+        )
+        assert stopped[0].endswith("); 3 objects were not shipped: fix the cause, then run:")
+        resumes = printed_resume_commands(stderr)
+        # The killed object from its start, then the two never started.
+        assert len(resumes) == 2, stderr
+        assert resumes[0][-2:] == ["--start-offset", "0"]
+        assert resumes[1][-1] == f"--start-after={logs / '1.log'}"
+        shutil.copy(certs.ca_file, ca_file)
+        run_resume_processes(resumes, os.environ, timeout=90)
+        slow.wait_idle()
+        got = Counter((e["log"]["file"]["path"], e["log"]["offset"]) for e in slow.events)
+    # Every line arrived; only the killed object's, which it had sent, more than once.
+    assert set(got) == set(expected)
+    victim = next(r for r in resumes if "--start-offset" in r)[1]
+    assert {k: n for k, n in got.items() if k[0] != victim} == {
+        k: n for k, n in expected.items() if k[0] != victim
+    }

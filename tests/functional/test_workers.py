@@ -113,6 +113,30 @@ def test_a_failing_initializer_stops_the_run() -> None:
         run(tasks.square, [1, 2, 3], initializer=tasks.fail_to_start)
 
 
+def test_a_replacement_that_cannot_start_stops_the_run_once_the_items_in_flight_are_back(
+    tmp_path: Path,
+) -> None:
+    # Item 1 kills its worker while item 0 runs, and the replacement's initializer fails. The
+    # run used to raise at once, killing item 0 half-way and handing back nothing: the command
+    # then printed no summary and no command to resume, though objects had been shipped.
+    items = [("a", 1.0), ("kill", 0.0), ("b", 0.0), ("c", 0.0)]
+    results: list[tuple[int, Any]] = []
+    with pytest.raises(WorkerStartError, match="RuntimeError: no more clients today"):
+        run_in_processes(
+            tasks.sleep_or_die,
+            items,
+            lambda index, result: results.append((index, result)),
+            jobs=2,
+            stop=threading.Event(),
+            initializer=tasks.start_twice_only,
+            initargs=(str(tmp_path),),
+        )
+    assert [index for index, _ in results] == [0, 1]
+    assert results[0][1] == "a"
+    assert isinstance(results[1][1], ItemFailed)
+    assert str(results[1][1]) == "its worker process was killed by SIGKILL"
+
+
 def test_a_fatal_result_starts_no_more_items() -> None:
     results = run(tasks.square, list(range(1, 30)), jobs=1, is_fatal=lambda result: result == 4)
     assert [result for _, result in results] == [1, 4]

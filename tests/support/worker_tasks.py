@@ -79,6 +79,15 @@ def die_when_idle(item: tuple[str, float, float], context: ItemContext) -> str:
     return name
 
 
+def sleep_or_die(item: tuple[str, float], context: ItemContext) -> str:
+    """Sleep ``item[1]`` seconds and return ``item[0]``; ``kill`` SIGKILLs its own process."""
+    name, seconds = item
+    if name == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(seconds)
+    return name
+
+
 def unpicklable(item: int, context: ItemContext) -> object:
     return threading.Lock()
 
@@ -93,6 +102,18 @@ def record_pid() -> None:
 
 def fail_to_start() -> None:
     raise RuntimeError("no clients today")
+
+
+def start_twice_only(directory: str) -> None:
+    """Initializer: the first two processes start (each claims a file in ``directory``); every
+    later one fails, as a replacement does when its S3 client or its TLS files cannot be had."""
+    for slot in range(2):
+        try:
+            (Path(directory) / str(slot)).open("x").close()
+        except FileExistsError:
+            continue
+        return
+    raise RuntimeError("no more clients today")
 
 
 def pid_and_inits(item: int, context: ItemContext) -> tuple[int, int]:
