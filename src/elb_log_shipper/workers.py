@@ -296,6 +296,7 @@ class _Worker:
         self.ready = False
         self.index: int | None = None  # the item in flight
         self.posted_size = 0  # its progress's size so far
+        self.note: str | None = None  # what it last said it waits for
 
 
 class _Run(Generic[T, R]):
@@ -422,7 +423,8 @@ class _Run(Generic[T, R]):
                     worker.posted_size += message[2]
                     self.on_progress(message[1], message[2])
                 elif kind == "note":
-                    self.on_note(message[1])
+                    worker.note = message[1]
+                    self.on_note(worker.note)
                 elif kind == "result":
                     _, index, result = message
                     if isinstance(result, ItemFailed):
@@ -438,6 +440,9 @@ class _Run(Generic[T, R]):
         else:
             return
         self.forget(worker)
+        if worker.note is not None:
+            # Nobody waits for what a dead worker waited for: another worker's wait, if any.
+            self.on_note(next((w.note for w in self.workers if w.note is not None), None))
         if not worker.ready and not stopping:
             self.cannot_start(f"it {_describe_exit(worker.process.exitcode)} before it was ready")
         if worker.index is not None:

@@ -96,6 +96,15 @@ def test_a_worker_killed_while_idle_is_replaced_and_no_item_fails() -> None:
     assert results == list(enumerate("abcdef"))
 
 
+def test_a_worker_that_dies_waiting_takes_its_note_with_it() -> None:
+    # The progress line showed "waiting for Logstash to acknowledge (0:05)" for the rest of the
+    # run: the worker that said so was dead, and the one left had nothing to wait for.
+    notes: list[str | None] = []
+    results = run(tasks.sleep_or_die, [("a", 1.0), ("kill", 0.0), ("b", 0.0)], on_note=notes.append)
+    assert [index for index, _ in results] == [0, 1, 2]
+    assert notes == [tasks.DYING_NOTE, None]
+
+
 def test_every_worker_dying_still_ends_the_run() -> None:
     results = run(tasks.die_on, ["kill"] * 5, jobs=2)
     assert len(results) == 5

@@ -79,10 +79,15 @@ def die_when_idle(item: tuple[str, float, float], context: ItemContext) -> str:
     return name
 
 
+DYING_NOTE = "waiting for Logstash to acknowledge (0:05)"
+
+
 def sleep_or_die(item: tuple[str, float], context: ItemContext) -> str:
-    """Sleep ``item[1]`` seconds and return ``item[0]``; ``kill`` SIGKILLs its own process."""
+    """Sleep ``item[1]`` seconds and return ``item[0]``; ``kill`` says it waits (``DYING_NOTE``),
+    as a worker does while Logstash is slow, and SIGKILLs its own process."""
     name, seconds = item
     if name == "kill":
+        context.set_note(DYING_NOTE)
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(seconds)
     return name
