@@ -68,6 +68,7 @@ from elb_log_shipper.pipeline import (
     WorkerSetup,
     deliver_object,
     file_position,
+    resume_from_confirmed,
     ship_in_worker,
     start_worker,
     stop_worker,
@@ -680,6 +681,8 @@ class _Run:
                 failed = ObjectResult(
                     obj.ref, Outcome.FAILED, error=str(done), bytes_read=done.size
                 )
+                # What Logstash confirmed before the worker died is not shipped again.
+                resume_from_confirmed(failed, done.checkpoint)
                 done = failed, None
             result, spooled = done
             if spooled is not None:  # a worker process's JSON lines, in plan order

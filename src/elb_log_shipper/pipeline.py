@@ -79,6 +79,7 @@ __all__ = [
     "StdoutSender",
     "WorkerSetup",
     "deliver_object",
+    "resume_from_confirmed",
     "ship_in_worker",
     "ship_object",
     "ship_objects",
@@ -525,7 +526,7 @@ def deliver_object(
         if result.delivery_failed:
             sender.abort()
             _with_stats(result, sender.stats)
-            _resume_from_confirmed(result, sender.confirmed_offset)
+            resume_from_confirmed(result, sender.confirmed_offset)
     except BaseException:
         sender.abort()
         raise
@@ -542,8 +543,9 @@ def _with_stats(result: ObjectResult, stats: DeliveryStats) -> ObjectResult:
     return result
 
 
-def _resume_from_confirmed(result: ObjectResult, confirmed: int | None) -> None:
-    """After a delivery failure: where the rest of the object starts (its confirmed progress)."""
+def resume_from_confirmed(result: ObjectResult, confirmed: int | None) -> None:
+    """After a delivery failure, or a worker process that died: where the rest of the object
+    starts (its confirmed progress)."""
     if confirmed is not None and confirmed > result.ref.start_offset:
         result.next_offset = confirmed
         result.error = f"{result.error} (confirmed up to byte {confirmed})"
@@ -761,20 +763,30 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
         raise RuntimeError("ship_in_worker runs in a worker process started by start_worker")
     s3_client = None if ref.is_local else state.clients.s3()
     if state.pool is not None:
-
+        # What Logstash confirmed goes to the parent as it grows (after each batch, and while
+        # waiting for Logstash), so that a worker killed mid-object (the OOM killer) costs the
+        # lines after it, not the whole object again.
         def on_wait(waiting_for_ack: float | None, retrying: Retrying | None) -> None:
             context.set_note(wait_note(waiting_for_ack, retrying))
+            context.set_checkpoint(logstash.confirmed_offset)
 
-        sender: ObjectSender = LogstashSender(
-            state.pool, on_wait=on_wait, should_stop=context.should_stop
-        )
-        return _deliver_in_worker(ref, sender, state, s3_client, context), None
+        def on_events(count: int) -> None:
+            context.add_progress(count)
+            context.set_checkpoint(logstash.confirmed_offset)
+
+        logstash = LogstashSender(state.pool, on_wait=on_wait, should_stop=context.should_stop)
+        return _deliver_in_worker(
+            ref, logstash, state, s3_client, context, on_events=on_events
+        ), None
     spool = tempfile.NamedTemporaryFile(dir=state.setup.spool_dir, delete=False)  # noqa: SIM115
     name = f"the spool folder {state.setup.spool_dir} (TMPDIR)"
     try:
         try:
+            # No checkpoint: a spool reaches stdout whole or not at all.
             sender = StdoutSender(spool, name, whole=True)
-            result = _deliver_in_worker(ref, sender, state, s3_client, context)
+            result = _deliver_in_worker(
+                ref, sender, state, s3_client, context, on_events=context.add_progress
+            )
         finally:
             # What a write that failed left in the buffer fails again: that failure is told.
             with contextlib.suppress(OSError):
@@ -802,6 +814,8 @@ def _deliver_in_worker(
     state: _WorkerState,
     s3_client: S3Client | None,
     context: ItemContext,
+    *,
+    on_events: Callable[[int], None],
 ) -> ObjectResult:
     return deliver_object(
         ref,
@@ -809,7 +823,7 @@ def _deliver_in_worker(
         state.setup.settings,
         s3_client=s3_client,
         should_stop=context.should_stop,
-        on_events=context.add_progress,
+        on_events=on_events,
         privacy=state.setup.privacy,
         on_read=lambda size: context.add_progress(0, size),
     )

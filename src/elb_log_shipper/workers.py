@@ -15,8 +15,9 @@ What the parent sees:
 
 - ``on_result(index, result)`` for each item started, in input order, exactly once: what
   ``function`` returned, or an ``ItemFailed`` when it raised or its process died (killed,
-  segfault). The items handed back are always ``items[:n]``; that prefix is what makes a resume
-  point exact.
+  segfault), with the last checkpoint the item posted (``context.set_checkpoint``: how far it
+  got for good, which died with the process otherwise). The items handed back are always
+  ``items[:n]``; that prefix is what makes a resume point exact.
 - ``on_progress(count, size)`` with the increments the children post through
   ``context.add_progress`` (items of work done, and their size), summed by the caller.
 - After ``stop`` is set (``StopSignals``: the first Ctrl-C or SIGTERM), no item starts, and
@@ -101,6 +102,8 @@ class ItemFailed:
     size: int = 0
     """The size its progress posted (``add_progress``) before it failed: the caller's count of
     it, which no result will take back."""
+    checkpoint: int | None = None
+    """The last checkpoint it posted (``set_checkpoint``) before it failed, or None."""
 
     def __str__(self) -> str:
         return self.reason
@@ -132,6 +135,10 @@ class ItemContext(Protocol):
     def set_note(self, note: str | None) -> None:
         """Say what this item waits for (the parent's ``on_note``), or that it no longer waits."""
 
+    def set_checkpoint(self, checkpoint: int | None) -> None:
+        """Say how far this item got for good (the shipper: the offset up to which Logstash
+        confirmed its lines), for the ``ItemFailed`` the parent hands back if the process dies."""
+
 
 class WorkerContext:
     """The child side of ``ItemContext``: the shared stop flag and the pipe to the parent."""
@@ -143,6 +150,7 @@ class WorkerContext:
         self._unposted_size = 0
         self._posted_at = time.monotonic()
         self._note: str | None = None
+        self._checkpoint: int | None = None
 
     def should_stop(self) -> bool:
         return bool(self._stop_flag.value)
@@ -159,6 +167,15 @@ class WorkerContext:
         if note != self._note:  # posted only when it changes: a few a second at most
             self._note = note
             self._conn.send(("note", note))
+
+    def set_checkpoint(self, checkpoint: int | None) -> None:
+        if checkpoint != self._checkpoint:  # it moves at each confirmation: a pipe write each
+            self._checkpoint = checkpoint
+            self._conn.send(("checkpoint", checkpoint))
+
+    def start_item(self) -> None:
+        """A new item: no checkpoint of the last one carries over."""
+        self._checkpoint = None
 
     def flush(self) -> None:
         """Post the progress not posted yet (before a result, so the sums are complete)."""
@@ -297,6 +314,7 @@ class _Worker:
         self.index: int | None = None  # the item in flight
         self.posted_size = 0  # its progress's size so far
         self.note: str | None = None  # what it last said it waits for
+        self.checkpoint: int | None = None  # the item's, for an ItemFailed
 
 
 class _Run(Generic[T, R]):
@@ -376,6 +394,7 @@ class _Run(Generic[T, R]):
                 continue
             worker.index = self.started
             worker.posted_size = 0
+            worker.checkpoint = None
             self.started += 1
             wanted -= 1
         while wanted > starting and len(self.workers) < jobs and not self.halted:
@@ -425,10 +444,14 @@ class _Run(Generic[T, R]):
                 elif kind == "note":
                     worker.note = message[1]
                     self.on_note(worker.note)
+                elif kind == "checkpoint":
+                    worker.checkpoint = message[1]
                 elif kind == "result":
                     _, index, result = message
                     if isinstance(result, ItemFailed):
-                        result = replace(result, size=worker.posted_size)
+                        result = replace(
+                            result, size=worker.posted_size, checkpoint=worker.checkpoint
+                        )
                     self.arrived(index, result)
                     worker.index = None
                 elif kind == "ready":
@@ -451,6 +474,7 @@ class _Run(Generic[T, R]):
                 ItemFailed(
                     f"its worker process {_describe_exit(worker.process.exitcode)}",
                     size=worker.posted_size,
+                    checkpoint=worker.checkpoint,
                 ),
             )
 
@@ -535,6 +559,7 @@ def _worker_main(
         conn.send(("ready",))
         while (message := conn.recv()) is not None:
             index, item = message
+            context.start_item()
             result: Any
             try:
                 result = function(item, context)

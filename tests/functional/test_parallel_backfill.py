@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 from bench.corpus import alb_lines
 
 from elb_log_shipper import cli
+from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
 from tests.support.cli_runner import printed_resume_commands, run_command, run_resume_processes
 from tests.support.faults import SlowReadingServer
@@ -71,6 +73,18 @@ def put_objects(moto: MotoServer, bucket: str, count: int) -> Counter[tuple[str,
         data = "".join(line + "\n" for line in lines).encode()
         moto.client().put_object(Bucket=bucket, Key=log_key(n), Body=gzip.compress(data))
         expected.update((log_key(n), offset) for offset in every_line(lines))
+    return expected
+
+
+def write_logs(folder: Path, count: int) -> Counter[tuple[str, int]]:
+    """Write ``count`` ALB logs of LINES lines in ``folder``; return every (path, offset)."""
+    folder.mkdir()
+    expected: Counter[tuple[str, int]] = Counter()
+    for n in range(count):
+        lines = list(alb_lines(LINES, seed=n))
+        path = folder / f"{n}.log"
+        path.write_text("".join(line + "\n" for line in lines))
+        expected.update((str(path), offset) for offset in every_line(lines))
     return expected
 
 
@@ -189,13 +203,7 @@ def test_a_worker_that_cannot_be_replaced_stops_the_run_with_the_commands_to_res
     shipped. It stops as after a delivery failure: the object in flight finishes, and the printed
     commands ship the rest, the killed object from its start."""
     logs = tmp_path / "logs"
-    logs.mkdir()
-    expected: Counter[tuple[str, int]] = Counter()
-    for n in range(4):
-        lines = list(alb_lines(LINES, seed=n))
-        path = logs / f"{n}.log"
-        path.write_text("".join(line + "\n" for line in lines))
-        expected.update((str(path), offset) for offset in every_line(lines))
+    expected = write_logs(logs, 4)
     ca_file = tmp_path / "ca.pem"
     shutil.copy(certs.ca_file, ca_file)
     with SlowReadingServer(bytes_per_second=512 * 1024, ssl_context=certs.server_context()) as slow:
@@ -237,3 +245,52 @@ def test_a_worker_that_cannot_be_replaced_stops_the_run_with_the_commands_to_res
     assert {k: n for k, n in got.items() if k[0] != victim} == {
         k: n for k, n in expected.items() if k[0] != victim
     }
+
+
+def test_a_worker_killed_mid_object_resumes_it_from_what_logstash_confirmed(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL (the OOM killer) to a worker half-way through an object whose windows a beats
+    input has been acknowledging: the printed command goes on from the last line confirmed, as
+    after a delivery failure. It used to start the object again from byte 0: every line already
+    in Logstash was shipped twice, since what the worker knew died with it."""
+    logs = tmp_path / "logs"
+    expected = write_logs(logs, 2)
+    # Each window's ACK a tenth of a second late: an object takes a second or two, its windows
+    # confirmed one by one.
+    with BeatsServer(faults=Faults(ack_delay=0.1)) as server:
+        argv = ["ship", str(logs), "--to", f"beats://127.0.0.1:{server.port}"]
+        argv += ["--jobs", "2", "--pool-size", "1"]
+        process = subprocess.Popen(
+            [*COMMAND, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        end = time.monotonic() + 60
+        while time.monotonic() < end and process.poll() is None:
+            acked = {w.connection for w in list(server.windows) if w.acked}
+            if len([w for w in list(server.windows) if w.acked]) >= 12 and len(acked) == 2:
+                break
+            time.sleep(0.02)
+        workers = [pid for child in children(process.pid) for pid in children(child)]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=90)
+        assert process.returncode == cli.EXIT_FAILED, stderr
+        assert "Traceback" not in stderr
+        failed = [line for line in stderr.splitlines() if "error:" in line]
+        assert len(failed) == 1, stderr
+        assert re.search(
+            r"error: its worker process was killed by SIGKILL \(confirmed up to "
+            r"byte \d+\)$",
+            failed[0],
+        ), stderr
+        (resume,) = printed_resume_commands(stderr)
+        victim, confirmed = resume[1], int(resume[resume.index("--start-offset") + 1])
+        assert 0 < confirmed < max(offset for key, offset in expected if key == victim)
+        first = Counter((e["log"]["file"]["path"], e["log"]["offset"]) for e in server.events)
+        run_resume_processes([resume], os.environ, timeout=90)
+        got = Counter((e["log"]["file"]["path"], e["log"]["offset"]) for e in server.events)
+    # Every line arrived; the killed object's lines before the offset once (they had been
+    # acknowledged, and were not sent again), and the other object whole, once.
+    assert set(got) == set(expected)
+    assert all(n == 1 for (key, offset), n in got.items() if key != victim or offset < confirmed)
+    assert any(offset < confirmed for key, offset in first if key == victim)

@@ -82,8 +82,10 @@ def test_an_item_whose_worker_dies_or_raises_fails_alone(fate: str, reason: str)
     failed = results[2][1]
     assert isinstance(failed, ItemFailed)
     assert str(failed) == reason
-    # What its progress counted, which no result will take back (the progress line's bytes).
+    # What its progress counted, which no result will take back (the progress line's bytes),
+    # and how far it got for good, which died with the process.
     assert failed.size == tasks.DIE_SIZE
+    assert failed.checkpoint == tasks.DIE_CHECKPOINT
     assert [result for index, result in results if index != 2] == ["a", "b", "c", "d", "e"]
 
 
@@ -339,6 +341,9 @@ class _Context:
         pass
 
     def set_note(self, note: str | None) -> None:
+        pass
+
+    def set_checkpoint(self, checkpoint: int | None) -> None:
         pass
 
 

@@ -51,12 +51,15 @@ def sleepy_square(item: tuple[int, float], context: ItemContext) -> int:
 
 
 DIE_SIZE = 7
+DIE_CHECKPOINT = 4096
 
 
 def die_on(item: str, context: ItemContext) -> str:
     """``kill`` kills its own process with SIGKILL, ``segfault`` reads address 0, ``raise``
     raises; anything else comes back unchanged. Each first posts progress of size ``DIE_SIZE``
-    (posted at once: a post waits PROGRESS_POST_SECONDS after the last)."""
+    (posted at once: a post waits PROGRESS_POST_SECONDS after the last) and the checkpoint
+    ``DIE_CHECKPOINT``."""
+    context.set_checkpoint(DIE_CHECKPOINT)
     context.add_progress(0, DIE_SIZE)
     time.sleep(PROGRESS_POST_SECONDS * 1.5)
     context.add_progress(0, 0)
