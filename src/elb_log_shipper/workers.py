@@ -22,8 +22,10 @@ What the parent sees:
   ``context.add_progress`` (items of work done, and their size), summed by the caller.
 - After ``stop`` is set (``StopSignals``: the first Ctrl-C or SIGTERM), no item starts, and
   ``context.should_stop()`` turns True in every child: a function that checks it between batches
-  returns early, saying how far it got, and that result is handed back like any other. A second
-  Ctrl-C raises KeyboardInterrupt out of ``run_in_processes``, which kills the workers first.
+  returns early, saying how far it got, and that result is handed back like any other; a
+  worker whose item has not come back ``STOP_KILL_SECONDS`` after the stop (hung, or deaf to
+  the flag) is killed, and its item fails. A second Ctrl-C raises KeyboardInterrupt out of
+  ``run_in_processes``, which kills the workers first.
 
 Each worker talks to the parent over its own pipe, and the stop flag is a shared byte read
 without a lock: no lock is shared between processes, so a worker killed at any moment cannot
@@ -59,6 +61,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 
 __all__ = [
     "START_METHOD",
+    "STOP_KILL_SECONDS",
     "ItemFailed",
     "StopSignals",
     "WorkerContext",
@@ -82,6 +85,11 @@ PROGRESS_POST_SECONDS = 0.1
 REORDER_WINDOW_PER_JOB = 2
 # A worker told to exit (after its finalizer) gets this long before it is killed.
 EXIT_JOIN_SECONDS = 10.0
+# After Ctrl-C or SIGTERM, how long an item in flight has to come back before its worker is
+# killed (the item fails, from its checkpoint): the shipper's sender gives Logstash 5 s more
+# (STOP_GRACE_SECONDS) and a batch takes a fraction of a second, while `docker stop` sends
+# SIGKILL after 10 s, by when the command must have said how to resume.
+STOP_KILL_SECONDS = 8.0
 
 
 def usable_cpus() -> int:
@@ -315,6 +323,7 @@ class _Worker:
         self.posted_size = 0  # its progress's size so far
         self.note: str | None = None  # what it last said it waits for
         self.checkpoint: int | None = None  # the item's, for an ItemFailed
+        self.killed = False  # by us: it had not stopped STOP_KILL_SECONDS after the stop
 
 
 class _Run(Generic[T, R]):
@@ -350,6 +359,7 @@ class _Run(Generic[T, R]):
         self.done = 0
         self.halted = False
         self.start_error: str | None = None  # why a worker could not start: the run stops
+        self.stopped_at: float | None = None  # when the loop first saw ``stop`` set
 
     def loop(
         self, jobs: int, stop: threading.Event, on_tick: Callable[[], None], tick_seconds: float
@@ -360,6 +370,7 @@ class _Run(Generic[T, R]):
                 _set_between_signals(stop)
             if stop.is_set():
                 self.stop_flag.value = True
+                self.kill_the_stuck()
             stopping = self.halted or stop.is_set()
             if not stopping:
                 self.dispatch(jobs, window)
@@ -401,6 +412,20 @@ class _Run(Generic[T, R]):
             if (started := self.start_worker()) is not None:
                 self.workers.append(started)
             starting += 1
+
+    def kill_the_stuck(self) -> None:
+        """Kill the workers whose item has not come back ``STOP_KILL_SECONDS`` after the stop
+        (``read`` then finds each dead, and its item failed)."""
+        now = time.monotonic()
+        if self.stopped_at is None:
+            self.stopped_at = now
+            return
+        if now - self.stopped_at < STOP_KILL_SECONDS:
+            return
+        for worker in self.workers:
+            if worker.index is not None and not worker.killed:
+                worker.killed = True
+                worker.process.kill()
 
     def cannot_start(self, why: str) -> None:
         """A worker could not start: start no item, and raise once the items in flight are back
@@ -472,7 +497,10 @@ class _Run(Generic[T, R]):
             self.arrived(
                 worker.index,
                 ItemFailed(
-                    f"its worker process {_describe_exit(worker.process.exitcode)}",
+                    f"its worker process had not stopped {STOP_KILL_SECONDS:g} s after the "
+                    "stop, and was killed"
+                    if worker.killed
+                    else f"its worker process {_describe_exit(worker.process.exitcode)}",
                     size=worker.posted_size,
                     checkpoint=worker.checkpoint,
                 ),

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,28 @@ def put_objects(moto: MotoServer, bucket: str, count: int) -> Counter[tuple[str,
         moto.client().put_object(Bucket=bucket, Key=log_key(n), Body=gzip.compress(data))
         expected.update((log_key(n), offset) for offset in every_line(lines))
     return expected
+
+
+def start_two_workers(
+    argv: list[str], ready: Callable[[], bool], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], list[int]]:
+    """``elb-log-shipper *argv --jobs 2 --pool-size 1`` as a process, once ``ready()`` holds (60 s
+    at most): the process and its two workers' pids."""
+    process = subprocess.Popen(
+        [*COMMAND, *argv, "--jobs", "2", "--pool-size", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    end = time.monotonic() + 60
+    while not ready() and time.monotonic() < end and process.poll() is None:
+        time.sleep(0.02)
+    # The command's children are its fork server (and multiprocessing's resource tracker);
+    # the workers are the fork server's children.
+    workers = [pid for child in children(process.pid) for pid in children(child)]
+    assert len(workers) == 2
+    return process, workers
 
 
 def write_logs(folder: Path, count: int) -> Counter[tuple[str, int]]:
@@ -142,20 +165,7 @@ def test_a_worker_killed_mid_object_fails_that_object_alone(moto: MotoServer) ->
     expected = put_objects(moto, bucket, 4)
     with SlowReadingServer(bytes_per_second=512 * 1024) as slow:
         argv = ["ship", f"s3://{bucket}/AWSLogs/", "--to", f"tcp://127.0.0.1:{slow.port}"]
-        process = subprocess.Popen(
-            [*COMMAND, *argv, "--jobs", "2", "--pool-size", "1"],
-            env=user_env(moto),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        end = time.monotonic() + 60
-        while len(slow.events) < 100 and time.monotonic() < end and process.poll() is None:
-            time.sleep(0.02)
-        # The command's children are its fork server (and multiprocessing's resource tracker);
-        # the workers are the fork server's children.
-        workers = [pid for child in children(process.pid) for pid in children(child)]
-        assert len(workers) == 2
+        process, workers = start_two_workers(argv, lambda: len(slow.events) >= 100, user_env(moto))
         os.kill(workers[0], signal.SIGKILL)
         slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
         _, stderr = process.communicate(timeout=90)
@@ -208,15 +218,8 @@ def test_a_worker_that_cannot_be_replaced_stops_the_run_with_the_commands_to_res
     shutil.copy(certs.ca_file, ca_file)
     with SlowReadingServer(bytes_per_second=512 * 1024, ssl_context=certs.server_context()) as slow:
         argv = ["ship", str(logs), "--to", f"tls://127.0.0.1:{slow.port}"]
-        argv += ["--ca-file", str(ca_file), "--jobs", "2", "--pool-size", "1"]
-        process = subprocess.Popen(
-            [*COMMAND, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        end = time.monotonic() + 60
-        while len(slow.events) < 100 and time.monotonic() < end and process.poll() is None:
-            time.sleep(0.02)
-        workers = [pid for child in children(process.pid) for pid in children(child)]
-        assert len(workers) == 2
+        argv += ["--ca-file", str(ca_file)]
+        process, workers = start_two_workers(argv, lambda: len(slow.events) >= 100)
         ca_file.unlink()
         os.kill(workers[0], signal.SIGKILL)
         slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
@@ -260,18 +263,12 @@ def test_a_worker_killed_mid_object_resumes_it_from_what_logstash_confirmed(
     # confirmed one by one.
     with BeatsServer(faults=Faults(ack_delay=0.1)) as server:
         argv = ["ship", str(logs), "--to", f"beats://127.0.0.1:{server.port}"]
-        argv += ["--jobs", "2", "--pool-size", "1"]
-        process = subprocess.Popen(
-            [*COMMAND, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        end = time.monotonic() + 60
-        while time.monotonic() < end and process.poll() is None:
-            acked = {w.connection for w in list(server.windows) if w.acked}
-            if len([w for w in list(server.windows) if w.acked]) >= 12 and len(acked) == 2:
-                break
-            time.sleep(0.02)
-        workers = [pid for child in children(process.pid) for pid in children(child)]
-        assert len(workers) == 2
+
+        def both_acknowledged() -> bool:
+            acked = [w.connection for w in list(server.windows) if w.acked]
+            return len(acked) >= 12 and len(set(acked)) == 2
+
+        process, workers = start_two_workers(argv, both_acknowledged)
         os.kill(workers[0], signal.SIGKILL)
         _, stderr = process.communicate(timeout=90)
         assert process.returncode == cli.EXIT_FAILED, stderr
@@ -294,3 +291,39 @@ def test_a_worker_killed_mid_object_resumes_it_from_what_logstash_confirmed(
     assert set(got) == set(expected)
     assert all(n == 1 for (key, offset), n in got.items() if key != victim or offset < confirmed)
     assert any(offset < confirmed for key, offset in first if key == victim)
+
+
+def test_sigterm_with_a_hung_worker_still_ends_the_run_with_the_commands_to_resume(
+    tmp_path: Path,
+) -> None:
+    """A worker that cannot answer the stop (SIGSTOP here; a call that never returns alike):
+    the command used to wait for it past the 10 s `docker stop` allows, whose SIGKILL then ended
+    it before it printed how to resume. It kills that worker 8 s after the stop; the printed
+    commands ship the rest, its object from what Logstash confirmed (here, nothing: its start)."""
+    logs = tmp_path / "logs"
+    expected = write_logs(logs, 4)
+    with SlowReadingServer(bytes_per_second=512 * 1024) as slow:
+        argv = ["ship", str(logs), "--to", f"tcp://127.0.0.1:{slow.port}"]
+        process, workers = start_two_workers(argv, lambda: len(slow.events) >= 100)
+        os.kill(workers[0], signal.SIGSTOP)
+        process.send_signal(signal.SIGTERM)
+        slow.chunk, slow.READS_PER_SECOND = 1024 * 1024, 1000
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == cli.EXIT_INTERRUPTED, stderr
+        assert "Traceback" not in stderr
+        hung = [line for line in stderr.splitlines() if "had not stopped" in line]
+        assert len(hung) == 1, stderr
+        assert hung[0].endswith(
+            "error: its worker process had not stopped 8 s after the stop, and was killed"
+        )
+        resumes = printed_resume_commands(stderr)
+        victim = hung[0].split(":", 1)[0]
+        # Both objects in flight go on from an offset (the other one stopped part-way).
+        (hung_resume,) = [r for r in resumes if r[:2] == ["ship", victim]]
+        assert hung_resume[-2:] == ["--start-offset", "0"]
+        run_resume_processes(resumes, os.environ, timeout=90)
+        slow.wait_idle()
+        got = Counter((e["log"]["file"]["path"], e["log"]["offset"]) for e in slow.events)
+    # Every line arrived; only the hung worker's, which it had sent, more than once.
+    assert set(got) == set(expected)
+    assert all(n == 1 for (key, _), n in got.items() if key != victim)

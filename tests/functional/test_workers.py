@@ -19,7 +19,13 @@ from bench.corpus import alb_lines
 from elb_log_shipper.config import Settings
 from elb_log_shipper.pipeline import WorkerSetup, ship_in_worker, start_worker, stop_worker
 from elb_log_shipper.refs import ObjectRef
-from elb_log_shipper.workers import ItemFailed, WorkerStartError, run_in_processes, usable_cpus
+from elb_log_shipper.workers import (
+    STOP_KILL_SECONDS,
+    ItemFailed,
+    WorkerStartError,
+    run_in_processes,
+    usable_cpus,
+)
 from tests.support import worker_tasks as tasks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -312,6 +318,24 @@ def test_a_second_ctrl_c_quits_at_once_and_leaves_no_worker(command: Any) -> Non
     os.killpg(run_.process.pid, signal.SIGINT)
     assert run_.finish() == 130
     assert {"forced": True} in run_.records
+    assert_gone(run_.worker_pids())
+
+
+def test_a_worker_that_does_not_stop_is_killed_and_its_item_fails(command: Any) -> None:
+    # Items deaf to the stop flag (a worker hung in a call that never returns, or stopped by
+    # SIGSTOP): the run waited for them as long as they took, 100 s here, past the 10 s that
+    # `docker stop` allows, whose SIGKILL then ended the command before it said how to resume.
+    run_ = command(6, 10_000, "stubborn")
+    run_.wait_for_progress(20)
+    os.killpg(run_.process.pid, signal.SIGINT)
+    assert run_.finish() == 0
+    results = run_.results()
+    assert [r["index"] for r in results] == [0, 1]
+    reason = (
+        f"its worker process had not stopped {STOP_KILL_SECONDS:g} s after the stop, and was killed"
+    )
+    assert [r["result"] for r in results] == [{"failed": reason}] * 2
+    assert run_.records[-1] == {"stopped_by": "SIGINT"}
     assert_gone(run_.worker_pids())
 
 
