@@ -893,13 +893,13 @@ class _Run:
             # Logstash not always unreachable: a certificate refused, a server that is no input.
             unsent = not_shipped + sum(1 for r in results if r.outcome is Outcome.FAILED)
             destination = "writing the events" if self.args.to == "-" else "delivery to Logstash"
-            why, remedy = (
-                (f"{destination} failed (the error above says why)", "fix the cause")
-                if stopped_by is not None and stopped_by.delivery_failed
-                else ("S3 refused the credentials (the error above says why)", "renew them")
-                if stopped_by is not None
-                else (f"a worker process could not start ({self._start_error})", "fix the cause")
-            )
+            if stopped_by is None:
+                why = f"a worker process could not start ({self._start_error})"
+                remedy = "fix the cause"
+            elif stopped_by.delivery_failed:
+                why, remedy = f"{destination} failed (the error above says why)", "fix the cause"
+            else:
+                why, remedy = "S3 refused the credentials (the error above says why)", "renew them"
             print(
                 f"{PROG}: stopped because {why}; {objects(unsent)} "
                 f"{'was' if unsent == 1 else 'were'} not shipped: {remedy}, then run:",
