@@ -370,7 +370,8 @@ class _Run(Generic[T, R]):
                 _set_between_signals(stop)
             if stop.is_set():
                 self.stop_flag.value = True
-                self.kill_the_stuck()
+                if self.stopped_at is None:
+                    self.stopped_at = time.monotonic()
             stopping = self.halted or stop.is_set()
             if not stopping:
                 self.dispatch(jobs, window)
@@ -388,6 +389,8 @@ class _Run(Generic[T, R]):
             for worker in workers:
                 if worker.conn in ready:
                     self.read(worker, stopping)
+            # After the reads: a result that came while the parent was busy is not killed.
+            self.kill_the_stuck()
             self.hand_back()
             on_tick()
 
@@ -416,11 +419,7 @@ class _Run(Generic[T, R]):
     def kill_the_stuck(self) -> None:
         """Kill the workers whose item has not come back ``STOP_KILL_SECONDS`` after the stop
         (``read`` then finds each dead, and its item failed)."""
-        now = time.monotonic()
-        if self.stopped_at is None:
-            self.stopped_at = now
-            return
-        if now - self.stopped_at < STOP_KILL_SECONDS:
+        if self.stopped_at is None or time.monotonic() - self.stopped_at < STOP_KILL_SECONDS:
             return
         for worker in self.workers:
             if worker.index is not None and not worker.killed:
