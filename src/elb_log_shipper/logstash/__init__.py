@@ -38,8 +38,11 @@ still lose them; with ``queue.type: persisted`` they are in the queue's pages. A
 close, a stall or the deadline mean nothing on that connection is confirmed: its batches are
 resent on another connection (so Logstash may receive duplicates, never fewer lines). When a
 decode error makes Logstash close the channel early, unread bytes make its kernel send a reset,
-which we treat as a failure. Another input on the port (a beats input, which closes at our first
-byte) may read a small batch whole, our FIN with it, before it closes: that close would pass for
+which we treat as a failure; an error on the last bytes it had of ours (a line over the codec's
+``decode_size_limit_bytes``) leaves nothing unread, and that close passes for a confirmation of
+lines it dropped, which is why events must stay below that limit (README, "Receivers").
+Another input on the port (a beats input, which closes at our first byte) may read a small
+batch whole, our FIN with it, before it closes: that close would pass for
 the tcp input's, so until the peer has shown it reads to our FIN (three confirmations so, or one
 of a connection that carried 256 KiB; an early close or a reset starts it over: ``InputProof``),
 a confirmation gives the peer time to close on our bytes before our FIN (``PROVE_INPUT_SECONDS``).
