@@ -14,7 +14,8 @@ SSM that does not answer (a function in a VPC without a route to it, throttling,
 seconds, not botocore's minutes, and does not stop a container that read the key before: when a
 refresh gets no answer, the key read last is used for up to ``HASH_KEY_STALE_LIMIT_SECONDS``
 (SSM is asked again after ``HASH_KEY_RETRY_SECONDS``). An answer that refuses (no such parameter,
-access denied) is never covered so: deleting the parameter stops the hashing at the next refresh.
+access denied) is never covered so: deleting the parameter stops the hashing at the next refresh,
+and the key read before is forgotten, so that no later refresh SSM does not answer brings it back.
 """
 
 from __future__ import annotations
@@ -178,6 +179,9 @@ def fetch_hash_key(name: str) -> bytes:
                     f"credentials ({error}); {SET_UP_CREDENTIALS}"
                 ) from None
             if not _unanswered(error.__context__):
+                # A refusal (deleted, access denied) ends the key read before: a later refresh
+                # that SSM does not answer must not bring it back.
+                _answered.pop(name, None)
                 raise ConfigurationError(
                     f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} could not be read ({error}): "
                     "create it as a SecureString and grant ssm:GetParameter on it"

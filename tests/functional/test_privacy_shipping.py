@@ -365,21 +365,25 @@ def test_no_credentials_is_said_so_not_blamed_on_the_parameter(
 
 
 def test_a_parameter_deleted_stops_the_hashing_at_the_next_refresh(
-    monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+    monkeypatch: pytest.MonkeyPatch, moto: MotoServer, silent_ssm: NeverReadingServer
 ) -> None:
     # An answer that refuses is not covered by the key read before: deleting a leaked key's
     # parameter must stop its use.
-    point_boto3_at(moto, monkeypatch)
     name = put_key(moto)
     forget_hash_key_client()
-    try:
-        assert fetch_hash_key(name) == KEY.encode()
-        boto3.client("ssm", **moto.client_kwargs()).delete_parameter(Name=name)
-        forget_hash_key_client()  # the cached key expires
-        with pytest.raises(ConfigurationError, match="ParameterNotFound"):
-            fetch_hash_key(name)
-    finally:
-        forget_hash_key_client()
+    assert fetch_hash_key(name) == KEY.encode()
+    boto3.client("ssm", **moto.client_kwargs()).delete_parameter(Name=name)
+    forget_hash_key_client()  # the cached key expires
+    with pytest.raises(ConfigurationError, match="ParameterNotFound"):
+        fetch_hash_key(name)
+    # Nor by a refresh after it that SSM does not answer (throttled by every container asking
+    # again): the deleted key came back as the key read last, for up to an hour.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", f"http://127.0.0.1:{silent_ssm.port}")
+    forget_hash_key_client()
+    with pytest.raises(ConfigurationError, match="SSM did not answer") as failed:
+        fetch_hash_key(name)
+    assert KEY not in str(failed.value)
+    assert silent_ssm.connection_count == SSM_MAX_ATTEMPTS
 
 
 def test_the_key_and_its_type_come_from_one_cached_ssm_call(
