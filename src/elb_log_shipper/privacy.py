@@ -94,7 +94,8 @@ FormatDetector = Callable[[list[str]], str | None]
 
 # What replaces a redacted value: URL-safe, no quote or space, so the line keeps its shape.
 REDACTED = "REDACTED"
-# A shorter HMAC key could be guessed; 16 bytes is 128 bits, as much as the digest we keep.
+# A shorter HMAC key could be guessed; 16 random bytes are 128 bits, as much as the digest we keep.
+# Only the length is checked: a key of 16 guessable characters passes (README, Privacy).
 MIN_HASH_KEY_BYTES = 16
 # What follows the last quote of a common ALB line is ` TID_` and 32 hex digits (conn_trace_id),
 # or nothing; but the parser keeps whatever stands there as later fields, and the common layout's
