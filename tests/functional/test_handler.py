@@ -802,6 +802,44 @@ def test_an_object_failing_under_sns_fails_the_invocation_so_that_sns_retries(
         container.invoke(edit_bucket_and_key("sns-s3.json", "my-elb-logs", alb_key("retry")))
 
 
+# ------------------------------------------------------- an S3 body cut short, resumed or not
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_an_s3_body_cut_short_is_resumed_with_a_range_and_ships_every_line_once(
+    *,
+    container: Container,
+    logstash: JsonLinesReceiver,
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    compress: bool,
+    reset: bool,
+) -> None:
+    # Over real HTTP: S3 sends half of the body it announced, then closes (or resets) the
+    # connection. The rest comes by a ranged GET from the byte the cut left off at.
+    bucket = moto.new_bucket()
+    key = alb_key("cut")
+    lines = alb_lines(3000)
+    size = store(moto, bucket, key, joined(lines), compress=compress)["size"]
+    with FaultyS3(moto, cut_after=size // 2, cut_with_reset=reset) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        result = container.invoke(edit_bucket_and_key("s3-put.json", bucket, key))
+    (shipped,) = result["objects"]
+    assert shipped["outcome"] == "shipped"
+    assert shipped["retries"] == 1
+    assert shipped["lines"] == shipped["events_sent"] == len(lines)
+    # A ranged GET from the bytes received, which a reset can leave at 0 (the kernel drops what
+    # it had received but not yet handed over).
+    (first, resumed) = faulty.ranges
+    assert first is None
+    assert resumed is not None
+    assert 0 <= int(resumed.removeprefix("bytes=").removesuffix("-")) <= size // 2
+    logstash.wait_idle()
+    assert set(received(logstash)) == expected(key, lines)
+    assert max(received(logstash).values()) == 1
+
+
 # ----------------------------------------------------------------- an S3 body that stalls
 
 

@@ -28,10 +28,11 @@ import os
 import re
 import socket
 import ssl
+import struct
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -176,9 +177,17 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         is_object_read = self.command == "GET" and names_a_key
         if is_object_read:
             faults.gets.append(self.path)
+            faults.ranges.append(self.headers.get("Range"))
             if faults.stall_reads_after is not None and len(faults.gets) > faults.stall_reads_after:
                 faults.stalls += 1
                 faults.released.wait(60)
+        ranged = "Range" in self.headers
+        if is_object_read and ranged and faults.before_ranged_read is not None:
+            faults.before_ranged_read()
+        if is_object_read and ranged and faults.range_errors_left > 0:
+            faults.range_errors_left -= 1
+            self._answer_error(*faults.range_error)
+            return
         if names_a_key and self.command in ("GET", "HEAD") and faults.error is not None:
             _, _, key = unquote(urlsplit(self.path).path).lstrip("/").partition("/")
             if faults.error_keys is None or key in faults.error_keys:
@@ -217,7 +226,18 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         if faults.corrupt_at is not None and is_object_read and response.status < 300:
             payload = _flip_byte(payload, faults.corrupt_at - _range_start(self.headers))
         garble_after = faults.garble_after if is_object_read and response.status < 300 else None
+        cut_after = faults.cut_after if is_object_read and response.status < 300 else None
+        if cut_after is not None:
+            cut_after -= _range_start(self.headers)
         try:
+            if cut_after is not None and 0 <= cut_after < len(payload) and faults.cuts_left > 0:
+                faults.cuts_left -= 1
+                self.wfile.write(payload[:cut_after])
+                self.wfile.flush()
+                if faults.cut_with_reset:
+                    _reset(self.connection)
+                self.close_connection = True
+                return
             if garble_after is not None and garble_after < len(payload):
                 faults.garble_after = None  # once: the ranged read that resumes is served
                 self.wfile.write(payload[:garble_after])
@@ -256,6 +276,11 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def _reset(sock: socket.socket) -> None:
+    """Make the close that follows an RST (SO_LINGER 0), not a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def _range_start(headers: Any) -> int:
@@ -303,6 +328,14 @@ class FaultyS3:
       record that fails its integrity check, and hangs up (once: the read that resumes is
       served).
 
+    - ``cut_after = n``: the next ``cuts_left`` (1) object reads that reach the object's byte
+      ``n`` send their headers (the whole Content-Length) and the body up to that byte, then
+      close the connection (with ``cut_with_reset``, by a TCP reset): fewer bytes than promised;
+    - ``range_errors_left = n``: the next n ranged object reads (``Range: bytes=N-``, a resume)
+      get the S3 error ``range_error`` (503 SlowDown);
+    - ``before_ranged_read``: called before each ranged object read is forwarded (to overwrite
+      the object between a read and its resume).
+
     Point a client at ``endpoint_url`` (boto3's ``AWS_ENDPOINT_URL_S3``); use it as a context
     manager, which stops it and releases every stalled response.
     """
@@ -317,9 +350,17 @@ class FaultyS3:
     tls: ssl.SSLContext | None = field(default=None, repr=False)
     garble_after: int | None = None
     corrupt_at: int | None = None
+    cut_after: int | None = None
+    cuts_left: int = 1
+    cut_with_reset: bool = False
+    range_error: tuple[int, str] = (503, "SlowDown")
+    range_errors_left: int = 0
+    before_ranged_read: Callable[[], None] | None = field(default=None, repr=False)
     released: threading.Event = field(default_factory=threading.Event)
     gets: list[str] = field(default_factory=list)
     """The paths of the object reads received."""
+    ranges: list[str | None] = field(default_factory=list)
+    """The ``Range`` header of each object read received (None for a whole-object read)."""
     stalls: int = 0
     """Object reads stalled so far."""
     _server: _ProxyServer | None = field(default=None, repr=False)
