@@ -312,9 +312,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if shipment.delivery_error is not None:
             raise shipment.delivery_error
         failed = [ledger for ledger in shipment.results if ledger.outcome is Outcome.FAILED]
+        first = failed[0]
+        # Most errors (every one from reading S3) name the object already: once is enough.
+        said = first.error or "failed"
+        if first.ref.uri not in said:
+            said = f"{first.ref.uri}: {said}"
         raise ShipperError(
             f"{len(failed)} of {len(shipment.results)} objects failed and the event is retried; "
-            f"first: {failed[0].ref.uri}: {failed[0].error}"
+            f"first: {said}"
         )
     return result
 

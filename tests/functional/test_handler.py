@@ -840,6 +840,39 @@ def test_an_s3_body_cut_short_is_resumed_with_a_range_and_ships_every_line_once(
     assert max(received(logstash).values()) == 1
 
 
+def test_an_s3_body_whose_resume_s3_keeps_refusing_fails_naming_the_object_once(
+    container: Container,
+    logstash: JsonLinesReceiver,
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The body is cut at its middle and every ranged GET that would resume it is answered 503
+    # SlowDown (botocore's retries too): the lines before the cut are shipped once, the object
+    # fails so that the event is retried, and the error names the object once. It named it
+    # twice ("first: s3://b/k: cannot read s3://b/k: SlowDown ...").
+    bucket = moto.new_bucket()
+    key = alb_key("cut-refused")
+    lines = alb_lines(3000)
+    size = store(moto, bucket, key, joined(lines), compress=True)["size"]
+    uri = f"s3://{bucket}/{key}"
+    with FaultyS3(moto, cut_after=size // 2, range_errors_left=100) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        with pytest.raises(ShipperError, match="objects failed and the event is retried") as err:
+            container.invoke(edit_bucket_and_key("s3-put.json", bucket, key))
+    message = str(err.value)
+    assert message.count(uri) == 1, message
+    assert "SlowDown" in message
+    (ledger,) = [r for r in log_records(caplog) if r.get("key") == key]
+    assert ledger["outcome"] == "failed"
+    assert 0 < ledger["lines"] < len(lines)
+    assert ledger["lines"] == ledger["events_sent"] + ledger["dropped"]
+    logstash.wait_idle()
+    arrived = received(logstash)
+    assert set(arrived) == expected(key, lines[: ledger["lines"]])
+    assert max(arrived.values()) == 1
+
+
 # ----------------------------------------------------------------- an S3 body that stalls
 
 
