@@ -741,6 +741,44 @@ def test_no_credentials_for_a_listing_say_how_to_set_them_up(
     )
 
 
+@pytest.mark.parametrize(
+    ("compress", "jobs"), [(False, "1"), (True, "2")], ids=["plain-inline", "gzip-in-workers"]
+)
+def test_an_object_s3_keeps_cutting_short_goes_on_from_its_first_line_not_shipped(
+    capsys: pytest.CaptureFixture[str],
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    compress: bool,
+    jobs: str,
+) -> None:
+    # Over real HTTP: S3 closes every read of the object at its middle (the ranged GETs that
+    # resume it, at once), past the reader's retries. The lines before the cut are printed, the
+    # command printed resumes from the first line not printed, and every line arrives once.
+    bucket = moto.new_bucket("cut-short")
+    key = dated_key(ACCOUNT, REGION, "2024/03/01", 0)
+    lines = list(alb_lines(3000, seed=7))
+    body = "".join(f"{line}\n" for line in lines).encode()
+    stored = gzip.compress(body) if compress else body
+    moto.client().put_object(Bucket=bucket, Key=key, Body=stored)
+    uri = f"s3://{bucket}/{key}"
+    with FaultyS3(moto, cut_after=len(stored) // 2, cuts_left=100) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        first = run_cli(capsys, uri, "--to", "-", "--jobs", jobs)
+        assert first.status == cli.EXIT_FAILED, first.err
+        assert "retries" in first.err
+        (command,) = printed_resume_commands(first.err)
+        faulty.cuts_left = 0
+        again = run_command(capsys, *command)
+    assert again.status == cli.EXIT_OK, again.err
+    printed = stdout_events(first.out)
+    assert printed
+    shipped = Counter(e["log"]["offset"] for e in printed + stdout_events(again.out))
+    starts = [sum(len(line) + 1 for line in lines[:n]) for n in range(len(lines))]
+    assert sorted(shipped) == starts
+    assert max(shipped.values()) == 1
+
+
 def test_an_object_whose_checksum_failed_is_shipped_again_from_its_start(
     capsys: pytest.CaptureFixture[str], moto: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -576,3 +576,34 @@ def test_read_ahead_yields_what_a_plain_read_yields(s3: S3Client, bucket: str) -
         reader = LineReader(ObjectRef(bucket, key), s3, chunk_size=700, should_stop=lambda: False)
         assert read_all(reader) == read_all(LineReader(ObjectRef(bucket, key), s3)), key
         assert reader.stopped_at is None
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("read_ahead", [False, True], ids=["inline", "read-ahead"])
+def test_an_object_overwritten_between_a_cut_and_its_resume_is_not_mixed(
+    moto: MotoServer, compress: bool, read_ahead: bool
+) -> None:
+    # Over real HTTP: the body is cut at its middle and the object overwritten before the
+    # ranged GET that resumes it. The lines given are the first version's, none of the second.
+    bucket = moto.new_bucket()
+    moto.put_object(bucket, "x.log", DATA, compress=compress)
+    size = moto.client().head_object(Bucket=bucket, Key="x.log")["ContentLength"]
+
+    def overwrite() -> None:
+        moto.put_object(bucket, "x.log", DATA.replace(b"curl", b"wget"), compress=compress)
+
+    with FaultyS3(moto, cut_after=size // 2, before_ranged_read=overwrite) as faulty:
+        reader = LineReader(
+            ObjectRef(bucket, "x.log"),
+            faulty.client(),
+            chunk_size=1000,
+            should_stop=(lambda: False) if read_ahead else None,
+        )
+        lines: list[tuple[int, bytes]] = []
+        with pytest.raises(ObjectChangedError, match="changed since it was first read"):
+            for batch in reader:
+                lines.extend(batch)
+    assert faulty.ranges[0] is None
+    assert faulty.ranges[1:] and all(r and r.startswith("bytes=") for r in faulty.ranges[1:])
+    assert lines == EXPECTED[: len(lines)]
+    assert reader.retries == 1
