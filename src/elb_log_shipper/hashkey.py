@@ -184,14 +184,17 @@ def fetch_hash_key(name: str) -> bytes:
                 _answered.pop(name, None)
                 raise ConfigurationError(
                     f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} could not be read ({error}): "
-                    "create it as a SecureString and grant ssm:GetParameter on it"
+                    "create it as a SecureString and grant ssm:GetParameter on it, and "
+                    "kms:Decrypt on a customer managed key that encrypts it (the stack's "
+                    "ClientIpHashKeyKmsKeyArn)"
                 ) from None
             parameter = _stale(name)
             if parameter is None:
                 raise ConfigurationError(
                     f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} could not be read: SSM did not "
-                    f"answer ({error}). A function in a VPC reaches SSM through an interface "
-                    "endpoint (com.amazonaws.REGION.ssm) or a NAT gateway"
+                    f"answer ({error}). If it throttled, the next invocation asks again; a "
+                    "function in a VPC reaches SSM through an interface endpoint "
+                    "(com.amazonaws.REGION.ssm) or a NAT gateway"
                 ) from None
             now = time.monotonic()
             _quiet_until[name] = now + HASH_KEY_RETRY_SECONDS

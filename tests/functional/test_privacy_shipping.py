@@ -374,8 +374,12 @@ def test_a_parameter_deleted_stops_the_hashing_at_the_next_refresh(
     assert fetch_hash_key(name) == KEY.encode()
     boto3.client("ssm", **moto.client_kwargs()).delete_parameter(Name=name)
     forget_hash_key_client()  # the cached key expires
-    with pytest.raises(ConfigurationError, match="ParameterNotFound"):
+    with pytest.raises(ConfigurationError, match="ParameterNotFound") as refused:
         fetch_hash_key(name)
+    # What to grant: SSM's, and KMS's for a customer managed key (the template's parameter).
+    assert "grant ssm:GetParameter" in str(refused.value)
+    assert "kms:Decrypt" in str(refused.value)
+    assert "ClientIpHashKeyKmsKeyArn" in str(refused.value)
     # Nor by a refresh after it that SSM does not answer (throttled by every container asking
     # again): the deleted key came back as the key read last, for up to an hour.
     monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", f"http://127.0.0.1:{silent_ssm.port}")
