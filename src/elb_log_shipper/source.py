@@ -85,8 +85,11 @@ __all__ = [
 # enough that the chunk, its inflated step and one batch stay a few MiB in a 128 MB Lambda.
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 
-# S3 resets a streaming connection now and then; more resets than this in one object mean the
-# network is failing, and the caller's hand-off or Lambda's retry is the better answer.
+# S3 resets a streaming connection now and then; more resets than this in a row, each less than
+# a chunk's progress after the one before, mean the network is failing, and the caller's hand-off
+# or Lambda's retry is the better answer. A reset a chunk or more after the one before starts the
+# count again: counted over the whole object, a network that resets every few hundred MiB failed a
+# large object on every retry (each from the same start), until the dead-letter queue.
 MAX_READ_RETRIES = 3
 
 # How late a stalled read notices that ``should_stop`` answers True: small next to any deadline
@@ -410,6 +413,8 @@ class LineReader:
         # its check (a byte corrupted in transit, which TLS catches instead of TCP).
         broken_read = (HTTPClientError, IncompleteReadError, TLSError)
         halt = self._halt  # this reading's: a second one (see _salvage) has its own
+        # Resets in a row with less than a chunk's progress between them, and where the last was.
+        failing, reset_at = 0, position
         try:
             while True:
                 try:
@@ -427,12 +432,16 @@ class LineReader:
                     body.close()
                     if halt.is_set():
                         return  # nobody wants the rest: no new GET
-                    if self.retries >= MAX_READ_RETRIES:
+                    if position - reset_at >= self._chunk_size:
+                        failing = 0
+                    reset_at = position
+                    if failing >= MAX_READ_RETRIES:
                         raise SourceError(
                             f"reading {self.ref.uri} failed at byte {position} after "
-                            f"{self.retries} retries: {exc}",
+                            f"{failing} retries without progress: {exc}",
                             transient=True,
                         ) from exc
+                    failing += 1
                     self.retries += 1
                     body = self._get(position)["Body"]
                     continue

@@ -280,16 +280,34 @@ def test_a_read_cut_after_its_first_byte_does_not_decide_the_format(
     assert reader.retries == 1
 
 
-def test_too_many_resets_are_a_source_error_after_the_lines_read(s3: S3Client, bucket: str) -> None:
-    flaky = FlakyClient(s3, failures=MAX_READ_RETRIES + 1, limit=3000)
+def test_too_many_resets_in_a_row_are_a_source_error_after_the_lines_read(
+    s3: S3Client, bucket: str
+) -> None:
+    # Each read breaks after 600 bytes, less than a chunk (1000): the network is failing.
+    flaky = FlakyClient(s3, failures=MAX_READ_RETRIES + 1, limit=600)
     reader = LineReader(ObjectRef(bucket, "plain.log"), cast("S3Client", flaky), chunk_size=1000)
     lines: list[tuple[int, bytes]] = []
-    with pytest.raises(SourceError, match=f"after {MAX_READ_RETRIES} retries") as caught:
+    with pytest.raises(
+        SourceError, match=f"after {MAX_READ_RETRIES} retries without progress"
+    ) as caught:
         for batch in reader:
             lines.extend(batch)
     assert caught.value.transient
     assert lines == EXPECTED[: len(lines)]
-    assert lines[-1][0] + len(lines[-1][1]) < 3000 * (MAX_READ_RETRIES + 1)
+    assert lines[-1][0] + len(lines[-1][1]) <= 600 * (MAX_READ_RETRIES + 1)
+
+
+def test_resets_a_chunk_or_more_apart_are_ridden_through(s3: S3Client, bucket: str) -> None:
+    # Each read breaks after 3,000 bytes, three chunks: a network that resets now and then, not
+    # a failing one. Counted over the whole object, the fourth reset failed it (and every retry
+    # of it, each from the same start, until the dead-letter queue).
+    failures = 4 * MAX_READ_RETRIES
+    flaky = FlakyClient(s3, failures=failures, limit=3000)
+    ref = ObjectRef(bucket, "plain.log")
+    reader = LineReader(ref, cast("S3Client", flaky), chunk_size=1000)
+    assert read_all(reader) == EXPECTED
+    assert reader.retries == failures
+    assert [get.get("Range") for get in flaky.gets[1:3]] == ["bytes=3000-", "bytes=6000-"]
 
 
 @pytest.mark.parametrize("key", ["plain.log", "gzip.log"])
