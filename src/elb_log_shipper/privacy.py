@@ -111,6 +111,8 @@ _MEMO_LIMIT = 4096
 # Elasticsearch's mapping of source.ip, routed nowhere, and never a real client on the Internet.
 _PSEUDO_PREFIX = b"\xfd"
 _PSEUDO_DIGEST_BYTES = 15
+# The first 12 bytes of an IPv4-mapped IPv6 address (::ffff:0:0/96, RFC 4291 2.5.5.2).
+_IPV4_MAPPED = bytes(10) + b"\xff\xff"
 # GA-style truncation: IPv4 to /24, IPv6 to /48.
 _IPV6_KEEP_MASK = ((1 << 48) - 1) << 80
 # A 6to4 address (2002::/16, RFC 3056) carries an IPv4 address in bits 16-47: its /48 is that whole
@@ -1356,7 +1358,10 @@ class LinePrivacy:
         except ValueError:
             return None
         if self._hashes:
-            digest = self._digest(ip.packed)
+            # An IPv4 address written as IPv4-mapped IPv6 (`::ffff:203.0.113.7`) is the same
+            # client: the pseudonym of its IPv4 address.
+            mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+            digest = self._digest((mapped or ip).packed)
             return str(ipaddress.IPv6Address(_PSEUDO_PREFIX + digest[:_PSEUDO_DIGEST_BYTES]))
         if ip.version == 4:
             return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFF00))
@@ -1862,7 +1867,9 @@ def _packed(address: str) -> bytes | None:
     groups = _ipv6_groups(address)
     if groups is None:
         return None
-    return _EIGHT_GROUPS.pack(*(int(group, 16) for group in groups))
+    packed = _EIGHT_GROUPS.pack(*(int(group, 16) for group in groups))
+    # IPv4-mapped (`::ffff:cb00:7107`): the IPv4 address's bytes, as for `::ffff:203.0.113.7`.
+    return packed[12:] if packed.startswith(_IPV4_MAPPED) else packed
 
 
 def _pseudonym(packed: bytes) -> str:

@@ -285,6 +285,20 @@ def test_client_ip_hash_is_a_stable_pseudonymous_address(name: str) -> None:
     assert client_ip(build(case.line, other_key)) != pseudonym
 
 
+@pytest.mark.parametrize(
+    "spelling", ["::ffff:203.0.113.77", "::FFFF:cb00:714d", "0:0:0:0:0:ffff:203.0.113.77"]
+)
+def test_client_ip_hash_gives_an_ipv4_mapped_address_its_ipv4_pseudonym(spelling: str) -> None:
+    # The same client, whichever way the address is written: one pseudonym.
+    rules = ALL_RULES["ip hash"]
+    pseudonym = client_ip(build(alb("203.0.113.77"), rules))
+    event = build(alb(spelling), rules)
+    assert client_ip(event) == pseudonym
+    assert not leaks(event, (spelling, "203.0.113.77", "cb00:714d"))
+    # A neighbour outside ::ffff:0:0/96 is another address.
+    assert client_ip(build(alb("::fffe:203.0.113.77"), rules)) != pseudonym
+
+
 @pytest.mark.parametrize("rules", ALL_RULES)
 @pytest.mark.parametrize("name", CASES)
 def test_event_id_and_the_other_fields_are_unchanged(name: str, rules: str) -> None:
