@@ -26,6 +26,7 @@ Three layers, each used by the next, and the worker-process side of ``ship --job
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import io
 import os
@@ -46,7 +47,7 @@ from elb_log_shipper.errors import (
     DeliveryError,
     SourceError,
 )
-from elb_log_shipper.formats import EventBuilder
+from elb_log_shipper.formats import TIMESTAMP_FORMAT, EventBuilder
 from elb_log_shipper.framing import OversizedLine
 from elb_log_shipper.logstash import (
     JSON_LINES,
@@ -285,6 +286,11 @@ def ship_object(
     metadata = batch_format.metadata
     join = batch_format.join
     newest = ""
+    # The newest line is the object's lag (LagSeconds), and no line can be newer than the object
+    # read: one dated later (year 9999, a load balancer's clock gone wrong) is damage, which
+    # would make the lag negative and hide the age of every other line. ISO 8601 text as
+    # timestamp() writes it (27 characters, UTC) sorts as the time it names.
+    not_after = dt.datetime.now(dt.UTC).strftime(TIMESTAMP_FORMAT)
     lines_read = oversized = unserialisable = 0
     per_batch = _FIRST_BATCH_EVENTS
     pending: list[bytes] = []
@@ -331,8 +337,8 @@ def ship_object(
                             continue  # dropped by a filter: counted by the builder
                     else:
                         event = builder.too_long(raw, offset)
-                    if "tags" not in event and event["@timestamp"] > newest:
-                        newest = event["@timestamp"]
+                    if "tags" not in event and newest < (stamp := event["@timestamp"]) <= not_after:
+                        newest = stamp
                     if metadata is not None:
                         event["@metadata"] = metadata
                     try:

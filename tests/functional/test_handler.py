@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import copy
+import datetime as dt
 import gzip
 import json
 import time
@@ -32,6 +33,7 @@ from tests.support.faults import NeverReadingServer
 from tests.support.lambda_events import dead_letter_record
 from tests.support.lambda_harness import (
     ALB_KEY,
+    ALB_TEMPLATE,
     CLASSIC_KEY,
     DAY,
     NOT_A_STALL_TIMEOUT,
@@ -436,6 +438,52 @@ def test_the_hops_of_a_notified_object_report_lag_and_those_of_a_backfill_do_not
     # The samples' lines are from 2026-11-28: an old object for the backfill, which would have
     # set off the lag alarm (LagSeconds over 1800 s for 15 minutes).
     assert lag_reported(output) is live
+
+
+# A line dated ahead of the clock (year 9999, or any time after the object was read) is damage,
+# not lag: it must neither make LagSeconds negative nor hide the age of the object's other lines.
+# Each case: the lines' ages in seconds (negative: ahead of the clock; None: year 9999) and the
+# lag expected, None for no LagSeconds at all.
+FUTURE_LINES = [
+    pytest.param([600, 600, None], 600, id="year-9999"),
+    pytest.param([600, -3600, 600], 600, id="an-hour-ahead"),
+    pytest.param([-60, 600], 600, id="a-minute-ahead"),
+    pytest.param([None, -3600], None, id="only-future-lines"),
+]
+
+
+@pytest.mark.parametrize(("ages", "lag"), FUTURE_LINES)
+def test_a_line_dated_in_the_future_is_not_lag(
+    container: Container,
+    moto: MotoServer,
+    capsys: pytest.CaptureFixture[str],
+    ages: list[int | None],
+    lag: int | None,
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    stamps = [
+        "9999-12-31T23:59:59.999999Z"
+        if age is None
+        else (now - dt.timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        for age in ages
+    ]
+    template = ALB_TEMPLATE.replace("2026-11-28T23:39:{second:02d}.{n:06d}Z", "{stamp}")
+    lines = [template.format(stamp=stamp, n=n).encode() for n, stamp in enumerate(stamps)]
+    bucket, key = moto.new_bucket(), alb_key("future")
+    store(moto, bucket, key, joined(lines), compress=True)
+    capsys.readouterr()
+
+    result = container.invoke(edit_bucket_and_key("s3-put.json", bucket, key))
+    elapsed = (dt.datetime.now(dt.UTC) - now).total_seconds()
+
+    assert result["objects"][0]["outcome"] == "shipped"
+    output = capsys.readouterr().out
+    assert metric(output, "EventsSent") == len(lines)
+    if lag is None:
+        assert not lag_reported(output)
+    else:
+        # LagSeconds is rounded to the millisecond.
+        assert lag <= metric(output, "LagSeconds") <= lag + elapsed + 0.001
 
 
 # Blank lines give no line: before, the deadline was asked only when a line came out, so an

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from elb_log_shipper.formats.event import (
     PARSE_FAILURE_TAG,
+    TIMESTAMP_FORMAT,
     EventBuilder,
     detect_format,
     parse_line,
 )
 
-__all__ = ["PARSE_FAILURE_TAG", "EventBuilder", "detect_format", "parse_line"]
+__all__ = ["PARSE_FAILURE_TAG", "TIMESTAMP_FORMAT", "EventBuilder", "detect_format", "parse_line"]

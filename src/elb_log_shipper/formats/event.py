@@ -22,10 +22,20 @@ from elb_log_shipper.framing import MAX_LINE_BYTES, Batch, OversizedLine
 if TYPE_CHECKING:
     from elb_log_shipper.privacy import LinePrivacy, PrivacyRules
 
-__all__ = ["DATASET", "PARSE_FAILURE_TAG", "EventBuilder", "detect_format", "parse_line"]
+__all__ = [
+    "DATASET",
+    "PARSE_FAILURE_TAG",
+    "TIMESTAMP_FORMAT",
+    "EventBuilder",
+    "detect_format",
+    "parse_line",
+]
 
 DATASET = "aws.elb_logs"
 PARSE_FAILURE_TAG = "_elbparsefailure"
+# How every event's `@timestamp` is written, as `timestamp()` writes a line's: RFC 3339 UTC with
+# microseconds and `Z`, 27 characters, so that the text sorts as the time it names.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # Written once when logging is enabled (reference §6); a notice, not an access log.
 TEST_LINE_PREFIX = "Enable AccessLog for ELB: "
 
@@ -196,7 +206,7 @@ def _test_line(text: str) -> Event:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
 
 
 def _failure(text: str, reason: str) -> Event:
