@@ -918,6 +918,12 @@ VALID_DATES = {
     "2018-07-02T22:23:00.186641123Z": "2018-07-02T22:23:00.186641Z",
     # The length of ELB's form (27 characters) without its `Z`, which is not ELB's form.
     "2018-07-02T22:23:00.1234567": "2018-07-02T22:23:00.123456Z",
+    # The edges of Elasticsearch's `date` (strict_date_optional_time: a four-digit year) and a
+    # leap day: odd but real dates, kept as the line gives them (LagSeconds leaves a future one
+    # out: tests/functional/test_handler.py).
+    "0001-01-01T00:00:00.000000Z": "0001-01-01T00:00:00.000000Z",
+    "9999-12-31T23:59:59.999999Z": "9999-12-31T23:59:59.999999Z",
+    "2024-02-29T12:00:00.000001Z": "2024-02-29T12:00:00.000001Z",
 }
 # ISO 8601 forms that datetime.fromisoformat reads but Elasticsearch's date format does not, and
 # digits other than ASCII's: each a parse failure naming the field, never an unreadable date.
@@ -940,6 +946,17 @@ INVALID_DATES = {
     "a letter in the fraction": "2018-07-02T22:23:00.x86641Z",
     "a lowercase zone": "2018-07-02T22:23:00.186641z",
     "ten digits of fraction": "2018-07-02T22:23:00.1866411234Z",
+    # No such date or time: Elasticsearch's date format reads none of them.
+    "February 29 of a common year": "2023-02-29T12:00:00.000000Z",
+    "a leap second": "2016-12-31T23:59:60.000000Z",
+    # ISO 8601's end of day until 2019, and Python 3.14's fromisoformat reads it (as the next
+    # day's midnight); Elasticsearch's strict format does not.
+    "hour 24": "2018-07-02T24:00:00.000000Z",
+    "year 0": "0000-01-01T00:00:00.000000Z",
+    "a point and no fraction": "2018-07-02T22:23:00.Z",
+    "a comma for the point": "2018-07-02T22:23:00,186641Z",
+    # A time run into the next field (a space lost).
+    "the next field run in": "2018-07-02T22:23:00.186641Zapp/my-loadbalancer/50dc6c495c0c9188",
 }
 
 
