@@ -70,8 +70,10 @@ valid_seconds: dict[str, bool] = {}
 # The seconds of a timestamp as ELB writes it, in ASCII digits. `datetime.fromisoformat` alone also
 # reads other ISO 8601 text of 19 characters (`2018-07-02T22:23+01`, the week date
 # `2018-W27-1T22:23:00`, the basic `2018-07-02T20364000`) and non-ASCII digits: Elasticsearch's
-# date format reads none of them, and a `@timestamp` it cannot read loses the whole event.
-_SECONDS_LAYOUT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+# date format reads none of them, and a `@timestamp` it cannot read loses the whole event. The
+# hour is 00-23 here: Python 3.14's `fromisoformat` takes `T24:00:00` as the next midnight, which
+# Elasticsearch's strict format refuses (a function moved to that runtime would pass it on).
+_SECONDS_LAYOUT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}")
 
 
 def timestamp(value: str, name: str) -> str:
