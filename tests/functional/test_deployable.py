@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
+from botocore import xform_name
 from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
 
 from elb_log_shipper.config import ENV, Settings
@@ -572,6 +574,69 @@ def test_the_parameters_table_gives_each_default_the_template_declares() -> None
         for name, spec in template()["Parameters"].items()
     }
     assert documented == declared
+
+
+# The AWS CLI's names for the services whose botocore name differs.
+CLI_SERVICES = {"s3api": "s3"}
+# Options every AWS CLI command takes besides its operation's parameters.
+CLI_GLOBAL_OPTIONS = frozenset(
+    {"query", "output", "region", "profile", "cli-binary-format", "no-cli-pager", "debug"}
+)
+# Commands of the AWS CLI itself rather than of a service API (checked for no more than this).
+CLI_OWN_COMMANDS = frozenset({("sso", "login"), ("configure", "list")})
+FENCED_BLOCK = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
+AWS_COMMAND = re.compile(r"(?<![\w-])aws\s+([a-z0-9]+)\s+([a-z][a-z0-9-]*)([^;|&]*)")
+
+
+def aws_commands(document: Path) -> Iterator[tuple[str, str, set[str]]]:
+    """Each ``aws SERVICE COMMAND --option ...`` that ``document`` shows, in a fenced block (a
+    line, with its ``\\`` continuations) or inline code, with the options it gives."""
+    text = document.read_text(encoding="utf-8")
+    codes: list[str] = []
+    for block in FENCED_BLOCK.findall(text):
+        lines = block.replace("\\\n", " ").splitlines()
+        codes += (re.sub(r"(^|\s)#.*", "", line) for line in lines)
+    codes += re.findall(r"`([^`]+)`", FENCED_BLOCK.sub("", text))
+    for code in codes:
+        # Placeholders such as <green's DLQ arn> are one value, whatever they contain.
+        plain = re.sub(r"<[^<>]*>", "VALUE", code)
+        for found in re.finditer(AWS_COMMAND, plain):
+            service, command, rest = found.groups()
+            yield service, command, set(re.findall(r"(?<!\S)--([a-z0-9-]+)", rest))
+
+
+@pytest.mark.parametrize("document", [DEPLOY_DOC, ROOT / "README.md"], ids=lambda p: p.name)
+def test_the_aws_commands_the_docs_show_take_the_options_they_give(document: Path) -> None:
+    """A command copied from the guide that the AWS CLI refuses stops a first deploy: the one
+    that turns on access logs named no load balancer (`--load-balancer-arn` is required).
+    Each command is checked against the API model botocore (the CLI's own) holds: the operation
+    exists, each option is one of its parameters, and a command given with options gives every
+    required one (one named without options, in prose, is only a name)."""
+    session = botocore.session.get_session()
+    problems, checked = [], 0
+    for service, command, options in aws_commands(document):
+        if (service, command) in CLI_OWN_COMMANDS:
+            continue
+        model = session.get_service_model(CLI_SERVICES.get(service, service))
+        operations = {xform_name(name, "-"): name for name in model.operation_names}
+        if command not in operations:
+            problems.append(f"aws {service} {command}: no such command")
+            continue
+        shape = model.operation_model(operations[command]).input_shape
+        parameters = {xform_name(name, "-") for name in (shape.members if shape else {})}
+        required = {xform_name(name, "-") for name in (shape.required_members if shape else [])}
+        problems += [
+            f"aws {service} {command}: --{option} is no option of it"
+            for option in sorted(options - parameters - CLI_GLOBAL_OPTIONS)
+        ]
+        if options:
+            problems += [
+                f"aws {service} {command}: --{option} is required"
+                for option in sorted(required - options)
+            ]
+        checked += 1
+    assert checked > 0
+    assert problems == []
 
 
 @pytest.mark.parametrize(
