@@ -639,6 +639,23 @@ def test_the_aws_commands_the_docs_show_take_the_options_they_give(document: Pat
     assert problems == []
 
 
+def test_the_queues_the_docs_name_are_outputs_of_the_stack() -> None:
+    """The guide's replay and blue/green steps take queue ARNs (`start-message-move-task`), but
+    the stack gave only the queues' URLs: whoever drained green had to work out two ARNs by hand
+    in the middle of a switch-over. Each queue a command takes is now a named output."""
+    outputs = set(template()["Outputs"])
+    assert {"ContinuationQueueArn", "DeadLetterQueueArn"} <= outputs
+    problems = []
+    for document in (DEPLOY_DOC, ROOT / "README.md"):
+        text = document.read_text(encoding="utf-8")
+        for option, value in re.findall(
+            r"--(queue-url|source-arn|destination-arn)\s+<([^<>]*)>", text
+        ):
+            if not set(re.findall(r"\w+", value)) & outputs:
+                problems.append(f"{document.name}: --{option} <{value}> names no output")
+    assert problems == []
+
+
 @pytest.mark.parametrize(
     "host",
     [
