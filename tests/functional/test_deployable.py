@@ -558,6 +558,27 @@ def test_every_template_parameter_is_documented() -> None:
     assert documented - declared == set(), "in docs/deploy.md but not in template.yaml"
 
 
+def test_every_parameter_says_what_it_is() -> None:
+    """The console and `sam deploy --guided` show a parameter's Description beside its field:
+    LogstashPort and LogRetentionDays showed nothing."""
+    parameters = template()["Parameters"]
+    assert [name for name, spec in parameters.items() if not spec.get("Description")] == []
+
+
+def test_the_log_retention_takes_every_period_cloudwatch_logs_takes() -> None:
+    """LogRetentionDays lacked 2192, 2557, 2922 and 3288 days (6 to 9 years), which CloudWatch
+    Logs accepts: a retention policy that asks for one could not be deployed. The values are
+    the ones the API's own model lists (botocore, PutRetentionPolicy)."""
+    model = botocore.session.get_session().get_service_model("logs")
+    shape = model.operation_model("PutRetentionPolicy").input_shape
+    assert shape is not None
+    member = shape.members["retentionInDays"]
+    listed = member.documentation.split("Possible values are:", 1)[1].split(".", 1)[0]
+    accepted = [int(days) for days in re.findall(r"\d+", listed)]
+    assert len(accepted) > 10
+    assert template()["Parameters"]["LogRetentionDays"]["AllowedValues"] == accepted
+
+
 def test_the_parameters_table_gives_each_default_the_template_declares() -> None:
     """A default in docs/deploy.md is what a deploy that leaves the parameter out gets."""
     section = DEPLOY_DOC.read_text(encoding="utf-8").split("\n## Parameters\n", 1)[1]
