@@ -690,10 +690,21 @@ def test_the_queues_the_docs_name_are_outputs_of_the_stack() -> None:
         "tcp://logstash.internal:5044",
         "[fd00::5]",
         "logstash.internal/",
+        "1:2:3:4:5:6:7:8",
+        "::ffff:10.0.0.5",
+        "64:ff9b::10.0.0.5",
+        "fd00::5:",
+        "1::2::3",
+        ":::",
+        "12345::1",
+        "1:2:3:4:5:6:7:8:9",
+        "::ffff:10.0.0.256",
     ],
 )
 def test_the_template_takes_the_logstash_hosts_the_function_takes(host: str) -> None:
-    """A host:port or a URL deployed, and every invocation then failed: it is refused at once."""
+    """A host:port, a URL or a mistyped IPv6 address (the pattern took any run of hex digits,
+    dots and two colons or more) deployed, and every invocation then failed: it is refused at
+    once."""
     assert_template_takes_what_the_function_takes("LogstashHost", ENV.LOGSTASH_HOST, host)
 
 
