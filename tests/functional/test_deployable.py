@@ -422,6 +422,20 @@ def test_the_log_prefix_is_literal_in_the_read_grant(prefix: str, valid: bool) -
     assert (re.fullmatch(parameter["AllowedPattern"], prefix) is not None) is valid
 
 
+@pytest.mark.parametrize("length", [1023, 1024, 1025, 4000])
+def test_the_template_takes_the_log_prefixes_the_function_takes(length: int) -> None:
+    """A prefix longer than S3's longest key (1,024 bytes) matches no object, and the function
+    refuses it at every cold start: the template took any length, so it deployed."""
+    prefix = "p" * (length - len("AWSLogs/")) + "AWSLogs/"
+    parameter = template()["Parameters"]["LogPrefix"]
+    try:
+        Settings.from_env({ENV.LOGSTASH_HOST: "logstash.internal", ENV.LOG_PREFIX: prefix})
+        accepted = True
+    except ConfigurationError:
+        accepted = False
+    assert (override_value_problems("LogPrefix", prefix, parameter) == []) is accepted
+
+
 def test_a_created_bucket_takes_nlb_access_logs() -> None:
     bucket_policy = template()["Resources"]["LogBucketPolicy"]["Properties"]["PolicyDocument"]
     by_sid = statements(bucket_policy)
@@ -789,13 +803,15 @@ def test_certificate_files_are_paths_in_the_package_or_a_layer(path: str, valid:
 
 
 def override_value_problems(name: str, value: str, parameter: Mapping[str, Any]) -> list[str]:
-    """What CloudFormation would refuse about ``name=value`` (pattern, allowed values, number
-    bounds)."""
+    """What CloudFormation would refuse about ``name=value`` (pattern, allowed values, length,
+    number bounds)."""
     problems = []
     if "AllowedPattern" in parameter and not re.fullmatch(parameter["AllowedPattern"], value):
         problems.append(f"{name}={value}: does not match {parameter['AllowedPattern']}")
     if "AllowedValues" in parameter and value not in map(str, parameter["AllowedValues"]):
         problems.append(f"{name}={value}: not one of {parameter['AllowedValues']}")
+    if not parameter.get("MinLength", 0) <= len(value) <= parameter.get("MaxLength", len(value)):
+        problems.append(f"{name}={value}: its length is out of range")
     if parameter.get("Type") == "Number":
         number = float(value)
         if not parameter.get("MinValue", number) <= number <= parameter.get("MaxValue", number):
