@@ -611,6 +611,60 @@ def test_the_parameters_table_gives_each_default_the_template_declares() -> None
     assert documented == declared
 
 
+# Variables whose template default differs from the function's on purpose: the function alone
+# (the command, a test) ships every key and names no deployment.
+DEFAULTS_SET_BY_THE_STACK = frozenset({ENV.LOG_PREFIX, ENV.DEPLOYMENT_ENVIRONMENT})
+
+
+def parameters_of_variables() -> dict[str, str]:
+    """The function's environment variables that are a parameter as it is, by parameter."""
+    variables = template()["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    parameters = template()["Parameters"]
+    return {
+        value["Ref"]: name
+        for name, value in variables.items()
+        if isinstance(value, dict) and value.get("Ref") in parameters
+    }
+
+
+def test_the_template_defaults_are_the_functions_defaults() -> None:
+    """A parameter left out deploys what the function does with its variable unset: the
+    template's defaults and config.py's cannot drift apart unnoticed."""
+    base = {ENV.LOGSTASH_HOST: "logstash.internal"}
+    unset = Settings.from_env(base)
+    checked = []
+    for parameter, variable in parameters_of_variables().items():
+        spec = template()["Parameters"][parameter]
+        if "Default" not in spec or variable in DEFAULTS_SET_BY_THE_STACK:
+            continue
+        given = Settings.from_env({**base, variable: str(spec["Default"])})
+        assert given == unset, (parameter, spec["Default"])
+        checked.append(parameter)
+    assert {"LogstashPort", "LogstashPoolSize", "DeadlineMarginSeconds", "MaxEventBytes"} <= set(
+        checked
+    )
+
+
+def test_the_function_takes_every_number_the_template_takes() -> None:
+    """A number parameter's bounds are within what the function takes for its variable (at
+    each bound, and one past it unless the template refuses that too)."""
+    base = {ENV.LOGSTASH_HOST: "logstash.internal"}
+    problems = []
+    for parameter, variable in parameters_of_variables().items():
+        spec = template()["Parameters"][parameter]
+        if spec["Type"] != "Number":
+            continue
+        low, high = spec["MinValue"], spec["MaxValue"]
+        for value in (low - 1, low, high, high + 1):
+            if override_value_problems(parameter, str(value), spec):
+                continue
+            try:
+                Settings.from_env({**base, variable: str(value)})
+            except ConfigurationError as error:
+                problems.append(f"{parameter}={value}: {error}")
+    assert problems == []
+
+
 # The AWS CLI's names for the services whose botocore name differs.
 CLI_SERVICES = {"s3api": "s3"}
 # Options every AWS CLI command takes besides its operation's parameters.
