@@ -20,6 +20,7 @@ from elb_log_shipper.logstash.beats import (
     METADATA,
     PIPELINED_WINDOWS,
     PROBE_SILENCE_MAX_SECONDS,
+    probe_after_silence,
 )
 from elb_log_shipper.logstash.pool import BEATS_WINDOW_START
 from elb_log_shipper.logstash.sender import LAG_IN_FLIGHTS, QUEUE_BATCHES_PER_CONNECTION
@@ -384,6 +385,81 @@ def test_a_pipelined_window_is_probed_before_logstash_closes_the_connection_as_i
     assert server.inactivity_closes == 0
     assert stats.reconnects == 0
     assert server.empty_windows >= 1 and server.keepalives_sent >= 1
+
+
+# A short client_inactivity_timeout for the next tests, and a stall timeout whose
+# probe_after_silence (2 s) leaves a margin of a second below it for a loaded machine. Logstash
+# processes each window for IDLE_ACK_DELAY: the first one's ACK comes then, and the second
+# window, pipelined, waits as long again with no keep-alive, past the inactivity timeout.
+SHORT_INACTIVITY_TIMEOUT = 3.0
+SHORT_INACTIVITY_STALL_TIMEOUT = 8.0
+IDLE_ACK_DELAY = 4.0
+
+
+def logstash_closing_idle_after(seconds: float) -> Faults:
+    """A Logstash whose pipeline takes ``IDLE_ACK_DELAY`` a window and that closes a connection
+    idle for ``seconds``."""
+    return Faults(
+        logstash_keepalives=True,
+        ack_delay=IDLE_ACK_DELAY,
+        keepalive_interval=1.0,
+        client_inactivity_timeout=seconds,
+    )
+
+
+def send_two_windows(pool: SocketPool, *, prefix: str = "e") -> LogstashSender:
+    """A sender that has queued two windows of 16 events, pipelined on one connection."""
+    sender = LogstashSender(pool, deadline=time.monotonic() + 30)
+    for index, batch in enumerate(batches(32, 16, prefix=prefix)):
+        sender.send(in_format(batch, sender.batch_format), 16, index + 1)
+    return sender
+
+
+@pytest.mark.timeout(30)
+def test_windows_in_flight_while_the_source_stalls_are_probed_before_logstash_closes_idle() -> None:
+    """Two windows in flight, Logstash's pipeline blocked, and the sender waits for its next
+    batch (an S3 read stalled), not for ACKs: nothing probed the connection, as the probe came
+    only in a wait for ACKs, and Logstash, which sends the second window no keep-alive, closed
+    it as idle. The window already in its queue was sent again. A connection with windows in
+    flight is now probed after ``probe_after_silence`` of silence whatever its writer waits
+    for."""
+    with BeatsServer(faults=logstash_closing_idle_after(SHORT_INACTIVITY_TIMEOUT)) as server:
+        settings = beats_settings(server, pool_size=1, stall_timeout=SHORT_INACTIVITY_STALL_TIMEOUT)
+        pool = SocketPool(settings)
+        sender = send_two_windows(pool)
+        # The source stalls past the first window's ACK and Logstash's idle close after it.
+        time.sleep(IDLE_ACK_DELAY + SHORT_INACTIVITY_TIMEOUT + 0.5)
+        stats = sender.finish(time.monotonic() + 30)
+        pool.close()
+    assert server.inactivity_closes == 0
+    assert_exactly_once(server, 32)
+    assert stats.reconnects == 0
+    assert server.empty_windows >= 1
+
+
+@pytest.mark.timeout(30)
+def test_a_wait_for_acks_that_starts_long_after_the_last_byte_probes_at_once() -> None:
+    """A connection left in the pool with two windows in flight (``finish(confirm=False)``, as
+    each object of an invocation does) and confirmed later: the wait for ACKs counted its
+    silence from its own start, so it probed ``probe_after_silence`` into it, when Logstash had
+    heard nothing for longer and had closed the connection as idle (a reset, the window in its
+    queue sent again). The silence now counts from the connection's last traffic: the wait
+    probes at once."""
+    probe_after = probe_after_silence(SHORT_INACTIVITY_STALL_TIMEOUT)
+    # Logstash's last write is the first window's ACK; the wait starts half a probe_after
+    # before its idle close: a probe probe_after into the wait comes after that close.
+    with BeatsServer(faults=logstash_closing_idle_after(SHORT_INACTIVITY_TIMEOUT)) as server:
+        settings = beats_settings(server, pool_size=1, stall_timeout=SHORT_INACTIVITY_STALL_TIMEOUT)
+        pool = SocketPool(settings)
+        written = time.monotonic()
+        send_two_windows(pool).finish(time.monotonic() + 30, confirm=False)
+        idle_close = written + IDLE_ACK_DELAY + SHORT_INACTIVITY_TIMEOUT
+        time.sleep(max(0.0, idle_close - probe_after / 2 - time.monotonic()))
+        stats = LogstashSender(pool).finish(time.monotonic() + 30)
+        pool.close()
+    assert server.inactivity_closes == 0
+    assert_exactly_once(server, 32)
+    assert stats.reconnects == 0
 
 
 def test_slow_acks_without_keepalives_past_the_stall_timeout_are_resent() -> None:

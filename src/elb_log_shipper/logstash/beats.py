@@ -72,25 +72,29 @@ BEAT_VERSION = "0.1.0"
 # (``last_words``: Linux keeps received bytes readable after a reset), so a window Logstash
 # acknowledged is not sent twice, however many were in flight.
 PIPELINED_WINDOWS = 2
-# An empty window (``2W`` of 0 events), written when a wait for ACKs has heard nothing for a
-# while (``probe_after``). Logstash's beats input sends its keep-alives (``ACK 0`` after
-# ``LOGSTASH_KEEPALIVE_SECONDS`` of its own silence) only while a flag is set, which every read
-# sets and the end of every batch clears (``ConnectionHandler``, ``BeatsHandler`` in
-# logstash-input-beats): a window read while the one before it was still being processed,
-# pipelined, is processed with the flag cleared, so it gets no keep-alive however long it waits
-# in a blocked pipeline, and the stall timeout would resend it (duplicates). The empty window is
-# a read that sets the flag again. Current Logstash answers it, after the batches before it,
-# with ``ACK 0`` (an empty batch); older versions only took its size; go-lumber's server skips it.
+# An empty window (``2W`` of 0 events), written when a connection with windows in flight has
+# had no traffic either way for a while (``probe_after_silence``), whatever its writer waits for:
+# ACKs, or its next batch (``BeatsConnection.while_idle``). Logstash's beats input sends its
+# keep-alives (``ACK 0`` after ``LOGSTASH_KEEPALIVE_SECONDS`` of its own silence) only while a
+# flag is set, which every read sets and the end of every batch clears (``ConnectionHandler``,
+# ``BeatsHandler`` in logstash-input-beats): a window read while the one before it was still
+# being processed, pipelined, is processed with the flag cleared, so it gets no keep-alive
+# however long it waits in a blocked pipeline, and the stall timeout, or Logstash's idle close,
+# would resend it (duplicates). The empty window is a read that sets the flag again. Current
+# Logstash answers it, after the batches before it, with ``ACK 0`` (an empty batch); older
+# versions only took its size; go-lumber's server skips it.
 SILENCE_PROBE = b"2W\x00\x00\x00\x00"
 # Logstash's writer-idle timer: a keep-alive comes at most this long after the flag is set.
 LOGSTASH_KEEPALIVE_SECONDS = 5.0
-# The longest silence a wait for ACKs lets pass before it probes, whatever the stall timeout.
-# Logstash closes a connection it has neither read from nor written to for its
+# The longest silence a connection with windows in flight lets pass before it probes, whatever
+# the stall timeout. Logstash closes a connection it has neither read from nor written to for its
 # ``client_inactivity_timeout`` (default 60 s), even while a window read from it waits in its
 # pipeline (``ConnectionHandler`` closes on Netty's all-idle event, pending batches or not): a
 # window without keep-alives must be probed before then, or Logstash resets the connection and the
-# window, already in its queue, is sent again. Twice the keep-alive interval: a Logstash whose
-# flag is set has sent one by then.
+# window, already in its queue, is sent again. So the silence counts from the connection's last
+# traffic in either direction, not from the start of a wait: a wait may start long after the last
+# byte moved, and a writer waiting for its next batch (an S3 read that stalls) waits for no ACK.
+# Twice the keep-alive interval: a Logstash whose flag is set has sent one by then.
 PROBE_SILENCE_MAX_SECONDS = 2 * LOGSTASH_KEEPALIVE_SECONDS
 # What a breaking connection reads at most for ACKs (``last_words``), in reads of RECV_BYTES: an
 # ACK is 6 bytes, so one read is plenty; the bound stops a peer that floods us.
@@ -125,10 +129,11 @@ def isal_level(compression: int) -> int:
 
 
 def probe_after_silence(stall_timeout: float) -> float:
-    """How long a wait for ACKs hears nothing before it writes ``SILENCE_PROBE``: half the stall
-    timeout, and early enough that Logstash's keep-alive (``LOGSTASH_KEEPALIVE_SECONDS`` after
-    the probe, at most) arrives a second before the timeout; never more than
-    ``PROBE_SILENCE_MAX_SECONDS``, so that Logstash's inactivity close does not come first.
+    """How long a connection with windows in flight has no traffic either way before it writes
+    ``SILENCE_PROBE``: half the stall timeout, and early enough that Logstash's keep-alive
+    (``LOGSTASH_KEEPALIVE_SECONDS`` after the probe, at most) arrives a second before the
+    timeout; never more than ``PROBE_SILENCE_MAX_SECONDS``, so that Logstash's inactivity close
+    does not come first.
 
     >>> [probe_after_silence(timeout) for timeout in (120.0, 20.0, 10.0, 5.0)]
     [10.0, 10.0, 4.0, 0.0]
@@ -241,6 +246,13 @@ class BeatsConnection(Connection):
         self._broken = False
         self.keepalives = 0
         self.silence_probes = 0
+        self._probe_after = probe_after_silence(settings.stall_timeout)
+        # For the silence probe: when a byte last moved either way, as far as we can tell (our
+        # writes exactly; the peer's bytes no earlier than the last read that found nothing
+        # unread, ``_drained_at``, as a read may find them long after they came), and whether we
+        # probed since the peer last spoke.
+        self._last_traffic = self._drained_at = time.monotonic()
+        self._probed = False
 
     def write(self, batch: Batch, deadline: float | None) -> None:
         """Frame ``batch`` as one window and write it, after waiting (reading ACKs) until fewer
@@ -257,6 +269,8 @@ class BeatsConnection(Connection):
         # too would cost a system call (and a GIL hand-over) per window for nothing. A window
         # usually fits the socket buffer: one system call writes it.
         self.send_all(frames, deadline, at_once=True)
+        self._last_traffic = time.monotonic()
+        self._probed = False  # a read for Logstash: its keep-alive flag is set again
 
     def confirm(self, deadline: float | None) -> None:
         """Wait for the final ACK of every window written; the connection stays open."""
@@ -291,6 +305,24 @@ class BeatsConnection(Connection):
         if ended:
             self.close()  # Logstash closed it (or went away); its ACKs still count
         return not ended
+
+    def while_idle(self, deadline: float | None) -> None:
+        """Read the ACKs that arrived, and probe (``SILENCE_PROBE``) windows in flight after
+        ``probe_after_silence`` without traffic: Logstash closes a connection idle for its
+        ``client_inactivity_timeout`` even while a window it read waits in its pipeline, and a
+        pipelined window gets no keep-alive. Confirmed windows wait in ``take_confirmed()``.
+        A read and a clock reading per wait slice, only while windows are in flight."""
+        if not self._in_flight or self.closed:
+            return
+        try:
+            ended = self._read_arrived()
+        except OSError as error:
+            self._lost(error, "reading ACKs from")
+        if ended:
+            self._arrived(b"")  # raises ConnectionLostError
+        self._take_acks()
+        if self._in_flight:
+            self._probe_if_silent(deadline, None)
 
     def last_words(self) -> None:
         """Before the socket closes, the ACKs that arrived confirm their windows: a write that
@@ -328,9 +360,11 @@ class BeatsConnection(Connection):
             try:
                 data = sock.recv(RECV_BYTES)
             except (BlockingIOError, ssl.SSLWantReadError):
+                self._drained_at = time.monotonic()
                 return False
             if not data:
                 return True
+            self._peer_spoke()
             self._received += data
         return False
 
@@ -345,7 +379,9 @@ class BeatsConnection(Connection):
             data = self.read_now()
         except OSError as error:
             self._lost(error, "reading ACKs from")
-        if data is not None:
+        if data is None:
+            self._drained_at = time.monotonic()
+        else:
             self._arrived(data)
             if len(self._in_flight) <= until:
                 return
@@ -357,24 +393,15 @@ class BeatsConnection(Connection):
             self.waiting_since = None
 
     def _read_acks(self, deadline: float | None, until: int, watchdog: Watchdog) -> None:
-        """The blocking part of ``_await_acks``. Silence for ``probe_after`` is answered with
-        one empty window (``SILENCE_PROBE``) until the peer is heard again."""
-        probe_after = probe_after_silence(self._settings.stall_timeout)
-        heard = time.monotonic()
-        probed = False
+        """The blocking part of ``_await_acks``. Silence on the connection is answered with an
+        empty window (``_probe_if_silent``)."""
         while len(self._in_flight) > until:
             self.set_timeout(wait_slice(deadline, f"waiting for {self.peer} to acknowledge"))
             try:
                 data = self._sock.recv(RECV_BYTES)
             except TimeoutError:
-                now = time.monotonic()
-                if (
-                    not probed
-                    and now - heard >= probe_after
-                    and (deadline is None or now < deadline)
-                ):
-                    probed = True
-                    self._probe_silence(deadline, watchdog)
+                self._drained_at = time.monotonic()
+                self._probe_if_silent(deadline, watchdog)
                 try:
                     watchdog.check()
                 except ConnectionLostError as error:
@@ -394,17 +421,34 @@ class BeatsConnection(Connection):
                 self._lost(error, "reading ACKs from")
             self._arrived(data)
             watchdog.progressed()
-            heard = time.monotonic()
-            probed = False
 
-    def _probe_silence(self, deadline: float | None, watchdog: Watchdog) -> None:
-        """Write ``SILENCE_PROBE``: six bytes, which the socket takes at once unless the peer has
-        stopped reading (then the stall timeout decides, as for a window). The peer's kernel
-        acknowledging them is no sign of its Logstash: ``watchdog`` does not count it."""
+    def _probe_if_silent(self, deadline: float | None, watchdog: Watchdog | None) -> None:
+        """Write ``SILENCE_PROBE`` when no byte moved either way for ``probe_after_silence``
+        (while the peer has not answered an earlier probe, for at least
+        ``LOGSTASH_KEEPALIVE_SECONDS`` after it: a Logstash that read it has sent its keep-alive
+        by then, and a stall timeout under 12 s gives no ``probe_after`` to wait): six bytes,
+        which the socket takes at once unless the peer has stopped reading (then the stall
+        timeout decides, as for a window). The peer's kernel acknowledging them is no sign of its
+        Logstash: ``watchdog`` does not count it."""
+        now = time.monotonic()
+        silence = now - self._last_traffic
+        if silence < self._probe_after or (deadline is not None and now >= deadline):
+            return
+        if self._probed and silence < LOGSTASH_KEEPALIVE_SECONDS:
+            return
         self.silence_probes += 1
         self.carried_bytes += len(SILENCE_PROBE)
-        watchdog.queue_ours()
+        if watchdog is not None:
+            watchdog.queue_ours()
         self.send_all(SILENCE_PROBE, deadline)
+        self._last_traffic = time.monotonic()
+        self._probed = True
+
+    def _peer_spoke(self) -> None:
+        """A read returned bytes: they came after the last read that found none."""
+        self._last_traffic = max(self._last_traffic, self._drained_at)
+        self._drained_at = time.monotonic()
+        self._probed = False
 
     def _arrived(self, data: bytes) -> None:
         """Take what a read returned: ACKs, or the end of the connection (``b""``)."""
@@ -414,6 +458,7 @@ class BeatsConnection(Connection):
                 f"{self.peer} closed the connection with {len(self._in_flight)} "
                 "windows unacknowledged"
             )
+        self._peer_spoke()
         self._received += data
         self._take_acks()
 

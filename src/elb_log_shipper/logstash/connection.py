@@ -618,6 +618,12 @@ class Connection:
         """Whether a pooled connection can be reused, without blocking."""
         raise NotImplementedError
 
+    def while_idle(self, deadline: float | None) -> None:
+        """Called by the connection's writer about every wait slice while it has nothing to
+        write (it waits for its next batch): beats reads the ACKs that arrived and probes
+        windows in flight after a silence (``BeatsConnection.while_idle``); nothing for
+        json_lines, which holds nothing open to the peer's timers. Raises as ``write`` does."""
+
     # Shared machinery.
 
     def send_all(self, data: bytes, deadline: float | None, *, at_once: bool = False) -> None:

@@ -289,9 +289,10 @@ class LogstashSender:
                 self._failure = error
         self._stop.set()
 
-    def next_batch(self) -> Batch | _Flush | None:
+    def next_batch(self, while_idle: Callable[[], None]) -> Batch | _Flush | None:
         """The next batch, or None when finish() says there are no more; ``_FLUSH`` while none
-        comes because send() waits for confirmations."""
+        comes because send() waits for confirmations. ``while_idle`` is called after every wait
+        slice without one (the worker tends its connection)."""
         while True:
             if self._stop.is_set():
                 raise _StoppedError
@@ -300,7 +301,7 @@ class LogstashSender:
             except queue.Empty:
                 if self._flush.is_set():
                     return _FLUSH
-                continue
+                while_idle()
 
     @property
     def pool(self) -> SocketPool:
@@ -461,7 +462,7 @@ class _Worker(threading.Thread):
     def run(self) -> None:
         try:
             while True:
-                batch = self._sender.next_batch()
+                batch = self._sender.next_batch(self._tend)
                 if batch is None:
                     break
                 if isinstance(batch, _Flush):
@@ -535,14 +536,7 @@ class _Worker(threading.Thread):
         and repeat. A json_lines connection is closed by its confirmation, a beats one stays."""
         while self._conn is not None:
             conn = self._conn
-            lost: ConnectionLostError | None = None
-            try:
-                conn.confirm(self._sender.deadline)
-            except ConnectionLostError as error:
-                lost = error
-            finally:
-                # Also on failure: what was confirmed before it counts (and moves the offset).
-                self._confirmed(conn.take_confirmed())
+            lost = self._counting_confirmed(conn, conn.confirm)
             if lost is not None:
                 self._resend(self._lose(lost))
                 continue
@@ -550,6 +544,29 @@ class _Worker(threading.Thread):
                 self._pool.discard(conn)
                 self._conn = None
             return
+
+    def _tend(self) -> None:
+        """While no batch comes (the source stalls): let the connection read its ACKs and probe
+        its windows in flight (``Connection.while_idle``); on loss, resend them elsewhere."""
+        conn = self._conn
+        if conn is None:
+            return
+        lost = self._counting_confirmed(conn, conn.while_idle)
+        if lost is not None:
+            self._resend(self._lose(lost))
+
+    def _counting_confirmed(
+        self, conn: Connection, action: Callable[[float | None], None]
+    ) -> ConnectionLostError | None:
+        """Run ``action`` (a method of ``conn``) until the deadline and count what it confirmed,
+        also when it fails (it moves the offset); the loss, if the connection broke."""
+        try:
+            action(self._sender.deadline)
+        except ConnectionLostError as error:
+            return error
+        finally:
+            self._confirmed(conn.take_confirmed())
+        return None
 
     def _confirmed(self, batches: list[Batch]) -> None:
         """Count confirmed batches: their senders' progress, our stats, the pool's limits."""
