@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
@@ -75,7 +75,13 @@ from elb_log_shipper.pipeline import (
     take_back,
 )
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
-from elb_log_shipper.progress import DEFAULT_INTERVAL_SECONDS, Progress, wait_note
+from elb_log_shipper.progress import (
+    DEFAULT_INTERVAL_SECONDS,
+    Progress,
+    format_duration,
+    silence_note,
+    wait_note,
+)
 from elb_log_shipper.report import (
     ObjectResult,
     Outcome,
@@ -87,6 +93,7 @@ from elb_log_shipper.report import (
     listed_by_date_note,
     not_logs_note,
     objects,
+    printable,
     shell_word,
 )
 from elb_log_shipper.workers import (
@@ -604,6 +611,11 @@ class _Run:
         self._start_error: str | None = None
         self.announced = False
         self.forced = False
+        # The longest each object went without a word from its worker process (past
+        # SILENT_NOTE_SECONDS), for the summary; and those whose worker then died or was killed,
+        # which their own error line explains.
+        self.silences: dict[int, float] = {}
+        self.silent_then_failed: set[int] = set()
         self.progress = Progress(
             stderr,
             objects=len(plan.to_ship),
@@ -627,6 +639,13 @@ class _Run:
                 "or SIGTERM quits at once)"
             )
         self.progress.tick()
+
+    def _on_silent(self, silent: Mapping[int, float]) -> None:
+        """Objects whose worker process has said nothing for a while: on the progress line."""
+        for index, seconds in silent.items():
+            self.silences[index] = max(seconds, self.silences.get(index, 0.0))
+        named = [(self.plan.objects[index].ref.uri, silent[index]) for index in sorted(silent)]
+        self.progress.set_silent(silence_note(named))
 
     def _fan_out(
         self,
@@ -677,6 +696,8 @@ class _Run:
         def on_done(index: int, done: tuple[ObjectResult, str | None] | ItemFailed) -> None:
             obj = self.plan.objects[index]
             if isinstance(done, ItemFailed):
+                if index in self.silences:
+                    self.silent_then_failed.add(index)
                 # Its bytes read as its progress counted them, for object_done to take back.
                 failed = ObjectResult(
                     obj.ref, Outcome.FAILED, error=str(done), bytes_read=done.size
@@ -722,6 +743,7 @@ class _Run:
                         on_note=self.progress.set_note,
                         on_tick=self._tick,
                         is_fatal=is_fatal,
+                        on_silent=self._on_silent,
                         preload=WORKER_PRELOAD,
                     ),
                     on_done,
@@ -884,6 +906,14 @@ class _Run:
             ),
             file=self.stderr,
         )
+        for index, seconds in sorted(self.silences.items()):
+            if index < len(results) and index not in self.silent_then_failed:
+                print(
+                    f"{PROG}: {printable(results[index].ref.uri)} made no progress for "
+                    f"{format_duration(seconds)} at one point (a read that stalled, or its worker "
+                    "process hung or stopped)",
+                    file=self.stderr,
+                )
         rejected = sum(1 for r in results if r.outcome is Outcome.REJECTED)
         if self._interrupted(finished, unfinished, stopped=stopped, rejected=rejected):
             return EXIT_INTERRUPTED

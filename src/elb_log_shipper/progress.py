@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
@@ -26,6 +26,7 @@ __all__ = [
     "Snapshot",
     "format_duration",
     "render",
+    "silence_note",
     "wait_note",
 ]
 
@@ -56,6 +57,8 @@ class Snapshot:
     """What the command is waiting for, when it waits (``Progress.set_note``)."""
     failed: int = 0
     """Objects done that failed (or were not queued): not among ``objects_done``."""
+    silent: str | None = None
+    """The objects that have made no progress for a while (``Progress.set_silent``)."""
 
 
 def format_duration(seconds: float) -> str:
@@ -90,6 +93,19 @@ def wait_note(waiting_for_ack: float | None, retrying: Retrying | None = None) -
     return f"waiting for Logstash to acknowledge ({format_duration(waiting_for_ack)})"
 
 
+def silence_note(silent: Sequence[tuple[str, float]]) -> str | None:
+    """The progress line's note for objects whose worker process has posted nothing for
+    ``seconds`` (``workers.SILENT_NOTE_SECONDS`` or more); None when there are none.
+
+    >>> silence_note([("s3://logs/a.log.gz", 75.0), ("s3://logs/b.log.gz", 61.0)])
+    'no progress from s3://logs/a.log.gz for 1:15, s3://logs/b.log.gz for 1:01'
+    """
+    if not silent:
+        return None
+    named = ", ".join(f"{printable(name)} for {format_duration(s)}" for name, s in silent)
+    return f"no progress from {named}"
+
+
 def render(snap: Snapshot) -> str:
     """One line of progress; time left is estimated from the stored bytes done so far.
 
@@ -99,6 +115,8 @@ def render(snap: Snapshot) -> str:
     '0/1 objects shipped, 64 lines, 0 B of 1.00 KiB, 0 KiB/s; waiting for Logstash'
     >>> render(Snapshot(3, 5, 64, 1024, 1024, 1.0, failed=2))
     '3/5 objects shipped, 2 failed, 64 lines, 1.00 KiB of 1.00 KiB, 1 KiB/s'
+    >>> render(Snapshot(0, 2, 64, 0, 1024, 9.0, silent="no progress from b.log for 1:01"))
+    '0/2 objects shipped, 64 lines, 0 B of 1.00 KiB, 0 KiB/s; no progress from b.log for 1:01'
     """
     rate = snap.bytes_done / snap.seconds if snap.seconds > 0 else 0.0
     failed = f"{snap.failed:,} failed, " if snap.failed else ""
@@ -111,6 +129,8 @@ def render(snap: Snapshot) -> str:
         text += f", about {format_duration((snap.bytes_total - snap.bytes_done) / rate)} left"
     if snap.note:
         text += f"; {snap.note}"
+    if snap.silent:
+        text += f"; {snap.silent}"
     return text
 
 
@@ -155,6 +175,7 @@ class Progress:
         self._bytes_done = 0
         self._bytes_reading = 0  # read of the objects not done yet
         self._note: str | None = None
+        self._silent: str | None = None
         self._drawn = False
 
     def add(self, lines: int = 0, read: int = 0) -> None:
@@ -179,6 +200,10 @@ class Progress:
         """Say what the command waits for (shown after the counters), or nothing (None)."""
         self._note = note
 
+    def set_silent(self, note: str | None) -> None:
+        """Say which objects have made no progress for a while (``silence_note``), or none."""
+        self._silent = note
+
     def snapshot(self) -> Snapshot:
         with self._lock:
             return Snapshot(
@@ -191,6 +216,7 @@ class Progress:
                 self._verb,
                 self._note,
                 self._objects_failed,
+                self._silent,
             )
 
     def tick(self) -> None:

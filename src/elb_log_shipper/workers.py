@@ -26,6 +26,10 @@ What the parent sees:
   worker whose item has not come back ``STOP_KILL_SECONDS`` after the stop (hung, or deaf to
   the flag) is killed, and its item fails. A second Ctrl-C raises KeyboardInterrupt out of
   ``run_in_processes``, which kills the workers first.
+- ``on_silent({index: seconds})`` as the set changes and about every tick while it is not
+  empty: the items whose worker has posted nothing (progress, a note, a checkpoint) for
+  ``SILENT_NOTE_SECONDS`` or more, and for how long (a stalled read, a deadlock, a process
+  stopped by SIGSTOP all look alike from here).
 
 Each worker talks to the parent over its own pipe, and the stop flag is a shared byte read
 without a lock: no lock is shared between processes, so a worker killed at any moment cannot
@@ -54,12 +58,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from multiprocessing import connection
 from types import FrameType
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 __all__ = [
+    "SILENT_NOTE_SECONDS",
     "START_METHOD",
     "STOP_KILL_SECONDS",
     "ItemFailed",
@@ -90,6 +95,15 @@ EXIT_JOIN_SECONDS = 10.0
 # (STOP_GRACE_SECONDS) and a batch takes a fraction of a second, while `docker stop` sends
 # SIGKILL after 10 s, by when the command must have said how to resume.
 STOP_KILL_SECONDS = 8.0
+# A worker posts its progress several times a second as it reads, parses and sends, and a new
+# note each second while Logstash is slow to acknowledge. Silent for a minute (twice the S3
+# client's 30 s read timeout) it is worth a word on the progress line: a stalled read, a hang, a
+# SIGSTOP.
+SILENT_NOTE_SECONDS = 60.0
+# Silence counts only while the parent watches: a parent held up longer than this between two
+# looks (a slow stdout in ``on_result``; Ctrl-Z stops every process of the group) counts this
+# much, not the whole gap, which would find every worker silent at once.
+WATCH_STEP_SECONDS = 1.0
 
 
 def usable_cpus() -> int:
@@ -262,8 +276,10 @@ def run_in_processes(
     on_note: Callable[[str | None], None] = lambda note: None,
     on_tick: Callable[[], None] = lambda: None,
     is_fatal: Callable[[R | ItemFailed], bool] = lambda result: False,
+    on_silent: Callable[[Mapping[int, float]], None] = lambda silent: None,
     preload: Sequence[str] = (),
     tick_seconds: float = TICK_SECONDS,
+    silent_note_seconds: float | None = None,
 ) -> int:
     """Run ``function(item, context)`` on every item in up to ``jobs`` worker processes; return
     how many results were handed back (always a prefix of ``items``).
@@ -275,10 +291,12 @@ def run_in_processes(
     ``preload`` names modules the fork server imports once, so that workers start warm.
 
     ``on_result``, ``on_progress``, ``on_note`` (a worker's ``context.set_note``: the last one
-    posted by any worker) and ``on_tick`` (about every ``tick_seconds``) run in the calling
-    thread. No item starts once ``stop`` is set or once a result ``is_fatal`` (judged
-    as it arrives, even before the results ahead of it are handed back); the
-    items in flight are told to stop (``context.should_stop()``) only when ``stop`` is set.
+    posted by any worker), ``on_tick`` (about every ``tick_seconds``) and ``on_silent`` (the
+    items silent for ``silent_note_seconds``, by default ``SILENT_NOTE_SECONDS``, or more, and
+    for how long) run in the calling thread. No item starts once
+    ``stop`` is set or once a result ``is_fatal`` (judged as it arrives, even before the
+    results ahead of it are handed back); the items in flight are told to stop
+    (``context.should_stop()``) only when ``stop`` is set.
     A worker that dies is replaced while items remain. Raises WorkerStartError when a worker
     cannot start (after the items in flight are handed back, as after a fatal result),
     KeyboardInterrupt from a second Ctrl-C; either way the workers are gone.
@@ -294,6 +312,11 @@ def run_in_processes(
         is_fatal=is_fatal,
         spec=_WorkerSpec(initializer, initargs, finalizer, dict(os.environ)),
         preload=preload,
+        silence=_SilenceWatch(
+            on_silent,
+            SILENT_NOTE_SECONDS if silent_note_seconds is None else silent_note_seconds,
+            max(WATCH_STEP_SECONDS, 2 * tick_seconds),
+        ),
     )
     try:
         return run.loop(jobs, stop, on_tick, tick_seconds)
@@ -302,6 +325,17 @@ def run_in_processes(
         raise
     finally:
         run.close_all()
+
+
+@dataclass(slots=True)
+class _SilenceWatch:
+    """What ``_Run.watch_silence`` needs: the callback, the bound, the longest step."""
+
+    on_silent: Callable[[Mapping[int, float]], None]
+    note_seconds: float
+    step_seconds: float
+    watched_at: float = field(default_factory=time.monotonic)
+    told: bool = False  # on_silent last heard of some item: it must hear when none is left
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +357,7 @@ class _Worker:
         self.posted_size = 0  # its progress's size so far
         self.note: str | None = None  # what it last said it waits for
         self.checkpoint: int | None = None  # the item's, for an ItemFailed
+        self.silent = 0.0  # seconds the parent watched its item without a message from it
         self.killed = False  # by us: it had not stopped STOP_KILL_SECONDS after the stop
 
 
@@ -338,6 +373,7 @@ class _Run(Generic[T, R]):
         is_fatal: Callable[[R | ItemFailed], bool],
         spec: _WorkerSpec,
         preload: Sequence[str],
+        silence: _SilenceWatch,
     ) -> None:
         self.function = function
         self.items = items
@@ -346,6 +382,7 @@ class _Run(Generic[T, R]):
         self.on_note = on_note
         self.is_fatal = is_fatal
         self.spec = spec
+        self.silence = silence
         self.context = multiprocessing.get_context(START_METHOD)
         if preload:
             # Read when the server starts (the first run of this process); later runs reuse it.
@@ -391,6 +428,7 @@ class _Run(Generic[T, R]):
                     self.read(worker, stopping)
             # After the reads: a result that came while the parent was busy is not killed.
             self.kill_the_stuck()
+            self.watch_silence()
             self.hand_back()
             on_tick()
 
@@ -409,6 +447,7 @@ class _Run(Generic[T, R]):
             worker.index = self.started
             worker.posted_size = 0
             worker.checkpoint = None
+            worker.silent = 0.0
             self.started += 1
             wanted -= 1
         while wanted > starting and len(self.workers) < jobs and not self.halted:
@@ -425,6 +464,23 @@ class _Run(Generic[T, R]):
             if worker.index is not None and not worker.killed:
                 worker.killed = True
                 worker.process.kill()
+
+    def watch_silence(self) -> None:
+        """Count each item's silence; tell ``on_silent`` of those silent long enough."""
+        watch = self.silence
+        now = time.monotonic()
+        step = min(now - watch.watched_at, watch.step_seconds)
+        watch.watched_at = now
+        silent: dict[int, float] = {}
+        for worker in self.workers:
+            if worker.index is None:
+                continue
+            worker.silent += step
+            if worker.silent >= watch.note_seconds:
+                silent[worker.index] = worker.silent
+        if silent or watch.told:
+            watch.told = bool(silent)
+            watch.on_silent(silent)
 
     def cannot_start(self, why: str) -> None:
         """A worker could not start: start no item, and raise once the items in flight are back
@@ -461,6 +517,7 @@ class _Run(Generic[T, R]):
         try:
             while worker.conn.poll():
                 message = worker.conn.recv()
+                worker.silent = 0.0
                 kind = message[0]
                 if kind == "progress":
                     worker.posted_size += message[2]

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,12 +23,17 @@ from typing import Any
 import pytest
 from bench.corpus import alb_lines
 
-from elb_log_shipper import cli
+from elb_log_shipper import cli, workers
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
-from tests.support.cli_runner import printed_resume_commands, run_command, run_resume_processes
+from tests.support.cli_runner import (
+    printed_resume_commands,
+    run_command,
+    run_resume_processes,
+)
 from tests.support.faults import SlowReadingServer
-from tests.support.s3server import DUMMY_ENVIRON, MotoServer
+from tests.support.receiver import JsonLinesReceiver
+from tests.support.s3server import DUMMY_ENVIRON, FaultyS3, MotoServer
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -327,3 +333,61 @@ def test_sigterm_with_a_hung_worker_still_ends_the_run_with_the_commands_to_resu
     # Every line arrived; only the hung worker's, which it had sent, more than once.
     assert set(got) == set(expected)
     assert all(n == 1 for (key, _), n in got.items() if key != victim)
+
+
+# A plain (not gzip) object of LINES lines is some 3.7 MB: a stall at this byte comes after the
+# first 1 MiB chunk was read whole (its lines shipped), in the middle of the second.
+STALL_AT = 3 * 1024 * 1024 // 2
+
+
+def put_plain_objects(moto: MotoServer, bucket: str, count: int) -> Counter[tuple[str, int]]:
+    """Store ``count`` plain ``.log`` objects of LINES lines (as Classic ELB names them); return
+    every (key, offset) they hold."""
+    expected: Counter[tuple[str, int]] = Counter()
+    for n in range(count):
+        key = log_key(n).removesuffix(".gz")
+        lines = list(alb_lines(LINES, seed=n))
+        data = "".join(line + "\n" for line in lines).encode()
+        moto.client().put_object(Bucket=bucket, Key=key, Body=data)
+        expected.update((key, offset) for offset in every_line(lines))
+    return expected
+
+
+def progress_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("progress: ")]
+
+
+@pytest.mark.usefixtures("user_environment")
+def test_an_object_whose_read_stalls_is_named_on_the_progress_line_and_in_the_summary(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+) -> None:
+    """S3 stops answering in the middle of both objects, for a while. The progress line used to
+    go on as for a slow read, naming nothing; it names each object silent past the bound (half
+    a second here), and the summary names them, though they finished."""
+    monkeypatch.setattr(workers, "SILENT_NOTE_SECONDS", 0.5)
+    bucket = moto.new_bucket("stalls")
+    expected = put_plain_objects(moto, bucket, 2)
+    with FaultyS3(moto, stall_after=STALL_AT) as s3, JsonLinesReceiver() as receiver:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint_url)
+        release = threading.Timer(2.5, s3.release)
+        release.start()
+        run = run_command(
+            capsys, "ship", f"s3://{bucket}/AWSLogs/", "--to", f"tcp://127.0.0.1:{receiver.port}",
+            "--jobs", "2", "--progress-every", "0.2",
+        )  # fmt: skip
+        release.join()
+        receiver.wait_idle()
+        got = received(receiver.events)
+    assert run.status == cli.EXIT_OK, run.err
+    assert got == expected
+    uris = [f"s3://{bucket}/{key}" for key in sorted({key for key, _ in expected})]
+    named = [line for line in progress_lines(run.err) if "; no progress from s3://" in line]
+    assert named, run.err
+    assert all(re.search(r"; no progress from s3://\S+ for \d s", line) for line in named)
+    assert {uri for uri in uris for line in named if uri in line} == set(uris)
+    summary = [line for line in run.err.splitlines() if "made no progress for" in line]
+    assert [line.split(" made no")[0] for line in summary] == [f"{cli.PROG}: {u}" for u in uris]
+    assert all(
+        re.search(r"made no progress for \d s at one point \(a read that stalled", line)
+        for line in summary
+    )

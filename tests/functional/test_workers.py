@@ -20,6 +20,7 @@ from elb_log_shipper.config import Settings
 from elb_log_shipper.pipeline import WorkerSetup, ship_in_worker, start_worker, stop_worker
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.workers import (
+    SILENT_NOTE_SECONDS,
     STOP_KILL_SECONDS,
     ItemFailed,
     WorkerStartError,
@@ -111,6 +112,31 @@ def test_a_worker_that_dies_waiting_takes_its_note_with_it() -> None:
     results = run(tasks.sleep_or_die, [("a", 1.0), ("kill", 0.0), ("b", 0.0)], on_note=notes.append)
     assert [index for index, _ in results] == [0, 1, 2]
     assert notes == [tasks.DYING_NOTE, None]
+
+
+def test_an_item_silent_for_a_while_is_named_with_how_long_and_goes_on() -> None:
+    """A worker that posts nothing (a stalled read) used to look like a slow one: nothing said
+    which item, or for how long. ``on_silent`` names it once it has been silent for the bound,
+    and hears that none is silent once it has come back."""
+    heard: list[dict[int, float]] = []
+    results = run(
+        tasks.fall_silent,
+        [("quiet", 1.5), ("busy", 0.0)],
+        on_silent=lambda silent: heard.append(dict(silent)),
+        silent_note_seconds=0.5,
+    )
+    assert results == [(0, "quiet"), (1, "busy")]
+    assert heard, "no silence was reported"
+    assert {index for silent in heard for index in silent} == {0}
+    longest = max(silent[0] for silent in heard if silent)
+    assert 0.5 <= longest < 2.5  # silent 1.5 s, as its result is read
+    assert heard[-1] == {}
+
+
+def test_the_readme_gives_the_silence_bound_the_code_takes() -> None:
+    readme = " ".join((REPO / "README.md").read_text().split())  # wrapped: compare the words
+    assert SILENT_NOTE_SECONDS == 60
+    assert "that has said nothing for a minute" in readme
 
 
 def test_every_worker_dying_still_ends_the_run() -> None:

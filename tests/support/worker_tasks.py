@@ -96,6 +96,18 @@ def sleep_or_die(item: tuple[str, float], context: ItemContext) -> str:
     return name
 
 
+def fall_silent(item: tuple[str, float], context: ItemContext) -> str:
+    """Post progress and the checkpoint ``DIE_CHECKPOINT``, then say nothing for ``item[1]``
+    seconds (a read that stalls) and return ``item[0]``."""
+    name, seconds = item
+    context.set_checkpoint(DIE_CHECKPOINT)
+    context.add_progress(1, DIE_SIZE)
+    time.sleep(PROGRESS_POST_SECONDS * 1.5)
+    context.add_progress(0, 0)  # posted at once: the last post was long enough ago
+    time.sleep(seconds)
+    return name
+
+
 def unpicklable(item: int, context: ItemContext) -> object:
     return threading.Lock()
 
