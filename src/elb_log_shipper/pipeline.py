@@ -772,9 +772,13 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
         # What Logstash confirmed goes to the parent as it grows (after each batch, and while
         # waiting for Logstash), so that a worker killed mid-object (the OOM killer) costs the
         # lines after it, not the whole object again.
+        # A wait for Logstash says the worker is not hung (``keep_alive``), even with no note:
+        # a json_lines input that stops reading (its pipeline blocked) holds a write for as
+        # long as it likes, and the command has no deadline.
         def on_wait(waiting_for_ack: float | None, retrying: Retrying | None) -> None:
             context.set_note(wait_note(waiting_for_ack, retrying))
             context.set_checkpoint(logstash.confirmed_offset)
+            context.keep_alive()
 
         def on_events(count: int) -> None:
             context.add_progress(count)

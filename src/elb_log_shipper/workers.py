@@ -27,9 +27,11 @@ What the parent sees:
   the flag) is killed, and its item fails. A second Ctrl-C raises KeyboardInterrupt out of
   ``run_in_processes``, which kills the workers first.
 - ``on_silent({index: seconds})`` as the set changes and about every tick while it is not
-  empty: the items whose worker has posted nothing (progress, a note, a checkpoint) for
-  ``SILENT_NOTE_SECONDS`` or more, and for how long (a stalled read, a deadlock, a process
-  stopped by SIGSTOP all look alike from here).
+  empty: the items whose worker has posted nothing (progress, a note, a checkpoint,
+  ``context.keep_alive``) for ``SILENT_NOTE_SECONDS`` or more, and for how long (a stalled
+  read, a deadlock, a process stopped by SIGSTOP all look alike from here). A worker silent
+  for ``SILENT_KILL_SECONDS`` is killed, and its item fails from its checkpoint, as after the
+  stop: a worker that will never answer must not hold the run forever.
 
 Each worker talks to the parent over its own pipe, and the stop flag is a shared byte read
 without a lock: no lock is shared between processes, so a worker killed at any moment cannot
@@ -64,6 +66,7 @@ from types import FrameType
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 __all__ = [
+    "SILENT_KILL_SECONDS",
     "SILENT_NOTE_SECONDS",
     "START_METHOD",
     "STOP_KILL_SECONDS",
@@ -95,11 +98,18 @@ EXIT_JOIN_SECONDS = 10.0
 # (STOP_GRACE_SECONDS) and a batch takes a fraction of a second, while `docker stop` sends
 # SIGKILL after 10 s, by when the command must have said how to resume.
 STOP_KILL_SECONDS = 8.0
-# A worker posts its progress several times a second as it reads, parses and sends, and a new
-# note each second while Logstash is slow to acknowledge. Silent for a minute (twice the S3
-# client's 30 s read timeout) it is worth a word on the progress line: a stalled read, a hang, a
-# SIGSTOP.
+# A healthy worker posts at least every second: progress as it reads and parses, a changing note
+# or ``keep_alive`` while it waits for Logstash. Silent for a minute (twice the S3 client's 30 s
+# read timeout) it is worth a word on the progress line: a stalled read, a hang, a SIGSTOP.
 SILENT_NOTE_SECONDS = 60.0
+# Silent this long, a worker is killed and its item fails from its checkpoint (the printed
+# command ships the rest). Five times what a stalled S3 read takes to fail on its own (a 30 s read
+# timeout, then MAX_READ_RETRIES resumes that stall too: 2 minutes), so that only a worker that
+# will never answer is killed; a worker that would have answered costs a failed object and the
+# lines it sent beyond its checkpoint twice, one that never answers cost the whole run.
+SILENT_KILL_SECONDS = 600.0
+# A worker that waits (``keep_alive``) posts so at most this often.
+KEEP_ALIVE_POST_SECONDS = 1.0
 # Silence counts only while the parent watches: a parent held up longer than this between two
 # looks (a slow stdout in ``on_result``; Ctrl-Z stops every process of the group) counts this
 # much, not the whole gap, which would find every worker silent at once.
@@ -161,6 +171,10 @@ class ItemContext(Protocol):
         """Say how far this item got for good (the shipper: the offset up to which Logstash
         confirmed its lines), for the ``ItemFailed`` the parent hands back if the process dies."""
 
+    def keep_alive(self) -> None:
+        """Say this item is not hung though it makes no progress (it waits for Logstash): a
+        worker that posts nothing for ``SILENT_KILL_SECONDS`` is killed. Cheap to call often."""
+
 
 class WorkerContext:
     """The child side of ``ItemContext``: the shared stop flag and the pipe to the parent."""
@@ -173,6 +187,7 @@ class WorkerContext:
         self._posted_at = time.monotonic()
         self._note: str | None = None
         self._checkpoint: int | None = None
+        self._alive_at = time.monotonic()
 
     def should_stop(self) -> bool:
         return bool(self._stop_flag.value)
@@ -194,6 +209,12 @@ class WorkerContext:
         if checkpoint != self._checkpoint:  # it moves at each confirmation: a pipe write each
             self._checkpoint = checkpoint
             self._conn.send(("checkpoint", checkpoint))
+
+    def keep_alive(self) -> None:
+        now = time.monotonic()
+        if now - self._alive_at >= KEEP_ALIVE_POST_SECONDS:
+            self._alive_at = now
+            self._conn.send(("alive",))
 
     def start_item(self) -> None:
         """A new item: no checkpoint of the last one carries over."""
@@ -280,6 +301,7 @@ def run_in_processes(
     preload: Sequence[str] = (),
     tick_seconds: float = TICK_SECONDS,
     silent_note_seconds: float | None = None,
+    silent_kill_seconds: float | None = None,
 ) -> int:
     """Run ``function(item, context)`` on every item in up to ``jobs`` worker processes; return
     how many results were handed back (always a prefix of ``items``).
@@ -292,8 +314,9 @@ def run_in_processes(
 
     ``on_result``, ``on_progress``, ``on_note`` (a worker's ``context.set_note``: the last one
     posted by any worker), ``on_tick`` (about every ``tick_seconds``) and ``on_silent`` (the
-    items silent for ``silent_note_seconds``, by default ``SILENT_NOTE_SECONDS``, or more, and
-    for how long) run in the calling thread. No item starts once
+    items silent for ``silent_note_seconds`` or more, and for how long; a worker silent for
+    ``silent_kill_seconds`` is killed, and its item fails) run in the calling thread. The two
+    default to ``SILENT_NOTE_SECONDS`` and ``SILENT_KILL_SECONDS``. No item starts once
     ``stop`` is set or once a result ``is_fatal`` (judged as it arrives, even before the
     results ahead of it are handed back); the items in flight are told to stop
     (``context.should_stop()``) only when ``stop`` is set.
@@ -315,6 +338,7 @@ def run_in_processes(
         silence=_SilenceWatch(
             on_silent,
             SILENT_NOTE_SECONDS if silent_note_seconds is None else silent_note_seconds,
+            SILENT_KILL_SECONDS if silent_kill_seconds is None else silent_kill_seconds,
             max(WATCH_STEP_SECONDS, 2 * tick_seconds),
         ),
     )
@@ -329,10 +353,11 @@ def run_in_processes(
 
 @dataclass(slots=True)
 class _SilenceWatch:
-    """What ``_Run.watch_silence`` needs: the callback, the bound, the longest step."""
+    """What ``_Run.watch_silence`` needs: the callback, the two bounds, the longest step."""
 
     on_silent: Callable[[Mapping[int, float]], None]
     note_seconds: float
+    kill_seconds: float
     step_seconds: float
     watched_at: float = field(default_factory=time.monotonic)
     told: bool = False  # on_silent last heard of some item: it must hear when none is left
@@ -358,7 +383,7 @@ class _Worker:
         self.note: str | None = None  # what it last said it waits for
         self.checkpoint: int | None = None  # the item's, for an ItemFailed
         self.silent = 0.0  # seconds the parent watched its item without a message from it
-        self.killed = False  # by us: it had not stopped STOP_KILL_SECONDS after the stop
+        self.killed: str | None = None  # why we killed it, its item's ItemFailed reason
 
 
 class _Run(Generic[T, R]):
@@ -461,12 +486,16 @@ class _Run(Generic[T, R]):
         if self.stopped_at is None or time.monotonic() - self.stopped_at < STOP_KILL_SECONDS:
             return
         for worker in self.workers:
-            if worker.index is not None and not worker.killed:
-                worker.killed = True
+            if worker.index is not None and worker.killed is None:
+                worker.killed = (
+                    f"its worker process had not stopped {STOP_KILL_SECONDS:g} s after the "
+                    "stop, and was killed"
+                )
                 worker.process.kill()
 
     def watch_silence(self) -> None:
-        """Count each item's silence; tell ``on_silent`` of those silent long enough."""
+        """Count each item's silence; tell ``on_silent`` of those silent long enough, and kill
+        the workers silent ``kill_seconds`` (``read`` then finds each dead, its item failed)."""
         watch = self.silence
         now = time.monotonic()
         step = min(now - watch.watched_at, watch.step_seconds)
@@ -478,6 +507,12 @@ class _Run(Generic[T, R]):
             worker.silent += step
             if worker.silent >= watch.note_seconds:
                 silent[worker.index] = worker.silent
+            if worker.silent >= watch.kill_seconds and worker.killed is None:
+                worker.killed = (
+                    f"its worker process had made no progress for {watch.kill_seconds:g} s, "
+                    "and was killed"
+                )
+                worker.process.kill()
         if silent or watch.told:
             watch.told = bool(silent)
             watch.on_silent(silent)
@@ -537,6 +572,8 @@ class _Run(Generic[T, R]):
                     worker.index = None
                 elif kind == "ready":
                     worker.ready = True
+                elif kind == "alive":
+                    pass  # it waits, and is not hung: its silence is over (above)
                 else:  # "init failed": it returns, closing its end of the pipe
                     self.cannot_start(message[1])
         except (EOFError, OSError):
@@ -553,10 +590,8 @@ class _Run(Generic[T, R]):
             self.arrived(
                 worker.index,
                 ItemFailed(
-                    f"its worker process had not stopped {STOP_KILL_SECONDS:g} s after the "
-                    "stop, and was killed"
-                    if worker.killed
-                    else f"its worker process {_describe_exit(worker.process.exitcode)}",
+                    worker.killed
+                    or f"its worker process {_describe_exit(worker.process.exitcode)}",
                     size=worker.posted_size,
                     checkpoint=worker.checkpoint,
                 ),

@@ -29,6 +29,7 @@ from tests.support.certs import CertBundle
 from tests.support.cli_runner import (
     printed_resume_commands,
     run_command,
+    run_resume_commands,
     run_resume_processes,
 )
 from tests.support.faults import SlowReadingServer
@@ -391,3 +392,50 @@ def test_an_object_whose_read_stalls_is_named_on_the_progress_line_and_in_the_su
         re.search(r"made no progress for \d s at one point \(a read that stalled", line)
         for line in summary
     )
+
+
+@pytest.mark.usefixtures("user_environment")
+def test_a_worker_silent_past_the_bound_is_killed_and_its_object_resumes_from_what_was_confirmed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+) -> None:
+    """S3 stops answering in the middle of both objects, and does not come back while the run
+    goes on. The run used to wait (here for the S3 client's timeouts; a worker hung or stopped
+    by SIGSTOP, forever). Silent past the bound (2 s here), each worker is killed, its object
+    fails from what the beats input acknowledged of it, and the printed commands ship the rest:
+    every line arrives, and none the input had acknowledged arrives twice."""
+    monkeypatch.setattr(workers, "SILENT_NOTE_SECONDS", 0.5)
+    monkeypatch.setattr(workers, "SILENT_KILL_SECONDS", 2.0)
+    bucket = moto.new_bucket("hangs")
+    expected = put_plain_objects(moto, bucket, 2)
+    with FaultyS3(moto, stall_after=STALL_AT) as s3, BeatsServer() as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint_url)
+        argv = ["ship", f"s3://{bucket}/AWSLogs/", "--to", f"beats://127.0.0.1:{server.port}"]
+        run = run_command(capsys, *argv, "--jobs", "2", "--progress-every", "0.2")
+        assert run.status == cli.EXIT_FAILED, run.err
+        assert "Traceback" not in run.err
+        failed = [line for line in run.err.splitlines() if "error:" in line]
+        assert len(failed) == 2, run.err
+        assert all(
+            re.search(
+                r"error: its worker process had made no progress for 2 s, and was killed"
+                r"( \(confirmed up to byte \d+\))?$",
+                line,
+            )
+            for line in failed
+        ), run.err
+        # Named once: by its error, not again in the summary.
+        assert "at one point" not in run.err
+        resumes = printed_resume_commands(run.err)
+        assert len(resumes) == 2, run.err
+        confirmed = {
+            command[1].removeprefix(f"s3://{bucket}/"): int(command[-1]) for command in resumes
+        }
+        assert any(offset > 0 for offset in confirmed.values()), run.err
+        first = received(server.events)
+        s3.release()
+        run_resume_commands(capsys, resumes)
+        got = received(server.events)
+    assert set(got) == set(expected)
+    # What the input had acknowledged was not sent again.
+    assert all(n == 1 for (key, offset), n in got.items() if offset < confirmed[key])
+    assert any(offset < confirmed[key] for key, offset in first)

@@ -20,6 +20,8 @@ from elb_log_shipper.config import Settings
 from elb_log_shipper.pipeline import WorkerSetup, ship_in_worker, start_worker, stop_worker
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.workers import (
+    KEEP_ALIVE_POST_SECONDS,
+    SILENT_KILL_SECONDS,
     SILENT_NOTE_SECONDS,
     STOP_KILL_SECONDS,
     ItemFailed,
@@ -124,6 +126,7 @@ def test_an_item_silent_for_a_while_is_named_with_how_long_and_goes_on() -> None
         [("quiet", 1.5), ("busy", 0.0)],
         on_silent=lambda silent: heard.append(dict(silent)),
         silent_note_seconds=0.5,
+        silent_kill_seconds=30.0,
     )
     assert results == [(0, "quiet"), (1, "busy")]
     assert heard, "no silence was reported"
@@ -133,8 +136,77 @@ def test_an_item_silent_for_a_while_is_named_with_how_long_and_goes_on() -> None
     assert heard[-1] == {}
 
 
-def test_the_readme_gives_the_silence_bound_the_code_takes() -> None:
+def test_a_worker_silent_past_the_bound_is_killed_and_its_item_fails_from_its_checkpoint() -> None:
+    """A worker that never says another word used to hold the run forever, its item never
+    handed back. Silent for the kill bound, it is killed: its item fails with what it had
+    posted, the other items go on in a new worker."""
+    results = run(
+        tasks.fall_silent,
+        [("hung", 60.0), ("a", 0.0), ("b", 0.0), ("c", 0.0)],
+        silent_note_seconds=0.5,
+        silent_kill_seconds=1.5,
+    )
+    assert [index for index, _ in results] == [0, 1, 2, 3]
+    failed = results[0][1]
+    assert isinstance(failed, ItemFailed)
+    assert str(failed) == "its worker process had made no progress for 1.5 s, and was killed"
+    assert (failed.size, failed.checkpoint) == (tasks.DIE_SIZE, tasks.DIE_CHECKPOINT)
+    assert [result for _, result in results[1:]] == ["a", "b", "c"]
+
+
+def test_a_worker_that_waits_saying_so_is_neither_named_nor_killed() -> None:
+    """A wait for Logstash makes no progress, and the command has no deadline: ``keep_alive``
+    (posted once a second) keeps such a worker from passing for a hung one."""
+    heard: list[dict[int, float]] = []
+    results = run(
+        tasks.wait_saying_so,
+        [3.0],
+        jobs=1,
+        on_silent=lambda silent: heard.append(dict(silent)),
+        silent_note_seconds=KEEP_ALIVE_POST_SECONDS * 1.5,
+        silent_kill_seconds=KEEP_ALIVE_POST_SECONDS * 2,
+    )
+    assert results == [(0, 3.0)]
+    assert heard == []
+
+
+def test_a_worker_stopped_by_sigstop_is_killed_and_the_run_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGSTOP to a worker mid-item (a process that will never answer): it used to leave the
+    run waiting forever, without a word. Its item fails once it has been silent for the bound,
+    and the other worker's items all come back."""
+    monkeypatch.setenv(tasks.PID_DIR_ENV, str(tmp_path))
+    stopped: list[int] = []
+
+    def stop_one(count: int, size: int) -> None:
+        pids = [int(path.name) for path in tmp_path.iterdir()]
+        if not stopped and len(pids) == 2:
+            stopped.append(pids[0])
+            os.kill(pids[0], signal.SIGSTOP)
+
+    results = run(
+        tasks.batches,
+        [(index, 200) for index in range(4)],  # 2 s of batches each
+        initializer=tasks.record_pid,
+        on_progress=stop_one,
+        silent_note_seconds=0.5,
+        silent_kill_seconds=1.5,
+    )
+    assert stopped
+    failed = [(index, r) for index, r in results if isinstance(r, ItemFailed)]
+    assert len(failed) == 1, results
+    assert str(failed[0][1]) == (
+        "its worker process had made no progress for 1.5 s, and was killed"
+    )
+    assert [index for index, _ in results] == [0, 1, 2, 3]
+    assert_gone(stopped)
+
+
+def test_the_readme_gives_the_silence_bounds_the_code_takes() -> None:
     readme = " ".join((REPO / "README.md").read_text().split())  # wrapped: compare the words
+    assert f"had made no progress for {SILENT_KILL_SECONDS:g} s, and was killed" in readme
+    assert f"Silent for {SILENT_KILL_SECONDS / 60:g} minutes" in readme
     assert SILENT_NOTE_SECONDS == 60
     assert "that has said nothing for a minute" in readme
 
@@ -394,6 +466,9 @@ class _Context:
         pass
 
     def set_checkpoint(self, checkpoint: int | None) -> None:
+        pass
+
+    def keep_alive(self) -> None:
         pass
 
 

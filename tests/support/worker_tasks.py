@@ -108,6 +108,16 @@ def fall_silent(item: tuple[str, float], context: ItemContext) -> str:
     return name
 
 
+def wait_saying_so(item: float, context: ItemContext) -> float:
+    """Make no progress for ``item`` seconds, calling ``keep_alive`` ten times a second (as the
+    shipper's wait for Logstash does)."""
+    end = time.monotonic() + item
+    while time.monotonic() < end:
+        context.keep_alive()
+        time.sleep(0.1)
+    return item
+
+
 def unpicklable(item: int, context: ItemContext) -> object:
     return threading.Lock()
 
