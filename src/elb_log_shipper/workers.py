@@ -106,7 +106,7 @@ SILENT_NOTE_SECONDS = 60.0
 # command ships the rest). Five times what a stalled S3 read takes to fail on its own (a 30 s read
 # timeout, then MAX_READ_RETRIES resumes that stall too: 2 minutes), so that only a worker that
 # will never answer is killed; a worker that would have answered costs a failed object and the
-# lines it sent beyond its checkpoint twice, one that never answers cost the whole run.
+# lines it sent beyond its checkpoint twice, one that never answers costs the whole run.
 SILENT_KILL_SECONDS = 600.0
 # A worker that waits (``keep_alive``) posts so at most this often.
 KEEP_ALIVE_POST_SECONDS = 1.0

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from elb_log_shipper.workers import (
     SILENT_KILL_SECONDS,
     SILENT_NOTE_SECONDS,
     STOP_KILL_SECONDS,
+    WATCH_STEP_SECONDS,
     ItemFailed,
     WorkerStartError,
     run_in_processes,
@@ -303,10 +305,12 @@ class Command:
     """``tests.support.worker_tasks`` in its own session (a process group, like a terminal's
     foreground job), read line by line."""
 
-    def __init__(self, tmp_path: Path, items: int, batches: int, mode: str) -> None:
+    def __init__(
+        self, tmp_path: Path, items: int, batches: int, mode: str, env: dict[str, str]
+    ) -> None:
         self.pid_dir = tmp_path / "pids"
         self.pid_dir.mkdir()
-        env = {**os.environ, tasks.PID_DIR_ENV: str(self.pid_dir)}
+        env = {**os.environ, tasks.PID_DIR_ENV: str(self.pid_dir), **env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.support.worker_tasks", mode, str(items), str(batches)],
             cwd=REPO,
@@ -352,8 +356,10 @@ class Command:
 def command(tmp_path: Path) -> Iterator[Any]:
     started: list[Command] = []
 
-    def start(items: int, batches: int, mode: str = "batches") -> Command:
-        started.append(Command(tmp_path, items, batches, mode))
+    def start(
+        items: int, batches: int, mode: str = "batches", env: dict[str, str] | None = None
+    ) -> Command:
+        started.append(Command(tmp_path, items, batches, mode, env or {}))
         return started[-1]
 
     yield start
@@ -500,3 +506,19 @@ def test_a_spool_that_cannot_be_written_is_removed(tmp_path: Path) -> None:
     )
     assert result.events_confirmed == 0
     assert list(spool_dir.iterdir()) == []
+
+
+def test_a_run_stopped_whole_and_continued_kills_no_worker_for_the_pause(command: Any) -> None:
+    """Ctrl-Z stops the command and its workers together; after ``fg`` the parent's first look
+    must not count the whole pause as every worker's silence (after a lunch break, every
+    object would fail). Each look counts at most WATCH_STEP_SECONDS."""
+    assert WATCH_STEP_SECONDS * 2 == 2.0
+    run = command(2, 300, env={tasks.SILENT_KILL_ENV: "2.0"})  # 3 s of batches each
+    run.wait_for_progress(20)
+    os.killpg(run.process.pid, signal.SIGSTOP)
+    time.sleep(3.0)
+    os.killpg(run.process.pid, signal.SIGCONT)
+    assert run.finish() == 0
+    assert [record["result"] for record in run.results()] == [
+        {"item": index, "batches": 300, "stopped": False} for index in range(2)
+    ]

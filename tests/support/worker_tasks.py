@@ -22,6 +22,7 @@ from pathlib import Path
 
 from elb_log_shipper.workers import (
     PROGRESS_POST_SECONDS,
+    SILENT_KILL_SECONDS,
     ItemContext,
     ItemFailed,
     StopSignals,
@@ -32,6 +33,8 @@ from elb_log_shipper.workers import (
 BATCH_SECONDS = 0.01
 # Environment variable naming a directory where each worker's initializer leaves its pid.
 PID_DIR_ENV = "WORKER_TASKS_PID_DIR"
+# Environment variable giving the command's ``silent_kill_seconds`` (the module's default unset).
+SILENT_KILL_ENV = "WORKER_TASKS_SILENT_KILL_SECONDS"
 
 _state: dict[str, int] = {}
 
@@ -224,6 +227,7 @@ def main(argv: list[str]) -> int:
                 initializer=record_pid,
                 on_progress=on_progress,
                 on_tick=on_tick,
+                silent_kill_seconds=float(os.environ.get(SILENT_KILL_ENV, SILENT_KILL_SECONDS)),
             )
     except KeyboardInterrupt:
         emit({"forced": True})
