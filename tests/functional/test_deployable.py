@@ -38,7 +38,7 @@ from elb_log_shipper.errors import ConfigurationError
 from elb_log_shipper.formats import PARSE_FAILURE_TAG
 from tests.support.docs import table_names
 from tests.support.receiver import JsonLinesReceiver
-from tests.support.s3server import MotoServer
+from tests.support.s3server import REGION, MotoServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -49,6 +49,7 @@ DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 # The pyenv versions that put python3.13 on PATH for `sam build` (as SAM_PYENV in the Makefile).
+ACCOUNT = "123456789012"
 SAM_PYENV = os.environ.get("SAM_PYENV", "3.11.7:3.13.0")
 FUNCTION = "ShipperFunction"
 # Powertools, orjson, isal and our code unpack to about 5.9 MB; 15 MB (6 % of Lambda's 250 MB)
@@ -333,10 +334,9 @@ def test_a_customer_managed_key_is_used_through_its_service_only(
     assert otherwise == {"Ref": "AWS::NoValue"}
     assert decrypt["Action"] == "kms:Decrypt"
     assert decrypt["Resource"] == {"Ref": name}
-    assert decrypt["Condition"] == {
-        "StringEquals": {
-            "kms:ViaService": {"Fn::Sub": f"{service}.${{AWS::Region}}.${{AWS::URLSuffix}}"}
-        }
+    hashing = parameter_values(ClientIp="hash", ClientIpHashKeyParameter="/elb/key")
+    assert deployed(decrypt["Condition"], hashing) == {
+        "StringEquals": {"kms:ViaService": f"{service}.{REGION}.amazonaws.com"}
     }
     assert {"Fn::Not": [{"Fn::Equals": [{"Ref": name}, ""]}]} in (
         loaded["Conditions"][condition].get("Fn::And", [loaded["Conditions"][condition]])
@@ -480,6 +480,134 @@ def resolved(node: Any, values: Mapping[str, str]) -> Any:
         return values.get(node["Ref"], node)
     pairs = ((key, resolved(value, values)) for key, value in node.items())
     return {key: value for key, value in pairs if value is not _NO_VALUE}
+
+
+# What the pseudo parameters are in the account and region of these tests.
+PSEUDO_PARAMETERS = {
+    "AWS::Partition": "aws",
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::URLSuffix": "amazonaws.com",
+}
+
+
+def deployed(node: Any, values: Mapping[str, str]) -> Any:
+    """``node`` as CloudFormation deploys it with the parameter ``values``: ``resolved``, then
+    each ``Fn::Sub``, ``Fn::Join``, ``Fn::Split`` and ``Fn::Select`` evaluated, with the pseudo
+    parameters of ``PSEUDO_PARAMETERS``."""
+    return _evaluated(resolved(node, values), {**PSEUDO_PARAMETERS, **values})
+
+
+def _evaluated(node: Any, names: Mapping[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_evaluated(item, names) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if len(node) == 1 and set(node) <= {"Fn::Sub", "Fn::Join", "Fn::Split", "Fn::Select"}:
+        ((function, arguments),) = node.items()
+        if function == "Fn::Sub":
+            text, variables = (arguments, {}) if isinstance(arguments, str) else arguments
+            known = {**names, **_evaluated(variables, names)}
+            return re.sub(r"\$\{([\w:]+)\}", lambda m: str(known[m[1]]), text)
+        first, second = _evaluated(arguments, names)
+        if function == "Fn::Join":
+            return str(first).join(second)
+        if function == "Fn::Split":
+            return str(second).split(str(first))
+        return second[int(first)]
+    if set(node) == {"Ref"}:
+        return names.get(node["Ref"], node)
+    return {key: _evaluated(value, names) for key, value in node.items()}
+
+
+def hash_key_grants(**given: str) -> dict[str, Any]:
+    """The statements of the role that read the HMAC key, by Sid, as deployed with ``given``."""
+    policy = template()["Resources"]["ShipperRole"]["Properties"]["Policies"][0]
+    document = deployed(policy["PolicyDocument"], parameter_values(**given))
+    return {s["Sid"]: s for s in document["Statement"] if "ClientIpHashKey" in s["Sid"]}
+
+
+def iam_matches(pattern: str, arn: str) -> bool:
+    """Whether an IAM resource ``pattern`` (``*`` any run, ``?`` one character) matches ``arn``."""
+    wildcards = {"*": ".*", "?": "."}
+    regex = "".join(wildcards.get(c, re.escape(c)) for c in pattern)
+    return re.fullmatch(regex, arn) is not None
+
+
+CMK = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+SSM_ARN = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter"
+SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:"
+
+
+def decrypt_through(service: str) -> dict[str, Any]:
+    return {
+        "Sid": "DecryptClientIpHashKey",
+        "Effect": "Allow",
+        "Action": "kms:Decrypt",
+        "Resource": CMK,
+        "Condition": {"StringEquals": {"kms:ViaService": f"{service}.{REGION}.amazonaws.com"}},
+    }
+
+
+@pytest.mark.parametrize(
+    "parameter",
+    [
+        "/elb-log-shipper/client-ip-hash-key",
+        # The reserved path inside a name of one's own is an ordinary parameter.
+        "/team/aws/reference/secretsmanager/client-ip-hash-key",
+    ],
+)
+def test_an_ssm_parameter_key_is_read_through_ssm_only(parameter: str) -> None:
+    assert hash_key_grants(
+        ClientIp="hash", ClientIpHashKeyParameter=parameter, ClientIpHashKeyKmsKeyArn=CMK
+    ) == {
+        "ReadClientIpHashKey": {
+            "Sid": "ReadClientIpHashKey",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameter",
+            "Resource": SSM_ARN + parameter,
+        },
+        "DecryptClientIpHashKey": decrypt_through("ssm"),
+    }
+
+
+@pytest.mark.parametrize("name", ["elb-log-shipper-key", "elb-log-shipper/client-ip-hash-key"])
+@pytest.mark.parametrize("kms_key", ["", CMK])
+def test_a_secrets_manager_key_is_granted_on_that_one_secret(name: str, kms_key: str) -> None:
+    """SSM reads a secret named by /aws/reference/secretsmanager/NAME as the caller: without
+    secretsmanager:GetSecretValue on it, every invocation of a stack deployed so failed (AWS,
+    "Referencing AWS Secrets Manager secrets from Parameter Store parameters")."""
+    parameter = f"/aws/reference/secretsmanager/{name}"
+    grants = hash_key_grants(
+        ClientIp="hash", ClientIpHashKeyParameter=parameter, ClientIpHashKeyKmsKeyArn=kms_key
+    )
+    assert grants.pop("ReadClientIpHashKey")["Resource"] == SSM_ARN + parameter
+    secret = grants.pop("ReadClientIpHashKeySecret")
+    assert secret == {
+        "Sid": "ReadClientIpHashKeySecret",
+        "Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue",
+        "Resource": f"{SECRET_ARN}{name}-??????",
+    }
+    # Secrets Manager appends a hyphen and six characters to the name: that secret, no other.
+    assert iam_matches(secret["Resource"], f"{SECRET_ARN}{name}-AbC123")
+    for other in (f"{name}x-AbC123", f"{name}-prod-AbC123", f"{name}-AbC1234", f"x{name}-AbC123"):
+        assert not iam_matches(secret["Resource"], SECRET_ARN + other), other
+    decrypt = {"DecryptClientIpHashKey": decrypt_through("secretsmanager")}
+    assert grants == (decrypt if kms_key else {})
+
+
+@pytest.mark.parametrize(
+    "parameter", ["/elb-log-shipper/client-ip-hash-key", "/aws/reference/secretsmanager/key"]
+)
+def test_a_stack_that_does_not_hash_may_read_no_key(parameter: str) -> None:
+    assert (
+        hash_key_grants(
+            ClientIp="truncate", ClientIpHashKeyParameter=parameter, ClientIpHashKeyKmsKeyArn=CMK
+        )
+        == {}
+    )
+    assert hash_key_grants(ClientIp="hash", ClientIpHashKeyParameter="") == {}
 
 
 @pytest.mark.parametrize("days", ["90", "15", "3653"])
@@ -944,15 +1072,23 @@ def test_the_continuation_queue_leaves_copies_to_new_objects_and_survives_thrott
 
 def rule_holds(node: Any, values: Mapping[str, str | list[str]]) -> Any:
     """Evaluate a rule function of the template's Rules (``Fn::Equals``, ``Fn::Not``,
-    ``Fn::And``, ``Fn::Or``, ``Fn::Contains``, ``Fn::EachMemberEquals``, ``Ref``) for the
-    parameter ``values``,
-    as CloudFormation does."""
+    ``Fn::And``, ``Fn::Or``, ``Fn::Contains``, ``Fn::EachMemberEquals``, ``Ref``) or of its
+    Conditions (also ``Condition``, ``Fn::Select``, ``Fn::Split``, ``Fn::Join``) for the
+    parameter ``values``, as CloudFormation does."""
     if not isinstance(node, dict):
         return node
     ((function, arguments),) = node.items()
     if function == "Ref":
         return values[arguments]
+    if function == "Condition":
+        return rule_holds(template()["Conditions"][arguments], values)
     results = [rule_holds(argument, values) for argument in arguments]
+    if function == "Fn::Split":
+        return str(results[1]).split(results[0])
+    if function == "Fn::Select":
+        return results[1][int(results[0])]
+    if function == "Fn::Join":
+        return str(results[0]).join(results[1])
     if function == "Fn::EachMemberEquals":
         return all(member == results[1] for member in results[0])
     if function == "Fn::Contains":
