@@ -46,6 +46,7 @@ __all__ = [
     "HASH_KEY_MAX_AGE_SECONDS",
     "HASH_KEY_RETRY_SECONDS",
     "HASH_KEY_STALE_LIMIT_SECONDS",
+    "SECRETS_MANAGER_REFERENCE",
     "SECURE_STRING",
     "SSM_CONNECT_TIMEOUT",
     "SSM_MAX_ATTEMPTS",
@@ -75,6 +76,8 @@ _log = logging.getLogger(__name__)
 # The one parameter type that is encrypted at rest (KMS) and hidden in the console and history.
 # GetParameter names a Secrets Manager secret read through /aws/reference/secretsmanager/ this too.
 SECURE_STRING = "SecureString"
+# SSM's reserved path that reads the Secrets Manager secret named after it (as the caller).
+SECRETS_MANAGER_REFERENCE = "/aws/reference/secretsmanager/"
 
 
 class _TypedParameters(BaseProvider):
@@ -184,9 +187,7 @@ def fetch_hash_key(name: str) -> bytes:
                 _answered.pop(name, None)
                 raise ConfigurationError(
                     f"{ENV.CLIENT_IP_HASH_KEY_PARAMETER}={name} could not be read ({error}): "
-                    "create it as a SecureString and grant ssm:GetParameter on it, and "
-                    "kms:Decrypt on a customer managed key that encrypts it (the stack's "
-                    "ClientIpHashKeyKmsKeyArn)"
+                    f"{_how_to_read(name)}"
                 ) from None
             parameter = _stale(name)
             if parameter is None:
@@ -214,6 +215,23 @@ def fetch_hash_key(name: str) -> bytes:
             '--value "$(openssl rand -base64 32)"'
         )
     return str(parameter["Value"]).encode()
+
+
+def _how_to_read(name: str) -> str:
+    """What reading parameter ``name`` takes, for the message that says it was refused: a
+    Secrets Manager reference is read from the secret, as the caller."""
+    secret = name.removeprefix(SECRETS_MANAGER_REFERENCE)
+    if secret == name:
+        return (
+            "create it as a SecureString and grant ssm:GetParameter on it, and kms:Decrypt on "
+            "a customer managed key that encrypts it (the stack's ClientIpHashKeyKmsKeyArn)"
+        )
+    return (
+        f"create the secret {secret} in Secrets Manager, its SecretString the key, and grant "
+        f"ssm:GetParameter on {name} and secretsmanager:GetSecretValue on the secret, and "
+        "kms:Decrypt through Secrets Manager on a customer managed key that encrypts it (the "
+        "stack's ClientIpHashKeyKmsKeyArn)"
+    )
 
 
 def _stale(name: str) -> dict[str, str] | None:

@@ -199,6 +199,38 @@ def test_handler_fails_in_one_sentence_without_its_key(
     assert not logstash.events
 
 
+def test_handler_names_what_a_secrets_manager_key_needs_when_refused(
+    monkeypatch: pytest.MonkeyPatch,
+    moto: MotoServer,
+    logstash: JsonLinesReceiver,
+) -> None:
+    """SSM reads /aws/reference/secretsmanager/NAME from the secret, as the function: refused,
+    the fix is the secret and secretsmanager:GetSecretValue on it. The message sent people to
+    create a SecureString parameter under the reserved path, which SSM does not allow."""
+    missing = "/aws/reference/secretsmanager/elb-log-shipper/no-such-secret"
+    container = start_container(
+        monkeypatch, moto, logstash.port, CLIENT_IP="hash", CLIENT_IP_HASH_KEY_PARAMETER=missing
+    )
+    try:
+        with pytest.raises(ConfigurationError) as refused:
+            container.invoke({"bucket": "b", "key": "k"})
+    finally:
+        stop_container()
+    message = str(refused.value)
+    assert message.startswith(f"CLIENT_IP_HASH_KEY_PARAMETER={missing} could not be read ("), (
+        message
+    )
+    assert "ParameterNotFound" in message
+    assert message.endswith(
+        "create the secret elb-log-shipper/no-such-secret in Secrets Manager, its SecretString "
+        f"the key, and grant ssm:GetParameter on {missing} and secretsmanager:GetSecretValue on "
+        "the secret, and kms:Decrypt through Secrets Manager on a customer managed key that "
+        "encrypts it (the stack's ClientIpHashKeyKmsKeyArn)"
+    ), message
+    assert "SecureString" not in message
+    assert not logstash.events
+
+
 def refused_in_clear(name: str, kind: str) -> str:
     """The start of the sentence that refuses the key in parameter ``name`` of type ``kind``."""
     return f"CLIENT_IP_HASH_KEY_PARAMETER={name} is a {kind} parameter, not a SecureString: "
