@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import datetime as dt
 import io
+import itertools
 import os
 import re
 import sys
@@ -45,6 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
+from elb_log_shipper import workers
 from elb_log_shipper.backfill import (
     DateRange,
     Invocation,
@@ -594,6 +596,80 @@ def _start_at(plan: Plan, offset: int) -> None:
     plan.objects[0] = replace(obj, ref=replace(obj.ref, start_offset=offset))
 
 
+class _Watch:
+    """With one job each object ships on the command's own thread, which a read from S3 that
+    stalls (or any call that hangs) holds: nothing drew the progress line, nor said which
+    object made no progress. This thread draws it (``on_tick``, every ``workers.TICK_SECONDS``)
+    and counts the time the object in hand (``begin``) goes without a sign from the command's
+    thread (``stir``: bytes read, a batch handed on, a wait for Logstash, which says so
+    itself), as ``workers`` counts a worker process's silence: at most
+    ``workers.WATCH_STEP_SECONDS`` a look, so that a command stopped by Ctrl-Z and continued
+    does not find its object silent for the pause. Past ``note_seconds`` it tells
+    ``on_silent({index: seconds})``, and ``on_silent({})`` once the object stirs (at once,
+    before the command's thread draws the line again) or ends.
+    Nothing is killed: the command's thread cannot be, and a read that stalls fails by itself
+    (the S3 client's timeouts), or stops at Ctrl-C; a call that hangs, at a second Ctrl-C."""
+
+    def __init__(
+        self,
+        on_silent: Callable[[Mapping[int, float]], None],
+        on_tick: Callable[[], None],
+        note_seconds: float,
+    ) -> None:
+        self._on_silent = on_silent
+        self._on_tick = on_tick
+        self._note_seconds = note_seconds
+        # Written by the command's thread only, read here without a lock: a stir is one
+        # integer increment and a test, cheap enough for every batch.
+        self.stirs = 0
+        self.index: int | None = None
+        self.told = False  # on_silent last heard of the object: it must hear that it stirred
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"{PROG}-watch", daemon=True)
+
+    def begin(self, index: int | None) -> None:
+        """The command's thread takes object ``index`` in hand (None: none)."""
+        self.stirs += 1
+        self.index = index
+
+    def stir(self) -> None:
+        self.stirs += 1
+        if self.told:
+            self.told = False
+            self._on_silent({})
+
+    def __enter__(self) -> _Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        seen: tuple[int | None, int] = (None, -1)
+        silent = 0.0
+        watched_at = time.monotonic()
+        while not self._done.wait(workers.TICK_SECONDS):
+            now = time.monotonic()
+            step = min(now - watched_at, workers.WATCH_STEP_SECONDS)
+            watched_at = now
+            # The index first: ``begin`` stirs before it sets a new one.
+            index = self.index
+            looked = (index, self.stirs)
+            if looked != seen or index is None:
+                seen, silent = looked, 0.0
+            else:
+                silent += step
+            if index is not None and silent >= self._note_seconds:
+                self.told = True
+                self._on_silent({index: silent})
+            elif self.told:
+                self.told = False
+                self._on_silent({})
+            self._on_tick()
+
+
 class _Run:
     """One ``ship`` run over a plan: the fan-out, the reports, the resume hint."""
 
@@ -616,6 +692,10 @@ class _Run:
         # which their own error line explains.
         self.silences: dict[int, float] = {}
         self.silent_then_failed: set[int] = set()
+        # Read here only: a test lowers it (the objects of one job are watched as the workers).
+        self.silent_note_seconds = workers.SILENT_NOTE_SECONDS
+        # With one job a watcher thread ticks too: one of the two announces a stop.
+        self._announcing = threading.Lock()
         self.progress = Progress(
             stderr,
             objects=len(plan.to_ship),
@@ -628,20 +708,22 @@ class _Run:
 
     def _tick(self) -> None:
         if self.stop.is_set() and not self.announced:
-            self.announced = True
-            stopping = (
-                "queueing no more objects"
-                if self.args.via_lambda
-                else "stopping the objects in progress at their next batch"
-            )
-            self.progress.print(
-                f"{PROG}: {self.signals.signal_name or 'SIGTERM'}: {stopping} (a second Ctrl-C "
-                "or SIGTERM quits at once)"
-            )
+            with self._announcing:
+                if not self.announced:
+                    self.announced = True
+                    stopping = (
+                        "queueing no more objects"
+                        if self.args.via_lambda
+                        else "stopping the objects in progress at their next batch"
+                    )
+                    self.progress.print(
+                        f"{PROG}: {self.signals.signal_name or 'SIGTERM'}: {stopping} (a second "
+                        "Ctrl-C or SIGTERM quits at once)"
+                    )
         self.progress.tick()
 
     def _on_silent(self, silent: Mapping[int, float]) -> None:
-        """Objects whose worker process has said nothing for a while: on the progress line."""
+        """Objects that have made no progress for a while: on the progress line."""
         for index, seconds in silent.items():
             self.silences[index] = max(seconds, self.silences.get(index, 0.0))
         named = [(self.plan.objects[index].ref.uri, silent[index]) for index in sorted(silent)]
@@ -745,6 +827,7 @@ class _Run:
                         is_fatal=is_fatal,
                         on_silent=self._on_silent,
                         preload=WORKER_PRELOAD,
+                        silent_note_seconds=self.silent_note_seconds,
                     ),
                     on_done,
                 )
@@ -822,21 +905,26 @@ class _Run:
         on_done: Callable[[int, Any], None],
         privacy: PrivacyRules | None,
     ) -> int:
-        """One job: the objects one after the other on this thread (no process, no thread,
-        no spool file), progress drawn between batches."""
+        """One job: the objects one after the other on this thread (no process, no spool
+        file), progress drawn between batches, and by a watcher (``_Watch``) while this thread
+        is held."""
         pool = SocketPool(settings) if self.args.to != "-" else None
+        watch = _Watch(self._on_silent, self._tick, self.silent_note_seconds)
 
         def on_events(count: int) -> None:
+            watch.stir()
             self.progress.add(lines=count)
             self._tick()
 
         read = [0]  # bytes of the current object its progress counted
 
         def on_read(size: int) -> None:
+            watch.stir()
             read[0] += size
             self.progress.add(read=size)
 
         def on_wait(waiting_for_ack: float | None, retrying: Retrying | None) -> None:
+            watch.stir()  # a wait for Logstash is no silence: the line says what it waits for
             self.progress.set_note(wait_note(waiting_for_ack, retrying))
             self._tick()
 
@@ -847,6 +935,7 @@ class _Run:
                 else StdoutSender(stdout)
             )
             read[0] = 0
+            watch.begin(next(indexes))
             try:
                 result = deliver_object(
                     obj.ref,
@@ -864,11 +953,15 @@ class _Run:
                 # As a worker process reports it (``workers``): one object's defect must not end
                 # the run without its summary and the commands that ship what is left.
                 return ItemFailed(f"{type(error).__name__}: {error}", size=read[0])
+            finally:
+                watch.begin(None)
             return result, None
 
-        try:
-            return self._fan_out(
-                lambda counted: fan_out(
+        indexes = itertools.count()  # the objects are taken in plan order
+
+        def run(counted: Callable[[int, Any], None]) -> int:
+            with watch:  # gone before the progress line is cleared for the summary
+                return fan_out(
                     self.plan.objects,
                     task,
                     counted,
@@ -876,9 +969,10 @@ class _Run:
                     stop=self.stop,
                     is_fatal=lambda done: not isinstance(done, ItemFailed) and done[0].stops_run,
                     on_tick=self._tick,
-                ),
-                on_done,
-            )
+                )
+
+        try:
+            return self._fan_out(run, on_done)
         finally:
             if pool is not None:
                 pool.close()
@@ -906,12 +1000,12 @@ class _Run:
             ),
             file=self.stderr,
         )
+        hung = "its worker process hung or stopped" if self.jobs > 1 else "a call that hung"
         for index, seconds in sorted(self.silences.items()):
             if index < len(results) and index not in self.silent_then_failed:
                 print(
                     f"{PROG}: {printable(results[index].ref.uri)} made no progress for "
-                    f"{format_duration(seconds)} at one point (a read that stalled, or its worker "
-                    "process hung or stopped)",
+                    f"{format_duration(seconds)} at one point (a read that stalled, or {hung})",
                     file=self.stderr,
                 )
         rejected = sum(1 for r in results if r.outcome is Outcome.REJECTED)

@@ -3,8 +3,9 @@
 On a terminal the line is redrawn in place (``\\r`` and erase-to-end-of-line) a few times a
 second; in a log file or a CI job a plain ``progress:`` line is written every ``interval``
 seconds instead, which reads well and does not fill the log with carriage returns. No
-dependency: one line of text is all either needs. ``Progress.add`` is the one call made from
-worker threads; the rest runs on the command's own thread.
+dependency: one line of text is all either needs. ``Progress`` may be told and drawn from any
+thread: with one job, the command's own thread ships and a watcher draws while it is held
+(``cli``).
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ def wait_note(waiting_for_ack: float | None, retrying: Retrying | None = None) -
 
 
 def silence_note(silent: Sequence[tuple[str, float]]) -> str | None:
-    """The progress line's note for objects whose worker process has posted nothing for
-    ``seconds`` (``workers.SILENT_NOTE_SECONDS`` or more); None when there are none.
+    """The progress line's note for objects that have made no progress for ``seconds``
+    (``workers.SILENT_NOTE_SECONDS`` or more: their worker process posted nothing, or with one
+    job the command's thread read and sent nothing); None when there are none.
 
     >>> silence_note([("s3://logs/a.log.gz", 75.0), ("s3://logs/b.log.gz", 61.0)])
     'no progress from s3://logs/a.log.gz for 1:15, s3://logs/b.log.gz for 1:01'
@@ -137,9 +139,9 @@ def render(snap: Snapshot) -> str:
 class Progress:
     """Counts what a command did and shows it on ``stream``.
 
-    ``add`` may be called from any thread; the rest from the thread that runs the command, which
-    calls ``tick`` often (``fan_out`` does). ``print`` writes a line of its own without tearing
-    the progress line.
+    Any thread may call any method; someone calls ``tick`` often (``fan_out`` does, and a
+    watcher thread while the command's thread is held). ``print`` writes a line of its own
+    without tearing the progress line.
 
     >>> import io
     >>> progress = Progress(io.StringIO(), objects=2, bytes_total=100, interactive=False)
@@ -177,6 +179,8 @@ class Progress:
         self._note: str | None = None
         self._silent: str | None = None
         self._drawn = False
+        # Held while writing to the stream: the command's thread and a watcher draw.
+        self._drawing = threading.RLock()
 
     def add(self, lines: int = 0, read: int = 0) -> None:
         """``lines`` more lines, and ``read`` more stored bytes read of objects not done yet: the
@@ -221,26 +225,31 @@ class Progress:
 
     def tick(self) -> None:
         """Show progress if it is due."""
-        now = self._clock()
-        if now - self._last_shown < self._interval:
+        if self._clock() - self._last_shown < self._interval:
             return
-        self._last_shown = now
-        text = render(self.snapshot())
-        if self._interactive:
-            self._stream.write(_ERASE_LINE + text)
-            self._drawn = True
-        else:
-            self._stream.write(f"progress: {text}\n")
-        self._stream.flush()
+        with self._drawing:
+            now = self._clock()
+            if now - self._last_shown < self._interval:
+                return  # drawn by another thread meanwhile
+            self._last_shown = now
+            text = render(self.snapshot())
+            if self._interactive:
+                self._stream.write(_ERASE_LINE + text)
+                self._drawn = True
+            else:
+                self._stream.write(f"progress: {text}\n")
+            self._stream.flush()
 
     def print(self, text: str) -> None:
         """Write a line of text, its characters that are not printable escaped (``printable``:
         it names objects); the progress line is drawn again on the next tick."""
-        self.clear()
-        self._stream.write(printable(text) + "\n")
+        with self._drawing:
+            self.clear()
+            self._stream.write(printable(text) + "\n")
 
     def clear(self) -> None:
-        if self._drawn:
-            self._stream.write(_ERASE_LINE)
-            self._drawn = False
-            self._last_shown = 0.0
+        with self._drawing:
+            if self._drawn:
+                self._stream.write(_ERASE_LINE)
+                self._drawn = False
+                self._last_shown = 0.0

@@ -359,22 +359,25 @@ def progress_lines(err: str) -> list[str]:
 
 
 @pytest.mark.usefixtures("user_environment")
+@pytest.mark.parametrize("jobs", [1, 2], ids=["in-process", "worker-processes"])
 def test_an_object_whose_read_stalls_is_named_on_the_progress_line_and_in_the_summary(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer, jobs: int
 ) -> None:
-    """S3 stops answering in the middle of both objects, for a while. The progress line used to
-    go on as for a slow read, naming nothing; it names each object silent past the bound (half
-    a second here), and the summary names them, though they finished."""
+    """S3 stops answering in the middle of each object shipping at once, for a while. The
+    progress line used to go on as for a slow read, naming nothing (with one job, the object
+    shipping on the command's own thread, it was not drawn at all while the read stalled); it
+    names each object silent past the bound (half a second here), and the summary names them,
+    though they finished."""
     monkeypatch.setattr(workers, "SILENT_NOTE_SECONDS", 0.5)
     bucket = moto.new_bucket("stalls")
-    expected = put_plain_objects(moto, bucket, 2)
+    expected = put_plain_objects(moto, bucket, jobs)
     with FaultyS3(moto, stall_after=STALL_AT) as s3, JsonLinesReceiver() as receiver:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint_url)
         release = threading.Timer(2.5, s3.release)
         release.start()
         run = run_command(
             capsys, "ship", f"s3://{bucket}/AWSLogs/", "--to", f"tcp://127.0.0.1:{receiver.port}",
-            "--jobs", "2", "--progress-every", "0.2",
+            "--jobs", str(jobs), "--progress-every", "0.2",
         )  # fmt: skip
         release.join()
         receiver.wait_idle()
@@ -439,3 +442,23 @@ def test_a_worker_silent_past_the_bound_is_killed_and_its_object_resumes_from_wh
     # What the input had acknowledged was not sent again.
     assert all(n == 1 for (key, offset), n in got.items() if offset < confirmed[key])
     assert any(offset < confirmed[key] for key, offset in first)
+
+
+def test_with_one_job_a_wait_for_logstash_is_said_as_such_not_as_no_progress(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A beats input whose pipeline is slow acknowledges each window 1.2 s later, sending
+    keep-alives meanwhile: the object shipping on the command's own thread reads, parses and
+    confirms nothing for longer than the bound (half a second here), yet the command is waiting
+    for Logstash, and its progress line says that, never that the object made no progress.
+    (Worker processes: test_a_worker_that_waits_saying_so_is_neither_named_nor_killed.)"""
+    monkeypatch.setattr(workers, "SILENT_NOTE_SECONDS", 0.5)
+    (tmp_path / "a.log").write_text("".join(f"{line}\n" for line in alb_lines(60)))
+    with BeatsServer(faults=Faults(ack_delay=1.2, keepalive_interval=0.2)) as server:
+        run = run_command(
+            capsys, "ship", str(tmp_path), "--to", f"beats://127.0.0.1:{server.port}",
+            "--jobs", "1", "--progress-every", "0.2",
+        )  # fmt: skip
+    assert run.status == cli.EXIT_OK, run.err
+    assert any("; waiting for Logstash to acknowledge" in line for line in progress_lines(run.err))
+    assert "no progress" not in run.err
