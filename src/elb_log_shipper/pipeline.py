@@ -68,6 +68,7 @@ from elb_log_shipper.triggers import classify
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from elb_log_shipper.logstash.confirmed import ConfirmedProgress
     from elb_log_shipper.workers import ItemContext
 
 __all__ = [
@@ -624,7 +625,9 @@ def ship_objects(
         return remaining() <= margin
 
     shipment = Shipment(results=[])
-    senders: list[LogstashSender | None] = []
+    # Each object's progress, not its sender: a sender holds its queue, events and worker
+    # threads (12 KB), which an event of thousands of small objects kept until its end.
+    progresses: list[ConfirmedProgress | None] = []
     for ref in refs:
         sender: LogstashSender | None = None
         if shipment.delivery_error is not None:
@@ -663,7 +666,7 @@ def ship_objects(
                 shipment.delivery_error = DeliveryError(result.error or "delivery failed")
             shipment.events_confirmed += result.events_confirmed
         shipment.results.append(result)
-        senders.append(sender)
+        progresses.append(None if sender is None else sender.progress)
     if shipment.delivery_error is None:
         final = LogstashSender(pool)
         try:
@@ -677,7 +680,7 @@ def ship_objects(
         # senders' offsets move) before the hand-offs are decided.
         settled = pool.close()
         shipment.events_confirmed += sum(batch.events for batch in settled)
-        _unconfirmed_hand_off(shipment, senders)
+        _unconfirmed_hand_off(shipment, progresses)
     shipment.seconds = time.monotonic() - started
     return shipment
 
@@ -697,17 +700,19 @@ def _first_batch_goes(out_of_time: Callable[[], bool]) -> Callable[[], bool]:
     return should_stop
 
 
-def _unconfirmed_hand_off(shipment: Shipment, senders: Sequence[LogstashSender | None]) -> None:
+def _unconfirmed_hand_off(
+    shipment: Shipment, progresses: Sequence[ConfirmedProgress | None]
+) -> None:
     """After a delivery failure, only what was confirmed counts.
 
     Each object that sent events and is not confirmed to its end is handed off from its
     confirmed progress, or FAILED (``delivery_failed``) when nothing of it was confirmed.
     """
     error = shipment.delivery_error
-    for result, sender in zip(shipment.results, senders, strict=True):
-        if sender is None or not result.events_sent or result.delivery_failed:
+    for result, progress in zip(shipment.results, progresses, strict=True):
+        if progress is None or not result.events_sent or result.delivery_failed:
             continue
-        confirmed = sender.confirmed_offset
+        confirmed = progress.offset
         if confirmed is not None and confirmed >= result.offset_sent:
             continue  # wholly confirmed before the failure
         earlier = "" if result.error is None else f" (and: {result.error})"

@@ -9,6 +9,8 @@ import json
 import os
 import random
 import socket
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -631,6 +633,59 @@ def test_warm_container_leaks_nothing_and_stays_within_the_pool(
         max_active = server.max_active
     assert after <= before, f"{after - before} descriptors leaked in {invocations} invocations"
     assert max_active <= 2
+
+
+# The handler in a process of its own (this one holds moto, the receiver and the captured
+# output): it invokes with one object, then with the event of many, its memory traced.
+MANY_OBJECTS_SCRIPT = """
+import json, sys, tracemalloc
+from elb_log_shipper import handler
+from tests.support.lambda_harness import FakeContext
+environ, warm, event = json.load(sys.stdin)
+handler.cold_start(environ)
+handler.lambda_handler(warm, FakeContext())
+tracemalloc.start()
+before = tracemalloc.get_traced_memory()[0]
+result = handler.lambda_handler(event, FakeContext())
+peak = tracemalloc.get_traced_memory()[1]
+outcomes = [o["outcome"] for o in result["objects"]]
+print(json.dumps({"grown": peak - before, "outcomes": outcomes}), file=sys.stderr)
+"""
+
+
+def test_an_event_of_many_small_objects_keeps_little_per_object(moto: MotoServer) -> None:
+    """An SQS batch (up to 10,000 messages) of small objects is one invocation. What it keeps
+    per object until its shared confirmation is the resend buffer (the pool's, at most
+    ROTATE_BYTES a connection) and a little bookkeeping: once each object's whole sender (its
+    queue, events and worker thread, about 12 KB), so that 4,000 objects grew the peak by 68 MB."""
+    bucket = moto.new_bucket()
+    s3 = moto.client()
+    body = joined(alb_lines(1))
+    keys = [alb_key(f"small{n:04d}") for n in range(300)]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    with receiver() as server:
+        environ = {ENV.LOGSTASH_HOST: "127.0.0.1", ENV.LOGSTASH_PORT: str(server.port)}
+        warm = s3_event(bucket, alb_key("warm"))
+        event = sqs_event(*(s3_event(bucket, key) for key in keys))
+        done = subprocess.run(
+            [sys.executable, "-c", MANY_OBJECTS_SCRIPT],
+            input=json.dumps([environ, warm, event]),
+            env={**os.environ, **moto.environ()},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        server.wait_idle()
+        resend_buffer = sum(record.bytes_read for record in server.records)
+    assert done.returncode == 0, done.stderr
+    measured = json.loads(done.stderr.splitlines()[-1])
+    assert measured["outcomes"] == ["shipped"] * len(keys)
+    # Measured: 5.3 KB an object (its result, ledger and progress); 14.3 KB with its sender.
+    per_object = (measured["grown"] - resend_buffer) / len(keys)
+    assert per_object < 9_000, f"{per_object:.0f} bytes kept per object"
 
 
 # ------------------------------------------------------------------------------------ bad input

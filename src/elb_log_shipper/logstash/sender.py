@@ -248,6 +248,12 @@ class LogstashSender:
         return self._progress.offset
 
     @property
+    def progress(self) -> ConfirmedProgress:
+        """What ``confirmed_offset`` reads, to keep past the sender: it stays correct while
+        another sender confirms the batches, without keeping this one's queue and threads."""
+        return self._progress
+
+    @property
     def stopping(self) -> bool:
         """Whether the caller asked to stop (``should_stop``): delivery ends within the stop's
         grace."""
