@@ -52,9 +52,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import multiprocessing
 import os
 import pickle
+import resource
 import signal
 import threading
 import time
@@ -152,6 +154,18 @@ class WorkerStartError(RuntimeError):
         super().__init__(f"a worker process could not start: {reason}")
         self.reason = reason
         """Why: the initializer's error, or how the process ended."""
+
+
+def _start_failure(error: BaseException) -> str:
+    """Why a worker could not start, with the remedy when the process ran out of descriptors
+    (each worker takes a few: its pipe, the fork server's socket, its own S3 and Logstash ones)."""
+    if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return (
+            f"{error.strerror} (the limit is {soft}): raise it (ulimit -n) or ship with fewer "
+            "--jobs"
+        )
+    return repr(error)
 
 
 class ItemContext(Protocol):
@@ -525,7 +539,11 @@ class _Run(Generic[T, R]):
         self.halted = True
 
     def start_worker(self) -> _Worker | None:
-        ours, theirs = self.context.Pipe()
+        try:
+            ours, theirs = self.context.Pipe()
+        except OSError as error:
+            self.cannot_start(_start_failure(error))
+            return None
         process = self.context.Process(
             target=_worker_main,
             args=(theirs, self.stop_flag, self.function, self.spec),
@@ -536,7 +554,7 @@ class _Run(Generic[T, R]):
             process.start()
         except (EOFError, OSError) as error:  # the fork server died (Ctrl-C as it started)
             ours.close()
-            self.cannot_start(repr(error))
+            self.cannot_start(_start_failure(error))
             return None
         finally:
             theirs.close()

@@ -9,6 +9,7 @@ import gzip
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -462,3 +463,24 @@ def test_with_one_job_a_wait_for_logstash_is_said_as_such_not_as_no_progress(
     assert run.status == cli.EXIT_OK, run.err
     assert any("; waiting for Logstash to acknowledge" in line for line in progress_lines(run.err))
     assert "no progress" not in run.err
+
+
+def test_too_few_descriptors_for_the_workers_says_what_to_raise(tmp_path: Path) -> None:
+    """With `ulimit -n 12` a worker cannot start: the run stops with the limit and the remedy
+    (it once said only ``OSError(24, 'Too many open files')``), not a trace."""
+    write_logs(tmp_path / "logs", 4)
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (12, 12))
+
+    done = subprocess.run(
+        [*COMMAND, "ship", str(tmp_path / "logs"), "--to", "-", "--jobs", "2"],
+        preexec_fn=few_descriptors,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == cli.EXIT_FAILED, done.stderr
+    assert "Too many open files (the limit is 12): raise it (ulimit -n)" in done.stderr
+    assert "Traceback" not in done.stderr
