@@ -11,18 +11,28 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 
 from elb_log_shipper import handler
-from elb_log_shipper.config import ENV, MIN_DEADLINE_MARGIN
+from elb_log_shipper.config import (
+    ENV,
+    MIN_DEADLINE_MARGIN,
+    PROTOCOL_BEATS,
+    PROTOCOL_JSON_LINES,
+    Protocol,
+)
 from elb_log_shipper.errors import DeliveryError, ShipperError
 from elb_log_shipper.framing import MAX_LINE_BYTES
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.triggers import make_continuation
+from tests.support.beats_server import BeatsServer
+from tests.support.certs import CertBundle
 from tests.support.faults import (
     ClosingServer,
     NeverReadingServer,
@@ -43,7 +53,7 @@ from tests.support.lambda_harness import (
     received,
     store,
 )
-from tests.support.receiver import receiver
+from tests.support.receiver import JsonLinesReceiver, receiver
 from tests.support.s3server import FaultyS3, MotoServer
 
 if TYPE_CHECKING:
@@ -633,6 +643,52 @@ def test_warm_container_leaks_nothing_and_stays_within_the_pool(
         max_active = server.max_active
     assert after <= before, f"{after - before} descriptors leaked in {invocations} invocations"
     assert max_active <= 2
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+@pytest.mark.parametrize("protocol", [PROTOCOL_JSON_LINES, PROTOCOL_BEATS])
+def test_warm_invocations_with_failing_objects_leak_no_descriptor_nor_thread(
+    moto: MotoServer, container_for: Any, certs: CertBundle, protocol: Protocol, tls: bool
+) -> None:
+    """Invocations that ship, that meet a corrupt gzip and that meet a missing object, over
+    json_lines and beats, with TLS and without: the container's descriptors and threads (the
+    receiver's closed or kept connections aside) come back to what they were."""
+    bucket = moto.new_bucket()
+    good, corrupt = alb_key("warmgood"), alb_key("warmcorrupt")
+    store(moto, bucket, good, joined(alb_lines(30)), compress=True)
+    data = gzip.compress(joined(alb_lines(300)))
+    store(moto, bucket, corrupt, data[:600] + bytes(64) + data[664:], compress=False)
+    events = [s3_event(bucket, good), s3_event(bucket, corrupt), s3_event(bucket, alb_key("gone"))]
+    settings = {ENV.LOGSTASH_PROTOCOL: protocol.value, ENV.LOGSTASH_POOL_SIZE: "1"}
+    if tls:
+        settings |= {ENV.LOGSTASH_TLS: "true", ENV.LOGSTASH_CA_FILE: certs.ca_file}
+    context = certs.server_context() if tls else None
+    server_type = BeatsServer if protocol is PROTOCOL_BEATS else JsonLinesReceiver
+    with server_type(context) as server:
+        container = container_for(server, **settings)
+
+        def settled(most: tuple[int, int] | None) -> tuple[int, int]:
+            """Descriptors and threads, once the receiver's threads closed their side (for up
+            to 5 s, until there are no more than ``most``)."""
+            server.wait_idle()
+            end = time.monotonic() + 5
+            while True:
+                now = (open_descriptors(but_to_port=moto.port), threading.active_count())
+                if most is None or now <= most or time.monotonic() > end:
+                    return now
+                time.sleep(0.05)
+
+        for event in events:
+            container.invoke(event)
+        before = settled(None)
+        outcomes: Counter[str] = Counter()
+        for i in range(45):
+            result = container.invoke(events[i % 3])
+            outcomes.update(o["outcome"] for o in result["objects"])
+        after = settled(before)
+    assert outcomes == {"shipped": 15, "rejected": 30}
+    assert after[0] <= before[0], f"{after[0] - before[0]} descriptors leaked"
+    assert after[1] <= before[1], f"{after[1] - before[1]} threads left running"
 
 
 # The handler in a process of its own (this one holds moto, the receiver and the captured
