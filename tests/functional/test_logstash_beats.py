@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +33,14 @@ from tests.functional.test_logstash_delivery import all_ids, batches, ship
 from tests.support.beats_server import BeatsServer, Faults, ack
 from tests.support.certs import CertBundle
 from tests.support.faults import CapAtAccept
-from tests.support.lambda_harness import alb_lines
+from tests.support.lambda_harness import alb_lines, expected, put_lines, received
 from tests.support.receiver import (
     POOL_NOT_A_STALL_TIMEOUT,
     ConnectionRecord,
     JsonLinesReceiver,
     in_format,
 )
+from tests.support.s3server import FaultyS3, MotoServer
 from tests.support.timbersnake_server import TimbersnakeServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -460,6 +463,92 @@ def test_a_wait_for_acks_that_starts_long_after_the_last_byte_probes_at_once() -
     assert server.inactivity_closes == 0
     assert_exactly_once(server, 32)
     assert stats.reconnects == 0
+
+
+@pytest.mark.timeout(40)
+def test_windows_left_in_the_pool_between_objects_are_probed_while_the_next_read_stalls(
+    moto: MotoServer,
+) -> None:
+    """``ship_objects`` (the function's loop) leaves each object's windows in flight in the pool
+    (``finish(confirm=False)``) and the next object's writers start at its first batch. When
+    that object's first S3 read stalls, no thread tended the pooled connection: Logstash, its
+    pipeline blocked, sent the pipelined window no keep-alive and closed the connection as idle,
+    and the window already in its queue was sent again. The pool now probes the windows of its
+    idle connections as a writer does."""
+    bucket, first, first_lines = put_lines(moto, 32, "pooledfirst")
+    # One window: Logstash takes IDLE_ACK_DELAY for it.
+    _, second, second_lines = put_lines(moto, 8, "pooledsecond", bucket=bucket)
+    refs = [ObjectRef(bucket, first), ObjectRef(bucket, second)]
+    with (
+        BeatsServer(faults=logstash_closing_idle_after(SHORT_INACTIVITY_TIMEOUT)) as server,
+        FaultyS3(moto, stall_reads_after=1) as faulty,
+    ):
+        settings = beats_settings(server, pool_size=1, stall_timeout=SHORT_INACTIVITY_STALL_TIMEOUT)
+        pool = SocketPool(settings)
+        # The second object's read stalls past the first window's ACK and Logstash's idle close
+        # after it (counted from the first object's windows, written within a second).
+        stall = threading.Timer(IDLE_ACK_DELAY + SHORT_INACTIVITY_TIMEOUT + 1.5, faulty.release)
+        stall.start()
+        try:
+            shipment = ship_objects(
+                refs,
+                pool,
+                settings,
+                remaining=lambda: 60.0,
+                s3_client=faulty.client(read_timeout=30),
+            )
+        finally:
+            stall.cancel()
+            pool.close()
+    assert faulty.stalls == 1
+    assert shipment.delivery_error is None
+    assert server.inactivity_closes == 0
+    assert received(server) == collections.Counter(
+        expected(first, first_lines) | expected(second, second_lines)
+    ), "lost or repeated"
+    assert server.empty_windows >= 1
+
+
+def left_in_the_pool(server: BeatsServer, wait: Callable[[], None]) -> tuple[int, DeliveryStats]:
+    """Two windows left in the pool (``finish(confirm=False)``), ``wait`` while they wait there
+    (the pool's tender tends them), then a confirming finish: the connections open before it,
+    and its stats."""
+    pool = SocketPool(beats_settings(server, pool_size=1))
+    send_two_windows(pool).finish(time.monotonic() + 30, confirm=False)
+    wait()
+    open_before = pool.open_connections
+    stats = LogstashSender(pool).finish(time.monotonic() + 30)
+    pool.close()
+    return open_before, stats
+
+
+def test_windows_of_a_pooled_connection_lost_while_tended_are_resent_by_the_next_finish() -> None:
+    """The pool's tender finds a connection that Logstash closed while it waited with windows
+    in flight: the connection stays in the pool, closed, with its windows, and the confirming
+    finish resends them on a new one (a confirmation on the closed socket raised OSError, and
+    the writer crashed)."""
+
+    def closed_and_found() -> None:
+        server.wait_idle()  # closed by Logstash; the tender finds it within a wait slice
+        time.sleep(0.5)
+
+    with BeatsServer(faults=Faults(close_without_ack_connections=1)) as server:
+        open_before, stats = left_in_the_pool(server, closed_and_found)
+    assert open_before == 0
+    assert_duplicates_only_from_unacknowledged(server, 32)
+    assert stats.events_confirmed == 32
+    assert stats.reconnects == 1
+
+
+def test_windows_acknowledged_while_tended_in_the_pool_are_counted_by_the_next_finish() -> None:
+    """The pool's tender reads the ACKs of windows left in the pool; the confirming finish
+    counts them, and the first sender's confirmed offset moves then (a connection with no
+    window left in flight was skipped, and its ACKs never counted)."""
+    with BeatsServer(faults=Faults(ack_delay=0.2)) as server:
+        # Both ACKs arrive, and the tender reads them.
+        _, stats = left_in_the_pool(server, functools.partial(time.sleep, 1.0))
+    assert_exactly_once(server, 32)
+    assert stats.events_confirmed == 32
 
 
 def test_slow_acks_without_keepalives_past_the_stall_timeout_are_resent() -> None:

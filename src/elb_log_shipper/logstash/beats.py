@@ -374,6 +374,12 @@ class BeatsConnection(Connection):
         self._take_acks()
         if len(self._in_flight) <= until:
             return
+        if self.closed:
+            # Lost while it waited in the pool (``SocketPool._tend_idle``): resend its windows.
+            raise ConnectionLostError(
+                f"the connection to {self.peer} was lost with {len(self._in_flight)} windows "
+                "unacknowledged"
+            )
         # While pipelining, the ACK waited for is usually in the socket already: read it at once.
         try:
             data = self.read_now()

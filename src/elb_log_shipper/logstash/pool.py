@@ -7,6 +7,7 @@ and how many connections may be open.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ REMEMBER_OUTAGE_SECONDS = 300.0
 # window.go starts at 10 and grows by 1.5x). A pipeline batch of ALB events holds ~100.
 BEATS_WINDOW_START = 16
 BEATS_WINDOW_MIN = 1
+# How long ``close`` waits for the pool's tender to give back the connections it was tending
+# (it shuts them down first, so their reads and writes return within a wait slice).
+TENDER_RETURN_SECONDS = 2.0
 
 
 @dataclass(slots=True)
@@ -74,7 +78,10 @@ class SocketPool:
 
     Keep one per process (a module-level pool survives warm Lambda invocations). A connection
     handed back with unconfirmed batches keeps them: whoever takes it next confirms or resends
-    them, so none is dropped.
+    them, so none is dropped. Meanwhile (beats) a thread of the pool tends it as its writer
+    did (``Connection.while_idle``): it reads the ACKs and probes windows in flight after a
+    silence, so that Logstash does not close it as idle while the next object's first read
+    stalls (``_tend_idle``).
 
     >>> pool = SocketPool(Settings(host="127.0.0.1", port=5000))
     >>> pool.open_connections
@@ -91,6 +98,10 @@ class SocketPool:
         self._cond = threading.Condition()
         self._idle: list[Connection] = []
         self._lent: set[Connection] = set()
+        # Idle connections out of ``_idle`` for a moment, tended by ``_tend_idle``, and whether
+        # that thread runs.
+        self._tending: set[Connection] = set()
+        self._tender: threading.Thread | None = None
         self._connecting = 0
         # The limits in force, changed under the lock from every worker's thread:
         # rotate_bytes or less while connections break before confirmation, and pool_size or
@@ -155,7 +166,7 @@ class SocketPool:
             # A beats connection on which windows were acknowledged was admitted: a cap turns a
             # connection away before it carries anything.
             if conn.turned_away() and not conn.made_progress and others:
-                self._refused(others + len(self._idle))
+                self._refused(others + len(self._idle) + len(self._tending))
                 return True
             if isinstance(conn, BeatsConnection):
                 if not conn.made_progress:
@@ -209,8 +220,8 @@ class SocketPool:
     def open_connections(self) -> int:
         """Sockets open now (idle, in use, or being opened)."""
         with self._cond:
-            lent = sum(1 for conn in self._lent if not conn.closed)
-            return len(self._idle) + lent + self._connecting
+            lent = sum(1 for conn in (*self._lent, *self._idle, *self._tending) if not conn.closed)
+            return lent + self._connecting
 
     def acquire(
         self,
@@ -303,14 +314,19 @@ class SocketPool:
         return conn
 
     def take_unconfirmed_idle(self) -> Connection | None:
-        """Lend an idle connection that carries unconfirmed batches, if there is one."""
+        """Lend an idle connection that carries unconfirmed batches, or batches confirmed while
+        it was tended in the pool and not yet counted, if there is one (waiting for the tender
+        to give back those it tends)."""
         with self._cond:
-            for conn in self._idle:
-                if conn.has_unconfirmed():
-                    self._idle.remove(conn)
-                    self._lent.add(conn)
-                    return conn
-        return None
+            while True:
+                for conn in self._idle:
+                    if conn.has_unconfirmed() or conn.confirmed:
+                        self._idle.remove(conn)
+                        self._lent.add(conn)
+                        return conn
+                if not self._tending:
+                    return None
+                self._cond.wait(WAIT_SLICE_SECONDS)
 
     def release(self, conn: Connection) -> None:
         """Give a connection back for reuse (closed ones just free their slot, and those shut
@@ -322,7 +338,58 @@ class SocketPool:
             self._lent.discard(conn)
             if not conn.closed:
                 self._idle.append(conn)
+                if (
+                    self._tender is None
+                    and self.settings.protocol == PROTOCOL_BEATS
+                    and conn.has_unconfirmed()
+                ):
+                    self._tender = threading.Thread(
+                        target=self._tend_idle, name="logstash-pool-tender", daemon=True
+                    )
+                    self._tender.start()
             self._cond.notify_all()
+
+    def _tend_idle(self) -> None:
+        """Every wait slice, while idle connections hold windows in flight (``finish(confirm=
+        False)``: the objects of an invocation leave theirs in the pool, and the next object's
+        writers start at its first batch, after its first S3 read): take them out of the idle
+        list for a moment and let each read its ACKs and probe a silence
+        (``Connection.while_idle``). Without it Logstash, its pipeline blocked, closed such a
+        connection as idle (``client_inactivity_timeout``) while the next read stalled, and the
+        window already in its queue was sent again.
+
+        A connection lost meanwhile goes back closed, with its batches: whoever takes it next
+        finds it dead and resends them (``acquire``, ``take_unconfirmed_idle``), as for one that
+        Logstash closed while idle. The thread ends when no idle connection holds windows."""
+        try:
+            while True:
+                time.sleep(WAIT_SLICE_SECONDS)
+                with self._cond:
+                    due = [c for c in self._idle if c.has_unconfirmed() and not c.closed]
+                    if not due:
+                        self._tender = None  # under the lock: a release now starts another
+                        return
+                    self._idle = [conn for conn in self._idle if conn not in due]
+                    self._tending.update(due)
+                try:
+                    for conn in due:
+                        # Lost (closed) or broken (a protocol error, a fatal TLS alert): the next
+                        # user meets it as a dead connection, and a new one meets the same peer.
+                        with contextlib.suppress(ConnectionLostError, DeliveryError):
+                            conn.while_idle(None)
+                finally:
+                    with self._cond:
+                        self._tending.difference_update(due)
+                        for conn in due:
+                            if conn.interrupted:
+                                conn.close()  # shut down by ``close``, which takes it
+                            else:
+                                self._idle.append(conn)
+                        self._cond.notify_all()
+        finally:
+            with self._cond:  # ended by a bug: the next release starts another
+                if self._tender is threading.current_thread():
+                    self._tender = None
 
     def discard(self, conn: Connection) -> None:
         """Close a connection and free its slot."""
@@ -350,10 +417,18 @@ class SocketPool:
         bytes. The writer's own ``discard`` closes it.
         """
         with self._cond:
-            idle, lent = [*self._idle], [*self._lent]
+            idle, lent, tending = [*self._idle], [*self._lent], [*self._tending]
             self._idle.clear()
             self._lent.clear()
+            # Those the tender holds: shut down, its calls on them return at once, and it
+            # leaves them to this close (``_tend_idle``); then they are idle ones like the others.
+            for conn in tending:
+                conn.interrupt()
             self._cond.notify_all()
+            self._cond.wait_for(
+                lambda: not self._tending.intersection(tending), TENDER_RETURN_SECONDS
+            )
+            idle += [conn for conn in tending if conn not in self._tending]
         settled: list[Batch] = []
         for conn in idle:
             conn.close()
@@ -384,7 +459,11 @@ class SocketPool:
                     conn = self._idle.pop()
                     self._lent.add(conn)
                     return conn
-                if len(self._lent) + self._connecting < self._connection_limit:
+                # One the tender holds comes back within a moment: no new connection for it.
+                if (
+                    not self._tending
+                    and len(self._lent) + self._connecting < self._connection_limit
+                ):
                     self._connecting += 1
                     return None
                 wait = WAIT_SLICE_SECONDS
