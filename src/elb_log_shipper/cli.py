@@ -923,9 +923,11 @@ class _Run:
             read[0] += size
             self.progress.add(read=size)
 
-        def on_wait(waiting_for_ack: float | None, retrying: Retrying | None) -> None:
+        def on_wait(
+            waiting_for_ack: float | None, retrying: Retrying | None, not_reading: float | None
+        ) -> None:
             watch.stir()  # a wait for Logstash is no silence: the line says what it waits for
-            self.progress.set_note(wait_note(waiting_for_ack, retrying))
+            self.progress.set_note(wait_note(waiting_for_ack, retrying, not_reading))
             self._tick()
 
         def task(obj: PlannedObject) -> tuple[ObjectResult, None] | ItemFailed:

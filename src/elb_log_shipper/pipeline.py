@@ -780,8 +780,10 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
         # A wait for Logstash says the worker is not hung (``keep_alive``), even with no note:
         # a json_lines input that stops reading (its pipeline blocked) holds a write for as
         # long as it likes, and the command has no deadline.
-        def on_wait(waiting_for_ack: float | None, retrying: Retrying | None) -> None:
-            context.set_note(wait_note(waiting_for_ack, retrying))
+        def on_wait(
+            waiting_for_ack: float | None, retrying: Retrying | None, not_reading: float | None
+        ) -> None:
+            context.set_note(wait_note(waiting_for_ack, retrying, not_reading))
             context.set_checkpoint(logstash.confirmed_offset)
             context.keep_alive()
 

@@ -37,8 +37,9 @@ DEFAULT_INTERVAL_SECONDS = 10.0
 # Redraws per second on a terminal: smooth enough to read, cheap enough not to matter.
 _REDRAW_SECONDS = 0.2
 _ERASE_LINE = "\r\x1b[K"
-# A wait for Logstash's acknowledgement shorter than this is a round trip, not news for the
-# progress line; a longer one is a busy or blocked pipeline (beats keep-alives: it may last hours).
+# A wait for Logstash's acknowledgement, or for it to read a write, shorter than this is a round
+# trip, not news for the progress line; a longer one is a busy or blocked pipeline (beats
+# keep-alives: it may last hours; json_lines: until the stall timeout breaks the connection).
 ACK_WAIT_NOTE_SECONDS = 1.0
 
 
@@ -76,19 +77,29 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def wait_note(waiting_for_ack: float | None, retrying: Retrying | None = None) -> str | None:
+def wait_note(
+    waiting_for_ack: float | None,
+    retrying: Retrying | None = None,
+    not_reading: float | None = None,
+) -> str | None:
     """The progress line's note while a ``LogstashSender`` waits (its ``on_wait``): for a
-    connection that keeps failing (``retrying``), or for Logstash's acknowledgement
-    (``waiting_for_ack`` seconds); None when there is nothing to say.
+    connection that keeps failing (``retrying``), for Logstash to read what a write (or
+    json_lines' confirmation) holds (``not_reading`` seconds since it last did: a tcp input
+    whose pipeline is blocked stops reading, until the stall timeout), or for Logstash's
+    acknowledgement (``waiting_for_ack`` seconds); None when there is nothing to say.
 
     >>> wait_note(0.2) is None, wait_note(75.0)
     (True, 'waiting for Logstash to acknowledge (1:15)')
+    >>> wait_note(None, None, 12.0)
+    'Logstash has not read for 12 s; a write waits for it'
     """
     if retrying is not None and retrying.seconds >= ACK_WAIT_NOTE_SECONDS:
         return (
             f"Logstash failed {retrying.failures} times in a row for "
             f"{format_duration(retrying.seconds)}, retrying (last: {retrying.last})"
         )
+    if not_reading is not None and not_reading >= ACK_WAIT_NOTE_SECONDS:
+        return f"Logstash has not read for {format_duration(not_reading)}; a write waits for it"
     if waiting_for_ack is None or waiting_for_ack < ACK_WAIT_NOTE_SECONDS:
         return None
     return f"waiting for Logstash to acknowledge ({format_duration(waiting_for_ack)})"

@@ -11,6 +11,7 @@ import fcntl
 import gzip
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -43,7 +44,7 @@ from tests.support.cli_runner import (
     run_command,
     run_resume_commands,
 )
-from tests.support.faults import RefusingServer, SlowReadingServer
+from tests.support.faults import NeverReadingServer, RefusingServer, SlowReadingServer
 from tests.support.receiver import JsonLinesReceiver
 from tests.support.s3server import DUMMY_ENVIRON, MotoServer
 
@@ -682,6 +683,43 @@ def test_start_offset_ships_the_rest_of_one_object(
     assert "--start-offset needs one SOURCE naming one object" in run.err
 
 
+def interrupted_once_it_shows(
+    argv: list[str], shown_marker: str, **settings: str
+) -> tuple[list[str], str, int]:
+    """Run the command (``LOGSTASH_*`` unset but ``settings``) until its stderr shows a line
+    with ``shown_marker``, then press Ctrl-C twice (the first stops at the next batch, which may
+    never come): the stderr lines up to the first stop's message, the rest, and the exit code."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LOGSTASH_")}
+    env.update(settings)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "elb_log_shipper.cli", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    try:
+        shown: list[str] = []
+        for line in process.stderr:  # the test's timeout bounds the wait
+            shown.append(line)
+            if shown_marker in line:
+                break
+        assert process.poll() is None, "".join(shown)
+        process.send_signal(signal.SIGINT)
+        for line in process.stderr:
+            shown.append(line)
+            if "SIGINT: stopping" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        rest = process.communicate(timeout=30)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return shown, rest, process.returncode
+
+
 @pytest.mark.parametrize("jobs", [1, 2], ids=["in-process", "worker-processes"])
 def test_keepalives_only_beats_input_keeps_the_command_waiting_and_the_progress_line_says_so(
     tmp_path: Path, jobs: int
@@ -692,36 +730,12 @@ def test_keepalives_only_beats_input_keeps_the_command_waiting_and_the_progress_
     first stops at the next batch, which never comes)."""
     for name in ("a.log", "b.log"):
         (tmp_path / name).write_text("".join(line + "\n" for line in alb_lines(2_000)))
-    env = {name: value for name, value in os.environ.items() if not name.startswith("LOGSTASH_")}
     with BeatsServer(faults=Faults(never_ack=True, keepalive_interval=0.2)) as server:
         argv = ["ship", str(tmp_path), "--to", f"beats://127.0.0.1:{server.port}"]
         argv += ["--jobs", str(jobs), "--progress-every", "0.2"]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "elb_log_shipper.cli", *argv],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        shown, rest, returncode = interrupted_once_it_shows(
+            argv, "waiting for Logstash to acknowledge"
         )
-        assert process.stderr is not None
-        try:
-            shown: list[str] = []
-            for line in process.stderr:  # the test's timeout bounds the wait
-                shown.append(line)
-                if "waiting for Logstash to acknowledge" in line:
-                    break
-            assert process.poll() is None, "".join(shown)
-            process.send_signal(signal.SIGINT)
-            for line in process.stderr:
-                shown.append(line)
-                if "SIGINT: stopping" in line:
-                    break
-            process.send_signal(signal.SIGINT)
-            rest = process.communicate(timeout=30)[1]
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
         acknowledged = [window for window in server.windows if window.acked]
     waiting = [line for line in shown if "waiting for Logstash to acknowledge" in line]
     assert waiting[0].startswith("progress: "), waiting
@@ -729,9 +743,34 @@ def test_keepalives_only_beats_input_keeps_the_command_waiting_and_the_progress_
         # The bytes read of the object being shipped count before it ends (a worker process
         # posts them with its lines, at most every 0.1 s).
         assert " 0 B of " not in waiting[0], waiting
-    assert process.returncode == cli.EXIT_INTERRUPTED, "".join(shown) + rest
+    assert returncode == cli.EXIT_INTERRUPTED, "".join(shown) + rest
     assert "Traceback" not in "".join(shown) + rest
     assert acknowledged == []
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("jobs", [1, 2], ids=["in-process", "worker-processes"])
+def test_a_tcp_input_that_stops_reading_is_named_on_the_progress_line_while_a_write_waits(
+    tmp_path: Path, jobs: int
+) -> None:
+    """A tcp input whose pipeline is blocked stops reading: a write blocks until the stall
+    timeout breaks the connection, and the progress line said nothing meanwhile (it spoke only
+    of beats' wait for ACKs, and of failures in a row). It now says how long Logstash has not
+    read, in the command's process or in worker processes."""
+    # More JSON lines than the kernel buffers of both ends hold (about 2.6 KB an event).
+    (tmp_path / "a.log").write_text("".join(line + "\n" for line in alb_lines(8_000)))
+    with NeverReadingServer() as server:
+        argv = ["ship", str(tmp_path), "--to", f"tcp://127.0.0.1:{server.port}"]
+        argv += ["--jobs", str(jobs), "--progress-every", "0.2"]
+        # A stall timeout that breaks no connection during the test.
+        shown, rest, returncode = interrupted_once_it_shows(
+            argv, "Logstash has not read for", **{ENV.LOGSTASH_STALL_TIMEOUT: "60"}
+        )
+    waiting = [line for line in shown if "Logstash has not read for" in line]
+    assert waiting[0].startswith("progress: "), waiting
+    assert re.search(r"Logstash has not read for \d+ s; a write waits for it", waiting[0]), waiting
+    assert returncode == cli.EXIT_INTERRUPTED, "".join(shown) + rest
+    assert "Traceback" not in "".join(shown) + rest
 
 
 # A directory resumed after Ctrl-C.

@@ -346,6 +346,11 @@ class Watchdog:
         # queue shrinking counts only below this level, the queue before they were written.
         self._floor: int | None = None
 
+    @property
+    def last_progress(self) -> float:
+        """When the peer last took bytes of ours, as far as ``check`` has seen."""
+        return self._last_progress
+
     def progressed(self) -> None:
         self._last_progress = time.monotonic()
         self._last_queued = None
@@ -498,6 +503,9 @@ class Connection:
         # When it began waiting for the peer to confirm what it carries (beats: an ACK), while
         # it waits; read by other threads for progress displays.
         self.waiting_since: float | None = None
+        # While a write (or json_lines' confirmation) waits for the peer to read: when it last
+        # took bytes of ours. Read by other threads for progress displays.
+        self.unread_since: float | None = None
 
     @classmethod
     def open(
@@ -647,6 +655,7 @@ class Connection:
                     sent += self._sock.send(view[sent : sent + chunk])
                 except TimeoutError:
                     watchdog.check()
+                    self.unread_since = watchdog.last_progress
                     continue
                 watchdog.progressed()
         except OSError as error:
@@ -658,6 +667,8 @@ class Connection:
         except (ConnectionLostError, DeliveryError):
             self.close()
             raise
+        finally:
+            self.unread_since = None
 
     def read_now(self) -> bytes | None:
         """What the peer sent and we have not read (``b""``: it closed), without waiting: None
@@ -810,6 +821,8 @@ class JsonLinesConnection(Connection):
         except DeliveryError:
             self.close()
             raise
+        finally:
+            self.unread_since = None  # set while the peer has not read (``_read_until_eof``)
         self.close()
         self.input_proof.confirmed(self.carried_bytes, waited=proving)
         self.confirmed += self.take_unconfirmed()
@@ -920,6 +933,7 @@ class JsonLinesConnection(Connection):
                 # While our queue holds data the peer's window updates show its reading; once
                 # all is acknowledged, give it time to read what it holds.
                 watchdog.check(unread_allowance if not queued else 0.0)
+                self.unread_since = watchdog.last_progress
                 continue
             except ssl.SSLWantReadError:
                 watchdog.progressed()  # TLS records without data (a session ticket): alive

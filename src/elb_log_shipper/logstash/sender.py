@@ -105,8 +105,8 @@ class LogstashSender:
     as the queue fills) and blocks while the queue is full. ``finish()`` waits for the queue to
     drain and confirms every connection used; ``abort()`` stops without confirming. While either
     blocks, ``on_wait`` (if given) is called on the caller's thread about every
-    ``WAIT_SLICE_SECONDS`` with ``waiting_for_ack`` and ``retrying``, and with None and None once
-    the wait is over, so that a display can say what it waits for.
+    ``WAIT_SLICE_SECONDS`` with ``waiting_for_ack``, ``retrying`` and ``not_reading``, and with
+    None for each once the wait is over, so that a display can say what it waits for.
 
     >>> sender = LogstashSender(pool, deadline=time.monotonic() + 60)  # doctest: +SKIP
     >>> sender.send(b'{"a":1}\\n{"a":2}\\n', events=2)  # doctest: +SKIP
@@ -119,7 +119,7 @@ class LogstashSender:
         pool: SocketPool,
         deadline: float | None = None,
         *,
-        on_wait: Callable[[float | None, Retrying | None], None] | None = None,
+        on_wait: Callable[[float | None, Retrying | None, float | None], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self._pool = pool
@@ -276,6 +276,16 @@ class LogstashSender:
         return time.monotonic() - min(since) if since else None
 
     @property
+    def not_reading(self) -> float | None:
+        """Seconds since Logstash last read from the longest-blocked of this sender's
+        connections, while a write (or json_lines' confirmation) waits for it to read, or None
+        when none waits so. Safe to read from any thread."""
+        since = [
+            unread for worker in self._workers if (unread := worker.unread_since()) is not None
+        ]
+        return time.monotonic() - min(since) if since else None
+
+    @property
     def retrying(self) -> Retrying | None:
         """The connection that has failed longest in a row, reconnecting (any thread); None when
         none is."""
@@ -419,13 +429,13 @@ class LogstashSender:
         self._notice_stop()
         if self._on_wait is not None:
             self._told_wait = True
-            self._on_wait(self.waiting_for_ack, self.retrying)
+            self._on_wait(self.waiting_for_ack, self.retrying, self.not_reading)
 
     def _wait_over(self) -> None:
         """The caller's thread stopped waiting: tell ``on_wait`` (None) if it was told."""
         if self._told_wait and self._on_wait is not None:
             self._told_wait = False
-            self._on_wait(None, None)
+            self._on_wait(None, None, None)
 
     def _raise_failure(self) -> None:
         with self._lock:
@@ -505,6 +515,12 @@ class _Worker(threading.Thread):
         thread)."""
         conn = self._conn
         return None if conn is None else conn.waiting_since
+
+    def unread_since(self) -> float | None:
+        """While the current connection waits for Logstash to read: when it last did, or None
+        (any thread)."""
+        conn = self._conn
+        return None if conn is None else conn.unread_since
 
     def interrupt(self) -> None:
         """Close the socket under a blocked write or read (from another thread) so it returns."""
