@@ -22,7 +22,6 @@ from elb_log_shipper.logstash.beats import (
     METADATA,
     PIPELINED_WINDOWS,
     PROBE_SILENCE_MAX_SECONDS,
-    probe_after_silence,
 )
 from elb_log_shipper.logstash.pool import BEATS_WINDOW_START
 from elb_log_shipper.logstash.sender import LAG_IN_FLIGHTS, QUEUE_BATCHES_PER_CONNECTION
@@ -438,31 +437,6 @@ def test_windows_in_flight_while_the_source_stalls_are_probed_before_logstash_cl
     assert_exactly_once(server, 32)
     assert stats.reconnects == 0
     assert server.empty_windows >= 1
-
-
-@pytest.mark.timeout(30)
-def test_a_wait_for_acks_that_starts_long_after_the_last_byte_probes_at_once() -> None:
-    """A connection left in the pool with two windows in flight (``finish(confirm=False)``, as
-    each object of an invocation does) and confirmed later: the wait for ACKs counted its
-    silence from its own start, so it probed ``probe_after_silence`` into it, when Logstash had
-    heard nothing for longer and had closed the connection as idle (a reset, the window in its
-    queue sent again). The silence now counts from the connection's last traffic: the wait
-    probes at once."""
-    probe_after = probe_after_silence(SHORT_INACTIVITY_STALL_TIMEOUT)
-    # Logstash's last write is the first window's ACK; the wait starts half a probe_after
-    # before its idle close: a probe probe_after into the wait comes after that close.
-    with BeatsServer(faults=logstash_closing_idle_after(SHORT_INACTIVITY_TIMEOUT)) as server:
-        settings = beats_settings(server, pool_size=1, stall_timeout=SHORT_INACTIVITY_STALL_TIMEOUT)
-        pool = SocketPool(settings)
-        written = time.monotonic()
-        send_two_windows(pool).finish(time.monotonic() + 30, confirm=False)
-        idle_close = written + IDLE_ACK_DELAY + SHORT_INACTIVITY_TIMEOUT
-        time.sleep(max(0.0, idle_close - probe_after / 2 - time.monotonic()))
-        stats = LogstashSender(pool).finish(time.monotonic() + 30)
-        pool.close()
-    assert server.inactivity_closes == 0
-    assert_exactly_once(server, 32)
-    assert stats.reconnects == 0
 
 
 @pytest.mark.timeout(40)
