@@ -528,13 +528,14 @@ HASH_KEY = b"k" * 16
 
 
 def pseudonym_by_ipaddress(text: str) -> str | None:
-    """``CLIENT_IP=hash``'s pseudonym of an address as ``ipaddress`` reads and writes it; None if
-    it is not one."""
+    """``CLIENT_IP=hash``'s pseudonym of an address as ``ipaddress`` reads and writes it (an
+    IPv4-mapped IPv6 address hashed as its IPv4 address); None if it is not one."""
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
         return None
-    digest = hmac.digest(HASH_KEY, address.packed, hashlib.sha256)
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    digest = hmac.digest(HASH_KEY, (mapped or address).packed, hashlib.sha256)
     return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
 
 
