@@ -12,6 +12,7 @@ import ssl
 import struct
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Literal, Self
 
 from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver
@@ -20,12 +21,14 @@ __all__ = [
     "CapAtAccept",
     "CappedServer",
     "ClosingServer",
+    "ConnectionFault",
     "FirstConnectionStuckServer",
     "HalfClosesUnreadServer",
     "NeverClosingServer",
     "NeverReadingServer",
     "RefusingServer",
     "ResettingServer",
+    "ScheduledServer",
     "SlowHandshakeServer",
     "SlowReadingServer",
     "StopsReadingServer",
@@ -37,6 +40,18 @@ __all__ = [
 def _reset(sock: socket.socket) -> None:
     """Close with SO_LINGER 0: the kernel sends RST and drops whatever was unread."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _read_up_to(
+    server: JsonLinesReceiver, sock: socket.socket, record: ConnectionRecord, count: int
+) -> bool:
+    """Read the connection's first ``count`` bytes; False when the client closed before."""
+    while record.bytes_read < count:
+        data = sock.recv(min(RECV_BYTES, count - record.bytes_read))
+        if not data:
+            return False
+        server.feed(record, data)
+    return True
 
 
 class ResettingServer(JsonLinesReceiver):
@@ -68,11 +83,8 @@ class ResettingServer(JsonLinesReceiver):
             super().serve(sock, record)  # to the client's FIN
             _reset(sock)
             return
-        while record.bytes_read < self.after_bytes:
-            data = sock.recv(min(RECV_BYTES, self.after_bytes - record.bytes_read))
-            if not data:
-                return
-            self.feed(record, data)
+        if not _read_up_to(self, sock, record, self.after_bytes):
+            return
         self._stopping.wait(self.wait_seconds)
         _reset(sock)
 
@@ -174,11 +186,7 @@ class ClosingServer(JsonLinesReceiver):
         super().__init__(**kwargs)
 
     def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
-        while record.bytes_read < self.after_bytes:
-            data = sock.recv(min(RECV_BYTES, self.after_bytes - record.bytes_read))
-            if not data:
-                return
-            self.feed(record, data)
+        _read_up_to(self, sock, record, self.after_bytes)
 
 
 class SlowReadingServer(JsonLinesReceiver):
@@ -399,3 +407,72 @@ class UnansweredAddress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class ConnectionFault:
+    """What ``ScheduledServer`` does with one connection, after reading ``after_bytes`` of it:
+
+    - ``"reset"``: reset it (SO_LINGER 0), what it had not read lost;
+    - ``"close"``: close it (a reset when more was waiting), as ``ClosingServer`` does;
+    - ``"reset_at_end"``: read to the client's FIN, then reset instead of closing (the close
+      that confirms never comes: ``ResettingServer`` with ``after_bytes=None``);
+    - ``"stall"``: stop reading for ``seconds``, then read to the end as a healthy one;
+    - ``"slow"``: read the rest at ``bytes_per_second``, as ``SlowReadingServer`` does.
+    """
+
+    kind: Literal["reset", "close", "reset_at_end", "stall", "slow"]
+    after_bytes: int = 0
+    seconds: float = 0.0
+    bytes_per_second: int = 256 * 1024
+
+
+class ScheduledServer(JsonLinesReceiver):
+    """The faults of this module in sequence: connection number ``i`` meets ``schedule[i]``
+    (None: healthy), later ones are healthy. ``faulted`` holds the numbers of the connections
+    that met a fault a client may take for a failure (all but ``"slow"``: it gives up on a
+    stall too), whose lines it may send again; ``ended`` those read to the client's FIN and
+    closed, as a healthy one is: what they carried is confirmed."""
+
+    def __init__(self, schedule: list[ConnectionFault | None], **kwargs: Any) -> None:
+        self.schedule = schedule
+        self.faulted: set[int] = set()
+        self.ended: set[int] = set()
+        kwargs.setdefault("rcvbuf", 64 * 1024)
+        super().__init__(**kwargs)
+
+    def serve(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        index = record.index
+        fault = self.schedule[index] if index < len(self.schedule) else None
+        if fault is None:
+            self._to_the_end(sock, record)
+            return
+        if fault.kind != "slow":
+            with self._lock:
+                self.faulted.add(index)
+        if fault.kind == "reset_at_end":
+            super().serve(sock, record)
+            _reset(sock)
+            return
+        if not _read_up_to(self, sock, record, fault.after_bytes):
+            return
+        if fault.kind == "reset":
+            _reset(sock)
+        elif fault.kind == "stall":
+            if not self._stopping.wait(fault.seconds):
+                self._to_the_end(sock, record)
+        elif fault.kind == "slow":
+            chunk = max(1, fault.bytes_per_second // SlowReadingServer.READS_PER_SECOND)
+            while not self._stopping.is_set():
+                data = sock.recv(chunk)
+                if not data:
+                    with self._lock:
+                        self.ended.add(index)
+                    return
+                self.feed(record, data)
+                time.sleep(1 / SlowReadingServer.READS_PER_SECOND)
+
+    def _to_the_end(self, sock: socket.socket, record: ConnectionRecord) -> None:
+        super().serve(sock, record)
+        with self._lock:
+            self.ended.add(record.index)
