@@ -602,9 +602,9 @@ class _Watch:
     object made no progress. This thread draws it (``on_tick``, every ``workers.TICK_SECONDS``)
     and counts the time the object in hand (``begin``) goes without a sign from the command's
     thread (``stir``: bytes read, a batch handed on, a wait for Logstash, which says so
-    itself), as ``workers`` counts a worker process's silence: at most
-    ``workers.WATCH_STEP_SECONDS`` a look, so that a command stopped by Ctrl-Z and continued
-    does not find its object silent for the pause. Past ``note_seconds`` it tells
+    itself), as ``workers`` counts a worker process's silence (``workers.WatchedTime``): at
+    most ``workers.WATCH_STEP_SECONDS`` a look, so that a command stopped by Ctrl-Z and
+    continued does not find its object silent for the pause. Past ``note_seconds`` it tells
     ``on_silent({index: seconds})``, and ``on_silent({})`` once the object stirs (at once,
     before the command's thread draws the line again) or ends.
     Nothing is killed: the command's thread cannot be, and a read that stalls fails by itself
@@ -649,11 +649,9 @@ class _Watch:
     def _watch(self) -> None:
         seen: tuple[int | None, int] = (None, -1)
         silent = 0.0
-        watched_at = time.monotonic()
+        clock = workers.WatchedTime()
         while not self._done.wait(workers.TICK_SECONDS):
-            now = time.monotonic()
-            step = min(now - watched_at, workers.WATCH_STEP_SECONDS)
-            watched_at = now
+            step = clock.step()
             # The index first: ``begin`` stirs before it sets a new one.
             index = self.index
             looked = (index, self.stirs)

@@ -74,6 +74,7 @@ __all__ = [
     "STOP_KILL_SECONDS",
     "ItemFailed",
     "StopSignals",
+    "WatchedTime",
     "WorkerContext",
     "WorkerStartError",
     "run_in_processes",
@@ -353,7 +354,7 @@ def run_in_processes(
             on_silent,
             SILENT_NOTE_SECONDS if silent_note_seconds is None else silent_note_seconds,
             SILENT_KILL_SECONDS if silent_kill_seconds is None else silent_kill_seconds,
-            max(WATCH_STEP_SECONDS, 2 * tick_seconds),
+            WatchedTime(max(WATCH_STEP_SECONDS, 2 * tick_seconds)),
         ),
     )
     try:
@@ -366,14 +367,35 @@ def run_in_processes(
 
 
 @dataclass(slots=True)
+class WatchedTime:
+    """Time that counts only while someone watches: each ``step()`` is the time since the last
+    look, at most ``longest`` (``WATCH_STEP_SECONDS``). A watcher held up between two looks (a
+    slow stdout; Ctrl-Z stops every process of the group) counts that much of the gap, not all
+    of it, which would find everything it watches silent at once.
+
+    >>> clock = WatchedTime(longest=1.0)
+    >>> 0.0 <= clock.step() < 1.0
+    True
+    """
+
+    longest: float = WATCH_STEP_SECONDS
+    _at: float = field(default_factory=time.monotonic)
+
+    def step(self) -> float:
+        now = time.monotonic()
+        step = min(now - self._at, self.longest)
+        self._at = now
+        return step
+
+
+@dataclass(slots=True)
 class _SilenceWatch:
-    """What ``_Run.watch_silence`` needs: the callback, the two bounds, the longest step."""
+    """What ``_Run.watch_silence`` needs: the callback, the two bounds, the watcher's time."""
 
     on_silent: Callable[[Mapping[int, float]], None]
     note_seconds: float
     kill_seconds: float
-    step_seconds: float
-    watched_at: float = field(default_factory=time.monotonic)
+    clock: WatchedTime
     told: bool = False  # on_silent last heard of some item: it must hear when none is left
 
 
@@ -511,9 +533,7 @@ class _Run(Generic[T, R]):
         """Count each item's silence; tell ``on_silent`` of those silent long enough, and kill
         the workers silent ``kill_seconds`` (``read`` then finds each dead, its item failed)."""
         watch = self.silence
-        now = time.monotonic()
-        step = min(now - watch.watched_at, watch.step_seconds)
-        watch.watched_at = now
+        step = watch.clock.step()
         silent: dict[int, float] = {}
         for worker in self.workers:
             if worker.index is None:

@@ -6,7 +6,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from elb_log_shipper.config import ENV, PROTOCOL_BEATS
@@ -270,20 +270,18 @@ class LogstashSender:
         """Seconds the longest-waiting of this sender's connections has been waiting for Logstash
         to acknowledge what it wrote (beats: keep-alives do not end the wait), or None when none
         is waiting. Safe to read from any thread."""
-        since = [
-            waiting for worker in self._workers if (waiting := worker.waiting_since()) is not None
-        ]
-        return time.monotonic() - min(since) if since else None
+        return _seconds_since(conn.waiting_since for conn in self._connections())
 
     @property
     def not_reading(self) -> float | None:
         """Seconds since Logstash last read from the longest-blocked of this sender's
         connections, while a write (or json_lines' confirmation) waits for it to read, or None
         when none waits so. Safe to read from any thread."""
-        since = [
-            unread for worker in self._workers if (unread := worker.unread_since()) is not None
-        ]
-        return time.monotonic() - min(since) if since else None
+        return _seconds_since(conn.unread_since for conn in self._connections())
+
+    def _connections(self) -> list[Connection]:
+        """The connections this sender's workers hold now (any thread)."""
+        return [conn for worker in self._workers if (conn := worker.conn) is not None]
 
     @property
     def retrying(self) -> Retrying | None:
@@ -510,17 +508,10 @@ class _Worker(threading.Thread):
             return None
         return Retrying(failures, time.monotonic() - self._first_failure, self._last_failure)
 
-    def waiting_since(self) -> float | None:
-        """When the current connection began waiting for an acknowledgement, or None (any
-        thread)."""
-        conn = self._conn
-        return None if conn is None else conn.waiting_since
-
-    def unread_since(self) -> float | None:
-        """While the current connection waits for Logstash to read: when it last did, or None
-        (any thread)."""
-        conn = self._conn
-        return None if conn is None else conn.unread_since
+    @property
+    def conn(self) -> Connection | None:
+        """The connection it writes on now, or None (any thread: for progress displays)."""
+        return self._conn
 
     def interrupt(self) -> None:
         """Close the socket under a blocked write or read (from another thread) so it returns."""
@@ -795,3 +786,10 @@ def _join_end(deadline: float | None, started: float) -> float | None:
     if deadline is None:
         return None
     return max(deadline, started) + 2 * WAIT_SLICE_SECONDS + 1.0
+
+
+def _seconds_since(times: Iterable[float | None]) -> float | None:
+    """Seconds since the earliest of ``times`` (``time.monotonic()`` readings; None: none), or
+    None when there is none."""
+    since = [moment for moment in times if moment is not None]
+    return time.monotonic() - min(since) if since else None
