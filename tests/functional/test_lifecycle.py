@@ -1,0 +1,160 @@
+"""The function across the life of a Lambda execution environment: warm invocations separated by
+a freeze (the process stopped, its clock jumping on thaw, its peer closing idle connections
+meanwhile), run in a subprocess that is really stopped (SIGSTOP) and continued (SIGCONT)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from elb_log_shipper.config import ENV, PROTOCOL_BEATS, PROTOCOL_JSON_LINES
+from tests.functional.test_reliability import s3_event
+from tests.support.beats_server import BeatsServer, Faults
+from tests.support.lambda_harness import (
+    NOT_A_STALL_TIMEOUT,
+    expected,
+    put_lines,
+    received,
+)
+from tests.support.receiver import JsonLinesReceiver
+from tests.support.s3server import MotoServer
+
+pytestmark = pytest.mark.timeout(60)
+
+# Longer than the receiver's idle timeout below: the environment is frozen past it.
+IDLE_TIMEOUT_SECONDS = 1.0
+FREEZE_SECONDS = 2.5
+RESULT = "RESULT "
+
+# One Lambda execution environment: cold start, then one invocation per line of stdin
+# ({"event": ..., "budget": seconds}); each result (or the exception's type and message) is
+# printed as one line starting with RESULT (Powertools prints its logs and metrics to stdout).
+ENVIRONMENT_SCRIPT = """
+import json, sys
+from elb_log_shipper import handler
+from tests.support.lambda_harness import FakeContext
+handler.cold_start(json.loads(sys.stdin.readline()))
+for line in sys.stdin:
+    asked = json.loads(line)
+    try:
+        answer = {"result": handler.lambda_handler(asked["event"], FakeContext(asked["budget"]))}
+    except Exception as error:
+        answer = {"error": f"{type(error).__name__}: {error}"}
+    print("RESULT " + json.dumps(answer), flush=True)
+"""
+
+
+class Environment:
+    """A Lambda execution environment in a subprocess: ``invoke`` runs one invocation to its
+    end, ``freeze`` stops every thread of it for a while, as Lambda does between invocations."""
+
+    def __init__(self, moto: MotoServer, environ: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", ENVIRONMENT_SCRIPT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, **moto.environ()},
+            text=True,
+        )
+        self._ask(environ)
+
+    def _ask(self, message: object) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+
+    def invoke(self, event: dict[str, Any], budget: float = 60.0) -> dict[str, Any]:
+        self._ask({"event": event, "budget": budget})
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith(RESULT):
+                answer: dict[str, Any] = json.loads(line[len(RESULT) :])
+                return answer
+        raise AssertionError(f"the environment ended: {self.process.wait()}")
+
+    def freeze(self, seconds: float) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(self.process.pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(10)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def environment(
+    moto: MotoServer, server: JsonLinesReceiver, **settings: str
+) -> Iterator[Environment]:
+    environ = {
+        ENV.LOGSTASH_HOST: "127.0.0.1",
+        ENV.LOGSTASH_PORT: str(server.port),
+        ENV.LOGSTASH_POOL_SIZE: "2",
+        ENV.LOGSTASH_CONNECT_TIMEOUT: "1",
+        # Counts copies: a receiver starved of the CPU must not pass for a stall.
+        ENV.LOGSTASH_STALL_TIMEOUT: NOT_A_STALL_TIMEOUT,
+        **settings,
+    }
+    env = Environment(moto, environ)
+    try:
+        yield env
+    finally:
+        env.close()
+
+
+def receiver_for(protocol: str) -> JsonLinesReceiver:
+    if protocol == PROTOCOL_BEATS:
+        # As Logstash's beats input: keep-alives, and a reset after its client_inactivity_timeout.
+        return BeatsServer(
+            faults=Faults(logstash_keepalives=True, client_inactivity_timeout=IDLE_TIMEOUT_SECONDS)
+        )
+    return JsonLinesReceiver()
+
+
+@pytest.mark.parametrize("protocol", [PROTOCOL_JSON_LINES, PROTOCOL_BEATS])
+def test_a_freeze_between_invocations_loses_nothing_and_sends_nothing_twice(
+    moto: MotoServer, protocol: str
+) -> None:
+    """Warm invocations of several objects each (over beats the pool's tender keeps the windows
+    that one object leaves in flight), a freeze longer than the receiver's idle timeout after
+    the first (its connections closed meanwhile, the clock jumping), then the next invocation:
+    both ship everything, every line arrives exactly once (the handler confirmed every window
+    before it returned, so nothing was in flight across the freeze), and nothing fails."""
+    bucket = moto.new_bucket()
+    before = [put_lines(moto, 400, f"beforefreeze{n}", bucket=bucket) for n in range(3)]
+    after = [put_lines(moto, 400, f"afterfreeze{n}", bucket=bucket) for n in range(3)]
+    with receiver_for(protocol) as server:
+        with environment(moto, server, **{ENV.LOGSTASH_PROTOCOL: protocol}) as env:
+            first = env.invoke(s3_event(bucket, *(key for _, key, _ in before)))
+            if protocol == PROTOCOL_JSON_LINES:
+                server.close_client_connections()  # its idle connections, if it kept any
+            env.freeze(FREEZE_SECONDS)
+            second = env.invoke(s3_event(bucket, *(key for _, key, _ in after)))
+        counts = received(server)
+        if isinstance(server, BeatsServer):
+            # Its connections, idle and kept by the pool, were reset during the freeze.
+            assert server.inactivity_closes >= 1
+    for answer in (first, second):
+        assert "error" not in answer, answer
+        outcomes = [ledger["outcome"] for ledger in answer["result"]["objects"]]
+        assert outcomes == ["shipped"] * 3, answer
+    wanted = set().union(*(expected(key, lines) for _, key, lines in [*before, *after]))
+    assert set(counts) == wanted
+    assert set(counts.values()) == {1}, "lines were sent twice across the freeze"
