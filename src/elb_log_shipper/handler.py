@@ -268,6 +268,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         settings = container.require_settings()
         _require_time(settings, started_with)
         privacy = container.privacy_rules(settings)
+        # Loads the TLS files (LOGSTASH_CA_FILE, the client certificate): one that is no PEM is
+        # found here, on every invocation, and said as the settings' errors are.
+        pool = container.socket_pool(settings)
     except ConfigurationError as error:
         logger.error("invalid configuration", extra={"error": str(error)})
         raise
@@ -280,7 +283,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     to_ship = trigger.to_ship
     shipment = ship_objects(
         [item.ref for item in to_ship],
-        container.socket_pool(settings),
+        pool,
         settings,
         remaining=lambda: context.get_remaining_time_in_millis() / 1000,
         s3_client=container.s3_client() if to_ship else None,

@@ -12,16 +12,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from elb_log_shipper.config import ENV, PROTOCOL_BEATS, PROTOCOL_JSON_LINES
+from elb_log_shipper.errors import ConfigurationError
 from tests.functional.test_reliability import s3_event
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.lambda_harness import (
     NOT_A_STALL_TIMEOUT,
     expected,
+    log_records,
     put_lines,
     received,
 )
@@ -158,3 +161,32 @@ def test_a_freeze_between_invocations_loses_nothing_and_sends_nothing_twice(
     wanted = set().union(*(expected(key, lines) for _, key, lines in [*before, *after]))
     assert set(counts) == wanted
     assert set(counts.values()) == {1}, "lines were sent twice across the freeze"
+
+
+def test_a_tls_file_that_cannot_be_loaded_fails_every_invocation_saying_so(
+    moto: MotoServer,
+    container_for: Any,
+    logstash: JsonLinesReceiver,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A CA file that is no PEM is found at first use (loaded when the pool is made; init only
+    checks that it is readable): every invocation fails with its sentence, and logs it as
+    ``invalid configuration``, the line README's Troubleshooting tells a user to look for."""
+    bucket, key, _ = put_lines(moto, 10, "badcafile")
+    not_pem = tmp_path / "not-a-ca.pem"
+    not_pem.write_text("not a certificate\n")
+    container = container_for(
+        logstash, **{ENV.LOGSTASH_TLS: "true", ENV.LOGSTASH_CA_FILE: str(not_pem)}
+    )
+    for _ in range(3):
+        with pytest.raises(ConfigurationError, match="LOGSTASH_CA_FILE"):
+            container.invoke(s3_event(bucket, key), budget=60)
+    said = [
+        record
+        for record in log_records(caplog)
+        # The invocations' lines (with the context's keys), not cold_start's.
+        if record["message"] == "invalid configuration" and "cold_start" in record
+    ]
+    assert len(said) == 3, said
+    assert logstash.connection_count == 0
