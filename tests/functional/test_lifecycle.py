@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from elb_log_shipper.config import ENV, PROTOCOL_BEATS, PROTOCOL_JSON_LINES
-from elb_log_shipper.errors import ConfigurationError
+from elb_log_shipper.errors import ConfigurationError, ShipperError
+from tests.functional.test_deployable import DEPLOY_DOC, ROOT, template
 from tests.functional.test_reliability import s3_event
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.lambda_harness import (
@@ -29,7 +30,7 @@ from tests.support.lambda_harness import (
     received,
 )
 from tests.support.receiver import JsonLinesReceiver
-from tests.support.s3server import MotoServer
+from tests.support.s3server import FaultyS3, MotoServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -190,3 +191,49 @@ def test_a_tls_file_that_cannot_be_loaded_fails_every_invocation_saying_so(
     ]
     assert len(said) == 3, said
     assert logstash.connection_count == 0
+
+
+def test_a_retried_asynchronous_event_ships_again_with_the_same_ids(
+    moto: MotoServer,
+    container_for: Any,
+    logstash: JsonLinesReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lambda retries an asynchronous event whole (MaximumRetryAttempts): an event of which one
+    object S3 refused fails, sends no continuation, and its retry ships both objects again,
+    every line with the event.id it had the first time, so that Elasticsearch keeps one copy."""
+    bucket, shipped, shipped_lines = put_lines(moto, 200, "retryshipped")
+    _, denied, denied_lines = put_lines(moto, 50, "retrydenied", bucket=bucket)
+    event = s3_event(bucket, shipped, denied)
+    container = container_for(logstash)
+    with FaultyS3(moto, error=(403, "AccessDenied"), error_keys=frozenset({denied})) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        with pytest.raises(ShipperError, match="1 of 2 objects failed and the event is retried"):
+            container.invoke(event)
+        assert container.continuations() == []
+        first = received(logstash)
+        faulty.error = None  # the retry finds S3 answering
+        result = container.invoke(event)
+    assert [ledger["outcome"] for ledger in result["objects"]] == ["shipped", "shipped"]
+    assert container.continuations() == []
+    assert set(first) == expected(shipped, shipped_lines)
+    counts = received(logstash)
+    assert set(counts) == expected(shipped, shipped_lines) | expected(denied, denied_lines)
+    ids: dict[tuple[str, int], set[str]] = {}
+    for sent in logstash.events:
+        where = (sent["aws"]["s3"]["object"]["key"], sent["log"]["offset"])
+        ids.setdefault(where, set()).add(sent["event"]["id"])
+    assert {len(found) for found in ids.values()} == {1}, "a line changed its id on the retry"
+
+
+def test_the_docs_give_logstash_the_connections_the_template_allows() -> None:
+    """Where Logstash is sized (docs/deploy.md, README's syslog-ng notes), the connections a
+    stack may hold at once are ReservedConcurrency x LogstashPoolSize, with the template's
+    defaults."""
+    parameters = template()["Parameters"]
+    copies = int(parameters["ReservedConcurrency"]["Default"])
+    pool = int(parameters["LogstashPoolSize"]["Default"])
+    deploy = " ".join(DEPLOY_DOC.read_text().split())
+    assert f"({copies} x {pool} = {copies * pool} with the defaults)" in deploy
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"`ReservedConcurrency` x `LogstashPoolSize`, {copies * pool} with" in readme
