@@ -23,6 +23,7 @@ from tests.functional.test_logstash_delivery import (
     settings_for,
     ship,
 )
+from tests.support.cert_profiles import issue
 from tests.support.certs import CertBundle
 from tests.support.faults import SlowHandshakeServer
 from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver
@@ -71,6 +72,18 @@ def test_expired_certificate_says_renew_it(certs: CertBundle) -> None:
         message = fails_at_once(server, ca_file=certs.ca_file)
     assert "expired" in message
     assert "renew" in message and "ssl_certificate" in message
+
+
+def test_a_ca_without_key_usage_fails_at_once_saying_how_to_reissue_it(tmp_path: Path) -> None:
+    # `openssl req -x509` with OpenSSL's default configuration makes such a CA. The function's
+    # python3.13 refuses it (strict verification); the command on 3.11 shipped through it, so a
+    # setup tried with the command failed once deployed, told to change a CA file that was right.
+    issued = issue(tmp_path, "ca-without-key-usage")
+    with JsonLinesReceiver(issued.server_context()) as server:
+        message = fails_at_once(server, ca_file=issued.ca_file)
+    assert "failed verification (CA cert does not include key usage extension)" in message
+    assert "-addext keyUsage=critical,keyCertSign,cRLSign" in message
+    assert f"set {ENV.LOGSTASH_CA_FILE}" not in message
 
 
 @pytest.mark.parametrize(

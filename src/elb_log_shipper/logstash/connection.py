@@ -166,14 +166,44 @@ _VERIFY_REMEDIES = {
 }
 
 
+# Python 3.13's create_default_context verifies strictly (VERIFY_X509_STRICT: every certificate
+# in the chain must follow RFC 5280's profile) and takes any CA of the CA file as a trust anchor,
+# an intermediate too (VERIFY_X509_PARTIAL_CHAIN); earlier Pythons do neither. build_ssl_context
+# sets both on every Python, so that the command on 3.11 accepts the certificates the function
+# (python3.13) accepts, no more: a certificate tried with the command does not fail once deployed.
+_VERIFY_FLAGS = ssl.VERIFY_X509_STRICT | ssl.VERIFY_X509_PARTIAL_CHAIN
+# The codes strict mode adds (X509_V_ERR_INVALID_CA to X509_V_ERR_EC_KEY_EXPLICIT_PARAMS in
+# OpenSSL 3), with the reissue that fixes the common ones. A CA reissued from its own key and
+# subject keeps the input's certificate valid: only the CA files change.
+_STRICT_CODES = range(79, 95)
+_REISSUE_CA = "reissue the CA from its own key and subject (openssl req -x509 -key ca.key) with"
+_STRICT_REMEDIES = {
+    92: f"{_REISSUE_CA} -addext keyUsage=critical,keyCertSign,cRLSign",
+    89: f"{_REISSUE_CA} -addext basicConstraints=critical,CA:TRUE",
+    86: f"{_REISSUE_CA} -addext subjectKeyIdentifier=hash",
+    85: "reissue the input's ssl_certificate with authorityKeyIdentifier=keyid,issuer in the "
+    "extensions of openssl x509 -req",
+}
+_STRICT_REMEDY = "reissue the input's ssl_certificate and its CA as RFC 5280 asks"
+_STRICT_WHY = (
+    ", as the function's verification requires on every Python (docs/deploy.md, "
+    '"TLS certificates")'
+)
+
+
 def tls_failure(error: ssl.SSLError, peer: str) -> DeliveryError | None:
     """The DeliveryError, naming the setting to change, for a TLS failure that retrying cannot
     fix; None for one that may be transient (a reset or a close mid-handshake)."""
     if isinstance(error, ssl.SSLCertVerificationError):
-        remedy = _VERIFY_REMEDIES.get(
-            error.verify_code,
-            f"set {ENV.LOGSTASH_CA_FILE} (--ca-file on the command line) to the CA that signed it",
-        )
+        code = error.verify_code
+        if code in _STRICT_CODES:
+            remedy = _STRICT_REMEDIES.get(code, _STRICT_REMEDY) + _STRICT_WHY
+        else:
+            remedy = _VERIFY_REMEDIES.get(
+                code,
+                f"set {ENV.LOGSTASH_CA_FILE} (--ca-file on the command line) to the CA that "
+                "signed it",
+            )
         return DeliveryError(
             f"the TLS certificate of Logstash at {peer} failed verification "
             f"({error.verify_message}): {remedy}"
@@ -296,7 +326,8 @@ def _unloadable(files: str, error: OSError, what: str) -> ConfigurationError:
 
 
 def build_ssl_context(settings: Settings) -> ssl.SSLContext:
-    """A client TLS context: system trust store or ``ca_file``, hostname checked, optional client
+    """A client TLS context: system trust store or ``ca_file``, hostname checked, the chain
+    verified as strictly as Python 3.13 does on every Python (``_VERIFY_FLAGS``), optional client
     certificate (Logstash ``ssl_client_authentication``).
 
     Raises ConfigurationError when a certificate or key file cannot be loaded.
@@ -308,6 +339,7 @@ def build_ssl_context(settings: Settings) -> ssl.SSLContext:
             f"{ENV.LOGSTASH_CA_FILE}={settings.ca_file} (--ca-file)", error, "a PEM CA bundle"
         ) from error
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_flags |= _VERIFY_FLAGS
     if settings.client_cert_file and settings.client_key_file:
         try:
             context.load_cert_chain(settings.client_cert_file, settings.client_key_file)
