@@ -33,12 +33,17 @@ FLAWS: dict[str, tuple[str, int | None]] = {
     # `openssl req -x509 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1`, trusted as its
     # own CA: a trust anchor, which strict mode does not hold to the CA profile.
     "self-signed-leaf": ("a self-signed server certificate, its own CA", None),
+    # The CA file holds the intermediate CA that signed the server's certificate, not the root
+    # above it: a trust anchor in 3.13 (VERIFY_X509_PARTIAL_CHAIN), "unable to get issuer
+    # certificate" (2) before it.
+    "intermediate-ca-file": ("a CA file of the intermediate CA alone", None),
 }
 
 
 @dataclass(frozen=True)
 class IssuedCert:
-    """PEM files: the CA to trust, the server's certificate and its key."""
+    """PEM files: the CA to trust, the server's certificate (and the intermediate CA after it,
+    if any) and its key."""
 
     ca_file: str
     cert_file: str
@@ -81,36 +86,49 @@ def issue(directory: Path, flaw: str) -> IssuedCert:
             builder = builder.add_extension(extension, critical=critical)
         return builder.sign(signer, hashes.SHA256())
 
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    if flaw == "self-signed-leaf":
-        server = certificate("127.0.0.1", server_key, "127.0.0.1", server_key, [(names, False)])
-        ca = server
-    else:
-        ca_key = ec.generate_private_key(ec.SECP256R1())
+    def ca_extensions(key: ec.EllipticCurvePrivateKey) -> list[tuple[x509.ExtensionType, bool]]:
         constraints = x509.BasicConstraints(ca=True, path_length=None)
-        ca_extensions: list[tuple[x509.ExtensionType, bool]] = [
+        extensions: list[tuple[x509.ExtensionType, bool]] = [
             (constraints, flaw != "ca-constraints-not-critical")
         ]
         if flaw != "ca-without-key-usage":
             # digitalSignature, keyCertSign and cRLSign, what a CA's keyUsage holds.
             usage = x509.KeyUsage(True, False, False, False, False, True, True, False, False)
-            ca_extensions.append((usage, True))
+            extensions.append((usage, True))
         if flaw != "ca-without-subject-key-id":
-            ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-            ca_extensions.append((ski, False))
-        ca = certificate("Test Logstash CA", ca_key, "Test Logstash CA", ca_key, ca_extensions)
+            extensions.append((x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False))
+        return extensions
+
+    def authority(key: ec.EllipticCurvePrivateKey) -> tuple[x509.ExtensionType, bool]:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False
+
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    chain: list[x509.Certificate] = []
+    if flaw == "self-signed-leaf":
+        server = certificate("127.0.0.1", server_key, "127.0.0.1", server_key, [(names, False)])
+        ca = server
+    else:
+        issuer, issuer_key = "Test Logstash CA", ec.generate_private_key(ec.SECP256R1())
+        ca = certificate(issuer, issuer_key, issuer, issuer_key, ca_extensions(issuer_key))
+        if flaw == "intermediate-ca-file":
+            key = ec.generate_private_key(ec.SECP256R1())
+            extensions = [*ca_extensions(key), authority(issuer_key)]
+            ca = certificate("Test Logstash Intermediate CA", key, issuer, issuer_key, extensions)
+            chain = [ca]
+            issuer, issuer_key = "Test Logstash Intermediate CA", key
         leaf_extensions: list[tuple[x509.ExtensionType, bool]] = [(names, False)]
         if flaw != "leaf-without-authority-key-id":
-            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
-            leaf_extensions.append((aki, False))
-        server = certificate("127.0.0.1", server_key, "Test Logstash CA", ca_key, leaf_extensions)
+            leaf_extensions.append(authority(issuer_key))
+        server = certificate("127.0.0.1", server_key, issuer, issuer_key, leaf_extensions)
     files = IssuedCert(
         ca_file=str(directory / f"{flaw}-ca.pem"),
         cert_file=str(directory / f"{flaw}.pem"),
         key_file=str(directory / f"{flaw}.key"),
     )
     Path(files.ca_file).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    Path(files.cert_file).write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    Path(files.cert_file).write_bytes(
+        b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in [server, *chain])
+    )
     Path(files.key_file).write_bytes(
         server_key.private_bytes(
             serialization.Encoding.PEM,
