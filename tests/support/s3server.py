@@ -175,6 +175,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         # Path-style addressing (boto3 uses it for an IP endpoint): /bucket/key?versionId=...
         names_a_key = "/" in urlsplit(self.path).path.strip("/")
         is_object_read = self.command == "GET" and names_a_key
+        faults.requests.append((self.command, self.path, self.headers.get("X-Amz-Target")))
         if is_object_read:
             faults.gets.append(self.path)
             faults.ranges.append(self.headers.get("Range"))
@@ -363,6 +364,9 @@ class FaultyS3:
     """The ``Range`` header of each object read received (None for a whole-object read)."""
     stalls: int = 0
     """Object reads stalled so far."""
+    requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    """Every request forwarded or answered: method, path, and the JSON protocol's
+    ``X-Amz-Target`` (the SQS action), None without it."""
     _server: _ProxyServer | None = field(default=None, repr=False)
 
     @property
