@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ import pytest
 from elb_log_shipper import handler
 from elb_log_shipper.config import ENV, MIN_DEADLINE_MARGIN
 from elb_log_shipper.handler import Metric
+from tests.functional.test_observability import template
 from tests.functional.test_reliability import s3_event
 from tests.support.damaged import damaged_gzip
 from tests.support.lambda_harness import (
@@ -45,6 +48,7 @@ LOG_BYTES_PER_OBJECT = 3 * 1024
 # Every metric the function emits (handler.Metric), in the one dimension set
 # [environment, service]: each is one custom metric, whatever the traffic.
 CUSTOM_METRICS = 17
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -186,3 +190,27 @@ def test_a_deadline_hand_off_costs_one_message_and_one_log_line(
     assert [o["outcome"] for o in cost.result["objects"]] == ["handed_off"]
     assert cost.requests == [SEND]
     assert_one_object_worth_of_logs(cost)
+
+
+def test_the_cost_section_counts_the_metrics_and_alarms_the_stack_has() -> None:
+    """docs/deploy.md prices what template.yaml and the handler make: its counts stay theirs."""
+    alarms = [
+        resource["Properties"]
+        for resource in template()["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    ]
+    alarm_metrics = sum(
+        len([query for query in alarm["Metrics"] if "MetricStat" in query])
+        if "Metrics" in alarm
+        else 1
+        for alarm in alarms
+    )
+    deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    section = deploy.split("\n## What a deployment costs\n", 1)[1].split("\n## ", 1)[0]
+    text = re.sub(r"\s+", " ", section)
+    assert f"{CUSTOM_METRICS} metrics (README" in text
+    assert f"{len(alarms)} alarms on {alarm_metrics} metrics" in text
+    assert f"${CUSTOM_METRICS * 0.30:.2f}" in text
+    assert f"${alarm_metrics * 0.10:.2f}" in text
+    readme = re.sub(r"\s+", " ", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert f"{CUSTOM_METRICS} custom metrics, {len(alarms)} alarms" in readme
