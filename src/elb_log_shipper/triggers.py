@@ -58,6 +58,7 @@ in AWS's own sample events, which pins nothing.
 from __future__ import annotations
 
 import json
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -106,6 +107,9 @@ _DESTINATION_CONTEXT = "requestContext"
 _DESTINATION_PAYLOAD = "requestPayload"
 # The continuation's key for WorkItem.live; absent (older messages, hand-written ones) means False.
 _CONTINUATION_LIVE = "live"
+# A value an error or a skip reason quotes comes from the event, where a field may be as large as
+# the message (SQS takes 1 MiB): enough of it to recognise, so that its log line stays a line.
+SHOWN_VALUE_CHARS = 60
 
 
 class TriggerError(InputError):
@@ -360,7 +364,7 @@ def parse_continuation(message: Mapping[str, Any]) -> ObjectRef:
     version = message.get(CONTINUATION_MARKER)
     if type(version) is not int or version != CONTINUATION_VERSION:
         raise TriggerError(
-            f"continuation message version {version!r} is not supported (this shipper reads "
+            f"continuation message version {_shown(version)} is not supported (this shipper reads "
             f"version {CONTINUATION_VERSION}): let the version that wrote it drain the queue"
         )
     return ObjectRef(
@@ -418,7 +422,7 @@ def _parse_records(records: object) -> Trigger:
         sns_items = (item for record in records for item in _sns_record_items(record, None))
         return Trigger(TriggerKind.SNS, tuple(sns_items))
     raise TriggerError(
-        f"event records come from {sorted(sources)}: this function reads records from "
+        f"event records come from {_shown(sorted(sources))}: this function reads records from "
         "aws:s3 (S3 event notifications), aws:sqs or aws:sns (a queue or topic of them), one "
         "source per event"
     )
@@ -429,7 +433,7 @@ def _record_source(record: object) -> str:
         raise TriggerError("an event record is not a JSON object")
     # S3 and SQS spell it eventSource; SNS spells it EventSource.
     source = record.get("eventSource", record.get("EventSource"))
-    return source if isinstance(source, str) else repr(source)
+    return source if isinstance(source, str) else _shown(source)
 
 
 def _message_items(
@@ -505,7 +509,9 @@ def _s3_record_items(record: object, message_id: str | None) -> list[WorkItem]:
     event_name = record.get("eventName")
     # A hand-written event may leave eventName out; S3 itself always sets it.
     if isinstance(event_name, str) and not event_name.startswith(_OBJECT_CREATED_PREFIX):
-        return [_item(ref, message_id, f"S3 event {event_name} does not create an object")]
+        return [
+            _item(ref, message_id, f"S3 event {_shown(event_name)[1:-1]} does not create an object")
+        ]
     return [_item(ref, message_id, live=True)]
 
 
@@ -513,7 +519,7 @@ def _eventbridge_items(event: Mapping[str, Any], message_id: str | None) -> list
     source = event.get("source")
     if source != "aws.s3":
         raise TriggerError(
-            f"EventBridge event from {source!r}: route only S3 'Object Created' events "
+            f"EventBridge event from {_shown(source)}: route only S3 'Object Created' events "
             "(source aws.s3) to this function"
         )
     detail = _mapping(event.get("detail"), "detail")
@@ -523,7 +529,7 @@ def _eventbridge_items(event: Mapping[str, Any], message_id: str | None) -> list
         # CloudTrail" has source aws.s3 too): there is no object to skip, and a missing field
         # would read as a damaged Object Created event.
         raise TriggerError(
-            f"EventBridge event {detail_type!r} from aws.s3 names no object: route only the "
+            f"EventBridge event {_shown(detail_type)} from aws.s3 names no object: route only the "
             "bucket's 'Object Created' events (S3's EventBridge notifications) to this function"
         )
     obj = _mapping(detail.get("object"), "detail.object")
@@ -535,7 +541,9 @@ def _eventbridge_items(event: Mapping[str, Any], message_id: str | None) -> list
         size=_optional_count(obj.get("size"), "detail.object.size"),
     )
     if detail_type != _EVENTBRIDGE_OBJECT_CREATED:
-        return [_item(ref, message_id, f"EventBridge event {detail_type!r} is not Object Created")]
+        return [
+            _item(ref, message_id, f"EventBridge event {_shown(detail_type)} is not Object Created")
+        ]
     return [_item(ref, message_id, live=True)]
 
 
@@ -571,7 +579,7 @@ def _eventbridge_key(key: str) -> str:
 def _continuation_item(message: Mapping[str, Any], message_id: str | None) -> WorkItem:
     live = message.get(_CONTINUATION_LIVE, False)
     if type(live) is not bool:
-        raise TriggerError(f"continuation live is {live!r}, not true or false")
+        raise TriggerError(f"continuation live is {_shown(live)}, not true or false")
     return _item(parse_continuation(message), message_id, live=live)
 
 
@@ -643,12 +651,27 @@ def _etag(value: object, name: str) -> str | None:
 def _count(value: object, name: str) -> int:
     # bool is an int to Python, never to JSON's writers.
     if type(value) is not int or value < 0:
-        raise TriggerError(f"{name} is {value!r}, not a whole number of bytes or hops")
+        raise TriggerError(f"{name} is {_shown(value)}, not a whole number of bytes or hops")
     return value
 
 
 def _optional_count(value: object, name: str) -> int | None:
     return None if value is None else _count(value, name)
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, its strings and containers cut to about ``SHOWN_VALUE_CHARS``.
+
+    >>> _shown("Object Created"), _shown(7), len(_shown("x" * 100_000)) <= SHOWN_VALUE_CHARS
+    ("'Object Created'", '7', True)
+    """
+    return _SHORT_REPR.repr(value)
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHORT_REPR.maxlong = SHOWN_VALUE_CHARS
+_SHORT_REPR.maxlist = _SHORT_REPR.maxdict = _SHORT_REPR.maxtuple = 4
+_SHORT_REPR.maxlevel = 2
 
 
 def _describe_keys(mapping: Mapping[Any, Any]) -> str:

@@ -25,7 +25,7 @@ from elb_log_shipper import handler
 from elb_log_shipper.config import ENV, MIN_DEADLINE_MARGIN
 from elb_log_shipper.handler import Metric
 from tests.functional.test_observability import template
-from tests.functional.test_reliability import s3_event
+from tests.functional.test_reliability import s3_event, sqs_event
 from tests.support.damaged import damaged_gzip
 from tests.support.lambda_harness import (
     NOT_A_STALL_TIMEOUT,
@@ -48,6 +48,9 @@ LOG_BYTES_PER_OBJECT = 3 * 1024
 # Every metric the function emits (handler.Metric), in the one dimension set
 # [environment, service]: each is one custom metric, whatever the traffic.
 CUSTOM_METRICS = 17
+# One line of the log for a message the function does not understand, however large the value
+# that it names (SQS takes messages of up to 1 MiB): its reason quotes enough to recognise it.
+LOG_LINE_BYTES = 2048
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -190,6 +193,44 @@ def test_a_deadline_hand_off_costs_one_message_and_one_log_line(
     assert [o["outcome"] for o in cost.result["objects"]] == ["handed_off"]
     assert cost.requests == [SEND]
     assert_one_object_worth_of_logs(cost)
+
+
+def test_a_message_not_understood_is_logged_in_a_line_not_in_the_whole_value(
+    invoke: Callable[..., Invocation], logstash: JsonLinesReceiver
+) -> None:
+    large = "x" * 200_000
+    continuation = {"elbLogShipperContinuation": 1, "bucket": "logs", "key": "AWSLogs/a.log"}
+    bodies: list[dict[str, Any]] = [
+        {**continuation, "offset": large},
+        {**continuation, "live": large},
+        {**continuation, "elbLogShipperContinuation": large},
+        {"source": large, "detail-type": "Object Created", "detail": {}},
+        {"source": "aws.s3", "detail-type": large, "detail": {}},
+        # Skipped, with the reason in an INFO line.
+        {
+            "source": "aws.s3",
+            "detail-type": large,
+            "detail": {"bucket": {"name": "logs"}, "object": {"key": "AWSLogs/a.log"}},
+        },
+        {"Records": [{"eventSource": large}]},
+        {
+            "Records": [
+                {
+                    "eventSource": "aws:s3",
+                    "eventName": large,
+                    "s3": {"bucket": {"name": "logs"}, "object": {"key": "AWSLogs/a.log"}},
+                }
+            ]
+        },
+    ]
+
+    cost = invoke(logstash.port, sqs_event(*bodies))
+
+    assert len(cost.result["batchItemFailures"]) == len(bodies) - 2
+    assert len(cost.log_lines) == len(bodies)
+    for line in cost.log_lines:
+        assert len(line.encode()) <= LOG_LINE_BYTES, line[:300]
+    assert cost.requests == []
 
 
 def test_the_cost_section_counts_the_metrics_and_alarms_the_stack_has() -> None:
