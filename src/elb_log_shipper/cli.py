@@ -336,7 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except WorkerStartError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        # Too low a descriptor limit is the run's configuration, as a wrong option is.
+        return EXIT_USAGE if error.out_of_descriptors else EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

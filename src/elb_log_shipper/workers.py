@@ -63,7 +63,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from multiprocessing import connection
+from multiprocessing import connection, forkserver, resource_tracker
 from types import FrameType
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -113,6 +113,16 @@ SILENT_NOTE_SECONDS = 60.0
 SILENT_KILL_SECONDS = 600.0
 # A worker that waits (``keep_alive``) posts so at most this often.
 KEEP_ALIVE_POST_SECONDS = 1.0
+# Starting a worker takes descriptors in two processes, and running short midway kills the fork
+# server, which prints its traceback on our stderr (``_descriptors_for_a_start`` checks first).
+# The fork server holds 9 (stdio, a /dev/null, its listener, alive and signal pipes, selector),
+# one per worker it has started (to report its exit), and takes 7 for a start (the connection,
+# and the 6 descriptors passed over it); measured on CPython 3.11, and 3.13's loop is the same.
+FORK_SERVER_DESCRIPTORS = 9
+FORK_SERVER_START_DESCRIPTORS = 7
+# The parent's for a start, once the worker's pipe is open and the fork server runs: a socket to
+# the fork server and two pipes.
+PARENT_START_DESCRIPTORS = 5
 # Silence counts only while the parent watches: a parent held up longer than this between two
 # looks (a slow stdout in ``on_result``; Ctrl-Z stops every process of the group) counts this
 # much, not the whole gap, which would find every worker silent at once.
@@ -151,22 +161,47 @@ class WorkerStartError(RuntimeError):
     mid-run must not cost the other workers' objects, nor the results that say how far the
     run got)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, out_of_descriptors: bool = False) -> None:
         super().__init__(f"a worker process could not start: {reason}")
         self.reason = reason
         """Why: the initializer's error, or how the process ended."""
+        self.out_of_descriptors = out_of_descriptors
+        """The descriptor limit (``ulimit -n``) was too low: the run's configuration."""
 
 
-def _start_failure(error: BaseException) -> str:
+def _start_failure(error: BaseException) -> WorkerStartError:
     """Why a worker could not start, with the remedy when the process ran out of descriptors
     (each worker takes a few: its pipe, the fork server's socket, its own S3 and Logstash ones)."""
     if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        return (
+        return WorkerStartError(
             f"{error.strerror} (the limit is {soft}): raise it (ulimit -n) or ship with fewer "
-            "--jobs"
+            "--jobs",
+            out_of_descriptors=True,
         )
-    return repr(error)
+    return WorkerStartError(repr(error))
+
+
+def _descriptors_for_a_start(started: int) -> None:
+    """Raise OSError(EMFILE) unless both this process and the fork server, which has
+    ``started`` workers alive, have the descriptors a worker's start takes: one that runs out
+    midway kills the fork server, which prints a traceback, and says only ``EOFError``."""
+    # Started first (each keeps a descriptor of ours), where running short fails cleanly.
+    resource_tracker.ensure_running()
+    forkserver.ensure_running()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    too_many = OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+    if soft != resource.RLIM_INFINITY and (
+        soft < FORK_SERVER_DESCRIPTORS + started + FORK_SERVER_START_DESCRIPTORS
+    ):
+        raise too_many
+    taken: list[int] = []
+    try:
+        # extend appends each as it is opened: those opened before an EMFILE are closed too.
+        taken.extend(os.open(os.devnull, os.O_RDONLY) for _ in range(PARENT_START_DESCRIPTORS))
+    finally:
+        for fd in taken:
+            os.close(fd)
 
 
 class ItemContext(Protocol):
@@ -456,7 +491,7 @@ class _Run(Generic[T, R]):
         self.started = 0
         self.done = 0
         self.halted = False
-        self.start_error: str | None = None  # why a worker could not start: the run stops
+        self.start_error: WorkerStartError | None = None  # a worker could not start: all stop
         self.stopped_at: float | None = None  # when the loop first saw ``stop`` set
 
     def loop(
@@ -478,7 +513,7 @@ class _Run(Generic[T, R]):
             ):
                 self.exit_all()
                 if self.start_error is not None:
-                    raise WorkerStartError(self.start_error)
+                    raise self.start_error
                 return self.done
             # Idle workers too: one that dies while idle (OOM, kill) is replaced, not found
             # dead by the next send.
@@ -551,7 +586,7 @@ class _Run(Generic[T, R]):
             watch.told = bool(silent)
             watch.on_silent(silent)
 
-    def cannot_start(self, why: str) -> None:
+    def cannot_start(self, why: WorkerStartError) -> None:
         """A worker could not start: start no item, and raise once the items in flight are back
         (``loop``)."""
         if self.start_error is None:
@@ -562,6 +597,13 @@ class _Run(Generic[T, R]):
         try:
             ours, theirs = self.context.Pipe()
         except OSError as error:
+            self.cannot_start(_start_failure(error))
+            return None
+        try:
+            _descriptors_for_a_start(len(self.workers))
+        except OSError as error:
+            ours.close()
+            theirs.close()
             self.cannot_start(_start_failure(error))
             return None
         process = self.context.Process(
@@ -613,7 +655,7 @@ class _Run(Generic[T, R]):
                 elif kind == "alive":
                     pass  # it waits, and is not hung: its silence is over (above)
                 else:  # "init failed": it returns, closing its end of the pipe
-                    self.cannot_start(message[1])
+                    self.cannot_start(WorkerStartError(message[1]))
         except (EOFError, OSError):
             pass  # its end of the pipe is closed: it died, or is dying
         else:
@@ -623,7 +665,8 @@ class _Run(Generic[T, R]):
             # Nobody waits for what a dead worker waited for: another worker's wait, if any.
             self.on_note(next((w.note for w in self.workers if w.note is not None), None))
         if not worker.ready and not stopping:
-            self.cannot_start(f"it {_describe_exit(worker.process.exitcode)} before it was ready")
+            exited = _describe_exit(worker.process.exitcode)
+            self.cannot_start(WorkerStartError(f"it {exited} before it was ready"))
         if worker.index is not None:
             self.arrived(
                 worker.index,
