@@ -82,6 +82,7 @@ from elb_log_shipper.progress import (
     Progress,
     format_duration,
     silence_note,
+    unread_note,
     wait_note,
 )
 from elb_log_shipper.report import (
@@ -607,7 +608,10 @@ class _Watch:
     most ``workers.WATCH_STEP_SECONDS`` a look, so that a command stopped by Ctrl-Z and
     continued does not find its object silent for the pause. Past ``note_seconds`` it tells
     ``on_silent({index: seconds})``, and ``on_silent({})`` once the object stirs (at once,
-    before the command's thread draws the line again) or ends.
+    before the command's thread draws the line again) or ends. While ``waiting()`` is not None
+    the command's thread waits for something it names (a write to a stdout that nobody reads:
+    ``""`` while the wait is too short to say), which is no silence: ``on_note`` shows it
+    instead, and hears None once the wait is over.
     Nothing is killed: the command's thread cannot be, and a read that stalls fails by itself
     (the S3 client's timeouts), or stops at Ctrl-C; a call that hangs, at a second Ctrl-C."""
 
@@ -616,10 +620,15 @@ class _Watch:
         on_silent: Callable[[Mapping[int, float]], None],
         on_tick: Callable[[], None],
         note_seconds: float,
+        waiting: Callable[[], str | None] = lambda: None,
+        on_note: Callable[[str | None], None] = lambda note: None,
     ) -> None:
         self._on_silent = on_silent
         self._on_tick = on_tick
         self._note_seconds = note_seconds
+        self._waiting = waiting
+        self._on_note = on_note
+        self.noted = False  # on_note last heard of a wait: it must hear that it ended
         # Written by the command's thread only, read here without a lock: a stir is one
         # integer increment and a test, cheap enough for every batch.
         self.stirs = 0
@@ -638,6 +647,9 @@ class _Watch:
         if self.told:
             self.told = False
             self._on_silent({})
+        if self.noted:
+            self.noted = False
+            self._on_note(None)
 
     def __enter__(self) -> _Watch:
         self._thread.start()
@@ -653,10 +665,14 @@ class _Watch:
         clock = workers.WatchedTime()
         while not self._done.wait(workers.TICK_SECONDS):
             step = clock.step()
+            waiting = self._waiting()
+            if waiting or self.noted:
+                self.noted = bool(waiting)
+                self._on_note(waiting or None)
             # The index first: ``begin`` stirs before it sets a new one.
             index = self.index
             looked = (index, self.stirs)
-            if looked != seen or index is None:
+            if looked != seen or index is None or waiting is not None:
                 seen, silent = looked, 0.0
             else:
                 silent += step
@@ -908,7 +924,22 @@ class _Run:
         file), progress drawn between batches, and by a watcher (``_Watch``) while this thread
         is held."""
         pool = SocketPool(settings) if self.args.to != "-" else None
-        watch = _Watch(self._on_silent, self._tick, self.silent_note_seconds)
+        to_stdout: list[StdoutSender] = []  # the object's sender, with --to -
+
+        def unread_stdout() -> str | None:
+            # Read by the watcher while this thread may be held in a write to stdout.
+            since = to_stdout[-1].writing_since if to_stdout else None
+            if since is None:
+                return None
+            return unread_note("the reader of standard output", time.monotonic() - since) or ""
+
+        watch = _Watch(
+            self._on_silent,
+            self._tick,
+            self.silent_note_seconds,
+            waiting=unread_stdout,
+            on_note=self.progress.set_note,
+        )
 
         def on_events(count: int) -> None:
             watch.stir()
@@ -930,11 +961,11 @@ class _Run:
             self._tick()
 
         def task(obj: PlannedObject) -> tuple[ObjectResult, None] | ItemFailed:
-            sender: ObjectSender = (
-                LogstashSender(pool, on_wait=on_wait, should_stop=self.stop.is_set)
-                if pool
-                else StdoutSender(stdout)
-            )
+            sender: ObjectSender
+            if pool:
+                sender = LogstashSender(pool, on_wait=on_wait, should_stop=self.stop.is_set)
+            else:
+                to_stdout[:] = [sender := StdoutSender(stdout)]
             read[0] = 0
             watch.begin(next(indexes))
             try:

@@ -179,11 +179,15 @@ class StdoutSender:
         self._whole = whole
         self._stats = DeliveryStats()
         self.confirmed_offset: int | None = None
+        self.writing_since: float | None = None
+        """When the write in progress began (None: none is): another thread may read it, to
+        tell a reader of the stream that does not read from a command that is stuck."""
 
     def send(
         self, batch: bytes, events: int, end_offset: int, line_offsets: list[int] | None = None
     ) -> None:
         start = None if self._whole else file_position(self._stream)
+        self.writing_since = time.monotonic()
         try:
             self._stream.write(batch)
             # Flushed: a buffer that fails later (a full disk) would fail the next object for
@@ -200,6 +204,8 @@ class StdoutSender:
             # A full disk, a quota: every object would fail alike, as for Logstash failing.
             # "delivery to <name> failed: <why>" (``_delivery_failed``).
             raise DeliveryError(str(error.strerror or error), destination=self._name) from error
+        finally:
+            self.writing_since = None
         self._stats.events_sent += events
         self._stats.events_confirmed += events
         self.confirmed_offset = end_offset

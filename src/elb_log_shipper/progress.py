@@ -28,6 +28,7 @@ __all__ = [
     "format_duration",
     "render",
     "silence_note",
+    "unread_note",
     "wait_note",
 ]
 
@@ -98,11 +99,23 @@ def wait_note(
             f"Logstash failed {retrying.failures} times in a row for "
             f"{format_duration(retrying.seconds)}, retrying (last: {retrying.last})"
         )
-    if not_reading is not None and not_reading >= ACK_WAIT_NOTE_SECONDS:
-        return f"Logstash has not read for {format_duration(not_reading)}; a write waits for it"
+    if not_reading is not None and (note := unread_note("Logstash", not_reading)):
+        return note
     if waiting_for_ack is None or waiting_for_ack < ACK_WAIT_NOTE_SECONDS:
         return None
     return f"waiting for Logstash to acknowledge ({format_duration(waiting_for_ack)})"
+
+
+def unread_note(reader: str, seconds: float) -> str | None:
+    """The progress line's note while a write waits for ``reader`` (Logstash, or whoever reads
+    stdout), which has read nothing of it for ``seconds``; None for a wait too short to say.
+
+    >>> unread_note("the reader of standard output", 75.0)
+    'the reader of standard output has not read for 1:15; a write waits for it'
+    """
+    if seconds < ACK_WAIT_NOTE_SECONDS:
+        return None
+    return f"{reader} has not read for {format_duration(seconds)}; a write waits for it"
 
 
 def silence_note(silent: Sequence[tuple[str, float]]) -> str | None:

@@ -999,18 +999,10 @@ def test_a_second_ctrl_c_while_an_object_is_copied_to_stdout_leaves_it_to_the_re
     that copy (stdout's reader is slow) stopped it part-way, yet the object counted as done:
     no resume command shipped the rest of it."""
     paths = big_logs(tmp_path / "logs", 3, 3_000)  # some 2 MB of JSON lines each
-    read_end, write_end = os.pipe()
-    process = subprocess.Popen(
-        [*COMMAND, "ship", str(tmp_path / "logs"), "--to", "-", "--jobs", "2", "--quiet"],
-        stdout=write_end,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    os.close(write_end)
     # The pipe is full: the parent is blocked copying the first object, nobody reading.
-    end = time.monotonic() + 30
-    while _unread(read_end) < 60 * 1024 and time.monotonic() < end:
-        time.sleep(0.02)
+    process, read_end = _start_with_stdout_unread(
+        [*COMMAND, "ship", str(tmp_path / "logs"), "--to", "-", "--jobs", "2", "--quiet"]
+    )
     process.send_signal(signal.SIGINT)
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)
@@ -1024,6 +1016,18 @@ def test_a_second_ctrl_c_while_an_object_is_copied_to_stdout_leaves_it_to_the_re
         shipped.update(_line_keys(resumed.stdout))
     expected = {(str(path), offset) for path in paths for offset in _line_offsets(path)}
     assert set(shipped) == expected, "lines were lost"
+
+
+def _start_with_stdout_unread(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
+    """Start ``argv`` with its stdout a pipe that nobody reads, and wait until the pipe is full
+    (30 s at most): the process, and the pipe's read end, for the caller to read and close."""
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(argv, stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    end = time.monotonic() + 30
+    while _unread(read_end) < 60 * 1024 and time.monotonic() < end:
+        time.sleep(0.02)
+    return process, read_end
 
 
 def _unread(fd: int) -> int:
@@ -1050,3 +1054,32 @@ def _line_offsets(path: Path) -> list[int]:
         offsets.append(offset)
         offset += len(line)
     return offsets
+
+
+def test_stdout_that_is_not_read_is_said_as_such_not_as_no_progress(tmp_path: Path) -> None:
+    """``ship ... --to - | reader`` with the reader stopped (Ctrl-Z, a pager): the write to
+    stdout waits, which the progress line called ``no progress from <object>``, as if the read
+    had stalled. It says that stdout is not read, as for a tcp input that does not read, and
+    every line arrives once the reader reads again."""
+    (path,) = big_logs(tmp_path / "logs", 1, 3_000)
+    # The silence note's bound, lowered as tests of one job do (test_parallel_backfill).
+    lowered = (
+        "import sys; from elb_log_shipper import cli, workers; "
+        "workers.SILENT_NOTE_SECONDS = 0.5; sys.exit(cli.main())"
+    )
+    argv = ["ship", str(path), "--to", "-", "--quiet", "--progress-every", "0.2"]
+    process, read_end = _start_with_stdout_unread([sys.executable, "-c", lowered, *argv])
+    time.sleep(2.5)  # blocked past both the silence bound and a second
+    with os.fdopen(read_end, "rb") as reader:
+        out = reader.read()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == cli.EXIT_OK, err
+    assert len(_line_keys(out)) == 3_000
+    waits = [
+        line
+        for line in err.splitlines()
+        if "; the reader of standard output has not read for " in line
+    ]
+    assert waits, err
+    assert all(line.endswith(" s; a write waits for it") for line in waits), waits
+    assert "no progress" not in err
