@@ -32,6 +32,7 @@ import io
 import os
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -780,9 +781,6 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
         raise RuntimeError("ship_in_worker runs in a worker process started by start_worker")
     s3_client = None if ref.is_local else state.clients.s3()
     if state.pool is not None:
-        # What Logstash confirmed goes to the parent as it grows (after each batch, and while
-        # waiting for Logstash), so that a worker killed mid-object (the OOM killer) costs the
-        # lines after it, not the whole object again.
         # A wait for Logstash says the worker is not hung (``keep_alive``), even with no note:
         # a json_lines input that stops reading (its pipeline blocked) holds a write for as
         # long as it likes, and the command has no deadline.
@@ -790,17 +788,36 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
             waiting_for_ack: float | None, retrying: Retrying | None, not_reading: float | None
         ) -> None:
             context.set_note(wait_note(waiting_for_ack, retrying, not_reading))
-            context.set_checkpoint(logstash.confirmed_offset)
             context.keep_alive()
 
-        def on_events(count: int) -> None:
-            context.add_progress(count)
-            context.set_checkpoint(logstash.confirmed_offset)
+        # What Logstash confirmed goes to the parent as each confirmation comes (an ACK read, a
+        # connection closed gracefully, on the thread that saw it), so that a worker killed
+        # mid-object (the OOM killer, SIGSTOP past the silence bound) costs the lines after
+        # it, not the whole object again, nor what was confirmed while this thread read S3.
+        # Once the object is done no confirmation of it is posted (a later object's sender
+        # may confirm its last batches), and none can land as the next object's checkpoint.
+        confirming = threading.Lock()
+        live = True
 
-        logstash = LogstashSender(state.pool, on_wait=on_wait, should_stop=context.should_stop)
-        return _deliver_in_worker(
-            ref, logstash, state, s3_client, context, on_events=on_events
-        ), None
+        def on_confirmed(offset: int) -> None:
+            with confirming:
+                if live:
+                    context.set_checkpoint(offset)
+
+        logstash = LogstashSender(
+            state.pool,
+            on_wait=on_wait,
+            should_stop=context.should_stop,
+            on_confirmed=on_confirmed,
+        )
+        try:
+            result = _deliver_in_worker(
+                ref, logstash, state, s3_client, context, on_events=context.add_progress
+            )
+        finally:
+            with confirming:
+                live = False
+        return result, None
     spool = tempfile.NamedTemporaryFile(dir=state.setup.spool_dir, delete=False)  # noqa: SIM115
     name = f"the spool folder {state.setup.spool_dir} (TMPDIR)"
     try:

@@ -219,7 +219,8 @@ class ItemContext(Protocol):
 
     def set_checkpoint(self, checkpoint: int | None) -> None:
         """Say how far this item got for good (the shipper: the offset up to which Logstash
-        confirmed its lines), for the ``ItemFailed`` the parent hands back if the process dies."""
+        confirmed its lines), for the ``ItemFailed`` the parent hands back if the process dies.
+        Any thread of the item's may call it, until ``function`` returns."""
 
     def keep_alive(self) -> None:
         """Say this item is not hung though it makes no progress (it waits for Logstash): a
@@ -231,6 +232,9 @@ class WorkerContext:
 
     def __init__(self, conn: connection.Connection, stop_flag: Any) -> None:
         self._conn = conn
+        # set_checkpoint may come from another thread of the item's (a Logstash writer, as an
+        # ACK is read): one message at a time in the pipe.
+        self._posting = threading.Lock()
         self._stop_flag = stop_flag
         self._unposted = 0
         self._unposted_size = 0
@@ -253,28 +257,34 @@ class WorkerContext:
     def set_note(self, note: str | None) -> None:
         if note != self._note:  # posted only when it changes: a few a second at most
             self._note = note
-            self._conn.send(("note", note))
+            self._post(("note", note))
 
     def set_checkpoint(self, checkpoint: int | None) -> None:
-        if checkpoint != self._checkpoint:  # it moves at each confirmation: a pipe write each
-            self._checkpoint = checkpoint
-            self._conn.send(("checkpoint", checkpoint))
+        with self._posting:  # it moves at each confirmation: a pipe write each
+            if checkpoint != self._checkpoint:
+                self._checkpoint = checkpoint
+                self._conn.send(("checkpoint", checkpoint))
 
     def keep_alive(self) -> None:
         now = time.monotonic()
         if now - self._alive_at >= KEEP_ALIVE_POST_SECONDS:
             self._alive_at = now
-            self._conn.send(("alive",))
+            self._post(("alive",))
 
     def start_item(self) -> None:
         """A new item: no checkpoint of the last one carries over."""
-        self._checkpoint = None
+        with self._posting:
+            self._checkpoint = None
 
     def flush(self) -> None:
         """Post the progress not posted yet (before a result, so the sums are complete)."""
         if self._unposted or self._unposted_size:
-            self._conn.send(("progress", self._unposted, self._unposted_size))
+            self._post(("progress", self._unposted, self._unposted_size))
             self._unposted = self._unposted_size = 0
+
+    def _post(self, message: tuple[Any, ...]) -> None:
+        with self._posting:
+            self._conn.send(message)
 
 
 def _set_between_signals(stop: threading.Event) -> None:

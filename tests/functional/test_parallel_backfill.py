@@ -25,6 +25,7 @@ import pytest
 from bench.corpus import alb_lines
 
 from elb_log_shipper import cli, workers
+from elb_log_shipper.logstash import beats
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
 from tests.support.cli_runner import (
@@ -86,12 +87,15 @@ def put_objects(moto: MotoServer, bucket: str, count: int) -> Counter[tuple[str,
 
 
 def start_two_workers(
-    argv: list[str], ready: Callable[[], bool], env: dict[str, str] | None = None
+    argv: list[str],
+    ready: Callable[[], bool],
+    env: dict[str, str] | None = None,
+    command: list[str] = COMMAND,
 ) -> tuple[subprocess.Popen[str], list[int]]:
-    """``elb-log-shipper *argv --jobs 2 --pool-size 1`` as a process, once ``ready()`` holds (60 s
-    at most): the process and its two workers' pids."""
+    """``elb-log-shipper *argv --jobs 2 --pool-size 1`` as a process (``command``), once
+    ``ready()`` holds (60 s at most): the process and its two workers' pids."""
     process = subprocess.Popen(
-        [*COMMAND, *argv, "--jobs", "2", "--pool-size", "1"],
+        [*command, *argv, "--jobs", "2", "--pool-size", "1"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -105,6 +109,11 @@ def start_two_workers(
     workers = [pid for child in children(process.pid) for pid in children(child)]
     assert len(workers) == 2
     return process, workers
+
+
+def largest_window(server: BeatsServer) -> int:
+    """The most events a window the server read held."""
+    return max(len(window.events) for window in list(server.windows))
 
 
 def write_logs(folder: Path, count: int) -> Counter[tuple[str, int]]:
@@ -301,6 +310,52 @@ def test_a_worker_killed_mid_object_resumes_it_from_what_logstash_confirmed(
     assert any(offset < confirmed for key, offset in first if key == victim)
 
 
+def test_a_worker_stopped_by_sigstop_is_killed_and_its_object_resumes_close_to_what_was_acked(
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP to a worker half-way through an object whose windows a beats input acknowledges
+    one by one: silent past the bound (2 s here), the worker is killed, and the printed command
+    ships the rest of its object from what the command last heard was confirmed, which is what
+    the worker had read of the ACKs (it posts each confirmation as it comes). Only the windows
+    in flight, whose ACKs had arrived unread, are shipped twice: 48 to 72 lines were measured
+    here when the worker posted after each batch and while it waited, 48 since (a worker
+    waiting for S3 lost far more: test_a_worker_silent_past_the_bound_...)."""
+    logs = tmp_path / "logs"
+    expected = write_logs(logs, 4)
+    lowered = [
+        sys.executable, "-c",
+        "import sys; from elb_log_shipper import cli, workers; workers.SILENT_NOTE_SECONDS = 0.5; "
+        "workers.SILENT_KILL_SECONDS = 2.0; sys.exit(cli.main())",
+    ]  # fmt: skip
+    with BeatsServer(faults=Faults(ack_delay=0.1)) as server:
+        argv = ["ship", str(logs), "--to", f"beats://127.0.0.1:{server.port}"]
+
+        def both_acknowledged() -> bool:
+            acked = [w.connection for w in list(server.windows) if w.acked]
+            return len(acked) >= 12 and len(set(acked)) == 2
+
+        process, workers = start_two_workers(argv, both_acknowledged, command=lowered)
+        os.kill(workers[0], signal.SIGSTOP)
+        _, stderr = process.communicate(timeout=90)
+        assert process.returncode == cli.EXIT_FAILED, stderr
+        assert "had made no progress for 2 s, and was killed (confirmed up to byte" in stderr
+        (resume,) = printed_resume_commands(stderr)
+        victim, confirmed = resume[1], int(resume[resume.index("--start-offset") + 1])
+        acked = {
+            (e["log"]["file"]["path"], e["log"]["offset"])
+            for w in list(server.windows)
+            if w.acked
+            for e in w.events
+        }
+        run_resume_processes([resume], os.environ, timeout=90)
+        got = Counter((e["log"]["file"]["path"], e["log"]["offset"]) for e in server.events)
+    assert set(got) == set(expected)
+    # Measured: 48 to 72 lines before, 48 since; only the windows in flight, whose ACKs had
+    # arrived unread, at most.
+    resent = sum(1 for key, offset in acked if key == victim and offset >= confirmed)
+    assert resent <= beats.PIPELINED_WINDOWS * largest_window(server), resent
+
+
 def test_sigterm_with_a_hung_worker_still_ends_the_run_with_the_commands_to_resume(
     tmp_path: Path,
 ) -> None:
@@ -436,6 +491,7 @@ def test_a_worker_silent_past_the_bound_is_killed_and_its_object_resumes_from_wh
         }
         assert any(offset > 0 for offset in confirmed.values()), run.err
         first = received(server.events)
+        acked = received([e for w in list(server.windows) if w.acked for e in w.events])
         s3.release()
         run_resume_commands(capsys, resumes)
         got = received(server.events)
@@ -443,6 +499,12 @@ def test_a_worker_silent_past_the_bound_is_killed_and_its_object_resumes_from_wh
     # What the input had acknowledged was not sent again.
     assert all(n == 1 for (key, offset), n in got.items() if offset < confirmed[key])
     assert any(offset < confirmed[key] for key, offset in first)
+    # Nor what it had acknowledged while the worker waited for S3, before it was killed: the
+    # worker told the command of a confirmation only after a batch or while it waited for
+    # Logstash, so that what came meanwhile was sent again (some 2,950 lines here); now the
+    # ACKs that arrived unread, of the windows in flight, at most.
+    resent = sum(1 for key, offset in acked if offset >= confirmed[key])
+    assert resent <= beats.PIPELINED_WINDOWS * largest_window(server), resent
 
 
 def test_with_one_job_a_wait_for_logstash_is_said_as_such_not_as_no_progress(

@@ -118,6 +118,22 @@ def test_confirmed_progress_is_the_longest_confirmed_prefix() -> None:
     assert progress.offset == 30
 
 
+def test_confirmed_progress_tells_each_new_offset_once_in_order() -> None:
+    """What a worker process posts as its checkpoint, as each confirmation comes."""
+    heard: list[int] = []
+    progress = ConfirmedProgress(heard.append)
+    first, second, third = progress.issue(10), progress.issue(20), progress.issue(30)
+    untracked = progress.issue(None)
+    third.confirm()
+    second.split(2)
+    second.confirm()
+    assert heard == []  # nothing of the prefix yet
+    first.confirm()
+    second.confirm()
+    untracked.confirm()  # no offset of its own: nothing new
+    assert heard == [10, 30]
+
+
 def test_open_bytes_count_from_the_oldest_unconfirmed_batch() -> None:
     """What a retry from the confirmed offset sends again, which the sender's lag bound keeps
     below a limit: the bytes of the oldest unconfirmed batch and of every later one."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 
 __all__ = ["ConfirmedProgress", "Ticket"]
 
@@ -65,7 +66,10 @@ class ConfirmedProgress:
     400
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_advance: Callable[[int], None] | None = None) -> None:
+        # Told each new offset as it is confirmed, under the lock: in the order they come, from
+        # whichever thread confirms (a worker process posts its checkpoint there).
+        self._on_advance = on_advance
         self._lock = threading.Condition()
         self._open: collections.deque[Ticket] = collections.deque()
         self._offset: int | None = None
@@ -118,9 +122,12 @@ class ConfirmedProgress:
     def confirm(self, ticket: Ticket) -> None:
         with self._lock:
             ticket._parts -= 1
+            before = self._offset
             while self._open and self._open[0]._parts <= 0:
                 done = self._open.popleft()
                 self._open_bytes -= done.size
                 if done.end_offset is not None:
                     self._offset = done.end_offset
             self._lock.notify_all()
+            if self._on_advance is not None and self._offset is not None and self._offset != before:
+                self._on_advance(self._offset)

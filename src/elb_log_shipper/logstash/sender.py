@@ -107,6 +107,8 @@ class LogstashSender:
     blocks, ``on_wait`` (if given) is called on the caller's thread about every
     ``WAIT_SLICE_SECONDS`` with ``waiting_for_ack``, ``retrying`` and ``not_reading``, and with
     None for each once the wait is over, so that a display can say what it waits for.
+    ``on_confirmed`` hears each new ``confirmed_offset`` as it is confirmed, on whichever thread
+    confirms it (a writer's, as an ACK is read), in order.
 
     >>> sender = LogstashSender(pool, deadline=time.monotonic() + 60)  # doctest: +SKIP
     >>> sender.send(b'{"a":1}\\n{"a":2}\\n', events=2)  # doctest: +SKIP
@@ -121,6 +123,7 @@ class LogstashSender:
         *,
         on_wait: Callable[[float | None, Retrying | None, float | None], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_confirmed: Callable[[int], None] | None = None,
     ) -> None:
         self._pool = pool
         self.deadline = deadline
@@ -140,7 +143,7 @@ class LogstashSender:
         self._stats = DeliveryStats()
         self._failure: DeliveryError | None = None
         self._finished = False
-        self._progress = ConfirmedProgress()
+        self._progress = ConfirmedProgress(on_confirmed)
         # Set while send() waits for confirmations (LAG_IN_FLIGHTS): idle workers confirm what
         # they hold (json_lines closes only when it must, beats reads ACKs only when it writes).
         self._flush = threading.Event()
