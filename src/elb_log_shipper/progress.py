@@ -93,7 +93,19 @@ def wait_note(
     (True, 'waiting for Logstash to acknowledge (1:15)')
     >>> wait_note(None, None, 12.0)
     'Logstash has not read for 12 s; a write waits for it'
+
+    A refusal (nothing listens: Logstash down or restarting) is said at once, with how long the
+    retries may go on:
+
+    >>> from elb_log_shipper.logstash import Retrying
+    >>> wait_note(None, Retrying(1, 0.0, "refused", "logstash:5044", 60.0))
+    'Logstash at logstash:5044 refuses connections; retrying for up to 1:00'
     """
+    if retrying is not None and retrying.refused_by is not None:
+        return (
+            f"Logstash at {retrying.refused_by} refuses connections; retrying for up to "
+            f"{format_duration(retrying.gives_up_in)}"
+        )
     if retrying is not None and retrying.seconds >= ACK_WAIT_NOTE_SECONDS:
         return (
             f"Logstash failed {retrying.failures} times in a row for "

@@ -32,7 +32,6 @@ from bench.corpus import alb_lines
 
 from elb_log_shipper import cli
 from elb_log_shipper.config import ENV
-from elb_log_shipper.logstash.sender import STOP_GRACE_SECONDS
 from elb_log_shipper.samples import ALB_LINES, CLASSIC_LINES
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
@@ -850,34 +849,45 @@ def test_ctrl_c_in_a_directory_then_the_resume_commands_ship_every_line_once(
     assert got == expected
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_sigterm_while_logstash_is_down_ends_the_run_in_seconds_and_it_resumes_whole(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, jobs: str
+def test_a_stop_while_logstash_refuses_ends_the_run_at_once_and_it_resumes_whole(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, jobs: str, stop_signal: signal.Signals
 ) -> None:
     # The stop waited for delivery to give up (three stall timeouts, a minute): a container's
     # stop (SIGTERM, then SIGKILL 10 s later) killed the command before it printed how to
-    # resume. Delivery now ends STOP_GRACE_SECONDS after the signal at the latest.
+    # resume. Delivery then ended STOP_GRACE_SECONDS after the signal, retrying a Logstash that
+    # refused all along: Ctrl-C took 4 to 5 s. Now a stop ends the retries of a Logstash that
+    # is down at once. The progress line said only after a second that connections failed
+    # ("Logstash failed 5 times in a row for 1 s, retrying (last: ... Connection refused)");
+    # it says at once that Logstash refuses, and how long the command retries.
     root = tmp_path / "logs"
     written = write_tree(root, ["a.log", "b.log"], 20)
     expected = Counter((path, offset) for path, offsets in written.items() for offset in offsets)
     env = {name: value for name, value in os.environ.items() if not name.startswith("LOGSTASH_")}
     signalled_after = 2.0
-    with RefusingServer(refuse_for=signalled_after + STOP_GRACE_SECONDS + 3.0) as down:
+    with RefusingServer(refuse_for=signalled_after + 3.0) as down:
         argv = ["ship", str(root), "--to", f"tcp://127.0.0.1:{down.port}", "--jobs", jobs]
         argv += ["--progress-every", "0.2"]
         started = time.monotonic()
         first = interrupt_command(
-            argv, env, when=lambda: False, stop_signal=signal.SIGTERM, within=signalled_after
+            argv, env, when=lambda: False, stop_signal=stop_signal, within=signalled_after
         )
         took = time.monotonic() - started - signalled_after
         assert first.status == cli.EXIT_INTERRUPTED, first.err
-        assert took < STOP_GRACE_SECONDS + 3.0, first.err
+        assert took < 2.0, first.err
         # Said as a stop, not as a deadline the user never set.
         assert "stopped (Ctrl-C or SIGTERM) before Logstash confirmed every batch" in first.err
         assert "deadline is near" not in first.err
-        # While it retried, the progress line said so (it said nothing, for a minute).
-        retrying = [line for line in first.err.splitlines() if "retrying (last: " in line]
-        assert retrying and retrying[0].startswith("progress: "), first.err
+        # While it retried, the progress line said so (it said nothing, for a minute), from
+        # its first line on.
+        lines = [line for line in first.err.splitlines() if line.startswith("progress: ")]
+        said = [n for n, line in enumerate(lines) if "Logstash" in line]
+        assert said and said[0] <= 1, first.err
+        refused = f"; Logstash at 127.0.0.1:{down.port} refuses connections; retrying for up to "
+        assert all(re.search(re.escape(refused) + r"(\d+ s|\d+:\d\d)$", lines[n]) for n in said), (
+            first.err
+        )
         # Run once Logstash is back (the commands retry until it is): every line, once.
         run_resume_commands(capsys, printed_resume_commands(first.err))
         down.wait_idle()

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
 from elb_log_shipper.config import ENV, PROTOCOL_BEATS
 from elb_log_shipper.errors import DeliveryError
@@ -96,6 +97,11 @@ class Retrying:
     """Since the first of them."""
     last: str
     """What the last one said."""
+    refused_by: str | None = None
+    """``host:port`` when the last one was refused there (nothing listens: Logstash down or
+    restarting), else None."""
+    gives_up_in: float = 0.0
+    """At most how long the retries go on from now before delivery gives up."""
 
 
 class LogstashSender:
@@ -474,6 +480,7 @@ class _Worker(threading.Thread):
         self._failures = 0
         self._first_failure = 0.0
         self._last_failure = ""
+        self._last_refused = False  # the last failure: nothing listened (ECONNREFUSED)
         self._churn = 0  # connections lost in a row soon after confirming on them
 
     def run(self) -> None:
@@ -509,7 +516,15 @@ class _Worker(threading.Thread):
         failures = self._failures
         if not failures or self._conn is not None:
             return None
-        return Retrying(failures, time.monotonic() - self._first_failure, self._last_failure)
+        settings = self._pool.settings
+        seconds = time.monotonic() - self._first_failure
+        return Retrying(
+            failures,
+            seconds,
+            self._last_failure,
+            refused_by=f"{settings.host}:{settings.port}" if self._last_refused else None,
+            gives_up_in=max(0.0, GIVE_UP_AFTER_STALL_TIMEOUTS * settings.stall_timeout - seconds),
+        )
 
     @property
     def conn(self) -> Connection | None:
@@ -717,6 +732,7 @@ class _Worker(threading.Thread):
         if self._failures == 0:
             self._first_failure = now
         self._last_failure = str(error)
+        self._last_refused = error.no_listener
         self._failures += 1
         stall = self._pool.settings.stall_timeout
         failing_for = now - self._first_failure
@@ -747,15 +763,27 @@ class _Worker(threading.Thread):
         ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**self._failures)
         delay = random.uniform(0, ceiling)
         deadline = self._sender.deadline
-        if deadline is not None:
-            left = deadline - now
-            if left <= delay:
-                # Once a stop was asked, the stop's grace is the deadline (``_as_stopped`` says
-                # so): the command has none of its own.
-                near = "" if self._sender.stopping else " and the deadline is near"
-                raise DeliveryError(f"Logstash is unreachable{near} (last: {error})") from error
-        if self._sender.stopped.wait(delay):
-            raise _StoppedError
+        if deadline is not None and deadline - now <= delay:
+            self._unreachable(error, near=not self._sender.stopping)
+        # In slices: a stop asked meanwhile ends the retries of a Logstash that is down at once.
+        # The stop's grace is for a Logstash that confirms what it holds; one that refuses, or
+        # that no connection reaches, holds nothing of ours, and may stay down for minutes.
+        end = now + delay
+        while True:
+            if error.outage and self._sender.stopping:
+                self._unreachable(error, near=False)
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            if self._sender.stopped.wait(min(left, WAIT_SLICE_SECONDS)):
+                raise _StoppedError
+
+    @staticmethod
+    def _unreachable(error: ConnectionLostError, *, near: bool) -> NoReturn:
+        """Give up on a Logstash that cannot be reached: the deadline is ``near``, or a stop was
+        asked (not ``near``: ``_as_stopped`` says it was the stop; the command has no deadline)."""
+        near_text = " and the deadline is near" if near else ""
+        raise DeliveryError(f"Logstash is unreachable{near_text} (last: {error})") from error
 
     def _mismatch_hint(self, error: ConnectionLostError) -> str:
         """For a peer that took connections and dropped them (not refused, not a stall): the
