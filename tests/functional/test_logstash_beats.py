@@ -820,13 +820,20 @@ def test_no_window_holds_more_events_than_the_maximum() -> None:
 
 
 def test_loss_shrinks_the_window() -> None:
+    # It asserted ``pool.window <= 64``, the maximum it had set, which no window size fails.
     with BeatsServer(faults=Faults(close_without_ack_connections=3)) as server:
         pool = SocketPool(beats_settings(server, pool_size=1, beats_window_max=64))
         stats: DeliveryStats = ship(pool, batches(300, 100))
         pool.close()
     assert_duplicates_only_from_unacknowledged(server, 300)
     assert stats.reconnects == 3
-    assert pool.window <= 64
+    first_windows: dict[int, int] = {}
+    for window in server.windows:
+        first_windows.setdefault(window.connection, len(window.events))
+    # Each connection lost without an ACK halves the window it started with...
+    assert list(first_windows.values()) == [BEATS_WINDOW_START >> n for n in range(4)]
+    # ...and the ACKs on the fourth grow it again.
+    assert max(len(window.events) for window in server.windows[4:]) > BEATS_WINDOW_START
 
 
 # Against a lumberjack v2 server written by someone else (timbersnake, from PyPI).
