@@ -3,6 +3,7 @@ and the ledger when drop filters remove the health checks of a corpus."""
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import ipaddress
@@ -18,6 +19,7 @@ import pytest
 from bench.corpus import HEALTH_CHECK_AGENT, alb_lines, with_health_checks
 
 from elb_log_shipper.errors import ConfigurationError
+from elb_log_shipper.formats import PARSE_FAILURE_TAG
 from elb_log_shipper.hashkey import (
     SSM_CONNECT_TIMEOUT,
     SSM_MAX_ATTEMPTS,
@@ -121,6 +123,75 @@ def test_health_checks_are_dropped_exactly_and_counted(tmp_path: Path) -> None:
     assert report.dropped == len(HEALTH_CHECKS)
     assert report.lines == report.events + report.dropped == LINES
     assert report.parse_failures == 0
+
+
+def damaged(line: str) -> str:
+    """``line`` with a load-balancer status that is no number: a line that fails to parse."""
+    fields = line.split(" ")
+    fields[8] = "2x0"
+    return " ".join(fields)
+
+
+# Every 50th line, and one of no known format, fail to parse; none of them is a health check.
+DAMAGED = {i for i in range(LINES) if i % 50 == 5}
+CORPUS_WITH_FAILURES = [
+    *(damaged(line) if i in DAMAGED else line for i, line in enumerate(CORPUS)),
+    "not an ELB log line",
+]
+
+
+def test_every_line_read_is_shipped_dropped_or_failed_once_and_counted_so(
+    monkeypatch: pytest.MonkeyPatch,
+    moto: MotoServer,
+    logstash: JsonLinesReceiver,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 14: read = shipped + dropped + failed, each term counted from what arrived, not
+    from the ledger's own sums (``events`` is ``lines - dropped``, so the ledger alone cannot
+    show it), and with each term non-zero."""
+    assert not DAMAGED & HEALTH_CHECKS
+    container = start_container(
+        monkeypatch,
+        moto,
+        logstash.port,
+        DROP_USER_AGENT_PREFIXES="ELB-HealthChecker/",
+        LOGSTASH_STALL_TIMEOUT=NOT_A_STALL_TIMEOUT,
+    )
+    try:
+        bucket = moto.new_bucket()
+        key = alb_key("ledger")
+        data = joined([line.encode() for line in CORPUS_WITH_FAILURES])
+        store(moto, bucket, key, data, compress=True)
+        result = container.invoke(make_continuation(ObjectRef(bucket, key)))
+    finally:
+        stop_container()
+
+    offsets = [0]
+    for line in CORPUS_WITH_FAILURES:
+        offsets.append(offsets[-1] + len(line) + 1)
+    read = len(CORPUS_WITH_FAILURES)
+    dropped = {offsets[i] for i in HEALTH_CHECKS}
+    failed = {offsets[i] for i in DAMAGED} | {offsets[read - 1]}
+    events = logstash.events
+    arrived = collections.Counter(event["log"]["offset"] for event in events)
+    assert max(arrived.values()) == 1, "an event arrived twice"
+    assert set(arrived) == set(offsets[:read]) - dropped, "not exactly the health checks dropped"
+    failures = {e["log"]["offset"] for e in events if PARSE_FAILURE_TAG in e.get("tags", [])}
+    assert failures == failed
+    shipped = len(events) - len(failures)
+    assert read == shipped + len(dropped) + len(failures)
+    assert shipped and dropped and failures
+
+    [ledger] = result["objects"]
+    assert ledger["outcome"] == "shipped"
+    assert (ledger["lines"], ledger["parsed"]) == (read, shipped)
+    assert (ledger["dropped"], ledger["parse_failures"]) == (len(dropped), len(failures))
+    assert ledger["events_sent"] == len(events)
+    output = capsys.readouterr().out
+    assert metric(output, "LinesRead") == read
+    assert metric(output, "EventsDropped") == len(dropped)
+    assert metric(output, "ParseFailures") == len(failures)
+    assert metric(output, "EventsSent") == len(events)
 
 
 def test_handler_hashes_with_the_key_from_ssm_redacts_and_drops(
