@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from elb_log_shipper.config import ENV, Settings
+from elb_log_shipper.config import ENV, PROTOCOL_BEATS, PROTOCOL_JSON_LINES, Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
 from elb_log_shipper.logstash import LogstashSender, SocketPool
 from elb_log_shipper.logstash.connection import build_ssl_context
@@ -23,6 +23,7 @@ from tests.functional.test_logstash_delivery import (
     settings_for,
     ship,
 )
+from tests.support.beats_server import BeatsServer
 from tests.support.cert_profiles import issue
 from tests.support.certs import CertBundle
 from tests.support.faults import SlowHandshakeServer
@@ -36,6 +37,15 @@ pytestmark = pytest.mark.timeout(10)
 # for that verdict (a session ticket or the alert) before writing: otherwise the server's reset
 # for our unread batch could overtake its alert, and only a retry would learn why.
 POST_HANDSHAKE_REJECTION_CONNECTIONS = 1
+
+# Issue 10: these failures fail the same way over beats, whose first read after the handshake
+# is an ACK (a TLS 1.3 server's rejection of our client certificate comes there).
+PROTOCOLS = pytest.mark.parametrize("protocol", [PROTOCOL_JSON_LINES, PROTOCOL_BEATS])
+
+
+def input_for(protocol: str, context: ssl.SSLContext) -> JsonLinesReceiver:
+    """Logstash's tcp input (json_lines) or its beats input, over TLS with ``context``."""
+    return BeatsServer(context) if protocol == PROTOCOL_BEATS else JsonLinesReceiver(context)
 
 
 def fails_at_once(server: JsonLinesReceiver, connections: int = 1, **settings: object) -> str:
@@ -51,18 +61,20 @@ def fails_at_once(server: JsonLinesReceiver, connections: int = 1, **settings: o
     return str(raised.value)
 
 
-def test_untrusted_certificate_names_the_ca_file(certs: CertBundle) -> None:
-    with JsonLinesReceiver(certs.server_context()) as server:
-        message = fails_at_once(server, ca_file=certs.other_ca_file)
+@PROTOCOLS
+def test_untrusted_certificate_names_the_ca_file(certs: CertBundle, protocol: str) -> None:
+    with input_for(protocol, certs.server_context()) as server:
+        message = fails_at_once(server, ca_file=certs.other_ca_file, protocol=protocol)
     assert "failed verification" in message
     # Both ways to set it: the function's variable, the command's flag.
     assert f"set {ENV.LOGSTASH_CA_FILE} (--ca-file on the command line)" in message
 
 
-def test_hostname_mismatch_names_the_host_setting(certs: CertBundle) -> None:
+@PROTOCOLS
+def test_hostname_mismatch_names_the_host_setting(certs: CertBundle, protocol: str) -> None:
     # A certificate from the trusted CA, but for logstash.example, not 127.0.0.1.
-    with JsonLinesReceiver(certs.server_context(misnamed=True)) as server:
-        message = fails_at_once(server, ca_file=certs.ca_file)
+    with input_for(protocol, certs.server_context(misnamed=True)) as server:
+        message = fails_at_once(server, ca_file=certs.ca_file, protocol=protocol)
     assert "failed verification" in message
     assert f"set {ENV.LOGSTASH_HOST} (the host of --to on the command line)" in message
 
@@ -86,44 +98,48 @@ def test_a_ca_without_key_usage_fails_at_once_saying_how_to_reissue_it(tmp_path:
     assert f"set {ENV.LOGSTASH_CA_FILE}" not in message
 
 
+@PROTOCOLS
 @pytest.mark.parametrize(
     "version",
     [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2],
     ids=["tls1.3-alert-after-handshake", "tls1.2-alert-in-handshake"],
 )
 def test_missing_client_certificate_names_the_client_cert_settings(
-    certs: CertBundle, version: ssl.TLSVersion
+    certs: CertBundle, version: ssl.TLSVersion, protocol: str
 ) -> None:
     # TLS 1.3 servers reject the missing certificate after the handshake completed: the alert
     # arrives on our first write or read, behind a reset.
     context = certs.server_context(require_client_cert=True, maximum_version=version)
     post_handshake = version is ssl.TLSVersion.TLSv1_3
-    with JsonLinesReceiver(context) as server:
+    with input_for(protocol, context) as server:
         message = fails_at_once(
             server,
             POST_HANDSHAKE_REJECTION_CONNECTIONS if post_handshake else 1,
             ca_file=certs.ca_file,
+            protocol=protocol,
         )
     assert ENV.LOGSTASH_CLIENT_CERT_FILE in message and ENV.LOGSTASH_CLIENT_KEY_FILE in message
     assert "(--client-cert and --client-key on the command line)" in message
     assert server.handshake_errors
 
 
+@PROTOCOLS
 def test_client_certificate_from_another_ca_names_the_client_cert_settings(
-    certs: CertBundle,
+    certs: CertBundle, protocol: str
 ) -> None:
     # The server trusts another CA only: it rejects the certificate we present.
     strict = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     certs.server.configure_cert(strict)
     strict.load_verify_locations(cafile=certs.other_ca_file)
     strict.verify_mode = ssl.CERT_REQUIRED
-    with JsonLinesReceiver(strict) as server:
+    with input_for(protocol, strict) as server:
         message = fails_at_once(
             server,
             POST_HANDSHAKE_REJECTION_CONNECTIONS,  # the server's default maximum is TLS 1.3
             ca_file=certs.ca_file,
             client_cert_file=certs.client_cert_file,
             client_key_file=certs.client_key_file,
+            protocol=protocol,
         )
     assert ENV.LOGSTASH_CLIENT_CERT_FILE in message
 
