@@ -638,6 +638,29 @@ def test_tls_with_ca_file(
     assert receiver.handshake_errors == []
 
 
+@pytest.mark.parametrize("client_cert", [True, False], ids=["client-cert", "no-client-cert"])
+def test_beats_tls_takes_the_tls_flags_as_tls_does(
+    capsys: pytest.CaptureFixture[str], logs: Path, certs: CertBundle, client_cert: bool
+) -> None:
+    """Issue 10: ``--to beats+tls://`` with ``--ca-file``, ``--client-cert`` and
+    ``--client-key``, against a beats input that requires a client certificate."""
+    with BeatsServer(certs.server_context(require_client_cert=True)) as server:
+        argv = ["ship", str(logs), "--to", f"beats+tls://127.0.0.1:{server.port}"]
+        argv += ["--ca-file", certs.ca_file]
+        if client_cert:
+            argv += ["--client-cert", certs.client_cert_file, "--client-key", certs.client_key_file]
+        run = run_cli(capsys, *argv)
+        got = server.events
+    if not client_cert:
+        assert run.status != cli.EXIT_OK
+        assert "--client-cert and --client-key" in run.err, run.err
+        assert got == []
+        return
+    assert run.status == cli.EXIT_OK, run.err
+    assert sorted(e["event"]["original"] for e in got) == sorted([*ALB_LINES, *CLASSIC_LINES])
+    assert server.handshake_errors == []
+
+
 def test_one_s3_object_to_tcp_end_to_end(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:
