@@ -27,7 +27,8 @@ What runs where:
 - The json_lines receiver reads each connection to EOF and counts ``\\n`` (no JSON parsing),
   then closes, as Logstash does; the run fails unless it counted exactly the lines uploaded. The
   beats receiver parses the frames, inflates each window, collects every ``event.id`` and ACKs
-  the window; the run fails unless every id arrived exactly once.
+  the window; the run fails unless every id arrived exactly once, over no more connections
+  than the pool holds.
 
 Figures: "end to end" is lines / wall time of the subprocess (Python start-up and imports
 included); "pipeline" is lines / the seconds the command reports for the object; "per CPU-s" is
@@ -506,6 +507,12 @@ def run_shipper(
             raise SystemExit(
                 f"ship_bench: {distinct:,} distinct event ids and {duplicates:,} duplicates, "
                 f"not {corpus.lines:,} exactly once"
+            )
+        # Issue 10: on a healthy server, no more connections than the pool holds.
+        if receiver.connections > config.pool:
+            raise SystemExit(
+                f"ship_bench: {config.label}: {receiver.connections} connections opened for a "
+                f"pool of {config.pool}"
             )
         if config.privacy == bool(query_values):
             raise SystemExit(

@@ -2,7 +2,8 @@
 
 Their figures are not judged here (timed tests are flaky); what is judged is that they work:
 ``ship_bench`` fails unless the receiver counted every line the object holds (beats: every
-``event.id`` exactly once), over each transport, and ``floor_bench`` prints its table.
+``event.id`` exactly once, over no more connections than the pool holds), over each transport,
+and ``floor_bench`` prints its table.
 """
 
 from __future__ import annotations
