@@ -610,6 +610,43 @@ def test_a_stack_that_does_not_hash_may_read_no_key(parameter: str) -> None:
     assert hash_key_grants(ClientIp="hash", ClientIpHashKeyParameter="") == {}
 
 
+@pytest.mark.parametrize(
+    ("client_ip", "parameter", "granted"),
+    [
+        ("hash", "/elb/key", {("ssm:GetParameter", SSM_ARN + "/elb/key")}),
+        (
+            "hash",
+            "/aws/reference/secretsmanager/key",
+            {
+                ("ssm:GetParameter", SSM_ARN + "/aws/reference/secretsmanager/key"),
+                ("secretsmanager:GetSecretValue", SECRET_ARN + "key-??????"),
+            },
+        ),
+        ("truncate", "/elb/key", set()),
+    ],
+)
+def test_no_statement_of_the_role_reads_another_parameter_or_secret(
+    client_ip: str, parameter: str, granted: set[tuple[str, str]]
+) -> None:
+    """Issue 14: the role may read that one parameter only. The tests above pick the key's
+    statements by Sid; this reads every statement and every policy of the role."""
+    values = parameter_values(ClientIp=client_ip, ClientIpHashKeyParameter=parameter)
+    role = deployed(template()["Resources"]["ShipperRole"]["Properties"], values)
+    assert [policy["PolicyName"] for policy in role["Policies"]] == ["ship-elb-logs"]
+    assert "ManagedPolicyArns" not in role  # AWSLambdaENIManagementAccess, in a VPC only
+    reads = set()
+    for statement in role["Policies"][0]["PolicyDocument"]["Statement"]:
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        resources = statement["Resource"]
+        for action in actions:
+            if action == "*" or action.split(":")[0] in ("ssm", "secretsmanager"):
+                for resource in resources if isinstance(resources, list) else [resources]:
+                    reads.add((action, resource))
+    assert reads == granted
+
+
 @pytest.mark.parametrize("days", ["90", "15", "3653"])
 def test_a_created_bucket_deletes_its_logs_after_the_retention(days: str) -> None:
     """The logs keep every client address and query in full: the bucket the stack creates
