@@ -308,6 +308,29 @@ def test_keepalives_past_the_stall_timeout_are_not_a_failure(
     assert stats.reconnects == 0
 
 
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_partial_acks_past_the_stall_timeout_are_not_a_failure(
+    certs: CertBundle, transport: str
+) -> None:
+    """Issue 10: partial ACKs, like keep-alives, mean "alive" and reset the stall timer. Each
+    window is acknowledged an event at a time over three stall timeouts, with no keep-alive."""
+
+    def reply(sock: Any, connection: int, number: int, events: list[dict[str, Any]]) -> bool:
+        if not events:
+            return True  # a probe: answering it with ACK 0 would be a keep-alive
+        for seq in range(1, len(events)):
+            time.sleep(3 * STALL_TIMEOUT / len(events))
+            sock.sendall(ack(seq))
+        sock.sendall(ack(len(events)))
+        return True
+
+    # Two windows (16 + 14), 3 s each.
+    server, stats = ship_on_one_connection(certs, transport, Faults(reply=reply), batches(30, 30))
+    assert_exactly_once(server, 30)
+    assert stats.reconnects == 0
+    assert server.keepalives_sent == 0
+
+
 def ship_on_one_connection(
     certs: CertBundle, transport: str, faults: Faults, events: list[bytes]
 ) -> tuple[BeatsServer, DeliveryStats]:
