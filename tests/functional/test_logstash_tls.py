@@ -1,13 +1,17 @@
 """TLS failures that retrying cannot fix: each fails at once, without a retry, with one sentence
-naming the setting to change (issue 12 item 2). Real TLS on loopback with trustme certificates."""
+naming the setting to change (issue 12 item 2); and, on a connection that is up, those a retry
+may fix, which are retried. Real TLS on loopback with trustme certificates."""
 
 from __future__ import annotations
 
+import collections
 import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -15,7 +19,7 @@ import trustme
 from elb_log_shipper.config import ENV, PROTOCOL_BEATS, PROTOCOL_JSON_LINES, Settings
 from elb_log_shipper.errors import ConfigurationError, DeliveryError
 from elb_log_shipper.logstash import LogstashSender, SocketPool
-from elb_log_shipper.logstash.connection import build_ssl_context
+from elb_log_shipper.logstash.connection import TLS13_VERDICT_SECONDS, build_ssl_context
 from tests.functional.test_logstash_delivery import (
     all_ids,
     batches,
@@ -23,11 +27,11 @@ from tests.functional.test_logstash_delivery import (
     settings_for,
     ship,
 )
-from tests.support.beats_server import BeatsServer
+from tests.support.beats_server import BeatsServer, Faults, ack
 from tests.support.cert_profiles import issue
 from tests.support.certs import CertBundle
-from tests.support.faults import SlowHandshakeServer
-from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver
+from tests.support.faults import FaultyTls, MemoryTls, SlowHandshakeServer, TlsFaultServer
+from tests.support.receiver import RECV_BYTES, ConnectionRecord, JsonLinesReceiver, ServerTls
 
 # Each case fails on its first connection; a retry storm would take far longer than this.
 pytestmark = pytest.mark.timeout(10)
@@ -43,17 +47,25 @@ POST_HANDSHAKE_REJECTION_CONNECTIONS = 1
 PROTOCOLS = pytest.mark.parametrize("protocol", [PROTOCOL_JSON_LINES, PROTOCOL_BEATS])
 
 
-def input_for(protocol: str, context: ssl.SSLContext) -> JsonLinesReceiver:
+def input_for(protocol: str, context: ServerTls, **kwargs: Any) -> JsonLinesReceiver:
     """Logstash's tcp input (json_lines) or its beats input, over TLS with ``context``."""
-    return BeatsServer(context) if protocol == PROTOCOL_BEATS else JsonLinesReceiver(context)
+    if protocol == PROTOCOL_BEATS:
+        return BeatsServer(context, **kwargs)
+    return JsonLinesReceiver(context, **kwargs)
 
 
-def fails_at_once(server: JsonLinesReceiver, connections: int = 1, **settings: object) -> str:
-    """Ship to ``server`` over TLS with one connection; return the DeliveryError's message after
-    checking that at most ``connections`` were opened (1: no retry) and nothing was delivered."""
+def fails_at_once(
+    server: JsonLinesReceiver,
+    connections: int = 1,
+    payload: list[bytes] | None = None,
+    **settings: object,
+) -> str:
+    """Ship ``payload`` (2,000 small events) to ``server`` over TLS with one connection; return
+    the DeliveryError's message after checking that at most ``connections`` were opened (1: no
+    retry) and nothing was delivered."""
     pool = SocketPool(settings_for(server, tls=True, pool_size=1, **settings))
     with pytest.raises(DeliveryError) as raised:
-        ship(pool, batches(2_000, 200), seconds=30)
+        ship(pool, batches(2_000, 200) if payload is None else payload, seconds=30)
     pool.close()
     server.wait_idle()
     assert server.connection_count <= connections, "the failure was retried"
@@ -332,3 +344,107 @@ def test_a_client_key_of_another_certificate_is_named_as_such(tmp_path: Path) ->
         f"cannot load LOGSTASH_CLIENT_CERT_FILE={cert} with LOGSTASH_CLIENT_KEY_FILE={key} "
         "(--client-cert, --client-key): the key is not the certificate's key"
     )
+
+
+# After the handshake: a TLS failure on a connection that is up, met while writing a batch (a
+# window) or reading its confirmation (an ACK). The servers speak TLS over memory BIOs
+# (``FaultyTls``), so that they decide what reaches the wire and when.
+
+# A verdict later than the client waits for it: the batch is written before it comes.
+LATE_VERDICT_SECONDS = 2 * TLS13_VERDICT_SECONDS
+# Events that make batches too big for the socket buffers (the server reads nothing while it
+# withholds its verdict, into a 64 KiB receive buffer): the verdict, and the reset behind it,
+# meet the write.
+BLOCKING_EVENT_BYTES = 2 * 1024 * 1024
+
+
+@PROTOCOLS
+@pytest.mark.parametrize("met", ["reading", "writing"])
+def test_a_client_certificate_rejected_after_the_batch_went_out_fails_at_once(
+    certs: CertBundle, protocol: str, met: str
+) -> None:
+    """A TLS 1.3 server that judges our client certificate later than the connection waits
+    for its verdict: the alert comes while the first window waits for its ACK (json_lines: for
+    the close that confirms), or, behind the server's reset, while a window too big for the
+    buffers is still being written. One failure naming the client certificate settings, no
+    retry: every new connection would be rejected the same way."""
+    context = certs.server_context(require_client_cert=True)
+    tls = FaultyTls(context, verdict_delay=LATE_VERDICT_SECONDS)
+    with input_for(protocol, tls, rcvbuf=64 * 1024) as server:
+        message = fails_at_once(
+            server,
+            payload=batches(8, 4, pad=BLOCKING_EVENT_BYTES) if met == "writing" else None,
+            ca_file=certs.ca_file,
+            protocol=protocol,
+            beats_compression=0,
+        )
+    assert message.startswith(f"Logstash at 127.0.0.1:{server.port} ended the TLS session")
+    assert ENV.LOGSTASH_CLIENT_CERT_FILE in message and ENV.LOGSTASH_CLIENT_KEY_FILE in message
+    assert "did not return a certificate" in server.handshake_errors[0]  # the server's verdict
+
+
+def corrupt_record(tls: MemoryTls, reply: bytes) -> None:
+    tls.sendall_corrupted(reply)  # a bad MAC
+
+
+def plaintext_alert(tls: MemoryTls, reply: bytes) -> None:
+    tls.raw.sendall(bytes([21, 3, 3, 0, 2, 2, 80]))  # a fatal internal_error alert, unencrypted
+
+
+def close_notify(tls: MemoryTls, reply: bytes) -> None:
+    tls.close_notify()
+
+
+TRANSIENT_TLS_FAULTS = pytest.mark.parametrize(
+    "fault",
+    [corrupt_record, plaintext_alert, close_notify],
+    ids=["corrupt-record", "plaintext-alert", "close-notify"],
+)
+
+
+@TRANSIENT_TLS_FAULTS
+def test_a_tls_fault_on_a_beats_connection_that_is_up_is_retried(
+    certs: CertBundle, fault: Callable[[MemoryTls, bytes], None]
+) -> None:
+    """The second window's ACK does not arrive intact (or the server ends the TLS session
+    instead): retried on a new connection, its window resent with the same ids; nothing
+    acknowledged is sent twice, nothing is lost."""
+    unacknowledged: list[Any] = []
+
+    def reply(sock: Any, connection: int, number: int, events: list[dict[str, Any]]) -> bool:
+        if (connection, number) == (0, 1):
+            unacknowledged.extend(event["id"] for event in events)
+            fault(sock, ack(len(events)))
+            return False
+        sock.sendall(ack(len(events)))
+        return True
+
+    faulty = FaultyTls(certs.server_context())
+    with BeatsServer(faulty, faults=Faults(reply=reply)) as server:
+        pool = SocketPool(
+            settings_for(server, tls=True, pool_size=1, ca_file=certs.ca_file, protocol="beats")
+        )
+        stats = ship(pool, batches(1_000, 100))
+        pool.close()
+    seen = collections.Counter(server.event_ids())
+    assert set(seen) == all_ids(1_000)
+    assert {event_id for event_id, count in seen.items() if count > 1} == set(unacknowledged)
+    assert stats.events_confirmed == 1_000
+    assert server.connection_count == 2
+
+
+@TRANSIENT_TLS_FAULTS
+def test_a_tls_fault_on_a_json_lines_connection_that_is_up_is_retried(
+    certs: CertBundle, fault: Callable[[MemoryTls, bytes], None]
+) -> None:
+    """The tcp input ends the TLS session in a way that is no close after reading everything:
+    the batches are resent on a new connection."""
+    with TlsFaultServer(
+        certs.server_context(), fault=lambda tls: fault(tls, b"?"), after_bytes=10_000
+    ) as server:
+        pool = SocketPool(settings_for(server, tls=True, pool_size=1, ca_file=certs.ca_file))
+        stats = ship(pool, batches(1_000, 100))
+        pool.close()
+    assert set(server.event_ids()) == all_ids(1_000)
+    assert stats.events_confirmed == 1_000
+    assert server.connection_count >= 2

@@ -12,6 +12,7 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
@@ -22,8 +23,10 @@ __all__ = [
     "CappedServer",
     "ClosingServer",
     "ConnectionFault",
+    "FaultyTls",
     "FirstConnectionStuckServer",
     "HalfClosesUnreadServer",
+    "MemoryTls",
     "NeverClosingServer",
     "NeverReadingServer",
     "RefusingServer",
@@ -32,6 +35,7 @@ __all__ = [
     "SlowHandshakeServer",
     "SlowReadingServer",
     "StopsReadingServer",
+    "TlsFaultServer",
     "TlsLastWordsServer",
     "UnansweredAddress",
 ]
@@ -97,6 +101,123 @@ def _tls_records(data: bytes) -> list[bytes]:
         records.append(data[:end])
         data = data[end:]
     return records
+
+
+class MemoryTls:
+    """The server side of a TLS connection over memory BIOs, read and written as ``serve``
+    reads and writes an ``ssl.SSLSocket`` (``recv``, ``sendall``), so that the test decides what
+    goes on the wire: records corrupted or injected after the handshake, a close_notify, the
+    verdict on the client's certificate held back.
+
+    The constructor does the handshake, pausing ``verdict_delay`` seconds after sending the
+    server's flight, before it reads the client's certificate and Finished: a TLS 1.3 server
+    judges the certificate then, so its verdict (its session tickets, or its alert, which raises
+    ``ssl.SSLError`` here after going out) comes that much after the client's handshake ended.
+    What the handshake writes last (TLS 1.3 tickets) waits in ``outgoing`` for ``flush``.
+    """
+
+    def __init__(
+        self, sock: socket.socket, context: ssl.SSLContext, *, verdict_delay: float = 0.0
+    ) -> None:
+        self.raw = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        while True:
+            try:
+                self.tls.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                if self.flush():
+                    time.sleep(verdict_delay)  # our flight went out: the client's ends it
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    raise ConnectionResetError("the client closed during the handshake") from None
+                self.incoming.write(data)
+            except ssl.SSLError:
+                self.flush()  # the alert
+                raise
+
+    def flush(self) -> bool:
+        """Send what the TLS layer wrote; whether it wrote anything."""
+        data = self.outgoing.read()
+        if data:
+            self.raw.sendall(data)
+        return bool(data)
+
+    def recv(self, size: int) -> bytes:
+        """Application data, waiting for it; ``b""`` at the client's close_notify or FIN."""
+        while True:
+            try:
+                return self.tls.read(size)
+            except ssl.SSLWantReadError:
+                data = self.raw.recv(RECV_BYTES)
+                if not data:
+                    return b""
+                self.incoming.write(data)
+            except ssl.SSLZeroReturnError:
+                return b""
+
+    def sendall(self, data: bytes) -> None:
+        self.tls.write(data)
+        self.flush()
+
+    def sendall_corrupted(self, data: bytes) -> None:
+        """``data`` in records whose last byte (of the authentication tag) is flipped, as a
+        middlebox that damages a record would send them: the client finds a bad MAC."""
+        self.tls.write(data)
+        records = bytearray(self.outgoing.read())
+        records[-1] ^= 1
+        self.raw.sendall(records)
+
+    def close_notify(self) -> None:
+        """Send close_notify (without waiting for the client's)."""
+        with contextlib.suppress(ssl.SSLWantReadError):
+            self.tls.unwrap()
+        self.flush()
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        self.raw.setsockopt(level, option, value)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+@dataclass(frozen=True)
+class FaultyTls:
+    """A receiver's ``ssl_context`` whose connections are ``MemoryTls``: ``serve`` (or a beats
+    ``Faults.reply`` script) gets them to misbehave; ``verdict_delay`` holds back every
+    connection's verdict on the client certificate."""
+
+    context: ssl.SSLContext
+    verdict_delay: float = 0.0
+
+    def wrap_socket(self, sock: socket.socket, server_side: bool = True) -> MemoryTls:
+        connection = MemoryTls(sock, self.context, verdict_delay=self.verdict_delay)
+        connection.flush()
+        return connection
+
+
+class TlsFaultServer(JsonLinesReceiver):
+    """A TLS tcp input (json_lines) whose first connection reads ``after_bytes``, then does
+    ``fault`` to its ``MemoryTls`` and closes; later connections are healthy."""
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        *,
+        fault: Callable[[MemoryTls], None],
+        after_bytes: int,
+        **kwargs: Any,
+    ) -> None:
+        self.fault = fault
+        self.after_bytes = after_bytes
+        super().__init__(FaultyTls(context), **kwargs)
+
+    def serve(self, sock: Any, record: ConnectionRecord) -> None:
+        if record.index > 0:
+            super().serve(sock, record)
+        elif _read_up_to(self, sock, record, self.after_bytes):
+            self.fault(sock)
 
 
 class TlsLastWordsServer(JsonLinesReceiver):

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from elb_log_shipper.logstash import BatchFormat
 
@@ -33,7 +33,7 @@ from elb_log_shipper.logstash import BatchFormat
 # what the receiver may have read or acknowledged (a CI simulation saw 128 duplicates with 1 s).
 POOL_NOT_A_STALL_TIMEOUT = 5.0
 
-__all__ = ["ConnectionRecord", "JsonLinesReceiver", "json_lines", "receiver"]
+__all__ = ["ConnectionRecord", "JsonLinesReceiver", "ServerTls", "json_lines", "receiver"]
 
 HOST = "127.0.0.1"
 RECV_BYTES = 64 * 1024
@@ -75,12 +75,20 @@ def in_format(batch: bytes, batch_format: BatchFormat) -> bytes:
     return batch_format.join(lines)
 
 
+class ServerTls(Protocol):
+    """What a receiver's ``ssl_context`` must do: an ``ssl.SSLContext``, or a test's own TLS
+    (``tests/support/faults.py``: ``FaultyTls``) whose connections ``serve`` reads and writes as
+    it would an ``ssl.SSLSocket`` (``recv``, ``sendall``, ``setsockopt``, ``close``)."""
+
+    def wrap_socket(self, sock: socket.socket, server_side: bool = ...) -> Any: ...
+
+
 class JsonLinesReceiver:
     """A healthy json_lines server. Override ``serve`` to change how a connection is read."""
 
     def __init__(
         self,
-        ssl_context: ssl.SSLContext | None = None,
+        ssl_context: ServerTls | None = None,
         *,
         port: int = 0,
         rcvbuf: int | None = None,
@@ -224,8 +232,9 @@ class JsonLinesReceiver:
                     with self._lock:
                         self.handshake_errors.append(str(error))
                     return
-                with self._lock:
-                    self._live.add(sock)
+                if isinstance(sock, socket.socket):  # a FaultyTls connection keeps the plain one
+                    with self._lock:
+                        self._live.add(sock)
             try:
                 self.serve(sock, record)
             except (ssl.SSLError, OSError) as error:
