@@ -395,10 +395,20 @@ def close_notify(tls: MemoryTls, reply: bytes) -> None:
     tls.close_notify()
 
 
+def plaintext_bytes(tls: MemoryTls, reply: bytes) -> None:
+    # What a middlebox that answers on its own sends (its bytes read as a record header with
+    # the wrong version), on a connection that has spoken TLS: no sign of a plaintext port.
+    tls.raw.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+
+
+def overlong_record(tls: MemoryTls, reply: bytes) -> None:
+    tls.raw.sendall(bytes([23, 3, 3, 0xFF, 0xFF]))  # a header longer than any record may be
+
+
 TRANSIENT_TLS_FAULTS = pytest.mark.parametrize(
     "fault",
-    [corrupt_record, plaintext_alert, close_notify],
-    ids=["corrupt-record", "plaintext-alert", "close-notify"],
+    [corrupt_record, plaintext_alert, close_notify, plaintext_bytes, overlong_record],
+    ids=["corrupt-record", "plaintext-alert", "close-notify", "plaintext-bytes", "overlong-record"],
 )
 
 

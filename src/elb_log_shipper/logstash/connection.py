@@ -146,6 +146,7 @@ _FATAL_TLS_REASONS = {
     "TLSV1_ALERT_UNKNOWN_CA": "it does not trust our client certificate: " + _CLIENT_CERT_REMEDY,
     "SSLV3_ALERT_CERTIFICATE_EXPIRED": "our client certificate expired: " + _CLIENT_CERT_REMEDY,
     "TLSV1_ALERT_ACCESS_DENIED": "it denied our client certificate: " + _CLIENT_CERT_REMEDY,
+    # A plaintext port: only in the handshake (_PLAINTEXT_REASONS).
     "WRONG_VERSION_NUMBER": _PLAINTEXT_REMEDY,
     "PACKET_LENGTH_TOO_LONG": _PLAINTEXT_REMEDY,
     "RECORD_LAYER_FAILURE": _PLAINTEXT_REMEDY,
@@ -154,6 +155,12 @@ _FATAL_TLS_REASONS = {
     "UNSUPPORTED_PROTOCOL": "it speaks no TLS version we accept: enable TLS 1.2 or 1.3 on the "
     "input (ssl_supported_protocols)",
 }
+# What OpenSSL makes of bytes that are no TLS record. In the handshake, the port speaks no TLS;
+# once a handshake succeeded it does, and they are a record garbled on the way, or bytes a
+# middlebox (a proxy's own answer) put into the stream: a new connection may carry on.
+_PLAINTEXT_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"}
+)
 # OpenSSL verification codes (X509_V_ERR_*) with their remedies; any other code: the CA.
 _EXPIRED, _NOT_YET_VALID, _HOSTNAME_MISMATCH, _IP_MISMATCH = 10, 9, 62, 64
 _VERIFY_REMEDIES = {
@@ -191,9 +198,11 @@ _STRICT_WHY = (
 )
 
 
-def tls_failure(error: ssl.SSLError, peer: str) -> DeliveryError | None:
+def tls_failure(error: ssl.SSLError, peer: str, *, handshake: bool = False) -> DeliveryError | None:
     """The DeliveryError, naming the setting to change, for a TLS failure that retrying cannot
-    fix; None for one that may be transient (a reset or a close mid-handshake)."""
+    fix; None for one that may be transient (a reset or a close mid-handshake, a garbled record
+    after it). ``handshake``: ``error`` ended the handshake, so bytes that are no TLS record
+    mean a plaintext port; after it, they do not."""
     if isinstance(error, ssl.SSLCertVerificationError):
         code = error.verify_code
         if code in _STRICT_CODES:
@@ -208,8 +217,9 @@ def tls_failure(error: ssl.SSLError, peer: str) -> DeliveryError | None:
             f"the TLS certificate of Logstash at {peer} failed verification "
             f"({error.verify_message}): {remedy}"
         )
-    fatal = _FATAL_TLS_REASONS.get(error.reason or "")
-    if fatal is None:
+    reason = error.reason or ""
+    fatal = _FATAL_TLS_REASONS.get(reason)
+    if fatal is None or (reason in _PLAINTEXT_REASONS and not handshake):
         return None
     return DeliveryError(f"Logstash at {peer} ended the TLS session ({error.reason}): {fatal}")
 
@@ -586,7 +596,7 @@ class Connection:
                 sock = context.wrap_socket(sock, server_hostname=host)
             except ssl.SSLError as error:
                 sock.close()
-                raise tls_failure(error, peer) or ConnectionLostError(
+                raise tls_failure(error, peer, handshake=True) or ConnectionLostError(
                     f"TLS handshake with {peer} broke: {error}", refused=True
                 ) from error
             except TimeoutError as error:
