@@ -383,6 +383,34 @@ def test_a_client_certificate_rejected_after_the_batch_went_out_fails_at_once(
     assert "did not return a certificate" in server.handshake_errors[0]  # the server's verdict
 
 
+@PROTOCOLS
+def test_a_client_certificate_rejected_while_the_connection_waits_in_the_pool_fails_at_once(
+    certs: CertBundle, protocol: str
+) -> None:
+    """The first object's batch is written and left unconfirmed in the pool (an invocation's
+    objects confirm once, at its end); the verdict arrives while the connection is idle. The
+    next object meets it when it takes the connection (beats: the pool's tender, reading ACKs,
+    meets it first, and the next connection is rejected the same way): one failure naming the
+    client certificate settings, not a retry for every batch."""
+    context = certs.server_context(require_client_cert=True)
+    tls = FaultyTls(context, verdict_delay=LATE_VERDICT_SECONDS)
+    with input_for(protocol, tls) as server:
+        settings = settings_for(
+            server, tls=True, pool_size=1, ca_file=certs.ca_file, protocol=protocol
+        )
+        pool = SocketPool(settings)
+        ship(pool, batches(10, 10, prefix="a"), confirm=False)  # one window, unacknowledged
+        time.sleep(LATE_VERDICT_SECONDS + TLS13_VERDICT_SECONDS)  # the alert is there
+        with pytest.raises(DeliveryError) as raised:
+            ship(pool, batches(2_000, 200), seconds=30)
+        pool.close()
+        server.wait_idle()
+    message = str(raised.value)
+    assert ENV.LOGSTASH_CLIENT_CERT_FILE in message and ENV.LOGSTASH_CLIENT_KEY_FILE in message
+    assert server.connection_count <= (2 if protocol == PROTOCOL_BEATS else 1)
+    assert server.events == []
+
+
 def corrupt_record(tls: MemoryTls, reply: bytes) -> None:
     tls.sendall_corrupted(reply)  # a bad MAC
 

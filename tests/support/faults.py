@@ -150,6 +150,7 @@ class MemoryTls:
             try:
                 return self.tls.read(size)
             except ssl.SSLWantReadError:
+                self.flush()  # what reading wrote (a renegotiation's handshake) must go out
                 data = self.raw.recv(RECV_BYTES)
                 if not data:
                     return b""
