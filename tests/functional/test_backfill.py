@@ -1098,19 +1098,33 @@ def test_listing_by_date_declines_what_it_cannot_narrow(
     assert list_dated(moto.client(), bucket, prefix, dates, None) is None
 
 
-def test_a_throttled_listing_is_retried_past_botocores_default(
-    capsys: pytest.CaptureFixture[str], moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+# S3 answers a busy prefix with 503 SlowDown for a while, three times in a row here: past
+# botocore's default of 3 attempts, within the command's 8. A listing that gave up ended the whole
+# backfill with exit 2 ("check the bucket name, the credentials and their s3:ListBucket
+# permission"); reads are throttled too (each object's first three GETs), in the command's
+# process or each worker's (two jobs), and fail no object.
+THROTTLED: dict[str, dict[str, Any]] = {
+    "listing": {"listing_error": (503, "SlowDown"), "listing_errors_left": 3},
+    "reads": {"error": (503, "SlowDown"), "error_times": 3},
+}
+
+
+@pytest.mark.parametrize("throttled", list(THROTTLED))
+def test_throttled_s3_is_retried_past_botocores_default(
+    capsys: pytest.CaptureFixture[str],
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    throttled: str,
 ) -> None:
-    # S3 answers a busy prefix with 503 SlowDown for a while: botocore's default 3 attempts
-    # gave up on the listing, and the whole backfill ended with exit 2 ("check the bucket name,
-    # the credentials and their s3:ListBucket permission").
-    logs = new_day_of_logs(moto, "throttled", 2)
-    # Three errors in a row: past botocore's default of 3 attempts, within the command's.
-    with FaultyS3(moto, listing_error=(503, "SlowDown"), listing_errors_left=3) as faulty:
+    logs = new_day_of_logs(moto, f"throttled-{throttled}", 2)
+    with FaultyS3(moto, **THROTTLED[throttled]) as faulty:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
-        run = run_cli(capsys, logs.uri, "--to", "-", "--quiet")
+        run = run_cli(capsys, logs.uri, "--to", "-", "--jobs", "2", "--quiet")
     assert run.status == cli.EXIT_OK, run.err
     assert received(stdout_events(run.out)) == expected_lines(logs, set(logs.objects))
+    if throttled == "reads":
+        # Each key asked no more than the retries need: four GETs, not a storm.
+        assert faulty.errors_answered == Counter(dict.fromkeys(logs.objects, 4))
 
 
 def test_a_prefix_without_its_slash_is_listed_when_only_reading_it_is_denied(

@@ -32,6 +32,7 @@ import struct
 import sys
 import threading
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -192,8 +193,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         if names_a_key and self.command in ("GET", "HEAD") and faults.error is not None:
             _, _, key = unquote(urlsplit(self.path).path).lstrip("/").partition("/")
             if faults.error_keys is None or key in faults.error_keys:
-                self._answer_error(*faults.error)
-                return
+                faults.errors_answered[key] += 1
+                if faults.error_times is None or faults.errors_answered[key] <= faults.error_times:
+                    self._answer_error(*faults.error)
+                    return
         if (
             not names_a_key
             and self.command == "GET"
@@ -314,7 +317,8 @@ class FaultyS3:
     object reads (GET of a key) misbehave as set.
 
     - ``error = (503, "SlowDown")``: object reads and HEADs get that S3 error answer (with
-      ``error_keys``, only those of these keys: one object failing among others);
+      ``error_keys``, only those of these keys: one object failing among others; with
+      ``error_times = n``, only each key's first n reads and HEADs: S3 throttling a while);
     - ``listing_error = (403, "AccessDenied")``: so do bucket listings (with
       ``listing_errors_left = n``, only the next n of them: S3 throttling a while);
     - ``stall_after = n``: each object read sends its headers and its body up to the object's
@@ -344,6 +348,9 @@ class FaultyS3:
     moto: MotoServer
     error: tuple[int, str] | None = None
     error_keys: frozenset[str] | None = None
+    error_times: int | None = None
+    errors_answered: Counter[str] = field(default_factory=Counter)
+    """The reads and HEADs of each key that ``error`` applied to (answered with it or not)."""
     listing_error: tuple[int, str] | None = None
     listing_errors_left: int | None = None
     stall_after: int | None = None
