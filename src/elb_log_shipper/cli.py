@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, TextIO
@@ -127,6 +128,10 @@ WORKER_PRELOAD = ("elb_log_shipper.pipeline", "boto3")
 # Options of `ship` that a resume command never repeats: the sources and the resume point are
 # what it changes.
 _NOT_REPEATED = frozenset({"help", "sources", "start_after", "start_offset"})
+# Archived objects a resume command names at once: a month of a busy load balancer archived is
+# thousands of them, each otherwise a command of its own; a hundred keys make a command line of
+# about 20 KB, far below what a shell and the kernel take.
+RESUME_OBJECTS_PER_COMMAND = 100
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1017,6 +1022,12 @@ class _Run:
             for index, result in enumerate(results)
             if (offset := _resume_offset(result)) is not None
         ]
+        # Archived objects not read at all: restored, they ship whole, many to a command.
+        archived = [
+            self.plan.objects[index]
+            for index, result in enumerate(results)
+            if result.archived and _resume_offset(result) == 0
+        ]
         stopped = sum(
             1 for r in results if r.outcome is Outcome.HANDED_OFF and r.next_offset is not None
         )
@@ -1032,6 +1043,15 @@ class _Run:
             ),
             file=self.stderr,
         )
+        if archived:
+            classes = Counter(obj.ref.archive or "an archive tier" for obj in archived)
+            print(
+                f"{PROG}: {objects(len(archived))} {'is' if len(archived) == 1 else 'are'} "
+                f"archived ({'; '.join(f'{name}: {n:,}' for name, n in classes.most_common())}) "
+                "and were not read: S3 reads them only once restored (aws s3api restore-object, "
+                "or S3 Batch Operations for many); restore them, then run the commands below",
+                file=self.stderr,
+            )
         hung = "its worker process hung or stopped" if self.jobs > 1 else "a call that hung"
         for index, seconds in sorted(self.silences.items()):
             if index < len(results) and index not in self.silent_then_failed:
@@ -1041,7 +1061,9 @@ class _Run:
                     file=self.stderr,
                 )
         rejected = sum(1 for r in results if r.outcome is Outcome.REJECTED)
-        if self._interrupted(finished, unfinished, stopped=stopped, rejected=rejected):
+        if self._interrupted(
+            finished, unfinished, stopped=stopped, rejected=rejected, whole=archived
+        ):
             return EXIT_INTERRUPTED
         stopped_by = next((r for r in results if r.stops_run), None)
         if stopped_by is not None or self._start_error is not None:
@@ -1061,7 +1083,7 @@ class _Run:
                 f"{'was' if unsent == 1 else 'were'} not shipped: {remedy}, then run:",
                 file=self.stderr,
             )
-            self._print_commands(finished, unfinished)
+            self._print_commands(finished, unfinished, archived)
             return EXIT_FAILED
         if unfinished:
             # Failed objects (a read that failed for good, an archived or changed object): the
@@ -1072,7 +1094,7 @@ class _Run:
                 "its first line not shipped, run:",
                 file=self.stderr,
             )
-            self._print_commands(finished, unfinished)
+            self._print_commands(finished, unfinished, archived)
         failed = any(r.outcome in (Outcome.FAILED, Outcome.REJECTED) for r in results)
         return EXIT_FAILED if failed or not_shipped else EXIT_OK
 
@@ -1167,6 +1189,7 @@ class _Run:
         *,
         stopped: int = 0,
         rejected: int = 0,
+        whole: Sequence[PlannedObject] = (),
     ) -> bool:
         """After Ctrl-C or SIGTERM left objects unstarted or ``stopped`` part-way: print how to
         resume and return True.
@@ -1174,7 +1197,8 @@ class _Run:
         ``unfinished`` are the objects handed back but not done (``stopped`` of them stopped
         part-way, the others failed), with the offset each goes on from: the resume commands
         finish them too, so that running them all ships every line. ``rejected`` objects are
-        left out (running them again cannot help) but not counted as done.
+        left out (running them again cannot help) but not counted as done. ``whole`` (of
+        ``unfinished``) are shipped whole, many to a command (``resume_commands``).
         """
         if not (self.stop.is_set() or self.forced):
             return False
@@ -1190,14 +1214,20 @@ class _Run:
         if rejected:
             counts.append(f"{rejected} rejected (not retried: running them again cannot help)")
         print(f"{PROG}: interrupted; {', '.join(counts)}. To resume, run:", file=self.stderr)
-        self._print_commands(finished, unfinished)
+        self._print_commands(finished, unfinished, whole)
         return True
 
     def _print_commands(
-        self, finished: int, unfinished: Sequence[tuple[PlannedObject, int]]
+        self,
+        finished: int,
+        unfinished: Sequence[tuple[PlannedObject, int]],
+        whole: Sequence[PlannedObject] = (),
     ) -> None:
-        """The ``resume_commands`` from ``finished``, one a line, as a shell reads them."""
-        for command in resume_commands(self.args, self.plan.objects, finished, unfinished):
+        """The ``resume_commands`` from ``finished``, one a line, as a shell reads them; the
+        objects of ``unfinished`` in ``whole`` are named many to a command."""
+        together = {id(obj) for obj in whole}
+        alone = [(obj, offset) for obj, offset in unfinished if id(obj) not in together]
+        for command in resume_commands(self.args, self.plan.objects, finished, alone, whole):
             print(f"  {' '.join(map(shell_word, [PROG, *command]))}", file=self.stderr)
 
 
@@ -1226,11 +1256,14 @@ def resume_commands(
     objects: Sequence[PlannedObject],
     finished: int,
     unfinished: Sequence[tuple[PlannedObject, int]] = (),
+    whole: Sequence[PlannedObject] = (),
 ) -> list[list[str]]:
     """The ``ship`` command lines (without the program name) that go on from ``objects[finished]``,
     after one per object of ``unfinished`` (an object before ``finished`` that Ctrl-C stopped
     part-way, or that failed, with the offset of its first line not shipped) that ships the rest
-    of it (``--start-offset``).
+    of it (``--start-offset``); and one per ``RESUME_OBJECTS_PER_COMMAND`` objects of ``whole``
+    (objects before ``finished`` to ship from their start: archived ones, not read at all),
+    named together.
 
     Sources whose objects are all done are dropped. When the first object left was listed under
     an S3 prefix or in a directory after others of it were done, that source resumes with
@@ -1246,6 +1279,9 @@ def resume_commands(
     commands = [
         ["ship", obj.ref.uri, *options, "--start-offset", str(offset)] for obj, offset in unfinished
     ]
+    for start in range(0, len(whole), RESUME_OBJECTS_PER_COMMAND):
+        named = whole[start : start + RESUME_OBJECTS_PER_COMMAND]
+        commands.append(["ship", *(obj.ref.uri for obj in named), *options])
     if finished >= len(objects):
         return commands
     sources: list[str] = list(args.sources)

@@ -882,6 +882,40 @@ def test_a_dry_run_marks_the_archived_objects(
     assert run.out.splitlines()[0].endswith(keys[2])
 
 
+def test_archived_objects_are_counted_once_with_how_to_restore_them_and_resumed_together(
+    capsys: pytest.CaptureFixture[str], moto: MotoServer
+) -> None:
+    # A backfill over logs a lifecycle rule archived met them one by one: a line each, then one
+    # resume command each (a month of a busy ALB archived: 8,000 commands to run one by one) and
+    # no word of how many were archived or how to restore them all.
+    logs = new_day_of_logs(moto, "archived-run", 8)
+    keys = sorted(logs.objects)
+    classes: list[StorageClassType] = ["GLACIER", "DEEP_ARCHIVE", "GLACIER"] * 2
+    for key, storage_class in zip(keys[1:7], classes, strict=True):
+        archive(moto, logs, key, storage_class)
+    with JsonLinesReceiver() as receiver:
+        to = f"tcp://127.0.0.1:{receiver.port}"
+        first = run_cli(capsys, logs.uri, "--to", to, "--jobs", "2", "--quiet")
+        assert first.status == cli.EXIT_FAILED, first.err
+        assert "Traceback" not in first.err
+        assert first.err.count("is archived in") == 6, first.err  # one line an object
+        assert (
+            f"{cli.PROG}: 6 objects are archived (GLACIER: 4; DEEP_ARCHIVE: 2) and were not read: "
+            "S3 reads them only once restored (aws s3api restore-object, or S3 Batch "
+            "Operations for many); restore them, then run the commands below\n"
+        ) in first.err
+        commands = printed_resume_commands(first.err)
+        uris = [f"s3://{logs.bucket}/{key}" for key in keys[1:7]]
+        assert commands == [["ship", *uris, "--to", to, "--jobs", "2", "--quiet"]], first.err
+        for key in keys[1:7]:
+            moto.client().restore_object(Bucket=logs.bucket, Key=key, RestoreRequest={"Days": 1})
+        run_resume_commands(capsys, commands)
+        receiver.wait_idle()
+        got = received(receiver.events)
+    # Together, every line exactly once.
+    assert got == expected_lines(logs, set(logs.objects))
+
+
 def test_via_lambda_queues_no_archived_object_that_is_not_restored(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:

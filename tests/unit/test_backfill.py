@@ -141,6 +141,19 @@ def test_resume_before_anything_of_the_prefix_keeps_the_given_start_after() -> N
     ]
 
 
+def test_resume_names_archived_objects_a_hundred_to_a_command() -> None:
+    # Thousands of archived objects were a command each, one object failed part-way keeps its own.
+    argv = ["ship", "s3://b/p/", "--to", "-"]
+    objects = [planned(0, f"p/{n:03d}") for n in range(251)]
+    commands = resume_commands(parse(argv), objects, 251, [(objects[0], 7)], objects[1:])
+    assert commands[0] == ["ship", "s3://b/p/000", "--to", "-", "--start-offset", "7"]
+    assert [len(command) - 3 for command in commands[1:]] == [100, 100, 50]
+    assert [uri for command in commands[1:] for uri in command[1:-2]] == [
+        obj.ref.uri for obj in objects[1:]
+    ]
+    assert all(parse(command).to == "-" for command in commands)
+
+
 def test_resume_drops_finished_sources_and_splits_a_prefix_from_the_rest() -> None:
     argv = ["ship", "s3://b/one", "s3://b/p/", "./dir", "--to", "-"]
     objects = [
