@@ -1022,12 +1022,20 @@ class _Run:
             for index, result in enumerate(results)
             if (offset := _resume_offset(result)) is not None
         ]
-        # Archived objects not read at all: restored, they ship whole, many to a command.
+        # Archived objects not read at all: restored, they ship whole, many to a command. So do
+        # objects overwritten since the listing named them (a read is pinned to the listed
+        # ETag): named alone, each is shipped as it is now.
         archived = [
             self.plan.objects[index]
             for index, result in enumerate(results)
             if result.archived and _resume_offset(result) == 0
         ]
+        changed = [
+            self.plan.objects[index]
+            for index, result in enumerate(results)
+            if result.outcome is Outcome.REJECTED and result.changed
+        ]
+        whole = [obj for obj in self.plan.objects if obj in archived or obj in changed]
         stopped = sum(
             1 for r in results if r.outcome is Outcome.HANDED_OFF and r.next_offset is not None
         )
@@ -1052,6 +1060,13 @@ class _Run:
                 "or S3 Batch Operations for many); restore them, then run the commands below",
                 file=self.stderr,
             )
+        if changed:
+            print(
+                f"{PROG}: changed while the command ran (overwritten, a version deleted), not "
+                f"shipped whole: {objects(len(changed))}; the commands below ship each as it is "
+                "now, from its start",
+                file=self.stderr,
+            )
         hung = "its worker process hung or stopped" if self.jobs > 1 else "a call that hung"
         for index, seconds in sorted(self.silences.items()):
             if index < len(results) and index not in self.silent_then_failed:
@@ -1060,9 +1075,14 @@ class _Run:
                     f"{format_duration(seconds)} at one point (a read that stalled, or {hung})",
                     file=self.stderr,
                 )
-        rejected = sum(1 for r in results if r.outcome is Outcome.REJECTED)
+        rejected = sum(1 for r in results if r.outcome is Outcome.REJECTED and not r.changed)
         if self._interrupted(
-            finished, unfinished, stopped=stopped, rejected=rejected, whole=archived
+            finished,
+            unfinished,
+            stopped=stopped,
+            rejected=rejected,
+            whole=whole,
+            changed=len(changed),
         ):
             return EXIT_INTERRUPTED
         stopped_by = next((r for r in results if r.stops_run), None)
@@ -1083,18 +1103,19 @@ class _Run:
                 f"{'was' if unsent == 1 else 'were'} not shipped: {remedy}, then run:",
                 file=self.stderr,
             )
-            self._print_commands(finished, unfinished, archived)
+            self._print_commands(finished, unfinished, whole)
             return EXIT_FAILED
-        if unfinished:
+        if unfinished or changed:
             # Failed objects (a read that failed for good, an archived or changed object): the
             # whole command again would ship every other object twice.
+            failed = len(unfinished) + len(changed)
             print(
-                f"{PROG}: {objects(len(unfinished))} failed (the errors above say why); to ship "
-                f"{'it' if len(unfinished) == 1 else 'them'} once the cause is fixed, each from "
+                f"{PROG}: {objects(failed)} failed (the errors above say why); to ship "
+                f"{'it' if failed == 1 else 'them'} once the cause is fixed, each from "
                 "its first line not shipped, run:",
                 file=self.stderr,
             )
-            self._print_commands(finished, unfinished, archived)
+            self._print_commands(finished, unfinished, whole)
         failed = any(r.outcome in (Outcome.FAILED, Outcome.REJECTED) for r in results)
         return EXIT_FAILED if failed or not_shipped else EXIT_OK
 
@@ -1190,6 +1211,7 @@ class _Run:
         stopped: int = 0,
         rejected: int = 0,
         whole: Sequence[PlannedObject] = (),
+        changed: int = 0,
     ) -> bool:
         """After Ctrl-C or SIGTERM left objects unstarted or ``stopped`` part-way: print how to
         resume and return True.
@@ -1197,20 +1219,26 @@ class _Run:
         ``unfinished`` are the objects handed back but not done (``stopped`` of them stopped
         part-way, the others failed), with the offset each goes on from: the resume commands
         finish them too, so that running them all ships every line. ``rejected`` objects are
-        left out (running them again cannot help) but not counted as done. ``whole`` (of
-        ``unfinished``) are shipped whole, many to a command (``resume_commands``).
+        left out (running them again cannot help) but not counted as done. ``whole`` are shipped
+        whole, many to a command (``resume_commands``): archived objects of ``unfinished``, and
+        ``changed`` objects, rejected because they changed since they were listed.
         """
         if not (self.stop.is_set() or self.forced):
             return False
-        if finished >= len(self.plan.objects) and not unfinished:
+        if finished >= len(self.plan.objects) and not unfinished and not whole:
             # Every object was handed back, none left to go on with (stopped part-way, or
             # failed: the stop may have cut the confirmation of the last one short).
             return False
         failed = len(unfinished) - stopped
-        done = finished - len(unfinished) - rejected
+        done = finished - len(unfinished) - rejected - changed
         counts = [f"{done} of {len(self.plan.objects)} objects done"]
         if failed:
             counts.append(f"{failed} failed (retried by the commands below)")
+        if changed:
+            counts.append(
+                f"{changed} changed while the command ran (the commands below ship them as they "
+                "are now)"
+            )
         if rejected:
             counts.append(f"{rejected} rejected (not retried: running them again cannot help)")
         print(f"{PROG}: interrupted; {', '.join(counts)}. To resume, run:", file=self.stderr)

@@ -46,6 +46,7 @@ from elb_log_shipper.errors import (
     ArchivedObjectError,
     CredentialsError,
     DeliveryError,
+    ObjectChangedError,
     SourceError,
 )
 from elb_log_shipper.formats import TIMESTAMP_FORMAT, EventBuilder
@@ -418,6 +419,7 @@ def _source_failed(result: ObjectResult, error: SourceError) -> None:
     result.outcome = Outcome.FAILED if error.transient else Outcome.REJECTED
     result.credentials_refused = isinstance(error, CredentialsError)
     result.archived = isinstance(error, ArchivedObjectError)
+    result.changed = isinstance(error, ObjectChangedError)
     result.restart = error.restart
 
 

@@ -111,6 +111,9 @@ class ObjectResult:
     archived: bool = False
     """FAILED because S3 holds the object in an archive (Glacier) and it is not restored: no
     retry within minutes can read it."""
+    changed: bool = False
+    """REJECTED because the object is not the one named (overwritten since it was listed or
+    first read, a version deleted): named alone, the object as it is now can be shipped."""
     restart: bool = False
     """FAILED with the lines already read suspect (an S3 checksum that failed): a retry ships
     the object from its start."""

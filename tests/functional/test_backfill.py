@@ -916,6 +916,44 @@ def test_archived_objects_are_counted_once_with_how_to_restore_them_and_resumed_
     assert got == expected_lines(logs, set(logs.objects))
 
 
+def test_an_object_overwritten_after_the_listing_is_given_a_command_that_ships_it_as_it_is_now(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+) -> None:
+    # A backfill reads each object pinned to the ETag its listing gave. One overwritten between
+    # the listing and its read (a re-encryption by copy in place, a re-upload: a month's
+    # backfill takes hours) was rejected: no command shipped it, and the run's own advice spoke
+    # of hand-written events. Its content as it is now was shipped by nothing.
+    logs = new_day_of_logs(moto, "changed-after-listing", 4)
+    keys = sorted(logs.objects)
+    stored: dict[str, Stored] = {}
+
+    def overwrite(key: str) -> None:
+        if key == keys[0] and not stored:
+            stored[keys[2]] = put(logs.bucket, keys[2], list(alb_lines(5, seed=99)), compress=True)
+
+    with (
+        FaultyS3(moto, before_read=overwrite) as faulty,
+        JsonLinesReceiver() as receiver,
+    ):
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        to = f"tcp://127.0.0.1:{receiver.port}"
+        first = run_cli(capsys, logs.uri, "--to", to, "--jobs", "1", "--quiet")
+        assert first.status == cli.EXIT_FAILED, first.err
+        assert (
+            "changed while the command ran (overwritten, a version deleted), not shipped whole: "
+            in (first.err)
+        )
+        commands = printed_resume_commands(first.err)
+        uri = f"s3://{logs.bucket}/{keys[2]}"
+        assert commands == [["ship", uri, "--to", to, "--jobs", "1", "--quiet"]], first.err
+        run_resume_commands(capsys, commands)
+        receiver.wait_idle()
+        got = received(receiver.events)
+    # Every line of the objects as they were read, the overwritten one as it is now, once.
+    logs.objects.update(stored)
+    assert got == expected_lines(logs, set(logs.objects))
+
+
 def test_via_lambda_queues_no_archived_object_that_is_not_restored(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:

@@ -183,6 +183,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             if faults.stall_reads_after is not None and len(faults.gets) > faults.stall_reads_after:
                 faults.stalls += 1
                 faults.released.wait(60)
+        if is_object_read and faults.before_read is not None:
+            faults.before_read(unquote(urlsplit(self.path).path).lstrip("/").partition("/")[2])
         ranged = "Range" in self.headers
         if is_object_read and ranged and faults.before_ranged_read is not None:
             faults.before_ranged_read()
@@ -340,6 +342,8 @@ class FaultyS3:
       get the S3 error ``range_error`` (503 SlowDown);
     - ``before_ranged_read``: called before each ranged object read is forwarded (to overwrite
       the object between a read and its resume).
+    - ``before_read``: called with the key before each object read is forwarded (to overwrite
+      an object between a listing and its read).
 
     Point a client at ``endpoint_url`` (boto3's ``AWS_ENDPOINT_URL_S3``); use it as a context
     manager, which stops it and releases every stalled response.
@@ -364,6 +368,7 @@ class FaultyS3:
     range_error: tuple[int, str] = (503, "SlowDown")
     range_errors_left: int = 0
     before_ranged_read: Callable[[], None] | None = field(default=None, repr=False)
+    before_read: Callable[[str], None] | None = field(default=None, repr=False)
     released: threading.Event = field(default_factory=threading.Event)
     gets: list[str] = field(default_factory=list)
     """The paths of the object reads received."""
