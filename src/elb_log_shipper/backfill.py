@@ -248,6 +248,7 @@ def plan_sources(
     dates: DateRange | None = None,
     start_after: str | None = None,
     any_key: bool = False,
+    on_listed: Callable[[Plan], None] | None = None,
 ) -> Plan:
     """The objects the SOURCE arguments name, in shipping order (see the module docstring).
 
@@ -255,10 +256,12 @@ def plan_sources(
     whose keys are not named like ELB's logs (``has_log_name``), and dot-files under a folder
     (``.DS_Store``, ``.git/``), are counted in ``Plan.not_logs`` and left out, unless
     ``any_key``. Raises ConfigurationError for a missing local path or a malformed S3 URI,
-    ListingError when a prefix cannot be listed.
+    ListingError when a prefix cannot be listed. ``on_listed`` is called with the plan after each
+    object listed under an S3 prefix (a listing of thousands takes a while: progress).
     """
     dates = dates or DateRange()
     plan = Plan()
+    listed = on_listed or _ignore
     for index, source in enumerate(sources):
         if source.startswith("s3://"):
             _plan_s3(
@@ -269,6 +272,7 @@ def plan_sources(
                 dates=dates,
                 start_after=start_after,
                 any_key=any_key,
+                on_listed=listed,
             )
         elif os.path.isdir(source):
             found = False
@@ -291,6 +295,10 @@ def plan_sources(
         else:
             raise ConfigurationError(f"{source}: no such file or directory")
     return plan
+
+
+def _ignore(plan: Plan) -> None:
+    """No progress to tell (``plan_sources`` without ``on_listed``)."""
 
 
 def _hidden(path: str) -> bool:
@@ -539,6 +547,7 @@ def _plan_s3(
     dates: DateRange,
     start_after: str | None,
     any_key: bool,
+    on_listed: Callable[[Plan], None],
 ) -> None:
     bucket, key = parse_s3_uri(source)
     if key and not key.endswith("/"):
@@ -561,6 +570,7 @@ def _plan_s3(
             _add_listed(plan, index, ref, ref.size or 0, dates)
         else:
             plan.not_logs += 1
+        on_listed(plan)
     if found:
         return
     # Listed by date, nothing found says nothing of the keys outside the dates: a prefix with

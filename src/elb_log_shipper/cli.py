@@ -524,6 +524,7 @@ def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
         dates=DateRange(args.since, args.until),
         start_after=args.start_after,
         any_key=args.any_key,
+        on_listed=_listing_progress(stderr, args.progress_every),
     )
     within = _dates_named(args.since, args.until)
     for source in plan.empty_prefixes:
@@ -551,6 +552,29 @@ def _ship(args: argparse.Namespace, stdout: IO[bytes], stderr: TextIO) -> int:
         return run.ship_all(settings, stdout, clients.s3, _privacy_rules(settings))
     finally:
         _flush_written(stdout)
+
+
+def _listing_progress(stderr: TextIO, interval: float) -> Callable[[Plan], None]:
+    """What ``plan_sources`` calls after each object listed: a line every ``interval`` seconds
+    while the listing lasts (a month of a busy load balancer is tens of thousands of keys, a
+    page of 1,000 at a time), which says why nothing ships yet."""
+    started = time.monotonic()
+    last = started
+
+    def listed(plan: Plan) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < interval:
+            return
+        last = now
+        count = len(plan.objects) + sum(plan.excluded.values()) + plan.not_logs
+        print(
+            f"{PROG}: listing: {count:,} objects listed ({len(plan.to_ship):,} to ship) in "
+            f"{format_duration(now - started)}; nothing ships before the listing ends",
+            file=stderr,
+        )
+
+    return listed
 
 
 def _buffered(stdout: IO[bytes]) -> IO[bytes]:

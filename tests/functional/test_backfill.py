@@ -286,6 +286,25 @@ def test_stdout_stays_ordered_by_object_with_two_jobs(
     ]
 
 
+def test_a_long_listing_says_how_far_it_got(
+    capsys: pytest.CaptureFixture[str], prefix: Prefix
+) -> None:
+    # Nothing ships before the whole plan is listed: a month of a busy ALB (tens of thousands
+    # of keys, 1,000 a page) listed for a minute without a word, as if the command hung.
+    run = run_cli(capsys, prefix.uri, "--dry-run", "--progress-every", "0.001")
+    assert run.status == cli.EXIT_OK, run.err
+    counts = [
+        int(found[1].replace(",", ""))
+        for found in re.finditer(r"listing: ([\d,]+) objects listed \([\d,]+ to ship\)", run.err)
+    ]
+    assert counts, run.err
+    assert counts == sorted(counts)
+    assert counts[-1] <= len(prefix.objects)
+    assert "nothing ships before the listing ends" in run.err
+    # Without a long listing, no such line: the default interval is 10 s.
+    assert "listing:" not in run_cli(capsys, prefix.uri, "--dry-run").err
+
+
 def test_dry_run_lists_sizes_and_skips_without_reading(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, prefix: Prefix
 ) -> None:
