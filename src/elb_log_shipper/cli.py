@@ -1049,17 +1049,21 @@ class _Run:
         # Archived objects not read at all: restored, they ship whole, many to a command. So do
         # objects overwritten since the listing named them (a read is pinned to the listed
         # ETag): named alone, each is shipped as it is now.
-        archived = [
-            self.plan.objects[index]
+        archived_at = [
+            index
             for index, result in enumerate(results)
             if result.archived and _resume_offset(result) == 0
         ]
-        changed = [
-            self.plan.objects[index]
+        changed_at = [
+            index
             for index, result in enumerate(results)
             if result.outcome is Outcome.REJECTED and result.changed
         ]
-        whole = [obj for obj in self.plan.objects if obj in archived or obj in changed]
+        archived = [self.plan.objects[index] for index in archived_at]
+        changed = [self.plan.objects[index] for index in changed_at]
+        # By index, in plan order: a membership test of one list in the other compares objects
+        # field by field, quadratic (78 s for 8,000 archived of 20,000 objects).
+        whole = [self.plan.objects[index] for index in sorted({*archived_at, *changed_at})]
         stopped = sum(
             1 for r in results if r.outcome is Outcome.HANDED_OFF and r.next_offset is not None
         )
