@@ -245,7 +245,6 @@ class BeatsConnection(Connection):
         # The peer broke the protocol: nothing it sent after that counts (``last_words``).
         self._broken = False
         self.keepalives = 0
-        self.silence_probes = 0
         self._probe_after = probe_after_silence(settings.stall_timeout)
         # For the silence probe: when a byte last moved either way, as far as we can tell (our
         # writes exactly; the peer's bytes no earlier than the last read that found nothing
@@ -442,7 +441,6 @@ class BeatsConnection(Connection):
             return
         if self._probed and silence < LOGSTASH_KEEPALIVE_SECONDS:
             return
-        self.silence_probes += 1
         self.carried_bytes += len(SILENCE_PROBE)
         if watchdog is not None:
             watchdog.queue_ours()
