@@ -495,7 +495,6 @@ class LinePrivacy:
         "_redacts",
         "_redacts_query",
         "_removes_query",
-        "_rules",
         "_short_path",
         "_truncates",
         "_truncates_alone",
@@ -503,7 +502,6 @@ class LinePrivacy:
     )
 
     def __init__(self, rules: PrivacyRules, detect_format: FormatDetector) -> None:
-        self._rules = rules
         self._detect_format = detect_format
         # The settings as flags: an enum member read from its class costs a lookup through the
         # enum type's `__getattr__` hook (~100 ns), several a line on the hot path.
