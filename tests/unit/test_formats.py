@@ -11,7 +11,15 @@ from typing import Any
 import orjson
 import pytest
 
-from elb_log_shipper.formats import PARSE_FAILURE_TAG, EventBuilder, alb, parse_line
+from elb_log_shipper.formats import (
+    PARSE_FAILURE_TAG,
+    EventBuilder,
+    _values,
+    alb,
+    classic,
+    nlb,
+    parse_line,
+)
 from elb_log_shipper.formats._tokenizer import _split_fast, _split_slow, tokenize
 from elb_log_shipper.formats._values import MEMO_LIMIT
 from elb_log_shipper.framing import MAX_LINE_BYTES, OversizedLine
@@ -1108,3 +1116,52 @@ def test_the_two_level_memos_stay_bounded_over_values_that_never_repeat() -> Non
         assert PARSE_FAILURE_TAG not in (parse_line(varied).get("tags") or [])
     for memo in (alb._tls, alb._backends):
         assert 0 < sum(map(len, memo.values())) <= MEMO_LIMIT
+
+
+def _varied_lines(n: int) -> tuple[str, str, str]:
+    """An ALB, a Classic and an NLB line whose memoised values are all new for each ``n``."""
+    second = f"2018-07-02T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}"
+    alb_fields = list(ALB_FIELDS)
+    alb_fields[1] = f"{second}.186641Z"
+    alb_fields[8] = f"{n % 600:0{3 + n // 600}d}"  # elb_status_code: 200, 0200, ...
+    alb_fields[12] = f'"GET https://www{n}.example.com:443/ HTTP/1.1"'
+    alb_fields[13] = f'"curl/{n}"'
+    alb_fields[16] = f"{TG}{n}"
+    alb_fields[18] = f'"www{n}.example.com"'
+    alb_fields[19] = f'"{CERT}{n}"'
+    classic_line = (
+        f"{second}.945958Z my-classic-lb 192.168.131.39:2817 10.0.{n // 250}.{n % 250}:80 "
+        '0.000073 0.001048 0.000057 200 200 0 29 "GET http://www.example.com:80/ HTTP/1.1" '
+        '"-" - -'
+    )
+    nlb_line = (
+        f"tls 2.0 {second} net/my-nlb/c6e77e28c25b2234 g3d4b5e8bb8464cd 72.21.218.154:51341 "
+        f"172.100.100.185:{n + 1} 5 2 98 246 - - - ECDHE-RSA-AES128-SHA tlsv12 - - - - - -"
+    )
+    return " ".join(alb_fields), classic_line, nlb_line
+
+
+def test_every_memo_stays_bounded_over_values_that_never_repeat() -> None:
+    # A container parses for hours: each memo of a value seen in lines (a second, an authority,
+    # a user agent, a status text, an ARN, a domain, a backend, a destination) is emptied when
+    # it reaches MEMO_LIMIT, or ever new values would grow it until the function runs out of
+    # memory. (The two-level memos have their own test above.)
+    for n in range(MEMO_LIMIT + 100):
+        for line in _varied_lines(n):
+            event = parse_line(line)
+            assert PARSE_FAILURE_TAG not in (event.get("tags") or []), event.get("error")
+    assert get(event, "destination.port") == MEMO_LIMIT + 100
+    memos: dict[str, dict[str, Any]] = {
+        "valid_seconds": _values.valid_seconds,
+        "_authorities": _values._authorities,
+        "_agents": alb._agents,
+        "_statuses": alb._statuses,
+        "_target_groups": alb._target_groups,
+        "_certificates": alb._certificates,
+        "_domains": alb._domains,
+        "classic._backends": classic._backends,
+        "nlb._destinations": nlb._destinations,
+    }
+    assert {name: 0 < len(memo) <= MEMO_LIMIT for name, memo in memos.items()} == dict.fromkeys(
+        memos, True
+    )
