@@ -20,6 +20,7 @@ from elb_log_shipper.formats._tokenizer import tokenize
 from elb_log_shipper.formats.event import PREPARE_LINES
 from elb_log_shipper.framing import MAX_LINE_BYTES, OversizedLine
 from elb_log_shipper.privacy import (
+    _MEMO_LIMIT,
     REDACTED,
     ClientAddress,
     DropRules,
@@ -2206,3 +2207,20 @@ def test_an_empty_line_is_an_empty_line_under_every_rule() -> None:
     for rules in LATER_FIELD_RULES.values():
         for event in built_both_ways("", rules):
             assert event["error"]["message"] == "empty line"
+
+
+def test_the_address_memos_stay_bounded_over_addresses_that_never_repeat() -> None:
+    # A container scrubs lines for hours: its memos of client addresses and of 2026's node
+    # addresses are emptied when they reach their limit, or ever new clients would grow them
+    # until the function runs out of memory.
+    compiled = PrivacyRules(client_ip=ClientAddress.TRUNCATE).compile(detect_format)
+    assert compiled is not None
+    count = _MEMO_LIMIT + 100
+    for n in range(count):
+        client, node = f"10.0.{n // 250}.{n % 250}", f"10.1.{n // 250}.{n % 250}"
+        scrubbed = compiled.apply(alb(client, later=f"{TRANSFORMS_NONE} {node}"))
+        assert scrubbed is not None
+        assert f" 10.0.{n // 250}.0:2817 " in scrubbed
+        assert scrubbed.endswith(f" 10.1.{n // 250}.0")
+    assert 0 < len(compiled._addresses) <= _MEMO_LIMIT
+    assert 0 < len(compiled._node_tails) <= _MEMO_LIMIT
