@@ -22,6 +22,7 @@ from elb_log_shipper.formats import (
 )
 from elb_log_shipper.formats._tokenizer import _split_fast, _split_slow, tokenize
 from elb_log_shipper.formats._values import MEMO_LIMIT
+from elb_log_shipper.formats.event import _SHORT_PATH_OTHER_FORMATS
 from elb_log_shipper.framing import MAX_LINE_BYTES, OversizedLine
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
 from elb_log_shipper.samples import ALB_LINES
@@ -1165,3 +1166,10 @@ def test_every_memo_stays_bounded_over_values_that_never_repeat() -> None:
     assert {name: 0 < len(memo) <= MEMO_LIMIT for name, memo in memos.items()} == dict.fromkeys(
         memos, True
     )
+
+
+def test_no_alb_type_starts_as_a_line_of_another_format_does() -> None:
+    # The privacy rules' short path parses a rewritten line whose first character is in
+    # _SHORT_PATH_OTHER_FORMATS without ALB's fast path (event._parse_split): an ALB type
+    # starting with one would be parsed by the general path alone, slower.
+    assert [kind for kind in alb.TYPES if kind[:1] in _SHORT_PATH_OTHER_FORMATS] == []
