@@ -590,6 +590,11 @@ FAILURES = {
         'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0 0 0 200 - 1 2 "GET http://a',
         "unclosed quote",
     ),
+    # A line cut just after a backslash inside quotes: the escape has nothing to escape.
+    "unclosed quote ending in a backslash": (
+        'http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0 0 0 200 - 1 2 "GET http://a\\',
+        "unclosed quote in field starting at column 69",
+    ),
     "truncated line": ("http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5", "fields"),
     "garbage": ("hello world", "not an ELB log line"),
     "empty": ("", "empty line"),
@@ -610,6 +615,14 @@ FAILURES = {
         "http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - 0 0 0 200 - 1 99999999999999999999"
         ' "GET / HTTP/1.1"',
         "sent_bytes: '99999999999999999999' is out of range",
+    ),
+    # A fraction is read as a float, then as an integer of milliseconds: past LONG_MAX it is
+    # out of the field's range as a number of digits is.
+    "nlb connection time of 20 digits and a fraction": (
+        "tls 2.0 2020-04-01T08:51:42 net/my-nlb/c6e77e28c25b2234 g3d4b5e8bb8464cd 1.2.3.4:57 "
+        "10.0.0.1:443 99999999999999999999.5 2 98 246 - - - ECDHE-RSA-AES128-SHA tlsv12 - - - - "
+        "- 2020-04-01T08:51:42",
+        "connection_time: '99999999999999999999.5' is out of range 0-9223372036854775807",
     ),
     "connection log with 10 fields": (
         '2023-10-04T17:05:15.514108Z 203.0.113.1 36280 443 TLSv1.2 ECDHE 4.036 "-" - -',
