@@ -399,3 +399,19 @@ def test_the_readme_settings_table_gives_each_default_the_code_takes(
     if beats:
         beats_default = getattr(Settings.from_env({ENV.LOGSTASH_PROTOCOL: "beats"}), field)
         assert documented_value(beats.removesuffix(")")) == beats_default
+
+
+def test_overrides_name_settings_and_none_leaves_the_environments_value() -> None:
+    # The command passes each of its flags as an override, None for a flag not given.
+    environ = {ENV.LOGSTASH_HOST: "h", ENV.LOGSTASH_POOL_SIZE: "3"}
+    assert Settings.from_env(environ, pool_size=None).pool_size == 3
+    assert Settings.from_env(environ, pool_size=2).pool_size == 2
+    with pytest.raises(TypeError, match="unknown setting 'pool_sise'"):
+        Settings.from_env(environ, pool_sise=2)
+
+
+def test_a_protocol_given_in_code_is_checked_as_the_environments_is() -> None:
+    with pytest.raises(
+        ConfigurationError, match="LOGSTASH_PROTOCOL='udp' is unknown: use json_lines or beats"
+    ):
+        Settings().with_changes(protocol="udp")
