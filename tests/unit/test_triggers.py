@@ -377,6 +377,16 @@ def test_sqs_unreadable_message_is_rejected_alone(body: Any) -> None:
         items_from_sqs_record(event["Records"][1])
 
 
+def test_sqs_message_without_a_text_body_is_rejected_alone() -> None:
+    # A record that an SQS message's shape names but whose body is no text (a hand-written
+    # test event): that message is rejected, the others shipped.
+    bad = {"messageId": "bad", "body": {"Records": [s3_record("a.log")]}, "eventSource": "aws:sqs"}
+    trigger = parse_event({"Records": [bad, sqs_record("good", {"Records": [s3_record("b.log")]})]})
+    assert [item.sqs_message_id for item in trigger.items] == ["good"]
+    (rejected,) = trigger.rejected
+    assert (rejected.sqs_message_id, rejected.reason) == ("bad", "SQS message bad has no text body")
+
+
 def test_items_from_sqs_record_takes_powertools_sqs_records() -> None:
     # The batch processor hands its record handler an SQSRecord; it is a mapping over the dict.
     for record in SQSEvent(load("sqs-s3.json")).records:
