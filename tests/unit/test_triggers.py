@@ -387,6 +387,19 @@ def test_sqs_message_without_a_text_body_is_rejected_alone() -> None:
     assert (rejected.sqs_message_id, rejected.reason) == ("bad", "SQS message bad has no text body")
 
 
+@pytest.mark.parametrize(
+    "records", [["b/a.log"], [s3_record("a.log"), 7]], ids=["alone", "after a good one"]
+)
+def test_an_s3_record_that_is_no_object_is_refused(records: list[Any]) -> None:
+    # Refused by _record_source before _s3_record_items reads any record (it asserts as much),
+    # in an SQS message and in an event S3 sends the function itself.
+    trigger = parse_event({"Records": [sqs_record("bad", {"Records": records})]})
+    (rejected,) = trigger.rejected
+    assert rejected.reason == "SQS message bad: an event record is not a JSON object"
+    with pytest.raises(TriggerError, match=r"^an event record is not a JSON object$"):
+        parse_event({"Records": records})
+
+
 def test_items_from_sqs_record_takes_powertools_sqs_records() -> None:
     # The batch processor hands its record handler an SQSRecord; it is a mapping over the dict.
     for record in SQSEvent(load("sqs-s3.json")).records:
