@@ -23,6 +23,7 @@ from elb_log_shipper.errors import SourceError
 from elb_log_shipper.framing import (
     INFLATE_RATIO_FLOOR_BYTES,
     INFLATE_STEP_BYTES,
+    MAX_GZIP_HEADER_BYTES,
     MAX_INFLATE_RATIO,
     MAX_LINE_BYTES,
     SALVAGE_PIECE_BYTES,
@@ -537,6 +538,23 @@ def test_a_header_cut_before_its_end_is_truncated() -> None:
     assert list(inflater.feed(member[:12])) == []
     with pytest.raises(SourceError, match="truncated"):
         inflater.finish()
+
+
+def test_a_header_that_never_ends_is_corrupt_not_kept() -> None:
+    # A member header is kept whole until it ends (intel/isa-l#224): a name with no NUL to end
+    # it (a corrupt or hostile object) would otherwise be kept in memory to the end of the file.
+    inflater = GzipInflater()
+    first = gzip.compress(b"a\n")
+    data = first + b"\x1f\x8b\x08\x08" + bytes(6) + b"n" * (MAX_GZIP_HEADER_BYTES + 1)
+    out = b""
+    with pytest.raises(
+        SourceError,
+        match=f"corrupt in member 2 near compressed byte {len(first)}: a header of over "
+        f"{MAX_GZIP_HEADER_BYTES} bytes",
+    ):
+        for at in range(0, len(data), 64 * 1024):
+            out += b"".join(inflater.feed(data[at : at + 64 * 1024]))
+    assert out == b"a\n"
 
 
 def test_gzip_cut_inside_its_header_is_truncated() -> None:
