@@ -70,6 +70,19 @@ def test_resume_inside_a_line_names_the_file(files: dict[str, Path]) -> None:
         read_all(LineReader(ref))
 
 
+def test_a_plain_file_resumed_past_its_end_is_a_source_error(files: dict[str, Path]) -> None:
+    # The file was cut (or replaced by a shorter one) since the offset was saved: nothing is
+    # read from an offset that is not in it.
+    path = files["plain"]
+    ref = ObjectRef("", str(path), start_offset=len(DATA) + 10)
+    with pytest.raises(
+        SourceError,
+        match=f"^resume offset {len(DATA) + 10} is beyond the end of {path} "
+        f"[(]{len(DATA)} bytes[)]$",
+    ):
+        read_all(LineReader(ref))
+
+
 @pytest.mark.parametrize("name", ["missing.log", "."])
 def test_unreadable_paths_are_source_errors(tmp_path: Path, name: str) -> None:
     path = str(tmp_path / name)
