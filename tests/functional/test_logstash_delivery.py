@@ -1077,3 +1077,24 @@ def test_closing_the_pool_under_a_writer_shuts_its_connection_down_and_keeps_its
         assert conn.closed
         logstash.wait_idle()
     assert logstash.events == []
+
+
+def test_an_empty_batch_sends_nothing_and_a_finished_sender_takes_no_more(
+    healthy: JsonLinesReceiver,
+) -> None:
+    pool = SocketPool(settings_for(healthy, pool_size=1))
+    sender = LogstashSender(pool, deadline=time.monotonic() + 30)
+    sender.send(b"", 0)
+    (batch,) = batches(10, 10)
+    formatted = in_format(batch, sender.batch_format)
+    sender.send(formatted, 10)
+    stats = sender.finish(time.monotonic() + 30)
+    assert (stats.events_sent, stats.events_confirmed) == (10, 10)
+    assert stats.bytes_sent == stats.bytes_confirmed == len(formatted)
+    assert stats.connections_opened == 1
+    with pytest.raises(RuntimeError, match=r"^send\(\) after finish\(\) or abort\(\)$"):
+        sender.send(batch, 10)
+    with pytest.raises(RuntimeError, match=r"^finish\(\) called twice, or after abort\(\)$"):
+        sender.finish(time.monotonic() + 30)
+    healthy.wait_idle()
+    assert sorted(healthy.event_ids()) == sorted(all_ids(10))
