@@ -143,6 +143,12 @@ def test_alb_lines_of_every_field_count(count: int) -> None:
 
 
 ALB_CASES = {
+    # No request line and no received byte count: no empty http.request object.
+    "no request and no received bytes": (
+        "http 2018-07-02T22:23:00.186641Z app/x/1 1.2.3.4:5 - -1 -1 -1 400 - - 272"
+        ' "- http://a.com:80- -" "-" - -',
+        {"http.request": ABSENT, "http.response.body.bytes": 272},
+    ),
     "ipv6 client and target, not bracketed": (
         "https 2021-03-16T20:20:00.135052Z app/x/1 2601:6bbc:c529:9dad:6bbc:c529:9dad:6bbc:50599"
         " fd6d:6bbc:c529:6::face:ed83:f46:80 0.001 0.052 0.000 200 200 589 2084"
