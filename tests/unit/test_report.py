@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections import Counter
 
 import pytest
 
 from elb_log_shipper.refs import ObjectRef
-from elb_log_shipper.report import ObjectResult, Outcome, format_result, format_run
+from elb_log_shipper.report import ObjectResult, Outcome, format_result, format_run, shell_word
 
 REF = ObjectRef("logs", "a.log")
 
@@ -176,3 +178,26 @@ def test_the_result_dict_of_the_handler_and_its_log_lines(
         "newest_timestamp": "2026-11-28T23:39:01.186641Z",
         "error": "e",
     }
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        "a\u2028b.log",  # a line separator: not printable, below U+10000
+        "a\U000e0001b.log",  # a language tag: not printable, above U+FFFF
+        "a\x1b[2J'\\b.log",
+        b"caf\xe9.log".decode("utf-8", "surrogateescape"),
+    ],
+    ids=["bmp", "astral", "ascii control", "not utf-8"],
+)
+def test_a_word_with_unprintable_characters_is_one_bash_reads_back(word: str) -> None:
+    # The resume commands print object keys as words a shell reads back as the same bytes.
+    quoted = shell_word(word)
+    assert quoted.isprintable() and quoted.isascii()
+    printed = subprocess.run(
+        ["bash", "-c", f"printf %s {quoted}"],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "LC_ALL": "C.UTF-8"},
+    ).stdout
+    assert printed == word.encode("utf-8", "surrogateescape")
