@@ -577,9 +577,8 @@ class Connection:
         ``refused`` set when the peer turned the connection away) and DeliveryError for one
         that retrying cannot fix (the certificate does not verify, a plaintext port).
         """
-        host = settings.host
-        if not host:
-            raise ConfigurationError(f"{ENV.LOGSTASH_HOST} is not set")
+        host = settings.require_destination().host
+        assert host  # require_destination refuses no host (SocketPool has already asked)
         peer = f"{host}:{settings.port}"
         sock, unreachable = _connect_any(
             host, settings.port, _connect_budget(settings, deadline), avoid
