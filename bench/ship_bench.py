@@ -77,7 +77,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -440,16 +440,39 @@ def measured(command: list[str], usage_file: Path) -> list[str]:
     return [gnu_time, "-f", "%M %U %S", "-o", str(usage_file), *command]
 
 
-def run_shipper(
+@dataclass(frozen=True)
+class Shipped:
+    """What one run of the command measured of itself: its wall time, the seconds it reported
+    for the object, its CPU time and peak RSS."""
+
+    wall: float
+    pipeline_seconds: float
+    cpu_seconds: float
+    maxrss_kib: int
+
+
+@dataclass(frozen=True)
+class Harness:
+    """What the runs of a bench share: the S3 server, the CA file that TLS runs verify with,
+    the ``--baseline`` tree and the ``--link``."""
+
+    moto: MotoServer
+    ca_file: Path | None = None
+    baseline: Path | None = None
+    link: Link | None = None
+
+
+def ship(
     config: Config,
     corpus: Corpus,
-    moto: MotoServer,
-    receiver: CountingReceiver,
-    ca_file: Path | None = None,
-    *,
-    baseline: Path | None = None,
-    link: Link | None = None,
-) -> RunResult:
+    harness: Harness,
+    port: int,
+    check: Callable[[str], None] = lambda stderr: None,
+) -> Shipped:
+    """Run the command once, shipping ``corpus`` to ``config.transport`` on ``port``; exit
+    unless it exited 0 and reported every line. ``check(stderr)``, called once it has exited
+    0, checks what the receiver got."""
+    moto, baseline, link = harness.moto, harness.baseline, harness.link
     env = {
         **os.environ,
         **DUMMY_ENVIRON,
@@ -470,17 +493,16 @@ def run_shipper(
         if link is None:
             raise SystemExit("ship_bench: a run over a link needs --link")
         link.limit(config.link_mbit)
-    receiver.reset()
     handle, name = tempfile.mkstemp(prefix="ship-bench-usage-")
     os.close(handle)
     usage_file = Path(name)
     command = measured(
         shipper_command(
             f"s3://{BUCKET}/{corpus.key}",
-            receiver.port,
+            port,
             config.cores,
             config.transport,
-            ca_file,
+            harness.ca_file,
             by_module=config.baseline,
             link=link if config.link_mbit is not None else None,
         ),
@@ -496,41 +518,60 @@ def run_shipper(
     usage_file.unlink()
     if process.returncode != 0:
         raise SystemExit(f"ship_bench: the shipper exited {process.returncode}:\n{stderr}")
-    if receiver.lines != corpus.lines:
-        raise SystemExit(
-            f"ship_bench: {config.label}: the receiver counted {receiver.lines:,} lines, not "
-            f"{corpus.lines:,}; the shipper said:\n{stderr}"
-        )
-    if isinstance(receiver, BeatsCountingReceiver):
-        duplicates, distinct, query_values = receiver.duplicates_and_distinct()
-        if duplicates or distinct != corpus.lines:
-            raise SystemExit(
-                f"ship_bench: {distinct:,} distinct event ids and {duplicates:,} duplicates, "
-                f"not {corpus.lines:,} exactly once"
-            )
-        # Issue 10: on a healthy server, no more connections than the pool holds.
-        if receiver.connections > config.pool:
-            raise SystemExit(
-                f"ship_bench: {config.label}: {receiver.connections} connections opened for a "
-                f"pool of {config.pool}"
-            )
-        if config.privacy == bool(query_values):
-            raise SystemExit(
-                f"ship_bench: {config.label}: query values arrived unredacted {query_values:,} "
-                f"times{' with the rules on' if config.privacy else '; expected some'}"
-            )
+    check(stderr)
     match = _REPORT.search(stderr)
     if match is None or int(match["lines"]) != corpus.lines:
         raise SystemExit(f"ship_bench: unexpected report from the shipper:\n{stderr}")
+    return Shipped(wall, float(match["seconds"]), float(user) + float(system), int(maxrss))
+
+
+def run_shipper(
+    config: Config, corpus: Corpus, harness: Harness, receiver: CountingReceiver
+) -> RunResult:
+    def check(stderr: str) -> None:
+        if receiver.lines != corpus.lines:
+            raise SystemExit(
+                f"ship_bench: {config.label}: the receiver counted {receiver.lines:,} lines, "
+                f"not {corpus.lines:,}; the shipper said:\n{stderr}"
+            )
+        if isinstance(receiver, BeatsCountingReceiver):
+            duplicates, distinct, query_values = receiver.duplicates_and_distinct()
+            check_exactly_once(config, corpus, duplicates, distinct, receiver.connections)
+            if config.privacy == bool(query_values):
+                raise SystemExit(
+                    f"ship_bench: {config.label}: query values arrived unredacted "
+                    f"{query_values:,} times"
+                    f"{' with the rules on' if config.privacy else '; expected some'}"
+                )
+
+    receiver.reset()
+    shipped = ship(config, corpus, harness, receiver.port, check)
     return RunResult(
-        wall=wall,
-        pipeline_seconds=float(match["seconds"]),
-        cpu_seconds=float(user) + float(system),
-        maxrss_kib=int(maxrss),
+        wall=shipped.wall,
+        pipeline_seconds=shipped.pipeline_seconds,
+        cpu_seconds=shipped.cpu_seconds,
+        maxrss_kib=shipped.maxrss_kib,
         connections=receiver.connections,
         max_active=receiver.max_active,
         wire_bytes=receiver.bytes,
     )
+
+
+def check_exactly_once(
+    config: Config, corpus: Corpus, duplicates: int, distinct: int, connections: int
+) -> None:
+    """Exit unless every event arrived exactly once by ``event.id``, over no more connections
+    than the pool holds (issue 10, on a healthy server)."""
+    if duplicates or distinct != corpus.lines:
+        raise SystemExit(
+            f"ship_bench: {config.label}: {distinct:,} distinct event ids and {duplicates:,} "
+            f"duplicates, not {corpus.lines:,} exactly once"
+        )
+    if connections > config.pool:
+        raise SystemExit(
+            f"ship_bench: {config.label}: {connections} connections opened for a pool of "
+            f"{config.pool}"
+        )
 
 
 # Output.
@@ -964,6 +1005,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summaries: list[Summary] = []
         profile_text = ""
         moto = stack.enter_context(moto_server(host))
+        harness = Harness(moto, ca_file, args.baseline, link)
         s3 = moto.client()
         s3.create_bucket(Bucket=BUCKET)
         corpora = {}
@@ -994,13 +1036,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         for config, summary in order:
                             summary.runs.append(
                                 run_shipper(
-                                    config,
-                                    corpora[lines],
-                                    moto,
-                                    receivers[config.transport],
-                                    ca_file,
-                                    baseline=args.baseline,
-                                    link=link,
+                                    config, corpora[lines], harness, receivers[config.transport]
                                 )
                             )
                     for config, summary in group.items():

@@ -3,7 +3,8 @@
 Their figures are not judged here (timed tests are flaky); what is judged is that they work:
 ``ship_bench`` fails unless the receiver counted every line the object holds (beats: every
 ``event.id`` exactly once, over no more connections than the pool holds), over each transport,
-and ``floor_bench`` prints its table.
+``timbersnake_bench`` the same against timbersnake's server, and ``floor_bench`` prints its
+table.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ def test_ship_bench_ships_every_line(tmp_path: Path, transport: str) -> None:
         rf"^\| 3,000 \| 1 \| 2 \| [\d,]+ \|.* \| {re.escape(transport)} \|$", out, re.M
     )
     assert "peak RSS < 150 MB: met" in out
+
+
+def test_timbersnake_bench_ships_every_event_once_to_timbersnake(tmp_path: Path) -> None:
+    # The bench fails unless timbersnake's server, in a process of its own, received every
+    # event.id exactly once over no more connections than the pool of 4.
+    out = run("-m", "bench.timbersnake_bench", "--lines", "3000", "--cache", str(tmp_path))
+    for transport in ("beats", "beats\\+tls"):
+        row = rf"^\| {transport} \| 3,000 \| 3,000 \| 0 \| [1-4] \(4\) \| [\d.]+ \|"
+        assert re.search(row, out, re.M), out
 
 
 def test_backfill_bench_ships_every_line_once_with_each_jobs(tmp_path: Path) -> None:
