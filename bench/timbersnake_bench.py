@@ -57,7 +57,7 @@ COMPRESSION = "3"
 
 class IdCountingServer(TimbersnakeServer):
     """timbersnake keeping only each event's ``event.id``: 1.5M whole events would take some
-    10 GB as dicts, their ids about 200 MB."""
+    19 GB as dicts (12.8 KB each), their ids about 215 MB."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
         super().__init__(ssl_context)
