@@ -578,6 +578,46 @@ def test_a_stalled_read_stops_when_asked_and_the_rest_resumes_exactly(
     assert rest[0][0] == reader.stopped_at
 
 
+def test_a_read_that_breaks_after_the_reader_stopped_sends_no_new_get(
+    moto: MotoServer, bucket: str
+) -> None:
+    # should_stop ended the reading while its read-ahead thread waited on a stalled body; that
+    # read then breaks (the client's read timeout). Nobody wants the rest: the thread ends
+    # without the ranged GET that a broken read otherwise sends to resume.
+    size = moto.client().head_object(Bucket=bucket, Key="plain.log")["ContentLength"]
+    with FaultyS3(moto, stall_after=size // 2) as faulty:
+        client = faulty.client(read_timeout=1)
+        reader = LineReader(
+            ObjectRef(bucket, "plain.log"), client, chunk_size=512, should_stop=lambda: True
+        )
+        lines = read_all(reader)
+        assert reader.stopped_at is not None
+        for thread in threading.enumerate():
+            if thread.name == "s3-read-ahead":
+                thread.join(timeout=30)
+                assert not thread.is_alive()
+        assert faulty.ranges == [None], "a GET for a reading that had stopped"
+    assert lines == EXPECTED[: len(lines)]
+
+
+def test_a_read_that_fails_once_the_reader_must_stop_hands_off(
+    moto: MotoServer, bucket: str
+) -> None:
+    # A transient S3 failure met when should_stop says the time is up is a hand-off at the
+    # start, for the next hop to retry, not a failure of the object. should_stop says so only
+    # once the client has S3's answer: the reader meets the failure, not a read still awaited
+    # (the first request of a client can take longer than a poll).
+    answered = threading.Event()
+    with FaultyS3(moto, error=(503, "SlowDown")) as faulty:
+        client = faulty.client()
+        client.meta.events.register("after-call.s3.GetObject", lambda **_: answered.set())
+        ref = ObjectRef(bucket, "plain.log", start_offset=OFFSETS[7])
+        reader = LineReader(ref, client, should_stop=answered.is_set).open()
+        assert faulty.gets
+    assert reader.stopped_at == OFFSETS[7]
+    assert read_all(reader) == []
+
+
 def test_a_read_stalled_before_its_first_byte_stops_at_its_start(
     moto: MotoServer, bucket: str
 ) -> None:
