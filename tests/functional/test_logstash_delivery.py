@@ -26,7 +26,11 @@ from elb_log_shipper.logstash import ROTATE_BYTES, DeliveryStats, LogstashSender
 from elb_log_shipper.logstash import pool as logstash_pool
 from elb_log_shipper.logstash.connection import Batch, ConnectionLostError
 from elb_log_shipper.logstash.pool import REGROW_CONNECTIONS_AFTER_SECONDS
-from elb_log_shipper.logstash.sender import LAG_IN_FLIGHTS, QUEUE_BATCHES_PER_CONNECTION
+from elb_log_shipper.logstash.sender import (
+    ABORT_JOIN_SECONDS,
+    LAG_IN_FLIGHTS,
+    QUEUE_BATCHES_PER_CONNECTION,
+)
 from tests.support.beats_server import BeatsServer, Faults
 from tests.support.certs import CertBundle
 from tests.support.faults import (
@@ -716,6 +720,59 @@ def test_finish_uses_its_own_later_deadline() -> None:
         time.sleep(0.6)  # the soft deadline has passed; the hard one has not
         stats = sender.finish(time.monotonic() + 20)
     assert stats.events_confirmed == 500
+
+
+# The writer thread's exception goes on to threading.excepthook after it fails the sender.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_writer_that_crashes_fails_the_delivery_naming_the_cause(
+    healthy: JsonLinesReceiver,
+) -> None:
+    """``on_confirmed`` runs on the writer that reads the confirmation; one that raises (a
+    worker process posting its checkpoint to a parent that has gone: BrokenPipeError) ends
+    that writer. The caller is not left waiting for it: finish raises at once, saying why."""
+
+    def parent_gone(offset: int) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    pool = SocketPool(settings_for(healthy, pool_size=1))
+    sender = LogstashSender(pool, deadline=time.monotonic() + 30, on_confirmed=parent_gone)
+    sender.send(json_lines([{"id": "e-0"}]), 1, end_offset=10)
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match=r"Logstash writer crashed: BrokenPipeError"):
+        sender.finish(time.monotonic() + 30)
+    assert time.monotonic() - started < 5
+    assert not [t for t in threading.enumerate() if t.name.startswith("logstash-writer")]
+    pool.close()
+
+
+def test_a_writer_held_past_the_deadline_fails_the_finish_without_waiting_for_it(
+    healthy: JsonLinesReceiver,
+) -> None:
+    """A writer blocked where no deadline reaches it (``on_confirmed`` posting a checkpoint to a
+    parent that does not read its pipe) is waited for a little past finish's deadline, then
+    finish fails saying so, instead of blocking its caller as long as the writer is held."""
+    held = threading.Event()
+    release = threading.Event()
+
+    def post_blocked(offset: int) -> None:
+        held.set()
+        release.wait(30)
+
+    pool = SocketPool(settings_for(healthy, pool_size=1))
+    sender = LogstashSender(pool, deadline=time.monotonic() + 30, on_confirmed=post_blocked)
+    sender.send(json_lines([{"id": "e-0"}]), 1, end_offset=10)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DeliveryError, match="did not finish by the deadline"):
+            sender.finish(time.monotonic() + 0.5)
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+    assert held.is_set()
+    # The deadline, two wait slices and a second for the writer to report, then abort's join.
+    assert 1.5 <= waited < 0.5 + 1.2 + ABORT_JOIN_SECONDS + 1.0
+    assert healthy.event_ids() == ["e-0"]
+    pool.close()
 
 
 def test_abort_stops_workers_and_confirms_nothing() -> None:
