@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -576,6 +577,28 @@ def test_a_peer_silent_since_the_connect_is_named_as_maybe_a_tcp_input() -> None
     message = str(failed.value)
     assert "has sent nothing since we connected, not even a keep-alive" in message, message
     assert f"{ENV.LOGSTASH_PROTOCOL}=json_lines (tcp:// on the command line)" in message
+
+
+def test_a_beats_input_that_falls_silent_after_a_keepalive_is_not_named_a_tcp_input() -> None:
+    """A beats input that sent a keep-alive, then nothing (a Logstash frozen, its pipeline
+    blocked), stalls as any: the give-up does not say it may be a tcp input, which never
+    answers, since it has answered."""
+
+    def one_keepalive_then_silence(
+        sock: socket.socket, connection: int, window: int, events: list[dict[str, Any]]
+    ) -> bool:
+        sock.sendall(ack(0))
+        return True
+
+    with BeatsServer(faults=Faults(reply=one_keepalive_then_silence)) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1, stall_timeout=STALL_TIMEOUT))
+        with pytest.raises(DeliveryError, match="without reading our events") as failed:
+            ship(pool, batches(10, 10), seconds=20)
+        pool.close()
+    message = str(failed.value)
+    assert "(last: no progress for" in message, message
+    assert "not even a keep-alive" not in message, message
+    assert ENV.LOGSTASH_PROTOCOL not in message, message
 
 
 def test_partial_acks_then_final() -> None:
