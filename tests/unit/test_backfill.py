@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import inspect
 import io
+import sys
 import threading
 import time
 from pathlib import Path
@@ -342,6 +344,54 @@ def test_failed_objects_are_not_counted_as_shipped() -> None:
     progress.object_done(100)
     progress.object_done(100, failed=True)
     assert render(progress.snapshot()).startswith("1/3 objects shipped, 1 failed, 0 lines, 200 B")
+
+
+class _HeldStream(io.StringIO):
+    """A stream whose first write waits for ``go`` (a terminal that is not being read)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = threading.Event()
+        self.go = threading.Event()
+
+    def write(self, text: str) -> int:
+        if not self.writing.is_set():
+            self.writing.set()
+            self.go.wait(10)
+        return super().write(text)
+
+
+def test_two_threads_ticking_at_once_draw_the_progress_line_once() -> None:
+    # fan_out's thread and the watcher thread both tick: both find a line due, and the one that
+    # gets to draw second must find it drawn meanwhile, not print it again.
+    now = [0.0]
+    stream = _HeldStream()
+    progress = Progress(
+        stream, objects=1, bytes_total=10, interactive=False, interval=1.0, clock=lambda: now[0]
+    )
+    printing = threading.Thread(target=progress.print, args=("a line of its own",))
+    printing.start()
+    assert stream.writing.wait(10)  # print holds the drawing lock, in its write
+    now[0] = 5.0  # a line is due
+    ticking = [threading.Thread(target=progress.tick) for _ in range(2)]
+    for thread in ticking:
+        thread.start()
+    source, first = inspect.getsourcelines(Progress.tick)
+    at_the_lock = first + next(i for i, line in enumerate(source) if "with self._drawing" in line)
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        frames = [sys._current_frames().get(thread.ident or 0) for thread in ticking]
+        if all(f is not None and f.f_lineno == at_the_lock for f in frames):
+            break  # both found the line due, and wait for the lock
+        time.sleep(0.001)
+    else:
+        pytest.fail("the ticking threads did not reach the drawing lock")
+    stream.go.set()
+    for thread in (printing, *ticking):
+        thread.join(10)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "a line of its own"
+    assert [line for line in lines if line.startswith("progress: ")] == [lines[1]], lines
 
 
 # Every option of `ship` gives a value here that is not its default; an option added to the
