@@ -80,6 +80,7 @@ from elb_log_shipper.pipeline import (
 from elb_log_shipper.privacy import ClientAddress, PrivacyRules, QueryRedaction
 from elb_log_shipper.progress import (
     DEFAULT_INTERVAL_SECONDS,
+    ObjectNotes,
     Progress,
     format_duration,
     silence_note,
@@ -954,6 +955,7 @@ class _Run:
         is held."""
         pool = SocketPool(settings) if self.args.to != "-" else None
         to_stdout: list[StdoutSender] = []  # the object's sender, with --to -
+        notes = ObjectNotes(self.progress.set_note)
 
         def unread_stdout() -> str | None:
             # Read by the watcher while this thread may be held in a write to stdout.
@@ -967,7 +969,7 @@ class _Run:
             self._tick,
             self.silent_note_seconds,
             waiting=unread_stdout,
-            on_note=self.progress.set_note,
+            on_note=notes.wait,
         )
 
         def on_events(count: int) -> None:
@@ -986,7 +988,13 @@ class _Run:
             waiting_for_ack: float | None, retrying: Retrying | None, not_reading: float | None
         ) -> None:
             watch.stir()  # a wait for Logstash is no silence: the line says what it waits for
-            self.progress.set_note(wait_note(waiting_for_ack, retrying, not_reading))
+            notes.wait(wait_note(waiting_for_ack, retrying, not_reading))
+            self._tick()
+
+        def on_retry_note(note: str | None) -> None:
+            # On the read-ahead thread, which may not stir the watch (the command's own): a
+            # minute of retries is a silence too, said beside this note.
+            notes.s3(note)
             self._tick()
 
         def task(obj: PlannedObject) -> tuple[ObjectResult, None] | ItemFailed:
@@ -1007,6 +1015,7 @@ class _Run:
                     on_events=on_events,
                     privacy=privacy,
                     on_read=on_read,
+                    on_retry_note=on_retry_note,
                 )
             except BrokenPipeError:
                 raise  # stdout's reader is gone (`| head`): the run ends, quietly (`main`)

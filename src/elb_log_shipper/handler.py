@@ -638,7 +638,7 @@ def _add_metrics(trigger: Trigger, shipment: Shipment, handoffs: int) -> None:
     metrics.add_metric(Metric.BYTES_READ, MetricUnit.Bytes, bytes_read)
     # The shared confirmation's resends belong to no one object: counted here, not per object.
     confirmation = shipment.confirmation
-    retries = confirmation.retries + sum(ledger.retries for ledger in ledgers)
+    retries = confirmation.retries + sum(ledger.retries + ledger.s3_retries for ledger in ledgers)
     metrics.add_metric(Metric.RETRIES, count, retries)
     reconnects = confirmation.reconnects + sum(ledger.reconnects for ledger in ledgers)
     metrics.add_metric(Metric.RECONNECTS, count, reconnects)

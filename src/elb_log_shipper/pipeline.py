@@ -61,7 +61,7 @@ from elb_log_shipper.logstash import (
 )
 from elb_log_shipper.objectkey import parse_key
 from elb_log_shipper.privacy import PrivacyRules
-from elb_log_shipper.progress import wait_note
+from elb_log_shipper.progress import ObjectNotes, wait_note
 from elb_log_shipper.refs import ObjectRef
 from elb_log_shipper.report import ObjectResult, Outcome
 from elb_log_shipper.source import LineReader
@@ -249,6 +249,7 @@ def ship_object(
     should_stop: Callable[[], bool] | None = None,
     batch_format: BatchFormat = JSON_LINES,
     on_read: Callable[[int], None] | None = None,
+    on_retry_note: Callable[[str | None], None] | None = None,
 ) -> ObjectResult:
     """Read ``ref``, turn every line into one event and send them to ``sink`` in batches, each
     built as ``batch_format`` says (JSON lines, or the beats sink's frames). ``on_read`` is told
@@ -271,11 +272,12 @@ def ship_object(
     """
     started = time.monotonic()
     result = ObjectResult(ref)
-    reader = LineReader(ref, s3_client, should_stop=should_stop)
+    reader = LineReader(ref, s3_client, should_stop=should_stop, on_retry_note=on_retry_note)
     try:
         reader.open()
     except SourceError as error:
         _source_failed(result, error)
+        result.s3_retries = reader.s3_retries
         result.seconds = time.monotonic() - started
         return result
     result.etag, result.version_id = reader.etag, reader.version_id
@@ -391,6 +393,7 @@ def ship_object(
         on_read(result.bytes_read - told)
     result.bytes_decompressed = reader.bytes_decompressed
     result.retries = reader.retries
+    result.s3_retries = reader.s3_retries
     result.seconds = time.monotonic() - started
     return result
 
@@ -497,6 +500,7 @@ def deliver_object(
     on_events: Callable[[int], None] | None = None,
     privacy: PrivacyRules | None = None,
     on_read: Callable[[int], None] | None = None,
+    on_retry_note: Callable[[str | None], None] | None = None,
 ) -> ObjectResult:
     """Ship one object to ``sender`` and confirm it: the one way an object is delivered.
 
@@ -505,8 +509,8 @@ def deliver_object(
     unconfirmed in the pool for a later finish (``ship_objects``). A DeliveryError does not
     propagate: the result is ``FAILED`` with ``delivery_failed`` set, and ``next_offset`` is
     the sink's confirmed progress when some of the object was confirmed. ``on_events`` is told
-    how many events each batch handed on, ``on_read`` how many bytes were read (for progress:
-    ``ship_object``).
+    how many events each batch handed on, ``on_read`` how many bytes were read, and
+    ``on_retry_note`` of S3 requests retried (for progress: ``ship_object``).
 
     >>> with open(os.devnull, "wb") as out:  # doctest: +SKIP
     ...     deliver_object(ObjectRef.local("alb.log"), StdoutSender(out), settings).outcome
@@ -533,6 +537,7 @@ def deliver_object(
             should_stop=should_stop,
             batch_format=sender.batch_format,
             on_read=on_read,
+            on_retry_note=on_retry_note,
         )
         if not result.delivery_failed:
             try:
@@ -782,6 +787,13 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
     if state is None:
         raise RuntimeError("ship_in_worker runs in a worker process started by start_worker")
     s3_client = None if ref.is_local else state.clients.s3()
+    notes = ObjectNotes(context.set_note)
+
+    def on_retry_note(note: str | None) -> None:
+        notes.s3(note)
+        if note is not None:
+            context.keep_alive()  # S3 answered: the worker is not hung
+
     if state.pool is not None:
         # A wait for Logstash says the worker is not hung (``keep_alive``), even with no note:
         # a json_lines input that stops reading (its pipeline blocked) holds a write for as
@@ -789,7 +801,7 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
         def on_wait(
             waiting_for_ack: float | None, retrying: Retrying | None, not_reading: float | None
         ) -> None:
-            context.set_note(wait_note(waiting_for_ack, retrying, not_reading))
+            notes.wait(wait_note(waiting_for_ack, retrying, not_reading))
             context.keep_alive()
 
         # What Logstash confirmed goes to the parent as each confirmation comes (an ACK read, a
@@ -814,7 +826,7 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
         )
         try:
             result = _deliver_in_worker(
-                ref, logstash, state, s3_client, context, on_events=context.add_progress
+                ref, logstash, state, s3_client, context, on_retry_note=on_retry_note
             )
         finally:
             with confirming:
@@ -827,7 +839,7 @@ def ship_in_worker(ref: ObjectRef, context: ItemContext) -> tuple[ObjectResult, 
             # No checkpoint: a spool reaches stdout whole or not at all.
             sender = StdoutSender(spool, name, whole=True)
             result = _deliver_in_worker(
-                ref, sender, state, s3_client, context, on_events=context.add_progress
+                ref, sender, state, s3_client, context, on_retry_note=on_retry_note
             )
         finally:
             # What a write that failed left in the buffer fails again: that failure is told.
@@ -857,7 +869,7 @@ def _deliver_in_worker(
     s3_client: S3Client | None,
     context: ItemContext,
     *,
-    on_events: Callable[[int], None],
+    on_retry_note: Callable[[str | None], None],
 ) -> ObjectResult:
     return deliver_object(
         ref,
@@ -865,7 +877,8 @@ def _deliver_in_worker(
         state.setup.settings,
         s3_client=s3_client,
         should_stop=context.should_stop,
-        on_events=on_events,
+        on_events=context.add_progress,
         privacy=state.setup.privacy,
         on_read=lambda size: context.add_progress(0, size),
+        on_retry_note=on_retry_note,
     )

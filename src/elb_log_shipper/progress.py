@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_INTERVAL_SECONDS",
+    "ObjectNotes",
     "Progress",
     "Snapshot",
     "format_duration",
@@ -170,6 +171,36 @@ def render(snap: Snapshot) -> str:
     if snap.silent:
         text += f"; {snap.silent}"
     return text
+
+
+class ObjectNotes:
+    """The note of the object being shipped, from two sources that speak on their own threads:
+    the sender's waits (``wait_note``, or stdout's reader) and S3's retries (``LineReader``'s
+    ``on_retry_note``). Each sets and clears its own part; ``show`` hears them joined, or None.
+
+    >>> notes = ObjectNotes(print)
+    >>> notes.s3("S3 throttles reads (SlowDown); retrying (attempt 2 of 8)")
+    S3 throttles reads (SlowDown); retrying (attempt 2 of 8)
+    >>> notes.wait(None); notes.s3(None)
+    S3 throttles reads (SlowDown); retrying (attempt 2 of 8)
+    None
+    """
+
+    def __init__(self, show: Callable[[str | None], None]) -> None:
+        self._show = show
+        self._parts: dict[str, str | None] = {"wait": None, "s3": None}
+        self._lock = threading.Lock()
+
+    def wait(self, note: str | None) -> None:
+        self._set("wait", note)
+
+    def s3(self, note: str | None) -> None:
+        self._set("s3", note)
+
+    def _set(self, part: str, note: str | None) -> None:
+        with self._lock:
+            self._parts[part] = note
+            self._show("; ".join(n for n in self._parts.values() if n) or None)
 
 
 class Progress:

@@ -85,6 +85,9 @@ class ObjectResult:
     bytes_read: int = 0
     bytes_decompressed: int = 0
     retries: int = 0
+    s3_retries: int = 0
+    """S3 requests sent again by botocore (S3 throttled with 503 SlowDown, failed, or did not
+    answer): a read that waited, not one resumed (``retries``)."""
     reconnects: int = 0
     events_resent: int = 0
     """Events written again after a connection was lost before they were confirmed: each may
@@ -175,6 +178,7 @@ start_offset=10, hop=1)
             "events_sent": self.events_sent,
             "bytes_read": self.bytes_read,
             "retries": self.retries,
+            "s3_retries": self.s3_retries,
             "reconnects": self.reconnects,
             "events_resent": self.events_resent,
             "seconds": round(self.seconds, 3),

@@ -79,6 +79,7 @@ __all__ = [
     "READ_POLL_SECONDS",
     "LineReader",
     "read_lines",
+    "retry_note",
 ]
 
 # Large enough that per-chunk Python work is noise next to framing (about 2000 ALB lines), small
@@ -105,6 +106,14 @@ _TRANSIENT_S3_CODES = frozenset(
     {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
 )
 _FIRST_SERVER_ERROR = 500
+# What S3 answers when it throttles (503 SlowDown for reads), which the retry note names so.
+_THROTTLED_S3_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException"})
+# botocore's attempts of a request when its client's configuration names none (standard mode).
+_BOTOCORE_DEFAULT_ATTEMPTS = 3
+# The LineReader whose GET this thread is sending, for the retry hook (``_note_retry``): botocore
+# retries on the thread that called, and the hook is the client's, shared by every reader.
+_sending = threading.local()
+_RETRY_HOOK_ID = "elb-log-shipper-retry-note"
 
 
 class LineReader:
@@ -135,6 +144,7 @@ class LineReader:
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         should_stop: Callable[[], bool] | None = None,
+        on_retry_note: Callable[[str | None], None] | None = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be positive, not {chunk_size}")
@@ -151,6 +161,11 @@ class LineReader:
         """Stored (compressed) bytes received."""
         self.retries = 0
         """Reads resumed after the connection broke mid-stream."""
+        self.s3_retries = 0
+        """S3 requests botocore sent again (S3 throttled, failed or did not answer)."""
+        self._on_retry_note = on_retry_note
+        self._noted = False  # on_retry_note last heard of a retry: it must hear it ended
+        self._hooked = False
         self.salvaged = False
         """Whether a second reading of the object began, for the lines before a corrupt gzip
         block (``framing.SalvagingGzipInflater``)."""
@@ -379,6 +394,10 @@ class LineReader:
             import boto3  # noqa: PLC0415
 
             self._s3 = boto3.client("s3", region_name=region())
+        if not self._hooked:
+            # Once per client (the unique id): a second register is a no-op.
+            self._s3.meta.events.register("needs-retry.s3", _note_retry, unique_id=_RETRY_HOOK_ID)
+            self._hooked = True
         return self._s3
 
     def _get(self, range_start: int | None) -> GetObjectOutputTypeDef:
@@ -390,8 +409,10 @@ class LineReader:
             kwargs["VersionId"] = ref.version_id
         if range_start is not None:
             kwargs["Range"] = f"bytes={range_start}-"
+        client = self._client()
+        _sending.reader = self
         try:
-            return self._client().get_object(**kwargs)
+            return client.get_object(**kwargs)
         except ClientError as exc:
             named_by_event = not self._etag_learned and ref.start_offset == 0
             raise _s3_error(exc, ref, self.etag, named_by_event=named_by_event) from exc
@@ -402,6 +423,19 @@ class LineReader:
             ) from exc
         except BotoCoreError as exc:
             raise SourceError(f"cannot read {ref.uri}: {exc}", transient=True) from exc
+        finally:
+            _sending.reader = None
+            if self._noted:
+                self._noted = False
+                if self._on_retry_note is not None:
+                    self._on_retry_note(None)
+
+    def _retried(self, note: str) -> None:
+        """botocore sends this reader's GET again (``_note_retry``): count it and say why."""
+        self.s3_retries += 1
+        if self._on_retry_note is not None:
+            self._noted = True
+            self._on_retry_note(note)
 
     def _stream(self, body: StreamingBody, position: int) -> Generator[bytes, None, None]:
         """Chunks of the object from ``position``; a broken connection resumes where it broke."""
@@ -549,6 +583,54 @@ def _local_error(path: str, exc: OSError) -> SourceError:
     return SourceError(
         f"cannot read {path}: {exc.strerror or exc}", transient=exc.errno in _LOCAL_TRANSIENT
     )
+
+
+def retry_note(cause: str, attempt: int, attempts: int, *, throttled: bool) -> str:
+    """The progress line's note while botocore sends a GET again: ``cause`` is S3's error code
+    or the exception, ``attempt`` the one about to be sent, of at most ``attempts``.
+
+    >>> retry_note("SlowDown", 3, 8, throttled=True)
+    'S3 throttles reads (SlowDown); retrying (attempt 3 of 8)'
+    >>> retry_note("ReadTimeoutError", 2, 5, throttled=False)
+    'S3 failed a read (ReadTimeoutError); retrying (attempt 2 of 5)'
+    """
+    said = "throttles reads" if throttled else "failed a read"
+    return f"S3 {said} ({cause}); retrying (attempt {attempt} of {attempts})"
+
+
+def _note_retry(
+    response: tuple[Any, dict[str, Any]] | None,
+    attempts: int,
+    caught_exception: Exception | None,
+    request_dict: dict[str, Any],
+    **_: Any,
+) -> None:
+    """The S3 client's ``needs-retry`` hook: after each attempt of a request, before botocore
+    decides. It tells the LineReader whose GET this thread sends (none: a listing, a HEAD) of
+    an attempt that failed in a way standard mode retries, while attempts are left. Per
+    request, never per line."""
+    reader: LineReader | None = getattr(_sending, "reader", None)
+    if reader is None:
+        return
+    throttled = False
+    if caught_exception is not None:
+        cause = type(caught_exception).__name__
+    elif response is not None:
+        code = response[1].get("Error", {}).get("Code", "")
+        status = response[1].get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        throttled = code in _THROTTLED_S3_CODES
+        if not (throttled or code in _TRANSIENT_S3_CODES or status >= _FIRST_SERVER_ERROR):
+            return  # answered, or refused for good: no retry
+        cause = code or str(status)
+    else:
+        return
+    config = request_dict.get("context", {}).get("client_config")
+    retries = (getattr(config, "retries", None) or {}) if config is not None else {}
+    most = retries.get("total_max_attempts") or (
+        retries["max_attempts"] + 1 if "max_attempts" in retries else _BOTOCORE_DEFAULT_ATTEMPTS
+    )
+    if attempts < most:
+        reader._retried(retry_note(cause, attempts + 1, most, throttled=throttled))
 
 
 def read_lines(

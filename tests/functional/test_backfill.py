@@ -1251,3 +1251,32 @@ def test_a_named_key_denied_blames_the_read_grant_and_counts_as_a_failed_object(
     assert f"access to s3://{prefix.bucket}/{key} is denied (AccessDenied): grant" in run.err
     assert "s3:GetObject" in run.err
     assert "cannot list" not in run.err
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_throttled_reads_are_said_on_the_progress_line_until_a_read_succeeds(
+    capsys: pytest.CaptureFixture[str], moto: MotoServer, monkeypatch: pytest.MonkeyPatch, jobs: str
+) -> None:
+    # S3 throttled the reads for seconds of botocore's back-off, and the progress line said
+    # nothing of it until its one-minute "no progress" note. Only the first object is
+    # throttled: the progress lines drawn while the later ones ship have no note.
+    logs = new_day_of_logs(moto, f"throttle-note-{jobs}", 6)
+    first = sorted(logs.objects)[0]
+    with FaultyS3(
+        moto, error=(503, "SlowDown"), error_keys=frozenset({first}), error_times=3
+    ) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        run = run_cli(
+            capsys, logs.uri, "--to", "-", "--jobs", jobs, "--quiet", "--progress-every", "0.02"
+        )
+    assert run.status == cli.EXIT_OK, run.err
+    progress = [line for line in run.err.splitlines() if line.startswith("progress:")]
+    noted = [
+        i
+        for i, line in enumerate(progress)
+        if "; S3 throttles reads (SlowDown); retrying (attempt " in line
+    ]
+    assert noted, run.err
+    # Cleared once the read succeeded: the lines drawn after, while the rest shipped, have none.
+    assert noted[-1] < len(progress) - 1, run.err
+    assert not any("S3 throttles" in line for line in progress[noted[-1] + 1 :]), run.err

@@ -985,3 +985,34 @@ def test_gzip_helper_round_trips() -> None:
     lines = alb_lines(100)
     assert len(set(lines)) == 100
     assert gzip.decompress(gzip.compress(joined(lines))).count(b"\n") == 100
+
+
+def test_s3_throttling_is_counted_in_the_objects_log_line_and_retries(
+    container: Container,
+    logstash: JsonLinesReceiver,
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # S3 answers the object's first GETs 503 SlowDown and botocore retries them: the retries
+    # were said nowhere. The object's log line counts them now, and the Retries metric
+    # includes them.
+    bucket = moto.new_bucket()
+    key = alb_key("throttled")
+    lines = alb_lines(50)
+    store(moto, bucket, key, joined(lines), compress=True)
+    throttled = 2
+    with FaultyS3(moto, error=(503, "SlowDown"), error_times=throttled) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        result = container.invoke(edit_bucket_and_key("s3-put.json", bucket, key))
+    (shipped,) = result["objects"]
+    assert shipped["outcome"] == "shipped", shipped
+    assert shipped["s3_retries"] == throttled
+    assert faulty.errors_answered[key] == throttled + 1
+    (logged,) = [r for r in log_records(caplog) if r["message"] == "object shipped"]
+    assert logged["s3_retries"] == throttled
+    assert metric(capsys.readouterr().out, "Retries") == throttled
+    logstash.wait_idle()
+    assert set(received(logstash)) == expected(key, lines)

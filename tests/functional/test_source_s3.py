@@ -6,11 +6,13 @@ import bz2
 import gzip
 import threading
 import time
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
+from botocore.hooks import HierarchicalEmitter
 
 from elb_log_shipper.errors import ObjectChangedError, SourceError
 from elb_log_shipper.refs import ObjectRef
@@ -102,6 +104,7 @@ class RecordingClient:
 
     def __init__(self, client: S3Client) -> None:
         self.client = client
+        self.meta = client.meta  # its events: the reader hooks its retries there
         self.gets: list[dict[str, Any]] = []
 
     def get_object(self, **kwargs: Any) -> Any:
@@ -345,6 +348,9 @@ def test_bytes_that_do_not_match_the_s3_checksum_are_a_transient_source_error(
 
 
 class DenyingClient:
+    # Where a real client's hooks are (the reader registers its retry note's there).
+    meta = SimpleNamespace(events=HierarchicalEmitter())
+
     def get_object(self, **kwargs: Any) -> Any:
         response: Any = {
             "Error": {"Code": "AccessDenied", "Message": "Access Denied"},
