@@ -86,7 +86,8 @@ __all__ = [
 
 # Keys per ListObjectsV2 page: the most S3 returns.
 LIST_PAGE_SIZE = 1000
-# Attempts of each S3 request of the command (the first and its retries): throttling lasts.
+# Attempts of each S3 request of the command (the first and its retries): throttling lasts. The
+# function's, fewer to fit its deadline margin, are handler.S3_MAX_ATTEMPTS.
 S3_MAX_ATTEMPTS = 8
 _SERVER_ERROR = 500
 _THROTTLED = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded"})

@@ -107,6 +107,11 @@ METRIC_DIMENSION_ENVIRONMENT = "environment"
 # (source.LineReader's should_stop) and the rest of the object handed off.
 S3_CONNECT_TIMEOUT = 5.0
 S3_READ_TIMEOUT = 20.0
+# Attempts of each S3 GET (the first and its retries; the command's: backfill.S3_MAX_ATTEMPTS):
+# the back-offs when S3 throttles, at most 1 + 2 + 4 + 8 = 15 s in standard mode, fit in the
+# default 30 s deadline margin; a GET still retried at the margin is abandoned, its object handed
+# off. botocore's default (3) failed objects that a few more seconds would have shipped.
+S3_MAX_ATTEMPTS = 5
 # SQS: a hand-off is sent after the hard deadline, within HANDOFF_RESERVE_SECONDS (5 s): two
 # attempts of at most 1 + 1.5 s each fit.
 SQS_CONNECT_TIMEOUT = 1.0
@@ -195,7 +200,7 @@ class _Container:
                 config=Config(
                     connect_timeout=S3_CONNECT_TIMEOUT,
                     read_timeout=S3_READ_TIMEOUT,
-                    retries={"mode": "standard"},
+                    retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
                 ),
             )
         return self.s3
