@@ -1124,9 +1124,12 @@ class _Run:
             return EXIT_INTERRUPTED
         stopped_by = next((r for r in results if r.stops_run), None)
         if stopped_by is not None or self._start_error is not None:
-            # The objects that failed were not shipped either (not only those never tried).
+            # The objects that failed were not shipped either (not only those never tried), nor
+            # those that changed, which the commands below ship as they are now.
             # Logstash not always unreachable: a certificate refused, a server that is no input.
-            unsent = not_shipped + sum(1 for r in results if r.outcome is Outcome.FAILED)
+            unsent = (
+                not_shipped + sum(1 for r in results if r.outcome is Outcome.FAILED) + len(changed)
+            )
             destination = "writing the events" if self.args.to == "-" else "delivery to Logstash"
             if stopped_by is None:
                 why = f"a worker process could not start ({self._start_error})"

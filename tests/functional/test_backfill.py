@@ -973,6 +973,35 @@ def test_an_object_overwritten_after_the_listing_is_given_a_command_that_ships_i
     assert got == expected_lines(logs, set(logs.objects))
 
 
+def test_a_run_stopped_after_an_object_changed_counts_it_among_those_not_shipped(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
+) -> None:
+    # A run that stopped (credentials refused) after an object had changed since its listing
+    # printed a command for the changed object but counted it nowhere: "2 objects were not
+    # shipped", then commands naming three.
+    logs = new_day_of_logs(moto, "changed-then-stopped", 4)
+    keys = sorted(logs.objects)
+
+    def overwrite(key: str) -> None:
+        if key == keys[0]:
+            put(logs.bucket, keys[1], list(alb_lines(5, seed=98)), compress=True)
+
+    with FaultyS3(
+        moto, before_read=overwrite, error=(400, "ExpiredToken"), error_keys=frozenset(keys[2:3])
+    ) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", faulty.endpoint_url)
+        run = run_cli(capsys, logs.uri, "--to", "-", "--jobs", "1", "--quiet")
+    assert run.status == cli.EXIT_FAILED, run.err
+    assert "changed while the command ran" in run.err
+    commands = printed_resume_commands(run.err)
+    named = [word for command in commands for word in command if word.startswith("s3://")]
+    assert len(named) == 3, commands  # the changed object, the refused one, the one not tried
+    assert (
+        "stopped because S3 refused the credentials (the error above says why); 3 objects were "
+        "not shipped: renew them, then run:"
+    ) in run.err
+
+
 def test_via_lambda_queues_no_archived_object_that_is_not_restored(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:
