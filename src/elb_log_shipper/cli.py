@@ -1090,11 +1090,12 @@ class _Run:
         )
         if archived:
             classes = Counter(obj.ref.archive or "an archive tier" for obj in archived)
+            is_, was, them = ("is", "was", "it") if len(archived) == 1 else ("are", "were", "them")
             print(
-                f"{PROG}: {objects(len(archived))} {'is' if len(archived) == 1 else 'are'} "
-                f"archived ({'; '.join(f'{name}: {n:,}' for name, n in classes.most_common())}) "
-                "and were not read: S3 reads them only once restored (aws s3api restore-object, "
-                "or S3 Batch Operations for many); restore them, then run the commands below",
+                f"{PROG}: {objects(len(archived))} {is_} archived "
+                f"({'; '.join(f'{name}: {n:,}' for name, n in classes.most_common())}) and {was} "
+                f"not read: S3 reads {them} only once restored (aws s3api restore-object, or S3 "
+                f"Batch Operations for many); restore {them}, then run the commands below",
                 file=self.stderr,
             )
         if changed:

@@ -935,6 +935,21 @@ def test_archived_objects_are_counted_once_with_how_to_restore_them_and_resumed_
     assert got == expected_lines(logs, set(logs.objects))
 
 
+def test_one_archived_object_is_said_in_the_singular(
+    capsys: pytest.CaptureFixture[str], moto: MotoServer
+) -> None:
+    # "1 object is archived (GLACIER: 1) and were not read: ...; restore them".
+    logs = new_day_of_logs(moto, "archived-one", 2)
+    archive(moto, logs, sorted(logs.objects)[1], "GLACIER")
+    run = run_cli(capsys, logs.uri, "--to", "-", "--quiet")
+    assert run.status == cli.EXIT_FAILED, run.err
+    assert (
+        f"{cli.PROG}: 1 object is archived (GLACIER: 1) and was not read: S3 reads it only once "
+        "restored (aws s3api restore-object, or S3 Batch Operations for many); restore it, then "
+        "run the commands below\n"
+    ) in run.err
+
+
 def test_an_object_overwritten_after_the_listing_is_given_a_command_that_ships_it_as_it_is_now(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:
