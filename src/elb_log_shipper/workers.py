@@ -263,7 +263,11 @@ class WorkerContext:
         with self._posting:  # it moves at each confirmation: a pipe write each
             if checkpoint != self._checkpoint:
                 self._checkpoint = checkpoint
-                self._conn.send(("checkpoint", checkpoint))
+                # A broken pipe: the parent is gone (killed), and nobody is left to tell. Said
+                # here it would end the thread that confirmed (a Logstash writer's) with a
+                # traceback; the item's own thread finds out at its next post or read.
+                with contextlib.suppress(OSError):
+                    self._conn.send(("checkpoint", checkpoint))
 
     def keep_alive(self) -> None:
         now = time.monotonic()

@@ -356,6 +356,27 @@ def test_a_worker_stopped_by_sigstop_is_killed_and_its_object_resumes_close_to_w
     assert resent <= beats.PIPELINED_WINDOWS * largest_window(server), resent
 
 
+def test_workers_whose_command_was_killed_print_no_traceback_as_logstash_confirms(
+    tmp_path: Path,
+) -> None:
+    """The command killed (SIGKILL, the OOM killer), its workers end quietly when their own
+    thread next posts to (or reads) the pipe. Since each confirmation is posted from
+    the Logstash writer thread that read it, the first ACK after the kill met the broken pipe
+    there: each worker printed "Exception in thread logstash-writer-0" and a traceback."""
+    logs = tmp_path / "logs"
+    write_logs(logs, 4)
+    with BeatsServer(faults=Faults(ack_delay=0.3)) as server:
+        process, _ = start_two_workers(
+            ["ship", str(logs), "--to", f"beats://127.0.0.1:{server.port}"],
+            lambda: sum(1 for window in list(server.windows) if window.acked) >= 4,
+        )
+        assert process.poll() is None
+        process.kill()
+        # The workers hold the pipe: read until the last of them is gone.
+        _, stderr = process.communicate(timeout=90)
+    assert "Traceback" not in stderr, stderr
+
+
 def test_sigterm_with_a_hung_worker_still_ends_the_run_with_the_commands_to_resume(
     tmp_path: Path,
 ) -> None:
