@@ -22,6 +22,7 @@ import time
 import urllib.parse
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -950,6 +951,21 @@ def test_one_archived_object_is_said_in_the_singular(
     ) in run.err
 
 
+def overwrite_when_read(
+    logs: Prefix, *, read: str, overwritten: str, stored: dict[str, Stored]
+) -> Callable[[str], None]:
+    """A ``FaultyS3`` ``before_read`` hook: when ``read`` is first read, ``overwritten`` gets
+    new content (kept in ``stored``), after the listing named it with its old ETag."""
+
+    def overwrite(key: str) -> None:
+        if key == read and not stored:
+            stored[overwritten] = put(
+                logs.bucket, overwritten, list(alb_lines(5, seed=99)), compress=True
+            )
+
+    return overwrite
+
+
 def test_an_object_overwritten_after_the_listing_is_given_a_command_that_ships_it_as_it_is_now(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, moto: MotoServer
 ) -> None:
@@ -960,10 +976,7 @@ def test_an_object_overwritten_after_the_listing_is_given_a_command_that_ships_i
     logs = new_day_of_logs(moto, "changed-after-listing", 4)
     keys = sorted(logs.objects)
     stored: dict[str, Stored] = {}
-
-    def overwrite(key: str) -> None:
-        if key == keys[0] and not stored:
-            stored[keys[2]] = put(logs.bucket, keys[2], list(alb_lines(5, seed=99)), compress=True)
+    overwrite = overwrite_when_read(logs, read=keys[0], overwritten=keys[2], stored=stored)
 
     with (
         FaultyS3(moto, before_read=overwrite) as faulty,
@@ -996,10 +1009,7 @@ def test_a_run_stopped_after_an_object_changed_counts_it_among_those_not_shipped
     # shipped", then commands naming three.
     logs = new_day_of_logs(moto, "changed-then-stopped", 4)
     keys = sorted(logs.objects)
-
-    def overwrite(key: str) -> None:
-        if key == keys[0]:
-            put(logs.bucket, keys[1], list(alb_lines(5, seed=98)), compress=True)
+    overwrite = overwrite_when_read(logs, read=keys[0], overwritten=keys[1], stored={})
 
     with FaultyS3(
         moto, before_read=overwrite, error=(400, "ExpiredToken"), error_keys=frozenset(keys[2:3])
