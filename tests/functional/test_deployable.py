@@ -812,7 +812,8 @@ def test_the_template_defaults_are_the_functions_defaults() -> None:
 
 def test_the_function_takes_every_number_the_template_takes() -> None:
     """A number parameter's bounds are within what the function takes for its variable (at
-    each bound, and one past it unless the template refuses that too)."""
+    each bound, and one past it unless the template refuses that too), and so is a fraction,
+    which a Number takes: a whole number the function reads is a String with a pattern."""
     base = {ENV.LOGSTASH_HOST: "logstash.internal"}
     problems = []
     for parameter, variable in parameters_of_variables().items():
@@ -820,7 +821,7 @@ def test_the_function_takes_every_number_the_template_takes() -> None:
         if spec["Type"] != "Number":
             continue
         low, high = spec["MinValue"], spec["MaxValue"]
-        for value in (low - 1, low, high, high + 1):
+        for value in (low - 1, low, low + 0.5, high, high + 1):
             if override_value_problems(parameter, str(value), spec):
                 continue
             try:
@@ -1032,10 +1033,96 @@ def override_value_problems(name: str, value: str, parameter: Mapping[str, Any])
     if not parameter.get("MinLength", 0) <= len(value) <= parameter.get("MaxLength", len(value)):
         problems.append(f"{name}={value}: its length is out of range")
     if parameter.get("Type") == "Number":
-        number = float(value)
+        try:
+            number = float(value)
+        except ValueError:
+            return [*problems, f"{name}={value}: not a number"]
         if not parameter.get("MinValue", number) <= number <= parameter.get("MaxValue", number):
             problems.append(f"{name}={value}: out of range")
     return problems
+
+
+# The parameters that reach only the function's environment, as whole numbers: by parameter,
+# its variable, the setting that reads it, and the range both the template and the function take.
+WHOLE_NUMBER_PARAMETERS = {
+    "LogstashPort": (ENV.LOGSTASH_PORT, "port", 1, 65535),
+    "LogstashPoolSize": (ENV.LOGSTASH_POOL_SIZE, "pool_size", 1, 64),
+    "MaxEventBytes": (ENV.MAX_EVENT_BYTES, "max_event_bytes", 4096, 64 * 1024 * 1024),
+}
+# Python's int() reads these as digits too; CloudFormation's patterns do not.
+ARABIC_INDIC_DIGITS = str.maketrans("0123456789", "".join(map(chr, range(0x660, 0x66A))))
+
+
+@pytest.mark.parametrize("parameter", sorted(WHOLE_NUMBER_PARAMETERS))
+def test_a_whole_number_parameters_pattern_is_its_range(parameter: str) -> None:
+    """The pattern, written by hand, takes each number of the range and none outside it: every
+    number up to twice the top for the small ranges, and for the large one, every number near
+    its ends and each power of ten (where a digit is added) with its neighbours."""
+    _, _, low, high = WHOLE_NUMBER_PARAMETERS[parameter]
+    pattern = re.compile(template()["Parameters"][parameter]["AllowedPattern"])
+    numbers = set(range(2 * high + 1)) if high <= 65535 else set()
+    numbers |= {*range(low - 1000, low + 100_000), *range(high - 100_000, high + 1000)}
+    numbers |= {
+        power + step for exponent in range(10) for power in [10**exponent] for step in (-1, 0, 1)
+    }
+    wrong = [
+        n
+        for n in sorted(numbers)
+        if (pattern.fullmatch(str(n)) is not None) is not (low <= n <= high)
+    ]
+    assert wrong == []
+
+
+def whole_number_spellings(low: int, high: int) -> list[tuple[str, bool]]:
+    """Spellings of numbers around the range ``low`` to ``high``, each with whether the template
+    takes it: digits in range, leading zeros included (the function reads them as the number),
+    and nothing else."""
+    return [
+        (str(low), True),
+        (str(high), True),
+        (str((low + high) // 2), True),
+        (f"0{low}", True),
+        (f"00{high}", True),
+        (str(low - 1), False),
+        (str(high + 1), False),
+        (f"{low}.5", False),
+        (f"{high}.0", False),
+        (f"{low}.", False),
+        (f"{low * 10}e-1", False),
+        ("1e3", False),
+        (f"{low}E0", False),
+        (f"-{low}", False),
+        (f"+{low}", False),
+        (f" {low}", False),
+        (f"{high} ", False),
+        (f"{low}_0", False),
+        ("", False),
+        (hex(low), False),
+        (str(low).translate(ARABIC_INDIC_DIGITS), False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "taken"),
+    [
+        (parameter, value, taken)
+        for parameter, (_, _, low, high) in WHOLE_NUMBER_PARAMETERS.items()
+        for value, taken in whole_number_spellings(low, high)
+    ],
+)
+def test_a_whole_number_parameter_takes_digits_in_its_range_only(
+    parameter: str, value: str, taken: bool
+) -> None:
+    """LogstashPort, LogstashPoolSize and MaxEventBytes were Numbers, which CloudFormation takes
+    as 5044.5, 5e3 or 1E3: they deployed, and the function, which reads a whole number, refused
+    every invocation into the dead-letter queue until the next deploy. The template refuses
+    them now, and what it takes the function reads as the same number."""
+    variable, setting, _, _ = WHOLE_NUMBER_PARAMETERS[parameter]
+    spec = template()["Parameters"][parameter]
+    assert (override_value_problems(parameter, value, spec) == []) is taken
+    if taken:
+        settings = Settings.from_env({ENV.LOGSTASH_HOST: "logstash.internal", variable: value})
+        assert getattr(settings, setting) == int(value)
 
 
 def test_samconfig_overrides_are_template_parameters_with_allowed_values() -> None:

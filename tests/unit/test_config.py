@@ -40,7 +40,14 @@ TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
         "port",
         "5000",
         5000,
-        [("http", "is not an integer"), ("0", "out of range: use 1 to 65535"), ("65536", "range")],
+        [
+            ("http", "is not an integer"),
+            ("0", "out of range: use 1 to 65535"),
+            ("65536", "range"),
+            # What a CloudFormation Number takes (the template's pattern refuses them now).
+            ("5044.5", "is not an integer"),
+            ("5e3", "is not an integer"),
+        ],
     ),
     (ENV.LOGSTASH_TLS, "tls", "yes", True, [("maybe", "is not a boolean: use true or false")]),
     (
@@ -106,7 +113,11 @@ TABLE: list[tuple[str, str, str, Any, list[tuple[str, str]]]] = [
         "max_event_bytes",
         "8191",
         8191,
-        [("1000", "out of range: use 4096 to 67108864"), ("big", "is not an integer")],
+        [
+            ("1000", "out of range: use 4096 to 67108864"),
+            ("big", "is not an integer"),
+            ("61440.0", "is not an integer"),
+        ],
     ),
     (ENV.DEPLOYMENT_ENVIRONMENT, "environment", " green ", "green", []),
     (ENV.LOGSTASH_PROTOCOL, "protocol", "Beats", "beats", [("lumberjack", "is not valid")]),
