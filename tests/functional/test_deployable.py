@@ -1180,7 +1180,8 @@ def test_the_continuation_queue_leaves_copies_to_new_objects_and_survives_thrott
     assert redrive["maxReceiveCount"] >= 5
     parameters = loaded["Parameters"]
     assert parameters["ContinuationConcurrency"]["MinValue"] == 2  # SQS's minimum
-    assert parameters["ReservedConcurrency"]["MinValue"] > 2
+    plain = re.compile(parameters["ReservedConcurrency"]["AllowedPattern"])
+    assert [n for n in range(1000) if plain.fullmatch(str(n))] == list(range(3, 1000))
     # CloudFormation cannot compare two parameters: each configuration is checked here.
     config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
     for name, environment in config.items():
@@ -1382,6 +1383,46 @@ def test_a_small_reserved_concurrency_needs_a_smaller_continuation_concurrency(
             assert not refused, (reserved, continuation)
         elif reserved <= default:  # every pair the default can break (rules do no arithmetic)
             assert refused, (reserved, continuation)
+
+
+@pytest.mark.parametrize(
+    ("reserved", "refused"),
+    [
+        ("3", True),
+        ("4", True),
+        ("5", True),
+        ("6", False),
+        ("10", False),
+        ("1000", False),
+        ("2", True),
+        ("04", True),
+        ("0004", True),
+        ("4.0", True),
+        ("4.", True),
+        ("4e0", True),
+        ("40e-1", True),
+        ("+4", True),
+        (" 4", True),
+        ("5.00", True),
+        ("3.5", True),
+        ("10.5", True),
+        ("1e1", True),
+        ("010", True),
+    ],
+)
+def test_reserved_concurrency_is_spelt_as_the_rule_compares_it(
+    reserved: str, refused: bool
+) -> None:
+    """The rule that keeps the continuation queue below ReservedConcurrency compares text: a
+    Number took 04, 4.0 or 4e0, which passed it, and deployed 4 reserved copies with the
+    default 5 for the queue (whose throttled invokes dead-letter hand-offs). With
+    ContinuationConcurrency left at its default, a deploy is refused exactly when the reserved
+    copies are not a plain whole number above it."""
+    values = parameter_values(ReservedConcurrency=reserved)
+    problems = override_value_problems(
+        "ReservedConcurrency", reserved, template()["Parameters"]["ReservedConcurrency"]
+    )
+    assert bool(problems or refused_by_rules(values)) is refused
 
 
 def parameters_run(command: str) -> dict[str, str]:
