@@ -20,11 +20,13 @@ from elb_log_shipper.errors import DeliveryError
 from elb_log_shipper.logstash import DeliveryStats, LogstashSender, SocketPool
 from elb_log_shipper.logstash.beats import (
     BEAT_NAME,
+    BEATS_FRAMES,
     METADATA,
     PIPELINED_WINDOWS,
     PROBE_SILENCE_MAX_SECONDS,
 )
-from elb_log_shipper.logstash.pool import BEATS_WINDOW_START
+from elb_log_shipper.logstash.connection import Batch
+from elb_log_shipper.logstash.pool import BEATS_WINDOW_START, TENDER_RETURN_SECONDS
 from elb_log_shipper.logstash.sender import LAG_IN_FLIGHTS, QUEUE_BATCHES_PER_CONNECTION
 from elb_log_shipper.pipeline import deliver_object, ship_objects
 from elb_log_shipper.refs import ObjectRef
@@ -547,6 +549,91 @@ def test_windows_acknowledged_while_tended_in_the_pool_are_counted_by_the_next_f
         _, stats = left_in_the_pool(server, functools.partial(time.sleep, 1.0))
     assert_exactly_once(server, 32)
     assert stats.events_confirmed == 32
+
+
+# A stall timeout whose probe_after_silence is 0: the tender probes at its first wait slice.
+PROBE_AT_ONCE_STALL_TIMEOUT = 6.0
+
+
+def _fill_send_buffer(sock: socket.socket) -> None:
+    """Write filler into ``sock``, under its TLS if any, until the kernel takes no more (its
+    peer reads nothing): the next write of ours, however small, blocks."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        for chunk in (64 * 1024, 4096, 256, 16, 1):
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    socket.socket.send(sock, b"\0" * chunk)
+    finally:
+        sock.settimeout(timeout)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_closing_the_pool_while_its_tender_is_blocked_on_a_connection(
+    tls: bool, certs: CertBundle
+) -> None:
+    """``SocketPool.close`` while the pool's tender holds a connection, blocked writing a
+    silence probe to a Logstash that reads nothing (its socket buffers full): close shuts the
+    connection down, the tender's write returns at once and it hands the connection back
+    closed, and close counts the window acknowledged before the stall (read by the tender),
+    not the one in flight. Nothing waits for ``TENDER_RETURN_SECONDS``, no descriptor stays
+    open, no thread raises."""
+    held, release = threading.Event(), threading.Event()
+    raised: list[threading.ExceptHookArgs] = []
+
+    def ack_the_first_then_read_nothing(
+        sock: socket.socket, connection: int, window: int, events: list[dict[str, Any]]
+    ) -> bool:
+        if window == 0:
+            sock.sendall(ack(len(events)))
+            return True
+        held.set()
+        release.wait(30)
+        return False
+
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        BeatsServer(
+            certs.server_context() if tls else None,
+            faults=Faults(reply=ack_the_first_then_read_nothing),
+        ) as server,
+    ):
+        patch.setattr(threading, "excepthook", raised.append)
+        settings = beats_settings(
+            server,
+            pool_size=1,
+            stall_timeout=PROBE_AT_ONCE_STALL_TIMEOUT,
+            tls=tls,
+            ca_file=certs.ca_file if tls else None,
+        )
+        pool = SocketPool(settings)
+        first, second = (Batch(in_format(data, BEATS_FRAMES), 16) for data in batches(32, 16))
+        conn = pool.acquire(time.monotonic() + 10, [])
+        try:
+            conn.write(first, time.monotonic() + 10)
+            conn.write(second, time.monotonic() + 10)
+            assert held.wait(10)
+            _fill_send_buffer(conn._sock)
+            pool.release(conn)  # idle with a window in flight: the tender takes it
+            waited = time.monotonic() + 5
+            while conn.unread_since is None and time.monotonic() < waited:
+                time.sleep(0.01)
+            assert conn.unread_since is not None, "the tender's probe never blocked"
+            started = time.monotonic()
+            settled = pool.close()
+            elapsed = time.monotonic() - started
+        finally:
+            release.set()
+        tenders = [t for t in threading.enumerate() if t.name == "logstash-pool-tender"]
+        for tender in tenders:
+            tender.join(2.0)
+    assert elapsed < TENDER_RETURN_SECONDS / 2, "close waited for the tender to time out"
+    assert settled == [first], "only the acknowledged window is confirmed"
+    assert conn.closed and conn._sock.fileno() == -1, "the descriptor is still open"
+    assert pool.open_connections == 0
+    assert not any(tender.is_alive() for tender in tenders)
+    assert raised == []
 
 
 def test_slow_acks_without_keepalives_past_the_stall_timeout_are_resent() -> None:
