@@ -1125,6 +1125,50 @@ def test_an_abort_is_no_news_of_logstash_and_leaves_the_pools_limits_as_they_wer
     assert after == before
 
 
+def test_an_abort_from_another_thread_while_finish_waits_fails_the_finish() -> None:
+    """``abort`` while ``finish`` waits for the ACK of its window (a watchdog thread giving up
+    on a delivery): the writer left quietly and finish returned its stats as if the delivery
+    had been confirmed, so a caller would take the object for shipped. It now raises."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_ack(
+        sock: socket.socket, connection: int, window: int, events: list[dict[str, Any]]
+    ) -> bool:
+        held.set()
+        release.wait(30)
+        return False
+
+    outcome: list[DeliveryStats | BaseException] = []
+    with BeatsServer(faults=Faults(reply=hold_the_ack)) as server:
+        pool = SocketPool(beats_settings(server, pool_size=1))
+        sender = LogstashSender(pool, deadline=time.monotonic() + 30)
+        sender.send(in_format(batches(16, 16)[0], sender.batch_format), 16, 10)
+
+        def finish() -> None:
+            try:
+                outcome.append(sender.finish(time.monotonic() + 30))
+            except DeliveryError as error:
+                outcome.append(error)
+
+        finishing = threading.Thread(target=finish)
+        finishing.start()
+        try:
+            assert held.wait(10)
+            waited = time.monotonic() + 5
+            while sender.waiting_for_ack is None and time.monotonic() < waited:
+                time.sleep(0.01)
+            assert sender.waiting_for_ack is not None, "finish never waited for the ACK"
+            sender.abort()
+            finishing.join(5)
+        finally:
+            release.set()
+        pool.close()
+    assert not finishing.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], DeliveryError), outcome
+    assert "aborted" in str(outcome[0])
+    assert sender.confirmed_offset is None
+
+
 # The test server asserts it reads window frames (a client's wrong frame must fail loudly); a TLS
 # hello fails that in its thread, as Logstash's parser throws and closes.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")

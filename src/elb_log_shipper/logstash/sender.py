@@ -226,6 +226,7 @@ class LogstashSender:
                 if worker.is_alive():
                     raise DeliveryError("a Logstash writer did not finish by the deadline")
             self._raise_failure()
+            self._raise_if_aborted()
             if confirm:
                 self._confirm_idle_pooled()
         except DeliveryError as error:
@@ -238,7 +239,8 @@ class LogstashSender:
             return replace(self._stats)
 
     def abort(self) -> None:
-        """Stop the workers and close their connections; nothing they carry counts as delivered."""
+        """Stop the workers and close their connections; nothing they carry counts as delivered.
+        A ``send`` or ``finish`` running in another thread meanwhile raises DeliveryError."""
         self._finished = True
         self._stop.set()
         for worker in self._workers:
@@ -366,8 +368,7 @@ class LogstashSender:
         try:
             while not progress.wait_below(limit, WAIT_SLICE_SECONDS):
                 self._raise_failure()
-                if self._stop.is_set():
-                    raise DeliveryError("delivery was aborted")
+                self._raise_if_aborted()
                 if self.deadline is not None and time.monotonic() >= self.deadline:
                     raise DeliveryError(
                         "Logstash did not confirm the oldest batch in flight before the deadline"
@@ -383,8 +384,7 @@ class LogstashSender:
         try:
             while True:
                 self._raise_failure()
-                if self._stop.is_set():
-                    raise DeliveryError("delivery was aborted")
+                self._raise_if_aborted()
                 try:
                     self._queue.put(item, timeout=WAIT_SLICE_SECONDS)
                     return
@@ -450,10 +450,19 @@ class LogstashSender:
         if failure is not None:
             raise DeliveryError(str(failure)) from failure
 
+    def _raise_if_aborted(self) -> None:
+        """DeliveryError when ``abort`` ran meanwhile, from another thread (called after
+        ``_raise_failure``, which names a writer's failure first): its writers left quietly,
+        confirming nothing, and a ``finish`` that returned would count their batches as
+        delivered."""
+        if self._stop.is_set():
+            raise DeliveryError("delivery was aborted")
+
     def _confirm_idle_pooled(self) -> None:
         """Confirm connections earlier senders left unconfirmed in the pool, in this thread."""
         worker = _Worker(self, name="logstash-confirm")
         while True:
+            self._raise_if_aborted()
             conn = self._pool.take_unconfirmed_idle()
             if conn is None:
                 return
