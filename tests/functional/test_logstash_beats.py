@@ -9,7 +9,8 @@ import functools
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from elb_log_shipper.logstash.beats import (
     METADATA,
     PIPELINED_WINDOWS,
     PROBE_SILENCE_MAX_SECONDS,
+    BeatsConnection,
 )
 from elb_log_shipper.logstash.connection import Batch
 from elb_log_shipper.logstash.pool import BEATS_WINDOW_START, TENDER_RETURN_SECONDS
@@ -569,18 +571,27 @@ def _fill_send_buffer(sock: socket.socket) -> None:
         sock.settimeout(timeout)
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
-def test_closing_the_pool_while_its_tender_is_blocked_on_a_connection(
-    tls: bool, certs: CertBundle
-) -> None:
-    """``SocketPool.close`` while the pool's tender holds a connection, blocked writing a
-    silence probe to a Logstash that reads nothing (its socket buffers full): close shuts the
-    connection down, the tender's write returns at once and it hands the connection back
-    closed, and close counts the window acknowledged before the stall (read by the tender),
-    not the one in flight. Nothing waits for ``TENDER_RETURN_SECONDS``, no descriptor stays
-    open, no thread raises."""
+@dataclass
+class BlockedTender:
+    """A pool of one beats connection whose tender is blocked writing a silence probe to a
+    Logstash that acknowledged ``first`` and reads nothing more (``second`` in flight, our send
+    buffer full): what ``tender_blocked_on_a_connection`` yields. ``tenders`` (the pool's tender
+    threads, joined) and ``raised`` (what any thread raised) are complete once it exits."""
+
+    pool: SocketPool
+    conn: BeatsConnection
+    first: Batch
+    second: Batch
+    raised: list[threading.ExceptHookArgs] = field(default_factory=list)
+    tenders: list[threading.Thread] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def tender_blocked_on_a_connection(tls: bool, certs: CertBundle) -> Iterator[BlockedTender]:
+    """Put the pool's tender in the only place it blocks: its silence probe written to a
+    Logstash that reads nothing, with our send buffer full (a beats server that acknowledges
+    one window and stops reading). The server reads again, and the tender is joined, on exit."""
     held, release = threading.Event(), threading.Event()
-    raised: list[threading.ExceptHookArgs] = []
 
     def ack_the_first_then_read_nothing(
         sock: socket.socket, connection: int, window: int, events: list[dict[str, Any]]
@@ -599,7 +610,6 @@ def test_closing_the_pool_while_its_tender_is_blocked_on_a_connection(
             faults=Faults(reply=ack_the_first_then_read_nothing),
         ) as server,
     ):
-        patch.setattr(threading, "excepthook", raised.append)
         settings = beats_settings(
             server,
             pool_size=1,
@@ -610,6 +620,9 @@ def test_closing_the_pool_while_its_tender_is_blocked_on_a_connection(
         pool = SocketPool(settings)
         first, second = (Batch(in_format(data, BEATS_FRAMES), 16) for data in batches(32, 16))
         conn = pool.acquire(time.monotonic() + 10, [])
+        assert isinstance(conn, BeatsConnection)
+        blocked = BlockedTender(pool, conn, first, second)
+        patch.setattr(threading, "excepthook", blocked.raised.append)
         try:
             conn.write(first, time.monotonic() + 10)
             conn.write(second, time.monotonic() + 10)
@@ -620,20 +633,35 @@ def test_closing_the_pool_while_its_tender_is_blocked_on_a_connection(
             while conn.unread_since is None and time.monotonic() < waited:
                 time.sleep(0.01)
             assert conn.unread_since is not None, "the tender's probe never blocked"
-            started = time.monotonic()
-            settled = pool.close()
-            elapsed = time.monotonic() - started
+            yield blocked
         finally:
             release.set()
-        tenders = [t for t in threading.enumerate() if t.name == "logstash-pool-tender"]
-        for tender in tenders:
+            pool.close()
+        blocked.tenders += [t for t in threading.enumerate() if t.name == "logstash-pool-tender"]
+        for tender in blocked.tenders:
             tender.join(2.0)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_closing_the_pool_while_its_tender_is_blocked_on_a_connection(
+    tls: bool, certs: CertBundle
+) -> None:
+    """``SocketPool.close`` while the pool's tender holds a connection, blocked writing a
+    silence probe to a Logstash that reads nothing (its socket buffers full): close shuts the
+    connection down, the tender's write returns at once and it hands the connection back
+    closed, and close counts the window acknowledged before the stall (read by the tender),
+    not the one in flight. Nothing waits for ``TENDER_RETURN_SECONDS``, no descriptor stays
+    open, no thread raises."""
+    with tender_blocked_on_a_connection(tls, certs) as blocked:
+        started = time.monotonic()
+        settled = blocked.pool.close()
+        elapsed = time.monotonic() - started
     assert elapsed < TENDER_RETURN_SECONDS / 2, "close waited for the tender to time out"
-    assert settled == [first], "only the acknowledged window is confirmed"
-    assert conn.closed and conn._sock.fileno() == -1, "the descriptor is still open"
-    assert pool.open_connections == 0
-    assert not any(tender.is_alive() for tender in tenders)
-    assert raised == []
+    assert settled == [blocked.first], "only the acknowledged window is confirmed"
+    assert blocked.conn.closed and blocked.conn._sock.fileno() == -1, "the descriptor is open"
+    assert blocked.pool.open_connections == 0
+    assert not any(tender.is_alive() for tender in blocked.tenders)
+    assert blocked.raised == []
 
 
 def test_slow_acks_without_keepalives_past_the_stall_timeout_are_resent() -> None:
