@@ -27,7 +27,7 @@ from elb_log_shipper.logstash.beats import (
     PROBE_SILENCE_MAX_SECONDS,
     BeatsConnection,
 )
-from elb_log_shipper.logstash.connection import Batch
+from elb_log_shipper.logstash.connection import WAIT_SLICE_SECONDS, Batch
 from elb_log_shipper.logstash.pool import BEATS_WINDOW_START, TENDER_RETURN_SECONDS
 from elb_log_shipper.logstash.sender import LAG_IN_FLIGHTS, QUEUE_BATCHES_PER_CONNECTION
 from elb_log_shipper.pipeline import deliver_object, ship_objects
@@ -661,6 +661,60 @@ def test_closing_the_pool_while_its_tender_is_blocked_on_a_connection(
     assert blocked.conn.closed and blocked.conn._sock.fileno() == -1, "the descriptor is open"
     assert blocked.pool.open_connections == 0
     assert not any(tender.is_alive() for tender in blocked.tenders)
+    assert blocked.raised == []
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_a_confirming_finish_ends_at_its_deadline_while_the_tender_is_blocked(
+    tls: bool, certs: CertBundle
+) -> None:
+    """A confirming finish (the function's last, with the reserve it kept) meets the pool's
+    tender blocked on a connection with a window in flight: it fails at its deadline, naming
+    what it could not confirm, and counts nothing as confirmed (it waited, without a deadline,
+    for the tender's probe to time out: past Lambda's hard timeout). The tender's connection
+    stays the pool's: closing it counts the window acknowledged before the stall, only."""
+    with tender_blocked_on_a_connection(tls, certs) as blocked:
+        sender = LogstashSender(blocked.pool)
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="not confirmed") as failed:
+            sender.finish(deadline=started + 1.0)
+        elapsed = time.monotonic() - started
+        settled = blocked.pool.close()
+    assert 1.0 <= elapsed < 1.0 + 5 * WAIT_SLICE_SECONDS, f"finish took {elapsed:.1f}s"
+    assert "1 connection" in str(failed.value)
+    assert sender.stats.events_confirmed == 0
+    assert sender.confirmed_offset is None
+    assert settled == [blocked.first], "only the acknowledged window is confirmed"
+    assert not any(tender.is_alive() for tender in blocked.tenders)
+    assert blocked.raised == []
+
+
+def test_an_abort_ends_a_confirming_finish_waiting_for_the_blocked_tender(
+    certs: CertBundle,
+) -> None:
+    """``abort`` from another thread (a stop) ends a confirming finish that waits for the
+    pool's blocked tender within a wait slice, not when the tender's probe times out; the
+    finish fails and counts nothing as confirmed."""
+    failed: list[BaseException] = []
+    with tender_blocked_on_a_connection(False, certs) as blocked:
+        sender = LogstashSender(blocked.pool)
+
+        def finish() -> None:
+            try:
+                sender.finish(deadline=time.monotonic() + 30)
+            except DeliveryError as error:
+                failed.append(error)
+
+        finishing = threading.Thread(target=finish)
+        finishing.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        sender.abort()
+        finishing.join(PROBE_AT_ONCE_STALL_TIMEOUT)
+        elapsed = time.monotonic() - started
+    assert elapsed < 5 * WAIT_SLICE_SECONDS, f"finish ended {elapsed:.1f}s after the abort"
+    assert [str(error) for error in failed] == ["delivery was stopped"]
+    assert sender.stats.events_confirmed == 0
     assert blocked.raised == []
 
 

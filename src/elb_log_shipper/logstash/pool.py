@@ -313,10 +313,17 @@ class SocketPool:
         conn.times_lent += 1
         return conn
 
-    def take_unconfirmed_idle(self) -> Connection | None:
+    def take_unconfirmed_idle(
+        self, deadline: float | None, stop: threading.Event | None = None
+    ) -> Connection | None:
         """Lend an idle connection that carries unconfirmed batches, or batches confirmed while
         it was tended in the pool and not yet counted, if there is one (waiting for the tender
-        to give back those it tends)."""
+        to give back those it tends); None when none does.
+
+        Raises DeliveryError when ``deadline`` passes, or ``stop`` is set, while the tender
+        still holds a connection: the tender may be blocked for a stall timeout on a Logstash
+        that reads nothing, and what it holds is not confirmed (the connection stays the pool's).
+        """
         with self._cond:
             while True:
                 for conn in self._idle:
@@ -326,7 +333,14 @@ class SocketPool:
                         return conn
                 if not self._tending:
                     return None
-                self._cond.wait(WAIT_SLICE_SECONDS)
+                if stop is not None and stop.is_set():
+                    raise DeliveryError("delivery was stopped")
+                self._wait_slice(
+                    deadline,
+                    f"the windows in flight on {len(self._tending)} connection(s) left in the "
+                    "pool were not confirmed by the deadline: Logstash did not read them (the "
+                    "pool's tender is still writing to it)",
+                )
 
     def release(self, conn: Connection) -> None:
         """Give a connection back for reuse (closed ones just free their slot, and those shut
@@ -466,12 +480,18 @@ class SocketPool:
                 ):
                     self._connecting += 1
                     return None
-                wait = WAIT_SLICE_SECONDS
-                if deadline is not None:
-                    wait = min(wait, deadline - time.monotonic())
-                    if wait <= 0:
-                        raise DeliveryError(
-                            f"all {self.settings.pool_size} connections to Logstash stayed busy "
-                            "until the deadline"
-                        )
-                self._cond.wait(wait)
+                self._wait_slice(
+                    deadline,
+                    f"all {self.settings.pool_size} connections to Logstash stayed busy until "
+                    "the deadline",
+                )
+
+    def _wait_slice(self, deadline: float | None, late: str) -> None:
+        """Called under the lock: wait a slice for a change, at most until ``deadline``;
+        DeliveryError saying ``late`` once it has passed."""
+        wait = WAIT_SLICE_SECONDS
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                raise DeliveryError(late)
+        self._cond.wait(wait)

@@ -463,7 +463,8 @@ class LogstashSender:
         worker = _Worker(self, name="logstash-confirm")
         while True:
             self._raise_if_aborted()
-            conn = self._pool.take_unconfirmed_idle()
+            self._notice_stop()
+            conn = self._pool.take_unconfirmed_idle(self.deadline, self._stop)
             if conn is None:
                 return
             worker.adopt(conn)
