@@ -7,9 +7,11 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,8 @@ class Run:
     status: int
     out: str
     err: str
+    stopped_after: float | None = None
+    """Seconds from the stop signal to the process's end (``interrupt_command``)."""
 
 
 def run_command(capsys: pytest.CaptureFixture[str], *argv: str) -> Run:
@@ -40,21 +44,34 @@ def interrupt_command(
     argv: list[str],
     env: Mapping[str, str],
     *,
-    when: Callable[[], bool],
+    when: Callable[[], bool] = lambda: False,
+    said: str | None = None,
     stop_signal: signal.Signals = signal.SIGINT,
     within: float = 30.0,
 ) -> Run:
     """``elb-log-shipper *argv`` as a process, sent ``stop_signal`` as soon as ``when()`` holds
-    (or after ``within`` seconds); what it printed once it ended."""
-    process = subprocess.Popen(
-        [*COMMAND, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    end = time.monotonic() + within
-    while not when() and time.monotonic() < end and process.poll() is None:
-        time.sleep(0.02)
-    process.send_signal(stop_signal)
-    out, err = process.communicate(timeout=60)
-    return Run(process.returncode, out, err)
+    or its stderr has said ``said`` (or after ``within`` seconds); what it printed once it
+    ended, and how long it took to end after the signal (``Run.stopped_after``)."""
+    with tempfile.TemporaryDirectory() as folder:
+        # A file, not a pipe, so that what it says can be read while it runs.
+        err_path = Path(folder) / "stderr"
+        with err_path.open("a") as err_file:
+            process = subprocess.Popen(
+                [*COMMAND, *argv], env=env, stdout=subprocess.PIPE, stderr=err_file, text=True
+            )
+        end = time.monotonic() + within
+        while (
+            not when()
+            and not (said is not None and said in err_path.read_text())
+            and time.monotonic() < end
+            and process.poll() is None
+        ):
+            time.sleep(0.02)
+        signalled = time.monotonic()
+        process.send_signal(stop_signal)
+        out, _ = process.communicate(timeout=60)
+        stopped_after = time.monotonic() - signalled
+        return Run(process.returncode, out, err_path.read_text(), stopped_after)
 
 
 def printed_resume_commands(err: str) -> list[list[str]]:

@@ -463,6 +463,13 @@ class RefusingServer(JsonLinesReceiver):
         self._timer.daemon = True
         self._timer.start()
 
+    def open_in(self, seconds: float) -> None:
+        """Refuse for ``seconds`` from now, instead of until ``refuse_for`` after the start."""
+        self._timer.cancel()
+        self._timer = threading.Timer(seconds, self._open)
+        self._timer.daemon = True
+        self._timer.start()
+
     def _open(self) -> None:
         if not self._stopping.is_set():
             self.listen()
