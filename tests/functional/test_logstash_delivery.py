@@ -859,7 +859,8 @@ def test_a_writer_waiting_for_a_slot_fails_at_the_deadline_saying_the_pool_staye
         message, elapsed = failure_within(pool, 1.0)
         pool.discard(held)
         pool.close()
-    assert 1.0 <= elapsed < 1.5
+    # Not until the holder's 5 s: 1.5 s of room after the deadline for a loaded machine.
+    assert 1.0 <= elapsed < 2.5
     assert message == "all 1 connections to Logstash stayed busy until the deadline"
 
 
